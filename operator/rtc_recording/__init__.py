@@ -1,0 +1,1 @@
+"""Kubernetes operator for Alibaba Cloud RTC cloud recordings."""

@@ -1,0 +1,15 @@
+"""Shared fixtures: the real local control plane, started once per test session."""
+
+import pytest
+
+from rtc_recording.cluster.launcher import LocalCluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A real etcd + kube-apiserver; the binaries are built on first use, never skipped."""
+    local = LocalCluster.start(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield local
+    finally:
+        local.stop()
