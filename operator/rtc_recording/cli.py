@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -30,6 +31,57 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings():
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  RTCREC_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}" for e in exc.errors()]
+        sys.exit("invalid operator settings:\n" + "\n".join(lines))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import handlers
+
+    handlers.run(_settings())
+    return 0
+
+
+def _receiver(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from aiohttp import web
+
+    from .callbacks import Receiver
+    from .clients import CloudClients
+    from .kube import Connection, Kube
+    from .recorder import Recorder
+
+    config = _settings()
+    if not config.callback_auth_key:
+        sys.exit("invalid operator settings:\n  RTCREC_CALLBACK_AUTH_KEY: required by the receiver")
+
+    async def app() -> web.Application:
+        kube = Kube(Connection.load())
+        clients = CloudClients(config, kube)
+        recorder = Recorder(kube, clients.for_recording, clients.run, config, clients.user_notify_key)
+        application = Receiver(recorder, config.callback_auth_key.get_secret_value()).app()
+
+        async def close(_: web.Application) -> None:
+            clients.close()
+            await kube.close()
+
+        application.on_cleanup.append(close)
+        return application
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    web.run_app(app(), host="0.0.0.0", port=config.receiver_port, access_log=None, print=None)
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     for name, path in binaries.ensure(*args.names).items():
         print(f"{name}: {path}")
@@ -44,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("action", choices=["up", "down", "env"])
     cluster.add_argument("--dir", default=str(binaries.cache_root() / "cluster"), help="state directory")
     cluster.set_defaults(func=_cluster)
+
+    run = sub.add_parser("run", help="run the operator (settings from RTCREC_* environment variables)")
+    run.set_defaults(func=_run)
+
+    receiver = sub.add_parser("receiver", help="run the NotifyUrl callback receiver")
+    receiver.set_defaults(func=_receiver)
 
     build = sub.add_parser("build-binaries", help="compile etcd, kube-apiserver, kubectl, helm into the cache")
     build.add_argument("names", nargs="*", help=f"any of {', '.join(binaries.BINARIES)} (default: all)")
