@@ -1,0 +1,522 @@
+"""The RtcRecording resource: a pydantic mirror of crds/rtcrecordings.yaml, and its translation
+into the parameters of StartRtcCloudRecording and UpdateRtcCloudRecording.
+
+The CRD is the first guard: the apiserver refuses bad input at apply time. This model is the
+second, independent one, for objects that got past the first (a cluster with an older CRD,
+validation ratcheting, direct etcd writes). Its rules and messages follow the CRD's CEL rules
+one for one; tests/api checks that the two agree and runs the same corpus through both.
+
+Pure: no Kubernetes client, no kopf, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+Region = Literal["cn-shanghai", "ap-southeast-1", "us-east-1"]
+Mode = Literal["Individual", "Mixed"]
+Media = Literal["AudioVideo", "Audio", "Video"]
+Source = Literal["Camera", "Screen"]
+FileFormat = Literal["HLS", "MP4", "MP3"]
+UploadFormat = Literal["SLICE", "HLS", "MP4", "MP3"]
+RenderMode = Literal["Crop", "Fit"]
+Phase = Literal["Pending", "Starting", "Recording", "Recovering", "Stopping", "Completed", "Failed"]
+
+# The vendor's integer codes for our string enums.
+RECORD_MODE = {"Individual": 0, "Mixed": 1}
+STREAM_TYPE = {"AudioVideo": 0, "Audio": 1, "Video": 2}
+SOURCE_TYPE = {"Camera": 0, "Screen": 1}
+RENDER_MODE = {"Crop": 0, "Fit": 1}
+FRAME_FILL = {"LastFrame": 0}
+STORAGE_TYPE_VOD, STORAGE_TYPE_OSS = 0, 1
+
+_DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_HTTP_URL = r"^https?://\S+$"
+_FRACTION = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
+_NAME_VARIABLES = ("AppId", "ChannelId", "UserId", "RecordMode", "SourceType", "StreamType", "StartTime")
+_SLICE_VARIABLES = (*_NAME_VARIABLES, "Sequence")
+
+
+def _name_grammar(variables: tuple[str, ...]) -> str:
+    one = r"\{(" + "|".join(variables) + r")\}"
+    return f"^{one}(_{one})*$"
+
+
+def _one_rule(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _name_rules(*required: str, variables: tuple[str, ...]):
+    def check(pattern: str) -> str:
+        _one_rule(all("{%s}" % v in pattern for v in required),
+                  "must contain " + " and ".join("{%s}" % v for v in required))
+        _one_rule(all(pattern.count("{%s}" % v) <= 1 for v in variables), "each variable may appear at most once")
+        return pattern
+    return AfterValidator(check)
+
+
+def _joined_path_rule(dirs: list[str]) -> list[str]:
+    _one_rule(sum(map(len, dirs)) + len(dirs) <= 128,
+              "the joined path (directories plus one slash each) must be at most 128 characters")
+    return dirs
+
+
+def _unique(key):
+    """A list-type map or set: the apiserver (server-side apply) refuses duplicate keys."""
+    def check(items: list) -> list:
+        keys = [key(item) for item in items]
+        for k in keys:
+            _one_rule(keys.count(k) == 1, f"duplicate entries for key [{k}]")
+        return items
+    return AfterValidator(check)
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+DnsName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=_DNS_NAME)]
+HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=_HTTP_URL)]
+Fraction = Annotated[str, StringConstraints(max_length=8, pattern=_FRACTION)]
+Directory = Annotated[str, StringConstraints(min_length=1, max_length=127, pattern=r"^[A-Za-z0-9_-]+$")]
+# 79 and 90: the longest valid patterns (every variable once).
+FileNamePattern = Annotated[str, StringConstraints(max_length=79, pattern=_name_grammar(_NAME_VARIABLES)),
+                            _name_rules("StartTime", variables=_NAME_VARIABLES)]
+SliceNamePattern = Annotated[str, StringConstraints(max_length=90, pattern=_name_grammar(_SLICE_VARIABLES)),
+                             _name_rules("StartTime", "Sequence", variables=_SLICE_VARIABLES)]
+
+IMMUTABLE = "is immutable: create a new RtcRecording to record with different settings"
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be recorded as it is; the message names the field(s)."""
+
+
+class _Spec(BaseModel):
+    # strict: "30" is not 30 for the apiserver either; extra=forbid: unknown fields fail as they do there.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True,
+                              frozen=True)
+
+
+class SecretRef(_Spec):
+    name: DnsName
+
+
+class SecretKeyRef(_Spec):
+    name: DnsName
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class Subscriber(_Spec):
+    user_id: Id
+    media: Media = "AudioVideo"
+    source: Source = "Camera"
+
+    @model_validator(mode="after")
+    def _source_needs_video(self) -> Subscriber:
+        _one_rule(self.media != "Audio" or self.source == "Camera",
+                  "source Screen needs a video stream: an Audio subscriber has no source (leave it Camera)")
+        return self
+
+
+class OssStorage(_Spec):
+    endpoint: DnsName
+    bucket: Annotated[str, StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")]
+
+
+class VodStorage(_Spec):
+    storage_location: DnsName | None = None
+    transcode_group_id: Id | None = None
+    auto_compose: bool = False
+    compose_transcode_group_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _compose_needs_group(self) -> VodStorage:
+        _one_rule(not self.auto_compose or self.compose_transcode_group_id is not None,
+                  "spec.storage.vod.composeTranscodeGroupId is required when spec.storage.vod.autoCompose is true")
+        return self
+
+
+class FileSpec(_Spec):
+    format: FileFormat
+    file_name_pattern: FileNamePattern | None = None
+    slice_name_pattern: SliceNamePattern | None = None
+    path_prefix: Annotated[list[Directory], Field(max_length=5), AfterValidator(_joined_path_rule)] | None = None
+    slice_duration_seconds: Annotated[int, Field(ge=10, le=30)] | None = None
+
+    @model_validator(mode="after")
+    def _hls_only(self) -> FileSpec:
+        problems = []
+        if self.format != "HLS" and self.slice_name_pattern is not None:
+            problems.append("sliceNamePattern is only valid for format HLS")
+        if self.format != "HLS" and self.slice_duration_seconds is not None:
+            problems.append("sliceDurationSeconds is only valid for format HLS")
+        _one_rule(not problems, "; ".join(problems))
+        return self
+
+    def patterns(self) -> list[str]:
+        return [p for p in (self.file_name_pattern, self.slice_name_pattern) if p is not None]
+
+
+class Storage(_Spec):
+    oss: OssStorage | None = None
+    vod: VodStorage | None = None
+    files: Annotated[list[FileSpec], Field(max_length=3), _unique(lambda f: f'format="{f.format}"')] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Storage:
+        problems = []
+        if (self.oss is None) == (self.vod is None):
+            problems.append("spec.storage must set exactly one of oss or vod")
+        if self.files is not None and self.oss is None:
+            problems.append("spec.storage.files is only valid with spec.storage.oss (VOD chooses its own files)")
+        _one_rule(not problems, "; ".join(problems))
+        return self
+
+
+class Transcode(_Spec):
+    frame_fill: Literal["LastFrame"] | None = None
+    audio_bitrate_kbps: Annotated[int, Field(ge=8, le=500)]
+    audio_channels: Literal[1, 2]
+    audio_sample_rate_hz: Literal[8000, 16000, 32000, 44100, 48000]
+    video_codec: Literal["H.264", "H.265"] | None = None
+    video_bitrate_kbps: Annotated[int, Field(ge=1, le=10000)] | None = None
+    video_framerate: Annotated[int, Field(ge=1, le=60)] | None = None
+    video_gop: Annotated[int, Field(ge=1, le=60)] | None = None
+    video_width: Annotated[int, Field(ge=0, le=1920)] | None = None
+    video_height: Annotated[int, Field(ge=0, le=1920)] | None = None
+
+
+class Background(_Spec):
+    url: HttpUrl | None = None
+    render_mode: RenderMode | None = None
+
+
+class Pane(_Spec):
+    user_id: Id | None = None
+    source: Source | None = None
+    left: Fraction | None = None
+    top: Fraction | None = None
+    width: Fraction | None = None
+    height: Fraction | None = None
+    z_order: Annotated[int, Field(ge=0)] | None = None
+    background: Background | None = None
+
+    @model_validator(mode="after")
+    def _source_needs_user(self) -> Pane:
+        _one_rule(self.user_id is not None or self.source is None, "source is only valid together with userId")
+        return self
+
+
+class Layout(_Spec):
+    background: Background | None = None
+    panes: Annotated[list[Pane], Field(min_length=1, max_length=17)] | None = None
+
+
+class Notify(_Spec):
+    url: HttpUrl | None = None
+    auth_key_secret_ref: SecretKeyRef | None = None
+    file_uploaded_formats: Annotated[list[UploadFormat], Field(max_length=4), _unique(lambda f: f'"{f}"')] | None = None
+
+    @model_validator(mode="after")
+    def _key_needs_url(self) -> Notify:
+        _one_rule(self.auth_key_secret_ref is None or self.url is not None,
+                  "spec.notify.authKeySecretRef is only valid together with spec.notify.url")
+        return self
+
+
+class RtcRecordingSpec(_Spec):
+    """spec of an RtcRecording; see `kubectl explain rtcrec.spec` for every field."""
+
+    app_id: Id
+    channel_id: Id
+    region: Region | None = None
+    credentials_secret_ref: SecretRef | None = None
+    mode: Mode
+    media: Media = "AudioVideo"
+    max_file_duration_seconds: Annotated[int, Field(ge=180, le=7200)] | None = None
+    max_idle_seconds: Annotated[int, Field(ge=10, le=14400)] | None = None
+    subscribers: Annotated[list[Subscriber], Field(min_length=1, max_length=17),
+                           _unique(lambda s: f'source="{s.source}",userId="{s.user_id}"')]
+    storage: Storage
+    transcode: Transcode | None = None
+    layout: Layout | None = None
+    notify: Notify | None = None
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> RtcRecordingSpec:
+        problems = _violations(self)
+        _one_rule(not problems, "; ".join(problems))
+        return self
+
+
+def spec_errors(error: ValidationError) -> str:
+    """A ValidationError of RtcRecordingSpec as "spec.a.b[0].c: message" lines, as the apiserver words them."""
+    def path(loc) -> str:
+        return "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return "\n".join(f"{path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors())
+
+
+_NAMES = "spec.storage.files[*].fileNamePattern and sliceNamePattern"
+
+
+def _violations(spec: RtcRecordingSpec) -> list[str]:
+    """The CRD's spec-level CEL rules, in the same order and words."""
+    mixed, individual = spec.mode == "Mixed", spec.mode == "Individual"
+    video_out = spec.media != "Audio"
+    t, layout, notify = spec.transcode, spec.layout, spec.notify
+    files = spec.storage.files or []
+    names = [p for f in files for p in f.patterns()]
+    medias = [s.media for s in spec.subscribers]
+    rules: list[tuple[bool, str]] = [
+        # mode-specific parts
+        (mixed or t is None, "spec.transcode is only valid when spec.mode is Mixed"),
+        (mixed or layout is None, "spec.layout is only valid when spec.mode is Mixed"),
+        (not mixed or t is not None, "spec.transcode is required when spec.mode is Mixed"),
+        *[(not mixed or not video_out or t is None or getattr(t, attr) is not None,
+           f"spec.transcode.{to_camel(attr)} is required when spec.media has video")
+          for attr in ("video_bitrate_kbps", "video_framerate", "video_gop")],
+        (t is None or video_out or (t.video_bitrate_kbps, t.video_framerate, t.video_gop) == (None, None, None),
+         "spec.transcode.videoBitrateKbps, videoFramerate and videoGop are not valid when spec.media is Audio"),
+        (not mixed or not video_out or (layout is not None and layout.panes is not None),
+         "spec.layout.panes is required when spec.mode is Mixed and spec.media has video"),
+        # subscribers against the mode and media
+        (mixed or "Video" not in medias, "spec.subscribers[*].media Video is only valid when spec.mode is Mixed"),
+        (not individual or spec.media != "Video" or "Audio" not in medias,
+         "spec.subscribers[*].media Audio is not valid when spec.mode is Individual and spec.media is Video"),
+        (not mixed or spec.media != "Audio" or any(m != "Video" for m in medias),
+         "spec.subscribers[*].media: not all subscribers may be Video when spec.mode is Mixed and spec.media is Audio"),
+        (not mixed or spec.media != "Video" or any(m != "Audio" for m in medias),
+         "spec.subscribers[*].media: not all subscribers may be Audio when spec.mode is Mixed and spec.media is Video"),
+        # file and slice names against the mode
+        (not individual or all("{UserId}" in n for n in names),
+         f"{_NAMES} must contain {{UserId}} when spec.mode is Individual"),
+        (not mixed or all("{UserId}" not in n for n in names),
+         f"{_NAMES} must not contain {{UserId}} when spec.mode is Mixed"),
+        (not mixed or all("{SourceType}" not in n for n in names),
+         f"{_NAMES} must not contain {{SourceType}} when spec.mode is Mixed"),
+        (not individual or not _user_subscribed_twice(spec) or all("{SourceType}" in n for n in names),
+         f"{_NAMES} must contain {{SourceType}} when spec.mode is Individual and a user is subscribed with both "
+         "Camera and Screen"),
+        # storage against the region
+        *_region_rules(spec, spec.region),
+        # callbacks against storage
+        (notify is None or notify.file_uploaded_formats is None or spec.storage.vod is None,
+         "spec.notify.fileUploadedFormats is not supported with spec.storage.vod"),
+        # HLS (and so SLICE) is always recorded to OSS: the service adds a default HLS entry.
+        (notify is None or notify.file_uploaded_formats is None or spec.storage.oss is None
+         or all(x in ("HLS", "SLICE") or any(f.format == x for f in files) for x in notify.file_uploaded_formats),
+         "spec.notify.fileUploadedFormats may name MP4 or MP3 only when spec.storage.files has that format"),
+        # layout against subscribers
+        (layout is None or layout.panes is None or all(
+            p.user_id is None or any(s.user_id == p.user_id and s.source == (p.source or "Camera")
+                                     and s.media != "Audio" for s in spec.subscribers)
+            for p in layout.panes),
+         "spec.layout.panes[*] (userId, source) must be a subscriber in spec.subscribers whose media is not Audio"),
+    ]
+    return [message for ok, message in rules if not ok]
+
+
+def _user_subscribed_twice(spec: RtcRecordingSpec) -> bool:
+    users = [s.user_id for s in spec.subscribers]
+    return len(set(users)) < len(users)
+
+
+_OSS_ENDPOINT = re.compile(r"^oss-[a-z0-9-]+[.]aliyuncs[.]com$")
+_OSS_HOSTED = re.compile(r"[.]oss-[a-z0-9-]+[.]aliyuncs[.]com$")
+
+
+def _region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool, str]]:
+    if region is None:  # the operator's default applies: checked by start_params
+        return []
+    oss, vod = spec.storage.oss, spec.storage.vod
+    return [
+        (vod is None or region != "us-east-1",
+         "spec.storage.vod is not offered in region us-east-1: use spec.storage.oss"),
+        (oss is None or not _OSS_ENDPOINT.match(oss.endpoint)
+         or oss.endpoint in (f"oss-{region}.aliyuncs.com", f"oss-{region}-internal.aliyuncs.com"),
+         "spec.storage.oss.endpoint must be in spec.region (oss-<region>.aliyuncs.com)"),
+        (vod is None or vod.storage_location is None or not _OSS_HOSTED.search(vod.storage_location)
+         or vod.storage_location.endswith(f".oss-{region}.aliyuncs.com"),
+         "spec.storage.vod.storageLocation must be in spec.region (...oss-<region>.aliyuncs.com)"),
+    ]
+
+
+_IMMUTABLE_FIELDS = ("app_id", "channel_id", "region", "credentials_secret_ref", "mode", "media",
+                     "max_file_duration_seconds", "max_idle_seconds", "storage", "transcode", "notify")
+
+
+def immutable_changes(old: RtcRecordingSpec, new: RtcRecordingSpec) -> list[str]:
+    """The CRD's transition rules: what changed that a running task cannot take (all but subscribers, layout)."""
+    return [f"spec.{to_camel(name)} {IMMUTABLE}" for name in _IMMUTABLE_FIELDS
+            if getattr(old, name) != getattr(new, name)]
+
+
+# -- the vendor's parameters -------------------------------------------------------------------
+
+_NOTIFY_AUTH_KEY = re.compile(r"^[A-Za-z0-9]{16,64}$")
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset optional parameters: the service applies its defaults to absent ones only."""
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _subscribe_params(spec: RtcRecordingSpec) -> dict[str, Any]:
+    return {"SubscribeUserIdList": [
+        _compact({"UserId": s.user_id, "StreamType": STREAM_TYPE[s.media],
+                  # SourceType is only valid for a stream with video.
+                  "SourceType": SOURCE_TYPE[s.source] if s.media != "Audio" else None})
+        for s in spec.subscribers
+    ]}
+
+
+def _background(b: Background | None) -> dict[str, Any] | None:
+    if b is None:
+        return None
+    return _compact({"RenderMode": RENDER_MODE.get(b.render_mode), "Url": b.url})
+
+
+def _layout_params(layout: Layout) -> dict[str, Any]:
+    panes = None
+    if layout.panes is not None:
+        panes = [_compact({
+            "UserId": p.user_id, "SourceType": SOURCE_TYPE.get(p.source),
+            "Height": p.height, "Width": p.width, "X": p.left, "Y": p.top, "ZOrder": p.z_order,
+            "SubBackground": _background(p.background),
+        }) for p in layout.panes]
+    return _compact({"MixBackground": _background(layout.background), "UserPanes": panes})
+
+
+def _storage_params(storage: Storage) -> dict[str, Any]:
+    if storage.vod is not None:
+        v = storage.vod
+        return {"StorageType": STORAGE_TYPE_VOD, "VodParams": _compact({
+            "StorageLocation": v.storage_location, "VodTranscodeGroupId": v.transcode_group_id,
+            "AutoCompose": int(v.auto_compose), "ComposeVodTranscodeGroupId": v.compose_transcode_group_id,
+        })}
+    params: dict[str, Any] = {"StorageType": STORAGE_TYPE_OSS,
+                              "OSSParams": {"OSSEndpoint": storage.oss.endpoint, "OSSBucket": storage.oss.bucket}}
+    if storage.files is not None:
+        params["FileInfo"] = [_compact({
+            "Format": f.format, "FileNamePattern": f.file_name_pattern, "SliceNamePattern": f.slice_name_pattern,
+            "FilePathPrefix": f.path_prefix or None, "SliceDuration": f.slice_duration_seconds,
+        }) for f in storage.files]
+    return params
+
+
+def _transcode_params(t: Transcode) -> dict[str, Any]:
+    return _compact({
+        "FrameFillType": FRAME_FILL.get(t.frame_fill), "AudioBitrate": t.audio_bitrate_kbps,
+        "AudioChannels": t.audio_channels, "AudioSampleRate": t.audio_sample_rate_hz, "VideoCodec": t.video_codec,
+        "VideoBitrate": t.video_bitrate_kbps, "VideoFramerate": t.video_framerate, "VideoGop": t.video_gop,
+        "VideoWidth": t.video_width, "VideoHeight": t.video_height,
+    })
+
+
+def start_params(spec: RtcRecordingSpec, *, region_default: str, notify_url: str | None,
+                 notify_auth_key: str | None) -> dict[str, Any]:
+    """The parameters of StartRtcCloudRecording (vendor names and codes, objects not yet serialised).
+
+    `notify_url` is where the operator wants the callbacks (its receiver); without one,
+    spec.notify.url is used. `notify_auth_key` is the resolved value of
+    spec.notify.authKeySecretRef (or the operator's own key); it is sent only with a NotifyUrl,
+    since the service ignores it otherwise. Raises InvalidSpec for what only the runtime can
+    check: rules that depend on the operator's default region, and the key's format.
+    """
+    region = spec.region or region_default
+    problems = [message for ok, message in _region_rules(spec, region) if not ok]
+    if notify_auth_key is not None and not _NOTIFY_AUTH_KEY.match(notify_auth_key):
+        problems.append("NotifyAuthKey (the value of spec.notify.authKeySecretRef, or the operator's own callback "
+                        "key) must be 16 to 64 letters and digits")
+    if problems:
+        context = "" if spec.region else f"with the operator's default region {region}: "
+        raise InvalidSpec(context + "; ".join(problems))
+
+    url = notify_url or (spec.notify.url if spec.notify else None)
+    return _compact({
+        "AppId": spec.app_id,
+        "ChannelId": spec.channel_id,
+        "SubscribeParams": _subscribe_params(spec),
+        "RecordParams": _compact({"RecordMode": RECORD_MODE[spec.mode], "StreamType": STREAM_TYPE[spec.media],
+                                  "MaxFileDuration": spec.max_file_duration_seconds}),
+        "StorageParams": _storage_params(spec.storage),
+        "MixTranscodeParams": _transcode_params(spec.transcode) if spec.transcode else None,
+        "MixLayoutParams": _layout_params(spec.layout) if spec.layout else None,
+        "NotifyUrl": url,
+        "NotifyAuthKey": notify_auth_key if url else None,
+        "NotifyFileUploadedFormat": list(spec.notify.file_uploaded_formats)
+        if spec.notify and spec.notify.file_uploaded_formats else None,
+        "MaxIdleTime": spec.max_idle_seconds,
+    })
+
+
+def update_params(spec: RtcRecordingSpec) -> dict[str, Any]:
+    """The parameters of UpdateRtcCloudRecording besides TaskId: the mutable part of the spec."""
+    return _compact({
+        "SubscribeParams": _subscribe_params(spec),
+        "MixLayoutParams": _layout_params(spec.layout) if spec.layout else None,
+    })
+
+
+def mutable_fingerprint(spec: RtcRecordingSpec) -> str:
+    """A stable hash of what Update can change; equal fingerprints mean no Update is needed."""
+    params = update_params(spec)
+    # Subscriber order means nothing to the service (the list is keyed by user and source).
+    params["SubscribeParams"]["SubscribeUserIdList"].sort(key=lambda s: (s["UserId"], s.get("SourceType", 0)))
+    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+class _Status(BaseModel):
+    # Tolerant: status is ours to write, but an older or newer operator may have written it.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class Attempt(_Status):
+    number: int
+    started_at: datetime | None = None
+
+
+class VodMedia(_Status):
+    media_ids: list[str] = []
+    merged_ids: list[str] = []
+    stream: str | None = None
+
+
+class Files(_Status):
+    hls: list[str] = []
+    mp4: list[str] = []
+    mp3: list[str] = []
+    vod: list[VodMedia] = []
+
+
+class Condition(_Status):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: int | None = None
+    last_transition_time: datetime
+    reason: str
+    message: str = ""
+
+
+class RtcRecordingStatus(_Status):
+    phase: Phase | None = None
+    reason: str | None = None
+    message: str | None = None
+    task_id: str | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    observed_generation: int | None = None
+    attempt: Attempt | None = None
+    stray_tasks: int | None = None
+    files: Files | None = None
+    conditions: list[Condition] = []
+    kopf: dict[str, Any] | None = None

@@ -1,0 +1,49 @@
+"""The API corpus (tests/api/corpus) and the paths around it, shared by both API test modules.
+
+Layout:
+  valid/*.yaml        one RtcRecording each, to be accepted.
+  invalid/*.yaml      one RtcRecording each, to be refused; the annotation EXPECT holds a fragment
+                      (a field path or the rule's message) that the refusal must contain.
+  transitions/*.yaml  two documents: an accepted original, then a change of it. With EXPECT on
+                      the change, the update must be refused with that fragment; without, accepted.
+A comment on each file's first line says what it is about. metadata.name is the file's stem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "corpus"
+REPO = HERE.parents[1]
+CRD = REPO / "crds" / "rtcrecordings.yaml"
+EXAMPLES = REPO / "examples"
+EXPECT = "test.rtc.recording.io/expect"
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    docs: tuple[dict, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def expect(self) -> str | None:
+        return self.docs[-1]["metadata"].get("annotations", {}).get(EXPECT)
+
+
+def load(kind: str) -> list[Item]:
+    items = [Item(p, tuple(yaml.safe_load_all(p.read_text()))) for p in sorted((CORPUS / kind).glob("*.yaml"))]
+    assert items, f"no corpus items under {CORPUS / kind}"
+    return items
+
+
+def crd_version() -> dict:
+    (version,) = yaml.safe_load(CRD.read_text())["spec"]["versions"]
+    return version

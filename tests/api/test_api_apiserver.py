@@ -1,0 +1,130 @@
+"""The CRD in a real kube-apiserver: the whole corpus and the examples through `kubectl apply`.
+
+Objects are applied in batches (one kubectl call per directory: kubectl reports every object's
+outcome) and each outcome is then checked on its own, so the module stays fast on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from api_corpus import CORPUS, EXAMPLES, load
+from rtc_recording.resource import RtcRecordingStatus
+
+pytestmark = pytest.mark.cluster
+
+NAMESPACE = "api-corpus"
+VALID, INVALID, TRANSITIONS = load("valid"), load("invalid"), load("transitions")
+
+# kubectl prints one line per refused object, naming it in one of two ways: validation errors
+# ("... "NAME" is invalid: ...") and server-side apply's typed-patch errors ("(NAMESPACE/NAME; ...").
+_REFUSAL = re.compile(r'^Error from server[^:]*: (?:.*? "(?P<invalid>[^"]+)" is invalid|.*?\([^/;]+/(?P<patch>[^;]+);)')
+_APPLIED = re.compile(r"^\S+/(?P<name>\S+) serverside-applied")
+
+
+def outcomes(proc) -> tuple[set[str], dict[str, str]]:
+    """(names applied, {name: error line}) of one `kubectl apply --server-side` run."""
+    applied = {m["name"] for m in map(_APPLIED.match, proc.stdout.splitlines()) if m}
+    refused = {}
+    for line in proc.stderr.splitlines():
+        m = _REFUSAL.match(line)
+        assert m, f"kubectl said something not attributable to an object:\n{proc.stderr}"
+        refused[m["invalid"] or m["patch"]] = line
+    return applied, refused
+
+
+@pytest.fixture(scope="module")
+def kubectl(cluster):
+    cluster.apply_crds()
+    cluster.kubectl("create", "namespace", NAMESPACE)
+
+    def run(*args: str, input: str | None = None, check: bool = True):
+        return cluster.kubectl("-n", NAMESPACE, *args, input=input, check=check)
+    return run
+
+
+def _apply(kubectl, *args: str, input: str | None = None):
+    return outcomes(kubectl("apply", "--server-side", *args, input=input, check=False))
+
+
+@pytest.fixture(scope="module")
+def created(kubectl):
+    applied, refused = _apply(kubectl, "-f", str(CORPUS / "valid"), "-f", str(EXAMPLES))
+    assert refused == {}
+    return applied
+
+
+@pytest.fixture(scope="module")
+def refusals(kubectl):
+    return _apply(kubectl, "--dry-run=server", "-f", str(CORPUS / "invalid"))
+
+
+@pytest.fixture(scope="module")
+def updates(kubectl):
+    def stream(index: int) -> str:
+        return "---\n".join(yaml.safe_dump(item.docs[index]) for item in TRANSITIONS)
+
+    applied, refused = _apply(kubectl, "-f", "-", input=stream(0))
+    assert refused == {} and len(applied) == len(TRANSITIONS)
+    return _apply(kubectl, "--dry-run=server", "-f", "-", input=stream(1))
+
+
+@pytest.mark.parametrize("item", VALID, ids=lambda i: i.name)
+def test_valid_items_are_created(created, item):
+    assert item.name in created
+
+
+def test_examples_are_created(created):
+    names = {doc["metadata"]["name"] for p in EXAMPLES.glob("*.yaml") for doc in yaml.safe_load_all(p.read_text())}
+    assert names <= created
+
+
+@pytest.mark.parametrize("item", INVALID, ids=lambda i: i.name)
+def test_invalid_items_are_refused_naming_the_field(refusals, item):
+    applied, refused = refusals
+    assert item.name not in applied, "accepted"
+    assert item.expect in refused[item.name]
+
+
+@pytest.mark.parametrize("item", TRANSITIONS, ids=lambda i: i.name)
+def test_transitions(updates, item):
+    applied, refused = updates
+    if item.expect:
+        assert item.expect in refused.get(item.name, "not refused")
+    else:
+        assert item.name in applied, refused.get(item.name)
+
+
+def test_status_subresource_takes_what_the_operator_writes(kubectl, created):
+    status = {
+        "phase": "Recording", "reason": "Started", "message": "task running", "taskId": "task-0001",
+        "startTime": "2025-03-25T03:27:28Z", "observedGeneration": 1,
+        "attempt": {"number": 1, "startedAt": "2025-03-25T03:27:27Z"}, "strayTasks": 0,
+        "files": {"hls": ["meetings/task-0001/standup.m3u8"], "mp4": [], "mp3": [],
+                  "vod": [{"mediaIds": ["m-1"], "mergedIds": [], "stream": "alice"}]},
+        "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 1,
+                        "lastTransitionTime": "2025-03-25T03:27:28Z", "reason": "Recording", "message": ""}],
+        "kopf": {"progress": {"create": {"retries": 1}}},
+    }
+    kubectl("patch", "rtcrec", "standup-42", "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}))
+    stored = json.loads(kubectl("get", "rtcrec", "standup-42", "-o", "json").stdout)["status"]
+    assert stored == status  # nothing pruned, the kopf blob included
+    assert RtcRecordingStatus.model_validate(stored).task_id == "task-0001"
+
+    row = kubectl("get", "rtcrec", "standup-42", "-o", "wide", "--no-headers").stdout.split()
+    assert row[:6] == ["standup-42", "standup-42", "Mixed", "Recording", "Started", "task-0001"]
+    wrong = kubectl("patch", "rtcrec", "standup-42", "--subresource=status", "--type=merge",
+                    "-p", '{"status": {"phase": "Running"}}', check=False)
+    assert "status.phase" in wrong.stderr and "Unsupported value" in wrong.stderr
+
+
+def test_kubectl_explain_is_a_manual(kubectl):
+    explained = kubectl("explain", "rtcrec.spec.layout.panes.left").stdout
+    assert "fraction of the picture's width (X)" in explained
+    explained = kubectl("explain", "rtcrec.spec.notify.authKeySecretRef").stdout
+    assert "16 to 64 letters" in explained

@@ -1,0 +1,312 @@
+"""The pydantic model (operator/rtc_recording/resource.py) against the CRD and the corpus; no servers.
+
+The CRD is checked by the apiserver in test_api_apiserver.py; here the model, the second guard,
+must refuse and accept exactly the same corpus, and its schema must match the CRD's field for
+field, so that the two cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from api_corpus import EXAMPLES, crd_version, load
+from rtc_recording.resource import (
+    InvalidSpec,
+    RtcRecordingSpec,
+    RtcRecordingStatus,
+    immutable_changes,
+    mutable_fingerprint,
+    spec_errors,
+    start_params,
+    update_params,
+)
+
+VALID, INVALID, TRANSITIONS = load("valid"), load("invalid"), load("transitions")
+
+
+def spec_of(doc: dict) -> RtcRecordingSpec:
+    return RtcRecordingSpec.model_validate(doc["spec"])
+
+
+def params(spec: RtcRecordingSpec, **kw) -> dict:
+    return start_params(spec, **{"region_default": "cn-shanghai", "notify_url": None, "notify_auth_key": None, **kw})
+
+
+# -- the corpus ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("item", VALID, ids=lambda i: i.name)
+def test_valid_items_parse_and_translate(item):
+    params(spec_of(item.docs[0]))
+
+
+@pytest.mark.parametrize("item", INVALID, ids=lambda i: i.name)
+def test_invalid_items_are_refused_naming_the_field(item):
+    assert item.expect, f"{item.path} lacks its expect annotation"
+    with pytest.raises(ValidationError) as refused:
+        spec_of(item.docs[0])
+    assert item.expect in spec_errors(refused.value)
+
+
+@pytest.mark.parametrize("item", TRANSITIONS, ids=lambda i: i.name)
+def test_transitions(item):
+    old, new = item.docs
+    changes = immutable_changes(spec_of(old), spec_of(new))
+    if item.expect:
+        assert any(item.expect in c for c in changes), changes
+    else:
+        assert changes == []
+
+
+# -- one source of truth: the model's schema is the CRD's ----------------------------------------
+
+_COMPARED = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
+             "default")
+
+
+def _crd_node(node: dict) -> dict:
+    out = {k: node[k] for k in _COMPARED if k in node}
+    if "properties" in node:
+        out["properties"] = {k: _crd_node(v) for k, v in node["properties"].items()}
+        out["required"] = sorted(node.get("required", []))
+    if "items" in node:
+        out["items"] = _crd_node(node["items"])
+    return out
+
+
+def _model_node(node: dict, defs: dict) -> dict:
+    default = node.get("default")
+    if "$ref" in node:
+        node = defs[node["$ref"].split("/")[-1]]
+    if "anyOf" in node:  # Optional[X]: X, absent when unset
+        (node,) = [n for n in node["anyOf"] if n.get("type") != "null"]
+        return _model_node(node, defs)
+    out = {k: node[k] for k in _COMPARED if k in node}
+    if "const" in node:
+        out["enum"] = [node["const"]]
+    if default is not None:
+        out["default"] = default
+    if "properties" in node:
+        out["properties"] = {k: _model_node(v, defs) for k, v in node["properties"].items()}
+        out["required"] = sorted(node.get("required", []))
+    if "items" in node:
+        out["items"] = _model_node(node["items"], defs)
+    return out
+
+
+def _differences(crd: dict, model: dict, path: str = "spec") -> list[str]:
+    diffs = []
+    for key in sorted(set(crd) | set(model)):
+        a, b = crd.get(key), model.get(key)
+        if key == "properties":
+            for name in sorted(set(a or {}) | set(b or {})):
+                if name not in (a or {}) or name not in (b or {}):
+                    diffs.append(f"{path}.{name}: only in the {'model' if name in (b or {}) else 'CRD'}")
+                else:
+                    diffs += _differences(a[name], b[name], f"{path}.{name}")
+        elif key == "items":
+            diffs += _differences(a or {}, b or {}, f"{path}[]")
+        elif a != b:
+            diffs.append(f"{path} {key}: CRD {a!r} != model {b!r}")
+    return diffs
+
+
+def test_the_model_and_the_crd_declare_the_same_spec():
+    crd = _crd_node(crd_version()["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    schema = RtcRecordingSpec.model_json_schema(by_alias=True)
+    model = _model_node(schema, schema["$defs"])
+    assert _differences(crd, model) == []
+
+
+def test_the_model_and_the_crd_declare_the_same_status_fields():
+    def names(node: dict, defs: dict | None = None) -> dict:
+        if defs is not None:
+            node = defs.get(node.get("$ref", "").split("/")[-1], node)
+            node = next((n for n in node.get("anyOf", []) if n.get("type") != "null"), node)
+            node = defs.get(node.get("$ref", "").split("/")[-1], node)
+        node = node.get("items", node) if node.get("type") == "array" else node
+        if defs is not None:
+            node = defs.get(node.get("$ref", "").split("/")[-1], node)
+        return {k: names(v, defs) for k, v in node.get("properties", {}).items()}
+
+    crd = names(crd_version()["schema"]["openAPIV3Schema"]["properties"]["status"])
+    schema = RtcRecordingStatus.model_json_schema(by_alias=True)
+    assert names(schema, schema["$defs"]) == crd
+
+
+def test_every_field_is_documented_for_kubectl_explain():
+    def undocumented(node: dict, path: str) -> list[str]:
+        missing = [] if node.get("description", "").strip() else [path]
+        for name, child in node.get("properties", {}).items():
+            if name != "metadata":  # kubectl explain shows ObjectMeta's own docs
+                missing += undocumented(child, f"{path}.{name}")
+        if "items" in node:
+            missing += [m for m in undocumented(node["items"], f"{path}[]") if m != f"{path}[]"]
+        return missing
+
+    assert undocumented(crd_version()["schema"]["openAPIV3Schema"], "rtcrec") == []
+
+
+def test_printer_columns():
+    columns = {c["name"]: c for c in crd_version()["additionalPrinterColumns"]}
+    assert [n for n, c in columns.items() if not c.get("priority")] == ["Channel", "Mode", "Phase", "Reason", "TaskId",
+                                                                         "Age"]
+    assert {n for n, c in columns.items() if c.get("priority") == 1} == {"AppId", "Region", "Bucket"}
+
+
+# -- the examples ---------------------------------------------------------------------------------
+
+EXAMPLE_RECORDINGS = [(p.name, doc) for p in sorted(EXAMPLES.glob("*.yaml"))
+                      for doc in yaml.safe_load_all(p.read_text()) if doc["kind"] == "RtcRecording"]
+
+
+def test_there_are_examples_for_the_common_cases():
+    assert len(EXAMPLE_RECORDINGS) >= 5
+    for _, doc in EXAMPLE_RECORDINGS:
+        assert "namespace" not in doc["metadata"], "examples are applied with kubectl apply -n"
+
+
+@pytest.mark.parametrize("doc", [d for _, d in EXAMPLE_RECORDINGS], ids=[n for n, _ in EXAMPLE_RECORDINGS])
+def test_examples_are_valid(doc):
+    params(spec_of(doc), notify_auth_key="ReplaceWithYourOwnKey0123456789")
+
+
+# -- the vendor's parameters ------------------------------------------------------------------------
+
+def _example(name: str) -> RtcRecordingSpec:
+    (doc,) = [d for n, d in EXAMPLE_RECORDINGS if n == name]
+    return spec_of(doc)
+
+
+def test_start_params_mixed_with_layout():
+    assert params(_example("mixed-layout-hls.yaml")) == {
+        "AppId": "demo-app",
+        "ChannelId": "standup-42",
+        "SubscribeParams": {"SubscribeUserIdList": [
+            {"UserId": u, "StreamType": 0, "SourceType": 0} for u in ("alice", "bob", "carol", "dave")]},
+        "RecordParams": {"RecordMode": 1, "StreamType": 0, "MaxFileDuration": 3600},
+        "StorageParams": {
+            "StorageType": 1,
+            "OSSParams": {"OSSEndpoint": "oss-cn-shanghai.aliyuncs.com", "OSSBucket": "demo-recordings"},
+            "FileInfo": [
+                {"Format": "HLS", "FileNamePattern": "{ChannelId}_{StartTime}",
+                 "SliceNamePattern": "{ChannelId}_{StartTime}_{Sequence}", "FilePathPrefix": ["meetings", "standup"],
+                 "SliceDuration": 10},
+                {"Format": "MP4", "FileNamePattern": "{ChannelId}_{StartTime}",
+                 "FilePathPrefix": ["meetings", "standup"]},
+            ],
+        },
+        "MixTranscodeParams": {"AudioBitrate": 128, "AudioChannels": 2, "AudioSampleRate": 48000, "VideoCodec": "H.264",
+                               "VideoBitrate": 2500, "VideoFramerate": 25, "VideoGop": 50, "VideoWidth": 1920,
+                               "VideoHeight": 1080},
+        "MixLayoutParams": {
+            "MixBackground": {"RenderMode": 0, "Url": "https://static.example.com/rtc/standup-background.png"},
+            "UserPanes": [
+                {"UserId": "alice", "X": "0", "Y": "0", "Width": "0.5", "Height": "0.5",
+                 "SubBackground": {"RenderMode": 1, "Url": "https://static.example.com/rtc/camera-off.png"}},
+                {"UserId": "bob", "X": "0.5", "Y": "0", "Width": "0.5", "Height": "0.5"},
+                {"UserId": "carol", "X": "0", "Y": "0.5", "Width": "0.5", "Height": "0.5"},
+                {"UserId": "dave", "X": "0.5", "Y": "0.5", "Width": "0.5", "Height": "0.5"},
+            ],
+        },
+        "MaxIdleTime": 120,
+    }
+
+
+def test_start_params_screen_share_codes():
+    p = params(_example("screen-share.yaml"))
+    assert p["SubscribeParams"]["SubscribeUserIdList"] == [
+        {"UserId": "alice", "StreamType": 2, "SourceType": 1},
+        {"UserId": "alice", "StreamType": 0, "SourceType": 0},
+        {"UserId": "bob", "StreamType": 1},  # SourceType is only valid for streams with video
+    ]
+    assert [(u["SourceType"], u["ZOrder"]) for u in p["MixLayoutParams"]["UserPanes"]] == [(1, 0), (0, 1)]
+    assert p["StorageParams"]["FileInfo"] == [{"Format": "MP4", "FilePathPrefix": ["presentations"]}]
+
+
+def test_start_params_individual_audio_to_vod():
+    p = params(_example("individual-audio-vod.yaml"))
+    assert p["RecordParams"] == {"RecordMode": 0, "StreamType": 1}
+    assert p["StorageParams"] == {"StorageType": 0, "VodParams": {
+        "StorageLocation": "outin-0123456789abcdef.oss-cn-shanghai.aliyuncs.com",
+        "VodTranscodeGroupId": "a1b2c3d4e5f60718293a4b5c6d7e8f90", "AutoCompose": 1,
+        "ComposeVodTranscodeGroupId": "f0e1d2c3b4a5968778695a4b3c2d1e0f"}}
+    assert "MixTranscodeParams" not in p and "MixLayoutParams" not in p and "NotifyUrl" not in p
+
+
+def test_start_params_notify():
+    spec = _example("notify-signed.yaml")
+    own = params(spec, notify_auth_key="ReplaceWithYourOwnKey0123456789")
+    assert (own["NotifyUrl"], own["NotifyAuthKey"], own["NotifyFileUploadedFormat"]) == (
+        "https://hooks.example.com/rtc/standup-42", "ReplaceWithYourOwnKey0123456789", ["MP3", "HLS"])
+    assert own["MixTranscodeParams"] == {"AudioBitrate": 96, "AudioChannels": 2, "AudioSampleRate": 44100}
+    receiver = params(spec, notify_url="https://operator.example/callbacks/ns/name/uid/1", notify_auth_key=None)
+    assert receiver["NotifyUrl"] == "https://operator.example/callbacks/ns/name/uid/1"
+    assert "NotifyAuthKey" not in receiver
+    # Without any NotifyUrl the key means nothing to the service: it is not sent.
+    assert "NotifyAuthKey" not in params(_example("mixed-oss-minimal.yaml"), notify_auth_key="a" * 16)
+
+
+@pytest.mark.parametrize("key", ["short0123456789", "a" * 65, "has-a-dash-0123456789"])
+def test_start_params_refuses_a_malformed_auth_key(key):
+    with pytest.raises(InvalidSpec, match="spec.notify.authKeySecretRef.*16 to 64 letters and digits"):
+        params(_example("notify-signed.yaml"), notify_auth_key=key)
+
+
+def test_start_params_checks_rules_that_depend_on_the_default_region():
+    (vod,) = [spec_of(i.docs[0]) for i in VALID if i.name == "vod-minimal"]
+    with pytest.raises(InvalidSpec, match="default region us-east-1: spec.storage.vod is not offered"):
+        params(vod, region_default="us-east-1")
+    with pytest.raises(InvalidSpec, match="spec.storage.oss.endpoint must be in spec.region"):
+        params(_example("mixed-oss-minimal.yaml"), region_default="ap-southeast-1")
+    # An explicit region wins over the default.
+    params(_example("individual-audio-vod.yaml"), region_default="us-east-1")
+
+
+# -- what Update can change ----------------------------------------------------------------------------
+
+def test_update_params_are_the_mutable_part():
+    spec = _example("screen-share.yaml")
+    full = params(spec)
+    assert update_params(spec) == {"SubscribeParams": full["SubscribeParams"],
+                                   "MixLayoutParams": full["MixLayoutParams"]}
+    assert update_params(_example("notify-signed.yaml")).keys() == {"SubscribeParams"}
+
+
+def _changed(spec: RtcRecordingSpec, **fields) -> RtcRecordingSpec:
+    return RtcRecordingSpec.model_validate({**spec.model_dump(by_alias=True, exclude_none=True), **fields})
+
+
+def test_mutable_fingerprint():
+    spec = _example("mixed-oss-minimal.yaml")
+    data = spec.model_dump(by_alias=True, exclude_none=True)
+    assert mutable_fingerprint(spec) == mutable_fingerprint(_example("mixed-oss-minimal.yaml"))
+    # Subscriber order is meaningless (a list keyed by user and source) ...
+    assert mutable_fingerprint(_changed(spec, subscribers=data["subscribers"][::-1])) == mutable_fingerprint(spec)
+    # ... settings the task cannot change are not in it ...
+    assert mutable_fingerprint(_changed(spec, maxIdleSeconds=60)) == mutable_fingerprint(spec)
+    # ... and subscriptions and layout are.
+    fewer = _changed(spec, subscribers=data["subscribers"][:1], layout={"panes": data["layout"]["panes"][:1]})
+    left, right = data["layout"]["panes"]
+    moved = _changed(spec, layout={"panes": [{**left, "width": "0.4"}, right]})
+    assert len({mutable_fingerprint(s) for s in (spec, fewer, moved)}) == 3
+
+
+# -- status -------------------------------------------------------------------------------------------
+
+def test_status_round_trip_and_tolerance():
+    written = {
+        "phase": "Recording", "reason": "Started", "message": "", "taskId": "task-1",
+        "startTime": "2025-03-25T03:27:28Z", "observedGeneration": 2,
+        "attempt": {"number": 1, "startedAt": "2025-03-25T03:27:27Z"}, "strayTasks": 0,
+        "files": {"hls": ["meetings/task-1/a.m3u8"], "vod": [{"mediaIds": ["m1"], "mergedIds": [], "stream": "s"}]},
+        "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 2,
+                        "lastTransitionTime": "2025-03-25T03:27:28Z", "reason": "Recording", "message": ""}],
+        "kopf": {"progress": {}},
+        "addedByANewerOperator": True,
+    }
+    status = RtcRecordingStatus.model_validate(written)
+    assert status.files.vod[0].media_ids == ["m1"] and status.conditions[0].status == "True"
+    assert status.model_dump(by_alias=True, mode="json", exclude_none=True)["addedByANewerOperator"] is True
+    assert RtcRecordingStatus.model_validate({}).phase is None
