@@ -1,0 +1,121 @@
+"""The NotifyUrl receiver: turns the cloud's recording callbacks into status, and reaps strays.
+
+The operator starts every task with NotifyUrl = <callback_url>/callbacks/<ns>/<name>/<uid>/<attempt>,
+so a callback says which resource *and which Start attempt* it belongs to, even when the
+answer to that Start was lost. Callbacks are hints: signature and freshness are checked,
+the task is confirmed with DescribeRtcCloudRecordingFiles before status changes, and every
+action is idempotent because the cloud resends a callback once on a 5xx or timeout.
+
+It runs as its own process (`rtcrec receiver`, several replicas behind one Service) so
+that callbacks still land while the operator restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from . import reconcile
+from .kube import Gone
+from .recorder import Recorder
+from .resource import RtcRecordingStatus
+
+log = logging.getLogger(__name__)
+
+MAX_CLOCK_SKEW_S = 300
+SUCCESS = {"Code": 0, "Msg": "Success"}
+
+
+def signature_ok(headers: dict[str, str], auth_key: str, now: float) -> bool:
+    """ALI-LIVE-SIGNATURE = md5("<ALI-LIVE-TIMESTAMP>|<key>"); it does not cover the body, so
+    stale timestamps are refused too."""
+    timestamp, signature = headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "")
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
+        return False
+    expected = hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest()
+    return hmac.compare_digest(expected, signature.lower())
+
+
+@dataclass(frozen=True)
+class Callback:
+    app_id: str
+    channel_id: str
+    task_id: str
+    event_type: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> "Callback":
+        payload = body.get("payload") or {}
+        if isinstance(payload, str):  # documented as a JSON string; some senders nest an object
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                payload = {}
+        return cls(app_id=str(body["appId"]), channel_id=str(body["channelId"]), task_id=str(body["taskId"]),
+                   event_type=str(body["eventType"]), payload=payload if isinstance(payload, dict) else {})
+
+    @property
+    def stop_reason(self) -> str | None:
+        """The payload's stop reason, in our vocabulary; unknown payloads leave it to inference."""
+        reason = str(self.payload.get("reason") or self.payload.get("stopReason") or "")
+        return {"IdleTimeout": reconcile.Reason.IDLE_TIMEOUT, "MaxDuration": reconcile.Reason.MAX_DURATION}.get(
+            reason)
+
+
+class Receiver:
+    def __init__(self, recorder: Recorder, auth_key: str, clock: Callable[[], float] = time.time):
+        self.recorder, self.auth_key, self.clock = recorder, auth_key, clock
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]+}", self.handle)
+        app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not signature_ok(dict(request.headers), self.auth_key, self.clock()):
+            return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
+        try:
+            callback = Callback.parse(await request.json())
+        except (ValueError, KeyError):
+            return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
+        m = request.match_info
+        try:
+            await self.process(m["namespace"], m["name"], m["uid"], int(m["attempt"]), callback)
+        except Exception:  # a 5xx makes the cloud send it once more
+            log.exception("callback %s for %s/%s not processed", callback.event_type, m["namespace"], m["name"])
+            return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
+        return web.json_response(SUCCESS)
+
+    async def process(self, namespace: str, name: str, uid: str, attempt: int, callback: Callback) -> None:
+        try:
+            obj = await self.recorder.kube.get_recording(namespace, name)
+        except Gone:
+            obj = None
+        if obj is not None and (obj["spec"]["appId"], obj["spec"]["channelId"]) != (callback.app_id,
+                                                                                      callback.channel_id):
+            log.warning("callback for %s/%s names another channel; ignored", namespace, name)
+            return
+        status = RtcRecordingStatus.model_validate(obj.get("status") or {}) if obj else None
+        action = reconcile.on_callback(status, obj["metadata"]["uid"] if obj else None, uid, attempt,
+                                       callback.task_id, callback.event_type)
+        log.info("%s/%s attempt %s: %s %s -> %s", namespace, name, attempt, callback.event_type, callback.task_id,
+                 action)
+        match action:
+            case reconcile.Reap(task_id):
+                # A deleted resource's Secret may be gone too: then the default credentials.
+                await self.recorder.reap(obj or {"metadata": {"namespace": namespace, "name": name}, "spec": {}},
+                                         task_id)
+            case reconcile.Adopt(task_id):
+                await self.recorder.adopt(obj, attempt, task_id)
+            case reconcile.Observe():
+                await self.recorder.observe(obj, callback.stop_reason)

@@ -1,0 +1,207 @@
+"""A small async Kubernetes client for the writes that Kopf cannot make for us.
+
+Kopf persists a handler's outcome only after the handler returns. Recording an attempt
+*before* calling Start must therefore be our own PATCH of `/status`, carrying
+`metadata.resourceVersion` so that a concurrent writer makes it fail (409) instead of
+being overwritten. The receiver process uses the same client and knows nothing of Kopf.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+GROUP = "rtc.recording.io"
+VERSION = "v1alpha1"
+PLURAL = "rtcrecordings"
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409): re-read, never overwrite."""
+
+
+class Gone(Exception):
+    """The object no longer exists (HTTP 404)."""
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, body: str):
+        super().__init__(f"HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Connection:
+    server: str
+    ca_path: str | None = None
+    token: str | None = None
+    token_file: str | None = None  # re-read on every request: projected tokens rotate
+    cert_path: str | None = None
+    key_path: str | None = None
+    insecure: bool = False
+    namespace: str | None = None
+
+    @classmethod
+    def load(cls) -> "Connection":
+        """In a pod, the service account; elsewhere the current context of $KUBECONFIG."""
+        if (SA_DIR / "token").exists():
+            host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+            return cls(server=f"https://{host}:{port}", ca_path=str(SA_DIR / "ca.crt"),
+                       token_file=str(SA_DIR / "token"), namespace=(SA_DIR / "namespace").read_text().strip())
+        return cls.from_kubeconfig(os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config"))
+
+    @classmethod
+    def from_kubeconfig(cls, path: str) -> "Connection":
+        config = yaml.safe_load(Path(path).read_text())
+        by_name = lambda kind: {item["name"]: item.get(kind[:-1]) or {} for item in config.get(kind, [])}  # noqa: E731
+        context = by_name("contexts")[config["current-context"]]
+        cluster, user = by_name("clusters")[context["cluster"]], by_name("users")[context["user"]]
+        return cls(
+            server=cluster["server"],
+            ca_path=cluster.get("certificate-authority") or _materialise(cluster.get("certificate-authority-data")),
+            token=user.get("token"),
+            token_file=user.get("tokenFile"),
+            cert_path=user.get("client-certificate") or _materialise(user.get("client-certificate-data")),
+            key_path=user.get("client-key") or _materialise(user.get("client-key-data")),
+            insecure=bool(cluster.get("insecure-skip-tls-verify")),
+            namespace=context.get("namespace"),
+        )
+
+    def bearer(self) -> str | None:
+        if self.token_file:
+            return Path(self.token_file).read_text().strip()
+        return self.token
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_path)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_path:
+            ctx.load_cert_chain(self.cert_path, self.key_path)
+        return ctx
+
+
+def _materialise(data_b64: str | None) -> str | None:
+    """Kubeconfigs may embed certificates; ssl wants files."""
+    if not data_b64:
+        return None
+    f = tempfile.NamedTemporaryFile(prefix="rtcrec-kube-", delete=False)
+    f.write(base64.b64decode(data_b64))
+    f.close()
+    return f.name
+
+
+class Kube:
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "Kube":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session:
+            await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
+                timeout=aiohttp.ClientTimeout(total=30))
+        return self._session
+
+    async def request(self, method: str, path: str, *, json: Any = None, content_type: str | None = None) -> dict:
+        headers = {"Accept": "application/json"}
+        if token := self.connection.bearer():
+            headers["Authorization"] = f"Bearer {token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        async with self._http().request(method, self.connection.server + path, json=json, headers=headers) as resp:
+            body = await resp.text()
+            if resp.status == 404:
+                raise Gone(path)
+            if resp.status == 409:
+                raise Conflict(path)
+            if resp.status >= 400:
+                raise KubeError(resp.status, body)
+            return await resp.json(content_type=None) if body else {}
+
+    # -- RtcRecording ----------------------------------------------------------------------
+    @staticmethod
+    def _path(namespace: str, name: str = "", sub: str = "") -> str:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        return path + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+
+    async def get_recording(self, namespace: str, name: str) -> dict:
+        return await self.request("GET", self._path(namespace, name))
+
+    async def patch_status(self, namespace: str, name: str, status: dict, *,
+                           resource_version: str | None = None, uid: str | None = None) -> dict:
+        """Merge-patch `/status`; with resource_version (and uid) it is a compare-and-swap."""
+        metadata = {k: v for k, v in (("resourceVersion", resource_version), ("uid", uid)) if v}
+        body = {"status": status, **({"metadata": metadata} if metadata else {})}
+        return await self.request("PATCH", self._path(namespace, name, "status"), json=body,
+                                  content_type="application/merge-patch+json")
+
+    async def mutate_status(self, namespace: str, name: str, change: Callable[[dict], dict | None],
+                            attempts: int = 5) -> tuple[dict, dict | None]:
+        """Read, compute a status patch from the fresh object, compare-and-swap; repeat on conflict.
+
+        Returns the object as last read and the patch applied (None: `change` wanted nothing).
+        Raises Gone when the object does not exist.
+        """
+        for _ in range(attempts):
+            obj = await self.get_recording(namespace, name)
+            patch = change(obj)
+            if patch is None:
+                return obj, None
+            try:
+                meta = obj["metadata"]
+                return await self.patch_status(namespace, name, patch, resource_version=meta["resourceVersion"],
+                                               uid=meta["uid"]), patch
+            except Conflict:
+                continue
+        raise Conflict(f"{namespace}/{name}: still changing after {attempts} attempts")
+
+    async def post_event(self, obj: dict, type_: str, reason: str, message: str, component: str) -> None:
+        """One core/v1 Event per transition, so `kubectl describe` tells the story."""
+        meta = obj["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"],
+                               "resourceVersion": meta.get("resourceVersion")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "source": {"component": component}, "reportingComponent": component,
+        }
+        await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", json=event)
+
+    async def list_recordings(self, namespace: str | None = None) -> dict:
+        path = self._path(namespace) if namespace else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        return await self.request("GET", path)
+
+    # -- core ------------------------------------------------------------------------------
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """The Secret's `.data`, values still base64-encoded as the API returns them."""
+        secret = await self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        return secret.get("data") or {}

@@ -1,0 +1,72 @@
+"""Operator settings: environment variables prefixed RTCREC_, validated once at start-up."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Region = Literal["cn-shanghai", "ap-southeast-1", "us-east-1"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTCREC_", extra="ignore")
+
+    # -- cloud ------------------------------------------------------------------------------
+    default_region: Region = Field("cn-shanghai", description="Region of RtcRecordings that name none.")
+    endpoint: str | None = Field(None, description="Override the regional endpoint (e.g. the emulator's URL).")
+    quota_per_second: int = Field(50, gt=0, description="Calls per second per AccessKey, shared by all verbs.")
+    connect_timeout_seconds: float = Field(3, gt=0)
+    read_timeout_seconds: float = Field(10, gt=0)
+    cloud_threads: int = Field(32, ge=1, description="Threads for blocking cloud calls.")
+
+    # -- where to watch ------------------------------------------------------------------------
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated namespaces to watch; empty means all.")
+
+    # -- exactly-once ----------------------------------------------------------------------------
+    callback_url: str | None = Field(
+        None, description="Public base URL of the callback receiver, as the cloud can reach it. Without it a "
+                          "Start whose answer is lost cannot be correlated (see README, exactly-once).")
+    callback_auth_key: SecretStr | None = Field(
+        None, description="NotifyAuthKey for the receiver's callbacks: 16-64 letters and digits.")
+    unknown_outcome_grace_seconds: float = Field(
+        30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost.")
+
+    # -- observation -----------------------------------------------------------------------------
+    poll_interval_seconds: float = Field(
+        60, gt=0, description="Describe each live task this often: the safety net under callbacks, and the only "
+                              "way to notice an ended task without them.")
+    poll_calls_per_second: float = Field(10, gt=0, description="The poller's share of the cloud quota.")
+
+    # -- retries ---------------------------------------------------------------------------------
+    backoff_base_seconds: float = Field(2, gt=0)
+    backoff_max_seconds: float = Field(300, gt=0)
+
+    # -- serving ---------------------------------------------------------------------------------
+    receiver_port: int = Field(8081, ge=0, le=65535, description="Callback receiver (rtcrec receiver).")
+    metrics_port: int = Field(8080, ge=0, le=65535, description="/metrics and /healthz of the operator.")
+    log_format: Literal["text", "json"] = Field("text", description="json: one object per line, for log pipelines.")
+    stuck_seconds: float = Field(
+        120, gt=0, description="Liveness fails when the watch or the quota queue makes no progress this long.")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return [n.strip() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
+
+    @field_validator("callback_auth_key")
+    @classmethod
+    def _auth_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", value.get_secret_value()):
+            raise ValueError("must be 16 to 64 letters and digits (the vendor's NotifyAuthKey rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _callbacks_signed(self) -> "Settings":
+        if self.callback_url and not self.callback_auth_key:
+            raise ValueError("RTCREC_CALLBACK_AUTH_KEY is required with RTCREC_CALLBACK_URL: "
+                             "unsigned callbacks could be forged")
+        return self

@@ -1,0 +1,138 @@
+"""The decision table of reconcile, without any server."""
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from rtc_recording import reconcile as r
+from rtc_recording.cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
+from rtc_recording.resource import RtcRecordingStatus
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+GRACE = 30.0
+
+
+def status(**fields) -> RtcRecordingStatus:
+    return RtcRecordingStatus.model_validate(fields)
+
+
+def attempt(n, seconds_ago):
+    return {"number": n, "startedAt": (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+@pytest.mark.parametrize("fields, generation, expected", [
+    ({}, 1, r.Start(1)),                                                        # never called
+    ({"phase": "Starting", "attempt": attempt(1, 5)}, 1, r.AwaitOutcome(1, 25.0)),   # answer unknown
+    ({"phase": "Starting", "attempt": attempt(1, 31)}, 1, r.Start(2)),          # grace over
+    ({"phase": "Starting", "attempt": attempt(3, 30)}, 1, r.Start(4)),
+    ({"phase": "Recording", "taskId": "t1", "observedGeneration": 1}, 1, r.Nothing()),
+    ({"phase": "Recording", "taskId": "t1", "observedGeneration": 1}, 2, r.Update("t1")),
+    ({"phase": "Recovering", "taskId": "t1", "observedGeneration": 1}, 2, r.Update("t1")),
+    ({"phase": "Completed", "taskId": "t1", "observedGeneration": 1}, 2, r.Nothing()),   # never restarted
+    ({"phase": "Failed", "taskId": "t1", "reason": "TaskLost", "observedGeneration": 1}, 2, r.Nothing()),
+    ({"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1}, 1, r.Nothing()),
+    ({"phase": "Failed", "reason": "InvalidParameter.UserId", "observedGeneration": 1,
+      "attempt": attempt(1, 100)}, 2, r.Start(2)),                             # spec changed: retry
+    ({"phase": "Pending", "reason": "Throttling.User"}, 1, r.Start(1)),         # not executed: same attempt
+])
+def test_next_action(fields, generation, expected):
+    assert r.next_action(status(**fields), generation, NOW, GRACE) == expected
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"phase": "Recording", "taskId": "t1"}, r.Stop("t1")),
+    ({"phase": "Recovering", "taskId": "t1"}, r.Stop("t1")),
+    ({"phase": "Completed", "taskId": "t1"}, r.Nothing()),
+    ({"phase": "Starting", "attempt": attempt(1, 1)}, r.Nothing()),  # a late callback gets it reaped
+    ({}, r.Nothing()),
+])
+def test_deletion_action(fields, expected):
+    assert r.deletion_action(status(**fields)) == expected
+
+
+PENDING = {"phase": "Starting", "attempt": attempt(2, 1)}
+RECORDING = {"phase": "Recording", "taskId": "t2", "attempt": attempt(2, 1)}
+
+
+@pytest.mark.parametrize("fields, uid, path_uid, n, task, event, expected", [
+    (PENDING, "u", "u", 2, "t2", "TaskCreated", r.Adopt("t2")),
+    (PENDING, "u", "u", 2, "t2", "TaskRunning", r.Adopt("t2")),
+    (PENDING, "u", "u", 1, "t1", "TaskRunning", r.Reap("t1")),         # an older attempt's orphan
+    (PENDING, "u", "u", 2, "t2", "TaskStopped", r.Ignore("the task of the pending attempt already stopped")),
+    (RECORDING, "u", "u", 2, "t2", "TaskStopped", r.Observe("t2")),
+    (RECORDING, "u", "u", 2, "t2", "TaskRecovering", r.Observe("t2")),
+    (RECORDING, "u", "u", 2, "t2", "RecordFileUploaded", r.Ignore("RecordFileUploaded of the current task")),
+    (RECORDING, "u", "u", 1, "t1", "TaskCreated", r.Reap("t1")),
+    (RECORDING, "u", "old-uid", 2, "t9", "TaskRunning", r.Reap("t9")),  # a previous incarnation's task
+    (None, None, "u", 1, "t1", "TaskRunning", r.Reap("t1")),             # resource deleted
+    (None, None, "u", 1, "t1", "TaskStopped", r.Ignore("stopped task of a deleted resource")),
+])
+def test_on_callback(fields, uid, path_uid, n, task, event, expected):
+    st = status(**fields) if fields is not None else None
+    assert r.on_callback(st, uid, path_uid, n, task, event) == expected
+
+
+def test_observed_maps_cloud_states():
+    live = status(phase="Recording", taskId="t1", startTime="2026-11-26T11:00:00Z")
+    assert r.observed(live, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) == {"files": {
+        "hls": [], "mp4": [], "mp3": [], "vod": []}}
+    recovering = r.observed(live, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW)
+    assert recovering["phase"] == "Recovering"
+    assert [c["status"] for c in recovering["conditions"] if c["type"] == "Ready"] == ["False"]
+    done = r.observed(live, TaskInfo("t1", TaskStatus.STOPPED, RecordFiles(mp4=("a.mp4",))), 1, NOW)
+    assert (done["phase"], done["reason"], done["files"]["mp4"]) == ("Completed", "IdleTimeout", ["a.mp4"])
+    assert done["completionTime"] == "2026-11-26T12:00:00Z"
+    lost = r.observed(live, None, 1, NOW)
+    assert (lost["phase"], lost["reason"]) == ("Failed", "TaskLost")
+
+
+def test_observed_after_72_hours_names_the_cloud_limit():
+    old = status(phase="Recording", taskId="t1", startTime="2026-11-23T11:00:00Z")
+    assert r.observed(old, TaskInfo("t1", TaskStatus.STOPPED), 1, NOW)["reason"] == "CloudMaxDuration"
+
+
+def test_observed_changes_nothing_when_nothing_changed_or_terminal():
+    same = status(phase="Recording", taskId="t1", files={"hls": [], "mp4": [], "mp3": [], "vod": []})
+    assert r.observed(same, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) is None
+    done = status(phase="Completed", taskId="t1")
+    assert r.observed(done, None, 1, NOW) is None
+
+
+def test_condition_keeps_transition_time_while_unchanged():
+    first = r.condition(status(), "Ready", True, "Started", "m", 1, NOW)
+    later = r.condition(status(conditions=first), "Ready", True, "Started", "m2", 2, NOW + timedelta(hours=1))
+    assert later[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
+    flipped = r.condition(status(conditions=later), "Ready", False, "IdleTimeout", "m3", 2, NOW + timedelta(hours=2))
+    assert flipped[0]["lastTransitionTime"] == "2026-11-26T14:00:00Z"
+
+
+def test_condition_reasons_are_valid_kubernetes_reasons():
+    """metav1.Condition.reason must be CamelCase; the vendor's dotted code goes to status.reason."""
+    st = status(phase="Recording", taskId="t1")
+    patches = [r.start_refused(st, "InvalidParameter.AppId", "m", 1, NOW),
+               r.start_not_executed(st, CloudError("Throttling.User", "m"), 1, NOW),
+               r.update_refused(st, CloudError("InvalidParameter.UserId", "m"), 1, NOW),
+               r.attempt_recorded(st, 2, 1, NOW), r.started(st, "t1", 1, NOW),
+               r.observed(st, None, 1, NOW), r.observed(st, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW)]
+    reasons = [c["reason"] for p in patches for c in p["conditions"]]
+    assert all(re.fullmatch(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?", reason) for reason in reasons), reasons
+
+
+def test_attempt_patches_round_trip_through_the_status_model():
+    st = status()
+    written = r.attempt_recorded(st, 1, 1, NOW)
+    assert r.next_action(status(**{k: v for k, v in written.items() if v is not None}), 1, NOW, GRACE) == \
+        r.AwaitOutcome(1, GRACE)
+    refused = r.start_refused(st, "InvalidParameter.AppId", "no such app", 1, NOW)
+    assert refused["phase"] == "Failed" and refused["reason"] == "InvalidParameter.AppId"
+    retry = r.start_not_executed(st, CloudError("Throttling.User", "slow down"), 1, NOW)
+    assert retry["attempt"] is None and retry["phase"] == "Pending"
+
+
+@pytest.mark.parametrize("retry", range(12))
+def test_backoff_is_capped_and_jittered(retry):
+    delays = {r.backoff(retry, 2, 300) for _ in range(20)}
+    ceiling = min(300, 2 * 2 ** retry)
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(delays) > 1
