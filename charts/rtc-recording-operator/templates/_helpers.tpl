@@ -1,0 +1,169 @@
+{{/* Names. ServiceAccount names are part of the chart's interface (RRSA trust policies name them). */}}
+
+{{- define "rtc-recording-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* 49 characters leave room for the "-receiver" and "-callback-auth" suffixes within 63. */}}
+{{- define "rtc-recording-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 49 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 49 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 49 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rtc-recording-operator.receiverName" -}}
+{{- printf "%s-receiver" (include "rtc-recording-operator.fullname" .) }}
+{{- end }}
+
+{{/* The operator's ServiceAccount: <release>-rtc-recording-operator. */}}
+{{- define "rtc-recording-operator.operatorServiceAccountName" -}}
+{{- include "rtc-recording-operator.fullname" . }}
+{{- end }}
+
+{{/* The receiver's ServiceAccount: <release>-rtc-recording-operator-receiver. */}}
+{{- define "rtc-recording-operator.receiverServiceAccountName" -}}
+{{- include "rtc-recording-operator.receiverName" . }}
+{{- end }}
+
+{{- define "rtc-recording-operator.callbackSecretName" -}}
+{{- .Values.callbacks.authKeySecret.name | default (printf "%s-callback-auth" (include "rtc-recording-operator.fullname" .)) }}
+{{- end }}
+
+{{/* Labels. Pass (dict "ctx" $ "component" "operator"|"receiver"). */}}
+
+{{- define "rtc-recording-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rtc-recording-operator.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "rtc-recording-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "rtc-recording-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: rtc-recording-operator
+{{- end }}
+
+{{- define "rtc-recording-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The callback URL the cloud calls: callbacks.url, else derived from the Ingress host, else empty
+(the operator then starts tasks without NotifyUrl).
+*/}}
+{{- define "rtc-recording-operator.callbackUrl" -}}
+{{- if .Values.callbacks.enabled }}
+{{- if .Values.callbacks.url }}
+{{- .Values.callbacks.url | trimSuffix "/" }}
+{{- else if and .Values.receiver.ingress.enabled .Values.receiver.ingress.host }}
+{{- printf "%s://%s" (ternary "https" "http" (ne .Values.receiver.ingress.tlsSecretName "")) .Values.receiver.ingress.host }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Checks the schema cannot express across values. */}}
+{{- define "rtc-recording-operator.validate" -}}
+{{- $c := .Values.credentials }}
+{{- if and $c.secretName $c.rrsa.enabled }}
+{{- fail "credentials: choose credentials.secretName or credentials.rrsa.enabled, not both (the vendor's chain would silently prefer the AccessKey)" }}
+{{- end }}
+{{- if and $c.rrsa.enabled (or (not $c.rrsa.roleArn) (not $c.rrsa.oidcProviderArn)) }}
+{{- fail "credentials.rrsa: roleArn and oidcProviderArn are required when rrsa.enabled" }}
+{{- end }}
+{{- if and $c.rrsa.vpcEndpoint (not $c.rrsa.stsRegion) }}
+{{- fail "credentials.rrsa.vpcEndpoint needs credentials.rrsa.stsRegion (the VPC endpoint is regional)" }}
+{{- end }}
+{{- if and .Values.receiver.ingress.enabled (not .Values.receiver.ingress.host) }}
+{{- fail "receiver.ingress.host is required when receiver.ingress.enabled" }}
+{{- end }}
+{{- end }}
+
+{{/* Environment shared by the operator and the receiver: one configuration, two commands. */}}
+{{- define "rtc-recording-operator.env" -}}
+{{- range $key, $value := .Values.settings }}
+{{- if ne (toString $value) "" }}
+- name: RTCREC_{{ $key | snakecase | upper }}
+  value: {{ toString $value | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.watchNamespaces }}
+- name: RTCREC_NAMESPACES
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- if .Values.callbacks.enabled }}
+{{- with include "rtc-recording-operator.callbackUrl" . }}
+- name: RTCREC_CALLBACK_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: RTCREC_CALLBACK_AUTH_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "rtc-recording-operator.callbackSecretName" . }}
+      key: {{ .Values.callbacks.authKeySecret.key }}
+{{- end }}
+{{- with .Values.credentials.secretName }}
+{{- /* Read by the vendor's default credentials chain (alibabacloud-credentials). */}}
+- name: ALIBABA_CLOUD_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: accessKeyId}
+- name: ALIBABA_CLOUD_ACCESS_KEY_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: accessKeySecret}
+- name: ALIBABA_CLOUD_SECURITY_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: securityToken, optional: true}
+{{- end }}
+{{- with .Values.credentials.rrsa }}
+{{- if .enabled }}
+{{- /* The same variables the ack-pod-identity-webhook injects; the chain exchanges the token via STS AssumeRoleWithOIDC. */}}
+- name: ALIBABA_CLOUD_ROLE_ARN
+  value: {{ .roleArn | quote }}
+- name: ALIBABA_CLOUD_OIDC_PROVIDER_ARN
+  value: {{ .oidcProviderArn | quote }}
+- name: ALIBABA_CLOUD_OIDC_TOKEN_FILE
+  value: /var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token
+{{- with .stsRegion }}
+- name: ALIBABA_CLOUD_STS_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- if .vpcEndpoint }}
+- name: ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED
+  value: "true"
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rtc-recording-operator.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.credentials.rrsa.enabled }}
+- name: rrsa-oidc-token
+  mountPath: /var/run/secrets/ack.alibabacloud.com/rrsa-tokens
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "rtc-recording-operator.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .Values.credentials.rrsa.enabled }}
+- name: rrsa-oidc-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          audience: sts.aliyuncs.com
+          expirationSeconds: {{ int .Values.credentials.rrsa.tokenExpirationSeconds }}
+          path: token
+{{- end }}
+{{- end }}

@@ -1,0 +1,97 @@
+"""Helpers for the chart tests: the real helm binary, rendering with values, finding objects."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rtc_recording.cluster import binaries
+
+CHART = binaries.REPO_ROOT / "charts" / "rtc-recording-operator"
+NAMESPACE = "rtc-system"
+
+
+class HelmError(AssertionError):
+    pass
+
+
+class Helm:
+    def __init__(self, path: Path, tmp: Path):
+        self.path, self.tmp, self._n = path, tmp, 0
+
+    def run(self, *args: str, values: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        argv = [str(self.path), *args]
+        if values is not None:
+            self._n += 1
+            file = self.tmp / f"values-{self._n}.yaml"
+            file.write_text(yaml.safe_dump(values))
+            argv += ["-f", str(file)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise HelmError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    def template(self, values: dict | None = None, release: str = "rtc") -> list[dict]:
+        out = self.run("template", release, str(CHART), "-n", NAMESPACE, values=values or {}).stdout
+        return [doc for doc in yaml.safe_load_all(out) if doc]
+
+    def refuses(self, values: dict) -> str:
+        """helm's error message for values the chart must refuse."""
+        proc = self.run("template", "rtc", str(CHART), "-n", NAMESPACE, values=values, check=False)
+        assert proc.returncode != 0, f"helm accepted {values}"
+        return proc.stderr
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory) -> Helm:
+    return Helm(binaries.ensure("helm")["helm"], tmp_path_factory.mktemp("helm"))
+
+
+def find(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objs: list[dict], kind: str, name: str) -> dict:
+    found = find(objs, kind, name)
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def env_of(deployment: dict) -> dict[str, dict]:
+    """name -> the env entry (with `value` or `valueFrom`) of the Deployment's only container."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def rule_set(role: dict) -> set[tuple[str, str, str]]:
+    """Rules flattened to (apiGroup, resource, verb), so that any broader grant shows up."""
+    out = set()
+    for rule in role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields in {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource, verb))
+    return out
+
+
+def rules(*entries: tuple[str, str, str]) -> set[tuple[str, str, str]]:
+    """rules(("group", "resource", "verb verb")) -> the flattened set."""
+    return {(g, r, v) for g, r, verbs in entries for v in verbs.split()}
+
+
+OPERATOR_RULES = rules(
+    ("rtc.recording.io", "rtcrecordings", "get list watch patch"),
+    ("rtc.recording.io", "rtcrecordings/status", "get patch"),
+    ("", "events", "create"),
+    ("", "secrets", "get"),
+)
+RECEIVER_RULES = rules(
+    ("rtc.recording.io", "rtcrecordings", "get"),
+    ("rtc.recording.io", "rtcrecordings/status", "get patch"),
+    ("", "events", "create"),
+    ("", "secrets", "get"),
+)

@@ -1,0 +1,358 @@
+"""The Helm chart, rendered by the real helm binary: lint, schema, security, RBAC, settings."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from rtc_recording.cluster import binaries
+from rtc_recording.settings import Settings
+
+from .conftest import (CHART, NAMESPACE, OPERATOR_RULES, RECEIVER_RULES, env_of, find, one,
+                       rule_set)
+
+OPERATOR = "rtc-rtc-recording-operator"
+RECEIVER = "rtc-rtc-recording-operator-receiver"
+ROLE_ARN = "acs:ram::1234567890123456:role/rtc-recording"
+OIDC_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
+
+VALUE_SETS = {
+    "defaults": {},
+    "credentials-secret": {"credentials": {"secretName": "aliyun-credentials"},
+                           "callbacks": {"url": "https://cb.example.com"}},
+    "rrsa": {"credentials": {"rrsa": {"enabled": True, "roleArn": ROLE_ARN, "oidcProviderArn": OIDC_ARN,
+                                      "stsRegion": "cn-shanghai", "vpcEndpoint": True}}},
+    "callbacks-disabled": {"callbacks": {"enabled": False}},
+    "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"]},
+    "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "ingress-existing-key": {"callbacks": {"authKeySecret": {"name": "cb-key", "key": "token"}},
+                             "receiver": {"ingress": {"enabled": True, "host": "cb.example.com",
+                                                      "tlsSecretName": "cb-tls", "className": "nginx"},
+                                          "service": {"type": "LoadBalancer"}}},
+}
+
+
+@pytest.fixture(scope="module", params=list(VALUE_SETS))
+def rendered(request, helm):
+    return request.param, helm.template(VALUE_SETS[request.param])
+
+
+def deployments(objs):
+    return find(objs, "Deployment")
+
+
+# -- lint, schema -------------------------------------------------------------------------------
+
+def test_lint_strict(helm):
+    helm.run("lint", "--strict", str(CHART))
+    helm.run("lint", "--strict", str(CHART), values=VALUE_SETS["rrsa"])
+
+
+def test_chart_crds_are_the_top_level_crds():
+    top = binaries.REPO_ROOT / "crds"
+    chart = CHART / "crds"
+    assert sorted(p.name for p in chart.iterdir()) == sorted(p.name for p in top.glob("*.yaml")), \
+        "copy crds/*.yaml to charts/rtc-recording-operator/crds/"
+    for path in top.glob("*.yaml"):
+        assert (chart / path.name).read_bytes() == path.read_bytes(), \
+            f"charts/rtc-recording-operator/crds/{path.name} differs from crds/{path.name}: copy it again"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"settings": {"defaultRegion": "mars"}}, "/settings/defaultRegion"),
+    ({"settings": {"metricsPort": "http"}}, "/settings/metricsPort"),
+    ({"settings": {"receiverPort": 8081.5}}, "/settings/receiverPort"),
+    ({"settings": {"receiverPort": 70000}}, "/settings/receiverPort"),
+    ({"settings": {"logFormat": "xml"}}, "/settings/logFormat"),
+    ({"settings": {"quotaPerSecond": 0}}, "/settings/quotaPerSecond"),
+    ({"settings": {"nonsense": 1}}, "nonsense"),
+    ({"sttings": {}}, "sttings"),
+    ({"watchNamespaces": ["team-*"]}, "/watchNamespaces"),
+    ({"callbacks": {"url": "cb.example.com"}}, "/callbacks/url"),
+    ({"receiver": {"service": {"type": "ExternalName"}}}, "/receiver/service/type"),
+    ({"credentials": {"rrsa": {"tokenExpirationSeconds": 60}}}, "tokenExpirationSeconds"),
+    ({"credentials": {"rrsa": {"roleArn": "arn:aws:iam::1:role/x"}}}, "/credentials/rrsa/roleArn"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_schema_refuses_bad_values(helm, values, message):
+    error = helm.refuses(values)
+    assert "schema" in error and message in error, error
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"credentials": {"secretName": "x", "rrsa": {"enabled": True, "roleArn": ROLE_ARN,
+                                                  "oidcProviderArn": OIDC_ARN}}}, "not both"),
+    ({"credentials": {"rrsa": {"enabled": True}}}, "roleArn and oidcProviderArn are required"),
+    ({"credentials": {"rrsa": {"vpcEndpoint": True}}}, "needs credentials.rrsa.stsRegion"),
+    ({"receiver": {"ingress": {"enabled": True}}}, "receiver.ingress.host is required"),
+])
+def test_templates_refuse_inconsistent_values(helm, values, message):
+    assert message in helm.refuses(values)
+
+
+def test_schema_describes_every_value():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(value, node, path):
+        assert node.get("description"), f"{path or '<root>'}: no description in values.schema.json"
+        if isinstance(value, dict) and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path}: typos would pass"
+            for key, sub in value.items():
+                assert key in node["properties"], f"{path}.{key}: not in values.schema.json"
+                walk(sub, node["properties"][key], f"{path}.{key}".lstrip("."))
+    for key, sub in values.items():
+        walk(sub, schema["properties"][key], key)
+
+
+def test_values_yaml_comments_every_value():
+    """Each value of values.yaml has a comment right above it; sections need none."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    keyed = [(i, len(line) - len(line.lstrip()), m.group(1)) for i, line in enumerate(lines)
+             if (m := re.match(r"^\s*([A-Za-z]\w*):", line))]
+    # Defaults inside these are examples documented by the parent's comment.
+    free_form = {"resources", "podSecurityContext", "containerSecurityContext"}
+    stack: list[tuple[int, str]] = []
+    undocumented = []
+    for n, (i, indent, key) in enumerate(keyed):
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = [k for _, k in stack] + [key]
+        stack.append((indent, key))
+        section = n + 1 < len(keyed) and keyed[n + 1][1] > indent
+        if section and key not in free_form or free_form & set(path[:-1]):
+            continue
+        if not lines[i - 1].lstrip().startswith("#"):
+            undocumented.append(".".join(path))
+    assert not undocumented, f"values without a comment: {undocumented}"
+
+
+# -- every representative value set ----------------------------------------------------------------
+
+def test_everything_lands_in_the_release_namespace(rendered):
+    _, objs = rendered
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding"}
+    for o in objs:
+        if o["kind"] in cluster_scoped:
+            assert "namespace" not in o["metadata"]
+        elif o["kind"] not in {"Role", "RoleBinding"}:
+            assert o["metadata"]["namespace"] == NAMESPACE, f"{o['kind']}/{o['metadata']['name']}"
+
+
+def test_pods_are_hardened(rendered):
+    _, objs = rendered
+    for d in deployments(objs):
+        pod = d["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["enableServiceLinks"] is False
+        (c,) = pod["containers"]
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+        assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+        assert c["image"] == "rtc-recording-operator:0.1.0"
+
+
+def test_operator_is_one_recreated_replica_with_liveness_on_metrics_port(rendered):
+    _, objs = rendered
+    d = one(objs, "Deployment", OPERATOR)
+    assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"] == {"type": "Recreate"}
+    pod = d["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == OPERATOR
+    (c,) = pod["containers"]
+    assert c["args"] == ["run"]
+    assert c["ports"] == [{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
+    assert env_of(d)["RTCREC_METRICS_PORT"]["value"] == "8080"
+    svc = one(objs, "Service", f"{OPERATOR}-metrics")
+    assert svc["spec"]["ports"][0]["targetPort"] == "http-metrics"
+    assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+
+
+def test_rbac_is_exactly_what_is_used(rendered):
+    name, objs = rendered
+    receiver = name != "callbacks-disabled"
+    namespaces = VALUE_SETS[name].get("watchNamespaces")
+    kind, binding = ("Role", "RoleBinding") if namespaces else ("ClusterRole", "ClusterRoleBinding")
+    other = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} - {kind, binding}
+    assert not [o for o in objs if o["kind"] in other]
+    expected = {OPERATOR: OPERATOR_RULES, **({RECEIVER: RECEIVER_RULES} if receiver else {})}
+    for role_name, rule_set_expected in expected.items():
+        roles = find(objs, kind, role_name)
+        assert len(roles) == len(namespaces or [None])
+        assert sorted(r["metadata"].get("namespace") for r in roles) == sorted(namespaces or [None])
+        for role in roles:
+            assert rule_set(role) == rule_set_expected
+        for b in find(objs, binding, role_name):
+            assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role_name}
+            assert b["subjects"] == [{"kind": "ServiceAccount", "name": role_name, "namespace": NAMESPACE}]
+    assert len(find(objs, kind)) == len(expected) * len(namespaces or [None])
+    assert {sa["metadata"]["name"] for sa in find(objs, "ServiceAccount")} == set(expected)
+
+
+def test_rendered_settings_are_operator_settings(rendered):
+    """Every RTCREC_* variable is a field of the operator's Settings: no typo goes unnoticed."""
+    _, objs = rendered
+    fields = {f"RTCREC_{name.upper()}" for name in Settings.model_fields}
+    for d in deployments(objs):
+        names = {n for n in env_of(d) if n.startswith("RTCREC_")}
+        assert names <= fields, names - fields
+        # pydantic must accept the rendered literal values (e.g. "8080", "0.5", "json").
+        plain = {k.removeprefix("RTCREC_").lower(): e["value"] for k, e in env_of(d).items()
+                 if k.startswith("RTCREC_") and "value" in e and k != "RTCREC_CALLBACK_URL"}
+        Settings.model_validate(plain)
+
+
+def test_receiver_is_ha_and_probed(rendered):
+    name, objs = rendered
+    if name == "callbacks-disabled":
+        pytest.skip("no receiver")
+    d = one(objs, "Deployment", RECEIVER)
+    assert d["spec"]["replicas"] == 2
+    pod = d["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == RECEIVER
+    (c,) = pod["containers"]
+    assert c["args"] == ["receiver"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8081, "protocol": "TCP"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    pdb = one(objs, "PodDisruptionBudget", RECEIVER)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == d["spec"]["selector"]
+    svc = one(objs, "Service", RECEIVER)
+    assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+    # The two Deployments select disjoint pods.
+    assert d["spec"]["selector"] != one(objs, "Deployment", OPERATOR)["spec"]["selector"]
+
+
+# -- specific value sets ------------------------------------------------------------------------------
+
+def test_defaults_generate_callback_key_but_no_url(helm):
+    objs = helm.template()
+    secret = one(objs, "Secret", "rtc-rtc-recording-operator-callback-auth")
+    import base64
+    key = base64.b64decode(secret["data"]["authKey"]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{16,64}", key)
+    for d in deployments(objs):
+        env = env_of(d)
+        assert "RTCREC_CALLBACK_URL" not in env
+        assert env["RTCREC_CALLBACK_AUTH_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "rtc-rtc-recording-operator-callback-auth", "key": "authKey"}
+        assert env["RTCREC_LOG_FORMAT"]["value"] == "json"
+        assert "RTCREC_ENDPOINT" not in env  # empty values are not set
+        assert "RTCREC_NAMESPACES" not in env
+        assert not [n for n in env if n.startswith("ALIBABA_CLOUD_")]
+    assert not find(objs, "ServiceMonitor") and not find(objs, "Ingress")
+
+
+def test_credentials_secret_and_callback_url_reach_both_containers(helm):
+    objs = helm.template(VALUE_SETS["credentials-secret"])
+    for d in deployments(objs):
+        env = env_of(d)
+        assert env["RTCREC_CALLBACK_URL"]["value"] == "https://cb.example.com"
+        for var, key in [("ALIBABA_CLOUD_ACCESS_KEY_ID", "accessKeyId"),
+                         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "accessKeySecret")]:
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "aliyun-credentials", "key": key}
+        assert env["ALIBABA_CLOUD_SECURITY_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "aliyun-credentials", "key": "securityToken", "optional": True}
+    assert len(deployments(objs)) == 2
+
+
+def test_rrsa_mounts_a_projected_token_for_sts(helm):
+    objs = helm.template(VALUE_SETS["rrsa"])
+    for d in deployments(objs):
+        env = {k: e.get("value") for k, e in env_of(d).items() if k.startswith("ALIBABA_CLOUD_")}
+        assert env == {
+            "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": OIDC_ARN,
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token",
+            "ALIBABA_CLOUD_STS_REGION": "cn-shanghai",
+            "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED": "true",
+        }
+        pod = d["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "rrsa-oidc-token"]
+        assert volume["projected"]["sources"] == [{"serviceAccountToken": {
+            "audience": "sts.aliyuncs.com", "expirationSeconds": 3600, "path": "token"}}]
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "rrsa-oidc-token"]
+        assert mount == {"name": "rrsa-oidc-token", "readOnly": True,
+                         "mountPath": "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens"}
+        # The non-root user can read the token: kubelet gives it to the pod's fsGroup.
+        assert pod["securityContext"]["fsGroup"] == 10001
+    assert len(deployments(objs)) == 2
+
+
+def test_callbacks_disabled_deploys_no_receiver_and_sets_no_callback_env(helm):
+    objs = helm.template(VALUE_SETS["callbacks-disabled"])
+    assert [d["metadata"]["name"] for d in deployments(objs)] == [OPERATOR]
+    assert not [o for o in objs if o["metadata"]["labels"]["app.kubernetes.io/component"] == "receiver"]
+    assert not [n for n in env_of(deployments(objs)[0]) if n.startswith("RTCREC_CALLBACK")]
+
+
+def test_watch_namespaces_sets_env(helm):
+    objs = helm.template(VALUE_SETS["watch-namespaces"])
+    for d in deployments(objs):
+        assert env_of(d)["RTCREC_NAMESPACES"]["value"] == "team-a,team-b"
+
+
+def test_service_monitor_only_when_enabled(helm):
+    objs = helm.template(VALUE_SETS["service-monitor"])
+    sm = one(objs, "ServiceMonitor", OPERATOR)
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    metrics = one(objs, "Service", f"{OPERATOR}-metrics")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics", "interval": "30s"}]
+    # The receiver's Service must not be scraped by the same selector.
+    receiver = one(objs, "Service", RECEIVER)
+    assert not sm["spec"]["selector"]["matchLabels"].items() <= receiver["metadata"]["labels"].items()
+
+
+def test_ingress_exposes_only_callbacks_and_derives_the_url(helm):
+    objs = helm.template(VALUE_SETS["ingress-existing-key"])
+    ing = one(objs, "Ingress", RECEIVER)
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["tls"] == [{"hosts": ["cb.example.com"], "secretName": "cb-tls"}]
+    (rule,) = ing["spec"]["rules"]
+    assert rule["host"] == "cb.example.com"
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/callbacks", "Prefix")]
+    assert one(objs, "Service", RECEIVER)["spec"]["type"] == "LoadBalancer"
+    assert not find(objs, "Secret")  # the existing key Secret is used
+    for d in deployments(objs):
+        env = env_of(d)
+        assert env["RTCREC_CALLBACK_URL"]["value"] == "https://cb.example.com"
+        assert env["RTCREC_CALLBACK_AUTH_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "cb-key", "key": "token"}
+
+
+def test_settings_map_to_env(helm):
+    objs = helm.template({"settings": {"defaultRegion": "us-east-1", "pollIntervalSeconds": 0.5,
+                                       "endpoint": "http://emulator:9000", "metricsPort": 9090}})
+    d = one(objs, "Deployment", OPERATOR)
+    env = {k: e["value"] for k, e in env_of(d).items() if "value" in e}
+    assert env["RTCREC_DEFAULT_REGION"] == "us-east-1"
+    assert env["RTCREC_POLL_INTERVAL_SECONDS"] == "0.5"
+    assert env["RTCREC_ENDPOINT"] == "http://emulator:9000"
+    assert env["RTCREC_METRICS_PORT"] == "9090"
+    assert d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 9090
+
+
+def test_chart_covers_every_operator_setting():
+    """A new Settings field needs a chart value (or an explicit reason it has none)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in values["settings"]}
+    from_other_values = {"namespaces", "callback_url", "callback_auth_key"}
+    assert set(Settings.model_fields) == snake | from_other_values
+
+
+def test_long_release_names_stay_within_63_characters(helm):
+    objs = helm.template(release="a" * 53)
+    for o in objs:
+        assert len(o["metadata"]["name"]) <= 63, o["metadata"]["name"]
