@@ -1,1 +1,63 @@
-"""A stand-in for the ApsaraVideo Live recording API: the other side of the wire."""
+"""A stand-in for the ApsaraVideo Live recording API: the other side of the wire.
+
+It speaks the vendor's wire protocol (RPC style, parameters in the query, object
+parameters as JSON, ACS3-HMAC-SHA256 or v2 HMAC-SHA1 signatures) for
+StartRtcCloudRecording, StopRtcCloudRecording, UpdateRtcCloudRecording and
+DescribeRtcCloudRecordingFiles, with the seed page's validation, error codes and HTTP
+statuses, a task lifecycle over a scalable clock, idle timeouts driven by a channel
+activity model, the per-AccessKey quota, NotifyUrl callbacks and injectable faults. It
+imports nothing from the rest of `rtc_recording`.
+
+    from rtc_recording.emulator import EmulatorConfig, run_in_thread
+    with run_in_thread(EmulatorConfig(access_keys={"AK": "secret"}, apps={"app"},
+                                      oss_buckets={"bucket"}, time_scale=60)) as emu:
+        emu.control.join("app", "room", "alice")     # Start needs someone in the channel
+        ...  # point the SDK at emu.url (protocol http)
+
+CLI: `python -m rtc_recording.emulator --port 0 --access-key ID:SECRET --app APP
+--bucket B [--time-scale 60] [--open-channels] ...` prints its URL as the first line.
+
+Control API (JSON bodies; `EmulatorControl` wraps it; errors: 400 bad input, 404
+unknown task/user, 409 task not running):
+
+    GET  /_emulator/health                   {ok, now (emulated Unix s), region, timeScale}
+    POST /_emulator/reset                    everything back to the config (clock keeps time)
+    POST /_emulator/advance                  {seconds} -> {now}: jump emulated time
+    GET  /_emulator/channels                 {channels: [{appId, channelId, users: {userId: [tracks]}}]}
+    POST /_emulator/channels/join            {appId, channelId, userId, tracks=["audio","camera"]}
+    POST /_emulator/channels/leave           {appId, channelId, userId}
+    POST /_emulator/channels/publish         {appId, channelId, userId, tracks=["audio","camera"]} (adds)
+    POST /_emulator/channels/unpublish       {appId, channelId, userId, tracks=all} (removes)
+    GET  /_emulator/tasks?appId=&channelId=&status=
+                                             {tasks: [{taskId, appId, channelId, status, stopReason,
+                                              accessKeyId, createdAt, stoppedAt, vanished, expired,
+                                              params, subscribers, layout, updates, history, files}]}
+    GET  /_emulator/tasks/{taskId}           one task, same shape
+    POST /_emulator/tasks/{taskId}/recover   {seconds}: RECOVERING for that long, then RUNNING
+    POST /_emulator/tasks/{taskId}/vanish    the service forgets it (API: NotFound.Task)
+    GET|POST /_emulator/faults               {latency_seconds, error_rates: {action|"*": rate},
+                                              drop_start_rate, callbacks, quota_per_second,
+                                              throttle_status}; POST changes the given ones
+    GET|POST /_emulator/callbacks            POST {enabled}; -> {enabled, deliveries: [{taskId,
+                                              eventType, url, payload, at, attempts, delivered}]}
+    POST /_emulator/credentials              {access_keys, sts_tokens: {id: [secret, token]},
+                                              sts_expires_at: {id: unix s}, revoke: [ids]}
+
+Tracks are "audio", "camera", "screen". Emulated time drives tasks, files and callbackTs;
+signature dates, ALI-LIVE-TIMESTAMP and the quota window use real time.
+
+Decisions where the vendor publishes nothing: Throttling.User answers HTTP 400 (the
+classic table; `throttle_status` makes it 429); a dropped Start creates and runs the task,
+then closes the connection without an answer (the client sees a connection error: an
+unknown outcome); without NotifyFileUploadedFormat no RecordFileUploaded is sent for OSS;
+VOD storage sends one per media file (the format filter is OSS-only); a stopped task stays
+visible for 3 days after it stopped.
+"""
+
+from .config import EmulatorConfig, FaultKnobs
+from .control import EmulatorControl, EmulatorError
+from .runner import EmulatorHandle, run_in_thread
+from .server import create_app
+
+__all__ = ["EmulatorConfig", "EmulatorControl", "EmulatorError", "EmulatorHandle", "FaultKnobs", "create_app",
+           "run_in_thread"]

@@ -1,0 +1,292 @@
+"""The HTTP face: the vendor API at `/` and the control API under `/_emulator/`.
+
+Thin: routes parse, call the pure parts (signing, validation, tasks) and answer. Every
+request first brings the task engine up to the current emulated time; so does a
+background tick, so that timeouts and callbacks happen with nobody calling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from .callbacks import Dispatcher
+from .clock import Clock
+from .config import EmulatorConfig, FaultKnobs
+from .errors import ApiError
+from .faults import Faults
+from .keys import Credential, KeyStore
+from .quota import Quota
+from .signing import NonceCache, SignedRequest, verify
+from .tasks import Engine
+from .validation import Account, require_task_id, validate_start, validate_update
+from .wire import decode_params, error_body
+
+API_VERSION = "2016-11-01"
+START = "StartRtcCloudRecording"
+_VENDOR_HOST = re.compile(r"^live(?:\.([a-z0-9-]+))?\.aliyuncs\.com(?::\d+)?$")
+
+
+class Emulator:
+    """One emulated account: the state behind both APIs."""
+
+    def __init__(self, config: EmulatorConfig):
+        self.config = config
+        self.clock = Clock(config.time_scale)
+        self.dispatcher = Dispatcher(
+            self.clock, enabled=lambda: self.knobs.callbacks, timeout=config.callback_timeout_seconds,
+            retry_delay=config.callback_retry_delay_seconds, payload_as_string=config.callback_payload_as_string)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the configured state (the clock keeps its time)."""
+        config = self.config
+        self.knobs = FaultKnobs(**config.model_dump(include=set(FaultKnobs.model_fields)))
+        self.keys = KeyStore(config.access_keys, config.sts_tokens, config.sts_expires_at)
+        self.nonces = NonceCache()
+        self.quota = Quota(self.knobs.quota_per_second)
+        self.faults = Faults(self.knobs, config.seed)
+        self._ids = random.Random(f"{config.seed}:ids")
+        self.engine = Engine(new_id=self.new_id, open_channels=config.open_channels,
+                             stopping_seconds=config.stopping_seconds, max_duration=config.max_duration_seconds,
+                             retention=config.retention_seconds)
+        self.dispatcher.clear()
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+
+    def set_faults(self, changes: dict[str, Any]) -> None:
+        self.knobs = FaultKnobs.model_validate(self.knobs.model_dump() | changes)
+        self.faults.knobs = self.knobs
+        self.quota.limit = self.knobs.quota_per_second
+
+    def account(self, host: str) -> Account:
+        # a vendor endpoint name says its region; anything else (loopback) is the configured one
+        match = _VENDOR_HOST.match(host)
+        region = (match.group(1) or "cn-shanghai") if match else self.config.region
+        return Account(region, frozenset(self.config.apps), frozenset(self.config.oss_buckets))
+
+    def tick(self) -> None:
+        self.engine.advance(self.clock.now())
+        self.dispatcher.submit(self.engine.drain())
+
+
+EMULATOR = web.AppKey("emulator", Emulator)
+
+
+def create_app(config: EmulatorConfig) -> web.Application:
+    app = web.Application()
+    app[EMULATOR] = Emulator(config)
+    app.router.add_route("GET", "/", _api)
+    app.router.add_route("POST", "/", _api)
+    for method, path, handler in _CONTROL_ROUTES:
+        app.router.add_route(method, f"/_emulator{path}", _control(handler))
+    app.cleanup_ctx.append(_background)
+    return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    emulator = app[EMULATOR]
+    await emulator.dispatcher.open()
+
+    async def tick_forever() -> None:
+        while True:
+            emulator.tick()
+            await asyncio.sleep(emulator.config.tick_seconds)
+
+    ticker = asyncio.create_task(tick_forever())
+    yield
+    ticker.cancel()
+    await asyncio.gather(ticker, return_exceptions=True)
+    await emulator.dispatcher.close()
+
+
+# ---- the vendor API
+
+async def _api(request: web.Request) -> web.StreamResponse:
+    emulator = request.app[EMULATOR]
+    body = await request.read()
+    if emulator.knobs.latency_seconds:
+        await asyncio.sleep(emulator.knobs.latency_seconds)
+    request_id = str(uuid.uuid4()).upper()  # not from the seeded stream: task ids replay whatever the traffic
+    host = request.headers.get("Host", "")
+    query = list(request.query.items())
+    action = None
+    try:
+        signed = SignedRequest(request.method, request.path, query, request.headers, body)
+        credential = verify(signed, emulator.keys, emulator.nonces, emulator.clock.wall())
+        params = dict(query)
+        action = params.get("Action") or request.headers.get("x-acs-action")
+        handler = _ACTIONS.get(action or "")
+        if handler is None:
+            raise ApiError("InvalidAction.NotFound", f"Action {action!r}.")
+        version = params.get("Version") or request.headers.get("x-acs-version")
+        if version != API_VERSION:
+            raise ApiError("InvalidVersion", f"Version {version!r}, expected {API_VERSION}.")
+        if not emulator.quota.allow(credential.access_key_id, emulator.clock.monotonic()):
+            raise ApiError("Throttling.User", "", status=emulator.knobs.throttle_status)
+        if code := emulator.faults.server_error(action):
+            raise ApiError(code, "(injected)")
+        answer = handler(emulator, decode_params(query), credential, host)
+    except ApiError as error:
+        return web.json_response(error_body(error, request_id, host), status=error.status,
+                                 headers={"x-acs-request-id": request_id})
+    finally:
+        emulator.dispatcher.submit(emulator.engine.drain())
+    if action == START and emulator.faults.drop_start() and request.transport is not None:
+        # the task exists and runs; the caller gets a closed connection and no answer
+        request.transport.close()
+    return web.json_response({"RequestId": request_id, **answer}, headers={"x-acs-request-id": request_id})
+
+
+def _start(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
+    spec = validate_start(params, emulator.account(host))
+    task = emulator.engine.start(spec, credential.access_key_id, emulator.clock.now())
+    return {"TaskId": task.task_id}
+
+
+def _stop(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
+    emulator.engine.stop(require_task_id(params), emulator.clock.now())
+    return {}
+
+
+def _update(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
+    now = emulator.clock.now()
+    task = emulator.engine.running(require_task_id(params), now)
+    spec = validate_update(params, task.spec, emulator.account(host))
+    emulator.engine.update(task.task_id, spec, now)
+    return {}
+
+
+def _describe(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
+    return {"TaskInfo": emulator.engine.describe(require_task_id(params), emulator.clock.now())}
+
+
+_ACTIONS: dict[str, Callable[[Emulator, dict[str, Any], Credential, str], dict[str, Any]]] = {
+    START: _start,
+    "StopRtcCloudRecording": _stop,
+    "UpdateRtcCloudRecording": _update,
+    "DescribeRtcCloudRecordingFiles": _describe,
+}
+
+
+# ---- the control API (JSON in, JSON out)
+
+Handler = Callable[[Emulator, dict[str, Any], web.Request], Any]
+
+
+def _control(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def route(request: web.Request) -> web.Response:
+        emulator = request.app[EMULATOR]
+        try:
+            data = await request.json() if request.can_read_body else {}
+            emulator.tick()
+            result = handler(emulator, data or {}, request)
+        except ApiError as error:
+            status = 404 if error.code == "NotFound.Task" else 409
+            return web.json_response({"error": error.code, "message": error.message}, status=status)
+        except KeyError as error:
+            return web.json_response({"error": "NotFound", "message": str(error.args[0])}, status=404)
+        except (ValueError, TypeError, ValidationError) as error:
+            return web.json_response({"error": "BadRequest", "message": str(error)}, status=400)
+        finally:
+            emulator.dispatcher.submit(emulator.engine.drain())
+        return web.json_response(result if result is not None else {"ok": True})
+    return route
+
+
+def _health(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    return {"ok": True, "now": emulator.clock.now(), "region": emulator.config.region,
+            "timeScale": emulator.clock.time_scale}
+
+
+def _reset(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    emulator.reset()
+
+
+def _advance(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    now = emulator.clock.advance(float(data["seconds"]))
+    emulator.engine.advance(now)
+    return {"now": now}
+
+
+def _channels(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    return {"channels": emulator.engine.channel_view()}
+
+
+def _channel_action(verb: str, default_tracks: tuple[str, ...] | None) -> Handler:
+    def handle(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+        args = [data["appId"], data["channelId"], data["userId"]]
+        if default_tracks is not None:
+            args.append(data.get("tracks", default_tracks))
+        getattr(emulator.engine, verb)(*args, emulator.clock.now())
+    return handle
+
+
+def _tasks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    now = emulator.clock.now()
+    wanted = {k: request.query[k] for k in ("appId", "channelId", "status") if k in request.query}
+    views = [emulator.engine.task_view(t, now) for t in emulator.engine.tasks.values()]
+    return {"tasks": [v for v in views if all(v[k] == value for k, value in wanted.items())]}
+
+
+def _task(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    task = emulator.engine.tasks[request.match_info["task_id"]]
+    return emulator.engine.task_view(task, emulator.clock.now())
+
+
+def _recover(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    emulator.engine.recover(request.match_info["task_id"], float(data["seconds"]), emulator.clock.now())
+
+
+def _vanish(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    emulator.engine.vanish(request.match_info["task_id"], emulator.clock.now())
+
+
+def _faults(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    if request.method == "POST":
+        emulator.set_faults(data)
+    return emulator.knobs.model_dump()
+
+
+def _callbacks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    if request.method == "POST":
+        emulator.set_faults({"callbacks": bool(data["enabled"])})
+    return {"enabled": emulator.knobs.callbacks, "deliveries": list(emulator.dispatcher.log)}
+
+
+def _credentials(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    emulator.keys.update(
+        access_keys=data.get("access_keys", {}),
+        sts_tokens={k: tuple(v) for k, v in data.get("sts_tokens", {}).items()},
+        sts_expires_at=data.get("sts_expires_at", {}),
+        revoke=data.get("revoke", ()),
+    )
+
+
+_CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/health", _health),
+    ("POST", "/reset", _reset),
+    ("POST", "/advance", _advance),
+    ("GET", "/channels", _channels),
+    ("POST", "/channels/join", _channel_action("join", ("audio", "camera"))),
+    ("POST", "/channels/leave", _channel_action("leave", None)),
+    ("POST", "/channels/publish", _channel_action("publish", ("audio", "camera"))),
+    ("POST", "/channels/unpublish", _channel_action("unpublish", ("audio", "camera", "screen"))),
+    ("GET", "/tasks", _tasks),
+    ("GET", "/tasks/{task_id}", _task),
+    ("POST", "/tasks/{task_id}/recover", _recover),
+    ("POST", "/tasks/{task_id}/vanish", _vanish),
+    ("GET", "/faults", _faults),
+    ("POST", "/faults", _faults),
+    ("GET", "/callbacks", _callbacks),
+    ("POST", "/callbacks", _callbacks),
+    ("POST", "/credentials", _credentials),
+]
