@@ -12,15 +12,17 @@ that callbacks still land while the operator restarts.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from . import reconcile
@@ -34,14 +36,13 @@ MAX_CLOCK_SKEW_S = 300
 SUCCESS = {"Code": 0, "Msg": "Success"}
 
 
-def signature_ok(headers: dict[str, str], auth_key: str, now: float) -> bool:
+def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
     """ALI-LIVE-SIGNATURE = md5("<ALI-LIVE-TIMESTAMP>|<key>"); it does not cover the body, so
     stale timestamps are refused too."""
     timestamp, signature = headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "")
     if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
         return False
-    expected = hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest()
-    return hmac.compare_digest(expected, signature.lower())
+    return hmac.compare_digest(signed_headers(auth_key, int(timestamp))["ALI-LIVE-SIGNATURE"], signature.lower())
 
 
 @dataclass(frozen=True)
@@ -71,32 +72,86 @@ class Callback:
             reason)
 
 
+def forwarded(spec: dict, callback: Callback) -> bool:
+    """Does the user's own NotifyUrl want this event? Task events always; uploads only in the
+    formats they chose (the operator adds SLICE for itself)."""
+    notify = spec.get("notify") or {}
+    if not notify.get("url"):
+        return False
+    if callback.event_type != "RecordFileUploaded":
+        return True
+    wanted = {f.upper() for f in notify.get("fileUploadedFormats") or []}
+    return str(callback.payload.get("format", "")).upper() in wanted
+
+
+def signed_headers(auth_key: str | None, now: float) -> dict[str, str]:
+    if not auth_key:
+        return {}
+    timestamp = str(int(now))
+    return {"ALI-LIVE-TIMESTAMP": timestamp,
+            "ALI-LIVE-SIGNATURE": hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest()}
+
+
 class Receiver:
+    """With the receiver, the cloud calls us; a user's spec.notify.url still gets its events:
+    relayed as received, signed with the user's own key, resent once like the cloud does."""
+
     def __init__(self, recorder: Recorder, auth_key: str, clock: Callable[[], float] = time.time):
         self.recorder, self.auth_key, self.clock = recorder, auth_key, clock
+        self._relays: set[asyncio.Task] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]+}", self.handle)
         app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
+        app.on_cleanup.append(self._close)
         return app
 
+    async def _close(self, _: web.Application) -> None:
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        if self._http:
+            await self._http.close()
+
     async def handle(self, request: web.Request) -> web.Response:
-        if not signature_ok(dict(request.headers), self.auth_key, self.clock()):
+        if not signature_ok(request.headers, self.auth_key, self.clock()):  # names case-insensitive
             return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
         try:
-            callback = Callback.parse(await request.json())
+            body = await request.json()
+            callback = Callback.parse(body)
         except (ValueError, KeyError):
             return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
         m = request.match_info
         try:
-            await self.process(m["namespace"], m["name"], m["uid"], int(m["attempt"]), callback)
+            obj = await self.process(m["namespace"], m["name"], m["uid"], int(m["attempt"]), callback)
         except Exception:  # a 5xx makes the cloud send it once more
             log.exception("callback %s for %s/%s not processed", callback.event_type, m["namespace"], m["name"])
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
+        if obj is not None and obj["metadata"]["uid"] == m["uid"] and forwarded(obj["spec"], callback):
+            relay = asyncio.create_task(self._relay(obj, body))  # never delay our answer to the cloud
+            self._relays.add(relay)
+            relay.add_done_callback(self._relays.discard)
         return web.json_response(SUCCESS)
 
-    async def process(self, namespace: str, name: str, uid: str, attempt: int, callback: Callback) -> None:
+    async def _relay(self, obj: dict, body: dict) -> None:
+        url = obj["spec"]["notify"]["url"]
+        try:
+            key = await self.recorder.user_notify_key(obj)
+            if self._http is None:
+                self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+            for _ in range(2):
+                try:
+                    async with self._http.post(url, json=body, headers=signed_headers(key, self.clock())) as resp:
+                        if resp.status < 500:
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+            log.warning("could not relay %s to %s", body.get("eventType"), url)
+        except Exception:
+            log.warning("could not relay %s to %s", body.get("eventType"), url, exc_info=True)
+
+    async def process(self, namespace: str, name: str, uid: str, attempt: int, callback: Callback) -> dict | None:
+        """Act on one callback; returns the resource it names, if it still exists."""
         try:
             obj = await self.recorder.kube.get_recording(namespace, name)
         except Gone:
@@ -104,7 +159,7 @@ class Receiver:
         if obj is not None and (obj["spec"]["appId"], obj["spec"]["channelId"]) != (callback.app_id,
                                                                                       callback.channel_id):
             log.warning("callback for %s/%s names another channel; ignored", namespace, name)
-            return
+            return None
         status = RtcRecordingStatus.model_validate(obj.get("status") or {}) if obj else None
         action = reconcile.on_callback(status, obj["metadata"]["uid"] if obj else None, uid, attempt,
                                        callback.task_id, callback.event_type)
@@ -119,3 +174,4 @@ class Receiver:
                 await self.recorder.adopt(obj, attempt, task_id)
             case reconcile.Observe():
                 await self.recorder.observe(obj, callback.stop_reason)
+        return obj

@@ -152,8 +152,15 @@ class Recorder:
             key = self.settings.callback_auth_key.get_secret_value()
         else:
             url, key = None, await self.user_notify_key(obj)  # start_params falls back to spec.notify.url
-        return start_params(spec, region_default=self.settings.default_region, notify_url=url,
-                            notify_auth_key=key)
+        params = start_params(spec, region_default=self.settings.default_region, notify_url=url,
+                              notify_auth_key=key)
+        if self.settings.callback_url and spec.storage.oss:
+            # Every HLS slice uploaded is then a callback: a heartbeat that exposes a duplicate
+            # task within one slice duration, even if all its start callbacks were lost. The
+            # service always writes HLS to OSS, so SLICE is always a valid choice.
+            formats = params.get("NotifyFileUploadedFormat", [])
+            params["NotifyFileUploadedFormat"] = sorted({*formats, "SLICE"})
+        return params
 
     async def _update(self, obj: dict, spec: RtcRecordingSpec, task_id: str, retry: int) -> None:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]

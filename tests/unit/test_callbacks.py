@@ -1,0 +1,59 @@
+"""The receiver's pure parts: signatures, parsing, what is relayed to the user's URL."""
+
+import hashlib
+import json
+
+import pytest
+from multidict import CIMultiDict
+
+from rtc_recording.callbacks import Callback, forwarded, signature_ok, signed_headers
+
+KEY = "abcdefghijklmnop1234"
+NOW = 1_800_000_000.0
+
+
+def test_signature_is_md5_of_timestamp_and_key_case_insensitive():
+    headers = signed_headers(KEY, NOW)
+    assert headers == {"ALI-LIVE-TIMESTAMP": "1800000000",
+                       "ALI-LIVE-SIGNATURE": hashlib.md5(f"1800000000|{KEY}".encode()).hexdigest()}
+    assert signature_ok(headers, KEY, NOW)
+    # Header names are case-insensitive on the wire; the hex digest is compared case-insensitively.
+    shouted = CIMultiDict({"ali-live-timestamp": headers["ALI-LIVE-TIMESTAMP"],
+                           "Ali-Live-Signature": headers["ALI-LIVE-SIGNATURE"].upper()})
+    assert signature_ok(shouted, KEY, NOW)
+
+
+@pytest.mark.parametrize("headers, now", [
+    ({}, NOW),
+    (signed_headers("another-key-0000000", NOW), NOW),
+    (signed_headers(KEY, NOW - 301), NOW),   # stale: the signature does not cover the body
+    (signed_headers(KEY, NOW + 301), NOW),   # from the future
+    ({"ALI-LIVE-TIMESTAMP": "abc", "ALI-LIVE-SIGNATURE": "x"}, NOW),
+])
+def test_bad_signatures_are_refused(headers, now):
+    assert not signature_ok(headers, KEY, now)
+
+
+def test_payload_as_json_string_or_object_or_garbage():
+    base = {"appId": "a", "channelId": "c", "taskId": "t", "eventType": "TaskStopped"}
+    assert Callback.parse({**base, "payload": json.dumps({"reason": "IdleTimeout"})}).stop_reason == "IdleTimeout"
+    assert Callback.parse({**base, "payload": {"reason": "MaxDuration"}}).stop_reason == "CloudMaxDuration"
+    assert Callback.parse({**base, "payload": "not json"}).stop_reason is None
+    assert Callback.parse({**base, "payload": {"reason": "SomethingNew"}}).stop_reason is None
+    with pytest.raises(KeyError):
+        Callback.parse({"appId": "a"})
+
+
+def upload(fmt):
+    return Callback("a", "c", "t", "RecordFileUploaded", {"format": fmt})
+
+
+@pytest.mark.parametrize("spec, callback, expected", [
+    ({}, Callback("a", "c", "t", "TaskRunning", {}), False),                       # no user URL
+    ({"notify": {"url": "https://u"}}, Callback("a", "c", "t", "TaskRunning", {}), True),
+    ({"notify": {"url": "https://u"}}, upload("SLICE"), False),                     # the operator's heartbeat
+    ({"notify": {"url": "https://u", "fileUploadedFormats": ["MP4"]}}, upload("mp4"), True),
+    ({"notify": {"url": "https://u", "fileUploadedFormats": ["MP4"]}}, upload("SLICE"), False),
+])
+def test_what_is_relayed(spec, callback, expected):
+    assert forwarded(spec, callback) is expected
