@@ -1,0 +1,131 @@
+"""What the reconciler sees of the cloud: four verbs, their answers and their failures.
+
+No HTTP and no kopf here. The real client (`aliyun.py`) and any fake implement
+`RecordingCloud`; the reconciler decides from the error *class* what to do next:
+
+- `Invalid`         the service refused the request for good: fix the spec or credentials.
+- `NotFound`        no such (running) task: nothing to stop, nothing to update.
+- `Throttled`       the quota refused the call; it was not carried out, retry later.
+- `Transient`       the call failed and can be repeated (for Start: the service did not
+                    create a task, or said so).
+- `UnknownOutcome`  a Start was sent but its answer was lost: a task may be running that
+                    nobody knows the id of. Never retried blindly; see design.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class TaskStatus(enum.StrEnum):
+    RUNNING = "RUNNING"
+    RECOVERING = "RECOVERING"  # the service lost the recorder and is bringing it back
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+
+
+@dataclass(frozen=True)
+class VodMedia:
+    """One subscribed stream recorded to VOD (`Stream` is `Mix` or `Single::<UserId>::<Suffix>`)."""
+
+    media_ids: tuple[str, ...]
+    merged_ids: tuple[str, ...]
+    stream: str
+
+
+@dataclass(frozen=True)
+class RecordFiles:
+    """File names per format (OSS storage) and VOD media (VOD storage), as the service lists them."""
+
+    hls: tuple[str, ...] = ()
+    mp4: tuple[str, ...] = ()
+    mp3: tuple[str, ...] = ()
+    vod: tuple[VodMedia, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    task_id: str
+    status: TaskStatus
+    files: RecordFiles = field(default_factory=RecordFiles)
+
+
+class CloudError(Exception):
+    """A failed cloud call. `code` is the vendor's error code, or a transport condition
+    such as `ReadTimeout` when the service never answered."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        request_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.http_status = http_status
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            part
+            for part in (
+                f"HTTP {self.http_status}" if self.http_status is not None else "",
+                f"RequestId {self.request_id}" if self.request_id else "",
+            )
+            if part
+        )
+        text = f"{self.code}: {self.message}" if self.message else self.code
+        return f"{text} ({where})" if where else text
+
+
+class Invalid(CloudError):
+    """Permanent refusal: bad parameters, unknown app/channel/bucket, bad credentials."""
+
+
+class NotFound(CloudError):
+    """No such task, or (Stop/Update) the task is no longer running."""
+
+
+class Throttled(CloudError):
+    """Refused by the quota. The service did not act on it, so even a Start may be repeated."""
+
+
+class Transient(CloudError):
+    """A failure worth repeating: server error, or the request never left this process."""
+
+
+class UnknownOutcome(CloudError):
+    """A Start went out and no answer came back: the task may or may not exist."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when repeating the same call is safe and may succeed."""
+    return isinstance(exc, (Throttled, Transient))
+
+
+class RecordingCloud(Protocol):
+    """The four verbs of the recording API. Blocking: run them in an executor.
+
+    `params` use the vendor's top-level names (AppId, ChannelId, SubscribeParams,
+    RecordParams, StorageParams, MixTranscodeParams, MixLayoutParams, NotifyUrl,
+    NotifyAuthKey, NotifyFileUploadedFormat, MaxIdleTime) with plain dicts/lists
+    as values; the implementation serialises them.
+    """
+
+    def start(self, params: Mapping[str, Any]) -> str:
+        """Start a recording task and return its TaskId. Never retried internally."""
+        ...
+
+    def stop(self, task_id: str) -> None: ...
+
+    def update(self, task_id: str, params: Mapping[str, Any]) -> None:
+        """Change SubscribeParams and/or MixLayoutParams of a running task."""
+        ...
+
+    def describe(self, task_id: str) -> TaskInfo: ...

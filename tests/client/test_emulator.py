@@ -1,0 +1,246 @@
+"""The client against the emulator over real loopback HTTP: every verb, every failure, the quota."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rtc_recording.aliyun import AliyunRecordingCloud, RetryPolicy
+from rtc_recording.cloud import (
+    CloudError,
+    Invalid,
+    NotFound,
+    TaskStatus,
+    Throttled,
+    Transient,
+    UnknownOutcome,
+)
+from rtc_recording.credentials import Credentials, StaticCredentials
+from rtc_recording.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
+from rtc_recording.quota import QuotaLimiter
+
+from .test_quota import max_in_window
+
+AK = Credentials("LTAI5tEmulatorKey", "emulator-secret")
+STS = Credentials("STS.NUEmulatorKey", "sts-secret", "CAIS-sts-token")
+APP = "app-1"
+BUCKET = "recordings"
+
+
+def start_params(channel: str = "room-1", app: str = APP, users: tuple[str, ...] = ("alice",)) -> dict:
+    return {
+        "AppId": app,
+        "ChannelId": channel,
+        "MaxIdleTime": 300,
+        "SubscribeParams": {"SubscribeUserIdList": [{"UserId": user} for user in users]},
+        "RecordParams": {"RecordMode": 0},
+        "StorageParams": {
+            "StorageType": 1,
+            "OSSParams": {"OSSEndpoint": "oss-cn-shanghai.aliyuncs.com", "OSSBucket": BUCKET},
+            "FileInfo": [{"Format": "HLS"}, {"Format": "MP4"}],
+        },
+        "NotifyFileUploadedFormat": ["MP4"],
+    }
+
+
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(
+        access_keys={AK.access_key_id: AK.access_key_secret},
+        sts_tokens={STS.access_key_id: (STS.access_key_secret, STS.security_token)},
+        apps={APP}, oss_buckets={BUCKET}, open_channels=True, quota_per_second=50)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorHandle]:
+    with run_in_thread(emulator_config()) as handle:
+        yield handle
+
+
+@pytest.fixture(autouse=True)
+def fresh(emulator):
+    emulator.control.reset()  # no tasks, no faults, the configured keys and quota
+
+
+@pytest.fixture
+def cloud_for(emulator):
+    clients = []
+
+    def make(credentials: Credentials = AK, limiter: QuotaLimiter | None = None, **kw) -> AliyunRecordingCloud:
+        kw.setdefault("retry", RetryPolicy(base_delay=0.01, max_delay=0.05))
+        client = AliyunRecordingCloud("cn-shanghai", StaticCredentials(credentials), limiter or QuotaLimiter(),
+                                      emulator.url, **kw)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    return result
+
+
+def test_every_verb(emulator, cloud_for):
+    cloud = cloud_for()
+    task_id = cloud.start(start_params())
+
+    info = cloud.describe(task_id)
+    assert (info.task_id, info.status) == (task_id, TaskStatus.RUNNING)
+
+    cloud.update(task_id, {"SubscribeParams": {"SubscribeUserIdList": [{"UserId": "alice"}, {"UserId": "bob"}]}})
+    assert [s["userId"] for s in emulator.control.task(task_id)["subscribers"]] == ["alice", "bob"]
+
+    cloud.stop(task_id)
+    assert cloud.describe(task_id).status in (TaskStatus.STOPPING, TaskStatus.STOPPED)
+    emulator.control.advance(5)
+    assert cloud.describe(task_id).status is TaskStatus.STOPPED
+
+    with pytest.raises(NotFound) as caught:  # not running any more: nothing to stop
+        cloud.stop(task_id)
+    assert caught.value.code == "InvalidParameter.TaskId"
+    with pytest.raises(NotFound):
+        cloud.update(task_id, {"SubscribeParams": {"SubscribeUserIdList": [{"UserId": "carol"}]}})
+
+
+def test_unknown_task(cloud_for):
+    cloud = cloud_for()
+    for call in (cloud.stop, cloud.describe):
+        with pytest.raises(NotFound) as caught:
+            call("00000000-0000-4000-8000-000000000000")
+        assert caught.value.code == "NotFound.Task"
+
+
+def test_refused_start(emulator, cloud_for):
+    with pytest.raises(Invalid) as caught:
+        cloud_for().start(start_params(app="no-such-app"))
+    assert (caught.value.code, caught.value.http_status) == ("InvalidParameter.AppId", 404)
+    assert caught.value.request_id
+    assert emulator.control.tasks() == []
+
+
+@pytest.mark.parametrize(("credentials", "code"), [
+    (Credentials(AK.access_key_id, "wrong-secret"), "SignatureDoesNotMatch"),
+    (Credentials("LTAI5tNobodysKey", "s"), "InvalidAccessKeyId.NotFound"),
+    (Credentials(STS.access_key_id, STS.access_key_secret, "forged-token"), "InvalidSecurityToken.Malformed"),
+])
+def test_bad_credentials_are_invalid(cloud_for, credentials, code):
+    with pytest.raises(Invalid) as caught:
+        cloud_for(credentials).describe("any")
+    assert caught.value.code == code
+
+
+def test_sts_credentials(emulator, cloud_for):
+    task_id = cloud_for(STS).start(start_params())
+    assert emulator.control.task(task_id)["accessKeyId"] == STS.access_key_id
+
+
+@pytest.mark.parametrize("status", [400, 429])
+def test_throttled_start_is_not_retried(emulator, cloud_for, status):
+    emulator.control.set_faults(quota_per_second=1, throttle_status=status)
+    cloud = cloud_for(limiter=QuotaLimiter(rate=1000))  # our limiter out of the way
+    cloud.start(start_params("room-1"))
+    with pytest.raises(Throttled) as caught:
+        cloud.start(start_params("room-2"))
+    assert (caught.value.code, caught.value.http_status) == ("Throttling.User", status)
+    assert len(emulator.control.tasks()) == 1  # refused: safe to start again
+
+
+def test_throttled_describe_is_retried(emulator, cloud_for):
+    emulator.control.set_faults(quota_per_second=1)
+    cloud = cloud_for(limiter=QuotaLimiter(rate=1000),
+                      retry=RetryPolicy(base_delay=0.6, max_delay=1.2, jitter=lambda: 1.0))
+    task_id = cloud.start(start_params())
+    assert cloud.describe(task_id).status is TaskStatus.RUNNING  # throttled at first, then let through
+
+
+def test_server_error_on_start_is_transient_and_started_nothing(emulator, cloud_for):
+    emulator.control.set_faults(error_rates={"StartRtcCloudRecording": 1.0})
+    with pytest.raises(Transient) as caught:
+        cloud_for().start(start_params())
+    assert caught.value.code in ("InternalError", "ServiceUnavailable") and caught.value.http_status >= 500
+    assert emulator.control.tasks() == []
+
+
+def test_server_errors_on_describe_are_retried_within_budget(emulator, cloud_for):
+    cloud = cloud_for()
+    task_id = cloud.start(start_params())
+    emulator.control.set_faults(error_rates={"DescribeRtcCloudRecordingFiles": 0.5})
+    for _ in range(10):
+        assert cloud.describe(task_id).task_id == task_id
+    emulator.control.set_faults(error_rates={"*": 1.0})
+    with pytest.raises(Transient):
+        cloud.stop(task_id)
+
+
+def test_start_dropped_after_commit_is_an_unknown_outcome(emulator, cloud_for):
+    emulator.control.set_faults(drop_start_rate=1.0)
+    with pytest.raises(UnknownOutcome) as caught:
+        cloud_for().start(start_params())
+    assert caught.value.code == "ConnectionLost"
+    [task] = emulator.control.tasks()  # the service did start it: only its id was lost
+    assert task["status"] == "RUNNING"
+
+
+def test_start_timing_out_is_an_unknown_outcome(emulator, cloud_for):
+    emulator.control.set_faults(latency_seconds=0.4)
+    with pytest.raises(UnknownOutcome) as caught:
+        cloud_for(read_timeout=0.1).start(start_params())
+    assert caught.value.code == "ReadTimeout"
+    wait_for(emulator.control.tasks)  # it started after all
+
+
+def test_describe_timing_out_is_transient(emulator, cloud_for):
+    task_id = cloud_for().start(start_params())
+    emulator.control.set_faults(latency_seconds=0.3)
+    with pytest.raises(Transient) as caught:
+        cloud_for(read_timeout=0.1, retry=RetryPolicy(max_attempts=2, base_delay=0.01)).describe(task_id)
+    assert caught.value.code == "ReadTimeout"
+
+
+@pytest.fixture
+def quiet_emulator() -> Iterator[EmulatorHandle]:
+    """An emulator of its own: no late request of another test may eat into the quota."""
+    with run_in_thread(emulator_config()) as handle:
+        yield handle
+
+
+@pytest.mark.slow
+def test_1000_calls_from_20_threads_never_exceed_the_quota(quiet_emulator):
+    """About 21 s: the emulator (50 calls/s per AccessKey) must throttle nothing."""
+    calls, threads = 1000, 20
+    cloud = AliyunRecordingCloud("cn-shanghai", StaticCredentials(AK), QuotaLimiter(),  # defaults: 50/s
+                                 quiet_emulator.url)
+    failures: list[CloudError] = []
+
+    def worker(index: int) -> None:
+        for n in range(calls // threads):
+            try:
+                cloud.start(start_params(f"room-{index}-{n}"))
+            except CloudError as error:
+                failures.append(error)
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.monotonic() - started
+    cloud.close()
+
+    assert failures == []
+    created = [task["createdAt"] for task in quiet_emulator.control.tasks()]  # the emulator's own clock
+    assert len(created) == calls
+    busiest = max_in_window(created, 1.0)
+    print(f"\n{calls} Starts from {threads} threads in {elapsed:.2f} s; busiest 1 s window at the "
+          f"emulator: {busiest} calls")
+    assert busiest <= 50
+    assert elapsed < 24  # 20 s at exactly 50/s, plus the latency the limiter allows for
