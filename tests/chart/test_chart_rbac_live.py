@@ -1,0 +1,258 @@
+"""The chart's RBAC is sufficient: the operator and the receiver run as processes with the tokens
+of the ServiceAccounts the chart creates (`kubectl create token`), against the real apiserver and
+the emulator, and do their whole job without one 403.
+
+Cloud credentials come from spec.credentialsSecretRef (the chart's `secrets: get`), the callback
+auth key from the Secret the chart generated, and the receiver proves its own rules by adopting a
+task whose Start answer the emulator drops.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rtc_recording.cluster.launcher import free_port
+from rtc_recording.emulator import EmulatorConfig, run_in_thread
+
+from .conftest import CHART
+
+pytestmark = pytest.mark.cluster
+
+APP, BUCKET = "demo-app", "demo-recordings"
+ACCESS_KEY = ("LTAI5tChartRbacTest", "chart-rbac-secret")
+RTCREC = str(Path(sys.executable).with_name("rtcrec"))
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "condition", log=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{log()[-4000:]}")
+
+
+class Proc:
+    def __init__(self, command: str, env: dict, log: Path):
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen([RTCREC, command], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+class Deployed:
+    """A chart release whose pods are played by local processes using the release's identities."""
+
+    def __init__(self, cluster, helm, tmp: Path, values: dict):
+        suffix = secrets.token_hex(3)
+        self.cluster, self.helm, self.tmp = cluster, helm, tmp
+        self.release, self.namespace = f"live-{suffix}", f"rtc-live-{suffix}"
+        self.fullname = f"{self.release}-rtc-recording-operator"
+        self.receiver_port, self.metrics_port = free_port(), free_port()
+        values = {**values, "callbacks": {"url": f"http://127.0.0.1:{self.receiver_port}",
+                                          **values.get("callbacks", {})}}
+        helm.run("install", self.release, str(CHART), "--kubeconfig", str(cluster.kubeconfig),
+                 "-n", self.namespace, "--create-namespace", values=values)
+        self.procs: list[Proc] = []
+
+    def kubeconfig_for(self, sa: str) -> Path:
+        token = self.cluster.kubectl("create", "token", sa, "-n", self.namespace, "--duration=1h").stdout.strip()
+        config = json.loads(self.cluster.kubeconfig.read_text())
+        config["users"] = [{"name": "admin", "user": {"token": token}}]
+        path = self.tmp / f"{sa}.kubeconfig"
+        path.write_text(json.dumps(config))
+        return path
+
+    def env(self, sa: str, emulator, **settings) -> dict:
+        secret = json.loads(self.cluster.kubectl("get", "secret", f"{self.fullname}-callback-auth", "-n",
+                                                 self.namespace, "-o", "json").stdout)
+        # Only what the chart would give the pod (minus its cloud credentials, which come from
+        # spec.credentialsSecretRef here).
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RTCREC_", "ALIBABA_CLOUD_", "KUBERNETES_"))}
+        env.update({
+            "KUBECONFIG": str(self.kubeconfig_for(sa)),
+            "RTCREC_ENDPOINT": emulator.url,
+            "RTCREC_CALLBACK_URL": f"http://127.0.0.1:{self.receiver_port}",
+            "RTCREC_CALLBACK_AUTH_KEY": base64.b64decode(secret["data"]["authKey"]).decode(),
+            "RTCREC_RECEIVER_PORT": str(self.receiver_port),
+            "RTCREC_METRICS_PORT": str(self.metrics_port),
+            "RTCREC_UNKNOWN_OUTCOME_GRACE_SECONDS": "20",
+            "RTCREC_POLL_INTERVAL_SECONDS": "0.5",
+            "RTCREC_STUCK_SECONDS": "3",
+            "RTCREC_BACKOFF_BASE_SECONDS": "0.2",
+            "RTCREC_BACKOFF_MAX_SECONDS": "1",
+        })
+        env.update({f"RTCREC_{k.upper()}": str(v) for k, v in settings.items()})
+        return env
+
+    def start(self, emulator, **settings) -> None:
+        self.procs.append(Proc("receiver", self.env(f"{self.fullname}-receiver", emulator, **settings),
+                               self.tmp / f"{self.release}-receiver.log"))
+        self.procs.append(Proc("run", self.env(self.fullname, emulator, **settings),
+                               self.tmp / f"{self.release}-operator.log"))
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log.name}\n{p.output()}" for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+        self.helm.run("uninstall", self.release, "--kubeconfig", str(self.cluster.kubeconfig), "-n", self.namespace)
+
+    def healthz(self) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(errors="replace")
+
+    def _serving(self) -> bool:
+        try:
+            self.healthz()
+            return True
+        except urllib.error.URLError:
+            return False
+
+    def assert_healthy_through_a_quiet_watch(self) -> None:
+        """A watch quiet for RTCREC_STUCK_SECONDS (3 s) makes /healthz list RtcRecordings to compare."""
+        wait_for(self._serving, what="the operator's health server", log=self.logs)
+        for _ in range(10):
+            code, body = self.healthz()
+            assert code == 200, f"/healthz {code}: {body}\n{self.logs()[-3000:]}"
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    config = EmulatorConfig(access_keys=dict([ACCESS_KEY]), apps={APP}, oss_buckets={BUCKET}, time_scale=30, seed=11)
+    with run_in_thread(config) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    cluster.apply_crds()
+    return cluster
+
+
+def workspace(cluster, emulator, namespace: str | None = None) -> str:
+    """A namespace with a credentials Secret, and a channel with two users."""
+    namespace = namespace or f"live-ws-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("create", "secret", "generic", "aliyun", "-n", namespace,
+                    f"--from-literal=accessKeyId={ACCESS_KEY[0]}", f"--from-literal=accessKeySecret={ACCESS_KEY[1]}")
+    return namespace
+
+
+def apply_recording(cluster, emulator, namespace: str, name: str) -> None:
+    channel = f"room-{secrets.token_hex(4)}"
+    for user in ("alice", "bob"):
+        emulator.control.join(APP, channel, user)
+    obj = {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecording",
+           "metadata": {"name": name, "namespace": namespace},
+           "spec": {"appId": APP, "channelId": channel, "mode": "Individual", "maxIdleSeconds": 600,
+                    "subscribers": [{"userId": "alice"}],
+                    "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
+                    "credentialsSecretRef": {"name": "aliyun"}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def status(cluster, namespace: str, name: str) -> dict:
+    got = cluster.kubectl("get", "rtcrec", name, "-n", namespace, "-o", "json", check=False)
+    return (json.loads(got.stdout).get("status") or {}) if got.returncode == 0 else {}
+
+
+def event_reasons(cluster, namespace: str, name: str) -> list[str]:
+    got = cluster.kubectl("get", "events", "-n", namespace, "-o", "json",
+                          f"--field-selector=involvedObject.name={name}")
+    return [e["reason"] for e in json.loads(got.stdout)["items"]]
+
+
+def assert_no_forbidden(deployed: Deployed) -> None:
+    logs = deployed.logs()
+    assert "HTTP 403" not in logs and "forbidden" not in logs.lower(), logs[-4000:]
+
+
+def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_path):
+    deployed = Deployed(crds, helm, tmp_path, {})
+    try:
+        deployed.start(emulator)
+        ns = workspace(crds, emulator)
+
+        # Operator: watch, finalizer patch, write-ahead status patch, Secret read, Event.
+        apply_recording(crds, emulator, ns, "plain")
+        wait_for(lambda: status(crds, ns, "plain").get("phase") == "Recording", what="plain Recording",
+                 log=deployed.logs)
+        wait_for(lambda: "Started" in event_reasons(crds, ns, "plain"), what="Started event", log=deployed.logs)
+
+        # Receiver: the Start answer is lost; only the receiver can adopt the task (get, status
+        # patch, Secret read for the Describe that confirms it, Event).
+        emulator.control.set_faults(drop_start_rate=1.0)
+        try:
+            apply_recording(crds, emulator, ns, "adopted")
+            adopted = wait_for(lambda: (s := status(crds, ns, "adopted")).get("phase") == "Recording" and s,
+                               what="adopted Recording", log=deployed.logs)
+        finally:
+            emulator.control.set_faults(drop_start_rate=0.0)
+        assert "learned from its callback" in adopted.get("message", ""), adopted
+
+        # The liveness probe's comparison with the apiserver (a quiet watch) is allowed too.
+        deployed.assert_healthy_through_a_quiet_watch()
+
+        # Delete: Stop, then the finalizer comes off (patch).
+        crds.kubectl("delete", "rtcrec", "plain", "adopted", "-n", ns, "--wait=true", "--timeout=30s")
+        assert_no_forbidden(deployed)
+    finally:
+        deployed.stop()
+
+
+@pytest.fixture(scope="module")
+def scoped(crds, helm, emulator, tmp_path_factory):
+    """A release with watchNamespaces: Roles in one namespace, RTCREC_NAMESPACES set."""
+    ns = workspace(crds, emulator)
+    deployed = Deployed(crds, helm, tmp_path_factory.mktemp("scoped"), {"watchNamespaces": [ns]})
+    deployed.start(emulator, namespaces=ns)
+    deployed.watched = ns
+    yield deployed
+    deployed.stop()
+
+
+def test_namespaced_release_records_on_its_roles(crds, emulator, scoped):
+    ns = scoped.watched
+    apply_recording(crds, emulator, ns, "scoped")
+    wait_for(lambda: status(crds, ns, "scoped").get("phase") == "Recording", what="scoped Recording",
+             log=scoped.logs)
+    crds.kubectl("delete", "rtcrec", "scoped", "-n", ns, "--wait=true", "--timeout=30s")
+    assert_no_forbidden(scoped)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "operator bug: health.Health.problems() calls kube.list_recordings() cluster-wide even when "
+    "RTCREC_NAMESPACES is set, which a Role per namespace forbids (403 -> /healthz 500 -> restarts). "
+    "Fix: list each watched namespace; then remove this marker."))
+def test_namespaced_release_liveness_on_its_roles(scoped):
+    scoped.assert_healthy_through_a_quiet_watch()
