@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from . import reconcile
+from . import metrics, reconcile
 from .kube import Gone
 from .recorder import Recorder
 from .resource import RtcRecordingStatus
@@ -105,6 +105,7 @@ class Receiver:
         app = web.Application()
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]+}", self.handle)
         app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
+        app.router.add_get("/metrics", metrics.metrics_response)
         app.on_cleanup.append(self._close)
         return app
 
@@ -115,18 +116,22 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         if not signature_ok(request.headers, self.auth_key, self.clock()):  # names case-insensitive
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
             return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
         try:
             body = await request.json()
             callback = Callback.parse(body)
         except (ValueError, KeyError):
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
             return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
         m = request.match_info
         try:
             obj = await self.process(m["namespace"], m["name"], m["uid"], int(m["attempt"]), callback)
         except Exception:  # a 5xx makes the cloud send it once more
             log.exception("callback %s for %s/%s not processed", callback.event_type, m["namespace"], m["name"])
+            metrics.CALLBACKS.labels(event=callback.event_type, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
+        metrics.CALLBACKS.labels(event=callback.event_type, outcome="ok").inc()
         if obj is not None and obj["metadata"]["uid"] == m["uid"] and forwarded(obj["spec"], callback):
             relay = asyncio.create_task(self._relay(obj, body))  # never delay our answer to the cloud
             self._relays.add(relay)

@@ -8,7 +8,7 @@ import logging
 
 import kopf
 
-from . import health
+from . import health, metrics
 from .clients import CloudClients
 from .kube import GROUP, PLURAL, VERSION, Connection, Kube
 from .poller import Poller
@@ -43,7 +43,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.recorder = Recorder(memo.kube, memo.clients.for_recording, memo.clients.run, config,
                              memo.clients.user_notify_key)
     memo.poller = Poller(memo.recorder.observe, config.poll_interval_seconds, config.poll_calls_per_second)
-    memo.health = health.Health(memo.kube, memo.poller, memo.clients.quotas, config.stuck_seconds)
+    memo.phases = metrics.PhaseCount()
+    memo.health = health.Health(memo.kube, memo.poller, memo.clients.quotas, config.stuck_seconds,
+                                config.namespaces)
     memo.tasks = [asyncio.create_task(memo.poller.run(), name="poller"),
                   asyncio.create_task(health.serve(memo.health, config.metrics_port), name="metrics")]
 
@@ -83,6 +85,9 @@ def watched(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     obj = _plain(body)
     memo.health.saw(obj)
     memo.poller.track(obj)
+    meta = obj["metadata"]
+    gone = meta.get("deletionTimestamp") and not meta.get("finalizers")
+    memo.phases.set((meta["namespace"], meta["name"]), None if gone else (obj.get("status") or {}).get("phase"))
     return None  # nothing to index: the side effects are the point
 
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 
-import prometheus_client
 from aiohttp import web
 
 from .kube import Kube
+from .metrics import metrics_response
 from .poller import Poller
 from .quota import QuotaRegistry
 
 
 class Health:
     def __init__(self, kube: Kube, poller: Poller, quotas: QuotaRegistry, stuck_seconds: float,
-                 clock=time.monotonic):
+                 namespaces: list[str], clock=time.monotonic):
         self.kube, self.poller, self.quotas, self.stuck, self.clock = kube, poller, quotas, stuck_seconds, clock
+        self.namespaces = namespaces  # empty: cluster-wide; else a namespaced install may list only these
         self.last_event = clock()
         self._seen: dict[tuple[str, str], str] = {}
 
@@ -44,8 +45,9 @@ class Health:
                              f"{now - limiter.last_granted:.0f} s")
         if now - self.last_event > self.stuck:
             # A quiet watch is fine only if nothing changed: compare with the apiserver.
-            listed = await self.kube.list_recordings()
-            behind = [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in listed.get("items", [])
+            items = [item for ns in (self.namespaces or [None])
+                     for item in (await self.kube.list_recordings(ns)).get("items", [])]
+            behind = [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items
                       if self._seen.get((i["metadata"]["namespace"], i["metadata"]["name"]))
                       != i["metadata"]["resourceVersion"]]
             if behind:
@@ -60,13 +62,9 @@ async def serve(health: Health, port: int) -> None:
         problems = await health.problems()
         return web.json_response({"ok": not problems, "problems": problems}, status=500 if problems else 200)
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=prometheus_client.generate_latest(),
-                            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
-
     app = web.Application()
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_response)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()

@@ -1,5 +1,7 @@
 """Prometheus metrics of the cloud client and its quota limiter (default registry)."""
 
+import prometheus_client
+from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
 CLOUD_CALLS = Counter(
@@ -21,3 +23,44 @@ QUOTA_QUEUE_DEPTH = Gauge(
     "rtcrec_quota_queue_depth",
     "Cloud calls waiting for the account's API quota.",
 )
+
+# -- the operator ------------------------------------------------------------------------------
+RECONCILES = Counter(
+    "rtcrec_reconciles",
+    "Decisions carried out, by action (start, update, stop, awaitoutcome, nothing) and outcome (ok, retry).",
+    ["action", "outcome"],
+)
+STRAY_TASKS = Counter(
+    "rtcrec_stray_tasks_stopped",
+    "Tasks stopped because they were not their resource's current task (lost Start answers).",
+)
+CALLBACKS = Counter(
+    "rtcrec_callbacks",
+    "Callbacks received, by event type and outcome (ok, rejected, error).",
+    ["event", "outcome"],
+)
+RECORDINGS = Gauge(
+    "rtcrec_recordings",
+    "RtcRecordings by status.phase, as last seen by the watch.",
+    ["phase"],
+)
+
+
+class PhaseCount:
+    """Keeps RECORDINGS right incrementally: one label change per transition, no scans."""
+
+    def __init__(self) -> None:
+        self._phases: dict[tuple[str, str], str] = {}
+
+    def set(self, key: tuple[str, str], phase: str | None) -> None:
+        old = self._phases.pop(key, None)
+        if old is not None:
+            RECORDINGS.labels(phase=old).dec()
+        if phase is not None:
+            self._phases[key] = phase
+            RECORDINGS.labels(phase=phase).inc()
+
+
+async def metrics_response(_: web.Request) -> web.Response:
+    return web.Response(body=prometheus_client.generate_latest(),
+                        headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})

@@ -94,4 +94,4 @@ class Poller:
 
     def _sleep_for(self) -> float:
         # Bounded so that the liveness heartbeat keeps moving while idle.
-        return max(0.01, min(self._due[0][0] - self.clock(), 5.0)) if self._due else 5.0
+        return max(0.01, min(self._due[0][0] - self.clock(), 1.0)) if self._due else 1.0

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import reconcile
+from . import metrics, reconcile
 from .cloud import Invalid, NotFound, RecordingCloud, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
 from .kube import Conflict, Gone, Kube
-from .reconcile import AwaitOutcome, Nothing, Start, Stop, Update
+from .reconcile import AwaitOutcome, Start, Stop, Update
 from .resource import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, start_params, update_params
 from .settings import Settings
 
@@ -75,15 +75,20 @@ class Recorder:
             return
         # Without a receiver no callback can name a lost task: waiting would only delay the retry.
         grace = self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
-        match reconcile.next_action(status, generation, self.clock(), grace):
-            case Nothing():
-                return
-            case AwaitOutcome(attempt, seconds):
-                raise RetryLater(seconds, f"attempt {attempt}: answer lost, waiting for a callback naming its task")
-            case Start(attempt):
-                await self._start(obj, spec, status, attempt, retry)
-            case Update(task_id):
-                await self._update(obj, spec, task_id, retry)
+        action = reconcile.next_action(status, generation, self.clock(), grace)
+        name = type(action).__name__.lower()
+        try:
+            match action:
+                case AwaitOutcome(attempt, seconds):
+                    raise RetryLater(seconds, f"attempt {attempt}: answer lost, waiting for a callback naming its task")
+                case Start(attempt):
+                    await self._start(obj, spec, status, attempt, retry)
+                case Update(task_id):
+                    await self._update(obj, spec, task_id, retry)
+        except RetryLater:
+            metrics.RECONCILES.labels(action=name, outcome="retry").inc()
+            raise
+        metrics.RECONCILES.labels(action=name, outcome="ok").inc()
 
     async def _start(self, obj: dict, spec: RtcRecordingSpec, status: RtcRecordingStatus, attempt: int,
                      retry: int) -> None:
@@ -194,8 +199,10 @@ class Recorder:
             pass  # nothing to stop is success
         except (Throttled, Transient, Invalid, CredentialsUnavailable, Gone) as exc:
             # Never let go of a running task: keep the finalizer, say why, try again.
+            metrics.RECONCILES.labels(action="stop", outcome="retry").inc()
             await self._event(obj, "Warning", "StopFailed", f"task {action.task_id}: {exc}")
             raise RetryLater(self._backoff(retry), f"Stop failed: {exc}") from exc
+        metrics.RECONCILES.labels(action="stop", outcome="ok").inc()
         await self._event(obj, "Normal", "Stopped", f"task {action.task_id} stopped")
 
     # -- observation --------------------------------------------------------------------------------
@@ -254,6 +261,7 @@ class Recorder:
             await self.run(cloud.stop, task_id)
         except NotFound:
             return  # already stopped: a resent callback, or another replica was first
+        metrics.STRAY_TASKS.inc()
         log.warning("stopped stray task %s of %s", task_id, obj["metadata"]["name"])
         meta = obj["metadata"]
         if "uid" not in meta:

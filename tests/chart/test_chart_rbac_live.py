@@ -250,9 +250,5 @@ def test_namespaced_release_records_on_its_roles(crds, emulator, scoped):
     assert_no_forbidden(scoped)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "operator bug: health.Health.problems() calls kube.list_recordings() cluster-wide even when "
-    "RTCREC_NAMESPACES is set, which a Role per namespace forbids (403 -> /healthz 500 -> restarts). "
-    "Fix: list each watched namespace; then remove this marker."))
 def test_namespaced_release_liveness_on_its_roles(scoped):
     scoped.assert_healthy_through_a_quiet_watch()

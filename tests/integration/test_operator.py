@@ -1,6 +1,8 @@
 """From kubectl apply to TaskId in status to Stop on delete: the operator against real parts."""
 
 import json
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -31,6 +33,27 @@ def test_apply_records_and_delete_stops(stack, namespace, channel):
     stack.cluster.kubectl("delete", "rtcrec", "standup", "-n", namespace, "--wait=true", "--timeout=30s")
     assert stack.get(namespace, "standup") is None
     assert [t["status"] for t in stack.tasks(channel)] == ["STOPPED"]
+
+
+def scrape(port: str, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_and_health_tell_what_happened(stack, namespace, channel):
+    stack.apply(namespace, recording("observed", channel))
+    stack.wait_phase(namespace, "observed", "Recording")
+    code, health = scrape(stack.env["RTCREC_METRICS_PORT"], "/healthz")
+    assert code == 200 and json.loads(health) == {"ok": True, "problems": []}
+    _, text = scrape(stack.env["RTCREC_METRICS_PORT"], "/metrics")
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert float(samples['rtcrec_cloud_calls_total{code="OK",verb="start"}']) >= 1
+    assert float(samples['rtcrec_recordings{phase="Recording"}']) >= 1
+    assert float(samples['rtcrec_reconciles_total{action="start",outcome="ok"}']) >= 1
+    assert 'rtcrec_quota_wait_seconds_count' in samples
 
 
 def test_subscriber_and_layout_edits_update_the_same_task(stack, namespace, channel):
