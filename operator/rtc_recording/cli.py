@@ -78,6 +78,7 @@ def _receiver(args: argparse.Namespace) -> int:
         return application
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     web.run_app(app(), host="0.0.0.0", port=config.receiver_port, access_log=None, print=None)
     return 0
 

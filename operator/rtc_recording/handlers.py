@@ -100,5 +100,6 @@ def run(config: Settings) -> None:
     # JSON lines carry the object reference on every line logged for an object.
     kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
                    log_refkey="object")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # the vendor credentials chain's chatter
     # Standalone: one active replica (the chart's Deployment uses the Recreate strategy).
     kopf.run(standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces)

@@ -56,6 +56,12 @@ class Recorder:
         return reconcile.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
 
     async def _event(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        """Every transition is one Event and one log line naming the resource and its task."""
+        meta = obj["metadata"]
+        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", meta["namespace"],
+                meta["name"], reason, message,
+                extra={"object": {"namespace": meta["namespace"], "name": meta["name"],
+                                  "taskId": (obj.get("status") or {}).get("taskId"), "reason": reason}})
         try:
             await self.kube.post_event(obj, type_, reason, message, COMPONENT)
         except Exception:  # an Event is a courtesy; never let it undo the work
