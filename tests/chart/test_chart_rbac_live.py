@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from rtc_recording.cluster.launcher import free_port
+from rtc_recording.cluster.processes import RtcrecProcess, local_env, wait_for
 from rtc_recording.emulator import EmulatorConfig, run_in_thread
 
 from .conftest import CHART
@@ -31,36 +29,6 @@ pytestmark = pytest.mark.cluster
 
 APP, BUCKET = "demo-app", "demo-recordings"
 ACCESS_KEY = ("LTAI5tChartRbacTest", "chart-rbac-secret")
-RTCREC = str(Path(sys.executable).with_name("rtcrec"))
-
-
-def wait_for(predicate, timeout: float = 30, what: str = "condition", log=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{log()[-4000:]}")
-
-
-class Proc:
-    def __init__(self, command: str, env: dict, log: Path):
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen([RTCREC, command], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 class Deployed:
@@ -76,7 +44,7 @@ class Deployed:
                                           **values.get("callbacks", {})}}
         helm.run("install", self.release, str(CHART), "--kubeconfig", str(cluster.kubeconfig),
                  "-n", self.namespace, "--create-namespace", values=values)
-        self.procs: list[Proc] = []
+        self.procs: list[RtcrecProcess] = []
 
     def kubeconfig_for(self, sa: str) -> Path:
         token = self.cluster.kubectl("create", "token", sa, "-n", self.namespace, "--duration=1h").stdout.strip()
@@ -91,29 +59,17 @@ class Deployed:
                                                  self.namespace, "-o", "json").stdout)
         # Only what the chart would give the pod (minus its cloud credentials, which come from
         # spec.credentialsSecretRef here).
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RTCREC_", "ALIBABA_CLOUD_", "KUBERNETES_"))}
-        env.update({
-            "KUBECONFIG": str(self.kubeconfig_for(sa)),
-            "RTCREC_ENDPOINT": emulator.url,
-            "RTCREC_CALLBACK_URL": f"http://127.0.0.1:{self.receiver_port}",
-            "RTCREC_CALLBACK_AUTH_KEY": base64.b64decode(secret["data"]["authKey"]).decode(),
-            "RTCREC_RECEIVER_PORT": str(self.receiver_port),
-            "RTCREC_METRICS_PORT": str(self.metrics_port),
-            "RTCREC_UNKNOWN_OUTCOME_GRACE_SECONDS": "20",
-            "RTCREC_POLL_INTERVAL_SECONDS": "0.5",
-            "RTCREC_STUCK_SECONDS": "3",
-            "RTCREC_BACKOFF_BASE_SECONDS": "0.2",
-            "RTCREC_BACKOFF_MAX_SECONDS": "1",
-        })
-        env.update({f"RTCREC_{k.upper()}": str(v) for k, v in settings.items()})
-        return env
+        return local_env(self.kubeconfig_for(sa), emulator.url, receiver_port=self.receiver_port,
+                         metrics_port=self.metrics_port,
+                         auth_key=base64.b64decode(secret["data"]["authKey"]).decode(),
+                         **{"unknown_outcome_grace_seconds": 20, "poll_interval_seconds": 0.5, "stuck_seconds": 3,
+                            "backoff_base_seconds": 0.2, "backoff_max_seconds": 1, **settings})
 
     def start(self, emulator, **settings) -> None:
-        self.procs.append(Proc("receiver", self.env(f"{self.fullname}-receiver", emulator, **settings),
-                               self.tmp / f"{self.release}-receiver.log"))
-        self.procs.append(Proc("run", self.env(self.fullname, emulator, **settings),
-                               self.tmp / f"{self.release}-operator.log"))
+        self.procs.append(RtcrecProcess("receiver", self.env(f"{self.fullname}-receiver", emulator, **settings),
+                                        self.tmp / f"{self.release}-receiver.log").start())
+        self.procs.append(RtcrecProcess("run", self.env(self.fullname, emulator, **settings),
+                                        self.tmp / f"{self.release}-operator.log").start())
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log.name}\n{p.output()}" for p in self.procs)
@@ -139,7 +95,7 @@ class Deployed:
 
     def assert_healthy_through_a_quiet_watch(self) -> None:
         """A watch quiet for RTCREC_STUCK_SECONDS (3 s) makes /healthz list RtcRecordings to compare."""
-        wait_for(self._serving, what="the operator's health server", log=self.logs)
+        wait_for(self._serving, what="the operator's health server", details=self.logs)
         for _ in range(10):
             code, body = self.healthz()
             assert code == 200, f"/healthz {code}: {body}\n{self.logs()[-3000:]}"
@@ -206,8 +162,8 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         # Operator: watch, finalizer patch, write-ahead status patch, Secret read, Event.
         apply_recording(crds, emulator, ns, "plain")
         wait_for(lambda: status(crds, ns, "plain").get("phase") == "Recording", what="plain Recording",
-                 log=deployed.logs)
-        wait_for(lambda: "Started" in event_reasons(crds, ns, "plain"), what="Started event", log=deployed.logs)
+                 details=deployed.logs)
+        wait_for(lambda: "Started" in event_reasons(crds, ns, "plain"), what="Started event", details=deployed.logs)
 
         # Receiver: the Start answer is lost; only the receiver can adopt the task (get, status
         # patch, Secret read for the Describe that confirms it, Event).
@@ -215,7 +171,7 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         try:
             apply_recording(crds, emulator, ns, "adopted")
             adopted = wait_for(lambda: (s := status(crds, ns, "adopted")).get("phase") == "Recording" and s,
-                               what="adopted Recording", log=deployed.logs)
+                               what="adopted Recording", details=deployed.logs)
         finally:
             emulator.control.set_faults(drop_start_rate=0.0)
         assert "learned from its callback" in adopted.get("message", ""), adopted
@@ -245,7 +201,7 @@ def test_namespaced_release_records_on_its_roles(crds, emulator, scoped):
     ns = scoped.watched
     apply_recording(crds, emulator, ns, "scoped")
     wait_for(lambda: status(crds, ns, "scoped").get("phase") == "Recording", what="scoped Recording",
-             log=scoped.logs)
+             details=scoped.logs)
     crds.kubectl("delete", "rtcrec", "scoped", "-n", ns, "--wait=true", "--timeout=30s")
     assert_no_forbidden(scoped)
 

@@ -4,18 +4,13 @@ callback receiver as separate processes (so they can be SIGKILLed)."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from rtc_recording.cluster.launcher import free_port
+from rtc_recording.cluster.processes import RtcrecProcess, local_env, wait_for
 from rtc_recording.emulator import EmulatorConfig, run_in_thread
 
 APP = "demo-app"
@@ -24,53 +19,6 @@ ACCESS_KEY = ("LTAI5tOperatorTest", "operator-test-secret")
 AUTH_KEY = "receiverKey" + secrets.token_hex(8)
 # Emulated minutes pass in real seconds: MaxIdleTime 60 s takes 2 s.
 TIME_SCALE = 30
-RTCREC = str(Path(sys.executable).with_name("rtcrec"))
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
-
-
-class Process:
-    """`rtcrec <command>` as a child process in its own session, killable like in production."""
-
-    def __init__(self, command: str, env: dict[str, str], log: Path):
-        self.command, self.env, self.log = command, env, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Process":
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([RTCREC, self.command], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no final patch, exactly like an OOM kill."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="session")
@@ -96,34 +44,16 @@ def crds(cluster):
     return cluster
 
 
-def operator_env(cluster, emulator, receiver_port: int, **settings) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": ACCESS_KEY[0],
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ACCESS_KEY[1],
-        "RTCREC_ENDPOINT": emulator.url,
-        "RTCREC_CALLBACK_URL": f"http://127.0.0.1:{receiver_port}",
-        "RTCREC_CALLBACK_AUTH_KEY": AUTH_KEY,
-        "RTCREC_RECEIVER_PORT": str(receiver_port),
-        "RTCREC_METRICS_PORT": str(free_port()),
-        "RTCREC_UNKNOWN_OUTCOME_GRACE_SECONDS": "3",
-        "RTCREC_POLL_INTERVAL_SECONDS": "2",
-        "RTCREC_BACKOFF_BASE_SECONDS": "0.2",
-        "RTCREC_BACKOFF_MAX_SECONDS": "2",
-        "RTCREC_READ_TIMEOUT_SECONDS": "2",
-    }
-    env.update({f"RTCREC_{k.upper()}": str(v) for k, v in settings.items()})
-    return env
-
-
 @pytest.fixture(scope="session")
 def stack(crds, emulator, tmp_path_factory):
     """Operator + receiver, shared by the integration tests (each test uses its own namespace)."""
     logs = tmp_path_factory.mktemp("logs")
-    env = operator_env(crds, emulator, free_port())
-    receiver = Process("receiver", env, logs / "receiver.log").start()
-    operator = Process("run", env, logs / "operator.log").start()
+    env = local_env(crds.kubeconfig, emulator.url, receiver_port=free_port(), metrics_port=free_port(),
+                    auth_key=AUTH_KEY, access_key=ACCESS_KEY, unknown_outcome_grace_seconds=3,
+                    poll_interval_seconds=2, backoff_base_seconds=0.2, backoff_max_seconds=2,
+                    read_timeout_seconds=2)
+    receiver = RtcrecProcess("receiver", env, logs / "receiver.log").start()
+    operator = RtcrecProcess("run", env, logs / "operator.log").start()
     try:
         yield Stack(crds, emulator, operator, receiver, env)
     finally:
@@ -132,7 +62,7 @@ def stack(crds, emulator, tmp_path_factory):
 
 
 class Stack:
-    def __init__(self, cluster, emulator, operator: Process, receiver: Process, env: dict[str, str]):
+    def __init__(self, cluster, emulator, operator: RtcrecProcess, receiver: RtcrecProcess, env: dict[str, str]):
         self.cluster, self.emulator, self.operator, self.receiver, self.env = (
             cluster, emulator, operator, receiver, env)
 
@@ -148,7 +78,7 @@ class Stack:
 
     def wait_phase(self, namespace: str, name: str, phase: str, timeout: float = 30) -> dict:
         return wait_for(lambda: (s := self.status(namespace, name)).get("phase") == phase and s, timeout,
-                        what=f"{namespace}/{name} phase {phase} (operator log tail:\n{self.operator.output()[-3000:]})")
+                        what=f"{namespace}/{name} phase {phase}", details=lambda: self.operator.output()[-3000:])
 
     def events(self, namespace: str, name: str) -> list[dict]:
         got = self.cluster.kubectl("get", "events", "-n", namespace, "-o", "json",
