@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 binaries: $(STAMP)
 	$(VENV)/bin/rtcrec build-binaries
 
-demo: binaries
+# The demo builds (once) only the binaries it needs, and shows its progress doing so.
+demo: $(STAMP)
 	$(VENV)/bin/rtcrec demo
 
 test: binaries

@@ -83,6 +83,12 @@ def _receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.run()
+
+
 def _build(args: argparse.Namespace) -> int:
     for name, path in binaries.ensure(*args.names).items():
         print(f"{name}: {path}")
@@ -103,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
     receiver = sub.add_parser("receiver", help="run the NotifyUrl callback receiver")
     receiver.set_defaults(func=_receiver)
+
+    demo = sub.add_parser("demo", help="the whole system on this machine, narrated (local control plane + emulator)")
+    demo.set_defaults(func=_demo)
 
     build = sub.add_parser("build-binaries", help="compile etcd, kube-apiserver, kubectl, helm into the cache")
     build.add_argument("names", nargs="*", help=f"any of {', '.join(binaries.BINARIES)} (default: all)")

@@ -98,11 +98,21 @@ def build(binary: Binary, log=sys.stderr) -> Path:
     env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
     print(f"building {binary.name} {binary.version} from Go modules (first run only; kube-apiserver takes minutes)...",
           file=log, flush=True)
-    started = time.monotonic()
-    subprocess.run(
-        ["go", "build", "-trimpath", "-ldflags", binary.ldflags, "-o", str(partial), binary.package],
-        cwd=WRAPPERS / binary.wrapper, env=env, check=True,
+    started = last = time.monotonic()
+    # -v names each package as it is compiled: counting them is the progress shown.
+    build = subprocess.Popen(
+        ["go", "build", "-v", "-trimpath", "-ldflags", binary.ldflags, "-o", str(partial), binary.package],
+        cwd=WRAPPERS / binary.wrapper, env=env, stderr=subprocess.PIPE, text=True,
     )
+    packages, tail = 0, []
+    for line in build.stderr:
+        packages += 1
+        tail = [*tail[-20:], line]
+        if time.monotonic() - last > 15:
+            last = time.monotonic()
+            print(f"  ... {binary.name}: {packages} packages compiled, {last - started:.0f} s", file=log, flush=True)
+    if build.wait() != 0:
+        raise RuntimeError(f"building {binary.name} failed:\n{''.join(tail)}")
     partial.rename(binary.path)
     print(f"built {binary.name} in {time.monotonic() - started:.0f} s -> {binary.path}", file=log, flush=True)
     return binary.path
