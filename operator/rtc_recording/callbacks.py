@@ -68,8 +68,8 @@ class Callback:
     def stop_reason(self) -> str | None:
         """The payload's stop reason, in our vocabulary; unknown payloads leave it to inference."""
         reason = str(self.payload.get("reason") or self.payload.get("stopReason") or "")
-        return {"IdleTimeout": reconcile.Reason.IDLE_TIMEOUT, "MaxDuration": reconcile.Reason.MAX_DURATION}.get(
-            reason)
+        return {"IdleTimeout": reconcile.Reason.IDLE_TIMEOUT, "MaxDuration": reconcile.Reason.MAX_DURATION,
+                "Stopped": reconcile.Reason.STOPPED}.get(reason)
 
 
 def forwarded(spec: dict, callback: Callback) -> bool:

@@ -38,6 +38,7 @@ def test_payload_as_json_string_or_object_or_garbage():
     base = {"appId": "a", "channelId": "c", "taskId": "t", "eventType": "TaskStopped"}
     assert Callback.parse({**base, "payload": json.dumps({"reason": "IdleTimeout"})}).stop_reason == "IdleTimeout"
     assert Callback.parse({**base, "payload": {"reason": "MaxDuration"}}).stop_reason == "CloudMaxDuration"
+    assert Callback.parse({**base, "payload": {"reason": "Stopped"}}).stop_reason == "StoppedByCloud"
     assert Callback.parse({**base, "payload": "not json"}).stop_reason is None
     assert Callback.parse({**base, "payload": {"reason": "SomethingNew"}}).stop_reason is None
     with pytest.raises(KeyError):
