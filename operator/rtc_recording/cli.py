@@ -39,7 +39,8 @@ def _settings():
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  RTCREC_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  RTCREC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else f"  {e['msg']}"
+                 for e in exc.errors()]
         sys.exit("invalid operator settings:\n" + "\n".join(lines))
 
 

@@ -104,11 +104,6 @@ class UnknownOutcome(CloudError):
     """A Start went out and no answer came back: the task may or may not exist."""
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """True when repeating the same call is safe and may succeed."""
-    return isinstance(exc, (Throttled, Transient))
-
-
 class RecordingCloud(Protocol):
     """The four verbs of the recording API. Blocking: run them in an executor.
 

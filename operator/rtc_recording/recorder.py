@@ -19,7 +19,8 @@ from .cloud import Invalid, NotFound, RecordingCloud, Throttled, Transient, Unkn
 from .credentials import CredentialsUnavailable
 from .kube import Conflict, Gone, Kube
 from .reconcile import AwaitOutcome, Start, Stop, Update
-from .resource import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, start_params, update_params
+from .resource import (InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params,
+                       update_params)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,10 @@ class Recorder:
             spec = RtcRecordingSpec.model_validate(obj["spec"])
         except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
             if status.phase != reconcile.Phase.FAILED or (status.observed_generation or 0) < generation:
-                meta = obj["metadata"]
+                meta, message = obj["metadata"], spec_errors(exc)
                 obj = await self._write(meta["namespace"], meta["name"], lambda o: reconcile.start_refused(
-                    _status(o), "InvalidSpec", str(exc), generation, self.clock()))
-                await self._event(obj, "Warning", "Failed", f"InvalidSpec: {exc}")
+                    _status(o), "InvalidSpec", message, generation, self.clock()))
+                await self._event(obj, "Warning", "Failed", f"InvalidSpec: {message}")
             return
         # Without a receiver no callback can name a lost task: waiting would only delay the retry.
         grace = self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0

@@ -11,8 +11,6 @@ Pure: no Kubernetes client, no kopf, no I/O.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -462,14 +460,6 @@ def update_params(spec: RtcRecordingSpec) -> dict[str, Any]:
         "SubscribeParams": _subscribe_params(spec),
         "MixLayoutParams": _layout_params(spec.layout) if spec.layout else None,
     })
-
-
-def mutable_fingerprint(spec: RtcRecordingSpec) -> str:
-    """A stable hash of what Update can change; equal fingerprints mean no Update is needed."""
-    params = update_params(spec)
-    # Subscriber order means nothing to the service (the list is keyed by user and source).
-    params["SubscribeParams"]["SubscribeUserIdList"].sort(key=lambda s: (s["UserId"], s.get("SourceType", 0)))
-    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # -- status ------------------------------------------------------------------------------------

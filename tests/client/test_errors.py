@@ -15,7 +15,6 @@ from rtc_recording.cloud import (
     Throttled,
     Transient,
     UnknownOutcome,
-    is_retryable,
 )
 
 VERBS = ("start", "stop", "update", "describe")
@@ -122,12 +121,3 @@ def test_transport_error_does_not_repeat_the_url():
     assert "SECRET" not in str(transport_error("start", _refused()))
 
 
-@pytest.mark.parametrize("cls", [Throttled, Transient])
-def test_retryable(cls):
-    assert is_retryable(cls("X"))
-
-
-@pytest.mark.parametrize("cls", [Invalid, NotFound, UnknownOutcome])
-def test_not_retryable(cls):
-    assert not is_retryable(cls("X"))
-    assert not is_retryable(ValueError())

@@ -61,10 +61,6 @@ class LocalCluster:
     def ca_file(self) -> Path:
         return self.state_dir / "pki" / "apiserver.crt"
 
-    @property
-    def admin_token(self) -> str:
-        return self.info()["token"]
-
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
     def start(cls, state_dir: Path | None = None) -> "LocalCluster":
