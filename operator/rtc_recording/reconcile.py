@@ -140,7 +140,7 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
                if retry else f"calling StartRtcCloudRecording (attempt {attempt})")
     return {
         "phase": Phase.STARTING, "reason": Reason.UNKNOWN_OUTCOME if retry else None, "message": message,
-        "taskId": None, "attempt": {"number": attempt, "startedAt": _ts(now)},
+        "taskId": None, "attempt": {"number": attempt, "startedAt": _ts(now), "generation": generation},
         "conditions": condition(status, "Ready", False, "Starting", message, generation, now),
     }
 

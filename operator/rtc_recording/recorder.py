@@ -244,10 +244,10 @@ class Recorder:
             await self.run(cloud.describe, task_id)
         except NotFound:
             return  # not confirmed: a forged or very late callback changes nothing
-        generation = obj["metadata"]["generation"]
+        # The task carries the spec of the attempt's generation; a newer one is then an Update.
         obj, patch = await self.kube.mutate_status(obj["metadata"]["namespace"], obj["metadata"]["name"],
                                                    lambda o: self._if_attempt(o, attempt, lambda s: {
-            **reconcile.started(s, task_id, generation, self.clock()),
+            **reconcile.started(s, task_id, s.attempt.generation or 0, self.clock()),
             "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)"}))
         if patch is not None:
             await self._event(obj, "Normal", "Started", patch["message"])

@@ -473,6 +473,7 @@ class _Status(BaseModel):
 class Attempt(_Status):
     number: int
     started_at: datetime | None = None
+    generation: int | None = None
 
 
 class VodMedia(_Status):

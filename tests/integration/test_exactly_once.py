@@ -175,3 +175,21 @@ def test_the_users_own_notify_url_still_gets_its_events(stack, namespace, channe
     # The operator's SLICE heartbeat is its own business.
     assert not any(b.get("eventType") == "RecordFileUploaded" and "SLICE" in json.dumps(b["payload"])
                    for _, b in Captured.received)
+
+
+def test_an_adopted_task_gets_the_spec_changes_made_while_its_answer_was_lost(stack, namespace, channel, emulator):
+    emulator.control.join(APP, channel, "carol")
+    emulator.control.set_faults(drop_start_rate=1.0, latency_seconds=1.0)
+    stack.apply(namespace, recording("moving", channel))
+    wait_for(lambda: stack.status(namespace, "moving").get("attempt"), what="the write-ahead attempt")
+    # While Start (generation 1) is on the wire, the user adds a subscriber (generation 2).
+    stack.apply(namespace, recording("moving", channel, subscribers=[
+        {"userId": "alice"}, {"userId": "bob"}, {"userId": "carol"}]))
+    wait_for(lambda: len(stack.tasks(channel)) == 1, what="the task whose answer is lost")
+    emulator.control.set_faults(drop_start_rate=0, latency_seconds=0)
+
+    wait_for(lambda: stack.status(namespace, "moving").get("observedGeneration") == 2, timeout=30,
+             what="generation 2 applied to the adopted task")
+    (task,) = stack.tasks(channel)
+    assert stack.status(namespace, "moving")["taskId"] == task["taskId"]
+    assert {s["userId"] for s in task["subscribers"]} == {"alice", "bob", "carol"}

@@ -122,6 +122,7 @@ def test_condition_reasons_are_valid_kubernetes_reasons():
 def test_attempt_patches_round_trip_through_the_status_model():
     st = status()
     written = r.attempt_recorded(st, 1, 1, NOW)
+    assert written["attempt"]["generation"] == 1  # an adopted task then knows which spec it carries
     assert r.next_action(status(**{k: v for k, v in written.items() if v is not None}), 1, NOW, GRACE) == \
         r.AwaitOutcome(1, GRACE)
     refused = r.start_refused(st, "InvalidParameter.AppId", "no such app", 1, NOW)
