@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     receiver = sub.add_parser("receiver", help="run the NotifyUrl callback receiver")
     receiver.set_defaults(func=_receiver)
 
+    # The emulator parses its own flags: `rtcrec emulator --help` lists them.
+    emulator = sub.add_parser("emulator", add_help=False, help="the cloud emulator (see `rtcrec emulator --help`)")
+    emulator.set_defaults(func=None)
+
     demo = sub.add_parser("demo", help="the whole system on this machine, narrated (local control plane + emulator)")
     demo.set_defaults(func=_demo)
 
@@ -118,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("names", nargs="*", help=f"any of {', '.join(binaries.BINARIES)} (default: all)")
     build.set_defaults(func=_build)
 
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "emulator":
+        from .emulator.cli import main as emulator_main
+
+        return emulator_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

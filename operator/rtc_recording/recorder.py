@@ -1,8 +1,8 @@
 """Carries out what `reconcile` decides: cloud calls and compare-and-swap status writes.
 
-Kopf-free, so the handlers stay thin and this is testable with a fake cloud and a real
-apiserver. A need to try again later is raised as `RetryLater`; the handlers turn it into
-Kopf's TemporaryError.
+Kopf-free, so the handlers stay thin and the receiver (a separate process) shares it. A
+need to try again later is raised as `RetryLater`; the handlers turn it into Kopf's
+TemporaryError.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ import sys
 from conftest import Sdk, sdk_client
 from emulator_samples import individual
 
+import pytest
+
 import rtc_recording.emulator as emulator_package
+from rtc_recording.cluster.processes import RTCREC
 from rtc_recording.emulator import EmulatorControl
 from rtc_recording.emulator.cli import config_from, parser
 
@@ -29,10 +32,11 @@ def test_flags_make_a_config() -> None:
     assert config.error_rates == {"*": 0.1, "StartRtcCloudRecording": 0.5} and config.drop_start_rate == 0.2
 
 
-def test_module_serves_and_prints_its_url_first() -> None:
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "rtc_recording.emulator"], [RTCREC, "emulator"]])
+def test_command_serves_and_prints_its_url_first(command: list[str]) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "rtc_recording.emulator", "--port", "0", "--access-key", "AK1:secret1",
+        [*command, "--port", "0", "--access-key", "AK1:secret1",
          "--app", "app1", "--bucket", "bucket1", "--open-channels", "--time-scale", "60"],
         stdout=subprocess.PIPE, text=True, env=env)
     try:
