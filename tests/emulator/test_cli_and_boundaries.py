@@ -9,10 +9,9 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import Sdk, sdk_client
 from emulator_samples import individual
-
-import pytest
 
 import rtc_recording.emulator as emulator_package
 from rtc_recording.cluster.processes import RTCREC
