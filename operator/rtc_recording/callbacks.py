@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
     """ALI-LIVE-SIGNATURE = md5("<ALI-LIVE-TIMESTAMP>|<key>"); it does not cover the body, so
     stale timestamps are refused too."""
     timestamp, signature = headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "")
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
+    if not re.fullmatch(r"[0-9]{1,12}", timestamp) or not re.fullmatch(r"[0-9A-Fa-f]{32}", signature):
+        return False
+    if abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
         return False
     return hmac.compare_digest(signed_headers(auth_key, int(timestamp))["ALI-LIVE-SIGNATURE"], signature.lower())
 
@@ -54,7 +57,9 @@ class Callback:
     payload: dict[str, Any]
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> "Callback":
+    def parse(cls, body: Any) -> "Callback":
+        if not isinstance(body, dict):
+            raise ValueError("a callback is a JSON object")
         payload = body.get("payload") or {}
         if isinstance(payload, str):  # documented as a JSON string; some senders nest an object
             try:
@@ -96,8 +101,9 @@ class Receiver:
     """With the receiver, the cloud calls us; a user's spec.notify.url still gets its events:
     relayed as received, signed with the user's own key, resent once like the cloud does."""
 
-    def __init__(self, recorder: Recorder, auth_key: str, clock: Callable[[], float] = time.time):
-        self.recorder, self.auth_key, self.clock = recorder, auth_key, clock
+    def __init__(self, recorder: Recorder, auth_key: str, namespaces: list[str],
+                 clock: Callable[[], float] = time.time):
+        self.recorder, self.auth_key, self.namespaces, self.clock = recorder, auth_key, namespaces, clock
         self._relays: set[asyncio.Task] = set()
         self._http: aiohttp.ClientSession | None = None
 
@@ -126,13 +132,14 @@ class Receiver:
             return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
         m = request.match_info
         try:
-            obj = await self.process(m["namespace"], m["name"], m["uid"], int(m["attempt"]), callback)
+            obj, action = await self.process(m["namespace"], m["name"], m["uid"], int(m["attempt"]), callback)
         except Exception:  # a 5xx makes the cloud send it once more
             log.exception("callback %s for %s/%s not processed", callback.event_type, m["namespace"], m["name"])
             metrics.CALLBACKS.labels(event=callback.event_type, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
         metrics.CALLBACKS.labels(event=callback.event_type, outcome="ok").inc()
-        if obj is not None and obj["metadata"]["uid"] == m["uid"] and forwarded(obj["spec"], callback):
+        # The user hears about their own task only: never about a stray just stopped.
+        if obj is not None and not isinstance(action, reconcile.Reap) and forwarded(obj["spec"], callback):
             relay = asyncio.create_task(self._relay(obj, body))  # never delay our answer to the cloud
             self._relays.add(relay)
             relay.add_done_callback(self._relays.discard)
@@ -146,7 +153,8 @@ class Receiver:
                 self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
             for _ in range(2):
                 try:
-                    async with self._http.post(url, json=body, headers=signed_headers(key, self.clock())) as resp:
+                    async with self._http.post(url, json=body, headers=signed_headers(key, self.clock()),
+                                               allow_redirects=False) as resp:
                         if resp.status < 500:
                             return
                 except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -155,28 +163,46 @@ class Receiver:
         except Exception:
             log.warning("could not relay %s to %s", body.get("eventType"), url, exc_info=True)
 
-    async def process(self, namespace: str, name: str, uid: str, attempt: int, callback: Callback) -> dict | None:
-        """Act on one callback; returns the resource it names, if it still exists."""
+    async def process(self, namespace: str, name: str, uid: str, attempt: int,
+                      callback: Callback) -> tuple[dict | None, reconcile.CallbackAction]:
+        """Act on one callback; returns the resource it names (if it still exists) and the decision."""
         try:
             obj = await self.recorder.kube.get_recording(namespace, name)
         except Gone:
             obj = None
-        if obj is not None and (obj["spec"]["appId"], obj["spec"]["channelId"]) != (callback.app_id,
-                                                                                      callback.channel_id):
+        same = obj is not None and obj["metadata"]["uid"] == uid
+        # Only a callback for this very resource must match its channel; one for a deleted
+        # namesake (another uid) is a stray to reap, whatever channel it names.
+        if same and (obj["spec"]["appId"], obj["spec"]["channelId"]) != (callback.app_id, callback.channel_id):
             log.warning("callback for %s/%s names another channel; ignored", namespace, name)
-            return None
+            return obj, reconcile.Ignore("another channel")
         status = RtcRecordingStatus.model_validate(obj.get("status") or {}) if obj else None
         action = reconcile.on_callback(status, obj["metadata"]["uid"] if obj else None, uid, attempt,
                                        callback.task_id, callback.event_type)
+        if isinstance(action, (reconcile.Reap, reconcile.Adopt)) and await self._owned_elsewhere(callback.task_id):
+            # The signature does not cover the body: never stop or take another resource's task
+            # on a callback's word.
+            log.warning("callback for %s/%s names task %s, the current task of another resource; ignored",
+                        namespace, name, callback.task_id)
+            return obj, reconcile.Ignore("another resource's task")
         log.info("%s/%s attempt %s: %s %s -> %s", namespace, name, attempt, callback.event_type, callback.task_id,
                  action)
         match action:
+            case reconcile.Reap(task_id) if same:
+                await self.recorder.reap(obj, task_id)
             case reconcile.Reap(task_id):
-                # A deleted resource's Secret may be gone too: then the default credentials.
-                await self.recorder.reap(obj or {"metadata": {"namespace": namespace, "name": name}, "spec": {}},
-                                         task_id)
+                # Its resource is gone: a namesake's credentials are the best guess, else the
+                # operator's own. Nothing to count it on.
+                stand_in = {"metadata": {"namespace": namespace, "name": name}, "spec": obj["spec"] if obj else {}}
+                await self.recorder.reap(stand_in, task_id)
             case reconcile.Adopt(task_id):
                 await self.recorder.adopt(obj, attempt, task_id)
             case reconcile.Observe():
                 await self.recorder.observe(obj, callback.stop_reason)
-        return obj
+        return obj, action
+
+    async def _owned_elsewhere(self, task_id: str) -> bool:
+        for ns in self.namespaces or [None]:
+            if (await self.recorder.kube.list_recordings(ns, task_id=task_id)).get("items"):
+                return True
+        return False

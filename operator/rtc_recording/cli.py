@@ -69,7 +69,7 @@ def _receiver(args: argparse.Namespace) -> int:
         kube = Kube(Connection.load())
         clients = CloudClients(config, kube)
         recorder = Recorder(kube, clients.for_recording, clients.run, config, clients.user_notify_key)
-        application = Receiver(recorder, config.callback_auth_key.get_secret_value()).app()
+        application = Receiver(recorder, config.callback_auth_key.get_secret_value(), config.namespaces).app()
 
         async def close(_: web.Application) -> None:
             clients.close()

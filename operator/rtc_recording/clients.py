@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .aliyun import AliyunRecordingCloud
 from .cloud import RecordingCloud
 from .credentials import CredentialsProvider, DefaultChainCredentials, StaticCredentials
-from .kube import Kube
+from .kube import Gone, Kube
 from .quota import QuotaRegistry
 from .settings import Settings
 
@@ -29,6 +29,7 @@ class CloudClients:
         self.quotas = QuotaRegistry(rate=settings.quota_per_second)
         self.executor = ThreadPoolExecutor(settings.cloud_threads, thread_name_prefix="cloud")
         self._clients: dict[tuple[str, str], AliyunRecordingCloud] = {}
+        self._by_secret: dict[tuple[str, str, str], AliyunRecordingCloud] = {}
 
     async def run(self, call: Callable[..., Any], *args: Any) -> Any:
         """Blocking cloud calls run in our own, sized pool: never on the event loop."""
@@ -39,7 +40,14 @@ class CloudClients:
         region = spec.get("region") or self.settings.default_region
         secret = (spec.get("credentialsSecretRef") or {}).get("name")
         if secret:
-            data = await self.kube.read_secret(obj["metadata"]["namespace"], secret)
+            try:
+                data = await self.kube.read_secret(obj["metadata"]["namespace"], secret)
+            except Gone:
+                # Deleting a namespace deletes the Secret and the RtcRecording in no set order:
+                # the last client made with it can still stop the task.
+                if known := self._by_secret.get((obj["metadata"]["namespace"], secret, region)):
+                    return known
+                raise
             provider: CredentialsProvider = StaticCredentials.from_secret_data(data)
             account = base64.b64decode(data["accessKeyId"]).decode().strip()
             # A rotated Secret gets a new client; the quota stays with the account.
@@ -52,6 +60,8 @@ class CloudClients:
                 region, provider, self.quotas.limiter(account), self.settings.endpoint,
                 connect_timeout=self.settings.connect_timeout_seconds,
                 read_timeout=self.settings.read_timeout_seconds)
+        if secret:
+            self._by_secret[(obj["metadata"]["namespace"], secret, region)] = self._clients[key]
         return self._clients[key]
 
     async def user_notify_key(self, obj: dict) -> str | None:

@@ -152,6 +152,7 @@ def run() -> int:
             for process in processes:
                 process.stop()
             hook.shutdown()
+            hook.server_close()
             cluster.stop()
 
 

@@ -86,8 +86,9 @@ def watched(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     memo.health.saw(obj)
     memo.poller.track(obj)
     meta = obj["metadata"]
-    gone = meta.get("deletionTimestamp") and not meta.get("finalizers")
-    memo.phases.set((meta["namespace"], meta["name"]), None if gone else (obj.get("status") or {}).get("phase"))
+    # An indexer never sees the final DELETED event: a deleting object counts as gone already.
+    deleting = bool(meta.get("deletionTimestamp"))
+    memo.phases.set((meta["namespace"], meta["name"]), None if deleting else (obj.get("status") or {}).get("phase"))
     return None  # nothing to index: the side effects are the point
 
 

@@ -30,8 +30,8 @@ class Health:
         self.last_event = self.clock()
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            self._seen.pop(key, None)  # its last change: nothing more will come
+        if meta.get("deletionTimestamp"):
+            self._seen.pop(key, None)  # an indexer never sees the final DELETED event
         else:
             self._seen[key] = meta["resourceVersion"]
 
@@ -48,7 +48,8 @@ class Health:
             items = [item for ns in (self.namespaces or [None])
                      for item in (await self.kube.list_recordings(ns)).get("items", [])]
             behind = [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items
-                      if self._seen.get((i["metadata"]["namespace"], i["metadata"]["name"]))
+                      if not i["metadata"].get("deletionTimestamp")  # not tracked once deleting
+                      and self._seen.get((i["metadata"]["namespace"], i["metadata"]["name"]))
                       != i["metadata"]["resourceVersion"]]
             if behind:
                 found.append(f"watch is behind the apiserver for {len(behind)} objects, e.g. {behind[0]}")

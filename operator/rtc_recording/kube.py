@@ -8,6 +8,7 @@ being overwritten. The receiver process uses the same client and knows nothing o
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
 import uuid
@@ -18,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import yaml
@@ -95,14 +97,22 @@ class Connection:
         return ctx
 
 
+_MATERIALISED: dict[str, str] = {}
+
+
 def _materialise(data_b64: str | None) -> str | None:
-    """Kubeconfigs may embed certificates; ssl wants files."""
+    """Kubeconfigs may embed certificates and keys; ssl wants files. One private file per
+    content for the life of the process, removed at exit."""
     if not data_b64:
         return None
-    f = tempfile.NamedTemporaryFile(prefix="rtcrec-kube-", delete=False)
-    f.write(base64.b64decode(data_b64))
-    f.close()
-    return f.name
+    if data_b64 not in _MATERIALISED:
+        if not _MATERIALISED:
+            atexit.register(lambda: [os.unlink(path) for path in _MATERIALISED.values() if os.path.exists(path)])
+        f = tempfile.NamedTemporaryFile(prefix="rtcrec-kube-", delete=False)  # mode 0600
+        f.write(base64.b64decode(data_b64))
+        f.close()
+        _MATERIALISED[data_b64] = f.name
+    return _MATERIALISED[data_b64]
 
 
 class Kube:
@@ -196,8 +206,10 @@ class Kube:
         }
         await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", json=event)
 
-    async def list_recordings(self, namespace: str | None = None) -> dict:
+    async def list_recordings(self, namespace: str | None = None, task_id: str | None = None) -> dict:
         path = self._path(namespace) if namespace else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        if task_id:
+            path += "?" + urlencode({"fieldSelector": f"status.taskId={task_id}"})
         return await self.request("GET", path)
 
     # -- core ------------------------------------------------------------------------------

@@ -97,18 +97,32 @@ def next_action(status: RtcRecordingStatus, generation: int, now: datetime, grac
         return Nothing()
     if status.attempt is None:
         return Start(attempt=1)
+    if status.attempt.not_executed:
+        return Start(attempt=status.attempt.number + 1)  # the service said no: nothing to wait for
     waited = (now - status.attempt.started_at).total_seconds()
     if waited < grace:
         return AwaitOutcome(status.attempt.number, grace - waited)
     return Start(attempt=status.attempt.number + 1)
 
 
-def deletion_action(status: RtcRecordingStatus) -> Action:
-    if status.task_id and status.phase not in TERMINAL:
-        return Stop(status.task_id)
-    # An attempt with an unknown answer needs no waiting here: a late callback for a deleted
-    # object is a stray, and the receiver stops it.
-    return Nothing()
+@dataclass(frozen=True)
+class Release:
+    """Let go of a deleted resource whose last Start answer is unknown: clear the attempt with a
+    compare-and-swap, so that an adoption racing with it fails and stops the task instead."""
+    attempt: int
+
+
+def deletion_action(status: RtcRecordingStatus, now: datetime, grace: float) -> Action | Release:
+    if status.task_id:
+        return Stop(status.task_id)  # whatever the phase: Stop is idempotent, a leak is not
+    attempt = status.attempt
+    if attempt is None or attempt.not_executed:
+        return Nothing()
+    # Wait for the callback naming the task while the resource (and its credentials) still exist.
+    waited = (now - attempt.started_at).total_seconds()
+    if waited < grace:
+        return AwaitOutcome(attempt.number, grace - waited)
+    return Release(attempt.number)
 
 
 def _next_attempt(status: RtcRecordingStatus) -> int:
@@ -140,7 +154,8 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
                if retry else f"calling StartRtcCloudRecording (attempt {attempt})")
     return {
         "phase": Phase.STARTING, "reason": Reason.UNKNOWN_OUTCOME if retry else None, "message": message,
-        "taskId": None, "attempt": {"number": attempt, "startedAt": _ts(now), "generation": generation},
+        "taskId": None,
+        "attempt": {"number": attempt, "startedAt": _ts(now), "generation": generation, "notExecuted": None},
         "conditions": condition(status, "Ready", False, "Starting", message, generation, now),
     }
 
@@ -165,10 +180,11 @@ def start_refused(status: RtcRecordingStatus, code: str, message: str, generatio
 
 
 def start_not_executed(status: RtcRecordingStatus, error: CloudError, generation: int, now: datetime) -> dict:
-    """Throttled or a transient failure the service answered: nothing started, so forget the attempt."""
+    """Throttled, or a failure the service answered: no task was started."""
     message = f"will retry StartRtcCloudRecording: {error.code}: {error.message}"
     return {
-        "phase": Phase.PENDING, "reason": error.code, "message": message, "attempt": None,
+        # The number stays taken: a late callback can never be mistaken for a later attempt's.
+        "phase": Phase.PENDING, "reason": error.code, "message": message, "attempt": {"notExecuted": True},
         "conditions": condition(status, "Ready", False, "StartRetrying", message, generation, now),
     }
 
@@ -181,11 +197,11 @@ def updated(status: RtcRecordingStatus, generation: int, now: datetime) -> dict:
     }
 
 
-def update_refused(status: RtcRecordingStatus, error: CloudError, generation: int, now: datetime) -> dict:
-    """The task keeps recording with its previous subscribers and layout."""
-    message = f"UpdateRtcCloudRecording refused: {error.code}: {error.message}"
+def update_refused(status: RtcRecordingStatus, code: str, message: str, generation: int, now: datetime) -> dict:
+    """The task keeps recording with its previous subscribers and layout, so observedGeneration
+    stays where it was; Synced=False (with this generation) says the change was refused."""
     return {
-        "observedGeneration": generation, "reason": error.code, "message": message,
+        "reason": code, "message": message,
         "conditions": condition(status, "Synced", False, "UpdateRefused", message, generation, now),
     }
 

@@ -7,6 +7,7 @@ TemporaryError.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -18,13 +19,14 @@ from . import metrics, reconcile
 from .cloud import Invalid, NotFound, RecordingCloud, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
 from .kube import Conflict, Gone, Kube
-from .reconcile import AwaitOutcome, Start, Stop, Update
+from .reconcile import AwaitOutcome, Release, Start, Stop, Update
 from .resource import (InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params,
                        update_params)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 COMPONENT = "rtc-recording-operator"
+PERSIST_TRIES = 6  # with the backoff settings' defaults: about a minute
 
 
 def notify_url(base: str, namespace: str, name: str, uid: str, attempt: int) -> str:
@@ -74,11 +76,7 @@ class Recorder:
         try:
             spec = RtcRecordingSpec.model_validate(obj["spec"])
         except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
-            if status.phase != reconcile.Phase.FAILED or (status.observed_generation or 0) < generation:
-                meta, message = obj["metadata"], spec_errors(exc)
-                obj = await self._write(meta["namespace"], meta["name"], lambda o: reconcile.start_refused(
-                    _status(o), "InvalidSpec", message, generation, self.clock()))
-                await self._event(obj, "Warning", "Failed", f"InvalidSpec: {message}")
+            await self._refuse_spec(obj, spec_errors(exc))
             return
         # Without a receiver no callback can name a lost task: waiting would only delay the retry.
         grace = self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
@@ -97,6 +95,23 @@ class Recorder:
             raise
         metrics.RECONCILES.labels(action=name, outcome="ok").inc()
 
+    async def _refuse_spec(self, obj: dict, message: str) -> None:
+        """A spec only the operator can see is wrong: Failed if no task runs; if one does, it keeps
+        its settings and Synced=False says why (never Failed over a live task)."""
+        meta, generation = obj["metadata"], obj["metadata"]["generation"]
+
+        def change(o: dict) -> dict | None:
+            status = _status(o)
+            if status.task_id:
+                return reconcile.update_refused(status, "InvalidSpec", message, generation, self.clock())
+            if status.phase == reconcile.Phase.FAILED and status.observed_generation == generation:
+                return None
+            return reconcile.start_refused(status, "InvalidSpec", message, generation, self.clock())
+
+        obj, patch = await self.kube.mutate_status(meta["namespace"], meta["name"], change)
+        if patch is not None:
+            await self._event(obj, "Warning", "InvalidSpec", message)
+
     async def _start(self, obj: dict, spec: RtcRecordingSpec, status: RtcRecordingStatus, attempt: int,
                      retry: int) -> None:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
@@ -105,15 +120,19 @@ class Recorder:
             cloud = await self.cloud_for(obj)
             params = await self._start_params(obj, spec, attempt)
         except InvalidSpec as exc:
-            obj = await self._write(ns, name, lambda o: reconcile.start_refused(
-                _status(o), "InvalidSpec", str(exc), generation, self.clock()))
-            await self._event(obj, "Warning", "Failed", f"InvalidSpec: {exc}")
+            await self._refuse_spec(obj, str(exc))
             return
         except (CredentialsUnavailable, Gone, ValueError) as exc:
             message = f"cannot call the cloud: {exc}"
-            await self._write(ns, name, lambda o: {"phase": reconcile.Phase.PENDING, "reason": "CredentialsUnavailable",
-                                                   "message": message})
+            # Only over "nothing runs": the receiver may have adopted a task meanwhile.
+            await self._write(ns, name, lambda o: None if _status(o).task_id else {
+                "phase": reconcile.Phase.PENDING, "reason": "CredentialsUnavailable", "message": message})
             raise RetryLater(self._backoff(retry), message) from exc
+
+        if status.attempt and not status.attempt.not_executed:
+            await self._event(obj, "Warning", "UnknownOutcome",
+                              f"no callback named the task of attempt {status.attempt.number}, whose answer was lost;"
+                              f" starting attempt {attempt}")
 
         # Write ahead (compare-and-swap on what we decided from): a crash after Start is then
         # recognisable as "answer unknown", and a concurrent writer makes us re-read instead.
@@ -142,8 +161,16 @@ class Recorder:
             raise RetryLater(self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else
                              self._backoff(retry), str(exc)) from exc
 
-        obj, patch = await self.kube.mutate_status(ns, name, lambda o: self._if_attempt(
-            o, attempt, lambda s: reconcile.started(s, task_id, generation, self.clock())))
+        try:
+            obj, patch = await self._persist(ns, name, lambda o: self._if_attempt(
+                o, attempt, lambda s: reconcile.started(s, task_id, generation, self.clock())))
+        except Gone:
+            await self._reap({"metadata": {"namespace": ns, "name": name}}, cloud, task_id)  # deleted meanwhile
+            return
+        except Exception:
+            # The apiserver would not take it: a task nobody can find must not run on.
+            await self._reap(obj, cloud, task_id)
+            raise
         if patch is not None:
             await self._event(obj, "Normal", "Started", f"recording {spec.channel_id} as task {task_id}")
         elif _status(obj).task_id != task_id:
@@ -156,6 +183,11 @@ class Recorder:
         if status.task_id is None and status.attempt and status.attempt.number == attempt:
             return change(status)
         return None
+
+    def _if_task(self, obj: dict, task_id: str, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
+        """Apply `change` only while `task_id` is the live current task."""
+        status = _status(obj)
+        return change(status) if status.task_id == task_id and status.phase in reconcile.LIVE else None
 
     async def _start_params(self, obj: dict, spec: RtcRecordingSpec, attempt: int) -> dict:
         meta = obj["metadata"]
@@ -180,8 +212,9 @@ class Recorder:
         try:
             await self.run(cloud.update, task_id, update_params(spec))
         except Invalid as exc:
-            obj = await self._write(meta["namespace"], meta["name"], lambda o: reconcile.update_refused(
-                _status(o), exc, generation, self.clock()))
+            message = f"UpdateRtcCloudRecording refused: {exc.code}: {exc.message}"
+            obj = await self._write(meta["namespace"], meta["name"], lambda o: self._if_task(
+                o, task_id, lambda s: reconcile.update_refused(s, exc.code, message, generation, self.clock())))
             await self._event(obj, "Warning", "UpdateFailed", f"{exc.code}: {exc.message}")
             return
         except NotFound:
@@ -189,28 +222,43 @@ class Recorder:
             return
         except (Throttled, Transient) as exc:
             raise RetryLater(self._backoff(retry), f"Update not carried out: {exc}") from exc
-        obj = await self._write(meta["namespace"], meta["name"], lambda o: reconcile.updated(
-            _status(o), generation, self.clock()))
+        obj = await self._write(meta["namespace"], meta["name"], lambda o: self._if_task(
+            o, task_id, lambda s: reconcile.updated(s, generation, self.clock())))
         await self._event(obj, "Normal", "Updated", f"subscribers and layout of generation {generation} applied")
 
     # -- delete ------------------------------------------------------------------------------------
     async def delete(self, obj: dict, retry: int = 0) -> None:
         """Stop the task; only then may the finalizer go. A cloud outage keeps it and retries."""
-        action = reconcile.deletion_action(_status(obj))
-        if not isinstance(action, Stop):
+        meta = obj["metadata"]
+        try:  # Kopf's body may predate an adoption by the receiver
+            obj = await self.kube.get_recording(meta["namespace"], meta["name"])
+        except Gone:
             return
+        grace = self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
+        match reconcile.deletion_action(_status(obj), self.clock(), grace):
+            case AwaitOutcome(attempt, seconds):
+                raise RetryLater(seconds, f"attempt {attempt}: waiting for a callback naming its task before letting go")
+            case Release(attempt):
+                obj, patch = await self.kube.mutate_status(meta["namespace"], meta["name"], lambda o: self._if_attempt(
+                    o, attempt, lambda s: {"attempt": {"notExecuted": True}}))
+                if patch is None and _status(obj).task_id:
+                    await self._stop(obj, _status(obj).task_id, retry)  # adopted just now
+            case Stop(task_id):
+                await self._stop(obj, task_id, retry)
+
+    async def _stop(self, obj: dict, task_id: str, retry: int) -> None:
         try:
             cloud = await self.cloud_for(obj)
-            await self.run(cloud.stop, action.task_id)
+            await self.run(cloud.stop, task_id)
         except NotFound:
             pass  # nothing to stop is success
-        except (Throttled, Transient, Invalid, CredentialsUnavailable, Gone) as exc:
+        except (Throttled, Transient, Invalid, CredentialsUnavailable, Gone, ValueError) as exc:
             # Never let go of a running task: keep the finalizer, say why, try again.
             metrics.RECONCILES.labels(action="stop", outcome="retry").inc()
-            await self._event(obj, "Warning", "StopFailed", f"task {action.task_id}: {exc}")
+            await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}")
             raise RetryLater(self._backoff(retry), f"Stop failed: {exc}") from exc
         metrics.RECONCILES.labels(action="stop", outcome="ok").inc()
-        await self._event(obj, "Normal", "Stopped", f"task {action.task_id} stopped")
+        await self._event(obj, "Normal", "Stopped", f"task {task_id} stopped")
 
     # -- observation --------------------------------------------------------------------------------
     async def observe(self, obj: dict, stop_reason: str | None = None) -> dict | None:
@@ -263,11 +311,31 @@ class Recorder:
         obj, _ = await self.kube.mutate_status(ns, name, change)
         return obj
 
+    async def _persist(self, ns: str, name: str, change: Callable[[dict], dict | None]) -> tuple[dict, dict | None]:
+        """mutate_status that rides out an apiserver blip: for writes that must not be lost."""
+        retry = 0
+        while True:
+            try:
+                return await self.kube.mutate_status(ns, name, change)
+            except Gone:
+                raise
+            except Exception:
+                retry += 1
+                if retry == PERSIST_TRIES:
+                    raise
+                log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
+                await asyncio.sleep(self._backoff(retry))
+
     async def _reap(self, obj: dict, cloud: RecordingCloud, task_id: str) -> None:
         try:
             await self.run(cloud.stop, task_id)
         except NotFound:
-            return  # already stopped: a resent callback, or another replica was first
+            if "uid" not in obj["metadata"]:
+                # A deleted resource's task is stopped with the default credentials and region:
+                # if it used others, this finds nothing. Say so; it will end by its idle timer.
+                log.warning("stray task %s of deleted %s/%s: not found with the operator's own credentials",
+                            task_id, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            return  # else already stopped: a resent callback, or another replica was first
         metrics.STRAY_TASKS.inc()
         log.warning("stopped stray task %s of %s", task_id, obj["metadata"]["name"])
         meta = obj["metadata"]

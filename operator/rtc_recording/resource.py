@@ -474,6 +474,7 @@ class Attempt(_Status):
     number: int
     started_at: datetime | None = None
     generation: int | None = None
+    not_executed: bool | None = None
 
 
 class VodMedia(_Status):

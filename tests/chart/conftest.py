@@ -90,7 +90,7 @@ OPERATOR_RULES = rules(
     ("", "secrets", "get"),
 )
 RECEIVER_RULES = rules(
-    ("rtc.recording.io", "rtcrecordings", "get"),
+    ("rtc.recording.io", "rtcrecordings", "get list"),  # list: who owns a task id (status.taskId selector)
     ("rtc.recording.io", "rtcrecordings/status", "get patch"),
     ("", "events", "create"),
     ("", "secrets", "get"),

@@ -113,10 +113,11 @@ def test_operator_service_account_has_exactly_its_access(release):
 def test_receiver_service_account_has_exactly_its_access(release):
     sa, other_ns = f"{release.fullname}-receiver", "default"
     assert release.can(sa, "get", "rtcrecordings.rtc.recording.io", other_ns)
+    assert release.can(sa, "list", "rtcrecordings.rtc.recording.io", "*")
     assert release.can(sa, "patch", "rtcrecordings.rtc.recording.io", other_ns, subresource="status")
     assert release.can(sa, "create", "events", other_ns)
     assert release.can(sa, "get", "secrets", other_ns)
-    for verb in ("list", "watch", "patch", "delete"):
+    for verb in ("watch", "patch", "delete"):
         assert not release.can(sa, verb, "rtcrecordings.rtc.recording.io", other_ns), verb
     assert not release.can(sa, "list", "secrets", other_ns)
 

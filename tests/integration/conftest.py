@@ -44,9 +44,10 @@ def crds(cluster):
     return cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(crds, emulator, tmp_path_factory):
-    """Operator + receiver, shared by the integration tests (each test uses its own namespace)."""
+    """Operator + receiver, shared by the integration tests (each test uses its own namespace).
+    Package scope: a cluster-wide operator must be gone before other packages' tests run theirs."""
     logs = tmp_path_factory.mktemp("logs")
     env = local_env(crds.kubeconfig, emulator.url, receiver_port=free_port(), metrics_port=free_port(),
                     auth_key=AUTH_KEY, access_key=ACCESS_KEY, unknown_outcome_grace_seconds=3,

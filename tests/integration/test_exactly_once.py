@@ -136,9 +136,17 @@ def test_forged_and_stale_callbacks_are_rejected(stack, namespace, channel):
     assert post_callback(stack, path, stop, signed_headers(AUTH_KEY, time.time() - 3600)) == 403  # stale
     # Correctly signed but false: the task still runs, so Describe contradicts it.
     assert post_callback(stack, path, stop, signed_headers(AUTH_KEY, time.time())) == 200
+    # The signature does not cover the body: a replayed one naming another resource's task as
+    # a stray of this one must not get that task stopped.
+    stack.apply(namespace, recording("bystander", channel))
+    other = stack.wait_phase(namespace, "bystander", "Recording")["taskId"]
+    forged = {**stop, "taskId": other, "eventType": "TaskRunning"}
+    assert post_callback(stack, f"/callbacks/{namespace}/guarded/{uid}/7", forged,
+                         signed_headers(AUTH_KEY, time.time())) == 200
     time.sleep(1)
     assert stack.status(namespace, "guarded")["phase"] == "Recording"
-    assert [t["status"] for t in stack.tasks(channel)] == ["RUNNING"]
+    assert [t["status"] for t in stack.tasks(channel)] == ["RUNNING", "RUNNING"]
+    assert stack.status(namespace, "guarded").get("strayTasks") is None
 
 
 class Captured(http.server.BaseHTTPRequestHandler):

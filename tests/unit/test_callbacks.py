@@ -29,6 +29,8 @@ def test_signature_is_md5_of_timestamp_and_key_case_insensitive():
     (signed_headers(KEY, NOW - 301), NOW),   # stale: the signature does not cover the body
     (signed_headers(KEY, NOW + 301), NOW),   # from the future
     ({"ALI-LIVE-TIMESTAMP": "abc", "ALI-LIVE-SIGNATURE": "x"}, NOW),
+    ({"ALI-LIVE-TIMESTAMP": "\u00b2", "ALI-LIVE-SIGNATURE": "0" * 32}, NOW),    # a digit to isdigit(), not to int()
+    ({**signed_headers(KEY, NOW), "ALI-LIVE-SIGNATURE": "\u00e9" * 32}, NOW),   # compare_digest wants ASCII
 ])
 def test_bad_signatures_are_refused(headers, now):
     assert not signature_ok(headers, KEY, now)
@@ -43,6 +45,8 @@ def test_payload_as_json_string_or_object_or_garbage():
     assert Callback.parse({**base, "payload": {"reason": "SomethingNew"}}).stop_reason is None
     with pytest.raises(KeyError):
         Callback.parse({"appId": "a"})
+    with pytest.raises(ValueError):
+        Callback.parse(["not", "an", "object"])
 
 
 def upload(fmt):

@@ -34,7 +34,9 @@ def attempt(n, seconds_ago):
     ({"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1}, 1, r.Nothing()),
     ({"phase": "Failed", "reason": "InvalidParameter.UserId", "observedGeneration": 1,
       "attempt": attempt(1, 100)}, 2, r.Start(2)),                             # spec changed: retry
-    ({"phase": "Pending", "reason": "Throttling.User"}, 1, r.Start(1)),         # not executed: same attempt
+    ({"phase": "Pending", "reason": "Throttling.User"}, 1, r.Start(1)),
+    # The service said it started nothing: the next number at once, never the same one again.
+    ({"phase": "Pending", "attempt": {**attempt(2, 1), "notExecuted": True}}, 1, r.Start(3)),
 ])
 def test_next_action(fields, generation, expected):
     assert r.next_action(status(**fields), generation, NOW, GRACE) == expected
@@ -43,12 +45,16 @@ def test_next_action(fields, generation, expected):
 @pytest.mark.parametrize("fields, expected", [
     ({"phase": "Recording", "taskId": "t1"}, r.Stop("t1")),
     ({"phase": "Recovering", "taskId": "t1"}, r.Stop("t1")),
-    ({"phase": "Completed", "taskId": "t1"}, r.Nothing()),
-    ({"phase": "Starting", "attempt": attempt(1, 1)}, r.Nothing()),  # a late callback gets it reaped
+    ({"phase": "Completed", "taskId": "t1"}, r.Stop("t1")),          # idempotent; a wrong phase must not leak
+    ({"phase": "Failed", "taskId": "t1", "reason": "TaskLost"}, r.Stop("t1")),
+    ({"phase": "Starting", "attempt": attempt(1, 10)}, r.AwaitOutcome(1, 20.0)),  # its callback may still come
+    ({"phase": "Starting", "attempt": attempt(1, 31)}, r.Release(1)),
+    ({"phase": "Pending", "attempt": {**attempt(1, 1), "notExecuted": True}}, r.Nothing()),
+    ({"phase": "Failed", "reason": "InvalidParameter.AppId"}, r.Nothing()),
     ({}, r.Nothing()),
 ])
 def test_deletion_action(fields, expected):
-    assert r.deletion_action(status(**fields)) == expected
+    assert r.deletion_action(status(**fields), NOW, GRACE) == expected
 
 
 PENDING = {"phase": "Starting", "attempt": attempt(2, 1)}
@@ -112,7 +118,7 @@ def test_condition_reasons_are_valid_kubernetes_reasons():
     st = status(phase="Recording", taskId="t1")
     patches = [r.start_refused(st, "InvalidParameter.AppId", "m", 1, NOW),
                r.start_not_executed(st, CloudError("Throttling.User", "m"), 1, NOW),
-               r.update_refused(st, CloudError("InvalidParameter.UserId", "m"), 1, NOW),
+               r.update_refused(st, "InvalidParameter.UserId", "m", 1, NOW),
                r.attempt_recorded(st, 2, 1, NOW), r.started(st, "t1", 1, NOW),
                r.observed(st, None, 1, NOW), r.observed(st, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW)]
     reasons = [c["reason"] for p in patches for c in p["conditions"]]
@@ -128,7 +134,11 @@ def test_attempt_patches_round_trip_through_the_status_model():
     refused = r.start_refused(st, "InvalidParameter.AppId", "no such app", 1, NOW)
     assert refused["phase"] == "Failed" and refused["reason"] == "InvalidParameter.AppId"
     retry = r.start_not_executed(st, CloudError("Throttling.User", "slow down"), 1, NOW)
-    assert retry["attempt"] is None and retry["phase"] == "Pending"
+    assert retry["attempt"] == {"notExecuted": True} and retry["phase"] == "Pending"
+    refused = r.update_refused(status(phase="Recording", taskId="t1", observedGeneration=1), "X", "m", 2, NOW)
+    assert "observedGeneration" not in refused  # not applied: only Synced=False carries generation 2
+    assert refused["conditions"][0] == {**refused["conditions"][0], "type": "Synced", "status": "False",
+                                        "observedGeneration": 2}
 
 
 @pytest.mark.parametrize("retry", range(12))

@@ -94,7 +94,7 @@ def build(binary: Binary, log=sys.stderr) -> Path:
     if shutil.which("go") is None:
         raise RuntimeError(f"{binary.name} is not cached at {binary.path} and no Go toolchain is on PATH to build it")
     binary.path.parent.mkdir(parents=True, exist_ok=True)
-    partial = binary.path.with_suffix(".partial")
+    partial = binary.path.with_suffix(f".partial-{os.getpid()}")  # two builds at once must not share it
     env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
     print(f"building {binary.name} {binary.version} from Go modules (first run only; kube-apiserver takes minutes)...",
           file=log, flush=True)

@@ -66,7 +66,7 @@ class LocalCluster:
     def start(cls, state_dir: Path | None = None) -> "LocalCluster":
         bins = binaries.ensure("etcd", "kube-apiserver", "kubectl")
         state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="rtcrec-cluster-"))
-        state.mkdir(parents=True, exist_ok=True)
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds an admin token
         cluster = cls(state)
         try:
             cluster._start(bins)
@@ -94,7 +94,7 @@ class LocalCluster:
         self._wait(lambda: _get(info["etcd"] + "/health"), "etcd")
 
         subprocess.run(["openssl", "genrsa", "-out", str(s / "sa.key"), "2048"], check=True, capture_output=True)
-        (s / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+        _private(s / "tokens.csv", f'{token},admin,admin-uid,"system:masters"\n')
         self._spawn("kube-apiserver", [
             str(bins["kube-apiserver"]),
             f"--etcd-servers={info['etcd']}",
@@ -113,7 +113,7 @@ class LocalCluster:
         ])
         self._wait(lambda: _get(info["server"] + "/readyz", ca=self.ca_file if self.ca_file.exists() else None),
                    "kube-apiserver")
-        self.kubeconfig.write_text(_kubeconfig(info["server"], self.ca_file, token))
+        _private(self.kubeconfig, _kubeconfig(info["server"], self.ca_file, token))
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.state_dir / f"{name}.log", "ab")
@@ -144,7 +144,7 @@ class LocalCluster:
         except (FileNotFoundError, json.JSONDecodeError):
             pids = {}
         for name in ("kube-apiserver", "etcd"):
-            if name in pids:
+            if name in pids and _runs(pids[name], name):  # a stale pid may belong to someone else now
                 _terminate(pids[name])
         if remove:
             shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -184,6 +184,18 @@ def _get(url: str, ca: Path | None = None) -> bool:
         with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
             return resp.status == 200
     except OSError:
+        return False
+
+
+def _private(path: Path, text: str) -> None:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
+
+
+def _runs(pid: int, binary: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(binary.encode())
+    except FileNotFoundError:
         return False
 
 
