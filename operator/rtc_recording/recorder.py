@@ -146,9 +146,11 @@ class Recorder:
         try:
             task_id = await self.run(cloud.start, params)
         except Invalid as exc:
-            obj = await self._write(ns, name, lambda o: self._if_attempt(o, attempt, lambda s: reconcile.start_refused(
-                s, exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}", generation,
-                self.clock())))
+            # The service answered: this attempt made no task, so nothing is waited for on delete.
+            obj = await self._write(ns, name, lambda o: self._if_attempt(o, attempt, lambda s: {
+                **reconcile.start_refused(s, exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}",
+                                          generation, self.clock()),
+                "attempt": {"notExecuted": True}}))
             await self._event(obj, "Warning", "Failed", f"{exc.code}: {exc.message}")
             return
         except (Throttled, Transient) as exc:
