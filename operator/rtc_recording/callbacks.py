@@ -138,8 +138,9 @@ class Receiver:
             metrics.CALLBACKS.labels(event=callback.event_type, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
         metrics.CALLBACKS.labels(event=callback.event_type, outcome="ok").inc()
-        # The user hears about their own task only: never about a stray just stopped.
-        if obj is not None and not isinstance(action, reconcile.Reap) and forwarded(obj["spec"], callback):
+        # The user hears about their own resource's tasks only: not a namesake's, not a stray just stopped.
+        if (obj is not None and obj["metadata"]["uid"] == m["uid"] and not isinstance(action, reconcile.Reap)
+                and forwarded(obj["spec"], callback)):
             relay = asyncio.create_task(self._relay(obj, body))  # never delay our answer to the cloud
             self._relays.add(relay)
             relay.add_done_callback(self._relays.discard)
