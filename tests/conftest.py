@@ -1,6 +1,11 @@
 """Shared fixtures: the real local control plane, started once per test session."""
 
+import os
+
 import pytest
+
+# Read when alibabacloud_credentials is imported: no test may reach for an ECS metadata address.
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 
 from rtc_recording.cluster.launcher import LocalCluster
 

@@ -34,6 +34,8 @@ def local_env(kubeconfig: Path, endpoint: str, *, receiver_port: int, metrics_po
     """What a pod would get, pointed at local parts; `settings` become RTCREC_<NAME> overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RTCREC_", "ALIBABA_CLOUD_", "KUBERNETES_"))}
     env.update({
+        # No ECS instance here: the vendor's credential chain must not try its metadata address.
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
         "KUBECONFIG": str(kubeconfig),
         "RTCREC_ENDPOINT": endpoint,
         "RTCREC_CALLBACK_URL": f"http://127.0.0.1:{receiver_port}",
