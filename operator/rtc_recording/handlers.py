@@ -42,7 +42,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.clients = CloudClients(config, memo.kube)
     memo.recorder = Recorder(memo.kube, memo.clients.for_recording, memo.clients.run, config,
                              memo.clients.user_notify_key)
-    memo.poller = Poller(memo.recorder.observe, config.poll_interval_seconds, config.poll_calls_per_second)
+    interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
+    memo.poller = Poller(memo.recorder.observe, interval, config.poll_calls_per_second)
     memo.phases = metrics.PhaseCount()
     memo.health = health.Health(memo.kube, memo.poller, memo.clients.quotas, config.stuck_seconds,
                                 config.namespaces)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         60, gt=0, description="Describe each live task this often: the safety net under callbacks, and the only "
                               "way to notice an ended task without them.")
     poll_calls_per_second: float = Field(10, gt=0, description="The poller's share of the cloud quota.")
+    poll_factor_with_callbacks: float = Field(
+        5, ge=1, description="With a receiver, live tasks are polled this many times less often: callbacks "
+                             "report their ends within a second, and polling only catches lost ones.")
 
     # -- retries ---------------------------------------------------------------------------------
     backoff_base_seconds: float = Field(2, gt=0)

@@ -51,7 +51,8 @@ def stack(crds, emulator, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     env = local_env(crds.kubeconfig, emulator.url, receiver_port=free_port(), metrics_port=free_port(),
                     auth_key=AUTH_KEY, access_key=ACCESS_KEY, unknown_outcome_grace_seconds=3,
-                    poll_interval_seconds=2, backoff_base_seconds=0.2, backoff_max_seconds=2,
+                    poll_interval_seconds=2, poll_factor_with_callbacks=1, backoff_base_seconds=0.2,
+                    backoff_max_seconds=2,
                     read_timeout_seconds=2)
     receiver = RtcrecProcess("receiver", env, logs / "receiver.log").start()
     operator = RtcrecProcess("run", env, logs / "operator.log").start()
