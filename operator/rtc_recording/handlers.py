@@ -29,7 +29,7 @@ def login(**_) -> kopf.ConnectionInfo:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
-    config = Settings()
+    config: Settings = memo.config
     # Kopf's progress and diff-base live in status: one atomic /status PATCH per cycle, and no
     # annotation writes on the object users own. Never change this: objects would look new.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -37,7 +37,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # we post one Event per transition ourselves
     settings.scanning.disabled = True  # the CRD is installed up front: no RBAC on CRDs needed
-    memo.config = config
     memo.kube = Kube(Connection.load())
     memo.clients = CloudClients(config, memo.kube)
     memo.recorder = Recorder(memo.kube, memo.clients.for_recording, memo.clients.run, config,
@@ -104,4 +103,5 @@ def run(config: Settings) -> None:
                    log_refkey="object")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # the vendor credentials chain's chatter
     # Standalone: one active replica (the chart's Deployment uses the Recreate strategy).
-    kopf.run(standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces)
+    kopf.run(standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces,
+             memo=kopf.Memo(config=config))
