@@ -41,14 +41,14 @@ class Poller:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         status = RtcRecordingStatus.model_validate(obj.get("status") or {})
         if not status.task_id or status.phase not in LIVE or obj["metadata"].get("deletionTimestamp"):
-            self.forget(key)
+            self._forget(key)
             return
         self._objects[key] = obj
         if self._task_ids.get(key) != status.task_id:
             self._task_ids[key] = status.task_id
             self._schedule(key, self.interval * self.rng.uniform(0.5, 1.0))
 
-    def forget(self, key: Key) -> None:
+    def _forget(self, key: Key) -> None:
         self._objects.pop(key, None)
         self._task_ids.pop(key, None)
         self._next.pop(key, None)
