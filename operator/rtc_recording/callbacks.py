@@ -29,7 +29,7 @@ from aiohttp import web
 from . import metrics, reconcile
 from .kube import Gone
 from .recorder import Recorder
-from .resource import RtcRecordingStatus
+from .resource import status_of
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class Receiver:
         if same and (obj["spec"]["appId"], obj["spec"]["channelId"]) != (callback.app_id, callback.channel_id):
             log.warning("callback for %s/%s names another channel; ignored", namespace, name)
             return obj, reconcile.Ignore("another channel")
-        status = RtcRecordingStatus.model_validate(obj.get("status") or {}) if obj else None
+        status = status_of(obj) if obj else None
         action = reconcile.on_callback(status, obj["metadata"]["uid"] if obj else None, uid, attempt,
                                        callback.task_id, callback.event_type)
         if isinstance(action, (reconcile.Reap, reconcile.Adopt)) and await self._owned_elsewhere(callback.task_id):
@@ -203,7 +203,4 @@ class Receiver:
         return obj, action
 
     async def _owned_elsewhere(self, task_id: str) -> bool:
-        for ns in self.namespaces or [None]:
-            if (await self.recorder.kube.list_recordings(ns, task_id=task_id)).get("items"):
-                return True
-        return False
+        return bool(await self.recorder.kube.list_recordings(self.namespaces, task_id=task_id))

@@ -52,8 +52,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _receiver(args: argparse.Namespace) -> int:
-    import asyncio
-
     from aiohttp import web
 
     from .callbacks import Receiver

@@ -45,8 +45,7 @@ class Health:
                              f"{now - limiter.last_granted:.0f} s")
         if now - self.last_event > self.stuck:
             # A quiet watch is fine only if nothing changed: compare with the apiserver.
-            items = [item for ns in (self.namespaces or [None])
-                     for item in (await self.kube.list_recordings(ns)).get("items", [])]
+            items = await self.kube.list_recordings(self.namespaces)
             behind = [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items
                       if not i["metadata"].get("deletionTimestamp")  # not tracked once deleting
                       and self._seen.get((i["metadata"]["namespace"], i["metadata"]["name"]))

@@ -206,11 +206,11 @@ class Kube:
         }
         await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", json=event)
 
-    async def list_recordings(self, namespace: str | None = None, task_id: str | None = None) -> dict:
-        path = self._path(namespace) if namespace else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
-        if task_id:
-            path += "?" + urlencode({"fieldSelector": f"status.taskId={task_id}"})
-        return await self.request("GET", path)
+    async def list_recordings(self, namespaces: list[str], task_id: str | None = None) -> list[dict]:
+        """In these namespaces (none: all of them, which a namespaced install may not list)."""
+        query = "?" + urlencode({"fieldSelector": f"status.taskId={task_id}"}) if task_id else ""
+        paths = [self._path(ns) for ns in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+        return [item for path in paths for item in (await self.request("GET", path + query)).get("items", [])]
 
     # -- core ------------------------------------------------------------------------------
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:

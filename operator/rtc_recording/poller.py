@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .reconcile import LIVE
-from .resource import RtcRecordingStatus
+from .resource import status_of
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Poller:
     def track(self, obj: dict) -> None:
         """Called with every watched object: polls live tasks, forgets the rest."""
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        status = RtcRecordingStatus.model_validate(obj.get("status") or {})
+        status = status_of(obj)
         if not status.task_id or status.phase not in LIVE or obj["metadata"].get("deletionTimestamp"):
             self._forget(key)
             return

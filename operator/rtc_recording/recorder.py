@@ -21,7 +21,7 @@ from .credentials import CredentialsUnavailable
 from .kube import Conflict, Gone, Kube
 from .reconcile import AwaitOutcome, Release, Start, Stop, Update
 from .resource import (InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params,
-                       update_params)
+                       status_of, update_params)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,17 @@ Run = Callable[..., Awaitable[Any]]
 NotifyKey = Callable[[dict], Awaitable[str | None]]
 
 
-def _status(obj: dict) -> RtcRecordingStatus:
-    return RtcRecordingStatus.model_validate(obj.get("status") or {})
-
-
 class Recorder:
     def __init__(self, kube: Kube, cloud_for: CloudFor, run: Run, settings: Settings, user_notify_key: NotifyKey,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.kube, self.cloud_for, self.run, self.settings = kube, cloud_for, run, settings
         self.user_notify_key, self.clock = user_notify_key, clock
+
+    @property
+    def _grace(self) -> float:
+        """How long a lost Start answer may take to be named by a callback. Without a receiver
+        no callback can name it: waiting would only delay the retry."""
+        return self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
 
     def _backoff(self, retry: int) -> float:
         return reconcile.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
@@ -72,15 +74,13 @@ class Recorder:
 
     # -- create / resume / update -----------------------------------------------------------------
     async def reconcile(self, obj: dict, retry: int = 0) -> None:
-        status, generation = _status(obj), obj["metadata"]["generation"]
+        status, generation = status_of(obj), obj["metadata"]["generation"]
         try:
             spec = RtcRecordingSpec.model_validate(obj["spec"])
         except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
             await self._refuse_spec(obj, spec_errors(exc))
             return
-        # Without a receiver no callback can name a lost task: waiting would only delay the retry.
-        grace = self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
-        action = reconcile.next_action(status, generation, self.clock(), grace)
+        action = reconcile.next_action(status, generation, self.clock(), self._grace)
         name = type(action).__name__.lower()
         try:
             match action:
@@ -101,7 +101,7 @@ class Recorder:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
 
         def change(o: dict) -> dict | None:
-            status = _status(o)
+            status = status_of(o)
             if status.task_id:
                 return reconcile.update_refused(status, "InvalidSpec", message, generation, self.clock())
             if status.phase == reconcile.Phase.FAILED and status.observed_generation == generation:
@@ -125,7 +125,7 @@ class Recorder:
         except (CredentialsUnavailable, Gone, ValueError) as exc:
             message = f"cannot call the cloud: {exc}"
             # Only over "nothing runs": the receiver may have adopted a task meanwhile.
-            await self._write(ns, name, lambda o: None if _status(o).task_id else {
+            await self._write(ns, name, lambda o: None if status_of(o).task_id else {
                 "phase": reconcile.Phase.PENDING, "reason": "CredentialsUnavailable", "message": message})
             raise RetryLater(self._backoff(retry), message) from exc
 
@@ -160,8 +160,7 @@ class Recorder:
         except UnknownOutcome as exc:
             await self._event(obj, "Warning", "UnknownOutcome",
                               f"attempt {attempt}: {exc}; waiting for a callback naming the task")
-            raise RetryLater(self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else
-                             self._backoff(retry), str(exc)) from exc
+            raise RetryLater(self._grace or self._backoff(retry), str(exc)) from exc
 
         try:
             obj, patch = await self._persist(ns, name, lambda o: self._if_attempt(
@@ -175,20 +174,20 @@ class Recorder:
             raise
         if patch is not None:
             await self._event(obj, "Normal", "Started", f"recording {spec.channel_id} as task {task_id}")
-        elif _status(obj).task_id != task_id:
+        elif status_of(obj).task_id != task_id:
             # A newer attempt or an adopted callback won: this task is a duplicate.
             await self._reap(obj, cloud, task_id)
 
     def _if_attempt(self, obj: dict, attempt: int, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
         """Apply `change` only while this attempt is still the pending one."""
-        status = _status(obj)
+        status = status_of(obj)
         if status.task_id is None and status.attempt and status.attempt.number == attempt:
             return change(status)
         return None
 
     def _if_task(self, obj: dict, task_id: str, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
         """Apply `change` only while `task_id` is the live current task."""
-        status = _status(obj)
+        status = status_of(obj)
         return change(status) if status.task_id == task_id and status.phase in reconcile.LIVE else None
 
     async def _start_params(self, obj: dict, spec: RtcRecordingSpec, attempt: int) -> dict:
@@ -236,15 +235,14 @@ class Recorder:
             obj = await self.kube.get_recording(meta["namespace"], meta["name"])
         except Gone:
             return
-        grace = self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
-        match reconcile.deletion_action(_status(obj), self.clock(), grace):
+        match reconcile.deletion_action(status_of(obj), self.clock(), self._grace):
             case AwaitOutcome(attempt, seconds):
                 raise RetryLater(seconds, f"attempt {attempt}: waiting for a callback naming its task before letting go")
             case Release(attempt):
                 obj, patch = await self.kube.mutate_status(meta["namespace"], meta["name"], lambda o: self._if_attempt(
                     o, attempt, lambda s: {"attempt": {"notExecuted": True}}))
-                if patch is None and _status(obj).task_id:
-                    await self._stop(obj, _status(obj).task_id, retry)  # adopted just now
+                if patch is None and status_of(obj).task_id:
+                    await self._stop(obj, status_of(obj).task_id, retry)  # adopted just now
             case Stop(task_id):
                 await self._stop(obj, task_id, retry)
 
@@ -265,7 +263,7 @@ class Recorder:
     # -- observation --------------------------------------------------------------------------------
     async def observe(self, obj: dict, stop_reason: str | None = None) -> dict | None:
         """Describe the current task and write what the cloud says; returns the patch applied."""
-        task_id = _status(obj).task_id
+        task_id = status_of(obj).task_id
         if not task_id:
             return None
         cloud = await self.cloud_for(obj)
@@ -276,7 +274,7 @@ class Recorder:
         meta = obj["metadata"]
 
         def change(o: dict) -> dict | None:
-            status = _status(o)
+            status = status_of(o)
             if status.task_id != task_id:
                 return None
             return reconcile.observed(status, info, o["metadata"]["generation"], self.clock(), stop_reason)
@@ -301,7 +299,7 @@ class Recorder:
             "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)"}))
         if patch is not None:
             await self._event(obj, "Normal", "Started", patch["message"])
-        elif _status(obj).task_id != task_id:
+        elif status_of(obj).task_id != task_id:
             await self._reap(obj, cloud, task_id)
 
     async def reap(self, obj: dict, task_id: str) -> None:
@@ -343,5 +341,5 @@ class Recorder:
         meta = obj["metadata"]
         if "uid" not in meta:
             return  # the resource is gone: nothing to count on
-        obj = await self._write(meta["namespace"], meta["name"], lambda o: reconcile.stray_reaped(_status(o)))
+        obj = await self._write(meta["namespace"], meta["name"], lambda o: reconcile.stray_reaped(status_of(o)))
         await self._event(obj, "Warning", "StrayTaskStopped", f"stopped duplicate task {task_id}")

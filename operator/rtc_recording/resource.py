@@ -512,3 +512,8 @@ class RtcRecordingStatus(_Status):
     files: Files | None = None
     conditions: list[Condition] = []
     kopf: dict[str, Any] | None = None
+
+
+def status_of(obj: dict) -> RtcRecordingStatus:
+    """The status of an RtcRecording object as read from the API (none yet: an empty one)."""
+    return RtcRecordingStatus.model_validate(obj.get("status") or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
@@ -18,6 +19,7 @@ from rtc_recording.cloud import (
     Transient,
     UnknownOutcome,
 )
+from rtc_recording.cluster import processes
 from rtc_recording.credentials import Credentials, StaticCredentials
 from rtc_recording.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
 from rtc_recording.quota import QuotaLimiter
@@ -80,12 +82,7 @@ def cloud_for(emulator):
         client.close()
 
 
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-    return result
+wait_for = partial(processes.wait_for, timeout=5.0, interval=0.01)
 
 
 def test_every_verb(emulator, cloud_for):

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from rtc_recording.cluster.launcher import alive
 from rtc_recording.cluster.processes import RTCREC
 
 pytestmark = pytest.mark.cluster
@@ -13,14 +14,6 @@ pytestmark = pytest.mark.cluster
 
 def rtcrec(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([RTCREC, *args], capture_output=True, text=True, timeout=180)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_up_env_down_leaves_no_process_and_no_file(tmp_path):

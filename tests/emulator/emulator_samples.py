@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
+
+from rtc_recording.cluster import processes
 
 APP = "app1"
 CHANNEL = "room1"
@@ -77,16 +79,8 @@ def set_path(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 DELETE = object()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll until predicate() is truthy; returns its value (fails the test on timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+# The emulator answers in milliseconds: poll often, give up soon.
+wait_for = partial(processes.wait_for, timeout=5.0, interval=0.01)
 
 
 class Receiver:

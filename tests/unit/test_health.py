@@ -7,9 +7,9 @@ class FakeKube:
     def __init__(self, items):
         self.items, self.calls = items, []
 
-    async def list_recordings(self, namespace=None):
-        self.calls.append(namespace)
-        return {"items": [i for i in self.items if namespace in (None, i["metadata"]["namespace"])]}
+    async def list_recordings(self, namespaces, task_id=None):
+        self.calls.append(list(namespaces))
+        return [i for i in self.items if not namespaces or i["metadata"]["namespace"] in namespaces]
 
 
 class FakePoller:
@@ -79,7 +79,7 @@ async def test_a_namespaced_install_lists_only_its_namespaces():
     h.saw(obj("r", "1", ns="a"))
     h.saw(obj("s", "1", ns="b"))
     h.at(500)
-    assert await h.problems() == [] and kube.calls == ["a", "b"]
+    assert await h.problems() == [] and kube.calls == [["a", "b"]]
 
 
 async def test_a_stopped_poller_or_a_stuck_quota_queue_is_unhealthy():

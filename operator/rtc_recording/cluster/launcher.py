@@ -129,7 +129,7 @@ class LocalCluster:
         deadline = time.monotonic() + READY_TIMEOUT_S
         pid = self.info()["pids"][name]
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 raise ClusterError(f"{name} exited during start-up; see {self.state_dir / (name + '.log')}:\n"
                                    + _tail(self.state_dir / f"{name}.log"))
             if probe():
@@ -199,7 +199,7 @@ def _runs(pid: int, binary: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -217,10 +217,10 @@ def _terminate(pid: int, grace_s: float = 10) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         _reap(pid)
         time.sleep(0.1)
-    if _alive(pid):
+    if alive(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:

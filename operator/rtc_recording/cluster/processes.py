@@ -19,13 +19,13 @@ T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30, what: str = "condition",
-             details: Callable[[], str] = lambda: "") -> T:
+             details: Callable[[], str] = lambda: "", interval: float = 0.2) -> T:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         if last := predicate():
             return last
-        time.sleep(0.2)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}\n{details()}")
 
 
