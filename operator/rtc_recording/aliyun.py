@@ -7,12 +7,12 @@ every header set here. Object parameters travel as compact JSON (the SDK's 'json
 any other list is flattened as `Name.1`, `Name.2`, ... (NotifyFileUploadedFormat). The
 SDK's telemetry header `x-acs-credentials-provider` is not sent.
 
-Retries: Describe, Update and Stop repeat Throttled and Transient failures with jittered
-exponential backoff inside a bounded budget. Start is never repeated here: the caller
-must record the attempt first (design.md). A Throttled or Transient Start was refused,
-answered as failed by the service itself (5xx with the vendor's error body), or never
-left this process, so the caller may repeat it; an UnknownOutcome one may have created
-a task.
+One request per call, no retries and no quota here: both belong to the caller
+(`clients.py`), which owns the account's budget and must record a Start attempt between
+its quota grant and the request (docs/exactly-once.md). A Throttled or Transient Start
+was refused, answered as failed by the service itself (5xx with the vendor's error body),
+or never left this process, so the caller may repeat it; an UnknownOutcome one may have
+created a task.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import hmac
 import json
 import logging
 import platform
-import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib.metadata import version
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -50,8 +48,7 @@ from rtc_recording.cloud import (
     UnknownOutcome,
     VodMedia,
 )
-from rtc_recording.credentials import Credentials, CredentialsProvider, CredentialsUnavailable
-from rtc_recording.quota import QuotaLimiter
+from rtc_recording.credentials import Credentials, CredentialsProvider
 
 log = logging.getLogger(__name__)
 
@@ -280,43 +277,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-# -- retries (pure but for the injected sleep) ----------------------------------------
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Full-jitter exponential backoff. No retry starts once `max_attempts` were made or
-    later than `max_seconds` after the first attempt (each attempt is bounded by the timeouts)."""
-
-    max_attempts: int = 4
-    max_seconds: float = 10.0
-    base_delay: float = 0.2
-    max_delay: float = 2.0
-    sleep: Callable[[float], None] = time.sleep
-    jitter: Callable[[], float] = random.random  # uniform in [0, 1)
-    clock: Callable[[], float] = time.monotonic
-
-    def delay(self, retry: int) -> float:
-        """Pause before retry number `retry` (1 for the first)."""
-        return self.jitter() * min(self.max_delay, self.base_delay * 2 ** (retry - 1))
-
-    def run(self, call: Callable[[], T], describe: str) -> T:
-        started = self.clock()
-        attempt = 1
-        while True:
-            try:
-                return call()
-            except (Throttled, Transient) as exc:
-                pause = self.delay(attempt)
-                if attempt >= self.max_attempts or self.clock() - started + pause > self.max_seconds:
-                    raise
-                log.info("%s failed (%s), retry %d in %.2fs", describe, exc, attempt, pause)
-                self.sleep(pause)
-                attempt += 1
-
-
 # -- the client -----------------------------------------------------------------------
 
 
@@ -327,21 +287,17 @@ class AliyunRecordingCloud:
         self,
         region: str,
         credentials: CredentialsProvider,
-        limiter: QuotaLimiter,
         endpoint: str | None = None,
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
-        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         """`endpoint` overrides the region's: a host name (HTTPS) or a full URL such as
         `http://127.0.0.1:8080` for the emulator."""
         self._url = endpoint_url(region, endpoint)
         self._host = urlsplit(self._url).netloc
         self._credentials = credentials
-        self._limiter = limiter
         self._timeout = (connect_timeout, read_timeout)
-        self._retry = retry
         self._session = requests.Session()
         self._session.headers.clear()  # send exactly the signed headers
         self._session.mount(self._url, HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE))
@@ -359,46 +315,40 @@ class AliyunRecordingCloud:
         return task_id
 
     def stop(self, task_id: str) -> None:
-        self._idempotent("stop", {"TaskId": task_id})
+        self._send("stop", {"TaskId": task_id})
 
     def update(self, task_id: str, params: Mapping[str, Any]) -> None:
         if not params.keys() <= UPDATABLE_PARAMS:
             raise ValueError(f"Update changes only {sorted(UPDATABLE_PARAMS)}, got {sorted(params)}")
-        self._idempotent("update", {"TaskId": task_id, **query_for(params)})
+        self._send("update", {"TaskId": task_id, **query_for(params)})
 
     def describe(self, task_id: str) -> TaskInfo:
-        answer = self._idempotent("describe", {"TaskId": task_id})
+        answer = self._send("describe", {"TaskId": task_id})
         try:
             return task_info(answer)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise Transient("MalformedAnswer", f"unexpected Describe answer: {_describe(exc)}",
                             request_id=answer.get("RequestId")) from exc
 
-    def _idempotent(self, verb: str, query: dict[str, str]) -> dict[str, Any]:
-        return self._retry.run(lambda: self._send(verb, query), f"{ACTIONS[verb]} {query['TaskId']}")
-
     def _send(self, verb: str, query: dict[str, str]) -> dict[str, Any]:
-        """One request: quota slot, signature, POST, answer or typed error."""
+        """One request: signature, POST, answer or typed error. CredentialsUnavailable is
+        raised before anything is sent."""
+        credentials = self._credentials.get()
+        headers = signed_headers(
+            ACTIONS[verb], self._host, query, credentials,
+            date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            nonce=uuid.uuid4().hex,
+        )
+        started = time.monotonic()
         try:
-            credentials = self._credentials.get()
-        except CredentialsUnavailable as exc:
-            raise Transient("CredentialsUnavailable", str(exc)) from exc
-        with self._limiter.slot():
-            headers = signed_headers(
-                ACTIONS[verb], self._host, query, credentials,
-                date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                nonce=uuid.uuid4().hex,
+            response = self._session.post(
+                f"{self._url}/?{canonical_query(query)}",
+                headers=headers, timeout=self._timeout, allow_redirects=False,
             )
-            started = time.monotonic()
-            try:
-                response = self._session.post(
-                    f"{self._url}/?{canonical_query(query)}",
-                    headers=headers, timeout=self._timeout, allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                error = transport_error(verb, exc)
-                self._count(verb, error.code, started)
-                raise error from None  # the cause's text holds the URL, hence NotifyAuthKey
+        except requests.RequestException as exc:
+            error = transport_error(verb, exc)
+            self._count(verb, error.code, started)
+            raise error from None  # the cause's text holds the URL, hence NotifyAuthKey
         if response.status_code < 300:
             answer = _json_object(response.content)
             if answer:

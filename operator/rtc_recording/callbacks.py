@@ -1,13 +1,15 @@
-"""The NotifyUrl receiver: turns the cloud's recording callbacks into status, and reaps strays.
+"""The NotifyUrl receiver: checks the cloud's callbacks, writes down what matters, answers 200.
 
 The operator starts every task with NotifyUrl = <callback_url>/callbacks/<ns>/<name>/<uid>/<attempt>,
 so a callback says which resource *and which Start attempt* it belongs to, even when the
-answer to that Start was lost. Callbacks are hints: signature and freshness are checked,
-the task is confirmed with DescribeRtcCloudRecordingFiles before status changes, and every
-action is idempotent because the cloud resends a callback once on a 5xx or timeout.
+answer to that Start was lost. The receiver holds no cloud credentials and calls no cloud
+API: the operator is the one process that spends the account's quota. A verified callback
+that can change something (see `reconcile.on_callback`) becomes evidence (`evidence.py`)
+for the operator to confirm and act on; all others, nearly every callback, cost nothing
+but a look at the receiver's own watch of the RtcRecordings.
 
 It runs as its own process (`rtcrec receiver`, several replicas behind one Service) so
-that callbacks still land while the operator restarts.
+that callbacks still land while the operator restarts (docs/exactly-once.md).
 """
 
 from __future__ import annotations
@@ -19,22 +21,31 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from . import metrics, reconcile
-from .kube import Gone
-from .recorder import Recorder
-from .resource import status_of
+from . import evidence, metrics, reconcile
+from .kube import Conflict, Kube
 
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW_S = 300
+MAX_BODY_BYTES = 64 * 1024
+SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to
+TOMBSTONES_KEPT = 20_000
 SUCCESS = {"Code": 0, "Msg": "Success"}
+EVENT_TYPES = frozenset({"TaskCreated", "TaskStarting", "TaskRunning", "TaskRecovering", "TaskStopping",
+                         "TaskStopped", "RecordFileUploaded"})
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS1123_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+NotifyKey = Callable[[dict], Awaitable[str | None]]
 
 
 def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
@@ -46,6 +57,10 @@ def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
     if abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
         return False
     return hmac.compare_digest(signed_headers(auth_key, int(timestamp))["ALI-LIVE-SIGNATURE"], signature.lower())
+
+
+def path_ok(namespace: str, name: str, uid: str) -> bool:
+    return bool(_DNS1123_LABEL.fullmatch(namespace) and _DNS1123_NAME.fullmatch(name) and _UUID.fullmatch(uid))
 
 
 @dataclass(frozen=True)
@@ -64,23 +79,17 @@ class Callback:
         if isinstance(payload, str):  # documented as a JSON string; some senders nest an object
             try:
                 payload = json.loads(payload)
-            except ValueError:
+            except (ValueError, RecursionError):
                 payload = {}
-        return cls(app_id=str(body["appId"]), channel_id=str(body["channelId"]), task_id=str(body["taskId"]),
-                   event_type=str(body["eventType"]), payload=payload if isinstance(payload, dict) else {})
-
-    @property
-    def stop_reason(self) -> str | None:
-        """The payload's stop reason, in our vocabulary; unknown payloads leave it to inference."""
-        reason = str(self.payload.get("reason") or self.payload.get("stopReason") or "")
-        return {"IdleTimeout": reconcile.Reason.IDLE_TIMEOUT, "MaxDuration": reconcile.Reason.MAX_DURATION,
-                "Stopped": reconcile.Reason.STOPPED}.get(reason)
+        fields = [body.get(k) for k in ("appId", "channelId", "taskId", "eventType")]
+        if not all(isinstance(f, str) and 0 < len(f) <= 256 for f in fields):
+            raise ValueError("appId, channelId, taskId and eventType must be short strings")
+        return cls(*fields, payload=payload if isinstance(payload, dict) else {})  # type: ignore[arg-type]
 
 
-def forwarded(spec: dict, callback: Callback) -> bool:
+def forwarded(notify: dict, callback: Callback) -> bool:
     """Does the user's own NotifyUrl want this event? Task events always; uploads only in the
     formats they chose (the operator adds SLICE for itself)."""
-    notify = spec.get("notify") or {}
     if not notify.get("url"):
         return False
     if callback.event_type != "RecordFileUploaded":
@@ -97,20 +106,61 @@ def signed_headers(auth_key: str | None, now: float) -> dict[str, str]:
             "ALI-LIVE-SIGNATURE": hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest()}
 
 
-class Receiver:
-    """With the receiver, the cloud calls us; a user's spec.notify.url still gets its events:
-    relayed as received, signed with the user's own key, resent once like the cloud does."""
+@dataclass(frozen=True)
+class Known:
+    """What the receiver keeps of one RtcRecording."""
+    view: reconcile.View
+    channel: tuple[str, str]  # appId, channelId
+    notify: dict | None  # spec.notify, for relays
 
-    def __init__(self, recorder: Recorder, auth_key: str, namespaces: list[str],
-                 clock: Callable[[], float] = time.time):
-        self.recorder, self.auth_key, self.namespaces, self.clock = recorder, auth_key, namespaces, clock
+
+class Receiver:
+    """Callbacks in, evidence out; a user's spec.notify.url still gets its events: relayed as
+    received, signed with the user's own key, resent once like the cloud does."""
+
+    def __init__(self, kube: Kube, auth_key: str, evidence_namespace: str, user_notify_key: NotifyKey,
+                 clock: Callable[[], float] = time.time, settle_seconds: float = SETTLE_SECONDS):
+        self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
+        self.user_notify_key, self.clock, self.settle_seconds = user_notify_key, clock, settle_seconds
+        self.known: dict[tuple[str, str], Known] = {}
+        self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
+        self._changes: dict[tuple[str, str], asyncio.Event] = {}
         self._relays: set[asyncio.Task] = set()
         self._http: aiohttp.ClientSession | None = None
+        self.ready: Callable[[], bool] = lambda: True  # has the watch listed every resource once?
 
+    # -- the watch ---------------------------------------------------------------------------
+    def on_change(self, type_: str, obj: dict) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if type_ == "DELETED":
+            gone = self.known.pop(key, None)
+            if gone is not None:
+                self.tombstones[gone.view.uid] = gone.view.task_id
+                while len(self.tombstones) > TOMBSTONES_KEPT:
+                    self.tombstones.popitem(last=False)
+        else:
+            spec = obj.get("spec") or {}
+            self.known[key] = Known(reconcile.View.of(obj), (spec.get("appId", ""), spec.get("channelId", "")),
+                                    spec.get("notify"))
+        if event := self._changes.get(key):
+            event.set()
+
+    async def _changed(self, key: tuple[str, str], timeout: float) -> None:
+        event = self._changes.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._changes.pop(key, None)
+
+    # -- HTTP --------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]+}", self.handle)
-        app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]{1,9}}", self.handle)
+        app.router.add_get("/healthz", lambda _: web.json_response({"ok": self.ready()},
+                                                                    status=200 if self.ready() else 503))
         app.router.add_get("/metrics", metrics.metrics_response)
         app.on_cleanup.append(self._close)
         return app
@@ -124,37 +174,73 @@ class Receiver:
         if not signature_ok(request.headers, self.auth_key, self.clock()):  # names case-insensitive
             metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
             return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
-        try:
-            body = await request.json()
-            callback = Callback.parse(body)
-        except (ValueError, KeyError):
-            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
-            return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
         m = request.match_info
         try:
-            obj, action = await self.process(m["namespace"], m["name"], m["uid"], int(m["attempt"]), callback)
+            if not path_ok(m["namespace"], m["name"], m["uid"]):
+                raise ValueError("not a callback path of this operator")
+            body = json.loads(await request.read())
+            callback = Callback.parse(body)
+        except (ValueError, RecursionError, web.HTTPException):
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
+            return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
+        event = callback.event_type if callback.event_type in EVENT_TYPES else "other"
+        key = (m["namespace"], m["name"])
+        if not self.ready():  # every resource would look deleted: let the cloud send it again
+            return web.json_response({"Code": 503, "Msg": "starting"}, status=503)
+        try:
+            action = await self.process(key, m["uid"], int(m["attempt"]), callback)
         except Exception:  # a 5xx makes the cloud send it once more
-            log.exception("callback %s for %s/%s not processed", callback.event_type, m["namespace"], m["name"])
-            metrics.CALLBACKS.labels(event=callback.event_type, outcome="error").inc()
+            log.exception("callback %s for %s/%s not recorded", event, *key)
+            metrics.CALLBACKS.labels(event=event, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
-        metrics.CALLBACKS.labels(event=callback.event_type, outcome="ok").inc()
-        # The user hears about their own resource's tasks only: not a namesake's, not a stray just stopped.
-        if (obj is not None and obj["metadata"]["uid"] == m["uid"] and not isinstance(action, reconcile.Reap)
-                and forwarded(obj["spec"], callback)):
-            relay = asyncio.create_task(self._relay(obj, body))  # never delay our answer to the cloud
+        metrics.CALLBACKS.labels(event=event, outcome="ignored" if isinstance(action, reconcile.Ignore)
+                                 else "recorded").inc()
+        known = self.known.get(key)
+        # The user hears about their own resource's tasks only: not a namesake's, not a stray.
+        if (known is not None and known.view.uid == m["uid"] and not isinstance(action, reconcile.Reap)
+                and known.notify and forwarded(known.notify, callback)):
+            relay = asyncio.create_task(self._relay(known.notify, key, m["uid"], body))  # never delay our answer
             self._relays.add(relay)
             relay.add_done_callback(self._relays.discard)
         return web.json_response(SUCCESS)
 
-    async def _relay(self, obj: dict, body: dict) -> None:
-        url = obj["spec"]["notify"]["url"]
+    async def process(self, key: tuple[str, str], uid: str, attempt: int,
+                      callback: Callback) -> reconcile.CallbackAction:
+        """Decide from the receiver's view; record evidence unless there is nothing to do."""
+        for settle in (True, False):
+            known = self.known.get(key)
+            if known is not None and known.view.uid == uid and known.channel != (callback.app_id, callback.channel_id):
+                log.warning("callback for %s/%s names another channel; ignored", *key)
+                return reconcile.Ignore("another channel")
+            stopped = uid in self.tombstones and self.tombstones[uid] == callback.task_id
+            action = reconcile.on_callback(known.view if known else None, uid, attempt, callback.task_id,
+                                           callback.event_type, known_stopped=stopped)
+            if isinstance(action, reconcile.Ignore) or not settle:
+                break
+            await self._changed(key, self.settle_seconds)  # our watch may not show the Start's answer yet
+        if not isinstance(action, reconcile.Ignore):
+            await self._record(evidence.Evidence(key[0], key[1], uid, attempt, callback.task_id,
+                                                 callback.event_type))
+        log.info("%s/%s attempt %s: %s %s -> %s", *key, attempt, callback.event_type, callback.task_id, action)
+        return action
+
+    async def _record(self, item: evidence.Evidence) -> None:
         try:
-            key = await self.recorder.user_notify_key(obj)
+            await self.kube.create(evidence.collection(self.evidence_namespace),
+                                   item.to_configmap(self.evidence_namespace))
+        except Conflict:
+            pass  # the same evidence is already there (a resend, or another start callback)
+
+    async def _relay(self, notify: dict, key: tuple[str, str], uid: str, body: dict) -> None:
+        url = notify["url"]
+        try:
+            key_value = await self.user_notify_key({"metadata": {"namespace": key[0], "name": key[1], "uid": uid},
+                                                    "spec": {"notify": notify}})
             if self._http is None:
                 self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
             for _ in range(2):
                 try:
-                    async with self._http.post(url, json=body, headers=signed_headers(key, self.clock()),
+                    async with self._http.post(url, json=body, headers=signed_headers(key_value, self.clock()),
                                                allow_redirects=False) as resp:
                         if resp.status < 500:
                             return
@@ -163,44 +249,3 @@ class Receiver:
             log.warning("could not relay %s to %s", body.get("eventType"), url)
         except Exception:
             log.warning("could not relay %s to %s", body.get("eventType"), url, exc_info=True)
-
-    async def process(self, namespace: str, name: str, uid: str, attempt: int,
-                      callback: Callback) -> tuple[dict | None, reconcile.CallbackAction]:
-        """Act on one callback; returns the resource it names (if it still exists) and the decision."""
-        try:
-            obj = await self.recorder.kube.get_recording(namespace, name)
-        except Gone:
-            obj = None
-        same = obj is not None and obj["metadata"]["uid"] == uid
-        # Only a callback for this very resource must match its channel; one for a deleted
-        # namesake (another uid) is a stray to reap, whatever channel it names.
-        if same and (obj["spec"]["appId"], obj["spec"]["channelId"]) != (callback.app_id, callback.channel_id):
-            log.warning("callback for %s/%s names another channel; ignored", namespace, name)
-            return obj, reconcile.Ignore("another channel")
-        status = status_of(obj) if obj else None
-        action = reconcile.on_callback(status, obj["metadata"]["uid"] if obj else None, uid, attempt,
-                                       callback.task_id, callback.event_type)
-        if isinstance(action, (reconcile.Reap, reconcile.Adopt)) and await self._owned_elsewhere(callback.task_id):
-            # The signature does not cover the body: never stop or take another resource's task
-            # on a callback's word.
-            log.warning("callback for %s/%s names task %s, the current task of another resource; ignored",
-                        namespace, name, callback.task_id)
-            return obj, reconcile.Ignore("another resource's task")
-        log.info("%s/%s attempt %s: %s %s -> %s", namespace, name, attempt, callback.event_type, callback.task_id,
-                 action)
-        match action:
-            case reconcile.Reap(task_id) if same:
-                await self.recorder.reap(obj, task_id)
-            case reconcile.Reap(task_id):
-                # Its resource is gone: a namesake's credentials are the best guess, else the
-                # operator's own. Nothing to count it on.
-                stand_in = {"metadata": {"namespace": namespace, "name": name}, "spec": obj["spec"] if obj else {}}
-                await self.recorder.reap(stand_in, task_id)
-            case reconcile.Adopt(task_id):
-                await self.recorder.adopt(obj, attempt, task_id)
-            case reconcile.Observe():
-                await self.recorder.observe(obj, callback.stop_reason)
-        return obj, action
-
-    async def _owned_elsewhere(self, task_id: str) -> bool:
-        return bool(await self.recorder.kube.list_recordings(self.namespaces, task_id=task_id))

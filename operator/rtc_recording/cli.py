@@ -52,12 +52,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _receiver(args: argparse.Namespace) -> int:
+    import asyncio
+
     from aiohttp import web
 
     from .callbacks import Receiver
-    from .clients import CloudClients
-    from .kube import Connection, Kube
-    from .recorder import Recorder
+    from .kube import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
+    from .secretcache import SecretCache
 
     config = _settings()
     if not config.callback_auth_key:
@@ -65,19 +66,25 @@ def _receiver(args: argparse.Namespace) -> int:
 
     async def app() -> web.Application:
         kube = Kube(Connection.load())
-        clients = CloudClients(config, kube)
-        recorder = Recorder(kube, clients.for_recording, clients.run, config, clients.user_notify_key)
-        application = Receiver(recorder, config.callback_auth_key.get_secret_value(), config.namespaces).app()
+        receiver = Receiver(kube, config.callback_auth_key.get_secret_value(), config.evidence_namespace,
+                            SecretCache(kube).notify_key)
+        paths = ([f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces]
+                 or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"])
+        reflectors = [Reflector(kube, path, receiver.on_change) for path in paths]
+        receiver.ready = lambda: all(r.synced.is_set() for r in reflectors)
+        watches = [asyncio.create_task(r.run()) for r in reflectors]
+        application = receiver.app()
 
         async def close(_: web.Application) -> None:
-            clients.close()
+            for watch in watches:
+                watch.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
             await kube.close()
 
         application.on_cleanup.append(close)
         return application
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     web.run_app(app(), host="0.0.0.0", port=config.receiver_port, access_log=None, print=None)
     return 0
 

@@ -1,79 +1,177 @@
-"""Cloud clients per (region, credentials), built from a resource's spec and Secret.
+"""Every cloud call the operator makes goes through `CloudClients.call`.
 
-One client, and so one pooled HTTP session, per region and AccessKey; one quota limiter
-per AccessKey for the whole process, because the quota belongs to the account.
+- One client, and so one pooled HTTP session, per region and AccessKey (a bounded pool).
+- One budget per account, for the whole process: the quota belongs to the account, and
+  the operator is the only process that calls the cloud (docs/quota.md). Stop goes before
+  Start before Update before Describe.
+- A Start attempt is recorded (`before_send`) only once its quota slot is granted, right
+  before the request leaves: a crash while queued leaves no attempt that looks sent.
+- While the cloud does not answer, calls wait for it instead of piling up (`reachability`),
+  and one probe every few seconds finds out when it is back.
+- Describe, Update and Stop repeat a Throttled or Transient failure a few times, each try a
+  new slot of the budget; a Start is never repeated here.
+- Credentials Secrets are read through a short cache (`secretcache.py`), not once per call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from .aliyun import AliyunRecordingCloud
-from .cloud import RecordingCloud
-from .credentials import CredentialsProvider, DefaultChainCredentials, StaticCredentials
+from .cloud import CloudError, RecordingCloud, Throttled, Transient
+from .credentials import CredentialsProvider, CredentialsUnavailable, DefaultChainCredentials, StaticCredentials
 from .kube import Gone, Kube
-from .quota import QuotaRegistry
+from .quota import AccountBudget, Budgets, Priority
+from .reachability import Reachability
+from .secretcache import SecretCache
 from .settings import Settings
 
+log = logging.getLogger(__name__)
+
 DEFAULT_IDENTITY = "default"  # the pod's own credentials chain
+PRIORITY = {"stop": Priority.STOP, "start": Priority.START, "update": Priority.UPDATE,
+            "describe": Priority.DESCRIBE}
+IDEMPOTENT_TRIES = 3
+MAX_CLIENTS = 64  # distinct (region, AccessKey) pairs kept; an evicted one is rebuilt on demand
+WAIT_FOR_CLOUD_SECONDS = 30.0  # a caller waits this long for an unreachable cloud, then retries later
+PROBE_SECONDS = 2.0
+PROBE_TASK_ID = "00000000-0000-0000-0000-000000000000"  # Describe of no task: any answer means "up"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A cloud client and the budget its calls spend."""
+
+    cloud: RecordingCloud
+    budget: AccountBudget
+
+
+class CloudUnreachable(Transient):
+    """Not sent: the cloud has not answered recently and did not come back in time."""
 
 
 class CloudClients:
-    def __init__(self, settings: Settings, kube: Kube, default: CredentialsProvider | None = None):
-        self.settings, self.kube = settings, kube
+    def __init__(self, settings: Settings, kube: Kube, default: CredentialsProvider | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.settings, self.kube, self.clock = settings, kube, clock
         self.default = default or DefaultChainCredentials()
-        self.quotas = QuotaRegistry(rate=settings.quota_per_second)
+        self.budgets = Budgets(rate=settings.quota_per_second)
+        self.reachability = Reachability()
         self.executor = ThreadPoolExecutor(settings.cloud_threads, thread_name_prefix="cloud")
-        self._clients: dict[tuple[str, str], AliyunRecordingCloud] = {}
-        self._by_secret: dict[tuple[str, str, str], AliyunRecordingCloud] = {}
+        self._clients: OrderedDict[tuple[str, str], Account] = OrderedDict()
+        self._by_secret: dict[tuple[str, str, str], Account] = {}
+        self.secrets = SecretCache(kube)
+        self._last_unanswered: Account | None = None
 
-    async def run(self, call: Callable[..., Any], *args: Any) -> Any:
-        """Blocking cloud calls run in our own, sized pool: never on the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call, *args)
-
-    async def for_recording(self, obj: dict) -> RecordingCloud:
+    # -- which account ----------------------------------------------------------------------
+    async def account_for(self, obj: dict) -> Account:
+        """The client and budget of a resource (its region and credentials Secret), or the
+        operator's own. Raises CredentialsUnavailable when a named Secret is unusable."""
         spec = obj.get("spec") or {}
         region = spec.get("region") or self.settings.default_region
         secret = (spec.get("credentialsSecretRef") or {}).get("name")
-        if secret:
-            try:
-                data = await self.kube.read_secret(obj["metadata"]["namespace"], secret)
-            except Gone:
-                # Deleting a namespace deletes the Secret and the RtcRecording in no set order:
-                # the last client made with it can still stop the task.
-                if known := self._by_secret.get((obj["metadata"]["namespace"], secret, region)):
-                    return known
-                raise
-            provider: CredentialsProvider = StaticCredentials.from_secret_data(data)
-            account = base64.b64decode(data["accessKeyId"]).decode().strip()
-            # A rotated Secret gets a new client; the quota stays with the account.
-            identity = hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()
-        else:
-            provider, account, identity = self.default, DEFAULT_IDENTITY, DEFAULT_IDENTITY
-        key = (region, identity)
-        if key not in self._clients:
-            self._clients[key] = AliyunRecordingCloud(
-                region, provider, self.quotas.limiter(account), self.settings.endpoint,
-                connect_timeout=self.settings.connect_timeout_seconds,
-                read_timeout=self.settings.read_timeout_seconds)
-        if secret:
-            self._by_secret[(obj["metadata"]["namespace"], secret, region)] = self._clients[key]
-        return self._clients[key]
+        if not secret:
+            return self._client(region, DEFAULT_IDENTITY, DEFAULT_IDENTITY, self.default)
+        namespace = obj["metadata"]["namespace"]
+        try:
+            data = await self.secrets.data(namespace, secret)
+        except Gone:
+            # Deleting a namespace deletes the Secret and the RtcRecording in no set order:
+            # the last client made with it can still stop the task.
+            if known := self._by_secret.get((namespace, secret, region)):
+                return known
+            raise CredentialsUnavailable(f"Secret {secret} (spec.credentialsSecretRef) does not exist") from None
+        provider = StaticCredentials.from_secret_data(data)
+        # A rotated Secret gets a new client; the quota stays with the account.
+        identity = hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()
+        account = self._client(region, identity, provider.credentials.access_key_id, provider)
+        self._by_secret[(namespace, secret, region)] = account
+        return account
 
-    async def user_notify_key(self, obj: dict) -> str | None:
-        ref = ((obj.get("spec") or {}).get("notify") or {}).get("authKeySecretRef")
-        if not ref:
-            return None
-        data = await self.kube.read_secret(obj["metadata"]["namespace"], ref["name"])
-        if ref["key"] not in data:
-            raise ValueError(f"Secret {ref['name']} has no key {ref['key']!r} (spec.notify.authKeySecretRef)")
-        return base64.b64decode(data[ref["key"]]).decode().strip()
+    def _client(self, region: str, identity: str, account: str, provider: CredentialsProvider) -> Account:
+        key = (region, identity)
+        if key in self._clients:
+            self._clients.move_to_end(key)
+            return self._clients[key]
+        client = Account(AliyunRecordingCloud(region, provider, self.settings.endpoint,
+                                              connect_timeout=self.settings.connect_timeout_seconds,
+                                              read_timeout=self.settings.read_timeout_seconds),
+                         self.budgets.of(account))
+        self._clients[key] = client
+        if len(self._clients) > MAX_CLIENTS:
+            _, evicted = self._clients.popitem(last=False)
+            self._by_secret = {k: v for k, v in self._by_secret.items() if v is not evicted}
+            evicted.cloud.close()  # type: ignore[attr-defined]
+        return client
+
+    # -- calling ---------------------------------------------------------------------------
+    async def call(self, account: Account, verb: str, *args: Any,
+                   before_send: Callable[[], Awaitable[None]] | None = None) -> Any:
+        """One cloud call within the account's budget. `before_send` runs once the quota slot
+        is granted, just before the request leaves (a Start's write-ahead)."""
+        tries = 1 if verb == "start" else IDEMPOTENT_TRIES
+        for attempt in range(1, tries + 1):
+            if not self.reachability.up and not await self.reachability.wait_up(WAIT_FOR_CLOUD_SECONDS):
+                raise CloudUnreachable("CloudUnreachable", "the cloud has not answered recently; not sent")
+            try:
+                return await self._send(account, verb, args, before_send)
+            except (Throttled, Transient) as exc:
+                if attempt == tries or not self.reachability.up:
+                    raise
+                log.info("%s failed (%s), try %d of %d", verb, exc, attempt + 1, tries)
+                await asyncio.sleep(random.uniform(0.1, 0.2 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    async def _send(self, account: Account, verb: str, args: tuple,
+                    before_send: Callable[[], Awaitable[None]] | None) -> Any:
+        slot, sent = await account.budget.acquire(PRIORITY[verb]), False
+        try:
+            if before_send is not None:
+                await before_send()
+            sent = True
+            result = await asyncio.get_running_loop().run_in_executor(
+                self.executor, getattr(account.cloud, verb), *args)
+        except CredentialsUnavailable:
+            account.budget.answered(slot)  # nothing was sent
+            raise
+        except CloudError as exc:
+            if exc.http_status is not None or exc.code == "ConnectFailed":
+                account.budget.answered(slot)  # answered, or certainly never arrived
+            if exc.http_status is None or exc.http_status >= 500:
+                self._last_unanswered = account
+                self.reachability.unanswered()
+            else:
+                self.reachability.answered()
+            raise
+        except BaseException:
+            if not sent:  # before_send failed, or we were cancelled before sending
+                account.budget.answered(slot)
+            raise
+        account.budget.answered(slot)
+        self.reachability.answered()
+        return result
+
+    async def probe(self) -> None:
+        """While the cloud is held to be down, ask it something cheap every few seconds."""
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            if self.reachability.up or self._last_unanswered is None:
+                continue
+            try:
+                await self._send(self._last_unanswered, "describe", (PROBE_TASK_ID,), None)
+            except (CloudError, CredentialsUnavailable):
+                pass  # an answer of any kind has closed the circuit; no answer keeps it open
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
+        for account in self._clients.values():
+            account.cloud.close()  # type: ignore[attr-defined]
         self.executor.shutdown(wait=False, cancel_futures=True)

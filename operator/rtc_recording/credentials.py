@@ -68,7 +68,7 @@ class StaticCredentials:
         values = {key: _b64decode(key, value) for key, value in data.items()}
         missing = [k for k in (SECRET_ACCESS_KEY_ID, SECRET_ACCESS_KEY_SECRET) if not values.get(k)]
         if missing:
-            raise ValueError(f"credentials Secret lacks {', '.join(missing)}")
+            raise CredentialsUnavailable(f"credentials Secret lacks {', '.join(missing)}")
         return cls(
             Credentials(
                 access_key_id=values[SECRET_ACCESS_KEY_ID],
@@ -83,7 +83,7 @@ def _b64decode(key: str, value: str) -> str:
         return base64.b64decode(value, validate=True).decode("utf-8").strip()
     except (binascii.Error, UnicodeDecodeError):
         # Name the key, never the value: it may be the secret itself.
-        raise ValueError(f"credentials Secret key {key!r} is not base64-encoded UTF-8") from None
+        raise CredentialsUnavailable(f"credentials Secret key {key!r} is not base64-encoded UTF-8") from None
 
 
 class DefaultChainCredentials:

@@ -1,8 +1,12 @@
-"""/healthz that notices a stuck watch, poller or quota queue, and /metrics for Prometheus.
+"""/healthz that notices a stalled operator, and /metrics for Prometheus.
 
-"The process is up" is not health: the probe fails when the watch has fallen behind the
-apiserver, when the poller loop stopped ticking, or when calls wait for the quota while
-none has been let through for `stuck_seconds`.
+"The process is up" is not health. The probe fails when, for `stuck_seconds`:
+- an object the watch has shown us waits for its handler (a new object, a spec change, a
+  deletion, or the resume of every object at start-up: a start-up that has not finished
+  in that time counts);
+- the watch has fallen behind the apiserver (checked by a list, only after a quiet spell);
+- the poller stopped ticking;
+- calls wait for the quota while none is let through.
 """
 
 from __future__ import annotations
@@ -12,48 +16,62 @@ import time
 
 from aiohttp import web
 
+from .index import Index, Key, Tracked
 from .kube import Kube
 from .metrics import metrics_response
 from .poller import Poller
-from .quota import QuotaRegistry
+from .quota import Budgets
 
 
 class Health:
-    def __init__(self, kube: Kube, poller: Poller, quotas: QuotaRegistry, stuck_seconds: float,
+    def __init__(self, kube: Kube, index: Index, poller: Poller, budgets: Budgets, stuck_seconds: float,
                  namespaces: list[str], clock=time.monotonic):
-        self.kube, self.poller, self.quotas, self.stuck, self.clock = kube, poller, quotas, stuck_seconds, clock
+        self.kube, self.index, self.poller, self.budgets = kube, index, poller, budgets
+        self.stuck, self.clock = stuck_seconds, clock
         self.namespaces = namespaces  # empty: cluster-wide; else a namespaced install may list only these
-        self.last_event = clock()
-        self._seen: dict[tuple[str, str], str] = {}
+        self._handled: dict[Key, tuple[str, int, bool]] = {}  # what our handlers last ran for
+        self._waiting: dict[Key, float] = {}  # objects seen that no handler ran for yet, since when
+        self._listed = clock()
 
-    def saw(self, obj: dict) -> None:
-        self.last_event = self.clock()
+    def saw(self, tracked: Tracked | None, key: Key) -> None:
+        """Every watch event: does this object now wait for a handler?"""
+        if tracked is None:  # deleted
+            self._handled.pop(key, None)
+            self._waiting.pop(key, None)
+        elif self._handled.get(key) != (tracked.uid, tracked.generation, tracked.deleting):
+            self._waiting.setdefault(key, self.clock())
+
+    def handling(self, obj: dict) -> None:
+        """A handler runs for this object as it is now."""
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        if meta.get("deletionTimestamp"):
-            self._seen.pop(key, None)  # an indexer never sees the final DELETED event
-        else:
-            self._seen[key] = meta["resourceVersion"]
+        self._handled[key] = (meta["uid"], meta.get("generation", 0), bool(meta.get("deletionTimestamp")))
+        self._waiting.pop(key, None)
 
     async def problems(self) -> list[str]:
         now, found = self.clock(), []
+        late = [key for key, since in self._waiting.items() if now - since > self.stuck]
+        if late:
+            found.append(f"{len(late)} objects wait for a handler for more than {self.stuck:.0f} s, "
+                         f"e.g. {late[0][0]}/{late[0][1]}")
         if now - self.poller.last_tick > self.stuck:
             found.append(f"poller has not ticked for {now - self.poller.last_tick:.0f} s")
-        for account, limiter in self.quotas.limiters().items():
-            if limiter.waiting and now - limiter.last_granted > self.stuck:
-                found.append(f"{limiter.waiting} calls wait for the quota of {account!r}, none granted for "
-                             f"{now - limiter.last_granted:.0f} s")
-        if now - self.last_event > self.stuck:
-            # A quiet watch is fine only if nothing changed: compare with the apiserver.
+        for account, budget in self.budgets.all().items():
+            if budget.waiting and now - budget.last_granted > self.stuck:
+                found.append(f"{budget.waiting} calls wait for the quota of {account!r}, none granted for "
+                             f"{now - budget.last_granted:.0f} s")
+        if now - self.index.last_event > self.stuck and now - self._listed > self.stuck:
+            # A quiet watch is fine only if nothing changed: compare with the apiserver, at most
+            # once per stuck period (a list of 10 000 objects is not free).
+            self._listed = now
             items = await self.kube.list_recordings(self.namespaces)
             behind = [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items
-                      if not i["metadata"].get("deletionTimestamp")  # not tracked once deleting
-                      and self._seen.get((i["metadata"]["namespace"], i["metadata"]["name"]))
-                      != i["metadata"]["resourceVersion"]]
+                      if getattr(self.index.objects.get((i["metadata"]["namespace"], i["metadata"]["name"])),
+                                 "resource_version", None) != i["metadata"]["resourceVersion"]]
             if behind:
                 found.append(f"watch is behind the apiserver for {len(behind)} objects, e.g. {behind[0]}")
             else:
-                self.last_event = now
+                self.index.last_event = now
         return found
 
 

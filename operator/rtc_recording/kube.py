@@ -8,18 +8,21 @@ being overwritten. The receiver process uses the same client and knows nothing o
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
+import json as jsonlib
+import logging
 import os
-import uuid
-from collections.abc import Callable
-from datetime import datetime, timezone
 import ssl
 import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import yaml
@@ -29,6 +32,12 @@ VERSION = "v1alpha1"
 PLURAL = "rtcrecordings"
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+log = logging.getLogger(__name__)
+
+
+def segment(value: str) -> str:
+    """One URL path segment: whatever a caller passes can never become `/` or `..`."""
+    return quote(value, safe="")
 
 
 class Conflict(Exception):
@@ -137,13 +146,17 @@ class Kube:
                 timeout=aiohttp.ClientTimeout(total=30))
         return self._session
 
-    async def request(self, method: str, path: str, *, json: Any = None, content_type: str | None = None) -> dict:
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if token := self.connection.bearer():
             headers["Authorization"] = f"Bearer {token}"
         if content_type:
             headers["Content-Type"] = content_type
-        async with self._http().request(method, self.connection.server + path, json=json, headers=headers) as resp:
+        return headers
+
+    async def request(self, method: str, path: str, *, json: Any = None, content_type: str | None = None) -> dict:
+        async with self._http().request(method, self.connection.server + path, json=json,
+                                        headers=self._headers(content_type)) as resp:
             body = await resp.text()
             if resp.status == 404:
                 raise Gone(path)
@@ -156,8 +169,8 @@ class Kube:
     # -- RtcRecording ----------------------------------------------------------------------
     @staticmethod
     def _path(namespace: str, name: str = "", sub: str = "") -> str:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
-        return path + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{segment(namespace)}/{PLURAL}"
+        return path + (f"/{segment(name)}" if name else "") + (f"/{sub}" if sub else "")
 
     async def get_recording(self, namespace: str, name: str) -> dict:
         return await self.request("GET", self._path(namespace, name))
@@ -190,21 +203,50 @@ class Kube:
                 continue
         raise Conflict(f"{namespace}/{name}: still changing after {attempts} attempts")
 
-    async def post_event(self, obj: dict, type_: str, reason: str, message: str, component: str) -> None:
-        """One core/v1 Event per transition, so `kubectl describe` tells the story."""
+    async def post_event(self, obj: dict, type_: str, reason: str, message: str, component: str,
+                         key: str | None = None, repeat: bool = False) -> None:
+        """A core/v1 Event about `obj`. With `key` its name is fixed: posting the same key again
+        is a no-op (a retry after a crash), or with `repeat` counts one more occurrence."""
         meta = obj["metadata"]
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = f"{meta['name']}.{key or uuid.uuid4().hex[:12]}"
+        events = f"/api/v1/namespaces/{segment(meta['namespace'])}/events"
         event = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+            "metadata": {"name": name, "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+                               "kind": obj.get("kind", "RtcRecording"), "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta["uid"],
                                "resourceVersion": meta.get("resourceVersion")},
             "type": type_, "reason": reason, "message": message[:1024],
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             "source": {"component": component}, "reportingComponent": component,
         }
-        await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", json=event)
+        try:
+            await self.request("POST", events, json=event)
+        except Conflict:
+            if key is None:
+                raise
+            if not repeat:
+                return
+            old = await self.request("GET", f"{events}/{segment(name)}")
+            await self.request("PATCH", f"{events}/{segment(name)}", content_type="application/merge-patch+json",
+                               json={"count": int(old.get("count") or 1) + 1, "lastTimestamp": now,
+                                     "message": message[:1024]})
+
+    async def streams_lists(self, namespaces: list[str]) -> bool:
+        """Does the apiserver stream the initial state of a watch (WatchList: on by default in
+        1.34 and later, off in 1.33)? An apiserver without it refuses the request."""
+        path = self._path(namespaces[0]) if namespaces else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        query = urlencode({"watch": "true", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+                           "allowWatchBookmarks": "true", "labelSelector": f"{GROUP}/none=none",
+                           "timeoutSeconds": "1"})
+        try:
+            async with self._http().get(f"{self.connection.server}{path}?{query}", headers=self._headers(),
+                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
 
     async def list_recordings(self, namespaces: list[str], task_id: str | None = None) -> list[dict]:
         """In these namespaces (none: all of them, which a namespaced install may not list)."""
@@ -215,5 +257,97 @@ class Kube:
     # -- core ------------------------------------------------------------------------------
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """The Secret's `.data`, values still base64-encoded as the API returns them."""
-        secret = await self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        secret = await self.request("GET", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}")
         return secret.get("data") or {}
+
+    async def create(self, path: str, obj: dict) -> dict:
+        return await self.request("POST", path, json=obj)
+
+    async def delete(self, path: str) -> None:
+        try:
+            await self.request("DELETE", path)
+        except Gone:
+            pass
+
+    async def watch(self, path: str, params: dict[str, str]) -> Any:
+        """The raw events of one watch request, as parsed JSON, until the server ends it."""
+        query = urlencode({**params, "watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "300"})
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=330)
+        async with self._http().get(f"{self.connection.server}{path}?{query}", headers=self._headers(),
+                                    timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise KubeError(resp.status, await resp.text())
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield jsonlib.loads(line)
+
+
+class Reflector:
+    """List, then watch, one collection; every change goes to `on_change(type, obj)`.
+
+    The list comes in pages, so start-up never holds the whole collection at once; the
+    caller keeps only what it needs of each object. A watch that expired (410) is followed
+    by a new list, and objects that vanished meanwhile are reported as DELETED.
+    """
+
+    def __init__(self, kube: Kube, path: str, on_change: Callable[[str, dict], Awaitable[None] | None],
+                 label_selector: str | None = None, page_size: int = 500):
+        self.kube, self.path, self.on_change = kube, path, on_change
+        self.params = {"labelSelector": label_selector} if label_selector else {}
+        self.page_size = page_size
+        self.synced = asyncio.Event()
+        self._keys: dict[tuple[str, str], dict] = {}  # key -> the object's metadata, for DELETED on relist
+
+    async def _deliver(self, type_: str, obj: dict) -> None:
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if type_ == "DELETED":
+            self._keys.pop(key, None)
+        else:
+            self._keys[key] = {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid")}}
+        outcome = self.on_change(type_, obj)
+        if outcome is not None:
+            await outcome
+
+    async def _list(self) -> str:
+        seen: set[tuple[str, str]] = set()
+        cont, version = None, ""
+        while True:
+            query = urlencode({**self.params, "limit": str(self.page_size), **({"continue": cont} if cont else {})})
+            page = await self.kube.request("GET", f"{self.path}?{query}")
+            for obj in page.get("items", []):
+                meta = obj["metadata"]
+                seen.add((meta.get("namespace", ""), meta["name"]))
+                await self._deliver("ADDED", obj)
+            cont, version = page["metadata"].get("continue"), page["metadata"]["resourceVersion"]
+            if not cont:
+                break
+        for key in [k for k in self._keys if k not in seen]:
+            await self._deliver("DELETED", self._keys[key])
+        return version
+
+    async def run(self) -> None:
+        version: str | None = None
+        while True:
+            try:
+                if version is None:
+                    version = await self._list()
+                    self.synced.set()
+                async for event in self.kube.watch(self.path, {**self.params, "resourceVersion": version}):
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        version = None if obj.get("code") == 410 else version  # expired: list again
+                        break
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
+                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        await self._deliver(event["type"], obj)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("watch of %s failed; starting again", self.path, exc_info=True)
+                version = None
+                await asyncio.sleep(1)

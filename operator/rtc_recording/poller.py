@@ -1,7 +1,7 @@
 """One global loop that describes every live task, within its own share of the quota.
 
-Not a timer or daemon per object: those cost memory per resource (see kopf-notes). The
-handlers feed `track` from every watch event; the loop visits each task about once per
+Not a timer or daemon per object: those cost memory per resource (docs/scale.md). The
+handlers feed `track` from every watch event with the index's slim `Tracked`; the loop visits each task about once per
 interval, spread with jitter, and never faster than `calls_per_second` overall. With many
 tasks the budget wins and each is visited less often: the interval is a target, the
 budget a ceiling.
@@ -16,8 +16,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from .index import Tracked
 from .reconcile import LIVE
-from .resource import status_of
 
 log = logging.getLogger(__name__)
 
@@ -25,30 +25,29 @@ Key = tuple[str, str]
 
 
 class Poller:
-    def __init__(self, observe: Callable[[dict], Awaitable[object]], interval: float, calls_per_second: float,
+    def __init__(self, observe: Callable[[Tracked], Awaitable[object]], interval: float, calls_per_second: float,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
         self.observe, self.interval, self.spacing = observe, interval, 1 / calls_per_second
         self.clock, self.rng = clock, rng or random.Random()
-        self._objects: dict[Key, dict] = {}
+        self._objects: dict[Key, Tracked] = {}
         self._task_ids: dict[Key, str] = {}
         self._next: dict[Key, float] = {}  # the one valid due time per key
         self._due: list[tuple[float, Key]] = []  # lazy heap: entries not in _next are stale
         self._wake = asyncio.Event()
         self.last_tick = clock()
 
-    def track(self, obj: dict) -> None:
+    def track(self, tracked: Tracked) -> None:
         """Called with every watched object: polls live tasks, forgets the rest."""
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        status = status_of(obj)
-        if not status.task_id or status.phase not in LIVE or obj["metadata"].get("deletionTimestamp"):
-            self._forget(key)
+        key = tracked.key
+        if not tracked.task_id or tracked.phase not in LIVE or tracked.deleting:
+            self.forget(key)
             return
-        self._objects[key] = obj
-        if self._task_ids.get(key) != status.task_id:
-            self._task_ids[key] = status.task_id
+        self._objects[key] = tracked
+        if self._task_ids.get(key) != tracked.task_id:
+            self._task_ids[key] = tracked.task_id
             self._schedule(key, self.interval * self.rng.uniform(0.5, 1.0))
 
-    def _forget(self, key: Key) -> None:
+    def forget(self, key: Key) -> None:
         self._objects.pop(key, None)
         self._task_ids.pop(key, None)
         self._next.pop(key, None)

@@ -15,19 +15,24 @@ counted as received at that moment, so that it cannot stall everybody.
 Calls are also spaced `window/rate` apart (with an allowance of `burst` back-to-back calls)
 so they reach the service smoothly instead of in bursts of `rate`.
 
-Waiters are served strictly first come, first served: no thread starves.
+Every call for an account, whatever it is for, waits in one queue: `Stop` before `Start`
+before `Update` before `Describe` (a running task we were told to stop costs money; a
+Start is what users wait for; Describes are the poller's and can wait), first come, first
+served within a priority. The queue lives on the operator's event loop: the operator is the
+only process that calls the cloud (docs/quota.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import heapq
+import itertools
 import math
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from rtc_recording import metrics
 
@@ -75,116 +80,92 @@ class Schedule:
         return latest if slot.answered is None else min(slot.answered, latest)
 
 
-class Clock(Protocol):
-    def now(self) -> float: ...
+class Priority(enum.IntEnum):
+    """Lower goes first."""
 
-    def wait(self, turn: threading.Condition, timeout: float) -> None:
-        """Wait on `turn` (its lock held) until notified or `timeout` seconds passed."""
-        ...
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    def wait(self, turn: threading.Condition, timeout: float) -> None:
-        turn.wait(timeout)
+    STOP = 0
+    START = 1
+    UPDATE = 2
+    DESCRIBE = 3
 
 
-class QuotaLimiter:
-    """Thread-safe, FIFO limiter for one account. Use as `with limiter.slot(): send()`."""
+class AccountBudget:
+    """The quota of one account: a priority queue of waiting calls, granted on the event loop.
 
-    def __init__(
-        self,
-        rate: int = DEFAULT_RATE,
-        window: float = DEFAULT_WINDOW,
-        burst: int = DEFAULT_BURST,
-        max_transit: float = DEFAULT_MAX_TRANSIT,
-        *,
-        clock: Clock | None = None,
-        min_sleep: float = 0.001,
-    ) -> None:
+    `slot = await budget.acquire(priority)`, send, then `budget.answered(slot)` once the
+    service answered (any HTTP status). A call that got no answer is never marked: it may
+    still reach the service, so it counts as in flight until `max_transit` after its grant.
+    """
+
+    def __init__(self, rate: int = DEFAULT_RATE, window: float = DEFAULT_WINDOW, burst: int = DEFAULT_BURST,
+                 max_transit: float = DEFAULT_MAX_TRANSIT, *, clock: Callable[[], float] = time.monotonic,
+                 min_sleep: float = 0.001) -> None:
         self._schedule = Schedule(rate, window, burst, max_transit)
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self._min_sleep = min_sleep  # a computed wait of 1e-9 s must not become a busy loop
-        self._lock = threading.Lock()
-        self._queue: deque[threading.Condition] = deque()  # one condition per waiter, head first
-        self.waited_seconds = 0.0
-        self.last_granted = self._clock.now()  # for liveness: waiters but no grants means stuck
+        self._waiters: list[tuple[int, int, asyncio.Future[Slot]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self.last_granted = clock()  # for liveness: waiters but no grants means stuck
 
     @property
     def waiting(self) -> int:
-        return len(self._queue)
+        return sum(1 for *_, future in self._waiters if not future.done())
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Wait for our turn, then hold a slot while the call is on the wire.
+    async def acquire(self, priority: Priority) -> Slot:
+        future: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), future))
+        metrics.QUOTA_QUEUE_DEPTH.inc()
+        arrived = self._clock()
+        try:
+            self._dispatch()
+            return await future
+        finally:
+            metrics.QUOTA_QUEUE_DEPTH.dec()
+            if future.cancelled():  # so were we, while waiting: our place goes to the next
+                self._dispatch()
+            else:
+                metrics.QUOTA_WAIT_SECONDS.observe(self._clock() - arrived)
 
-        Leave the block normally once the service answered (any HTTP status); leave it by an
-        exception when no answer came (timeout, lost connection): such a call may still reach
-        the service, so it counts as in flight until `max_transit` after its grant.
-        """
-        slot = self._acquire()
-        yield
-        with self._lock:
-            slot.answered = self._clock.now()
-            if self._queue:
-                self._queue[0].notify()  # the head may have been waiting for this answer
+    def answered(self, slot: Slot) -> None:
+        slot.answered = self._clock()
+        self._dispatch()  # the head may have been waiting for this answer
 
-    def _acquire(self) -> Slot:
-        with self._lock:
-            turn = threading.Condition(self._lock)
-            self._queue.append(turn)
-            metrics.QUOTA_QUEUE_DEPTH.inc()
-            arrived = self._clock.now()
-            try:
-                while True:
-                    if self._queue[0] is not turn:
-                        turn.wait()  # woken when we become the head
-                        continue
-                    now = self._clock.now()
-                    ready = self._schedule.ready_at()
-                    if now >= ready:
-                        break
-                    self._clock.wait(turn, max(ready - now, self._min_sleep))
-                slot = self._schedule.grant(now)
-                self.last_granted = now
-            finally:
-                self._queue.remove(turn)
-                metrics.QUOTA_QUEUE_DEPTH.dec()
-                if self._queue:
-                    self._queue[0].notify()
-            waited = now - arrived
-            self.waited_seconds += waited
-        metrics.QUOTA_WAIT_SECONDS.observe(waited)
-        return slot
+    def _dispatch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiters:
+            future = self._waiters[0][2]
+            if future.done():  # cancelled while waiting
+                heapq.heappop(self._waiters)
+                continue
+            now, ready = self._clock(), self._schedule.ready_at()
+            if now < ready:
+                self._timer = asyncio.get_running_loop().call_later(max(ready - now, self._min_sleep), self._dispatch)
+                return
+            heapq.heappop(self._waiters)
+            self.last_granted = now
+            future.set_result(self._schedule.grant(now))
 
 
-class QuotaRegistry:
-    """One limiter per account, for the whole process.
+class Budgets:
+    """One budget per account, for the whole process.
 
     Key it by the long-term AccessKeyId (or one fixed key for the pod's own identity):
     the quota belongs to the account, and STS AccessKeyIds change at every refresh.
     """
 
-    def __init__(
-        self,
-        rate: int = DEFAULT_RATE,
-        window: float = DEFAULT_WINDOW,
-        burst: int = DEFAULT_BURST,
-        max_transit: float = DEFAULT_MAX_TRANSIT,
-    ) -> None:
+    def __init__(self, rate: int = DEFAULT_RATE, window: float = DEFAULT_WINDOW, burst: int = DEFAULT_BURST,
+                 max_transit: float = DEFAULT_MAX_TRANSIT) -> None:
         Schedule(rate, window, burst, max_transit)  # validate now, not at the first call
         self._settings = (rate, window, burst, max_transit)
-        self._limiters: dict[str, QuotaLimiter] = {}
-        self._lock = threading.Lock()
+        self._budgets: dict[str, AccountBudget] = {}
 
-    def limiter(self, key: str) -> QuotaLimiter:
-        with self._lock:
-            if key not in self._limiters:
-                self._limiters[key] = QuotaLimiter(*self._settings)
-            return self._limiters[key]
+    def of(self, account: str) -> AccountBudget:
+        if account not in self._budgets:
+            self._budgets[account] = AccountBudget(*self._settings)
+        return self._budgets[account]
 
-    def limiters(self) -> dict[str, QuotaLimiter]:
-        with self._lock:
-            return dict(self._limiters)
+    def all(self) -> dict[str, AccountBudget]:
+        return dict(self._budgets)

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from .cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
-from .resource import RtcRecordingStatus
+from .resource import RtcRecordingStatus, status_of
 
 
 class Phase(StrEnum):
@@ -34,6 +34,8 @@ class Phase(StrEnum):
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED})
 LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})
+
+STRAY_IDS_KEPT = 20  # status.strayTaskIds: enough to silence late callbacks of recent strays
 
 # The service stops every task after 72 hours, whatever else happens.
 CLOUD_MAX_TASK_AGE = timedelta(hours=72)
@@ -81,7 +83,30 @@ class Nothing:
 Action = Start | AwaitOutcome | Update | Stop | Nothing
 
 
-def next_action(status: RtcRecordingStatus, generation: int, now: datetime, grace: float) -> Action:
+@dataclass(frozen=True)
+class Cloud:
+    """What the decisions need to know of the cloud's reachability (`reachability.py`)."""
+    up: bool = True
+    back_since: datetime | None = None  # when it last answered again after an outage
+    recheck: float = 2.0  # how soon to look again while waiting on the cloud or on evidence
+
+
+def _answer_unknown(status: RtcRecordingStatus, now: datetime, grace: float, cloud: Cloud,
+                    evidence_waiting: bool) -> AwaitOutcome | None:
+    """Wait for the lost answer's callbacks: not while evidence of its task awaits confirmation,
+    not while the cloud answers nothing, and for the grace period counted from when its
+    callbacks could first arrive (the attempt, or the cloud's return, whichever is later)."""
+    attempt = status.attempt
+    assert attempt is not None and attempt.started_at is not None
+    if evidence_waiting or not cloud.up:
+        return AwaitOutcome(attempt.number, cloud.recheck)
+    since = max(attempt.started_at, cloud.back_since) if cloud.back_since else attempt.started_at
+    waited = (now - since).total_seconds()
+    return AwaitOutcome(attempt.number, grace - waited) if waited < grace else None
+
+
+def next_action(status: RtcRecordingStatus, generation: int, now: datetime, grace: float,
+                cloud: Cloud = Cloud(), evidence_waiting: bool = False) -> Action:
     """What create, resume and spec updates should do."""
     phase = status.phase
     if phase == Phase.COMPLETED:
@@ -99,10 +124,7 @@ def next_action(status: RtcRecordingStatus, generation: int, now: datetime, grac
         return Start(attempt=1)
     if status.attempt.not_executed:
         return Start(attempt=status.attempt.number + 1)  # the service said no: nothing to wait for
-    waited = (now - status.attempt.started_at).total_seconds()
-    if waited < grace:
-        return AwaitOutcome(status.attempt.number, grace - waited)
-    return Start(attempt=status.attempt.number + 1)
+    return _answer_unknown(status, now, grace, cloud, evidence_waiting) or Start(attempt=status.attempt.number + 1)
 
 
 @dataclass(frozen=True)
@@ -112,17 +134,15 @@ class Release:
     attempt: int
 
 
-def deletion_action(status: RtcRecordingStatus, now: datetime, grace: float) -> Action | Release:
+def deletion_action(status: RtcRecordingStatus, now: datetime, grace: float, cloud: Cloud = Cloud(),
+                    evidence_waiting: bool = False) -> Action | Release:
     if status.task_id:
         return Stop(status.task_id)  # whatever the phase: Stop is idempotent, a leak is not
     attempt = status.attempt
     if attempt is None or attempt.not_executed:
         return Nothing()
     # Wait for the callback naming the task while the resource (and its credentials) still exist.
-    waited = (now - attempt.started_at).total_seconds()
-    if waited < grace:
-        return AwaitOutcome(attempt.number, grace - waited)
-    return Release(attempt.number)
+    return _answer_unknown(status, now, grace, cloud, evidence_waiting) or Release(attempt.number)
 
 
 def _next_attempt(status: RtcRecordingStatus) -> int:
@@ -261,6 +281,23 @@ def _finished(status: RtcRecordingStatus, phase: Phase, reason: str, message: st
 
 # -- callbacks ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class View:
+    """What a callback decision needs to know of a resource: small enough to keep for 10 000."""
+    uid: str
+    task_id: str | None
+    phase: str | None
+    pending_attempt: int | None  # the attempt whose answer is unknown, if any
+    stopped_tasks: frozenset[str] = frozenset()  # strays this resource's tasks already had stopped
+
+    @classmethod
+    def of(cls, obj: dict) -> "View":
+        status = status_of(obj)
+        pending = status.attempt.number if (status.task_id is None and status.attempt
+                                            and not status.attempt.not_executed) else None
+        return cls(obj["metadata"]["uid"], status.task_id, status.phase, pending, frozenset(status.stray_task_ids))
+
+
+@dataclass(frozen=True)
 class Adopt:
     """The callback names the task of the attempt whose answer was lost."""
     task_id: str
@@ -268,13 +305,13 @@ class Adopt:
 
 @dataclass(frozen=True)
 class Reap:
-    """A task that is not the resource's current one: stop it at once."""
+    """A task that is not the resource's current one: stop it."""
     task_id: str
 
 
 @dataclass(frozen=True)
 class Observe:
-    """An event about the current task: confirm with Describe, then update status."""
+    """A change of the current task worth a Describe (it ended, or it is recovering)."""
     task_id: str
 
 
@@ -284,31 +321,40 @@ class Ignore:
 
 
 CallbackAction = Adopt | Reap | Observe | Ignore
-STATE_EVENTS = frozenset({"TaskRunning", "TaskRecovering", "TaskStopping", "TaskStopped"})
+# The current task's events that say more than "still running" in this phase.
+NEWS = {"TaskStopped": frozenset(TERMINAL), "TaskStopping": frozenset({Phase.STOPPING, *TERMINAL}),
+        "TaskRecovering": frozenset({Phase.RECOVERING, *TERMINAL}),
+        "TaskRunning": frozenset({Phase.RECORDING, Phase.STOPPING, *TERMINAL})}
 
 
-def on_callback(status: RtcRecordingStatus | None, uid: str | None, path_uid: str, attempt: int,
-                task_id: str, event_type: str) -> CallbackAction:
-    """Decide what a verified callback for /callbacks/<ns>/<name>/<uid>/<attempt> means.
+def on_callback(view: View | None, path_uid: str, attempt: int, task_id: str, event_type: str,
+                known_stopped: bool = False) -> CallbackAction:
+    """What a verified callback for /callbacks/<ns>/<name>/<uid>/<attempt> means.
 
-    `status` and `uid` are None when the resource no longer exists.
+    `view` is None when the resource no longer exists; `known_stopped` says the task is one
+    that was already stopped (a deleted resource's last task). The receiver records evidence
+    for anything but Ignore; the operator decides again from fresh status and acts.
     """
-    if status is None or uid != path_uid:
-        return Reap(task_id) if event_type != "TaskStopped" else Ignore("stopped task of a deleted resource")
-    if status.task_id == task_id:
-        # State changes are worth a Describe; file uploads and early events are left to the poller.
-        return Observe(task_id) if event_type in STATE_EVENTS else Ignore(f"{event_type} of the current task")
-    if status.task_id is None and status.attempt and status.attempt.number == attempt:
-        if event_type == "TaskStopped":
-            return Ignore("the task of the pending attempt already stopped")
+    if event_type == "TaskStopped" and (view is None or view.task_id != task_id):
+        return Ignore("a task that is not current has stopped: nothing to do")
+    if view is None or view.uid != path_uid:
+        if known_stopped:
+            return Ignore("the last task of a deleted resource, stopped with it")
+        return Reap(task_id)
+    if view.task_id == task_id:
+        if view.phase in NEWS.get(event_type, frozenset(Phase)):
+            return Ignore(f"{event_type} of the current task: status already says so")
+        return Observe(task_id)
+    if task_id in view.stopped_tasks:
+        return Ignore("a stray that was already stopped")
+    if view.pending_attempt == attempt:
         return Adopt(task_id)
-    if event_type == "TaskStopped":
-        return Ignore("a stray task that already stopped")
     return Reap(task_id)
 
 
-def stray_reaped(status: RtcRecordingStatus) -> dict:
-    return {"strayTasks": (status.stray_tasks or 0) + 1}
+def stray_reaped(status: RtcRecordingStatus, task_id: str) -> dict:
+    return {"strayTasks": (status.stray_tasks or 0) + 1,
+            "strayTaskIds": [*status.stray_task_ids, task_id][-STRAY_IDS_KEPT:]}
 
 
 # -- retries --------------------------------------------------------------------------------------

@@ -1,32 +1,44 @@
 """Carries out what `reconcile` decides: cloud calls and compare-and-swap status writes.
 
-Kopf-free, so the handlers stay thin and the receiver (a separate process) shares it. A
-need to try again later is raised as `RetryLater`; the handlers turn it into Kopf's
-TemporaryError.
+Kopf-free, so the handlers stay thin. A need to try again later is raised as `RetryLater`;
+the handlers turn it into Kopf's TemporaryError.
+
+Status writes: every write is a compare-and-swap (`Kube.mutate_status`: read, decide from
+the fresh object, PATCH with its resourceVersion and uid, repeat on 409), so nothing we
+decided from stale state is ever written. A write that is a transition also carries
+`status.pendingEvent`; its Event is posted under a fixed name and then cleared, so a crash
+in between is repaired on the next reconcile without a duplicate (`_announce`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 
 from . import metrics, reconcile
-from .cloud import Invalid, NotFound, RecordingCloud, Throttled, Transient, UnknownOutcome
+from .clients import CloudClients, CloudUnreachable
+from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
-from .kube import Conflict, Gone, Kube
-from .reconcile import AwaitOutcome, Release, Start, Stop, Update
-from .resource import (InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params,
-                       status_of, update_params)
+from .index import Index, Tracked, files_digest
+from .kube import Conflict, Gone, Kube, KubeError
+from .reconcile import Adopt, AwaitOutcome, Ignore, Observe, Reap, Release, Start, Stop, Update
+from .resource import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params, status_of
+from .resource import update_params
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 COMPONENT = "rtc-recording-operator"
 PERSIST_TRIES = 6  # with the backoff settings' defaults: about a minute
+RECHECK_SECONDS = 2.0  # while waiting on the cloud or on evidence
+PHASE_OF = {TaskStatus.RUNNING: reconcile.Phase.RECORDING, TaskStatus.RECOVERING: reconcile.Phase.RECOVERING,
+            TaskStatus.STOPPING: reconcile.Phase.STOPPING, TaskStatus.STOPPED: reconcile.Phase.COMPLETED}
+Change = Callable[[dict], dict | None]
 
 
 def notify_url(base: str, namespace: str, name: str, uid: str, attempt: int) -> str:
@@ -40,16 +52,12 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-CloudFor = Callable[[dict], Awaitable[RecordingCloud]]
-Run = Callable[..., Awaitable[Any]]
-NotifyKey = Callable[[dict], Awaitable[str | None]]
-
-
 class Recorder:
-    def __init__(self, kube: Kube, cloud_for: CloudFor, run: Run, settings: Settings, user_notify_key: NotifyKey,
+    def __init__(self, kube: Kube, clients: CloudClients, settings: Settings, index: Index,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
-        self.kube, self.cloud_for, self.run, self.settings = kube, cloud_for, run, settings
-        self.user_notify_key, self.clock = user_notify_key, clock
+        self.kube, self.clients, self.settings, self.index, self.clock = kube, clients, settings, index, clock
+        # Set by the evidence worker: is there unprocessed evidence of a live task for (uid, attempt)?
+        self.evidence_waiting: Callable[[str, int], bool] = lambda uid, attempt: False
 
     @property
     def _grace(self) -> float:
@@ -57,30 +65,86 @@ class Recorder:
         no callback can name it: waiting would only delay the retry."""
         return self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
 
-    def _backoff(self, retry: int) -> float:
+    def _cloud(self) -> reconcile.Cloud:
+        reach = self.clients.reachability
+        return reconcile.Cloud(up=reach.up, back_since=reach.since, recheck=RECHECK_SECONDS)
+
+    def _delay(self, exc: Exception, retry: int) -> float:
+        """A server-side failure is retried soon: a sustained outage is the circuit's business,
+        so the delay does not grow through it. Quota and credentials problems back off."""
+        if isinstance(exc, Transient) and not isinstance(exc, Throttled):
+            return reconcile.backoff(0, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
         return reconcile.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
 
-    async def _event(self, obj: dict, type_: str, reason: str, message: str) -> None:
-        """Every transition is one Event and one log line naming the resource and its task."""
+    # -- status writes and their Events ------------------------------------------------------
+    async def _write(self, ns: str, name: str, change: Change, event: tuple[str, str] | None = None,
+                     tries: int = 1) -> tuple[dict, dict | None]:
+        """Compare-and-swap `change`; with `event` (type, reason) the write is a transition whose
+        Event is posted right after. `tries` > 1 rides out an apiserver blip for writes that
+        must not be lost (Gone and Conflict are answers, not blips)."""
+        def announced(obj: dict) -> dict | None:
+            patch = change(obj)
+            if patch is None or event is None:
+                return patch
+            type_, reason = event
+            return {**patch, "pendingEvent": {"key": uuid.uuid4().hex[:12], "type": type_, "reason": reason,
+                                              "message": str(patch.get("message") or reason)[:1024]}}
+
+        for attempt in range(1, tries + 1):
+            try:
+                obj, patch = await self.kube.mutate_status(ns, name, announced)
+                break
+            except (KubeError, aiohttp.ClientError, asyncio.TimeoutError):
+                if attempt == tries:
+                    raise
+                log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
+                await asyncio.sleep(reconcile.backoff(attempt, self.settings.backoff_base_seconds,
+                                                      self.settings.backoff_max_seconds))
+        if patch is not None and event is not None:
+            await self._announce(obj)
+        return obj, patch
+
+    async def _announce(self, obj: dict) -> None:
+        """Post the pending Event (under its fixed name: a second post is a no-op), then clear it."""
+        pending = status_of(obj).pending_event
+        if pending is None:
+            return
+        await self._event(obj, pending.type, pending.reason, pending.message, key=pending.key)
+        meta = obj["metadata"]
+        try:
+            await self.kube.patch_status(meta["namespace"], meta["name"], {"pendingEvent": None},
+                                         resource_version=meta["resourceVersion"], uid=meta["uid"])
+        except Conflict:
+            await self.kube.mutate_status(meta["namespace"], meta["name"], lambda o: {"pendingEvent": None} if (
+                status_of(o).pending_event and status_of(o).pending_event.key == pending.key) else None)
+        except Gone:
+            pass
+
+    async def _event(self, obj: dict, type_: str, reason: str, message: str, key: str | None = None,
+                     repeat: bool = False) -> None:
+        """One log line and one Event naming the resource and its task."""
         meta = obj["metadata"]
         log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", meta["namespace"],
                 meta["name"], reason, message,
                 extra={"object": {"namespace": meta["namespace"], "name": meta["name"],
                                   "taskId": (obj.get("status") or {}).get("taskId"), "reason": reason}})
         try:
-            await self.kube.post_event(obj, type_, reason, message, COMPONENT)
-        except Exception:  # an Event is a courtesy; never let it undo the work
-            log.warning("could not post event %s for %s", reason, obj["metadata"]["name"], exc_info=True)
+            await self.kube.post_event(obj, type_, reason, message, COMPONENT, key=key, repeat=repeat)
+        except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+            # An Event is a courtesy: never let it undo the work (a pending one is posted again).
+            log.warning("could not post event %s for %s", reason, meta["name"], exc_info=True)
 
-    # -- create / resume / update -----------------------------------------------------------------
+    # -- create / resume / update -----------------------------------------------------------
     async def reconcile(self, obj: dict, retry: int = 0) -> None:
         status, generation = status_of(obj), obj["metadata"]["generation"]
+        await self._announce(obj)  # the operator may have died between a transition and its Event
         try:
             spec = RtcRecordingSpec.model_validate(obj["spec"])
         except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
             await self._refuse_spec(obj, spec_errors(exc))
             return
-        action = reconcile.next_action(status, generation, self.clock(), self._grace)
+        waiting = bool(status.attempt) and self.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
+        action = reconcile.next_action(status, generation, self.clock(), self._grace, self._cloud(), waiting)
         name = type(action).__name__.lower()
         try:
             match action:
@@ -108,75 +172,75 @@ class Recorder:
                 return None
             return reconcile.start_refused(status, "InvalidSpec", message, generation, self.clock())
 
-        obj, patch = await self.kube.mutate_status(meta["namespace"], meta["name"], change)
-        if patch is not None:
-            await self._event(obj, "Warning", "InvalidSpec", message)
+        await self._write(meta["namespace"], meta["name"], change, event=("Warning", "InvalidSpec"))
 
     async def _start(self, obj: dict, spec: RtcRecordingSpec, status: RtcRecordingStatus, attempt: int,
                      retry: int) -> None:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
         ns, name = meta["namespace"], meta["name"]
         try:
-            cloud = await self.cloud_for(obj)
+            account = await self.clients.account_for(obj)
             params = await self._start_params(obj, spec, attempt)
         except InvalidSpec as exc:
             await self._refuse_spec(obj, str(exc))
             return
-        except (CredentialsUnavailable, Gone, ValueError) as exc:
+        except CredentialsUnavailable as exc:
             message = f"cannot call the cloud: {exc}"
-            # Only over "nothing runs": the receiver may have adopted a task meanwhile.
+            # Only over "nothing runs": a task may have been adopted meanwhile.
             await self._write(ns, name, lambda o: None if status_of(o).task_id else {
                 "phase": reconcile.Phase.PENDING, "reason": "CredentialsUnavailable", "message": message})
-            raise RetryLater(self._backoff(retry), message) from exc
+            raise RetryLater(self._delay(exc, retry), message) from exc
 
         if status.attempt and not status.attempt.not_executed:
             await self._event(obj, "Warning", "UnknownOutcome",
                               f"no callback named the task of attempt {status.attempt.number}, whose answer was lost;"
                               f" starting attempt {attempt}")
 
-        # Write ahead (compare-and-swap on what we decided from): a crash after Start is then
-        # recognisable as "answer unknown", and a concurrent writer makes us re-read instead.
-        try:
-            obj = await self.kube.patch_status(
-                ns, name, reconcile.attempt_recorded(status, attempt, generation, self.clock()),
-                resource_version=meta["resourceVersion"], uid=meta["uid"])
-        except Conflict:
-            raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
+        async def write_ahead() -> None:
+            # Only now that the quota lets the call go: a crash while queued leaves no attempt
+            # that looks sent. Compare-and-swap on what we decided from: a crash after Start is
+            # then recognisable as "answer unknown", and a concurrent writer makes us re-read.
+            try:
+                await self.kube.patch_status(ns, name, reconcile.attempt_recorded(status, attempt, generation,
+                                                                                  self.clock()),
+                                             resource_version=meta["resourceVersion"], uid=meta["uid"])
+            except Conflict:
+                raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
 
         try:
-            task_id = await self.run(cloud.start, params)
+            task_id = await self.clients.call(account, "start", params, before_send=write_ahead)
         except Invalid as exc:
             # The service answered: this attempt made no task, so nothing is waited for on delete.
-            obj = await self._write(ns, name, lambda o: self._if_attempt(o, attempt, lambda s: {
-                **reconcile.start_refused(s, exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}",
-                                          generation, self.clock()),
-                "attempt": {"notExecuted": True}}))
-            await self._event(obj, "Warning", "Failed", f"{exc.code}: {exc.message}")
+            code, message = exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}"
+            await self._write(ns, name, lambda o: self._if_attempt(o, attempt, lambda s: {
+                **reconcile.start_refused(s, code, message, generation, self.clock()),
+                "attempt": {"notExecuted": True}}), event=("Warning", "Failed"))
             return
+        except CloudUnreachable as exc:
+            raise RetryLater(RECHECK_SECONDS, str(exc)) from exc  # nothing was sent, nothing written
         except (Throttled, Transient) as exc:
+            error = exc
             await self._write(ns, name, lambda o: self._if_attempt(o, attempt, lambda s: reconcile.start_not_executed(
-                s, exc, generation, self.clock())))
-            raise RetryLater(self._backoff(retry), f"Start not carried out: {exc}") from exc
+                s, error, generation, self.clock())))
+            raise RetryLater(self._delay(exc, retry), f"Start not carried out: {exc}") from exc
         except UnknownOutcome as exc:
             await self._event(obj, "Warning", "UnknownOutcome",
                               f"attempt {attempt}: {exc}; waiting for a callback naming the task")
-            raise RetryLater(self._grace or self._backoff(retry), str(exc)) from exc
+            raise RetryLater(self._grace or RECHECK_SECONDS, str(exc)) from exc
 
         try:
-            obj, patch = await self._persist(ns, name, lambda o: self._if_attempt(
-                o, attempt, lambda s: reconcile.started(s, task_id, generation, self.clock())))
+            obj, patch = await self._write(ns, name, lambda o: self._if_attempt(
+                o, attempt, lambda s: reconcile.started(s, task_id, generation, self.clock())),
+                event=("Normal", "Started"), tries=PERSIST_TRIES)
         except Gone:
-            await self._reap({"metadata": {"namespace": ns, "name": name}}, cloud, task_id)  # deleted meanwhile
+            await self._reap({"metadata": {"namespace": ns, "name": name}, "spec": obj.get("spec")}, task_id)
             return
-        except Exception:
-            # The apiserver would not take it: a task nobody can find must not run on.
-            await self._reap(obj, cloud, task_id)
+        except (KubeError, aiohttp.ClientError, asyncio.TimeoutError):
+            # The apiserver would not take it for a minute: a task nobody can find must not run on.
+            await self._reap(obj, task_id)
             raise
-        if patch is not None:
-            await self._event(obj, "Normal", "Started", f"recording {spec.channel_id} as task {task_id}")
-        elif status_of(obj).task_id != task_id:
-            # A newer attempt or an adopted callback won: this task is a duplicate.
-            await self._reap(obj, cloud, task_id)
+        if patch is None and status_of(obj).task_id != task_id:
+            await self._reap(obj, task_id)  # a newer attempt or an adoption won: this task is a duplicate
 
     def _if_attempt(self, obj: dict, attempt: int, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
         """Apply `change` only while this attempt is still the pending one."""
@@ -185,18 +249,18 @@ class Recorder:
             return change(status)
         return None
 
-    def _if_task(self, obj: dict, task_id: str, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
-        """Apply `change` only while `task_id` is the live current task."""
+    def _if_task(self, obj: dict, task_id: str, change: Callable[[RtcRecordingStatus], dict | None]) -> dict | None:
+        """Apply `change` only while `task_id` is the current task."""
         status = status_of(obj)
-        return change(status) if status.task_id == task_id and status.phase in reconcile.LIVE else None
+        return change(status) if status.task_id == task_id else None
 
     async def _start_params(self, obj: dict, spec: RtcRecordingSpec, attempt: int) -> dict:
         meta = obj["metadata"]
-        if self.settings.callback_url:
+        if self.settings.callback_url and self.settings.callback_auth_key:
             url = notify_url(self.settings.callback_url, meta["namespace"], meta["name"], meta["uid"], attempt)
-            key = self.settings.callback_auth_key.get_secret_value()
+            key: str | None = self.settings.callback_auth_key.get_secret_value()
         else:
-            url, key = None, await self.user_notify_key(obj)  # start_params falls back to spec.notify.url
+            url, key = None, await self.clients.secrets.notify_key(obj)  # start_params falls back to spec.notify.url
         params = start_params(spec, region_default=self.settings.default_region, notify_url=url,
                               notify_auth_key=key)
         if self.settings.callback_url and spec.storage.oss:
@@ -209,33 +273,35 @@ class Recorder:
 
     async def _update(self, obj: dict, spec: RtcRecordingSpec, task_id: str, retry: int) -> None:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
-        cloud = await self.cloud_for(obj)
+        ns, name = meta["namespace"], meta["name"]
         try:
-            await self.run(cloud.update, task_id, update_params(spec))
+            account = await self.clients.account_for(obj)
+            await self.clients.call(account, "update", task_id, update_params(spec))
         except Invalid as exc:
-            message = f"UpdateRtcCloudRecording refused: {exc.code}: {exc.message}"
-            obj = await self._write(meta["namespace"], meta["name"], lambda o: self._if_task(
-                o, task_id, lambda s: reconcile.update_refused(s, exc.code, message, generation, self.clock())))
-            await self._event(obj, "Warning", "UpdateFailed", f"{exc.code}: {exc.message}")
+            code, message = exc.code, f"UpdateRtcCloudRecording refused: {exc.code}: {exc.message}"
+            await self._write(ns, name, lambda o: self._if_task(
+                o, task_id, lambda s: reconcile.update_refused(s, code, message, generation, self.clock())),
+                event=("Warning", "UpdateFailed"))
             return
         except NotFound:
-            await self.observe(obj)  # the task ended meanwhile: say so instead of updating
+            await self.observe(Tracked.of(obj))  # the task ended meanwhile: say so instead of updating
             return
-        except (Throttled, Transient) as exc:
-            raise RetryLater(self._backoff(retry), f"Update not carried out: {exc}") from exc
-        obj = await self._write(meta["namespace"], meta["name"], lambda o: self._if_task(
-            o, task_id, lambda s: reconcile.updated(s, generation, self.clock())))
-        await self._event(obj, "Normal", "Updated", f"subscribers and layout of generation {generation} applied")
+        except (Throttled, Transient, CredentialsUnavailable) as exc:
+            raise RetryLater(self._delay(exc, retry), f"Update not carried out: {exc}") from exc
+        await self._write(ns, name, lambda o: self._if_task(
+            o, task_id, lambda s: reconcile.updated(s, generation, self.clock())), event=("Normal", "Updated"))
 
-    # -- delete ------------------------------------------------------------------------------------
+    # -- delete ------------------------------------------------------------------------------
     async def delete(self, obj: dict, retry: int = 0) -> None:
         """Stop the task; only then may the finalizer go. A cloud outage keeps it and retries."""
         meta = obj["metadata"]
-        try:  # Kopf's body may predate an adoption by the receiver
+        try:  # Kopf's body may predate an adoption
             obj = await self.kube.get_recording(meta["namespace"], meta["name"])
         except Gone:
             return
-        match reconcile.deletion_action(status_of(obj), self.clock(), self._grace):
+        status = status_of(obj)
+        waiting = bool(status.attempt) and self.evidence_waiting(meta["uid"], status.attempt.number)
+        match reconcile.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting):
             case AwaitOutcome(attempt, seconds):
                 raise RetryLater(seconds, f"attempt {attempt}: waiting for a callback naming its task before letting go")
             case Release(attempt):
@@ -248,98 +314,112 @@ class Recorder:
 
     async def _stop(self, obj: dict, task_id: str, retry: int) -> None:
         try:
-            cloud = await self.cloud_for(obj)
-            await self.run(cloud.stop, task_id)
+            account = await self.clients.account_for(obj)
+            await self.clients.call(account, "stop", task_id)
         except NotFound:
             pass  # nothing to stop is success
-        except (Throttled, Transient, Invalid, CredentialsUnavailable, Gone, ValueError) as exc:
-            # Never let go of a running task: keep the finalizer, say why, try again.
+        except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
+            # Never let go of a running task: keep the finalizer, say why (one Event, counted), try again.
             metrics.RECONCILES.labels(action="stop", outcome="retry").inc()
-            await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}")
-            raise RetryLater(self._backoff(retry), f"Stop failed: {exc}") from exc
+            await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}", key=f"stopfailed.{task_id}"[:40].lower(),
+                              repeat=True)
+            raise RetryLater(self._delay(exc, retry), f"Stop failed: {exc}") from exc
         metrics.RECONCILES.labels(action="stop", outcome="ok").inc()
-        await self._event(obj, "Normal", "Stopped", f"task {task_id} stopped")
+        await self._event(obj, "Normal", "Stopped", f"task {task_id} stopped", key=f"stopped.{task_id}"[:40].lower())
 
-    # -- observation --------------------------------------------------------------------------------
-    async def observe(self, obj: dict, stop_reason: str | None = None) -> dict | None:
-        """Describe the current task and write what the cloud says; returns the patch applied."""
-        task_id = status_of(obj).task_id
+    # -- observation -------------------------------------------------------------------------
+    async def observe(self, tracked: Tracked) -> dict | None:
+        """Describe the current task and write what the cloud says; returns the patch applied.
+        Costs no apiserver request when the cloud says what status already says."""
+        task_id = tracked.task_id
         if not task_id:
             return None
-        cloud = await self.cloud_for(obj)
+        account = await self.clients.account_for(tracked.stand_in())
         try:
-            info = await self.run(cloud.describe, task_id)
+            info = await self.clients.call(account, "describe", task_id)
         except NotFound:
             info = None
-        meta = obj["metadata"]
+        if (info is not None and PHASE_OF[info.status] == tracked.phase
+                and files_digest(reconcile.files_status(info.files)) == tracked.files_digest):
+            return None
 
         def change(o: dict) -> dict | None:
-            status = status_of(o)
-            if status.task_id != task_id:
-                return None
-            return reconcile.observed(status, info, o["metadata"]["generation"], self.clock(), stop_reason)
+            return self._if_task(o, task_id, lambda s: reconcile.observed(s, info, o["metadata"]["generation"],
+                                                                          self.clock()))
 
-        obj, patch = await self.kube.mutate_status(meta["namespace"], meta["name"], change)
+        obj, patch = await self._write(tracked.namespace, tracked.name, change)
         if patch and patch.get("phase"):
             kind = "Warning" if patch["phase"] in (reconcile.Phase.FAILED, reconcile.Phase.RECOVERING) else "Normal"
-            await self._event(obj, kind, str(patch["reason"]), str(patch["message"]))
+            await self._event(obj, kind, str(patch["reason"]), str(patch["message"]),
+                              key=f"{patch['phase']}.{task_id}"[:40].lower())
         return patch
 
-    async def adopt(self, obj: dict, attempt: int, task_id: str) -> None:
+    # -- evidence from callbacks -------------------------------------------------------------
+    async def act_on(self, namespace: str, name: str, uid: str, attempt: int, task_id: str, event: str) -> None:
+        """Decide again, from fresh status, what a recorded callback means, and do it."""
+        try:
+            obj: dict | None = await self.kube.get_recording(namespace, name)
+        except Gone:
+            obj = None
+        if obj is not None and obj["metadata"]["uid"] != uid:
+            obj = None  # a namesake: the callback's resource is gone
+        tomb = self.index.tombstones.get(uid)
+        view = reconcile.View.of(obj) if obj is not None else None
+        action = reconcile.on_callback(view, uid, attempt, task_id, event,
+                                       known_stopped=bool(tomb and tomb.task_id == task_id))
+        log.info("%s/%s attempt %s: evidence %s %s -> %s", namespace, name, attempt, event, task_id, action)
+        match action:
+            case Adopt(task) if obj is not None:
+                await self._adopt(obj, attempt, task)
+            case Observe() if obj is not None:
+                await self.observe(Tracked.of(obj))
+            case Reap(task):
+                stand_in = obj or (tomb.stand_in() if tomb else {"metadata": {"namespace": namespace, "name": name}})
+                await self._reap(stand_in, task)
+            case Ignore():
+                pass
+
+    async def _adopt(self, obj: dict, attempt: int, task_id: str) -> None:
         """A callback named the task of a pending attempt: confirm it exists, then take it."""
-        cloud = await self.cloud_for(obj)
+        if (owner := self.index.owner(task_id)) is not None and owner.uid != obj["metadata"]["uid"]:
+            log.warning("evidence names task %s, the current task of %s/%s; not adopted", task_id, *owner.key)
+            return
+        account = await self.clients.account_for(obj)
         try:
-            await self.run(cloud.describe, task_id)
+            info = await self.clients.call(account, "describe", task_id)
         except NotFound:
-            return  # not confirmed: a forged or very late callback changes nothing
-        # The task carries the spec of the attempt's generation; a newer one is then an Update.
-        obj, patch = await self.kube.mutate_status(obj["metadata"]["namespace"], obj["metadata"]["name"],
-                                                   lambda o: self._if_attempt(o, attempt, lambda s: {
-            **reconcile.started(s, task_id, s.attempt.generation or 0, self.clock()),
-            "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)"}))
-        if patch is not None:
-            await self._event(obj, "Normal", "Started", patch["message"])
-        elif status_of(obj).task_id != task_id:
-            await self._reap(obj, cloud, task_id)
-
-    async def reap(self, obj: dict, task_id: str) -> None:
-        """Stop a task that is not `obj`'s current one (obj may be a stand-in for a deleted resource)."""
-        await self._reap(obj, await self.cloud_for(obj), task_id)
-
-    # -- helpers ------------------------------------------------------------------------------------
-    async def _write(self, ns: str, name: str, change: Callable[[dict], dict | None]) -> dict:
-        obj, _ = await self.kube.mutate_status(ns, name, change)
-        return obj
-
-    async def _persist(self, ns: str, name: str, change: Callable[[dict], dict | None]) -> tuple[dict, dict | None]:
-        """mutate_status that rides out an apiserver blip: for writes that must not be lost."""
-        retry = 0
-        while True:
-            try:
-                return await self.kube.mutate_status(ns, name, change)
-            except Gone:
-                raise
-            except Exception:
-                retry += 1
-                if retry == PERSIST_TRIES:
-                    raise
-                log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
-                await asyncio.sleep(self._backoff(retry))
-
-    async def _reap(self, obj: dict, cloud: RecordingCloud, task_id: str) -> None:
-        try:
-            await self.run(cloud.stop, task_id)
-        except NotFound:
-            if "uid" not in obj["metadata"]:
-                # A deleted resource's task is stopped with the default credentials and region:
-                # if it used others, this finds nothing. Say so; it will end by its idle timer.
-                log.warning("stray task %s of deleted %s/%s: not found with the operator's own credentials",
-                            task_id, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            return  # else already stopped: a resent callback, or another replica was first
-        metrics.STRAY_TASKS.inc()
-        log.warning("stopped stray task %s of %s", task_id, obj["metadata"]["name"])
+            return  # not confirmed: a forged or very old callback changes nothing
+        if info.status == TaskStatus.STOPPED:
+            return  # it ended before we learned of it; the grace period then starts the next attempt
         meta = obj["metadata"]
+        # The task carries the spec of the attempt's generation; a newer one is then an Update.
+        obj, patch = await self._write(meta["namespace"], meta["name"], lambda o: self._if_attempt(o, attempt, lambda s: {
+            **reconcile.started(s, task_id, s.attempt.generation or 0 if s.attempt else 0, self.clock()),
+            "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)"}),
+            event=("Normal", "Started"), tries=PERSIST_TRIES)
+        if patch is None and status_of(obj).task_id != task_id:
+            await self._reap(obj, task_id)
+
+    async def _reap(self, obj: dict, task_id: str) -> None:
+        """Stop a task that is not `obj`'s current one (obj may stand in for a deleted resource).
+        Never one that is any resource's current task: a callback's body is not signed."""
+        if (owner := self.index.owner(task_id)) is not None:
+            log.warning("not stopping task %s: it is the current task of %s/%s", task_id, *owner.key)
+            return
+        account = await self.clients.account_for(obj)
+        try:
+            await self.clients.call(account, "stop", task_id)
+        except NotFound:
+            return  # already stopped, or not this account's
+        metrics.STRAY_TASKS.inc()
+        meta = obj["metadata"]
+        log.warning("stopped stray task %s of %s/%s", task_id, meta["namespace"], meta["name"])
         if "uid" not in meta:
             return  # the resource is gone: nothing to count on
-        obj = await self._write(meta["namespace"], meta["name"], lambda o: reconcile.stray_reaped(status_of(o)))
-        await self._event(obj, "Warning", "StrayTaskStopped", f"stopped duplicate task {task_id}")
+        try:
+            await self._write(meta["namespace"], meta["name"], lambda o: reconcile.stray_reaped(status_of(o), task_id)
+                              if o["metadata"]["uid"] == meta["uid"] else None)
+        except Gone:
+            return
+        await self._event(obj, "Warning", "StrayTaskStopped", f"stopped duplicate task {task_id}",
+                          key=f"stray.{task_id}"[:40].lower())

@@ -499,6 +499,14 @@ class Condition(_Status):
     message: str = ""
 
 
+class PendingEvent(_Status):
+    """The Event of the last transition, until it is posted (a crash in between is repaired)."""
+    key: str
+    type: str
+    reason: str
+    message: str = ""
+
+
 class RtcRecordingStatus(_Status):
     phase: Phase | None = None
     reason: str | None = None
@@ -509,6 +517,8 @@ class RtcRecordingStatus(_Status):
     observed_generation: int | None = None
     attempt: Attempt | None = None
     stray_tasks: int | None = None
+    stray_task_ids: list[str] = []
+    pending_event: PendingEvent | None = None
     files: Files | None = None
     conditions: list[Condition] = []
     kopf: dict[str, Any] | None = None

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Region = Literal["cn-shanghai", "ap-southeast-1", "us-east-1"]
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    return POD_NAMESPACE_FILE.read_text().strip() if POD_NAMESPACE_FILE.exists() else "default"
 
 
 class Settings(BaseSettings):
@@ -32,6 +38,10 @@ class Settings(BaseSettings):
                           "Start whose answer is lost cannot be correlated (see README, exactly-once).")
     callback_auth_key: SecretStr | None = Field(
         None, description="NotifyAuthKey for the receiver's callbacks: 16-64 letters and digits.")
+    evidence_namespace: str = Field(
+        default_factory=_own_namespace,
+        description="Where the receiver records callback evidence for the operator (ConfigMaps); tenants must "
+                    "not be able to write here. Default: the pod's own namespace.")
     unknown_outcome_grace_seconds: float = Field(
         30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost.")
 

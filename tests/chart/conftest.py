@@ -90,8 +90,9 @@ OPERATOR_RULES = rules(
     ("", "secrets", "get"),
 )
 RECEIVER_RULES = rules(
-    ("rtc.recording.io", "rtcrecordings", "get list"),  # list: who owns a task id (status.taskId selector)
-    ("rtc.recording.io", "rtcrecordings/status", "get patch"),
-    ("", "events", "create"),
-    ("", "secrets", "get"),
+    ("rtc.recording.io", "rtcrecordings", "list watch"),  # its own view of every resource's current task
+    ("", "secrets", "get"),  # relays to spec.notify.url are signed with the user's key
 )
+# In the release namespace only: callback evidence, written by the receiver, consumed by the operator.
+OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))
+RECEIVER_EVIDENCE_RULES = rules(("", "configmaps", "create"))

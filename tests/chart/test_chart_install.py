@@ -112,14 +112,24 @@ def test_operator_service_account_has_exactly_its_access(release):
 
 def test_receiver_service_account_has_exactly_its_access(release):
     sa, other_ns = f"{release.fullname}-receiver", "default"
-    assert release.can(sa, "get", "rtcrecordings.rtc.recording.io", other_ns)
-    assert release.can(sa, "list", "rtcrecordings.rtc.recording.io", "*")
-    assert release.can(sa, "patch", "rtcrecordings.rtc.recording.io", other_ns, subresource="status")
-    assert release.can(sa, "create", "events", other_ns)
+    for verb in ("list", "watch"):
+        assert release.can(sa, verb, "rtcrecordings.rtc.recording.io", "*")
     assert release.can(sa, "get", "secrets", other_ns)
-    for verb in ("watch", "patch", "delete"):
+    assert release.can(sa, "create", "configmaps", release.namespace)  # evidence, for the operator
+    assert not release.can(sa, "create", "configmaps", other_ns)
+    for verb in ("get", "patch", "delete"):
         assert not release.can(sa, verb, "rtcrecordings.rtc.recording.io", other_ns), verb
+    assert not release.can(sa, "patch", "rtcrecordings.rtc.recording.io", other_ns, subresource="status")
+    assert not release.can(sa, "create", "events", other_ns)
     assert not release.can(sa, "list", "secrets", other_ns)
+
+
+def test_operator_reads_and_deletes_evidence_only_in_its_namespace(release):
+    sa = release.fullname
+    for verb in ("list", "watch", "delete"):
+        assert release.can(sa, verb, "configmaps", release.namespace)
+    assert not release.can(sa, "create", "configmaps", release.namespace)
+    assert not release.can(sa, "list", "configmaps", "default")
 
 
 def test_watch_namespaces_grants_only_those_namespaces(scoped_release):

@@ -58,11 +58,11 @@ class Deployed:
         secret = json.loads(self.cluster.kubectl("get", "secret", f"{self.fullname}-callback-auth", "-n",
                                                  self.namespace, "-o", "json").stdout)
         # Only what the chart would give the pod (minus its cloud credentials, which come from
-        # spec.credentialsSecretRef here).
+        # spec.credentialsSecretRef here); a pod's own namespace is where evidence goes.
         return local_env(self.kubeconfig_for(sa), emulator.url, receiver_port=self.receiver_port,
                          metrics_port=self.metrics_port,
                          auth_key=base64.b64decode(secret["data"]["authKey"]).decode(),
-                         **{"unknown_outcome_grace_seconds": 20, "poll_interval_seconds": 0.5, "stuck_seconds": 3,
+                         **{"evidence_namespace": self.namespace, "unknown_outcome_grace_seconds": 20, "poll_interval_seconds": 0.5, "stuck_seconds": 3,
                             "backoff_base_seconds": 0.2, "backoff_max_seconds": 1, **settings})
 
     def start(self, emulator, **settings) -> None:

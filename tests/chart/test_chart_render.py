@@ -11,8 +11,8 @@ import yaml
 from rtc_recording.cluster import binaries
 from rtc_recording.settings import Settings
 
-from .conftest import (CHART, NAMESPACE, OPERATOR_RULES, RECEIVER_RULES, env_of, find, one,
-                       rule_set)
+from .conftest import (CHART, NAMESPACE, OPERATOR_EVIDENCE_RULES, OPERATOR_RULES, RECEIVER_EVIDENCE_RULES,
+                       RECEIVER_RULES, env_of, find, one, rule_set)
 
 OPERATOR = "rtc-rtc-recording-operator"
 RECEIVER = "rtc-rtc-recording-operator-receiver"
@@ -182,6 +182,14 @@ def test_rbac_is_exactly_what_is_used(rendered):
     receiver = name != "callbacks-disabled"
     namespaces = VALUE_SETS[name].get("watchNamespaces")
     kind, binding = ("Role", "RoleBinding") if namespaces else ("ClusterRole", "ClusterRoleBinding")
+    evidence = ({f"{OPERATOR}-evidence": OPERATOR_EVIDENCE_RULES, f"{RECEIVER}-evidence": RECEIVER_EVIDENCE_RULES}
+                if receiver else {})
+    for role_name, rule_set_expected in evidence.items():
+        [role] = find(objs, "Role", role_name)
+        assert role["metadata"]["namespace"] == NAMESPACE and rule_set(role) == rule_set_expected
+        [b] = find(objs, "RoleBinding", role_name)
+        assert b["roleRef"]["name"] == role_name
+    objs = [o for o in objs if o["metadata"]["name"] not in evidence]
     other = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} - {kind, binding}
     assert not [o for o in objs if o["kind"] in other]
     expected = {OPERATOR: OPERATOR_RULES, **({RECEIVER: RECEIVER_RULES} if receiver else {})}
@@ -348,7 +356,8 @@ def test_chart_covers_every_operator_setting():
     """A new Settings field needs a chart value (or an explicit reason it has none)."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in values["settings"]}
-    from_other_values = {"namespaces", "callback_url", "callback_auth_key"}
+    from_other_values = {"namespaces", "callback_url", "callback_auth_key",
+                         "evidence_namespace"}  # the release namespace: where the pods run
     assert set(Settings.model_fields) == snake | from_other_values
 
 

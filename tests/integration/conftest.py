@@ -75,6 +75,11 @@ class Stack:
         got = self.cluster.kubectl("get", "rtcrec", name, "-n", namespace, "-o", "json", check=False)
         return json.loads(got.stdout) if got.returncode == 0 else None
 
+    def evidence(self) -> list[dict]:
+        """The receiver's evidence ConfigMaps (in the operator's namespace: default, run locally)."""
+        got = self.cluster.kubectl("get", "configmaps", "-n", "default", "-l", "rtc.recording.io/evidence", "-o", "json")
+        return json.loads(got.stdout)["items"]
+
     def status(self, namespace: str, name: str) -> dict:
         return (self.get(namespace, name) or {}).get("status") or {}
 

@@ -89,18 +89,24 @@ def test_idle_channel_completes_through_the_poller_with_callbacks_off(stack, nam
     assert stack.status(namespace, "quiet")["phase"] == "Completed"
 
 
-def test_idle_channel_completes_through_the_callback_alone(stack, namespace, channel, emulator):
+def test_the_end_callback_is_kept_as_evidence_while_the_operator_is_down(stack, namespace, channel, emulator):
     stack.apply(namespace, recording("quiet-cb", channel, maxIdleSeconds=30))
     task_id = stack.wait_phase(namespace, "quiet-cb", "Recording")["taskId"]
-    stack.operator.kill()  # no poller: only the TaskStopped callback can tell
+    stack.operator.kill()  # the receiver alone: it records, it does not act
     try:
         for user in ("alice", "bob"):
             emulator.control.leave(APP, channel, user)
-        status = stack.wait_phase(namespace, "quiet-cb", "Completed", timeout=15)
+        ended = wait_for(lambda: [e for e in stack.evidence() if e["data"]["task_id"] == task_id
+                                  and e["data"]["event"] == "TaskStopped"], timeout=15, what="TaskStopped evidence")
+        assert ended[0]["data"]["uid"] == stack.get(namespace, "quiet-cb")["metadata"]["uid"]
+        assert stack.status(namespace, "quiet-cb")["phase"] == "Recording"
     finally:
         stack.operator.start()
+    status = stack.wait_phase(namespace, "quiet-cb", "Completed", timeout=15)
     assert (status["reason"], status["taskId"]) == ("IdleTimeout", task_id)
     assert any(e["reason"] == "IdleTimeout" for e in stack.events(namespace, "quiet-cb"))
+    wait_for(lambda: not [e for e in stack.evidence() if e["data"]["task_id"] == task_id], timeout=15,
+             what="the evidence to be deleted once acted on")
 
 
 def test_recovering_is_shown_and_recovered(stack, namespace, channel, emulator):

@@ -6,7 +6,7 @@ import json
 import pytest
 from multidict import CIMultiDict
 
-from rtc_recording.callbacks import Callback, forwarded, signature_ok, signed_headers
+from rtc_recording.callbacks import Callback, forwarded, path_ok, signature_ok, signed_headers
 
 KEY = "abcdefghijklmnop1234"
 NOW = 1_800_000_000.0
@@ -38,15 +38,25 @@ def test_bad_signatures_are_refused(headers, now):
 
 def test_payload_as_json_string_or_object_or_garbage():
     base = {"appId": "a", "channelId": "c", "taskId": "t", "eventType": "TaskStopped"}
-    assert Callback.parse({**base, "payload": json.dumps({"reason": "IdleTimeout"})}).stop_reason == "IdleTimeout"
-    assert Callback.parse({**base, "payload": {"reason": "MaxDuration"}}).stop_reason == "CloudMaxDuration"
-    assert Callback.parse({**base, "payload": {"reason": "Stopped"}}).stop_reason == "StoppedByCloud"
-    assert Callback.parse({**base, "payload": "not json"}).stop_reason is None
-    assert Callback.parse({**base, "payload": {"reason": "SomethingNew"}}).stop_reason is None
-    with pytest.raises(KeyError):
-        Callback.parse({"appId": "a"})
-    with pytest.raises(ValueError):
-        Callback.parse(["not", "an", "object"])
+    assert Callback.parse({**base, "payload": json.dumps({"reason": "IdleTimeout"})}).payload == {"reason": "IdleTimeout"}
+    assert Callback.parse({**base, "payload": {"reason": "MaxDuration"}}).payload == {"reason": "MaxDuration"}
+    assert Callback.parse({**base, "payload": "not json"}).payload == {}
+    assert Callback.parse({**base, "payload": "[" * 100_000}).payload == {}  # too deep for json: not a crash
+    for bad in ({"appId": "a"}, {**base, "taskId": 7}, {**base, "taskId": "x" * 300}, ["not", "an", "object"]):
+        with pytest.raises(ValueError):
+            Callback.parse(bad)
+
+
+@pytest.mark.parametrize("path, ok", [
+    (("ns", "rec", "0f8fad5b-d9cb-469f-a165-70867728950e"), True),
+    (("ns", "rec.v2", "0f8fad5b-d9cb-469f-a165-70867728950e"), True),
+    (("../kube-system", "rec", "0f8fad5b-d9cb-469f-a165-70867728950e"), False),
+    (("ns", "rec/../x", "0f8fad5b-d9cb-469f-a165-70867728950e"), False),
+    (("NS", "rec", "0f8fad5b-d9cb-469f-a165-70867728950e"), False),
+    (("ns", "rec", "not-a-uid"), False),
+])
+def test_callback_paths_are_dns_names_and_a_uid(path, ok):
+    assert path_ok(*path) is ok
 
 
 def upload(fmt):
@@ -61,4 +71,4 @@ def upload(fmt):
     ({"notify": {"url": "https://u", "fileUploadedFormats": ["MP4"]}}, upload("SLICE"), False),
 ])
 def test_what_is_relayed(spec, callback, expected):
-    assert forwarded(spec, callback) is expected
+    assert forwarded(spec.get("notify") or {}, callback) is expected

@@ -1,6 +1,7 @@
-"""/healthz fails on a stuck watch, poller or quota queue, and only then."""
+"""/healthz fails on a stalled operator, a stuck watch, poller or quota queue, and only then."""
 
 from rtc_recording.health import Health
+from rtc_recording.index import Index
 
 
 class FakeKube:
@@ -16,21 +17,22 @@ class FakePoller:
     last_tick = 0.0
 
 
-class FakeLimiter:
+class FakeBudget:
     def __init__(self, waiting, last_granted):
         self.waiting, self.last_granted = waiting, last_granted
 
 
-class FakeQuotas:
-    def __init__(self, **limiters):
-        self._limiters = limiters
+class FakeBudgets:
+    def __init__(self, **budgets):
+        self._budgets = budgets
 
-    def limiters(self):
-        return self._limiters
+    def all(self):
+        return self._budgets
 
 
-def obj(name, rv, ns="a", **meta):
-    return {"metadata": {"namespace": ns, "name": name, "resourceVersion": rv, **meta}}
+def obj(name, rv, ns="a", generation=1, **meta):
+    return {"metadata": {"namespace": ns, "name": name, "uid": f"uid-{name}", "resourceVersion": rv,
+                         "generation": generation, **meta}}
 
 
 class Clock:
@@ -40,30 +42,35 @@ class Clock:
         return self.now
 
 
-def health(kube, now, poller_tick=None, quotas=None, namespaces=()):
-    """Events seen via h.saw() happen at time 0; the probe then runs at `now`."""
+def health(kube, now, poller_tick=None, budgets=None, namespaces=()):
+    """Events seen via h.see() happen at time 0 unless h.at() moved the clock; the probe runs at `now`."""
     clock = Clock()
-    h = Health(kube, FakePoller(), quotas or FakeQuotas(), stuck_seconds=120, namespaces=list(namespaces),
-               clock=clock)
+    index = Index(clock=clock)
+    h = Health(kube, index, FakePoller(), budgets or FakeBudgets(), stuck_seconds=120,
+               namespaces=list(namespaces), clock=clock)
     h.poller.last_tick = now if poller_tick is None else poller_tick
     h.at = lambda t: setattr(clock, "now", t)
+    h.see = lambda o, handled=True: (h.saw(index.saw("ADDED", o), (o["metadata"]["namespace"], o["metadata"]["name"])),
+                                     h.handling(o) if handled else None)
     return h
 
 
 async def test_a_quiet_watch_is_fine_when_nothing_changed():
     kube = FakeKube([obj("r", "5")])
     h = health(kube, now=500)
-    h.saw(obj("r", "5"))
+    h.see(obj("r", "5"))
     h.at(500)
     assert await h.problems() == []
 
 
 async def test_a_watch_behind_the_apiserver_is_stuck():
-    kube = FakeKube([obj("r", "6"), obj("gone", "9", deletionTimestamp="2026-01-01T00:00:00Z")])
+    kube = FakeKube([obj("r", "6")])
     h = health(kube, now=500)
-    h.saw(obj("r", "5"))
+    h.see(obj("r", "5"))
     h.at(500)
     assert await h.problems() == ["watch is behind the apiserver for 1 objects, e.g. a/r"]
+    h.at(510)
+    assert await h.problems() == [] and len(kube.calls) == 1  # listed at most once per stuck period
 
 
 async def test_a_recent_event_needs_no_list():
@@ -76,18 +83,37 @@ async def test_a_recent_event_needs_no_list():
 async def test_a_namespaced_install_lists_only_its_namespaces():
     kube = FakeKube([obj("r", "1", ns="a"), obj("s", "1", ns="b")])
     h = health(kube, now=500, namespaces=["a", "b"])
-    h.saw(obj("r", "1", ns="a"))
-    h.saw(obj("s", "1", ns="b"))
+    h.see(obj("r", "1", ns="a"))
+    h.see(obj("s", "1", ns="b"))
     h.at(500)
     assert await h.problems() == [] and kube.calls == [["a", "b"]]
 
 
+async def test_objects_seen_but_never_handled_are_a_stall():
+    h = health(FakeKube([]), now=0, poller_tick=10**6)  # the poller is fine here
+    h.see(obj("new", "1"), handled=False)  # e.g. a start-up whose resume never comes
+    h.see(obj("done", "1"))
+    h.at(100)
+    h.index.last_event = 100
+    assert await h.problems() == []
+    h.at(130)
+    h.index.last_event = 130
+    assert await h.problems() == ["1 objects wait for a handler for more than 120 s, e.g. a/new"]
+    # Our own status writes do not make an object wait again; a spec change does.
+    h.see(obj("done", "2"), handled=False)
+    h.see(obj("new", "2"))
+    h.see(obj("done", "3", generation=2), handled=False)
+    h.at(300)
+    h.index.last_event = 300
+    assert await h.problems() == ["1 objects wait for a handler for more than 120 s, e.g. a/done"]
+
+
 async def test_a_stopped_poller_or_a_stuck_quota_queue_is_unhealthy():
     h = health(FakeKube([]), now=500, poller_tick=300,
-               quotas=FakeQuotas(acct=FakeLimiter(waiting=3, last_granted=100), idle=FakeLimiter(0, 0)))
+               budgets=FakeBudgets(acct=FakeBudget(waiting=3, last_granted=100), idle=FakeBudget(0, 0)))
     h.at(500)
-    h.last_event = 500  # the watch is fine here
+    h.index.last_event = 500  # the watch is fine here
     problems = await h.problems()
     assert problems[0] == "poller has not ticked for 200 s"
     assert problems[1].startswith("3 calls wait for the quota of 'acct', none granted for 400 s")
-    assert len(problems) == 2  # an idle limiter with nobody waiting is fine
+    assert len(problems) == 2  # an idle budget with nobody waiting is fine

@@ -3,12 +3,13 @@
 import asyncio
 import random
 
+from rtc_recording.index import Tracked
 from rtc_recording.poller import Poller
 
 
 def obj(name, phase="Recording", task_id="t", **meta):
-    return {"metadata": {"namespace": "ns", "name": name, **meta},
-            "status": {"phase": phase, "taskId": task_id} if task_id else {"phase": phase}}
+    return Tracked.of({"metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", **meta},
+                       "status": {"phase": phase, "taskId": task_id} if task_id else {"phase": phase}})
 
 
 def test_tracks_only_live_tasks():
@@ -28,7 +29,7 @@ async def test_visits_each_task_about_once_per_interval_within_the_budget():
     loop = asyncio.get_running_loop()
 
     async def observe(o):
-        seen.append((o["metadata"]["name"], loop.time()))
+        seen.append((o.name, loop.time()))
 
     poller = Poller(observe, interval=0.2, calls_per_second=200, clock=loop.time, rng=random.Random(1))
     for name in "abcd":
@@ -47,7 +48,7 @@ async def test_budget_wins_over_the_interval():
     loop = asyncio.get_running_loop()
 
     async def observe(o):
-        seen.append(o["metadata"]["name"])
+        seen.append(o.name)
 
     poller = Poller(observe, interval=0.01, calls_per_second=20, clock=loop.time)
     for i in range(50):

@@ -42,6 +42,23 @@ def test_next_action(fields, generation, expected):
     assert r.next_action(status(**fields), generation, NOW, GRACE) == expected
 
 
+LOST = {"phase": "Starting", "attempt": attempt(1, 100)}  # grace long over
+
+
+@pytest.mark.parametrize("cloud, evidence, expected", [
+    (r.Cloud(), False, r.Start(2)),
+    (r.Cloud(up=False, recheck=2), False, r.AwaitOutcome(1, 2)),         # no pile-up while the cloud is mute
+    (r.Cloud(back_since=NOW - timedelta(seconds=10)), False, r.AwaitOutcome(1, 20.0)),  # grace from its return
+    (r.Cloud(back_since=NOW - timedelta(seconds=40)), False, r.Start(2)),
+    (r.Cloud(back_since=NOW - timedelta(seconds=500)), False, r.Start(2)),  # an old outage changes nothing
+    (r.Cloud(recheck=2), True, r.AwaitOutcome(1, 2)),                    # its task called back: never replace it
+])
+def test_a_lost_answer_waits_for_the_cloud_and_for_evidence(cloud, evidence, expected):
+    assert r.next_action(status(**LOST), 1, NOW, GRACE, cloud, evidence) == expected
+    released = r.Release(1) if isinstance(expected, r.Start) else expected
+    assert r.deletion_action(status(**LOST), NOW, GRACE, cloud, evidence) == released
+
+
 @pytest.mark.parametrize("fields, expected", [
     ({"phase": "Recording", "taskId": "t1"}, r.Stop("t1")),
     ({"phase": "Recovering", "taskId": "t1"}, r.Stop("t1")),
@@ -57,26 +74,39 @@ def test_deletion_action(fields, expected):
     assert r.deletion_action(status(**fields), NOW, GRACE) == expected
 
 
-PENDING = {"phase": "Starting", "attempt": attempt(2, 1)}
-RECORDING = {"phase": "Recording", "taskId": "t2", "attempt": attempt(2, 1)}
+PENDING = r.View("u", None, "Starting", 2)
+RECORDING = r.View("u", "t2", "Recording", None, frozenset({"t0"}))
+RECOVERING = r.View("u", "t2", "Recovering", None)
 
 
-@pytest.mark.parametrize("fields, uid, path_uid, n, task, event, expected", [
-    (PENDING, "u", "u", 2, "t2", "TaskCreated", r.Adopt("t2")),
-    (PENDING, "u", "u", 2, "t2", "TaskRunning", r.Adopt("t2")),
-    (PENDING, "u", "u", 1, "t1", "TaskRunning", r.Reap("t1")),         # an older attempt's orphan
-    (PENDING, "u", "u", 2, "t2", "TaskStopped", r.Ignore("the task of the pending attempt already stopped")),
-    (RECORDING, "u", "u", 2, "t2", "TaskStopped", r.Observe("t2")),
-    (RECORDING, "u", "u", 2, "t2", "TaskRecovering", r.Observe("t2")),
-    (RECORDING, "u", "u", 2, "t2", "RecordFileUploaded", r.Ignore("RecordFileUploaded of the current task")),
-    (RECORDING, "u", "u", 1, "t1", "TaskCreated", r.Reap("t1")),
-    (RECORDING, "u", "old-uid", 2, "t9", "TaskRunning", r.Reap("t9")),  # a previous incarnation's task
-    (None, None, "u", 1, "t1", "TaskRunning", r.Reap("t1")),             # resource deleted
-    (None, None, "u", 1, "t1", "TaskStopped", r.Ignore("stopped task of a deleted resource")),
+@pytest.mark.parametrize("view, path_uid, n, task, event, stopped, expected", [
+    (PENDING, "u", 2, "t2", "TaskCreated", False, r.Adopt("t2")),
+    (PENDING, "u", 2, "t2", "TaskRunning", False, r.Adopt("t2")),
+    (PENDING, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),         # an older attempt's orphan
+    (PENDING, "u", 2, "t2", "TaskStopped", False, r.Ignore("a task that is not current has stopped: nothing to do")),
+    (RECORDING, "u", 2, "t2", "TaskStopped", False, r.Observe("t2")),
+    (RECORDING, "u", 2, "t2", "TaskRecovering", False, r.Observe("t2")),
+    (RECORDING, "u", 2, "t2", "TaskRunning", False, r.Ignore("TaskRunning of the current task: status already says so")),
+    (RECOVERING, "u", 2, "t2", "TaskRunning", False, r.Observe("t2")),
+    (RECORDING, "u", 2, "t2", "RecordFileUploaded", False,
+     r.Ignore("RecordFileUploaded of the current task: status already says so")),
+    (RECORDING, "u", 1, "t1", "TaskCreated", False, r.Reap("t1")),
+    (RECORDING, "u", 1, "t0", "RecordFileUploaded", False, r.Ignore("a stray that was already stopped")),
+    (RECORDING, "old-uid", 2, "t9", "TaskRunning", False, r.Reap("t9")),  # a previous incarnation's task
+    (None, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),             # resource deleted
+    (None, "u", 1, "t1", "RecordFileUploaded", True, r.Ignore("the last task of a deleted resource, stopped with it")),
+    (None, "u", 1, "t1", "TaskStopped", False, r.Ignore("a task that is not current has stopped: nothing to do")),
 ])
-def test_on_callback(fields, uid, path_uid, n, task, event, expected):
-    st = status(**fields) if fields is not None else None
-    assert r.on_callback(st, uid, path_uid, n, task, event) == expected
+def test_on_callback(view, path_uid, n, task, event, stopped, expected):
+    assert r.on_callback(view, path_uid, n, task, event, known_stopped=stopped) == expected
+
+
+def test_view_of_an_object():
+    obj = {"metadata": {"uid": "u"}, "status": {"phase": "Starting", "attempt": attempt(3, 1),
+                                                 "strayTaskIds": ["a", "b"]}}
+    assert r.View.of(obj) == r.View("u", None, "Starting", 3, frozenset({"a", "b"}))
+    obj["status"]["attempt"]["notExecuted"] = True
+    assert r.View.of(obj).pending_attempt is None
 
 
 def test_observed_maps_cloud_states():

@@ -1,0 +1,123 @@
+"""Evidence: what a verified callback said that can change something, kept until the operator acts.
+
+The receiver makes no cloud call and holds no cloud credentials. When a callback can change
+something (it names the task of a Start whose answer was lost, a task that is not its
+resource's current one, or the end of the current task) the receiver writes it down as a
+ConfigMap in the operator's own namespace, where tenants cannot write, and answers 200.
+The operator watches those ConfigMaps, confirms within its one quota budget (Describe,
+Stop), adopts, reaps or completes, and deletes the ConfigMap. So evidence outlives a cloud
+brown-out, an operator restart and a receiver restart alike (docs/exactly-once.md).
+
+One ConfigMap per (resource uid, attempt, task, alive|ended): the cloud's three start
+callbacks and its resends of one task collapse into one object (409 on create).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+from .cloud import CloudError
+from .kube import GROUP, Kube, Reflector, segment
+
+log = logging.getLogger(__name__)
+
+LABEL = f"{GROUP}/evidence"
+END_EVENTS = frozenset({"TaskStopped"})
+MAX_RETRY_SECONDS = 60.0
+_UID = re.compile(r"[0-9a-fA-F-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    namespace: str
+    name: str
+    uid: str
+    attempt: int
+    task_id: str
+    event: str
+
+    @property
+    def kind(self) -> str:
+        return "ended" if self.event in END_EVENTS else "alive"
+
+    def object_name(self) -> str:
+        digest = hashlib.sha256(f"{self.uid}/{self.attempt}/{self.task_id}/{self.kind}".encode()).hexdigest()
+        return f"rtcrec-evidence-{digest[:32]}"
+
+    def to_configmap(self, namespace: str) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: self.kind}},
+                "data": {k: str(v) for k, v in asdict(self).items()}}
+
+    @classmethod
+    def from_configmap(cls, configmap: dict) -> "Evidence":
+        """Raises ValueError for a ConfigMap that is not well-formed evidence."""
+        data = configmap.get("data") or {}
+        try:
+            evidence = cls(namespace=data["namespace"], name=data["name"], uid=data["uid"],
+                           attempt=int(data["attempt"]), task_id=data["task_id"],
+                           event=data["event"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"evidence without {exc}") from None
+        if not _UID.fullmatch(evidence.uid) or evidence.attempt < 1 or not evidence.task_id:
+            raise ValueError("malformed evidence")
+        return evidence
+
+
+def collection(namespace: str) -> str:
+    return f"/api/v1/namespaces/{segment(namespace)}/configmaps"
+
+
+class Worker:
+    """The operator's side: watches the evidence ConfigMaps and acts on each through `act`,
+    deleting it once done. A failure (cloud down, apiserver blip) keeps it for a later try."""
+
+    def __init__(self, kube: Kube, namespace: str, act: Callable[..., Awaitable[None]], workers: int = 4,
+                 retry_seconds: float = 2.0):
+        self.kube, self.namespace, self.act, self.workers = kube, namespace, act, workers
+        self.retry_seconds = retry_seconds
+        self.reflector = Reflector(kube, collection(namespace), self._on_change, label_selector=LABEL)
+        self.items: dict[str, Evidence] = {}
+        self._tries: dict[str, int] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def waiting(self, uid: str, attempt: int) -> bool:
+        """Is there evidence of a live task for this Start attempt that is not confirmed yet?"""
+        return any(e.uid == uid and e.attempt == attempt and e.kind == "alive" for e in self.items.values())
+
+    def _on_change(self, type_: str, configmap: dict) -> None:
+        name = configmap["metadata"]["name"]
+        if type_ == "DELETED":
+            self.items.pop(name, None)
+            return
+        try:
+            self.items[name] = Evidence.from_configmap(configmap)
+        except ValueError:
+            log.warning("ConfigMap %s/%s is not evidence; deleting it", self.namespace, name)
+        self._queue.put_nowait(name)
+
+    async def run(self) -> None:
+        await asyncio.gather(self.reflector.run(), *(self._work() for _ in range(self.workers)))
+
+    async def _work(self) -> None:
+        while True:
+            name = await self._queue.get()
+            item = self.items.get(name)
+            try:
+                if item is not None:
+                    await self.act(item.namespace, item.name, item.uid, item.attempt, item.task_id, item.event)
+                await self.kube.delete(f"{collection(self.namespace)}/{segment(name)}")
+                self.items.pop(name, None)
+                self._tries.pop(name, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # kept: the next try decides again from fresh state
+                tries = self._tries[name] = self._tries.get(name, 0) + 1
+                log.warning("evidence %s: %s; trying again", name, exc, exc_info=not isinstance(exc, CloudError))
+                delay = min(self.retry_seconds * 2 ** (tries - 1), MAX_RETRY_SECONDS)
+                asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, name)

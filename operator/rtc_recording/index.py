@@ -1,0 +1,98 @@
+"""What the operator keeps of every RtcRecording between events: a few hundred bytes each.
+
+Fed from every watch event (`saw`). The poller, the evidence worker, the ownership check
+and `/healthz` read it instead of asking the apiserver: at 10 000 resources a GET per
+Describe, or a full object kept per resource, would cost more than the rest of the
+operator together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import metrics
+
+Key = tuple[str, str]
+TOMBSTONES_KEPT = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    deleting: bool
+    phase: str | None
+    task_id: str | None
+    files_digest: str
+    region: str | None
+    secret: str | None  # spec.credentialsSecretRef.name
+
+    @classmethod
+    def of(cls, obj: dict) -> "Tracked":
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("resourceVersion", ""),
+                   meta.get("generation", 0), bool(meta.get("deletionTimestamp")), status.get("phase"),
+                   status.get("taskId"), files_digest(status.get("files")), spec.get("region"),
+                   (spec.get("credentialsSecretRef") or {}).get("name"))
+
+    @property
+    def key(self) -> Key:
+        return self.namespace, self.name
+
+    def stand_in(self) -> dict:
+        """Enough of the object to pick its cloud account and write its status."""
+        spec: dict = {"region": self.region} if self.region else {}
+        if self.secret:
+            spec["credentialsSecretRef"] = {"name": self.secret}
+        return {"metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid,
+                             "resourceVersion": self.resource_version, "generation": self.generation},
+                "spec": spec}
+
+
+def files_digest(files: dict | None) -> str:
+    return hashlib.blake2b(json.dumps(files or {}, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+class Index:
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.objects: dict[Key, Tracked] = {}
+        self._owners: dict[str, Key] = {}
+        self.tombstones: OrderedDict[str, Tracked] = OrderedDict()  # uid -> the last we saw of it
+        self.last_event = clock()
+        self._phases = metrics.PhaseCount()
+
+    def saw(self, type_: str | None, obj: dict) -> Tracked | None:
+        """One watch event (`type_` DELETED or anything else); returns what is kept, if anything."""
+        self.last_event = self.clock()
+        tracked = Tracked.of(obj)
+        old = self.objects.pop(tracked.key, None)
+        if old is not None and old.task_id and self._owners.get(old.task_id) == old.key:
+            del self._owners[old.task_id]
+        if type_ == "DELETED":
+            self._phases.set(tracked.key, None)
+            self.tombstones[tracked.uid] = tracked
+            while len(self.tombstones) > TOMBSTONES_KEPT:
+                self.tombstones.popitem(last=False)
+            return None
+        self.objects[tracked.key] = tracked
+        if tracked.task_id:
+            self._owners[tracked.task_id] = tracked.key
+        self._phases.set(tracked.key, None if tracked.deleting else tracked.phase)
+        return tracked
+
+    def owner(self, task_id: str) -> Tracked | None:
+        """The resource whose current task this is, if any."""
+        key = self._owners.get(task_id)
+        return self.objects.get(key) if key else None
+
+    def __len__(self) -> int:
+        return len(self.objects)
