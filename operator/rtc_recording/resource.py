@@ -12,6 +12,7 @@ Pure: no Kubernetes client, no kopf, no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,6 @@ Mode = Literal["Individual", "Mixed"]
 Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
 FileFormat = Literal["HLS", "MP4", "MP3"]
-UploadFormat = Literal["SLICE", "HLS", "MP4", "MP3"]
 RenderMode = Literal["Crop", "Fit"]
 Phase = Literal["Pending", "Starting", "Recording", "Recovering", "Stopping", "Completed", "Failed"]
 
@@ -37,14 +37,13 @@ STORAGE_TYPE_VOD, STORAGE_TYPE_OSS = 0, 1
 
 _DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _HTTP_URL = r"^https?://\S+$"
-_FRACTION = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
-_NAME_VARIABLES = ("AppId", "ChannelId", "UserId", "RecordMode", "SourceType", "StreamType", "StartTime")
-_SLICE_VARIABLES = (*_NAME_VARIABLES, "Sequence")
-
-
-def _name_grammar(variables: tuple[str, ...]) -> str:
-    one = r"\{(" + "|".join(variables) + r")\}"
-    return f"^{one}(_{one})*$"
+# The CRD's CEL regexes, written without backslashes so that CEL and Python read them alike.
+_FRACTION = re.compile(r"^(0*[.][0-9]+|0+([.][0-9]*)?|0*1([.]0*)?)$")
+_DIRECTORY = re.compile(r"^[A-Za-z0-9_-]+$")
+_OSS_REGION_ENDPOINT = re.compile(r"^oss-(cn-shanghai|ap-southeast-1|us-east-1)(-internal)?[.]aliyuncs[.]com$")
+_NAME_VARIABLES = ("{AppId}", "{ChannelId}", "{UserId}", "{RecordMode}", "{SourceType}", "{StreamType}", "{StartTime}")
+_SLICE_VARIABLES = (*_NAME_VARIABLES, "{Sequence}")
+UPLOAD_FORMATS = ("SLICE", "HLS", "MP4", "MP3")
 
 
 def _one_rule(ok: bool, message: str) -> None:
@@ -52,13 +51,62 @@ def _one_rule(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _name_rules(*required: str, variables: tuple[str, ...]):
+def _first(messages) -> str:
+    """The CRD's messageExpressions name the first offending element: list.map(...).filter(m, m != '')[0]."""
+    return next(m for m in messages if m)
+
+
+def _human(variables: tuple[str, ...]) -> str:
+    return ", ".join(variables[:-1]) + " and " + variables[-1]
+
+
+def _name_rules(*required: str, variables: tuple[str, ...], what: str):
+    """fileNamePattern and sliceNamePattern: the CRD's three rules, every failing one reported."""
     def check(pattern: str) -> str:
-        _one_rule(all("{%s}" % v in pattern for v in required),
-                  "must contain " + " and ".join("{%s}" % v for v in required))
-        _one_rule(all(pattern.count("{%s}" % v) <= 1 for v in variables), "each variable may appear at most once")
+        tokens = pattern.split("_")
+        problems = []
+        if not all(t in variables for t in tokens):
+            problems.append(_first(
+                "" if t in variables else f'"{t}" is not a variable: a {what} is variables joined by "_", with no '
+                f"other text, from {_human(variables)}, each variable at most once" for t in tokens))
+        if not all(pattern.find(v) == pattern.rfind(v) for v in variables):
+            problems.append(_first("" if pattern.find(v) == pattern.rfind(v) else
+                                   f"{v} appears more than once: each variable may appear at most once"
+                                   for v in variables))
+        if not all(v in pattern for v in required):
+            problems.append(f"must contain {' and '.join(required)} (the page requires "
+                            f"{'both' if len(required) > 1 else 'it'} in a pattern of one's own)")
+        _one_rule(not problems, "; ".join(problems))
         return pattern
     return AfterValidator(check)
+
+
+def _matching(regex: re.Pattern, message: str):
+    def check(value: str) -> str:
+        _one_rule(bool(regex.fullmatch(value)), message)
+        return value
+    return AfterValidator(check)
+
+
+def _oss_endpoint_rule(endpoint: str) -> str:
+    _one_rule(bool(_OSS_REGION_ENDPOINT.fullmatch(endpoint)),
+              f"{endpoint} is not the OSS endpoint of a recording region: use oss-<region>.aliyuncs.com or "
+              "oss-<region>-internal.aliyuncs.com (region cn-shanghai, ap-southeast-1 or us-east-1), without scheme; "
+              "the region of the endpoint must match the recording region, and a custom domain (CNAME) names no region")
+    return endpoint
+
+
+def _upload_format_rule(value: str) -> str:
+    _one_rule(value.upper() in UPLOAD_FORMATS, "must be SLICE, HLS, MP4 or MP3, in any case")
+    return value
+
+
+def _upload_formats_once(formats: list[str]) -> list[str]:
+    upper = [f.upper() for f in formats]
+    twice = [u for u in upper if upper.count(u) > 1]
+    if twice:
+        raise ValueError(f"{twice[0]} is named more than once (formats are case-insensitive)")
+    return formats
 
 
 def _joined_path_rule(dirs: list[str]) -> list[str]:
@@ -77,16 +125,36 @@ def _unique(key):
     return AfterValidator(check)
 
 
+def _subscribed_once(subscribers: list[Subscriber]) -> list[Subscriber]:
+    """The CRD's rule on spec.subscribers (an atomic list: the rule, not a map key, says why)."""
+    keys = [(s.user_id, s.media, s.source) for s in subscribers]
+    twice = [k for k in keys if keys.count(k) > 1]
+    if twice:
+        user, media, source = twice[0]
+        raise ValueError(
+            f"{user} is subscribed twice with media {media} and source {source}: the second entry is the same stream, "
+            "so it would record nothing new (in Individual mode it would write the same files); remove it, or change "
+            "its media or source to record another of the user's streams")
+    return subscribers
+
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 DnsName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=_DNS_NAME)]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=_HTTP_URL)]
-Fraction = Annotated[str, StringConstraints(max_length=8, pattern=_FRACTION)]
-Directory = Annotated[str, StringConstraints(min_length=1, max_length=127, pattern=r"^[A-Za-z0-9_-]+$")]
+Fraction = Annotated[str, StringConstraints(max_length=32),
+                     _matching(_FRACTION, 'must be a decimal number from 0 to 1 written as a string, e.g. "0", "0.5", '
+                                          '".5", "0.3333333" or "1"')]
+Directory = Annotated[str, StringConstraints(min_length=1, max_length=127),
+                      _matching(_DIRECTORY, 'a directory name may contain only letters (a-z, A-Z), digits, "-" and "_": '
+                                            'no "/", "." or spaces (give each level as its own element)')]
 # 79 and 90: the longest valid patterns (every variable once).
-FileNamePattern = Annotated[str, StringConstraints(max_length=79, pattern=_name_grammar(_NAME_VARIABLES)),
-                            _name_rules("StartTime", variables=_NAME_VARIABLES)]
-SliceNamePattern = Annotated[str, StringConstraints(max_length=90, pattern=_name_grammar(_SLICE_VARIABLES)),
-                             _name_rules("StartTime", "Sequence", variables=_SLICE_VARIABLES)]
+FileNamePattern = Annotated[str, StringConstraints(max_length=79),
+                            _name_rules("{StartTime}", variables=_NAME_VARIABLES, what="file name pattern")]
+SliceNamePattern = Annotated[str, StringConstraints(max_length=90),
+                             _name_rules("{StartTime}", "{Sequence}", variables=_SLICE_VARIABLES,
+                                         what="slice name pattern")]
+OssEndpoint = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterValidator(_oss_endpoint_rule)]
+UploadFormat = Annotated[str, StringConstraints(max_length=16), AfterValidator(_upload_format_rule)]
 
 IMMUTABLE = "is immutable: create a new RtcRecording to record with different settings"
 
@@ -118,12 +186,14 @@ class Subscriber(_Spec):
     @model_validator(mode="after")
     def _source_needs_video(self) -> Subscriber:
         _one_rule(self.media != "Audio" or self.source == "Camera",
-                  "source Screen needs a video stream: an Audio subscriber has no source (leave it Camera)")
+                  "source Screen has no effect on an Audio subscriber: the service ignores SourceType for an "
+                  "audio-only stream; leave source unset (Camera), or subscribe the screen with media AudioVideo "
+                  "or Video")
         return self
 
 
 class OssStorage(_Spec):
-    endpoint: DnsName
+    endpoint: OssEndpoint
     bucket: Annotated[str, StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")]
 
 
@@ -151,9 +221,9 @@ class FileSpec(_Spec):
     def _hls_only(self) -> FileSpec:
         problems = []
         if self.format != "HLS" and self.slice_name_pattern is not None:
-            problems.append("sliceNamePattern is only valid for format HLS")
+            problems.append("sliceNamePattern is only valid for format HLS: only HLS is cut into .ts slices")
         if self.format != "HLS" and self.slice_duration_seconds is not None:
-            problems.append("sliceDurationSeconds is only valid for format HLS")
+            problems.append("sliceDurationSeconds is only valid for format HLS: only HLS is cut into .ts slices")
         _one_rule(not problems, "; ".join(problems))
         return self
 
@@ -207,19 +277,23 @@ class Pane(_Spec):
 
     @model_validator(mode="after")
     def _source_needs_user(self) -> Pane:
-        _one_rule(self.user_id is not None or self.source is None, "source is only valid together with userId")
+        _one_rule(self.user_id is not None or self.source is None,
+                  "source has no effect without userId: the service fills a pane without userId with subscribers in "
+                  "join order and ignores its SourceType; set userId too, or remove source")
         return self
 
 
 class Layout(_Spec):
     background: Background | None = None
-    panes: Annotated[list[Pane], Field(min_length=1, max_length=17)] | None = None
+    # 1000: not the vendor's (it sets none), the CRD's bound on the cost of its panes rule.
+    panes: Annotated[list[Pane], Field(min_length=1, max_length=1000)] | None = None
 
 
 class Notify(_Spec):
     url: HttpUrl | None = None
     auth_key_secret_ref: SecretKeyRef | None = None
-    file_uploaded_formats: Annotated[list[UploadFormat], Field(max_length=4), _unique(lambda f: f'"{f}"')] | None = None
+    file_uploaded_formats: Annotated[list[UploadFormat], Field(max_length=4), _unique(lambda f: f'"{f}"'),
+                                     AfterValidator(_upload_formats_once)] | None = None
 
     @model_validator(mode="after")
     def _key_needs_url(self) -> Notify:
@@ -239,8 +313,7 @@ class RtcRecordingSpec(_Spec):
     media: Media = "AudioVideo"
     max_file_duration_seconds: Annotated[int, Field(ge=180, le=7200)] | None = None
     max_idle_seconds: Annotated[int, Field(ge=10, le=14400)] | None = None
-    subscribers: Annotated[list[Subscriber], Field(min_length=1, max_length=17),
-                           _unique(lambda s: f'source="{s.source}",userId="{s.user_id}"')]
+    subscribers: Annotated[list[Subscriber], Field(min_length=1, max_length=17), AfterValidator(_subscribed_once)]
     storage: Storage
     transcode: Transcode | None = None
     layout: Layout | None = None
@@ -260,88 +333,108 @@ def spec_errors(error: ValidationError) -> str:
     return "\n".join(f"{path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors())
 
 
-_NAMES = "spec.storage.files[*].fileNamePattern and sliceNamePattern"
-
-
 def _violations(spec: RtcRecordingSpec) -> list[str]:
-    """The CRD's spec-level CEL rules, in the same order and words."""
+    """The CRD's spec-level CEL rules, in the same order and words (a messageExpression's words when it has one)."""
     mixed, individual = spec.mode == "Mixed", spec.mode == "Individual"
     video_out = spec.media != "Audio"
     t, layout, notify = spec.transcode, spec.layout, spec.notify
+    subscribers = spec.subscribers
     files = spec.storage.files or []
-    names = [p for f in files for p in f.patterns()]
-    medias = [s.media for s in spec.subscribers]
-    rules: list[tuple[bool, str]] = [
+    medias = [s.media for s in subscribers]
+    formats = [x.upper() for x in (notify.file_uploaded_formats or [])] if notify else []
+    rules: list[tuple[bool, Callable[[], str]]] = [
         # mode-specific parts
-        (mixed or t is None, "spec.transcode is only valid when spec.mode is Mixed"),
-        (mixed or layout is None, "spec.layout is only valid when spec.mode is Mixed"),
-        (not mixed or t is not None, "spec.transcode is required when spec.mode is Mixed"),
+        (mixed or t is None, lambda: "spec.transcode is only valid when spec.mode is Mixed"),
+        (mixed or layout is None, lambda: "spec.layout is only valid when spec.mode is Mixed"),
+        (not mixed or t is not None, lambda: "spec.transcode is required when spec.mode is Mixed"),
         *[(not mixed or not video_out or t is None or getattr(t, attr) is not None,
-           f"spec.transcode.{to_camel(attr)} is required when spec.media has video")
+           lambda attr=attr: f"spec.transcode.{to_camel(attr)} is required when spec.media has video")
           for attr in ("video_bitrate_kbps", "video_framerate", "video_gop")],
         (t is None or video_out or (t.video_bitrate_kbps, t.video_framerate, t.video_gop) == (None, None, None),
-         "spec.transcode.videoBitrateKbps, videoFramerate and videoGop are not valid when spec.media is Audio"),
+         lambda: "spec.transcode.videoBitrateKbps, videoFramerate and videoGop have no effect when spec.media is "
+                 "Audio: the page calls them invalid without video output (the service ignores them); remove them"),
         (not mixed or not video_out or (layout is not None and layout.panes is not None),
-         "spec.layout.panes is required when spec.mode is Mixed and spec.media has video"),
+         lambda: "spec.layout.panes is required when spec.mode is Mixed and spec.media has video"),
         # subscribers against the mode and media
-        (mixed or "Video" not in medias, "spec.subscribers[*].media Video is only valid when spec.mode is Mixed"),
-        (not individual or spec.media != "Video" or "Audio" not in medias,
-         "spec.subscribers[*].media Audio is not valid when spec.mode is Individual and spec.media is Video"),
+        (mixed or "Video" not in medias, lambda: _first(
+            "" if s.media != "Video" else f"subscriber {s.user_id} has media Video, which is only valid when "
+            "spec.mode is Mixed: Individual mode cannot record a video-only stream" for s in subscribers)),
+        (not individual or spec.media != "Video" or "Audio" not in medias, lambda: _first(
+            "" if s.media != "Audio" else f"subscriber {s.user_id} has media Audio, which is not valid when spec.mode "
+            "is Individual and spec.media is Video: a video-only recording of an audio-only stream"
+            for s in subscribers)),
         (not mixed or spec.media != "Audio" or any(m != "Video" for m in medias),
-         "spec.subscribers[*].media: not all subscribers may be Video when spec.mode is Mixed and spec.media is Audio"),
+         lambda: "spec.subscribers[*].media: not all subscribers may be Video when spec.mode is Mixed and spec.media "
+                 "is Audio"),
         (not mixed or spec.media != "Video" or any(m != "Audio" for m in medias),
-         "spec.subscribers[*].media: not all subscribers may be Audio when spec.mode is Mixed and spec.media is Video"),
-        # file and slice names against the mode
-        (not individual or all("{UserId}" in n for n in names),
-         f"{_NAMES} must contain {{UserId}} when spec.mode is Individual"),
-        (not mixed or all("{UserId}" not in n for n in names),
-         f"{_NAMES} must not contain {{UserId}} when spec.mode is Mixed"),
-        (not mixed or all("{SourceType}" not in n for n in names),
-         f"{_NAMES} must not contain {{SourceType}} when spec.mode is Mixed"),
-        (not individual or not _user_subscribed_twice(spec) or all("{SourceType}" in n for n in names),
-         f"{_NAMES} must contain {{SourceType}} when spec.mode is Individual and a user is subscribed with both "
-         "Camera and Screen"),
+         lambda: "spec.subscribers[*].media: not all subscribers may be Audio when spec.mode is Mixed and spec.media "
+                 "is Video"),
+        # file and slice names against the mode and subscribers ({UserId} and {SourceType} are literal in Mixed)
+        (not individual or all(_names_have(f, "{UserId}") for f in files), lambda: _first(
+            "" if _names_have(f, "{UserId}") else f"the {f.format} entry: fileNamePattern and sliceNamePattern must "
+            "contain {UserId} when spec.mode is Individual, or the subscribers would write the same files"
+            for f in files)),
+        (not individual or not files or all(_once(s, subscribers) for s in subscribers)
+         or all(_names_have(f, "{SourceType}") for f in files), lambda: _first(
+            "" if _once(s, subscribers) else f"subscriber {s.user_id} is subscribed more than once, so with spec.mode "
+            "Individual every fileNamePattern and sliceNamePattern must contain {SourceType}, or "
+            f"{s.user_id}'s recordings would overwrite each other" for s in subscribers)),
         # storage against the region
         *_region_rules(spec, spec.region),
         # callbacks against storage
         (notify is None or notify.file_uploaded_formats is None or spec.storage.vod is None,
-         "spec.notify.fileUploadedFormats is not supported with spec.storage.vod"),
-        # HLS (and so SLICE) is always recorded to OSS: the service adds a default HLS entry.
-        (notify is None or notify.file_uploaded_formats is None or spec.storage.oss is None
-         or all(x in ("HLS", "SLICE") or any(f.format == x for f in files) for x in notify.file_uploaded_formats),
-         "spec.notify.fileUploadedFormats may name MP4 or MP3 only when spec.storage.files has that format"),
+         lambda: "spec.notify.fileUploadedFormats is not supported with spec.storage.vod"),
+        # HLS (and so SLICE) is always recorded to OSS: the service adds a default HLS entry. (An unknown
+        # format has its own message.)
+        (spec.storage.oss is None or all(_recorded(x, files) for x in formats), lambda: _first(
+            "" if _recorded(x, files) else f"{x} is not recorded: spec.notify.fileUploadedFormats may name MP4 or MP3 "
+            "only when spec.storage.files has that format" for x in formats)),
         # layout against subscribers
-        (layout is None or layout.panes is None or all(
-            p.user_id is None or any(s.user_id == p.user_id and s.source == (p.source or "Camera")
-                                     and s.media != "Audio" for s in spec.subscribers)
-            for p in layout.panes),
-         "spec.layout.panes[*] (userId, source) must be a subscriber in spec.subscribers whose media is not Audio"),
+        (layout is None or layout.panes is None or all(_shows(p, subscribers) for p in layout.panes), lambda: _first(
+            "" if _shows(p, subscribers) else f"the pane of {p.user_id} (source {p.source or 'Camera'}) shows "
+            "nothing: spec.subscribers has no such (userId, source) with video (media AudioVideo or Video; Audio has "
+            "no video to show)" for p in layout.panes)),
     ]
-    return [message for ok, message in rules if not ok]
+    return [message() for ok, message in rules if not ok]
 
 
-def _user_subscribed_twice(spec: RtcRecordingSpec) -> bool:
-    users = [s.user_id for s in spec.subscribers]
-    return len(set(users)) < len(users)
+def _names_have(f: FileSpec, variable: str) -> bool:
+    return all(variable in p for p in f.patterns())
+
+
+def _once(s: Subscriber, subscribers: list[Subscriber]) -> bool:
+    return sum(o.user_id == s.user_id for o in subscribers) == 1
+
+
+def _recorded(upload_format: str, files: list[FileSpec]) -> bool:
+    return upload_format not in ("MP4", "MP3") or any(f.format == upload_format for f in files)
+
+
+def _shows(p: Pane, subscribers: list[Subscriber]) -> bool:
+    return p.user_id is None or any(s.media != "Audio" and s.source == (p.source or "Camera")
+                                    and s.user_id == p.user_id for s in subscribers)
 
 
 _OSS_ENDPOINT = re.compile(r"^oss-[a-z0-9-]+[.]aliyuncs[.]com$")
 _OSS_HOSTED = re.compile(r"[.]oss-[a-z0-9-]+[.]aliyuncs[.]com$")
 
 
-def _region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool, str]]:
+def _region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool, Callable[[], str]]]:
     if region is None:  # the operator's default applies: checked by start_params
         return []
     oss, vod = spec.storage.oss, spec.storage.vod
     return [
         (vod is None or region != "us-east-1",
-         "spec.storage.vod is not offered in region us-east-1: use spec.storage.oss"),
-        (oss is None or not _OSS_ENDPOINT.match(oss.endpoint)
+         lambda: "spec.storage.vod is not offered in region us-east-1: use spec.storage.oss"),
+        # A malformed endpoint has its own message (spec.storage.oss.endpoint).
+        (oss is None or not _OSS_ENDPOINT.fullmatch(oss.endpoint)
          or oss.endpoint in (f"oss-{region}.aliyuncs.com", f"oss-{region}-internal.aliyuncs.com"),
-         "spec.storage.oss.endpoint must be in spec.region (oss-<region>.aliyuncs.com)"),
+         lambda: f"spec.storage.oss.endpoint must be in spec.region ({region}): use oss-{region}.aliyuncs.com or "
+                 f"oss-{region}-internal.aliyuncs.com, not {oss.endpoint}"),
         (vod is None or vod.storage_location is None or not _OSS_HOSTED.search(vod.storage_location)
          or vod.storage_location.endswith(f".oss-{region}.aliyuncs.com"),
-         "spec.storage.vod.storageLocation must be in spec.region (...oss-<region>.aliyuncs.com)"),
+         lambda: f"spec.storage.vod.storageLocation must be in spec.region ({region}): ...oss-{region}.aliyuncs.com, "
+                 f"not {vod.storage_location}"),
     ]
 
 
@@ -428,7 +521,7 @@ def start_params(spec: RtcRecordingSpec, *, region_default: str, notify_url: str
     check: rules that depend on the operator's default region, and the key's format.
     """
     region = spec.region or region_default
-    problems = [message for ok, message in _region_rules(spec, region) if not ok]
+    problems = [message() for ok, message in _region_rules(spec, region) if not ok]
     if notify_auth_key is not None and not _NOTIFY_AUTH_KEY.match(notify_auth_key):
         problems.append("NotifyAuthKey (the value of spec.notify.authKeySecretRef, or the operator's own callback "
                         "key) must be 16 to 64 letters and digits")
@@ -448,7 +541,8 @@ def start_params(spec: RtcRecordingSpec, *, region_default: str, notify_url: str
         "MixLayoutParams": _layout_params(spec.layout) if spec.layout else None,
         "NotifyUrl": url,
         "NotifyAuthKey": notify_auth_key if url else None,
-        "NotifyFileUploadedFormat": list(spec.notify.file_uploaded_formats)
+        # case-insensitive for the service (the page); sent upper-cased, as the operator adds SLICE so
+        "NotifyFileUploadedFormat": list(dict.fromkeys(x.upper() for x in spec.notify.file_uploaded_formats))
         if spec.notify and spec.notify.file_uploaded_formats else None,
         "MaxIdleTime": spec.max_idle_seconds,
     })

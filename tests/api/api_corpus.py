@@ -4,6 +4,11 @@ Layout:
   valid/*.yaml        one RtcRecording each, to be accepted.
   invalid/*.yaml      one RtcRecording each, to be refused; the annotation EXPECT holds a fragment
                       (a field path or the rule's message) that the refusal must contain.
+Every valid and invalid item also records, in the annotation PAGE, what the vendor's page
+(StartRtcCloudRecording) says of it: "allows", "forbids", "ignores" (the page calls the setting
+invalid there, i.e. the service ignores it; refused here rather than silently dropped), "silent"
+(the page says nothing: a reading of ours, or a bound on the cost of the CEL rules) or
+"not-on-page" (a field of the operator's own), optionally followed by ": why".
   transitions/*.yaml  two documents: an accepted original, then a change of it. With EXPECT on
                       the change, the update must be refused with that fragment; without, accepted.
 A comment on each file's first line says what it is about. metadata.name is the file's stem.
@@ -22,6 +27,8 @@ REPO = HERE.parents[1]
 CRD = REPO / "crds" / "rtcrecordings.yaml"
 EXAMPLES = REPO / "examples"
 EXPECT = "test.rtc.recording.io/expect"
+PAGE = "test.rtc.recording.io/page"
+VERDICTS = ("allows", "forbids", "ignores", "silent", "not-on-page")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,12 @@ class Item:
     @property
     def expect(self) -> str | None:
         return self.docs[-1]["metadata"].get("annotations", {}).get(EXPECT)
+
+    @property
+    def page(self) -> str | None:
+        """The page's verdict, the first word of the PAGE annotation."""
+        verdict = self.docs[-1]["metadata"].get("annotations", {}).get(PAGE)
+        return verdict.split(":")[0] if verdict else None
 
 
 def load(kind: str) -> list[Item]:

@@ -128,3 +128,15 @@ def test_kubectl_explain_is_a_manual(kubectl):
     assert "fraction of the picture's width (X)" in explained
     explained = kubectl("explain", "rtcrec.spec.notify.authKeySecretRef").stdout
     assert "16 to 64 letters" in explained
+    # where the vendor's page is ambiguous, the reading is next to the field
+    readings = {
+        "rtcrec.spec.subscribers": "If you subscribe to different StreamType or SourceType values",
+        "rtcrec.spec.storage.files.fileNamePattern": 'keeps them as the literal text "{UserId}"',
+        "rtcrec.spec.storage.oss.endpoint": "no custom domain (CNAME)",
+        "rtcrec.spec.layout.panes": "The page sets no limit on the number of panes",
+        "rtcrec.spec.layout.panes.top": 'with or without the leading zero (".5")',
+        "rtcrec.spec.notify.fileUploadedFormats": "case-insensitive",
+        "rtcrec.spec.subscribers.source": "refused otherwise rather than silently ignored",
+    }
+    for field, reading in readings.items():
+        assert reading in " ".join(kubectl("explain", field).stdout.split()), field

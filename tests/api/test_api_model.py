@@ -11,7 +11,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from api_corpus import EXAMPLES, crd_version, load
+from api_corpus import EXAMPLES, VERDICTS, crd_version, load
+from rtc_recording import resource
 from rtc_recording.resource import (
     InvalidSpec,
     RtcRecordingSpec,
@@ -46,6 +47,14 @@ def test_invalid_items_are_refused_naming_the_field(item):
     with pytest.raises(ValidationError) as refused:
         spec_of(item.docs[0])
     assert item.expect in spec_errors(refused.value)
+
+
+def test_the_corpus_records_the_page_verdict():
+    """What the page allows is accepted; what is refused, the page forbids, ignores or does not mention."""
+    wrong = [f"{i.path.parent.name}/{i.name}: {i.page}" for i in VALID + INVALID if i.page not in VERDICTS]
+    wrong += [f"valid/{i.name} is accepted, but the page {i.page}" for i in VALID if i.page != "allows"]
+    wrong += [f"invalid/{i.name} is refused, but the page allows it" for i in INVALID if i.page == "allows"]
+    assert wrong == []
 
 
 @pytest.mark.parametrize("item", TRANSITIONS, ids=lambda i: i.name)
@@ -116,6 +125,30 @@ def test_the_model_and_the_crd_declare_the_same_spec():
     schema = RtcRecordingSpec.model_json_schema(by_alias=True)
     model = _model_node(schema, schema["$defs"])
     assert _differences(crd, model) == []
+
+
+def test_the_model_checks_the_crds_regexes_and_variables():
+    """What the structural comparison above cannot see: the CEL rules that replaced patterns (for their messages)."""
+    spec = crd_version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+
+    def rules(node: dict) -> list[str]:
+        return [r["rule"] for r in node.get("x-kubernetes-validations", [])]
+
+    panes = spec["layout"]["properties"]["panes"]["items"]["properties"]
+    for name in ("left", "top", "width", "height"):
+        assert rules(panes[name]) == [f"self.matches('{resource._FRACTION.pattern}')"]
+    files = spec["storage"]["properties"]["files"]["items"]["properties"]
+    assert rules(files["pathPrefix"]["items"]) == [f"self.matches('{resource._DIRECTORY.pattern}')"]
+    assert rules(spec["storage"]["properties"]["oss"]["properties"]["endpoint"]) == [
+        f"self.matches('{resource._OSS_REGION_ENDPOINT.pattern}')"]
+    for name, variables in (("fileNamePattern", resource._NAME_VARIABLES),
+                            ("sliceNamePattern", resource._SLICE_VARIABLES)):
+        listed = "[" + ", ".join(f"'{v}'" for v in variables) + "]"
+        grammar, once, _required = rules(files[name])
+        assert grammar == f"self.split('_').all(t, t in {listed})"
+        assert once == f"{listed}.all(v, self.indexOf(v) == self.lastIndexOf(v))"
+    upload = spec["notify"]["properties"]["fileUploadedFormats"]["items"]
+    assert rules(upload) == [f"self.upperAscii() in {list(resource.UPLOAD_FORMATS)}"]
 
 
 def test_the_model_and_the_crd_declare_the_same_status_fields():

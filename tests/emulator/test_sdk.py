@@ -67,7 +67,7 @@ START_ERRORS = {
     "missing": (lambda: {k: v for k, v in individual().items() if k != "RecordParams"}, "MissingParameter", 400),
     "app": (lambda: individual(AppId="nope"), "InvalidParameter.AppId", 404),
     "channel empty": (lambda: individual(ChannelId="empty-room"), "InvalidParameter.ChannelId", 404),
-    "user": (lambda: individual("a b"), "InvalidParameter.UserId", 403),
+    "user": (lambda: individual(""), "InvalidParameter.UserId", 403),
     "record": (lambda: individual(RecordParams={"RecordMode": 0, "MaxFileDuration": 100}),
                "InvalidParameter.RecordParams", 405),
     "idle": (lambda: individual(MaxIdleTime=5), "InvalidParameter.MaxIdleTime", 405),

@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 from emulator_samples import APP, BUCKET, DELETE, individual, mixed, oss, set_path, vod
 
+from rtc_recording.emulator.cli import config_from, parser
 from rtc_recording.emulator.errors import ApiError
 from rtc_recording.emulator.spec import AUDIO, CAMERA, INDIVIDUAL, MIXED, SCREEN
 from rtc_recording.emulator.validation import Account, validate_start, validate_update
 from rtc_recording.emulator.wire import decode_params
 
 ACCOUNT = Account("cn-shanghai", frozenset({APP}), frozenset({BUCKET}))
+STRICT_IDS = Account("cn-shanghai", frozenset({APP}), frozenset({BUCKET}), strict_ids=True)
 US_ACCOUNT = Account("us-east-1", frozenset({APP}), frozenset({BUCKET}))
 
 SUB = "InvalidParameter.SubscribeParams.SubscribeUserIdList"
@@ -50,9 +52,11 @@ CASES: dict[str, Case] = {
     **{f"missing {name}": (lambda name=name: set_path(individual(), name, DELETE), "MissingParameter")
        for name in ("AppId", "ChannelId", "SubscribeParams", "RecordParams", "StorageParams")},
     "unknown app": (lambda: individual(AppId="nope"), "InvalidParameter.AppId"),
-    "channel with space": (lambda: individual(ChannelId="room 1"), "InvalidParameter.ChannelId"),
-    "channel of 65": (lambda: individual(ChannelId="c" * 65), "InvalidParameter.ChannelId"),
-    "channel of 64": (lambda: individual(ChannelId="c" * 64), None),
+    # ids: the page states no rule; see IDS for the strict_ids knob
+    "channel empty": (lambda: individual(ChannelId=""), "InvalidParameter.ChannelId"),
+    "channel not a string": (lambda: individual(ChannelId=7), "InvalidParameter.ChannelId"),
+    "channel with dot": (lambda: individual(ChannelId="room.1"), None),
+    "channel of 65": (lambda: individual(ChannelId="c" * 65), None),
     # subscriptions
     "no subscribers": (lambda: individual(SubscribeParams=subs()), SUB),
     "list missing": (lambda: individual(SubscribeParams={}), SUB),
@@ -61,9 +65,9 @@ CASES: dict[str, Case] = {
     "18 subscribers": (lambda: individual(*[f"u{i}" for i in range(18)]), SUB),
     "entry not object": (lambda: individual(SubscribeParams=subs("alice")), SUB),
     "user id missing": (lambda: individual(SubscribeParams=subs({"StreamType": 0})), "InvalidParameter.UserId"),
-    "user id bad chars": (lambda: individual("al ice"), "InvalidParameter.UserId"),
-    "user id of 65": (lambda: individual("u" * 65), "InvalidParameter.UserId"),
-    "user id of 64": (lambda: individual("u" * 64), None),
+    "user id empty": (lambda: individual(""), "InvalidParameter.UserId"),
+    "user id with at sign": (lambda: individual("a@b"), None),
+    "user id of 65": (lambda: individual("u" * 65), None),
     "stream type 3": (lambda: individual(SubscribeParams=subs({"UserId": "a", "StreamType": 3})), SUB),
     "stream type -1": (lambda: individual(SubscribeParams=subs({"UserId": "a", "StreamType": -1})), SUB),
     "stream type text": (lambda: individual(SubscribeParams=subs({"UserId": "a", "StreamType": "av"})), SUB),
@@ -90,6 +94,22 @@ CASES: dict[str, Case] = {
         RecordParams={"RecordMode": 1, "StreamType": 2}, MixLayoutParams={"UserPanes": [{"X": "0"}]}), SUB),
     "mixed video-only sub": (lambda: mixed(SubscribeParams=subs({"UserId": "alice", "StreamType": 2}, {"UserId": "bob"})),
                              None),
+    # one user with different StreamType or SourceType values (the page's own case)
+    "individual AV and audio of one user, names with SourceType": (lambda: individual(
+        SubscribeParams=subs({"UserId": "a"}, {"UserId": "a", "StreamType": 1}),
+        StorageParams=file_info({"Format": "MP4", "FileNamePattern": "{UserId}_{SourceType}_{StartTime}"})), None),
+    "individual AV and audio of one user, default names": (lambda: individual(
+        SubscribeParams=subs({"UserId": "a"}, {"UserId": "a", "StreamType": 1})), None),
+    "mixed video and audio of one user": (lambda: mixed(
+        SubscribeParams=subs({"UserId": "alice", "StreamType": 2}, {"UserId": "alice", "StreamType": 1}),
+        MixLayoutParams={"UserPanes": [{"UserId": "alice"}]}), None),
+    "mixed camera, screen and audio of one user": (lambda: mixed(
+        SubscribeParams=subs({"UserId": "alice", "StreamType": 2}, {"UserId": "alice", "StreamType": 2, "SourceType": 1},
+                             {"UserId": "alice", "StreamType": 1}),
+        MixLayoutParams={"UserPanes": [{"UserId": "alice"}, {"UserId": "alice", "SourceType": 1}]}), None),
+    # "invalid" in the page's sense: accepted and ignored
+    "audio sub with SourceType 1 (ignored)": (lambda: individual(
+        SubscribeParams=subs({"UserId": "a", "StreamType": 1, "SourceType": 1})), None),
     # recording parameters
     "record not object": (lambda: individual(RecordParams=[0]), REC),
     "record mode missing": (lambda: individual(RecordParams={}), REC),
@@ -105,6 +125,9 @@ CASES: dict[str, Case] = {
                                                    "oss-cn-beijing.aliyuncs.com"), OSSP),
     "oss endpoint internal": (lambda: set_path(individual(), "StorageParams.OSSParams.OSSEndpoint",
                                                "oss-cn-shanghai-internal.aliyuncs.com"), None),
+    "oss endpoint CNAME": (lambda: set_path(individual(), "StorageParams.OSSParams.OSSEndpoint", "rec.example.com"), OSSP),
+    "oss endpoint with scheme": (lambda: set_path(individual(), "StorageParams.OSSParams.OSSEndpoint",
+                                                  "https://oss-cn-shanghai.aliyuncs.com"), OSSP),
     "oss bucket missing": (lambda: set_path(individual(), "StorageParams.OSSParams.OSSBucket", DELETE), OSSP),
     "oss bucket bad name": (lambda: set_path(individual(), "StorageParams.OSSParams.OSSBucket", "Bad_Bucket"), OSSP),
     "oss bucket unknown": (lambda: set_path(individual(), "StorageParams.OSSParams.OSSBucket", "other-bucket"),
@@ -187,12 +210,21 @@ CASES: dict[str, Case] = {
         StorageParams=file_info({"Format": "MP4", "FileNamePattern": "{UserId}_{SourceType}_{StartTime}"})), None),
     "camera and screen, default patterns": (lambda: individual(
         SubscribeParams=subs({"UserId": "a"}, {"UserId": "a", "SourceType": 1})), None),
+    "AV and audio of one user, pattern without SourceType": (lambda: individual(
+        SubscribeParams=subs({"UserId": "a"}, {"UserId": "a", "StreamType": 1}),
+        StorageParams=file_info({"Format": "MP4", "FileNamePattern": "{UserId}_{StartTime}"})), FILE),
+    # in mixed mode UserId and SourceType have no value: kept as the literal "{UserId}"/"{SourceType}"
+    "mixed pattern with UserId": (lambda: mixed(StorageParams=file_info(
+        {"Format": "MP4", "FileNamePattern": "{UserId}_{StartTime}"})), None),
+    "mixed slice pattern with SourceType": (lambda: mixed(StorageParams=file_info(
+        {"Format": "HLS", "SliceNamePattern": "{SourceType}_{StartTime}_{Sequence}"})), None),
     # transcoding
     "individual with transcode": (lambda: individual(MixTranscodeParams=mixed()["MixTranscodeParams"]), TRANS),
     "mixed without transcode": (lambda: set_path(mixed(), "MixTranscodeParams", DELETE), TRANS),
     "transcode not object": (lambda: mixed(MixTranscodeParams=[1]), TRANS),
     **{f"transcode {key} missing": (lambda key=key: set_path(mixed(), f"MixTranscodeParams.{key}", DELETE), TRANS)
        for key in ("AudioBitrate", "AudioChannels", "AudioSampleRate", "VideoBitrate", "VideoFramerate", "VideoGop")},
+    "audio-only mix with video fields (ignored)": (lambda: mixed(RecordParams={"RecordMode": 1, "StreamType": 1}), None),
     "audio-only mix without video fields": (lambda: mixed(
         RecordParams={"RecordMode": 1, "StreamType": 1},
         MixTranscodeParams={"AudioBitrate": 64, "AudioChannels": 1, "AudioSampleRate": 16000}), None),
@@ -219,6 +251,12 @@ CASES: dict[str, Case] = {
     "pane without user": (lambda: mixed(MixLayoutParams={"UserPanes": [{"Width": "0.5"}, {"Width": "0.5", "X": "0.5"}]}),
                           None),
     "pane source 2": (lambda: set_path(mixed(), "MixLayoutParams.UserPanes.0.SourceType", 2), PANES),
+    "pane SourceType without user (ignored)": (lambda: mixed(MixLayoutParams={"UserPanes": [{"SourceType": 1}]}), None),
+    "18 panes": (lambda: mixed(MixLayoutParams={"UserPanes": [{"Width": "0.05"}] * 18}), None),
+    "1001 panes": (lambda: mixed(MixLayoutParams={"UserPanes": [{"Width": "0.001"}] * 1001}), None),
+    "pane X with 7 decimals": (lambda: set_path(mixed(), "MixLayoutParams.UserPanes.0.X", "0.3333333"), None),
+    "pane X without leading zero": (lambda: set_path(mixed(), "MixLayoutParams.UserPanes.0.X", ".5"), None),
+    "pane X 1.0000001": (lambda: set_path(mixed(), "MixLayoutParams.UserPanes.0.X", "1.0000001"), PANES),
     "pane zorder -1": (lambda: set_path(mixed(), "MixLayoutParams.UserPanes.0.ZOrder", -1), PANES),
     "pane zorder 5": (lambda: set_path(mixed(), "MixLayoutParams.UserPanes.0.ZOrder", 5), None),
     "pane width as number": (lambda: set_path(mixed(), "MixLayoutParams.UserPanes.0.Width", 0.5), None),
@@ -250,6 +288,10 @@ CASES: dict[str, Case] = {
     "notify not array": (lambda: individual(NotifyFileUploadedFormat="MP4"), NFMT),
     "notify mp4 lower case": (lambda: individual(StorageParams=file_info({"Format": "MP4"}),
                                                  NotifyFileUploadedFormat=["mp4", "Slice"]), None),
+    "notify MP4 and mp4": (lambda: individual(StorageParams=file_info({"Format": "MP4"}),
+                                              NotifyFileUploadedFormat=["MP4", "mp4"]), None),
+    "notify ts": (lambda: individual(NotifyFileUploadedFormat=["ts"]), NFMT),
+    "auth key without url (ignored)": (lambda: individual(NotifyAuthKey="k" * 16), None),
     "notify MP4 not written": (lambda: individual(NotifyFileUploadedFormat=["MP4"]), NFMT),
     "notify MP3 not written": (lambda: individual(StorageParams=file_info({"Format": "MP4"}),
                                                   NotifyFileUploadedFormat=["MP3"]), NFMT),
@@ -302,6 +344,48 @@ def test_range_ends(path: str, lo: Any, hi: Any, code: str, base: Callable[[], d
     assert outcome(set_path(base(), path, hi)) is None
     assert outcome(set_path(base(), path, _step(lo, -1))) == code
     assert outcome(set_path(base(), path, _step(hi, +1))) == code
+
+
+# Channel and user ids with Account.strict_ids (the emulator's --strict-ids), off by default.
+IDS = {
+    "channel with space": (lambda: individual(ChannelId="room 1"), "InvalidParameter.ChannelId"),
+    "channel with dot": (lambda: individual(ChannelId="room.1"), "InvalidParameter.ChannelId"),
+    "channel of 65": (lambda: individual(ChannelId="c" * 65), "InvalidParameter.ChannelId"),
+    "channel trailing newline": (lambda: individual(ChannelId="room1\n"), "InvalidParameter.ChannelId"),
+    "channel of 64": (lambda: individual(ChannelId="c" * 64), None),
+    "user id with space": (lambda: individual("al ice"), "InvalidParameter.UserId"),
+    "user id with at sign": (lambda: individual("a@b"), "InvalidParameter.UserId"),
+    "user id of 65": (lambda: individual("u" * 65), "InvalidParameter.UserId"),
+    "user id of 64, -_ allowed": (lambda: individual("u-_" + "u" * 61), None),
+}
+
+
+@pytest.mark.parametrize("build, expected", IDS.values(), ids=IDS.keys())
+def test_strict_ids(build: Callable[[], dict[str, Any]], expected: str | None) -> None:
+    assert outcome(build(), STRICT_IDS) == expected
+
+
+def test_strict_ids_is_a_flag_off_by_default() -> None:
+    assert config_from(parser().parse_args(["--strict-ids"])).strict_ids
+    assert not config_from(parser().parse_args([])).strict_ids
+
+
+def _refusal(raw: dict[str, Any]) -> str:
+    with pytest.raises(ApiError) as refused:
+        validate_start(raw, ACCOUNT)
+    return refused.value.message
+
+
+def test_messages_say_how_to_fix() -> None:
+    literal = _refusal(individual(StorageParams=file_info({"Format": "MP4", "FileNamePattern": "rec_{UserId}_{StartTime}"})))
+    assert "'rec' is not a variable" in literal and "{AppId}, {ChannelId}" in literal
+    assert "each variable at most once" in literal
+    twice = _refusal(individual(StorageParams=file_info({"Format": "MP4", "FileNamePattern": "{UserId}_{StartTime}_{UserId}"})))
+    assert "uses {UserId} more than once: each variable at most once" in twice
+    duplicate = _refusal(individual("alice", "bob", "alice"))
+    assert "it is the same stream as SubscribeUserIdList[0]" in duplicate
+    cname = _refusal(set_path(individual(), "StorageParams.OSSParams.OSSEndpoint", "rec.example.com"))
+    assert "oss-cn-shanghai.aliyuncs.com or oss-cn-shanghai-internal.aliyuncs.com" in cname
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 32000, 44100, 48000])

@@ -15,7 +15,7 @@ imports nothing from the rest of `rtc_recording`.
         ...  # point the SDK at emu.url (protocol http)
 
 CLI: `python -m rtc_recording.emulator --port 0 --access-key ID:SECRET --app APP
---bucket B [--time-scale 60] [--open-channels] ...` prints its URL as the first line.
+--bucket B [--time-scale 60] [--open-channels] [--strict-ids] ...` prints its URL as the first line.
 
 Control API (JSON bodies; `EmulatorControl` wraps it; errors: 400 bad input, 404
 unknown task/user, 409 task not running):

@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--app", action="append", default=[], help="an AppId that exists (repeatable)")
     p.add_argument("--bucket", action="append", default=[], help="an OSS bucket that exists (repeatable)")
     p.add_argument("--open-channels", action="store_true", help="accept Start on channels nobody joined")
+    p.add_argument("--strict-ids", action="store_true",
+                   help="refuse channel and user ids outside [A-Za-z0-9_-]{1,64} (not a rule of the vendor's page)")
     p.add_argument("--quota", type=int, default=50, help="calls per second per AccessKey (0: unlimited)")
     p.add_argument("--throttle-status", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
@@ -60,6 +62,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         access_keys=dict(args.access_key),
         sts_tokens={key_id: (secret, token) for key_id, secret, token in args.sts_token},
         apps=set(args.app), oss_buckets=set(args.bucket), open_channels=args.open_channels,
+        strict_ids=args.strict_ids,
         region=args.region, time_scale=args.time_scale, quota_per_second=args.quota,
         throttle_status=args.throttle_status, seed=args.seed, callbacks=not args.no_callbacks,
         latency_seconds=args.latency, error_rates=dict(args.error_rate), drop_start_rate=args.drop_start_rate,

@@ -51,6 +51,9 @@ class EmulatorConfig(FaultKnobs):
     apps: set[str] = Field(default_factory=set, description="AppIds that exist in the account")
     oss_buckets: set[str] = Field(default_factory=set, description="OSS buckets that exist in the account")
     open_channels: bool = Field(False, description="accept Start on channels nobody joined")
+    strict_ids: bool = Field(
+        False, description="refuse channel and user ids outside [A-Za-z0-9_-]{1,64} (the ARTC token rule; the "
+                           "StartRtcCloudRecording page states no rule for ids, so off by default)")
     region: str = Field("cn-shanghai", description="region when the Host is not a vendor endpoint")
     time_scale: float = Field(1.0, gt=0, description="emulated seconds per real second")
     seed: int = 0

@@ -6,8 +6,20 @@ out. Whether the channel has users is state, checked by the task engine.
 
 Decisions where the page names no code: a nested field's problem takes its object's
 code (e.g. a bad SubscribeUserIdList[i].StreamType is InvalidParameter.SubscribeParams.
-SubscribeUserIdList); MixBackground problems take the only layout code (UserPanes);
-"only valid with X" fields sent without X are refused rather than ignored.
+SubscribeUserIdList); MixBackground problems take the only layout code (UserPanes).
+
+Where the page calls a field "invalid" in a context, the service ignores it there (the page
+says so for {UserId} and {SourceType} in mixed-mode names: "retained as the string"), so it is
+accepted and ignored here: SourceType of an audio-only subscriber, VideoBitrate/VideoFramerate/
+VideoGop of an audio-only mix, SourceType of a pane without UserId, NotifyAuthKey without
+NotifyUrl. Fields whose presence in the wrong storage type or format is explicit (FileInfo,
+OSSParams or VodParams in the other storage type, slice settings outside HLS) and what the
+page says not to set (MixTranscodeParams, MixLayoutParams in individual mode) are refused, as
+they were.
+
+Channel and user ids: the page states no character set or length, so any non-empty string
+is accepted. Account.strict_ids (the emulator's --strict-ids) refuses ids outside
+[A-Za-z0-9_-]{1,64}, the rule of ARTC tokens, for callers that want that check.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from .errors import ApiError
 from .spec import (AUDIO, AV, CAMERA, FORMAT_EXTENSIONS, INDIVIDUAL, OSS, VIDEO, VOD, FileSpec,
                    RecordingSpec, Subscriber)
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # RTC channel and user ids
+STRICT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # RTC channel and user ids, with strict_ids
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 AUTH_KEY_RE = re.compile(r"^[A-Za-z0-9]{16,64}$")
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -57,6 +69,15 @@ class Account:
     region: str
     apps: frozenset[str]
     buckets: frozenset[str]
+    strict_ids: bool = False  # refuse channel and user ids outside STRICT_ID_RE (not a rule of the page)
+
+
+def _valid_id(value: Any, account: Account) -> bool:
+    return isinstance(value, str) and bool(value) and (not account.strict_ids or bool(STRICT_ID_RE.fullmatch(value)))
+
+
+def _id_rule(account: Account) -> str:
+    return "letters, digits, '_' and '-', at most 64" if account.strict_ids else "a non-empty string"
 
 
 def validate_start(raw: Mapping[str, Any], account: Account) -> RecordingSpec:
@@ -67,15 +88,16 @@ def validate_start(raw: Mapping[str, Any], account: Account) -> RecordingSpec:
     if app_id not in account.apps:
         raise ApiError("InvalidParameter.AppId", f"AppId {app_id!r} does not exist")
     channel_id = raw["ChannelId"]
-    if not isinstance(channel_id, str) or not ID_RE.match(channel_id):
-        raise ApiError("InvalidParameter.ChannelId", f"ChannelId {channel_id!r} is not a valid channel id")
+    if not _valid_id(channel_id, account):
+        raise ApiError("InvalidParameter.ChannelId",
+                       f"ChannelId {channel_id!r} is not a valid channel id ({_id_rule(account)})")
 
     record = _Object(raw["RecordParams"], RECORD, "RecordParams")
     mode = record.int("RecordMode", required=True, choices=(0, 1))
     output = record.int("StreamType", default=AV, choices=(AV, AUDIO, VIDEO))
     max_file_duration = record.int("MaxFileDuration", default=7200, lo=180, hi=7200)
 
-    subscribers = _subscribers(raw["SubscribeParams"], mode, output)
+    subscribers = _subscribers(raw["SubscribeParams"], mode, output, account)
     storage = _Object(raw["StorageParams"], STORAGE_TYPE, "StorageParams")
     storage_type = storage.int("StorageType", required=True, choices=(VOD, OSS))
     auto_compose = False
@@ -200,7 +222,7 @@ def _is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _subscribers(obj: Any, mode: int, output: int) -> tuple[Subscriber, ...]:
+def _subscribers(obj: Any, mode: int, output: int, account: Account) -> tuple[Subscriber, ...]:
     params = _Object(obj, SUBSCRIBE, "SubscribeParams")
     entries = params.obj.get("SubscribeUserIdList")
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_SUBSCRIBERS:
@@ -209,13 +231,17 @@ def _subscribers(obj: Any, mode: int, output: int) -> tuple[Subscriber, ...]:
     for i, item in enumerate(entries):
         entry = _Object(item, SUBSCRIBE, f"SubscribeUserIdList[{i}]")
         user_id = entry.obj.get("UserId")
-        if not isinstance(user_id, str) or not ID_RE.match(user_id):
-            raise ApiError("InvalidParameter.UserId", f"SubscribeUserIdList[{i}].UserId {user_id!r} is not a valid user id")
+        if not _valid_id(user_id, account):
+            raise ApiError("InvalidParameter.UserId",
+                           f"SubscribeUserIdList[{i}].UserId {user_id!r} is not a valid user id ({_id_rule(account)})")
         stream = entry.int("StreamType", default=AV, choices=(AV, AUDIO, VIDEO))
         source = entry.int("SourceType", default=CAMERA, choices=(0, 1))
+        # SourceType is invalid (ignored) for an audio-only stream
         subscriber = Subscriber(user_id, stream, CAMERA if stream == AUDIO else source)
         if subscriber in subscribers:
-            entry.fail(f"SubscribeUserIdList[{i}] repeats a subscription")
+            entry.fail(f"SubscribeUserIdList[{i}] subscribes {user_id!r} with StreamType {stream} and SourceType "
+                       f"{subscriber.source_type} again: it is the same stream as SubscribeUserIdList"
+                       f"[{subscribers.index(subscriber)}], and a stream is subscribed once")
         subscribers.append(subscriber)
     streams = {s.stream_type for s in subscribers}
     if mode == INDIVIDUAL:
@@ -256,7 +282,8 @@ def _oss(obj: Any, account: Account) -> tuple[str, str]:
     bucket = oss.str("OSSBucket", required=True)
     region = account.region
     if endpoint not in (f"oss-{region}.aliyuncs.com", f"oss-{region}-internal.aliyuncs.com"):
-        oss.fail(f"OSSParams.OSSEndpoint {endpoint!r} is not the OSS endpoint of region {region}")
+        oss.fail(f"OSSParams.OSSEndpoint {endpoint!r} is not the OSS endpoint of region {region} "
+                 f"(oss-{region}.aliyuncs.com or oss-{region}-internal.aliyuncs.com)")
     if not BUCKET_RE.match(bucket):
         oss.fail(f"OSSParams.OSSBucket {bucket!r} is not a valid bucket name")
     return endpoint, bucket
@@ -300,9 +327,10 @@ def _pattern(info: _Object, name: str, pattern: str, allowed: frozenset[str], mo
     for token in pattern.split("_"):
         var = token[1:-1] if token.startswith("{") and token.endswith("}") else None
         if var not in allowed:
-            info.fail(f"{name} {pattern!r}: {token!r} is not one of the variables {{{'}, {'.join(sorted(allowed))}}}")
+            info.fail(f"{name} {pattern!r}: {token!r} is not a variable; the pattern is variables joined by '_' "
+                      f"from {{{'}, {'.join(sorted(allowed))}}}, each variable at most once")
         if var in used:
-            info.fail(f"{name} {pattern!r} uses {{{var}}} more than once")
+            info.fail(f"{name} {pattern!r} uses {{{var}}} more than once: each variable at most once")
         used.append(var)
     required = {"StartTime"}
     if "Sequence" in allowed:
