@@ -1,4 +1,5 @@
-"""AliyunRecordingCloud over real HTTP against a scripted loopback server."""
+"""AliyunRecordingCloud over real HTTP against a scripted loopback server: one request per
+call; the repeats of the idempotent verbs are `CloudClients.call`'s."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import threading
 import time
 from collections import deque
+from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,8 +17,9 @@ import pytest
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.request import DaraRequest
 
+from rtc_recording import clients as clients_module
 from rtc_recording import metrics
-from rtc_recording.aliyun import EMPTY_BODY_SHA256, AliyunRecordingCloud, RetryPolicy, endpoint_url
+from rtc_recording.aliyun import EMPTY_BODY_SHA256, AliyunRecordingCloud, endpoint_url
 from rtc_recording.cloud import (
     Invalid,
     NotFound,
@@ -28,8 +31,9 @@ from rtc_recording.cloud import (
     UnknownOutcome,
     VodMedia,
 )
+from rtc_recording.clients import CloudClients
 from rtc_recording.credentials import Credentials, CredentialsUnavailable, StaticCredentials
-from rtc_recording.quota import QuotaLimiter
+from rtc_recording.settings import Settings
 
 AK = Credentials("LTAI5tKeyId", "the-secret-value")
 STS = Credentials("STS.KeyId", "sts-secret-value", "sts-token-value")
@@ -84,33 +88,48 @@ def server():
     srv.server_close()
 
 
-class NoSleep:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-
-
 @pytest.fixture
-def sleeps() -> NoSleep:
-    return NoSleep()
-
-
-@pytest.fixture
-def cloud_for(server, sleeps):
+def cloud_for(server):
     clients = []
 
     def make(credentials=AK, endpoint=None, read_timeout=5.0, provider=None):
         client = AliyunRecordingCloud(
-            "cn-shanghai", provider or StaticCredentials(credentials), QuotaLimiter(),
-            endpoint or server.url, read_timeout=read_timeout, retry=RetryPolicy(sleep=sleeps))
+            "cn-shanghai", provider or StaticCredentials(credentials),
+            endpoint or server.url, read_timeout=read_timeout)
         clients.append(client)
         return client
 
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[tuple[float, float]]:
+    """CloudClients.call's pauses between tries: recorded, not slept."""
+    drawn: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return 0.0
+
+    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=uniform))
+    return drawn
+
+
+@pytest.fixture
+def cloud_clients(server):
+    """The operator's CloudClients, its default account pointed at the scripted server."""
+    made = []
+
+    def make(credentials=AK):
+        clients = CloudClients(Settings(endpoint=server.url), kube=None, default=StaticCredentials(credentials))
+        made.append(clients)
+        return clients
+
+    yield make
+    for clients in made:
+        clients.close()
 
 
 def verify_signature(path: str, headers: dict[str, str], credentials: Credentials) -> None:
@@ -181,14 +200,28 @@ def test_update_sends_only_what_update_can_change(server, cloud_for):
         cloud.update("task-1", {"RecordParams": {"RecordMode": 0}})
 
 
-def test_idempotent_verbs_retry_transient_and_throttled(server, cloud_for, sleeps):
+@pytest.mark.parametrize(("verb", "args"), [("stop", ("task-1",)), ("describe", ("task-1",)),
+                                            ("update", ("task-1", {"MixLayoutParams": {}})),
+                                            ("start", ({"AppId": "a"},))])
+@pytest.mark.parametrize(("status", "code", "error"), [
+    (503, "ServiceUnavailable", Transient), (429, "Throttling.User", Throttled)])
+def test_the_client_sends_one_request_per_call(server, cloud_for, verb, args, status, code, error):
+    server.script.append(("answer", status, {"Code": code, "Message": "m", "RequestId": "rid"}))
+    with pytest.raises(error) as caught:
+        getattr(cloud_for(), verb)(*args)
+    assert (caught.value.code, caught.value.request_id, caught.value.http_status) == (code, "rid", status)
+    assert len(server.received) == 1
+
+
+async def test_idempotent_verbs_retry_transient_and_throttled(server, cloud_clients, sleeps):
     server.script.extend([
         ("answer", 503, {"Code": "ServiceUnavailable", "Message": "busy", "RequestId": "r1"}),
         ("answer", 429, {"Code": "Throttling.User", "Message": "slow down", "RequestId": "r2"}),
         ("answer", 200, {"RequestId": "r3"}),
     ])
-    cloud_for().stop("task-1")
-    assert len(server.received) == 3 and len(sleeps.sleeps) == 2
+    clients = cloud_clients()
+    await clients.call(await clients.account_for({"spec": {}}), "stop", "task-1")
+    assert len(server.received) == 3 and len(sleeps) == 2
     # Each attempt is signed afresh.
     assert len({headers["x-acs-signature-nonce"] for _, headers, _ in server.received}) == 3
 
@@ -196,12 +229,13 @@ def test_idempotent_verbs_retry_transient_and_throttled(server, cloud_for, sleep
 @pytest.mark.parametrize(("status", "code", "error"), [
     (503, "ServiceUnavailable", Transient), (400, "Throttling.User", Throttled),
     (404, "InvalidParameter.AppId", Invalid)])
-def test_start_is_never_retried(server, cloud_for, sleeps, status, code, error):
+async def test_start_is_never_retried(server, cloud_clients, sleeps, status, code, error):
     server.script.append(("answer", status, {"Code": code, "Message": "m", "RequestId": "rid"}))
+    clients = cloud_clients()
     with pytest.raises(error) as caught:
-        cloud_for().start({"AppId": "a"})
+        await clients.call(await clients.account_for({"spec": {}}), "start", {"AppId": "a"})
     assert (caught.value.code, caught.value.request_id, caught.value.http_status) == (code, "rid", status)
-    assert len(server.received) == 1 and sleeps.sleeps == []
+    assert len(server.received) == 1 and sleeps == []
 
 
 @pytest.mark.parametrize(("verb", "code"), [("stop", "NotFound.Task"), ("stop", "InvalidParameter.TaskId"),
@@ -221,9 +255,20 @@ def test_start_whose_connection_drops_has_an_unknown_outcome(server, cloud_for):
     assert len(server.received) == 1
 
 
-def test_describe_whose_connection_drops_is_retried(server, cloud_for):
+def test_describe_whose_connection_drops_is_transient(server, cloud_for):
+    server.script.append(("drop",))
+    with pytest.raises(Transient) as caught:
+        cloud_for().describe("t")
+    assert caught.value.code == "ConnectionLost"
+    assert len(server.received) == 1
+
+
+async def test_describe_whose_connection_drops_is_retried(server, cloud_clients, sleeps):
     server.script.extend([("drop",), ("answer", 200, {"TaskInfo": {"TaskId": "t", "Status": "RUNNING"}})])
-    assert cloud_for().describe("t").status is TaskStatus.RUNNING
+    clients = cloud_clients()
+    info = await clients.call(await clients.account_for({"spec": {}}), "describe", "t")
+    assert info.status is TaskStatus.RUNNING
+    assert len(server.received) == 2
 
 
 def test_start_that_times_out_has_an_unknown_outcome(server, cloud_for):
@@ -237,8 +282,7 @@ def test_refused_connection_never_sent_anything():
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    cloud = AliyunRecordingCloud("cn-shanghai", StaticCredentials(AK), QuotaLimiter(), url,
-                                 retry=RetryPolicy(max_attempts=1))
+    cloud = AliyunRecordingCloud("cn-shanghai", StaticCredentials(AK), url)
     with pytest.raises(Transient) as caught:
         cloud.start({"AppId": "a", "NotifyAuthKey": "NotifyKeyValue0123"})
     assert caught.value.code == "ConnectFailed"
@@ -255,6 +299,7 @@ def test_malformed_describe_is_transient(server, cloud_for):
     server.script.extend([("answer", 200, {"TaskInfo": {"TaskId": "t", "Status": "EXPLODED"}})] * 4)
     with pytest.raises(Transient, match="MalformedAnswer"):
         cloud_for().describe("t")
+    assert len(server.received) == 1
 
 
 def test_gateway_error_without_body(server, cloud_for):
@@ -269,9 +314,20 @@ class Unavailable:
 
 
 def test_missing_credentials_send_nothing(server, cloud_for):
-    with pytest.raises(Transient, match="CredentialsUnavailable"):
+    with pytest.raises(CredentialsUnavailable, match="no credentials in the chain"):
         cloud_for(provider=Unavailable()).start({"AppId": "a"})
     assert server.received == []
+
+
+async def test_missing_credentials_are_not_retried_and_leave_the_cloud_up(server, cloud_clients, sleeps):
+    clients = cloud_clients()
+    clients.default = Unavailable()  # the pod's chain has nothing
+    account = await clients.account_for({"spec": {}})
+    for _ in range(4):  # more than the 3 unanswered calls that open the circuit
+        with pytest.raises(CredentialsUnavailable):
+            await clients.call(account, "describe", "t")
+    assert server.received == [] and sleeps == []
+    assert clients.reachability.up
 
 
 def test_calls_are_counted(server, cloud_for):
@@ -283,15 +339,18 @@ def test_calls_are_counted(server, cloud_for):
     assert counter._value.get() == before + 1
 
 
-def test_no_secret_is_logged(server, cloud_for, caplog):
+async def test_no_secret_is_logged(server, cloud_clients, sleeps, caplog):
     caplog.set_level(logging.DEBUG)
     server.script.extend([("answer", 500, {"Code": "InternalError"}), ("answer", 200, {"RequestId": "r"})])
-    cloud = cloud_for(STS)
-    cloud.stop("t")
+    clients = cloud_clients(STS)
+    account = await clients.account_for({"spec": {}})
+    await clients.call(account, "stop", "t")  # fails once, logged, repeated
+    assert len(server.received) == 2
     server.script.append(("answer", 200, {"RequestId": "r", "TaskId": "t"}))
-    cloud.start({"AppId": "a", "NotifyAuthKey": "NotifyKeyValue0123"})
+    await clients.call(account, "start", {"AppId": "a", "NotifyAuthKey": "NotifyKeyValue0123"})
     text = caplog.text + repr(STS) + repr(StaticCredentials(STS))
     assert "NotifyAuthKey=***" in caplog.text  # urllib3's request line, redacted
+    assert "stop failed" in caplog.text  # the repeat's log line was written, too
     for secret in ("sts-secret-value", "sts-token-value", "NotifyKeyValue0123"):
         assert secret not in text
 

@@ -43,12 +43,12 @@ def test_from_secret_data_without_token():
 
 
 def test_from_secret_data_names_missing_keys():
-    with pytest.raises(ValueError, match="accessKeySecret"):
+    with pytest.raises(CredentialsUnavailable, match="accessKeySecret"):
         StaticCredentials.from_secret_data({"accessKeyId": b64("id")})
 
 
 def test_from_secret_data_does_not_echo_bad_values():
-    with pytest.raises(ValueError, match="accessKeySecret") as caught:
+    with pytest.raises(CredentialsUnavailable, match="accessKeySecret") as caught:
         StaticCredentials.from_secret_data({"accessKeyId": b64("id"), "accessKeySecret": "not base64 secret!"})
     assert "secret!" not in str(caught.value)
 

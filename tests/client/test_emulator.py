@@ -1,15 +1,18 @@
-"""The client against the emulator over real loopback HTTP: every verb, every failure, the quota."""
+"""The client against the emulator over real loopback HTTP: every verb, every failure, the quota
+(`CloudClients.call`: the account's budget and the repeats of the idempotent verbs)."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections.abc import Iterator
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 
-from rtc_recording.aliyun import AliyunRecordingCloud, RetryPolicy
+from rtc_recording import clients as clients_module
+from rtc_recording.aliyun import AliyunRecordingCloud
 from rtc_recording.cloud import (
     CloudError,
     Invalid,
@@ -19,10 +22,12 @@ from rtc_recording.cloud import (
     Transient,
     UnknownOutcome,
 )
+from rtc_recording.clients import Account, CloudClients
 from rtc_recording.cluster import processes
 from rtc_recording.credentials import Credentials, StaticCredentials
 from rtc_recording.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
-from rtc_recording.quota import QuotaLimiter
+from rtc_recording.quota import AccountBudget
+from rtc_recording.settings import Settings
 
 from .test_quota import max_in_window
 
@@ -70,16 +75,38 @@ def fresh(emulator):
 def cloud_for(emulator):
     clients = []
 
-    def make(credentials: Credentials = AK, limiter: QuotaLimiter | None = None, **kw) -> AliyunRecordingCloud:
-        kw.setdefault("retry", RetryPolicy(base_delay=0.01, max_delay=0.05))
-        client = AliyunRecordingCloud("cn-shanghai", StaticCredentials(credentials), limiter or QuotaLimiter(),
-                                      emulator.url, **kw)
+    def make(credentials: Credentials = AK, **kw) -> AliyunRecordingCloud:
+        client = AliyunRecordingCloud("cn-shanghai", StaticCredentials(credentials), emulator.url, **kw)
         clients.append(client)
         return client
 
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def cloud_clients(emulator):
+    made = []
+
+    def make(url: str = emulator.url) -> CloudClients:
+        clients = CloudClients(Settings(endpoint=url), kube=None, default=StaticCredentials(AK))
+        made.append(clients)
+        return clients
+
+    yield make
+    for clients in made:
+        clients.close()
+
+
+def unlimited(cloud: AliyunRecordingCloud) -> Account:
+    """An account whose budget is out of the way: only the emulator's quota applies."""
+    return Account(cloud, AccountBudget(rate=1000))
+
+
+def longest_pauses(monkeypatch) -> None:
+    """CloudClients.call's pauses between tries, at the top of their random ranges."""
+    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=lambda low, high: high))
 
 
 wait_for = partial(processes.wait_for, timeout=5.0, interval=0.01)
@@ -140,22 +167,28 @@ def test_sts_credentials(emulator, cloud_for):
 
 
 @pytest.mark.parametrize("status", [400, 429])
-def test_throttled_start_is_not_retried(emulator, cloud_for, status):
+async def test_throttled_start_is_not_retried(emulator, cloud_for, cloud_clients, status, monkeypatch):
+    longest_pauses(monkeypatch)  # a repeat, were there one, would come after the throttling window
     emulator.control.set_faults(quota_per_second=1, throttle_status=status)
-    cloud = cloud_for(limiter=QuotaLimiter(rate=1000))  # our limiter out of the way
-    cloud.start(start_params("room-1"))
+    clients = cloud_clients()
+    account = unlimited(cloud_for())  # our budget out of the way
+    await clients.call(account, "start", start_params("room-1"))
     with pytest.raises(Throttled) as caught:
-        cloud.start(start_params("room-2"))
+        await clients.call(account, "start", start_params("room-2"))
     assert (caught.value.code, caught.value.http_status) == ("Throttling.User", status)
     assert len(emulator.control.tasks()) == 1  # refused: safe to start again
 
 
-def test_throttled_describe_is_retried(emulator, cloud_for):
+async def test_throttled_describe_is_retried(emulator, cloud_for, cloud_clients, monkeypatch):
+    longest_pauses(monkeypatch)  # 0.4 s + 0.8 s: the third try is past the emulator's 1 s window
     emulator.control.set_faults(quota_per_second=1)
-    cloud = cloud_for(limiter=QuotaLimiter(rate=1000),
-                      retry=RetryPolicy(base_delay=0.6, max_delay=1.2, jitter=lambda: 1.0))
-    task_id = cloud.start(start_params())
-    assert cloud.describe(task_id).status is TaskStatus.RUNNING  # throttled at first, then let through
+    clients = cloud_clients()
+    account = unlimited(cloud_for())
+    task_id = await clients.call(account, "start", start_params())
+    with pytest.raises(Throttled):
+        account.cloud.describe(task_id)  # one request alone is refused...
+    info = await clients.call(account, "describe", task_id)
+    assert info.status is TaskStatus.RUNNING  # ...the call is throttled at first, then let through
 
 
 def test_server_error_on_start_is_transient_and_started_nothing(emulator, cloud_for):
@@ -166,15 +199,19 @@ def test_server_error_on_start_is_transient_and_started_nothing(emulator, cloud_
     assert emulator.control.tasks() == []
 
 
-def test_server_errors_on_describe_are_retried_within_budget(emulator, cloud_for):
-    cloud = cloud_for()
-    task_id = cloud.start(start_params())
-    emulator.control.set_faults(error_rates={"DescribeRtcCloudRecordingFiles": 0.5})
+async def test_server_errors_on_describe_are_retried_within_budget(emulator, cloud_clients, monkeypatch):
+    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=lambda low, high: low))
+    clients = cloud_clients()
+    account = await clients.account_for({"spec": {}})
+    task_id = await clients.call(account, "start", start_params())
+    emulator.control.set_faults(error_rates={"DescribeRtcCloudRecordingFiles": 0.3})  # seeded dice
     for _ in range(10):
-        assert cloud.describe(task_id).task_id == task_id
+        assert (await clients.call(account, "describe", task_id)).task_id == task_id
     emulator.control.set_faults(error_rates={"*": 1.0})
-    with pytest.raises(Transient):
-        cloud.stop(task_id)
+    with pytest.raises(Transient) as caught:
+        await clients.call(account, "stop", task_id)
+    assert caught.value.http_status >= 500
+    assert [t["status"] for t in emulator.control.tasks()] == ["RUNNING"]
 
 
 def test_start_dropped_after_commit_is_an_unknown_outcome(emulator, cloud_for):
@@ -198,7 +235,7 @@ def test_describe_timing_out_is_transient(emulator, cloud_for):
     task_id = cloud_for().start(start_params())
     emulator.control.set_faults(latency_seconds=0.3)
     with pytest.raises(Transient) as caught:
-        cloud_for(read_timeout=0.1, retry=RetryPolicy(max_attempts=2, base_delay=0.01)).describe(task_id)
+        cloud_for(read_timeout=0.1).describe(task_id)
     assert caught.value.code == "ReadTimeout"
 
 
@@ -210,34 +247,33 @@ def quiet_emulator() -> Iterator[EmulatorHandle]:
 
 
 @pytest.mark.slow
-def test_1000_calls_from_20_threads_never_exceed_the_quota(quiet_emulator):
-    """About 21 s: the emulator (50 calls/s per AccessKey) must throttle nothing."""
-    calls, threads = 1000, 20
-    cloud = AliyunRecordingCloud("cn-shanghai", StaticCredentials(AK), QuotaLimiter(),  # defaults: 50/s
-                                 quiet_emulator.url)
-    failures: list[CloudError] = []
+async def test_1000_calls_never_exceed_the_quota(quiet_emulator):
+    """About 21 s: 1000 Starts at once through CloudClients.call; the emulator (50 calls/s per
+    AccessKey) must throttle nothing."""
+    calls = 1000
+    clients = CloudClients(Settings(endpoint=quiet_emulator.url), kube=None,  # defaults: 50/s
+                           default=StaticCredentials(AK))
+    account = await clients.account_for({"spec": {}})
 
-    def worker(index: int) -> None:
-        for n in range(calls // threads):
-            try:
-                cloud.start(start_params(f"room-{index}-{n}"))
-            except CloudError as error:
-                failures.append(error)
+    async def start(n: int) -> CloudError | str:
+        try:
+            return await clients.call(account, "start", start_params(f"room-{n}"))
+        except CloudError as error:
+            return error
 
     started = time.monotonic()
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    try:
+        results = await asyncio.gather(*(start(n) for n in range(calls)))
+    finally:
+        clients.close()
     elapsed = time.monotonic() - started
-    cloud.close()
 
+    failures = [result for result in results if isinstance(result, CloudError)]
     assert failures == []
     created = [task["createdAt"] for task in quiet_emulator.control.tasks()]  # the emulator's own clock
-    assert len(created) == calls
+    assert len(created) == calls == len(set(results))
     busiest = max_in_window(created, 1.0)
-    print(f"\n{calls} Starts from {threads} threads in {elapsed:.2f} s; busiest 1 s window at the "
+    print(f"\n{calls} Starts through CloudClients.call in {elapsed:.2f} s; busiest 1 s window at the "
           f"emulator: {busiest} calls")
     assert busiest <= 50
-    assert elapsed < 24  # 20 s at exactly 50/s, plus the latency the limiter allows for
+    assert elapsed < 24  # 20 s at exactly 50/s, plus the latency the budget allows for

@@ -1,15 +1,16 @@
-"""The quota limiter: rate bound whatever the latency, FIFO, no spinning."""
+"""The account's budget: rate bound whatever the latency, Stop first, FIFO within a priority,
+no spinning."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-import threading
 import time
 
 import pytest
 
 from rtc_recording import metrics
-from rtc_recording.quota import QuotaLimiter, QuotaRegistry, Schedule
+from rtc_recording.quota import AccountBudget, Budgets, Priority, Schedule
 
 
 def simulate(schedule: Schedule, latencies: list[float | None]) -> tuple[list[float], list[float | None]]:
@@ -88,127 +89,195 @@ def test_invalid_settings(args):
     with pytest.raises(ValueError):
         Schedule(*args)
     with pytest.raises(ValueError):
-        QuotaRegistry(*args)
+        Budgets(*args)
+    with pytest.raises(ValueError):
+        AccountBudget(*args)
 
 
 class FakeClock:
-    """Time moves only when the test says so; waiters poll briefly in real time."""
+    """Time moves only when the test says so. The budget's timers still fire in real time
+    (after `ready - now` of these units, so keep windows small): each sees the clock as set."""
 
     def __init__(self) -> None:
         self.t = 0.0
-        self.waits: list[float] = []
+        self.reads = 0
 
-    def now(self) -> float:
+    def __call__(self) -> float:
+        self.reads += 1
         return self.t
 
-    def wait(self, turn: threading.Condition, timeout: float) -> None:
-        self.waits.append(timeout)
-        turn.wait(0.002)
 
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
+async def settle(predicate, timeout: float = 5.0) -> None:
+    """Let the event loop run until `predicate()` holds (a guard against hanging, not a timing)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.001)
+        await asyncio.sleep(0.001)
 
 
-def test_waiters_are_served_first_come_first_served():
+class Queue:
+    """Callers of one budget, each recording when it was granted."""
+
+    def __init__(self, budget: AccountBudget, clock: FakeClock) -> None:
+        self.budget, self.clock = budget, clock
+        self.granted: list[tuple[str, float]] = []
+        self.tasks: dict[str, asyncio.Task] = {}
+
+    async def arrive(self, name: str, priority: Priority) -> None:
+        """Queue a caller and wait until it is in the queue: arrival order is the test's."""
+        depth = self.budget.waiting
+
+        async def call() -> None:
+            await self.budget.acquire(priority)
+            self.granted.append((name, self.clock.t))
+
+        self.tasks[name] = asyncio.create_task(call())
+        await settle(lambda: self.budget.waiting == depth + 1)
+
+    async def advance(self, to: float, grants: int) -> None:
+        self.clock.t = to
+        await settle(lambda: len(self.granted) == grants)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.granted]
+
+
+async def test_waiters_are_served_first_come_first_served():
     clock = FakeClock()
-    limiter = QuotaLimiter(rate=1, window=1.0, clock=clock)
-    granted: list[tuple[str, float]] = []
-
-    def call(name: str) -> None:
-        with limiter.slot():
-            granted.append((name, clock.now()))
-
-    threads = []
-
-    def enqueue(name: str) -> None:
-        depth = limiter.waiting
-        thread = threading.Thread(target=call, args=(name,))
-        thread.start()
-        threads.append(thread)
-        wait_until(lambda: limiter.waiting == depth + 1)
-
-    call("first")  # t=0: nothing waits for it
+    budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
+    queue = Queue(budget, clock)
+    await budget.acquire(Priority.DESCRIBE)  # t=0: nothing waits for it
     for name in ("a", "b", "c", "d"):
-        enqueue(name)
+        await queue.arrive(name, Priority.DESCRIBE)
     for step in range(1, 6):
         if step == 2:
-            enqueue("late")  # arrives while a, b, c, d still wait: served after them
-        clock.t = float(step)
-        wait_until(lambda: len(granted) == step + 1)
-    for thread in threads:
-        thread.join()
-
-    assert granted == [("first", 0.0), ("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0), ("late", 5.0)]
-    assert limiter.waiting == 0 and limiter.last_granted == 5.0
-    assert limiter.waited_seconds == pytest.approx(1 + 2 + 3 + 4 + (5 - 1))
+            await queue.arrive("late", Priority.DESCRIBE)  # arrives while b, c, d still wait: after them
+        await queue.advance(step, grants=step)  # one grant per step: the next is a window later
+    assert queue.granted == [("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0), ("late", 5.0)]
+    assert budget.waiting == 0 and budget.last_granted == 5.0
 
 
-def test_a_call_without_answer_counts_until_max_transit():
+async def test_a_stop_goes_before_the_describes_that_came_first():
     clock = FakeClock()
-    limiter = QuotaLimiter(rate=1, window=1.0, max_transit=0.5, clock=clock)
-    with pytest.raises(TimeoutError), limiter.slot():
-        clock.t = 0.2
-        raise TimeoutError  # no answer: the request may still reach the service
-    granted = []
-    thread = threading.Thread(target=lambda: limiter.slot().__enter__() or granted.append(clock.now()))
-    thread.start()
-    wait_until(lambda: limiter.waiting == 1)
-    clock.t = 1.2  # a window after the timeout is not enough...
-    time.sleep(0.02)
-    assert granted == []
-    clock.t = 1.5  # ...a window after grant + max_transit is
-    thread.join()
-    assert granted == [1.5]
+    budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
+    queue = Queue(budget, clock)
+    await budget.acquire(Priority.DESCRIBE)
+    arrivals = [("d1", Priority.DESCRIBE), ("d2", Priority.DESCRIBE), ("u1", Priority.UPDATE),
+                ("s1", Priority.START), ("stop1", Priority.STOP), ("d3", Priority.DESCRIBE),
+                ("stop2", Priority.STOP), ("s2", Priority.START)]
+    for name, priority in arrivals:
+        await queue.arrive(name, priority)
+    for step in range(1, len(arrivals) + 1):
+        await queue.advance(step, grants=step)
+    assert queue.names() == ["stop1", "stop2", "s1", "s2", "u1", "d1", "d2", "d3"]
 
 
-def test_tiny_waits_do_not_spin():
+async def test_a_stop_arriving_late_overtakes_the_queue():
     clock = FakeClock()
-    limiter = QuotaLimiter(rate=1, window=1.0, clock=clock, min_sleep=0.05)
-    with limiter.slot():
-        pass
+    budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
+    queue = Queue(budget, clock)
+    await budget.acquire(Priority.DESCRIBE)
+    for name in ("d1", "d2", "d3"):
+        await queue.arrive(name, Priority.DESCRIBE)
+    await queue.advance(1, grants=1)
+    await queue.arrive("stop", Priority.STOP)
+    await queue.advance(2, grants=2)
+    await queue.advance(3, grants=3)
+    assert queue.names() == ["d1", "stop", "d2"]
+
+
+async def test_a_cancelled_waiter_frees_its_place():
+    clock = FakeClock()
+    budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
+    queue = Queue(budget, clock)
+    depth = metrics.QUOTA_QUEUE_DEPTH._value.get()
+    await budget.acquire(Priority.DESCRIBE)
+    for name in ("a", "b", "c", "d"):
+        await queue.arrive(name, Priority.DESCRIBE)
+    assert metrics.QUOTA_QUEUE_DEPTH._value.get() == depth + 4
+    for name in ("a", "c"):  # the head, and one behind it
+        queue.tasks[name].cancel()
+    await settle(lambda: queue.tasks["a"].done() and queue.tasks["c"].done())
+    assert budget.waiting == 2 and metrics.QUOTA_QUEUE_DEPTH._value.get() == depth + 2
+    await queue.advance(1, grants=1)  # the first grant goes to b, not to the head that left
+    await queue.advance(2, grants=2)
+    assert queue.granted == [("b", 1.0), ("d", 2.0)]
+    for name in ("a", "c"):
+        with pytest.raises(asyncio.CancelledError):
+            await queue.tasks[name]
+    assert budget.waiting == 0 and metrics.QUOTA_QUEUE_DEPTH._value.get() == depth
+
+
+# Powers of two: exact in floats.
+WINDOW, TRANSIT, TIMEOUT = 2 ** -6, 2 ** -7, 2 ** -9
+
+
+async def test_a_call_without_answer_counts_until_max_transit():
+    clock = FakeClock()
+    budget = AccountBudget(rate=1, window=WINDOW, max_transit=TRANSIT, clock=clock)
+    queue = Queue(budget, clock)
+    await budget.acquire(Priority.STOP)  # granted at 0, then no answer: it may still reach the service
+    clock.t = TIMEOUT
+    await queue.arrive("next", Priority.STOP)
+    clock.t = TIMEOUT + WINDOW  # a window after the timeout is not enough...
+    reads = clock.reads
+    await settle(lambda: clock.reads >= reads + 3)  # the budget looked at this time, more than once
+    assert queue.granted == []
+    await queue.advance(TRANSIT + WINDOW, grants=1)  # ...a window after grant + max_transit is
+    assert queue.granted == [("next", TRANSIT + WINDOW)]
+
+
+async def test_an_answered_call_counts_until_its_answer():
+    clock = FakeClock()
+    budget = AccountBudget(rate=1, window=WINDOW, max_transit=TRANSIT, clock=clock)
+    queue = Queue(budget, clock)
+    slot = await budget.acquire(Priority.STOP)
+    clock.t = TIMEOUT
+    budget.answered(slot)  # received by now for certain
+    assert slot.answered == TIMEOUT
+    await queue.arrive("next", Priority.STOP)
+    await queue.advance(TIMEOUT + WINDOW, grants=1)
+    assert queue.granted == [("next", TIMEOUT + WINDOW)]
+
+
+async def test_tiny_waits_do_not_spin():
+    clock = FakeClock()
+    budget = AccountBudget(rate=1, window=1.0, clock=clock, min_sleep=0.05)
+    budget.answered(await budget.acquire(Priority.DESCRIBE))
     clock.t = 1.0 - 1e-9
-    thread = threading.Thread(target=lambda: limiter.slot().__enter__())
-    thread.start()
-    wait_until(lambda: clock.waits)
+    waiter = asyncio.create_task(budget.acquire(Priority.DESCRIBE))
+    await settle(lambda: budget.waiting == 1)
+    loop = asyncio.get_running_loop()
+    assert budget._timer is not None and budget._timer.when() - loop.time() > 0.04  # not 1e-9
     clock.t = 1.0
-    thread.join()
-    assert min(clock.waits) == 0.05
+    assert (await asyncio.wait_for(waiter, 5)).granted == 1.0
 
 
-def test_real_threads_respect_the_rate():
-    rate, window, calls, threads = 10, 0.2, 60, 12
-    limiter = QuotaLimiter(rate=rate, window=window)
+async def test_real_tasks_respect_the_rate():
+    rate, window, calls, tasks = 10, 0.2, 60, 12
+    budget = AccountBudget(rate=rate, window=window)
     depth = metrics.QUOTA_QUEUE_DEPTH._value.get()
     entered: list[float] = []
-    lock = threading.Lock()
 
-    def worker() -> None:
-        for _ in range(calls // threads):
-            with limiter.slot():
-                with lock:
-                    entered.append(time.monotonic())
-                time.sleep(random.uniform(0, 0.005))
+    async def worker() -> None:
+        for _ in range(calls // tasks):
+            slot = await budget.acquire(random.choice(list(Priority)))
+            entered.append(time.monotonic())
+            await asyncio.sleep(random.uniform(0, 0.005))
+            budget.answered(slot)
 
     started = time.monotonic()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    await asyncio.gather(*(worker() for _ in range(tasks)))
     elapsed = time.monotonic() - started
 
     assert len(entered) == calls
     assert max_in_window(entered, window) <= rate
     assert (calls / rate - 1) * window <= elapsed < (calls / rate) * window * 1.5
-    assert limiter.waiting == 0 and metrics.QUOTA_QUEUE_DEPTH._value.get() == depth
+    assert budget.waiting == 0 and metrics.QUOTA_QUEUE_DEPTH._value.get() == depth
 
 
-def test_registry_has_one_limiter_per_account():
-    registry = QuotaRegistry(rate=5)
-    assert registry.limiter("LTAI-a") is registry.limiter("LTAI-a")
-    assert registry.limiter("LTAI-a") is not registry.limiter("LTAI-b")
-    assert set(registry.limiters()) == {"LTAI-a", "LTAI-b"}
+def test_budgets_have_one_budget_per_account():
+    budgets = Budgets(rate=5)
+    assert budgets.of("LTAI-a") is budgets.of("LTAI-a")
+    assert budgets.of("LTAI-a") is not budgets.of("LTAI-b")
+    assert set(budgets.all()) == {"LTAI-a", "LTAI-b"}
