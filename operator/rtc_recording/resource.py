@@ -522,12 +522,13 @@ def start_params(spec: RtcRecordingSpec, *, region_default: str, notify_url: str
     """
     region = spec.region or region_default
     problems = [message() for ok, message in _region_rules(spec, region) if not ok]
+    if problems and not spec.region:
+        problems = [f"with the operator's default region {region}: " + "; ".join(problems)]
     if notify_auth_key is not None and not _NOTIFY_AUTH_KEY.match(notify_auth_key):
         problems.append("NotifyAuthKey (the value of spec.notify.authKeySecretRef, or the operator's own callback "
                         "key) must be 16 to 64 letters and digits")
     if problems:
-        context = "" if spec.region else f"with the operator's default region {region}: "
-        raise InvalidSpec(context + "; ".join(problems))
+        raise InvalidSpec("; ".join(problems))
 
     url = notify_url or (spec.notify.url if spec.notify else None)
     return _compact({
