@@ -22,6 +22,13 @@ from .conftest import APP, recording, wait_for
 pytestmark = pytest.mark.cluster
 
 
+@pytest.fixture(autouse=True)
+def _delete_afterwards(stack, namespace):
+    """Hundreds of live tasks left behind would slow the shared poller for the tests after these."""
+    yield
+    stack.cluster.kubectl("delete", "rtcrec", "--all", "-n", namespace, "--timeout=120s", check=False)
+
+
 def metric(port: int, name: str, **labels: str) -> float:
     """Sum of a metric's samples whose labels include `labels` (0 when none)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
