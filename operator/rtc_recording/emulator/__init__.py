@@ -15,7 +15,21 @@ imports nothing from the rest of `rtc_recording`.
         ...  # point the SDK at emu.url (protocol http)
 
 CLI: `python -m rtc_recording.emulator --port 0 --access-key ID:SECRET --app APP
---bucket B [--time-scale 60] [--open-channels] ...` prints its URL as the first line.
+--bucket B [--account ID:ACCOUNT] [--time-scale 60] [--open-channels] ...` prints its URL
+as the first line.
+
+Accounts: every AccessKeyId (plain or STS) belongs to an account: `accounts` in the config
+(`--account ID:ACCOUNT`, or `accounts` in POST /_emulator/credentials) names it, and keys
+named nowhere belong to account "default" (so by default all keys share their tasks). A
+task belongs to the account whose key started it; Describe, Update and Stop with a key of
+another account answer `NotFound.Task` (400), exactly as for a TaskId that never existed,
+whatever the task's state: the service does not tell another account that it exists.
+Apps and buckets are shared by all accounts. The quota stays per AccessKeyId.
+
+Request size: parameters come in the query string; a request target (path and query) of
+up to 256 KiB is received (`server.MAX_REQUEST_TARGET`: NotifyUrl plus 40 other 2048-
+character URLs, percent-encoded), a longer one is answered 400 `RequestTooLarge` with the
+vendor's error body (the code is the emulator's own; the vendor publishes none).
 
 Control API (JSON bodies; `EmulatorControl` wraps it; errors: 400 bad input, 404
 unknown task/user, 409 task not running):
@@ -28,10 +42,11 @@ unknown task/user, 409 task not running):
     POST /_emulator/channels/leave           {appId, channelId, userId}
     POST /_emulator/channels/publish         {appId, channelId, userId, tracks=["audio","camera"]} (adds)
     POST /_emulator/channels/unpublish       {appId, channelId, userId, tracks=all} (removes)
-    GET  /_emulator/tasks?appId=&channelId=&status=
+    GET  /_emulator/tasks?appId=&channelId=&status=&account=&accessKeyId=
                                              {tasks: [{taskId, appId, channelId, status, stopReason,
-                                              accessKeyId, createdAt, stoppedAt, vanished, expired,
-                                              params, subscribers, layout, updates, history, files}]}
+                                              accessKeyId, account, createdAt, stoppedAt, vanished,
+                                              expired, params, subscribers, layout, updates, history,
+                                              files}]}
     GET  /_emulator/tasks/{taskId}           one task, same shape
     POST /_emulator/tasks/{taskId}/recover   {seconds}: RECOVERING for that long, then RUNNING
     POST /_emulator/tasks/{taskId}/vanish    the service forgets it (API: NotFound.Task)
@@ -41,7 +56,8 @@ unknown task/user, 409 task not running):
     GET|POST /_emulator/callbacks            POST {enabled}; -> {enabled, deliveries: [{taskId,
                                               eventType, url, payload, at, attempts, delivered}]}
     POST /_emulator/credentials              {access_keys, sts_tokens: {id: [secret, token]},
-                                              sts_expires_at: {id: unix s}, revoke: [ids]}
+                                              sts_expires_at: {id: unix s}, revoke: [ids],
+                                              accounts: {id: account}}
 
 Tracks are "audio", "camera", "screen". Emulated time drives tasks, files and callbackTs;
 signature dates, ALI-LIVE-TIMESTAMP and the quota window use real time.

@@ -59,16 +59,17 @@ class EmulatorControl:
         return self._call("GET", "/channels")["channels"]
 
     # introspection
-    def tasks(self, app_id: str | None = None, channel_id: str | None = None,
-              status: str | None = None) -> list[dict[str, Any]]:
-        params = {k: v for k, v in (("appId", app_id), ("channelId", channel_id), ("status", status)) if v}
+    def tasks(self, app_id: str | None = None, channel_id: str | None = None, status: str | None = None, *,
+              account: str | None = None, access_key_id: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("appId", app_id), ("channelId", channel_id), ("status", status),
+                                    ("account", account), ("accessKeyId", access_key_id)) if v}
         return self._call("GET", "/tasks", params=params)["tasks"]
 
     def task(self, task_id: str) -> dict[str, Any]:
         return self._call("GET", f"/tasks/{task_id}")
 
     def deliveries(self) -> list[dict[str, Any]]:
-        """Every callback attempted (or suppressed), oldest first."""
+        """Every callback attempted (or suppressed), oldest first (the last 10 000)."""
         return self._call("GET", "/callbacks")["deliveries"]
 
     def health(self) -> dict[str, Any]:
@@ -97,10 +98,13 @@ class EmulatorControl:
 
     def credentials(self, *, access_keys: dict[str, str] | None = None,
                     sts_tokens: dict[str, tuple[str, str]] | None = None,
-                    sts_expires_at: dict[str, float] | None = None, revoke: list[str] | None = None) -> None:
-        """Add or replace keys and tokens, set STS expiry (real Unix time), revoke key ids."""
+                    sts_expires_at: dict[str, float] | None = None, revoke: list[str] | None = None,
+                    accounts: dict[str, str] | None = None) -> None:
+        """Add or replace keys and tokens, set STS expiry (real Unix time), revoke key ids, and say which
+        account a key belongs to (keys never named belong to account "default")."""
         self._call("POST", "/credentials", {"access_keys": access_keys or {}, "sts_tokens": sts_tokens or {},
-                                            "sts_expires_at": sts_expires_at or {}, "revoke": revoke or []})
+                                            "sts_expires_at": sts_expires_at or {}, "revoke": revoke or [],
+                                            "accounts": accounts or {}})
 
     def reset(self) -> None:
         self._call("POST", "/reset")

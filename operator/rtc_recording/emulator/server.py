@@ -3,6 +3,14 @@
 Thin: routes parse, call the pure parts (signing, validation, tasks) and answer. Every
 request first brings the task engine up to the current emulated time; so does a
 background tick, so that timeouts and callbacks happen with nobody calling.
+
+Request size: the SDK puts every parameter in the query string, and the page allows many
+2048-character URLs (NotifyUrl, MixBackground and every pane's SubBackground), which
+percent-encoded can take three bytes a character. The API accepts a request target (path
+and query) of up to MAX_REQUEST_TARGET bytes (256 KiB: NotifyUrl and 40 such URLs fully
+encoded) and answers a larger one with a vendor-shaped 400 `RequestTooLarge`; aiohttp's
+own parser (which would answer a bare text 400) is raised to PARSER_MAX_LINE (8 MiB) for
+the request line and PARSER_MAX_FIELD (64 KiB) for a header.
 """
 
 from __future__ import annotations
@@ -25,17 +33,20 @@ from .faults import Faults
 from .keys import Credential, KeyStore
 from .quota import Quota
 from .signing import NonceCache, SignedRequest, verify
-from .tasks import Engine
+from .tasks import DEFAULT_ACCOUNT, Engine
 from .validation import Account, require_task_id, validate_start, validate_update
 from .wire import decode_params, error_body
 
 API_VERSION = "2016-11-01"
 START = "StartRtcCloudRecording"
 _VENDOR_HOST = re.compile(r"^live(?:\.([a-z0-9-]+))?\.aliyuncs\.com(?::\d+)?$")
+MAX_REQUEST_TARGET = 256 * 1024  # bytes of path and query the API accepts; beyond: RequestTooLarge
+PARSER_MAX_LINE = 8 * 1024 * 1024  # aiohttp's limits, far above: what lies between gets a vendor answer
+PARSER_MAX_FIELD = 64 * 1024
 
 
 class Emulator:
-    """One emulated account: the state behind both APIs."""
+    """One emulated service (its accounts, tasks and knobs): the state behind both APIs."""
 
     def __init__(self, config: EmulatorConfig):
         self.config = config
@@ -50,6 +61,7 @@ class Emulator:
         config = self.config
         self.knobs = FaultKnobs(**config.model_dump(include=set(FaultKnobs.model_fields)))
         self.keys = KeyStore(config.access_keys, config.sts_tokens, config.sts_expires_at)
+        self.accounts = dict(config.accounts)
         self.nonces = NonceCache()
         self.quota = Quota(self.knobs.quota_per_second)
         self.faults = Faults(self.knobs, config.seed)
@@ -67,6 +79,9 @@ class Emulator:
         self.faults.knobs = self.knobs
         self.quota.limit = self.knobs.quota_per_second
 
+    def account_of(self, credential: Credential) -> str:
+        return self.accounts.get(credential.access_key_id, DEFAULT_ACCOUNT)
+
     def account(self, host: str) -> Account:
         # a vendor endpoint name says its region; anything else (loopback) is the configured one
         match = _VENDOR_HOST.match(host)
@@ -82,7 +97,7 @@ EMULATOR = web.AppKey("emulator", Emulator)
 
 
 def create_app(config: EmulatorConfig) -> web.Application:
-    app = web.Application()
+    app = web.Application(handler_args={"max_line_size": PARSER_MAX_LINE, "max_field_size": PARSER_MAX_FIELD})
     app[EMULATOR] = Emulator(config)
     app.router.add_route("GET", "/", _api)
     app.router.add_route("POST", "/", _api)
@@ -120,6 +135,9 @@ async def _api(request: web.Request) -> web.StreamResponse:
     query = list(request.query.items())
     action = None
     try:
+        if len(request.raw_path) > MAX_REQUEST_TARGET:
+            raise ApiError("RequestTooLarge", f"Its path and query take {len(request.raw_path)} bytes; "
+                                              f"at most {MAX_REQUEST_TARGET} are accepted.")
         signed = SignedRequest(request.method, request.path, query, request.headers, body)
         credential = verify(signed, emulator.keys, emulator.nonces, emulator.clock.wall())
         params = dict(query)
@@ -148,25 +166,28 @@ async def _api(request: web.Request) -> web.StreamResponse:
 
 def _start(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
     spec = validate_start(params, emulator.account(host))
-    task = emulator.engine.start(spec, credential.access_key_id, emulator.clock.now())
+    task = emulator.engine.start(spec, credential.access_key_id, emulator.clock.now(),
+                                 account=emulator.account_of(credential))
     return {"TaskId": task.task_id}
 
 
 def _stop(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
-    emulator.engine.stop(require_task_id(params), emulator.clock.now())
+    emulator.engine.stop(require_task_id(params), emulator.clock.now(), emulator.account_of(credential))
     return {}
 
 
 def _update(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
     now = emulator.clock.now()
-    task = emulator.engine.running(require_task_id(params), now)
+    account = emulator.account_of(credential)
+    task = emulator.engine.running(require_task_id(params), now, account)
     spec = validate_update(params, task.spec, emulator.account(host))
-    emulator.engine.update(task.task_id, spec, now)
+    emulator.engine.update(task.task_id, spec, now, account)
     return {}
 
 
 def _describe(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
-    return {"TaskInfo": emulator.engine.describe(require_task_id(params), emulator.clock.now())}
+    return {"TaskInfo": emulator.engine.describe(require_task_id(params), emulator.clock.now(),
+                                                 emulator.account_of(credential))}
 
 
 _ACTIONS: dict[str, Callable[[Emulator, dict[str, Any], Credential, str], dict[str, Any]]] = {
@@ -232,7 +253,8 @@ def _channel_action(verb: str, default_tracks: tuple[str, ...] | None) -> Handle
 
 def _tasks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     now = emulator.clock.now()
-    wanted = {k: request.query[k] for k in ("appId", "channelId", "status") if k in request.query}
+    wanted = {k: request.query[k] for k in ("appId", "channelId", "status", "account", "accessKeyId")
+              if k in request.query}
     views = [emulator.engine.task_view(t, now) for t in emulator.engine.tasks.values()]
     return {"tasks": [v for v in views if all(v[k] == value for k, value in wanted.items())]}
 
@@ -263,12 +285,16 @@ def _callbacks(emulator: Emulator, data: dict[str, Any], request: web.Request) -
 
 
 def _credentials(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    accounts = data.get("accounts", {})
+    if not isinstance(accounts, dict) or not all(isinstance(v, str) and v for v in accounts.values()):
+        raise ValueError("accounts must map AccessKeyIds to account names")
     emulator.keys.update(
         access_keys=data.get("access_keys", {}),
         sts_tokens={k: tuple(v) for k, v in data.get("sts_tokens", {}).items()},
         sts_expires_at=data.get("sts_expires_at", {}),
         revoke=data.get("revoke", ()),
     )
+    emulator.accounts.update(accounts)
 
 
 _CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
