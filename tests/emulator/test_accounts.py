@@ -59,6 +59,7 @@ def test_keys_of_one_account_share_its_tasks(two_accounts: EmulatorHandle) -> No
     not_found(lambda: Sdk(sdk_client(two_accounts)).describe(own))
     assert [t["taskId"] for t in two_accounts.control.tasks(account="acct-2")] == [own]
     assert [t["taskId"] for t in two_accounts.control.tasks(access_key_id="STS.K1")] == [task_id]
+    assert two_accounts.control.stats()["liveTasks"]["byAccount"] == {"default": [task_id], "acct-2": [own]}
 
 
 def test_reset_forgets_accounts_given_at_run_time(two_accounts: EmulatorHandle) -> None:

@@ -67,3 +67,4 @@ def test_beyond_the_limit_a_vendor_error(in_channel: EmulatorHandle, algorithm: 
     assert {"RequestId", "HostId", "Code", "Message", "Recommend"} <= set(error.data)
     assert str(MAX_REQUEST_TARGET) in error.data["Message"]
     assert in_channel.control.tasks() == []
+    assert in_channel.control.stats()["tooLarge"] == 1

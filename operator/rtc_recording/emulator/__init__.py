@@ -52,12 +52,46 @@ unknown task/user, 409 task not running):
     POST /_emulator/tasks/{taskId}/vanish    the service forgets it (API: NotFound.Task)
     GET|POST /_emulator/faults               {latency_seconds, error_rates: {action|"*": rate},
                                               drop_start_rate, callbacks, quota_per_second,
-                                              throttle_status}; POST changes the given ones
-    GET|POST /_emulator/callbacks            POST {enabled}; -> {enabled, deliveries: [{taskId,
-                                              eventType, url, payload, at, attempts, delivered}]}
+                                              throttle_status}; POST changes the given ones and,
+                                              with revert_after_seconds: N (> 0), puts each of them
+                                              back N real seconds later unless changed meanwhile
+    GET|POST /_emulator/hang                 POST {seconds}: hang for that many real seconds from
+                                              now (replacing a hang under way; 0 ends it now);
+                                              -> {active, remainingSeconds, waiting, held}
+    GET  /_emulator/stats                    {calls: {total, byAction, byAccessKeyId,
+                                              byAccessKeyIdAndAction, byActionAndCode, byUserAgent},
+                                              throttled: {total, byAccessKeyId},
+                                              droppedStartAnswers, tooLarge,
+                                              liveTasks: {total, byAccount: {account: [taskId]}},
+                                              callbacks: (as counts below), hang: (as above)}
+    POST /_emulator/stats/reset              zero the counters (tasks, channels, knobs stay) -> stats
+    GET|POST /_emulator/callbacks            POST {enabled}; -> {enabled, counts: {queued, suppressed,
+                                              delivered, failed, pending, attempts, byEventType:
+                                              {type: {outcome: n}}}, deliveries: [{taskId, eventType,
+                                              url, payload, at, attempts, delivered}] (the last 10 000)}
     POST /_emulator/credentials              {access_keys, sts_tokens: {id: [secret, token]},
                                               sts_expires_at: {id: unix s}, revoke: [ids],
                                               accounts: {id: account}}
+
+Fault knobs, for the operator's tests:
+- latency: `latency_seconds` delays every API answer; the call is still executed after
+  the delay, even if the caller gave up.
+- 5xx: `error_rates` answers that share of calls (per action or "*") InternalError (500)
+  or ServiceUnavailable (503); the call does nothing. An outage or brown-out is
+  `{"error_rates": {"*": 1.0}, "revert_after_seconds": 60}`: 100% 5xx for 60 s.
+- lost Start answers: `drop_start_rate`: the task is created and runs, the connection is
+  closed unanswered.
+- hang: POST /_emulator/hang {seconds}: connections are accepted and nothing is answered;
+  the calls received meanwhile are executed in arrival order when the hang ends (their
+  signature's freshness and the quota judged on arrival), so a Start that timed out at
+  the client creates its task late. The control API, tasks and callbacks keep running.
+- quota: `quota_per_second`, `throttle_status` (Throttling.User).
+- callbacks: `callbacks` false suppresses (and counts) them.
+Counters: GET /_emulator/stats counts every API call once it is answered (a held call when
+the hang ends), by action, by AccessKeyId (the verified one, else "(unauthenticated)"),
+by action and answer ("OK" or the error code) and by User-Agent, the Throttling.User
+answers by key, the Start answers dropped, the requests refused as too large, the live
+tasks of each account and the callbacks' outcomes.
 
 Tracks are "audio", "camera", "screen". Emulated time drives tasks, files and callbackTs;
 signature dates, ALI-LIVE-TIMESTAMP and the quota window use real time.

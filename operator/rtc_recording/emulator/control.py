@@ -72,6 +72,19 @@ class EmulatorControl:
         """Every callback attempted (or suppressed), oldest first (the last 10 000)."""
         return self._call("GET", "/callbacks")["deliveries"]
 
+    def callback_counts(self) -> dict[str, Any]:
+        """queued, suppressed, delivered, failed, pending, attempts, byEventType (never truncated)."""
+        return self._call("GET", "/callbacks")["counts"]
+
+    def stats(self) -> dict[str, Any]:
+        """calls (byAction, byAccessKeyId, byAccessKeyIdAndAction, byActionAndCode, byUserAgent), throttled,
+        droppedStartAnswers, tooLarge, liveTasks {total, byAccount}, callbacks, hang."""
+        return self._call("GET", "/stats")
+
+    def reset_stats(self) -> dict[str, Any]:
+        """Zero the counters (tasks, channels and knobs stay)."""
+        return self._call("POST", "/stats/reset")
+
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
@@ -80,9 +93,24 @@ class EmulatorControl:
         """Push emulated time forward; returns the new emulated now."""
         return self._call("POST", "/advance", {"seconds": seconds})["now"]
 
-    def set_faults(self, **knobs: Any) -> dict[str, Any]:
-        """latency_seconds, error_rates, drop_start_rate, callbacks, quota_per_second, throttle_status."""
+    def set_faults(self, *, revert_after_seconds: float | None = None, **knobs: Any) -> dict[str, Any]:
+        """latency_seconds, error_rates, drop_start_rate, callbacks, quota_per_second, throttle_status.
+
+        With `revert_after_seconds` the knobs given go back to their previous values after that many
+        real seconds (unless changed again meanwhile): `set_faults(error_rates={"*": 1.0},
+        revert_after_seconds=60)` is a 60 s outage."""
+        if revert_after_seconds is not None:
+            knobs["revert_after_seconds"] = revert_after_seconds
         return self._call("POST", "/faults", knobs)
+
+    def hang(self, seconds: float) -> dict[str, Any]:
+        """Hang the API for `seconds` real seconds from now (0 ends a hang now): calls get no answer until
+        then, and are executed in arrival order when it ends. Returns the hang's state."""
+        return self._call("POST", "/hang", {"seconds": seconds})
+
+    def hang_state(self) -> dict[str, Any]:
+        """{active, remainingSeconds, waiting (calls held now), held (calls held since the last stats reset)}."""
+        return self._call("GET", "/hang")
 
     def faults(self) -> dict[str, Any]:
         return self._call("GET", "/faults")

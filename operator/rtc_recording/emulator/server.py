@@ -29,10 +29,11 @@ from .callbacks import Dispatcher
 from .clock import Clock
 from .config import EmulatorConfig, FaultKnobs
 from .errors import ApiError
-from .faults import Faults
+from .faults import Faults, Hang
 from .keys import Credential, KeyStore
 from .quota import Quota
 from .signing import NonceCache, SignedRequest, verify
+from .stats import OK, CallStats
 from .tasks import DEFAULT_ACCOUNT, Engine
 from .validation import Account, require_task_id, validate_start, validate_update
 from .wire import decode_params, error_body
@@ -54,11 +55,20 @@ class Emulator:
         self.dispatcher = Dispatcher(
             self.clock, enabled=lambda: self.knobs.callbacks, timeout=config.callback_timeout_seconds,
             retry_delay=config.callback_retry_delay_seconds, payload_as_string=config.callback_payload_as_string)
+        self.hang = Hang(self.clock.monotonic)
+        self.stats = CallStats()
+        self._reverts: list[asyncio.TimerHandle] = []
         self.reset()
 
     def reset(self) -> None:
         """Back to the configured state (the clock keeps its time)."""
         config = self.config
+        for revert in self._reverts:
+            revert.cancel()
+        self._reverts.clear()
+        self.hang.end()
+        self.hang.held = 0
+        self.stats.reset()
         self.knobs = FaultKnobs(**config.model_dump(include=set(FaultKnobs.model_fields)))
         self.keys = KeyStore(config.access_keys, config.sts_tokens, config.sts_expires_at)
         self.accounts = dict(config.accounts)
@@ -74,13 +84,38 @@ class Emulator:
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
-    def set_faults(self, changes: dict[str, Any]) -> None:
-        self.knobs = FaultKnobs.model_validate(self.knobs.model_dump() | changes)
+    def set_faults(self, changes: dict[str, Any], revert_after: float | None = None) -> None:
+        """Change knobs; with `revert_after` (real seconds) each changed knob goes back to its
+        previous value then, unless it was changed again meanwhile."""
+        before = self.knobs.model_dump()
+        self.knobs = FaultKnobs.model_validate(before | changes)
         self.faults.knobs = self.knobs
         self.quota.limit = self.knobs.quota_per_second
+        if revert_after is not None:
+            after = self.knobs.model_dump()
+            set_now = {k: after[k] for k in changes}
+            previous = {k: before[k] for k in changes}
+
+            def revert() -> None:
+                current = self.knobs.model_dump()
+                self.set_faults({k: v for k, v in previous.items() if current[k] == set_now[k]})
+
+            loop = asyncio.get_running_loop()
+            self._reverts = [h for h in self._reverts if not h.cancelled() and h.when() > loop.time()]
+            self._reverts.append(loop.call_later(revert_after, revert))
 
     def account_of(self, credential: Credential) -> str:
         return self.accounts.get(credential.access_key_id, DEFAULT_ACCOUNT)
+
+    def stats_view(self) -> dict[str, Any]:
+        live: dict[str, list[str]] = {}
+        for task in self.engine.live():
+            live.setdefault(task.account, []).append(task.task_id)
+        return self.stats.view() | {
+            "liveTasks": {"total": sum(map(len, live.values())), "byAccount": live},
+            "callbacks": self.dispatcher.counts(),
+            "hang": self.hang.view(),
+        }
 
     def account(self, host: str) -> Account:
         # a vendor endpoint name says its region; anything else (loopback) is the configured one
@@ -118,6 +153,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
     ticker = asyncio.create_task(tick_forever())
     yield
+    emulator.hang.end()  # held calls finish rather than being destroyed pending
     ticker.cancel()
     await asyncio.gather(ticker, return_exceptions=True)
     await emulator.dispatcher.close()
@@ -126,41 +162,59 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 # ---- the vendor API
 
 async def _api(request: web.Request) -> web.StreamResponse:
+    # shielded: a call the caller gave up on (a timeout during a hang or latency) still happens
+    answer = asyncio.ensure_future(_answer(request))
+    answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(answer)
+
+
+async def _answer(request: web.Request) -> web.StreamResponse:
     emulator = request.app[EMULATOR]
     body = await request.read()
+    # judged on arrival, as a gateway in front of a hung service would: the signature's freshness
+    # and the quota (held calls were admitted when they came, and run when the hang ends)
+    received, arrived = emulator.clock.wall(), emulator.clock.monotonic()
+    await emulator.hang.hold()
     if emulator.knobs.latency_seconds:
         await asyncio.sleep(emulator.knobs.latency_seconds)
     request_id = str(uuid.uuid4()).upper()  # not from the seeded stream: task ids replay whatever the traffic
     host = request.headers.get("Host", "")
     query = list(request.query.items())
-    action = None
+    action = dict(query).get("Action") or request.headers.get("x-acs-action")
+    key = None
+    code = OK
     try:
         if len(request.raw_path) > MAX_REQUEST_TARGET:
+            emulator.stats.too_large += 1
             raise ApiError("RequestTooLarge", f"Its path and query take {len(request.raw_path)} bytes; "
                                               f"at most {MAX_REQUEST_TARGET} are accepted.")
         signed = SignedRequest(request.method, request.path, query, request.headers, body)
-        credential = verify(signed, emulator.keys, emulator.nonces, emulator.clock.wall())
-        params = dict(query)
-        action = params.get("Action") or request.headers.get("x-acs-action")
+        credential = verify(signed, emulator.keys, emulator.nonces, received)
+        key = credential.access_key_id
         handler = _ACTIONS.get(action or "")
         if handler is None:
             raise ApiError("InvalidAction.NotFound", f"Action {action!r}.")
+        params = dict(query)
         version = params.get("Version") or request.headers.get("x-acs-version")
         if version != API_VERSION:
             raise ApiError("InvalidVersion", f"Version {version!r}, expected {API_VERSION}.")
-        if not emulator.quota.allow(credential.access_key_id, emulator.clock.monotonic()):
+        if not emulator.quota.allow(credential.access_key_id, arrived):
             raise ApiError("Throttling.User", "", status=emulator.knobs.throttle_status)
-        if code := emulator.faults.server_error(action):
-            raise ApiError(code, "(injected)")
+        if injected := emulator.faults.server_error(action):
+            raise ApiError(injected, "(injected)")
         answer = handler(emulator, decode_params(query), credential, host)
     except ApiError as error:
+        code = error.code
         return web.json_response(error_body(error, request_id, host), status=error.status,
                                  headers={"x-acs-request-id": request_id})
     finally:
+        emulator.stats.record(action, key, code, request.headers.get("User-Agent", ""))
         emulator.dispatcher.submit(emulator.engine.drain())
-    if action == START and emulator.faults.drop_start() and request.transport is not None:
+    if action == START and emulator.faults.drop_start():
         # the task exists and runs; the caller gets a closed connection and no answer
-        request.transport.close()
+        emulator.stats.dropped_starts += 1
+        if request.transport is not None:
+            request.transport.close()
     return web.json_response({"RequestId": request_id, **answer}, headers={"x-acs-request-id": request_id})
 
 
@@ -274,14 +328,36 @@ def _vanish(emulator: Emulator, data: dict[str, Any], request: web.Request) -> A
 
 def _faults(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     if request.method == "POST":
-        emulator.set_faults(data)
+        changes = dict(data)
+        revert_after = changes.pop("revert_after_seconds", None)
+        if revert_after is not None and not float(revert_after) > 0:
+            raise ValueError("revert_after_seconds must be > 0")
+        emulator.set_faults(changes, None if revert_after is None else float(revert_after))
     return emulator.knobs.model_dump()
+
+
+def _hang(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    if request.method == "POST":
+        emulator.hang.start(float(data["seconds"]))
+    return emulator.hang.view()
+
+
+def _stats(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    return emulator.stats_view()
+
+
+def _stats_reset(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    emulator.stats.reset()
+    emulator.dispatcher.reset_counts()
+    emulator.hang.held = 0
+    return emulator.stats_view()
 
 
 def _callbacks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     if request.method == "POST":
         emulator.set_faults({"callbacks": bool(data["enabled"])})
-    return {"enabled": emulator.knobs.callbacks, "deliveries": list(emulator.dispatcher.log)}
+    return {"enabled": emulator.knobs.callbacks, "counts": emulator.dispatcher.counts(),
+            "deliveries": list(emulator.dispatcher.log)}
 
 
 def _credentials(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
@@ -313,6 +389,10 @@ _CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/faults", _faults),
     ("POST", "/faults", _faults),
     ("GET", "/callbacks", _callbacks),
+    ("GET", "/hang", _hang),
+    ("POST", "/hang", _hang),
+    ("GET", "/stats", _stats),
+    ("POST", "/stats/reset", _stats_reset),
     ("POST", "/callbacks", _callbacks),
     ("POST", "/credentials", _credentials),
 ]
