@@ -4,7 +4,7 @@ Events queue per task and go out in order, off the API's answer path. A POST car
 the lowerCamelCase body; with a NotifyAuthKey also ALI-LIVE-TIMESTAMP (real Unix seconds,
 so that receivers can judge freshness) and ALI-LIVE-SIGNATURE = md5("<ts>|<key>"). A
 5xx answer, a timeout or a connection failure gets exactly one resend; every attempt is
-logged for the control API.
+logged for the control API (the last MAX_LOG events) and counted (all of them).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections import deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,7 +50,26 @@ class Dispatcher:
         self._queues: dict[str, deque[Event]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._in_flight = 0
         self.log: deque[dict[str, Any]] = deque(maxlen=MAX_LOG)
+        self.reset_counts()
+
+    def reset_counts(self) -> None:
+        # outcome ("queued", "suppressed", "delivered", "failed", "attempts") -> count, overall and by event type
+        self._counts: Counter[str] = Counter()
+        self._by_type: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+    def _count(self, event: Event, outcome: str, n: int = 1) -> None:
+        self._counts[outcome] += n
+        self._by_type[event.event_type][outcome] += n
+
+    def counts(self) -> dict[str, Any]:
+        """queued (sent to delivery), suppressed (callbacks off), delivered (a 2xx), failed (no 2xx after the
+        resend, or a 4xx), pending (queued, not finished), attempts (POSTs), and the same by event type."""
+        counts = {k: self._counts[k] for k in ("queued", "suppressed", "delivered", "failed", "attempts")}
+        counts["pending"] = sum(len(queue) for queue in self._queues.values()) + self._in_flight
+        counts["byEventType"] = {kind: dict(c) for kind, c in sorted(self._by_type.items())}
+        return counts
 
     async def open(self) -> None:
         # trust_env=False: callbacks go where NotifyUrl says, never through a proxy from the environment
@@ -68,7 +87,9 @@ class Dispatcher:
         for event in events:
             if not self._enabled():
                 self.log.append(self._entry(event) | {"suppressed": True})
+                self._count(event, "suppressed")
                 continue
+            self._count(event, "queued")
             queue = self._queues.get(event.task_id)
             if queue is None:
                 queue = self._queues[event.task_id] = deque()
@@ -80,8 +101,9 @@ class Dispatcher:
     def clear(self) -> None:
         for worker in list(self._workers):
             worker.cancel()
-        self._queues.clear()
+        self._queues.clear()  # cancelled deliveries leave _in_flight as they unwind
         self.log.clear()
+        self.reset_counts()
 
     async def _drain(self, task_id: str, queue: deque[Event]) -> None:
         try:
@@ -94,14 +116,20 @@ class Dispatcher:
     async def _deliver(self, event: Event) -> None:
         entry = self._entry(event) | {"attempts": [], "delivered": False}
         self.log.append(entry)
-        for attempt in range(2):
-            if attempt:
-                await asyncio.sleep(self._retry_delay)
-            outcome = await self._post(event)
-            entry["attempts"].append(outcome)
-            if isinstance(outcome, int) and outcome < 500:
-                entry["delivered"] = 200 <= outcome < 300
-                return
+        self._in_flight += 1
+        try:
+            for attempt in range(2):
+                if attempt:
+                    await asyncio.sleep(self._retry_delay)
+                outcome = await self._post(event)
+                entry["attempts"].append(outcome)
+                self._count(event, "attempts")
+                if isinstance(outcome, int) and outcome < 500:
+                    entry["delivered"] = 200 <= outcome < 300
+                    break
+            self._count(event, "delivered" if entry["delivered"] else "failed")
+        finally:
+            self._in_flight -= 1
 
     async def _post(self, event: Event) -> int | str:
         headers = {"Content-Type": "application/json"}

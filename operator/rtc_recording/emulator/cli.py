@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
                    type=lambda t: _pair(t, 2, "ID:SECRET"))
     p.add_argument("--sts-token", action="append", default=[], metavar="ID:SECRET:TOKEN",
                    type=lambda t: _pair(t, 3, "ID:SECRET:TOKEN"))
+    p.add_argument("--account", action="append", default=[], metavar="KEYID:ACCOUNT",
+                   type=lambda t: _pair(t, 2, "KEYID:ACCOUNT"),
+                   help="the account a key belongs to (repeatable; default: account 'default')")
     p.add_argument("--app", action="append", default=[], help="an AppId that exists (repeatable)")
     p.add_argument("--bucket", action="append", default=[], help="an OSS bucket that exists (repeatable)")
     p.add_argument("--open-channels", action="store_true", help="accept Start on channels nobody joined")
@@ -61,6 +64,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(
         access_keys=dict(args.access_key),
         sts_tokens={key_id: (secret, token) for key_id, secret, token in args.sts_token},
+        accounts=dict(args.account),
         apps=set(args.app), oss_buckets=set(args.bucket), open_channels=args.open_channels,
         strict_ids=args.strict_ids,
         region=args.region, time_scale=args.time_scale, quota_per_second=args.quota,

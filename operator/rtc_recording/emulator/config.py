@@ -44,6 +44,11 @@ class FaultKnobs(BaseModel):
 
 class EmulatorConfig(FaultKnobs):
     access_keys: dict[str, str] = Field(default_factory=dict, description="AccessKeyId -> secret")
+    accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="AccessKeyId (plain or STS) -> the account it belongs to; keys not listed belong to "
+                    "account 'default'. A task is visible (Describe, Update, Stop) only to keys of the account "
+                    "that started it.")
     sts_tokens: dict[str, tuple[str, str]] = Field(
         default_factory=dict, description="STS AccessKeyId -> (secret, security token)")
     sts_expires_at: dict[str, float] = Field(

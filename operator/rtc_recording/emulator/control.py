@@ -59,17 +59,31 @@ class EmulatorControl:
         return self._call("GET", "/channels")["channels"]
 
     # introspection
-    def tasks(self, app_id: str | None = None, channel_id: str | None = None,
-              status: str | None = None) -> list[dict[str, Any]]:
-        params = {k: v for k, v in (("appId", app_id), ("channelId", channel_id), ("status", status)) if v}
+    def tasks(self, app_id: str | None = None, channel_id: str | None = None, status: str | None = None, *,
+              account: str | None = None, access_key_id: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("appId", app_id), ("channelId", channel_id), ("status", status),
+                                    ("account", account), ("accessKeyId", access_key_id)) if v}
         return self._call("GET", "/tasks", params=params)["tasks"]
 
     def task(self, task_id: str) -> dict[str, Any]:
         return self._call("GET", f"/tasks/{task_id}")
 
     def deliveries(self) -> list[dict[str, Any]]:
-        """Every callback attempted (or suppressed), oldest first."""
+        """Every callback attempted (or suppressed), oldest first (the last 10 000)."""
         return self._call("GET", "/callbacks")["deliveries"]
+
+    def callback_counts(self) -> dict[str, Any]:
+        """queued, suppressed, delivered, failed, pending, attempts, byEventType (never truncated)."""
+        return self._call("GET", "/callbacks")["counts"]
+
+    def stats(self) -> dict[str, Any]:
+        """calls (byAction, byAccessKeyId, byAccessKeyIdAndAction, byActionAndCode, byUserAgent), throttled,
+        droppedStartAnswers, tooLarge, liveTasks {total, byAccount}, callbacks, hang."""
+        return self._call("GET", "/stats")
+
+    def reset_stats(self) -> dict[str, Any]:
+        """Zero the counters (tasks, channels and knobs stay)."""
+        return self._call("POST", "/stats/reset")
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
@@ -79,9 +93,24 @@ class EmulatorControl:
         """Push emulated time forward; returns the new emulated now."""
         return self._call("POST", "/advance", {"seconds": seconds})["now"]
 
-    def set_faults(self, **knobs: Any) -> dict[str, Any]:
-        """latency_seconds, error_rates, drop_start_rate, callbacks, quota_per_second, throttle_status."""
+    def set_faults(self, *, revert_after_seconds: float | None = None, **knobs: Any) -> dict[str, Any]:
+        """latency_seconds, error_rates, drop_start_rate, callbacks, quota_per_second, throttle_status.
+
+        With `revert_after_seconds` the knobs given go back to their previous values after that many
+        real seconds (unless changed again meanwhile): `set_faults(error_rates={"*": 1.0},
+        revert_after_seconds=60)` is a 60 s outage."""
+        if revert_after_seconds is not None:
+            knobs["revert_after_seconds"] = revert_after_seconds
         return self._call("POST", "/faults", knobs)
+
+    def hang(self, seconds: float) -> dict[str, Any]:
+        """Hang the API for `seconds` real seconds from now (0 ends a hang now): calls get no answer until
+        then, and are executed in arrival order when it ends. Returns the hang's state."""
+        return self._call("POST", "/hang", {"seconds": seconds})
+
+    def hang_state(self) -> dict[str, Any]:
+        """{active, remainingSeconds, waiting (calls held now), held (calls held since the last stats reset)}."""
+        return self._call("GET", "/hang")
 
     def faults(self) -> dict[str, Any]:
         return self._call("GET", "/faults")
@@ -97,10 +126,13 @@ class EmulatorControl:
 
     def credentials(self, *, access_keys: dict[str, str] | None = None,
                     sts_tokens: dict[str, tuple[str, str]] | None = None,
-                    sts_expires_at: dict[str, float] | None = None, revoke: list[str] | None = None) -> None:
-        """Add or replace keys and tokens, set STS expiry (real Unix time), revoke key ids."""
+                    sts_expires_at: dict[str, float] | None = None, revoke: list[str] | None = None,
+                    accounts: dict[str, str] | None = None) -> None:
+        """Add or replace keys and tokens, set STS expiry (real Unix time), revoke key ids, and say which
+        account a key belongs to (keys never named belong to account "default")."""
         self._call("POST", "/credentials", {"access_keys": access_keys or {}, "sts_tokens": sts_tokens or {},
-                                            "sts_expires_at": sts_expires_at or {}, "revoke": revoke or []})
+                                            "sts_expires_at": sts_expires_at or {}, "revoke": revoke or [],
+                                            "accounts": accounts or {}})
 
     def reset(self) -> None:
         self._call("POST", "/reset")

@@ -32,6 +32,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "InvalidParameter.TaskId": (400, "%s, please check the taskId."),
     "NotFound.Task": (400, "%s, the task does not exist."),
     # Gateway: dispatch, signature, credentials
+    "RequestTooLarge": (400, "The request is larger than the service accepts. %s"),  # the emulator's own code
     "InvalidAction.NotFound": (404, "Specified api is not found, please check your url and method. %s"),
     "InvalidVersion": (400, "Specified parameter Version is not valid. %s"),
     "IncompleteSignature": (400, "The request signature does not conform to Aliyun standards. %s"),

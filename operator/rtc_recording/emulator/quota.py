@@ -2,11 +2,13 @@
 
 A call is accepted when fewer than `limit` calls were accepted in the second before it,
 so no window of one second ever holds more than `limit` accepted calls. Refused calls
-do not count.
+do not count. A call is judged at the time it arrived, which for calls held by a hang
+can be a little before calls already judged: those times are kept in order.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict, deque
 
 
@@ -24,5 +26,8 @@ class Quota:
             calls.popleft()
         if len(calls) >= self.limit:
             return False
-        calls.append(now)
+        if calls and now < calls[-1]:
+            bisect.insort(calls, now)
+        else:
+            calls.append(now)
         return True

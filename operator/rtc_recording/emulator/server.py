@@ -3,6 +3,14 @@
 Thin: routes parse, call the pure parts (signing, validation, tasks) and answer. Every
 request first brings the task engine up to the current emulated time; so does a
 background tick, so that timeouts and callbacks happen with nobody calling.
+
+Request size: the SDK puts every parameter in the query string, and the page allows many
+2048-character URLs (NotifyUrl, MixBackground and every pane's SubBackground), which
+percent-encoded can take three bytes a character. The API accepts a request target (path
+and query) of up to MAX_REQUEST_TARGET bytes (256 KiB: NotifyUrl and 40 such URLs fully
+encoded) and answers a larger one with a vendor-shaped 400 `RequestTooLarge`; aiohttp's
+own parser (which would answer a bare text 400) is raised to PARSER_MAX_LINE (8 MiB) for
+the request line and PARSER_MAX_FIELD (64 KiB) for a header.
 """
 
 from __future__ import annotations
@@ -21,21 +29,25 @@ from .callbacks import Dispatcher
 from .clock import Clock
 from .config import EmulatorConfig, FaultKnobs
 from .errors import ApiError
-from .faults import Faults
+from .faults import Faults, Hang
 from .keys import Credential, KeyStore
 from .quota import Quota
 from .signing import NonceCache, SignedRequest, verify
-from .tasks import Engine
+from .stats import OK, CallStats
+from .tasks import DEFAULT_ACCOUNT, Engine
 from .validation import Account, require_task_id, validate_start, validate_update
 from .wire import decode_params, error_body
 
 API_VERSION = "2016-11-01"
 START = "StartRtcCloudRecording"
 _VENDOR_HOST = re.compile(r"^live(?:\.([a-z0-9-]+))?\.aliyuncs\.com(?::\d+)?$")
+MAX_REQUEST_TARGET = 256 * 1024  # bytes of path and query the API accepts; beyond: RequestTooLarge
+PARSER_MAX_LINE = 8 * 1024 * 1024  # aiohttp's limits, far above: what lies between gets a vendor answer
+PARSER_MAX_FIELD = 64 * 1024
 
 
 class Emulator:
-    """One emulated account: the state behind both APIs."""
+    """One emulated service (its accounts, tasks and knobs): the state behind both APIs."""
 
     def __init__(self, config: EmulatorConfig):
         self.config = config
@@ -43,13 +55,23 @@ class Emulator:
         self.dispatcher = Dispatcher(
             self.clock, enabled=lambda: self.knobs.callbacks, timeout=config.callback_timeout_seconds,
             retry_delay=config.callback_retry_delay_seconds, payload_as_string=config.callback_payload_as_string)
+        self.hang = Hang(self.clock.monotonic)
+        self.stats = CallStats()
+        self._reverts: list[asyncio.TimerHandle] = []
         self.reset()
 
     def reset(self) -> None:
         """Back to the configured state (the clock keeps its time)."""
         config = self.config
+        for revert in self._reverts:
+            revert.cancel()
+        self._reverts.clear()
+        self.hang.end()
+        self.hang.held = 0
+        self.stats.reset()
         self.knobs = FaultKnobs(**config.model_dump(include=set(FaultKnobs.model_fields)))
         self.keys = KeyStore(config.access_keys, config.sts_tokens, config.sts_expires_at)
+        self.accounts = dict(config.accounts)
         self.nonces = NonceCache()
         self.quota = Quota(self.knobs.quota_per_second)
         self.faults = Faults(self.knobs, config.seed)
@@ -62,16 +84,44 @@ class Emulator:
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
-    def set_faults(self, changes: dict[str, Any]) -> None:
-        self.knobs = FaultKnobs.model_validate(self.knobs.model_dump() | changes)
+    def set_faults(self, changes: dict[str, Any], revert_after: float | None = None) -> None:
+        """Change knobs; with `revert_after` (real seconds) each changed knob goes back to its
+        previous value then, unless it was changed again meanwhile."""
+        before = self.knobs.model_dump()
+        self.knobs = FaultKnobs.model_validate(before | changes)
         self.faults.knobs = self.knobs
         self.quota.limit = self.knobs.quota_per_second
+        if revert_after is not None:
+            after = self.knobs.model_dump()
+            set_now = {k: after[k] for k in changes}
+            previous = {k: before[k] for k in changes}
+
+            def revert() -> None:
+                current = self.knobs.model_dump()
+                self.set_faults({k: v for k, v in previous.items() if current[k] == set_now[k]})
+
+            loop = asyncio.get_running_loop()
+            self._reverts = [h for h in self._reverts if not h.cancelled() and h.when() > loop.time()]
+            self._reverts.append(loop.call_later(revert_after, revert))
+
+    def account_of(self, credential: Credential) -> str:
+        return self.accounts.get(credential.access_key_id, DEFAULT_ACCOUNT)
+
+    def stats_view(self) -> dict[str, Any]:
+        live: dict[str, list[str]] = {}
+        for task in self.engine.live():
+            live.setdefault(task.account, []).append(task.task_id)
+        return self.stats.view() | {
+            "liveTasks": {"total": sum(map(len, live.values())), "byAccount": live},
+            "callbacks": self.dispatcher.counts(),
+            "hang": self.hang.view(),
+        }
 
     def account(self, host: str) -> Account:
         # a vendor endpoint name says its region; anything else (loopback) is the configured one
         match = _VENDOR_HOST.match(host)
         region = (match.group(1) or "cn-shanghai") if match else self.config.region
-        return Account(region, frozenset(self.config.apps), frozenset(self.config.oss_buckets))
+        return Account(region, frozenset(self.config.apps), frozenset(self.config.oss_buckets), self.config.strict_ids)
 
     def tick(self) -> None:
         self.engine.advance(self.clock.now())
@@ -82,7 +132,7 @@ EMULATOR = web.AppKey("emulator", Emulator)
 
 
 def create_app(config: EmulatorConfig) -> web.Application:
-    app = web.Application()
+    app = web.Application(handler_args={"max_line_size": PARSER_MAX_LINE, "max_field_size": PARSER_MAX_FIELD})
     app[EMULATOR] = Emulator(config)
     app.router.add_route("GET", "/", _api)
     app.router.add_route("POST", "/", _api)
@@ -103,6 +153,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
     ticker = asyncio.create_task(tick_forever())
     yield
+    emulator.hang.end()  # held calls finish rather than being destroyed pending
     ticker.cancel()
     await asyncio.gather(ticker, return_exceptions=True)
     await emulator.dispatcher.close()
@@ -111,62 +162,86 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 # ---- the vendor API
 
 async def _api(request: web.Request) -> web.StreamResponse:
+    # shielded: a call the caller gave up on (a timeout during a hang or latency) still happens
+    answer = asyncio.ensure_future(_answer(request))
+    answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(answer)
+
+
+async def _answer(request: web.Request) -> web.StreamResponse:
     emulator = request.app[EMULATOR]
     body = await request.read()
+    # judged on arrival, as a gateway in front of a hung service would: the signature's freshness
+    # and the quota (held calls were admitted when they came, and run when the hang ends)
+    received, arrived = emulator.clock.wall(), emulator.clock.monotonic()
+    await emulator.hang.hold()
     if emulator.knobs.latency_seconds:
         await asyncio.sleep(emulator.knobs.latency_seconds)
     request_id = str(uuid.uuid4()).upper()  # not from the seeded stream: task ids replay whatever the traffic
     host = request.headers.get("Host", "")
     query = list(request.query.items())
-    action = None
+    action = dict(query).get("Action") or request.headers.get("x-acs-action")
+    key = None
+    code = OK
     try:
+        if len(request.raw_path) > MAX_REQUEST_TARGET:
+            emulator.stats.too_large += 1
+            raise ApiError("RequestTooLarge", f"Its path and query take {len(request.raw_path)} bytes; "
+                                              f"at most {MAX_REQUEST_TARGET} are accepted.")
         signed = SignedRequest(request.method, request.path, query, request.headers, body)
-        credential = verify(signed, emulator.keys, emulator.nonces, emulator.clock.wall())
-        params = dict(query)
-        action = params.get("Action") or request.headers.get("x-acs-action")
+        credential = verify(signed, emulator.keys, emulator.nonces, received)
+        key = credential.access_key_id
         handler = _ACTIONS.get(action or "")
         if handler is None:
             raise ApiError("InvalidAction.NotFound", f"Action {action!r}.")
+        params = dict(query)
         version = params.get("Version") or request.headers.get("x-acs-version")
         if version != API_VERSION:
             raise ApiError("InvalidVersion", f"Version {version!r}, expected {API_VERSION}.")
-        if not emulator.quota.allow(credential.access_key_id, emulator.clock.monotonic()):
+        if not emulator.quota.allow(credential.access_key_id, arrived):
             raise ApiError("Throttling.User", "", status=emulator.knobs.throttle_status)
-        if code := emulator.faults.server_error(action):
-            raise ApiError(code, "(injected)")
+        if injected := emulator.faults.server_error(action):
+            raise ApiError(injected, "(injected)")
         answer = handler(emulator, decode_params(query), credential, host)
     except ApiError as error:
+        code = error.code
         return web.json_response(error_body(error, request_id, host), status=error.status,
                                  headers={"x-acs-request-id": request_id})
     finally:
+        emulator.stats.record(action, key, code, request.headers.get("User-Agent", ""))
         emulator.dispatcher.submit(emulator.engine.drain())
-    if action == START and emulator.faults.drop_start() and request.transport is not None:
+    if action == START and emulator.faults.drop_start():
         # the task exists and runs; the caller gets a closed connection and no answer
-        request.transport.close()
+        emulator.stats.dropped_starts += 1
+        if request.transport is not None:
+            request.transport.close()
     return web.json_response({"RequestId": request_id, **answer}, headers={"x-acs-request-id": request_id})
 
 
 def _start(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
     spec = validate_start(params, emulator.account(host))
-    task = emulator.engine.start(spec, credential.access_key_id, emulator.clock.now())
+    task = emulator.engine.start(spec, credential.access_key_id, emulator.clock.now(),
+                                 account=emulator.account_of(credential))
     return {"TaskId": task.task_id}
 
 
 def _stop(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
-    emulator.engine.stop(require_task_id(params), emulator.clock.now())
+    emulator.engine.stop(require_task_id(params), emulator.clock.now(), emulator.account_of(credential))
     return {}
 
 
 def _update(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
     now = emulator.clock.now()
-    task = emulator.engine.running(require_task_id(params), now)
+    account = emulator.account_of(credential)
+    task = emulator.engine.running(require_task_id(params), now, account)
     spec = validate_update(params, task.spec, emulator.account(host))
-    emulator.engine.update(task.task_id, spec, now)
+    emulator.engine.update(task.task_id, spec, now, account)
     return {}
 
 
 def _describe(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
-    return {"TaskInfo": emulator.engine.describe(require_task_id(params), emulator.clock.now())}
+    return {"TaskInfo": emulator.engine.describe(require_task_id(params), emulator.clock.now(),
+                                                 emulator.account_of(credential))}
 
 
 _ACTIONS: dict[str, Callable[[Emulator, dict[str, Any], Credential, str], dict[str, Any]]] = {
@@ -232,7 +307,8 @@ def _channel_action(verb: str, default_tracks: tuple[str, ...] | None) -> Handle
 
 def _tasks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     now = emulator.clock.now()
-    wanted = {k: request.query[k] for k in ("appId", "channelId", "status") if k in request.query}
+    wanted = {k: request.query[k] for k in ("appId", "channelId", "status", "account", "accessKeyId")
+              if k in request.query}
     views = [emulator.engine.task_view(t, now) for t in emulator.engine.tasks.values()]
     return {"tasks": [v for v in views if all(v[k] == value for k, value in wanted.items())]}
 
@@ -252,23 +328,49 @@ def _vanish(emulator: Emulator, data: dict[str, Any], request: web.Request) -> A
 
 def _faults(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     if request.method == "POST":
-        emulator.set_faults(data)
+        changes = dict(data)
+        revert_after = changes.pop("revert_after_seconds", None)
+        if revert_after is not None and not float(revert_after) > 0:
+            raise ValueError("revert_after_seconds must be > 0")
+        emulator.set_faults(changes, None if revert_after is None else float(revert_after))
     return emulator.knobs.model_dump()
+
+
+def _hang(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    if request.method == "POST":
+        emulator.hang.start(float(data["seconds"]))
+    return emulator.hang.view()
+
+
+def _stats(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    return emulator.stats_view()
+
+
+def _stats_reset(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    emulator.stats.reset()
+    emulator.dispatcher.reset_counts()
+    emulator.hang.held = 0
+    return emulator.stats_view()
 
 
 def _callbacks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     if request.method == "POST":
         emulator.set_faults({"callbacks": bool(data["enabled"])})
-    return {"enabled": emulator.knobs.callbacks, "deliveries": list(emulator.dispatcher.log)}
+    return {"enabled": emulator.knobs.callbacks, "counts": emulator.dispatcher.counts(),
+            "deliveries": list(emulator.dispatcher.log)}
 
 
 def _credentials(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
+    accounts = data.get("accounts", {})
+    if not isinstance(accounts, dict) or not all(isinstance(v, str) and v for v in accounts.values()):
+        raise ValueError("accounts must map AccessKeyIds to account names")
     emulator.keys.update(
         access_keys=data.get("access_keys", {}),
         sts_tokens={k: tuple(v) for k, v in data.get("sts_tokens", {}).items()},
         sts_expires_at=data.get("sts_expires_at", {}),
         revoke=data.get("revoke", ()),
     )
+    emulator.accounts.update(accounts)
 
 
 _CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
@@ -287,6 +389,10 @@ _CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/faults", _faults),
     ("POST", "/faults", _faults),
     ("GET", "/callbacks", _callbacks),
+    ("GET", "/hang", _hang),
+    ("POST", "/hang", _hang),
+    ("GET", "/stats", _stats),
+    ("POST", "/stats/reset", _stats_reset),
     ("POST", "/callbacks", _callbacks),
     ("POST", "/credentials", _credentials),
 ]
