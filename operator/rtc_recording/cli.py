@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
 
-from .cluster import binaries
+# Development tools: in a source checkout (`pip install -e .`), not in the wheel or the image.
+DEV_PACKAGES = ("cluster", "emulator")
+
+
+def _dev(module: str, command: str):
+    """Import a development module, or exit saying why it is missing from this installation."""
+    try:
+        return importlib.import_module(f"{__package__}.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name in {f"{__package__}.{p}" for p in DEV_PACKAGES}:
+            sys.exit(f"`rtcrec {command}` is a development tool and not part of this installation (the wheel "
+                     "and the image carry the operator and the receiver only); run it from a source checkout.")
+        raise
 
 
 def _cluster(args: argparse.Namespace) -> int:
+    binaries = _dev("cluster.binaries", "cluster")
     from .cluster.launcher import LocalCluster
 
-    state = Path(args.dir)
+    state = Path(args.dir or binaries.cache_root() / "cluster")
     if args.action == "up":
         if (state / "cluster.json").exists():
             print(f"a cluster already runs from {state}; `rtcrec cluster down` first", file=sys.stderr)
@@ -90,12 +104,11 @@ def _receiver(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import demo
-
-    return demo.run()
+    return _dev("cluster.demo", "demo").run()
 
 
 def _build(args: argparse.Namespace) -> int:
+    binaries = _dev("cluster.binaries", "build-binaries")
     for name, path in binaries.ensure(*args.names).items():
         print(f"{name}: {path}")
     return 0
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cluster = sub.add_parser("cluster", help="a local etcd + kube-apiserver for kubectl, tests and the demo")
     cluster.add_argument("action", choices=["up", "down", "env"])
-    cluster.add_argument("--dir", default=str(binaries.cache_root() / "cluster"), help="state directory")
+    cluster.add_argument("--dir", help="state directory (default: cluster/ in the binaries' cache)")
     cluster.set_defaults(func=_cluster)
 
     run = sub.add_parser("run", help="run the operator (settings from RTCREC_* environment variables)")
@@ -124,14 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     build = sub.add_parser("build-binaries", help="compile etcd, kube-apiserver, kubectl, helm into the cache")
-    build.add_argument("names", nargs="*", help=f"any of {', '.join(binaries.BINARIES)} (default: all)")
+    build.add_argument("names", nargs="*", help="etcd, kube-apiserver, kubectl, helm, or kube-apiserver-<version> "
+                       "and kubectl-<version> of the other supported Kubernetes versions (default: all)")
     build.set_defaults(func=_build)
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "emulator":
-        from .emulator.cli import main as emulator_main
-
-        return emulator_main(rest)
+        return _dev("emulator.cli", "emulator").main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)

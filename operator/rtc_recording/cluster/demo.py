@@ -18,10 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from .cluster import binaries
-from .cluster.launcher import LocalCluster, free_port
-from .cluster.processes import RtcrecProcess, local_env, wait_for
-from .emulator import EmulatorConfig, run_in_thread
+from ..emulator import EmulatorConfig, run_in_thread
+from . import binaries
+from .launcher import LocalCluster, free_port
+from .processes import RtcrecProcess, local_env, wait_for
 
 NAMESPACE = "demo"
 APP, BUCKET, CHANNEL = "demo-app", "demo-recordings", "standup-42"
