@@ -1,17 +1,37 @@
+# The image of `make image` (tools/image/build.sh), for those who build with Docker: the same Debian
+# bookworm packages (tools/image/debian-packages on the minbase set that debian:bookworm-slim is),
+# the same wheels pinned by hash (tools/image/*.txt, staged by wheels.sh), the same install script,
+# and the same runtime configuration: build.sh reads the ENV, WORKDIR, USER, ENTRYPOINT and CMD of
+# the last stage below into the image it writes.
+#   docker build -t <registry>/rtc-recording-operator:<version> .
 # One image, two commands: `rtcrec run` (the operator, default) and `rtcrec receiver`.
-# Build: docker build -t <registry>/rtc-recording-operator:<version> .
-FROM python:3.11-slim
+ARG DEBIAN=debian:bookworm-slim
 
-# No .pyc writes at run time (read-only root file system), logs straight to the container runtime.
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-
+FROM ${DEBIAN} AS stage
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml ./
 COPY operator/ operator/
-RUN pip install --no-cache-dir . && rm -rf /src
+COPY tools/image/ tools/image/
+RUN tools/image/wheels.sh /stage
 
+FROM ${DEBIAN}
+COPY tools/image/dpkg-slim.cfg /etc/dpkg/dpkg.cfg.d/rtcrec-slim
+RUN --mount=type=bind,source=tools/image/debian-packages,target=/tmp/debian-packages \
+    apt-get update \
+ && apt-get install -y --no-install-recommends $(grep -v '^#' /tmp/debian-packages) \
+ && rm -rf /var/lib/apt/lists/*
+RUN --mount=type=bind,from=stage,source=/stage,target=/tmp/stage sh /tmp/stage/install.sh
+
+LABEL org.opencontainers.image.title=rtc-recording-operator \
+      org.opencontainers.image.description="Kubernetes operator for Alibaba Cloud RTC cloud recordings"
+# No .pyc writes at run time (read-only root file system; install.sh compiled them), logs unbuffered.
+ENV PATH=/opt/rtcrec/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
 WORKDIR /
 # Numeric UID so that Kubernetes' runAsNonRoot can verify it; the chart uses the same UID.
 USER 10001:10001

@@ -1,10 +1,16 @@
 # The two commands of the README: `make demo` and `make test`. Both work on a fresh machine:
 # they create .venv, install the package, and build the control plane from Go modules on first use.
+# `make image` writes the operator's image archive (tools/image/build.sh; Debian packages and PyPI only).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE := build/image/rtc-recording-operator-$(VERSION).oci.tar
+# What goes into the image: the runtime modules (not emulator/ or cluster/), the locks and scripts.
+IMAGE_INPUTS := pyproject.toml Dockerfile $(wildcard tools/image/*) \
+	$(shell find operator -name '*.py' -not -path '*/emulator/*' -not -path '*/cluster/*')
 
-.PHONY: demo test binaries clean
+.PHONY: demo test binaries image podman clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +21,22 @@ $(STAMP): pyproject.toml
 binaries: $(STAMP)
 	$(VENV)/bin/rtcrec build-binaries
 
+image: $(IMAGE)
+
+$(IMAGE): $(IMAGE_INPUTS) | $(STAMP)
+	PIP=$(VENV)/bin/pip tools/image/build.sh
+
+podman:
+	tools/image/podman.sh
+
 # The demo builds (once) only the binaries it needs, and shows its progress doing so.
 demo: $(STAMP)
 	$(VENV)/bin/rtcrec demo
 
-test: binaries
+# -rs: a skipped test says why (the container test skips only where podman cannot run).
+test: binaries image podman
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -rs
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build
