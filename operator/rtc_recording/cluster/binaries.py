@@ -16,7 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-KUBERNETES_VERSION = "v1.36.3"
+KUBERNETES_VERSION = "v1.36.3"  # the default: kubectl, the demo and every test's control plane
+# The oldest and the newest supported minor (README, "Kubernetes versions"): the API corpus and an
+# integration smoke test also run against these. Each has its wrapper module tools/controlplane/kube-<minor>.
+OTHER_KUBERNETES_VERSIONS = ("v1.34.4", "v1.37.2")
+KUBERNETES_VERSIONS = tuple(sorted((KUBERNETES_VERSION, *OTHER_KUBERNETES_VERSIONS),
+                                   key=lambda v: tuple(map(int, v.lstrip("v").split(".")))))
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 # helm's .Capabilities default follows the client-go it is built with (v0.37 for v3.22.0).
@@ -33,10 +38,10 @@ def cache_root() -> Path:
     return Path(base)
 
 
-def _kube_ldflags() -> str:
-    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+def _kube_ldflags(version: str) -> str:
+    major, minor = version.lstrip("v").split(".")[:2]
     keys = {
-        "gitVersion": KUBERNETES_VERSION,
+        "gitVersion": version,
         "gitMajor": major,
         "gitMinor": minor,
         "gitTreeState": "clean",
@@ -76,14 +81,23 @@ class Binary:
         return cache_root() / "bin" / f"{self.name}-{self.version}" / self.name
 
 
+def _kube(version: str) -> dict[str, Binary]:
+    """kube-apiserver and kubectl of one Kubernetes version, keyed as `ensure` takes them: plain for
+    the default version, `<name>-<version>` for the others (kubectl too: a client within one minor
+    of the server is all kubectl's version skew policy promises)."""
+    wrapper = "kube" if version == KUBERNETES_VERSION else "kube-" + ".".join(version.lstrip("v").split(".")[:2])
+    suffix = "" if version == KUBERNETES_VERSION else f"-{version}"
+    return {
+        name + suffix: Binary(name, version, wrapper, f"k8s.io/kubernetes/cmd/{name}", _kube_ldflags(version))
+        for name in ("kube-apiserver", "kubectl")
+    }
+
+
 BINARIES = {
-    b.name: b
-    for b in (
-        Binary("etcd", ETCD_VERSION, "etcd", "go.etcd.io/etcd/server/v3", "-s -w"),
-        Binary("kube-apiserver", KUBERNETES_VERSION, "kube", "k8s.io/kubernetes/cmd/kube-apiserver", _kube_ldflags()),
-        Binary("kubectl", KUBERNETES_VERSION, "kube", "k8s.io/kubernetes/cmd/kubectl", _kube_ldflags()),
-        Binary("helm", HELM_VERSION, "helm", "helm.sh/helm/v3/cmd/helm", _helm_ldflags()),
-    )
+    "etcd": Binary("etcd", ETCD_VERSION, "etcd", "go.etcd.io/etcd/server/v3", "-s -w"),
+    **_kube(KUBERNETES_VERSION),
+    "helm": Binary("helm", HELM_VERSION, "helm", "helm.sh/helm/v3/cmd/helm", _helm_ldflags()),
+    **{key: binary for version in OTHER_KUBERNETES_VERSIONS for key, binary in _kube(version).items()},
 }
 
 
@@ -121,3 +135,12 @@ def build(binary: Binary, log=sys.stderr) -> Path:
 def ensure(*names: str, log=sys.stderr) -> dict[str, Path]:
     """Paths of the named binaries (all of them by default), building what is missing."""
     return {name: build(BINARIES[name], log=log) for name in (names or BINARIES)}
+
+
+def control_plane(version: str = KUBERNETES_VERSION, log=sys.stderr) -> dict[str, Path]:
+    """etcd, kube-apiserver and kubectl for a cluster of `version`, by plain name."""
+    if version not in KUBERNETES_VERSIONS:
+        raise ValueError(f"no wrapper module for Kubernetes {version}; supported: {', '.join(KUBERNETES_VERSIONS)}")
+    kube = _kube(version)
+    paths = ensure("etcd", *kube, log=log)
+    return {"etcd": paths["etcd"], **{binary.name: paths[key] for key, binary in kube.items()}}

@@ -62,25 +62,30 @@ class LocalCluster:
         return self.state_dir / "pki" / "apiserver.crt"
 
     # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return self.info().get("version", binaries.KUBERNETES_VERSION)
+
     @classmethod
-    def start(cls, state_dir: Path | None = None) -> "LocalCluster":
-        bins = binaries.ensure("etcd", "kube-apiserver", "kubectl")
+    def start(cls, state_dir: Path | None = None, version: str = binaries.KUBERNETES_VERSION) -> "LocalCluster":
+        """A control plane of Kubernetes `version` (one of binaries.KUBERNETES_VERSIONS)."""
+        bins = binaries.control_plane(version)
         state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="rtcrec-cluster-"))
         state.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds an admin token
         cluster = cls(state)
         try:
-            cluster._start(bins)
+            cluster._start(bins, version)
         except BaseException:
             cluster.stop()
             raise
         return cluster
 
-    def _start(self, bins: dict[str, Path]) -> None:
+    def _start(self, bins: dict[str, Path], version: str) -> None:
         s = self.state_dir
         client, peer, secure = free_port(), free_port(), free_port()
         token = secrets.token_hex(16)
         info = {"server": f"https://127.0.0.1:{secure}", "token": token, "etcd": f"http://127.0.0.1:{client}",
-                "kubectl": str(bins["kubectl"]), "pids": {}}
+                "kubectl": str(bins["kubectl"]), "version": version, "pids": {}}
         self._info_file.write_text(json.dumps(info))
 
         self._spawn("etcd", [
