@@ -1,4 +1,6 @@
-"""The CRD in a real kube-apiserver: the whole corpus and the examples through `kubectl apply`.
+"""The CRD in a real kube-apiserver: the whole corpus and the examples through `kubectl apply`,
+against every supported Kubernetes version (the default, the oldest and the newest: the CRD's
+CEL rules, selectable field and validation reasons must work on each; README "Kubernetes versions").
 
 Objects are applied in batches (one kubectl call per directory: kubectl reports every object's
 outcome) and each outcome is then checked on its own, so the module stays fast on 2 cores.
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 from api_corpus import CORPUS, EXAMPLES, load
+from rtc_recording.cluster import binaries
 from rtc_recording.resource import RtcRecordingStatus
 
 pytestmark = pytest.mark.cluster
@@ -37,8 +40,9 @@ def outcomes(proc) -> tuple[set[str], dict[str, str]]:
     return applied, refused
 
 
-@pytest.fixture(scope="module")
-def kubectl(cluster):
+@pytest.fixture(scope="module", params=binaries.KUBERNETES_VERSIONS)
+def kubectl(request, cluster_of):
+    cluster = cluster_of(request.param)
     cluster.apply_crds()
     cluster.kubectl("create", "namespace", NAMESPACE)
 
@@ -140,3 +144,12 @@ def test_kubectl_explain_is_a_manual(kubectl):
     }
     for field, reading in readings.items():
         assert reading in " ".join(kubectl("explain", field).stdout.split()), field
+
+
+def test_task_id_is_a_selectable_field(kubectl, created):
+    """The receiver finds the owner of a task by `status.taskId` (the CRD's selectableFields: GA in
+    Kubernetes 1.32, beta and on by default in 1.31; an older apiserver drops them)."""
+    kubectl("patch", "rtcrec", "standup-42-grid", "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"taskId": "task-selectable"}}))
+    found = kubectl("get", "rtcrec", "--field-selector=status.taskId=task-selectable", "-o", "name").stdout.split()
+    assert found == ["rtcrecording.rtc.recording.io/standup-42-grid"]
