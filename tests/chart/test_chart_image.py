@@ -295,6 +295,7 @@ def deployed(cluster, helm, podman, emulator, tmp_path_factory):
                     f"--from-literal=accessKeyId={ACCESS_KEY[0]}", f"--from-literal=accessKeySecret={ACCESS_KEY[1]}")
     receiver_port, metrics_port = free_port(), free_port()
     helm.run("install", release, str(CHART), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, values={
+        "crds": {"enabled": False},  # applied by kubectl, as for the other releases of this cluster
         "watchNamespaces": [watched],
         "credentials": {"secretName": "aliyun-credentials"},
         "callbacks": {"url": f"http://127.0.0.1:{receiver_port}"},

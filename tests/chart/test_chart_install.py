@@ -43,8 +43,8 @@ class Release:
 
 @pytest.fixture(scope="module")
 def crds(cluster):
-    # The CRD comes from the top-level crds/ (the chart's copy is byte-identical); helm then skips
-    # its crds/ as already present, as on every upgrade.
+    # The CRD comes from the top-level crds/, applied by kubectl as other modules do, so these
+    # releases leave it alone (crds.enabled=false); test_chart_crds.py installs it through the chart.
     cluster.apply_crds()
     return cluster
 
@@ -54,7 +54,7 @@ def release(crds, helm):
     suffix = secrets.token_hex(3)
     rel = Release(crds, helm, f"chart-{suffix}", f"rtc-chart-{suffix}")
     rel.helm_run("install", str(CHART), "--create-namespace",
-                 values={"callbacks": {"url": "https://cb.example.com"}})
+                 values={"crds": {"enabled": False}, "callbacks": {"url": "https://cb.example.com"}})
     yield rel
     rel.helm_run("uninstall")
 
@@ -67,7 +67,7 @@ def scoped_release(crds, helm):
         crds.kubectl("create", "namespace", ns)
     rel = Release(crds, helm, f"scoped-{suffix}", f"rtc-scoped-{suffix}")
     rel.helm_run("install", str(CHART), "--create-namespace",
-                 values={"watchNamespaces": watched, "callbacks": {"enabled": False}})
+                 values={"crds": {"enabled": False}, "watchNamespaces": watched, "callbacks": {"enabled": False}})
     rel.watched = watched
     yield rel
     rel.helm_run("uninstall")

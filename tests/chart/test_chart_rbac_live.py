@@ -40,8 +40,8 @@ class Deployed:
         self.release, self.namespace = f"live-{suffix}", f"rtc-live-{suffix}"
         self.fullname = f"{self.release}-rtc-recording-operator"
         self.receiver_port, self.metrics_port = free_port(), free_port()
-        values = {**values, "callbacks": {"url": f"http://127.0.0.1:{self.receiver_port}",
-                                          **values.get("callbacks", {})}}
+        values = {**values, "crds": {"enabled": False},  # applied by kubectl (the crds fixture)
+                  "callbacks": {"url": f"http://127.0.0.1:{self.receiver_port}", **values.get("callbacks", {})}}
         helm.run("install", self.release, str(CHART), "--kubeconfig", str(cluster.kubeconfig),
                  "-n", self.namespace, "--create-namespace", values=values)
         self.procs: list[RtcrecProcess] = []

@@ -53,12 +53,33 @@ def test_lint_strict(helm):
 
 def test_chart_crds_are_the_top_level_crds():
     top = binaries.REPO_ROOT / "crds"
-    chart = CHART / "crds"
+    chart = CHART / "files" / "crds"
     assert sorted(p.name for p in chart.iterdir()) == sorted(p.name for p in top.glob("*.yaml")), \
-        "copy crds/*.yaml to charts/rtc-recording-operator/crds/"
+        "copy crds/*.yaml to charts/rtc-recording-operator/files/crds/"
     for path in top.glob("*.yaml"):
         assert (chart / path.name).read_bytes() == path.read_bytes(), \
-            f"charts/rtc-recording-operator/crds/{path.name} differs from crds/{path.name}: copy it again"
+            f"charts/rtc-recording-operator/files/crds/{path.name} differs from crds/{path.name}: copy it again"
+    assert not (CHART / "crds").exists(), "Helm would install crds/ and then fail on the templated CRD"
+
+
+def test_rendered_crds_are_the_top_level_crds_labelled_and_kept(helm):
+    """What the template makes of files/crds/ is crds/ in content, plus the chart's labels and
+    the keep annotation: nothing else changes on the way through fromYaml and toYaml."""
+    top = {doc["metadata"]["name"]: doc for path in (binaries.REPO_ROOT / "crds").glob("*.yaml")
+           for doc in yaml.safe_load_all(path.read_text())}
+    rendered = {o["metadata"]["name"]: o for o in find(helm.template(), "CustomResourceDefinition")}
+    assert set(rendered) == set(top)
+    for name, crd in rendered.items():
+        labels, annotations = crd["metadata"].pop("labels"), crd["metadata"].pop("annotations")
+        assert crd == top[name]
+        assert annotations == {"helm.sh/resource-policy": "keep"}
+        assert labels["app.kubernetes.io/component"] == "crd"
+
+
+def test_crds_keep_and_enabled(helm):
+    (crd,) = find(helm.template({"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert "annotations" not in crd["metadata"]
+    assert not find(helm.template({"crds": {"enabled": False}}), "CustomResourceDefinition")
 
 
 @pytest.mark.parametrize("values, message", [
@@ -134,7 +155,7 @@ def test_values_yaml_comments_every_value():
 
 def test_everything_lands_in_the_release_namespace(rendered):
     _, objs = rendered
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
     for o in objs:
         if o["kind"] in cluster_scoped:
             assert "namespace" not in o["metadata"]
