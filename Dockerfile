@@ -8,6 +8,10 @@
 ARG DEBIAN=debian:bookworm-slim
 
 FROM ${DEBIAN} AS stage
+# Behind a PyPI mirror or a TLS-intercepting proxy: --build-arg PIP_INDEX_URL=... / PIP_CERT=<a CA
+# bundle inside the build>. Build arguments reach this stage's RUN only, not the image.
+ARG PIP_INDEX_URL
+ARG PIP_CERT
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
  && rm -rf /var/lib/apt/lists/*
@@ -22,8 +26,10 @@ COPY tools/image/dpkg-slim.cfg /etc/dpkg/dpkg.cfg.d/rtcrec-slim
 RUN --mount=type=bind,source=tools/image/debian-packages,target=/tmp/debian-packages \
     apt-get update \
  && apt-get install -y --no-install-recommends $(grep -v '^#' /tmp/debian-packages) \
+ && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
-RUN --mount=type=bind,from=stage,source=/stage,target=/tmp/stage sh /tmp/stage/install.sh
+# The same path as in build.sh: pip records where the project's wheel came from.
+RUN --mount=type=bind,from=stage,source=/stage,target=/tmp/rtcrec-stage sh /tmp/rtcrec-stage/install.sh
 
 LABEL org.opencontainers.image.title=rtc-recording-operator \
       org.opencontainers.image.description="Kubernetes operator for Alibaba Cloud RTC cloud recordings"

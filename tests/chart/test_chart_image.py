@@ -16,6 +16,7 @@ cannot run a container; `make test` installs podman with apt-get (tools/image/po
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import resource
@@ -65,6 +66,25 @@ def _layer_names(archive: Path) -> tuple[dict, list[str]]:
         (layer,) = manifest["Layers"]
         with tarfile.open(fileobj=outer.extractfile(layer), mode="r|gz") as inner:
             return config, [member.name.removeprefix("./") for member in inner]
+
+
+def _entries(tar: tarfile.TarFile) -> dict[str, tuple]:
+    """path -> what it is: type, mode, owner and content digest (bytecode by presence only: it
+    records when it was compiled)."""
+    out = {}
+    for m in tar:
+        name = m.name.removeprefix("./").rstrip("/")
+        if not name:
+            continue
+        if m.isfile():
+            data = tar.extractfile(m).read()
+            digest = None if name.endswith(".pyc") else hashlib.sha256(data).hexdigest()
+            out[name] = ("file", m.mode & 0o7777, m.uid, m.gid, digest)
+        elif m.issym() or m.islnk():
+            out[name] = ("link", m.linkname.removeprefix("./"))
+        else:
+            out[name] = ("dir" if m.isdir() else m.type, m.mode & 0o7777, m.uid, m.gid)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +381,53 @@ def test_containers_stop_cleanly(deployed):
         pod.podman("stop", "--time", "30", pod.cid)
         state = pod.state()
         assert state["ExitCode"] == 0, f"{name} exited {state['ExitCode']} on SIGTERM:\n{pod.logs()[-3000:]}"
+
+
+# What may differ between the two builds, and why.
+NOT_COMPARED = re.compile("|".join([
+    r"\.", r"dev", r"tmp/.+",                 # the root, /dev (the runtime's), RUN --mount targets
+    r"etc/(hostname|hosts|resolv\.conf)",      # written by podman into every container it exports
+    r"etc/dpkg/dpkg\.cfg\.d/.+",               # the same slimming options, named by each tool
+    r"var/(cache|log)/.+",                     # apt's and dpkg's caches and logs (mmdebstrap removes them)
+    r"var/lib/apt/.+", r"var/lib/dpkg/status-old",  # apt's bookkeeping, in install order
+    r"etc/(shadow|gshadow)-?",                 # the user's "last password change" is the build day
+]))
+
+
+def test_the_dockerfile_builds_the_same_image(podman, archive, tmp_path):
+    """`docker build` of the Dockerfile makes the image `make image` makes: the same files (but
+    for bookkeeping, NOT_COMPARED), the same Debian packages and the same runtime configuration.
+    podman builds it, on a stand-in for debian:bookworm-slim made by `build.sh --base` (Docker
+    Hub is not a registry this project builds from)."""
+    base = tmp_path / "base.tar"
+    made = subprocess.run([str(REPO / "tools" / "image" / "build.sh"), "--base", str(base)],
+                          capture_output=True, text=True, timeout=900)
+    assert made.returncode == 0, made.stderr[-3000:]
+    podman("import", str(base), "localhost/debian:bookworm-slim-standin", timeout=300)
+    # A TLS-intercepting proxy's CA may be in the host's bundle only: the build's pip gets it too.
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    ca = ["--volume", f"{bundle}:/tmp/host-ca.crt:ro", "--build-arg", "PIP_CERT=/tmp/host-ca.crt"] \
+        if bundle.exists() else []
+    podman("build", "--network=host", *podman.limits, *ca, "--build-arg",
+           "DEBIAN=localhost/debian:bookworm-slim-standin", "--tag", "localhost/dockerfile-built:test", str(REPO),
+           timeout=1200)
+    cid = podman("create", "localhost/dockerfile-built:test").stdout.strip()
+    exported = tmp_path / "dockerfile-built.tar"
+    podman("export", "--output", str(exported), cid)
+    podman("rm", cid)
+
+    with tarfile.open(exported) as tar:
+        built = {k: v for k, v in _entries(tar).items() if not NOT_COMPARED.fullmatch(k)}
+    with tarfile.open(archive) as outer:
+        (manifest,) = json.load(outer.extractfile("manifest.json"))
+        config = json.load(outer.extractfile(manifest["Config"]))["config"]
+        with tarfile.open(fileobj=outer.extractfile(manifest["Layers"][0]), mode="r|gz") as layer:
+            made = {k: v for k, v in _entries(layer).items() if not NOT_COMPARED.fullmatch(k)}
+    differ = {k: (made.get(k), built.get(k)) for k in made.keys() | built.keys() if made.get(k) != built.get(k)}
+    assert not differ, "make image vs Dockerfile:\n" + "\n".join(f"{k}: {a} / {b}" for k, (a, b) in sorted(differ.items())[:40])
+
+    docker = json.loads(podman("image", "inspect", "localhost/dockerfile-built:test").stdout)[0]["Config"]
+    for key in ("User", "Env", "Entrypoint", "Cmd", "WorkingDir"):
+        assert docker.get(key) == config.get(key), key
+    labels = {k: v for k, v in docker.get("Labels", {}).items() if not k.startswith("io.buildah")}
+    assert labels.items() <= config["Labels"].items()

@@ -10,6 +10,9 @@
 #   DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR  e.g. a snapshot.debian.org URL, for a bit-identical rebuild
 #   PIP                                    the pip that downloads (default: python3 -m pip)
 #   OUT                                    output directory (default: build/image)
+# `build.sh --base FILE` writes only the Debian part (minbase, slimmed, merged /usr: what
+# debian:bookworm-slim is) as a root file system tarball: the stand-in base on which the test of
+# the Dockerfile builds it, since Docker Hub is no registry this project builds from.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -36,6 +39,27 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# Debian bookworm, minbase (what debian:bookworm-slim holds), slimmed like it; merged /usr by
+# directory symlinks, as debootstrap and so debian:bookworm-slim do it (otherwise apt picks the
+# usrmerge package, which brings perl, 50 MB, along). The build host's resolv.conf and hostname
+# must not stay; device nodes are the runtime's business (--skip=output/dev leaves them out;
+# `tar --delete` afterwards drops other members too).
+# debian TARBALL [mmdebstrap options]
+debian() {
+  tarball=$1
+  shift
+  mmdebstrap --quiet --variant=minbase --format=tar --skip=output/dev --dpkgopt="$here/dpkg-slim.cfg" \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr "$@" \
+    --customize-hook='rm -f "$1/etc/resolv.conf" "$1/etc/hostname"' \
+    bookworm "$tarball" \
+    "deb $mirror bookworm main" "deb $mirror bookworm-updates main" "deb $security bookworm-security main"
+}
+
+if [ "${1:-}" = "--base" ]; then
+  debian "${2:?usage: build.sh --base FILE}"
+  exit 0
+fi
+
 mkdir -p "$out"
 work=$(mktemp -d "$out/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -44,17 +68,12 @@ started=$(date +%s)
 "$here/wheels.sh" "$work/stage"
 
 packages=$(grep -v '^#' "$here/debian-packages" | xargs | tr ' ' ',')
-# mmdebstrap removes /tmp (the stage) at the end; the build host's resolv.conf and hostname must
-# not stay in the image; device nodes are the runtime's business (tar --delete drops them).
-mmdebstrap --quiet --variant=minbase --format=tar --include="$packages" --dpkgopt="$here/dpkg-slim.cfg" \
+# mmdebstrap empties /tmp, the stage's place, at the end.
+debian "$work/rootfs.tar" --include="$packages" \
   --customize-hook='mkdir "$1/tmp/rtcrec-stage"' \
   --customize-hook="sync-in $work/stage /tmp/rtcrec-stage" \
   --customize-hook='chroot "$1" sh /tmp/rtcrec-stage/install.sh' \
-  --customize-hook="chroot \"\$1\" dpkg-query -W -f '\${Package}=\${Version}\\n' > $work/debian.txt" \
-  --customize-hook='rm -f "$1/etc/resolv.conf" "$1/etc/hostname"' \
-  bookworm - \
-  "deb $mirror bookworm main" "deb $mirror bookworm-updates main" "deb $security bookworm-security main" \
-  | tar --delete --wildcards './dev/?*' > "$work/rootfs.tar"
+  --customize-hook="chroot \"\$1\" dpkg-query -W -f '\${Package}=\${Version}\\n' > $work/debian.txt"
 
 python3 "$here/oci.py" --rootfs "$work/rootfs.tar" --out "$archive" --name "$name" --tag "$version" \
   --epoch "$SOURCE_DATE_EPOCH" --dockerfile "$root/Dockerfile" \

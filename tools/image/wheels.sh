@@ -38,9 +38,10 @@ $pip download --quiet --no-deps --require-hashes -r "$here/requirements.txt" -d 
   --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none $platforms
 mv "$work"/downloads/*.whl "$stage/wheels/"
 
-# Wheels are built by the pinned pip and setuptools only (--no-index: build isolation finds nothing else).
-wheel() { python3 "$(echo "$stage"/build/pip-*.whl)/pip" wheel --quiet --no-deps --no-index \
-  --find-links "$stage/build" -w "$1" "$2"; }
+# Wheels are built by the pinned pip and setuptools only (--no-index: build isolation finds nothing
+# else), with fixed time stamps, so that the same sources make the same wheel everywhere.
+wheel() { SOURCE_DATE_EPOCH=315532800 python3 "$(echo "$stage"/build/pip-*.whl)/pip" wheel --quiet --no-deps \
+  --no-index --find-links "$stage/build" -w "$1" "$2"; }
 for sdist in "$work"/downloads/*; do
   [ -e "$sdist" ] || continue
   wheel "$work/built" "$sdist"
