@@ -10,6 +10,7 @@ import kopf
 
 from . import evidence, health
 from .clients import CloudClients
+from .deadlines import Deadlines
 from .index import Index
 from .kube import GROUP, PLURAL, VERSION, Connection, Kube
 from .poller import Poller
@@ -51,10 +52,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
     interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
     memo.poller = Poller(memo.recorder.observe, interval, config.poll_calls_per_second)
+    memo.deadlines = Deadlines(memo.recorder.on_due)
     memo.health = health.Health(memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds,
                                 config.namespaces)
     memo.tasks = [asyncio.create_task(memo.poller.run(), name="poller"),
                   asyncio.create_task(memo.clients.probe(), name="probe"),
+                  asyncio.create_task(memo.deadlines.run(), name="deadlines"),
                   asyncio.create_task(health.serve(memo.health, config.metrics_port), name="metrics")]
     if config.callback_url:
         worker = evidence.Worker(memo.kube, config.evidence_namespace, memo.recorder.act_on)
@@ -82,8 +85,10 @@ def watched(event: dict, memo: kopf.Memo, **_) -> None:
     memo.health.saw(tracked, key)
     if tracked is None:
         memo.poller.forget(key)
+        memo.deadlines.set(key, None)
     else:
         memo.poller.track(tracked)
+        memo.deadlines.track(tracked)
 
 
 @kopf.on.create(*RESOURCE)

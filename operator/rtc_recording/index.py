@@ -15,7 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import metrics
+from . import metrics, reconcile
+from .resource import status_of
 
 Key = tuple[str, str]
 TOMBSTONES_KEPT = 20_000
@@ -34,14 +35,18 @@ class Tracked:
     files_digest: str
     region: str | None
     secret: str | None  # spec.credentialsSecretRef.name
+    due: float | None  # when maxDurationSeconds or ttlSecondsAfterFinished falls due (Unix time)
 
     @classmethod
     def of(cls, obj: dict) -> "Tracked":
         meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        controls = reconcile.Controls.of(obj)
+        due = (reconcile.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None
+               else None)
         return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("resourceVersion", ""),
                    meta.get("generation", 0), bool(meta.get("deletionTimestamp")), status.get("phase"),
                    status.get("taskId"), files_digest(status.get("files")), spec.get("region"),
-                   (spec.get("credentialsSecretRef") or {}).get("name"))
+                   (spec.get("credentialsSecretRef") or {}).get("name"), due.timestamp() if due else None)
 
     @property
     def key(self) -> Key:

@@ -175,6 +175,13 @@ class Kube:
     async def get_recording(self, namespace: str, name: str) -> dict:
         return await self.request("GET", self._path(namespace, name))
 
+    async def delete_recording(self, namespace: str, name: str, uid: str) -> None:
+        """Delete this very object (a namesake created meanwhile is left alone)."""
+        try:
+            await self.request("DELETE", self._path(namespace, name), json={"preconditions": {"uid": uid}})
+        except (Gone, Conflict):
+            pass
+
     async def patch_status(self, namespace: str, name: str, status: dict, *,
                            resource_version: str | None = None, uid: str | None = None) -> dict:
         """Merge-patch `/status`; with resource_version (and uid) it is a compare-and-swap."""

@@ -28,13 +28,18 @@ class Phase(StrEnum):
     RECORDING = "Recording"
     RECOVERING = "Recovering"
     STOPPING = "Stopping"
+    SUSPENDED = "Suspended"
     COMPLETED = "Completed"
     FAILED = "Failed"
 
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED})
 LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})
+SETTLED = frozenset({Phase.SUSPENDED, *TERMINAL})  # no Start is pending, whatever status.attempt says
+# Conditions that kstatus (Flux) and the Argo CD health script read (docs/gitops.md).
+RECONCILING = frozenset({Phase.PENDING, Phase.STARTING, Phase.STOPPING, Phase.RECOVERING})
 
+HISTORY_KEPT = 10  # status.history
 STRAY_IDS_KEPT = 20  # status.strayTaskIds: enough to silence late callbacks of recent strays
 
 # The service stops every task after 72 hours, whatever else happens.
@@ -50,6 +55,14 @@ class Reason(StrEnum):
     RECOVERING = "Recovering"
     STOPPED = "StoppedByCloud"
     UPDATED = "Updated"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    OPERATOR_MAX_DURATION = "MaxDuration"  # spec.maxDurationSeconds, the operator's own limit
+    ADOPTED = "Adopted"
+    ADOPTION_FAILED = "AdoptionFailed"
+
+
+ADOPT_ANNOTATION = "rtc.recording.io/adopt-task-id"
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -80,7 +93,55 @@ class Nothing:
     pass
 
 
-Action = Start | AwaitOutcome | Update | Stop | Nothing
+@dataclass(frozen=True)
+class Halt:
+    """Stop the running task because the user asked (suspend) or its time is up (maxDuration).
+    The intent is written first (phase Stopping with this reason), so a crash repeats it."""
+    task_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Suspend:
+    """spec.suspend with no task running: just say so."""
+
+
+@dataclass(frozen=True)
+class Expire:
+    """ttlSecondsAfterFinished has passed: delete the resource."""
+
+
+@dataclass(frozen=True)
+class AdoptTask:
+    """The adopt annotation names a running task to take over instead of starting one."""
+    task_id: str
+
+
+Action = Start | AwaitOutcome | Update | Stop | Nothing | Halt | Suspend | Expire | AdoptTask
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The lifecycle controls of a spec (and the adopt annotation), as the decisions need them."""
+    suspend: bool = False
+    max_duration: int | None = None
+    ttl: int | None = None
+    adopt: str | None = None
+
+    @classmethod
+    def of(cls, obj: dict) -> "Controls":
+        spec = obj.get("spec") or {}
+        return cls(bool(spec.get("suspend")), spec.get("maxDurationSeconds"), spec.get("ttlSecondsAfterFinished"),
+                   ((obj["metadata"].get("annotations") or {}).get(ADOPT_ANNOTATION) or None))
+
+
+def due_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
+    """When the next time-driven decision falls due (maxDuration, TTL), if any."""
+    if status.phase in LIVE and controls.max_duration and status.start_time:
+        return status.start_time + timedelta(seconds=controls.max_duration)
+    if status.phase in TERMINAL and controls.ttl is not None and status.completion_time:
+        return status.completion_time + timedelta(seconds=controls.ttl)
+    return None
 
 
 @dataclass(frozen=True)
@@ -106,25 +167,42 @@ def _answer_unknown(status: RtcRecordingStatus, now: datetime, grace: float, clo
 
 
 def next_action(status: RtcRecordingStatus, generation: int, now: datetime, grace: float,
-                cloud: Cloud = Cloud(), evidence_waiting: bool = False) -> Action:
-    """What create, resume and spec updates should do."""
+                cloud: Cloud = Cloud(), evidence_waiting: bool = False, controls: Controls = Controls()) -> Action:
+    """What create, resume, spec updates and due times should do."""
     phase = status.phase
+    due = due_at(status, controls)
+    if phase in TERMINAL and due is not None and now >= due:
+        return Expire()
     if phase == Phase.COMPLETED:
         return Nothing()  # a finished recording is never restarted behind the user's back
     if phase == Phase.FAILED:
         # A refused Start is retried only when the user changes the spec.
         if status.task_id is None and (status.observed_generation or 0) < generation:
-            return Start(attempt=_next_attempt(status))
+            return Suspend() if controls.suspend else Start(attempt=_next_attempt(status))
         return Nothing()
+    if phase == Phase.SUSPENDED:
+        return Nothing() if controls.suspend else Start(attempt=_next_attempt(status))
     if status.task_id:
+        if phase == Phase.STOPPING and status.reason in (Reason.SUSPENDED, Reason.OPERATOR_MAX_DURATION):
+            return Halt(status.task_id, status.reason)  # our own Stop, interrupted: finish it
+        if phase in LIVE and controls.suspend:
+            return Halt(status.task_id, Reason.SUSPENDED)
+        if phase in LIVE and due is not None and now >= due:
+            return Halt(status.task_id, Reason.OPERATOR_MAX_DURATION)
         if (status.observed_generation or 0) < generation and phase in LIVE:
             return Update(status.task_id)
         return Nothing()
     if status.attempt is None:
-        return Start(attempt=1)
+        if controls.suspend:
+            return Suspend()
+        return AdoptTask(controls.adopt) if controls.adopt and phase is None else Start(attempt=1)
     if status.attempt.not_executed:
-        return Start(attempt=status.attempt.number + 1)  # the service said no: nothing to wait for
-    return _answer_unknown(status, now, grace, cloud, evidence_waiting) or Start(attempt=status.attempt.number + 1)
+        # The service said no: nothing to wait for, the next number at once.
+        return Suspend() if controls.suspend else Start(attempt=status.attempt.number + 1)
+    waiting = _answer_unknown(status, now, grace, cloud, evidence_waiting)
+    if waiting is not None:
+        return waiting  # also when suspended: its task may yet be adopted, and then stopped
+    return Suspend() if controls.suspend else Start(attempt=status.attempt.number + 1)
 
 
 @dataclass(frozen=True)
@@ -134,8 +212,16 @@ class Release:
     attempt: int
 
 
+@dataclass(frozen=True)
+class Orphan:
+    """spec.deletionPolicy Orphan: let the object go and leave the task running."""
+    task_id: str | None
+
+
 def deletion_action(status: RtcRecordingStatus, now: datetime, grace: float, cloud: Cloud = Cloud(),
-                    evidence_waiting: bool = False) -> Action | Release:
+                    evidence_waiting: bool = False, orphan: bool = False) -> Action | Release | Orphan:
+    if orphan:
+        return Orphan(status.task_id if status.phase in LIVE else None)
     if status.task_id:
         return Stop(status.task_id)  # whatever the phase: Stop is idempotent, a leak is not
     attempt = status.attempt
@@ -157,13 +243,30 @@ def _ts(now: datetime) -> str:
 def condition(status: RtcRecordingStatus, type_: str, state: bool, reason: str, message: str,
               generation: int, now: datetime) -> list[dict[str, Any]]:
     """The whole conditions list with one condition set; lastTransitionTime moves only on change."""
-    value = "True" if state else "False"
+    return _conditions(status, {type_: (state, reason, message)}, generation, now)
+
+
+def phase_conditions(status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int,
+                     now: datetime) -> list[dict[str, Any]]:
+    """Ready, Reconciling and Stalled for a phase, as kstatus and Argo CD read them: Ready while
+    recording, Reconciling while the operator or the cloud is getting somewhere, Stalled when
+    Failed. Completed and Suspended are neither: settled, like a finished Job. `reason` must be
+    a CamelCase word (a vendor code such as InvalidParameter.AppId is not)."""
+    return _conditions(status, {"Ready": (phase == Phase.RECORDING, reason, message),
+                                "Reconciling": (phase in RECONCILING, reason, message),
+                                "Stalled": (phase == Phase.FAILED, reason, message)}, generation, now)
+
+
+def _conditions(status: RtcRecordingStatus, changes: dict[str, tuple[bool, str, str]], generation: int,
+                now: datetime) -> list[dict[str, Any]]:
     conditions = [c.model_dump(by_alias=True, mode="json", exclude_none=True)
-                  for c in status.conditions if c.type != type_]
-    old = next((c for c in status.conditions if c.type == type_), None)
-    since = _ts(old.last_transition_time) if old and old.status == value else _ts(now)
-    conditions.append({"type": type_, "status": value, "reason": reason, "message": message,
-                       "observedGeneration": generation, "lastTransitionTime": since})
+                  for c in status.conditions if c.type not in changes]
+    for type_, (state, reason, message) in changes.items():
+        value = "True" if state else "False"
+        old = next((c for c in status.conditions if c.type == type_), None)
+        since = _ts(old.last_transition_time) if old and old.status == value else _ts(now)
+        conditions.append({"type": type_, "status": value, "reason": reason, "message": message,
+                           "observedGeneration": generation, "lastTransitionTime": since})
     return sorted(conditions, key=lambda c: c["type"])
 
 
@@ -176,7 +279,7 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
         "phase": Phase.STARTING, "reason": Reason.UNKNOWN_OUTCOME if retry else None, "message": message,
         "taskId": None,
         "attempt": {"number": attempt, "startedAt": _ts(now), "generation": generation, "notExecuted": None},
-        "conditions": condition(status, "Ready", False, "Starting", message, generation, now),
+        "conditions": phase_conditions(status, Phase.STARTING, "Starting", message, generation, now),
     }
 
 
@@ -184,8 +287,8 @@ def started(status: RtcRecordingStatus, task_id: str, generation: int, now: date
     message = f"recording as task {task_id}"
     return {
         "phase": Phase.RECORDING, "reason": Reason.STARTED, "message": message, "taskId": task_id,
-        "startTime": _ts(now), "completionTime": None, "observedGeneration": generation,
-        "conditions": condition(status, "Ready", True, Reason.STARTED, message, generation, now),
+        "startTime": _ts(now), "completionTime": None, "observedGeneration": generation, "files": None,
+        "conditions": phase_conditions(status, Phase.RECORDING, Reason.STARTED, message, generation, now),
     }
 
 
@@ -195,7 +298,7 @@ def start_refused(status: RtcRecordingStatus, code: str, message: str, generatio
     return {
         "phase": Phase.FAILED, "reason": code, "message": message, "observedGeneration": generation,
         # metav1.Condition reasons are CamelCase words; the vendor's dotted code is in status.reason.
-        "conditions": condition(status, "Ready", False, "StartRefused", message, generation, now),
+        "conditions": phase_conditions(status, Phase.FAILED, "StartRefused", message, generation, now),
     }
 
 
@@ -205,7 +308,7 @@ def start_not_executed(status: RtcRecordingStatus, error: CloudError, generation
     return {
         # The number stays taken: a late callback can never be mistaken for a later attempt's.
         "phase": Phase.PENDING, "reason": error.code, "message": message, "attempt": {"notExecuted": True},
-        "conditions": condition(status, "Ready", False, "StartRetrying", message, generation, now),
+        "conditions": phase_conditions(status, Phase.PENDING, "StartRetrying", message, generation, now),
     }
 
 
@@ -242,6 +345,8 @@ def observed(status: RtcRecordingStatus, info: TaskInfo | None, generation: int,
     if files != (status.files.model_dump(by_alias=True, mode="json", exclude_none=True) if status.files else None):
         patch["files"] = files
     if info.status == TaskStatus.STOPPED:
+        if status.phase == Phase.STOPPING and status.reason in (Reason.SUSPENDED, Reason.OPERATOR_MAX_DURATION):
+            return {**patch, **halted(status, status.reason, generation, now)}  # we stopped it: say why
         reason = stop_reason or _why_stopped(status, now)
         message = {Reason.IDLE_TIMEOUT: "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
                    Reason.MAX_DURATION: "the cloud ends every task after 72 hours"}.get(
@@ -250,13 +355,12 @@ def observed(status: RtcRecordingStatus, info: TaskInfo | None, generation: int,
     phase = {TaskStatus.RUNNING: Phase.RECORDING, TaskStatus.RECOVERING: Phase.RECOVERING,
              TaskStatus.STOPPING: Phase.STOPPING}[info.status]
     if phase != status.phase:
-        ready = phase == Phase.RECORDING
         reason = {Phase.RECORDING: Reason.STARTED, Phase.RECOVERING: Reason.RECOVERING}.get(phase, Reason.STOPPED)
         message = {Phase.RECORDING: f"recording as task {status.task_id}",
                    Phase.RECOVERING: "the cloud lost the recorder and is bringing it back"}.get(
             phase, "the cloud is stopping the task")
         patch.update(phase=phase, reason=reason, message=message,
-                     conditions=condition(status, "Ready", ready, reason, message, generation, now))
+                     conditions=phase_conditions(status, phase, reason, message, generation, now))
     return patch or None
 
 
@@ -276,7 +380,61 @@ def _why_stopped(status: RtcRecordingStatus, now: datetime) -> str:
 def _finished(status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int,
               now: datetime) -> dict:
     return {"phase": phase, "reason": reason, "message": message, "completionTime": _ts(now),
-            "conditions": condition(status, "Ready", False, reason, message, generation, now)}
+            "history": history_with(status, reason, now),
+            "conditions": phase_conditions(status, phase, reason, message, generation, now)}
+
+
+def history_with(status: RtcRecordingStatus, reason: str, now: datetime) -> list[dict[str, Any]]:
+    """status.history with the current task appended as ended now (the latest HISTORY_KEPT)."""
+    entry = {"taskId": status.task_id, "startTime": _ts(status.start_time) if status.start_time else None,
+             "endTime": _ts(now), "reason": reason,
+             "files": status.files.model_dump(by_alias=True, mode="json", exclude_none=True) if status.files else None}
+    old = [h.model_dump(by_alias=True, mode="json", exclude_none=True) for h in status.history]
+    return [*old, {k: v for k, v in entry.items() if v is not None}][-HISTORY_KEPT:]
+
+
+def halting(status: RtcRecordingStatus, reason: str, generation: int, now: datetime) -> dict:
+    """The intent to stop our own task, written before the Stop."""
+    message = {Reason.SUSPENDED: f"stopping task {status.task_id}: spec.suspend is true",
+               Reason.OPERATOR_MAX_DURATION: f"stopping task {status.task_id}: it ran spec.maxDurationSeconds"}[reason]
+    return {"phase": Phase.STOPPING, "reason": reason, "message": message,
+            "conditions": phase_conditions(status, Phase.STOPPING, reason, message, generation, now)}
+
+
+def halted(status: RtcRecordingStatus, reason: str, generation: int, now: datetime) -> dict:
+    """Our Stop is done: Suspended (the task goes to history; resuming starts a new one) or
+    Completed with reason MaxDuration."""
+    if reason == Reason.SUSPENDED:
+        message = f"suspended: task {status.task_id} stopped, its files kept; set spec.suspend to false to record again"
+        return {"phase": Phase.SUSPENDED, "reason": reason, "message": message, "taskId": None,
+                "observedGeneration": generation, "history": history_with(status, reason, now),
+                "conditions": phase_conditions(status, Phase.SUSPENDED, reason, message, generation, now)}
+    message = f"task {status.task_id} stopped after spec.maxDurationSeconds"
+    return {**_finished(status, Phase.COMPLETED, reason, message, generation, now), "observedGeneration": generation}
+
+
+def suspended_idle(status: RtcRecordingStatus, generation: int, now: datetime) -> dict:
+    """spec.suspend with nothing running (a pending, refused or lost Start is given up)."""
+    message = "suspended: no task runs; set spec.suspend to false to record"
+    patch: dict[str, Any] = {"phase": Phase.SUSPENDED, "reason": Reason.SUSPENDED, "message": message,
+                             "observedGeneration": generation,
+                             "conditions": phase_conditions(status, Phase.SUSPENDED, Reason.SUSPENDED, message,
+                                                            generation, now)}
+    if status.attempt and not status.attempt.not_executed:
+        patch["attempt"] = {"notExecuted": True}  # a late callback of it is then a stray
+    return patch
+
+
+def adoption_failed(status: RtcRecordingStatus, task_id: str, why: str, generation: int, now: datetime) -> dict:
+    message = f"cannot adopt task {task_id} ({ADOPT_ANNOTATION}): {why}; nothing was started"
+    return {"phase": Phase.FAILED, "reason": Reason.ADOPTION_FAILED, "message": message,
+            "observedGeneration": generation,
+            "conditions": phase_conditions(status, Phase.FAILED, Reason.ADOPTION_FAILED, message, generation, now)}
+
+
+def credentials_missing(status: RtcRecordingStatus, message: str, generation: int, now: datetime) -> dict:
+    return {"phase": Phase.PENDING, "reason": "CredentialsUnavailable", "message": message,
+            "conditions": phase_conditions(status, Phase.PENDING, "CredentialsUnavailable", message, generation, now)}
 
 
 # -- callbacks ------------------------------------------------------------------------------------
@@ -287,14 +445,16 @@ class View:
     task_id: str | None
     phase: str | None
     pending_attempt: int | None  # the attempt whose answer is unknown, if any
-    stopped_tasks: frozenset[str] = frozenset()  # strays this resource's tasks already had stopped
+    stopped_tasks: frozenset[str] = frozenset()  # its strays already stopped, and its ended tasks
 
     @classmethod
     def of(cls, obj: dict) -> "View":
         status = status_of(obj)
         pending = status.attempt.number if (status.task_id is None and status.attempt
-                                            and not status.attempt.not_executed) else None
-        return cls(obj["metadata"]["uid"], status.task_id, status.phase, pending, frozenset(status.stray_task_ids))
+                                            and not status.attempt.not_executed
+                                            and status.phase not in SETTLED) else None
+        return cls(obj["metadata"]["uid"], status.task_id, status.phase, pending,
+                   frozenset(status.stray_task_ids) | {h.task_id for h in status.history})
 
 
 @dataclass(frozen=True)

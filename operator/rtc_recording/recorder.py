@@ -27,7 +27,8 @@ from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownO
 from .credentials import CredentialsUnavailable
 from .index import Index, Tracked, files_digest
 from .kube import Conflict, Gone, Kube, KubeError
-from .reconcile import Adopt, AwaitOutcome, Ignore, Observe, Reap, Release, Start, Stop, Update
+from .reconcile import (Adopt, AdoptTask, AwaitOutcome, Controls, Expire, Halt, Ignore, Observe, Orphan, Reap, Release,
+                        Start, Stop, Suspend, Update)
 from .resource import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params, status_of
 from .resource import update_params
 from .settings import Settings
@@ -144,7 +145,8 @@ class Recorder:
             await self._refuse_spec(obj, spec_errors(exc))
             return
         waiting = bool(status.attempt) and self.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
-        action = reconcile.next_action(status, generation, self.clock(), self._grace, self._cloud(), waiting)
+        action = reconcile.next_action(status, generation, self.clock(), self._grace, self._cloud(), waiting,
+                                       Controls.of(obj))
         name = type(action).__name__.lower()
         try:
             match action:
@@ -154,6 +156,17 @@ class Recorder:
                     await self._start(obj, spec, status, attempt, retry)
                 case Update(task_id):
                     await self._update(obj, spec, task_id, retry)
+                case Halt(task_id, reason):
+                    await self._halt(obj, task_id, reason, retry)
+                case Suspend():
+                    await self._write(obj["metadata"]["namespace"], obj["metadata"]["name"], lambda o: None
+                                      if status_of(o).task_id or status_of(o).phase == reconcile.Phase.SUSPENDED
+                                      else reconcile.suspended_idle(status_of(o), generation, self.clock()),
+                                      event=("Normal", "Suspended"))
+                case Expire():
+                    await self._expire(obj)
+                case AdoptTask(task_id):
+                    await self._adopt_annotated(obj, spec, task_id, retry)
         except RetryLater:
             metrics.RECONCILES.labels(action=name, outcome="retry").inc()
             raise
@@ -187,8 +200,8 @@ class Recorder:
         except CredentialsUnavailable as exc:
             message = f"cannot call the cloud: {exc}"
             # Only over "nothing runs": a task may have been adopted meanwhile.
-            await self._write(ns, name, lambda o: None if status_of(o).task_id else {
-                "phase": reconcile.Phase.PENDING, "reason": "CredentialsUnavailable", "message": message})
+            await self._write(ns, name, lambda o: None if status_of(o).task_id else reconcile.credentials_missing(
+                status_of(o), message, generation, self.clock()))
             raise RetryLater(self._delay(exc, retry), message) from exc
 
         if status.attempt and not status.attempt.not_executed:
@@ -245,7 +258,8 @@ class Recorder:
     def _if_attempt(self, obj: dict, attempt: int, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
         """Apply `change` only while this attempt is still the pending one."""
         status = status_of(obj)
-        if status.task_id is None and status.attempt and status.attempt.number == attempt:
+        if (status.task_id is None and status.attempt and status.attempt.number == attempt
+                and status.phase not in reconcile.SETTLED):
             return change(status)
         return None
 
@@ -291,6 +305,81 @@ class Recorder:
         await self._write(ns, name, lambda o: self._if_task(
             o, task_id, lambda s: reconcile.updated(s, generation, self.clock())), event=("Normal", "Updated"))
 
+    # -- lifecycle controls ----------------------------------------------------------------
+    async def _halt(self, obj: dict, task_id: str, reason: str, retry: int) -> None:
+        """Stop our own task (suspend, maxDuration): intent, Stop, outcome; a crash anywhere
+        repeats from the intent."""
+        meta, generation = obj["metadata"], obj["metadata"]["generation"]
+        ns, name = meta["namespace"], meta["name"]
+        obj, _ = await self._write(ns, name, lambda o: self._if_task(o, task_id, lambda s: None if (
+            s.phase == reconcile.Phase.STOPPING and s.reason == reason) else reconcile.halting(
+            s, reason, generation, self.clock())))
+        if status_of(obj).task_id != task_id:
+            return  # something else happened to the task meanwhile: decide again next time
+        try:
+            account = await self.clients.account_for(obj)
+            await self.clients.call(account, "stop", task_id)
+        except NotFound:
+            pass  # already stopped: the outcome is the same
+        except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
+            await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}",
+                              key=f"stopfailed.{task_id}"[:40].lower(), repeat=True)
+            raise RetryLater(self._delay(exc, retry), f"Stop failed: {exc}") from exc
+        await self._write(ns, name, lambda o: self._if_task(o, task_id, lambda s: reconcile.halted(
+            s, reason, o["metadata"]["generation"], self.clock()) if s.phase == reconcile.Phase.STOPPING else None),
+            event=("Normal", reason), tries=PERSIST_TRIES)
+
+    async def on_due(self, key: tuple[str, str]) -> None:
+        """A due time (maxDurationSeconds, ttlSecondsAfterFinished) passed: act if it still holds."""
+        try:
+            obj = await self.kube.get_recording(*key)
+        except Gone:
+            return
+        action = reconcile.next_action(status_of(obj), obj["metadata"]["generation"], self.clock(), self._grace,
+                                       self._cloud(), controls=Controls.of(obj))
+        match action:
+            case Halt(task_id, reason):
+                await self._halt(obj, task_id, reason, 0)
+            case Expire():
+                await self._expire(obj)
+
+    async def _expire(self, obj: dict) -> None:
+        """ttlSecondsAfterFinished passed: delete, with the uid as a precondition (never a namesake)."""
+        meta = obj["metadata"]
+        await self._event(obj, "Normal", "Expired", "ttlSecondsAfterFinished passed: deleting the RtcRecording",
+                          key="expired")
+        await self.kube.delete_recording(meta["namespace"], meta["name"], uid=meta["uid"])
+
+    async def _adopt_annotated(self, obj: dict, spec: RtcRecordingSpec, task_id: str, retry: int) -> None:
+        """Take over a task started elsewhere, named by the adopt annotation: it must exist, be
+        live and be no other resource's task. Its subscribers and layout are then made to match
+        spec by an Update (observedGeneration 0)."""
+        meta, generation = obj["metadata"], obj["metadata"]["generation"]
+        ns, name = meta["namespace"], meta["name"]
+        why = None
+        if (owner := self.index.owner(task_id)) is not None and owner.uid != meta["uid"]:
+            why = "it is the task of another RtcRecording"
+        else:
+            try:
+                account = await self.clients.account_for(obj)
+                info = await self.clients.call(account, "describe", task_id)
+                if info.status not in (TaskStatus.RUNNING, TaskStatus.RECOVERING):
+                    why = f"it is {info.status.value}, not running"
+            except NotFound:
+                why = "the cloud does not know it (for these credentials and region)"
+            except (Throttled, Transient, CredentialsUnavailable) as exc:
+                raise RetryLater(self._delay(exc, 0), f"adoption of {task_id} not confirmed: {exc}") from exc
+        if why is not None:
+            await self._write(ns, name, lambda o: None if status_of(o).phase else reconcile.adoption_failed(
+                status_of(o), task_id, why, generation, self.clock()), event=("Warning", "AdoptionFailed"))
+            return
+        obj, patch = await self._write(ns, name, lambda o: None if status_of(o).phase else {
+            **reconcile.started(status_of(o), task_id, 0, self.clock()), "reason": reconcile.Reason.ADOPTED,
+            "message": f"recording as task {task_id}, adopted ({reconcile.ADOPT_ANNOTATION})"},
+            event=("Normal", "Adopted"), tries=PERSIST_TRIES)
+        if patch is not None:
+            await self._update(obj, spec, task_id, retry)
+
     # -- delete ------------------------------------------------------------------------------
     async def delete(self, obj: dict, retry: int = 0) -> None:
         """Stop the task; only then may the finalizer go. A cloud outage keeps it and retries."""
@@ -301,7 +390,11 @@ class Recorder:
             return
         status = status_of(obj)
         waiting = bool(status.attempt) and self.evidence_waiting(meta["uid"], status.attempt.number)
-        match reconcile.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting):
+        orphan = (obj.get("spec") or {}).get("deletionPolicy") == "Orphan"
+        match reconcile.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
+            case Orphan(task_id):
+                await self._event(obj, "Warning", "Orphaned", f"deletionPolicy Orphan: task {task_id} keeps running"
+                                  if task_id else "deletionPolicy Orphan: no task was running", key="orphaned")
             case AwaitOutcome(attempt, seconds):
                 raise RetryLater(seconds, f"attempt {attempt}: waiting for a callback naming its task before letting go")
             case Release(attempt):

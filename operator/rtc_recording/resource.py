@@ -25,7 +25,7 @@ Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
 FileFormat = Literal["HLS", "MP4", "MP3"]
 RenderMode = Literal["Crop", "Fit"]
-Phase = Literal["Pending", "Starting", "Recording", "Recovering", "Stopping", "Completed", "Failed"]
+Phase = Literal["Pending", "Starting", "Recording", "Recovering", "Stopping", "Suspended", "Completed", "Failed"]
 
 # The vendor's integer codes for our string enums.
 RECORD_MODE = {"Individual": 0, "Mixed": 1}
@@ -318,6 +318,11 @@ class RtcRecordingSpec(_Spec):
     transcode: Transcode | None = None
     layout: Layout | None = None
     notify: Notify | None = None
+    # Lifecycle controls: the operator's own, never sent to the cloud.
+    suspend: bool = False
+    max_duration_seconds: Annotated[int, Field(ge=60, le=259200)] | None = None
+    deletion_policy: Literal["Stop", "Orphan"] = "Stop"
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
     def _cross_field(self) -> RtcRecordingSpec:
@@ -594,6 +599,14 @@ class Condition(_Status):
     message: str = ""
 
 
+class HistoryEntry(_Status):
+    task_id: str
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    reason: str | None = None
+    files: dict[str, Any] | None = None
+
+
 class PendingEvent(_Status):
     """The Event of the last transition, until it is posted (a crash in between is repaired)."""
     key: str
@@ -613,6 +626,7 @@ class RtcRecordingStatus(_Status):
     attempt: Attempt | None = None
     stray_tasks: int | None = None
     stray_task_ids: list[str] = []
+    history: list[HistoryEntry] = []
     pending_event: PendingEvent | None = None
     files: Files | None = None
     conditions: list[Condition] = []

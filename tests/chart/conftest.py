@@ -84,7 +84,7 @@ def rules(*entries: tuple[str, str, str]) -> set[tuple[str, str, str]]:
 
 
 OPERATOR_RULES = rules(
-    ("rtc.recording.io", "rtcrecordings", "get list watch patch"),
+    ("rtc.recording.io", "rtcrecordings", "get list watch patch delete"),  # delete: ttlSecondsAfterFinished
     ("rtc.recording.io", "rtcrecordings/status", "get patch"),
     ("", "events", "create"),
     ("", "secrets", "get"),

@@ -98,13 +98,12 @@ def test_generated_callback_key_survives_upgrade(release):
 
 def test_operator_service_account_has_exactly_its_access(release):
     sa, other_ns = release.fullname, "default"
-    for verb in ("get", "list", "watch", "patch"):
+    for verb in ("get", "list", "watch", "patch", "delete"):  # delete: ttlSecondsAfterFinished
         assert release.can(sa, verb, "rtcrecordings.rtc.recording.io", "*")
     assert release.can(sa, "patch", "rtcrecordings.rtc.recording.io", other_ns, subresource="status")
     assert release.can(sa, "create", "events", other_ns)
     assert release.can(sa, "get", "secrets", other_ns)
-    for verb, resource in [("create", "rtcrecordings.rtc.recording.io"), ("delete", "rtcrecordings.rtc.recording.io"),
-                           ("update", "rtcrecordings.rtc.recording.io"), ("list", "secrets"), ("watch", "secrets"),
+    for verb, resource in [("create", "rtcrecordings.rtc.recording.io"), ("update", "rtcrecordings.rtc.recording.io"), ("list", "secrets"), ("watch", "secrets"),
                            ("get", "customresourcedefinitions.apiextensions.k8s.io"),
                            ("list", "clusterkopfpeerings.kopf.dev"), ("get", "pods")]:
         assert not release.can(sa, verb, resource, other_ns), (verb, resource)

@@ -177,3 +177,70 @@ def test_backoff_is_capped_and_jittered(retry):
     ceiling = min(300, 2 * 2 ** retry)
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len(delays) > 1
+
+
+# -- lifecycle controls ---------------------------------------------------------------------------
+def ago(seconds):
+    return (NOW - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+LIVE_T1 = {"phase": "Recording", "taskId": "t1", "observedGeneration": 1, "startTime": ago(100),
+           "attempt": attempt(1, 100)}
+DONE = {"phase": "Completed", "taskId": "t1", "observedGeneration": 1, "completionTime": ago(100)}
+
+
+@pytest.mark.parametrize("fields, generation, controls, expected", [
+    (LIVE_T1, 2, r.Controls(suspend=True), r.Halt("t1", "Suspended")),           # suspend wins over Update
+    (LIVE_T1, 1, r.Controls(max_duration=100), r.Halt("t1", "MaxDuration")),    # ran exactly that long
+    (LIVE_T1, 1, r.Controls(max_duration=101), r.Nothing()),
+    ({**LIVE_T1, "phase": "Stopping", "reason": "Suspended"}, 2, r.Controls(), r.Halt("t1", "Suspended")),
+    ({**LIVE_T1, "phase": "Stopping", "reason": "StoppedByCloud"}, 1, r.Controls(suspend=True), r.Halt("t1", "Suspended")),
+    ({"phase": "Suspended", "attempt": attempt(1, 100), "observedGeneration": 2}, 3, r.Controls(), r.Start(2)),
+    ({"phase": "Suspended", "attempt": attempt(1, 100)}, 3, r.Controls(suspend=True), r.Nothing()),
+    ({}, 1, r.Controls(suspend=True), r.Suspend()),                              # created suspended
+    ({"phase": "Starting", "attempt": attempt(1, 5)}, 1, r.Controls(suspend=True), r.AwaitOutcome(1, 25.0)),
+    ({"phase": "Starting", "attempt": attempt(1, 50)}, 1, r.Controls(suspend=True), r.Suspend()),
+    ({"phase": "Failed", "reason": "X", "observedGeneration": 1}, 2, r.Controls(suspend=True), r.Suspend()),
+    (DONE, 1, r.Controls(ttl=100), r.Expire()),
+    (DONE, 1, r.Controls(ttl=101), r.Nothing()),
+    (DONE, 1, r.Controls(suspend=True), r.Nothing()),                            # terminal stays terminal
+    ({}, 1, r.Controls(adopt="t9"), r.AdoptTask("t9")),
+    ({"phase": "Failed", "reason": "AdoptionFailed", "observedGeneration": 1}, 1, r.Controls(adopt="t9"), r.Nothing()),
+])
+def test_lifecycle_decisions(fields, generation, controls, expected):
+    assert r.next_action(status(**fields), generation, NOW, GRACE, controls=controls) == expected
+
+
+def test_due_times_come_from_status_so_restarts_keep_them():
+    assert r.due_at(status(**LIVE_T1), r.Controls(max_duration=300)) == NOW + timedelta(seconds=200)
+    assert r.due_at(status(**DONE), r.Controls(ttl=0)) == NOW - timedelta(seconds=100)
+    assert r.due_at(status(**LIVE_T1), r.Controls(ttl=5)) is None
+    assert r.due_at(status(**DONE), r.Controls(max_duration=60)) is None
+
+
+def test_orphan_lets_go_at_once():
+    assert r.deletion_action(status(**LIVE_T1), NOW, GRACE, orphan=True) == r.Orphan("t1")
+    assert r.deletion_action(status(phase="Starting", attempt=attempt(1, 1)), NOW, GRACE, orphan=True) == r.Orphan(None)
+
+
+def test_halted_keeps_the_task_in_history():
+    st = status(**{**LIVE_T1, "phase": "Stopping", "reason": "Suspended", "files": {"hls": ["a.m3u8"]}})
+    patch = r.halted(st, "Suspended", 2, NOW)
+    assert (patch["phase"], patch["taskId"], patch["observedGeneration"]) == ("Suspended", None, 2)
+    assert patch["history"] == [{"taskId": "t1", "startTime": ago(100), "endTime": ago(0), "reason": "Suspended",
+                                 "files": {"hls": ["a.m3u8"], "mp4": [], "mp3": [], "vod": []}}]
+    done = r.halted(st, "MaxDuration", 2, NOW)
+    assert (done["phase"], done["reason"], done["completionTime"]) == ("Completed", "MaxDuration", ago(0))
+    many = status(**{**LIVE_T1, "history": [{"taskId": f"h{i}"} for i in range(10)]})
+    assert [h["taskId"] for h in r.history_with(many, "x", NOW)] == [*(f"h{i}" for i in range(1, 10)), "t1"]
+
+
+@pytest.mark.parametrize("phase, ready, reconciling, stalled", [
+    ("Pending", "False", "True", "False"), ("Starting", "False", "True", "False"),
+    ("Recording", "True", "False", "False"), ("Recovering", "False", "True", "False"),
+    ("Stopping", "False", "True", "False"), ("Suspended", "False", "False", "False"),
+    ("Completed", "False", "False", "False"), ("Failed", "False", "False", "True"),
+])
+def test_conditions_kstatus_and_argo_read(phase, ready, reconciling, stalled):
+    got = {c["type"]: c["status"] for c in r.phase_conditions(status(), r.Phase(phase), "Why", "m", 3, NOW)}
+    assert got == {"Ready": ready, "Reconciling": reconciling, "Stalled": stalled}

@@ -168,7 +168,15 @@ class LocalCluster:
     def apply_crds(self) -> None:
         """Install the project's CRDs and wait until the apiserver serves them."""
         self.kubectl("apply", "--server-side", "-f", str(binaries.REPO_ROOT / "crds"))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        # A CRD just applied may have no conditions yet (kubectl wait then errors out), and its
+        # OpenAPI (kubectl explain) is published a moment after it is Established.
+        deadline = time.monotonic() + 60
+        while (self.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd", "--all",
+                            check=False).returncode
+               or self.kubectl("explain", "rtcrecordings.spec", check=False).returncode):
+            if time.monotonic() > deadline:
+                raise ClusterError("the CRDs were not served within 60 s")
+            time.sleep(0.2)
 
 
 def _kubeconfig(server: str, ca: Path, token: str) -> str:
