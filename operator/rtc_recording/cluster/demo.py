@@ -166,7 +166,7 @@ def story(cluster: LocalCluster, emulator, hook: http.server.HTTPServer, process
         emulator.control.join(APP, CHANNEL, user, audio="audio" in tracks, camera="camera" in tracks,
                               screen="screen" in tracks)
 
-    say("kubectl apply -n demo -f examples/   (six recordings of that channel, and their Secrets)")
+    say("kubectl apply -n demo -f examples/   (seven recordings of that channel, and their Secrets)")
     applied = cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-",
                               input=manifests(f"http://127.0.0.1:{hook.server_port}/rtc/standup-42"))
     print("    " + applied.stdout.strip().replace("\n", "\n    ") + "\n", flush=True)
