@@ -3,11 +3,13 @@
 Nothing can be downloaded here but modules from the package registries, so etcd,
 kube-apiserver, kubectl and helm are compiled from the wrapper modules under
 `tools/controlplane/` (each with a committed go.sum). The cache lives outside the
-repository, keyed by version, so a warm machine never compiles twice.
+repository, keyed by version, so a warm machine never compiles twice. The project's own Go
+tool, gitops-health (`tools/gitops-health/`), is keyed by a digest of its sources instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -29,6 +31,7 @@ HELM_CLIENT_GO_MINOR = "37"
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 WRAPPERS = REPO_ROOT / "tools" / "controlplane"
+GITOPS_HEALTH = REPO_ROOT / "tools" / "gitops-health"  # kstatus + Argo CD's Lua runtime (docs/gitops.md)
 
 
 def cache_root() -> Path:
@@ -72,9 +75,10 @@ def _helm_ldflags() -> str:
 class Binary:
     name: str
     version: str
-    wrapper: str  # directory under tools/controlplane
+    wrapper: str  # directory under `root`
     package: str
     ldflags: str
+    root: Path = WRAPPERS
 
     @property
     def path(self) -> Path:
@@ -93,11 +97,22 @@ def _kube(version: str) -> dict[str, Binary]:
     }
 
 
+def _source_version(directory: Path) -> str:
+    """A version for a module of our own: a digest of go.mod, go.sum and the Go files, so a change
+    to any of them builds anew (and a checkout of older sources finds its binary still cached)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.name in ("go.mod", "go.sum") or p.suffix == ".go"):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "src-" + digest.hexdigest()[:12]
+
+
 BINARIES = {
     "etcd": Binary("etcd", ETCD_VERSION, "etcd", "go.etcd.io/etcd/server/v3", "-s -w"),
     **_kube(KUBERNETES_VERSION),
     "helm": Binary("helm", HELM_VERSION, "helm", "helm.sh/helm/v3/cmd/helm", _helm_ldflags()),
     **{key: binary for version in OTHER_KUBERNETES_VERSIONS for key, binary in _kube(version).items()},
+    "gitops-health": Binary("gitops-health", _source_version(GITOPS_HEALTH), ".", "rtcrec/gitops-health", "-s -w",
+                            root=GITOPS_HEALTH),
 }
 
 
@@ -116,7 +131,7 @@ def build(binary: Binary, log=sys.stderr) -> Path:
     # -v names each package as it is compiled: counting them is the progress shown.
     build = subprocess.Popen(
         ["go", "build", "-v", "-trimpath", "-ldflags", binary.ldflags, "-o", str(partial), binary.package],
-        cwd=WRAPPERS / binary.wrapper, env=env, stderr=subprocess.PIPE, text=True,
+        cwd=binary.root / binary.wrapper, env=env, stderr=subprocess.PIPE, text=True,
     )
     packages, tail = 0, []
     for line in build.stderr:
