@@ -1,0 +1,305 @@
+"""What Flux (kstatus) and Argo CD (the chart's Lua health script) show for an RtcRecording in each
+phase, read from the real apiserver by tools/gitops-health (the kstatus library itself, and
+gopher-lua run as Argo CD runs a resource.customizations.health script).
+
+Each object is put into its phase by patching the status subresource exactly as the operator's
+contract says (STATUSES below: the one place that says which conditions each phase carries).
+The table this produces is docs/gitops-health-table.md, and the README's "GitOps health" table
+must equal it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from rtc_recording.cluster import binaries
+
+pytestmark = pytest.mark.cluster
+
+ROOT = binaries.REPO_ROOT
+SCRIPT = ROOT / "charts" / "rtc-recording-operator" / "argocd" / "health.lua"
+TABLE = ROOT / "docs" / "gitops-health-table.md"
+CM_KEY = "resource.customizations.health.rtc.recording.io_RtcRecording"
+T0 = "2025-03-25T03:27:28Z"
+
+
+def conditions(generation: int, **types: tuple[bool, str, str]) -> list[dict]:
+    """metav1.Conditions: type=(status, reason, message)."""
+    return [{"type": t, "status": "True" if s else "False", "observedGeneration": generation,
+             "lastTransitionTime": T0, "reason": r, "message": m} for t, (s, r, m) in types.items()]
+
+
+def written(phase: str, reason: str, message: str, *, ready: tuple[bool, str], reconciling: bool,
+            stalled: bool = False, generation: int = 1, synced: tuple[bool, str, str] | None = None) -> dict:
+    """The status the operator writes: phase, reason, message, observedGeneration and the
+    conditions Ready, Reconciling, Stalled (and Synced once an Update was answered)."""
+    types = {"Ready": (ready[0], ready[1], message),
+             "Reconciling": (reconciling, phase if reconciling else "Settled", message if reconciling else ""),
+             "Stalled": (stalled, ready[1] if stalled else "NotStalled", message if stalled else "")}
+    if synced:
+        types["Synced"] = synced
+    return {"phase": phase, "reason": reason, "message": message, "observedGeneration": generation,
+            "conditions": conditions(generation, **types)}
+
+
+# The contract (issue 15, step 6), one entry per phase. Ready is True where the resource is where
+# its spec wants it (Recording, Completed, Suspended): kstatus reads Ready=False as InProgress
+# whatever its reason (test_kstatus_reads_ready_false_as_in_progress), so a Completed or Suspended
+# resource with Ready=False would look progressing forever to Flux.
+STATUSES = {
+    "Pending": written("Pending", "Throttling.User", "will retry StartRtcCloudRecording: Throttling.User: quota",
+                       ready=(False, "StartRetrying"), reconciling=True),
+    "Starting": written("Starting", "Starting", "calling StartRtcCloudRecording (attempt 1)",
+                        ready=(False, "Starting"), reconciling=True),
+    "Recording": written("Recording", "Started", "recording as task task-0001", ready=(True, "Started"),
+                         reconciling=False),
+    "Recovering": written("Recovering", "Recovering", "the cloud lost the recorder and is bringing it back",
+                          ready=(False, "Recovering"), reconciling=True),
+    "Stopping": written("Stopping", "Stopped", "the cloud is stopping the task", ready=(False, "Stopped"),
+                        reconciling=True),
+    "Suspended": written("Suspended", "Suspended", "spec.suspend stopped task task-0001; its files are kept",
+                         ready=(True, "Suspended"), reconciling=False),
+    "Completed": written("Completed", "IdleTimeout",
+                         "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
+                         ready=(True, "Completed"), reconciling=False),
+    "Failed": written("Failed", "InvalidParameter.AppId", "the AppId does not exist",
+                      ready=(False, "StartRefused"), reconciling=False, stalled=True),
+}
+
+
+@dataclass
+class Case:
+    """One object: `status` is patched in; `spec_change` bumps metadata.generation to 2 (before the
+    status when `observed` is 2, after it when 1); `deleting` holds it in deletion with a finalizer."""
+    key: str
+    situation: str
+    status: dict | None
+    kstatus: str
+    argo: str
+    argo_message: str
+    spec_change: bool = False
+    deleting: bool = False
+    conditions: str = field(init=False)
+
+    def __post_init__(self):
+        self.conditions = ", ".join(f"{c['type']}={c['status']}" for c in (self.status or {}).get("conditions", []))
+
+
+def at(generation: int, status: dict, **changes) -> dict:
+    """`status` written for `generation`, with some fields or conditions changed."""
+    out = json.loads(json.dumps(status))
+    out["observedGeneration"] = generation
+    for c in out["conditions"]:
+        c["observedGeneration"] = generation
+    for name, value in changes.items():
+        if name in ("Ready", "Reconciling", "Stalled", "Synced"):
+            (new,) = conditions(generation, **{name: value})
+            if any(c["type"] == name for c in out["conditions"]):
+                out["conditions"] = [new if c["type"] == name else c for c in out["conditions"]]
+            else:
+                out["conditions"].append(new)
+        else:
+            out[name] = value
+    return out
+
+
+UPDATE = "UpdateRtcCloudRecording: the layout of generation 2"
+CASES = [
+    Case("no-status", "just created, no status yet", None, "Current", "Progressing",
+         "Waiting for the operator to pick the recording up"),
+    *[Case(phase.lower(), phase, status, kstatus, argo, message) for phase, status, kstatus, argo, message in [
+        ("Pending", STATUSES["Pending"], "InProgress", "Progressing",
+         "Pending (Throttling.User): will retry StartRtcCloudRecording: Throttling.User: quota"),
+        ("Starting", STATUSES["Starting"], "InProgress", "Progressing",
+         "Starting (Starting): calling StartRtcCloudRecording (attempt 1)"),
+        ("Recording", STATUSES["Recording"], "Current", "Healthy",
+         "Recording (Started): recording as task task-0001"),
+        ("Recovering", STATUSES["Recovering"], "InProgress", "Progressing",
+         "Recovering (Recovering): the cloud lost the recorder and is bringing it back"),
+        ("Stopping", STATUSES["Stopping"], "InProgress", "Progressing",
+         "Stopping (Stopped): the cloud is stopping the task"),
+        ("Suspended", STATUSES["Suspended"], "Current", "Suspended",
+         "Recording suspended (Suspended): spec.suspend stopped task task-0001; its files are kept"),
+        ("Completed", STATUSES["Completed"], "Current", "Healthy",
+         "Recording completed (IdleTimeout): nobody subscribed published for maxIdleSeconds; the cloud ended the task"),
+        ("Failed", STATUSES["Failed"], "Failed", "Degraded",
+         "Recording failed (InvalidParameter.AppId): the AppId does not exist"),
+    ]],
+    Case("recording-unobserved", "Recording, spec changed, not yet seen by the operator", STATUSES["Recording"],
+         "InProgress", "Progressing",
+         "Waiting for the operator to act on generation 2 (status describes generation 1)", spec_change=True),
+    Case("recording-updating", "Recording, Update of the new spec in progress",
+         at(2, STATUSES["Recording"], Reconciling=(True, "Updating", UPDATE)),
+         "InProgress", "Progressing", "Updating: " + UPDATE, spec_change=True),
+    Case("recording-refused", "Recording, Update refused (previous settings kept)",
+         at(2, STATUSES["Recording"], reason="InvalidParameter.Layout", message="the layout was refused",
+            Synced=(False, "UpdateRefused", "InvalidParameter.Layout: the layout was refused")),
+         "Current", "Degraded",
+         "Recording, but the last update was refused (UpdateRefused): InvalidParameter.Layout: the layout was refused",
+         spec_change=True),
+    Case("failed-unobserved", "Failed, spec changed (the operator will try again)", STATUSES["Failed"],
+         "InProgress", "Progressing",
+         "Waiting for the operator to act on generation 2 (status describes generation 1)", spec_change=True),
+    Case("stopping-deleted", "Stopping on delete (finalizer held)", STATUSES["Stopping"],
+         "Terminating", "Progressing", "Pending deletion", deleting=True),
+]
+HOLD = "gitops-health.test.rtc.recording.io/hold"
+
+
+def manifest(name: str, deleting: bool) -> dict:
+    with open(ROOT / "examples" / "mixed-oss-minimal.yaml") as f:
+        obj = yaml.safe_load(f)
+    obj["metadata"] = {"name": name, **({"finalizers": [HOLD]} if deleting else {})}
+    return obj
+
+
+SWAPPED_LAYOUT = {"spec": {"layout": {"panes": [
+    {"userId": "bob", "left": "0", "top": "0", "width": "0.5", "height": "1"},
+    {"userId": "alice", "left": "0.5", "top": "0", "width": "0.5", "height": "1"}]}}}
+
+
+@pytest.fixture(scope="module")
+def tool():
+    return binaries.ensure("gitops-health")["gitops-health"]
+
+
+def run(tool, *args: str, input: str | None = None, script=SCRIPT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(tool), "-script", str(script), "-o", "json", *args], input=input,
+                          capture_output=True, text=True, timeout=60)
+
+
+def rows(proc: subprocess.CompletedProcess) -> dict[str, dict]:
+    assert proc.returncode == 0, proc.stderr
+    return {row["name"]: row for row in map(json.loads, proc.stdout.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def recordings(cluster):
+    """A namespace with one RtcRecording per case, each in its state."""
+    cluster.apply_crds()
+    namespace = f"gitops-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    kubectl = lambda *args, **kw: cluster.kubectl(*args, "-n", namespace, **kw)  # noqa: E731
+    for case in CASES:
+        name = f"rec-{case.key}"
+        kubectl("create", "-f", "-", input=json.dumps(manifest(name, case.deleting)))
+        observed = (case.status or {}).get("observedGeneration", 1)
+        if case.spec_change and observed == 2:
+            kubectl("patch", "rtcrec", name, "--type=merge", "-p", json.dumps(SWAPPED_LAYOUT))
+        if case.status is not None:
+            kubectl("patch", "rtcrec", name, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": case.status}))
+        if case.spec_change and observed == 1:
+            kubectl("patch", "rtcrec", name, "--type=merge", "-p", json.dumps(SWAPPED_LAYOUT))
+        if case.deleting:
+            kubectl("delete", "rtcrec", name, "--wait=false")
+    try:
+        yield namespace
+    finally:
+        for case in CASES:
+            if case.deleting:
+                kubectl("patch", "rtcrec", f"rec-{case.key}", "--type=json",
+                        "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]', check=False)
+        kubectl("delete", "rtcrec", "--all", "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def live(tool, cluster, recordings) -> dict[str, dict]:
+    """The tool's rows for the objects as the apiserver serves them (kubeconfig + namespace)."""
+    return rows(run(tool, "-kubeconfig", str(cluster.kubeconfig), "-namespace", recordings))
+
+
+def test_the_apiserver_kept_each_state(cluster, recordings):
+    got = {o["metadata"]["name"]: o for o in json.loads(
+        cluster.kubectl("get", "rtcrec", "-n", recordings, "-o", "json").stdout)["items"]}
+    for case in CASES:
+        obj = got[f"rec-{case.key}"]
+        assert obj.get("status") == case.status, case.key  # nothing pruned: Suspended is in the enum
+        # Deleting an object that has finalizers bumps its generation too.
+        assert obj["metadata"]["generation"] == (2 if case.spec_change or case.deleting else 1), case.key
+        assert ("deletionTimestamp" in obj["metadata"]) == case.deleting, case.key
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.key)
+def test_phase_kstatus_and_argo_cd_health(live, case):
+    row = live[f"rec-{case.key}"]
+    assert (row["phase"], row["kstatus"], row["argoHealth"], row["argoMessage"]) == (
+        (case.status or {}).get("phase", ""), case.kstatus, case.argo, case.argo_message), row
+
+
+def test_objects_on_standard_input_give_the_same_rows(tool, cluster, recordings, live):
+    listed = cluster.kubectl("get", "rtcrec", "-n", recordings, "-o", "json").stdout
+    assert rows(run(tool, input=listed)) == live
+    # One object after another (not a List) is read too.
+    items = json.loads(listed)["items"]
+    assert rows(run(tool, input="\n".join(json.dumps(i) for i in items))) == live
+
+
+def markdown(live: dict[str, dict]) -> str:
+    lines = ["| Situation | `status.phase` | Conditions | kstatus (Flux) | Argo CD health | Argo CD message |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for case in CASES:
+        row = live[f"rec-{case.key}"]
+        phase = f"`{row['phase']}`" if row["phase"] else "(none)"
+        lines.append(f"| {case.situation} | {phase} | {case.conditions or '(none)'} | {row['kstatus']} "
+                     f"| {row['argoHealth']} | {row['argoMessage']} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_table_is_generated_and_is_the_readme_s(live):
+    table = markdown(live)
+    generated = ("<!-- Written by tests/gitops/test_health.py from what tools/gitops-health printed for "
+                 "objects on the local apiserver; do not edit. -->\n\n" + table)
+    if not TABLE.exists() or TABLE.read_text() != generated:
+        TABLE.write_text(generated)
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## GitOps health\n", 1)
+    assert len(section) == 2, "README has no '## GitOps health' section"
+    found = [line for line in section[1].split("\n## ", 1)[0].splitlines() if line.startswith("|")]
+    assert "\n".join(found) + "\n" == table, f"README's GitOps health table differs; the generated one:\n{table}"
+
+
+# -- the Argo CD snippet is the shipped script, everywhere it is shown ----------------------------
+@pytest.mark.parametrize("doc", ["README.md", "docs/gitops.md", "charts/rtc-recording-operator/README.md"])
+def test_the_argo_cd_snippet_is_the_shipped_script(doc):
+    text = (ROOT / doc).read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if CM_KEY in b]
+    assert len(blocks) == 1, f"{doc}: one yaml block with {CM_KEY}"
+    snippet = yaml.safe_load(blocks[0])
+    assert snippet["kind"] == "ConfigMap" and snippet["metadata"]["name"] == "argocd-cm"
+    assert snippet["data"][CM_KEY] == SCRIPT.read_text()
+
+
+# -- the runner is Argo CD's sandbox, and kstatus reads Ready=False as InProgress ------------------
+def test_kstatus_reads_ready_false_as_in_progress(tool):
+    """Why Completed and Suspended carry Ready=True: the same Completed status with Ready=False
+    (Reconciling and Stalled False) is InProgress to kstatus, which Flux waits on until it times out."""
+    status = at(1, STATUSES["Completed"], Ready=(False, "Completed", "the cloud ended the task"))
+    obj = {**manifest("completed-ready-false", False), "status": status}
+    obj["metadata"].update(namespace="n", generation=1)
+    (row,) = rows(run(tool, input=json.dumps(obj))).values()
+    assert (row["kstatus"], row["argoHealth"]) == ("InProgress", "Healthy")
+
+
+@pytest.mark.parametrize("body, health, message", [
+    ('return {status = string.upper("healthy")}', "Unknown", "attempt to index a non-table object(nil) with key 'upper'"),
+    ('return {status = "Fine"}', "Unknown", "Lua returned an invalid health status"),
+    ('return "Healthy"', "Unknown", "expect table output from Lua script, not string"),
+])
+def test_the_runner_opens_what_argo_cd_opens_and_checks_what_it_checks(tool, tmp_path, body, health, message):
+    """A script using the string library fails as in Argo CD (custom scripts get base and table
+    only), and a bad result is Unknown: the shipped script passing here passes there."""
+    script = tmp_path / "health.lua"
+    script.write_text(body + "\n")
+    obj = {**manifest("x", False)}
+    obj["metadata"].update(namespace="n", generation=1)
+    proc = run(tool, input=json.dumps(obj), script=script)
+    (row,) = (json.loads(line) for line in proc.stdout.splitlines())
+    assert row["argoHealth"] == health and message in row["argoMessage"], row
+    assert proc.returncode == (1 if "argoScriptError" in row else 0), proc.stderr
