@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import uuid
+from datetime import datetime
 from dataclasses import dataclass, field
 
 import pytest
@@ -303,3 +304,55 @@ def test_the_runner_opens_what_argo_cd_opens_and_checks_what_it_checks(tool, tmp
     (row,) = (json.loads(line) for line in proc.stdout.splitlines())
     assert row["argoHealth"] == health and message in row["argoMessage"], row
     assert proc.returncode == (1 if "argoScriptError" in row else 0), proc.stderr
+
+
+# -- what the operator's own code writes, through the same two tools ------------------------------
+# reconcile.phase_conditions and reconcile.update_refused are the operator's status writers (pure
+# functions); the table above is what they must produce. Where they do not yet, the case is a strict
+# xfail naming the gap: it fails as soon as the operator is fixed, so the marker goes with the fix.
+OPERATOR_GAPS = {
+    "Completed": "the operator writes Ready=False for Completed: kstatus InProgress, Flux waits until its timeout",
+    "Suspended": "the operator writes Ready=False for Suspended: kstatus InProgress, Flux waits until its timeout",
+}
+
+
+def _operator_written(phase: str) -> dict:
+    from rtc_recording.reconcile import Phase, phase_conditions
+    from rtc_recording.resource import RtcRecordingStatus
+
+    contract = STATUSES[phase]
+    ready = next(c for c in contract["conditions"] if c["type"] == "Ready")
+    now = datetime.fromisoformat(T0.replace("Z", "+00:00"))
+    return {**contract, "conditions": phase_conditions(RtcRecordingStatus(), Phase(phase), ready["reason"],
+                                                       contract["message"], 1, now)}
+
+
+def _through_the_tool(tool, status: dict, generation: int = 1) -> dict:
+    obj = {**manifest("operator-written", False), "status": status}
+    obj["metadata"].update(namespace="n", generation=generation)
+    (row,) = rows(run(tool, input=json.dumps(obj))).values()
+    return row
+
+
+@pytest.mark.parametrize("phase", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=OPERATOR_GAPS[p])) if p in OPERATOR_GAPS else p
+    for p in STATUSES])
+def test_the_operator_writes_what_the_table_shows(tool, phase):
+    case = next(c for c in CASES if c.key == phase.lower())
+    row = _through_the_tool(tool, _operator_written(phase))
+    assert (row["kstatus"], row["argoHealth"]) == (case.kstatus, case.argo), row
+
+
+@pytest.mark.xfail(strict=True, reason="update_refused leaves status.observedGeneration behind: "
+                                       "both tools show the refused generation as progressing forever")
+def test_the_operator_s_refused_update_is_not_progressing_forever(tool):
+    from rtc_recording.reconcile import update_refused
+    from rtc_recording.resource import RtcRecordingStatus
+
+    recording = STATUSES["Recording"]
+    now = datetime.fromisoformat(T0.replace("Z", "+00:00"))
+    patch = update_refused(RtcRecordingStatus.model_validate(recording), "InvalidParameter.Layout",
+                           "the layout was refused", 2, now)
+    row = _through_the_tool(tool, {**recording, **patch}, generation=2)
+    case = next(c for c in CASES if c.key == "recording-refused")
+    assert (row["kstatus"], row["argoHealth"]) == (case.kstatus, case.argo), row
