@@ -38,6 +38,7 @@ LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})
 SETTLED = frozenset({Phase.SUSPENDED, *TERMINAL})  # no Start is pending, whatever status.attempt says
 # Conditions that kstatus (Flux) and the Argo CD health script read (docs/gitops.md).
 RECONCILING = frozenset({Phase.PENDING, Phase.STARTING, Phase.STOPPING, Phase.RECOVERING})
+READY = frozenset({Phase.RECORDING, Phase.COMPLETED, Phase.SUSPENDED})
 
 HISTORY_KEPT = 10  # status.history
 STRAY_IDS_KEPT = 20  # status.strayTaskIds: enough to silence late callbacks of recent strays
@@ -248,11 +249,12 @@ def condition(status: RtcRecordingStatus, type_: str, state: bool, reason: str, 
 
 def phase_conditions(status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int,
                      now: datetime) -> list[dict[str, Any]]:
-    """Ready, Reconciling and Stalled for a phase, as kstatus and Argo CD read them: Ready while
-    recording, Reconciling while the operator or the cloud is getting somewhere, Stalled when
-    Failed. Completed and Suspended are neither: settled, like a finished Job. `reason` must be
-    a CamelCase word (a vendor code such as InvalidParameter.AppId is not)."""
-    return _conditions(status, {"Ready": (phase == Phase.RECORDING, reason, message),
+    """Ready, Reconciling and Stalled for a phase, as kstatus (Flux) and Argo CD read them
+    (docs/gitops.md): Ready when the resource is where its spec wants it (recording, or settled:
+    Completed like a finished Job, Suspended as asked; kstatus reads any Ready=False as still in
+    progress), Reconciling while the operator or the cloud is getting somewhere, Stalled when
+    Failed. `reason` must be a CamelCase word (a vendor code such as InvalidParameter.AppId is not)."""
+    return _conditions(status, {"Ready": (phase in READY, reason, message),
                                 "Reconciling": (phase in RECONCILING, reason, message),
                                 "Stalled": (phase == Phase.FAILED, reason, message)}, generation, now)
 
@@ -321,10 +323,11 @@ def updated(status: RtcRecordingStatus, generation: int, now: datetime) -> dict:
 
 
 def update_refused(status: RtcRecordingStatus, code: str, message: str, generation: int, now: datetime) -> dict:
-    """The task keeps recording with its previous subscribers and layout, so observedGeneration
-    stays where it was; Synced=False (with this generation) says the change was refused."""
+    """The task keeps recording with its previous subscribers and layout; Synced=False says this
+    generation was refused. observedGeneration moves on (it was seen, and retrying will not
+    help until the spec changes): otherwise GitOps tools would show it progressing forever."""
     return {
-        "reason": code, "message": message,
+        "reason": code, "message": message, "observedGeneration": generation,
         "conditions": condition(status, "Synced", False, "UpdateRefused", message, generation, now),
     }
 

@@ -308,12 +308,7 @@ def test_the_runner_opens_what_argo_cd_opens_and_checks_what_it_checks(tool, tmp
 
 # -- what the operator's own code writes, through the same two tools ------------------------------
 # reconcile.phase_conditions and reconcile.update_refused are the operator's status writers (pure
-# functions); the table above is what they must produce. Where they do not yet, the case is a strict
-# xfail naming the gap: it fails as soon as the operator is fixed, so the marker goes with the fix.
-OPERATOR_GAPS = {
-    "Completed": "the operator writes Ready=False for Completed: kstatus InProgress, Flux waits until its timeout",
-    "Suspended": "the operator writes Ready=False for Suspended: kstatus InProgress, Flux waits until its timeout",
-}
+# functions); the table above is what they must produce.
 
 
 def _operator_written(phase: str) -> dict:
@@ -334,17 +329,13 @@ def _through_the_tool(tool, status: dict, generation: int = 1) -> dict:
     return row
 
 
-@pytest.mark.parametrize("phase", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=OPERATOR_GAPS[p])) if p in OPERATOR_GAPS else p
-    for p in STATUSES])
+@pytest.mark.parametrize("phase", list(STATUSES))
 def test_the_operator_writes_what_the_table_shows(tool, phase):
     case = next(c for c in CASES if c.key == phase.lower())
     row = _through_the_tool(tool, _operator_written(phase))
     assert (row["kstatus"], row["argoHealth"]) == (case.kstatus, case.argo), row
 
 
-@pytest.mark.xfail(strict=True, reason="update_refused leaves status.observedGeneration behind: "
-                                       "both tools show the refused generation as progressing forever")
 def test_the_operator_s_refused_update_is_not_progressing_forever(tool):
     from rtc_recording.reconcile import update_refused
     from rtc_recording.resource import RtcRecordingStatus

@@ -166,7 +166,10 @@ def test_attempt_patches_round_trip_through_the_status_model():
     retry = r.start_not_executed(st, CloudError("Throttling.User", "slow down"), 1, NOW)
     assert retry["attempt"] == {"notExecuted": True} and retry["phase"] == "Pending"
     refused = r.update_refused(status(phase="Recording", taskId="t1", observedGeneration=1), "X", "m", 2, NOW)
-    assert "observedGeneration" not in refused  # not applied: only Synced=False carries generation 2
+    # Seen and refused: not retried until the spec changes, and no GitOps tool waits on it forever.
+    assert refused["observedGeneration"] == 2
+    assert r.next_action(status(phase="Recording", taskId="t1", **{"observedGeneration": 2}), 2, NOW, GRACE) == \
+        r.Nothing()
     assert refused["conditions"][0] == {**refused["conditions"][0], "type": "Synced", "status": "False",
                                         "observedGeneration": 2}
 
@@ -238,8 +241,8 @@ def test_halted_keeps_the_task_in_history():
 @pytest.mark.parametrize("phase, ready, reconciling, stalled", [
     ("Pending", "False", "True", "False"), ("Starting", "False", "True", "False"),
     ("Recording", "True", "False", "False"), ("Recovering", "False", "True", "False"),
-    ("Stopping", "False", "True", "False"), ("Suspended", "False", "False", "False"),
-    ("Completed", "False", "False", "False"), ("Failed", "False", "False", "True"),
+    ("Stopping", "False", "True", "False"), ("Suspended", "True", "False", "False"),
+    ("Completed", "True", "False", "False"), ("Failed", "False", "False", "True"),
 ])
 def test_conditions_kstatus_and_argo_read(phase, ready, reconciling, stalled):
     got = {c["type"]: c["status"] for c in r.phase_conditions(status(), r.Phase(phase), "Why", "m", 3, NOW)}
