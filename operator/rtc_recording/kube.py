@@ -15,7 +15,9 @@ import json as jsonlib
 import logging
 import os
 import ssl
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ class Connection:
     key_path: str | None = None
     insecure: bool = False
     namespace: str | None = None
+    exec_plugin: ExecPlugin | None = None  # a kubeconfig `user.exec` credential plugin
 
     @classmethod
     def load(cls) -> "Connection":
@@ -89,11 +92,14 @@ class Connection:
             key_path=user.get("client-key") or _materialise(user.get("client-key-data")),
             insecure=bool(cluster.get("insecure-skip-tls-verify")),
             namespace=context.get("namespace"),
+            exec_plugin=ExecPlugin.of(user["exec"]) if user.get("exec") else None,
         )
 
     def bearer(self) -> str | None:
         if self.token_file:
             return Path(self.token_file).read_text().strip()
+        if self.exec_plugin:
+            return self.exec_plugin.token()
         return self.token
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -104,6 +110,47 @@ class Connection:
         if self.cert_path:
             ctx.load_cert_chain(self.cert_path, self.key_path)
         return ctx
+
+
+class ExecPlugin:
+    """A kubeconfig credential plugin (`users[].user.exec`, client.authentication.k8s.io): how
+    most managed clusters authenticate a laptop. The token it prints is cached until shortly
+    before its `expirationTimestamp` (or for EXEC_TTL_SECONDS if it gives none). Written here
+    rather than taken from the `kubernetes` package, whose import alone costs about 35 MB."""
+
+    EXEC_TTL_SECONDS = 300.0
+    MARGIN_SECONDS = 30.0
+
+    def __init__(self, command: str, args: list[str], env: dict[str, str], api_version: str):
+        self.command, self.args, self.env, self.api_version = command, args, env, api_version
+        self._token: str | None = None
+        self._valid_until = 0.0
+
+    @classmethod
+    def of(cls, config: dict) -> "ExecPlugin":
+        return cls(config["command"], list(config.get("args") or []),
+                   {e["name"]: e["value"] for e in config.get("env") or []},
+                   config.get("apiVersion", "client.authentication.k8s.io/v1"))
+
+    def token(self) -> str:
+        if self._token is None or time.time() >= self._valid_until:
+            self._token, self._valid_until = self._run()
+        return self._token
+
+    def _run(self) -> tuple[str, float]:
+        info = {"apiVersion": self.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
+        proc = subprocess.run([self.command, *self.args], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **self.env, "KUBERNETES_EXEC_INFO": jsonlib.dumps(info)})
+        if proc.returncode != 0:
+            raise KubeError(401, f"credential plugin {self.command} failed: {proc.stderr.strip()[:300]}")
+        status = jsonlib.loads(proc.stdout).get("status") or {}
+        if not status.get("token"):
+            raise KubeError(401, f"credential plugin {self.command} returned no token (client certificates from "
+                                 "a plugin are not supported)")
+        expiry = status.get("expirationTimestamp")
+        until = (datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp() - self.MARGIN_SECONDS if expiry
+                 else time.time() + self.EXEC_TTL_SECONDS)
+        return status["token"], until
 
 
 _MATERIALISED: dict[str, str] = {}
