@@ -9,7 +9,7 @@ No HTTP and no kopf here. The real client (`aliyun.py`) and any fake implement
 - `Transient`       the call failed and can be repeated (for Start: the service did not
                     create a task, or said so).
 - `UnknownOutcome`  a Start was sent but its answer was lost: a task may be running that
-                    nobody knows the id of. Never retried blindly; see design.md.
+                    nobody knows the id of. Never retried blindly; see docs/exactly-once.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed page's rules, table-tested at the pure-function level."""
+"""The vendor's StartRtcCloudRecording page's rules, table-tested at the pure-function level."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 It speaks the vendor's wire protocol (RPC style, parameters in the query, object
 parameters as JSON, ACS3-HMAC-SHA256 or v2 HMAC-SHA1 signatures) for
 StartRtcCloudRecording, StopRtcCloudRecording, UpdateRtcCloudRecording and
-DescribeRtcCloudRecordingFiles, with the seed page's validation, error codes and HTTP
+DescribeRtcCloudRecordingFiles, with the vendor's StartRtcCloudRecording page's validation, error codes and HTTP
 statuses, a task lifecycle over a scalable clock, idle timeouts driven by a channel
 activity model, the per-AccessKey quota, NotifyUrl callbacks and injectable faults. It
 imports nothing from the rest of `rtc_recording`.

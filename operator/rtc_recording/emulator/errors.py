@@ -1,6 +1,6 @@
 """Vendor error codes, their HTTP statuses and message templates.
 
-Start's codes and statuses are the seed page's table, word for word; the others are the
+Start's codes and statuses are the vendor's StartRtcCloudRecording page's table, word for word; the others are the
 common gateway codes of the vendor's API (signature, quota, server faults) and the
 task codes of Stop/Update/Describe.
 """

@@ -1,4 +1,4 @@
-"""The seed page's parameter rules for Start (and Update, which is Start's rules over the
+"""The vendor's StartRtcCloudRecording page's parameter rules for Start (and Update, which is Start's rules over the
 task's parameters with a new subscription and/or layout).
 
 Pure: decoded parameters in, a RecordingSpec or an ApiError (vendor code + HTTP status)
