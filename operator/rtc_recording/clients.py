@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .aliyun import AliyunRecordingCloud
+from .classes import account_fields
 from .cloud import CloudError, RecordingCloud, Throttled, Transient
 from .credentials import CredentialsProvider, CredentialsUnavailable, DefaultChainCredentials, StaticCredentials
 from .kube import Gone, Kube
@@ -76,12 +77,12 @@ class CloudClients:
     async def account_for(self, obj: dict) -> Account:
         """The client and budget of a resource (its region and credentials Secret), or the
         operator's own. Raises CredentialsUnavailable when a named Secret is unusable."""
-        spec = obj.get("spec") or {}
-        region = spec.get("region") or self.settings.default_region
-        secret = (spec.get("credentialsSecretRef") or {}).get("name")
+        # The resource's own region and Secret, else those of the class its task was started from.
+        region, namespace, secret = account_fields(obj)
+        region = region or self.settings.default_region
         if not secret:
             return self._client(region, DEFAULT_IDENTITY, DEFAULT_IDENTITY, self.default)
-        namespace = obj["metadata"]["namespace"]
+        namespace = namespace or obj["metadata"]["namespace"]
         try:
             data = await self.secrets.data(namespace, secret)
         except Gone:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import metrics, reconcile
+from .classes import account_fields
 from .resource import status_of
 
 Key = tuple[str, str]
@@ -34,8 +35,9 @@ class Tracked:
     task_id: str | None
     files_digest: str
     region: str | None
-    secret: str | None  # spec.credentialsSecretRef.name
+    secret: str | None  # spec.credentialsSecretRef.name, or the pinned class's Secret (classes.account_fields)
     due: float | None  # when maxDurationSeconds or ttlSecondsAfterFinished falls due (Unix time)
+    secret_namespace: str | None = None  # set when the Secret is a class's, in another namespace
 
     @classmethod
     def of(cls, obj: dict) -> "Tracked":
@@ -43,10 +45,12 @@ class Tracked:
         controls = reconcile.Controls.of(obj)
         due = (reconcile.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None
                else None)
+        region, secret_namespace, secret = account_fields(obj)
         return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("resourceVersion", ""),
                    meta.get("generation", 0), bool(meta.get("deletionTimestamp")), status.get("phase"),
-                   status.get("taskId"), files_digest(status.get("files")), spec.get("region"),
-                   (spec.get("credentialsSecretRef") or {}).get("name"), due.timestamp() if due else None)
+                   status.get("taskId"), files_digest(status.get("files")), region, secret,
+                   due.timestamp() if due else None,
+                   secret_namespace if secret_namespace != meta["namespace"] else None)
 
     @property
     def key(self) -> Key:
@@ -55,11 +59,15 @@ class Tracked:
     def stand_in(self) -> dict:
         """Enough of the object to pick its cloud account and write its status."""
         spec: dict = {"region": self.region} if self.region else {}
-        if self.secret:
+        status: dict = {}
+        if self.secret and self.secret_namespace:
+            status["recordingClass"] = {"credentialsSecretRef": {"namespace": self.secret_namespace,
+                                                                 "name": self.secret}}
+        elif self.secret:
             spec["credentialsSecretRef"] = {"name": self.secret}
         return {"metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid,
                              "resourceVersion": self.resource_version, "generation": self.generation},
-                "spec": spec}
+                "spec": spec, "status": status}
 
 
 def files_digest(files: dict | None) -> str:

@@ -132,7 +132,11 @@ class Controls:
     @classmethod
     def of(cls, obj: dict) -> "Controls":
         spec = obj.get("spec") or {}
-        return cls(bool(spec.get("suspend")), spec.get("maxDurationSeconds"), spec.get("ttlSecondsAfterFinished"),
+        max_duration = spec.get("maxDurationSeconds")
+        if max_duration is None:  # the class's, as pinned when the task started (classes.py)
+            pin = (obj.get("status") or {}).get("recordingClass") or {}
+            max_duration = (pin.get("defaults") or {}).get("maxDurationSeconds")
+        return cls(bool(spec.get("suspend")), max_duration, spec.get("ttlSecondsAfterFinished"),
                    ((obj["metadata"].get("annotations") or {}).get(ADOPT_ANNOTATION) or None))
 
 

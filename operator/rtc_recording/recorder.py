@@ -21,7 +21,9 @@ from datetime import datetime, timezone
 import aiohttp
 from pydantic import ValidationError
 
-from . import metrics, reconcile
+from . import classes, metrics, reconcile
+from .classes import InvalidClassSpec
+from .classresolver import ClassResolver
 from .clients import CloudClients, CloudUnreachable
 from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
@@ -40,6 +42,7 @@ RECHECK_SECONDS = 2.0  # while waiting on the cloud or on evidence
 PHASE_OF = {TaskStatus.RUNNING: reconcile.Phase.RECORDING, TaskStatus.RECOVERING: reconcile.Phase.RECOVERING,
             TaskStatus.STOPPING: reconcile.Phase.STOPPING, TaskStatus.STOPPED: reconcile.Phase.COMPLETED}
 Change = Callable[[dict], dict | None]
+STORED_PIN = "_storedRecordingClass"  # in a staged object (never written): the pin that is stored
 
 
 def notify_url(base: str, namespace: str, name: str, uid: str, attempt: int) -> str:
@@ -57,6 +60,7 @@ class Recorder:
     def __init__(self, kube: Kube, clients: CloudClients, settings: Settings, index: Index,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.kube, self.clients, self.settings, self.index, self.clock = kube, clients, settings, index, clock
+        self.classes = ClassResolver(kube)
         # Set by the evidence worker: is there unprocessed evidence of a live task for (uid, attempt)?
         self.evidence_waiting: Callable[[str, int], bool] = lambda uid, attempt: False
 
@@ -153,8 +157,14 @@ class Recorder:
                 case AwaitOutcome(attempt, seconds):
                     raise RetryLater(seconds, f"attempt {attempt}: answer lost, waiting for a callback naming its task")
                 case Start(attempt):
-                    await self._start(obj, spec, status, attempt, retry)
+                    if (classed := await self._with_class(obj, retry)) is not None:
+                        await self._start(*classed, status, attempt, retry)
                 case Update(task_id):
+                    try:  # with the class generation the task was started from, never the class as it is now
+                        spec = classes.validate(obj["spec"], status.recording_class and obj["status"]["recordingClass"])
+                    except InvalidClassSpec as exc:
+                        await self._refuse_spec(obj, str(exc))
+                        return
                     await self._update(obj, spec, task_id, retry)
                 case Halt(task_id, reason):
                     await self._halt(obj, task_id, reason, retry)
@@ -166,13 +176,14 @@ class Recorder:
                 case Expire():
                     await self._expire(obj)
                 case AdoptTask(task_id):
-                    await self._adopt_annotated(obj, spec, task_id, retry)
+                    if (classed := await self._with_class(obj, retry)) is not None:
+                        await self._adopt_annotated(*classed, task_id, retry)
         except RetryLater:
             metrics.RECONCILES.labels(action=name, outcome="retry").inc()
             raise
         metrics.RECONCILES.labels(action=name, outcome="ok").inc()
 
-    async def _refuse_spec(self, obj: dict, message: str) -> None:
+    async def _refuse_spec(self, obj: dict, message: str, code: str = "InvalidSpec") -> None:
         """A spec only the operator can see is wrong: Failed if no task runs; if one does, it keeps
         its settings and Synced=False says why (never Failed over a live task)."""
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
@@ -180,12 +191,45 @@ class Recorder:
         def change(o: dict) -> dict | None:
             status = status_of(o)
             if status.task_id:
-                return reconcile.update_refused(status, "InvalidSpec", message, generation, self.clock())
+                return reconcile.update_refused(status, code, message, generation, self.clock())
             if status.phase == reconcile.Phase.FAILED and status.observed_generation == generation:
                 return None
-            return reconcile.start_refused(status, "InvalidSpec", message, generation, self.clock())
+            return reconcile.start_refused(status, code, message, generation, self.clock())
 
-        await self._write(meta["namespace"], meta["name"], change, event=("Warning", "InvalidSpec"))
+        await self._write(meta["namespace"], meta["name"], change, event=("Warning", code))
+
+    async def _with_class(self, obj: dict, retry: int) -> tuple[dict, RtcRecordingSpec] | None:
+        """Before a task starts: the class that applies (read now), its namespace check, and the merged
+        spec. Returns the object with status.recordingClass staged (written with the attempt) and the
+        effective spec; None once a refusal is written. A missing class is waited for."""
+        meta, generation = obj["metadata"], obj["metadata"]["generation"]
+        choice = await self.classes.resolve(obj)
+        if isinstance(choice, classes.Refuse):
+            if not choice.retry:
+                await self._refuse_spec(obj, choice.message, code=choice.reason)
+                return None
+            await self._write(meta["namespace"], meta["name"], lambda o: None if status_of(o).task_id or (
+                status_of(o).reason == choice.reason) else classes.class_pending(
+                status_of(o), choice.reason, choice.message, generation, self.clock()), event=("Warning", choice.reason))
+            raise RetryLater(self._delay(Exception(), retry), choice.message)
+        pin = choice.recording_class.pin() if isinstance(choice, classes.Use) else None
+        try:
+            spec = classes.validate(obj["spec"], pin)
+        except InvalidClassSpec as exc:
+            await self._refuse_spec(obj, str(exc))
+            return None
+        status = obj.get("status") or {}
+        return {**obj, "status": {**status, "recordingClass": pin,
+                                  STORED_PIN: status.get("recordingClass")}}, spec
+
+    @staticmethod
+    def _pin_patch(obj: dict) -> dict:
+        """status.recordingClass as `_with_class` staged it, as a merge patch over what is stored."""
+        status = obj.get("status") or {}
+        if "recordingClass" not in status:
+            return {}
+        stored = status.get(STORED_PIN)
+        return {"recordingClass": classes.pin_patch(stored, status["recordingClass"])}
 
     async def _start(self, obj: dict, spec: RtcRecordingSpec, status: RtcRecordingStatus, attempt: int,
                      retry: int) -> None:
@@ -214,8 +258,9 @@ class Recorder:
             # that looks sent. Compare-and-swap on what we decided from: a crash after Start is
             # then recognisable as "answer unknown", and a concurrent writer makes us re-read.
             try:
-                await self.kube.patch_status(ns, name, reconcile.attempt_recorded(status, attempt, generation,
-                                                                                  self.clock()),
+                await self.kube.patch_status(ns, name, {**reconcile.attempt_recorded(status, attempt, generation,
+                                                                                     self.clock()),
+                                                        **self._pin_patch(obj)},
                                              resource_version=meta["resourceVersion"], uid=meta["uid"])
             except Conflict:
                 raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
@@ -374,7 +419,8 @@ class Recorder:
                 status_of(o), task_id, why, generation, self.clock()), event=("Warning", "AdoptionFailed"))
             return
         obj, patch = await self._write(ns, name, lambda o: None if status_of(o).phase else {
-            **reconcile.started(status_of(o), task_id, 0, self.clock()), "reason": reconcile.Reason.ADOPTED,
+            **reconcile.started(status_of(o), task_id, 0, self.clock()), **self._pin_patch(obj),
+            "reason": reconcile.Reason.ADOPTED,
             "message": f"recording as task {task_id}, adopted ({reconcile.ADOPT_ANNOTATION})"},
             event=("Normal", "Adopted"), tries=PERSIST_TRIES)
         if patch is not None:

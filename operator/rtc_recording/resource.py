@@ -303,8 +303,13 @@ class Notify(_Spec):
 
 
 class RtcRecordingSpec(_Spec):
-    """spec of an RtcRecording; see `kubectl explain rtcrec.spec` for every field."""
+    """spec of an RtcRecording; see `kubectl explain rtcrec.spec` for every field.
 
+    With recording_class_name set, this is the resource as applied (the class fills the rest:
+    classes.py); the effective spec is the merge without recording_class_name, validated by this
+    same model with every rule in force."""
+
+    recording_class_name: DnsName | None = None
     app_id: Id
     channel_id: Id
     region: Region | None = None
@@ -314,7 +319,7 @@ class RtcRecordingSpec(_Spec):
     max_file_duration_seconds: Annotated[int, Field(ge=180, le=7200)] | None = None
     max_idle_seconds: Annotated[int, Field(ge=10, le=14400)] | None = None
     subscribers: Annotated[list[Subscriber], Field(min_length=1, max_length=17), AfterValidator(_subscribed_once)]
-    storage: Storage
+    storage: Storage | None = None
     transcode: Transcode | None = None
     layout: Layout | None = None
     notify: Notify | None = None
@@ -344,15 +349,19 @@ def _violations(spec: RtcRecordingSpec) -> list[str]:
     video_out = spec.media != "Audio"
     t, layout, notify = spec.transcode, spec.layout, spec.notify
     subscribers = spec.subscribers
-    files = spec.storage.files or []
+    classed = spec.recording_class_name is not None  # the class may fill what is missing: checked when merged
+    storage = spec.storage or Storage.model_construct(oss=None, vod=None, files=None)
+    files = storage.files or []
     medias = [s.media for s in subscribers]
     formats = [x.upper() for x in (notify.file_uploaded_formats or [])] if notify else []
     rules: list[tuple[bool, Callable[[], str]]] = [
         # mode-specific parts
         (mixed or t is None, lambda: "spec.transcode is only valid when spec.mode is Mixed"),
         (mixed or layout is None, lambda: "spec.layout is only valid when spec.mode is Mixed"),
-        (not mixed or t is not None, lambda: "spec.transcode is required when spec.mode is Mixed"),
-        *[(not mixed or not video_out or t is None or getattr(t, attr) is not None,
+        (spec.storage is not None or classed,
+         lambda: "spec.storage is required, unless spec.recordingClassName names a class that sets it"),
+        (not mixed or t is not None or classed, lambda: "spec.transcode is required when spec.mode is Mixed"),
+        *[(not mixed or not video_out or t is None or getattr(t, attr) is not None or classed,
            lambda attr=attr: f"spec.transcode.{to_camel(attr)} is required when spec.media has video")
           for attr in ("video_bitrate_kbps", "video_framerate", "video_gop")],
         (t is None or video_out or (t.video_bitrate_kbps, t.video_framerate, t.video_gop) == (None, None, None),
@@ -387,11 +396,11 @@ def _violations(spec: RtcRecordingSpec) -> list[str]:
         # storage against the region
         *_region_rules(spec, spec.region),
         # callbacks against storage
-        (notify is None or notify.file_uploaded_formats is None or spec.storage.vod is None,
+        (notify is None or notify.file_uploaded_formats is None or storage.vod is None,
          lambda: "spec.notify.fileUploadedFormats is not supported with spec.storage.vod"),
         # HLS (and so SLICE) is always recorded to OSS: the service adds a default HLS entry. (An unknown
         # format has its own message.)
-        (spec.storage.oss is None or all(_recorded(x, files) for x in formats), lambda: _first(
+        (storage.oss is None or classed or all(_recorded(x, files) for x in formats), lambda: _first(
             "" if _recorded(x, files) else f"{x} is not recorded: spec.notify.fileUploadedFormats may name MP4 or MP3 "
             "only when spec.storage.files has that format" for x in formats)),
         # layout against subscribers
@@ -427,6 +436,8 @@ _OSS_HOSTED = re.compile(r"[.]oss-[a-z0-9-]+[.]aliyuncs[.]com$")
 def _region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool, Callable[[], str]]]:
     if region is None:  # the operator's default applies: checked by start_params
         return []
+    if spec.storage is None:
+        return []
     oss, vod = spec.storage.oss, spec.storage.vod
     return [
         (vod is None or region != "us-east-1",
@@ -443,7 +454,7 @@ def _region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool
     ]
 
 
-_IMMUTABLE_FIELDS = ("app_id", "channel_id", "region", "credentials_secret_ref", "mode", "media",
+_IMMUTABLE_FIELDS = ("recording_class_name", "app_id", "channel_id", "region", "credentials_secret_ref", "mode", "media",
                      "max_file_duration_seconds", "max_idle_seconds", "storage", "transcode", "notify")
 
 
@@ -525,6 +536,8 @@ def start_params(spec: RtcRecordingSpec, *, region_default: str, notify_url: str
     since the service ignores it otherwise. Raises InvalidSpec for what only the runtime can
     check: rules that depend on the operator's default region, and the key's format.
     """
+    if spec.storage is None or spec.recording_class_name is not None:
+        raise InvalidSpec("spec.storage: Required value: start_params takes an effective spec (classes.effective_spec)")
     region = spec.region or region_default
     problems = [message() for ok, message in _region_rules(spec, region) if not ok]
     if problems and not spec.region:
@@ -615,6 +628,19 @@ class PendingEvent(_Status):
     message: str = ""
 
 
+class ClassSecretRef(_Status):
+    namespace: str | None = None
+    name: str | None = None
+
+
+class RecordingClassPin(_Status):
+    """status.recordingClass: the class generation the current task was started from (classes.py)."""
+    name: str | None = None
+    generation: int | None = None
+    credentials_secret_ref: ClassSecretRef | None = None
+    defaults: dict[str, Any] | None = None
+
+
 class RtcRecordingStatus(_Status):
     phase: Phase | None = None
     reason: str | None = None
@@ -623,6 +649,7 @@ class RtcRecordingStatus(_Status):
     start_time: datetime | None = None
     completion_time: datetime | None = None
     observed_generation: int | None = None
+    recording_class: RecordingClassPin | None = None
     attempt: Attempt | None = None
     stray_tasks: int | None = None
     stray_task_ids: list[str] = []

@@ -184,7 +184,7 @@ def test_printer_columns():
     columns = {c["name"]: c for c in crd_version()["additionalPrinterColumns"]}
     assert [n for n, c in columns.items() if not c.get("priority")] == ["Channel", "Mode", "Phase", "Reason", "TaskId",
                                                                          "Age"]
-    assert {n for n, c in columns.items() if c.get("priority") == 1} == {"AppId", "Region", "Bucket", "Suspend", "MaxDuration"}
+    assert {n for n, c in columns.items() if c.get("priority") == 1} == {"AppId", "Region", "Bucket", "Suspend", "MaxDuration", "Class"}
 
 
 # -- the examples ---------------------------------------------------------------------------------

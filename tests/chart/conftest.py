@@ -93,6 +93,8 @@ RECEIVER_RULES = rules(
     ("rtc.recording.io", "rtcrecordings", "list watch"),  # its own view of every resource's current task
     ("", "secrets", "get"),  # relays to spec.notify.url are signed with the user's key
 )
+# Cluster-wide in every install (cluster-scoped kinds): the class a recording names, its namespace's labels.
+OPERATOR_CLASS_RULES = rules(("rtc.recording.io", "rtcrecordingclasses", "get list"), ("", "namespaces", "get"))
 # In the release namespace only: callback evidence, written by the receiver, consumed by the operator.
 OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))
 RECEIVER_EVIDENCE_RULES = rules(("", "configmaps", "create"))

@@ -103,6 +103,12 @@ def test_operator_service_account_has_exactly_its_access(release):
     assert release.can(sa, "patch", "rtcrecordings.rtc.recording.io", other_ns, subresource="status")
     assert release.can(sa, "create", "events", other_ns)
     assert release.can(sa, "get", "secrets", other_ns)
+    for verb in ("get", "list"):  # the class a recording names, the default class
+        assert release.can(sa, verb, "rtcrecordingclasses.rtc.recording.io", "default")
+    assert release.can(sa, "get", "namespaces", "default")  # its labels, for the class's namespaceSelector
+    for verb, resource in [("create", "rtcrecordingclasses.rtc.recording.io"), ("patch", "rtcrecordingclasses.rtc.recording.io"),
+                           ("list", "namespaces"), ("patch", "namespaces")]:
+        assert not release.can(sa, verb, resource, "default"), (verb, resource)
     for verb, resource in [("create", "rtcrecordings.rtc.recording.io"), ("update", "rtcrecordings.rtc.recording.io"), ("list", "secrets"), ("watch", "secrets"),
                            ("get", "customresourcedefinitions.apiextensions.k8s.io"),
                            ("list", "clusterkopfpeerings.kopf.dev"), ("get", "pods")]:
@@ -142,6 +148,7 @@ def test_watch_namespaces_grants_only_those_namespaces(scoped_release):
     assert not rel.can(sa, "get", "secrets", rel.namespace)
     assert not rel.can(sa, "get", "secrets", "default")
     assert rel.cluster.kubectl("get", "clusterrole", sa, check=False).returncode != 0
+    assert rel.can(sa, "get", "rtcrecordingclasses.rtc.recording.io", "default")  # cluster-scoped: always cluster-wide
     # callbacks.enabled=false: no receiver at all.
     assert rel.cluster.kubectl("get", "deployment", f"{sa}-receiver", "-n", rel.namespace,
                                check=False).returncode != 0

@@ -11,7 +11,8 @@ import yaml
 from rtc_recording.cluster import binaries
 from rtc_recording.settings import Settings
 
-from .conftest import (CHART, NAMESPACE, OPERATOR_EVIDENCE_RULES, OPERATOR_RULES, RECEIVER_EVIDENCE_RULES,
+from .conftest import (CHART, NAMESPACE, OPERATOR_CLASS_RULES, OPERATOR_EVIDENCE_RULES, OPERATOR_RULES,
+                       RECEIVER_EVIDENCE_RULES,
                        RECEIVER_RULES, env_of, find, one, rule_set)
 
 OPERATOR = "rtc-rtc-recording-operator"
@@ -77,8 +78,10 @@ def test_rendered_crds_are_the_top_level_crds_labelled_and_kept(helm):
 
 
 def test_crds_keep_and_enabled(helm):
-    (crd,) = find(helm.template({"crds": {"keep": False}}), "CustomResourceDefinition")
-    assert "annotations" not in crd["metadata"]
+    crds = find(helm.template({"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert len(crds) == len(list((CHART / "files" / "crds").glob("*.yaml")))
+    for crd in crds:
+        assert "annotations" not in crd["metadata"]
     assert not find(helm.template({"crds": {"enabled": False}}), "CustomResourceDefinition")
 
 
@@ -210,7 +213,12 @@ def test_rbac_is_exactly_what_is_used(rendered):
         assert role["metadata"]["namespace"] == NAMESPACE and rule_set(role) == rule_set_expected
         [b] = find(objs, "RoleBinding", role_name)
         assert b["roleRef"]["name"] == role_name
-    objs = [o for o in objs if o["metadata"]["name"] not in evidence]
+    [classes] = find(objs, "ClusterRole", f"{OPERATOR}-classes")  # cluster-scoped kinds: always a ClusterRole
+    assert rule_set(classes) == OPERATOR_CLASS_RULES
+    [b] = find(objs, "ClusterRoleBinding", f"{OPERATOR}-classes")
+    assert b["roleRef"]["name"] == f"{OPERATOR}-classes"
+    assert b["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
+    objs = [o for o in objs if o["metadata"]["name"] not in {*evidence, f"{OPERATOR}-classes"}]
     other = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} - {kind, binding}
     assert not [o for o in objs if o["kind"] in other]
     expected = {OPERATOR: OPERATOR_RULES, **({RECEIVER: RECEIVER_RULES} if receiver else {})}

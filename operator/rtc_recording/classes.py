@@ -1,0 +1,242 @@
+"""RtcRecordingClass: pure decisions (which class applies, the merged spec, the status pin).
+
+No I/O here: `classresolver.py` reads the class and the namespace and asks these functions.
+
+The merge (`merge`), exactly:
+- The RtcRecording's own value wins, field by field. Objects merge key by key, recursively.
+- Lists are replaced whole (the resource's list, if it sets one, is the list), with one exception:
+  storage.files, a list keyed by format in the CRD, merges by format: the class's entries come
+  first in the class's order, an entry for a format in both is merged key by key (so a resource can
+  change only the fileNamePattern of the class's HLS entry), and the resource's other entries follow
+  in its order. (pathPrefix inside an entry is a list: replaced whole.)
+- storage.oss and storage.vod are one choice: a resource that sets either takes neither from the
+  class, and with vod none of the class's files either (files are OSS only).
+- Nothing can be unset: a resource cannot remove a value the class sets, only override it.
+- The class sets only the fields in DEFAULT_FIELDS (layout: background; notify: url and
+  fileUploadedFormats); credentials are not a spec field but the class's Secret reference.
+
+A resource that names no class gets the default class (annotation DEFAULT_ANNOTATION "true",
+whose selector matches its namespace; the newest if several are). Without a name the CRD checked
+every field at apply, so the default class can only fill optional ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import reconcile
+from .resource import RtcRecordingSpec, RtcRecordingStatus, spec_errors
+
+DEFAULT_ANNOTATION = "rtc.recording.io/is-default-class"
+CLASS_PLURAL = "rtcrecordingclasses"
+DEFAULT_FIELDS = ("region", "maxIdleSeconds", "maxFileDurationSeconds", "maxDurationSeconds", "storage", "transcode",
+                  "layout", "notify")
+
+
+class Reason:
+    NOT_FOUND = "ClassNotFound"
+    NOT_ALLOWED = "ClassNotAllowed"
+    INVALID = "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class RecordingClass:
+    name: str
+    generation: int
+    defaults: dict[str, Any]
+    credentials: tuple[str, str] | None  # (namespace, name) of the Secret
+    selector: dict[str, Any]
+    default: bool
+    created: str
+
+    @classmethod
+    def of(cls, obj: dict) -> "RecordingClass":
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        ref = spec.get("credentialsSecretRef")
+        return cls(meta["name"], int(meta.get("generation") or 1),
+                   {k: copy.deepcopy(spec[k]) for k in DEFAULT_FIELDS if k in spec},
+                   (ref["namespace"], ref["name"]) if ref else None, spec.get("namespaceSelector") or {},
+                   (meta.get("annotations") or {}).get(DEFAULT_ANNOTATION) == "true",
+                   meta.get("creationTimestamp") or "")
+
+    def pin(self) -> dict[str, Any]:
+        """status.recordingClass: what a task started now is started from."""
+        pin: dict[str, Any] = {"name": self.name, "generation": self.generation, "defaults": self.defaults}
+        if self.credentials:
+            pin["credentialsSecretRef"] = {"namespace": self.credentials[0], "name": self.credentials[1]}
+        return pin
+
+
+# -- which class ----------------------------------------------------------------------------------
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A metav1.LabelSelector over a namespace's labels ({} matches every namespace)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for requirement in selector.get("matchExpressions") or []:
+        key, op, values = requirement["key"], requirement["operator"], requirement.get("values") or []
+        ok = {"In": key in labels and labels[key] in values, "NotIn": key not in labels or labels[key] not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def default_class(classes: list[RecordingClass], labels: dict[str, str]) -> RecordingClass | None:
+    """The default class for a namespace: annotated, selector matching; the newest if several (as StorageClass)."""
+    candidates = [c for c in classes if c.default and selector_matches(c.selector, labels)]
+    return max(candidates, key=lambda c: (c.created, c.name)) if candidates else None
+
+
+@dataclass(frozen=True)
+class Use:
+    recording_class: RecordingClass
+
+
+@dataclass(frozen=True)
+class NoClass:
+    pass
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """The class cannot be used (yet): `retry` says whether to wait (not found) or fail."""
+    reason: str
+    message: str
+    retry: bool
+
+
+Choice = Use | NoClass | Refuse
+
+
+def choose(name: str | None, named: RecordingClass | None, classes: list[RecordingClass] | None, namespace: str,
+           labels: dict[str, str]) -> Choice:
+    """The class of a resource in `namespace` (with `labels`) that names `name` (None: the default).
+    `named` is the named class as read (None: it does not exist); `classes` all classes (for the default)."""
+    if name is None:
+        found = default_class(classes or [], labels)
+        return Use(found) if found else NoClass()
+    if named is None:
+        return Refuse(Reason.NOT_FOUND, f"RtcRecordingClass {name} (spec.recordingClassName) does not exist; "
+                                        "waiting for it", retry=True)
+    if not selector_matches(named.selector, labels):
+        return Refuse(Reason.NOT_ALLOWED, f"RtcRecordingClass {name} may not be used in namespace {namespace}: "
+                                          "it does not match the class's namespaceSelector", retry=False)
+    return Use(named)
+
+
+# -- the merge -------------------------------------------------------------------------------------
+def merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """The effective spec: `defaults` (a class's) under `own` (the resource's spec), by the rules above.
+    recordingClassName is dropped: the result is checked with every rule, as a classless spec."""
+    out = _merge_maps(copy.deepcopy({k: v for k, v in defaults.items() if k in DEFAULT_FIELDS}), own, ())
+    out.pop("recordingClassName", None)
+    return out
+
+
+def _merge_maps(base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    if path == ("storage",) and ("oss" in over or "vod" in over):
+        base = {k: v for k, v in base.items() if k not in ("oss", "vod") and not (k == "files" and "vod" in over)}
+    for key, value in over.items():
+        old = base.get(key)
+        if path + (key,) == ("storage", "files") and isinstance(old, list) and isinstance(value, list):
+            base[key] = _merge_files(old, value)
+        elif isinstance(old, dict) and isinstance(value, dict):
+            base[key] = _merge_maps(old, value, path + (key,))
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _merge_files(base: list[dict], over: list[dict]) -> list[dict]:
+    by_format = {f.get("format"): f for f in over}
+    merged = [_merge_maps(dict(f), by_format[f.get("format")], ("storage", "files", "[]"))
+              if f.get("format") in by_format else dict(f) for f in base]
+    known = {f.get("format") for f in base}
+    return merged + [copy.deepcopy(f) for f in over if f.get("format") not in known]
+
+
+def effective_spec(own: dict[str, Any], pin: dict[str, Any] | None) -> dict[str, Any]:
+    """The spec a task records with: the resource's own merged with the pinned class's defaults."""
+    return merge((pin or {}).get("defaults") or {}, own) if pin else own
+
+
+def validate(own: dict[str, Any], pin: dict[str, Any] | None) -> RtcRecordingSpec:
+    """The effective spec as the model; raises InvalidClassSpec naming the class and each field (and
+    whether the class or the resource set it)."""
+    merged = effective_spec(own, pin)
+    try:
+        return RtcRecordingSpec.model_validate(merged)
+    except ValidationError as exc:
+        if not pin:
+            raise InvalidClassSpec(spec_errors(exc)) from None
+        lines = []
+        for line in spec_errors(exc).splitlines():
+            field = line.split(":", 1)[0]
+            lines.append(f"{line} ({_who(field, own, pin)})")
+        raise InvalidClassSpec(f"the spec merged with RtcRecordingClass {pin['name']} (generation "
+                               f"{pin.get('generation')}) is invalid: " + "; ".join(lines)) from None
+
+
+class InvalidClassSpec(ValueError):
+    pass
+
+
+def _who(field: str, own: dict[str, Any], pin: dict[str, Any]) -> str:
+    """Who set a field path such as spec.storage.oss.endpoint: the class, the resource, or neither."""
+    parts = [p for p in field.removeprefix("spec").replace("[", ".[").split(".") if p]
+
+    def has(tree: Any) -> bool:
+        for part in parts:
+            if part.startswith("["):
+                index = int(part.strip("[]"))
+                if not isinstance(tree, list) or index >= len(tree):
+                    return False
+                tree = tree[index]
+            elif isinstance(tree, dict) and part in tree:
+                tree = tree[part]
+            else:
+                return False
+        return True
+
+    if has(own):
+        return "set by the RtcRecording"
+    if has(pin.get("defaults") or {}):
+        return f"set by RtcRecordingClass {pin['name']}"
+    return f"set by neither the RtcRecording nor RtcRecordingClass {pin['name']}"
+
+
+# -- status -----------------------------------------------------------------------------------------
+def class_pending(status: RtcRecordingStatus, reason: str, message: str, generation: int, now: datetime) -> dict:
+    """Waiting for a class that does not exist yet (as a PVC waits for its StorageClass)."""
+    return {"phase": reconcile.Phase.PENDING, "reason": reason, "message": message,
+            "conditions": reconcile.phase_conditions(status, reconcile.Phase.PENDING, reason, message, generation,
+                                                     now)}
+
+
+def account_fields(obj: dict) -> tuple[str | None, str | None, str | None]:
+    """(region, Secret namespace, Secret name) a resource's cloud calls use: its own, else its pinned class's."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    pin = status.get("recordingClass") or {}
+    region = spec.get("region") or (pin.get("defaults") or {}).get("region")
+    if (own := spec.get("credentialsSecretRef")) and own.get("name"):
+        return region, obj["metadata"].get("namespace"), own["name"]
+    ref = pin.get("credentialsSecretRef") or {}
+    return region, ref.get("namespace"), ref.get("name")
+
+
+def pin_patch(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON merge patch that makes status.recordingClass `new`: keys of `old` that `new` lacks are
+    nulled (a merge patch would otherwise keep them, mixing two generations' defaults)."""
+    if new is None:
+        return None
+    if not isinstance(old, dict):
+        return copy.deepcopy(new)
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        out[key] = pin_patch(old.get(key), value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
