@@ -23,6 +23,7 @@ every field at apply, so the default class can only fill optional ones.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,10 +177,18 @@ def validate(own: dict[str, Any], pin: dict[str, Any] | None) -> RtcRecordingSpe
             raise InvalidClassSpec(spec_errors(exc)) from None
         lines = []
         for line in spec_errors(exc).splitlines():
-            field = line.split(":", 1)[0]
-            lines.append(f"{line} ({_who(field, own, pin)})")
+            field, message = line.split(": ", 1)
+            if field != "spec":
+                lines.append(f"{line} ({_who(field, own, pin)})")
+                continue
+            # A cross-field rule: say who set each field its message names.
+            named = list(dict.fromkeys(m.group(0).rstrip(".") for m in _FIELD.finditer(message)))
+            lines.append(f"{message} ({'; '.join(f'{n}: {_who(n, own, pin)}' for n in named)})" if named else message)
         raise InvalidClassSpec(f"the spec merged with RtcRecordingClass {pin['name']} (generation "
                                f"{pin.get('generation')}) is invalid: " + "; ".join(lines)) from None
+
+
+_FIELD = re.compile(r"spec(\.[A-Za-z]+)+")
 
 
 class InvalidClassSpec(ValueError):

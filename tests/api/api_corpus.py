@@ -60,3 +60,17 @@ def load(kind: str) -> list[Item]:
 def crd_version() -> dict:
     (version,) = yaml.safe_load(CRD.read_text())["spec"]["versions"]
     return version
+
+
+def example_classes() -> dict[str, dict]:
+    """The RtcRecordingClasses of examples/, by name."""
+    return {doc["metadata"]["name"]: doc for path in sorted(EXAMPLES.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == "RtcRecordingClass"}
+
+
+def effective(doc: dict) -> dict:
+    """An RtcRecording's spec as the operator starts it: merged with the example class it names (or as is)."""
+    from rtc_recording.classes import RecordingClass, merge
+
+    name = doc["spec"].get("recordingClassName")
+    return merge(RecordingClass.of(example_classes()[name]).defaults, doc["spec"]) if name else doc["spec"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from api_corpus import EXAMPLES, load
+from api_corpus import EXAMPLES, effective, load
 from rtc_recording.emulator.validation import Account, validate_start
 from rtc_recording.resource import RtcRecordingSpec, start_params
 
@@ -22,7 +22,7 @@ DOCS = [(f"corpus/{i.name}", i.docs[0]) for i in load("valid")] + [
 
 @pytest.mark.parametrize("doc", [d for _, d in DOCS], ids=[n for n, _ in DOCS])
 def test_what_the_crd_accepts_the_page_accepts(doc):
-    spec = RtcRecordingSpec.model_validate(doc["spec"])
+    spec = RtcRecordingSpec.model_validate(effective(doc))  # as started: merged with the class it names
     params = start_params(spec, region_default="cn-shanghai", notify_url=None, notify_auth_key=None)
     buckets = frozenset({spec.storage.oss.bucket} if spec.storage.oss else ())
     validate_start(params, Account(spec.region or "cn-shanghai", frozenset({spec.app_id}), buckets))

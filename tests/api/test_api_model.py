@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from api_corpus import EXAMPLES, VERDICTS, crd_version, load
+from api_corpus import EXAMPLES, VERDICTS, crd_version, effective, load
 from rtc_recording import resource
 from rtc_recording.resource import (
     InvalidSpec,
@@ -38,7 +38,8 @@ def params(spec: RtcRecordingSpec, **kw) -> dict:
 
 @pytest.mark.parametrize("item", VALID, ids=lambda i: i.name)
 def test_valid_items_parse_and_translate(item):
-    params(spec_of(item.docs[0]))
+    spec_of(item.docs[0])  # as applied
+    params(RtcRecordingSpec.model_validate(effective(item.docs[0])))  # as started, merged with its class
 
 
 @pytest.mark.parametrize("item", INVALID, ids=lambda i: i.name)
@@ -201,7 +202,8 @@ def test_there_are_examples_for_the_common_cases():
 
 @pytest.mark.parametrize("doc", [d for _, d in EXAMPLE_RECORDINGS], ids=[n for n, _ in EXAMPLE_RECORDINGS])
 def test_examples_are_valid(doc):
-    params(spec_of(doc), notify_auth_key="ReplaceWithYourOwnKey0123456789")
+    spec_of(doc)
+    params(RtcRecordingSpec.model_validate(effective(doc)), notify_auth_key="ReplaceWithYourOwnKey0123456789")
 
 
 # -- the vendor's parameters ------------------------------------------------------------------------

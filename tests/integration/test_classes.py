@@ -1,0 +1,184 @@
+"""RtcRecordingClass on the real apiserver and emulator: defaulting, the class's credentials from the
+platform team's namespace, refusals (merged spec, namespace outside the selector, a missing class),
+and a class change during a recording (no Update, no restart; status keeps the generation)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+
+from .conftest import APP, BUCKET, recording, wait_for
+
+pytestmark = pytest.mark.cluster
+
+PLATFORM_KEY = ("LTAI5tPlatformClass", "platform-class-secret")
+TRANSCODE = {"audioBitrateKbps": 48, "audioChannels": 1, "audioSampleRateHz": 48000, "videoBitrateKbps": 900,
+             "videoFramerate": 15, "videoGop": 30}
+TENANT_LABEL = "rtc.recording.io/tenant"
+
+
+@pytest.fixture
+def platform(stack):
+    """A namespace the platform team controls, with the class's credentials Secret in it."""
+    stack.emulator.control.credentials(access_keys=dict([PLATFORM_KEY]))
+    name = f"platform-{uuid.uuid4().hex[:6]}"
+    stack.cluster.kubectl("create", "namespace", name)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aliyun"},
+              "data": {"accessKeyId": base64.b64encode(PLATFORM_KEY[0].encode()).decode(),
+                       "accessKeySecret": base64.b64encode(PLATFORM_KEY[1].encode()).decode()}}
+    stack.apply(name, secret)
+    return name
+
+
+@pytest.fixture
+def tenant(stack, namespace):
+    stack.cluster.kubectl("label", "namespace", namespace, f"{TENANT_LABEL}=yes")
+    return namespace
+
+
+@pytest.fixture
+def make_class(stack):
+    made = []
+
+    def make(platform: str, default: bool = False, **spec) -> str:
+        name = f"class-{uuid.uuid4().hex[:6]}"
+        body = {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingClass",
+                "metadata": {"name": name}, "spec": {
+                    "region": "cn-shanghai", "maxIdleSeconds": 120,
+                    "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET},
+                                "files": [{"format": "MP4", "pathPrefix": ["classes"]}]},
+                    "transcode": TRANSCODE, "layout": {"background": {"url": "https://example.com/gen1.png"}},
+                    "credentialsSecretRef": {"namespace": platform, "name": "aliyun"},
+                    "namespaceSelector": {"matchLabels": {TENANT_LABEL: "yes"}}, **spec}}
+        if default:
+            body["metadata"]["annotations"] = {"rtc.recording.io/is-default-class": "true"}
+        stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        stack.cluster.kubectl("delete", "rtcrecclass", name, "--wait=false", check=False)
+
+
+def classed(name: str, channel: str, class_name: str | None, **spec) -> dict:
+    """A recording that leaves storage and transcode to its class."""
+    manifest = recording(name, channel)
+    for key in ("storage", "transcode", "maxIdleSeconds"):
+        manifest["spec"].pop(key)
+    manifest["spec"].update(spec)
+    if class_name:
+        manifest["spec"]["recordingClassName"] = class_name
+    return manifest
+
+
+def class_generation(stack, name: str) -> int:
+    return json.loads(stack.cluster.kubectl("get", "rtcrecclass", name, "-o", "json").stdout)["metadata"]["generation"]
+
+
+def test_a_class_fills_what_the_recording_leaves_out(stack, tenant, platform, make_class, channel, emulator):
+    gold = make_class(platform)
+    stack.apply(tenant, classed("classy", channel, gold))
+    status = stack.wait_phase(tenant, "classy", "Recording")
+    task = emulator.control.task(status["taskId"])
+    assert task["accessKeyId"] == PLATFORM_KEY[0]  # the class's credentials, from the platform namespace
+    params = task["params"]
+    assert params["StorageParams"]["OSSParams"]["OSSBucket"] == BUCKET
+    assert params["StorageParams"]["FileInfo"][0]["FilePathPrefix"] == ["classes"]
+    assert params["MixTranscodeParams"]["VideoBitrate"] == 900
+    assert int(params["MaxIdleTime"]) == 120
+    assert params["MixLayoutParams"]["MixBackground"]["Url"] == "https://example.com/gen1.png"
+    pin = status["recordingClass"]
+    assert (pin["name"], pin["generation"]) == (gold, class_generation(stack, gold))
+    assert pin["credentialsSecretRef"] == {"namespace": platform, "name": "aliyun"}
+    # the tenant's own value wins over the class's
+    stack.apply(tenant, classed("own-idle", channel, gold, maxIdleSeconds=30))
+    own = stack.wait_phase(tenant, "own-idle", "Recording")
+    assert emulator.control.task(own["taskId"])["params"]["MaxIdleTime"] == "30"
+    # deleting stops the task with the class's credentials
+    stack.cluster.kubectl("delete", "rtcrec", "classy", "own-idle", "-n", tenant, "--timeout=30s")
+    assert emulator.control.task(status["taskId"])["status"] == "STOPPED"
+
+
+def test_a_class_change_never_touches_a_running_task(stack, tenant, platform, make_class, channel, emulator):
+    gold = make_class(platform)
+    stack.apply(tenant, classed("steady", channel, gold))
+    status = stack.wait_phase(tenant, "steady", "Recording")
+    first_generation = status["recordingClass"]["generation"]
+    patch = {"spec": {"maxIdleSeconds": 300, "layout": {"background": {"url": "https://example.com/gen2.png"}}}}
+    stack.cluster.kubectl("patch", "rtcrecclass", gold, "--type=merge", "-p", json.dumps(patch))
+    assert class_generation(stack, gold) == first_generation + 1
+    # A subscriber change is an Update: it carries the background of the generation the task started from.
+    stack.cluster.kubectl("patch", "rtcrec", "steady", "-n", tenant, "--type=merge", "-p", json.dumps(
+        {"spec": {"subscribers": [{"userId": "alice"}], "layout": {"panes": [
+            {"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]}}}))
+    wait_for(lambda: stack.status(tenant, "steady").get("observedGeneration") == 2, timeout=30, what="the Update")
+    task = emulator.control.task(status["taskId"])
+    assert task["status"] == "RUNNING" and len(stack.tasks(channel)) == 1  # the same task, not restarted
+    assert task["updates"] == 1
+    assert "gen1.png" in json.dumps(task["layout"]) and "gen2.png" not in json.dumps(task["layout"])
+    assert stack.status(tenant, "steady")["recordingClass"]["generation"] == first_generation
+    # Suspend and resume start a new task: that one takes the class as it is now.
+    stack.cluster.kubectl("patch", "rtcrec", "steady", "-n", tenant, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    stack.wait_phase(tenant, "steady", "Suspended")
+    stack.cluster.kubectl("patch", "rtcrec", "steady", "-n", tenant, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    resumed = stack.wait_phase(tenant, "steady", "Recording")
+    assert resumed["recordingClass"]["generation"] == first_generation + 1
+    assert emulator.control.task(resumed["taskId"])["params"]["MaxIdleTime"] == "300"
+
+
+def test_a_namespace_outside_the_selector_is_refused(stack, namespace, platform, make_class, channel):
+    gold = make_class(platform)  # namespace has no tenant label
+    stack.apply(namespace, classed("outsider", channel, gold))
+    status = stack.wait_phase(namespace, "outsider", "Failed")
+    assert status["reason"] == "ClassNotAllowed" and f"namespace {namespace}" in status["message"]
+    assert stack.tasks(channel) == []
+    assert "ClassNotAllowed" in [e["reason"] for e in stack.events(namespace, "outsider")]
+
+
+def test_a_merged_spec_that_breaks_a_rule_is_refused_naming_the_class(stack, tenant, platform, make_class, channel):
+    gold = make_class(platform)  # its OSS endpoint is in cn-shanghai
+    stack.apply(tenant, classed("wrong-region", channel, gold, region="ap-southeast-1"))
+    status = stack.wait_phase(tenant, "wrong-region", "Failed")
+    assert status["reason"] == "InvalidSpec"
+    assert f"RtcRecordingClass {gold}" in status["message"]
+    assert "spec.storage.oss.endpoint must be in spec.region (ap-southeast-1)" in status["message"]
+    assert f"spec.storage.oss.endpoint: set by RtcRecordingClass {gold}; spec.region: set by the RtcRecording" in status["message"]
+    assert stack.tasks(channel) == []
+
+
+def test_a_missing_class_is_waited_for(stack, tenant, platform, make_class, channel):
+    name = f"later-{uuid.uuid4().hex[:6]}"
+    stack.apply(tenant, classed("early", channel, name))
+    status = stack.wait_phase(tenant, "early", "Pending")
+    assert status["reason"] == "ClassNotFound"
+    assert stack.tasks(channel) == []
+    make_class(platform)  # another name: still pending
+    body = {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingClass", "metadata": {"name": name},
+            "spec": {"storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
+                     "transcode": TRANSCODE, "namespaceSelector": {}}}
+    stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+    try:
+        status = stack.wait_phase(tenant, "early", "Recording", timeout=60)
+        assert stack.tasks(channel)[0]["accessKeyId"] != PLATFORM_KEY[0]  # no credentials in it: the operator's
+    finally:
+        stack.cluster.kubectl("delete", "rtcrec", "early", "-n", tenant, "--timeout=30s")
+        stack.cluster.kubectl("delete", "rtcrecclass", name)
+
+
+def test_the_default_class_fills_optional_fields(stack, tenant, platform, make_class, channel, emulator):
+    default = make_class(platform, default=True, maxDurationSeconds=3600)
+    try:
+        stack.apply(tenant, recording("plain", channel))  # names no class, sets storage and transcode itself
+        status = stack.wait_phase(tenant, "plain", "Recording")
+        assert status["recordingClass"]["name"] == default
+        task = emulator.control.task(status["taskId"])
+        assert task["accessKeyId"] == PLATFORM_KEY[0]
+        assert task["params"]["StorageParams"]["FileInfo"][0]["FilePathPrefix"] == ["classes"]
+        assert task["params"]["MaxIdleTime"] == "60"  # the recording's own
+        assert APP == task["appId"]
+    finally:
+        stack.cluster.kubectl("delete", "rtcrecclass", default)
