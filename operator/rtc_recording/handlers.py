@@ -15,9 +15,12 @@ from .index import Index
 from .kube import GROUP, PLURAL, VERSION, Connection, Kube
 from .poller import Poller
 from .recorder import Recorder, RetryLater
+from .scheduler import Scheduler
+from .schedules import SCHEDULE_PLURAL
 from .settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+SCHEDULES = (GROUP, VERSION, SCHEDULE_PLURAL)
 FINALIZER = f"{GROUP}/stop-task"
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.deadlines = Deadlines(memo.recorder.on_due)
     memo.health = health.Health(memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds,
                                 config.namespaces)
+    memo.scheduler = Scheduler(memo.kube)
     memo.tasks = [asyncio.create_task(memo.poller.run(), name="poller"),
+                  asyncio.create_task(memo.scheduler.run(), name="schedules"),
                   asyncio.create_task(memo.clients.probe(), name="probe"),
                   asyncio.create_task(memo.deadlines.run(), name="deadlines"),
                   asyncio.create_task(health.serve(memo.health, config.metrics_port), name="metrics")]
@@ -83,12 +88,19 @@ def watched(event: dict, memo: kopf.Memo, **_) -> None:
     meta = event["object"]["metadata"]
     key = (meta["namespace"], meta["name"])
     memo.health.saw(tracked, key)
+    memo.scheduler.poke(event["object"])  # a schedule's run: its schedule decides again
     if tracked is None:
         memo.poller.forget(key)
         memo.deadlines.set(key, None)
     else:
         memo.poller.track(tracked)
         memo.deadlines.track(tracked)
+
+
+@kopf.on.event(*SCHEDULES)
+def schedule_watched(event: dict, memo: kopf.Memo, **_) -> None:
+    """RtcRecordingSchedules: only a wake-up time each, in one heap (scheduler.py); no handler state."""
+    memo.scheduler.saw(event["type"], event["object"])
 
 
 @kopf.on.create(*RESOURCE)

@@ -78,10 +78,15 @@ class Connection:
         return cls.from_kubeconfig(os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config"))
 
     @classmethod
-    def from_kubeconfig(cls, path: str) -> "Connection":
+    def from_kubeconfig(cls, path: str, context_name: str | None = None) -> "Connection":
+        """The current context of the kubeconfig at `path`, or the one named (kubectl's --context)."""
         config = yaml.safe_load(Path(path).read_text())
         by_name = lambda kind: {item["name"]: item.get(kind[:-1]) or {} for item in config.get(kind, [])}  # noqa: E731
-        context = by_name("contexts")[config["current-context"]]
+        contexts = by_name("contexts")
+        name = context_name or config.get("current-context")
+        if name not in contexts:
+            raise ValueError(f"context {name!r} is not in {path}" if name else f"{path} has no current context")
+        context = contexts[name]
         cluster, user = by_name("clusters")[context["cluster"]], by_name("users")[context["user"]]
         return cls(
             server=cluster["server"],

@@ -85,6 +85,9 @@ def rules(*entries: tuple[str, str, str]) -> set[tuple[str, str, str]]:
 
 OPERATOR_RULES = rules(
     ("rtc.recording.io", "rtcrecordings", "get list watch patch delete"),  # delete: ttlSecondsAfterFinished
+    ("rtc.recording.io", "rtcrecordings", "create"),  # the runs of RtcRecordingSchedules
+    ("rtc.recording.io", "rtcrecordingschedules", "get list watch"),
+    ("rtc.recording.io", "rtcrecordingschedules/status", "patch"),
     ("rtc.recording.io", "rtcrecordings/status", "get patch"),
     ("", "events", "create"),
     ("", "secrets", "get"),

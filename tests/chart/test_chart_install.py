@@ -109,7 +109,12 @@ def test_operator_service_account_has_exactly_its_access(release):
     for verb, resource in [("create", "rtcrecordingclasses.rtc.recording.io"), ("patch", "rtcrecordingclasses.rtc.recording.io"),
                            ("list", "namespaces"), ("patch", "namespaces")]:
         assert not release.can(sa, verb, resource, "default"), (verb, resource)
-    for verb, resource in [("create", "rtcrecordings.rtc.recording.io"), ("update", "rtcrecordings.rtc.recording.io"), ("list", "secrets"), ("watch", "secrets"),
+    assert release.can(sa, "create", "rtcrecordings.rtc.recording.io", other_ns)  # a schedule's runs
+    for verb in ("get", "list", "watch"):
+        assert release.can(sa, verb, "rtcrecordingschedules.rtc.recording.io", "*")
+    assert release.can(sa, "patch", "rtcrecordingschedules.rtc.recording.io", other_ns, subresource="status")
+    assert not release.can(sa, "patch", "rtcrecordingschedules.rtc.recording.io", other_ns)
+    for verb, resource in [("update", "rtcrecordings.rtc.recording.io"), ("list", "secrets"), ("watch", "secrets"),
                            ("get", "customresourcedefinitions.apiextensions.k8s.io"),
                            ("list", "clusterkopfpeerings.kopf.dev"), ("get", "pods")]:
         assert not release.can(sa, verb, resource, other_ns), (verb, resource)

@@ -13,14 +13,14 @@ CLASS_CRD = REPO / "crds" / "rtcrecordingclasses.yaml"
 
 
 def generator():
-    spec = importlib.util.spec_from_file_location("make_class_crd", REPO / "tools" / "crds" / "make-class-crd.py")
+    spec = importlib.util.spec_from_file_location("make_class_crd", REPO / "tools" / "crds" / "make-crds.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_the_class_crd_is_generated_from_the_recording_crd():
-    assert CLASS_CRD.read_text() == generator().render(), "run tools/crds/make-class-crd.py"
+    assert CLASS_CRD.read_text() == generator().render(), "run tools/crds/make-crds.py"
 
 
 def test_the_class_fields_are_the_recordings():
@@ -48,3 +48,24 @@ def test_every_class_field_is_documented_for_kubectl_explain():
 
     (version,) = yaml.safe_load(CLASS_CRD.read_text())["spec"]["versions"]
     assert undocumented(version["schema"]["openAPIV3Schema"], "rtcrecclass") == []
+
+
+SCHEDULE_CRD = REPO / "crds" / "rtcrecordingschedules.yaml"
+
+
+def test_the_schedule_crd_is_generated_from_the_recording_crd():
+    assert SCHEDULE_CRD.read_text() == generator().render_schedule(), "run tools/crds/make-crds.py"
+    (version,) = yaml.safe_load(SCHEDULE_CRD.read_text())["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]
+    assert "oldSelf" not in SCHEDULE_CRD.read_text()  # a template is not immutable
+
+    def undocumented(node: dict, path: str) -> list[str]:
+        missing = [] if node.get("description", "").strip() else [path]
+        for name, child in node.get("properties", {}).items():
+            if name != "metadata" or path != "rtcrecsched":
+                missing += undocumented(child, f"{path}.{name}")
+        if "items" in node:
+            missing += [m for m in undocumented(node["items"], f"{path}[]") if m != f"{path}[]"]
+        return missing
+
+    assert undocumented(schema, "rtcrecsched") == []

@@ -1,0 +1,138 @@
+"""Carries out what `schedules.decide` says: creates and deletes the runs (RtcRecordings) of each
+RtcRecordingSchedule and writes its status. Kopf-free: handlers.py feeds it watch events.
+
+No timer per schedule: one heap of wake-up times (`deadlines.Deadlines`, the same as for
+maxDurationSeconds) keyed by schedule, fed from the watch. A schedule's wake-up time is read from
+its status (nextScheduleTime), so an operator restart sees every schedule again on start-up and
+catches up at once on the ones that fell due while it was down. A run's phase change pokes its
+schedule (Forbid waits, the active list, history limits).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from urllib.parse import urlencode
+
+from . import schedules
+from .deadlines import Deadlines
+from .kube import GROUP, PLURAL, VERSION, Conflict, Gone, Kube, segment
+from .schedules import SCHEDULE_LABEL, SCHEDULE_PLURAL, InvalidSchedule, Run
+
+log = logging.getLogger(__name__)
+COMPONENT = "rtc-recording-operator"
+Key = tuple[str, str]
+
+
+def schedule_path(namespace: str, name: str = "", sub: str = "") -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{segment(namespace)}/{SCHEDULE_PLURAL}"
+    return path + (f"/{segment(name)}" if name else "") + (f"/{sub}" if sub else "")
+
+
+def recordings_path(namespace: str, name: str = "") -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{segment(namespace)}/{PLURAL}" + (f"/{segment(name)}" if name else "")
+
+
+class Scheduler:
+    def __init__(self, kube: Kube, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 wall: Callable[[], float] = time.time):
+        self.kube, self.clock = kube, clock
+        self.deadlines = Deadlines(self.on_due, clock=wall)
+
+    async def run(self) -> None:
+        await self.deadlines.run()
+
+    # -- fed from the watch ------------------------------------------------------------------
+    def saw(self, type_: str | None, obj: dict) -> None:
+        """A watch event of a schedule: when to decide for it next."""
+        meta, status = obj["metadata"], obj.get("status") or {}
+        key = (meta["namespace"], meta["name"])
+        if type_ == "DELETED" or meta.get("deletionTimestamp"):
+            self.deadlines.set(key, None)
+            return
+        next_time = schedules.parse_time(status.get("nextScheduleTime"))
+        if status.get("observedGeneration") != meta.get("generation") or next_time is None:
+            when = time.time()  # new, changed, or never decided: now
+        else:
+            when = next_time.timestamp()
+        self.deadlines.set(key, when)
+
+    def poke(self, recording: dict) -> None:
+        """A run changed (or went): decide for its schedule now."""
+        meta = recording["metadata"]
+        owner = (meta.get("labels") or {}).get(SCHEDULE_LABEL)
+        if owner:
+            self.deadlines.set((meta["namespace"], owner), time.time())
+
+    # -- deciding and acting -----------------------------------------------------------------
+    async def runs(self, namespace: str, name: str) -> list[dict]:
+        query = urlencode({"labelSelector": f"{SCHEDULE_LABEL}={name}"})
+        return (await self.kube.request("GET", f"{recordings_path(namespace)}?{query}")).get("items", [])
+
+    async def on_due(self, key: Key) -> None:
+        namespace, name = key
+        try:
+            schedule = await self.kube.request("GET", schedule_path(namespace, name))
+        except Gone:
+            return
+        meta, spec, status = schedule["metadata"], schedule["spec"], schedule.get("status") or {}
+        if meta.get("deletionTimestamp"):
+            return
+        owned = [r for r in await self.runs(namespace, name)
+                 if any(o.get("uid") == meta["uid"] for o in r["metadata"].get("ownerReferences") or [])]
+        runs = [Run.of(r) for r in owned]
+        now = self.clock()
+        try:
+            decision = schedules.decide(spec, status, schedules.parse_time(meta["creationTimestamp"]), runs, now)
+        except InvalidSchedule as exc:  # the CRD checks the form; croniter has the last word
+            await self._status(schedule, {"message": str(exc), "observedGeneration": meta["generation"],
+                                          "nextScheduleTime": None})
+            return
+        for run in decision.replace:
+            await self._delete(namespace, run)
+            await self._event(schedule, "Normal", "Replaced", f"deleted the active run {run} (concurrencyPolicy Replace)")
+        started = None
+        if decision.start is not None:
+            started = schedules.run_name(name, decision.start)
+            body = schedules.recording_for(schedule, decision.start)
+            try:
+                await self.kube.request("POST", recordings_path(namespace), json=body)
+                await self._event(schedule, "Normal", "Started", f"created {started} for the run of "
+                                  f"{schedules.format_time(decision.start)}", key=f"run-{int(decision.start.timestamp())}")
+            except Conflict:
+                log.info("%s/%s: run %s exists already (a create repeated after a restart)", namespace, name, started)
+        if decision.missed:
+            log.info("%s/%s: %d scheduled time(s) missed or superseded", namespace, name, decision.missed)
+        for run in decision.delete:
+            await self._delete(namespace, run)
+        await self._status(schedule, schedules.status_patch(decision, runs, meta["generation"], started))
+        if decision.wake_at is not None:
+            self.deadlines.set(key, decision.wake_at.timestamp())
+
+    async def _delete(self, namespace: str, name: str) -> None:
+        try:
+            await self.kube.request("DELETE", recordings_path(namespace, name))
+        except Gone:
+            pass
+
+    async def _status(self, schedule: dict, patch: dict) -> None:
+        status = schedule.get("status") or {}
+        if all(status.get(k) == v for k, v in patch.items()):
+            return  # nothing new: no write, no watch event
+        meta = schedule["metadata"]
+        try:
+            await self.kube.request("PATCH", schedule_path(meta["namespace"], meta["name"], "status"),
+                                    json={"status": patch, "metadata": {"uid": meta["uid"]}},
+                                    content_type="application/merge-patch+json")
+        except (Gone, Conflict):
+            pass
+
+    async def _event(self, obj: dict, type_: str, reason: str, message: str, key: str | None = None) -> None:
+        meta = obj["metadata"]
+        log.info("%s/%s %s: %s", meta["namespace"], meta["name"], reason, message)
+        try:
+            await self.kube.post_event(obj, type_, reason, message, COMPONENT, key=key)
+        except Exception:  # an Event is a courtesy
+            log.warning("could not post event %s for %s", reason, meta["name"], exc_info=True)

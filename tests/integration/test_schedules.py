@@ -1,0 +1,117 @@
+"""RtcRecordingSchedule on the real apiserver and emulator.
+
+The clock: the operator's is the wall clock, so these tests use a six-field schedule (seconds
+first: a run every few seconds) to see several runs, and, for catch-up after a restart, a yearly
+schedule whose last due time is certainly in the past, with status.lastScheduleTime moved back
+while the operator is down (what an outage looks like to it). schedules.decide has its own unit
+tests with an injected clock (tests/unit/test_schedules.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from rtc_recording import schedules
+
+from .conftest import APP, recording, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def schedule(name: str, channel: str, cron: str, **spec) -> dict:
+    template = recording("unused", channel)["spec"]
+    return {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingSchedule", "metadata": {"name": name},
+            "spec": {"schedule": cron, "template": {"metadata": {"labels": {"team": "qa"}}, "spec": template}, **spec}}
+
+
+def runs(stack, namespace: str, name: str) -> list[dict]:
+    got = stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-l", f"{schedules.SCHEDULE_LABEL}={name}",
+                                "-o", "json")
+    return json.loads(got.stdout)["items"]
+
+
+def sched_status(stack, namespace: str, name: str) -> dict:
+    got = stack.cluster.kubectl("get", "rtcrecsched", name, "-n", namespace, "-o", "json")
+    return json.loads(got.stdout).get("status") or {}
+
+
+def test_a_schedule_runs_every_few_seconds_and_replace_stops_the_previous_run(stack, namespace, channel, emulator):
+    stack.apply(namespace, schedule("often", channel, "*/3 * * * * *", concurrencyPolicy="Replace"))
+    wait_for(lambda: len(stack.tasks(channel)) >= 3, timeout=60, what="three runs",
+             details=lambda: stack.operator.output()[-3000:])
+    stack.cluster.kubectl("patch", "rtcrecsched", "often", "-n", namespace, "--type=merge", "-p",
+                          '{"spec":{"suspend":true}}')
+    wait_for(lambda: len(stack.tasks(channel, status="RUNNING")) <= 1, timeout=30, what="replaced runs stopped")
+    status = sched_status(stack, namespace, "often")
+    assert status["lastScheduleTime"] and "nextScheduleTime" not in status  # suspended
+    for run in runs(stack, namespace, "often"):
+        at = run["metadata"]["annotations"][schedules.SCHEDULED_AT_ANNOTATION]
+        unix = int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+        assert run["metadata"]["name"] == f"often-{unix}" and unix % 3 == 0
+        assert run["metadata"]["labels"]["team"] == "qa"
+        (owner,) = run["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("RtcRecordingSchedule", "often", True)
+    names = {t["taskId"] for t in stack.tasks(channel)}
+    assert len(names) >= 3 and len(stack.tasks(channel, status="RUNNING")) <= 1
+    assert "Started" in [e["reason"] for e in stack.events(namespace, "often")]
+
+
+def test_forbid_waits_for_each_run_and_history_limits_delete_old_ones(stack, namespace, emulator):
+    channel = f"quiet-{namespace}"
+    emulator.control.join(APP, channel, "alice", publish=False)  # nobody publishes: each run idles out
+    sched = schedule("idle", channel, "*/2 * * * * *", successfulRunsHistoryLimit=2)
+    sched["spec"]["template"]["spec"]["maxIdleSeconds"] = 10  # 1/3 s at the emulator's scale
+    stack.apply(namespace, sched)
+    wait_for(lambda: len(emulator.control.tasks(app_id=APP, channel_id=channel)) >= 4, timeout=90,
+             what="four runs, one after another", details=lambda: stack.operator.output()[-3000:])
+    tasks = emulator.control.tasks(app_id=APP, channel_id=channel)
+    stack.cluster.kubectl("delete", "rtcrecsched", "idle", "-n", namespace)
+    # Forbid: never two at once
+    spans = sorted((t["createdAt"], t["stoppedAt"] or float("inf")) for t in tasks)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+    completed = [r for r in runs(stack, namespace, "idle") if (r.get("status") or {}).get("phase") == "Completed"]
+    assert len(completed) <= 2
+
+
+def test_catch_up_after_a_restart_runs_once_and_a_repeated_create_is_no_second_run(stack, namespace, channel):
+    stack.apply(namespace, schedule("yearly", channel, "0 0 1 1 *"))
+    wait_for(lambda: sched_status(stack, namespace, "yearly").get("nextScheduleTime"), timeout=30, what="decided")
+    assert runs(stack, namespace, "yearly") == []  # created after this year's 1 January: nothing due
+    now = datetime.now(timezone.utc)
+    due = datetime(now.year, 1, 1, tzinfo=timezone.utc)
+    stack.operator.kill()
+    try:
+        # Down since before 1 January: this year's run is due. The operator had created it and died before
+        # writing lastScheduleTime: the create is repeated after the restart, and answered 409.
+        stack.cluster.kubectl("patch", "rtcrecsched", "yearly", "-n", namespace, "--subresource=status",
+                              "--type=merge", "-p", json.dumps({"status": {
+                                  "lastScheduleTime": f"{now.year - 2}-01-01T00:00:00Z",
+                                  "nextScheduleTime": f"{now.year - 1}-01-01T00:00:00Z"}}))
+        sched = json.loads(stack.cluster.kubectl("get", "rtcrecsched", "yearly", "-n", namespace, "-o", "json").stdout)
+        body = schedules.recording_for(sched, due)
+        stack.cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+    finally:
+        stack.operator.start()
+    wait_for(lambda: sched_status(stack, namespace, "yearly").get("lastScheduleTime") == f"{now.year}-01-01T00:00:00Z",
+             timeout=30, what="caught up", details=lambda: stack.operator.output()[-3000:])
+    stack.wait_phase(namespace, schedules.run_name("yearly", due), "Recording")
+    assert [r["metadata"]["name"] for r in runs(stack, namespace, "yearly")] == [schedules.run_name("yearly", due)]
+    assert len(stack.tasks(channel)) == 1
+    status = sched_status(stack, namespace, "yearly")
+    assert status["active"][0]["name"] == schedules.run_name("yearly", due)
+    assert status["nextScheduleTime"] == f"{now.year + 1}-01-01T00:00:00Z"
+
+
+def test_a_run_past_its_starting_deadline_is_missed(stack, namespace, channel):
+    stack.apply(namespace, schedule("strict", channel, "0 0 1 1 *", startingDeadlineSeconds=60))
+    wait_for(lambda: sched_status(stack, namespace, "strict").get("nextScheduleTime"), timeout=30, what="decided")
+    year = datetime.now(timezone.utc).year
+    stack.cluster.kubectl("patch", "rtcrecsched", "strict", "-n", namespace, "--subresource=status", "--type=merge",
+                          "-p", json.dumps({"status": {"lastScheduleTime": f"{year - 2}-01-01T00:00:00Z",
+                                                       "observedGeneration": 0}}))
+    status = wait_for(lambda: (s := sched_status(stack, namespace, "strict")).get("lastScheduleTime") ==
+                      f"{year}-01-01T00:00:00Z" and s, timeout=30, what="the missed run given up")
+    assert "startingDeadlineSeconds" in status["message"]
+    assert runs(stack, namespace, "strict") == [] and stack.tasks(channel) == []
