@@ -203,7 +203,10 @@ class Recorder:
         spec. Returns the object with status.recordingClass staged (written with the attempt) and the
         effective spec; None once a refusal is written. A missing class is waited for."""
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
-        choice = await self.classes.resolve(obj)
+        try:
+            choice = await self.classes.resolve(obj)
+        except (KubeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise RetryLater(self._delay(exc, retry), f"cannot read the RtcRecordingClass or namespace: {exc}") from exc
         if isinstance(choice, classes.Refuse):
             if not choice.retry:
                 await self._refuse_spec(obj, choice.message, code=choice.reason)

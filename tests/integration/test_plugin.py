@@ -1,0 +1,75 @@
+"""`kubectl rtcrec` (the kubectl-rtcrec console script) against the local apiserver, with a
+kubeconfig whose current context points nowhere: --context picks the working one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import recording, wait_for
+from .test_schedules import schedule
+
+pytestmark = pytest.mark.cluster
+PLUGIN = str(Path(sys.executable).with_name("kubectl-rtcrec"))
+
+
+@pytest.fixture
+def kubeconfig(stack, tmp_path) -> Path:
+    config = yaml.safe_load(Path(stack.cluster.kubeconfig).read_text())
+    (context,) = config["contexts"]
+    config["clusters"].append({"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}})
+    config["contexts"] = [{"name": "local", "context": context["context"]},
+                          {"name": "broken", "context": {**context["context"], "cluster": "nowhere"}}]
+    config["current-context"] = "broken"
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def rtcrec(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([PLUGIN, "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_stop_resume_history_and_files(stack, namespace, channel, kubeconfig):
+    stack.apply(namespace, recording("talk", channel))
+    first = stack.wait_phase(namespace, "talk", "Recording")["taskId"]
+    assert rtcrec(kubeconfig, "-n", namespace, "history", "talk", check=False).returncode != 0  # the current context
+    local = ["--context", "local", "-n", namespace]
+    wait_for(lambda: (stack.status(namespace, "talk").get("files") or {}).get("hls"), timeout=30, what="files")
+    out = rtcrec(kubeconfig, *local, "stop", "talk").stdout
+    assert "rtcrecording.rtc.recording.io/talk suspended" in out
+    stack.wait_phase(namespace, "talk", "Suspended")
+    rtcrec(kubeconfig, *local, "resume", "talk")
+    second = stack.wait_phase(namespace, "talk", "Recording")["taskId"]
+    history = json.loads(rtcrec(kubeconfig, *local, "-o", "json", "history", "talk").stdout)
+    assert [t["taskId"] for t in history["tasks"]] == [first, second]
+    assert history["tasks"][0]["reason"] == "Suspended" and history["tasks"][1]["current"]
+    table = rtcrec(kubeconfig, *local, "history", "talk").stdout
+    assert table.splitlines()[0].split() == ["TASK", "START", "END", "STATE"] and first in table
+    files = yaml.safe_load(rtcrec(kubeconfig, *local, "-o", "yaml", "files", "talk").stdout)
+    first_files = [f for f in files["files"] if f["taskId"] == first]
+    assert first_files and all(f["url"].startswith("oss://demo-recordings/") for f in first_files)
+    assert {f["kind"] for f in first_files} >= {"HLS"}
+    assert first in rtcrec(kubeconfig, *local, "files", "talk").stdout
+
+
+def test_run_now_and_stopping_a_schedule(stack, namespace, channel, kubeconfig):
+    stack.apply(namespace, schedule("board", channel, "0 0 1 1 *"))
+    local = ["--context", "local", "-n", namespace]
+    created = json.loads(rtcrec(kubeconfig, *local, "-o", "json", "run-now", "board").stdout)
+    name = created["metadata"]["name"]
+    assert name.startswith("board-") and created["metadata"]["ownerReferences"][0]["name"] == "board"
+    stack.wait_phase(namespace, name, "Recording")
+    assert "rtcrecordingschedule.rtc.recording.io/board suspended" in rtcrec(kubeconfig, *local, "stop", "board").stdout
+    got = json.loads(stack.cluster.kubectl("get", "rtcrecsched", "board", "-n", namespace, "-o", "json").stdout)
+    assert got["spec"]["suspend"] is True
+    missing = rtcrec(kubeconfig, *local, "files", "nothing-here", check=False)
+    assert missing.returncode == 1 and "NotFound" in missing.stderr
