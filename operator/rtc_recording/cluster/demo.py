@@ -116,6 +116,11 @@ def manifests(hook_url: str) -> str:
     docs = []
     for path in sorted((binaries.REPO_ROOT / "examples").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
+            # Classes and schedules (and what names them) need a platform namespace and labels the demo
+            # does not set up: tests/integration/test_classes.py and test_schedules.py show them.
+            if doc and (doc.get("kind") in ("RtcRecordingClass", "RtcRecordingSchedule")
+                        or doc.get("kind") == "RtcRecording" and doc["spec"].get("recordingClassName")):
+                continue
             if doc and doc.get("kind") == "RtcRecording" and (doc["spec"].get("notify") or {}).get("url"):
                 doc["spec"]["notify"]["url"] = hook_url
             docs.append(doc)
