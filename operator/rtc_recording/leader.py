@@ -172,7 +172,7 @@ class Lease:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the apiserver is unreachable: keep looking
-                log.warning("could not read the Lease %s/%s: %s", self.namespace, self.name, exc)
+                log.warning("could not read or take the Lease %s/%s: %s", self.namespace, self.name, exc)
             # Look again after a retry period, or right when the Lease would expire if sooner.
             await asyncio.sleep(min(self.timing.retry_period, max(self._expires_in, 0.01)))
             self._expires_in = self.timing.retry_period
