@@ -81,18 +81,22 @@ def test_the_standby_takes_over_a_burst_from_a_killed_active_replica(stack, name
         return recording(name, f"{name}-{namespace}", subscribers=[{"userId": "alice"}],
                          layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]})
 
+    def statuses() -> dict[str, dict]:  # one request: the kill must land within the delay below
+        got = stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-o", "json")
+        return {i["metadata"]["name"]: i.get("status") or {} for i in json.loads(got.stdout)["items"]}
+
     # Slow answers (executed all the same, after the delay), so the kill lands on Starts in flight.
-    emulator.control.set_faults(latency_seconds=1)
+    emulator.control.set_faults(latency_seconds=1.5)
     stack.cluster.kubectl("apply", "-n", namespace, "-f", "-",
                           input=json.dumps({"apiVersion": "v1", "kind": "List",
                                             "items": [manifest(n) for n in names[:10]]}))
-    wait_for(lambda: any(stack.status(namespace, n).get("attempt") for n in names[:10]), what="an attempt written",
-             details=active.output)
+    wait_for(lambda: any(s.get("attempt") for s in statuses().values()), what="an attempt written",
+             details=active.output, interval=0.05)
     # The standby has done nothing so far: no cloud call (so no poller), no Lease.
     assert metric(standby.port, "rtcrec_cloud_calls_total") == 0
     assert metric(standby.port, "rtcrec_leader") == 0 and metric(active.port, "rtcrec_leader") == 1
     active.kill()
-    in_flight = [n for n in names[:10] if (s := stack.status(namespace, n)).get("attempt") and not s.get("taskId")]
+    in_flight = [n for n, s in statuses().items() if s.get("attempt") and not s.get("taskId")]
     emulator.control.set_faults(latency_seconds=0)
     for name in names[10:]:  # created while nobody leads, then while the standby takes over
         stack.apply(namespace, manifest(name))
