@@ -8,7 +8,7 @@ import logging
 
 import kopf
 
-from . import evidence, health
+from . import evidence, health, leader
 from .clients import CloudClients
 from .deadlines import Deadlines
 from .index import Index
@@ -138,6 +138,35 @@ def run(config: Settings) -> None:
     # Kopf logs every handler call at INFO: one line per watch event at 10 000 objects. Our own
     # log line per transition (rtc_recording.*) tells the story; Kopf's warnings still show.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    # Standalone: one active replica (the chart's Deployment uses the Recreate strategy).
-    kopf.run(standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces,
-             memo=kopf.Memo(config=config))
+    try:
+        asyncio.run(_run(config))
+    except asyncio.CancelledError:
+        pass
+
+
+async def _run(config: Settings) -> None:
+    """Stand by until this replica holds the Lease, then run Kopf (standalone: the Lease, not
+    Kopf's peering, keeps the other replicas out; docs/ha.md)."""
+    kube = Kube(Connection.load())
+    lease = leader.Lease(kube, config.lease_namespace, config.lease_name, leader.identity(config.pod_name),
+                         leader.Timing(config.lease_duration_seconds, config.lease_renew_deadline_seconds,
+                                       config.lease_retry_period_seconds))
+    try:
+        if not await leader.stand_by(lease, config.metrics_port, config.stuck_seconds):
+            return
+        # Created before Kopf starts, so Kopf leaves this task alone when it stops.
+        renewing = asyncio.create_task(lease.hold(), name="lease renewal")
+        memo = kopf.Memo(config=config)
+        try:
+            await kopf.operator(standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces,
+                                memo=memo)
+        finally:
+            # Kopf has stopped; cloud calls already handed to threads may still be sent. Only
+            # when none can leave any more may a standby take over (the Lease is renewed meanwhile).
+            if (clients := getattr(memo, "clients", None)) is not None:
+                await asyncio.to_thread(clients.executor.shutdown, wait=True, cancel_futures=True)
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await lease.release()
+    finally:
+        await kube.close()

@@ -65,6 +65,19 @@ class Settings(BaseSettings):
     stuck_seconds: float = Field(
         120, gt=0, description="Liveness fails when the watch or the quota queue makes no progress this long.")
 
+    # -- active/standby (leader.py, docs/ha.md) ------------------------------------------------------
+    lease_name: str = Field("rtc-recording-operator", description="The Lease that makes one replica the active one.")
+    lease_namespace: str = Field(default_factory=_own_namespace, description="Its namespace: the pod's own.")
+    pod_name: str | None = Field(None, description="This replica's identity in the Lease (the pod's name, stable "
+                                                   "across container restarts); default: host name and a random part.")
+    lease_duration_seconds: float = Field(
+        10, gt=0, description="A standby takes over when the Lease was not renewed for this long.")
+    lease_renew_deadline_seconds: float = Field(
+        6, gt=0, description="The active replica exits when it could not renew the Lease for this long; at least "
+                             "1 s less than the lease duration.")
+    lease_retry_period_seconds: float = Field(
+        2, gt=0, description="How often the active replica renews the Lease and a standby looks at it.")
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
@@ -76,6 +89,14 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", value.get_secret_value()):
             raise ValueError("must be 16 to 64 letters and digits (the vendor's NotifyAuthKey rule)")
         return value
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> "Settings":
+        if not (self.lease_retry_period_seconds < self.lease_renew_deadline_seconds
+                <= self.lease_duration_seconds - 1):
+            raise ValueError("the Lease needs retry period < renew deadline <= lease duration - 1 s: the active "
+                             "replica must have stopped before a standby may take over")
+        return self
 
     @model_validator(mode="after")
     def _callbacks_signed(self) -> "Settings":

@@ -66,15 +66,17 @@ def env_of(deployment: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def rule_set(role: dict) -> set[tuple[str, str, str]]:
-    """Rules flattened to (apiGroup, resource, verb), so that any broader grant shows up."""
+def rule_set(role: dict) -> set[tuple[str, ...]]:
+    """Rules flattened to (apiGroup, resource, verb), or (apiGroup, resource, verb, resourceName)
+    for a rule limited to names, so that any broader grant shows up."""
     out = set()
     for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields in {rule}"
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, f"unexpected rule fields in {rule}"
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
-                    out.add((group, resource, verb))
+                    for name in rule.get("resourceNames") or [None]:
+                        out.add((group, resource, verb) + ((name,) if name else ()))
     return out
 
 
@@ -101,3 +103,10 @@ OPERATOR_CLASS_RULES = rules(("rtc.recording.io", "rtcrecordingclasses", "get li
 # In the release namespace only: callback evidence, written by the receiver, consumed by the operator.
 OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))
 RECEIVER_EVIDENCE_RULES = rules(("", "configmaps", "create"))
+
+
+def lease_rules(lease: str) -> set[tuple[str, ...]]:
+    """In the release namespace only: the operator's Lease (active/standby, docs/ha.md). create
+    cannot be limited to a name."""
+    return {("coordination.k8s.io", "leases", "get", lease), ("coordination.k8s.io", "leases", "update", lease),
+            ("coordination.k8s.io", "leases", "create")}

@@ -250,9 +250,13 @@ class Kubelet:
             args += ["--volume", f"{sa}:{SA_DIR}:ro"]
         host, port = self.cluster.server.removeprefix("https://").rsplit(":", 1)
         env = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+        pod_name = f"{deployment['metadata']['name']}-{secrets.token_hex(5)}"
         for entry in container.get("env", []):
             if "value" in entry:
                 env[entry["name"]] = entry["value"]
+            elif "fieldRef" in entry["valueFrom"]:
+                fields = {"metadata.name": pod_name, "metadata.namespace": self.namespace}
+                env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
             else:
                 assert set(entry["valueFrom"]) == {"secretKeyRef"}, entry
                 if (value := self._secret_value(entry["valueFrom"]["secretKeyRef"])) is not None:

@@ -77,7 +77,8 @@ def test_install_creates_every_object(release):
     f, ns = release.fullname, release.namespace
     for kind, name in [("deployment", f), ("deployment", f"{f}-receiver"), ("service", f"{f}-metrics"),
                        ("service", f"{f}-receiver"), ("serviceaccount", f), ("serviceaccount", f"{f}-receiver"),
-                       ("poddisruptionbudget", f"{f}-receiver"), ("secret", f"{f}-callback-auth")]:
+                       ("poddisruptionbudget", f"{f}-receiver"), ("secret", f"{f}-callback-auth"),
+                       ("poddisruptionbudget", f), ("role", f"{f}-lease"), ("rolebinding", f"{f}-lease")]:
         assert release.get(kind, name)["metadata"]["namespace"] == ns
     for kind in ("clusterrole", "clusterrolebinding"):
         for name in (f, f"{f}-receiver"):
@@ -118,6 +119,19 @@ def test_operator_service_account_has_exactly_its_access(release):
                            ("get", "customresourcedefinitions.apiextensions.k8s.io"),
                            ("list", "clusterkopfpeerings.kopf.dev"), ("get", "pods")]:
         assert not release.can(sa, verb, resource, other_ns), (verb, resource)
+
+
+def test_operator_may_hold_only_its_own_lease(release):
+    sa, ns, lease = release.fullname, release.namespace, "leases.coordination.k8s.io"
+    for verb in ("get", "update"):
+        assert release.can(sa, verb, f"{lease}/{sa}", ns)
+        assert not release.can(sa, verb, f"{lease}/kube-controller-manager", ns), verb
+        assert not release.can(sa, verb, f"{lease}/{sa}", "kube-system"), verb
+    assert release.can(sa, "create", lease, ns)
+    assert not release.can(sa, "create", lease, "default")
+    for verb in ("list", "watch", "delete", "patch"):
+        assert not release.can(sa, verb, f"{lease}/{sa}", ns), verb
+    assert not release.can(f"{sa}-receiver", "get", f"{lease}/{sa}", ns)
 
 
 def test_receiver_service_account_has_exactly_its_access(release):

@@ -68,7 +68,9 @@ class Deployed:
     def start(self, emulator, **settings) -> None:
         self.procs.append(RtcrecProcess("receiver", self.env(f"{self.fullname}-receiver", emulator, **settings),
                                         self.tmp / f"{self.release}-receiver.log").start())
-        self.procs.append(RtcrecProcess("run", self.env(self.fullname, emulator, **settings),
+        # The Lease the chart names (RTCREC_LEASE_NAME), in the pod's namespace.
+        self.procs.append(RtcrecProcess("run", self.env(self.fullname, emulator, lease_namespace=self.namespace,
+                                                        lease_name=self.fullname, **settings),
                                         self.tmp / f"{self.release}-operator.log").start())
 
     def logs(self) -> str:

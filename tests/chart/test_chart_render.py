@@ -12,8 +12,7 @@ from rtc_recording.cluster import binaries
 from rtc_recording.settings import Settings
 
 from .conftest import (CHART, NAMESPACE, OPERATOR_CLASS_RULES, OPERATOR_EVIDENCE_RULES, OPERATOR_RULES,
-                       RECEIVER_EVIDENCE_RULES,
-                       RECEIVER_RULES, env_of, find, one, rule_set)
+                       RECEIVER_EVIDENCE_RULES, RECEIVER_RULES, env_of, find, lease_rules, one, rule_set)
 
 OPERATOR = "rtc-rtc-recording-operator"
 RECEIVER = "rtc-rtc-recording-operator-receiver"
@@ -99,6 +98,8 @@ def test_crds_keep_and_enabled(helm):
     ({"receiver": {"service": {"type": "ExternalName"}}}, "/receiver/service/type"),
     ({"credentials": {"rrsa": {"tokenExpirationSeconds": 60}}}, "tokenExpirationSeconds"),
     ({"credentials": {"rrsa": {"roleArn": "arn:aws:iam::1:role/x"}}}, "/credentials/rrsa/roleArn"),
+    ({"operator": {"replicas": 0}}, "/operator/replicas"),
+    ({"settings": {"leaseDurationSeconds": 1}}, "/settings/leaseDurationSeconds"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_schema_refuses_bad_values(helm, values, message):
     error = helm.refuses(values)
@@ -111,6 +112,8 @@ def test_schema_refuses_bad_values(helm, values, message):
     ({"credentials": {"rrsa": {"enabled": True}}}, "roleArn and oidcProviderArn are required"),
     ({"credentials": {"rrsa": {"vpcEndpoint": True}}}, "needs credentials.rrsa.stsRegion"),
     ({"receiver": {"ingress": {"enabled": True}}}, "receiver.ingress.host is required"),
+    ({"settings": {"leaseRenewDeadlineSeconds": 9.5}}, "leaseRenewDeadlineSeconds <= leaseDurationSeconds - 1"),
+    ({"settings": {"leaseRetryPeriodSeconds": 6}}, "need leaseRetryPeriodSeconds < leaseRenewDeadlineSeconds"),
 ])
 def test_templates_refuse_inconsistent_values(helm, values, message):
     assert message in helm.refuses(values)
@@ -185,10 +188,21 @@ def test_pods_are_hardened(rendered):
         assert c["image"] == "rtc-recording-operator:0.1.0"
 
 
-def test_operator_is_one_recreated_replica_with_liveness_on_metrics_port(rendered):
+def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered):
     _, objs = rendered
     d = one(objs, "Deployment", OPERATOR)
-    assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"] == {"type": "Recreate"}
+    # Active/standby: the Lease keeps replicas apart, so a rolling update may overlap them.
+    assert d["spec"]["replicas"] == 2
+    assert d["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    env = env_of(d)
+    assert env["RTCREC_LEASE_NAME"] == {"name": "RTCREC_LEASE_NAME", "value": OPERATOR}
+    assert env["RTCREC_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert {k: env[k]["value"] for k in env if k.startswith("RTCREC_LEASE_") and k != "RTCREC_LEASE_NAME"} == {
+        "RTCREC_LEASE_DURATION_SECONDS": "10", "RTCREC_LEASE_RENEW_DEADLINE_SECONDS": "6",
+        "RTCREC_LEASE_RETRY_PERIOD_SECONDS": "2"}
+    pdb = one(objs, "PodDisruptionBudget", OPERATOR)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == d["spec"]["selector"]
     pod = d["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == OPERATOR
     (c,) = pod["containers"]
@@ -206,19 +220,23 @@ def test_rbac_is_exactly_what_is_used(rendered):
     receiver = name != "callbacks-disabled"
     namespaces = VALUE_SETS[name].get("watchNamespaces")
     kind, binding = ("Role", "RoleBinding") if namespaces else ("ClusterRole", "ClusterRoleBinding")
-    evidence = ({f"{OPERATOR}-evidence": OPERATOR_EVIDENCE_RULES, f"{RECEIVER}-evidence": RECEIVER_EVIDENCE_RULES}
-                if receiver else {})
-    for role_name, rule_set_expected in evidence.items():
+    # In the release namespace: callback evidence, and the operator's Lease.
+    in_release_ns = ({f"{OPERATOR}-evidence": OPERATOR_EVIDENCE_RULES, f"{RECEIVER}-evidence": RECEIVER_EVIDENCE_RULES}
+                     if receiver else {})
+    in_release_ns[f"{OPERATOR}-lease"] = lease_rules(OPERATOR)
+    for role_name, rule_set_expected in in_release_ns.items():
         [role] = find(objs, "Role", role_name)
         assert role["metadata"]["namespace"] == NAMESPACE and rule_set(role) == rule_set_expected
         [b] = find(objs, "RoleBinding", role_name)
         assert b["roleRef"]["name"] == role_name
+        sa = RECEIVER if role_name.startswith(RECEIVER) else OPERATOR
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
     [classes] = find(objs, "ClusterRole", f"{OPERATOR}-classes")  # cluster-scoped kinds: always a ClusterRole
     assert rule_set(classes) == OPERATOR_CLASS_RULES
     [b] = find(objs, "ClusterRoleBinding", f"{OPERATOR}-classes")
     assert b["roleRef"]["name"] == f"{OPERATOR}-classes"
     assert b["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
-    objs = [o for o in objs if o["metadata"]["name"] not in {*evidence, f"{OPERATOR}-classes"}]
+    objs = [o for o in objs if o["metadata"]["name"] not in {*in_release_ns, f"{OPERATOR}-classes"}]
     other = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} - {kind, binding}
     assert not [o for o in objs if o["kind"] in other]
     expected = {OPERATOR: OPERATOR_RULES, **({RECEIVER: RECEIVER_RULES} if receiver else {})}
@@ -386,7 +404,8 @@ def test_chart_covers_every_operator_setting():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in values["settings"]}
     from_other_values = {"namespaces", "callback_url", "callback_auth_key",
-                         "evidence_namespace"}  # the release namespace: where the pods run
+                         "evidence_namespace", "lease_namespace",  # the release namespace: where the pods run
+                         "lease_name", "pod_name"}  # the release's full name, the pod's name
     assert set(Settings.model_fields) == snake | from_other_values
 
 

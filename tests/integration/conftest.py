@@ -53,7 +53,10 @@ def stack(crds, emulator, tmp_path_factory):
                     auth_key=AUTH_KEY, access_key=ACCESS_KEY, unknown_outcome_grace_seconds=3,
                     poll_interval_seconds=2, poll_factor_with_callbacks=1, backoff_base_seconds=0.2,
                     backoff_max_seconds=2,
-                    read_timeout_seconds=2)
+                    read_timeout_seconds=2,
+                    # A stable identity, as a pod's name is: a restart (SIGKILL, then the same
+                    # "pod" again) takes its own Lease back at once instead of waiting it out.
+                    pod_name="operator")
     receiver = RtcrecProcess("receiver", env, logs / "receiver.log").start()
     operator = RtcrecProcess("run", env, logs / "operator.log").start()
     try:

@@ -85,6 +85,11 @@ The callback URL the cloud calls: callbacks.url, else derived from the Ingress h
 {{- if and .Values.receiver.ingress.enabled (not .Values.receiver.ingress.host) }}
 {{- fail "receiver.ingress.host is required when receiver.ingress.enabled" }}
 {{- end }}
+{{- with .Values.settings }}
+{{- if not (and (lt (float64 .leaseRetryPeriodSeconds) (float64 .leaseRenewDeadlineSeconds)) (le (float64 .leaseRenewDeadlineSeconds) (subf .leaseDurationSeconds 1))) }}
+{{- fail "settings: need leaseRetryPeriodSeconds < leaseRenewDeadlineSeconds <= leaseDurationSeconds - 1 (the active operator must be gone before a standby takes over)" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Environment shared by the operator and the receiver: one configuration, two commands. */}}
