@@ -41,7 +41,7 @@ class Tracked:
 
     @classmethod
     def of(cls, obj: dict) -> "Tracked":
-        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        meta, status = obj["metadata"], obj.get("status") or {}
         controls = reconcile.Controls.of(obj)
         due = (reconcile.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None
                else None)

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from . import schedules
-from .kube import GROUP, PLURAL, VERSION, Connection, Gone, Kube, KubeError, Conflict
+from .kube import GROUP, PLURAL, Connection, Gone, Kube, KubeError, Conflict
 from .scheduler import recordings_path, schedule_path
 
 
