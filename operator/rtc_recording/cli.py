@@ -61,7 +61,11 @@ def _settings():
 def _run(args: argparse.Namespace) -> int:
     from . import handlers
 
-    handlers.run(_settings())
+    config = _settings()
+    if config.ownership_secret() is None:
+        sys.exit("invalid operator settings:\n  RTCREC_OWNERSHIP_KEY: required (or RTCREC_CALLBACK_AUTH_KEY to derive it "
+                 "from): it seals each task to the resource that started it")
+    handlers.run(config)
     return 0
 
 

@@ -8,7 +8,7 @@ import logging
 
 import kopf
 
-from . import evidence, health, leader
+from . import evidence, health, leader, ownership
 from .clients import CloudClients
 from .deadlines import Deadlines
 from .index import Index
@@ -50,7 +50,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.watching.initial_streaming = await memo.kube.streams_lists(config.namespaces)
     if not settings.watching.initial_streaming:
         settings.watching.list_chunk_size = 500
-    memo.index = Index()
+    memo.loop, memo.refused = asyncio.get_running_loop(), {}
+    memo.index = Index(ownership.Sealer(config.ownership_secret()))
+    await ownership.migrate(memo.kube, memo.index.sealer, config.namespaces, config.evidence_namespace)
     memo.clients = CloudClients(config, memo.kube)
     memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
     interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
@@ -92,9 +94,24 @@ def watched(event: dict, memo: kopf.Memo, **_) -> None:
     if tracked is None:
         memo.poller.forget(key)
         memo.deadlines.set(key, None)
+        memo.refused.pop(meta["uid"], None)
+    elif tracked.task_id and not memo.index.proven(tracked):
+        memo.poller.forget(key)  # not ours to describe (ownership.py); said once, here
+        memo.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
+        if not tracked.deleting and memo.refused.get(tracked.uid) != tracked.task_id:
+            memo.refused[tracked.uid] = tracked.task_id
+            asyncio.run_coroutine_threadsafe(_logged(memo.recorder.refuse_unproven(_plain(event["object"]))),
+                                             memo.loop)
     else:
         memo.poller.track(tracked)
         memo.deadlines.track(tracked)
+
+
+async def _logged(coroutine) -> None:
+    try:
+        await coroutine
+    except Exception:
+        log.warning("could not report an unproven task", exc_info=True)
 
 
 @kopf.on.event(*SCHEDULES)

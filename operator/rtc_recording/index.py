@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from . import metrics, reconcile
 from .classes import account_fields
+from .ownership import Sealer
 from .resource import status_of
 
 Key = tuple[str, str]
@@ -38,6 +39,8 @@ class Tracked:
     secret: str | None  # spec.credentialsSecretRef.name, or the pinned class's Secret (classes.account_fields)
     due: float | None  # when maxDurationSeconds or ttlSecondsAfterFinished falls due (Unix time)
     secret_namespace: str | None = None  # set when the Secret is a class's, in another namespace
+    attempt: int | None = None  # status.attempt.number
+    seal: str | None = None  # status.taskSeal (ownership.py)
 
     @classmethod
     def of(cls, obj: dict) -> "Tracked":
@@ -50,7 +53,8 @@ class Tracked:
                    meta.get("generation", 0), bool(meta.get("deletionTimestamp")), status.get("phase"),
                    status.get("taskId"), files_digest(status.get("files")), region, secret,
                    due.timestamp() if due else None,
-                   secret_namespace if secret_namespace != meta["namespace"] else None)
+                   secret_namespace if secret_namespace != meta["namespace"] else None,
+                   (status.get("attempt") or {}).get("number"), status.get("taskSeal"))
 
     @property
     def key(self) -> Key:
@@ -75,8 +79,8 @@ def files_digest(files: dict | None) -> str:
 
 
 class Index:
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
+    def __init__(self, sealer: Sealer, clock: Callable[[], float] = time.monotonic):
+        self.sealer, self.clock = sealer, clock
         self.objects: dict[Key, Tracked] = {}
         self._owners: dict[str, Key] = {}
         self.tombstones: OrderedDict[str, Tracked] = OrderedDict()  # uid -> the last we saw of it
@@ -97,13 +101,17 @@ class Index:
                 self.tombstones.popitem(last=False)
             return None
         self.objects[tracked.key] = tracked
-        if tracked.task_id:
+        if self.proven(tracked):  # a task id without our seal makes nobody its owner
             self._owners[tracked.task_id] = tracked.key
         self._phases.set(tracked.key, None if tracked.deleting else tracked.phase)
         return tracked
 
+    def proven(self, tracked: Tracked) -> bool:
+        """Did the operator write this task id for this resource and attempt (ownership.py)?"""
+        return self.sealer.verify(tracked.uid, tracked.attempt, tracked.task_id, tracked.seal)
+
     def owner(self, task_id: str) -> Tracked | None:
-        """The resource whose current task this is, if any."""
+        """The resource whose current task this is (proven by its seal), if any."""
         key = self._owners.get(task_id)
         return self.objects.get(key) if key else None
 

@@ -31,6 +31,7 @@ from .index import Index, Tracked, files_digest
 from .kube import Conflict, Gone, Kube, KubeError
 from .reconcile import (Adopt, AdoptTask, AwaitOutcome, Controls, Expire, Halt, Ignore, Observe, Orphan, Reap, Release,
                         Start, Stop, Suspend, Update)
+from .ownership import REASON as NOT_PROVEN, refusal
 from .resource import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params, status_of
 from .resource import update_params
 from .settings import Settings
@@ -88,7 +89,7 @@ class Recorder:
         Event is posted right after. `tries` > 1 rides out an apiserver blip for writes that
         must not be lost (Gone and Conflict are answers, not blips)."""
         def announced(obj: dict) -> dict | None:
-            patch = change(obj)
+            patch = self.index.sealer.sealed(obj, change(obj))  # every task id written is sealed
             if patch is None or event is None:
                 return patch
             type_, reason = event
@@ -261,9 +262,8 @@ class Recorder:
             # that looks sent. Compare-and-swap on what we decided from: a crash after Start is
             # then recognisable as "answer unknown", and a concurrent writer makes us re-read.
             try:
-                await self.kube.patch_status(ns, name, {**reconcile.attempt_recorded(status, attempt, generation,
-                                                                                     self.clock()),
-                                                        **self._pin_patch(obj)},
+                await self.kube.patch_status(ns, name, self.index.sealer.sealed(obj, {
+                    **reconcile.attempt_recorded(status, attempt, generation, self.clock()), **self._pin_patch(obj)}),
                                              resource_version=meta["resourceVersion"], uid=meta["uid"])
             except Conflict:
                 raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
@@ -312,9 +312,9 @@ class Recorder:
         return None
 
     def _if_task(self, obj: dict, task_id: str, change: Callable[[RtcRecordingStatus], dict | None]) -> dict | None:
-        """Apply `change` only while `task_id` is the current task."""
+        """Apply `change` only while `task_id` is the current task, and proven ours (ownership.py)."""
         status = status_of(obj)
-        return change(status) if status.task_id == task_id else None
+        return change(status) if status.task_id == task_id and self.index.sealer.proven(obj) else None
 
     async def _start_params(self, obj: dict, spec: RtcRecordingSpec, attempt: int) -> dict:
         meta = obj["metadata"]
@@ -336,6 +336,9 @@ class Recorder:
     async def _update(self, obj: dict, spec: RtcRecordingSpec, task_id: str, retry: int) -> None:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
         ns, name = meta["namespace"], meta["name"]
+        if not self.index.sealer.proven(obj):
+            await self.refuse_unproven(obj)
+            return
         try:
             account = await self.clients.account_for(obj)
             await self.clients.call(account, "update", task_id, update_params(spec))
@@ -359,6 +362,9 @@ class Recorder:
         repeats from the intent."""
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
         ns, name = meta["namespace"], meta["name"]
+        if not self.index.sealer.proven(obj):
+            await self.refuse_unproven(obj)  # not ours to stop (ownership.py)
+            return
         obj, _ = await self._write(ns, name, lambda o: self._if_task(o, task_id, lambda s: None if (
             s.phase == reconcile.Phase.STOPPING and s.reason == reason) else reconcile.halting(
             s, reason, generation, self.clock())))
@@ -455,6 +461,10 @@ class Recorder:
                 await self._stop(obj, task_id, retry)
 
     async def _stop(self, obj: dict, task_id: str, retry: int) -> None:
+        if not self.index.sealer.proven(obj):
+            # Not ours to stop. Holding the finalizer would wait for nothing: let the resource go.
+            await self.refuse_unproven(obj)
+            return
         try:
             account = await self.clients.account_for(obj)
             await self.clients.call(account, "stop", task_id)
@@ -469,13 +479,26 @@ class Recorder:
         metrics.RECONCILES.labels(action="stop", outcome="ok").inc()
         await self._event(obj, "Normal", "Stopped", f"task {task_id} stopped", key=f"stopped.{task_id}"[:40].lower())
 
+    async def refuse_unproven(self, obj: dict) -> None:
+        """status.taskId is not sealed for this resource (someone else wrote it): call nothing,
+        say so once (an Event and Synced=False)."""
+        meta, task_id = obj["metadata"], (obj.get("status") or {}).get("taskId")
+        log.warning("%s/%s: task %s is not proven to be this resource's; not acted on", meta["namespace"],
+                    meta["name"], task_id)
+        try:
+            await self._write(meta["namespace"], meta["name"], lambda o: None if (
+                (o.get("status") or {}).get("taskId") != task_id or self.index.sealer.proven(o)) else refusal(
+                o, self.clock()), event=("Warning", NOT_PROVEN))
+        except Gone:
+            pass
+
     # -- observation -------------------------------------------------------------------------
     async def observe(self, tracked: Tracked) -> dict | None:
         """Describe the current task and write what the cloud says; returns the patch applied.
         Costs no apiserver request when the cloud says what status already says."""
         task_id = tracked.task_id
-        if not task_id:
-            return None
+        if not task_id or not self.index.proven(tracked):
+            return None  # not proven ours: `refuse_unproven` says so, once
         account = await self.clients.account_for(tracked.stand_in())
         try:
             info = await self.clients.call(account, "describe", task_id)

@@ -646,6 +646,7 @@ class RtcRecordingStatus(_Status):
     reason: str | None = None
     message: str | None = None
     task_id: str | None = None
+    task_seal: str | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
     observed_generation: int | None = None

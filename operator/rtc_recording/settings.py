@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         default_factory=_own_namespace,
         description="Where the receiver records callback evidence for the operator (ConfigMaps); tenants must "
                     "not be able to write here. Default: the pod's own namespace.")
+    ownership_key: SecretStr | None = Field(
+        None, description="Key of the seals that tie each task to the resource that started it (status.taskSeal); "
+                          "the operator's alone: the receiver must not get it. At least 32 characters. Default: "
+                          "derived from the callback auth key.")
     unknown_outcome_grace_seconds: float = Field(
         30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost.")
 
@@ -89,6 +93,23 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", value.get_secret_value()):
             raise ValueError("must be 16 to 64 letters and digits (the vendor's NotifyAuthKey rule)")
         return value
+
+    @field_validator("ownership_key")
+    @classmethod
+    def _ownership_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    def ownership_secret(self) -> bytes | None:
+        """The key of the task seals (ownership.py), or None when none can be had."""
+        from .ownership import derive_key
+
+        if self.ownership_key is not None:
+            return derive_key(self.ownership_key.get_secret_value())
+        if self.callback_auth_key is not None:
+            return derive_key(self.callback_auth_key.get_secret_value())
+        return None
 
     @model_validator(mode="after")
     def _lease_timing(self) -> "Settings":

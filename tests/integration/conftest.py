@@ -17,6 +17,7 @@ APP = "demo-app"
 BUCKET = "demo-recordings"
 ACCESS_KEY = ("LTAI5tOperatorTest", "operator-test-secret")
 AUTH_KEY = "receiverKey" + secrets.token_hex(8)
+OWNERSHIP_KEY = "ownershipKey" + secrets.token_hex(16)
 # Emulated minutes pass in real seconds: MaxIdleTime 60 s takes 2 s.
 TIME_SCALE = 30
 
@@ -53,11 +54,12 @@ def stack(crds, emulator, tmp_path_factory):
                     auth_key=AUTH_KEY, access_key=ACCESS_KEY, unknown_outcome_grace_seconds=3,
                     poll_interval_seconds=2, poll_factor_with_callbacks=1, backoff_base_seconds=0.2,
                     backoff_max_seconds=2,
-                    read_timeout_seconds=2,
+                    read_timeout_seconds=2, ownership_key=OWNERSHIP_KEY,
                     # A stable identity, as a pod's name is: a restart (SIGKILL, then the same
                     # "pod" again) takes its own Lease back at once instead of waiting it out.
                     pod_name="operator")
-    receiver = RtcrecProcess("receiver", env, logs / "receiver.log").start()
+    receiver_env = {k: v for k, v in env.items() if k != "RTCREC_OWNERSHIP_KEY"}  # the operator's alone
+    receiver = RtcrecProcess("receiver", receiver_env, logs / "receiver.log").start()
     operator = RtcrecProcess("run", env, logs / "operator.log").start()
     try:
         yield Stack(crds, emulator, operator, receiver, env)

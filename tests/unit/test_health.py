@@ -2,6 +2,7 @@
 
 from rtc_recording.health import Health
 from rtc_recording.index import Index
+from rtc_recording.ownership import Sealer
 
 
 class FakeKube:
@@ -45,7 +46,7 @@ class Clock:
 def health(kube, now, poller_tick=None, budgets=None, namespaces=()):
     """Events seen via h.see() happen at time 0 unless h.at() moved the clock; the probe runs at `now`."""
     clock = Clock()
-    index = Index(clock=clock)
+    index = Index(Sealer(b"k" * 32), clock=clock)
     h = Health(kube, index, FakePoller(), budgets or FakeBudgets(), stuck_seconds=120,
                namespaces=list(namespaces), clock=clock)
     h.poller.last_tick = now if poller_tick is None else poller_tick

@@ -1,0 +1,138 @@
+"""Which resource started which task: a seal that only the operator can make.
+
+`status.taskId` is written by the operator, but whoever may `patch rtcrecordings/status` (CI
+and GitOps tools often may) can write it too, and point it at another resource's task. So
+whenever the operator writes a task id it also writes `status.taskSeal`: an HMAC-SHA256 over
+(resource uid, Start attempt, task id) with a key only the operator holds. A task whose seal
+does not verify is not the resource's: the operator does not Update it, Stop it, Describe it
+for that resource, adopt it or count it as anyone's current task (`Index.owner`); it says so
+once, with an Event and Synced=False (docs/security.md).
+
+The key: `RTCREC_OWNERSHIP_KEY` (the chart generates one into a Secret that only the operator
+mounts). Without it the key is derived from the callback auth key (HKDF-SHA256), which the
+receiver holds too; with neither the operator does not start.
+
+Objects written by an operator that did not seal yet are sealed once, at the first start of
+one that does (`migrate`): it trusts status as it is then, as the older operator did, except
+for task ids that two resources claim (neither is sealed). A ConfigMap in the operator's
+namespace records that this was done, so no later proof-less task id is ever sealed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from collections import Counter
+from datetime import datetime, timezone
+
+from . import reconcile
+from .kube import Conflict, Gone, Kube, KubeError, segment
+from .resource import status_of
+
+log = logging.getLogger(__name__)
+
+VERSION = "v1"
+MARKER = "rtcrec-task-seals"  # ConfigMap in the operator's namespace: legacy objects were sealed
+REASON = "TaskNotProven"
+_INFO = b"rtcrec task ownership v1"
+
+
+def derive_key(secret: str, info: bytes = _INFO) -> bytes:
+    """HKDF-SHA256 (RFC 5869, one block) of `secret`: a key for one purpose only."""
+    prk = hmac.new(b"rtcrec", secret.encode(), hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+class Sealer:
+    def __init__(self, key: bytes):
+        if len(key) < 16:
+            raise ValueError("an ownership key has at least 16 bytes")
+        self._key = key
+
+    def seal(self, uid: str, attempt: int | None, task_id: str) -> str:
+        message = "\0".join((VERSION, uid, str(attempt or 0), task_id)).encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return f"{VERSION}.{base64.urlsafe_b64encode(digest).decode().rstrip('=')}"
+
+    def verify(self, uid: str, attempt: int | None, task_id: str | None, seal: str | None) -> bool:
+        if not task_id or not seal or not isinstance(seal, str):
+            return False
+        return hmac.compare_digest(self.seal(uid, attempt, task_id).encode(), seal.encode(errors="replace"))
+
+    def proven(self, obj: dict) -> bool:
+        """Is status.taskId of this object sealed by us for this resource and attempt?"""
+        status = obj.get("status") or {}
+        return self.verify(obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"))
+
+    def sealed(self, obj: dict, patch: dict | None) -> dict | None:
+        """`patch` with taskSeal set for the task id it writes (cleared when it clears the task)."""
+        if patch is None or "taskId" not in patch:
+            return patch
+        if not patch["taskId"]:
+            return {**patch, "taskSeal": None}
+        status = obj.get("status") or {}
+        attempt = _attempt({**status, **({"attempt": patch["attempt"]} if "attempt" in patch else {})})
+        return {**patch, "taskSeal": self.seal(obj["metadata"]["uid"], attempt, patch["taskId"])}
+
+
+def _attempt(status: dict) -> int | None:
+    attempt = status.get("attempt")
+    number = attempt.get("number") if isinstance(attempt, dict) else None
+    return number if isinstance(number, int) else None
+
+
+def refusal(obj: dict, now: datetime) -> dict | None:
+    """The status patch that says the task is not proven (None: status says so already)."""
+    status, generation = status_of(obj), obj["metadata"].get("generation", 0)
+    message = (f"status.taskId {status.task_id} was not written by the operator (its seal does not match this "
+               "resource): the operator neither updates, stops nor describes it. Delete this RtcRecording and "
+               "create it again")[:1024]
+    synced = next((c for c in status.conditions if c.type == "Synced"), None)
+    if (synced is not None and synced.status == "False" and synced.reason == REASON and synced.message == message
+            and synced.observed_generation == generation):
+        return None
+    return {"reason": REASON, "message": message,
+            "conditions": reconcile.condition(status, "Synced", False, REASON, message, generation, now)}
+
+
+async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_namespace: str) -> None:
+    """Seal the task ids written before seals existed, once per cluster (see the module doc)."""
+    marker = f"/api/v1/namespaces/{segment(marker_namespace)}/configmaps"
+    try:
+        await kube.request("GET", f"{marker}/{MARKER}")
+        return
+    except Gone:
+        pass
+    try:  # first: sealing happens during one start-up at most, even if this one dies half-way
+        await kube.create(marker, {"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": MARKER, "namespace": marker_namespace},
+                                   "data": {"version": VERSION,
+                                            "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}})
+    except Conflict:
+        return
+    except KubeError:
+        log.error("cannot create ConfigMap %s/%s, so task ids written before seals existed are not sealed "
+                  "(the operator refuses to act on them)", marker_namespace, MARKER, exc_info=True)
+        return
+    items = await kube.list_recordings(namespaces)
+    claims = Counter((i.get("status") or {}).get("taskId") for i in items)
+    sealed = twice = 0
+    for item in items:
+        status, meta = item.get("status") or {}, item["metadata"]
+        task_id = status.get("taskId")
+        if not task_id or status.get("taskSeal"):
+            continue
+        if claims[task_id] > 1:
+            twice += 1
+            log.warning("%s/%s: task %s is claimed by %d resources; not sealed", meta["namespace"], meta["name"],
+                        task_id, claims[task_id])
+            continue
+        try:
+            await kube.patch_status(meta["namespace"], meta["name"], sealer.sealed(item, {"taskId": task_id}),
+                                    resource_version=meta["resourceVersion"], uid=meta["uid"])
+            sealed += 1
+        except (Conflict, Gone):
+            log.warning("%s/%s changed while sealing its task; not sealed", meta["namespace"], meta["name"])
+    log.info("sealed %d task ids written before seals existed; %d claimed twice were not", sealed, twice)
