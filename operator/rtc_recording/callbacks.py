@@ -15,22 +15,21 @@ that callbacks still land while the operator restarts (docs/exactly-once.md).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from . import evidence, metrics, reconcile
 from .kube import Conflict, Kube
+from .relay import Relay, signed_headers
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +43,6 @@ EVENT_TYPES = frozenset({"TaskCreated", "TaskStarting", "TaskRunning", "TaskReco
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS1123_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-NotifyKey = Callable[[dict], Awaitable[str | None]]
-
 
 def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
     """ALI-LIVE-SIGNATURE = md5("<ALI-LIVE-TIMESTAMP>|<key>"); it does not cover the body, so
@@ -98,14 +94,6 @@ def forwarded(notify: dict, callback: Callback) -> bool:
     return str(callback.payload.get("format", "")).upper() in wanted
 
 
-def signed_headers(auth_key: str | None, now: float) -> dict[str, str]:
-    if not auth_key:
-        return {}
-    timestamp = str(int(now))
-    return {"ALI-LIVE-TIMESTAMP": timestamp,
-            "ALI-LIVE-SIGNATURE": hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest()}
-
-
 @dataclass(frozen=True)
 class Known:
     """What the receiver keeps of one RtcRecording."""
@@ -115,18 +103,16 @@ class Known:
 
 
 class Receiver:
-    """Callbacks in, evidence out; a user's spec.notify.url still gets its events: relayed as
-    received, signed with the user's own key, resent once like the cloud does."""
+    """Callbacks in, evidence out. The events a user's spec.notify.url wants are handed to the
+    operator as relays (relay.py): the receiver reads no Secret, and sends nothing anywhere."""
 
-    def __init__(self, kube: Kube, auth_key: str, evidence_namespace: str, user_notify_key: NotifyKey,
+    def __init__(self, kube: Kube, auth_key: str, evidence_namespace: str,
                  clock: Callable[[], float] = time.time, settle_seconds: float = SETTLE_SECONDS):
         self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
-        self.user_notify_key, self.clock, self.settle_seconds = user_notify_key, clock, settle_seconds
+        self.clock, self.settle_seconds = clock, settle_seconds
         self.known: dict[tuple[str, str], Known] = {}
         self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
         self._changes: dict[tuple[str, str], asyncio.Event] = {}
-        self._relays: set[asyncio.Task] = set()
-        self._http: aiohttp.ClientSession | None = None
         self.ready: Callable[[], bool] = lambda: True  # has the watch listed every resource once?
 
     # -- the watch ---------------------------------------------------------------------------
@@ -162,13 +148,7 @@ class Receiver:
         app.router.add_get("/healthz", lambda _: web.json_response({"ok": self.ready()},
                                                                     status=200 if self.ready() else 503))
         app.router.add_get("/metrics", metrics.metrics_response)
-        app.on_cleanup.append(self._close)
         return app
-
-    async def _close(self, _: web.Application) -> None:
-        await asyncio.gather(*self._relays, return_exceptions=True)
-        if self._http:
-            await self._http.close()
 
     async def handle(self, request: web.Request) -> web.Response:
         if not signature_ok(request.headers, self.auth_key, self.clock()):  # names case-insensitive
@@ -189,19 +169,18 @@ class Receiver:
             return web.json_response({"Code": 503, "Msg": "starting"}, status=503)
         try:
             action = await self.process(key, m["uid"], int(m["attempt"]), callback)
+            known = self.known.get(key)
+            # The user hears about their own resource's tasks only: not a namesake's, not a stray.
+            if (known is not None and known.view.uid == m["uid"] and not isinstance(action, reconcile.Reap)
+                    and known.notify and forwarded(known.notify, callback)):
+                await self._create(Relay(key[0], key[1], m["uid"], json.dumps(body, sort_keys=True))
+                                   .to_configmap(self.evidence_namespace))
         except Exception:  # a 5xx makes the cloud send it once more
             log.exception("callback %s for %s/%s not recorded", event, *key)
             metrics.CALLBACKS.labels(event=event, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
         metrics.CALLBACKS.labels(event=event, outcome="ignored" if isinstance(action, reconcile.Ignore)
                                  else "recorded").inc()
-        known = self.known.get(key)
-        # The user hears about their own resource's tasks only: not a namesake's, not a stray.
-        if (known is not None and known.view.uid == m["uid"] and not isinstance(action, reconcile.Reap)
-                and known.notify and forwarded(known.notify, callback)):
-            relay = asyncio.create_task(self._relay(known.notify, key, m["uid"], body))  # never delay our answer
-            self._relays.add(relay)
-            relay.add_done_callback(self._relays.discard)
         return web.json_response(SUCCESS)
 
     async def process(self, key: tuple[str, str], uid: str, attempt: int,
@@ -225,27 +204,10 @@ class Receiver:
         return action
 
     async def _record(self, item: evidence.Evidence) -> None:
-        try:
-            await self.kube.create(evidence.collection(self.evidence_namespace),
-                                   item.to_configmap(self.evidence_namespace))
-        except Conflict:
-            pass  # the same evidence is already there (a resend, or another start callback)
+        await self._create(item.to_configmap(self.evidence_namespace))
 
-    async def _relay(self, notify: dict, key: tuple[str, str], uid: str, body: dict) -> None:
-        url = notify["url"]
+    async def _create(self, configmap: dict) -> None:
         try:
-            key_value = await self.user_notify_key({"metadata": {"namespace": key[0], "name": key[1], "uid": uid},
-                                                    "spec": {"notify": notify}})
-            if self._http is None:
-                self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-            for _ in range(2):
-                try:
-                    async with self._http.post(url, json=body, headers=signed_headers(key_value, self.clock()),
-                                               allow_redirects=False) as resp:
-                        if resp.status < 500:
-                            return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-            log.warning("could not relay %s to %s", body.get("eventType"), url)
-        except Exception:
-            log.warning("could not relay %s to %s", body.get("eventType"), url, exc_info=True)
+            await self.kube.create(evidence.collection(self.evidence_namespace), configmap)
+        except Conflict:
+            pass  # the same one is already there (a resend, or another start callback)

@@ -76,7 +76,6 @@ def _receiver(args: argparse.Namespace) -> int:
 
     from .callbacks import Receiver
     from .kube import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
-    from .secretcache import SecretCache
 
     config = _settings()
     if not config.callback_auth_key:
@@ -84,8 +83,7 @@ def _receiver(args: argparse.Namespace) -> int:
 
     async def app() -> web.Application:
         kube = Kube(Connection.load())
-        receiver = Receiver(kube, config.callback_auth_key.get_secret_value(), config.evidence_namespace,
-                            SecretCache(kube).notify_key)
+        receiver = Receiver(kube, config.callback_auth_key.get_secret_value(), config.evidence_namespace)
         paths = ([f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces]
                  or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"])
         reflectors = [Reflector(kube, path, receiver.on_change) for path in paths]

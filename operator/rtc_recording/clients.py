@@ -10,7 +10,8 @@
   and one probe every few seconds finds out when it is back.
 - Describe, Update and Stop repeat a Throttled or Transient failure a few times, each try a
   new slot of the budget; a Start is never repeated here.
-- Credentials Secrets are read through a short cache (`secretcache.py`), not once per call.
+- Credentials Secrets are read through a short cache (`secretcache.py`), not once per call, and
+  only if they opted in (label rtc.recording.io/usage=credentials).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from .aliyun import AliyunRecordingCloud
 from .classes import account_fields
 from .cloud import CloudError, RecordingCloud, Throttled, Transient
 from .credentials import CredentialsProvider, CredentialsUnavailable, DefaultChainCredentials, StaticCredentials
-from .kube import Gone, Kube
+from .kube import Kube
 from .quota import AccountBudget, Budgets, Priority
 from .reachability import Reachability
-from .secretcache import SecretCache
+from .secretcache import SecretCache, SecretUnavailable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,12 @@ class CloudClients:
             return self._client(region, DEFAULT_IDENTITY, DEFAULT_IDENTITY, self.default)
         namespace = namespace or obj["metadata"]["namespace"]
         try:
-            data = await self.secrets.data(namespace, secret)
-        except Gone:
-            # Deleting a namespace deletes the Secret and the RtcRecording in no set order:
-            # the last client made with it can still stop the task.
-            if known := self._by_secret.get((namespace, secret, region)):
+            data = await self.secrets.credentials(namespace, secret)  # only a Secret that opted in
+        except SecretUnavailable as exc:
+            # A Secret deleted while its task runs (see pins.py): the last client made with it can still stop it.
+            if exc.gone and (known := self._by_secret.get((namespace, secret, region))):
                 return known
-            raise CredentialsUnavailable(f"Secret {secret} (spec.credentialsSecretRef) does not exist") from None
+            raise
         provider = StaticCredentials.from_secret_data(data)
         # A rotated Secret gets a new client; the quota stays with the account.
         identity = hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()

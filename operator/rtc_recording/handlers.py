@@ -8,7 +8,7 @@ import logging
 
 import kopf
 
-from . import evidence, health, leader, ownership
+from . import evidence, health, leader, ownership, relay, ssrf
 from .clients import CloudClients
 from .deadlines import Deadlines
 from .index import Index
@@ -70,6 +70,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
         worker = evidence.Worker(memo.kube, config.evidence_namespace, memo.recorder.act_on)
         memo.recorder.evidence_waiting = worker.waiting
         memo.tasks.append(asyncio.create_task(worker.run(), name="evidence"))
+        guard = ssrf.Guard(config.relay_allowed_hosts, config.relay_denied_ranges, config.relay_only_allowed_hosts)
+        relayer = relay.Relayer(memo.kube, memo.clients.secrets, guard, config.evidence_namespace)
+        memo.tasks.append(asyncio.create_task(relayer.run(), name="relay"))
 
 
 @kopf.on.cleanup()

@@ -314,10 +314,9 @@ class Kube:
         return [item for path in paths for item in (await self.request("GET", path + query)).get("items", [])]
 
     # -- core ------------------------------------------------------------------------------
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
-        """The Secret's `.data`, values still base64-encoded as the API returns them."""
-        secret = await self.request("GET", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}")
-        return secret.get("data") or {}
+    async def get_secret(self, namespace: str, name: str) -> dict:
+        """The whole Secret; `.data` values still base64-encoded as the API returns them."""
+        return await self.request("GET", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}")
 
     async def create(self, path: str, obj: dict) -> dict:
         return await self.request("POST", path, json=obj)

@@ -39,6 +39,13 @@ CALLBACKS = Counter(
     "Callbacks received, by event type and outcome (ok, rejected, error).",
     ["event", "outcome"],
 )
+RELAYS = Counter(
+    "rtcrec_relays",
+    "Callbacks relayed to a user's spec.notify.url, by outcome: delivered, rejected (the user's URL answered "
+    "4xx), failed (no answer or 5xx, twice), refused (an internal address, a host not allowed, an unusable "
+    "notify key), gone (the resource no longer exists).",
+    ["outcome"],
+)
 RECORDINGS = Gauge(
     "rtcrec_recordings",
     "RtcRecordings by status.phase, as last seen by the watch.",

@@ -247,9 +247,11 @@ class Recorder:
             return
         except CredentialsUnavailable as exc:
             message = f"cannot call the cloud: {exc}"
-            # Only over "nothing runs": a task may have been adopted meanwhile.
-            await self._write(ns, name, lambda o: None if status_of(o).task_id else reconcile.credentials_missing(
-                status_of(o), message, generation, self.clock()))
+            # Only over "nothing runs": a task may have been adopted meanwhile. One Event per new message.
+            await self._write(ns, name, lambda o: None if status_of(o).task_id or (
+                status_of(o).reason, status_of(o).message) == ("CredentialsUnavailable", message)
+                else reconcile.credentials_missing(status_of(o), message, generation, self.clock()),
+                event=("Warning", "CredentialsUnavailable"))
             raise RetryLater(self._delay(exc, retry), message) from exc
 
         if status.attempt and not status.attempt.not_executed:

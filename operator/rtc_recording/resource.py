@@ -37,6 +37,8 @@ STORAGE_TYPE_VOD, STORAGE_TYPE_OSS = 0, 1
 
 _DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _HTTP_URL = r"^https?://\S+$"
+# spec.notify.url: the scheme in any case, no user information (the operator may relay to it).
+_NOTIFY_URL = r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+([/?#]\S*)?$"
 # The CRD's CEL regexes, written without backslashes so that CEL and Python read them alike.
 _FRACTION = re.compile(r"^(0*[.][0-9]+|0+([.][0-9]*)?|0*1([.]0*)?)$")
 _DIRECTORY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -141,6 +143,7 @@ def _subscribed_once(subscribers: list[Subscriber]) -> list[Subscriber]:
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 DnsName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=_DNS_NAME)]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=_HTTP_URL)]
+NotifyUrl = Annotated[str, StringConstraints(max_length=2048, pattern=_NOTIFY_URL)]
 Fraction = Annotated[str, StringConstraints(max_length=32),
                      _matching(_FRACTION, 'must be a decimal number from 0 to 1 written as a string, e.g. "0", "0.5", '
                                           '".5", "0.3333333" or "1"')]
@@ -290,7 +293,7 @@ class Layout(_Spec):
 
 
 class Notify(_Spec):
-    url: HttpUrl | None = None
+    url: NotifyUrl | None = None
     auth_key_secret_ref: SecretKeyRef | None = None
     file_uploaded_formats: Annotated[list[UploadFormat], Field(max_length=4), _unique(lambda f: f'"{f}"'),
                                      AfterValidator(_upload_formats_once)] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -49,6 +50,19 @@ class Settings(BaseSettings):
     unknown_outcome_grace_seconds: float = Field(
         30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost.")
 
+    # -- relays to spec.notify.url (ssrf.py) ------------------------------------------------------
+    relay_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names (hooks.example.com, *.example.com) and address ranges "
+                    "(10.20.0.0/16, 127.0.0.1) that callbacks may be relayed to although internal. Otherwise only "
+                    "hosts whose addresses are all public are.")
+    relay_only_allowed_hosts: bool = Field(
+        False, description="Relay callbacks to the hosts of relay_allowed_hosts only, public or not.")
+    relay_denied_ranges: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated address ranges never relayed to, in addition to loopback, link-local, private, "
+                    "CGNAT and multicast: the cluster's pod and service ranges where they are not private.")
+
     # -- observation -----------------------------------------------------------------------------
     poll_interval_seconds: float = Field(
         60, gt=0, description="Describe each live task this often: the safety net under callbacks, and the only "
@@ -82,7 +96,7 @@ class Settings(BaseSettings):
     lease_retry_period_seconds: float = Field(
         2, gt=0, description="How often the active replica renews the Lease and a standby looks at it.")
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "relay_allowed_hosts", "relay_denied_ranges", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return [n.strip() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
@@ -92,6 +106,13 @@ class Settings(BaseSettings):
     def _auth_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", value.get_secret_value()):
             raise ValueError("must be 16 to 64 letters and digits (the vendor's NotifyAuthKey rule)")
+        return value
+
+    @field_validator("relay_denied_ranges")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # a ValueError names the bad one
         return value
 
     @field_validator("ownership_key")

@@ -123,6 +123,7 @@ def workspace(cluster, emulator, namespace: str | None = None) -> str:
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("create", "secret", "generic", "aliyun", "-n", namespace,
                     f"--from-literal=accessKeyId={ACCESS_KEY[0]}", f"--from-literal=accessKeySecret={ACCESS_KEY[1]}")
+    cluster.kubectl("label", "secret", "aliyun", "-n", namespace, "rtc.recording.io/usage=credentials")
     return namespace
 
 

@@ -173,6 +173,7 @@ def test_the_users_own_notify_url_still_gets_its_events(stack, namespace, channe
     threading.Thread(target=server.serve_forever, daemon=True).start()
     user_key = "userKey0123456789abc"
     stack.cluster.kubectl("create", "secret", "generic", "hook", "-n", namespace, f"--from-literal=key={user_key}")
+    stack.cluster.kubectl("label", "secret", "hook", "-n", namespace, "rtc.recording.io/usage=notify-key")
     try:
         storage = {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "demo-recordings"},
                    "files": [{"format": "MP4"}]}

@@ -5,11 +5,15 @@ Each test plays the attack of one finding and fails without the fix it covers.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
-from .conftest import APP, recording, wait_for
+from .conftest import ACCESS_KEY, APP, recording, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -102,3 +106,116 @@ def test_task_ids_written_before_seals_are_sealed_once(stack, crds, namespace, e
     for name, room in channels.items():
         for user in ("alice", "bob"):
             emulator.control.leave(APP, room, user)
+
+
+def metric(stack, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.env['RTCREC_METRICS_PORT']}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()))
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.received.append((dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def hook(host: str = "127.0.0.1"):
+    """A user's own notify URL on loopback: `host` 127.0.0.1 is allowed by the stack's settings,
+    any other loopback address is refused like every internal address."""
+    server = http.server.ThreadingHTTPServer((host, 0), Hook)
+    server.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server, f"http://{host}:{server.server_port}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def secret(stack, namespace: str, name: str, usage: str | None = None, **data: str) -> None:
+    stack.cluster.kubectl("create", "secret", "generic", name, "-n", namespace,
+                          *(f"--from-literal={k}={v}" for k, v in data.items()))
+    if usage:
+        stack.cluster.kubectl("label", "secret", name, "-n", namespace, f"rtc.recording.io/usage={usage}")
+
+
+def events(stack, namespace: str, name: str, reason: str) -> list[dict]:
+    return [e for e in stack.events(namespace, name) if e["reason"] == reason]
+
+
+def test_only_secrets_that_opt_in_sign_relays(stack, namespace, channel):
+    """Finding 2: a user who may not read Secrets names one as their notify key: relayed callbacks
+    signed md5("<ts>|<value>") would give its value away offline."""
+    password = "databasePassword0123"  # letters and digits: a valid NotifyAuthKey, were it one
+    secret(stack, namespace, "db", password=password)
+    secret(stack, namespace, "bad-key", "notify-key", key="not a key")
+    with hook() as (server, url):
+        stack.apply(namespace, recording("oracle", channel, notify={
+            "url": url, "authKeySecretRef": {"name": "db", "key": "password"}}))
+        stack.apply(namespace, recording("malformed", channel, notify={
+            "url": url, "authKeySecretRef": {"name": "bad-key", "key": "key"}}))
+        stack.apply(namespace, recording("missing", channel, notify={
+            "url": url, "authKeySecretRef": {"name": "nothing-here", "key": "key"}}))
+        for name in ("oracle", "malformed", "missing"):
+            stack.wait_phase(namespace, name, "Recording")
+            wait_for(lambda: events(stack, namespace, name, "RelayFailed"), timeout=15,
+                     what=f"{name}: the relay refused", details=lambda: stack.operator.output()[-3000:])
+        assert server.received == []  # nothing signed with the password, nor sent unsigned
+    said = {name: events(stack, namespace, name, "RelayFailed")[0]["message"] for name in ("oracle", "missing")}
+    # A Secret that did not opt in and one that does not exist are refused in the same words.
+    assert said["oracle"].replace("'db'", "X") == said["missing"].replace("'nothing-here'", "X")
+    assert "rtc.recording.io/usage=notify-key" in said["oracle"] and "password" not in said["oracle"]
+    malformed = events(stack, namespace, "malformed", "RelayFailed")[0]["message"]
+    assert "16 to 64 letters and digits" in malformed and "not a key" not in malformed
+
+
+def test_only_secrets_that_opt_in_are_billed(stack, namespace, channel, emulator):
+    """Finding 2: credentialsSecretRef may name only a Secret labelled for credentials; a missing one
+    gets a clear message and an Event (finding 7)."""
+    secret(stack, namespace, "someone-elses", accessKeyId=ACCESS_KEY[0], accessKeySecret=ACCESS_KEY[1])
+    stack.apply(namespace, recording("billed", channel, credentialsSecretRef={"name": "someone-elses"}))
+    stack.apply(namespace, recording("nothing", channel, credentialsSecretRef={"name": "not-there"}))
+    said = {}
+    for name, secret_name in (("billed", "someone-elses"), ("nothing", "not-there")):
+        status = wait_for(lambda: (s := stack.status(namespace, name)).get("reason") == "CredentialsUnavailable" and s,
+                          timeout=15, what=f"{name}: refused credentials")
+        assert status["phase"] == "Pending"
+        (event,) = events(stack, namespace, name, "CredentialsUnavailable")  # one, however often it retries
+        assert event["message"] == status["message"]
+        said[name] = status["message"].replace(repr(secret_name), "X")
+    assert said["billed"] == said["nothing"]
+    assert "rtc.recording.io/usage=credentials" in said["billed"] and "/api/v1" not in said["billed"]
+    assert stack.tasks(channel) == []
+    # Consent given: the same resource records, billed to that Secret's key.
+    stack.cluster.kubectl("label", "secret", "someone-elses", "-n", namespace, "rtc.recording.io/usage=credentials")
+    stack.wait_phase(namespace, "billed", "Recording", timeout=30)
+
+
+def test_relays_reach_public_addresses_only(stack, namespace, channel):
+    """Finding 5: spec.notify.url at an internal address (here 127.0.0.2: loopback, not allowed)
+    receives nothing, checked where the connection is made; 127.0.0.1 is allowed by the stack's
+    RTCREC_RELAY_ALLOWED_HOSTS and proves the relay works."""
+    refused_before = metric(stack, "rtcrec_relays_total", outcome="refused")
+    with hook("127.0.0.2") as (internal, internal_url), hook() as (allowed, allowed_url):
+        stack.apply(namespace, recording("internal", channel, notify={"url": internal_url}))
+        stack.apply(namespace, recording("allowed", channel, notify={"url": allowed_url}))
+        wait_for(lambda: any(b["eventType"] == "TaskRunning" for _, b in allowed.received), timeout=20,
+                 what="the allowed relay")
+        wait_for(lambda: events(stack, namespace, "internal", "RelayFailed"), timeout=20, what="the refused relay")
+        assert metric(stack, "rtcrec_relays_total", outcome="refused") > refused_before
+        assert internal.received == []
+    (event,) = events(stack, namespace, "internal", "RelayFailed")
+    assert "internal address (loopback)" in event["message"]
+    # The CRD takes the scheme in any case, and refuses user information.
+    stack.apply(namespace, recording("shouting", channel, notify={"url": allowed_url.replace("http", "HTTP")}))
+    refused = stack.cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(
+        recording("userinfo", channel, notify={"url": "https://user:password@hooks.example.com/x"})))
+    assert refused.returncode != 0 and "spec.notify.url" in refused.stderr

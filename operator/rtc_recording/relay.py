@@ -1,0 +1,162 @@
+"""Relays: the user's own spec.notify.url still gets its events, sent by the operator.
+
+The cloud calls one NotifyUrl per task, and with a receiver that is ours. The receiver, which
+faces the internet and holds no Secret, writes each callback the user wants (`callbacks.forwarded`)
+as a relay ConfigMap in the operator's namespace, next to the evidence. The operator, which
+reads the user's notify key Secret (by consent, `secretcache.py`), posts it to spec.notify.url
+signed with that key, through a connector that connects to public addresses only (`ssrf.py`),
+tries once more like the cloud does, counts the outcome (`rtcrec_relays_total`), says why in
+an Event when it could not deliver, and deletes the ConfigMap. So the receiver needs no access
+to Secrets, and a relay waits out an operator restart instead of being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from . import metrics
+from .credentials import CredentialsUnavailable
+from .kube import GROUP, Gone, Kube, KubeError, Reflector, segment
+from .secretcache import SecretCache
+from .ssrf import Guard, Refused
+
+log = logging.getLogger(__name__)
+
+LABEL = f"{GROUP}/relay"
+TRIES = 2  # the cloud sends a callback once more when the first try fails
+TIMEOUT_SECONDS = 5.0
+COMPONENT = "rtc-recording-operator"
+
+
+@dataclass(frozen=True)
+class Relay:
+    namespace: str
+    name: str
+    uid: str
+    body: str  # the callback as received: a JSON object
+
+    def object_name(self) -> str:
+        digest = hashlib.sha256(f"{self.uid}/{self.body}".encode()).hexdigest()
+        return f"rtcrec-relay-{digest[:32]}"
+
+    def to_configmap(self, namespace: str) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: "pending"}},
+                "data": {"namespace": self.namespace, "name": self.name, "uid": self.uid, "body": self.body}}
+
+    @classmethod
+    def from_configmap(cls, configmap: dict) -> "Relay":
+        data = configmap.get("data") or {}
+        try:
+            relay = cls(data["namespace"], data["name"], data["uid"], data["body"])
+            json.loads(relay.body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a relay: {exc}") from None
+        return relay
+
+
+def signed_headers(auth_key: str | None, now: float) -> dict[str, str]:
+    if not auth_key:
+        return {}
+    timestamp = str(int(now))
+    return {"ALI-LIVE-TIMESTAMP": timestamp,
+            "ALI-LIVE-SIGNATURE": hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest()}
+
+
+class Relayer:
+    """The operator's side: watches relay ConfigMaps, delivers each, deletes it."""
+
+    def __init__(self, kube: Kube, secrets: SecretCache, guard: Guard, namespace: str, workers: int = 4,
+                 clock: Callable[[], float] = time.time):
+        self.kube, self.secrets, self.guard, self.namespace = kube, secrets, guard, namespace
+        self.workers, self.clock = workers, clock
+        self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
+        self.reflector = Reflector(kube, self.collection, self._on_change, label_selector=LABEL)
+        self._queue: asyncio.Queue[tuple[str, Relay | None]] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    def _on_change(self, type_: str, configmap: dict) -> None:
+        name = configmap["metadata"]["name"]
+        if type_ == "DELETED" or name in self._queued:
+            return
+        try:
+            item: Relay | None = Relay.from_configmap(configmap)
+        except ValueError:
+            log.warning("ConfigMap %s/%s is not a relay; deleting it", self.namespace, name)
+            item = None
+        self._queued.add(name)
+        self._queue.put_nowait((name, item))
+
+    async def run(self) -> None:
+        try:
+            await asyncio.gather(self.reflector.run(), *(self._work() for _ in range(self.workers)))
+        finally:
+            if self._http is not None:
+                await self._http.close()
+
+    async def _work(self) -> None:
+        while True:
+            name, item = await self._queue.get()
+            try:
+                if item is not None:
+                    outcome = await self.deliver(item)
+                    metrics.RELAYS.labels(outcome=outcome).inc()
+                await self.kube.delete(f"{self.collection}/{segment(name)}")
+                self._queued.discard(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the apiserver: kept, tried again
+                log.warning("relay %s: trying again", name, exc_info=True)
+                asyncio.get_running_loop().call_later(2.0, self._queue.put_nowait, (name, item))
+
+    async def deliver(self, item: Relay) -> str:
+        try:
+            obj = await self.kube.get_recording(item.namespace, item.name)
+        except Gone:
+            return "gone"
+        if obj["metadata"]["uid"] != item.uid:
+            return "gone"  # a namesake: the user of that callback is gone
+        notify = (obj.get("spec") or {}).get("notify") or {}
+        body = json.loads(item.body)
+        what = str(body.get("eventType", "a callback"))[:64]
+        try:
+            url = self.guard.check_url(notify.get("url") or "")
+            key = await self.secrets.notify_key(obj)
+        except (Refused, CredentialsUnavailable) as exc:
+            return await self._failed(obj, "refused", f"{what} not relayed to spec.notify.url: {exc}")
+        if self._http is None:
+            self._http = self.guard.session(TIMEOUT_SECONDS)
+        why = "no answer"
+        for _ in range(TRIES):
+            try:
+                async with self._http.post(url, json=body, headers=signed_headers(key, self.clock()),
+                                           allow_redirects=False) as resp:
+                    if resp.status < 400:
+                        return "delivered"
+                    why = f"HTTP {resp.status}"
+                    if resp.status < 500:
+                        return await self._failed(obj, "rejected", f"{what}: spec.notify.url answered {why}")
+            except Refused as exc:
+                return await self._failed(obj, "refused", f"{what} not relayed to spec.notify.url: {exc}")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                why = type(exc).__name__
+        return await self._failed(obj, "failed", f"{what} could not be relayed to spec.notify.url ({why}, twice)")
+
+    async def _failed(self, obj: dict, outcome: str, message: str) -> str:
+        meta = obj["metadata"]
+        log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
+        try:  # one Event per resource and outcome, counted
+            await self.kube.post_event(obj, "Warning", "RelayFailed", message, COMPONENT, key=f"relay-{outcome}",
+                                       repeat=True)
+        except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+            log.warning("could not post the RelayFailed event of %s/%s", meta["namespace"], meta["name"])
+        return outcome
