@@ -29,12 +29,15 @@ from aiohttp import web
 
 from . import evidence, metrics, reconcile
 from .kube import Conflict, Kube
+from .ownership import derive_key
 from .relay import Relay, signed_headers
 
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW_S = 300
 MAX_BODY_BYTES = 64 * 1024
+READ_TIMEOUT_SECONDS = 10.0  # for the request line and headers, then again for the body
+REPLAYS_KEPT = 200_000  # (timestamp, signature) pairs remembered: ~30 MB at most
 SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to
 TOMBSTONES_KEPT = 20_000
 SUCCESS = {"Code": 0, "Msg": "Success"}
@@ -53,6 +56,41 @@ def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
     if abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
         return False
     return hmac.compare_digest(signed_headers(auth_key, int(timestamp))["ALI-LIVE-SIGNATURE"], signature.lower())
+
+
+def path_key(auth_key: str, namespace: str, name: str, uid: str, attempt: int) -> str:
+    """The NotifyAuthKey of one Start attempt: derived from the receiver's key and the callback
+    path, so a captured signature is worth nothing on any other path (32 hex digits: the
+    vendor's 16-64 letters and digits)."""
+    info = f"rtcrec callback path v1\0{namespace}\0{name}\0{uid}\0{attempt}".encode()
+    return derive_key(auth_key, info).hex()[:32]
+
+
+class Replays:
+    """Refuses a (timestamp, signature) pair seen before with another path, task or channel.
+
+    The vendor signs the timestamp only, so one captured header pair could carry any body for
+    5 minutes. The path's own key (`path_key`) already ties a pair to one path; this ties it
+    to the one task that path's callbacks name. Several events of that task within one second
+    share the pair and pass. Per process: another replica has not seen the pair (README,
+    Security model). Bounded: a pair is kept until its timestamp is stale, at most `kept`."""
+
+    def __init__(self, kept: int = REPLAYS_KEPT):
+        self.kept = kept
+        self._seen: OrderedDict[tuple[str, str], tuple[int, tuple]] = OrderedDict()
+
+    def admit(self, headers: Mapping[str, str], what: tuple, now: float) -> bool:
+        key = (headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "").lower())
+        while self._seen:  # forget what is stale anyway (insertion order is about timestamp order)
+            oldest, (expires, _) = next(iter(self._seen.items()))
+            if expires > now and len(self._seen) < self.kept:
+                break
+            del self._seen[oldest]
+        seen = self._seen.get(key)
+        if seen is not None:
+            return seen[1] == what
+        self._seen[key] = (int(key[0]) + MAX_CLOCK_SKEW_S + 1, what)
+        return True
 
 
 def path_ok(namespace: str, name: str, uid: str) -> bool:
@@ -107,9 +145,11 @@ class Receiver:
     operator as relays (relay.py): the receiver reads no Secret, and sends nothing anywhere."""
 
     def __init__(self, kube: Kube, auth_key: str, evidence_namespace: str,
-                 clock: Callable[[], float] = time.time, settle_seconds: float = SETTLE_SECONDS):
+                 clock: Callable[[], float] = time.time, settle_seconds: float = SETTLE_SECONDS,
+                 read_timeout: float = READ_TIMEOUT_SECONDS):
         self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
-        self.clock, self.settle_seconds = clock, settle_seconds
+        self.clock, self.settle_seconds, self.read_timeout = clock, settle_seconds, read_timeout
+        self.replays = Replays()
         self.known: dict[tuple[str, str], Known] = {}
         self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
         self._changes: dict[tuple[str, str], asyncio.Event] = {}
@@ -151,18 +191,34 @@ class Receiver:
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
-        if not signature_ok(request.headers, self.auth_key, self.clock()):  # names case-insensitive
-            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
-            return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
         m = request.match_info
-        try:
-            if not path_ok(m["namespace"], m["name"], m["uid"]):
-                raise ValueError("not a callback path of this operator")
-            body = json.loads(await request.read())
-            callback = Callback.parse(body)
-        except (ValueError, RecursionError, web.HTTPException):
+        if not path_ok(m["namespace"], m["name"], m["uid"]):
             metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
             return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
+        key_of_path = path_key(self.auth_key, m["namespace"], m["name"], m["uid"], int(m["attempt"]))
+        if not signature_ok(request.headers, key_of_path, self.clock()):  # names case-insensitive
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
+            return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
+        try:
+            raw = await asyncio.wait_for(request.read(), self.read_timeout)
+        except asyncio.TimeoutError:
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
+            return web.json_response({"Code": 408, "Msg": "body too slow"}, status=408)
+        except web.HTTPException:
+            raw = b""  # too large: malformed
+        try:
+            body = json.loads(raw)
+            callback = Callback.parse(body)
+        except (ValueError, RecursionError):
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
+            return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
+        if not self.replays.admit(request.headers, (m["namespace"], m["name"], m["uid"], m["attempt"],
+                                                    callback.app_id, callback.channel_id, callback.task_id),
+                                  self.clock()):
+            log.warning("callback for %s/%s refused: its signature was seen with another path or task",
+                        m["namespace"], m["name"])
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
+            return web.json_response({"Code": 403, "Msg": "replayed signature"}, status=403)
         event = callback.event_type if callback.event_type in EVENT_TYPES else "other"
         key = (m["namespace"], m["name"])
         if not self.ready():  # every resource would look deleted: let the cloud send it again

@@ -83,7 +83,8 @@ def _receiver(args: argparse.Namespace) -> int:
 
     async def app() -> web.Application:
         kube = Kube(Connection.load())
-        receiver = Receiver(kube, config.callback_auth_key.get_secret_value(), config.evidence_namespace)
+        receiver = Receiver(kube, config.callback_auth_key.get_secret_value(), config.evidence_namespace,
+                            read_timeout=config.receiver_read_timeout_seconds)
         paths = ([f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces]
                  or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"])
         reflectors = [Reflector(kube, path, receiver.on_change) for path in paths]
@@ -101,7 +102,10 @@ def _receiver(args: argparse.Namespace) -> int:
         return application
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    web.run_app(app(), host="0.0.0.0", port=config.receiver_port, access_log=None, print=None)
+    # keepalive_timeout also bounds how long a connection may take to send its first request's
+    # headers (aiohttp arms it when the connection opens): slow clients are dropped.
+    web.run_app(app(), host="0.0.0.0", port=config.receiver_port, access_log=None, print=None,
+                keepalive_timeout=config.receiver_read_timeout_seconds)
     return 0
 
 

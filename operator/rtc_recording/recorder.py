@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from . import classes, metrics, reconcile
 from .classes import InvalidClassSpec
 from .classresolver import ClassResolver
+from .callbacks import path_key
 from .clients import CloudClients, CloudUnreachable
 from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
@@ -322,7 +323,9 @@ class Recorder:
         meta = obj["metadata"]
         if self.settings.callback_url and self.settings.callback_auth_key:
             url = notify_url(self.settings.callback_url, meta["namespace"], meta["name"], meta["uid"], attempt)
-            key: str | None = self.settings.callback_auth_key.get_secret_value()
+            # The attempt's own key: a captured signature is worth nothing on another path (callbacks.py).
+            key: str | None = path_key(self.settings.callback_auth_key.get_secret_value(), meta["namespace"],
+                                       meta["name"], meta["uid"], attempt)
         else:
             url, key = None, await self.clients.secrets.notify_key(obj)  # start_params falls back to spec.notify.url
         params = start_params(spec, region_default=self.settings.default_region, notify_url=url,

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
 
     # -- serving ---------------------------------------------------------------------------------
     receiver_port: int = Field(8081, ge=0, le=65535, description="Callback receiver (rtcrec receiver).")
+    receiver_read_timeout_seconds: float = Field(
+        10, gt=0, description="The receiver drops a connection that has not sent a request's headers, or its body, "
+                              "within this many seconds (and idle connections after it).")
     metrics_port: int = Field(8080, ge=0, le=65535, description="/metrics and /healthz of the operator.")
     log_format: Literal["text", "json"] = Field("text", description="json: one object per line, for log pipelines.")
     stuck_seconds: float = Field(

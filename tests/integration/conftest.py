@@ -56,6 +56,7 @@ def stack(crds, emulator, tmp_path_factory):
                     backoff_max_seconds=2,
                     read_timeout_seconds=2, ownership_key=OWNERSHIP_KEY,
                     relay_allowed_hosts="127.0.0.1",  # loopback is refused unless allowed
+                    receiver_read_timeout_seconds=2,
                     # A stable identity, as a pod's name is: a restart (SIGKILL, then the same
                     # "pod" again) takes its own Lease back at once instead of waiting it out.
                     pod_name="operator")

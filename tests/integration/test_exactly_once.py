@@ -12,7 +12,7 @@ import pytest
 
 from multidict import CIMultiDict
 
-from rtc_recording.callbacks import signature_ok, signed_headers
+from rtc_recording.callbacks import path_key, signature_ok, signed_headers
 
 from .conftest import APP, AUTH_KEY, recording, wait_for
 
@@ -137,18 +137,20 @@ def test_forged_and_stale_callbacks_are_rejected(stack, namespace, channel):
     stop = {"appId": APP, "channelId": channel, "taskId": status["taskId"], "eventType": "TaskStopped",
             "callbackTs": int(time.time() * 1000), "payload": json.dumps({"reason": "IdleTimeout"})}
 
+    key = path_key(AUTH_KEY, namespace, "guarded", uid, 1)  # the key the task was started with
     assert post_callback(stack, path, stop, {}) == 403                                   # unsigned
     assert post_callback(stack, path, stop, signed_headers("x" * 16, time.time())) == 403  # wrong key
-    assert post_callback(stack, path, stop, signed_headers(AUTH_KEY, time.time() - 3600)) == 403  # stale
+    assert post_callback(stack, path, stop, signed_headers(AUTH_KEY, time.time())) == 403  # not this path's
+    assert post_callback(stack, path, stop, signed_headers(key, time.time() - 3600)) == 403  # stale
     # Correctly signed but false: the task still runs, so Describe contradicts it.
-    assert post_callback(stack, path, stop, signed_headers(AUTH_KEY, time.time())) == 200
+    assert post_callback(stack, path, stop, signed_headers(key, time.time())) == 200
     # The signature does not cover the body: a replayed one naming another resource's task as
     # a stray of this one must not get that task stopped.
     stack.apply(namespace, recording("bystander", channel))
     other = stack.wait_phase(namespace, "bystander", "Recording")["taskId"]
     forged = {**stop, "taskId": other, "eventType": "TaskRunning"}
     assert post_callback(stack, f"/callbacks/{namespace}/guarded/{uid}/7", forged,
-                         signed_headers(AUTH_KEY, time.time())) == 200
+                         signed_headers(path_key(AUTH_KEY, namespace, "guarded", uid, 7), time.time())) == 200
     time.sleep(1)
     assert stack.status(namespace, "guarded")["phase"] == "Recording"
     assert [t["status"] for t in stack.tasks(channel)] == ["RUNNING", "RUNNING"]

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
+import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
 import pytest
 
-from .conftest import ACCESS_KEY, APP, recording, wait_for
+from rtc_recording.callbacks import path_key, signed_headers
+
+from .conftest import ACCESS_KEY, APP, AUTH_KEY, recording, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -219,3 +224,56 @@ def test_relays_reach_public_addresses_only(stack, namespace, channel):
     refused = stack.cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(
         recording("userinfo", channel, notify={"url": "https://user:password@hooks.example.com/x"})))
     assert refused.returncode != 0 and "spec.notify.url" in refused.stderr
+
+
+def post_callback(stack, path: str, body: dict, headers: dict) -> int:
+    request = urllib.request.Request(f"{stack.env['RTCREC_CALLBACK_URL']}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", **headers}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_captured_signature_is_worth_nothing_elsewhere(stack, namespace, channel):
+    """Finding 4: the vendor signs the timestamp only. A header pair captured from one callback,
+    replayed within 5 minutes on another path or naming another task, is refused."""
+    stack.apply(namespace, recording("watched", channel))
+    stack.apply(namespace, recording("bystander", channel))
+    task = stack.wait_phase(namespace, "watched", "Recording")["taskId"]
+    other = stack.wait_phase(namespace, "bystander", "Recording")["taskId"]
+    uid = stack.get(namespace, "watched")["metadata"]["uid"]
+    other_uid = stack.get(namespace, "bystander")["metadata"]["uid"]
+    path = f"/callbacks/{namespace}/watched/{uid}/1"
+    # What the cloud sends to this path in this second (its key is the path's own, callbacks.path_key).
+    captured = signed_headers(path_key(AUTH_KEY, namespace, "watched", uid, 1), time.time())
+    running = {"appId": APP, "channelId": channel, "taskId": task, "eventType": "TaskRunning",
+               "callbackTs": int(time.time() * 1000), "payload": "{}"}
+    assert post_callback(stack, path, running, captured) == 200
+    # The same task's next event in the same second shares the pair: still fine.
+    assert post_callback(stack, path, {**running, "eventType": "TaskStarting"}, captured) == 200
+    # Replayed on another resource's path, or naming another task (a "stray" to stop): refused.
+    assert post_callback(stack, f"/callbacks/{namespace}/bystander/{other_uid}/1", running, captured) == 403
+    for task_id in (other, "forged-task-1", "forged-task-2"):
+        assert post_callback(stack, path, {**running, "taskId": task_id}, captured) == 403
+    assert post_callback(stack, path, {**running, "channelId": "another"}, captured) == 403
+    assert stack.status(namespace, "bystander")["phase"] == "Recording"
+    assert stack.status(namespace, "watched").get("strayTasks") is None
+
+
+def test_slow_clients_are_dropped(stack, namespace):
+    """Finding 7: a connection that sends its headers, or its body, too slowly is not held open
+    (the stack's receiver allows 2 s for each; the bound below is generous)."""
+    host, port = stack.env["RTCREC_CALLBACK_URL"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as slow:
+        slow.sendall(b"POST /callbacks/a/b/0f8fad5b-d9cb-469f-a165-70867728950e/1 HTTP/1.1\r\nHost: x\r\n")
+        assert slow.recv(1024) == b""  # closed by the receiver; socket.timeout fails the test
+    uid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    headers = signed_headers(path_key(AUTH_KEY, namespace, "r", uid, 1), time.time())
+    with socket.create_connection((host, int(port)), timeout=30) as slow:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        slow.sendall(f"POST /callbacks/{namespace}/r/{uid}/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                     f"Content-Type: application/json\r\n{head}\r\n{{\"appId\"".encode())
+        answer = slow.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 408"), answer

@@ -6,7 +6,7 @@ import json
 import pytest
 from multidict import CIMultiDict
 
-from rtc_recording.callbacks import Callback, forwarded, path_ok, signature_ok, signed_headers
+from rtc_recording.callbacks import Callback, Replays, forwarded, path_key, path_ok, signature_ok, signed_headers
 
 KEY = "abcdefghijklmnop1234"
 NOW = 1_800_000_000.0
@@ -72,3 +72,27 @@ def upload(fmt):
 ])
 def test_what_is_relayed(spec, callback, expected):
     assert forwarded(spec.get("notify") or {}, callback) is expected
+
+
+def test_each_attempt_has_its_own_key():
+    keys = {path_key(KEY, ns, name, uid, attempt) for ns, name, uid, attempt in [
+        ("ns", "rec", "u", 1), ("ns", "rec", "u", 2), ("ns", "rec", "v", 1), ("ns", "rec2", "u", 1), ("ns2", "rec", "u", 1)]}
+    assert len(keys) == 5
+    assert all(len(k) == 32 and k.isalnum() for k in keys)  # a valid NotifyAuthKey
+    assert path_key(KEY, "ns", "rec", "u", 1) == path_key(KEY, "ns", "rec", "u", 1)
+    assert path_key("another-key-0000000", "ns", "rec", "u", 1) != path_key(KEY, "ns", "rec", "u", 1)
+
+
+def test_a_pair_is_bound_to_what_it_first_carried_until_it_is_stale():
+    replays = Replays(kept=3)
+    pair = signed_headers(KEY, NOW)
+    assert replays.admit(pair, ("path", "task"), NOW)
+    assert replays.admit(pair, ("path", "task"), NOW + 1)      # the same again (a resend, a burst)
+    assert not replays.admit(pair, ("path", "other task"), NOW + 1)
+    assert not replays.admit(pair, ("other path", "task"), NOW + 1)
+    # Bounded: the oldest go first, the stale ones anyway.
+    for i in range(1, 4):
+        assert replays.admit(signed_headers(KEY, NOW + i), ("p", i), NOW + i)
+    assert len(replays._seen) == 3 and replays.admit(pair, ("other path", "task"), NOW + 4)
+    replays.admit(signed_headers(KEY, NOW + 5), ("p", 5), NOW + 1000)
+    assert len(replays._seen) == 1
