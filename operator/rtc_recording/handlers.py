@@ -12,7 +12,9 @@ from . import evidence, health, leader, ownership, relay, ssrf
 from .clients import CloudClients
 from .deadlines import Deadlines
 from .index import Index
-from .kube import GROUP, PLURAL, VERSION, Connection, Kube
+from .kube import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
+from .pins import Pins
+from .reconcile import TERMINAL
 from .poller import Poller
 from .recorder import Recorder, RetryLater
 from .scheduler import Scheduler
@@ -55,6 +57,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     await ownership.migrate(memo.kube, memo.index.sealer, config.namespaces, config.evidence_namespace)
     memo.clients = CloudClients(config, memo.kube)
     memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
+    memo.pins = Pins(memo.kube, memo.clients.secrets)
     interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
     memo.poller = Poller(memo.recorder.observe, interval, config.poll_calls_per_second)
     memo.deadlines = Deadlines(memo.recorder.on_due)
@@ -108,13 +111,16 @@ def watched(event: dict, memo: kopf.Memo, **_) -> None:
     else:
         memo.poller.track(tracked)
         memo.deadlines.track(tracked)
+    # A credentials Secret whose last unfinished recording finished or went is released (pins.py).
+    if unused := memo.pins.saw(meta["uid"], tracked, memo.index.tombstones.get(meta["uid"])):
+        asyncio.run_coroutine_threadsafe(_logged(memo.pins.release(*unused)), memo.loop)
 
 
 async def _logged(coroutine) -> None:
     try:
         await coroutine
     except Exception:
-        log.warning("could not report an unproven task", exc_info=True)
+        log.warning("a background step failed; the next event tries again", exc_info=True)
 
 
 @kopf.on.event(*SCHEDULES)
@@ -130,6 +136,12 @@ async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
     obj = _plain(body)
     memo.health.handling(obj)
     try:
+        if (obj.get("status") or {}).get("phase") not in TERMINAL:
+            await memo.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
+    except KubeError as exc:
+        log.warning("could not mark the credentials Secret of %s/%s in use: %s", obj["metadata"]["namespace"],
+                    obj["metadata"]["name"], exc)
+    try:
         await memo.recorder.reconcile(obj, retry)
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
@@ -143,6 +155,8 @@ async def stop(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
         await memo.recorder.delete(obj, retry)
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    secret = ((obj.get("spec") or {}).get("credentialsSecretRef") or {}).get("name")
+    await memo.pins.release(obj["metadata"]["namespace"], secret, but=obj["metadata"]["uid"])
 
 
 def _plain(body: kopf.Body) -> dict:

@@ -56,6 +56,10 @@ class KubeError(Exception):
         self.status = status
 
 
+class NamespaceTerminating(KubeError):
+    """The namespace is being deleted: nothing new (an Event) can be created in it."""
+
+
 @dataclass(frozen=True)
 class Connection:
     server: str
@@ -214,6 +218,8 @@ class Kube:
                 raise Gone(path)
             if resp.status == 409:
                 raise Conflict(path)
+            if resp.status == 403 and '"NamespaceTerminating"' in body:  # metav1.NamespaceTerminatingCause
+                raise NamespaceTerminating(resp.status, body)
             if resp.status >= 400:
                 raise KubeError(resp.status, body)
             return await resp.json(content_type=None) if body else {}
@@ -317,6 +323,13 @@ class Kube:
     async def get_secret(self, namespace: str, name: str) -> dict:
         """The whole Secret; `.data` values still base64-encoded as the API returns them."""
         return await self.request("GET", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}")
+
+    async def patch_secret_finalizers(self, namespace: str, name: str, finalizers: list[str],
+                                      resource_version: str) -> dict:
+        """Set a Secret's finalizers, nothing else, if it is still at `resource_version`."""
+        return await self.request("PATCH", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}",
+                                  json={"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+                                  content_type="application/merge-patch+json")
 
     async def create(self, path: str, obj: dict) -> dict:
         return await self.request("POST", path, json=obj)

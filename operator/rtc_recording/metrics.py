@@ -46,6 +46,11 @@ RELAYS = Counter(
     "notify key), gone (the resource no longer exists).",
     ["outcome"],
 )
+ABANDONED = Counter(
+    "rtcrec_tasks_abandoned",
+    "Tasks that could not be stopped when their namespace was deleted: their credentials Secret was gone and "
+    "the operator's own credentials could not stop them (pins.py). They end by themselves when idle.",
+)
 RECORDINGS = Gauge(
     "rtcrec_recordings",
     "RtcRecordings by status.phase, as last seen by the watch.",

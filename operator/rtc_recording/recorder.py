@@ -29,12 +29,13 @@ from .clients import CloudClients, CloudUnreachable
 from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
 from .index import Index, Tracked, files_digest
-from .kube import Conflict, Gone, Kube, KubeError
+from .kube import Conflict, Gone, Kube, KubeError, NamespaceTerminating
 from .reconcile import (Adopt, AdoptTask, AwaitOutcome, Controls, Expire, Halt, Ignore, Observe, Orphan, Reap, Release,
                         Start, Stop, Suspend, Update)
 from .ownership import REASON as NOT_PROVEN, refusal
 from .resource import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params, status_of
 from .resource import update_params
+from .secretcache import SecretUnavailable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ class Recorder:
             pass
 
     async def _event(self, obj: dict, type_: str, reason: str, message: str, key: str | None = None,
-                     repeat: bool = False) -> None:
-        """One log line and one Event naming the resource and its task."""
+                     repeat: bool = False) -> bool:
+        """One log line and one Event naming the resource and its task. False when the namespace is
+        being deleted: no Event can be created there, so status says it instead."""
         meta = obj["metadata"]
         log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", meta["namespace"],
                 meta["name"], reason, message,
@@ -137,9 +139,16 @@ class Recorder:
                                   "taskId": (obj.get("status") or {}).get("taskId"), "reason": reason}})
         try:
             await self.kube.post_event(obj, type_, reason, message, COMPONENT, key=key, repeat=repeat)
+        except NamespaceTerminating:
+            try:
+                await self.kube.patch_status(meta["namespace"], meta["name"], {"reason": reason, "message": message})
+            except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            return False
         except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
             # An Event is a courtesy: never let it undo the work (a pending one is posted again).
             log.warning("could not post event %s for %s", reason, meta["name"], exc_info=True)
+        return True
 
     # -- create / resume / update -----------------------------------------------------------
     async def reconcile(self, obj: dict, retry: int = 0) -> None:
@@ -478,11 +487,34 @@ class Recorder:
         except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
             # Never let go of a running task: keep the finalizer, say why (one Event, counted), try again.
             metrics.RECONCILES.labels(action="stop", outcome="retry").inc()
-            await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}", key=f"stopfailed.{task_id}"[:40].lower(),
-                              repeat=True)
+            if not await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}",
+                                     key=f"stopfailed.{task_id}"[:40].lower(), repeat=True) \
+                    and isinstance(exc, SecretUnavailable) and exc.gone:
+                await self._last_resort(obj, task_id)  # its namespace goes, and its credentials went first
+                return
             raise RetryLater(self._delay(exc, retry), f"Stop failed: {exc}") from exc
         metrics.RECONCILES.labels(action="stop", outcome="ok").inc()
         await self._event(obj, "Normal", "Stopped", f"task {task_id} stopped", key=f"stopped.{task_id}"[:40].lower())
+
+    async def _last_resort(self, obj: dict, task_id: str) -> None:
+        """The namespace is being deleted and the credentials Secret is gone (pins.py): the operator's
+        own credentials may stop the task; if not, it is given up on so the namespace can go."""
+        meta = obj["metadata"]
+        try:
+            await self.clients.call(await self.clients.account_for({"metadata": meta, "spec": {
+                "region": (obj.get("spec") or {}).get("region")}}), "stop", task_id)
+            message, outcome = f"task {task_id} stopped with the operator's own credentials", "ok"
+        except (NotFound, Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
+            message, outcome = (f"task {task_id} could not be stopped: the namespace is being deleted and Secret "
+                                f"spec.credentialsSecretRef is gone ({exc}); it ends by itself when idle"), "abandoned"
+            metrics.ABANDONED.inc()
+        log.error("%s/%s: %s", meta["namespace"], meta["name"], message)
+        metrics.RECONCILES.labels(action="stop", outcome=outcome).inc()
+        try:
+            await self.kube.patch_status(meta["namespace"], meta["name"], {"reason": "StopAbandoned" if
+                                         outcome == "abandoned" else "Stopped", "message": message})
+        except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+            pass
 
     async def refuse_unproven(self, obj: dict) -> None:
         """status.taskId is not sealed for this resource (someone else wrote it): call nothing,

@@ -69,6 +69,9 @@ class SecretCache:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
         self._entries[(meta["namespace"], meta["name"])] = (now + self.ttl, secret)
 
+    def forget(self, namespace: str, name: str) -> None:
+        self._entries.pop((namespace, name), None)
+
     async def consented(self, namespace: str, name: str, field: str, usage: str) -> dict:
         """The Secret if it exists and opted in to `usage`; else SecretUnavailable."""
         try:

@@ -109,6 +109,10 @@ def _source_version(directory: Path) -> str:
 BINARIES = {
     "etcd": Binary("etcd", ETCD_VERSION, "etcd", "go.etcd.io/etcd/server/v3", "-s -w"),
     **_kube(KUBERNETES_VERSION),
+    # The default version only: its namespace controller is what deletes a namespace's content
+    # (LocalCluster.start_controllers; the namespace-deletion tests).
+    "kube-controller-manager": Binary("kube-controller-manager", KUBERNETES_VERSION, "kube",
+                                      "k8s.io/kubernetes/cmd/kube-controller-manager", _kube_ldflags(KUBERNETES_VERSION)),
     "helm": Binary("helm", HELM_VERSION, "helm", "helm.sh/helm/v3/cmd/helm", _helm_ldflags()),
     **{key: binary for version in OTHER_KUBERNETES_VERSIONS for key, binary in _kube(version).items()},
     "gitops-health": Binary("gitops-health", _source_version(GITOPS_HEALTH), ".", "rtcrec/gitops-health", "-s -w",

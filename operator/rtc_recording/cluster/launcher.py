@@ -36,7 +36,8 @@ class ClusterError(RuntimeError):
 
 
 class LocalCluster:
-    """A real control plane (no scheduler, controller-manager or kubelet) in `state_dir`."""
+    """A real control plane in `state_dir`: etcd and kube-apiserver, and on request some of
+    kube-controller-manager's controllers (no scheduler, no kubelet)."""
 
     def __init__(self, state_dir: Path):
         self.state_dir = Path(state_dir)
@@ -120,6 +121,19 @@ class LocalCluster:
                    "kube-apiserver")
         _private(self.kubeconfig, _kubeconfig(info["server"], self.ca_file, token))
 
+    def start_controllers(self, *controllers: str) -> None:
+        """Run kube-controller-manager with only these controllers (e.g. namespace-controller,
+        which deletes a namespace's content and then the namespace), until `stop`."""
+        if "kube-controller-manager" in self.info()["pids"]:
+            return
+        binary = binaries.ensure("kube-controller-manager")["kube-controller-manager"]
+        self._spawn("kube-controller-manager", [
+            str(binary), f"--kubeconfig={self.kubeconfig}", f"--controllers={','.join(controllers)}",
+            "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
+        ])
+        log = self.state_dir / "kube-controller-manager.log"
+        self._wait(lambda: "Caches are synced" in _tail(log, 400), "kube-controller-manager")
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.state_dir / f"{name}.log", "ab")
         # Own session: teardown signals the whole group, and Ctrl-C in a shell does not orphan it.
@@ -148,7 +162,7 @@ class LocalCluster:
             pids = self.info()["pids"]
         except (FileNotFoundError, json.JSONDecodeError):
             pids = {}
-        for name in ("kube-apiserver", "etcd"):
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             if name in pids and _runs(pids[name], name):  # a stale pid may belong to someone else now
                 _terminate(pids[name])
         if remove:
