@@ -92,17 +92,20 @@ OPERATOR_RULES = rules(
     ("rtc.recording.io", "rtcrecordingschedules/status", "patch"),
     ("rtc.recording.io", "rtcrecordings/status", "get patch"),
     ("", "events", "create"),
-    ("", "secrets", "get"),
+    # Only Secrets that opt in are used; patch puts the finalizer on a credentials Secret in use
+    # (confined to metadata.finalizers by the chart's ValidatingAdmissionPolicy).
+    ("", "secrets", "get patch"),
 )
 RECEIVER_RULES = rules(
     ("rtc.recording.io", "rtcrecordings", "list watch"),  # its own view of every resource's current task
-    ("", "secrets", "get"),  # relays to spec.notify.url are signed with the user's key
-)
+)  # no Secret: the operator relays to spec.notify.url, signed with the user's key
 # Cluster-wide in every install (cluster-scoped kinds): the class a recording names, its namespace's labels.
 OPERATOR_CLASS_RULES = rules(("rtc.recording.io", "rtcrecordingclasses", "get list"), ("", "namespaces", "get"))
-# In the release namespace only: callback evidence, written by the receiver, consumed by the operator.
+# In the release namespace only: callback evidence and relays, written by the receiver, consumed by
+# the operator; and the operator's record that task ids written before seals existed were sealed.
 OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))
 RECEIVER_EVIDENCE_RULES = rules(("", "configmaps", "create"))
+OPERATOR_SEALS_RULES = rules(("", "configmaps", "get create"))
 
 
 def lease_rules(lease: str) -> set[tuple[str, ...]]:

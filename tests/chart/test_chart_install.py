@@ -115,7 +115,9 @@ def test_operator_service_account_has_exactly_its_access(release):
         assert release.can(sa, verb, "rtcrecordingschedules.rtc.recording.io", "*")
     assert release.can(sa, "patch", "rtcrecordingschedules.rtc.recording.io", other_ns, subresource="status")
     assert not release.can(sa, "patch", "rtcrecordingschedules.rtc.recording.io", other_ns)
+    assert release.can(sa, "patch", "secrets", other_ns)  # only finalizers: the ValidatingAdmissionPolicy
     for verb, resource in [("update", "rtcrecordings.rtc.recording.io"), ("list", "secrets"), ("watch", "secrets"),
+                           ("create", "secrets"), ("delete", "secrets"),
                            ("get", "customresourcedefinitions.apiextensions.k8s.io"),
                            ("list", "clusterkopfpeerings.kopf.dev"), ("get", "pods")]:
         assert not release.can(sa, verb, resource, other_ns), (verb, resource)
@@ -138,8 +140,9 @@ def test_receiver_service_account_has_exactly_its_access(release):
     sa, other_ns = f"{release.fullname}-receiver", "default"
     for verb in ("list", "watch"):
         assert release.can(sa, verb, "rtcrecordings.rtc.recording.io", "*")
-    assert release.can(sa, "get", "secrets", other_ns)
-    assert release.can(sa, "create", "configmaps", release.namespace)  # evidence, for the operator
+    assert not release.can(sa, "get", "secrets", other_ns)  # relays are signed by the operator
+    assert not release.can(sa, "get", "secrets", release.namespace)
+    assert release.can(sa, "create", "configmaps", release.namespace)  # evidence and relays, for the operator
     assert not release.can(sa, "create", "configmaps", other_ns)
     for verb in ("get", "patch", "delete"):
         assert not release.can(sa, verb, "rtcrecordings.rtc.recording.io", other_ns), verb
@@ -150,10 +153,10 @@ def test_receiver_service_account_has_exactly_its_access(release):
 
 def test_operator_reads_and_deletes_evidence_only_in_its_namespace(release):
     sa = release.fullname
-    for verb in ("list", "watch", "delete"):
+    for verb in ("list", "watch", "delete", "get", "create"):  # get, create: the seals record (ownership.py)
         assert release.can(sa, verb, "configmaps", release.namespace)
-    assert not release.can(sa, "create", "configmaps", release.namespace)
-    assert not release.can(sa, "list", "configmaps", "default")
+    for verb in ("list", "get", "create"):
+        assert not release.can(sa, verb, "configmaps", "default")
 
 
 def test_watch_namespaces_grants_only_those_namespaces(scoped_release):
@@ -162,10 +165,10 @@ def test_watch_namespaces_grants_only_those_namespaces(scoped_release):
         rel.get("role", sa, namespace=ns)
         rel.get("rolebinding", sa, namespace=ns)
         assert rel.can(sa, "list", "rtcrecordings.rtc.recording.io", ns)
-        assert rel.can(sa, "get", "secrets", ns)
+        assert rel.can(sa, "get", "secrets", ns) and rel.can(sa, "patch", "secrets", ns)
     assert not rel.can(sa, "list", "rtcrecordings.rtc.recording.io", "*")
-    assert not rel.can(sa, "get", "secrets", rel.namespace)
-    assert not rel.can(sa, "get", "secrets", "default")
+    assert not rel.can(sa, "get", "secrets", rel.namespace)  # not even its own ownership key
+    assert not rel.can(sa, "get", "secrets", "default") and not rel.can(sa, "patch", "secrets", "default")
     assert rel.cluster.kubectl("get", "clusterrole", sa, check=False).returncode != 0
     assert rel.can(sa, "get", "rtcrecordingclasses.rtc.recording.io", "default")  # cluster-scoped: always cluster-wide
     # callbacks.enabled=false: no receiver at all.

@@ -2,9 +2,10 @@
 of the ServiceAccounts the chart creates (`kubectl create token`), against the real apiserver and
 the emulator, and do their whole job without one 403.
 
-Cloud credentials come from spec.credentialsSecretRef (the chart's `secrets: get`), the callback
-auth key from the Secret the chart generated, and the receiver proves its own rules by adopting a
-task whose Start answer the emulator drops.
+Cloud credentials come from spec.credentialsSecretRef (the chart's `secrets: get`, and `patch`
+for the finalizer that keeps it while in use), the callback auth key and the ownership key from
+the Secrets the chart generated, and the receiver proves its own rules by adopting a task whose
+Start answer the emulator drops. What they may not do is checked too.
 """
 
 from __future__ import annotations
@@ -65,13 +66,23 @@ class Deployed:
                          **{"evidence_namespace": self.namespace, "unknown_outcome_grace_seconds": 20, "poll_interval_seconds": 0.5, "stuck_seconds": 3,
                             "backoff_base_seconds": 0.2, "backoff_max_seconds": 1, **settings})
 
+    def secret_value(self, name: str, key: str) -> str:
+        secret = json.loads(self.cluster.kubectl("get", "secret", name, "-n", self.namespace, "-o", "json").stdout)
+        return base64.b64decode(secret["data"][key]).decode()
+
     def start(self, emulator, **settings) -> None:
         self.procs.append(RtcrecProcess("receiver", self.env(f"{self.fullname}-receiver", emulator, **settings),
                                         self.tmp / f"{self.release}-receiver.log").start())
-        # The Lease the chart names (RTCREC_LEASE_NAME), in the pod's namespace.
+        # The Lease the chart names (RTCREC_LEASE_NAME), in the pod's namespace; the ownership key
+        # is the operator's alone, as the chart mounts it.
+        ownership = self.secret_value(f"{self.fullname}-ownership", "ownershipKey")
         self.procs.append(RtcrecProcess("run", self.env(self.fullname, emulator, lease_namespace=self.namespace,
-                                                        lease_name=self.fullname, **settings),
+                                                        lease_name=self.fullname, ownership_key=ownership,
+                                                        **settings),
                                         self.tmp / f"{self.release}-operator.log").start())
+
+    def kubectl_as(self, sa: str, *args: str):
+        return self.cluster.kubectl(f"--kubeconfig={self.kubeconfig_for(sa)}", *args, check=False)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log.name}\n{p.output()}" for p in self.procs)
@@ -125,6 +136,14 @@ def workspace(cluster, emulator, namespace: str | None = None) -> str:
                     f"--from-literal=accessKeyId={ACCESS_KEY[0]}", f"--from-literal=accessKeySecret={ACCESS_KEY[1]}")
     cluster.kubectl("label", "secret", "aliyun", "-n", namespace, "rtc.recording.io/usage=credentials")
     return namespace
+
+
+FINALIZER = "rtc.recording.io/credentials-in-use"
+
+
+def secret_finalizers(cluster, namespace: str) -> list[str]:
+    got = cluster.kubectl("get", "secret", "aliyun", "-n", namespace, "-o", "json")
+    return json.loads(got.stdout)["metadata"].get("finalizers", [])
 
 
 def apply_recording(cluster, emulator, namespace: str, name: str) -> None:
@@ -182,9 +201,25 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         # The liveness probe's comparison with the apiserver (a quiet watch) is allowed too.
         deployed.assert_healthy_through_a_quiet_watch()
 
-        # Delete: Stop, then the finalizer comes off (patch).
+        # The credentials Secret is kept while they record (a finalizer, patch on Secrets).
+        assert FINALIZER in secret_finalizers(crds, ns)
+
+        # Delete: Stop, then the finalizers come off (patch), the Secret's once no recording needs it.
         crds.kubectl("delete", "rtcrec", "plain", "adopted", "-n", ns, "--wait=true", "--timeout=30s")
+        wait_for(lambda: FINALIZER not in secret_finalizers(crds, ns), what="the Secret released",
+                 details=deployed.logs)
         assert_no_forbidden(deployed)
+        assert "rtcrec-task-seals" in crds.kubectl("get", "configmap", "-n", deployed.namespace).stdout
+
+        # What the identities may not do: the receiver reads no Secret; the operator may change
+        # nothing of a Secret but its finalizers (the chart's ValidatingAdmissionPolicy).
+        denied = deployed.kubectl_as(f"{deployed.fullname}-receiver", "get", "secret", "aliyun", "-n", ns)
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+        changed = deployed.kubectl_as(deployed.fullname, "patch", "secret", "aliyun", "-n", ns, "--type=merge",
+                                      "-p", json.dumps({"data": {"accessKeyId": base64.b64encode(b"x").decode()}}))
+        assert changed.returncode != 0 and "may change only metadata.finalizers" in changed.stderr, changed.stderr
+        relabelled = deployed.kubectl_as(deployed.fullname, "label", "secret", "aliyun", "-n", ns, "stolen=yes")
+        assert relabelled.returncode != 0 and "may change only metadata.finalizers" in relabelled.stderr
     finally:
         deployed.stop()
 

@@ -12,7 +12,8 @@ from rtc_recording.cluster import binaries
 from rtc_recording.settings import Settings
 
 from .conftest import (CHART, NAMESPACE, OPERATOR_CLASS_RULES, OPERATOR_EVIDENCE_RULES, OPERATOR_RULES,
-                       RECEIVER_EVIDENCE_RULES, RECEIVER_RULES, env_of, find, lease_rules, one, rule_set)
+                       OPERATOR_SEALS_RULES, RECEIVER_EVIDENCE_RULES, RECEIVER_RULES, env_of, find, lease_rules, one,
+                       rule_set)
 
 OPERATOR = "rtc-rtc-recording-operator"
 RECEIVER = "rtc-rtc-recording-operator-receiver"
@@ -141,7 +142,7 @@ def test_values_yaml_comments_every_value():
     keyed = [(i, len(line) - len(line.lstrip()), m.group(1)) for i, line in enumerate(lines)
              if (m := re.match(r"^\s*([A-Za-z]\w*):", line))]
     # Defaults inside these are examples documented by the parent's comment.
-    free_form = {"resources", "podSecurityContext", "containerSecurityContext"}
+    free_form = {"resources", "podSecurityContext", "containerSecurityContext", "receiverFrom", "dns"}
     stack: list[tuple[int, str]] = []
     undocumented = []
     for n, (i, indent, key) in enumerate(keyed):
@@ -161,7 +162,8 @@ def test_values_yaml_comments_every_value():
 
 def test_everything_lands_in_the_release_namespace(rendered):
     _, objs = rendered
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "ValidatingAdmissionPolicy",
+                      "ValidatingAdmissionPolicyBinding"}
     for o in objs:
         if o["kind"] in cluster_scoped:
             assert "namespace" not in o["metadata"]
@@ -220,10 +222,11 @@ def test_rbac_is_exactly_what_is_used(rendered):
     receiver = name != "callbacks-disabled"
     namespaces = VALUE_SETS[name].get("watchNamespaces")
     kind, binding = ("Role", "RoleBinding") if namespaces else ("ClusterRole", "ClusterRoleBinding")
-    # In the release namespace: callback evidence, and the operator's Lease.
+    # In the release namespace: callback evidence, the operator's Lease and its seals record.
     in_release_ns = ({f"{OPERATOR}-evidence": OPERATOR_EVIDENCE_RULES, f"{RECEIVER}-evidence": RECEIVER_EVIDENCE_RULES}
                      if receiver else {})
     in_release_ns[f"{OPERATOR}-lease"] = lease_rules(OPERATOR)
+    in_release_ns[f"{OPERATOR}-seals"] = OPERATOR_SEALS_RULES
     for role_name, rule_set_expected in in_release_ns.items():
         [role] = find(objs, "Role", role_name)
         assert role["metadata"]["namespace"] == NAMESPACE and rule_set(role) == rule_set_expected
@@ -309,9 +312,12 @@ def test_defaults_generate_callback_key_but_no_url(helm):
     assert not find(objs, "ServiceMonitor") and not find(objs, "Ingress")
 
 
-def test_credentials_secret_and_callback_url_reach_both_containers(helm):
+def test_credentials_reach_the_operator_only_and_the_callback_url_both(helm):
     objs = helm.template(VALUE_SETS["credentials-secret"])
-    for d in deployments(objs):
+    receiver = env_of(one(objs, "Deployment", RECEIVER))
+    assert receiver["RTCREC_CALLBACK_URL"]["value"] == "https://cb.example.com"
+    assert not [n for n in receiver if n.startswith("ALIBABA_CLOUD_") or n == "RTCREC_OWNERSHIP_KEY"]
+    for d in [one(objs, "Deployment", OPERATOR)]:
         env = env_of(d)
         assert env["RTCREC_CALLBACK_URL"]["value"] == "https://cb.example.com"
         for var, key in [("ALIBABA_CLOUD_ACCESS_KEY_ID", "accessKeyId"),
@@ -322,9 +328,12 @@ def test_credentials_secret_and_callback_url_reach_both_containers(helm):
     assert len(deployments(objs)) == 2
 
 
-def test_rrsa_mounts_a_projected_token_for_sts(helm):
+def test_rrsa_mounts_a_projected_token_for_sts_in_the_operator_only(helm):
     objs = helm.template(VALUE_SETS["rrsa"])
-    for d in deployments(objs):
+    receiver = one(objs, "Deployment", RECEIVER)
+    assert not [n for n in env_of(receiver) if n.startswith("ALIBABA_CLOUD_")]
+    assert [v["name"] for v in receiver["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
+    for d in [one(objs, "Deployment", OPERATOR)]:
         env = {k: e.get("value") for k, e in env_of(d).items() if k.startswith("ALIBABA_CLOUD_")}
         assert env == {
             "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
@@ -380,7 +389,7 @@ def test_ingress_exposes_only_callbacks_and_derives_the_url(helm):
     assert rule["host"] == "cb.example.com"
     assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/callbacks", "Prefix")]
     assert one(objs, "Service", RECEIVER)["spec"]["type"] == "LoadBalancer"
-    assert not find(objs, "Secret")  # the existing key Secret is used
+    assert not find(objs, "Secret", f"{OPERATOR}-callback-auth")  # the existing key Secret is used
     for d in deployments(objs):
         env = env_of(d)
         assert env["RTCREC_CALLBACK_URL"]["value"] == "https://cb.example.com"
@@ -403,7 +412,7 @@ def test_chart_covers_every_operator_setting():
     """A new Settings field needs a chart value (or an explicit reason it has none)."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in values["settings"]}
-    from_other_values = {"namespaces", "callback_url", "callback_auth_key",
+    from_other_values = {"namespaces", "callback_url", "callback_auth_key", "ownership_key",  # ownership.keySecret
                          "evidence_namespace", "lease_namespace",  # the release namespace: where the pods run
                          "lease_name", "pod_name"}  # the release's full name, the pod's name
     assert set(Settings.model_fields) == snake | from_other_values
@@ -413,3 +422,56 @@ def test_long_release_names_stay_within_63_characters(helm):
     objs = helm.template(release="a" * 53)
     for o in objs:
         assert len(o["metadata"]["name"]) <= 63, o["metadata"]["name"]
+
+
+# -- issue 14: what only the operator holds, the Secret writes it may make, the network ---------------
+
+def test_the_ownership_key_is_generated_for_the_operator_alone(helm):
+    import base64
+    objs = helm.template()
+    secret = one(objs, "Secret", f"{OPERATOR}-ownership")
+    assert len(base64.b64decode(secret["data"]["ownershipKey"])) >= 32
+    assert env_of(one(objs, "Deployment", OPERATOR))["RTCREC_OWNERSHIP_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{OPERATOR}-ownership", "key": "ownershipKey"}
+    assert "RTCREC_OWNERSHIP_KEY" not in env_of(one(objs, "Deployment", RECEIVER))
+    own = helm.template({"ownership": {"keySecret": {"name": "my-seal-key", "key": "k"}}})
+    assert not find(own, "Secret", f"{OPERATOR}-ownership")
+    assert env_of(one(own, "Deployment", OPERATOR))["RTCREC_OWNERSHIP_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "my-seal-key", "key": "k"}
+
+
+def test_the_operators_secret_writes_are_confined_to_finalizers(helm):
+    objs = helm.template()
+    (policy,) = find(objs, "ValidatingAdmissionPolicy")
+    (binding,) = find(objs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    (condition,) = policy["spec"]["matchConditions"]
+    assert condition["expression"] == f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:{OPERATOR}"'
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["secrets"]
+    assert not find(helm.template({"rbac": {"confineSecretWrites": False}}), "ValidatingAdmissionPolicy")
+
+
+def test_network_policies_are_offered_off_by_default(helm):
+    assert not find(helm.template(), "NetworkPolicy")
+    assert "networkPolicy.apiServer.cidrs is required" in helm.refuses({"networkPolicy": {"enabled": True}})
+    objs = helm.template({"networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.96.0.1/32"]},
+                                            "excludedRanges": ["34.64.0.0/10"]}})
+    operator, receiver = one(objs, "NetworkPolicy", OPERATOR)["spec"], one(objs, "NetworkPolicy", RECEIVER)["spec"]
+    for spec in (operator, receiver):
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        dns, api = spec["egress"][:2]
+        assert {p["port"] for p in dns["ports"]} == {53}
+        assert api == {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
+                       "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}
+    assert len(receiver["egress"]) == 2  # the receiver calls nothing else
+    assert receiver["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8081}]
+    assert receiver["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    assert operator["ingress"] == []
+    v4, v6 = operator["egress"][2]["to"]
+    assert v4["ipBlock"]["cidr"] == "0.0.0.0/0" and v6["ipBlock"]["cidr"] == "::/0"
+    for internal in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+                     "127.0.0.0/8", "224.0.0.0/4", "34.64.0.0/10"):
+        assert internal in v4["ipBlock"]["except"]
+    for internal in ("fc00::/7", "fe80::/10", "::1/128", "ff00::/8"):
+        assert internal in v6["ipBlock"]["except"]

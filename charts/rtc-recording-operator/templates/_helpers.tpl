@@ -32,6 +32,10 @@
 {{- include "rtc-recording-operator.receiverName" . }}
 {{- end }}
 
+{{- define "rtc-recording-operator.ownershipSecretName" -}}
+{{- .Values.ownership.keySecret.name | default (printf "%s-ownership" (include "rtc-recording-operator.fullname" .)) }}
+{{- end }}
+
 {{- define "rtc-recording-operator.callbackSecretName" -}}
 {{- .Values.callbacks.authKeySecret.name | default (printf "%s-callback-auth" (include "rtc-recording-operator.fullname" .)) }}
 {{- end }}
@@ -92,7 +96,8 @@ The callback URL the cloud calls: callbacks.url, else derived from the Ingress h
 {{- end }}
 {{- end }}
 
-{{/* Environment shared by the operator and the receiver: one configuration, two commands. */}}
+{{/* Environment shared by the operator and the receiver: one configuration, two commands. What
+only the operator may hold (cloud credentials, the ownership key) is in operatorEnv. */}}
 {{- define "rtc-recording-operator.env" -}}
 {{- range $key, $value := .Values.settings }}
 {{- if ne (toString $value) "" }}
@@ -115,6 +120,15 @@ The callback URL the cloud calls: callbacks.url, else derived from the Ingress h
       name: {{ include "rtc-recording-operator.callbackSecretName" . }}
       key: {{ .Values.callbacks.authKeySecret.key }}
 {{- end }}
+{{- end }}
+
+{{/* The operator's alone: the receiver makes no cloud call and writes no task id. */}}
+{{- define "rtc-recording-operator.operatorEnv" -}}
+- name: RTCREC_OWNERSHIP_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "rtc-recording-operator.ownershipSecretName" . }}
+      key: {{ .Values.ownership.keySecret.key }}
 {{- with .Values.credentials.secretName }}
 {{- /* Read by the vendor's default credentials chain (alibabacloud-credentials). */}}
 - name: ALIBABA_CLOUD_ACCESS_KEY_ID
@@ -151,6 +165,9 @@ The callback URL the cloud calls: callbacks.url, else derived from the Ingress h
 {{- define "rtc-recording-operator.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- end }}
+
+{{- define "rtc-recording-operator.operatorVolumeMounts" -}}
 {{- if .Values.credentials.rrsa.enabled }}
 - name: rrsa-oidc-token
   mountPath: /var/run/secrets/ack.alibabacloud.com/rrsa-tokens
@@ -162,6 +179,9 @@ The callback URL the cloud calls: callbacks.url, else derived from the Ingress h
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- end }}
+
+{{- define "rtc-recording-operator.operatorVolumes" -}}
 {{- if .Values.credentials.rrsa.enabled }}
 - name: rrsa-oidc-token
   projected:
