@@ -235,6 +235,11 @@ def answer_error(verb: str, http_status: int, body: bytes) -> CloudError:
     fields = _json_object(body)
     code = fields.get("Code") or fields.get("code")
     message = fields.get("Message") or fields.get("message") or ""
+    if not message and not code:
+        # Not the service's own answer. Its body is not shown: a proxy's page may echo the request's
+        # URL, and with it the NotifyAuthKey.
+        message = (f"HTTP {http_status} without the service's error fields ({len(body)} bytes, not shown): a proxy "
+                   "or gateway between the operator and the service may have answered")
     request_id = fields.get("RequestId") or fields.get("requestId")
     return error_class(verb, http_status, code)(
         code or f"HTTP{http_status}", message, request_id=request_id, http_status=http_status

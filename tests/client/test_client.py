@@ -308,6 +308,14 @@ def test_gateway_error_without_body(server, cloud_for):
         cloud_for().start({"AppId": "a"})
 
 
+def test_a_bare_400_from_a_proxy_has_a_message(server, cloud_for):
+    """Issue 14.7: over the wire, an HTTP 400 without the vendor's fields is Invalid with a message."""
+    server.script.append(("answer", 400, b"<html>400 Bad Request</html>"))
+    with pytest.raises(Invalid) as refused:
+        cloud_for().start({"AppId": "a"})
+    assert refused.value.code == "HTTP400" and "a proxy or gateway" in refused.value.message
+
+
 class Unavailable:
     def get(self) -> Credentials:
         raise CredentialsUnavailable("no credentials in the chain")

@@ -86,6 +86,14 @@ def test_answer_error_without_a_vendor_body():
     assert (error.code, error.request_id, error.http_status) == ("HTTP502", None, 502)
 
 
+def test_an_http_400_without_a_vendor_body_says_so_and_echoes_nothing():
+    """Issue 14.7: `Failed/HTTP400` had an empty message."""
+    error = answer_error("start", 400, b"<html>Bad Request: /?NotifyAuthKey=SECRET</html>")
+    assert isinstance(error, Invalid) and error.code == "HTTP400"
+    assert "HTTP 400 without the service's error fields" in error.message and "proxy" in error.message
+    assert "SECRET" not in error.message and "SECRET" not in str(error)
+
+
 def test_answer_error_accepts_lower_case_fields():
     error = answer_error("stop", 400, b'{"code": "NotFound.Task", "message": "m", "requestId": "r"}')
     assert isinstance(error, NotFound) and error.request_id == "r"
