@@ -5,6 +5,9 @@
 # the last stage below into the image it writes.
 #   docker build -t <registry>/rtc-recording-operator:<version> .
 # One image, two commands: `rtcrec run` (the operator, default) and `rtcrec receiver`.
+# Pin the base by digest for a reproducible build: --build-arg DEBIAN=debian:bookworm-slim@sha256:<digest>
+# (`skopeo inspect docker://debian:bookworm-slim` shows it). Not hard-coded here: a pinned base also
+# holds back its security updates until someone renews the pin. `make image` uses no base image.
 ARG DEBIAN=debian:bookworm-slim
 
 FROM ${DEBIAN} AS stage

@@ -6,7 +6,7 @@ whenever the operator writes a task id it also writes `status.taskSeal`: an HMAC
 (resource uid, Start attempt, task id) with a key only the operator holds. A task whose seal
 does not verify is not the resource's: the operator does not Update it, Stop it, Describe it
 for that resource, adopt it or count it as anyone's current task (`Index.owner`); it says so
-once, with an Event and Synced=False (docs/security.md).
+once, with an Event and Synced=False (README, Security model).
 
 The key: `RTCREC_OWNERSHIP_KEY` (the chart generates one into a Secret that only the operator
 mounts). Without it the key is derived from the callback auth key (HKDF-SHA256), which the
