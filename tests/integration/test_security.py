@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 
@@ -277,3 +278,33 @@ def test_slow_clients_are_dropped(stack, namespace):
                      f"Content-Type: application/json\r\n{head}\r\n{{\"appId\"".encode())
         answer = slow.recv(1024)
         assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
+def test_receiver_input_of_any_shape_is_refused_cheaply(stack, namespace, channel):
+    """Findings 3 and 7 (fixed before this file; kept covered here on the real stack): paths that
+    would reach another namespace's objects, JSON too deep to parse and made-up event types."""
+    stack.apply(namespace, recording("target", channel))
+    task = stack.wait_phase(namespace, "target", "Recording")["taskId"]
+    uid = stack.get(namespace, "target")["metadata"]["uid"]
+    body = {"appId": APP, "channelId": channel, "taskId": task, "eventType": "TaskRunning", "payload": "{}"}
+    for ns, name in (("..%2Fkube-system", "target"), (f"{namespace}%2F..%2Fdefault", "target"),
+                     (namespace, "target%2F..%2F..%2Fsecrets"), ("KUBE-SYSTEM", "target")):
+        path = f"/callbacks/{ns}/{name}/{uid}/1"
+        headers = signed_headers(path_key(AUTH_KEY, urllib.parse.unquote(ns), urllib.parse.unquote(name), uid, 1),
+                                 time.time())
+        assert post_callback(stack, path, body, headers) == 400, path
+    path, key = f"/callbacks/{namespace}/target/{uid}/1", path_key(AUTH_KEY, namespace, "target", uid, 1)
+    request = urllib.request.Request(f"{stack.env['RTCREC_CALLBACK_URL']}{path}", data=b"[" * 50_000,
+                                     headers=signed_headers(key, time.time()), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as deep:
+        urllib.request.urlopen(request, timeout=10)
+    assert deep.value.code == 400
+    for i in range(30):  # each a new label value, were the label taken from the body
+        assert post_callback(stack, path, {**body, "eventType": f"Made-up-{i}"}, signed_headers(key, time.time())) == 200
+    with urllib.request.urlopen(f"{stack.env['RTCREC_CALLBACK_URL']}/metrics", timeout=5) as resp:
+        labels = {line.split('event="', 1)[1].split('"', 1)[0] for line in resp.read().decode().splitlines()
+                  if line.startswith("rtcrec_callbacks_total{")}
+    assert not [label for label in labels if label.startswith("Made-up")] and "other" in labels
+    with urllib.request.urlopen(f"{stack.env['RTCREC_CALLBACK_URL']}/healthz", timeout=5) as resp:
+        assert resp.status == 200  # its watch has listed every resource (503 before)
+    assert stack.status(namespace, "target")["phase"] == "Recording"
