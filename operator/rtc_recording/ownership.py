@@ -93,7 +93,8 @@ def refusal(obj: dict, now: datetime) -> dict | None:
     if (synced is not None and synced.status == "False" and synced.reason == REASON and synced.message == message
             and synced.observed_generation == generation):
         return None
-    return {"reason": REASON, "message": message,
+    # observedGeneration moves on, as for any refused Update: seen, and no retry will help (docs/gitops.md).
+    return {"reason": REASON, "message": message, "observedGeneration": generation,
             "conditions": reconcile.condition(status, "Synced", False, REASON, message, generation, now)}
 
 
