@@ -79,6 +79,7 @@ class SecretCache:
         except Gone:
             raise SecretUnavailable(refusal(name, field, usage), gone=True) from None
         if ((secret.get("metadata") or {}).get("labels") or {}).get(USAGE_LABEL) != usage:
+            self.forget(namespace, name)  # read afresh next time: its owner may be adding the label now
             raise SecretUnavailable(refusal(name, field, usage), gone=False)
         return secret
 
