@@ -108,7 +108,9 @@ class Index:
 
     def proven(self, tracked: Tracked) -> bool:
         """Did the operator write this task id for this resource and attempt (ownership.py)?"""
-        return self.sealer.verify(tracked.uid, tracked.attempt, tracked.task_id, tracked.seal)
+        account = (tracked.region or "", (tracked.secret_namespace or tracked.namespace) if tracked.secret else "",
+                   tracked.secret or "")
+        return self.sealer.verify(tracked.uid, tracked.attempt, tracked.task_id, tracked.seal, account)
 
     def owner(self, task_id: str) -> Tracked | None:
         """The resource whose current task this is (proven by its seal), if any."""

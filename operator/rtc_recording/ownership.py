@@ -3,7 +3,9 @@
 `status.taskId` is written by the operator, but whoever may `patch rtcrecordings/status` (CI
 and GitOps tools often may) can write it too, and point it at another resource's task. So
 whenever the operator writes a task id it also writes `status.taskSeal`: an HMAC-SHA256 over
-(resource uid, Start attempt, task id) with a key only the operator holds. A task whose seal
+(resource uid, Start attempt, task id, and the account its calls use: region and credentials
+Secret, which a class's pin in status.recordingClass may name) with a key only the operator
+holds. A task whose seal
 does not verify is not the resource's: the operator does not Update it, Stop it, Describe it
 for that resource, adopt it or count it as anyone's current task (`Index.owner`); it says so
 once, with an Event and Synced=False (README, Security model).
@@ -28,6 +30,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 from . import reconcile
+from .classes import account_fields
 from .kube import Conflict, Gone, Kube, KubeError, segment
 from .resource import status_of
 
@@ -37,6 +40,8 @@ VERSION = "v1"
 MARKER = "rtcrec-task-seals"  # ConfigMap in the operator's namespace: legacy objects were sealed
 REASON = "TaskNotProven"
 _INFO = b"rtcrec task ownership v1"
+Account = tuple[str, str, str]  # region, Secret namespace, Secret name ("" for none)
+NO_ACCOUNT: Account = ("", "", "")
 
 
 def derive_key(secret: str, info: bytes = _INFO) -> bytes:
@@ -51,30 +56,52 @@ class Sealer:
             raise ValueError("an ownership key has at least 16 bytes")
         self._key = key
 
-    def seal(self, uid: str, attempt: int | None, task_id: str) -> str:
-        message = "\0".join((VERSION, uid, str(attempt or 0), task_id)).encode()
+    def seal(self, uid: str, attempt: int | None, task_id: str, account: Account = NO_ACCOUNT) -> str:
+        message = "\0".join((VERSION, uid, str(attempt or 0), task_id, *account)).encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return f"{VERSION}.{base64.urlsafe_b64encode(digest).decode().rstrip('=')}"
 
-    def verify(self, uid: str, attempt: int | None, task_id: str | None, seal: str | None) -> bool:
+    def verify(self, uid: str, attempt: int | None, task_id: str | None, seal: str | None,
+               account: Account = NO_ACCOUNT) -> bool:
         if not task_id or not seal or not isinstance(seal, str):
             return False
-        return hmac.compare_digest(self.seal(uid, attempt, task_id).encode(), seal.encode(errors="replace"))
+        return hmac.compare_digest(self.seal(uid, attempt, task_id, account).encode(), seal.encode(errors="replace"))
 
     def proven(self, obj: dict) -> bool:
-        """Is status.taskId of this object sealed by us for this resource and attempt?"""
+        """Is status.taskId of this object sealed by us for this resource, attempt and account?"""
         status = obj.get("status") or {}
-        return self.verify(obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"))
+        return self.verify(obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"),
+                           account_of(obj))
 
     def sealed(self, obj: dict, patch: dict | None) -> dict | None:
-        """`patch` with taskSeal set for the task id it writes (cleared when it clears the task)."""
+        """`patch` with taskSeal set for the task id it writes (cleared when it clears the task),
+        over the status as the patch leaves it."""
         if patch is None or "taskId" not in patch:
             return patch
         if not patch["taskId"]:
             return {**patch, "taskSeal": None}
-        status = obj.get("status") or {}
-        attempt = _attempt({**status, **({"attempt": patch["attempt"]} if "attempt" in patch else {})})
-        return {**patch, "taskSeal": self.seal(obj["metadata"]["uid"], attempt, patch["taskId"])}
+        after = {**obj, "status": _merged(obj.get("status") or {}, patch)}
+        return {**patch, "taskSeal": self.seal(obj["metadata"]["uid"], _attempt(after["status"]), patch["taskId"],
+                                               account_of(after))}
+
+
+def account_of(obj: dict) -> Account:
+    """The account a resource's calls use (classes.account_fields), as sealed."""
+    region, namespace, name = account_fields(obj)
+    return region or "", (namespace or "") if name else "", name or ""
+
+
+def _merged(target: object, patch: object) -> object:
+    """A JSON merge patch (RFC 7386) applied."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merged(out.get(key), value)
+    return out
 
 
 def _attempt(status: dict) -> int | None:

@@ -46,13 +46,14 @@ class Pins:
         """Every watch event (`tracked` None: deleted, `gone` the last seen of it). Returns a Secret
         that may have lost its last unfinished recording: worth a `release`."""
         old = self._drop(uid)
-        if tracked is not None and tracked.secret and tracked.phase not in SETTLED:
+        if tracked is not None and tracked.secret and tracked.secret_namespace is None and tracked.phase not in SETTLED:
             key = (tracked.namespace, tracked.secret)
             self._uses[uid] = key
             self.users.setdefault(key, set()).add(uid)
             return None
-        last = tracked or gone
-        key = old or ((last.namespace, last.secret) if last is not None and last.secret else None)
+        last = tracked or gone  # a class's Secret in another namespace is not pinned: nothing to release
+        key = old or ((last.namespace, last.secret) if last is not None and last.secret
+                      and last.secret_namespace is None else None)
         return key if key is not None and key not in self.users and key not in self.unpinned else None
 
     def _drop(self, uid: str) -> Key | None:

@@ -26,7 +26,8 @@ def platform(stack):
     stack.emulator.control.credentials(access_keys=dict([PLATFORM_KEY]))
     name = f"platform-{uuid.uuid4().hex[:6]}"
     stack.cluster.kubectl("create", "namespace", name)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aliyun"},
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "aliyun", "labels": {"rtc.recording.io/usage": "credentials"}},
               "data": {"accessKeyId": base64.b64encode(PLATFORM_KEY[0].encode()).decode(),
                        "accessKeySecret": base64.b64encode(PLATFORM_KEY[1].encode()).decode()}}
     stack.apply(name, secret)

@@ -308,3 +308,35 @@ def test_receiver_input_of_any_shape_is_refused_cheaply(stack, namespace, channe
     with urllib.request.urlopen(f"{stack.env['RTCREC_CALLBACK_URL']}/healthz", timeout=5) as resp:
         assert resp.status == 200  # its watch has listed every resource (503 before)
     assert stack.status(namespace, "target")["phase"] == "Recording"
+
+
+def test_a_forged_class_pin_spends_no_other_accounts_credentials(stack, crds, namespace, channel, emulator):
+    """Finding 1, with classes: status.recordingClass names the credentials Secret a task's later
+    calls use. A tenant who points it at another namespace's credentials Secret (labelled, since
+    its owner uses it) would have the operator Describe, Update and Stop with that account; the
+    seal covers the account too, so nothing is called with it."""
+    own, victim = ("LTAI5tClassOwnKey", "class-own-secret"), ("LTAI5tVictimOwnKey", "victim-own-secret")
+    emulator.control.credentials(access_keys=dict([own, victim]), accounts={victim[0]: "victim"})
+    platform, victim_ns = f"{namespace}-p", f"{namespace}-v"
+    for ns, key in ((platform, own), (victim_ns, victim)):
+        crds.kubectl("create", "namespace", ns)
+        secret(stack, ns, "aliyun", "credentials", accessKeyId=key[0], accessKeySecret=key[1])
+    klass = f"class-{namespace}"
+    crds.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingClass", "metadata": {"name": klass},
+        "spec": {"credentialsSecretRef": {"namespace": platform, "name": "aliyun"}, "namespaceSelector": {}}}))
+    try:
+        stack.apply(namespace, recording("classy", channel, recordingClassName=klass))
+        status = stack.wait_phase(namespace, "classy", "Recording")
+        assert emulator.control.task(status["taskId"])["accessKeyId"] == own[0]
+        emulator.control.reset_stats()
+        patch_status(stack, namespace, "classy", {"recordingClass": {"credentialsSecretRef": {
+            "namespace": victim_ns, "name": "aliyun"}}})
+        wait_for(lambda: synced(stack, namespace, "classy").get("reason") == "TaskNotProven", timeout=15,
+                 what="the forged pin refused", details=lambda: stack.operator.output()[-3000:])
+        stack.cluster.kubectl("delete", "rtcrec", "classy", "-n", namespace, "--wait=true", "--timeout=30s")
+        assert victim[0] not in emulator.control.stats()["calls"]["byAccessKeyId"]
+    finally:
+        crds.kubectl("delete", "rtcrecclass", klass, "--wait=false", check=False)
+        for user in ("alice", "bob"):
+            emulator.control.leave(APP, channel, user)

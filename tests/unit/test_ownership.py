@@ -72,3 +72,24 @@ def test_keys_are_long_and_derived_per_purpose():
         Sealer(b"short")
     assert derive_key("x" * 32) != derive_key("x" * 32, info=b"another purpose")
     assert len(derive_key("x" * 32)) == 32
+
+
+def test_the_seal_covers_the_account_a_class_pin_names():
+    pin = {"name": "gold", "generation": 1, "defaults": {"region": "cn-shanghai"},
+           "credentialsSecretRef": {"namespace": "platform", "name": "aliyun"}}
+    current = obj(attempt={"number": 1}, recordingClass=pin)
+    patch = sealer.sealed(current, {"taskId": "t-1"})
+    proven = {**current, "status": {**current["status"], **patch}}
+    assert sealer.proven(proven)
+    index = Index(sealer)
+    index.saw("ADDED", proven)
+    assert index.owner("t-1") is not None  # the index computes the same account from what it keeps
+    for forged in ({**pin, "credentialsSecretRef": {"namespace": "victim", "name": "aliyun"}},
+                   {**pin, "defaults": {"region": "us-east-1"}}):
+        tampered = {**proven, "status": {**proven["status"], "recordingClass": forged}}
+        assert not sealer.proven(tampered)
+        index.saw("MODIFIED", tampered)
+        assert index.owner("t-1") is None
+    # A write that changes the pin and the task together is sealed over the pin it leaves.
+    both = sealer.sealed(obj(attempt={"number": 1}), {"taskId": "t-2", "recordingClass": pin})
+    assert sealer.proven(obj(attempt={"number": 1}, taskId="t-2", recordingClass=pin, taskSeal=both["taskSeal"]))

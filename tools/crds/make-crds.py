@@ -57,7 +57,8 @@ def build() -> dict:
         "required": ["namespace", "name"],
         "description": (
             "Secret with the Alibaba Cloud credentials (keys accessKeyId, accessKeySecret, optional securityToken) "
-            "that the operator uses for the RtcRecordings of this class, in a namespace the platform team controls. "
+            "that the operator uses for the RtcRecordings of this class, in a namespace the platform team controls, "
+            "labelled rtc.recording.io/usage=credentials (the operator uses no other). "
             "Tenants use it without being able to read it: only the operator reads it, and only for namespaces "
             "that match namespaceSelector. An RtcRecording's own spec.credentialsSecretRef wins. Unset: the "
             "operator's own credentials."),
