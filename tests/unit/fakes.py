@@ -26,6 +26,7 @@ import copy
 import itertools
 import json as jsonlib
 import re
+import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -34,10 +35,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from rtc_recording.callbacks import Receiver, signed_headers
 from rtc_recording.clients import CloudUnreachable
 from rtc_recording.cloud import (CloudError, Invalid, NotFound, RecordFiles, TaskInfo, TaskStatus, Throttled,
                                  Transient, UnknownOutcome)
 from rtc_recording.credentials import CredentialsUnavailable, StaticCredentials
+from rtc_recording.evidence import Worker
 from rtc_recording.index import Index
 from rtc_recording.kube import GROUP, PLURAL, VERSION, Conflict, Connection, Gone, Kube, KubeError
 from rtc_recording.recorder import Recorder
@@ -116,9 +121,15 @@ class _Injection:
     pattern: re.Pattern
     action: Any
     times: int | None
+    skip: int = 0  # matching requests to let pass first
 
     def matches(self, request: Request) -> bool:
-        return self.method in (request.method, "*") and bool(self.pattern.search(request.path))
+        if self.method not in (request.method, "*") or not self.pattern.search(request.path):
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
 
 
 class FakeKube(Kube):
@@ -138,13 +149,15 @@ class FakeKube(Kube):
         self._watchers: list[asyncio.Queue] = []
 
     # -- what tests set up and look at -----------------------------------------------------------
-    def fail(self, method: str, pattern: str, error: Exception | Callable[[], Exception], times: int | None = 1) -> None:
-        """The next `times` (None: every) matching request fails with `error` after being received."""
-        self._faults.append(_Injection(method, re.compile(pattern), error, times))
+    def fail(self, method: str, pattern: str, error: BaseException | Callable[[], BaseException],
+             times: int | None = 1, skip: int = 0) -> None:
+        """After `skip` matching requests, the next `times` (None: every) fail with `error`, once received."""
+        self._faults.append(_Injection(method, re.compile(pattern), error, times, skip))
 
-    def before(self, method: str, pattern: str, action: Callable[["FakeKube"], Any], times: int | None = 1) -> None:
-        """Run `action` (another actor's change) right before the next matching request is served."""
-        self._hooks.append(_Injection(method, re.compile(pattern), action, times))
+    def before(self, method: str, pattern: str, action: Callable[["FakeKube"], Any], times: int | None = 1,
+               skip: int = 0) -> None:
+        """Run `action` (another actor's change) right before a matching request is served (after `skip`)."""
+        self._hooks.append(_Injection(method, re.compile(pattern), action, times, skip))
 
     def add_recording(self, obj: dict) -> dict:
         obj = copy.deepcopy(obj)
@@ -462,9 +475,12 @@ class FakeCloud:
 
     def add_task(self, status: TaskStatus = TaskStatus.RUNNING, account: str = "cn-shanghai/operator",
                  task_id: str | None = None) -> str:
-        task_id = task_id or f"task-{next(self._ids)}"
+        task_id = task_id or self._new_id()
         self.tasks[task_id] = FakeTask(task_id, status, account)
         return task_id
+
+    def _new_id(self) -> str:
+        return next(t for t in (f"task-{n}" for n in self._ids) if t not in self.tasks)
 
     def verbs(self) -> list[tuple[str, str | None]]:
         return [(c.verb, c.arg) for c in self.calls]
@@ -476,7 +492,7 @@ class FakeCloud:
     def carry_out(self, account: str, verb: str, args: tuple) -> Any:
         """The service's answer to a call that arrived."""
         if verb == "start":
-            task_id = f"task-{next(self._ids)}"
+            task_id = self._new_id()
             self.tasks[task_id] = FakeTask(task_id, TaskStatus.RUNNING, account, dict(args[0]))
             return task_id
         task = self.tasks.get(args[0])
@@ -651,3 +667,82 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0, what: str =
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+# -- callbacks: the receiver and the operator's evidence worker around a World -----------------
+
+def callback_body(task_id: str, event: str, app_id: str = "demo-app", channel_id: str = "standup-42",
+                  **payload: Any) -> dict:
+    return {"appId": app_id, "channelId": channel_id, "taskId": task_id, "eventType": event,
+            "payload": jsonlib.dumps(payload)}
+
+
+class Callbacks:
+    """The receiver, served on loopback, watching the World's apiserver with no lag, and the
+    operator's evidence worker feeding the World's Recorder (`restart` after `start_operator`)."""
+
+    def __init__(self, world: World, settle_seconds: float = 0.05):
+        self.world, self.settle_seconds = world, settle_seconds
+        self.worker: Worker | None = None
+        self._worker_task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "Callbacks":
+        kube = self.world.kube
+        self.receiver = Receiver(kube, CALLBACK_KEY, EVIDENCE_NS, SecretCache(kube).notify_key,
+                                 settle_seconds=self.settle_seconds)
+        for obj in kube.all(PLURAL):
+            self.receiver.on_change("ADDED", obj)
+        kube.listeners.append(self._watch)
+        self.client = TestClient(TestServer(self.receiver.app()))
+        await self.client.start_server()
+        self.restart()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop_worker()
+        self.world.kube.listeners.remove(self._watch)
+        await self.client.close()
+
+    def _watch(self, kind: str, type_: str, obj: dict) -> None:
+        if kind == PLURAL:
+            self.receiver.on_change(type_, obj)
+
+    async def _stop_worker(self) -> None:
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+            await asyncio.gather(self._worker_task, return_exceptions=True)
+
+    def restart(self) -> None:
+        """The operator's evidence worker, for the World's current Recorder (as handlers.startup wires it)."""
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+        self.worker = Worker(self.world.kube, EVIDENCE_NS, self.world.recorder.act_on, workers=1, retry_seconds=0.01)
+        self.world.recorder.evidence_waiting = self.worker.waiting
+        self._worker_task = asyncio.create_task(self.worker.run())
+
+    def kill_worker_at(self, method: str, pattern: str, skip: int = 0) -> None:
+        """The operator dies as the worker's matching request leaves: it is never served."""
+        def killed() -> BaseException:
+            assert self._worker_task is not None
+            self._worker_task.cancel()
+            return asyncio.CancelledError()
+        self.world.kube.fail(method, pattern, killed, skip=skip)
+
+    def worker_dead(self) -> bool:
+        return self._worker_task is not None and self._worker_task.done()
+
+    async def send(self, task_id: str, event: str, path: str | None = None, **payload: Any) -> int:
+        """What the cloud sends for `task_id`: to the NotifyUrl its Start carried, signed with its key."""
+        params = self.world.cloud.tasks[task_id].params
+        path = path or "/" + params["NotifyUrl"].split("/", 3)[3]
+        headers = signed_headers(params["NotifyAuthKey"], time.time())
+        resp = await self.client.post(path, json=callback_body(task_id, event, **payload), headers=headers)
+        return resp.status
+
+    def evidence(self) -> list[dict]:
+        return self.world.kube.all("configmaps", EVIDENCE_NS)
+
+    async def settled(self, timeout: float = 2.0) -> None:
+        """Every evidence ConfigMap acted on and deleted."""
+        await until(lambda: not self.evidence() and self.worker is not None and not self.worker.items,
+                    timeout, "the evidence worker to act on every ConfigMap")
