@@ -28,6 +28,9 @@ from rtc_recording.recorder import PERSIST_TRIES, RetryLater
 from .fakes import (CALLBACK_KEY, CRASH, DIED_BEFORE_SEND, NOW, NS, UNKNOWN, Callbacks, ProcessDied, World,
                     invalid, recording, throttled, transient, ts, until)
 
+# Receiver.app() (the Callbacks rows) routes /healthz to a plain function, which aiohttp 3.14 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
+
 RUNNING, RECOVERING, STOPPING, STOPPED = TaskStatus.RUNNING, TaskStatus.RECOVERING, TaskStatus.STOPPING, TaskStatus.STOPPED
 ABSENT = object()
 GRACE = 30.0
