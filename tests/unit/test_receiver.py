@@ -318,6 +318,13 @@ RELAYS = rows(
     RRow("the user's key Secret is gone: nothing relayed, the callback still answered",
          known=[rec(RECORDING, **notify())], given=lambda rig: rig.kube.remove("secrets", NS, "notify"),
          relayed=0),
+    RRow("the user's endpoint is unreachable: tried twice, the callback still answered",
+         known=[rec(RECORDING, notify={"url": "http://127.0.0.1:9/hook"})], relayed=0),
+    RRow("spec.notify without a url (formats only): nothing relayed",
+         known=[rec(RECORDING, notify={"fileUploadedFormats": ["MP4"]})], relayed=0),
+    RRow("spec.notify.url without a key: relayed unsigned",
+         known=[rec(RECORDING, notify={"url": "USER"})], relayed=1,
+         then=lambda rig: _assert("ALI-LIVE-SIGNATURE" not in rig.user.received[0][1])),
     RRow("a refused callback is never relayed",
          known=[rec(RECORDING, **notify())], headers=lambda: {}, code=403, relayed=0),
 )
@@ -357,10 +364,10 @@ class WRow:
     marks: tuple = ()
 
 
-def malformed() -> dict:
+def malformed(**data: str | None) -> dict:
     cm = item()
     cm["metadata"]["name"] = "rtcrec-evidence-bad"
-    cm["data"]["attempt"] = "zero"
+    cm["data"] = {k: v for k, v in {**cm["data"], **data}.items() if v is not None}
     return cm
 
 
@@ -378,7 +385,11 @@ WORKER = rows(
     WRow("its deletion fails: kept, and acted on again (deciding again from fresh state is idempotent)",
          given=lambda kube: kube.fail("DELETE", "/configmaps/", KubeError(500, "etcd")),
          acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2),
-    WRow("a ConfigMap that is not evidence: not acted on, deleted", configmaps=[malformed()], acted=[]),
+    WRow("evidence with an attempt that is no number: not acted on, deleted",
+         configmaps=[malformed(attempt="zero")], acted=[]),
+    WRow("evidence without a task: not acted on, deleted", configmaps=[malformed(task_id=None)], acted=[]),
+    WRow("evidence of attempt 0: not acted on, deleted", configmaps=[malformed(attempt="0")], acted=[]),
+    WRow("evidence whose uid is no uid: not acted on, deleted", configmaps=[malformed(uid="../x")], acted=[]),
     WRow("ConfigMaps without the evidence label: not its business",
          configmaps=[{**item(), "metadata": {"name": "other", "namespace": EVIDENCE_NS}}], acted=[], kept=1),
     WRow("several pieces: each acted on once",
