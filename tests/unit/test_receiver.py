@@ -35,7 +35,7 @@ UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 NAMESAKE_UID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 USER_KEY = "userkey0123456789"
 SETTLE = 0.05  # the receiver's settle wait in most rows; rows that time it set their own
-TIMED = 0.5
+TIMED = 1.0
 
 
 def rec(status: dict | None = None, uid: str = UID, **spec: Any) -> dict:
@@ -149,7 +149,7 @@ async def run(row: RRow) -> Rig:
         if row.relayed is not None:
             assert len(rig.user.received) == row.relayed, rig.user.received
         if row.then is not None:
-            row.then(rig)
+            assert row.then(rig) is not False, "a `then` check returned False: it should assert"
     return rig
 
 
@@ -191,7 +191,7 @@ async def test_requests(row: RRow) -> None:
 
 # -- what a verified callback becomes: reconcile.on_callback's outcomes -------------------------------
 
-QUICK = (0.0, TIMED * 0.6)  # with settle=TIMED: answered without a settle wait
+QUICK = (0.0, TIMED * 0.7)  # with settle=TIMED: answered without a settle wait
 SETTLED = (TIMED, TIMED * 5)  # with settle=TIMED: one settle wait, then recorded
 
 

@@ -214,7 +214,7 @@ async def run(row: Row) -> World:
     if row.requests is not None:
         assert len(w.kube.requests) == row.requests, [(r.method, r.path) for r in w.kube.requests]
     if row.then is not None:
-        row.then(w)
+        assert row.then(w) is not False, "a `then` check returned False: it should assert"
     return w
 
 
@@ -336,7 +336,7 @@ START = rows(
         status=starting(1, seconds_ago=31),
         want={"phase": "Recording", "taskId": "task-1", "attempt.number": 2},
         calls=[("start", None)], events=[("Warning", "UnknownOutcome"), ("Normal", "Started")],
-        then=lambda w: w.kube.status_writes("rec")[0].body["status"]["reason"] == "UnknownOutcome"),
+        then=lambda w: _assert(w.kube.status_writes("rec")[0].body["status"]["reason"] == "UnknownOutcome")),
     Row("answer lost, within the grace: wait out the rest, nothing sent or written",
         status=starting(1, seconds_ago=10), raises=RetryLater, delay=(GRACE - 10, GRACE - 10),
         calls=[], status_writes=0, events=[]),
