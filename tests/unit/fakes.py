@@ -350,7 +350,8 @@ class FakeKube(Kube):
     def _patch(self, r: Request, obj: dict) -> dict:
         body = r.body or {}
         preconditions = body.get("metadata") or {}
-        if "resourceVersion" in preconditions and preconditions["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+        current = obj["metadata"]["resourceVersion"]
+        if preconditions.get("resourceVersion", current) != current:
             raise Conflict(f"the object has been modified; please apply your changes to the latest version")
         if "uid" in preconditions and preconditions["uid"] != obj["metadata"]["uid"]:
             raise Conflict(f"Precondition failed: UID in precondition: {preconditions['uid']}")

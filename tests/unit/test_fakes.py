@@ -21,13 +21,14 @@ async def test_status_patch_is_a_compare_and_swap_on_resource_version_and_uid():
     kube = FakeKube()
     obj = kube.add_recording(recording(status={"phase": "Starting", "attempt": {"number": 1}}))
     meta = obj["metadata"]
-    new = await kube.patch_status(NS, "rec", {"phase": "Recording", "attempt": None}, resource_version=meta["resourceVersion"],
-                                  uid=meta["uid"])
+    new = await kube.patch_status(NS, "rec", {"phase": "Recording", "attempt": None},
+                                  resource_version=meta["resourceVersion"], uid=meta["uid"])
     assert new["status"] == {"phase": "Recording"}  # null deletes
     assert int(new["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
     assert new["metadata"]["generation"] == meta["generation"]  # status writes leave generation alone
     with pytest.raises(Conflict):  # stale
-        await kube.patch_status(NS, "rec", {"phase": "Failed"}, resource_version=meta["resourceVersion"], uid=meta["uid"])
+        await kube.patch_status(NS, "rec", {"phase": "Failed"}, resource_version=meta["resourceVersion"],
+                                uid=meta["uid"])
     with pytest.raises(Conflict):  # a namesake
         await kube.patch_status(NS, "rec", {"phase": "Failed"}, resource_version=new["metadata"]["resourceVersion"],
                                 uid="another")

@@ -31,7 +31,8 @@ from .fakes import (CALLBACK_KEY, CRASH, DIED_BEFORE_SEND, NOW, NS, UNKNOWN, Cal
 # Receiver.app() (the Callbacks rows) routes /healthz to a plain function, which aiohttp 3.14 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
 
-RUNNING, RECOVERING, STOPPING, STOPPED = TaskStatus.RUNNING, TaskStatus.RECOVERING, TaskStatus.STOPPING, TaskStatus.STOPPED
+RUNNING, RECOVERING = TaskStatus.RUNNING, TaskStatus.RECOVERING
+STOPPING, STOPPED = TaskStatus.STOPPING, TaskStatus.STOPPED
 ABSENT = object()
 GRACE = 30.0
 
@@ -451,7 +452,8 @@ UPDATE = rows(
         events=[("Normal", "Updated")]),
     Row("Update refused: the task keeps its settings, Synced=False, observedGeneration moves",
         status=recording_as(), generation=2, script={"update": (invalid("InvalidParameter.UserPanes"),)},
-        want={"phase": "Recording", "taskId": "task-1", "reason": "InvalidParameter.UserPanes", "observedGeneration": 2, "conditions.Synced": "False"},
+        want={"phase": "Recording", "taskId": "task-1", "reason": "InvalidParameter.UserPanes",
+              "observedGeneration": 2, "conditions.Synced": "False"},
         calls=[("update", "task-1")], events=[("Warning", "UpdateFailed")]),
     Row("the task ended meanwhile (NotFound): Describe, Completed instead",
         status=recording_as(), generation=2, tasks={"task-1": STOPPED},
@@ -506,7 +508,8 @@ async def twice(w: World) -> None:
 HALT = rows(
     Row("suspend while recording: intent written, Stop, Suspended with the task in history",
         status=recording_as(), spec={"suspend": True},
-        want={"phase": "Suspended", "reason": "Suspended", "taskId": ABSENT, "observedGeneration": 1, "conditions.Ready": "True", "pendingEvent": ABSENT},
+        want={"phase": "Suspended", "reason": "Suspended", "taskId": ABSENT, "observedGeneration": 1,
+              "conditions.Ready": "True", "pendingEvent": ABSENT},
         calls=[("stop", "task-1")], events=[("Normal", "Suspended")], tasks_after={"task-1": STOPPED},
         then=lambda w: (intent_before_stop(w, "Suspended"),
                         _assert([h["taskId"] for h in w.status()["history"]] == ["task-1"]))),
