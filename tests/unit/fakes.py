@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, unquote
 from aiohttp.test_utils import TestClient, TestServer
 
 from rtc_recording.callbacks import Receiver, signed_headers
+from rtc_recording.classes import CLASS_PLURAL, DEFAULT_ANNOTATION, account_fields
 from rtc_recording.clients import CloudUnreachable
 from rtc_recording.cloud import (CloudError, Invalid, NotFound, RecordFiles, TaskInfo, TaskStatus, Throttled,
                                  Transient, UnknownOutcome)
@@ -96,6 +97,9 @@ def _labels_match(selector: str | None, labels: dict) -> bool:
 _RECORDINGS = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/{PLURAL}"
                          r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$")
 _CORE = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>configmaps|events|secrets)(?:/(?P<name>[^/]+))?$")
+# Cluster-scoped: stored under the namespace "".
+_CLUSTER = re.compile(rf"^/(?:apis/{re.escape(GROUP)}/{VERSION}/(?P<kind>{CLASS_PLURAL})|api/v1/(?P<core>namespaces))"
+                      r"(?:/(?P<name>[^/]+))?$")
 
 
 @dataclass
@@ -176,6 +180,20 @@ class FakeKube(Kube):
                                      "metadata": {"namespace": namespace, "name": name, "labels": labels or {},
                                                   "uid": str(uuid.uuid4())}, "data": data}, "ADDED")
 
+    def add_class(self, name: str, spec: dict, default: bool = False, generation: int = 1,
+                  created: str = "2026-01-01T00:00:00Z") -> dict:
+        """An RtcRecordingClass (cluster-scoped)."""
+        meta: dict[str, Any] = {"name": name, "generation": generation, "creationTimestamp": created,
+                                "uid": str(uuid.uuid4())}
+        if default:
+            meta["annotations"] = {DEFAULT_ANNOTATION: "true"}
+        return self._put(CLASS_PLURAL, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RtcRecordingClass",
+                                        "metadata": meta, "spec": spec}, "ADDED")
+
+    def add_namespace(self, name: str, labels: dict[str, str]) -> dict:
+        return self._put("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}}, "ADDED")
+
     def poke_status(self, namespace: str, name: str, patch: dict) -> dict:
         """Another writer's status change (not a request of the code under test)."""
         obj = self.store[(PLURAL, namespace, name)]
@@ -222,7 +240,7 @@ class FakeKube(Kube):
         meta = obj["metadata"]
         meta["resourceVersion"] = rv = str(next(self.rv))
         self.last_rv = int(rv)
-        self.store[(kind, meta["namespace"], meta["name"])] = obj
+        self.store[(kind, meta.get("namespace", ""), meta["name"])] = obj
         self._emit(kind, type_, obj)
         return copy.deepcopy(obj)
 
@@ -245,7 +263,9 @@ class FakeKube(Kube):
             request.kind, request.namespace, request.name, request.sub = PLURAL, m["ns"], m["name"], m["sub"]
         elif m := _CORE.match(route):
             request.kind, request.namespace, request.name = m["kind"], m["ns"], m["name"]
-        request.namespace = unquote(request.namespace) if request.namespace else None
+        elif m := _CLUSTER.match(route):
+            request.kind, request.namespace, request.name = m["kind"] or m["core"], "", m["name"]
+        request.namespace = unquote(request.namespace) if request.namespace is not None else None
         request.name = unquote(request.name) if request.name else None
         self.requests.append(request)
         self.journal.append(("kube", method, route + (f"?{query}" if query else "")))
@@ -297,6 +317,10 @@ class FakeKube(Kube):
             raise KubeError(405, f"{r.method} {r.path}")
         key = (r.kind, r.namespace, r.name)
         obj = self.store.get(key)
+        if obj is None and r.kind == "namespaces" and r.method == "GET":
+            # Every namespace exists, labelled as the apiserver labels each: add_namespace gives others.
+            return {"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": r.name, "labels": {"kubernetes.io/metadata.name": r.name}}}
         if r.namespace is None or obj is None:
             raise Gone(r.path)
         if r.method == "GET":
@@ -388,7 +412,7 @@ class FakeKube(Kube):
                 queue.put_nowait(change)
             while True:
                 rv, kind_, type_, obj = await queue.get()
-                if rv <= since or kind_ != kind or namespace not in (None, obj["metadata"]["namespace"]):
+                if rv <= since or kind_ != kind or namespace not in (None, obj["metadata"].get("namespace", "")):
                     continue
                 since = rv
                 if _labels_match(selector, obj["metadata"].get("labels") or {}):
@@ -532,13 +556,12 @@ class FakeCloudClients:
         self.secrets = SecretCache(kube)  # the real cache over the fake apiserver
 
     async def account_for(self, obj: dict) -> FakeAccount:
-        spec = obj.get("spec") or {}
-        region = spec.get("region") or self.settings.default_region
-        secret = (spec.get("credentialsSecretRef") or {}).get("name")
+        region, namespace, secret = account_fields(obj)  # its own, else its pinned class's
+        region = region or self.settings.default_region
         if not secret:
             return FakeAccount(f"{region}/operator")
         try:
-            data = await self.secrets.data(obj["metadata"]["namespace"], secret)
+            data = await self.secrets.data(namespace or obj["metadata"]["namespace"], secret)
         except Gone:
             raise CredentialsUnavailable(f"Secret {secret} (spec.credentialsSecretRef) does not exist") from None
         return FakeAccount(f"{region}/{StaticCredentials.from_secret_data(data).credentials.access_key_id}")

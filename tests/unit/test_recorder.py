@@ -25,7 +25,7 @@ from rtc_recording.kube import KubeError
 from rtc_recording.reconcile import ADOPT_ANNOTATION
 from rtc_recording.recorder import PERSIST_TRIES, RetryLater
 
-from .fakes import (CALLBACK_KEY, CRASH, DIED_BEFORE_SEND, NOW, NS, UNKNOWN, Callbacks, ProcessDied, World,
+from .fakes import (BASE_SPEC, CALLBACK_KEY, CRASH, DIED_BEFORE_SEND, NOW, NS, UNKNOWN, Callbacks, ProcessDied, World,
                     invalid, recording, throttled, transient, ts, until)
 
 # Receiver.app() (the Callbacks rows) routes /healthz to a plain function, which aiohttp 3.14 deprecates.
@@ -35,6 +35,7 @@ RUNNING, RECOVERING = TaskStatus.RUNNING, TaskStatus.RECOVERING
 STOPPING, STOPPED = TaskStatus.STOPPING, TaskStatus.STOPPED
 ABSENT = object()
 GRACE = 30.0
+BASE_TRANSCODE = BASE_SPEC["transcode"]
 
 
 class Has:
@@ -431,6 +432,98 @@ def _write_ahead_claims_no_lost_answer(w: World, attempt: int) -> None:
 
 @pytest.mark.parametrize("row", START)
 async def test_start(row: Row) -> None:
+    await run(row)
+
+
+# -- classes: the RtcRecordingClass a Start (or an adoption) uses ----------------------------------
+
+CLASS_DEFAULTS = {"storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "class-bucket"}},
+                  "transcode": BASE_TRANSCODE, "maxIdleSeconds": 600,
+                  "layout": {"background": {"url": "https://img.example.com/a.png"}}}
+CLASSED = {"recordingClassName": "standard", "storage": None, "transcode": None}
+
+
+def a_class(name: str = "standard", default: bool = False, generation: int = 1, **spec: Any) -> Callable[[World], None]:
+    return lambda w: w.kube.add_class(name, {**CLASS_DEFAULTS, **spec}, default=default, generation=generation)
+
+
+def started_from_class(w: World) -> None:
+    params = w.cloud.tasks["task-1"].params
+    assert params["StorageParams"]["OSSParams"]["OSSBucket"] == "class-bucket"
+    assert params["MaxIdleTime"] == 600
+    assert params["MixLayoutParams"]["MixBackground"] == {"Url": "https://img.example.com/a.png"}
+    ahead = w.kube.status_writes("rec")[0].body["status"]
+    assert ahead["attempt"]["number"] == 1 and ahead["recordingClass"]["name"] == "standard"  # pinned ahead
+
+
+def updated_with_pinned_background(w: World) -> None:
+    update, = w.cloud.tasks["task-1"].updates
+    assert update["MixLayoutParams"]["MixBackground"] == {"Url": "https://img.example.com/a.png"}
+
+
+PIN = {"name": "standard", "generation": 1, "defaults": CLASS_DEFAULTS}
+
+CLASSES = rows(
+    Row("a named class: its defaults fill the spec, its generation pinned with the attempt",
+        spec=CLASSED, given=a_class(),
+        want={"phase": "Recording", "taskId": "task-1", "recordingClass.name": "standard",
+              "recordingClass.generation": 1},
+        calls=[("start", None)], events=[("Normal", "Started")], then=started_from_class),
+    Row("the default class fills a resource naming none",
+        spec={"maxIdleSeconds": None}, given=a_class("house", default=True, maxIdleSeconds=900),
+        want={"phase": "Recording", "recordingClass.name": "house"},
+        then=lambda w: _assert(w.cloud.tasks["task-1"].params["MaxIdleTime"] == 900)),
+    Row("a default class whose namespaceSelector does not match: no class",
+        given=a_class("house", default=True, namespaceSelector={"matchLabels": {"team": "a"}}),
+        want={"phase": "Recording", "recordingClass": ABSENT}),
+    Row("the class's credentials Secret, in its own namespace, is the account",
+        spec=CLASSED,
+        given=all_of(a_class(credentialsSecretRef={"namespace": "shared", "name": "keys"}),
+                     lambda w: w.kube.add_secret("shared", "keys", {"accessKeyId": "AK9", "accessKeySecret": "s"})),
+        want={"phase": "Recording", "recordingClass.credentialsSecretRef.namespace": "shared"},
+        then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK9")),
+    Row("a named class that does not exist (yet): Pending ClassNotFound, one Warning, nothing sent",
+        spec=CLASSED, act=reconcile(retry=1), raises=RetryLater, delay=backoff(1),
+        want={"phase": "Pending", "reason": "ClassNotFound", "attempt": ABSENT},
+        calls=[], events=[("Warning", "ClassNotFound")]),
+    Row("still no such class: no second write or Event",
+        spec=CLASSED, status={"phase": "Pending", "reason": "ClassNotFound", "message": "waiting"},
+        raises=RetryLater, calls=[], status_writes=0, events=[]),
+    Row("a class whose namespaceSelector refuses this namespace: Failed ClassNotAllowed, nothing sent",
+        spec=CLASSED, given=a_class(namespaceSelector={"matchLabels": {"team": "a"}}),
+        want={"phase": "Failed", "reason": "ClassNotAllowed", "attempt": ABSENT},
+        calls=[], events=[("Warning", "ClassNotAllowed")]),
+    Row("a class whose selector matches the namespace's labels",
+        spec=CLASSED,
+        given=all_of(a_class(namespaceSelector={"matchLabels": {"team": "a"}}),
+                     lambda w: w.kube.add_namespace(NS, {"team": "a"})),
+        want={"phase": "Recording", "recordingClass.name": "standard"}),
+    Row("the merged spec is invalid: Failed InvalidSpec saying who set the field, nothing sent",
+        spec=CLASSED,
+        given=a_class(storage={"oss": {"endpoint": "oss-us-east-1.aliyuncs.com", "bucket": "class-bucket"}}),
+        want={"phase": "Failed", "reason": "InvalidSpec", "message": Has("set by RtcRecordingClass standard")},
+        calls=[], events=[("Warning", "InvalidSpec")]),
+    Row("reading the class fails (apiserver): retried, nothing written",
+        spec=CLASSED, given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses/", KubeError(500, "etcd")),
+        raises=RetryLater, calls=[], status_writes=0),
+    Row("adopting with a class: the pin is written with the adoption",
+        spec=CLASSED, annotations={ADOPT_ANNOTATION: "task-7"}, tasks={"task-7": RUNNING}, given=a_class(),
+        want={"taskId": "task-7", "recordingClass.name": "standard"},
+        calls=[("describe", "task-7"), ("update", "task-7")]),
+    Row("an Update uses the pinned class generation, not the class as it is now",
+        spec=CLASSED, generation=2, status=recording_as(recordingClass=PIN),
+        given=a_class(generation=2, layout={"background": {"url": "https://img.example.com/b.png"}}),
+        want={"observedGeneration": 2, "recordingClass.generation": 1}, calls=[("update", "task-1")],
+        then=updated_with_pinned_background),
+    Row("an Update whose merge with the pinned class is invalid: refused, the task keeps recording",
+        spec={**CLASSED, "mode": "Individual", "layout": None}, generation=2, status=recording_as(recordingClass=PIN),
+        want={"phase": "Recording", "reason": "InvalidSpec", "conditions.Synced": "False"}, calls=[],
+        events=[("Warning", "InvalidSpec")]),
+)
+
+
+@pytest.mark.parametrize("row", CLASSES)
+async def test_classes(row: Row) -> None:
     await run(row)
 
 
