@@ -10,7 +10,7 @@ IMAGE := build/image/rtc-recording-operator-$(VERSION).oci.tar
 IMAGE_INPUTS := pyproject.toml Dockerfile $(wildcard tools/image/*) \
 	$(shell find operator -name '*.py' -not -path '*/emulator/*' -not -path '*/cluster/*')
 
-.PHONY: demo test binaries image podman clean
+.PHONY: demo test unit binaries image podman clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ demo: $(STAMP)
 test: binaries image podman
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -rs
+
+# The unit tables (the executor and the receiver over in-memory fakes, the pure decisions):
+# no server, no network beyond loopback, a few seconds.
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
 
 clean:
 	rm -rf $(VENV) build

@@ -1,0 +1,485 @@
+"""The receiver (`callbacks.Receiver`, over HTTP on loopback) and the operator's evidence worker
+(`evidence.Worker`), over the fake apiserver: one row per branch.
+
+Receiver rows: what its watch has listed, one callback (path, headers, body), and what must
+hold after: the HTTP answer, the evidence ConfigMaps written, how long the answer took (the
+settle wait), what was relayed to the user's own NotifyUrl. Worker rows: evidence ConfigMaps
+and an `act` that may fail, and what was acted on, kept or deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from rtc_recording.callbacks import Receiver, signed_headers
+from rtc_recording.cloud import Transient
+from rtc_recording.evidence import Evidence, Worker, collection
+from rtc_recording.kube import KubeError
+from rtc_recording.secretcache import SecretCache
+
+from .fakes import CALLBACK_KEY, EVIDENCE_NS, NS, FakeKube, callback_body, recording, until
+
+# Receiver.app() routes /healthz to a plain function, which aiohttp 3.14 deprecates (once per app).
+pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
+
+UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+NAMESAKE_UID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+USER_KEY = "userkey0123456789"
+SETTLE = 0.05  # the receiver's settle wait in most rows; rows that time it set their own
+TIMED = 1.0
+
+
+def rec(status: dict | None = None, uid: str = UID, **spec: Any) -> dict:
+    return recording(uid=uid, status=status, **spec)
+
+
+RECORDING = {"phase": "Recording", "taskId": "task-1", "attempt": {"number": 1}}
+PENDING = {"phase": "Starting", "attempt": {"number": 1}}
+REPLACED = {"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}}
+
+
+class User:
+    """The user's own NotifyUrl: records what it gets, answers as scripted."""
+
+    def __init__(self, answers: tuple[int, ...] = ()):
+        self.answers = list(answers)
+        self.received: list[tuple[str, dict, dict]] = []  # path, headers, body
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((request.path, dict(request.headers), await request.json()))
+        status = self.answers.pop(0) if self.answers else 200
+        if status == 302:
+            raise web.HTTPFound("/elsewhere")
+        return web.json_response({}, status=status)
+
+
+@dataclass
+class RRow:
+    id: str
+    known: list[dict] = field(default_factory=lambda: [rec(RECORDING)])  # listed by the receiver's watch
+    deleted: list[dict] = field(default_factory=list)  # listed, then deleted (tombstones)
+    uid: str = UID
+    attempt: int | str = 1
+    path: str | None = None
+    body: Any = field(default_factory=lambda: callback_body("task-1", "TaskRunning"))
+    headers: Callable[[], dict] | None = None  # default: signed now with the callback key
+    sends: int = 1  # the same callback, this many times
+    ready: bool = True
+    given: Callable[["Rig"], Any] | None = None
+    during_settle: Callable[["Rig"], Any] | None = None  # the watch delivers this during the wait
+    settle: float = SETTLE
+    user: tuple[int, ...] = ()  # the user's endpoint's answers
+    # what must hold after
+    code: int = 200
+    evidence: list[tuple[str, int, str, str]] | None = field(default_factory=list)  # (kind, attempt, task, event)
+    elapsed: tuple[float, float] | None = None
+    relayed: int | None = 0
+    then: Callable[["Rig"], Any] | None = None
+    marks: tuple = ()
+
+
+def _assert(condition: bool) -> None:
+    assert condition
+
+
+def rows(*table: RRow) -> list:
+    return [pytest.param(row, id=row.id, marks=row.marks) for row in table]
+
+
+class Rig:
+    def __init__(self, row: RRow):
+        self.row = row
+        self.kube = FakeKube()
+        self.receiver = Receiver(self.kube, CALLBACK_KEY, EVIDENCE_NS, SecretCache(self.kube).notify_key,
+                                 settle_seconds=row.settle)
+        self.kube.listeners.append(lambda kind, type_, obj: kind == "rtcrecordings"
+                                   and self.receiver.on_change(type_, obj))
+        self.user = User(row.user)
+
+    def evidence(self) -> list[tuple[str, int, str, str]]:
+        found = [Evidence.from_configmap(c) for c in self.kube.all("configmaps", EVIDENCE_NS)]
+        return [(e.kind, e.attempt, e.task_id, e.event) for e in found]
+
+
+async def run(row: RRow) -> Rig:
+    rig = Rig(row)
+    async with TestClient(TestServer(rig.receiver.app())) as client, TestServer(rig.user.app()) as user:
+        url = str(user.make_url("/hook"))
+        rig.kube.add_secret(NS, "notify", {"k": USER_KEY})
+        for obj in row.known + row.deleted:
+            notify = (obj["spec"].get("notify") or {})
+            if notify.get("url") == "USER":
+                obj = {**obj, "spec": {**obj["spec"], "notify": {**notify, "url": url}}}
+            rig.kube.add_recording(obj)
+        for obj in row.deleted:
+            rig.kube.remove("rtcrecordings", NS, obj["metadata"]["name"])
+        rig.receiver.ready = lambda: row.ready
+        if row.given is not None:
+            row.given(rig)
+        path = row.path or f"/callbacks/{NS}/rec/{row.uid}/{row.attempt}"
+        data = row.body if isinstance(row.body, bytes) else json.dumps(row.body).encode()
+        if row.during_settle is not None:
+            asyncio.get_running_loop().call_later(0.02, row.during_settle, rig)
+        started = time.monotonic()
+        for _ in range(row.sends):
+            headers = row.headers() if row.headers else signed_headers(CALLBACK_KEY, time.time())
+            resp = await client.post(path, data=data, headers={**headers, "Content-Type": "application/json"})
+            assert resp.status == row.code, await resp.text()
+        elapsed = time.monotonic() - started
+        await asyncio.gather(*list(rig.receiver._relays))  # relays never delay the answer: wait for them here
+        if row.evidence is not None:
+            assert sorted(rig.evidence()) == sorted(row.evidence)
+        if row.elapsed is not None:
+            lo, hi = row.elapsed
+            assert lo <= elapsed <= hi, f"answered after {elapsed:.3f}s, want [{lo}, {hi}]"
+        if row.relayed is not None:
+            assert len(rig.user.received) == row.relayed, rig.user.received
+        if row.then is not None:
+            assert row.then(rig) is not False, "a `then` check returned False: it should assert"
+    return rig
+
+
+# -- the request: signature, path, body, readiness ---------------------------------------------------
+
+def too_big() -> bytes:
+    return json.dumps({**callback_body("task-1", "TaskRunning"), "pad": "x" * 70_000}).encode()
+
+
+REQUESTS = rows(
+    RRow("no signature: 403, nothing recorded", headers=lambda: {}, code=403),
+    RRow("signed with another key: 403", headers=lambda: signed_headers("another0key0000000", time.time()), code=403),
+    RRow("a stale timestamp (the signature does not cover the body): 403",
+         headers=lambda: signed_headers(CALLBACK_KEY, time.time() - 301), code=403),
+    RRow("a timestamp from the future: 403", headers=lambda: signed_headers(CALLBACK_KEY, time.time() + 301),
+         code=403),
+    RRow("signature header names in any case: accepted",
+         headers=lambda: {k.lower(): v.upper() for k, v in signed_headers(CALLBACK_KEY, time.time()).items()}),
+    RRow("a namespace that is no DNS label: 400", path=f"/callbacks/Kube-System/rec/{UID}/1", code=400),
+    RRow("a uid that is no UUID: 400", path="/callbacks/ns/rec/not-a-uid/1", code=400),
+    RRow("an attempt that is no number: no such route (404)", path=f"/callbacks/ns/rec/{UID}/one", code=404),
+    RRow("a body that is no JSON: 400", body=b"{not json", code=400),
+    RRow("a JSON body that is no object: 400", body=["TaskRunning"], code=400),
+    RRow("a body without taskId: 400", body={"appId": "demo-app", "channelId": "standup-42",
+                                             "eventType": "TaskRunning"}, code=400),
+    RRow("a body over 64 KiB: 400", body=too_big(), code=400),
+    RRow("the watch has not listed everything yet: 503, the cloud sends it again", known=[rec(PENDING)],
+         ready=False, code=503, evidence=[]),
+    RRow("recording the evidence fails (apiserver): 500, the cloud sends it again",
+         known=[rec(REPLACED)], given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "etcd")),
+         code=500, evidence=[]),
+)
+
+
+@pytest.mark.parametrize("row", REQUESTS)
+async def test_requests(row: RRow) -> None:
+    await run(row)
+
+
+# -- what a verified callback becomes: reconcile.on_callback's outcomes -------------------------------
+
+QUICK = (0.0, TIMED * 0.7)  # with settle=TIMED: answered without a settle wait
+SETTLED = (TIMED, TIMED * 5)  # with settle=TIMED: one settle wait, then recorded
+
+
+def watch_shows(status: dict) -> Callable[[Rig], None]:
+    return lambda rig: rig.kube.poke_status(NS, "rec", status)
+
+
+OUTCOMES = rows(
+    RRow("the current task runs, as status says: ignored at once, nothing recorded",
+         known=[rec(RECORDING)], settle=TIMED, evidence=[], elapsed=QUICK),
+    RRow("a file uploaded by the current task: ignored",
+         body=callback_body("task-1", "RecordFileUploaded", format="SLICE"), settle=TIMED, evidence=[],
+         elapsed=QUICK),
+    RRow("adopt: the task of the pending attempt: recorded after the settle wait",
+         known=[rec(PENDING)], settle=TIMED, evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=SETTLED),
+    RRow("a callback of another attempt than the pending one: reap",
+         known=[rec({"phase": "Starting", "attempt": {"number": 2}})], attempt=1,
+         evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("reap: a task that is not the current one (a replaced attempt's)",
+         known=[rec(REPLACED)], evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("reap: a duplicate found by its SLICE heartbeat",
+         known=[rec(REPLACED)], body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
+         evidence=[("alive", 1, "task-1", "RecordFileUploaded")]),
+    RRow("observe: the current task stopped: recorded as 'ended'",
+         body=callback_body("task-1", "TaskStopped"), evidence=[("ended", 1, "task-1", "TaskStopped")]),
+    RRow("observe: the current task is recovering",
+         body=callback_body("task-1", "TaskRecovering"), evidence=[("alive", 1, "task-1", "TaskRecovering")]),
+    RRow("the current task recovering, as status says already: ignored",
+         known=[rec({**RECORDING, "phase": "Recovering"})], body=callback_body("task-1", "TaskRecovering"),
+         evidence=[]),
+    RRow("a task that is not current has stopped: ignored",
+         known=[rec(REPLACED)], body=callback_body("task-1", "TaskStopped"), evidence=[]),
+    RRow("a stray stopped before (strayTaskIds): ignored",
+         known=[rec({**REPLACED, "strayTaskIds": ["task-1"]})], evidence=[]),
+    RRow("another channel than the resource's: ignored",
+         known=[rec(PENDING)], body=callback_body("task-1", "TaskRunning", channel_id="elsewhere"), settle=TIMED,
+         evidence=[], elapsed=QUICK),
+    RRow("a resource the watch never saw: reap",
+         known=[], evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("a deleted resource's last task, stopped with it: ignored",
+         known=[], deleted=[rec(RECORDING)], evidence=[]),
+    RRow("a deleted resource's other task: reap",
+         known=[], deleted=[rec(REPLACED)], evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("a namesake holds the name: the old uid's task is reaped",
+         known=[rec(RECORDING, uid=NAMESAKE_UID)], evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("a namesake on another channel: still reaped (the channel check is for the same uid only)",
+         known=[rec(RECORDING, uid=NAMESAKE_UID, channelId="other")],
+         evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("the cloud's resend: one ConfigMap, 200 both times",
+         known=[rec(REPLACED)], sends=2, evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("settle: the watch shows the Start's answer meanwhile: nothing recorded, answered at once",
+         known=[rec(PENDING)], settle=4 * TIMED, during_settle=watch_shows({"phase": "Recording", "taskId": "task-1"}),
+         evidence=[], elapsed=(0.0, 2 * TIMED)),
+    RRow("settle: the watch shows an unrelated change: recorded without a second wait",
+         known=[rec(PENDING)], settle=4 * TIMED, during_settle=watch_shows({"message": "unrelated"}),
+         evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=(0.0, 2 * TIMED)),
+    RRow("settle: the watch shows another task won: recorded (a reap now)",
+         known=[rec(PENDING)], settle=4 * TIMED,
+         during_settle=watch_shows({"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}}),
+         evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=(0.0, 2 * TIMED)),
+    RRow("settle: the resource is deleted meanwhile: recorded (reap)",
+         known=[rec(PENDING)], settle=4 * TIMED,
+         during_settle=lambda rig: rig.kube.remove("rtcrecordings", NS, "rec"),
+         evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=(0.0, 2 * TIMED)),
+)
+
+
+@pytest.mark.parametrize("row", OUTCOMES)
+async def test_outcomes(row: RRow) -> None:
+    await run(row)
+
+
+async def test_three_start_callbacks_of_one_task_are_one_piece_of_evidence() -> None:
+    rig = Rig(RRow("", known=[rec(REPLACED)]))
+    for obj in rig.row.known:
+        rig.kube.add_recording(obj)
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        for event in ("TaskCreated", "TaskStarting", "TaskRunning"):
+            resp = await client.post(f"/callbacks/{NS}/rec/{UID}/1", json=callback_body("task-1", event),
+                                     headers=signed_headers(CALLBACK_KEY, time.time()))
+            assert resp.status == 200
+    assert rig.evidence() == [("alive", 1, "task-1", "TaskCreated")]
+    assert [r.code for r in rig.kube.writes("configmaps")] == [200, 409, 409]
+
+
+# -- relays to the user's own spec.notify.url ----------------------------------------------------------
+
+def notify(**more: Any) -> dict:
+    return {"notify": {"url": "USER", "authKeySecretRef": {"name": "notify", "key": "k"}, **more}}
+
+
+def signed_for_user(rig: Rig) -> None:
+    path, headers, body = rig.user.received[0]
+    assert path == "/hook"
+    assert body == callback_body("task-1", body["eventType"], **json.loads(body["payload"]))  # as received
+    expected = signed_headers(USER_KEY, int(headers["ALI-LIVE-TIMESTAMP"]))
+    assert headers["ALI-LIVE-SIGNATURE"] == expected["ALI-LIVE-SIGNATURE"]
+
+
+RELAYS = rows(
+    RRow("a task event of the user's current task: relayed, signed with the user's key",
+         known=[rec(RECORDING, **notify())], relayed=1, then=signed_for_user),
+    RRow("relayed also when it is recorded as evidence (the current task stopped)",
+         known=[rec(RECORDING, **notify())], body=callback_body("task-1", "TaskStopped"), relayed=1,
+         evidence=[("ended", 1, "task-1", "TaskStopped")]),
+    RRow("the operator's own SLICE heartbeat: not relayed",
+         known=[rec(RECORDING, **notify())], body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
+         relayed=0),
+    RRow("an upload in a format the user asked for: relayed",
+         known=[rec(RECORDING, **notify(fileUploadedFormats=["MP4"]))],
+         body=callback_body("task-1", "RecordFileUploaded", format="MP4"), relayed=1),
+    RRow("a duplicate's callback (reap): the user does not hear of it",
+         known=[rec(REPLACED, **notify())], relayed=0, evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("a namesake's spec.notify: not told of the old resource's task",
+         known=[rec(RECORDING, uid=NAMESAKE_UID, **notify())], relayed=0,
+         evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("no spec.notify.url: nothing relayed", known=[rec(RECORDING)], relayed=0),
+    RRow("the user's endpoint fails (5xx): sent once more, like the cloud does",
+         known=[rec(RECORDING, **notify())], user=(500, 500), relayed=2),
+    RRow("the user's endpoint refuses (4xx): not resent", known=[rec(RECORDING, **notify())], user=(404,),
+         relayed=1),
+    RRow("the user's endpoint redirects: not followed", known=[rec(RECORDING, **notify())], user=(302,),
+         relayed=1, then=lambda rig: _assert([p for p, *_ in rig.user.received] == ["/hook"])),
+    RRow("the user's key Secret is gone: nothing relayed, the callback still answered",
+         known=[rec(RECORDING, **notify())], given=lambda rig: rig.kube.remove("secrets", NS, "notify"),
+         relayed=0),
+    RRow("the user's endpoint is unreachable: tried twice, the callback still answered",
+         known=[rec(RECORDING, notify={"url": "http://127.0.0.1:9/hook"})], relayed=0),
+    RRow("spec.notify without a url (formats only): nothing relayed",
+         known=[rec(RECORDING, notify={"fileUploadedFormats": ["MP4"]})], relayed=0),
+    RRow("spec.notify.url without a key: relayed unsigned",
+         known=[rec(RECORDING, notify={"url": "USER"})], relayed=1,
+         then=lambda rig: _assert("ALI-LIVE-SIGNATURE" not in rig.user.received[0][1])),
+    RRow("a refused callback is never relayed",
+         known=[rec(RECORDING, **notify())], headers=lambda: {}, code=403, relayed=0),
+)
+
+
+@pytest.mark.parametrize("row", RELAYS)
+async def test_relays(row: RRow) -> None:
+    await run(row)
+
+
+async def test_healthz_follows_readiness() -> None:
+    rig = Rig(RRow(""))
+    ready = [False]
+    rig.receiver.ready = lambda: ready[0]
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        assert (await client.get("/healthz")).status == 503
+        ready[0] = True
+        assert (await client.get("/healthz")).status == 200
+
+
+# -- the operator's evidence worker ---------------------------------------------------------------------
+
+def item(task: str = "task-1", event: str = "TaskRunning", attempt: int = 1, uid: str = UID) -> dict:
+    return Evidence(NS, "rec", uid, attempt, task, event).to_configmap(EVIDENCE_NS)
+
+
+@dataclass
+class WRow:
+    id: str
+    configmaps: list[dict] = field(default_factory=lambda: [item()])
+    failures: list[BaseException] = field(default_factory=list)  # what act raises, call by call
+    given: Callable[[FakeKube], Any] | None = None
+    later: Callable[[FakeKube], Awaitable] | None = None  # once the worker runs
+    # what must hold after
+    acted: list[tuple] = field(default_factory=lambda: [(NS, "rec", UID, 1, "task-1", "TaskRunning")])
+    kept: int = 0  # ConfigMaps left
+    marks: tuple = ()
+
+
+def malformed(**data: str | None) -> dict:
+    cm = item()
+    cm["metadata"]["name"] = "rtcrec-evidence-bad"
+    cm["data"] = {k: v for k, v in {**cm["data"], **data}.items() if v is not None}
+    return cm
+
+
+async def deleted_before_acting(kube: FakeKube) -> None:
+    await kube.delete(f"{collection(EVIDENCE_NS)}/{item()['metadata']['name']}")
+
+
+WORKER = rows(
+    WRow("evidence: acted on once, then deleted"),
+    WRow("act fails (apiserver, a bug): kept, tried again, deleted once done",
+         failures=[KubeError(500, "etcd")], acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2),
+    WRow("act fails (cloud brown-out): kept, tried again until done",
+         failures=[Transient("ServiceUnavailable"), Transient("ServiceUnavailable")],
+         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 3),
+    WRow("its deletion fails: kept, and acted on again (deciding again from fresh state is idempotent)",
+         given=lambda kube: kube.fail("DELETE", "/configmaps/", KubeError(500, "etcd")),
+         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2),
+    WRow("evidence with an attempt that is no number: not acted on, deleted",
+         configmaps=[malformed(attempt="zero")], acted=[]),
+    WRow("evidence without a task: not acted on, deleted", configmaps=[malformed(task_id=None)], acted=[]),
+    WRow("evidence of attempt 0: not acted on, deleted", configmaps=[malformed(attempt="0")], acted=[]),
+    WRow("evidence whose uid is no uid: not acted on, deleted", configmaps=[malformed(uid="../x")], acted=[]),
+    WRow("ConfigMaps without the evidence label: not its business",
+         configmaps=[{**item(), "metadata": {"name": "other", "namespace": EVIDENCE_NS}}], acted=[], kept=1),
+    WRow("several pieces: each acted on once",
+         configmaps=[item(), item("task-2", "TaskStopped"), item("task-3", attempt=2)],
+         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning"), (NS, "rec", UID, 1, "task-2", "TaskStopped"),
+                (NS, "rec", UID, 2, "task-3", "TaskRunning")]),
+)
+
+
+async def run_worker(row: WRow) -> tuple[FakeKube, list[tuple]]:
+    kube = FakeKube()
+    for cm in row.configmaps:
+        await kube.create(collection(EVIDENCE_NS), cm)
+    if row.given is not None:
+        row.given(kube)
+    acted: list[tuple] = []
+    failures = list(row.failures)
+
+    async def act(*args: Any) -> None:
+        acted.append(args)
+        if failures:
+            raise failures.pop(0)
+
+    worker = Worker(kube, EVIDENCE_NS, act, workers=2, retry_seconds=0.01)
+    task = asyncio.create_task(worker.run())
+    try:
+        await until(lambda: len(acted) >= len(row.acted) and not worker.items
+                    and len(kube.all("configmaps", EVIDENCE_NS)) == row.kept, what="the worker")
+        await asyncio.sleep(0.05)  # and nothing more happens
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sorted(acted) == sorted(row.acted)
+    assert len(kube.all("configmaps", EVIDENCE_NS)) == row.kept
+    return kube, acted
+
+
+@pytest.mark.parametrize("row", WORKER)
+async def test_worker(row: WRow) -> None:
+    await run_worker(row)
+
+
+async def test_worker_says_which_attempts_have_evidence_waiting() -> None:
+    kube = FakeKube()
+    for cm in (item(), item("task-9", "TaskStopped", attempt=2)):
+        await kube.create(collection(EVIDENCE_NS), cm)
+    release = asyncio.Event()
+    seen: list[tuple[bool, bool, bool]] = []
+    worker: Worker
+
+    async def act(*args: Any) -> None:
+        seen.append((worker.waiting(UID, 1), worker.waiting(UID, 2), worker.waiting(NAMESAKE_UID, 1)))
+        await release.wait()
+
+    worker = Worker(kube, EVIDENCE_NS, act, workers=1, retry_seconds=0.01)
+    task = asyncio.create_task(worker.run())
+    try:
+        await until(lambda: seen)
+        # alive evidence of attempt 1 waits; attempt 2 has only an 'ended' one; another uid none
+        assert seen[0] == (True, False, False)
+        release.set()
+        await until(lambda: not worker.items)
+        assert not worker.waiting(UID, 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_evidence_deleted_by_someone_else_is_forgotten() -> None:
+    kube = FakeKube()
+    gate = asyncio.Event()
+    acted = []
+
+    async def act(*args: Any) -> None:
+        acted.append(args)
+        await gate.wait()
+
+    worker = Worker(kube, EVIDENCE_NS, act, workers=1, retry_seconds=0.01)
+    task = asyncio.create_task(worker.run())
+    try:
+        await until(lambda: worker.reflector.synced.is_set())
+        await kube.create(collection(EVIDENCE_NS), item())
+        await kube.create(collection(EVIDENCE_NS), item("task-2"))
+        await until(lambda: len(acted) == 1 and len(worker.items) == 2)
+        await deleted_before_acting(kube)  # the first one, while it is being acted on: harmless
+        await kube.delete(f"{collection(EVIDENCE_NS)}/{item('task-2')['metadata']['name']}")
+        await until(lambda: len(worker.items) == 0)
+        gate.set()
+        await asyncio.sleep(0.05)
+        assert [a[4] for a in acted] == ["task-1"]  # task-2's was gone before its turn
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
