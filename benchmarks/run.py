@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     q = args.quick
     began = time.monotonic()
+    failed: list[str] = []
 
     def record(unit: str, runs: list[dict[str, Any]], seconds: float) -> None:
         results["scenarios"][unit] = {"machine": machine(), "runs": runs, "median": summarise(runs),
@@ -71,23 +73,31 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.monotonic()
         shutil.rmtree(workdir / unit, ignore_errors=True)
-        if unit == "ab":
-            runs = [scenarios.throughput(workdir / unit / str(r), r, n=100 if q else 1000, singles=10 if q else 50)
-                    for r in range(args.runs)]
-        elif unit == "c":
-            runs = scenarios.restart(workdir / unit, args.runs, sizes=(100, 300) if q else (1000, 10000))
-        elif unit == "d":
-            runs = scenarios.steady(workdir / unit, args.runs, n=100 if q else 1000,
-                                    on_window=20 if q else 100, off_window=20 if q else 60)
-        else:
-            runs = [scenarios.chaos(workdir / unit / str(r), r, n=60 if q else 300, phase_n=10 if q else 50)
-                    for r in range(args.runs)]
+        try:
+            runs = run_unit(unit, workdir, args.runs, q)
+        except Exception:  # the other scenarios still run; this one keeps its last figures
+            scenarios.log(f"{UNITS[unit]}: failed\n{traceback.format_exc()}")
+            failed.append(unit)
+            continue
         record(unit, runs, time.monotonic() - t0)
         scenarios.log(f"{UNITS[unit]}: done in {time.monotonic() - t0:.0f} s")
-    scenarios.log(f"all done in {time.monotonic() - began:.0f} s")
+    scenarios.log(f"all done in {time.monotonic() - began:.0f} s" + (f"; failed: {failed}" if failed else ""))
     if q:
         json.dump(results, sys.stdout, indent=1, default=str)
-    return 0
+    return 1 if failed else 0
+
+
+def run_unit(unit: str, workdir: Path, runs_wanted: int, q: bool) -> list[dict[str, Any]]:
+    if unit == "ab":
+        return [scenarios.throughput(workdir / unit / str(r), r, n=100 if q else 1000, singles=10 if q else 50)
+                for r in range(runs_wanted)]
+    if unit == "c":
+        return scenarios.restart(workdir / unit, runs_wanted, sizes=(100, 300) if q else (1000, 10000))
+    if unit == "d":
+        return scenarios.steady(workdir / unit, runs_wanted, n=100 if q else 1000,
+                                on_window=20 if q else 100, off_window=20 if q else 60)
+    return [scenarios.chaos(workdir / unit / str(r), r, n=60 if q else 300, phase_n=10 if q else 50)
+            for r in range(runs_wanted)]
 
 
 if __name__ == "__main__":
