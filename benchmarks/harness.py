@@ -179,6 +179,9 @@ class Stack:
                         raise
                     time.sleep(1)
             self.emulator = EmulatorProcess(workdir, time_scale, seed)
+            # pod_name: a stable identity, as a pod's name is, so that a SIGKILLed operator started again
+            # (a container restart) takes its own Lease back at once instead of waiting the lease out.
+            settings.setdefault("pod_name", "operator")
             self.env = local_env(self.cluster.kubeconfig, self.emulator.url, receiver_port=free_port(),
                                  metrics_port=free_port(), auth_key=AUTH_KEY, access_key=OPERATOR_KEY, **settings)
             self.operator = RtcrecProcess("run", self.env, workdir / "operator.log")
