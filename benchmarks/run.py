@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import signal
@@ -47,6 +48,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     # Started in the background SIGINT may be ignored, and SIGTERM would skip every `finally`: both
     # stop the run by an exception, so the stacks under way are torn down.
+    # The driver's own watch retries by itself (an apiserver restart, a 429 while it starts); its
+    # warnings would only clutter the progress lines.
+    logging.getLogger("rtc_recording").setLevel(logging.ERROR)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
