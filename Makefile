@@ -10,7 +10,7 @@ IMAGE := build/image/rtc-recording-operator-$(VERSION).oci.tar
 IMAGE_INPUTS := pyproject.toml Dockerfile $(wildcard tools/image/*) \
 	$(shell find operator -name '*.py' -not -path '*/emulator/*' -not -path '*/cluster/*')
 
-.PHONY: demo test unit binaries image podman clean
+.PHONY: demo test unit binaries image podman clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ test: binaries image podman
 # no server, no network beyond loopback, a few seconds.
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
+
+# Benchmarks (BENCHMARKS.md): times, memory and CPU, never part of `make test`. About 40 minutes
+# on 2 cores; `make bench SCENARIOS=a,b` runs a selection, RUNS=5 more runs each.
+SCENARIOS ?= a,b,c,d,e
+RUNS ?= 3
+bench: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.run --scenarios $(SCENARIOS) --runs $(RUNS)
 
 clean:
 	rm -rf $(VENV) build

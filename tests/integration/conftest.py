@@ -134,3 +134,34 @@ def recording(name: str, channel: str, **spec) -> dict:
     base.update(spec)
     return {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecording", "metadata": {"name": name},
             "spec": base}
+
+
+# -- helpers of test_restart_at_scale.py and test_chaos.py ----------------------------------------
+def metric_total(port: int | str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples at http://127.0.0.1:port/metrics whose labels include `labels`."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            head, value = line.rsplit(" ", 1)
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+    return total
+
+
+def apply_many(stack: Stack, namespace: str, manifests: list[dict]) -> None:
+    stack.cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                          input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
+
+
+def one_user_recording(name: str, channel: str) -> dict:
+    """One publisher, one pane: the cheapest recording to make by the hundred."""
+    return recording(name, channel, subscribers=[{"userId": "alice"}],
+                     layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]})
+
+
+def items(stack: Stack, namespace: str) -> list[dict]:
+    return json.loads(stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-o", "json").stdout)["items"]

@@ -1,0 +1,113 @@
+"""`make bench`: run the scenarios, keep every run and the medians in benchmarks/results.json,
+and regenerate the tables of BENCHMARKS.md.
+
+    python -m benchmarks.run [--scenarios a,b,c,d,e] [--runs 3] [--quick]
+
+A selection updates only its scenarios in results.json; the others keep their last figures
+(each scenario records the machine and date it ran on). --quick shrinks every size for a
+smoke test of the harness and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+# Read when alibabacloud_credentials is imported: no metadata address is tried here either.
+os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+
+from . import report, scenarios  # noqa: E402
+from .harness import ROOT, machine, median  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results.json"
+UNITS = {"ab": "a,b", "c": "c", "d": "d", "e": "e"}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every number over the runs; booleans: how many runs were true."""
+    keys = {k for run in runs for k in run}
+    out: dict[str, Any] = {}
+    for key in sorted(keys):
+        values = [run.get(key) for run in runs]
+        if all(isinstance(v, bool) for v in values if v is not None) and any(isinstance(v, bool) for v in values):
+            out[key] = f"{sum(1 for v in values if v)}/{len(values)}"
+        elif all(isinstance(v, (int, float)) or v is None for v in values):
+            out[key] = median(values)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Started in the background SIGINT may be ignored, and SIGTERM would skip every `finally`: both
+    # stop the run by an exception, so the stacks under way are torn down.
+    # The driver's own watch retries by itself (an apiserver restart, a 429 while it starts); its
+    # warnings would only clutter the progress lines.
+    logging.getLogger("rtc_recording").setLevel(logging.ERROR)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default="a,b,c,d,e")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small sizes, results not written")
+    parser.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    args = parser.parse_args(argv)
+    wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
+    unknown = wanted - set("abcde")
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from a,b,c,d,e")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.quick else {"scenarios": {}}
+    workdir = Path(args.workdir)
+    q = args.quick
+    began = time.monotonic()
+    failed: list[str] = []
+
+    def record(unit: str, runs: list[dict[str, Any]], seconds: float) -> None:
+        results["scenarios"][unit] = {"machine": machine(), "runs": runs, "median": summarise(runs),
+                                      "seconds": round(seconds), "command": f"make bench SCENARIOS={UNITS[unit]}"}
+        if not q:
+            RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True, default=str) + "\n")
+            report.render(results)
+
+    for unit, letters in (("ab", {"a", "b"}), ("c", {"c"}), ("d", {"d"}), ("e", {"e"})):
+        if not wanted & letters:
+            continue
+        t0 = time.monotonic()
+        shutil.rmtree(workdir / unit, ignore_errors=True)
+        try:
+            runs = run_unit(unit, workdir, args.runs, q)
+        except Exception:  # the other scenarios still run; this one keeps its last figures
+            scenarios.log(f"{UNITS[unit]}: failed\n{traceback.format_exc()}")
+            failed.append(unit)
+            continue
+        record(unit, runs, time.monotonic() - t0)
+        scenarios.log(f"{UNITS[unit]}: done in {time.monotonic() - t0:.0f} s")
+    scenarios.log(f"all done in {time.monotonic() - began:.0f} s" + (f"; failed: {failed}" if failed else ""))
+    if q:
+        json.dump(results, sys.stdout, indent=1, default=str)
+    return 1 if failed else 0
+
+
+def run_unit(unit: str, workdir: Path, runs_wanted: int, q: bool) -> list[dict[str, Any]]:
+    if unit == "ab":
+        return [scenarios.throughput(workdir / unit / str(r), r, n=100 if q else 1000, singles=10 if q else 50)
+                for r in range(runs_wanted)]
+    if unit == "c":
+        return scenarios.restart(workdir / unit, runs_wanted, sizes=(100, 300) if q else (1000, 10000))
+    if unit == "d":
+        return scenarios.steady(workdir / unit, runs_wanted, n=100 if q else 1000,
+                                on_window=20 if q else 100, off_window=20 if q else 60)
+    return [scenarios.chaos(workdir / unit / str(r), r, n=60 if q else 300, phase_n=10 if q else 50)
+            for r in range(runs_wanted)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
