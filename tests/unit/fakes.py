@@ -376,7 +376,7 @@ class FakeKube(Kube):
         preconditions = body.get("metadata") or {}
         current = obj["metadata"]["resourceVersion"]
         if preconditions.get("resourceVersion", current) != current:
-            raise Conflict(f"the object has been modified; please apply your changes to the latest version")
+            raise Conflict("the object has been modified; please apply your changes to the latest version")
         if "uid" in preconditions and preconditions["uid"] != obj["metadata"]["uid"]:
             raise Conflict(f"Precondition failed: UID in precondition: {preconditions['uid']}")
         if r.kind == PLURAL and r.sub == "status":
