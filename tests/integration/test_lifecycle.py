@@ -28,6 +28,11 @@ def patch(stack, namespace: str, name: str, body: dict, status: bool = False) ->
                           *(["--subresource=status"] if status else []))
 
 
+def stopped(emulator, task_id: str) -> None:
+    """Stopped by the operator: the cloud passes through STOPPING first."""
+    wait_for(lambda: emulator.control.task(task_id)["status"] == "STOPPED", timeout=15, what=f"{task_id} STOPPED")
+
+
 def reasons(stack, namespace: str, name: str) -> list[str]:
     return [e["reason"] for e in stack.events(namespace, name)]
 
@@ -39,7 +44,7 @@ def test_suspend_stops_the_task_and_resume_starts_a_new_one(stack, namespace, ch
     status = stack.wait_phase(namespace, "pausable", "Suspended")
     assert status.get("taskId") is None and status["history"][-1]["taskId"] == first
     assert status["history"][-1]["reason"] == "Suspended"
-    assert emulator.control.task(first)["status"] == "STOPPED"
+    stopped(emulator, first)
     patch(stack, namespace, "pausable", {"spec": {"suspend": False}})
     status = stack.wait_phase(namespace, "pausable", "Recording")
     assert status["taskId"] != first
@@ -59,7 +64,7 @@ def test_max_duration_stops_the_task(stack, namespace, channel, emulator):
     patch(stack, namespace, "bounded", {"status": {"startTime": ago(58)}}, status=True)  # 2 s to go
     status = stack.wait_phase(namespace, "bounded", "Completed", timeout=20)
     assert (status["reason"], status["taskId"]) == ("MaxDuration", task_id)
-    assert emulator.control.task(task_id)["status"] == "STOPPED"
+    stopped(emulator, task_id)
     assert "MaxDuration" in reasons(stack, namespace, "bounded")
 
 
@@ -73,7 +78,7 @@ def test_max_duration_that_passed_while_the_operator_was_down(stack, namespace, 
         stack.operator.start()
     status = stack.wait_phase(namespace, "overdue", "Completed", timeout=30)
     assert (status["reason"], status["taskId"]) == ("MaxDuration", task_id)
-    assert emulator.control.task(task_id)["status"] == "STOPPED"
+    stopped(emulator, task_id)
 
 
 def test_orphan_leaves_the_task_running(stack, namespace, channel, emulator):
