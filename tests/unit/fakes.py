@@ -2,12 +2,13 @@
 
 - `FakeKube` is the real `rtc_recording.kube.Kube` with its one HTTP method, `request`,
   answered by an in-memory apiserver. So `get_recording`, `patch_status`, `mutate_status`,
-  `post_event`, `create`, `delete`, `delete_recording`, `list_recordings` and `read_secret`
+  `post_event`, `create`, `delete`, `delete_recording`, `list_recordings` and `get_secret`
   are the real code, and the fake only has to get the apiserver's semantics right:
   resourceVersion on every object (bumped by every write that changes something),
   merge-patch (RFC 7386: a null deletes) on `/status` with the resourceVersion and uid of the
   body's metadata as preconditions (409 Conflict), 404 for what does not exist, 409 on
-  creating a name that exists, DELETE with a uid precondition. `watch` feeds a real
+  creating a name that exists, DELETE with a uid precondition, 403 NamespaceTerminating for
+  what is created in a namespace being deleted. `watch` feeds a real
   `Reflector` from the same store. Every request is kept (`requests`) so a test can assert
   "no write"; `fail` and `before` inject an apiserver failure or another writer's change at
   a chosen request.
@@ -43,11 +44,12 @@ from rtc_recording.clients import CloudUnreachable
 from rtc_recording.cloud import (CloudError, Invalid, NotFound, RecordFiles, TaskInfo, TaskStatus, Throttled,
                                  Transient, UnknownOutcome)
 from rtc_recording.credentials import CredentialsUnavailable, StaticCredentials
-from rtc_recording.evidence import Worker
+from rtc_recording.evidence import LABEL as EVIDENCE_LABEL, Worker
 from rtc_recording.index import Index
-from rtc_recording.kube import GROUP, PLURAL, VERSION, Conflict, Connection, Gone, Kube, KubeError
+from rtc_recording.kube import GROUP, PLURAL, VERSION, Conflict, Connection, Gone, Kube, KubeError, NamespaceTerminating
+from rtc_recording.ownership import Sealer
 from rtc_recording.recorder import Recorder
-from rtc_recording.secretcache import SecretCache
+from rtc_recording.secretcache import CREDENTIALS, NOTIFY_KEY, USAGE_LABEL, SecretCache, SecretUnavailable
 from rtc_recording.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
@@ -55,6 +57,7 @@ NS = "ns"
 EVIDENCE_NS = "rtcrec-system"
 CALLBACK_KEY = "abcdefghijklmnop1234"
 CALLBACK_URL = "http://receiver.invalid"
+OWNERSHIP_KEY = "ownership0key0of0the0unit0tables0000"
 
 
 def ts(moment: datetime) -> str:
@@ -151,6 +154,7 @@ class FakeKube(Kube):
         self._faults: list[_Injection] = []
         self._hooks: list[_Injection] = []
         self._watchers: list[asyncio.Queue] = []
+        self.terminating: set[str] = set()  # namespaces being deleted: nothing can be created in them
 
     # -- what tests set up and look at -----------------------------------------------------------
     def fail(self, method: str, pattern: str, error: BaseException | Callable[[], BaseException],
@@ -174,7 +178,9 @@ class FakeKube(Kube):
         obj.setdefault("kind", "RtcRecording")
         return self._put(PLURAL, obj, "ADDED")
 
-    def add_secret(self, namespace: str, name: str, values: dict[str, str], labels: dict | None = None) -> dict:
+    def add_secret(self, namespace: str, name: str, values: dict[str, str], usage: str | None = None) -> dict:
+        """A Secret; `usage` is the use it opted in to (label rtc.recording.io/usage), if any."""
+        labels = {USAGE_LABEL: usage} if usage else {}
         data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
         return self._put("secrets", {"apiVersion": "v1", "kind": "Secret",
                                      "metadata": {"namespace": namespace, "name": name, "labels": labels or {},
@@ -287,7 +293,7 @@ class FakeKube(Kube):
         except Conflict:
             request.code = 409
             raise
-        except KubeError as exc:
+        except KubeError as exc:  # NamespaceTerminating too
             request.code = exc.status
             raise
         request.code = 200
@@ -313,6 +319,9 @@ class FakeKube(Kube):
             if r.method == "GET":
                 return self._list(r, query)
             if r.method == "POST" and r.kind in ("configmaps", "events"):
+                if r.namespace in self.terminating:
+                    raise NamespaceTerminating(403, '{"kind":"Status","reason":"Forbidden","details":{"causes":'
+                                                    '[{"reason":"NamespaceTerminating"}]}}')
                 return self._create(r)
             raise KubeError(405, f"{r.method} {r.path}")
         key = (r.kind, r.namespace, r.name)
@@ -554,17 +563,24 @@ class FakeCloudClients:
         self.kube, self.cloud, self.settings = kube, cloud, settings
         self.reachability = FakeReachability()
         self.secrets = SecretCache(kube)  # the real cache over the fake apiserver
+        self._by_secret: dict[tuple[str, str, str], FakeAccount] = {}
 
     async def account_for(self, obj: dict) -> FakeAccount:
         region, namespace, secret = account_fields(obj)  # its own, else its pinned class's
         region = region or self.settings.default_region
         if not secret:
             return FakeAccount(f"{region}/operator")
+        namespace = namespace or obj["metadata"]["namespace"]
         try:
-            data = await self.secrets.data(namespace or obj["metadata"]["namespace"], secret)
-        except Gone:
-            raise CredentialsUnavailable(f"Secret {secret} (spec.credentialsSecretRef) does not exist") from None
-        return FakeAccount(f"{region}/{StaticCredentials.from_secret_data(data).credentials.access_key_id}")
+            data = await self.secrets.credentials(namespace, secret)  # only a Secret that opted in
+        except SecretUnavailable as exc:
+            # As the real clients: a Secret gone while its task runs, the account last made with it stops it.
+            if exc.gone and (known := self._by_secret.get((namespace, secret, region))):
+                return known
+            raise
+        account = FakeAccount(f"{region}/{StaticCredentials.from_secret_data(data).credentials.access_key_id}")
+        self._by_secret[(namespace, secret, region)] = account
+        return account
 
     async def call(self, account: FakeAccount, verb: str, *args: Any,
                    before_send: Callable[[], Awaitable[None]] | None = None) -> Any:
@@ -605,6 +621,7 @@ class Clock:
 
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = dict(callback_url=CALLBACK_URL, callback_auth_key=CALLBACK_KEY,
+                                  ownership_key=OWNERSHIP_KEY,
                                   evidence_namespace=EVIDENCE_NS, default_region="cn-shanghai",
                                   unknown_outcome_grace_seconds=30, backoff_base_seconds=1, backoff_max_seconds=300)
     values.update(overrides)
@@ -652,7 +669,7 @@ class World:
         The apiserver and the cloud keep their state: that is all that survives a crash."""
         if self._feed is not None:
             self.kube.listeners.remove(self._feed)
-        index = Index()
+        index = Index(Sealer(self.settings.ownership_secret()))
         for obj in self.kube.all(PLURAL):
             index.saw("ADDED", obj)
 
@@ -667,8 +684,22 @@ class World:
         self.recorder = Recorder(self.kube, self.clients, self.settings, index, clock=self.clock)
         return self.recorder
 
-    def add(self, obj: dict) -> dict:
-        return self.kube.add_recording(obj)
+    def add(self, obj: dict, sealed: bool = True) -> dict:
+        """An RtcRecording as the operator left it: a task id in status carries its seal (unless not `sealed`:
+        someone else wrote it)."""
+        return self.kube.add_recording(self.seal(obj) if sealed else obj)
+
+    def seal(self, obj: dict) -> dict:
+        status = obj.get("status") or {}
+        if not status.get("taskId") or status.get("taskSeal"):
+            return obj
+        return {**obj, "status": {**status, **self.index.sealer.sealed(obj, {"taskId": status["taskId"]})}}
+
+    def poke(self, patch: dict, name: str = "rec") -> dict:
+        """The operator's own concurrent write (another handler, the evidence worker): its task id sealed."""
+        obj = self.kube.recording(name)
+        assert obj is not None
+        return self.kube.poke_status(NS, name, self.index.sealer.sealed(obj, patch) or patch)
 
     def body(self, name: str = "rec") -> dict:
         """The object as Kopf would hand it to a handler: what the apiserver has now."""
@@ -712,8 +743,7 @@ class Callbacks:
 
     async def __aenter__(self) -> "Callbacks":
         kube = self.world.kube
-        self.receiver = Receiver(kube, CALLBACK_KEY, EVIDENCE_NS, SecretCache(kube).notify_key,
-                                 settle_seconds=self.settle_seconds)
+        self.receiver = Receiver(kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=self.settle_seconds)
         for obj in kube.all(PLURAL):
             self.receiver.on_change("ADDED", obj)
         kube.listeners.append(self._watch)
@@ -764,7 +794,7 @@ class Callbacks:
         return resp.status
 
     def evidence(self) -> list[dict]:
-        return self.world.kube.all("configmaps", EVIDENCE_NS)
+        return [c for c in self.world.kube.all("configmaps", EVIDENCE_NS) if EVIDENCE_LABEL in c["metadata"]["labels"]]
 
     async def settled(self, timeout: float = 2.0) -> None:
         """Every evidence ConfigMap acted on and deleted."""

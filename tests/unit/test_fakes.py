@@ -4,12 +4,13 @@ import asyncio
 
 import pytest
 
-from .fakes import (CRASH, NS, UNKNOWN, FakeCloud, FakeCloudClients, FakeKube, ProcessDied, make_settings, merge_patch,
-                   not_found, recording, throttled, until)
 from rtc_recording.clients import CloudUnreachable
 from rtc_recording.cloud import NotFound, TaskStatus, Throttled, UnknownOutcome
 from rtc_recording.credentials import CredentialsUnavailable
 from rtc_recording.kube import Conflict, Gone, KubeError, Reflector
+
+from .fakes import (CREDENTIALS, CRASH, NS, UNKNOWN, FakeCloud, FakeCloudClients, FakeKube, ProcessDied, make_settings,
+                    merge_patch, not_found, recording, throttled, until)
 
 
 def test_merge_patch_is_rfc_7386():
@@ -146,7 +147,7 @@ async def test_the_cloud_answers_as_scripted_and_keeps_tasks_per_account():
         await clients.call(other, "describe", task)
     with pytest.raises(CredentialsUnavailable):
         await clients.account_for(recording(credentialsSecretRef={"name": "missing"}))
-    kube.add_secret(NS, "keys", {"accessKeyId": "AK2", "accessKeySecret": "s"})
+    kube.add_secret(NS, "keys", {"accessKeyId": "AK2", "accessKeySecret": "s"}, CREDENTIALS)
     assert (await clients.account_for(recording(credentialsSecretRef={"name": "keys"}))).key == "cn-shanghai/AK2"
     clients.reachability.up = False
     with pytest.raises(CloudUnreachable):

@@ -1,10 +1,11 @@
-"""The receiver (`callbacks.Receiver`, over HTTP on loopback) and the operator's evidence worker
-(`evidence.Worker`), over the fake apiserver: one row per branch.
+"""The receiver (`callbacks.Receiver`, over HTTP on loopback), the operator's evidence worker
+(`evidence.Worker`) and its relayer (`relay.Relayer`), over the fake apiserver: one row per branch.
 
 Receiver rows: what its watch has listed, one callback (path, headers, body), and what must
-hold after: the HTTP answer, the evidence ConfigMaps written, how long the answer took (the
-settle wait), what was relayed to the user's own NotifyUrl. Worker rows: evidence ConfigMaps
-and an `act` that may fail, and what was acted on, kept or deleted.
+hold after: the HTTP answer, the evidence and relay ConfigMaps written, how long the answer took
+(the settle wait). Worker rows: evidence ConfigMaps and an `act` that may fail, and what was
+acted on, kept or deleted. Relayer rows: a relay ConfigMap, the user's endpoint on loopback, and
+what it received, signed how, and which Event says why not.
 """
 
 from __future__ import annotations
@@ -20,20 +21,21 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from rtc_recording.callbacks import Receiver, signed_headers
+from rtc_recording.callbacks import Receiver, path_key
 from rtc_recording.cloud import Transient
-from rtc_recording.evidence import Evidence, Worker, collection
+from rtc_recording.evidence import LABEL as EVIDENCE_LABEL, Evidence, Worker, collection
 from rtc_recording.kube import KubeError
+from rtc_recording.relay import LABEL as RELAY_LABEL, Relay, Relayer, signed_headers
 from rtc_recording.secretcache import SecretCache
+from rtc_recording.ssrf import Guard
 
-from .fakes import CALLBACK_KEY, EVIDENCE_NS, NS, FakeKube, callback_body, recording, until
+from .fakes import CALLBACK_KEY, EVIDENCE_NS, NOTIFY_KEY, NS, FakeKube, callback_body, recording, until
 
 # Receiver.app() routes /healthz to a plain function, which aiohttp 3.14 deprecates (once per app).
 pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
 
 UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 NAMESAKE_UID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-USER_KEY = "userkey0123456789"
 SETTLE = 0.05  # the receiver's settle wait in most rows; rows that time it set their own
 TIMED = 1.0
 
@@ -47,26 +49,6 @@ PENDING = {"phase": "Starting", "attempt": {"number": 1}}
 REPLACED = {"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}}
 
 
-class User:
-    """The user's own NotifyUrl: records what it gets, answers as scripted."""
-
-    def __init__(self, answers: tuple[int, ...] = ()):
-        self.answers = list(answers)
-        self.received: list[tuple[str, dict, dict]] = []  # path, headers, body
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self.handle)
-        return app
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((request.path, dict(request.headers), await request.json()))
-        status = self.answers.pop(0) if self.answers else 200
-        if status == 302:
-            raise web.HTTPFound("/elsewhere")
-        return web.json_response({}, status=status)
-
-
 @dataclass
 class RRow:
     id: str
@@ -76,18 +58,17 @@ class RRow:
     attempt: int | str = 1
     path: str | None = None
     body: Any = field(default_factory=lambda: callback_body("task-1", "TaskRunning"))
-    headers: Callable[[], dict] | None = None  # default: signed now with the callback key
+    headers: Callable[[str], dict] | None = None  # of the path; default: signed now with the path's key
     sends: int = 1  # the same callback, this many times
     ready: bool = True
     given: Callable[["Rig"], Any] | None = None
     during_settle: Callable[["Rig"], Any] | None = None  # the watch delivers this during the wait
     settle: float = SETTLE
-    user: tuple[int, ...] = ()  # the user's endpoint's answers
     # what must hold after
     code: int = 200
     evidence: list[tuple[str, int, str, str]] | None = field(default_factory=list)  # (kind, attempt, task, event)
     elapsed: tuple[float, float] | None = None
-    relayed: int | None = 0
+    relayed: int | None = 0  # relay ConfigMaps written for the operator
     then: Callable[["Rig"], Any] | None = None
     marks: tuple = ()
 
@@ -104,26 +85,33 @@ class Rig:
     def __init__(self, row: RRow):
         self.row = row
         self.kube = FakeKube()
-        self.receiver = Receiver(self.kube, CALLBACK_KEY, EVIDENCE_NS, SecretCache(self.kube).notify_key,
-                                 settle_seconds=row.settle)
+        self.receiver = Receiver(self.kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=row.settle)
         self.kube.listeners.append(lambda kind, type_, obj: kind == "rtcrecordings"
                                    and self.receiver.on_change(type_, obj))
-        self.user = User(row.user)
+
+    def labelled(self, label: str) -> list[dict]:
+        return [c for c in self.kube.all("configmaps", EVIDENCE_NS) if label in c["metadata"].get("labels", {})]
 
     def evidence(self) -> list[tuple[str, int, str, str]]:
-        found = [Evidence.from_configmap(c) for c in self.kube.all("configmaps", EVIDENCE_NS)]
+        found = [Evidence.from_configmap(c) for c in self.labelled(EVIDENCE_LABEL)]
         return [(e.kind, e.attempt, e.task_id, e.event) for e in found]
+
+    def relays(self) -> list[Relay]:
+        return [Relay.from_configmap(c) for c in self.labelled(RELAY_LABEL)]
+
+
+def sign(path: str, now: float | None = None) -> dict[str, str]:
+    """As the cloud signs a callback: with the NotifyAuthKey of the attempt the path names."""
+    parts = path.split("/")
+    key = path_key(CALLBACK_KEY, parts[2], parts[3], parts[4], int(parts[5])) if len(parts) == 6 and \
+        parts[5].isdigit() else CALLBACK_KEY
+    return signed_headers(key, time.time() if now is None else now)
 
 
 async def run(row: RRow) -> Rig:
     rig = Rig(row)
-    async with TestClient(TestServer(rig.receiver.app())) as client, TestServer(rig.user.app()) as user:
-        url = str(user.make_url("/hook"))
-        rig.kube.add_secret(NS, "notify", {"k": USER_KEY})
+    async with TestClient(TestServer(rig.receiver.app())) as client:
         for obj in row.known + row.deleted:
-            notify = (obj["spec"].get("notify") or {})
-            if notify.get("url") == "USER":
-                obj = {**obj, "spec": {**obj["spec"], "notify": {**notify, "url": url}}}
             rig.kube.add_recording(obj)
         for obj in row.deleted:
             rig.kube.remove("rtcrecordings", NS, obj["metadata"]["name"])
@@ -136,18 +124,17 @@ async def run(row: RRow) -> Rig:
             asyncio.get_running_loop().call_later(0.02, row.during_settle, rig)
         started = time.monotonic()
         for _ in range(row.sends):
-            headers = row.headers() if row.headers else signed_headers(CALLBACK_KEY, time.time())
+            headers = row.headers(path) if row.headers else sign(path)
             resp = await client.post(path, data=data, headers={**headers, "Content-Type": "application/json"})
             assert resp.status == row.code, await resp.text()
         elapsed = time.monotonic() - started
-        await asyncio.gather(*list(rig.receiver._relays))  # relays never delay the answer: wait for them here
         if row.evidence is not None:
             assert sorted(rig.evidence()) == sorted(row.evidence)
         if row.elapsed is not None:
             lo, hi = row.elapsed
             assert lo <= elapsed <= hi, f"answered after {elapsed:.3f}s, want [{lo}, {hi}]"
         if row.relayed is not None:
-            assert len(rig.user.received) == row.relayed, rig.user.received
+            assert len(rig.relays()) == row.relayed, rig.relays()
         if row.then is not None:
             assert row.then(rig) is not False, "a `then` check returned False: it should assert"
     return rig
@@ -160,14 +147,17 @@ def too_big() -> bytes:
 
 
 REQUESTS = rows(
-    RRow("no signature: 403, nothing recorded", headers=lambda: {}, code=403),
-    RRow("signed with another key: 403", headers=lambda: signed_headers("another0key0000000", time.time()), code=403),
-    RRow("a stale timestamp (the signature does not cover the body): 403",
-         headers=lambda: signed_headers(CALLBACK_KEY, time.time() - 301), code=403),
-    RRow("a timestamp from the future: 403", headers=lambda: signed_headers(CALLBACK_KEY, time.time() + 301),
+    RRow("no signature: 403, nothing recorded", headers=lambda p: {}, code=403),
+    RRow("signed with another key: 403", headers=lambda p: signed_headers("another0key0000000", time.time()),
          code=403),
+    RRow("signed with the receiver's own key, not the path's: 403",
+         headers=lambda p: signed_headers(CALLBACK_KEY, time.time()), code=403),
+    RRow("signed for another attempt's path: 403", headers=lambda p: sign(p[:-1] + "2"), code=403),
+    RRow("a stale timestamp (the signature does not cover the body): 403",
+         headers=lambda p: sign(p, time.time() - 301), code=403),
+    RRow("a timestamp from the future: 403", headers=lambda p: sign(p, time.time() + 301), code=403),
     RRow("signature header names in any case: accepted",
-         headers=lambda: {k.lower(): v.upper() for k, v in signed_headers(CALLBACK_KEY, time.time()).items()}),
+         headers=lambda p: {k.lower(): v.upper() for k, v in sign(p).items()}),
     RRow("a namespace that is no DNS label: 400", path=f"/callbacks/Kube-System/rec/{UID}/1", code=400),
     RRow("a uid that is no UUID: 400", path="/callbacks/ns/rec/not-a-uid/1", code=400),
     RRow("an attempt that is no number: no such route (404)", path=f"/callbacks/ns/rec/{UID}/one", code=404),
@@ -269,70 +259,178 @@ async def test_three_start_callbacks_of_one_task_are_one_piece_of_evidence() -> 
     for obj in rig.row.known:
         rig.kube.add_recording(obj)
     async with TestClient(TestServer(rig.receiver.app())) as client:
+        path = f"/callbacks/{NS}/rec/{UID}/1"
+        headers = sign(path)  # within one second: one (timestamp, signature) pair for the three
         for event in ("TaskCreated", "TaskStarting", "TaskRunning"):
-            resp = await client.post(f"/callbacks/{NS}/rec/{UID}/1", json=callback_body("task-1", event),
-                                     headers=signed_headers(CALLBACK_KEY, time.time()))
+            resp = await client.post(path, json=callback_body("task-1", event), headers=headers)
             assert resp.status == 200
     assert rig.evidence() == [("alive", 1, "task-1", "TaskCreated")]
     assert [r.code for r in rig.kube.writes("configmaps")] == [200, 409, 409]
 
 
-# -- relays to the user's own spec.notify.url ----------------------------------------------------------
+# -- what the receiver hands the operator to relay to the user's own spec.notify.url ------------------
 
-def notify(**more: Any) -> dict:
-    return {"notify": {"url": "USER", "authKeySecretRef": {"name": "notify", "key": "k"}, **more}}
+NOTIFY = {"notify": {"url": "https://hooks.example.com/rtc", "authKeySecretRef": {"name": "notify", "key": "k"}}}
 
 
-def signed_for_user(rig: Rig) -> None:
-    path, headers, body = rig.user.received[0]
-    assert path == "/hook"
-    assert body == callback_body("task-1", body["eventType"], **json.loads(body["payload"]))  # as received
-    expected = signed_headers(USER_KEY, int(headers["ALI-LIVE-TIMESTAMP"]))
-    assert headers["ALI-LIVE-SIGNATURE"] == expected["ALI-LIVE-SIGNATURE"]
+def relayed_as_received(rig: Rig) -> None:
+    relay, = rig.relays()
+    assert (relay.namespace, relay.name, relay.uid) == (NS, "rec", UID)
+    assert json.loads(relay.body) == callback_body("task-1", "TaskRunning")
 
 
 RELAYS = rows(
-    RRow("a task event of the user's current task: relayed, signed with the user's key",
-         known=[rec(RECORDING, **notify())], relayed=1, then=signed_for_user),
-    RRow("relayed also when it is recorded as evidence (the current task stopped)",
-         known=[rec(RECORDING, **notify())], body=callback_body("task-1", "TaskStopped"), relayed=1,
+    RRow("a task event of the user's current task: handed over as received",
+         known=[rec(RECORDING, **NOTIFY)], relayed=1, then=relayed_as_received),
+    RRow("handed over also when it is recorded as evidence (the current task stopped)",
+         known=[rec(RECORDING, **NOTIFY)], body=callback_body("task-1", "TaskStopped"), relayed=1,
          evidence=[("ended", 1, "task-1", "TaskStopped")]),
     RRow("the operator's own SLICE heartbeat: not relayed",
-         known=[rec(RECORDING, **notify())], body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
+         known=[rec(RECORDING, **NOTIFY)], body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
          relayed=0),
     RRow("an upload in a format the user asked for: relayed",
-         known=[rec(RECORDING, **notify(fileUploadedFormats=["MP4"]))],
+         known=[rec(RECORDING, notify={**NOTIFY["notify"], "fileUploadedFormats": ["MP4"]})],
          body=callback_body("task-1", "RecordFileUploaded", format="MP4"), relayed=1),
     RRow("a duplicate's callback (reap): the user does not hear of it",
-         known=[rec(REPLACED, **notify())], relayed=0, evidence=[("alive", 1, "task-1", "TaskRunning")]),
+         known=[rec(REPLACED, **NOTIFY)], relayed=0, evidence=[("alive", 1, "task-1", "TaskRunning")]),
     RRow("a namesake's spec.notify: not told of the old resource's task",
-         known=[rec(RECORDING, uid=NAMESAKE_UID, **notify())], relayed=0,
+         known=[rec(RECORDING, uid=NAMESAKE_UID, **NOTIFY)], relayed=0,
          evidence=[("alive", 1, "task-1", "TaskRunning")]),
     RRow("no spec.notify.url: nothing relayed", known=[rec(RECORDING)], relayed=0),
-    RRow("the user's endpoint fails (5xx): sent once more, like the cloud does",
-         known=[rec(RECORDING, **notify())], user=(500, 500), relayed=2),
-    RRow("the user's endpoint refuses (4xx): not resent", known=[rec(RECORDING, **notify())], user=(404,),
-         relayed=1),
-    RRow("the user's endpoint redirects: not followed", known=[rec(RECORDING, **notify())], user=(302,),
-         relayed=1, then=lambda rig: _assert([p for p, *_ in rig.user.received] == ["/hook"])),
-    RRow("the user's key Secret is gone: nothing relayed, the callback still answered",
-         known=[rec(RECORDING, **notify())], given=lambda rig: rig.kube.remove("secrets", NS, "notify"),
-         relayed=0),
-    RRow("the user's endpoint is unreachable: tried twice, the callback still answered",
-         known=[rec(RECORDING, notify={"url": "http://127.0.0.1:9/hook"})], relayed=0),
     RRow("spec.notify without a url (formats only): nothing relayed",
          known=[rec(RECORDING, notify={"fileUploadedFormats": ["MP4"]})], relayed=0),
-    RRow("spec.notify.url without a key: relayed unsigned",
-         known=[rec(RECORDING, notify={"url": "USER"})], relayed=1,
-         then=lambda rig: _assert("ALI-LIVE-SIGNATURE" not in rig.user.received[0][1])),
+    RRow("the cloud's resend: one relay", known=[rec(RECORDING, **NOTIFY)], sends=2, relayed=1),
     RRow("a refused callback is never relayed",
-         known=[rec(RECORDING, **notify())], headers=lambda: {}, code=403, relayed=0),
+         known=[rec(RECORDING, **NOTIFY)], headers=lambda p: {}, code=403, relayed=0),
+    RRow("the relay cannot be written (apiserver): 500, the cloud sends it again",
+         known=[rec(RECORDING, **NOTIFY)], given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "x")),
+         code=500, relayed=0),
 )
 
 
 @pytest.mark.parametrize("row", RELAYS)
 async def test_relays(row: RRow) -> None:
     await run(row)
+
+
+async def test_a_replayed_signature_carries_only_its_own_task() -> None:
+    rig = Rig(RRow("", known=[rec(REPLACED)]))
+    for obj in rig.row.known:
+        rig.kube.add_recording(obj)
+    path = f"/callbacks/{NS}/rec/{UID}/1"
+    headers = sign(path)
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        async def post(task: str, event: str = "TaskRunning") -> int:
+            return (await client.post(path, json=callback_body(task, event), headers=headers)).status
+        assert await post("task-1") == 200
+        assert await post("task-1", "RecordFileUploaded") == 200  # another event of the same task: the same pair
+        assert await post("task-9") == 403  # the captured pair with another task
+    assert rig.evidence() == [("alive", 1, "task-1", "TaskRunning")]  # to reap task-1; nothing of task-9
+
+
+# -- the operator's relayer: delivers what the receiver handed over -------------------------------------
+
+USER_KEY = "userkey0123456789"
+
+
+@dataclass
+class LRow:
+    id: str
+    notify: dict | None = field(default_factory=lambda: {"url": "USER", "authKeySecretRef": {"name": "notify",
+                                                                                            "key": "k"}})
+    answers: tuple[int, ...] = ()  # the user's endpoint
+    key: str | None = USER_KEY  # in the notify Secret (None: no Secret)
+    uid: str = UID  # the relay's
+    resource: bool = True
+    guard: Guard | None = None  # default: loopback allowed (the tests' user endpoint)
+    # what must hold after
+    received: int = 1
+    outcome: str = "delivered"
+    events: list[str] = field(default_factory=list)  # RelayFailed keys
+    then: Callable[["User"], Any] | None = None
+
+
+def signed_for_user(user: "User") -> None:
+    path, headers, body = user.received[0]
+    assert path == "/hook" and body == callback_body("task-1", "TaskRunning")
+    expected = signed_headers(USER_KEY, int(headers["ALI-LIVE-TIMESTAMP"]))
+    assert headers["ALI-LIVE-SIGNATURE"] == expected["ALI-LIVE-SIGNATURE"]
+
+
+RELAYER = [pytest.param(r, id=r.id) for r in (
+    LRow("delivered, signed with the user's key, the ConfigMap deleted", then=signed_for_user),
+    LRow("the endpoint fails (5xx): sent once more, like the cloud does; then an Event",
+         answers=(500, 500), received=2, outcome="failed", events=["relay-failed"]),
+    LRow("the endpoint fails once: the second try delivers", answers=(503,), received=2),
+    LRow("the endpoint refuses (4xx): not resent, an Event", answers=(404,), outcome="rejected",
+         events=["relay-rejected"]),
+    LRow("the endpoint redirects: not followed", answers=(302,), outcome="delivered",
+         then=lambda user: _assert([p for p, *_ in user.received] == ["/hook"])),
+    LRow("no key: relayed unsigned", notify={"url": "USER"},
+         then=lambda user: _assert("ALI-LIVE-SIGNATURE" not in user.received[0][1])),
+    LRow("the key's Secret is gone: not relayed, an Event", key=None, received=0, outcome="refused",
+         events=["relay-refused"]),
+    LRow("an internal address (loopback) without being allowed: refused, an Event", guard=Guard(), received=0,
+         outcome="refused", events=["relay-refused"]),
+    LRow("the resource is gone: dropped", resource=False, received=0, outcome="gone"),
+    LRow("a namesake holds the name: dropped", uid=NAMESAKE_UID, received=0, outcome="gone"),
+)]
+
+
+class User:
+    """The user's own NotifyUrl: records what it gets, answers as scripted."""
+
+    def __init__(self, answers: tuple[int, ...] = ()):
+        self.answers = list(answers)
+        self.received: list[tuple[str, dict, dict]] = []  # path, headers, body
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((request.path, dict(request.headers), await request.json()))
+        status = self.answers.pop(0) if self.answers else 200
+        if status == 302:
+            raise web.HTTPFound("/elsewhere")
+        return web.json_response({}, status=status)
+
+
+@pytest.mark.parametrize("row", RELAYER)
+async def test_relayer(row: LRow) -> None:
+    kube, user = FakeKube(), User(row.answers)
+    async with TestServer(user.app()) as server:
+        notify = dict(row.notify or {})
+        if notify.get("url") == "USER":
+            notify["url"] = str(server.make_url("/hook"))
+        if row.resource:
+            kube.add_recording(rec(RECORDING, notify=notify))
+        if row.key is not None:
+            kube.add_secret(NS, "notify", {"k": row.key}, NOTIFY_KEY)
+        relay = Relay(NS, "rec", row.uid, json.dumps(callback_body("task-1", "TaskRunning"), sort_keys=True))
+        await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
+        relayer = Relayer(kube, SecretCache(kube), row.guard or Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS,
+                          workers=1)
+        outcomes: list[str] = []
+        deliver = relayer.deliver
+
+        async def counted(item: Relay) -> str:
+            outcomes.append(await deliver(item))
+            return outcomes[-1]
+
+        relayer.deliver = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(relayer.run())
+        try:
+            await until(lambda: not kube.all("configmaps", EVIDENCE_NS), what="the relay to be done")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert outcomes == [row.outcome]
+    assert len(user.received) == row.received
+    assert [e["metadata"]["name"].split(".", 1)[1] for e in kube.all("events")] == row.events
+    if row.then is not None:
+        assert row.then(user) is not False
 
 
 async def test_healthz_follows_readiness() -> None:

@@ -19,14 +19,15 @@ from typing import Any
 
 import pytest
 
+from rtc_recording.callbacks import path_key
 from rtc_recording.cloud import RecordFiles, TaskStatus, Throttled
 from rtc_recording.index import Tracked
 from rtc_recording.kube import KubeError
 from rtc_recording.reconcile import ADOPT_ANNOTATION
 from rtc_recording.recorder import PERSIST_TRIES, RetryLater
 
-from .fakes import (BASE_SPEC, CALLBACK_KEY, CRASH, DIED_BEFORE_SEND, NOW, NS, UNKNOWN, Callbacks, ProcessDied, World,
-                    invalid, recording, throttled, transient, ts, until)
+from .fakes import (BASE_SPEC, CALLBACK_KEY, CREDENTIALS, CRASH, DIED_BEFORE_SEND, NOTIFY_KEY, NOW, NS, UNKNOWN,
+                    Callbacks, ProcessDied, World, invalid, recording, throttled, transient, ts, until)
 
 # Receiver.app() (the Callbacks rows) routes /healthz to a plain function, which aiohttp 3.14 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
@@ -105,8 +106,9 @@ def stale(action: Callable[[World], Awaitable], change: Callable[[World], Any]) 
 # -- givens ------------------------------------------------------------------------------------
 
 def poke_before(method: str, pattern: str, patch: dict, skip: int = 0) -> Callable[[World], None]:
-    """Another writer changes status right before a matching request is served (after `skip` of them)."""
-    return lambda w: w.kube.before(method, pattern, lambda k: k.poke_status(NS, "rec", patch), skip=skip)
+    """Another writer changes status right before a matching request is served (after `skip` of them). A task
+    id it writes is sealed: that writer is the operator itself (another handler, the evidence worker)."""
+    return lambda w: w.kube.before(method, pattern, lambda k: w.poke(patch), skip=skip)
 
 
 GET_REC = r"/rtcrecordings/rec$"
@@ -147,6 +149,7 @@ class Row:
     annotations: dict | None = None
     tasks: dict[str, TaskStatus] | None = None  # None: the status's taskId runs, if any
     script: dict[str, tuple] = field(default_factory=dict)
+    sealed: bool = True  # False: status.taskId was written by someone else than the operator
     given: Callable[[World], Any] | None = None
     act: Callable[[World], Awaitable] = field(default_factory=reconcile)
     settings: dict = field(default_factory=dict)
@@ -186,7 +189,8 @@ async def run(row: Row) -> World:
     tasks = row.tasks if row.tasks is not None else ({status["taskId"]: RUNNING} if status.get("taskId") else {})
     for task_id, task_status in tasks.items():
         w.cloud.add_task(task_status, task_id=task_id)
-    obj = w.add(recording(status=status, generation=row.generation, annotations=row.annotations, **row.spec))
+    obj = w.add(recording(status=status, generation=row.generation, annotations=row.annotations, **row.spec),
+                sealed=row.sealed)
     w.uid = obj["metadata"]["uid"]  # type: ignore[attr-defined]
     for verb, answers in row.script.items():
         w.cloud.script(verb, *answers)
@@ -231,7 +235,7 @@ def backoff(retry: int, base: float = 1.0) -> tuple[float, float]:
 def start_params_and_order(w: World) -> None:
     params = w.cloud.tasks["task-1"].params
     assert params["NotifyUrl"] == f"http://receiver.invalid/callbacks/{NS}/rec/{w.uid}/1"
-    assert params["NotifyAuthKey"] == CALLBACK_KEY
+    assert params["NotifyAuthKey"] == path_key(CALLBACK_KEY, NS, "rec", w.uid, 1)  # the attempt's own key
     assert "SLICE" in params["NotifyFileUploadedFormat"]  # the heartbeat of OSS recordings
     # The attempt is written ahead, with the resourceVersion read: then, and only then, Start.
     first, *_ = w.kube.status_writes("rec")
@@ -259,6 +263,8 @@ def conflict_then_fresh(w: World) -> None:
     assert w.status()["message"] == "recording as task task-1"  # ours, decided from the fresh object
 
 
+MISSING_KEYS = ("cannot call the cloud: Secret 'keys' (spec.credentialsSecretRef) is not available to the operator: "
+                "it uses only Secrets in the resource's namespace labelled rtc.recording.io/usage=credentials")
 NOTIFY = {"url": "https://hooks.example.com/rtc", "authKeySecretRef": {"name": "notify", "key": "k"}}
 NO_RECEIVER = {"callback_url": None, "callback_auth_key": None}
 
@@ -400,19 +406,27 @@ START = rows(
         spec={"credentialsSecretRef": {"name": "keys"}}, act=reconcile(retry=1),
         raises=RetryLater, delay=backoff(1),
         want={"phase": "Pending", "reason": "CredentialsUnavailable", "message": Has("keys"), "attempt": ABSENT},
-        calls=[]),
+        calls=[], events=[("Warning", "CredentialsUnavailable")]),
+    Row("credentials Secret missing, still: no second write or Event",
+        spec={"credentialsSecretRef": {"name": "keys"}}, status={"phase": "Pending", "reason": "CredentialsUnavailable",
+                                                                 "message": MISSING_KEYS},
+        raises=RetryLater, calls=[], status_writes=0, events=[]),
+    Row("a credentials Secret that did not opt in: refused in the very words of a missing one",
+        spec={"credentialsSecretRef": {"name": "keys"}},
+        given=lambda w: w.kube.add_secret(NS, "keys", {"accessKeyId": "AK1", "accessKeySecret": "s"}),
+        raises=RetryLater, want={"phase": "Pending", "message": MISSING_KEYS}, calls=[]),
     Row("credentials Secret missing, but a task was adopted meanwhile: its status is left alone",
         spec={"credentialsSecretRef": {"name": "keys"}},
         given=poke_before("GET", GET_REC, {"phase": "Recording", "taskId": "task-5"}),
         raises=RetryLater, want={"phase": "Recording", "taskId": "task-5"}, calls=[], status_writes=0),
     Row("credentials from the Secret: the task belongs to that account",
         spec={"credentialsSecretRef": {"name": "keys"}},
-        given=lambda w: w.kube.add_secret(NS, "keys", {"accessKeyId": "AK1", "accessKeySecret": "s"}),
+        given=lambda w: w.kube.add_secret(NS, "keys", {"accessKeyId": "AK1", "accessKeySecret": "s"}, CREDENTIALS),
         want={"phase": "Recording", "taskId": "task-1"}, calls=[("start", None)],
         then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK1")),
     Row("without a receiver: spec.notify.url and its key from the user's Secret",
         settings=NO_RECEIVER, spec={"notify": NOTIFY},
-        given=lambda w: w.kube.add_secret(NS, "notify", {"k": "userkey0123456789"}),
+        given=lambda w: w.kube.add_secret(NS, "notify", {"k": "userkey0123456789"}, NOTIFY_KEY),
         want={"phase": "Recording"}, calls=[("start", None)], then=notify_from_spec),
     Row("without a receiver, the notify key's Secret missing: Pending, nothing sent",
         settings=NO_RECEIVER, spec={"notify": NOTIFY},
@@ -479,7 +493,8 @@ CLASSES = rows(
     Row("the class's credentials Secret, in its own namespace, is the account",
         spec=CLASSED,
         given=all_of(a_class(credentialsSecretRef={"namespace": "shared", "name": "keys"}),
-                     lambda w: w.kube.add_secret("shared", "keys", {"accessKeyId": "AK9", "accessKeySecret": "s"})),
+                     lambda w: w.kube.add_secret("shared", "keys", {"accessKeyId": "AK9", "accessKeySecret": "s"},
+                                                 CREDENTIALS)),
         want={"phase": "Recording", "recordingClass.credentialsSecretRef.namespace": "shared"},
         then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK9")),
     Row("a named class that does not exist (yet): Pending ClassNotFound, one Warning, nothing sent",
@@ -795,7 +810,7 @@ DELETE = rows(
         raises=RetryLater, calls=[], events=[("Warning", "StopFailed")], tasks_after={"task-1": RUNNING}),
     Row("Kopf's body predates an adoption: the fresh object's task is stopped",
         status=starting(1, seconds_ago=5), tasks={"task-1": RUNNING},
-        act=stale(delete(), lambda w: w.kube.poke_status(NS, "rec", {"phase": "Recording", "taskId": "task-1"})),
+        act=stale(delete(), lambda w: w.poke({"phase": "Recording", "taskId": "task-1"})),
         calls=[("stop", "task-1")]),
     Row("already gone: nothing",
         status=recording_as(), act=stale(delete(), gone), calls=[], tasks_after={"task-1": RUNNING}),
@@ -1040,7 +1055,7 @@ OBSERVE = rows(
         events=[("Warning", "TaskLost")]),
     Row("the task was replaced since the index saw it: nothing written",
         status=recording_as(files=EMPTY_FILES), tasks={"task-1": STOPPED, "task-2": RUNNING},
-        act=stale(observe(), lambda w: w.kube.poke_status(NS, "rec", {"taskId": "task-2"})),
+        act=stale(observe(), lambda w: w.poke({"taskId": "task-2"})),
         want={"taskId": "task-2", "phase": "Recording"}, calls=[("describe", "task-1")], status_writes=0, events=[]),
     Row("a concurrent writer between read and compare-and-swap: 409, re-read, one write",
         status=recording_as(files=EMPTY_FILES), tasks={"task-1": STOPPED},
@@ -1110,6 +1125,86 @@ EVENTS = rows(
 
 @pytest.mark.parametrize("row", EVENTS)
 async def test_events(row: Row) -> None:
+    await run(row)
+
+
+# -- ownership: a task id the operator did not seal is not acted on ------------------------------------
+
+def claimed_unsealed(task: str) -> Callable[[World], None]:
+    return lambda w: w.add(recording("other", status=recording_as(task)), sealed=False)
+
+
+def seal_of_another(w: World) -> None:
+    other = w.add(recording("other", status=recording_as("task-1")))
+    w.kube.poke_status(NS, "rec", {"taskSeal": other["status"]["taskSeal"]})
+
+
+def refused_once(w: World) -> None:
+    assert [e["count"] for e in w.kube.events_about("rec")] == [1]
+
+
+KEYS = {"credentialsSecretRef": {"name": "keys"}}
+
+
+def account_known_then_secret_gone(w: World) -> None:
+    w.kube.add_secret(NS, "keys", {"accessKeyId": "AK1", "accessKeySecret": "s"}, CREDENTIALS)
+    w.cloud.tasks["task-1"].account = "cn-shanghai/AK1"
+
+
+async def secret_gone_after_use(w: World) -> None:
+    await w.recorder.observe(Tracked.of(w.body()))  # the account is made with the Secret
+    w.kube.remove("secrets", NS, "keys")
+    w.clients.secrets.forget(NS, "keys")
+    await w.recorder.delete(w.body())
+
+
+def terminating_without_secret(account: str) -> Callable[[World], None]:
+    def given(w: World) -> None:
+        w.kube.terminating.add(NS)
+        w.cloud.tasks["task-1"].account = account
+    return given
+
+
+OWNERSHIP = rows(
+    Row("a task id someone else wrote: no Update, TaskNotProven said once, Synced=False",
+        status=recording_as(), sealed=False, generation=2, act=reconcile_twice,
+        want={"phase": "Recording", "reason": "TaskNotProven", "conditions.Synced": "False", "observedGeneration": 2},
+        calls=[], events=[("Warning", "TaskNotProven")], then=refused_once),
+    Row("a seal copied from another resource proves nothing",
+        status=recording_as(), generation=2, given=seal_of_another,
+        want={"reason": "TaskNotProven"}, calls=[], events=[("Warning", "TaskNotProven")]),
+    Row("delete with an unproven task: let go without a Stop",
+        status=recording_as(), sealed=False, act=delete(), calls=[], events=[("Warning", "TaskNotProven")],
+        tasks_after={"task-1": RUNNING}),
+    Row("suspend with an unproven task: no Stop",
+        status=recording_as(), sealed=False, spec={"suspend": True}, calls=[],
+        want={"phase": "Recording", "reason": "TaskNotProven"}, tasks_after={"task-1": RUNNING}),
+    Row("the poller and an unproven task: no Describe",
+        status=recording_as(), sealed=False, act=returns(None), calls=[], requests=0),
+    Row("reap: a task claimed without a seal is nobody's, so it is stopped",
+        status=recording_as("task-2"), tasks={"task-1": RUNNING, "task-2": RUNNING}, given=claimed_unsealed("task-1"),
+        act=act_on(1, "task-1", "TaskRunning"), calls=[("stop", "task-1")], tasks_after={"task-1": STOPPED}),
+    Row("adopt annotation: a task claimed without a seal may be adopted",
+        annotations={ADOPT_ANNOTATION: "task-7"}, tasks={"task-7": RUNNING}, given=claimed_unsealed("task-7"),
+        want={"taskId": "task-7", "phase": "Recording"}, calls=[("describe", "task-7"), ("update", "task-7")]),
+    Row("the Started write seals the task for this resource, attempt and account",
+        then=lambda w: _assert(w.index.sealer.proven(w.body()) and w.index.owner("task-1").name == "rec")),
+    Row("Secret gone, its account known from before: stopped with it",
+        status=recording_as(), spec=KEYS, given=account_known_then_secret_gone, act=secret_gone_after_use,
+        calls=[("describe", "task-1"), ("stop", "task-1")], events=[("Normal", "Stopped")],
+        tasks_after={"task-1": STOPPED}),
+    Row("namespace being deleted, credentials Secret gone: stopped with the operator's own credentials",
+        status=recording_as(), spec=KEYS, given=terminating_without_secret("cn-shanghai/operator"), act=delete(),
+        want={"reason": "Stopped", "message": Has("operator's own credentials")}, events=[],
+        calls=[("stop", "task-1")], tasks_after={"task-1": STOPPED}),
+    Row("namespace being deleted, Secret gone, the operator's credentials cannot stop it: given up, said in status",
+        status=recording_as(), spec=KEYS, given=terminating_without_secret("cn-shanghai/AK1"), act=delete(),
+        want={"reason": "StopAbandoned"}, calls=[("stop", "task-1")], tasks_after={"task-1": RUNNING}),
+)
+
+
+@pytest.mark.parametrize("row", OWNERSHIP)
+async def test_ownership(row: Row) -> None:
     await run(row)
 
 
