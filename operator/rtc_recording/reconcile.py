@@ -276,9 +276,15 @@ def _conditions(status: RtcRecordingStatus, changes: dict[str, tuple[bool, str, 
     return sorted(conditions, key=lambda c: c["type"])
 
 
+def answer_lost(status: RtcRecordingStatus) -> bool:
+    """Is the pending attempt one whose answer was lost (not refused, not ended by a suspend)?"""
+    return bool(status.attempt and not status.attempt.not_executed and status.task_id is None
+                and status.phase == Phase.STARTING)
+
+
 def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, now: datetime) -> dict:
     """Written (compare-and-swap) before Start is called."""
-    retry = attempt > 1 and status.phase != Phase.FAILED
+    retry = answer_lost(status)
     message = (f"attempt {attempt}: the answer to attempt {attempt - 1} was lost and no callback named its task"
                if retry else f"calling StartRtcCloudRecording (attempt {attempt})")
     return {

@@ -117,7 +117,8 @@ class Recorder:
         pending = status_of(obj).pending_event
         if pending is None:
             return
-        await self._event(obj, pending.type, pending.reason, pending.message, key=pending.key)
+        if await self._event(obj, pending.type, pending.reason, pending.message, key=pending.key) is None:
+            return  # not posted: it stays pending, and the next reconcile posts it
         meta = obj["metadata"]
         try:
             await self.kube.patch_status(meta["namespace"], meta["name"], {"pendingEvent": None},
@@ -129,9 +130,10 @@ class Recorder:
             pass
 
     async def _event(self, obj: dict, type_: str, reason: str, message: str, key: str | None = None,
-                     repeat: bool = False) -> bool:
-        """One log line and one Event naming the resource and its task. False when the namespace is
-        being deleted: no Event can be created there, so status says it instead."""
+                     repeat: bool = False) -> bool | None:
+        """One log line and one Event naming the resource and its task. True when posted; False when
+        the namespace is being deleted (no Event can be created there, so status says it instead);
+        None when the apiserver would not take it."""
         meta = obj["metadata"]
         log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", meta["namespace"],
                 meta["name"], reason, message,
@@ -148,6 +150,7 @@ class Recorder:
         except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
             # An Event is a courtesy: never let it undo the work (a pending one is posted again).
             log.warning("could not post event %s for %s", reason, meta["name"], exc_info=True)
+            return None
         return True
 
     # -- create / resume / update -----------------------------------------------------------
@@ -264,7 +267,7 @@ class Recorder:
                 event=("Warning", "CredentialsUnavailable"))
             raise RetryLater(self._delay(exc, retry), message) from exc
 
-        if status.attempt and not status.attempt.not_executed:
+        if reconcile.answer_lost(status):
             await self._event(obj, "Warning", "UnknownOutcome",
                               f"no callback named the task of attempt {status.attempt.number}, whose answer was lost;"
                               f" starting attempt {attempt}")
@@ -319,7 +322,7 @@ class Recorder:
         """Apply `change` only while this attempt is still the pending one."""
         status = status_of(obj)
         if (status.task_id is None and status.attempt and status.attempt.number == attempt
-                and status.phase not in reconcile.SETTLED):
+                and not status.attempt.not_executed and status.phase not in reconcile.SETTLED):
             return change(status)
         return None
 
@@ -415,7 +418,7 @@ class Recorder:
         """ttlSecondsAfterFinished passed: delete, with the uid as a precondition (never a namesake)."""
         meta = obj["metadata"]
         await self._event(obj, "Normal", "Expired", "ttlSecondsAfterFinished passed: deleting the RtcRecording",
-                          key="expired")
+                          key=f"expired.{obj['metadata']['uid'][:8]}")
         await self.kube.delete_recording(meta["namespace"], meta["name"], uid=meta["uid"])
 
     async def _adopt_annotated(self, obj: dict, spec: RtcRecordingSpec, task_id: str, retry: int) -> None:
@@ -463,7 +466,8 @@ class Recorder:
         match reconcile.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
             case Orphan(task_id):
                 await self._event(obj, "Warning", "Orphaned", f"deletionPolicy Orphan: task {task_id} keeps running"
-                                  if task_id else "deletionPolicy Orphan: no task was running", key="orphaned")
+                                  if task_id else "deletionPolicy Orphan: no task was running",
+                                  key=f"orphaned.{meta['uid'][:8]}")
             case AwaitOutcome(attempt, seconds):
                 raise RetryLater(seconds, f"attempt {attempt}: waiting for a callback naming its task before letting go")
             case Release(attempt):
@@ -487,8 +491,8 @@ class Recorder:
         except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
             # Never let go of a running task: keep the finalizer, say why (one Event, counted), try again.
             metrics.RECONCILES.labels(action="stop", outcome="retry").inc()
-            if not await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}",
-                                     key=f"stopfailed.{task_id}"[:40].lower(), repeat=True) \
+            if await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}",
+                                 key=f"stopfailed.{task_id}"[:40].lower(), repeat=True) is False \
                     and isinstance(exc, SecretUnavailable) and exc.gone:
                 await self._last_resort(obj, task_id)  # its namespace goes, and its credentials went first
                 return

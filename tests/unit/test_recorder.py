@@ -366,11 +366,7 @@ START = rows(
     Row("the write-ahead after a not-executed attempt does not claim a lost answer",
         status={"phase": "Pending", "reason": "Throttling.User",
                 "attempt": {"number": 2, "startedAt": ago(5), "notExecuted": True}},
-        then=lambda w: _write_ahead_claims_no_lost_answer(w, 3),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "bug: reconcile.attempt_recorded writes reason UnknownOutcome and 'the answer to attempt 2 was lost' "
-            "for any attempt > 1 outside Failed, also when attempt 2 was not executed (throttled)")))
-    ,
+        then=lambda w: _write_ahead_claims_no_lost_answer(w, 3)),
     Row("Failed and the spec changed: a new attempt",
         status={"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1,
                 "attempt": {"number": 1, "startedAt": ago(100), "notExecuted": True}},
@@ -713,11 +709,7 @@ SUSPEND = rows(
                 "attempt": {"number": 1, "startedAt": ago(600), "generation": 1},
                 "history": [{"taskId": "task-1", "reason": "Suspended"}]},
         tasks={"task-1": STOPPED}, generation=2, events=[("Normal", "Started")],
-        then=lambda w: _write_ahead_claims_no_lost_answer(w, 2),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "bug: resuming from Suspended (task adopted, then stopped by suspend) posts Warning UnknownOutcome "
-            "'no callback named the task of attempt 1, whose answer was lost' (Recorder._start) and writes "
-            "reason UnknownOutcome (reconcile.attempt_recorded): attempt 1's answer was never lost"))),
+        then=lambda w: _write_ahead_claims_no_lost_answer(w, 2)),
 )
 
 
@@ -767,11 +759,7 @@ EXPIRE = rows(
             "metadata": {"namespace": NS, "name": "rec.expired", "resourceVersion": "1"}, "count": 1,
             "type": "Normal", "reason": "Expired", "involvedObject": {"name": "rec", "uid": "an-earlier-rec"}}),
         then=lambda w: _assert([e["involvedObject"]["uid"] for e in w.kube.events_about("rec")]
-                               == ["an-earlier-rec", w.uid]),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "bug: Recorder._expire (key 'expired') and delete's Orphaned Event (key 'orphaned') name their Event "
-            "<name>.<key> without the uid or a task id, so a namesake within the Event TTL (1 h) gets no Event: "
-            "the POST is a 409 and post_event treats it as already posted"))),
+                               == ["an-earlier-rec", w.uid])),
     Row("on_due: TTL passed: deleted",
         status=finished(seconds_ago=61), spec={"ttlSecondsAfterFinished": 60}, act=on_due(),
         events=[("Normal", "Expired")], then=deleted_with_uid),
@@ -938,11 +926,7 @@ EVIDENCE = rows(
         given=poke_before("GET", GET_REC, {"attempt": {"notExecuted": True}}, skip=1),  # after act_on's read
         want={"taskId": ABSENT, "strayTasks": 1, "strayTaskIds": ["task-1"]},
         calls=[("describe", "task-1"), ("stop", "task-1")], tasks_after={"task-1": STOPPED},
-        events=[("Warning", "StrayTaskStopped")],
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "bug: Recorder._if_attempt ignores attempt.notExecuted, so _adopt writes the task over an attempt "
-            "that delete's Release gave up (reconcile.Release promises the racing adoption fails and stops "
-            "the task); the resource then goes with the task running and its tombstone silences its callbacks"))),
+        events=[("Warning", "StrayTaskStopped")]),
     Row("adopt after a newer attempt won: the task is reaped",
         status=starting(1, seconds_ago=5), tasks={"task-1": RUNNING, "task-2": RUNNING},
         act=act_on(1, "task-1", "TaskRunning"),
@@ -1115,11 +1099,7 @@ EVENTS = rows(
     Row("an Event the apiserver refused is posted by the next reconcile (every transition gets one Event)",
         given=lambda w: w.kube.fail("POST", "/events$", KubeError(500, "etcd")), act=reconcile_twice,
         want={"phase": "Recording", "pendingEvent": ABSENT}, calls=[("start", None)],
-        events=[("Normal", "Started")],
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "bug: Recorder._announce clears status.pendingEvent although _event swallowed the failed POST, so "
-            "the Event is lost; _event's comment ('a pending one is posted again') and docs/exactly-once.md "
-            "('every transition gets exactly one Event') promise otherwise"))),
+        events=[("Normal", "Started")]),
 )
 
 
