@@ -36,9 +36,12 @@ from .harness import (
 QUOTA = 50  # calls per second per AccessKey: the vendor's, and the emulator's default
 CLOUD_VERBS = ("StartRtcCloudRecording", "StopRtcCloudRecording", "UpdateRtcCloudRecording",
                "DescribeRtcCloudRecordingFiles")
-# apiserver requests made on behalf of recordings (the apiserver's own leases, discovery and our
-# scrapes of /metrics are left out)
-OURS = ("rtcrecordings", "rtcrecordings/status", "configmaps", "events", "secrets")
+# apiserver requests made on behalf of recordings: the resources, their status, Events, evidence
+# ConfigMaps, credentials Secrets, the classes and namespaces a class lookup reads, schedules.
+# Leases are left out (the apiserver renews its own every 10 s, the operator its Lease every 2 s
+# whatever the number of recordings), and so are discovery and our scrapes of /metrics.
+OURS = ("rtcrecordings", "rtcrecordings/status", "configmaps", "events", "secrets", "rtcrecordingclasses",
+        "namespaces", "rtcrecordingschedules")
 READS, WRITES = ("GET", "LIST", "WATCH"), ("POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION")
 
 
