@@ -143,6 +143,63 @@ class EmulatorProcess:
                 self.proc.wait()
 
 
+class Kubelet(RtcrecProcess):
+    """An RtcrecProcess that is started again when it exits by itself, as the kubelet restarts a
+    container (restartPolicy Always): after 10 s, doubling up to 300 s, reset once it ran for
+    10 minutes. Exits we cause (kill, stop) are ours; every other exit is counted in `exits`."""
+
+    BACKOFF, CAP, RESET = 10.0, 300.0, 600.0
+
+    def __init__(self, command: str, env: dict[str, str], log: Path):
+        super().__init__(command, env, log)
+        self.exits: list[tuple[float, int]] = []  # (monotonic time, exit code)
+        self._lock = threading.RLock()
+        self._started = 0.0
+        self._delay = self.BACKOFF
+        self._due: float | None = None  # when to start it again
+        self._closed = False
+        threading.Thread(target=self._watch, name=f"kubelet-{command}", daemon=True).start()
+
+    def start(self) -> "Kubelet":
+        with self._lock:
+            self._due = None
+            self._started = time.monotonic()
+            return super().start()  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        with self._lock:
+            self._due = None
+            super().kill()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._due = None
+            super().stop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            super().kill()
+
+    def _watch(self) -> None:
+        while not self._closed:
+            time.sleep(0.1)
+            with self._lock:
+                proc, now = self.proc, time.monotonic()
+                if self._closed or proc is None:
+                    continue
+                if self._due is None and proc.poll() is not None and proc.returncode not in (-9, -15):
+                    if now - self._started > self.RESET:
+                        self._delay = self.BACKOFF
+                    self.exits.append((now, proc.returncode))
+                    self._due = now + self._delay
+                    self._delay = min(self._delay * 2, self.CAP)
+                if self._due is not None and now >= self._due and proc.poll() is not None:
+                    self._due = None
+                    self._started = now
+                    RtcrecProcess.start(self)
+
+
 class Loop:
     """An asyncio loop on a thread: the tracker's watch and bulk requests run on it."""
 
@@ -184,7 +241,7 @@ class Stack:
             settings.setdefault("pod_name", "operator")
             self.env = local_env(self.cluster.kubeconfig, self.emulator.url, receiver_port=free_port(),
                                  metrics_port=free_port(), auth_key=AUTH_KEY, access_key=OPERATOR_KEY, **settings)
-            self.operator = RtcrecProcess("run", self.env, workdir / "operator.log")
+            self.operator = Kubelet("run", self.env, workdir / "operator.log")
             self.receiver = RtcrecProcess("receiver", self.env, workdir / "receiver.log")
             self.loop = Loop()
             self.kube = Kube(Connection.from_kubeconfig(str(self.cluster.kubeconfig)))
@@ -225,9 +282,10 @@ class Stack:
                  what="the receiver's /healthz", details=lambda: self.receiver.output()[-2000:])
 
     def close(self) -> None:
-        for part in ("operator", "receiver"):
-            if hasattr(self, part):
-                getattr(self, part).kill()
+        if hasattr(self, "operator"):
+            self.operator.close()
+        if hasattr(self, "receiver"):
+            self.receiver.kill()
         if hasattr(self, "tracker"):
             self.tracker.stop()
         if hasattr(self, "loop"):

@@ -36,9 +36,12 @@ from .harness import (
 QUOTA = 50  # calls per second per AccessKey: the vendor's, and the emulator's default
 CLOUD_VERBS = ("StartRtcCloudRecording", "StopRtcCloudRecording", "UpdateRtcCloudRecording",
                "DescribeRtcCloudRecordingFiles")
-# apiserver requests made on behalf of recordings (the apiserver's own leases, discovery and our
-# scrapes of /metrics are left out)
-OURS = ("rtcrecordings", "rtcrecordings/status", "configmaps", "events", "secrets")
+# apiserver requests made on behalf of recordings: the resources, their status, Events, evidence
+# ConfigMaps, credentials Secrets, the classes and namespaces a class lookup reads, schedules.
+# Leases are left out (the apiserver renews its own every 10 s, the operator its Lease every 2 s
+# whatever the number of recordings), and so are discovery and our scrapes of /metrics.
+OURS = ("rtcrecordings", "rtcrecordings/status", "configmaps", "events", "secrets", "rtcrecordingclasses",
+        "namespaces", "rtcrecordingschedules")
 READS, WRITES = ("GET", "LIST", "WATCH"), ("POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION")
 
 
@@ -101,6 +104,8 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
         api = stack.apiserver_requests()
         api.subtract(api_before)
         out.update({
+            "precreated_operator_exits": len(stack.operator.exits),
+            "precreated_exit_codes": [code for _, code in stack.operator.exits],
             "precreated_api_detail": api_detail(api), "precreated_api_writes": api_sum(api, WRITES),
             "precreated_apiserver_cpu_s": usage["kube-apiserver"]["cpu"] - usage_before["kube-apiserver"]["cpu"],
             "precreated_others_cores": others_cores(usage_before, usage, time.monotonic() - started),
@@ -150,6 +155,7 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
         api = stack.apiserver_requests()
         api.subtract(api_before)
         out.update({
+            "burst_operator_exits": len(stack.operator.exits),
             "burst_api_detail": api_detail(api), "burst_api_writes": api_sum(api, WRITES),
             "burst_operator_cpu_s": usage["operator"]["cpu"] - usage_before["operator"]["cpu"],
             "burst_receiver_cpu_s": usage["receiver"]["cpu"] - usage_before["receiver"]["cpu"],
@@ -197,6 +203,7 @@ def _restart_once(stack: Stack, present: int, new: list[tuple[float, dict]], ns:
     """Start the operator and the receiver with `present` resources; create `new` ones at the given
     offsets meanwhile; wait until every resource has been seen and handled, then settle."""
     calls_before, api_before, usage_before = operator_calls(stack), stack.apiserver_requests(), stack.usage()
+    exits_before = len(stack.operator.exits)
     started = stack.start_operator()
     stack.receiver.start()
     peak_apiserver, first_handled, all_seen, all_handled = 0.0, None, None, None
@@ -246,6 +253,7 @@ def _restart_once(stack: Stack, present: int, new: list[tuple[float, dict]], ns:
         "apiserver_writes_rtcrecordings": api_sum(api, WRITES, ("rtcrecordings", "rtcrecordings/status")),
         "api_detail": api_detail(api),
         "new_resources": len(new), "others_cores": others,
+        "operator_exits": len(stack.operator.exits) - exits_before,
     }
     stack.operator.stop()
     stack.receiver.stop()
@@ -370,6 +378,7 @@ def steady(workdir: Path, runs: int, n: int = 1000, on_window: float = 100, off_
         usage = stack.usage()
         for run in range(runs):
             results[run]["operator_rss_mb"] = usage["operator"]["rss"]
+            results[run]["operator_exits"] = len(stack.operator.exits)
     finally:
         stack.close()
     return results
@@ -541,6 +550,7 @@ def chaos(workdir: Path, run: int, n: int = 300, phase_n: int = 50) -> dict[str,
                     "delete_live_tasks": a["live_tasks"]})
         log(f"e: delete-all settled in {seconds} s: {a['resources']} left, {a['live_tasks']} live tasks")
         out["receiver_back"] = len(receiver_back)
+        out["operator_exits"] = len(stack.operator.exits)  # by itself: our kills are not counted
     finally:
         stack.close()
     return out
