@@ -26,9 +26,9 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,17 +47,31 @@ LEASE = "rtc-recording-operator"
 PEERING = "rtcrec-failover"
 
 PEERING_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
-    "spec": {"scope": "Cluster", "group": "kopf.dev",
-             "names": {"kind": "ClusterKopfPeering", "plural": "clusterkopfpeerings",
-                       "singular": "clusterkopfpeering"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                 "type": "object", "properties": {"status": {
-                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+    "spec": {
+        "scope": "Cluster",
+        "group": "kopf.dev",
+        "names": {"kind": "ClusterKopfPeering", "plural": "clusterkopfpeerings", "singular": "clusterkopfpeering"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                },
+            }
+        ],
+    },
 }
 # `rtcrec run`, but with Kopf peering (a priority, a lifetime) instead of the Lease.
-PEERING_RUNNER = """
+PEERING_RUNNER = (
+    """
 import sys, logging, kopf
 from rtc_recording import handlers
 from rtc_recording.settings import Settings
@@ -69,32 +83,50 @@ def peering(settings, **_):
 
 kopf.configure(verbose=True)
 kopf.run(clusterwide=True, peering_name=%r, priority=priority, memo=kopf.Memo(config=Settings()))
-""" % PEERING
+"""
+    % PEERING
+)
 
 
 def recording(name: str, channel: str) -> dict:
-    return {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecording",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"appId": APP, "channelId": channel, "mode": "Individual", "maxIdleSeconds": 600,
-                     "subscribers": [{"userId": "alice"}],
-                     "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}}}}
+    return {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecording",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "appId": APP,
+            "channelId": channel,
+            "mode": "Individual",
+            "maxIdleSeconds": 600,
+            "subscribers": [{"userId": "alice"}],
+            "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
+        },
+    }
 
 
 class Replica(RtcrecProcess):
     def __init__(self, env: dict[str, str], work: Path, name: str, mode: str, priority: int, lifetime: int):
         self.name, self.priority = name, priority
         # POD_ID: Kopf's name for this replica in the peering object.
-        super().__init__("run", {**env, "RTCREC_POD_NAME": name, "POD_ID": name,
-                                 "RTCREC_METRICS_PORT": str(free_port())}, work / f"{name}.log")
-        self.argv = ([sys.executable, "-c", PEERING_RUNNER, str(priority), str(lifetime)]
-                     if mode == "peering" else None)
+        super().__init__(
+            "run",
+            {**env, "RTCREC_POD_NAME": name, "POD_ID": name, "RTCREC_METRICS_PORT": str(free_port())},
+            work / f"{name}.log",
+        )
+        self.argv = [sys.executable, "-c", PEERING_RUNNER, str(priority), str(lifetime)] if mode == "peering" else None
 
-    def start(self) -> "Replica":
+    def start(self) -> Replica:
         if self.argv is None:
             return super().start()
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return self
 
 
@@ -125,24 +157,43 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="rtcrec-failover-"))
     cluster = LocalCluster.start(work / "cluster")
-    config = EmulatorConfig(access_keys=dict([ACCESS_KEY]), apps={APP}, oss_buckets={BUCKET}, time_scale=30,
-                            seed=5)
+    config = EmulatorConfig(access_keys=dict([ACCESS_KEY]), apps={APP}, oss_buckets={BUCKET}, time_scale=30, seed=5)
     replicas: list[Replica] = []
     try:
         cluster.apply_crds()
         cluster.kubectl("create", "namespace", NAMESPACE)
         if args.mode == "peering":
             cluster.kubectl("apply", "-f", "-", input=json.dumps(PEERING_CRD))
-            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd",
-                            "clusterkopfpeerings.kopf.dev")
-            cluster.kubectl("apply", "-f", "-", input=json.dumps(
-                {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}}))
+            cluster.kubectl(
+                "wait", "--for=condition=Established", "--timeout=60s", "crd", "clusterkopfpeerings.kopf.dev"
+            )
+            cluster.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input=json.dumps(
+                    {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}}
+                ),
+            )
         with run_in_thread(config) as emulator:
-            lease = {k: v for k, v in (("lease_duration_seconds", args.lease_duration),
-                                       ("lease_renew_deadline_seconds", args.renew_deadline),
-                                       ("lease_retry_period_seconds", args.retry_period)) if v is not None}
-            env = local_env(cluster.kubeconfig, emulator.url, receiver_port=free_port(), metrics_port=0,
-                            auth_key="unused" * 4, access_key=ACCESS_KEY, **lease)
+            lease = {
+                k: v
+                for k, v in (
+                    ("lease_duration_seconds", args.lease_duration),
+                    ("lease_renew_deadline_seconds", args.renew_deadline),
+                    ("lease_retry_period_seconds", args.retry_period),
+                )
+                if v is not None
+            }
+            env = local_env(
+                cluster.kubeconfig,
+                emulator.url,
+                receiver_port=free_port(),
+                metrics_port=0,
+                auth_key="unused" * 4,
+                access_key=ACCESS_KEY,
+                **lease,
+            )
             for key in ("RTCREC_CALLBACK_URL", "RTCREC_CALLBACK_AUTH_KEY"):  # no receiver: not measured here
                 env.pop(key)
             times = asyncio.run(rounds(args, cluster, emulator, env, work, replicas))
@@ -151,13 +202,20 @@ def main() -> int:
             replica.kill()
         cluster.stop()
 
-    summary = {"mode": args.mode, "signal": args.signal, "rounds": len(times),
-               "min": round(min(times), 2), "median": round(statistics.median(times), 2),
-               "max": round(max(times), 2)}
+    summary = {
+        "mode": args.mode,
+        "signal": args.signal,
+        "rounds": len(times),
+        "min": round(min(times), 2),
+        "median": round(statistics.median(times), 2),
+        "max": round(max(times), 2),
+    }
     if args.mode == "peering":
         summary["lifetime"] = args.lifetime
-    print(f"failover ({args.mode}, SIG{args.signal}): min {summary['min']} s, median {summary['median']} s, "
-          f"max {summary['max']} s over {len(times)} rounds")
+    print(
+        f"failover ({args.mode}, SIG{args.signal}): min {summary['min']} s, median {summary['median']} s, "
+        f"max {summary['max']} s over {len(times)} rounds"
+    )
     print(json.dumps(summary))
     return 0
 
@@ -191,8 +249,9 @@ async def rounds(args, cluster: LocalCluster, emulator, env: dict, work: Path, r
     times = []
     try:
         for n in range(args.rounds):
-            wait_for(lambda: standing_by(standby), timeout=60, what=f"{standby.name} standing by",
-                     details=standby.output)
+            wait_for(
+                lambda: standing_by(standby), timeout=60, what=f"{standby.name} standing by", details=standby.output
+            )
             active = next(r for r in replicas if r.name == holder())
             # Let the standby see a few renewals, then kill at a random point of the cycle.
             await asyncio.sleep(3 + random.uniform(0, 2))
@@ -203,14 +262,19 @@ async def rounds(args, cluster: LocalCluster, emulator, env: dict, work: Path, r
                 active.kill()
             else:
                 active.stop()
-            await kube.create(f"/apis/rtc.recording.io/v1alpha1/namespaces/{NAMESPACE}/rtcrecordings",
-                              recording(f"probe-{n}", channel))
+            await kube.create(
+                f"/apis/rtc.recording.io/v1alpha1/namespaces/{NAMESPACE}/rtcrecordings",
+                recording(f"probe-{n}", channel),
+            )
             took = await until_recording(kube, f"probe-{n}") - killed
             times.append(took)
             tasks = [t for t in emulator.control.tasks(app_id=APP, channel_id=channel) if t["status"] == "RUNNING"]
             assert len(tasks) == 1, f"round {n}: {len(tasks)} tasks for one resource"
-            print(f"round {n + 1}: {active.name} SIG{args.signal}ed, {standby.name} had probe-{n} Recording "
-                  f"after {took:.2f} s", flush=True)
+            print(
+                f"round {n + 1}: {active.name} SIG{args.signal}ed, {standby.name} had probe-{n} Recording "
+                f"after {took:.2f} s",
+                flush=True,
+            )
             standby = start(n + 2)
     finally:
         await kube.close()

@@ -35,7 +35,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,22 +64,37 @@ COLLECTION = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- the machine -------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     kopf_version = importlib.metadata.version("kopf")
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    return {"nproc": os.cpu_count(), "memoryGiB": round(mem_kb / 2**20, 1), "cpu": cpu,
-            "python": platform.python_version(), "kubernetes": binaries.KUBERNETES_VERSION,
-            "etcd": binaries.ETCD_VERSION, "kopf": kopf_version, "kernel": platform.release(),
-            "date": now_utc().strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-            "loadavg": os.getloadavg()[0]}
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "memoryGiB": round(mem_kb / 2**20, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kubernetes": binaries.KUBERNETES_VERSION,
+        "etcd": binaries.ETCD_VERSION,
+        "kopf": kopf_version,
+        "kernel": platform.release(),
+        "date": now_utc().strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "loadavg": os.getloadavg()[0],
+    }
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -94,8 +109,7 @@ def proc(pid: int) -> dict[str, float]:
     except FileNotFoundError:
         return {"rss": 0.0, "hwm": 0.0, "cpu": 0.0}
     kb = lambda key: int(re.search(rf"{key}:\s+(\d+)", status).group(1)) if key in status else 0  # noqa: E731
-    return {"rss": kb("VmRSS") / 1024, "hwm": kb("VmHWM") / 1024,
-            "cpu": (int(stat[11]) + int(stat[12])) / CLK_TCK}
+    return {"rss": kb("VmRSS") / 1024, "hwm": kb("VmHWM") / 1024, "cpu": (int(stat[11]) + int(stat[12])) / CLK_TCK}
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -118,13 +132,31 @@ class EmulatorProcess:
 
     def __init__(self, workdir: Path, time_scale: float, seed: int = 0):
         out = workdir / "emulator.url"
-        args = [RTCREC, "emulator", "--port", "0", "--app", APP, "--bucket", BUCKET, "--time-scale", str(time_scale),
-                "--seed", str(seed), "--access-key", ":".join(OPERATOR_KEY), "--access-key", ":".join(SEEDER_KEY)]
+        args = [
+            RTCREC,
+            "emulator",
+            "--port",
+            "0",
+            "--app",
+            APP,
+            "--bucket",
+            BUCKET,
+            "--time-scale",
+            str(time_scale),
+            "--seed",
+            str(seed),
+            "--access-key",
+            ":".join(OPERATOR_KEY),
+            "--access-key",
+            ":".join(SEEDER_KEY),
+        ]
         with open(out, "wb") as stdout, open(workdir / "emulator.log", "ab") as stderr:
-            self.proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        self.url = wait_for(lambda: out.read_text().strip() if out.read_text().endswith("\n") else None, 30,
-                            what="the emulator's URL")
+            self.proc = subprocess.Popen(
+                args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.url = wait_for(
+            lambda: out.read_text().strip() if out.read_text().endswith("\n") else None, 30, what="the emulator's URL"
+        )
         self.control = EmulatorControl(self.url, timeout=60)
         self.time_scale = time_scale
 
@@ -160,7 +192,7 @@ class Kubelet(RtcrecProcess):
         self._closed = False
         threading.Thread(target=self._watch, name=f"kubelet-{command}", daemon=True).start()
 
-    def start(self) -> "Kubelet":
+    def start(self) -> Kubelet:
         with self._lock:
             self._due = None
             self._started = time.monotonic()
@@ -239,8 +271,15 @@ class Stack:
             # pod_name: a stable identity, as a pod's name is, so that a SIGKILLed operator started again
             # (a container restart) takes its own Lease back at once instead of waiting the lease out.
             settings.setdefault("pod_name", "operator")
-            self.env = local_env(self.cluster.kubeconfig, self.emulator.url, receiver_port=free_port(),
-                                 metrics_port=free_port(), auth_key=AUTH_KEY, access_key=OPERATOR_KEY, **settings)
+            self.env = local_env(
+                self.cluster.kubeconfig,
+                self.emulator.url,
+                receiver_port=free_port(),
+                metrics_port=free_port(),
+                auth_key=AUTH_KEY,
+                access_key=OPERATOR_KEY,
+                **settings,
+            )
             self.operator = Kubelet("run", self.env, workdir / "operator.log")
             self.receiver = RtcrecProcess("receiver", self.env, workdir / "receiver.log")
             self.loop = Loop()
@@ -274,12 +313,20 @@ class Stack:
         return started
 
     def wait_metrics(self, timeout: float = 60) -> None:
-        wait_for(lambda: self.operator_metrics() is not None, timeout, what="the operator's /metrics",
-                 details=lambda: self.operator.output()[-2000:])
+        wait_for(
+            lambda: self.operator_metrics() is not None,
+            timeout,
+            what="the operator's /metrics",
+            details=lambda: self.operator.output()[-2000:],
+        )
 
     def wait_receiver(self, timeout: float = 60) -> None:
-        wait_for(lambda: _get_ok(f"http://127.0.0.1:{self.receiver_port}/healthz"), timeout,
-                 what="the receiver's /healthz", details=lambda: self.receiver.output()[-2000:])
+        wait_for(
+            lambda: _get_ok(f"http://127.0.0.1:{self.receiver_port}/healthz"),
+            timeout,
+            what="the receiver's /healthz",
+            details=lambda: self.receiver.output()[-2000:],
+        )
 
     def close(self) -> None:
         if hasattr(self, "operator"):
@@ -308,8 +355,9 @@ class Stack:
     def apiserver_metrics(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         info = self.cluster.info()
         ctx = ssl.create_default_context(cafile=str(self.cluster.ca_file))
-        request = urllib.request.Request(info["server"] + "/metrics",
-                                         headers={"Authorization": f"Bearer {info['token']}"})
+        request = urllib.request.Request(
+            info["server"] + "/metrics", headers={"Authorization": f"Bearer {info['token']}"}
+        )
         with urllib.request.urlopen(request, timeout=30, context=ctx) as resp:
             return parse_metrics(resp.read().decode())
 
@@ -318,8 +366,12 @@ class Stack:
         for requests that took more than 1 s (apiserver_request_duration_seconds)."""
         metrics = self.apiserver_metrics()
         counts: Counter = Counter()
-        resource_of = lambda labels: labels.get("resource", "") + (  # noqa: E731
-            f"/{labels['subresource']}" if labels.get("subresource") else "")
+        resource_of = lambda labels: (
+            labels.get("resource", "")
+            + (  # noqa: E731
+                f"/{labels['subresource']}" if labels.get("subresource") else ""
+            )
+        )
         for labels, value in metrics.get("apiserver_request_total", []):
             counts[(labels.get("verb", ""), resource_of(labels), labels.get("code", ""))] += value
         for labels, value in metrics.get("apiserver_request_duration_seconds_count", []):
@@ -357,8 +409,11 @@ class Stack:
 
     # -- writing -------------------------------------------------------------------------
     def namespace(self, name: str) -> None:
-        self.loop.run(self.kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                              "metadata": {"name": name}}))
+        self.loop.run(
+            self.kube.create(
+                "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
+        )
 
     def join(self, channels: Iterable[str], threads: int = 8) -> None:
         """Someone publishes in each channel (the emulator's Start wants someone there)."""
@@ -368,21 +423,33 @@ class Stack:
 
     def create(self, namespace: str, manifests: list[dict], concurrency: int = 32) -> dict[str, tuple[float, dict]]:
         """POST them all at once (`concurrency` in flight); name -> (monotonic time answered, object)."""
-        return self.loop.run(_bulk(lambda m: self.kube.create(
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}", m), manifests, concurrency,
-            key=lambda m: m["metadata"]["name"]))
+        return self.loop.run(
+            _bulk(
+                lambda m: self.kube.create(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}", m),
+                manifests,
+                concurrency,
+                key=lambda m: m["metadata"]["name"],
+            )
+        )
 
     def patch_statuses(self, namespace: str, statuses: dict[str, dict], concurrency: int = 32) -> None:
-        self.loop.run(_bulk(lambda item: self.kube.patch_status(namespace, item[0], item[1]),
-                            list(statuses.items()), concurrency, key=lambda item: item[0]))
+        self.loop.run(
+            _bulk(
+                lambda item: self.kube.patch_status(namespace, item[0], item[1]),
+                list(statuses.items()),
+                concurrency,
+                key=lambda item: item[0],
+            )
+        )
 
     def delete_all(self, namespace: str) -> None:
         """One DELETE of the collection (as `kubectl delete --all` does, without waiting)."""
         self.loop.run(self.kube.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"))
 
 
-async def _bulk(call: Callable[[Any], Awaitable[dict]], items: list, concurrency: int,
-                key: Callable[[Any], str]) -> dict[str, tuple[float, dict]]:
+async def _bulk(
+    call: Callable[[Any], Awaitable[dict]], items: list, concurrency: int, key: Callable[[Any], str]
+) -> dict[str, tuple[float, dict]]:
     gate = asyncio.Semaphore(concurrency)
     done: dict[str, tuple[float, dict]] = {}
 
@@ -446,15 +513,30 @@ def manifest(name: str, channel: str, *, finalizer: bool = False, max_idle: int 
     meta: dict[str, Any] = {"name": name}
     if finalizer:
         meta["finalizers"] = [FINALIZER]
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RtcRecording", "metadata": meta, "spec": {
-        "appId": APP, "channelId": channel, "mode": "Mixed", "maxIdleSeconds": max_idle,
-        "subscribers": [{"userId": "alice"}],
-        "storage": {"oss": {"endpoint": f"oss-{REGION}.aliyuncs.com", "bucket": BUCKET}},
-        "transcode": {"audioBitrateKbps": 64, "audioChannels": 2, "audioSampleRateHz": 48000,
-                      "videoBitrateKbps": 1500, "videoFramerate": 25, "videoGop": 50,
-                      "videoWidth": 1280, "videoHeight": 720},
-        "layout": {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
-    }}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RtcRecording",
+        "metadata": meta,
+        "spec": {
+            "appId": APP,
+            "channelId": channel,
+            "mode": "Mixed",
+            "maxIdleSeconds": max_idle,
+            "subscribers": [{"userId": "alice"}],
+            "storage": {"oss": {"endpoint": f"oss-{REGION}.aliyuncs.com", "bucket": BUCKET}},
+            "transcode": {
+                "audioBitrateKbps": 64,
+                "audioChannels": 2,
+                "audioSampleRateHz": 48000,
+                "videoBitrateKbps": 1500,
+                "videoFramerate": 25,
+                "videoGop": 50,
+                "videoWidth": 1280,
+                "videoHeight": 720,
+            },
+            "layout": {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+        },
+    }
 
 
 def _merge(base: dict, patch: dict) -> dict:
@@ -491,11 +573,16 @@ def seed_tasks(stack: Stack, manifests: list[dict], threads: int = 16) -> list[s
     control = stack.emulator.control
     previous = control.faults()["quota_per_second"]
     control.set_faults(quota_per_second=0)
-    cloud = AliyunRecordingCloud(REGION, StaticCredentials(Credentials(*SEEDER_KEY)), endpoint=stack.emulator.url,
-                                 read_timeout=60)
+    cloud = AliyunRecordingCloud(
+        REGION, StaticCredentials(Credentials(*SEEDER_KEY)), endpoint=stack.emulator.url, read_timeout=60
+    )
     try:
-        params = [start_params(RtcRecordingSpec.model_validate(m["spec"]), region_default=REGION, notify_url=None,
-                               notify_auth_key=None) for m in manifests]
+        params = [
+            start_params(
+                RtcRecordingSpec.model_validate(m["spec"]), region_default=REGION, notify_url=None, notify_auth_key=None
+            )
+            for m in manifests
+        ]
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(cloud.start, params))
     finally:
@@ -507,8 +594,9 @@ def stop_tasks(stack: Stack, task_ids: list[str], threads: int = 16) -> None:
     control = stack.emulator.control
     previous = control.faults()["quota_per_second"]
     control.set_faults(quota_per_second=0)
-    cloud = AliyunRecordingCloud(REGION, StaticCredentials(Credentials(*SEEDER_KEY)), endpoint=stack.emulator.url,
-                                 read_timeout=60)
+    cloud = AliyunRecordingCloud(
+        REGION, StaticCredentials(Credentials(*SEEDER_KEY)), endpoint=stack.emulator.url, read_timeout=60
+    )
     try:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(cloud.stop, task_ids))
@@ -581,8 +669,9 @@ def restart_apiserver(cluster: LocalCluster, down_seconds: float) -> float:
     _reap(pid)
     time.sleep(max(0.0, down_seconds - (time.monotonic() - stopped)))
     with open(cluster.state_dir / "kube-apiserver.log", "ab") as log:
-        new = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+        new = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     info["pids"]["kube-apiserver"] = new.pid
     (cluster.state_dir / "cluster.json").write_text(json.dumps(info))
     ctx = ssl.create_default_context(cafile=str(cluster.ca_file))
@@ -633,8 +722,9 @@ def etcd_key(namespace: str, name: str) -> str:
 
 
 def etcd_get(stack: Stack, key: str) -> dict | None:
-    request = urllib.request.Request(stack.cluster.info()["etcd"] + "/v3/kv/range",
-                                     data=json.dumps({"key": _b64(key)}).encode())
+    request = urllib.request.Request(
+        stack.cluster.info()["etcd"] + "/v3/kv/range", data=json.dumps({"key": _b64(key)}).encode()
+    )
     with urllib.request.urlopen(request, timeout=30) as resp:
         kvs = json.load(resp).get("kvs") or []
     return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
@@ -648,10 +738,13 @@ def etcd_put_all(stack: Stack, objects: list[dict], concurrency: int = 32) -> No
     async def put_all() -> None:
         gate = asyncio.Semaphore(concurrency)
         async with aiohttp.ClientSession() as session:
+
             async def put(obj: dict) -> None:
                 meta = obj["metadata"]
-                body = {"key": _b64(etcd_key(meta["namespace"], meta["name"])),
-                        "value": _b64(json.dumps(obj, separators=(",", ":")))}
+                body = {
+                    "key": _b64(etcd_key(meta["namespace"], meta["name"])),
+                    "value": _b64(json.dumps(obj, separators=(",", ":"))),
+                }
                 async with gate, session.post(url, json=body) as resp:
                     resp.raise_for_status()
                     await resp.read()

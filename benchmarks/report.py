@@ -19,109 +19,216 @@ RESULTS = ROOT / "benchmarks" / "results.json"
 
 # (key in the medians, label, format, target text, predicate on the median)
 Row = tuple[str, str, str, str, Callable[[Any], bool] | None]
-le = lambda bound: (lambda v: v is not None and v <= bound)  # noqa: E731
-ge = lambda bound: (lambda v: v is not None and v >= bound)  # noqa: E731
+le = lambda bound: lambda v: v is not None and v <= bound  # noqa: E731
+ge = lambda bound: lambda v: v is not None and v >= bound  # noqa: E731
 zero = le(0)
 
 SECTIONS: dict[str, tuple[str, list[Row]]] = {
-    "a": ("ab", [
-        ("precreated_seconds", "1000 created with operator and receiver stopped: seconds from their start until all are Recording", "{:.1f} s", "<= 21 s", le(21)),
-        ("precreated_ratio", "... ratio to the quota ceiling (1000 / 50 = 20 s)", "{:.2f}", ">= 0.95", ge(0.95)),
-        ("precreated_throttled", "... Throttling.User answers (emulator)", "{:.0f}", "0", zero),
-        ("precreated_starts", "... Starts sent", "{:.0f}", "", None),
-        ("precreated_other_keys", "... cloud calls by any other process (the receiver)", "{:.0f}", "0", zero),
-        ("precreated_evidence", "... callbacks the receiver recorded as evidence (ConfigMap creates tried)", "{:.0f}", "", None),
-        ("precreated_callbacks_failed", "... callbacks that failed after the cloud's resend", "{:.0f}", "", None),
-        ("precreated_api_writes", "... apiserver writes (RtcRecordings, status, Events, ConfigMaps)", "{:.0f}", "", None),
-        ("precreated_apiserver_cpu_s", "... kube-apiserver CPU-s", "{:.1f}", "", None),
-        ("precreated_operator_cpu_s", "... operator CPU-s", "{:.1f}", "", None),
-        ("precreated_receiver_cpu_s", "... receiver CPU-s", "{:.1f}", "", None),
-        ("precreated_others_cores", "... cores used meanwhile by other engineers' processes (not niced)", "{:.2f}", "", None),
-        ("burst_seconds", "1000 applied at once, everything running: seconds from the first create until all are Recording", "{:.1f} s", "", None),
-        ("burst_apply_seconds", "... of which creating them (32 in flight)", "{:.1f} s", "", None),
-        ("burst_ratio", "... ratio to the quota ceiling", "{:.2f}", "", None),
-        ("burst_throttled", "... Throttling.User answers", "{:.0f}", "0", zero),
-        ("burst_evidence", "... callbacks recorded as evidence", "{:.0f}", "", None),
-        ("burst_api_writes", "... apiserver writes", "{:.0f}", "", None),
-        ("burst_apiserver_cpu_s", "... kube-apiserver CPU-s", "{:.1f}", "", None),
-        ("burst_operator_cpu_s", "... operator CPU-s", "{:.1f}", "", None),
-        ("burst_others_cores", "... cores used meanwhile by other engineers' processes", "{:.2f}", "", None),
-    ]),
-    "b": ("ab", [
-        ("single_p50", "create -> TaskId, single creates (50, one at a time): p50", "{:.3f} s", "< 0.050 s", lambda v: v is not None and v < 0.05),
-        ("single_p99", "... p99", "{:.3f} s", "", None),
-        ("burst_p50", "create -> TaskId during the burst of 1000: p50", "{:.1f} s", "", None),
-        ("burst_p99", "... p99", "{:.1f} s", "<= 22 s (N/50 + 2: FIFO)", le(22)),
-        ("burst_max", "... max", "{:.1f} s", "", None),
-        ("burst_fifo", "... runs that were FIFO (p99 <= N/50 + 2 s)", "{}", "all", lambda v: isinstance(v, str) and v.split("/")[0] == v.split("/")[1]),
-    ]),
-    "c": ("c", [
-        ("resumed_seconds_10000", "10 000 present: seconds from operator start until every one was handled (resumed)", "{:.1f} s", "<= 15 s", le(15)),
-        ("seen_seconds_10000", "... until every one was seen (index filled)", "{:.1f} s", "", None),
-        ("first_handler_seconds_10000", "... until the first handler ran", "{:.1f} s", "", None),
-        ("new_recording_max_10000", "... a new resource created 1, 3 and 5 s after the start: Recording after its create (slowest)", "{:.1f} s", "<= 3 s", le(3)),
-        ("operator_peak_mb_10000", "... operator RSS, peak (VmHWM)", "{:.0f} MB", "<= 120 MB", le(120)),
-        ("operator_settled_mb_10000", "... operator RSS, settled (20 s later)", "{:.0f} MB", "<= 120 MB", le(120)),
-        ("receiver_peak_mb_10000", "... receiver RSS, peak", "{:.0f} MB", "<= 80 MB", le(80)),
-        ("receiver_settled_mb_10000", "... receiver RSS, settled", "{:.0f} MB", "<= 80 MB", le(80)),
-        ("operator_cpu_s_10000", "... operator CPU-s until all were handled", "{:.1f}", "", None),
-        ("receiver_cpu_s_10000", "... receiver CPU-s until then", "{:.1f}", "", None),
-        ("cloud_calls_other_10000", "... cloud calls other than the new ones' Starts", "{:.0f}", "0", zero),
-        ("apiserver_writes_10000", "... apiserver writes (all of them for the 3 new ones)", "{:.0f}", "", None),
-        ("apiserver_peak_mb_10000", "... kube-apiserver RSS, peak", "{:.0f} MB", "", None),
-        ("others_cores_10000", "... cores used meanwhile by other engineers' processes", "{:.2f}", "", None),
-        ("resumed_seconds_1000", "1 000 present: all handled", "{:.1f} s", "", None),
-        ("new_recording_max_1000", "... a new resource Recording after its create (slowest of 3)", "{:.1f} s", "", None),
-        ("operator_peak_mb_1000", "... operator RSS, peak", "{:.0f} MB", "<= 120 MB", le(120)),
-        ("operator_settled_mb_1000", "... operator RSS, settled", "{:.0f} MB", "", None),
-        ("receiver_peak_mb_1000", "... receiver RSS, peak", "{:.0f} MB", "<= 80 MB", le(80)),
-        ("receiver_settled_mb_1000", "... receiver RSS, settled", "{:.0f} MB", "", None),
-        ("operator_cpu_s_1000", "... operator CPU-s", "{:.1f}", "", None),
-        ("cloud_calls_other_1000", "... cloud calls other than the new ones' Starts", "{:.0f}", "0", zero),
-        ("idle_operator_mb", "no resource: operator RSS", "{:.0f} MB", "", None),
-        ("idle_receiver_mb", "no resource: receiver RSS", "{:.0f} MB", "", None),
-    ]),
-    "d": ("d", [
-        ("on_period_describes_per_rh", "callbacks on: Describes per resource-hour (over the whole 300 s: one poll period)", "{:.1f}", "", None),
-        ("on_other_calls_per_rh", "... Start/Stop/Update per resource-hour", "{:.2f}", "", None),
-        ("on_api_reads_per_rh", "... apiserver reads per resource-hour", "{:.2f}", "", None),
-        ("on_api_writes_per_rh", "... apiserver writes per resource-hour", "{:.2f}", "", None),
-        ("on_operator_cpu_s_per_rh", "... operator CPU-s per resource-hour", "{:.3f}", "", None),
-        ("on_receiver_cpu_s_per_rh", "... receiver CPU-s per resource-hour", "{:.3f}", "", None),
-        ("on_callbacks_per_rh", "... callbacks per resource-hour (HLS slices)", "{:.0f}", "", None),
-        ("off_describes_per_rh", "callbacks off (no receiver): Describes per resource-hour", "{:.1f}", "", None),
-        ("off_other_calls_per_rh", "... Start/Stop/Update per resource-hour", "{:.2f}", "", None),
-        ("off_api_reads_per_rh", "... apiserver reads per resource-hour", "{:.2f}", "", None),
-        ("off_api_writes_per_rh", "... apiserver writes per resource-hour", "{:.2f}", "", None),
-        ("off_operator_cpu_s_per_rh", "... operator CPU-s per resource-hour", "{:.3f}", "", None),
-        ("operator_rss_mb", "operator RSS with 1000 live", "{:.0f} MB", "", None),
-    ]),
-    "e": ("e", [
-        ("creates_settle_seconds", "300 creates, faults, 10 operator kills, receiver down 22 s and once more: settled after the last kill", "{:.1f} s", "", None),
-        ("creates_lost_answers", "... Start answers lost (emulator)", "{:.0f}", "", None),
-        ("creates_duplicates", "... duplicates at settle", "{:.0f}", "0", zero),
-        ("creates_leaks", "... leaks", "{:.0f}", "0", zero),
-        ("creates_stuck", "... stuck", "{:.0f}", "0", zero),
-        ("creates_wrong", "... wrong", "{:.0f}", "0", zero),
-        ("creates_extra_tasks", "... extra tasks (made, named by no resource)", "{:.0f}", "", None),
-        ("creates_extra_max_lived", "... longest an extra task lived", "{:.1f} s", "", None),
-        ("creates_extra_over_bound", "... extra tasks that outlived the documented bound", "{:.0f}", "0", zero),
-        ("outage_recovery_seconds", "60 s outage (100% 5xx) with 50 creates: all Recording after the cloud came back", "{:.1f} s", "<= 30 s (issue 12)", le(30)),
-        ("outage_duplicates", "... duplicates / leaks / stuck / wrong at settle (sum)", "{:.0f}", "0", zero),
-        ("outage_extra_tasks", "... extra tasks", "{:.0f}", "", None),
-        ("apiserver_down_seconds", "kube-apiserver restart with 50 creates under way: seconds it was unavailable", "{:.1f} s", "", None),
-        ("apiserver_settle_seconds", "... settled after it was back", "{:.1f} s", "", None),
-        ("apiserver_duplicates", "... duplicates / leaks / stuck / wrong at settle (sum)", "{:.0f}", "0", zero),
-        ("apiserver_extra_tasks", "... extra tasks", "{:.0f}", "", None),
-        ("apiserver_extra_over_bound", "... extra tasks that outlived the documented bound", "{:.0f}", "0", zero),
-        ("delete_seconds", "delete-all (400 resources) with 3 operator kills: seconds until none is left", "{:.1f} s", "", None),
-        ("delete_resources_left", "... resources left", "{:.0f}", "0", zero),
-        ("delete_live_tasks", "... live tasks left (leaks)", "{:.0f}", "0", zero),
-    ]),
+    "a": (
+        "ab",
+        [
+            (
+                "precreated_seconds",
+                "1000 created with operator and receiver stopped: seconds from their start until all are Recording",
+                "{:.1f} s",
+                "<= 21 s",
+                le(21),
+            ),
+            ("precreated_ratio", "... ratio to the quota ceiling (1000 / 50 = 20 s)", "{:.2f}", ">= 0.95", ge(0.95)),
+            ("precreated_throttled", "... Throttling.User answers (emulator)", "{:.0f}", "0", zero),
+            ("precreated_starts", "... Starts sent", "{:.0f}", "", None),
+            ("precreated_other_keys", "... cloud calls by any other process (the receiver)", "{:.0f}", "0", zero),
+            (
+                "precreated_evidence",
+                "... callbacks the receiver recorded as evidence (ConfigMap creates tried)",
+                "{:.0f}",
+                "",
+                None,
+            ),
+            ("precreated_callbacks_failed", "... callbacks that failed after the cloud's resend", "{:.0f}", "", None),
+            (
+                "precreated_api_writes",
+                "... apiserver writes (RtcRecordings, status, Events, ConfigMaps)",
+                "{:.0f}",
+                "",
+                None,
+            ),
+            ("precreated_apiserver_cpu_s", "... kube-apiserver CPU-s", "{:.1f}", "", None),
+            ("precreated_operator_cpu_s", "... operator CPU-s", "{:.1f}", "", None),
+            ("precreated_receiver_cpu_s", "... receiver CPU-s", "{:.1f}", "", None),
+            (
+                "precreated_others_cores",
+                "... cores used meanwhile by other engineers' processes (not niced)",
+                "{:.2f}",
+                "",
+                None,
+            ),
+            (
+                "burst_seconds",
+                "1000 applied at once, everything running: seconds from the first create until all are Recording",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("burst_apply_seconds", "... of which creating them (32 in flight)", "{:.1f} s", "", None),
+            ("burst_ratio", "... ratio to the quota ceiling", "{:.2f}", "", None),
+            ("burst_throttled", "... Throttling.User answers", "{:.0f}", "0", zero),
+            ("burst_evidence", "... callbacks recorded as evidence", "{:.0f}", "", None),
+            ("burst_api_writes", "... apiserver writes", "{:.0f}", "", None),
+            ("burst_apiserver_cpu_s", "... kube-apiserver CPU-s", "{:.1f}", "", None),
+            ("burst_operator_cpu_s", "... operator CPU-s", "{:.1f}", "", None),
+            ("burst_others_cores", "... cores used meanwhile by other engineers' processes", "{:.2f}", "", None),
+        ],
+    ),
+    "b": (
+        "ab",
+        [
+            (
+                "single_p50",
+                "create -> TaskId, single creates (50, one at a time): p50",
+                "{:.3f} s",
+                "< 0.050 s",
+                lambda v: v is not None and v < 0.05,
+            ),
+            ("single_p99", "... p99", "{:.3f} s", "", None),
+            ("burst_p50", "create -> TaskId during the burst of 1000: p50", "{:.1f} s", "", None),
+            ("burst_p99", "... p99", "{:.1f} s", "<= 22 s (N/50 + 2: FIFO)", le(22)),
+            ("burst_max", "... max", "{:.1f} s", "", None),
+            (
+                "burst_fifo",
+                "... runs that were FIFO (p99 <= N/50 + 2 s)",
+                "{}",
+                "all",
+                lambda v: isinstance(v, str) and v.split("/")[0] == v.split("/")[1],
+            ),
+        ],
+    ),
+    "c": (
+        "c",
+        [
+            (
+                "resumed_seconds_10000",
+                "10 000 present: seconds from operator start until every one was handled (resumed)",
+                "{:.1f} s",
+                "<= 15 s",
+                le(15),
+            ),
+            ("seen_seconds_10000", "... until every one was seen (index filled)", "{:.1f} s", "", None),
+            ("first_handler_seconds_10000", "... until the first handler ran", "{:.1f} s", "", None),
+            (
+                "new_recording_max_10000",
+                "... a new resource created 1, 3 and 5 s after the start: Recording after its create (slowest)",
+                "{:.1f} s",
+                "<= 3 s",
+                le(3),
+            ),
+            ("operator_peak_mb_10000", "... operator RSS, peak (VmHWM)", "{:.0f} MB", "<= 120 MB", le(120)),
+            ("operator_settled_mb_10000", "... operator RSS, settled (20 s later)", "{:.0f} MB", "<= 120 MB", le(120)),
+            ("receiver_peak_mb_10000", "... receiver RSS, peak", "{:.0f} MB", "<= 80 MB", le(80)),
+            ("receiver_settled_mb_10000", "... receiver RSS, settled", "{:.0f} MB", "<= 80 MB", le(80)),
+            ("operator_cpu_s_10000", "... operator CPU-s until all were handled", "{:.1f}", "", None),
+            ("receiver_cpu_s_10000", "... receiver CPU-s until then", "{:.1f}", "", None),
+            ("cloud_calls_other_10000", "... cloud calls other than the new ones' Starts", "{:.0f}", "0", zero),
+            ("apiserver_writes_10000", "... apiserver writes (all of them for the 3 new ones)", "{:.0f}", "", None),
+            ("apiserver_peak_mb_10000", "... kube-apiserver RSS, peak", "{:.0f} MB", "", None),
+            ("others_cores_10000", "... cores used meanwhile by other engineers' processes", "{:.2f}", "", None),
+            ("resumed_seconds_1000", "1 000 present: all handled", "{:.1f} s", "", None),
+            (
+                "new_recording_max_1000",
+                "... a new resource Recording after its create (slowest of 3)",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("operator_peak_mb_1000", "... operator RSS, peak", "{:.0f} MB", "<= 120 MB", le(120)),
+            ("operator_settled_mb_1000", "... operator RSS, settled", "{:.0f} MB", "", None),
+            ("receiver_peak_mb_1000", "... receiver RSS, peak", "{:.0f} MB", "<= 80 MB", le(80)),
+            ("receiver_settled_mb_1000", "... receiver RSS, settled", "{:.0f} MB", "", None),
+            ("operator_cpu_s_1000", "... operator CPU-s", "{:.1f}", "", None),
+            ("cloud_calls_other_1000", "... cloud calls other than the new ones' Starts", "{:.0f}", "0", zero),
+            ("idle_operator_mb", "no resource: operator RSS", "{:.0f} MB", "", None),
+            ("idle_receiver_mb", "no resource: receiver RSS", "{:.0f} MB", "", None),
+        ],
+    ),
+    "d": (
+        "d",
+        [
+            (
+                "on_period_describes_per_rh",
+                "callbacks on: Describes per resource-hour (over the whole 300 s: one poll period)",
+                "{:.1f}",
+                "",
+                None,
+            ),
+            ("on_other_calls_per_rh", "... Start/Stop/Update per resource-hour", "{:.2f}", "", None),
+            ("on_api_reads_per_rh", "... apiserver reads per resource-hour", "{:.2f}", "", None),
+            ("on_api_writes_per_rh", "... apiserver writes per resource-hour", "{:.2f}", "", None),
+            ("on_operator_cpu_s_per_rh", "... operator CPU-s per resource-hour", "{:.3f}", "", None),
+            ("on_receiver_cpu_s_per_rh", "... receiver CPU-s per resource-hour", "{:.3f}", "", None),
+            ("on_callbacks_per_rh", "... callbacks per resource-hour (HLS slices)", "{:.0f}", "", None),
+            ("off_describes_per_rh", "callbacks off (no receiver): Describes per resource-hour", "{:.1f}", "", None),
+            ("off_other_calls_per_rh", "... Start/Stop/Update per resource-hour", "{:.2f}", "", None),
+            ("off_api_reads_per_rh", "... apiserver reads per resource-hour", "{:.2f}", "", None),
+            ("off_api_writes_per_rh", "... apiserver writes per resource-hour", "{:.2f}", "", None),
+            ("off_operator_cpu_s_per_rh", "... operator CPU-s per resource-hour", "{:.3f}", "", None),
+            ("operator_rss_mb", "operator RSS with 1000 live", "{:.0f} MB", "", None),
+        ],
+    ),
+    "e": (
+        "e",
+        [
+            (
+                "creates_settle_seconds",
+                "300 creates, faults, 10 operator kills, receiver down 22 s and once more: settled after the last kill",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("creates_lost_answers", "... Start answers lost (emulator)", "{:.0f}", "", None),
+            ("creates_duplicates", "... duplicates at settle", "{:.0f}", "0", zero),
+            ("creates_leaks", "... leaks", "{:.0f}", "0", zero),
+            ("creates_stuck", "... stuck", "{:.0f}", "0", zero),
+            ("creates_wrong", "... wrong", "{:.0f}", "0", zero),
+            ("creates_extra_tasks", "... extra tasks (made, named by no resource)", "{:.0f}", "", None),
+            ("creates_extra_max_lived", "... longest an extra task lived", "{:.1f} s", "", None),
+            ("creates_extra_over_bound", "... extra tasks that outlived the documented bound", "{:.0f}", "0", zero),
+            (
+                "outage_recovery_seconds",
+                "60 s outage (100% 5xx) with 50 creates: all Recording after the cloud came back",
+                "{:.1f} s",
+                "<= 30 s (issue 12)",
+                le(30),
+            ),
+            ("outage_duplicates", "... duplicates / leaks / stuck / wrong at settle (sum)", "{:.0f}", "0", zero),
+            ("outage_extra_tasks", "... extra tasks", "{:.0f}", "", None),
+            (
+                "apiserver_down_seconds",
+                "kube-apiserver restart with 50 creates under way: seconds it was unavailable",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("apiserver_settle_seconds", "... settled after it was back", "{:.1f} s", "", None),
+            ("apiserver_duplicates", "... duplicates / leaks / stuck / wrong at settle (sum)", "{:.0f}", "0", zero),
+            ("apiserver_extra_tasks", "... extra tasks", "{:.0f}", "", None),
+            ("apiserver_extra_over_bound", "... extra tasks that outlived the documented bound", "{:.0f}", "0", zero),
+            (
+                "delete_seconds",
+                "delete-all (400 resources) with 3 operator kills: seconds until none is left",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("delete_resources_left", "... resources left", "{:.0f}", "0", zero),
+            ("delete_live_tasks", "... live tasks left (leaks)", "{:.0f}", "0", zero),
+        ],
+    ),
 }
 # Figures that sum several counts in the table (the row shows the sum over the four).
-SUMS = {f"{phase}_duplicates": [f"{phase}_{k}" for k in ("duplicates", "leaks", "stuck", "wrong")]
-        for phase in ("outage", "apiserver")}
+SUMS = {
+    f"{phase}_duplicates": [f"{phase}_{k}" for k in ("duplicates", "leaks", "stuck", "wrong")]
+    for phase in ("outage", "apiserver")
+}
 
 
 def _value(runs_or_median: dict, key: str) -> Any:
@@ -146,9 +253,13 @@ def table(name: str, results: dict) -> str:
     if not data:
         return "_not run yet_"
     m = data["machine"]
-    lines = [f"Command: `{data['command']}` ({len(data['runs'])} runs, {data['seconds']} s in all; "
-             f"{m['date']}, commit {m['commit']}, load average {m['loadavg']:.1f} at the start).", "",
-             "| Figure | Median | Runs | Target | Met |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Command: `{data['command']}` ({len(data['runs'])} runs, {data['seconds']} s in all; "
+        f"{m['date']}, commit {m['commit']}, load average {m['loadavg']:.1f} at the start).",
+        "",
+        "| Figure | Median | Runs | Target | Met |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for key, label, fmt, target, ok in rows:
         median = _value(data["median"], key)
         runs = ", ".join(_fmt(fmt, _value(run, key)).replace(" s", "").replace(" MB", "") for run in data["runs"])
@@ -175,9 +286,12 @@ def machine(results: dict) -> str:
     for unit, data in sorted(results.get("scenarios", {}).items()):
         m = data["machine"]
         seen.setdefault((m["nproc"], m["memoryGiB"], m["cpu"], m["python"], m["kubernetes"], m["kopf"]), []).append(
-            f"{unit} ({m['date']})")
-    lines = ["| nproc | memory | CPU | Python | Kubernetes | Kopf | scenarios (date) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+            f"{unit} ({m['date']})"
+        )
+    lines = [
+        "| nproc | memory | CPU | Python | Kubernetes | Kopf | scenarios (date) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for (nproc, mem, cpu, python, kube, kopf), units in seen.items():
         lines.append(f"| {nproc} | {mem} GiB | {cpu} | {python} | {kube} | {kopf} | {', '.join(units)} |")
     return "\n".join(lines)
@@ -185,8 +299,11 @@ def machine(results: dict) -> str:
 
 def render(results: dict) -> None:
     text = DOC.read_text()
-    blocks = {"machine": machine(results), "targets": targets(results),
-              **{name: table(name, results) for name in SECTIONS}}
+    blocks = {
+        "machine": machine(results),
+        "targets": targets(results),
+        **{name: table(name, results) for name in SECTIONS},
+    }
     for name, body in blocks.items():
         pattern = re.compile(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)", re.S)
         if not pattern.search(text):

@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("rtc_recording").setLevel(logging.ERROR)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenarios", default="a,b,c,d,e")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, results not written")
@@ -71,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
 
     def record(unit: str, runs: list[dict[str, Any]], seconds: float) -> None:
-        results["scenarios"][unit] = {"machine": machine(), "runs": runs, "median": summarise(runs),
-                                      "seconds": round(seconds), "command": f"make bench SCENARIOS={UNITS[unit]}"}
+        results["scenarios"][unit] = {
+            "machine": machine(),
+            "runs": runs,
+            "median": summarise(runs),
+            "seconds": round(seconds),
+            "command": f"make bench SCENARIOS={UNITS[unit]}",
+        }
         if not q:
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True, default=str) + "\n")
             report.render(results)
@@ -98,15 +104,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_unit(unit: str, workdir: Path, runs_wanted: int, q: bool) -> list[dict[str, Any]]:
     if unit == "ab":
-        return [scenarios.throughput(workdir / unit / str(r), r, n=100 if q else 1000, singles=10 if q else 50)
-                for r in range(runs_wanted)]
+        return [
+            scenarios.throughput(workdir / unit / str(r), r, n=100 if q else 1000, singles=10 if q else 50)
+            for r in range(runs_wanted)
+        ]
     if unit == "c":
         return scenarios.restart(workdir / unit, runs_wanted, sizes=(100, 300) if q else (1000, 10000))
     if unit == "d":
-        return scenarios.steady(workdir / unit, runs_wanted, n=100 if q else 1000,
-                                on_window=20 if q else 100, off_window=20 if q else 60)
-    return [scenarios.chaos(workdir / unit / str(r), r, n=60 if q else 300, phase_n=10 if q else 50)
-            for r in range(runs_wanted)]
+        return scenarios.steady(
+            workdir / unit, runs_wanted, n=100 if q else 1000, on_window=20 if q else 100, off_window=20 if q else 60
+        )
+    return [
+        scenarios.chaos(workdir / unit / str(r), r, n=60 if q else 300, phase_n=10 if q else 50)
+        for r in range(runs_wanted)
+    ]
 
 
 if __name__ == "__main__":

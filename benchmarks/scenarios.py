@@ -24,24 +24,36 @@ from .harness import (
     etcd_key,
     etcd_put_all,
     manifest,
+    others_cores,
     percentile,
     restart_apiserver,
     seed_tasks,
     seeded_status,
     stop_tasks,
-    others_cores,
     total,
 )
 
 QUOTA = 50  # calls per second per AccessKey: the vendor's, and the emulator's default
-CLOUD_VERBS = ("StartRtcCloudRecording", "StopRtcCloudRecording", "UpdateRtcCloudRecording",
-               "DescribeRtcCloudRecordingFiles")
+CLOUD_VERBS = (
+    "StartRtcCloudRecording",
+    "StopRtcCloudRecording",
+    "UpdateRtcCloudRecording",
+    "DescribeRtcCloudRecordingFiles",
+)
 # apiserver requests made on behalf of recordings: the resources, their status, Events, evidence
 # ConfigMaps, credentials Secrets, the classes and namespaces a class lookup reads, schedules.
 # Leases are left out (the apiserver renews its own every 10 s, the operator its Lease every 2 s
 # whatever the number of recordings), and so are discovery and our scrapes of /metrics.
-OURS = ("rtcrecordings", "rtcrecordings/status", "configmaps", "events", "secrets", "rtcrecordingclasses",
-        "namespaces", "rtcrecordingschedules")
+OURS = (
+    "rtcrecordings",
+    "rtcrecordings/status",
+    "configmaps",
+    "events",
+    "secrets",
+    "rtcrecordingclasses",
+    "namespaces",
+    "rtcrecordingschedules",
+)
 READS, WRITES = ("GET", "LIST", "WATCH"), ("POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION")
 
 
@@ -78,10 +90,16 @@ def channels_for(stack: Stack, prefix: str, n: int) -> list[dict]:
 
 
 def wait_recording(stack: Stack, namespace: str, n: int, timeout: float) -> None:
-    wait_for(lambda: stack.tracker.count(namespace, "Recording") >= n, timeout, interval=0.1,
-             what=f"{n} Recording in {namespace}",
-             details=lambda: f"{Counter(p for (ns, _), p in stack.tracker.phase.items() if ns == namespace)}\n"
-                             + stack.operator.output()[-3000:])
+    wait_for(
+        lambda: stack.tracker.count(namespace, "Recording") >= n,
+        timeout,
+        interval=0.1,
+        what=f"{n} Recording in {namespace}",
+        details=lambda: (
+            f"{Counter(p for (ns, _), p in stack.tracker.phase.items() if ns == namespace)}\n"
+            + stack.operator.output()[-3000:]
+        ),
+    )
 
 
 # -- (a) throughput and (b) latency ------------------------------------------------------------
@@ -103,21 +121,30 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
         usage = stack.usage()
         api = stack.apiserver_requests()
         api.subtract(api_before)
-        out.update({
-            "precreated_operator_exits": len(stack.operator.exits),
-            "precreated_exit_codes": [code for _, code in stack.operator.exits],
-            "precreated_api_detail": api_detail(api), "precreated_api_writes": api_sum(api, WRITES),
-            "precreated_apiserver_cpu_s": usage["kube-apiserver"]["cpu"] - usage_before["kube-apiserver"]["cpu"],
-            "precreated_others_cores": others_cores(usage_before, usage, time.monotonic() - started),
-            "precreated_operator_cpu_s": usage["operator"]["cpu"], "precreated_receiver_cpu_s": usage["receiver"]["cpu"],
-            "precreated_evidence": total(stack.receiver_metrics(), "rtcrec_callbacks_total", outcome="recorded"),
-            "precreated_seconds": seconds, "precreated_ratio": (n / QUOTA) / seconds,
-            "precreated_throttled": throttled(stack), "precreated_starts": calls["StartRtcCloudRecording"],
-            "precreated_describes": calls["DescribeRtcCloudRecordingFiles"],
-            "precreated_other_keys": sum(v for k, v in stack.emulator.control.stats()["calls"]["byAccessKeyId"].items()
-                                         if k != OPERATOR_KEY[0]),
-            "precreated_callbacks_failed": stack.emulator.control.callback_counts()["failed"],
-        })
+        out.update(
+            {
+                "precreated_operator_exits": len(stack.operator.exits),
+                "precreated_exit_codes": [code for _, code in stack.operator.exits],
+                "precreated_api_detail": api_detail(api),
+                "precreated_api_writes": api_sum(api, WRITES),
+                "precreated_apiserver_cpu_s": usage["kube-apiserver"]["cpu"] - usage_before["kube-apiserver"]["cpu"],
+                "precreated_others_cores": others_cores(usage_before, usage, time.monotonic() - started),
+                "precreated_operator_cpu_s": usage["operator"]["cpu"],
+                "precreated_receiver_cpu_s": usage["receiver"]["cpu"],
+                "precreated_evidence": total(stack.receiver_metrics(), "rtcrec_callbacks_total", outcome="recorded"),
+                "precreated_seconds": seconds,
+                "precreated_ratio": (n / QUOTA) / seconds,
+                "precreated_throttled": throttled(stack),
+                "precreated_starts": calls["StartRtcCloudRecording"],
+                "precreated_describes": calls["DescribeRtcCloudRecordingFiles"],
+                "precreated_other_keys": sum(
+                    v
+                    for k, v in stack.emulator.control.stats()["calls"]["byAccessKeyId"].items()
+                    if k != OPERATOR_KEY[0]
+                ),
+                "precreated_callbacks_failed": stack.emulator.control.callback_counts()["failed"],
+            }
+        )
         log(f"a: all {n} Recording {seconds:.1f} s after the operator started")
     finally:
         stack.close()
@@ -144,8 +171,13 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
             wait_for(lambda: key in stack.tracker.task_at, 30, interval=0.005, what=f"{key} task id")
             latencies.append(stack.tracker.task_at[key] - created_at)
             time.sleep(0.2)
-        out.update({"single_p50": percentile(latencies, 50), "single_p99": percentile(latencies, 99),
-                    "single_latencies": latencies})
+        out.update(
+            {
+                "single_p50": percentile(latencies, 50),
+                "single_p99": percentile(latencies, 99),
+                "single_latencies": latencies,
+            }
+        )
         manifests = channels_for(stack, "burst", n)
         calls_before, throttled_before = operator_calls(stack), throttled(stack)
         usage_before, api_before = stack.usage(), stack.apiserver_requests()
@@ -160,22 +192,29 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
         usage = stack.usage()
         api = stack.apiserver_requests()
         api.subtract(api_before)
-        out.update({
-            "burst_operator_exits": len(stack.operator.exits),
-            "burst_api_detail": api_detail(api), "burst_api_writes": api_sum(api, WRITES),
-            "burst_operator_cpu_s": usage["operator"]["cpu"] - usage_before["operator"]["cpu"],
-            "burst_receiver_cpu_s": usage["receiver"]["cpu"] - usage_before["receiver"]["cpu"],
-            "burst_apiserver_cpu_s": usage["kube-apiserver"]["cpu"] - usage_before["kube-apiserver"]["cpu"],
-            "burst_others_cores": others_cores(usage_before, usage, time.monotonic() - began),
-            "burst_describes": calls["DescribeRtcCloudRecordingFiles"],
-            "burst_evidence": total(stack.receiver_metrics(), "rtcrec_callbacks_total", outcome="recorded")
-            - evidence_before,
-            "burst_seconds": seconds, "burst_ratio": (n / QUOTA) / seconds,
-            "burst_throttled": throttled(stack) - throttled_before, "burst_starts": calls["StartRtcCloudRecording"],
-            "burst_apply_seconds": max(t for t, _ in created.values()) - began,
-            "burst_p50": percentile(burst, 50), "burst_p99": percentile(burst, 99), "burst_max": max(burst),
-            "burst_fifo_bound": n / QUOTA + 2,
-        })
+        out.update(
+            {
+                "burst_operator_exits": len(stack.operator.exits),
+                "burst_api_detail": api_detail(api),
+                "burst_api_writes": api_sum(api, WRITES),
+                "burst_operator_cpu_s": usage["operator"]["cpu"] - usage_before["operator"]["cpu"],
+                "burst_receiver_cpu_s": usage["receiver"]["cpu"] - usage_before["receiver"]["cpu"],
+                "burst_apiserver_cpu_s": usage["kube-apiserver"]["cpu"] - usage_before["kube-apiserver"]["cpu"],
+                "burst_others_cores": others_cores(usage_before, usage, time.monotonic() - began),
+                "burst_describes": calls["DescribeRtcCloudRecordingFiles"],
+                "burst_evidence": total(stack.receiver_metrics(), "rtcrec_callbacks_total", outcome="recorded")
+                - evidence_before,
+                "burst_seconds": seconds,
+                "burst_ratio": (n / QUOTA) / seconds,
+                "burst_throttled": throttled(stack) - throttled_before,
+                "burst_starts": calls["StartRtcCloudRecording"],
+                "burst_apply_seconds": max(t for t, _ in created.values()) - began,
+                "burst_p50": percentile(burst, 50),
+                "burst_p99": percentile(burst, 99),
+                "burst_max": max(burst),
+                "burst_fifo_bound": n / QUOTA + 2,
+            }
+        )
         out["burst_fifo"] = out["burst_p99"] <= out["burst_fifo_bound"]
         log(f"a: burst all Recording in {seconds:.1f} s; p50 {out['burst_p50']:.2f} s p99 {out['burst_p99']:.2f} s")
     finally:
@@ -197,9 +236,15 @@ def _seed(stack: Stack, template: dict, first: int, count: int, completed_every:
     objects = []
     done_set = set(done)
     for i, (m, task_id) in enumerate(zip(manifests, task_ids)):
-        obj = {**template, "metadata": {**template["metadata"], "name": m["metadata"]["name"],
-                                        "uid": f"00000000-0000-4000-8000-{first + i:012d}"},
-               "spec": {**template["spec"], "channelId": m["spec"]["channelId"]}}
+        obj = {
+            **template,
+            "metadata": {
+                **template["metadata"],
+                "name": m["metadata"]["name"],
+                "uid": f"00000000-0000-4000-8000-{first + i:012d}",
+            },
+            "spec": {**template["spec"], "channelId": m["spec"]["channelId"]},
+        }
         obj["status"] = seeded_status(obj, task_id, completed=i in done_set)
         objects.append(obj)
     etcd_put_all(stack, objects)
@@ -247,18 +292,24 @@ def _restart_once(stack: Stack, present: int, new: list[tuple[float, dict]], ns:
     api.subtract(api_before)
     new_latency = [stack.tracker.recording_at[(ns, name)] - at for name, at in created.items()]
     result = {
-        "resumed_seconds": all_handled, "seen_seconds": all_seen, "first_handler_seconds": first_handled,
+        "resumed_seconds": all_handled,
+        "seen_seconds": all_seen,
+        "first_handler_seconds": first_handled,
         "new_recording_max": max(new_latency) if new_latency else None,
-        "operator_peak_mb": settled["operator"]["hwm"], "operator_settled_mb": settled["operator"]["rss"],
-        "receiver_peak_mb": settled["receiver"]["hwm"], "receiver_settled_mb": settled["receiver"]["rss"],
-        "operator_cpu_s": at_settle["operator"]["cpu"], "receiver_cpu_s": at_settle["receiver"]["cpu"],
+        "operator_peak_mb": settled["operator"]["hwm"],
+        "operator_settled_mb": settled["operator"]["rss"],
+        "receiver_peak_mb": settled["receiver"]["hwm"],
+        "receiver_settled_mb": settled["receiver"]["rss"],
+        "operator_cpu_s": at_settle["operator"]["cpu"],
+        "receiver_cpu_s": at_settle["receiver"]["cpu"],
         "apiserver_peak_mb": peak_apiserver,
         "cloud_calls_new": calls["StartRtcCloudRecording"],
         "cloud_calls_other": sum(v for k, v in calls.items() if k != "StartRtcCloudRecording"),
         "apiserver_writes": api_sum(api, WRITES),
         "apiserver_writes_rtcrecordings": api_sum(api, WRITES, ("rtcrecordings", "rtcrecordings/status")),
         "api_detail": api_detail(api),
-        "new_resources": len(new), "others_cores": others,
+        "new_resources": len(new),
+        "others_cores": others,
         "operator_exits": len(stack.operator.exits) - exits_before,
     }
     stack.operator.stop()
@@ -266,8 +317,9 @@ def _restart_once(stack: Stack, present: int, new: list[tuple[float, dict]], ns:
     return result
 
 
-def restart(workdir: Path, runs: int, sizes: tuple[int, ...] = (1000, 10000),
-            completed_every: int = 20) -> list[dict[str, Any]]:
+def restart(
+    workdir: Path, runs: int, sizes: tuple[int, ...] = (1000, 10000), completed_every: int = 20
+) -> list[dict[str, Any]]:
     """One stack; for each size, `runs` restarts of operator and receiver (the runs of this
     scenario). Idle (no resource) is measured the same way first."""
     stack = Stack(workdir / "restart")
@@ -283,7 +335,9 @@ def restart(workdir: Path, runs: int, sizes: tuple[int, ...] = (1000, 10000),
             stack.wait_receiver()
             time.sleep(15)
             idle = stack.usage()
-            results[run].update({"idle_operator_mb": idle["operator"]["rss"], "idle_receiver_mb": idle["receiver"]["rss"]})
+            results[run].update(
+                {"idle_operator_mb": idle["operator"]["rss"], "idle_receiver_mb": idle["receiver"]["rss"]}
+            )
             stack.operator.stop()
             stack.receiver.stop()
         template_manifest = manifest("template", "c-template", finalizer=True)
@@ -307,8 +361,10 @@ def restart(workdir: Path, runs: int, sizes: tuple[int, ...] = (1000, 10000),
                 result = _restart_once(stack, present + new_count, new, ns)
                 new_count += len(new)
                 results[run].update({f"{k}_{size}": v for k, v in result.items()})
-                log(f"c: {size}: resumed in {result['resumed_seconds']:.1f} s, new one Recording in "
-                    f"{result['new_recording_max']:.1f} s, operator peak {result['operator_peak_mb']:.0f} MB")
+                log(
+                    f"c: {size}: resumed in {result['resumed_seconds']:.1f} s, new one Recording in "
+                    f"{result['new_recording_max']:.1f} s, operator peak {result['operator_peak_mb']:.0f} MB"
+                )
     finally:
         stack.close()
     return results
@@ -316,8 +372,13 @@ def restart(workdir: Path, runs: int, sizes: tuple[int, ...] = (1000, 10000),
 
 # -- (d) steady state --------------------------------------------------------------------------
 def _sample(stack: Stack) -> dict[str, Any]:
-    return {"at": time.monotonic(), "usage": stack.usage(), "api": stack.apiserver_requests(),
-            "calls": operator_calls(stack), "callbacks": stack.emulator.control.callback_counts()}
+    return {
+        "at": time.monotonic(),
+        "usage": stack.usage(),
+        "api": stack.apiserver_requests(),
+        "calls": operator_calls(stack),
+        "callbacks": stack.emulator.control.callback_counts(),
+    }
 
 
 def _window(a: dict[str, Any], b: dict[str, Any], n: int) -> dict[str, float]:
@@ -373,8 +434,11 @@ def steady(workdir: Path, runs: int, n: int = 1000, on_window: float = 100, off_
         stack.emulator.control.set_faults(callbacks=False)
         stack.operator.stop()
         stack.start_operator(callback_url=None)
-        wait_for(lambda: total(stack.operator_metrics(), "rtcrec_reconciles_total") >= n, 120,
-                 what="the operator without callbacks resumed")
+        wait_for(
+            lambda: total(stack.operator_metrics(), "rtcrec_reconciles_total") >= n,
+            120,
+            what="the operator without callbacks resumed",
+        )
         time.sleep(10)
         samples = [_sample(stack)]
         for run in range(runs):
@@ -412,17 +476,30 @@ def audit(stack: Stack, extra_since: float | None = None) -> dict[str, Any]:
         "live_tasks": len(live),
         "duplicates": sum(1 for c in channels if per_channel[c] > 1),
         "leaks": sum(1 for t in live if t["taskId"] not in named),
-        "stuck": sum(1 for i in items if (i.get("status") or {}).get("phase") not in ("Recording", "Completed", "Failed")),
-        "wrong": sum(1 for i in items if (i.get("status") or {}).get("phase") == "Recording"
-                     and i["status"].get("taskId") not in live_ids),
+        "stuck": sum(
+            1 for i in items if (i.get("status") or {}).get("phase") not in ("Recording", "Completed", "Failed")
+        ),
+        "wrong": sum(
+            1
+            for i in items
+            if (i.get("status") or {}).get("phase") == "Recording" and i["status"].get("taskId") not in live_ids
+        ),
         "failed": sum(1 for i in items if (i.get("status") or {}).get("phase") == "Failed"),
     }
     if extra_since is not None:
         now = stack.emulator.control.health()["now"]
         extra = [t for t in tasks if t["createdAt"] >= extra_since and t["taskId"] not in named]
-        out["extra_tasks"] = [{"taskId": t["taskId"], "createdAt": t["createdAt"], "stoppedAt": t["stoppedAt"],
-                               "lived": ((t["stoppedAt"] or now) - t["createdAt"]) / stack.emulator.time_scale,
-                               "stopReason": t["stopReason"], "live": t["status"] in LIVE} for t in extra]
+        out["extra_tasks"] = [
+            {
+                "taskId": t["taskId"],
+                "createdAt": t["createdAt"],
+                "stoppedAt": t["stoppedAt"],
+                "lived": ((t["stoppedAt"] or now) - t["createdAt"]) / stack.emulator.time_scale,
+                "stopReason": t["stopReason"],
+                "live": t["status"] in LIVE,
+            }
+            for t in extra
+        ]
     return out
 
 
@@ -475,8 +552,14 @@ def chaos(workdir: Path, run: int, n: int = 300, phase_n: int = 50) -> dict[str,
             kills.append(t)
         receiver_down = (rng.uniform(2, 6), 22.0)  # at, for how long
         receiver_second = kills[6] + 1.0
-        events = sorted([(k, "operator") for k in kills] + [(receiver_down[0], "receiver-down"),
-                        (receiver_down[0] + receiver_down[1], "receiver-up"), (receiver_second, "receiver-kill")])
+        events = sorted(
+            [(k, "operator") for k in kills]
+            + [
+                (receiver_down[0], "receiver-down"),
+                (receiver_down[0] + receiver_down[1], "receiver-up"),
+                (receiver_second, "receiver-kill"),
+            ]
+        )
         receiver_back: list[float] = []
         for at, what in events:
             time.sleep(max(0.0, began + at - time.monotonic()))
@@ -514,8 +597,9 @@ def chaos(workdir: Path, run: int, n: int = 300, phase_n: int = 50) -> dict[str,
         wait_for(lambda: control.faults()["error_rates"] == {}, 10, what="the outage reverted")
         back = time.monotonic()
         wait_recording(stack, "e-outage", phase_n, timeout=300)
-        out["outage_recovery_seconds"] = max(stack.tracker.recording_at[("e-outage", m["metadata"]["name"])]
-                                             for m in outage) - back
+        out["outage_recovery_seconds"] = (
+            max(stack.tracker.recording_at[("e-outage", m["metadata"]["name"])] for m in outage) - back
+        )
         seconds, a = settle(stack, back, timeout=240)
         a = audit(stack, extra_since=since)
         bound(a, since, began, deaf=None)
@@ -552,8 +636,9 @@ def chaos(workdir: Path, run: int, n: int = 300, phase_n: int = 50) -> dict[str,
             stack.operator.kill()
             stack.operator.start()
         seconds, a = settle(stack, began, timeout=300, gone=True)
-        out.update({"delete_seconds": seconds, "delete_resources_left": a["resources"],
-                    "delete_live_tasks": a["live_tasks"]})
+        out.update(
+            {"delete_seconds": seconds, "delete_resources_left": a["resources"], "delete_live_tasks": a["live_tasks"]}
+        )
         log(f"e: delete-all settled in {seconds} s: {a['resources']} left, {a['live_tasks']} live tasks")
         out["receiver_back"] = len(receiver_back)
         out["operator_exits"] = len(stack.operator.exits)  # by itself: our kills are not counted
@@ -578,12 +663,19 @@ def bound(a: dict[str, Any], since: float, began: float, deaf: tuple[float, floa
 def _phase(name: str, seconds: float | None, a: dict[str, Any], slice_real: float) -> dict[str, Any]:
     extra = a.get("extra_tasks", [])
     lived = [e["lived"] for e in extra]
-    return {f"{name}_settle_seconds": seconds, f"{name}_duplicates": a["duplicates"], f"{name}_leaks": a["leaks"],
-            f"{name}_stuck": a["stuck"], f"{name}_wrong": a["wrong"], f"{name}_failed": a["failed"],
-            f"{name}_extra_tasks": len(extra), f"{name}_extra_max_lived": max(lived) if lived else 0.0,
-            f"{name}_extra_live": sum(1 for e in extra if e["live"]),
-            f"{name}_extra_over_bound": sum(1 for e in extra if e["lived"] > e.get("bound", slice_real + 15)),
-            f"{name}_extra_detail": extra}
+    return {
+        f"{name}_settle_seconds": seconds,
+        f"{name}_duplicates": a["duplicates"],
+        f"{name}_leaks": a["leaks"],
+        f"{name}_stuck": a["stuck"],
+        f"{name}_wrong": a["wrong"],
+        f"{name}_failed": a["failed"],
+        f"{name}_extra_tasks": len(extra),
+        f"{name}_extra_max_lived": max(lived) if lived else 0.0,
+        f"{name}_extra_live": sum(1 for e in extra if e["live"]),
+        f"{name}_extra_over_bound": sum(1 for e in extra if e["lived"] > e.get("bound", slice_real + 15)),
+        f"{name}_extra_detail": extra,
+    }
 
 
 def _brief(a: dict[str, Any]) -> str:

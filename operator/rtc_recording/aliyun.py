@@ -26,7 +26,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -66,9 +66,7 @@ ACTIONS = {
     "update": "UpdateRtcCloudRecording",
     "describe": "DescribeRtcCloudRecordingFiles",
 }
-JSON_PARAMS = frozenset(
-    {"SubscribeParams", "RecordParams", "StorageParams", "MixTranscodeParams", "MixLayoutParams"}
-)
+JSON_PARAMS = frozenset({"SubscribeParams", "RecordParams", "StorageParams", "MixTranscodeParams", "MixLayoutParams"})
 UPDATABLE_PARAMS = frozenset({"SubscribeParams", "MixLayoutParams"})
 USER_AGENT = (
     f"rtc-recording-operator/{version('rtc-recording-operator')} "
@@ -139,13 +137,8 @@ def authorization(query: Mapping[str, str], headers: Mapping[str, str], credenti
         ]
     )
     string_to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    signature = hmac.new(
-        credentials.access_key_secret.encode(), string_to_sign.encode(), hashlib.sha256
-    ).hexdigest()
-    return (
-        f"{ALGORITHM} Credential={credentials.access_key_id},"
-        f"SignedHeaders={';'.join(names)},Signature={signature}"
-    )
+    signature = hmac.new(credentials.access_key_secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"{ALGORITHM} Credential={credentials.access_key_id},SignedHeaders={';'.join(names)},Signature={signature}"
 
 
 def signed_headers(
@@ -238,8 +231,10 @@ def answer_error(verb: str, http_status: int, body: bytes) -> CloudError:
     if not message and not code:
         # Not the service's own answer. Its body is not shown: a proxy's page may echo the request's
         # URL, and with it the NotifyAuthKey.
-        message = (f"HTTP {http_status} without the service's error fields ({len(body)} bytes, not shown): a proxy "
-                   "or gateway between the operator and the service may have answered")
+        message = (
+            f"HTTP {http_status} without the service's error fields ({len(body)} bytes, not shown): a proxy "
+            "or gateway between the operator and the service may have answered"
+        )
     request_id = fields.get("RequestId") or fields.get("requestId")
     return error_class(verb, http_status, code)(
         code or f"HTTP{http_status}", message, request_id=request_id, http_status=http_status
@@ -315,8 +310,9 @@ class AliyunRecordingCloud:
         task_id = answer.get("TaskId")
         if not isinstance(task_id, str) or not task_id:
             # The service said yes but we cannot tell to what: a task may exist.
-            raise UnknownOutcome("MalformedAnswer", "Start answered without a TaskId",
-                                 request_id=answer.get("RequestId"))
+            raise UnknownOutcome(
+                "MalformedAnswer", "Start answered without a TaskId", request_id=answer.get("RequestId")
+            )
         return task_id
 
     def stop(self, task_id: str) -> None:
@@ -332,23 +328,29 @@ class AliyunRecordingCloud:
         try:
             return task_info(answer)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise Transient("MalformedAnswer", f"unexpected Describe answer: {_describe(exc)}",
-                            request_id=answer.get("RequestId")) from exc
+            raise Transient(
+                "MalformedAnswer", f"unexpected Describe answer: {_describe(exc)}", request_id=answer.get("RequestId")
+            ) from exc
 
     def _send(self, verb: str, query: dict[str, str]) -> dict[str, Any]:
         """One request: signature, POST, answer or typed error. CredentialsUnavailable is
         raised before anything is sent."""
         credentials = self._credentials.get()
         headers = signed_headers(
-            ACTIONS[verb], self._host, query, credentials,
-            date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ACTIONS[verb],
+            self._host,
+            query,
+            credentials,
+            date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             nonce=uuid.uuid4().hex,
         )
         started = time.monotonic()
         try:
             response = self._session.post(
                 f"{self._url}/?{canonical_query(query)}",
-                headers=headers, timeout=self._timeout, allow_redirects=False,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             error = transport_error(verb, exc)
@@ -360,8 +362,11 @@ class AliyunRecordingCloud:
                 self._count(verb, "OK", started)
                 return answer
             error_type = UnknownOutcome if verb == "start" else Transient
-            error = error_type("MalformedAnswer", f"HTTP {response.status_code} without a JSON object",
-                               http_status=response.status_code)
+            error = error_type(
+                "MalformedAnswer",
+                f"HTTP {response.status_code} without a JSON object",
+                http_status=response.status_code,
+            )
         else:
             error = answer_error(verb, response.status_code, response.content)
         self._count(verb, error.code, started)

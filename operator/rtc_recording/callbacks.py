@@ -41,11 +41,21 @@ REPLAYS_KEPT = 200_000  # (timestamp, signature) pairs remembered: ~30 MB at mos
 SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to
 TOMBSTONES_KEPT = 20_000
 SUCCESS = {"Code": 0, "Msg": "Success"}
-EVENT_TYPES = frozenset({"TaskCreated", "TaskStarting", "TaskRunning", "TaskRecovering", "TaskStopping",
-                         "TaskStopped", "RecordFileUploaded"})
+EVENT_TYPES = frozenset(
+    {
+        "TaskCreated",
+        "TaskStarting",
+        "TaskRunning",
+        "TaskRecovering",
+        "TaskStopping",
+        "TaskStopped",
+        "RecordFileUploaded",
+    }
+)
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS1123_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
 
 def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
     """ALI-LIVE-SIGNATURE = md5("<ALI-LIVE-TIMESTAMP>|<key>"); it does not cover the body, so
@@ -106,7 +116,7 @@ class Callback:
     payload: dict[str, Any]
 
     @classmethod
-    def parse(cls, body: Any) -> "Callback":
+    def parse(cls, body: Any) -> Callback:
         if not isinstance(body, dict):
             raise ValueError("a callback is a JSON object")
         payload = body.get("payload") or {}
@@ -135,6 +145,7 @@ def forwarded(notify: dict, callback: Callback) -> bool:
 @dataclass(frozen=True)
 class Known:
     """What the receiver keeps of one RtcRecording."""
+
     view: reconcile.View
     channel: tuple[str, str]  # appId, channelId
     notify: dict | None  # spec.notify, for relays
@@ -144,9 +155,15 @@ class Receiver:
     """Callbacks in, evidence out. The events a user's spec.notify.url wants are handed to the
     operator as relays (relay.py): the receiver reads no Secret, and sends nothing anywhere."""
 
-    def __init__(self, kube: Kube, auth_key: str, evidence_namespace: str,
-                 clock: Callable[[], float] = time.time, settle_seconds: float = SETTLE_SECONDS,
-                 read_timeout: float = READ_TIMEOUT_SECONDS):
+    def __init__(
+        self,
+        kube: Kube,
+        auth_key: str,
+        evidence_namespace: str,
+        clock: Callable[[], float] = time.time,
+        settle_seconds: float = SETTLE_SECONDS,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+    ):
         self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
         self.clock, self.settle_seconds, self.read_timeout = clock, settle_seconds, read_timeout
         self.replays = Replays()
@@ -167,8 +184,9 @@ class Receiver:
                     self.tombstones.popitem(last=False)
         else:
             spec = obj.get("spec") or {}
-            self.known[key] = Known(reconcile.View.of(obj), (spec.get("appId", ""), spec.get("channelId", "")),
-                                    spec.get("notify"))
+            self.known[key] = Known(
+                reconcile.View.of(obj), (spec.get("appId", ""), spec.get("channelId", "")), spec.get("notify")
+            )
         if event := self._changes.get(key):
             event.set()
 
@@ -176,7 +194,7 @@ class Receiver:
         event = self._changes.setdefault(key, asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             self._changes.pop(key, None)
@@ -185,8 +203,9 @@ class Receiver:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]{1,9}}", self.handle)
-        app.router.add_get("/healthz", lambda _: web.json_response({"ok": self.ready()},
-                                                                    status=200 if self.ready() else 503))
+        app.router.add_get(
+            "/healthz", lambda _: web.json_response({"ok": self.ready()}, status=200 if self.ready() else 503)
+        )
         app.router.add_get("/metrics", metrics.metrics_response)
         return app
 
@@ -201,7 +220,7 @@ class Receiver:
             return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
         try:
             raw = await asyncio.wait_for(request.read(), self.read_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
             return web.json_response({"Code": 408, "Msg": "body too slow"}, status=408)
         except web.HTTPException:
@@ -212,11 +231,16 @@ class Receiver:
         except (ValueError, RecursionError):
             metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
             return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
-        if not self.replays.admit(request.headers, (m["namespace"], m["name"], m["uid"], m["attempt"],
-                                                    callback.app_id, callback.channel_id, callback.task_id),
-                                  self.clock()):
-            log.warning("callback for %s/%s refused: its signature was seen with another path or task",
-                        m["namespace"], m["name"])
+        if not self.replays.admit(
+            request.headers,
+            (m["namespace"], m["name"], m["uid"], m["attempt"], callback.app_id, callback.channel_id, callback.task_id),
+            self.clock(),
+        ):
+            log.warning(
+                "callback for %s/%s refused: its signature was seen with another path or task",
+                m["namespace"],
+                m["name"],
+            )
             metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
             return web.json_response({"Code": 403, "Msg": "replayed signature"}, status=403)
         event = callback.event_type if callback.event_type in EVENT_TYPES else "other"
@@ -227,20 +251,30 @@ class Receiver:
             action = await self.process(key, m["uid"], int(m["attempt"]), callback)
             known = self.known.get(key)
             # The user hears about their own resource's tasks only: not a namesake's, not a stray.
-            if (known is not None and known.view.uid == m["uid"] and not isinstance(action, reconcile.Reap)
-                    and known.notify and forwarded(known.notify, callback)):
-                await self._create(Relay(key[0], key[1], m["uid"], json.dumps(body, sort_keys=True))
-                                   .to_configmap(self.evidence_namespace))
+            if (
+                known is not None
+                and known.view.uid == m["uid"]
+                and not isinstance(action, reconcile.Reap)
+                and known.notify
+                and forwarded(known.notify, callback)
+            ):
+                await self._create(
+                    Relay(key[0], key[1], m["uid"], json.dumps(body, sort_keys=True)).to_configmap(
+                        self.evidence_namespace
+                    )
+                )
         except Exception:  # a 5xx makes the cloud send it once more
             log.exception("callback %s for %s/%s not recorded", event, *key)
             metrics.CALLBACKS.labels(event=event, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
-        metrics.CALLBACKS.labels(event=event, outcome="ignored" if isinstance(action, reconcile.Ignore)
-                                 else "recorded").inc()
+        metrics.CALLBACKS.labels(
+            event=event, outcome="ignored" if isinstance(action, reconcile.Ignore) else "recorded"
+        ).inc()
         return web.json_response(SUCCESS)
 
-    async def process(self, key: tuple[str, str], uid: str, attempt: int,
-                      callback: Callback) -> reconcile.CallbackAction:
+    async def process(
+        self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
+    ) -> reconcile.CallbackAction:
         """Decide from the receiver's view; record evidence unless there is nothing to do."""
         for settle in (True, False):
             known = self.known.get(key)
@@ -248,14 +282,19 @@ class Receiver:
                 log.warning("callback for %s/%s names another channel; ignored", *key)
                 return reconcile.Ignore("another channel")
             stopped = uid in self.tombstones and self.tombstones[uid] == callback.task_id
-            action = reconcile.on_callback(known.view if known else None, uid, attempt, callback.task_id,
-                                           callback.event_type, known_stopped=stopped)
+            action = reconcile.on_callback(
+                known.view if known else None,
+                uid,
+                attempt,
+                callback.task_id,
+                callback.event_type,
+                known_stopped=stopped,
+            )
             if isinstance(action, reconcile.Ignore) or not settle:
                 break
             await self._changed(key, self.settle_seconds)  # our watch may not show the Start's answer yet
         if not isinstance(action, reconcile.Ignore):
-            await self._record(evidence.Evidence(key[0], key[1], uid, attempt, callback.task_id,
-                                                 callback.event_type))
+            await self._record(evidence.Evidence(key[0], key[1], uid, attempt, callback.task_id, callback.event_type))
         log.info("%s/%s attempt %s: %s %s -> %s", *key, attempt, callback.event_type, callback.task_id, action)
         return action
 

@@ -35,8 +35,16 @@ from .resource import RtcRecordingSpec, RtcRecordingStatus, spec_errors
 
 DEFAULT_ANNOTATION = "rtc.recording.io/is-default-class"
 CLASS_PLURAL = "rtcrecordingclasses"
-DEFAULT_FIELDS = ("region", "maxIdleSeconds", "maxFileDurationSeconds", "maxDurationSeconds", "storage", "transcode",
-                  "layout", "notify")
+DEFAULT_FIELDS = (
+    "region",
+    "maxIdleSeconds",
+    "maxFileDurationSeconds",
+    "maxDurationSeconds",
+    "storage",
+    "transcode",
+    "layout",
+    "notify",
+)
 
 
 class Reason:
@@ -56,14 +64,18 @@ class RecordingClass:
     created: str
 
     @classmethod
-    def of(cls, obj: dict) -> "RecordingClass":
+    def of(cls, obj: dict) -> RecordingClass:
         meta, spec = obj["metadata"], obj.get("spec") or {}
         ref = spec.get("credentialsSecretRef")
-        return cls(meta["name"], int(meta.get("generation") or 1),
-                   {k: copy.deepcopy(spec[k]) for k in DEFAULT_FIELDS if k in spec},
-                   (ref["namespace"], ref["name"]) if ref else None, spec.get("namespaceSelector") or {},
-                   (meta.get("annotations") or {}).get(DEFAULT_ANNOTATION) == "true",
-                   meta.get("creationTimestamp") or "")
+        return cls(
+            meta["name"],
+            int(meta.get("generation") or 1),
+            {k: copy.deepcopy(spec[k]) for k in DEFAULT_FIELDS if k in spec},
+            (ref["namespace"], ref["name"]) if ref else None,
+            spec.get("namespaceSelector") or {},
+            (meta.get("annotations") or {}).get(DEFAULT_ANNOTATION) == "true",
+            meta.get("creationTimestamp") or "",
+        )
 
     def pin(self) -> dict[str, Any]:
         """status.recordingClass: what a task started now is started from."""
@@ -80,8 +92,12 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         return False
     for requirement in selector.get("matchExpressions") or []:
         key, op, values = requirement["key"], requirement["operator"], requirement.get("values") or []
-        ok = {"In": key in labels and labels[key] in values, "NotIn": key not in labels or labels[key] not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
         if not ok:
             return False
     return True
@@ -106,6 +122,7 @@ class NoClass:
 @dataclass(frozen=True)
 class Refuse:
     """The class cannot be used (yet): `retry` says whether to wait (not found) or fail."""
+
     reason: str
     message: str
     retry: bool
@@ -114,19 +131,31 @@ class Refuse:
 Choice = Use | NoClass | Refuse
 
 
-def choose(name: str | None, named: RecordingClass | None, classes: list[RecordingClass] | None, namespace: str,
-           labels: dict[str, str]) -> Choice:
+def choose(
+    name: str | None,
+    named: RecordingClass | None,
+    classes: list[RecordingClass] | None,
+    namespace: str,
+    labels: dict[str, str],
+) -> Choice:
     """The class of a resource in `namespace` (with `labels`) that names `name` (None: the default).
     `named` is the named class as read (None: it does not exist); `classes` all classes (for the default)."""
     if name is None:
         found = default_class(classes or [], labels)
         return Use(found) if found else NoClass()
     if named is None:
-        return Refuse(Reason.NOT_FOUND, f"RtcRecordingClass {name} (spec.recordingClassName) does not exist; "
-                                        "waiting for it", retry=True)
+        return Refuse(
+            Reason.NOT_FOUND,
+            f"RtcRecordingClass {name} (spec.recordingClassName) does not exist; waiting for it",
+            retry=True,
+        )
     if not selector_matches(named.selector, labels):
-        return Refuse(Reason.NOT_ALLOWED, f"RtcRecordingClass {name} may not be used in namespace {namespace}: "
-                                          "it does not match the class's namespaceSelector", retry=False)
+        return Refuse(
+            Reason.NOT_ALLOWED,
+            f"RtcRecordingClass {name} may not be used in namespace {namespace}: "
+            "it does not match the class's namespaceSelector",
+            retry=False,
+        )
     return Use(named)
 
 
@@ -155,8 +184,12 @@ def _merge_maps(base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...
 
 def _merge_files(base: list[dict], over: list[dict]) -> list[dict]:
     by_format = {f.get("format"): f for f in over}
-    merged = [_merge_maps(dict(f), by_format[f.get("format")], ("storage", "files", "[]"))
-              if f.get("format") in by_format else dict(f) for f in base]
+    merged = [
+        _merge_maps(dict(f), by_format[f.get("format")], ("storage", "files", "[]"))
+        if f.get("format") in by_format
+        else dict(f)
+        for f in base
+    ]
     known = {f.get("format") for f in base}
     return merged + [copy.deepcopy(f) for f in over if f.get("format") not in known]
 
@@ -184,8 +217,10 @@ def validate(own: dict[str, Any], pin: dict[str, Any] | None) -> RtcRecordingSpe
             # A cross-field rule: say who set each field its message names.
             named = list(dict.fromkeys(m.group(0).rstrip(".") for m in _FIELD.finditer(message)))
             lines.append(f"{message} ({'; '.join(f'{n}: {_who(n, own, pin)}' for n in named)})" if named else message)
-        raise InvalidClassSpec(f"the spec merged with RtcRecordingClass {pin['name']} (generation "
-                               f"{pin.get('generation')}) is invalid: " + "; ".join(lines)) from None
+        raise InvalidClassSpec(
+            f"the spec merged with RtcRecordingClass {pin['name']} (generation "
+            f"{pin.get('generation')}) is invalid: " + "; ".join(lines)
+        ) from None
 
 
 _FIELD = re.compile(r"spec(\.[A-Za-z]+)+")
@@ -222,9 +257,12 @@ def _who(field: str, own: dict[str, Any], pin: dict[str, Any]) -> str:
 # -- status -----------------------------------------------------------------------------------------
 def class_pending(status: RtcRecordingStatus, reason: str, message: str, generation: int, now: datetime) -> dict:
     """Waiting for a class that does not exist yet (as a PVC waits for its StorageClass)."""
-    return {"phase": reconcile.Phase.PENDING, "reason": reason, "message": message,
-            "conditions": reconcile.phase_conditions(status, reconcile.Phase.PENDING, reason, message, generation,
-                                                     now)}
+    return {
+        "phase": reconcile.Phase.PENDING,
+        "reason": reason,
+        "message": message,
+        "conditions": reconcile.phase_conditions(status, reconcile.Phase.PENDING, reason, message, generation, now),
+    }
 
 
 def account_fields(obj: dict) -> tuple[str | None, str | None, str | None]:

@@ -15,7 +15,9 @@ class ClassResolver:
 
     async def get(self, name: str) -> RecordingClass | None:
         try:
-            return RecordingClass.of(await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}/{segment(name)}"))
+            return RecordingClass.of(
+                await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}/{segment(name)}")
+            )
         except Gone:
             return None
 

@@ -18,8 +18,10 @@ def _dev(module: str, command: str):
         return importlib.import_module(f"{__package__}.{module}")
     except ModuleNotFoundError as exc:
         if exc.name in {f"{__package__}.{p}" for p in DEV_PACKAGES}:
-            sys.exit(f"`rtcrec {command}` is a development tool and not part of this installation (the wheel "
-                     "and the image carry the operator and the receiver only); run it from a source checkout.")
+            sys.exit(
+                f"`rtcrec {command}` is a development tool and not part of this installation (the wheel "
+                "and the image carry the operator and the receiver only); run it from a source checkout."
+            )
         raise
 
 
@@ -53,8 +55,10 @@ def _settings():
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  RTCREC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else f"  {e['msg']}"
-                 for e in exc.errors()]
+        lines = [
+            f"  RTCREC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else f"  {e['msg']}"
+            for e in exc.errors()
+        ]
         sys.exit("invalid operator settings:\n" + "\n".join(lines))
 
 
@@ -63,8 +67,10 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _settings()
     if config.ownership_secret() is None:
-        sys.exit("invalid operator settings:\n  RTCREC_OWNERSHIP_KEY: required (or RTCREC_CALLBACK_AUTH_KEY to derive it "
-                 "from): it seals each task to the resource that started it")
+        sys.exit(
+            "invalid operator settings:\n  RTCREC_OWNERSHIP_KEY: required (or RTCREC_CALLBACK_AUTH_KEY to derive it "
+            "from): it seals each task to the resource that started it"
+        )
     handlers.run(config)
     return 0
 
@@ -83,10 +89,15 @@ def _receiver(args: argparse.Namespace) -> int:
 
     async def app() -> web.Application:
         kube = Kube(Connection.load())
-        receiver = Receiver(kube, config.callback_auth_key.get_secret_value(), config.evidence_namespace,
-                            read_timeout=config.receiver_read_timeout_seconds)
-        paths = ([f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces]
-                 or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"])
+        receiver = Receiver(
+            kube,
+            config.callback_auth_key.get_secret_value(),
+            config.evidence_namespace,
+            read_timeout=config.receiver_read_timeout_seconds,
+        )
+        paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces] or [
+            f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        ]
         reflectors = [Reflector(kube, path, receiver.on_change) for path in paths]
         receiver.ready = lambda: all(r.synced.is_set() for r in reflectors)
         watches = [asyncio.create_task(r.run()) for r in reflectors]
@@ -104,8 +115,14 @@ def _receiver(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # keepalive_timeout also bounds how long a connection may take to send its first request's
     # headers (aiohttp arms it when the connection opens): slow clients are dropped.
-    web.run_app(app(), host="0.0.0.0", port=config.receiver_port, access_log=None, print=None,
-                keepalive_timeout=config.receiver_read_timeout_seconds)
+    web.run_app(
+        app(),
+        host="0.0.0.0",
+        port=config.receiver_port,
+        access_log=None,
+        print=None,
+        keepalive_timeout=config.receiver_read_timeout_seconds,
+    )
     return 0
 
 
@@ -143,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     build = sub.add_parser("build-binaries", help="compile etcd, kube-apiserver, kubectl, helm into the cache")
-    build.add_argument("names", nargs="*", help="etcd, kube-apiserver, kubectl, helm, or kube-apiserver-<version> "
-                       "and kubectl-<version> of the other supported Kubernetes versions (default: all)")
+    build.add_argument(
+        "names",
+        nargs="*",
+        help="etcd, kube-apiserver, kubectl, helm, or kube-apiserver-<version> "
+        "and kubectl-<version> of the other supported Kubernetes versions (default: all)",
+    )
     build.set_defaults(func=_build)
 
     args, rest = parser.parse_known_args(argv)

@@ -40,8 +40,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_IDENTITY = "default"  # the pod's own credentials chain
-PRIORITY = {"stop": Priority.STOP, "start": Priority.START, "update": Priority.UPDATE,
-            "describe": Priority.DESCRIBE}
+PRIORITY = {"stop": Priority.STOP, "start": Priority.START, "update": Priority.UPDATE, "describe": Priority.DESCRIBE}
 IDEMPOTENT_TRIES = 3
 MAX_CLIENTS = 64  # distinct (region, AccessKey) pairs kept; an evicted one is rebuilt on demand
 WAIT_FOR_CLOUD_SECONDS = 30.0  # a caller waits this long for an unreachable cloud, then retries later
@@ -62,8 +61,13 @@ class CloudUnreachable(Transient):
 
 
 class CloudClients:
-    def __init__(self, settings: Settings, kube: Kube, default: CredentialsProvider | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: Settings,
+        kube: Kube,
+        default: CredentialsProvider | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.settings, self.kube, self.clock = settings, kube, clock
         self.default = default or DefaultChainCredentials()
         self.budgets = Budgets(rate=settings.quota_per_second)
@@ -103,10 +107,16 @@ class CloudClients:
         if key in self._clients:
             self._clients.move_to_end(key)
             return self._clients[key]
-        client = Account(AliyunRecordingCloud(region, provider, self.settings.endpoint,
-                                              connect_timeout=self.settings.connect_timeout_seconds,
-                                              read_timeout=self.settings.read_timeout_seconds),
-                         self.budgets.of(account))
+        client = Account(
+            AliyunRecordingCloud(
+                region,
+                provider,
+                self.settings.endpoint,
+                connect_timeout=self.settings.connect_timeout_seconds,
+                read_timeout=self.settings.read_timeout_seconds,
+            ),
+            self.budgets.of(account),
+        )
         self._clients[key] = client
         if len(self._clients) > MAX_CLIENTS:
             _, evicted = self._clients.popitem(last=False)
@@ -115,8 +125,9 @@ class CloudClients:
         return client
 
     # -- calling ---------------------------------------------------------------------------
-    async def call(self, account: Account, verb: str, *args: Any,
-                   before_send: Callable[[], Awaitable[None]] | None = None) -> Any:
+    async def call(
+        self, account: Account, verb: str, *args: Any, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> Any:
         """One cloud call within the account's budget. `before_send` runs once the quota slot
         is granted, just before the request leaves (a Start's write-ahead)."""
         tries = 1 if verb == "start" else IDEMPOTENT_TRIES
@@ -129,18 +140,20 @@ class CloudClients:
                 if attempt == tries or not self.reachability.up:
                     raise
                 log.info("%s failed (%s), try %d of %d", verb, exc, attempt + 1, tries)
-                await asyncio.sleep(random.uniform(0.1, 0.2 * 2 ** attempt))
+                await asyncio.sleep(random.uniform(0.1, 0.2 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _send(self, account: Account, verb: str, args: tuple,
-                    before_send: Callable[[], Awaitable[None]] | None) -> Any:
+    async def _send(
+        self, account: Account, verb: str, args: tuple, before_send: Callable[[], Awaitable[None]] | None
+    ) -> Any:
         slot, sent = await account.budget.acquire(PRIORITY[verb]), False
         try:
             if before_send is not None:
                 await before_send()
             sent = True
             result = await asyncio.get_running_loop().run_in_executor(
-                self.executor, getattr(account.cloud, verb), *args)
+                self.executor, getattr(account.cloud, verb), *args
+            )
         except CredentialsUnavailable:
             account.budget.answered(slot)  # nothing was sent
             raise

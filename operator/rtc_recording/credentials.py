@@ -36,10 +36,7 @@ class Credentials:
 
     def __repr__(self) -> str:
         token = "***" if self.security_token else None
-        return (
-            f"Credentials(access_key_id={self.access_key_id!r}, "
-            f"access_key_secret='***', security_token={token!r})"
-        )
+        return f"Credentials(access_key_id={self.access_key_id!r}, access_key_secret='***', security_token={token!r})"
 
 
 class CredentialsUnavailable(Exception):

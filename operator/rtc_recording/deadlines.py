@@ -51,7 +51,7 @@ class Deadlines:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=min(wait, 60.0))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             when, key = heapq.heappop(self._heap)

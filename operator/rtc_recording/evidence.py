@@ -50,18 +50,26 @@ class Evidence:
         return f"rtcrec-evidence-{digest[:32]}"
 
     def to_configmap(self, namespace: str) -> dict:
-        return {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: self.kind}},
-                "data": {k: str(v) for k, v in asdict(self).items()}}
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: self.kind}},
+            "data": {k: str(v) for k, v in asdict(self).items()},
+        }
 
     @classmethod
-    def from_configmap(cls, configmap: dict) -> "Evidence":
+    def from_configmap(cls, configmap: dict) -> Evidence:
         """Raises ValueError for a ConfigMap that is not well-formed evidence."""
         data = configmap.get("data") or {}
         try:
-            evidence = cls(namespace=data["namespace"], name=data["name"], uid=data["uid"],
-                           attempt=int(data["attempt"]), task_id=data["task_id"],
-                           event=data["event"])
+            evidence = cls(
+                namespace=data["namespace"],
+                name=data["name"],
+                uid=data["uid"],
+                attempt=int(data["attempt"]),
+                task_id=data["task_id"],
+                event=data["event"],
+            )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"evidence without {exc}") from None
         if not _UID.fullmatch(evidence.uid) or evidence.attempt < 1 or not evidence.task_id:
@@ -77,8 +85,14 @@ class Worker:
     """The operator's side: watches the evidence ConfigMaps and acts on each through `act`,
     deleting it once done. A failure (cloud down, apiserver blip) keeps it for a later try."""
 
-    def __init__(self, kube: Kube, namespace: str, act: Callable[..., Awaitable[None]], workers: int = 4,
-                 retry_seconds: float = 2.0):
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        act: Callable[..., Awaitable[None]],
+        workers: int = 4,
+        retry_seconds: float = 2.0,
+    ):
         self.kube, self.namespace, self.act, self.workers = kube, namespace, act, workers
         self.retry_seconds = retry_seconds
         self.reflector = Reflector(kube, collection(namespace), self._on_change, label_selector=LABEL)

@@ -14,8 +14,8 @@ from .deadlines import Deadlines
 from .index import Index
 from .kube import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
 from .pins import Pins
-from .reconcile import TERMINAL
 from .poller import Poller
+from .reconcile import TERMINAL
 from .recorder import Recorder, RetryLater
 from .scheduler import Scheduler
 from .schedules import SCHEDULE_PLURAL
@@ -30,9 +30,15 @@ log = logging.getLogger(__name__)
 @kopf.on.login()
 def login(**_) -> kopf.ConnectionInfo:
     c = Connection.load()
-    return kopf.ConnectionInfo(server=c.server, ca_path=c.ca_path, token=c.bearer(), insecure=c.insecure,
-                               certificate_path=c.cert_path, private_key_path=c.key_path,
-                               default_namespace=c.namespace)
+    return kopf.ConnectionInfo(
+        server=c.server,
+        ca_path=c.ca_path,
+        token=c.bearer(),
+        insecure=c.insecure,
+        certificate_path=c.cert_path,
+        private_key_path=c.key_path,
+        default_namespace=c.namespace,
+    )
 
 
 @kopf.on.startup()
@@ -61,14 +67,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
     memo.poller = Poller(memo.recorder.observe, interval, config.poll_calls_per_second)
     memo.deadlines = Deadlines(memo.recorder.on_due)
-    memo.health = health.Health(memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds,
-                                config.namespaces)
+    memo.health = health.Health(
+        memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds, config.namespaces
+    )
     memo.scheduler = Scheduler(memo.kube)
-    memo.tasks = [asyncio.create_task(memo.poller.run(), name="poller"),
-                  asyncio.create_task(memo.scheduler.run(), name="schedules"),
-                  asyncio.create_task(memo.clients.probe(), name="probe"),
-                  asyncio.create_task(memo.deadlines.run(), name="deadlines"),
-                  asyncio.create_task(health.serve(memo.health, config.metrics_port), name="metrics")]
+    memo.tasks = [
+        asyncio.create_task(memo.poller.run(), name="poller"),
+        asyncio.create_task(memo.scheduler.run(), name="schedules"),
+        asyncio.create_task(memo.clients.probe(), name="probe"),
+        asyncio.create_task(memo.deadlines.run(), name="deadlines"),
+        asyncio.create_task(health.serve(memo.health, config.metrics_port), name="metrics"),
+    ]
     if config.callback_url:
         worker = evidence.Worker(memo.kube, config.evidence_namespace, memo.recorder.act_on)
         memo.recorder.evidence_waiting = worker.waiting
@@ -106,8 +115,7 @@ def watched(event: dict, memo: kopf.Memo, **_) -> None:
         memo.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
         if not tracked.deleting and memo.refused.get(tracked.uid) != tracked.task_id:
             memo.refused[tracked.uid] = tracked.task_id
-            asyncio.run_coroutine_threadsafe(_logged(memo.recorder.refuse_unproven(_plain(event["object"]))),
-                                             memo.loop)
+            asyncio.run_coroutine_threadsafe(_logged(memo.recorder.refuse_unproven(_plain(event["object"]))), memo.loop)
     else:
         memo.poller.track(tracked)
         memo.deadlines.track(tracked)
@@ -139,8 +147,12 @@ async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
         if (obj.get("status") or {}).get("phase") not in TERMINAL:
             await memo.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
     except KubeError as exc:
-        log.warning("could not mark the credentials Secret of %s/%s in use: %s", obj["metadata"]["namespace"],
-                    obj["metadata"]["name"], exc)
+        log.warning(
+            "could not mark the credentials Secret of %s/%s in use: %s",
+            obj["metadata"]["namespace"],
+            obj["metadata"]["name"],
+            exc,
+        )
     try:
         await memo.recorder.reconcile(obj, retry)
     except RetryLater as exc:
@@ -166,8 +178,9 @@ def _plain(body: kopf.Body) -> dict:
 def run(config: Settings) -> None:
     """Run the operator until SIGINT/SIGTERM (settings were validated by the caller)."""
     # JSON lines carry the object reference on every line logged for an object.
-    kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
-                   log_refkey="object")
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL, log_refkey="object"
+    )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # the vendor credentials chain's chatter
     # Kopf logs every handler call at INFO: one line per watch event at 10 000 objects. Our own
     # log line per transition (rtc_recording.*) tells the story; Kopf's warnings still show.
@@ -182,9 +195,15 @@ async def _run(config: Settings) -> None:
     """Stand by until this replica holds the Lease, then run Kopf (standalone: the Lease, not
     Kopf's peering, keeps the other replicas out; docs/ha.md)."""
     kube = Kube(Connection.load())
-    lease = leader.Lease(kube, config.lease_namespace, config.lease_name, leader.identity(config.pod_name),
-                         leader.Timing(config.lease_duration_seconds, config.lease_renew_deadline_seconds,
-                                       config.lease_retry_period_seconds))
+    lease = leader.Lease(
+        kube,
+        config.lease_namespace,
+        config.lease_name,
+        leader.identity(config.pod_name),
+        leader.Timing(
+            config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
+        ),
+    )
     try:
         if not await leader.stand_by(lease, config.metrics_port, config.stuck_seconds):
             return
@@ -192,8 +211,9 @@ async def _run(config: Settings) -> None:
         renewing = asyncio.create_task(lease.hold(), name="lease renewal")
         memo = kopf.Memo(config=config)
         try:
-            await kopf.operator(standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces,
-                                memo=memo)
+            await kopf.operator(
+                standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces, memo=memo
+            )
         finally:
             # Kopf has stopped; cloud calls already handed to threads may still be sent. Only
             # when none can leave any more may a standby take over (the Lease is renewed meanwhile).

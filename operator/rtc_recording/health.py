@@ -24,8 +24,16 @@ from .quota import Budgets
 
 
 class Health:
-    def __init__(self, kube: Kube, index: Index, poller: Poller, budgets: Budgets, stuck_seconds: float,
-                 namespaces: list[str], clock=time.monotonic):
+    def __init__(
+        self,
+        kube: Kube,
+        index: Index,
+        poller: Poller,
+        budgets: Budgets,
+        stuck_seconds: float,
+        namespaces: list[str],
+        clock=time.monotonic,
+    ):
         self.kube, self.index, self.poller, self.budgets = kube, index, poller, budgets
         self.stuck, self.clock = stuck_seconds, clock
         self.namespaces = namespaces  # empty: cluster-wide; else a namespaced install may list only these
@@ -52,22 +60,33 @@ class Health:
         now, found = self.clock(), []
         late = [key for key, since in self._waiting.items() if now - since > self.stuck]
         if late:
-            found.append(f"{len(late)} objects wait for a handler for more than {self.stuck:.0f} s, "
-                         f"e.g. {late[0][0]}/{late[0][1]}")
+            found.append(
+                f"{len(late)} objects wait for a handler for more than {self.stuck:.0f} s, "
+                f"e.g. {late[0][0]}/{late[0][1]}"
+            )
         if now - self.poller.last_tick > self.stuck:
             found.append(f"poller has not ticked for {now - self.poller.last_tick:.0f} s")
         for account, budget in self.budgets.all().items():
             if budget.waiting and now - budget.last_granted > self.stuck:
-                found.append(f"{budget.waiting} calls wait for the quota of {account!r}, none granted for "
-                             f"{now - budget.last_granted:.0f} s")
+                found.append(
+                    f"{budget.waiting} calls wait for the quota of {account!r}, none granted for "
+                    f"{now - budget.last_granted:.0f} s"
+                )
         if now - self.index.last_event > self.stuck and now - self._listed > self.stuck:
             # A quiet watch is fine only if nothing changed: compare with the apiserver, at most
             # once per stuck period (a list of 10 000 objects is not free).
             self._listed = now
             items = await self.kube.list_recordings(self.namespaces)
-            behind = [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items
-                      if getattr(self.index.objects.get((i["metadata"]["namespace"], i["metadata"]["name"])),
-                                 "resource_version", None) != i["metadata"]["resourceVersion"]]
+            behind = [
+                f"{i['metadata']['namespace']}/{i['metadata']['name']}"
+                for i in items
+                if getattr(
+                    self.index.objects.get((i["metadata"]["namespace"], i["metadata"]["name"])),
+                    "resource_version",
+                    None,
+                )
+                != i["metadata"]["resourceVersion"]
+            ]
             if behind:
                 found.append(f"watch is behind the apiserver for {len(behind)} objects, e.g. {behind[0]}")
             else:

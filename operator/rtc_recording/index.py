@@ -43,18 +43,28 @@ class Tracked:
     seal: str | None = None  # status.taskSeal (ownership.py)
 
     @classmethod
-    def of(cls, obj: dict) -> "Tracked":
+    def of(cls, obj: dict) -> Tracked:
         meta, status = obj["metadata"], obj.get("status") or {}
         controls = reconcile.Controls.of(obj)
-        due = (reconcile.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None
-               else None)
+        due = reconcile.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
         region, secret_namespace, secret = account_fields(obj)
-        return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("resourceVersion", ""),
-                   meta.get("generation", 0), bool(meta.get("deletionTimestamp")), status.get("phase"),
-                   status.get("taskId"), files_digest(status.get("files")), region, secret,
-                   due.timestamp() if due else None,
-                   secret_namespace if secret_namespace != meta["namespace"] else None,
-                   (status.get("attempt") or {}).get("number"), status.get("taskSeal"))
+        return cls(
+            meta["namespace"],
+            meta["name"],
+            meta["uid"],
+            meta.get("resourceVersion", ""),
+            meta.get("generation", 0),
+            bool(meta.get("deletionTimestamp")),
+            status.get("phase"),
+            status.get("taskId"),
+            files_digest(status.get("files")),
+            region,
+            secret,
+            due.timestamp() if due else None,
+            secret_namespace if secret_namespace != meta["namespace"] else None,
+            (status.get("attempt") or {}).get("number"),
+            status.get("taskSeal"),
+        )
 
     @property
     def key(self) -> Key:
@@ -65,13 +75,22 @@ class Tracked:
         spec: dict = {"region": self.region} if self.region else {}
         status: dict = {}
         if self.secret and self.secret_namespace:
-            status["recordingClass"] = {"credentialsSecretRef": {"namespace": self.secret_namespace,
-                                                                 "name": self.secret}}
+            status["recordingClass"] = {
+                "credentialsSecretRef": {"namespace": self.secret_namespace, "name": self.secret}
+            }
         elif self.secret:
             spec["credentialsSecretRef"] = {"name": self.secret}
-        return {"metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid,
-                             "resourceVersion": self.resource_version, "generation": self.generation},
-                "spec": spec, "status": status}
+        return {
+            "metadata": {
+                "namespace": self.namespace,
+                "name": self.name,
+                "uid": self.uid,
+                "resourceVersion": self.resource_version,
+                "generation": self.generation,
+            },
+            "spec": spec,
+            "status": status,
+        }
 
 
 def files_digest(files: dict | None) -> str:
@@ -108,8 +127,11 @@ class Index:
 
     def proven(self, tracked: Tracked) -> bool:
         """Did the operator write this task id for this resource and attempt (ownership.py)?"""
-        account = (tracked.region or "", (tracked.secret_namespace or tracked.namespace) if tracked.secret else "",
-                   tracked.secret or "")
+        account = (
+            tracked.region or "",
+            (tracked.secret_namespace or tracked.namespace) if tracked.secret else "",
+            tracked.secret or "",
+        )
         return self.sealer.verify(tracked.uid, tracked.attempt, tracked.task_id, tracked.seal, account)
 
     def owner(self, task_id: str) -> Tracked | None:

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -73,16 +73,20 @@ class Connection:
     exec_plugin: ExecPlugin | None = None  # a kubeconfig `user.exec` credential plugin
 
     @classmethod
-    def load(cls) -> "Connection":
+    def load(cls) -> Connection:
         """In a pod, the service account; elsewhere the current context of $KUBECONFIG."""
         if (SA_DIR / "token").exists():
             host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
-            return cls(server=f"https://{host}:{port}", ca_path=str(SA_DIR / "ca.crt"),
-                       token_file=str(SA_DIR / "token"), namespace=(SA_DIR / "namespace").read_text().strip())
+            return cls(
+                server=f"https://{host}:{port}",
+                ca_path=str(SA_DIR / "ca.crt"),
+                token_file=str(SA_DIR / "token"),
+                namespace=(SA_DIR / "namespace").read_text().strip(),
+            )
         return cls.from_kubeconfig(os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config"))
 
     @classmethod
-    def from_kubeconfig(cls, path: str, context_name: str | None = None) -> "Connection":
+    def from_kubeconfig(cls, path: str, context_name: str | None = None) -> Connection:
         """The current context of the kubeconfig at `path`, or the one named (kubectl's --context)."""
         config = yaml.safe_load(Path(path).read_text())
         by_name = lambda kind: {item["name"]: item.get(kind[:-1]) or {} for item in config.get(kind, [])}  # noqa: E731
@@ -136,10 +140,13 @@ class ExecPlugin:
         self._valid_until = 0.0
 
     @classmethod
-    def of(cls, config: dict) -> "ExecPlugin":
-        return cls(config["command"], list(config.get("args") or []),
-                   {e["name"]: e["value"] for e in config.get("env") or []},
-                   config.get("apiVersion", "client.authentication.k8s.io/v1"))
+    def of(cls, config: dict) -> ExecPlugin:
+        return cls(
+            config["command"],
+            list(config.get("args") or []),
+            {e["name"]: e["value"] for e in config.get("env") or []},
+            config.get("apiVersion", "client.authentication.k8s.io/v1"),
+        )
 
     def token(self) -> str:
         if self._token is None or time.time() >= self._valid_until:
@@ -148,17 +155,28 @@ class ExecPlugin:
 
     def _run(self) -> tuple[str, float]:
         info = {"apiVersion": self.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
-        proc = subprocess.run([self.command, *self.args], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, **self.env, "KUBERNETES_EXEC_INFO": jsonlib.dumps(info)})
+        proc = subprocess.run(
+            [self.command, *self.args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **self.env, "KUBERNETES_EXEC_INFO": jsonlib.dumps(info)},
+        )
         if proc.returncode != 0:
             raise KubeError(401, f"credential plugin {self.command} failed: {proc.stderr.strip()[:300]}")
         status = jsonlib.loads(proc.stdout).get("status") or {}
         if not status.get("token"):
-            raise KubeError(401, f"credential plugin {self.command} returned no token (client certificates from "
-                                 "a plugin are not supported)")
+            raise KubeError(
+                401,
+                f"credential plugin {self.command} returned no token (client certificates from "
+                "a plugin are not supported)",
+            )
         expiry = status.get("expirationTimestamp")
-        until = (datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp() - self.MARGIN_SECONDS if expiry
-                 else time.time() + self.EXEC_TTL_SECONDS)
+        until = (
+            datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp() - self.MARGIN_SECONDS
+            if expiry
+            else time.time() + self.EXEC_TTL_SECONDS
+        )
         return status["token"], until
 
 
@@ -185,7 +203,7 @@ class Kube:
         self.connection = connection
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "Kube":
+    async def __aenter__(self) -> Kube:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -199,7 +217,8 @@ class Kube:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
-                timeout=aiohttp.ClientTimeout(total=30))
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
         return self._session
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
@@ -211,8 +230,9 @@ class Kube:
         return headers
 
     async def request(self, method: str, path: str, *, json: Any = None, content_type: str | None = None) -> dict:
-        async with self._http().request(method, self.connection.server + path, json=json,
-                                        headers=self._headers(content_type)) as resp:
+        async with self._http().request(
+            method, self.connection.server + path, json=json, headers=self._headers(content_type)
+        ) as resp:
             body = await resp.text()
             if resp.status == 404:
                 raise Gone(path)
@@ -240,16 +260,19 @@ class Kube:
         except (Gone, Conflict):
             pass
 
-    async def patch_status(self, namespace: str, name: str, status: dict, *,
-                           resource_version: str | None = None, uid: str | None = None) -> dict:
+    async def patch_status(
+        self, namespace: str, name: str, status: dict, *, resource_version: str | None = None, uid: str | None = None
+    ) -> dict:
         """Merge-patch `/status`; with resource_version (and uid) it is a compare-and-swap."""
         metadata = {k: v for k, v in (("resourceVersion", resource_version), ("uid", uid)) if v}
         body = {"status": status, **({"metadata": metadata} if metadata else {})}
-        return await self.request("PATCH", self._path(namespace, name, "status"), json=body,
-                                  content_type="application/merge-patch+json")
+        return await self.request(
+            "PATCH", self._path(namespace, name, "status"), json=body, content_type="application/merge-patch+json"
+        )
 
-    async def mutate_status(self, namespace: str, name: str, change: Callable[[dict], dict | None],
-                            attempts: int = 5) -> tuple[dict, dict | None]:
+    async def mutate_status(
+        self, namespace: str, name: str, change: Callable[[dict], dict | None], attempts: int = 5
+    ) -> tuple[dict, dict | None]:
         """Read, compute a status patch from the fresh object, compare-and-swap; repeat on conflict.
 
         Returns the object as last read and the patch applied (None: `change` wanted nothing).
@@ -262,30 +285,49 @@ class Kube:
                 return obj, None
             try:
                 meta = obj["metadata"]
-                return await self.patch_status(namespace, name, patch, resource_version=meta["resourceVersion"],
-                                               uid=meta["uid"]), patch
+                return await self.patch_status(
+                    namespace, name, patch, resource_version=meta["resourceVersion"], uid=meta["uid"]
+                ), patch
             except Conflict:
                 continue
         raise Conflict(f"{namespace}/{name}: still changing after {attempts} attempts")
 
-    async def post_event(self, obj: dict, type_: str, reason: str, message: str, component: str,
-                         key: str | None = None, repeat: bool = False) -> None:
+    async def post_event(
+        self,
+        obj: dict,
+        type_: str,
+        reason: str,
+        message: str,
+        component: str,
+        key: str | None = None,
+        repeat: bool = False,
+    ) -> None:
         """A core/v1 Event about `obj`. With `key` its name is fixed: posting the same key again
         is a no-op (a retry after a crash), or with `repeat` counts one more occurrence."""
         meta = obj["metadata"]
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         name = f"{meta['name']}.{key or uuid.uuid4().hex[:12]}"
         events = f"/api/v1/namespaces/{segment(meta['namespace'])}/events"
         event = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"name": name, "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
-                               "kind": obj.get("kind", "RtcRecording"), "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"],
-                               "resourceVersion": meta.get("resourceVersion")},
-            "type": type_, "reason": reason, "message": message[:1024],
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "source": {"component": component}, "reportingComponent": component,
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": obj.get("kind", "RtcRecording"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": component},
+            "reportingComponent": component,
         }
         try:
             await self.request("POST", events, json=event)
@@ -295,22 +337,35 @@ class Kube:
             if not repeat:
                 return
             old = await self.request("GET", f"{events}/{segment(name)}")
-            await self.request("PATCH", f"{events}/{segment(name)}", content_type="application/merge-patch+json",
-                               json={"count": int(old.get("count") or 1) + 1, "lastTimestamp": now,
-                                     "message": message[:1024]})
+            await self.request(
+                "PATCH",
+                f"{events}/{segment(name)}",
+                content_type="application/merge-patch+json",
+                json={"count": int(old.get("count") or 1) + 1, "lastTimestamp": now, "message": message[:1024]},
+            )
 
     async def streams_lists(self, namespaces: list[str]) -> bool:
         """Does the apiserver stream the initial state of a watch (WatchList: on by default in
         1.34 and later, off in 1.33)? An apiserver without it refuses the request."""
         path = self._path(namespaces[0]) if namespaces else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
-        query = urlencode({"watch": "true", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
-                           "allowWatchBookmarks": "true", "labelSelector": f"{GROUP}/none=none",
-                           "timeoutSeconds": "1"})
+        query = urlencode(
+            {
+                "watch": "true",
+                "sendInitialEvents": "true",
+                "resourceVersionMatch": "NotOlderThan",
+                "allowWatchBookmarks": "true",
+                "labelSelector": f"{GROUP}/none=none",
+                "timeoutSeconds": "1",
+            }
+        )
         try:
-            async with self._http().get(f"{self.connection.server}{path}?{query}", headers=self._headers(),
-                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with self._http().get(
+                f"{self.connection.server}{path}?{query}",
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp:
                 return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def list_recordings(self, namespaces: list[str], task_id: str | None = None) -> list[dict]:
@@ -324,12 +379,16 @@ class Kube:
         """The whole Secret; `.data` values still base64-encoded as the API returns them."""
         return await self.request("GET", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}")
 
-    async def patch_secret_finalizers(self, namespace: str, name: str, finalizers: list[str],
-                                      resource_version: str) -> dict:
+    async def patch_secret_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict:
         """Set a Secret's finalizers, nothing else, if it is still at `resource_version`."""
-        return await self.request("PATCH", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}",
-                                  json={"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
-                                  content_type="application/merge-patch+json")
+        return await self.request(
+            "PATCH",
+            f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}",
+            json={"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+            content_type="application/merge-patch+json",
+        )
 
     async def create(self, path: str, obj: dict) -> dict:
         return await self.request("POST", path, json=obj)
@@ -344,8 +403,9 @@ class Kube:
         """The raw events of one watch request, as parsed JSON, until the server ends it."""
         query = urlencode({**params, "watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "300"})
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=330)
-        async with self._http().get(f"{self.connection.server}{path}?{query}", headers=self._headers(),
-                                    timeout=timeout) as resp:
+        async with self._http().get(
+            f"{self.connection.server}{path}?{query}", headers=self._headers(), timeout=timeout
+        ) as resp:
             if resp.status >= 400:
                 raise KubeError(resp.status, await resp.text())
             buffer = b""
@@ -365,8 +425,14 @@ class Reflector:
     by a new list, and objects that vanished meanwhile are reported as DELETED.
     """
 
-    def __init__(self, kube: Kube, path: str, on_change: Callable[[str, dict], Awaitable[None] | None],
-                 label_selector: str | None = None, page_size: int = 500):
+    def __init__(
+        self,
+        kube: Kube,
+        path: str,
+        on_change: Callable[[str, dict], Awaitable[None] | None],
+        label_selector: str | None = None,
+        page_size: int = 500,
+    ):
         self.kube, self.path, self.on_change = kube, path, on_change
         self.params = {"labelSelector": label_selector} if label_selector else {}
         self.page_size = page_size

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from aiohttp import web
@@ -65,7 +65,7 @@ def identity(pod_name: str | None) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # MicroTime
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # MicroTime
 
 
 def _exit(reason: str) -> NoReturn:
@@ -80,8 +80,17 @@ def _exit(reason: str) -> NoReturn:
 
 
 class Lease:
-    def __init__(self, kube: Kube, namespace: str, name: str, identity: str, timing: Timing, *,
-                 on_lost: Callable[[str], object] = _exit, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        identity: str,
+        timing: Timing,
+        *,
+        on_lost: Callable[[str], object] = _exit,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.kube, self.namespace, self.name, self.identity, self.timing = kube, namespace, name, identity, timing
         self.on_lost, self.clock = on_lost, clock
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases/{segment(name)}"
@@ -113,8 +122,13 @@ class Lease:
 
     def _spec(self, transitions: int) -> dict:
         now = _now()
-        return {"holderIdentity": self.identity, "leaseDurationSeconds": math.ceil(self.timing.duration),
-                "acquireTime": now, "renewTime": now, "leaseTransitions": transitions}
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": math.ceil(self.timing.duration),
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": transitions,
+        }
 
     # -- standing by ---------------------------------------------------------------------------
     async def try_acquire(self) -> bool:
@@ -123,8 +137,12 @@ class Lease:
         now = self.clock()
         if lease is None:
             sent = self.clock()
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace}, "spec": self._spec(0)}
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(0),
+            }
             try:
                 self._lease = await self._request("POST", self.path.rsplit("/", 1)[0], body)
             except Conflict:  # created by another replica meanwhile
@@ -140,9 +158,13 @@ class Lease:
         if holder and holder != self.identity and now - self._observed_at < duration:
             self._expires_in = duration - (now - self._observed_at)
             return False
-        why = ("took back its own Lease" if holder == self.identity else
-               f"took over from {holder} (no renewal seen for {now - self._observed_at:.1f} s)" if holder else
-               "took the released Lease")
+        why = (
+            "took back its own Lease"
+            if holder == self.identity
+            else f"took over from {holder} (no renewal seen for {now - self._observed_at:.1f} s)"
+            if holder
+            else "took the released Lease"
+        )
         transitions = int(spec.get("leaseTransitions") or 0) + (holder != self.identity)
         sent = self.clock()
         try:
@@ -167,8 +189,13 @@ class Lease:
                     return
                 if self.holder != announced:
                     announced = self.holder
-                    log.info("standing by as %s: the Lease %s/%s is held by %s", self.identity, self.namespace,
-                             self.name, self.holder)
+                    log.info(
+                        "standing by as %s: the Lease %s/%s is held by %s",
+                        self.identity,
+                        self.namespace,
+                        self.name,
+                        self.holder,
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the apiserver is unreachable: keep looking
@@ -204,8 +231,9 @@ class Lease:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the watchdog decides when it has been too long
-                log.warning("could not renew the Lease (%.1f s since the last renewal): %s",
-                            self.clock() - self.renewed_at, exc)
+                log.warning(
+                    "could not renew the Lease (%.1f s since the last renewal): %s", self.clock() - self.renewed_at, exc
+                )
 
     def _lost(self, reason: str) -> None:
         if self.leading:
@@ -248,11 +276,14 @@ class Lease:
 async def stand_by(lease: Lease, port: int, stuck_seconds: float) -> bool:
     """Wait for leadership, serving /healthz and /metrics meanwhile. False: SIGTERM or SIGINT came
     first (the process should exit without having acted)."""
+
     async def healthz(_: web.Request) -> web.Response:
         quiet = lease.clock() - lease.last_read
         problems = [f"the Lease was not read for {quiet:.0f} s"] if quiet > stuck_seconds else []
-        return web.json_response({"ok": not problems, "problems": problems, "standby": True, "leader": lease.holder},
-                                 status=500 if problems else 200)
+        return web.json_response(
+            {"ok": not problems, "problems": problems, "standby": True, "leader": lease.holder},
+            status=500 if problems else 200,
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

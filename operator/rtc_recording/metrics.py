@@ -74,5 +74,6 @@ class PhaseCount:
 
 
 async def metrics_response(_: web.Request) -> web.Response:
-    return web.Response(body=prometheus_client.generate_latest(),
-                        headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=prometheus_client.generate_latest(), headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST}
+    )

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import logging
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import reconcile
 from .classes import account_fields
@@ -61,8 +61,9 @@ class Sealer:
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return f"{VERSION}.{base64.urlsafe_b64encode(digest).decode().rstrip('=')}"
 
-    def verify(self, uid: str, attempt: int | None, task_id: str | None, seal: str | None,
-               account: Account = NO_ACCOUNT) -> bool:
+    def verify(
+        self, uid: str, attempt: int | None, task_id: str | None, seal: str | None, account: Account = NO_ACCOUNT
+    ) -> bool:
         if not task_id or not seal or not isinstance(seal, str):
             return False
         return hmac.compare_digest(self.seal(uid, attempt, task_id, account).encode(), seal.encode(errors="replace"))
@@ -70,8 +71,9 @@ class Sealer:
     def proven(self, obj: dict) -> bool:
         """Is status.taskId of this object sealed by us for this resource, attempt and account?"""
         status = obj.get("status") or {}
-        return self.verify(obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"),
-                           account_of(obj))
+        return self.verify(
+            obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"), account_of(obj)
+        )
 
     def sealed(self, obj: dict, patch: dict | None) -> dict | None:
         """`patch` with taskSeal set for the task id it writes (cleared when it clears the task),
@@ -81,8 +83,12 @@ class Sealer:
         if not patch["taskId"]:
             return {**patch, "taskSeal": None}
         after = {**obj, "status": _merged(obj.get("status") or {}, patch)}
-        return {**patch, "taskSeal": self.seal(obj["metadata"]["uid"], _attempt(after["status"]), patch["taskId"],
-                                               account_of(after))}
+        return {
+            **patch,
+            "taskSeal": self.seal(
+                obj["metadata"]["uid"], _attempt(after["status"]), patch["taskId"], account_of(after)
+            ),
+        }
 
 
 def account_of(obj: dict) -> Account:
@@ -113,16 +119,27 @@ def _attempt(status: dict) -> int | None:
 def refusal(obj: dict, now: datetime) -> dict | None:
     """The status patch that says the task is not proven (None: status says so already)."""
     status, generation = status_of(obj), obj["metadata"].get("generation", 0)
-    message = (f"status.taskId {status.task_id} was not written by the operator (its seal does not match this "
-               "resource): the operator neither updates, stops nor describes it. Delete this RtcRecording and "
-               "create it again")[:1024]
+    message = (
+        f"status.taskId {status.task_id} was not written by the operator (its seal does not match this "
+        "resource): the operator neither updates, stops nor describes it. Delete this RtcRecording and "
+        "create it again"
+    )[:1024]
     synced = next((c for c in status.conditions if c.type == "Synced"), None)
-    if (synced is not None and synced.status == "False" and synced.reason == REASON and synced.message == message
-            and synced.observed_generation == generation):
+    if (
+        synced is not None
+        and synced.status == "False"
+        and synced.reason == REASON
+        and synced.message == message
+        and synced.observed_generation == generation
+    ):
         return None
     # observedGeneration moves on, as for any refused Update: seen, and no retry will help (docs/gitops.md).
-    return {"reason": REASON, "message": message, "observedGeneration": generation,
-            "conditions": reconcile.condition(status, "Synced", False, REASON, message, generation, now)}
+    return {
+        "reason": REASON,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": reconcile.condition(status, "Synced", False, REASON, message, generation, now),
+    }
 
 
 async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_namespace: str) -> None:
@@ -134,15 +151,25 @@ async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_name
     except Gone:
         pass
     try:  # first: sealing happens during one start-up at most, even if this one dies half-way
-        await kube.create(marker, {"apiVersion": "v1", "kind": "ConfigMap",
-                                   "metadata": {"name": MARKER, "namespace": marker_namespace},
-                                   "data": {"version": VERSION,
-                                            "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}})
+        await kube.create(
+            marker,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": MARKER, "namespace": marker_namespace},
+                "data": {"version": VERSION, "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            },
+        )
     except Conflict:
         return
     except KubeError:
-        log.error("cannot create ConfigMap %s/%s, so task ids written before seals existed are not sealed "
-                  "(the operator refuses to act on them)", marker_namespace, MARKER, exc_info=True)
+        log.error(
+            "cannot create ConfigMap %s/%s, so task ids written before seals existed are not sealed "
+            "(the operator refuses to act on them)",
+            marker_namespace,
+            MARKER,
+            exc_info=True,
+        )
         return
     items = await kube.list_recordings(namespaces)
     claims = Counter((i.get("status") or {}).get("taskId") for i in items)
@@ -154,12 +181,22 @@ async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_name
             continue
         if claims[task_id] > 1:
             twice += 1
-            log.warning("%s/%s: task %s is claimed by %d resources; not sealed", meta["namespace"], meta["name"],
-                        task_id, claims[task_id])
+            log.warning(
+                "%s/%s: task %s is claimed by %d resources; not sealed",
+                meta["namespace"],
+                meta["name"],
+                task_id,
+                claims[task_id],
+            )
             continue
         try:
-            await kube.patch_status(meta["namespace"], meta["name"], sealer.sealed(item, {"taskId": task_id}),
-                                    resource_version=meta["resourceVersion"], uid=meta["uid"])
+            await kube.patch_status(
+                meta["namespace"],
+                meta["name"],
+                sealer.sealed(item, {"taskId": task_id}),
+                resource_version=meta["resourceVersion"],
+                uid=meta["uid"],
+            )
             sealed += 1
         except (Conflict, Gone):
             log.warning("%s/%s changed while sealing its task; not sealed", meta["namespace"], meta["name"])

@@ -52,8 +52,11 @@ class Pins:
             self.users.setdefault(key, set()).add(uid)
             return None
         last = tracked or gone  # a class's Secret in another namespace is not pinned: nothing to release
-        key = old or ((last.namespace, last.secret) if last is not None and last.secret
-                      and last.secret_namespace is None else None)
+        key = old or (
+            (last.namespace, last.secret)
+            if last is not None and last.secret and last.secret_namespace is None
+            else None
+        )
         return key if key is not None and key not in self.users and key not in self.unpinned else None
 
     def _drop(self, uid: str) -> Key | None:
@@ -85,11 +88,15 @@ class Pins:
             if meta.get("deletionTimestamp"):
                 return  # being deleted: no finalizer can be added any more (and none is needed for a Start)
             try:
-                self.secrets.remember(await self.kube.patch_secret_finalizers(
-                    namespace, name, [*finalizers, FINALIZER], meta["resourceVersion"]))
+                self.secrets.remember(
+                    await self.kube.patch_secret_finalizers(
+                        namespace, name, [*finalizers, FINALIZER], meta["resourceVersion"]
+                    )
+                )
                 self.unpinned.discard((namespace, name))
-                log.info("%s/%s: Secret %s is in use (finalizer %s)", namespace, obj["metadata"]["name"], name,
-                         FINALIZER)
+                log.info(
+                    "%s/%s: Secret %s is in use (finalizer %s)", namespace, obj["metadata"]["name"], name, FINALIZER
+                )
                 return
             except Conflict:
                 self.secrets.forget(namespace, name)
@@ -117,8 +124,9 @@ class Pins:
                 self.unpinned.add((namespace, name))
                 return
             try:
-                await self.kube.patch_secret_finalizers(namespace, name, [f for f in finalizers if f != FINALIZER],
-                                                        meta["resourceVersion"])
+                await self.kube.patch_secret_finalizers(
+                    namespace, name, [f for f in finalizers if f != FINALIZER], meta["resourceVersion"]
+                )
                 self.secrets.forget(namespace, name)
                 self.unpinned.add((namespace, name))
                 log.info("Secret %s/%s is no longer in use (finalizer removed)", namespace, name)

@@ -17,13 +17,13 @@ import asyncio
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
 from . import schedules
-from .kube import GROUP, PLURAL, Connection, Gone, Kube, KubeError, Conflict
+from .kube import GROUP, PLURAL, Conflict, Connection, Gone, Kube, KubeError
 from .scheduler import recordings_path, schedule_path
 
 
@@ -44,20 +44,36 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def _bucket(obj: dict) -> str | None:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     own = ((spec.get("storage") or {}).get("oss") or {}).get("bucket")
-    pinned = ((((status.get("recordingClass") or {}).get("defaults") or {}).get("storage") or {}).get("oss") or {})
+    pinned = (((status.get("recordingClass") or {}).get("defaults") or {}).get("storage") or {}).get("oss") or {}
     return own or pinned.get("bucket")
 
 
 def tasks_of(obj: dict) -> list[dict[str, Any]]:
     """Every task of a recording, oldest first: status.history, then the current one."""
     status = obj.get("status") or {}
-    out = [{"taskId": h.get("taskId"), "startTime": h.get("startTime"), "endTime": h.get("endTime"),
-            "reason": h.get("reason"), "current": False, "files": h.get("files") or {}}
-           for h in status.get("history") or []]
+    out = [
+        {
+            "taskId": h.get("taskId"),
+            "startTime": h.get("startTime"),
+            "endTime": h.get("endTime"),
+            "reason": h.get("reason"),
+            "current": False,
+            "files": h.get("files") or {},
+        }
+        for h in status.get("history") or []
+    ]
     if status.get("taskId"):
-        out.append({"taskId": status["taskId"], "startTime": status.get("startTime"),
-                    "endTime": status.get("completionTime"), "reason": status.get("reason"), "current": True,
-                    "phase": status.get("phase"), "files": status.get("files") or {}})
+        out.append(
+            {
+                "taskId": status["taskId"],
+                "startTime": status.get("startTime"),
+                "endTime": status.get("completionTime"),
+                "reason": status.get("reason"),
+                "current": True,
+                "phase": status.get("phase"),
+                "files": status.get("files") or {},
+            }
+        )
     return out
 
 
@@ -68,8 +84,14 @@ def file_rows(obj: dict) -> list[dict[str, str]]:
         files = task["files"]
         for kind in ("hls", "mp4", "mp3"):
             for key in files.get(kind) or []:
-                rows.append({"taskId": task["taskId"], "kind": kind.upper(), "object": key,
-                             "url": f"oss://{bucket}/{key}" if bucket else key})
+                rows.append(
+                    {
+                        "taskId": task["taskId"],
+                        "kind": kind.upper(),
+                        "object": key,
+                        "url": f"oss://{bucket}/{key}" if bucket else key,
+                    }
+                )
         for vod in files.get("vod") or []:
             for media in vod.get("mediaIds") or []:
                 rows.append({"taskId": task["taskId"], "kind": "VOD", "object": media, "url": f"vod:{media}"})
@@ -96,16 +118,27 @@ class Plugin:
     async def files(self, name: str) -> None:
         obj = await self.recording(name)
         rows = file_rows(obj)
-        text = _table([[r["taskId"], r["kind"], r["url"]] for r in rows], ["TASK", "KIND", "OBJECT"]) if rows else \
-            f"no files yet for rtcrecording/{name}"
+        text = (
+            _table([[r["taskId"], r["kind"], r["url"]] for r in rows], ["TASK", "KIND", "OBJECT"])
+            if rows
+            else f"no files yet for rtcrecording/{name}"
+        )
         self.emit({"name": name, "namespace": self.namespace, "bucket": _bucket(obj), "files": rows}, text)
 
     async def history(self, name: str) -> None:
         obj = await self.recording(name)
         tasks = [{k: v for k, v in t.items() if k != "files"} for t in tasks_of(obj)]
-        rows = [[t["taskId"], t.get("startTime") or "", t.get("endTime") or "",
-                 t.get("phase") if t["current"] and t.get("phase") not in ("Completed", "Failed") else t.get("reason") or ""]
-                for t in tasks]
+        rows = [
+            [
+                t["taskId"],
+                t.get("startTime") or "",
+                t.get("endTime") or "",
+                t.get("phase")
+                if t["current"] and t.get("phase") not in ("Completed", "Failed")
+                else t.get("reason") or "",
+            ]
+            for t in tasks
+        ]
         text = _table(rows, ["TASK", "START", "END", "STATE"]) if rows else f"rtcrecording/{name} has had no task"
         self.emit({"name": name, "namespace": self.namespace, "tasks": tasks}, text)
 
@@ -113,22 +146,25 @@ class Plugin:
         body = {"spec": {"suspend": value}}
         verb = "suspended" if value else "resumed"
         try:
-            obj = await self.kube.request("PATCH", recordings_path(self.namespace, name), json=body,
-                                          content_type="application/merge-patch+json")
+            obj = await self.kube.request(
+                "PATCH", recordings_path(self.namespace, name), json=body, content_type="application/merge-patch+json"
+            )
             kind = "rtcrecording"
         except Gone:
-            obj = await self.kube.request("PATCH", schedule_path(self.namespace, name), json=body,
-                                          content_type="application/merge-patch+json")
+            obj = await self.kube.request(
+                "PATCH", schedule_path(self.namespace, name), json=body, content_type="application/merge-patch+json"
+            )
             kind = "rtcrecordingschedule"
         self.emit(obj, f"{kind}.{GROUP}/{name} {verb}")
 
     async def run_now(self, name: str) -> None:
         schedule = await self.kube.request("GET", schedule_path(self.namespace, name))
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         body = schedules.recording_for(schedule, now)
         obj = await self.kube.request("POST", recordings_path(self.namespace), json=body)
-        self.emit(obj, f"{PLURAL[:-1]}.{GROUP}/{obj['metadata']['name']} created (a run of "
-                       f"rtcrecordingschedule/{name}, now)")
+        self.emit(
+            obj, f"{PLURAL[:-1]}.{GROUP}/{obj['metadata']['name']} created (a run of rtcrecordingschedule/{name}, now)"
+        )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -138,11 +174,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", help="path of the kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
     p.add_argument("-o", "--output", choices=["json", "yaml"], help="print the result as JSON or YAML")
     sub = p.add_subparsers(dest="command", required=True)
-    for command, what in (("files", "the files of the current and past tasks (OSS object keys, VOD media ids)"),
-                          ("history", "every task: start, end, why it ended"),
-                          ("stop", "suspend (spec.suspend: true); for a schedule: no new runs"),
-                          ("resume", "spec.suspend: false"),
-                          ("run-now", "one run of an RtcRecordingSchedule, now")):
+    for command, what in (
+        ("files", "the files of the current and past tasks (OSS object keys, VOD media ids)"),
+        ("history", "every task: start, end, why it ended"),
+        ("stop", "suspend (spec.suspend: true); for a schedule: no new runs"),
+        ("resume", "spec.suspend: false"),
+        ("run-now", "one run of an RtcRecordingSchedule, now"),
+    ):
         c = sub.add_parser(command, help=what)
         c.add_argument("name", metavar="SCHEDULE" if command == "run-now" else "NAME")
     return p
@@ -169,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_main(args))
     except Gone as exc:
-        print(f"Error from server (NotFound): {exc} not found in namespace {args.namespace or '(default)'}",
-              file=sys.stderr)
+        print(
+            f"Error from server (NotFound): {exc} not found in namespace {args.namespace or '(default)'}",
+            file=sys.stderr,
+        )
         return 1
     except (KubeError, Conflict, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

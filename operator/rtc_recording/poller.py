@@ -25,8 +25,14 @@ Key = tuple[str, str]
 
 
 class Poller:
-    def __init__(self, observe: Callable[[Tracked], Awaitable[object]], interval: float, calls_per_second: float,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+    def __init__(
+        self,
+        observe: Callable[[Tracked], Awaitable[object]],
+        interval: float,
+        calls_per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ):
         self.observe, self.interval, self.spacing = observe, interval, 1 / calls_per_second
         self.clock, self.rng = clock, rng or random.Random()
         self._objects: dict[Key, Tracked] = {}
@@ -69,7 +75,7 @@ class Poller:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_for())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             self._schedule(due, self.interval)

@@ -97,9 +97,16 @@ class AccountBudget:
     still reach the service, so it counts as in flight until `max_transit` after its grant.
     """
 
-    def __init__(self, rate: int = DEFAULT_RATE, window: float = DEFAULT_WINDOW, burst: int = DEFAULT_BURST,
-                 max_transit: float = DEFAULT_MAX_TRANSIT, *, clock: Callable[[], float] = time.monotonic,
-                 min_sleep: float = 0.001) -> None:
+    def __init__(
+        self,
+        rate: int = DEFAULT_RATE,
+        window: float = DEFAULT_WINDOW,
+        burst: int = DEFAULT_BURST,
+        max_transit: float = DEFAULT_MAX_TRANSIT,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        min_sleep: float = 0.001,
+    ) -> None:
         self._schedule = Schedule(rate, window, burst, max_transit)
         self._clock = clock
         self._min_sleep = min_sleep  # a computed wait of 1e-9 s must not become a busy loop
@@ -156,8 +163,13 @@ class Budgets:
     the quota belongs to the account, and STS AccessKeyIds change at every refresh.
     """
 
-    def __init__(self, rate: int = DEFAULT_RATE, window: float = DEFAULT_WINDOW, burst: int = DEFAULT_BURST,
-                 max_transit: float = DEFAULT_MAX_TRANSIT) -> None:
+    def __init__(
+        self,
+        rate: int = DEFAULT_RATE,
+        window: float = DEFAULT_WINDOW,
+        burst: int = DEFAULT_BURST,
+        max_transit: float = DEFAULT_MAX_TRANSIT,
+    ) -> None:
         Schedule(rate, window, burst, max_transit)  # validate now, not at the first call
         self._settings = (rate, window, burst, max_transit)
         self._budgets: dict[str, AccountBudget] = {}

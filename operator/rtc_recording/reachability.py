@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 
 
 class Reachability:
-    def __init__(self, open_after: int = 3, wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+    def __init__(self, open_after: int = 3, wall: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.open_after, self.wall = open_after, wall
         self.since: datetime | None = None  # None: never seen down since the process started
         self._unanswered = 0
@@ -45,12 +45,14 @@ class Reachability:
         self._unanswered += 1
         if self.up and self._unanswered >= self.open_after:
             self._up.clear()
-            log.warning("the cloud does not answer (%d calls in a row): holding new calls until a probe succeeds",
-                        self._unanswered)
+            log.warning(
+                "the cloud does not answer (%d calls in a row): holding new calls until a probe succeeds",
+                self._unanswered,
+            )
 
     async def wait_up(self, timeout: float) -> bool:
         try:
             await asyncio.wait_for(self._up.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True

@@ -75,6 +75,7 @@ class Start:
 @dataclass(frozen=True)
 class AwaitOutcome:
     """A Start may have created a task we do not know yet: wait for the callback naming it."""
+
     attempt: int
     seconds: float
 
@@ -98,6 +99,7 @@ class Nothing:
 class Halt:
     """Stop the running task because the user asked (suspend) or its time is up (maxDuration).
     The intent is written first (phase Stopping with this reason), so a crash repeats it."""
+
     task_id: str
     reason: str
 
@@ -115,6 +117,7 @@ class Expire:
 @dataclass(frozen=True)
 class AdoptTask:
     """The adopt annotation names a running task to take over instead of starting one."""
+
     task_id: str
 
 
@@ -124,20 +127,25 @@ Action = Start | AwaitOutcome | Update | Stop | Nothing | Halt | Suspend | Expir
 @dataclass(frozen=True)
 class Controls:
     """The lifecycle controls of a spec (and the adopt annotation), as the decisions need them."""
+
     suspend: bool = False
     max_duration: int | None = None
     ttl: int | None = None
     adopt: str | None = None
 
     @classmethod
-    def of(cls, obj: dict) -> "Controls":
+    def of(cls, obj: dict) -> Controls:
         spec = obj.get("spec") or {}
         max_duration = spec.get("maxDurationSeconds")
         if max_duration is None:  # the class's, as pinned when the task started (classes.py)
             pin = (obj.get("status") or {}).get("recordingClass") or {}
             max_duration = (pin.get("defaults") or {}).get("maxDurationSeconds")
-        return cls(bool(spec.get("suspend")), max_duration, spec.get("ttlSecondsAfterFinished"),
-                   ((obj["metadata"].get("annotations") or {}).get(ADOPT_ANNOTATION) or None))
+        return cls(
+            bool(spec.get("suspend")),
+            max_duration,
+            spec.get("ttlSecondsAfterFinished"),
+            ((obj["metadata"].get("annotations") or {}).get(ADOPT_ANNOTATION) or None),
+        )
 
 
 def due_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
@@ -152,13 +160,15 @@ def due_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
 @dataclass(frozen=True)
 class Cloud:
     """What the decisions need to know of the cloud's reachability (`reachability.py`)."""
+
     up: bool = True
     back_since: datetime | None = None  # when it last answered again after an outage
     recheck: float = 2.0  # how soon to look again while waiting on the cloud or on evidence
 
 
-def _answer_unknown(status: RtcRecordingStatus, now: datetime, grace: float, cloud: Cloud,
-                    evidence_waiting: bool) -> AwaitOutcome | None:
+def _answer_unknown(
+    status: RtcRecordingStatus, now: datetime, grace: float, cloud: Cloud, evidence_waiting: bool
+) -> AwaitOutcome | None:
     """Wait for the lost answer's callbacks: not while evidence of its task awaits confirmation,
     not while the cloud answers nothing, and for the grace period counted from when its
     callbacks could first arrive (the attempt, or the cloud's return, whichever is later)."""
@@ -171,8 +181,15 @@ def _answer_unknown(status: RtcRecordingStatus, now: datetime, grace: float, clo
     return AwaitOutcome(attempt.number, grace - waited) if waited < grace else None
 
 
-def next_action(status: RtcRecordingStatus, generation: int, now: datetime, grace: float,
-                cloud: Cloud = Cloud(), evidence_waiting: bool = False, controls: Controls = Controls()) -> Action:
+def next_action(
+    status: RtcRecordingStatus,
+    generation: int,
+    now: datetime,
+    grace: float,
+    cloud: Cloud = Cloud(),
+    evidence_waiting: bool = False,
+    controls: Controls = Controls(),
+) -> Action:
     """What create, resume, spec updates and due times should do."""
     phase = status.phase
     due = due_at(status, controls)
@@ -214,17 +231,25 @@ def next_action(status: RtcRecordingStatus, generation: int, now: datetime, grac
 class Release:
     """Let go of a deleted resource whose last Start answer is unknown: clear the attempt with a
     compare-and-swap, so that an adoption racing with it fails and stops the task instead."""
+
     attempt: int
 
 
 @dataclass(frozen=True)
 class Orphan:
     """spec.deletionPolicy Orphan: let the object go and leave the task running."""
+
     task_id: str | None
 
 
-def deletion_action(status: RtcRecordingStatus, now: datetime, grace: float, cloud: Cloud = Cloud(),
-                    evidence_waiting: bool = False, orphan: bool = False) -> Action | Release | Orphan:
+def deletion_action(
+    status: RtcRecordingStatus,
+    now: datetime,
+    grace: float,
+    cloud: Cloud = Cloud(),
+    evidence_waiting: bool = False,
+    orphan: bool = False,
+) -> Action | Release | Orphan:
     if orphan:
         return Orphan(status.task_id if status.phase in LIVE else None)
     if status.task_id:
@@ -245,50 +270,75 @@ def _ts(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def condition(status: RtcRecordingStatus, type_: str, state: bool, reason: str, message: str,
-              generation: int, now: datetime) -> list[dict[str, Any]]:
+def condition(
+    status: RtcRecordingStatus, type_: str, state: bool, reason: str, message: str, generation: int, now: datetime
+) -> list[dict[str, Any]]:
     """The whole conditions list with one condition set; lastTransitionTime moves only on change."""
     return _conditions(status, {type_: (state, reason, message)}, generation, now)
 
 
-def phase_conditions(status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int,
-                     now: datetime) -> list[dict[str, Any]]:
+def phase_conditions(
+    status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int, now: datetime
+) -> list[dict[str, Any]]:
     """Ready, Reconciling and Stalled for a phase, as kstatus (Flux) and Argo CD read them
     (docs/gitops.md): Ready when the resource is where its spec wants it (recording, or settled:
     Completed like a finished Job, Suspended as asked; kstatus reads any Ready=False as still in
     progress), Reconciling while the operator or the cloud is getting somewhere, Stalled when
     Failed. `reason` must be a CamelCase word (a vendor code such as InvalidParameter.AppId is not)."""
-    return _conditions(status, {"Ready": (phase in READY, reason, message),
-                                "Reconciling": (phase in RECONCILING, reason, message),
-                                "Stalled": (phase == Phase.FAILED, reason, message)}, generation, now)
+    return _conditions(
+        status,
+        {
+            "Ready": (phase in READY, reason, message),
+            "Reconciling": (phase in RECONCILING, reason, message),
+            "Stalled": (phase == Phase.FAILED, reason, message),
+        },
+        generation,
+        now,
+    )
 
 
-def _conditions(status: RtcRecordingStatus, changes: dict[str, tuple[bool, str, str]], generation: int,
-                now: datetime) -> list[dict[str, Any]]:
-    conditions = [c.model_dump(by_alias=True, mode="json", exclude_none=True)
-                  for c in status.conditions if c.type not in changes]
+def _conditions(
+    status: RtcRecordingStatus, changes: dict[str, tuple[bool, str, str]], generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    conditions = [
+        c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in status.conditions if c.type not in changes
+    ]
     for type_, (state, reason, message) in changes.items():
         value = "True" if state else "False"
         old = next((c for c in status.conditions if c.type == type_), None)
         since = _ts(old.last_transition_time) if old and old.status == value else _ts(now)
-        conditions.append({"type": type_, "status": value, "reason": reason, "message": message,
-                           "observedGeneration": generation, "lastTransitionTime": since})
+        conditions.append(
+            {
+                "type": type_,
+                "status": value,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since,
+            }
+        )
     return sorted(conditions, key=lambda c: c["type"])
 
 
 def answer_lost(status: RtcRecordingStatus) -> bool:
     """Is the pending attempt one whose answer was lost (not refused, not ended by a suspend)?"""
-    return bool(status.attempt and not status.attempt.not_executed and status.task_id is None
-                and status.phase == Phase.STARTING)
+    return bool(
+        status.attempt and not status.attempt.not_executed and status.task_id is None and status.phase == Phase.STARTING
+    )
 
 
 def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, now: datetime) -> dict:
     """Written (compare-and-swap) before Start is called."""
     retry = answer_lost(status)
-    message = (f"attempt {attempt}: the answer to attempt {attempt - 1} was lost and no callback named its task"
-               if retry else f"calling StartRtcCloudRecording (attempt {attempt})")
+    message = (
+        f"attempt {attempt}: the answer to attempt {attempt - 1} was lost and no callback named its task"
+        if retry
+        else f"calling StartRtcCloudRecording (attempt {attempt})"
+    )
     return {
-        "phase": Phase.STARTING, "reason": Reason.UNKNOWN_OUTCOME if retry else None, "message": message,
+        "phase": Phase.STARTING,
+        "reason": Reason.UNKNOWN_OUTCOME if retry else None,
+        "message": message,
         "taskId": None,
         "attempt": {"number": attempt, "startedAt": _ts(now), "generation": generation, "notExecuted": None},
         "conditions": phase_conditions(status, Phase.STARTING, "Starting", message, generation, now),
@@ -298,8 +348,14 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
 def started(status: RtcRecordingStatus, task_id: str, generation: int, now: datetime) -> dict:
     message = f"recording as task {task_id}"
     return {
-        "phase": Phase.RECORDING, "reason": Reason.STARTED, "message": message, "taskId": task_id,
-        "startTime": _ts(now), "completionTime": None, "observedGeneration": generation, "files": None,
+        "phase": Phase.RECORDING,
+        "reason": Reason.STARTED,
+        "message": message,
+        "taskId": task_id,
+        "startTime": _ts(now),
+        "completionTime": None,
+        "observedGeneration": generation,
+        "files": None,
         "conditions": phase_conditions(status, Phase.RECORDING, Reason.STARTED, message, generation, now),
     }
 
@@ -308,7 +364,10 @@ def start_refused(status: RtcRecordingStatus, code: str, message: str, generatio
     """A permanent refusal (by the cloud, or by a check only the operator can make): no task
     exists, and none is tried again until the user changes the spec."""
     return {
-        "phase": Phase.FAILED, "reason": code, "message": message, "observedGeneration": generation,
+        "phase": Phase.FAILED,
+        "reason": code,
+        "message": message,
+        "observedGeneration": generation,
         # metav1.Condition reasons are CamelCase words; the vendor's dotted code is in status.reason.
         "conditions": phase_conditions(status, Phase.FAILED, "StartRefused", message, generation, now),
     }
@@ -319,14 +378,18 @@ def start_not_executed(status: RtcRecordingStatus, error: CloudError, generation
     message = f"will retry StartRtcCloudRecording: {error.code}: {error.message}"
     return {
         # The number stays taken: a late callback can never be mistaken for a later attempt's.
-        "phase": Phase.PENDING, "reason": error.code, "message": message, "attempt": {"notExecuted": True},
+        "phase": Phase.PENDING,
+        "reason": error.code,
+        "message": message,
+        "attempt": {"notExecuted": True},
         "conditions": phase_conditions(status, Phase.PENDING, "StartRetrying", message, generation, now),
     }
 
 
 def updated(status: RtcRecordingStatus, generation: int, now: datetime) -> dict:
     return {
-        "observedGeneration": generation, "reason": Reason.UPDATED,
+        "observedGeneration": generation,
+        "reason": Reason.UPDATED,
         "message": f"subscribers and layout of generation {generation} applied to task {status.task_id}",
         "conditions": condition(status, "Synced", True, Reason.UPDATED, "spec applied", generation, now),
     }
@@ -337,13 +400,16 @@ def update_refused(status: RtcRecordingStatus, code: str, message: str, generati
     generation was refused. observedGeneration moves on (it was seen, and retrying will not
     help until the spec changes): otherwise GitOps tools would show it progressing forever."""
     return {
-        "reason": code, "message": message, "observedGeneration": generation,
+        "reason": code,
+        "message": message,
+        "observedGeneration": generation,
         "conditions": condition(status, "Synced", False, "UpdateRefused", message, generation, now),
     }
 
 
-def observed(status: RtcRecordingStatus, info: TaskInfo | None, generation: int, now: datetime,
-             stop_reason: str | None = None) -> dict | None:
+def observed(
+    status: RtcRecordingStatus, info: TaskInfo | None, generation: int, now: datetime, stop_reason: str | None = None
+) -> dict | None:
     """Map what Describe (or a verified callback) says onto status; None when nothing changes.
 
     `info` None means the cloud no longer knows the task: TaskLost, never a silent restart.
@@ -361,26 +427,40 @@ def observed(status: RtcRecordingStatus, info: TaskInfo | None, generation: int,
         if status.phase == Phase.STOPPING and status.reason in (Reason.SUSPENDED, Reason.OPERATOR_MAX_DURATION):
             return {**patch, **halted(status, status.reason, generation, now)}  # we stopped it: say why
         reason = stop_reason or _why_stopped(status, now)
-        message = {Reason.IDLE_TIMEOUT: "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
-                   Reason.MAX_DURATION: "the cloud ends every task after 72 hours"}.get(
-            reason, f"the cloud stopped task {status.task_id} ({reason})")
+        message = {
+            Reason.IDLE_TIMEOUT: "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
+            Reason.MAX_DURATION: "the cloud ends every task after 72 hours",
+        }.get(reason, f"the cloud stopped task {status.task_id} ({reason})")
         return {**patch, **_finished(status, Phase.COMPLETED, reason, message, generation, now)}
-    phase = {TaskStatus.RUNNING: Phase.RECORDING, TaskStatus.RECOVERING: Phase.RECOVERING,
-             TaskStatus.STOPPING: Phase.STOPPING}[info.status]
+    phase = {
+        TaskStatus.RUNNING: Phase.RECORDING,
+        TaskStatus.RECOVERING: Phase.RECOVERING,
+        TaskStatus.STOPPING: Phase.STOPPING,
+    }[info.status]
     if phase != status.phase:
         reason = {Phase.RECORDING: Reason.STARTED, Phase.RECOVERING: Reason.RECOVERING}.get(phase, Reason.STOPPED)
-        message = {Phase.RECORDING: f"recording as task {status.task_id}",
-                   Phase.RECOVERING: "the cloud lost the recorder and is bringing it back"}.get(
-            phase, "the cloud is stopping the task")
-        patch.update(phase=phase, reason=reason, message=message,
-                     conditions=phase_conditions(status, phase, reason, message, generation, now))
+        message = {
+            Phase.RECORDING: f"recording as task {status.task_id}",
+            Phase.RECOVERING: "the cloud lost the recorder and is bringing it back",
+        }.get(phase, "the cloud is stopping the task")
+        patch.update(
+            phase=phase,
+            reason=reason,
+            message=message,
+            conditions=phase_conditions(status, phase, reason, message, generation, now),
+        )
     return patch or None
 
 
 def files_status(files: RecordFiles) -> dict[str, Any]:
-    return {"hls": list(files.hls), "mp4": list(files.mp4), "mp3": list(files.mp3),
-            "vod": [{"mediaIds": list(v.media_ids), "mergedIds": list(v.merged_ids), "stream": v.stream}
-                    for v in files.vod]}
+    return {
+        "hls": list(files.hls),
+        "mp4": list(files.mp4),
+        "mp3": list(files.mp3),
+        "vod": [
+            {"mediaIds": list(v.media_ids), "mergedIds": list(v.merged_ids), "stream": v.stream} for v in files.vod
+        ],
+    }
 
 
 def _why_stopped(status: RtcRecordingStatus, now: datetime) -> str:
@@ -390,28 +470,44 @@ def _why_stopped(status: RtcRecordingStatus, now: datetime) -> str:
     return Reason.IDLE_TIMEOUT
 
 
-def _finished(status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int,
-              now: datetime) -> dict:
-    return {"phase": phase, "reason": reason, "message": message, "completionTime": _ts(now),
-            "history": history_with(status, reason, now),
-            "conditions": phase_conditions(status, phase, reason, message, generation, now)}
+def _finished(
+    status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int, now: datetime
+) -> dict:
+    return {
+        "phase": phase,
+        "reason": reason,
+        "message": message,
+        "completionTime": _ts(now),
+        "history": history_with(status, reason, now),
+        "conditions": phase_conditions(status, phase, reason, message, generation, now),
+    }
 
 
 def history_with(status: RtcRecordingStatus, reason: str, now: datetime) -> list[dict[str, Any]]:
     """status.history with the current task appended as ended now (the latest HISTORY_KEPT)."""
-    entry = {"taskId": status.task_id, "startTime": _ts(status.start_time) if status.start_time else None,
-             "endTime": _ts(now), "reason": reason,
-             "files": status.files.model_dump(by_alias=True, mode="json", exclude_none=True) if status.files else None}
+    entry = {
+        "taskId": status.task_id,
+        "startTime": _ts(status.start_time) if status.start_time else None,
+        "endTime": _ts(now),
+        "reason": reason,
+        "files": status.files.model_dump(by_alias=True, mode="json", exclude_none=True) if status.files else None,
+    }
     old = [h.model_dump(by_alias=True, mode="json", exclude_none=True) for h in status.history]
     return [*old, {k: v for k, v in entry.items() if v is not None}][-HISTORY_KEPT:]
 
 
 def halting(status: RtcRecordingStatus, reason: str, generation: int, now: datetime) -> dict:
     """The intent to stop our own task, written before the Stop."""
-    message = {Reason.SUSPENDED: f"stopping task {status.task_id}: spec.suspend is true",
-               Reason.OPERATOR_MAX_DURATION: f"stopping task {status.task_id}: it ran spec.maxDurationSeconds"}[reason]
-    return {"phase": Phase.STOPPING, "reason": reason, "message": message,
-            "conditions": phase_conditions(status, Phase.STOPPING, reason, message, generation, now)}
+    message = {
+        Reason.SUSPENDED: f"stopping task {status.task_id}: spec.suspend is true",
+        Reason.OPERATOR_MAX_DURATION: f"stopping task {status.task_id}: it ran spec.maxDurationSeconds",
+    }[reason]
+    return {
+        "phase": Phase.STOPPING,
+        "reason": reason,
+        "message": message,
+        "conditions": phase_conditions(status, Phase.STOPPING, reason, message, generation, now),
+    }
 
 
 def halted(status: RtcRecordingStatus, reason: str, generation: int, now: datetime) -> dict:
@@ -419,9 +515,15 @@ def halted(status: RtcRecordingStatus, reason: str, generation: int, now: dateti
     Completed with reason MaxDuration."""
     if reason == Reason.SUSPENDED:
         message = f"suspended: task {status.task_id} stopped, its files kept; set spec.suspend to false to record again"
-        return {"phase": Phase.SUSPENDED, "reason": reason, "message": message, "taskId": None,
-                "observedGeneration": generation, "history": history_with(status, reason, now),
-                "conditions": phase_conditions(status, Phase.SUSPENDED, reason, message, generation, now)}
+        return {
+            "phase": Phase.SUSPENDED,
+            "reason": reason,
+            "message": message,
+            "taskId": None,
+            "observedGeneration": generation,
+            "history": history_with(status, reason, now),
+            "conditions": phase_conditions(status, Phase.SUSPENDED, reason, message, generation, now),
+        }
     message = f"task {status.task_id} stopped after spec.maxDurationSeconds"
     return {**_finished(status, Phase.COMPLETED, reason, message, generation, now), "observedGeneration": generation}
 
@@ -429,10 +531,13 @@ def halted(status: RtcRecordingStatus, reason: str, generation: int, now: dateti
 def suspended_idle(status: RtcRecordingStatus, generation: int, now: datetime) -> dict:
     """spec.suspend with nothing running (a pending, refused or lost Start is given up)."""
     message = "suspended: no task runs; set spec.suspend to false to record"
-    patch: dict[str, Any] = {"phase": Phase.SUSPENDED, "reason": Reason.SUSPENDED, "message": message,
-                             "observedGeneration": generation,
-                             "conditions": phase_conditions(status, Phase.SUSPENDED, Reason.SUSPENDED, message,
-                                                            generation, now)}
+    patch: dict[str, Any] = {
+        "phase": Phase.SUSPENDED,
+        "reason": Reason.SUSPENDED,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": phase_conditions(status, Phase.SUSPENDED, Reason.SUSPENDED, message, generation, now),
+    }
     if status.attempt and not status.attempt.not_executed:
         patch["attempt"] = {"notExecuted": True}  # a late callback of it is then a stray
     return patch
@@ -440,20 +545,29 @@ def suspended_idle(status: RtcRecordingStatus, generation: int, now: datetime) -
 
 def adoption_failed(status: RtcRecordingStatus, task_id: str, why: str, generation: int, now: datetime) -> dict:
     message = f"cannot adopt task {task_id} ({ADOPT_ANNOTATION}): {why}; nothing was started"
-    return {"phase": Phase.FAILED, "reason": Reason.ADOPTION_FAILED, "message": message,
-            "observedGeneration": generation,
-            "conditions": phase_conditions(status, Phase.FAILED, Reason.ADOPTION_FAILED, message, generation, now)}
+    return {
+        "phase": Phase.FAILED,
+        "reason": Reason.ADOPTION_FAILED,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": phase_conditions(status, Phase.FAILED, Reason.ADOPTION_FAILED, message, generation, now),
+    }
 
 
 def credentials_missing(status: RtcRecordingStatus, message: str, generation: int, now: datetime) -> dict:
-    return {"phase": Phase.PENDING, "reason": "CredentialsUnavailable", "message": message,
-            "conditions": phase_conditions(status, Phase.PENDING, "CredentialsUnavailable", message, generation, now)}
+    return {
+        "phase": Phase.PENDING,
+        "reason": "CredentialsUnavailable",
+        "message": message,
+        "conditions": phase_conditions(status, Phase.PENDING, "CredentialsUnavailable", message, generation, now),
+    }
 
 
 # -- callbacks ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class View:
     """What a callback decision needs to know of a resource: small enough to keep for 10 000."""
+
     uid: str
     task_id: str | None
     phase: str | None
@@ -461,30 +575,45 @@ class View:
     stopped_tasks: frozenset[str] = frozenset()  # its strays already stopped, and its ended tasks
 
     @classmethod
-    def of(cls, obj: dict) -> "View":
+    def of(cls, obj: dict) -> View:
         status = status_of(obj)
-        pending = status.attempt.number if (status.task_id is None and status.attempt
-                                            and not status.attempt.not_executed
-                                            and status.phase not in SETTLED) else None
-        return cls(obj["metadata"]["uid"], status.task_id, status.phase, pending,
-                   frozenset(status.stray_task_ids) | {h.task_id for h in status.history})
+        pending = (
+            status.attempt.number
+            if (
+                status.task_id is None
+                and status.attempt
+                and not status.attempt.not_executed
+                and status.phase not in SETTLED
+            )
+            else None
+        )
+        return cls(
+            obj["metadata"]["uid"],
+            status.task_id,
+            status.phase,
+            pending,
+            frozenset(status.stray_task_ids) | {h.task_id for h in status.history},
+        )
 
 
 @dataclass(frozen=True)
 class Adopt:
     """The callback names the task of the attempt whose answer was lost."""
+
     task_id: str
 
 
 @dataclass(frozen=True)
 class Reap:
     """A task that is not the resource's current one: stop it."""
+
     task_id: str
 
 
 @dataclass(frozen=True)
 class Observe:
     """A change of the current task worth a Describe (it ended, or it is recovering)."""
+
     task_id: str
 
 
@@ -495,13 +624,17 @@ class Ignore:
 
 CallbackAction = Adopt | Reap | Observe | Ignore
 # The current task's events that say more than "still running" in this phase.
-NEWS = {"TaskStopped": frozenset(TERMINAL), "TaskStopping": frozenset({Phase.STOPPING, *TERMINAL}),
-        "TaskRecovering": frozenset({Phase.RECOVERING, *TERMINAL}),
-        "TaskRunning": frozenset({Phase.RECORDING, Phase.STOPPING, *TERMINAL})}
+NEWS = {
+    "TaskStopped": frozenset(TERMINAL),
+    "TaskStopping": frozenset({Phase.STOPPING, *TERMINAL}),
+    "TaskRecovering": frozenset({Phase.RECOVERING, *TERMINAL}),
+    "TaskRunning": frozenset({Phase.RECORDING, Phase.STOPPING, *TERMINAL}),
+}
 
 
-def on_callback(view: View | None, path_uid: str, attempt: int, task_id: str, event_type: str,
-                known_stopped: bool = False) -> CallbackAction:
+def on_callback(
+    view: View | None, path_uid: str, attempt: int, task_id: str, event_type: str, known_stopped: bool = False
+) -> CallbackAction:
     """What a verified callback for /callbacks/<ns>/<name>/<uid>/<attempt> means.
 
     `view` is None when the resource no longer exists; `known_stopped` says the task is one
@@ -526,8 +659,10 @@ def on_callback(view: View | None, path_uid: str, attempt: int, task_id: str, ev
 
 
 def stray_reaped(status: RtcRecordingStatus, task_id: str) -> dict:
-    return {"strayTasks": (status.stray_tasks or 0) + 1,
-            "strayTaskIds": [*status.stray_task_ids, task_id][-STRAY_IDS_KEPT:]}
+    return {
+        "strayTasks": (status.stray_tasks or 0) + 1,
+        "strayTaskIds": [*status.stray_task_ids, task_id][-STRAY_IDS_KEPT:],
+    }
 
 
 # -- retries --------------------------------------------------------------------------------------

@@ -16,25 +16,48 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 from pydantic import ValidationError
 
 from . import classes, metrics, reconcile
+from .callbacks import path_key
 from .classes import InvalidClassSpec
 from .classresolver import ClassResolver
-from .callbacks import path_key
 from .clients import CloudClients, CloudUnreachable
 from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
 from .index import Index, Tracked, files_digest
 from .kube import Conflict, Gone, Kube, KubeError, NamespaceTerminating
-from .reconcile import (Adopt, AdoptTask, AwaitOutcome, Controls, Expire, Halt, Ignore, Observe, Orphan, Reap, Release,
-                        Start, Stop, Suspend, Update)
-from .ownership import REASON as NOT_PROVEN, refusal
-from .resource import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors, start_params, status_of
-from .resource import update_params
+from .ownership import REASON as NOT_PROVEN
+from .ownership import refusal
+from .reconcile import (
+    Adopt,
+    AdoptTask,
+    AwaitOutcome,
+    Controls,
+    Expire,
+    Halt,
+    Ignore,
+    Observe,
+    Orphan,
+    Reap,
+    Release,
+    Start,
+    Stop,
+    Suspend,
+    Update,
+)
+from .resource import (
+    InvalidSpec,
+    RtcRecordingSpec,
+    RtcRecordingStatus,
+    spec_errors,
+    start_params,
+    status_of,
+    update_params,
+)
 from .secretcache import SecretUnavailable
 from .settings import Settings
 
@@ -42,8 +65,12 @@ log = logging.getLogger(__name__)
 COMPONENT = "rtc-recording-operator"
 PERSIST_TRIES = 6  # with the backoff settings' defaults: about a minute
 RECHECK_SECONDS = 2.0  # while waiting on the cloud or on evidence
-PHASE_OF = {TaskStatus.RUNNING: reconcile.Phase.RECORDING, TaskStatus.RECOVERING: reconcile.Phase.RECOVERING,
-            TaskStatus.STOPPING: reconcile.Phase.STOPPING, TaskStatus.STOPPED: reconcile.Phase.COMPLETED}
+PHASE_OF = {
+    TaskStatus.RUNNING: reconcile.Phase.RECORDING,
+    TaskStatus.RECOVERING: reconcile.Phase.RECOVERING,
+    TaskStatus.STOPPING: reconcile.Phase.STOPPING,
+    TaskStatus.STOPPED: reconcile.Phase.COMPLETED,
+}
 Change = Callable[[dict], dict | None]
 STORED_PIN = "_storedRecordingClass"  # in a staged object (never written): the pin that is stored
 
@@ -60,8 +87,14 @@ class RetryLater(Exception):
 
 
 class Recorder:
-    def __init__(self, kube: Kube, clients: CloudClients, settings: Settings, index: Index,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+    def __init__(
+        self,
+        kube: Kube,
+        clients: CloudClients,
+        settings: Settings,
+        index: Index,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self.kube, self.clients, self.settings, self.index, self.clock = kube, clients, settings, index, clock
         self.classes = ClassResolver(kube)
         # Set by the evidence worker: is there unprocessed evidence of a live task for (uid, attempt)?
@@ -85,29 +118,39 @@ class Recorder:
         return reconcile.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
 
     # -- status writes and their Events ------------------------------------------------------
-    async def _write(self, ns: str, name: str, change: Change, event: tuple[str, str] | None = None,
-                     tries: int = 1) -> tuple[dict, dict | None]:
+    async def _write(
+        self, ns: str, name: str, change: Change, event: tuple[str, str] | None = None, tries: int = 1
+    ) -> tuple[dict, dict | None]:
         """Compare-and-swap `change`; with `event` (type, reason) the write is a transition whose
         Event is posted right after. `tries` > 1 rides out an apiserver blip for writes that
         must not be lost (Gone and Conflict are answers, not blips)."""
+
         def announced(obj: dict) -> dict | None:
             patch = self.index.sealer.sealed(obj, change(obj))  # every task id written is sealed
             if patch is None or event is None:
                 return patch
             type_, reason = event
-            return {**patch, "pendingEvent": {"key": uuid.uuid4().hex[:12], "type": type_, "reason": reason,
-                                              "message": str(patch.get("message") or reason)[:1024]}}
+            return {
+                **patch,
+                "pendingEvent": {
+                    "key": uuid.uuid4().hex[:12],
+                    "type": type_,
+                    "reason": reason,
+                    "message": str(patch.get("message") or reason)[:1024],
+                },
+            }
 
         for attempt in range(1, tries + 1):
             try:
                 obj, patch = await self.kube.mutate_status(ns, name, announced)
                 break
-            except (KubeError, aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, KubeError, aiohttp.ClientError):
                 if attempt == tries:
                     raise
                 log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
-                await asyncio.sleep(reconcile.backoff(attempt, self.settings.backoff_base_seconds,
-                                                      self.settings.backoff_max_seconds))
+                await asyncio.sleep(
+                    reconcile.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+                )
         if patch is not None and event is not None:
             await self._announce(obj)
         return obj, patch
@@ -121,33 +164,58 @@ class Recorder:
             return  # not posted: it stays pending, and the next reconcile posts it
         meta = obj["metadata"]
         try:
-            await self.kube.patch_status(meta["namespace"], meta["name"], {"pendingEvent": None},
-                                         resource_version=meta["resourceVersion"], uid=meta["uid"])
+            await self.kube.patch_status(
+                meta["namespace"],
+                meta["name"],
+                {"pendingEvent": None},
+                resource_version=meta["resourceVersion"],
+                uid=meta["uid"],
+            )
         except Conflict:
-            await self.kube.mutate_status(meta["namespace"], meta["name"], lambda o: {"pendingEvent": None} if (
-                status_of(o).pending_event and status_of(o).pending_event.key == pending.key) else None)
+            await self.kube.mutate_status(
+                meta["namespace"],
+                meta["name"],
+                lambda o: (
+                    {"pendingEvent": None}
+                    if (status_of(o).pending_event and status_of(o).pending_event.key == pending.key)
+                    else None
+                ),
+            )
         except Gone:
             pass
 
-    async def _event(self, obj: dict, type_: str, reason: str, message: str, key: str | None = None,
-                     repeat: bool = False) -> bool | None:
+    async def _event(
+        self, obj: dict, type_: str, reason: str, message: str, key: str | None = None, repeat: bool = False
+    ) -> bool | None:
         """One log line and one Event naming the resource and its task. True when posted; False when
         the namespace is being deleted (no Event can be created there, so status says it instead);
         None when the apiserver would not take it."""
         meta = obj["metadata"]
-        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", meta["namespace"],
-                meta["name"], reason, message,
-                extra={"object": {"namespace": meta["namespace"], "name": meta["name"],
-                                  "taskId": (obj.get("status") or {}).get("taskId"), "reason": reason}})
+        log.log(
+            logging.WARNING if type_ == "Warning" else logging.INFO,
+            "%s/%s %s: %s",
+            meta["namespace"],
+            meta["name"],
+            reason,
+            message,
+            extra={
+                "object": {
+                    "namespace": meta["namespace"],
+                    "name": meta["name"],
+                    "taskId": (obj.get("status") or {}).get("taskId"),
+                    "reason": reason,
+                }
+            },
+        )
         try:
             await self.kube.post_event(obj, type_, reason, message, COMPONENT, key=key, repeat=repeat)
         except NamespaceTerminating:
             try:
                 await self.kube.patch_status(meta["namespace"], meta["name"], {"reason": reason, "message": message})
-            except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
                 pass
             return False
-        except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
             # An Event is a courtesy: never let it undo the work (a pending one is posted again).
             log.warning("could not post event %s for %s", reason, meta["name"], exc_info=True)
             return None
@@ -163,8 +231,9 @@ class Recorder:
             await self._refuse_spec(obj, spec_errors(exc))
             return
         waiting = bool(status.attempt) and self.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
-        action = reconcile.next_action(status, generation, self.clock(), self._grace, self._cloud(), waiting,
-                                       Controls.of(obj))
+        action = reconcile.next_action(
+            status, generation, self.clock(), self._grace, self._cloud(), waiting, Controls.of(obj)
+        )
         name = type(action).__name__.lower()
         try:
             match action:
@@ -183,10 +252,16 @@ class Recorder:
                 case Halt(task_id, reason):
                     await self._halt(obj, task_id, reason, retry)
                 case Suspend():
-                    await self._write(obj["metadata"]["namespace"], obj["metadata"]["name"], lambda o: None
-                                      if status_of(o).task_id or status_of(o).phase == reconcile.Phase.SUSPENDED
-                                      else reconcile.suspended_idle(status_of(o), generation, self.clock()),
-                                      event=("Normal", "Suspended"))
+                    await self._write(
+                        obj["metadata"]["namespace"],
+                        obj["metadata"]["name"],
+                        lambda o: (
+                            None
+                            if status_of(o).task_id or status_of(o).phase == reconcile.Phase.SUSPENDED
+                            else reconcile.suspended_idle(status_of(o), generation, self.clock())
+                        ),
+                        event=("Normal", "Suspended"),
+                    )
                 case Expire():
                     await self._expire(obj)
                 case AdoptTask(task_id):
@@ -219,15 +294,22 @@ class Recorder:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
         try:
             choice = await self.classes.resolve(obj)
-        except (KubeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KubeError, aiohttp.ClientError) as exc:
             raise RetryLater(self._delay(exc, retry), f"cannot read the RtcRecordingClass or namespace: {exc}") from exc
         if isinstance(choice, classes.Refuse):
             if not choice.retry:
                 await self._refuse_spec(obj, choice.message, code=choice.reason)
                 return None
-            await self._write(meta["namespace"], meta["name"], lambda o: None if status_of(o).task_id or (
-                status_of(o).reason == choice.reason) else classes.class_pending(
-                status_of(o), choice.reason, choice.message, generation, self.clock()), event=("Warning", choice.reason))
+            await self._write(
+                meta["namespace"],
+                meta["name"],
+                lambda o: (
+                    None
+                    if status_of(o).task_id or (status_of(o).reason == choice.reason)
+                    else classes.class_pending(status_of(o), choice.reason, choice.message, generation, self.clock())
+                ),
+                event=("Warning", choice.reason),
+            )
             raise RetryLater(self._delay(Exception(), retry), choice.message)
         pin = choice.recording_class.pin() if isinstance(choice, classes.Use) else None
         try:
@@ -236,8 +318,7 @@ class Recorder:
             await self._refuse_spec(obj, str(exc))
             return None
         status = obj.get("status") or {}
-        return {**obj, "status": {**status, "recordingClass": pin,
-                                  STORED_PIN: status.get("recordingClass")}}, spec
+        return {**obj, "status": {**status, "recordingClass": pin, STORED_PIN: status.get("recordingClass")}}, spec
 
     @staticmethod
     def _pin_patch(obj: dict) -> dict:
@@ -248,8 +329,9 @@ class Recorder:
         stored = status.get(STORED_PIN)
         return {"recordingClass": classes.pin_patch(stored, status["recordingClass"])}
 
-    async def _start(self, obj: dict, spec: RtcRecordingSpec, status: RtcRecordingStatus, attempt: int,
-                     retry: int) -> None:
+    async def _start(
+        self, obj: dict, spec: RtcRecordingSpec, status: RtcRecordingStatus, attempt: int, retry: int
+    ) -> None:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
         ns, name = meta["namespace"], meta["name"]
         try:
@@ -261,25 +343,46 @@ class Recorder:
         except CredentialsUnavailable as exc:
             message = f"cannot call the cloud: {exc}"
             # Only over "nothing runs": a task may have been adopted meanwhile. One Event per new message.
-            await self._write(ns, name, lambda o: None if status_of(o).task_id or (
-                status_of(o).reason, status_of(o).message) == ("CredentialsUnavailable", message)
-                else reconcile.credentials_missing(status_of(o), message, generation, self.clock()),
-                event=("Warning", "CredentialsUnavailable"))
+            await self._write(
+                ns,
+                name,
+                lambda o: (
+                    None
+                    if status_of(o).task_id
+                    or (status_of(o).reason, status_of(o).message) == ("CredentialsUnavailable", message)
+                    else reconcile.credentials_missing(status_of(o), message, generation, self.clock())
+                ),
+                event=("Warning", "CredentialsUnavailable"),
+            )
             raise RetryLater(self._delay(exc, retry), message) from exc
 
         if reconcile.answer_lost(status):
-            await self._event(obj, "Warning", "UnknownOutcome",
-                              f"no callback named the task of attempt {status.attempt.number}, whose answer was lost;"
-                              f" starting attempt {attempt}")
+            await self._event(
+                obj,
+                "Warning",
+                "UnknownOutcome",
+                f"no callback named the task of attempt {status.attempt.number}, whose answer was lost;"
+                f" starting attempt {attempt}",
+            )
 
         async def write_ahead() -> None:
             # Only now that the quota lets the call go: a crash while queued leaves no attempt
             # that looks sent. Compare-and-swap on what we decided from: a crash after Start is
             # then recognisable as "answer unknown", and a concurrent writer makes us re-read.
             try:
-                await self.kube.patch_status(ns, name, self.index.sealer.sealed(obj, {
-                    **reconcile.attempt_recorded(status, attempt, generation, self.clock()), **self._pin_patch(obj)}),
-                                             resource_version=meta["resourceVersion"], uid=meta["uid"])
+                await self.kube.patch_status(
+                    ns,
+                    name,
+                    self.index.sealer.sealed(
+                        obj,
+                        {
+                            **reconcile.attempt_recorded(status, attempt, generation, self.clock()),
+                            **self._pin_patch(obj),
+                        },
+                    ),
+                    resource_version=meta["resourceVersion"],
+                    uid=meta["uid"],
+                )
             except Conflict:
                 raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
 
@@ -288,30 +391,52 @@ class Recorder:
         except Invalid as exc:
             # The service answered: this attempt made no task, so nothing is waited for on delete.
             code, message = exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}"
-            await self._write(ns, name, lambda o: self._if_attempt(o, attempt, lambda s: {
-                **reconcile.start_refused(s, code, message, generation, self.clock()),
-                "attempt": {"notExecuted": True}}), event=("Warning", "Failed"))
+            await self._write(
+                ns,
+                name,
+                lambda o: self._if_attempt(
+                    o,
+                    attempt,
+                    lambda s: {
+                        **reconcile.start_refused(s, code, message, generation, self.clock()),
+                        "attempt": {"notExecuted": True},
+                    },
+                ),
+                event=("Warning", "Failed"),
+            )
             return
         except CloudUnreachable as exc:
             raise RetryLater(RECHECK_SECONDS, str(exc)) from exc  # nothing was sent, nothing written
         except (Throttled, Transient) as exc:
             error = exc
-            await self._write(ns, name, lambda o: self._if_attempt(o, attempt, lambda s: reconcile.start_not_executed(
-                s, error, generation, self.clock())))
+            await self._write(
+                ns,
+                name,
+                lambda o: self._if_attempt(
+                    o, attempt, lambda s: reconcile.start_not_executed(s, error, generation, self.clock())
+                ),
+            )
             raise RetryLater(self._delay(exc, retry), f"Start not carried out: {exc}") from exc
         except UnknownOutcome as exc:
-            await self._event(obj, "Warning", "UnknownOutcome",
-                              f"attempt {attempt}: {exc}; waiting for a callback naming the task")
+            await self._event(
+                obj, "Warning", "UnknownOutcome", f"attempt {attempt}: {exc}; waiting for a callback naming the task"
+            )
             raise RetryLater(self._grace or RECHECK_SECONDS, str(exc)) from exc
 
         try:
-            obj, patch = await self._write(ns, name, lambda o: self._if_attempt(
-                o, attempt, lambda s: reconcile.started(s, task_id, generation, self.clock())),
-                event=("Normal", "Started"), tries=PERSIST_TRIES)
+            obj, patch = await self._write(
+                ns,
+                name,
+                lambda o: self._if_attempt(
+                    o, attempt, lambda s: reconcile.started(s, task_id, generation, self.clock())
+                ),
+                event=("Normal", "Started"),
+                tries=PERSIST_TRIES,
+            )
         except Gone:
             await self._reap({"metadata": {"namespace": ns, "name": name}, "spec": obj.get("spec")}, task_id)
             return
-        except (KubeError, aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, KubeError, aiohttp.ClientError):
             # The apiserver would not take it for a minute: a task nobody can find must not run on.
             await self._reap(obj, task_id)
             raise
@@ -321,8 +446,13 @@ class Recorder:
     def _if_attempt(self, obj: dict, attempt: int, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
         """Apply `change` only while this attempt is still the pending one."""
         status = status_of(obj)
-        if (status.task_id is None and status.attempt and status.attempt.number == attempt
-                and not status.attempt.not_executed and status.phase not in reconcile.SETTLED):
+        if (
+            status.task_id is None
+            and status.attempt
+            and status.attempt.number == attempt
+            and not status.attempt.not_executed
+            and status.phase not in reconcile.SETTLED
+        ):
             return change(status)
         return None
 
@@ -336,12 +466,16 @@ class Recorder:
         if self.settings.callback_url and self.settings.callback_auth_key:
             url = notify_url(self.settings.callback_url, meta["namespace"], meta["name"], meta["uid"], attempt)
             # The attempt's own key: a captured signature is worth nothing on another path (callbacks.py).
-            key: str | None = path_key(self.settings.callback_auth_key.get_secret_value(), meta["namespace"],
-                                       meta["name"], meta["uid"], attempt)
+            key: str | None = path_key(
+                self.settings.callback_auth_key.get_secret_value(),
+                meta["namespace"],
+                meta["name"],
+                meta["uid"],
+                attempt,
+            )
         else:
             url, key = None, await self.clients.secrets.notify_key(obj)  # start_params falls back to spec.notify.url
-        params = start_params(spec, region_default=self.settings.default_region, notify_url=url,
-                              notify_auth_key=key)
+        params = start_params(spec, region_default=self.settings.default_region, notify_url=url, notify_auth_key=key)
         if self.settings.callback_url and spec.storage.oss:
             # Every HLS slice uploaded is then a callback: a heartbeat that exposes a duplicate
             # task within one slice duration, even if all its start callbacks were lost. The
@@ -361,17 +495,26 @@ class Recorder:
             await self.clients.call(account, "update", task_id, update_params(spec))
         except Invalid as exc:
             code, message = exc.code, f"UpdateRtcCloudRecording refused: {exc.code}: {exc.message}"
-            await self._write(ns, name, lambda o: self._if_task(
-                o, task_id, lambda s: reconcile.update_refused(s, code, message, generation, self.clock())),
-                event=("Warning", "UpdateFailed"))
+            await self._write(
+                ns,
+                name,
+                lambda o: self._if_task(
+                    o, task_id, lambda s: reconcile.update_refused(s, code, message, generation, self.clock())
+                ),
+                event=("Warning", "UpdateFailed"),
+            )
             return
         except NotFound:
             await self.observe(Tracked.of(obj))  # the task ended meanwhile: say so instead of updating
             return
         except (Throttled, Transient, CredentialsUnavailable) as exc:
             raise RetryLater(self._delay(exc, retry), f"Update not carried out: {exc}") from exc
-        await self._write(ns, name, lambda o: self._if_task(
-            o, task_id, lambda s: reconcile.updated(s, generation, self.clock())), event=("Normal", "Updated"))
+        await self._write(
+            ns,
+            name,
+            lambda o: self._if_task(o, task_id, lambda s: reconcile.updated(s, generation, self.clock())),
+            event=("Normal", "Updated"),
+        )
 
     # -- lifecycle controls ----------------------------------------------------------------
     async def _halt(self, obj: dict, task_id: str, reason: str, retry: int) -> None:
@@ -382,9 +525,19 @@ class Recorder:
         if not self.index.sealer.proven(obj):
             await self.refuse_unproven(obj)  # not ours to stop (ownership.py)
             return
-        obj, _ = await self._write(ns, name, lambda o: self._if_task(o, task_id, lambda s: None if (
-            s.phase == reconcile.Phase.STOPPING and s.reason == reason) else reconcile.halting(
-            s, reason, generation, self.clock())))
+        obj, _ = await self._write(
+            ns,
+            name,
+            lambda o: self._if_task(
+                o,
+                task_id,
+                lambda s: (
+                    None
+                    if (s.phase == reconcile.Phase.STOPPING and s.reason == reason)
+                    else reconcile.halting(s, reason, generation, self.clock())
+                ),
+            ),
+        )
         if status_of(obj).task_id != task_id:
             return  # something else happened to the task meanwhile: decide again next time
         try:
@@ -393,12 +546,30 @@ class Recorder:
         except NotFound:
             pass  # already stopped: the outcome is the same
         except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
-            await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}",
-                              key=f"stopfailed.{task_id}"[:40].lower(), repeat=True)
+            await self._event(
+                obj,
+                "Warning",
+                "StopFailed",
+                f"task {task_id}: {exc}",
+                key=f"stopfailed.{task_id}"[:40].lower(),
+                repeat=True,
+            )
             raise RetryLater(self._delay(exc, retry), f"Stop failed: {exc}") from exc
-        await self._write(ns, name, lambda o: self._if_task(o, task_id, lambda s: reconcile.halted(
-            s, reason, o["metadata"]["generation"], self.clock()) if s.phase == reconcile.Phase.STOPPING else None),
-            event=("Normal", reason), tries=PERSIST_TRIES)
+        await self._write(
+            ns,
+            name,
+            lambda o: self._if_task(
+                o,
+                task_id,
+                lambda s: (
+                    reconcile.halted(s, reason, o["metadata"]["generation"], self.clock())
+                    if s.phase == reconcile.Phase.STOPPING
+                    else None
+                ),
+            ),
+            event=("Normal", reason),
+            tries=PERSIST_TRIES,
+        )
 
     async def on_due(self, key: tuple[str, str]) -> None:
         """A due time (maxDurationSeconds, ttlSecondsAfterFinished) passed: act if it still holds."""
@@ -406,8 +577,14 @@ class Recorder:
             obj = await self.kube.get_recording(*key)
         except Gone:
             return
-        action = reconcile.next_action(status_of(obj), obj["metadata"]["generation"], self.clock(), self._grace,
-                                       self._cloud(), controls=Controls.of(obj))
+        action = reconcile.next_action(
+            status_of(obj),
+            obj["metadata"]["generation"],
+            self.clock(),
+            self._grace,
+            self._cloud(),
+            controls=Controls.of(obj),
+        )
         match action:
             case Halt(task_id, reason):
                 await self._halt(obj, task_id, reason, 0)
@@ -417,8 +594,13 @@ class Recorder:
     async def _expire(self, obj: dict) -> None:
         """ttlSecondsAfterFinished passed: delete, with the uid as a precondition (never a namesake)."""
         meta = obj["metadata"]
-        await self._event(obj, "Normal", "Expired", "ttlSecondsAfterFinished passed: deleting the RtcRecording",
-                          key=f"expired.{obj['metadata']['uid'][:8]}")
+        await self._event(
+            obj,
+            "Normal",
+            "Expired",
+            "ttlSecondsAfterFinished passed: deleting the RtcRecording",
+            key=f"expired.{obj['metadata']['uid'][:8]}",
+        )
         await self.kube.delete_recording(meta["namespace"], meta["name"], uid=meta["uid"])
 
     async def _adopt_annotated(self, obj: dict, spec: RtcRecordingSpec, task_id: str, retry: int) -> None:
@@ -441,14 +623,33 @@ class Recorder:
             except (Throttled, Transient, CredentialsUnavailable) as exc:
                 raise RetryLater(self._delay(exc, 0), f"adoption of {task_id} not confirmed: {exc}") from exc
         if why is not None:
-            await self._write(ns, name, lambda o: None if status_of(o).phase else reconcile.adoption_failed(
-                status_of(o), task_id, why, generation, self.clock()), event=("Warning", "AdoptionFailed"))
+            await self._write(
+                ns,
+                name,
+                lambda o: (
+                    None
+                    if status_of(o).phase
+                    else reconcile.adoption_failed(status_of(o), task_id, why, generation, self.clock())
+                ),
+                event=("Warning", "AdoptionFailed"),
+            )
             return
-        obj, patch = await self._write(ns, name, lambda o: None if status_of(o).phase else {
-            **reconcile.started(status_of(o), task_id, 0, self.clock()), **self._pin_patch(obj),
-            "reason": reconcile.Reason.ADOPTED,
-            "message": f"recording as task {task_id}, adopted ({reconcile.ADOPT_ANNOTATION})"},
-            event=("Normal", "Adopted"), tries=PERSIST_TRIES)
+        obj, patch = await self._write(
+            ns,
+            name,
+            lambda o: (
+                None
+                if status_of(o).phase
+                else {
+                    **reconcile.started(status_of(o), task_id, 0, self.clock()),
+                    **self._pin_patch(obj),
+                    "reason": reconcile.Reason.ADOPTED,
+                    "message": f"recording as task {task_id}, adopted ({reconcile.ADOPT_ANNOTATION})",
+                }
+            ),
+            event=("Normal", "Adopted"),
+            tries=PERSIST_TRIES,
+        )
         if patch is not None:
             await self._update(obj, spec, task_id, retry)
 
@@ -465,14 +666,25 @@ class Recorder:
         orphan = (obj.get("spec") or {}).get("deletionPolicy") == "Orphan"
         match reconcile.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
             case Orphan(task_id):
-                await self._event(obj, "Warning", "Orphaned", f"deletionPolicy Orphan: task {task_id} keeps running"
-                                  if task_id else "deletionPolicy Orphan: no task was running",
-                                  key=f"orphaned.{meta['uid'][:8]}")
+                await self._event(
+                    obj,
+                    "Warning",
+                    "Orphaned",
+                    f"deletionPolicy Orphan: task {task_id} keeps running"
+                    if task_id
+                    else "deletionPolicy Orphan: no task was running",
+                    key=f"orphaned.{meta['uid'][:8]}",
+                )
             case AwaitOutcome(attempt, seconds):
-                raise RetryLater(seconds, f"attempt {attempt}: waiting for a callback naming its task before letting go")
+                raise RetryLater(
+                    seconds, f"attempt {attempt}: waiting for a callback naming its task before letting go"
+                )
             case Release(attempt):
-                obj, patch = await self.kube.mutate_status(meta["namespace"], meta["name"], lambda o: self._if_attempt(
-                    o, attempt, lambda s: {"attempt": {"notExecuted": True}}))
+                obj, patch = await self.kube.mutate_status(
+                    meta["namespace"],
+                    meta["name"],
+                    lambda o: self._if_attempt(o, attempt, lambda s: {"attempt": {"notExecuted": True}}),
+                )
                 if patch is None and status_of(obj).task_id:
                     await self._stop(obj, status_of(obj).task_id, retry)  # adopted just now
             case Stop(task_id):
@@ -491,9 +703,19 @@ class Recorder:
         except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
             # Never let go of a running task: keep the finalizer, say why (one Event, counted), try again.
             metrics.RECONCILES.labels(action="stop", outcome="retry").inc()
-            if await self._event(obj, "Warning", "StopFailed", f"task {task_id}: {exc}",
-                                 key=f"stopfailed.{task_id}"[:40].lower(), repeat=True) is False \
-                    and isinstance(exc, SecretUnavailable) and exc.gone:
+            if (
+                await self._event(
+                    obj,
+                    "Warning",
+                    "StopFailed",
+                    f"task {task_id}: {exc}",
+                    key=f"stopfailed.{task_id}"[:40].lower(),
+                    repeat=True,
+                )
+                is False
+                and isinstance(exc, SecretUnavailable)
+                and exc.gone
+            ):
                 await self._last_resort(obj, task_id)  # its namespace goes, and its credentials went first
                 return
             raise RetryLater(self._delay(exc, retry), f"Stop failed: {exc}") from exc
@@ -505,31 +727,52 @@ class Recorder:
         own credentials may stop the task; if not, it is given up on so the namespace can go."""
         meta = obj["metadata"]
         try:
-            await self.clients.call(await self.clients.account_for({"metadata": meta, "spec": {
-                "region": (obj.get("spec") or {}).get("region")}}), "stop", task_id)
+            await self.clients.call(
+                await self.clients.account_for(
+                    {"metadata": meta, "spec": {"region": (obj.get("spec") or {}).get("region")}}
+                ),
+                "stop",
+                task_id,
+            )
             message, outcome = f"task {task_id} stopped with the operator's own credentials", "ok"
         except (NotFound, Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
-            message, outcome = (f"task {task_id} could not be stopped: the namespace is being deleted and Secret "
-                                f"spec.credentialsSecretRef is gone ({exc}); it ends by itself when idle"), "abandoned"
+            message, outcome = (
+                (
+                    f"task {task_id} could not be stopped: the namespace is being deleted and Secret "
+                    f"spec.credentialsSecretRef is gone ({exc}); it ends by itself when idle"
+                ),
+                "abandoned",
+            )
             metrics.ABANDONED.inc()
         log.error("%s/%s: %s", meta["namespace"], meta["name"], message)
         metrics.RECONCILES.labels(action="stop", outcome=outcome).inc()
         try:
-            await self.kube.patch_status(meta["namespace"], meta["name"], {"reason": "StopAbandoned" if
-                                         outcome == "abandoned" else "Stopped", "message": message})
-        except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+            await self.kube.patch_status(
+                meta["namespace"],
+                meta["name"],
+                {"reason": "StopAbandoned" if outcome == "abandoned" else "Stopped", "message": message},
+            )
+        except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
             pass
 
     async def refuse_unproven(self, obj: dict) -> None:
         """status.taskId is not sealed for this resource (someone else wrote it): call nothing,
         say so once (an Event and Synced=False)."""
         meta, task_id = obj["metadata"], (obj.get("status") or {}).get("taskId")
-        log.warning("%s/%s: task %s is not proven to be this resource's; not acted on", meta["namespace"],
-                    meta["name"], task_id)
+        log.warning(
+            "%s/%s: task %s is not proven to be this resource's; not acted on", meta["namespace"], meta["name"], task_id
+        )
         try:
-            await self._write(meta["namespace"], meta["name"], lambda o: None if (
-                (o.get("status") or {}).get("taskId") != task_id or self.index.sealer.proven(o)) else refusal(
-                o, self.clock()), event=("Warning", NOT_PROVEN))
+            await self._write(
+                meta["namespace"],
+                meta["name"],
+                lambda o: (
+                    None
+                    if ((o.get("status") or {}).get("taskId") != task_id or self.index.sealer.proven(o))
+                    else refusal(o, self.clock())
+                ),
+                event=("Warning", NOT_PROVEN),
+            )
         except Gone:
             pass
 
@@ -545,19 +788,24 @@ class Recorder:
             info = await self.clients.call(account, "describe", task_id)
         except NotFound:
             info = None
-        if (info is not None and PHASE_OF[info.status] == tracked.phase
-                and files_digest(reconcile.files_status(info.files)) == tracked.files_digest):
+        if (
+            info is not None
+            and PHASE_OF[info.status] == tracked.phase
+            and files_digest(reconcile.files_status(info.files)) == tracked.files_digest
+        ):
             return None
 
         def change(o: dict) -> dict | None:
-            return self._if_task(o, task_id, lambda s: reconcile.observed(s, info, o["metadata"]["generation"],
-                                                                          self.clock()))
+            return self._if_task(
+                o, task_id, lambda s: reconcile.observed(s, info, o["metadata"]["generation"], self.clock())
+            )
 
         obj, patch = await self._write(tracked.namespace, tracked.name, change)
         if patch and patch.get("phase"):
             kind = "Warning" if patch["phase"] in (reconcile.Phase.FAILED, reconcile.Phase.RECOVERING) else "Normal"
-            await self._event(obj, kind, str(patch["reason"]), str(patch["message"]),
-                              key=f"{patch['phase']}.{task_id}"[:40].lower())
+            await self._event(
+                obj, kind, str(patch["reason"]), str(patch["message"]), key=f"{patch['phase']}.{task_id}"[:40].lower()
+            )
         return patch
 
     # -- evidence from callbacks -------------------------------------------------------------
@@ -571,8 +819,9 @@ class Recorder:
             obj = None  # a namesake: the callback's resource is gone
         tomb = self.index.tombstones.get(uid)
         view = reconcile.View.of(obj) if obj is not None else None
-        action = reconcile.on_callback(view, uid, attempt, task_id, event,
-                                       known_stopped=bool(tomb and tomb.task_id == task_id))
+        action = reconcile.on_callback(
+            view, uid, attempt, task_id, event, known_stopped=bool(tomb and tomb.task_id == task_id)
+        )
         log.info("%s/%s attempt %s: evidence %s %s -> %s", namespace, name, attempt, event, task_id, action)
         match action:
             case Adopt(task) if obj is not None:
@@ -599,10 +848,20 @@ class Recorder:
             return  # it ended before we learned of it; the grace period then starts the next attempt
         meta = obj["metadata"]
         # The task carries the spec of the attempt's generation; a newer one is then an Update.
-        obj, patch = await self._write(meta["namespace"], meta["name"], lambda o: self._if_attempt(o, attempt, lambda s: {
-            **reconcile.started(s, task_id, s.attempt.generation or 0 if s.attempt else 0, self.clock()),
-            "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)"}),
-            event=("Normal", "Started"), tries=PERSIST_TRIES)
+        obj, patch = await self._write(
+            meta["namespace"],
+            meta["name"],
+            lambda o: self._if_attempt(
+                o,
+                attempt,
+                lambda s: {
+                    **reconcile.started(s, task_id, s.attempt.generation or 0 if s.attempt else 0, self.clock()),
+                    "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)",
+                },
+            ),
+            event=("Normal", "Started"),
+            tries=PERSIST_TRIES,
+        )
         if patch is None and status_of(obj).task_id != task_id:
             await self._reap(obj, task_id)
 
@@ -623,9 +882,15 @@ class Recorder:
         if "uid" not in meta:
             return  # the resource is gone: nothing to count on
         try:
-            await self._write(meta["namespace"], meta["name"], lambda o: reconcile.stray_reaped(status_of(o), task_id)
-                              if o["metadata"]["uid"] == meta["uid"] else None)
+            await self._write(
+                meta["namespace"],
+                meta["name"],
+                lambda o: (
+                    reconcile.stray_reaped(status_of(o), task_id) if o["metadata"]["uid"] == meta["uid"] else None
+                ),
+            )
         except Gone:
             return
-        await self._event(obj, "Warning", "StrayTaskStopped", f"stopped duplicate task {task_id}",
-                          key=f"stray.{task_id}"[:40].lower())
+        await self._event(
+            obj, "Warning", "StrayTaskStopped", f"stopped duplicate task {task_id}", key=f"stray.{task_id}"[:40].lower()
+        )

@@ -48,12 +48,15 @@ class Relay:
         return f"rtcrec-relay-{digest[:32]}"
 
     def to_configmap(self, namespace: str) -> dict:
-        return {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: "pending"}},
-                "data": {"namespace": self.namespace, "name": self.name, "uid": self.uid, "body": self.body}}
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: "pending"}},
+            "data": {"namespace": self.namespace, "name": self.name, "uid": self.uid, "body": self.body},
+        }
 
     @classmethod
-    def from_configmap(cls, configmap: dict) -> "Relay":
+    def from_configmap(cls, configmap: dict) -> Relay:
         data = configmap.get("data") or {}
         try:
             relay = cls(data["namespace"], data["name"], data["uid"], data["body"])
@@ -67,15 +70,24 @@ def signed_headers(auth_key: str | None, now: float) -> dict[str, str]:
     if not auth_key:
         return {}
     timestamp = str(int(now))
-    return {"ALI-LIVE-TIMESTAMP": timestamp,
-            "ALI-LIVE-SIGNATURE": hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest()}
+    return {
+        "ALI-LIVE-TIMESTAMP": timestamp,
+        "ALI-LIVE-SIGNATURE": hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest(),
+    }
 
 
 class Relayer:
     """The operator's side: watches relay ConfigMaps, delivers each, deletes it."""
 
-    def __init__(self, kube: Kube, secrets: SecretCache, guard: Guard, namespace: str, workers: int = 4,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        kube: Kube,
+        secrets: SecretCache,
+        guard: Guard,
+        namespace: str,
+        workers: int = 4,
+        clock: Callable[[], float] = time.time,
+    ):
         self.kube, self.secrets, self.guard, self.namespace = kube, secrets, guard, namespace
         self.workers, self.clock = workers, clock
         self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
@@ -138,8 +150,9 @@ class Relayer:
         why = "no answer"
         for _ in range(TRIES):
             try:
-                async with self._http.post(url, json=body, headers=signed_headers(key, self.clock()),
-                                           allow_redirects=False) as resp:
+                async with self._http.post(
+                    url, json=body, headers=signed_headers(key, self.clock()), allow_redirects=False
+                ) as resp:
                     if resp.status < 400:
                         return "delivered"
                     why = f"HTTP {resp.status}"
@@ -147,7 +160,7 @@ class Relayer:
                         return await self._failed(obj, "rejected", f"{what}: spec.notify.url answered {why}")
             except Refused as exc:
                 return await self._failed(obj, "refused", f"{what} not relayed to spec.notify.url: {exc}")
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 why = type(exc).__name__
         return await self._failed(obj, "failed", f"{what} could not be relayed to spec.notify.url ({why}, twice)")
 
@@ -155,8 +168,9 @@ class Relayer:
         meta = obj["metadata"]
         log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
         try:  # one Event per resource and outcome, counted
-            await self.kube.post_event(obj, "Warning", "RelayFailed", message, COMPONENT, key=f"relay-{outcome}",
-                                       repeat=True)
-        except (KubeError, Gone, aiohttp.ClientError, asyncio.TimeoutError):
+            await self.kube.post_event(
+                obj, "Warning", "RelayFailed", message, COMPONENT, key=f"relay-{outcome}", repeat=True
+            )
+        except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
             log.warning("could not post the RelayFailed event of %s/%s", meta["namespace"], meta["name"])
         return outcome

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from . import schedules
@@ -36,8 +36,12 @@ def recordings_path(namespace: str, name: str = "") -> str:
 
 
 class Scheduler:
-    def __init__(self, kube: Kube, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 wall: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        kube: Kube,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], float] = time.time,
+    ):
         self.kube, self.clock = kube, clock
         self.deadlines = Deadlines(self.on_due, clock=wall)
 
@@ -80,27 +84,38 @@ class Scheduler:
         meta, spec, status = schedule["metadata"], schedule["spec"], schedule.get("status") or {}
         if meta.get("deletionTimestamp"):
             return
-        owned = [r for r in await self.runs(namespace, name)
-                 if any(o.get("uid") == meta["uid"] for o in r["metadata"].get("ownerReferences") or [])]
+        owned = [
+            r
+            for r in await self.runs(namespace, name)
+            if any(o.get("uid") == meta["uid"] for o in r["metadata"].get("ownerReferences") or [])
+        ]
         runs = [Run.of(r) for r in owned]
         now = self.clock()
         try:
             decision = schedules.decide(spec, status, schedules.parse_time(meta["creationTimestamp"]), runs, now)
         except InvalidSchedule as exc:  # the CRD checks the form; croniter has the last word
-            await self._status(schedule, {"message": str(exc), "observedGeneration": meta["generation"],
-                                          "nextScheduleTime": None})
+            await self._status(
+                schedule, {"message": str(exc), "observedGeneration": meta["generation"], "nextScheduleTime": None}
+            )
             return
         for run in decision.replace:
             await self._delete(namespace, run)
-            await self._event(schedule, "Normal", "Replaced", f"deleted the active run {run} (concurrencyPolicy Replace)")
+            await self._event(
+                schedule, "Normal", "Replaced", f"deleted the active run {run} (concurrencyPolicy Replace)"
+            )
         started = None
         if decision.start is not None:
             started = schedules.run_name(name, decision.start)
             body = schedules.recording_for(schedule, decision.start)
             try:
                 await self.kube.request("POST", recordings_path(namespace), json=body)
-                await self._event(schedule, "Normal", "Started", f"created {started} for the run of "
-                                  f"{schedules.format_time(decision.start)}", key=f"run-{int(decision.start.timestamp())}")
+                await self._event(
+                    schedule,
+                    "Normal",
+                    "Started",
+                    f"created {started} for the run of {schedules.format_time(decision.start)}",
+                    key=f"run-{int(decision.start.timestamp())}",
+                )
             except Conflict:
                 log.info("%s/%s: run %s exists already (a create repeated after a restart)", namespace, name, started)
         if decision.missed:
@@ -123,9 +138,12 @@ class Scheduler:
             return  # nothing new: no write, no watch event
         meta = schedule["metadata"]
         try:
-            await self.kube.request("PATCH", schedule_path(meta["namespace"], meta["name"], "status"),
-                                    json={"status": patch, "metadata": {"uid": meta["uid"]}},
-                                    content_type="application/merge-patch+json")
+            await self.kube.request(
+                "PATCH",
+                schedule_path(meta["namespace"], meta["name"], "status"),
+                json={"status": patch, "metadata": {"uid": meta["uid"]}},
+                content_type="application/merge-patch+json",
+            )
         except (Gone, Conflict):
             pass
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,8 +43,9 @@ class InvalidSchedule(ValueError):
 def _cron(expression: str, start: datetime) -> croniter:
     seconds = len(expression.split()) == 6
     if not croniter.is_valid(expression, second_at_beginning=seconds):
-        raise InvalidSchedule(f"spec.schedule {expression!r} is not a cron expression (5 fields, or 6 with seconds "
-                              "first)")
+        raise InvalidSchedule(
+            f"spec.schedule {expression!r} is not a cron expression (5 fields, or 6 with seconds first)"
+        )
     return croniter(expression, start, second_at_beginning=seconds)
 
 
@@ -58,7 +59,7 @@ def zone(name: str | None) -> ZoneInfo:
 def next_after(expression: str, time_zone: str | None, after: datetime) -> datetime:
     """The first scheduled time strictly after `after` (UTC)."""
     start = after.astimezone(zone(time_zone))
-    return _cron(expression, start).get_next(datetime).astimezone(timezone.utc)
+    return _cron(expression, start).get_next(datetime).astimezone(UTC)
 
 
 def scheduled_between(expression: str, time_zone: str | None, after: datetime, until: datetime) -> list[datetime]:
@@ -66,7 +67,7 @@ def scheduled_between(expression: str, time_zone: str | None, after: datetime, u
     it = _cron(expression, until.astimezone(zone(time_zone)) + timedelta(microseconds=1))
     times = []
     while len(times) < LOOKBACK_RUNS:
-        t = it.get_prev(datetime).astimezone(timezone.utc)
+        t = it.get_prev(datetime).astimezone(UTC)
         if t <= after:
             break
         times.append(t)
@@ -92,11 +93,17 @@ class Run:
         return self.phase not in FINISHED and not self.deleting
 
     @classmethod
-    def of(cls, obj: dict) -> "Run":
+    def of(cls, obj: dict) -> Run:
         meta = obj["metadata"]
         at = (meta.get("annotations") or {}).get(SCHEDULED_AT_ANNOTATION)
-        return cls(meta["name"], meta["uid"], (obj.get("status") or {}).get("phase"), parse_time(at) if at else None,
-                   meta.get("creationTimestamp") or "", bool(meta.get("deletionTimestamp")))
+        return cls(
+            meta["name"],
+            meta["uid"],
+            (obj.get("status") or {}).get("phase"),
+            parse_time(at) if at else None,
+            meta.get("creationTimestamp") or "",
+            bool(meta.get("deletionTimestamp")),
+        )
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,11 @@ class Decision:
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def format_time(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 FORBID_RECHECK = timedelta(seconds=30)  # a Forbid wait also ends when a run's phase changes (a watch event)
@@ -134,46 +141,82 @@ def decide(spec: dict[str, Any], status: dict[str, Any], created: datetime, runs
     upcoming = next_after(expression, tz, now)
     trimmed = history_to_delete(runs, spec)
     if spec.get("suspend"):
-        return Decision(delete=trimmed, last_schedule_time=parse_time(status.get("lastScheduleTime")),
-                        next_schedule_time=None, wake_at=None, message="suspended")
+        return Decision(
+            delete=trimmed,
+            last_schedule_time=parse_time(status.get("lastScheduleTime")),
+            next_schedule_time=None,
+            wake_at=None,
+            message="suspended",
+        )
     due = scheduled_between(expression, tz, last, now)
     if not due:
-        return Decision(delete=trimmed, last_schedule_time=parse_time(status.get("lastScheduleTime")),
-                        next_schedule_time=upcoming, wake_at=upcoming)
+        return Decision(
+            delete=trimmed,
+            last_schedule_time=parse_time(status.get("lastScheduleTime")),
+            next_schedule_time=upcoming,
+            wake_at=upcoming,
+        )
     latest = due[-1]
     missed = len(due) - 1
     if deadline is not None and (now - latest).total_seconds() > deadline:
         # Too late even for the latest: count them all missed and wait for the next.
-        return Decision(delete=trimmed, last_schedule_time=latest, next_schedule_time=upcoming, wake_at=upcoming,
-                        missed=len(due), message=f"missed the run of {format_time(latest)}: more than "
-                                                 f"startingDeadlineSeconds ({deadline}) late")
+        return Decision(
+            delete=trimmed,
+            last_schedule_time=latest,
+            next_schedule_time=upcoming,
+            wake_at=upcoming,
+            missed=len(due),
+            message=f"missed the run of {format_time(latest)}: more than startingDeadlineSeconds ({deadline}) late",
+        )
     if any(r.scheduled_at == latest for r in runs):
         # Created before a crash that lost the status write: this is that run, not another.
-        return Decision(delete=trimmed, last_schedule_time=latest, next_schedule_time=upcoming, wake_at=upcoming,
-                        missed=missed, message=f"the run of {format_time(latest)} exists already")
+        return Decision(
+            delete=trimmed,
+            last_schedule_time=latest,
+            next_schedule_time=upcoming,
+            wake_at=upcoming,
+            missed=missed,
+            message=f"the run of {format_time(latest)} exists already",
+        )
     active = [r for r in runs if r.active]
     if active and policy == "Forbid":
         expiry = latest + timedelta(seconds=deadline) if deadline is not None else None
         wake = min(t for t in (now + FORBID_RECHECK, expiry + timedelta(seconds=1) if expiry else None, upcoming) if t)
-        return Decision(delete=trimmed, last_schedule_time=parse_time(status.get("lastScheduleTime")),
-                        next_schedule_time=latest, wake_at=wake, missed=missed,
-                        message=f"the run of {format_time(latest)} waits for {active[0].name} to finish "
-                                "(concurrencyPolicy Forbid)")
+        return Decision(
+            delete=trimmed,
+            last_schedule_time=parse_time(status.get("lastScheduleTime")),
+            next_schedule_time=latest,
+            wake_at=wake,
+            missed=missed,
+            message=f"the run of {format_time(latest)} waits for {active[0].name} to finish (concurrencyPolicy Forbid)",
+        )
     replace = tuple(r.name for r in active) if policy == "Replace" else ()
-    return Decision(start=latest, delete=trimmed, last_schedule_time=latest, next_schedule_time=upcoming,
-                    wake_at=upcoming, missed=missed, replace=replace,
-                    message=f"started the run of {format_time(latest)}" + (
-                        f" ({missed} earlier scheduled time(s) superseded)" if missed else ""))
+    return Decision(
+        start=latest,
+        delete=trimmed,
+        last_schedule_time=latest,
+        next_schedule_time=upcoming,
+        wake_at=upcoming,
+        missed=missed,
+        replace=replace,
+        message=f"started the run of {format_time(latest)}"
+        + (f" ({missed} earlier scheduled time(s) superseded)" if missed else ""),
+    )
 
 
 def history_to_delete(runs: list[Run], spec: dict[str, Any]) -> tuple[str, ...]:
     """Finished runs beyond the history limits, oldest first (Completed and Failed counted apart)."""
     out: list[str] = []
-    for phase, key, default in (("Completed", "successfulRunsHistoryLimit", 3), ("Failed", "failedRunsHistoryLimit", 1)):
+    for phase, key, default in (
+        ("Completed", "successfulRunsHistoryLimit", 3),
+        ("Failed", "failedRunsHistoryLimit", 1),
+    ):
         limit = spec.get(key, default)
-        done = sorted((r for r in runs if r.phase == phase and not r.deleting),
-                      key=lambda r: (r.scheduled_at or datetime.min.replace(tzinfo=timezone.utc), r.created, r.name))
-        out += [r.name for r in done[:max(len(done) - limit, 0)]]
+        done = sorted(
+            (r for r in runs if r.phase == phase and not r.deleting),
+            key=lambda r: (r.scheduled_at or datetime.min.replace(tzinfo=UTC), r.created, r.name),
+        )
+        out += [r.name for r in done[: max(len(done) - limit, 0)]]
     return tuple(out)
 
 
@@ -187,14 +230,23 @@ def recording_for(schedule: dict, at: datetime, name: str | None = None) -> dict
     if spec.get("durationSeconds") is not None:
         run_spec["maxDurationSeconds"] = spec["durationSeconds"]
     return {
-        "apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecording",
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecording",
         "metadata": {
-            "name": name or run_name(meta["name"], at), "namespace": meta["namespace"],
+            "name": name or run_name(meta["name"], at),
+            "namespace": meta["namespace"],
             "labels": {**(run_meta.get("labels") or {}), SCHEDULE_LABEL: meta["name"]},
             "annotations": {**(run_meta.get("annotations") or {}), SCHEDULED_AT_ANNOTATION: format_time(at)},
-            "ownerReferences": [{"apiVersion": schedule.get("apiVersion", "rtc.recording.io/v1alpha1"),
-                                 "kind": "RtcRecordingSchedule", "name": meta["name"], "uid": meta["uid"],
-                                 "controller": True, "blockOwnerDeletion": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": schedule.get("apiVersion", "rtc.recording.io/v1alpha1"),
+                    "kind": "RtcRecordingSchedule",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": run_spec,
     }
@@ -206,8 +258,11 @@ def status_patch(decision: Decision, runs: list[Run], generation: int, started: 
     active = [{"name": r.name, "uid": r.uid} for r in runs if r.active and r.name not in gone]
     if started and started not in {a["name"] for a in active}:
         active.append({"name": started})
-    patch: dict[str, Any] = {"active": active or None, "observedGeneration": generation,
-                             "nextScheduleTime": format_time(decision.next_schedule_time)}
+    patch: dict[str, Any] = {
+        "active": active or None,
+        "observedGeneration": generation,
+        "nextScheduleTime": format_time(decision.next_schedule_time),
+    }
     if decision.last_schedule_time is not None:
         patch["lastScheduleTime"] = format_time(decision.last_schedule_time)
     if decision.message:

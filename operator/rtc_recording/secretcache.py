@@ -40,8 +40,10 @@ class SecretUnavailable(CredentialsUnavailable):
 
 
 def refusal(name: str, field: str, usage: str) -> str:
-    return (f"Secret {name!r} ({field}) is not available to the operator: it uses only Secrets in the resource's "
-            f"namespace labelled {USAGE_LABEL}={usage}")
+    return (
+        f"Secret {name!r} ({field}) is not available to the operator: it uses only Secrets in the resource's "
+        f"namespace labelled {USAGE_LABEL}={usage}"
+    )
 
 
 class SecretCache:
@@ -102,6 +104,8 @@ class SecretCache:
         except (binascii.Error, UnicodeDecodeError):
             value = ""
         if not NOTIFY_KEY_FORMAT.fullmatch(value):  # never say what it is instead
-            raise CredentialsUnavailable(f"the value of key {ref['key']!r} of Secret {ref['name']!r} ({field}) is "
-                                         "not 16 to 64 letters and digits")
+            raise CredentialsUnavailable(
+                f"the value of key {ref['key']!r} of Secret {ref['name']!r} ({field}) is "
+                "not 16 to 64 letters and digits"
+            )
         return value

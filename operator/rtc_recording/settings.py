@@ -31,46 +31,63 @@ class Settings(BaseSettings):
 
     # -- where to watch ------------------------------------------------------------------------
     namespaces: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated namespaces to watch; empty means all.")
+        default_factory=list, description="Comma-separated namespaces to watch; empty means all."
+    )
 
     # -- exactly-once ----------------------------------------------------------------------------
     callback_url: str | None = Field(
-        None, description="Public base URL of the callback receiver, as the cloud can reach it. Without it a "
-                          "Start whose answer is lost cannot be correlated (see README, exactly-once).")
+        None,
+        description="Public base URL of the callback receiver, as the cloud can reach it. Without it a "
+        "Start whose answer is lost cannot be correlated (see README, exactly-once).",
+    )
     callback_auth_key: SecretStr | None = Field(
-        None, description="NotifyAuthKey for the receiver's callbacks: 16-64 letters and digits.")
+        None, description="NotifyAuthKey for the receiver's callbacks: 16-64 letters and digits."
+    )
     evidence_namespace: str = Field(
         default_factory=_own_namespace,
         description="Where the receiver records callback evidence for the operator (ConfigMaps); tenants must "
-                    "not be able to write here. Default: the pod's own namespace.")
+        "not be able to write here. Default: the pod's own namespace.",
+    )
     ownership_key: SecretStr | None = Field(
-        None, description="Key of the seals that tie each task to the resource that started it (status.taskSeal); "
-                          "the operator's alone: the receiver must not get it. At least 32 characters. Default: "
-                          "derived from the callback auth key.")
+        None,
+        description="Key of the seals that tie each task to the resource that started it (status.taskSeal); "
+        "the operator's alone: the receiver must not get it. At least 32 characters. Default: "
+        "derived from the callback auth key.",
+    )
     unknown_outcome_grace_seconds: float = Field(
-        30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost.")
+        30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost."
+    )
 
     # -- relays to spec.notify.url (ssrf.py) ------------------------------------------------------
     relay_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated host names (hooks.example.com, *.example.com) and address ranges "
-                    "(10.20.0.0/16, 127.0.0.1) that callbacks may be relayed to although internal. Otherwise only "
-                    "hosts whose addresses are all public are.")
+        "(10.20.0.0/16, 127.0.0.1) that callbacks may be relayed to although internal. Otherwise only "
+        "hosts whose addresses are all public are.",
+    )
     relay_only_allowed_hosts: bool = Field(
-        False, description="Relay callbacks to the hosts of relay_allowed_hosts only, public or not.")
+        False, description="Relay callbacks to the hosts of relay_allowed_hosts only, public or not."
+    )
     relay_denied_ranges: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated address ranges never relayed to, in addition to loopback, link-local, private, "
-                    "CGNAT and multicast: the cluster's pod and service ranges where they are not private.")
+        "CGNAT and multicast: the cluster's pod and service ranges where they are not private.",
+    )
 
     # -- observation -----------------------------------------------------------------------------
     poll_interval_seconds: float = Field(
-        60, gt=0, description="Describe each live task this often: the safety net under callbacks, and the only "
-                              "way to notice an ended task without them.")
+        60,
+        gt=0,
+        description="Describe each live task this often: the safety net under callbacks, and the only "
+        "way to notice an ended task without them.",
+    )
     poll_calls_per_second: float = Field(10, gt=0, description="The poller's share of the cloud quota.")
     poll_factor_with_callbacks: float = Field(
-        5, ge=1, description="With a receiver, live tasks are polled this many times less often: callbacks "
-                             "report their ends within a second, and polling only catches lost ones.")
+        5,
+        ge=1,
+        description="With a receiver, live tasks are polled this many times less often: callbacks "
+        "report their ends within a second, and polling only catches lost ones.",
+    )
 
     # -- retries ---------------------------------------------------------------------------------
     backoff_base_seconds: float = Field(2, gt=0)
@@ -79,25 +96,37 @@ class Settings(BaseSettings):
     # -- serving ---------------------------------------------------------------------------------
     receiver_port: int = Field(8081, ge=0, le=65535, description="Callback receiver (rtcrec receiver).")
     receiver_read_timeout_seconds: float = Field(
-        10, gt=0, description="The receiver drops a connection that has not sent a request's headers, or its body, "
-                              "within this many seconds (and idle connections after it).")
+        10,
+        gt=0,
+        description="The receiver drops a connection that has not sent a request's headers, or its body, "
+        "within this many seconds (and idle connections after it).",
+    )
     metrics_port: int = Field(8080, ge=0, le=65535, description="/metrics and /healthz of the operator.")
     log_format: Literal["text", "json"] = Field("text", description="json: one object per line, for log pipelines.")
     stuck_seconds: float = Field(
-        120, gt=0, description="Liveness fails when the watch or the quota queue makes no progress this long.")
+        120, gt=0, description="Liveness fails when the watch or the quota queue makes no progress this long."
+    )
 
     # -- active/standby (leader.py, docs/ha.md) ------------------------------------------------------
     lease_name: str = Field("rtc-recording-operator", description="The Lease that makes one replica the active one.")
     lease_namespace: str = Field(default_factory=_own_namespace, description="Its namespace: the pod's own.")
-    pod_name: str | None = Field(None, description="This replica's identity in the Lease (the pod's name, stable "
-                                                   "across container restarts); default: host name and a random part.")
+    pod_name: str | None = Field(
+        None,
+        description="This replica's identity in the Lease (the pod's name, stable "
+        "across container restarts); default: host name and a random part.",
+    )
     lease_duration_seconds: float = Field(
-        10, gt=0, description="A standby takes over when the Lease was not renewed for this long.")
+        10, gt=0, description="A standby takes over when the Lease was not renewed for this long."
+    )
     lease_renew_deadline_seconds: float = Field(
-        6, gt=0, description="The active replica exits when it could not renew the Lease for this long; at least "
-                             "1 s less than the lease duration.")
+        6,
+        gt=0,
+        description="The active replica exits when it could not renew the Lease for this long; at least "
+        "1 s less than the lease duration.",
+    )
     lease_retry_period_seconds: float = Field(
-        2, gt=0, description="How often the active replica renews the Lease and a standby looks at it.")
+        2, gt=0, description="How often the active replica renews the Lease and a standby looks at it."
+    )
 
     @field_validator("namespaces", "relay_allowed_hosts", "relay_denied_ranges", mode="before")
     @classmethod
@@ -136,16 +165,18 @@ class Settings(BaseSettings):
         return None
 
     @model_validator(mode="after")
-    def _lease_timing(self) -> "Settings":
-        if not (self.lease_retry_period_seconds < self.lease_renew_deadline_seconds
-                <= self.lease_duration_seconds - 1):
-            raise ValueError("the Lease needs retry period < renew deadline <= lease duration - 1 s: the active "
-                             "replica must have stopped before a standby may take over")
+    def _lease_timing(self) -> Settings:
+        if not (self.lease_retry_period_seconds < self.lease_renew_deadline_seconds <= self.lease_duration_seconds - 1):
+            raise ValueError(
+                "the Lease needs retry period < renew deadline <= lease duration - 1 s: the active "
+                "replica must have stopped before a standby may take over"
+            )
         return self
 
     @model_validator(mode="after")
-    def _callbacks_signed(self) -> "Settings":
+    def _callbacks_signed(self) -> Settings:
         if self.callback_url and not self.callback_auth_key:
-            raise ValueError("RTCREC_CALLBACK_AUTH_KEY is required with RTCREC_CALLBACK_URL: "
-                             "unsigned callbacks could be forged")
+            raise ValueError(
+                "RTCREC_CALLBACK_AUTH_KEY is required with RTCREC_CALLBACK_URL: unsigned callbacks could be forged"
+            )
         return self

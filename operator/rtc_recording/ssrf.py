@@ -36,8 +36,9 @@ class Refused(aiohttp.ClientConnectionError):
 
 
 class Guard:
-    def __init__(self, allowed_hosts: Iterable[str] = (), denied_ranges: Iterable[str] = (),
-                 only_allowed: bool = False):
+    def __init__(
+        self, allowed_hosts: Iterable[str] = (), denied_ranges: Iterable[str] = (), only_allowed: bool = False
+    ):
         self.only_allowed = only_allowed
         self.names: list[str] = []
         self.ranges: list[Network] = []
@@ -80,18 +81,19 @@ class Guard:
             return None
         if self.only_allowed:
             return f"{host} is not among the hosts this operator relays to (RTCREC_RELAY_ALLOWED_HOSTS)"
-        for candidate in ([inner] if inner else [ip]):  # an IPv4 inside IPv6 is judged as that IPv4
+        for candidate in [inner] if inner else [ip]:  # an IPv4 inside IPv6 is judged as that IPv4
             if not _public(candidate):
                 return f"{host} resolves to an internal address ({_kind(candidate)})"
         return None
 
-    def connector(self, **kwargs: Any) -> "GuardedConnector":
+    def connector(self, **kwargs: Any) -> GuardedConnector:
         return GuardedConnector(self, **kwargs)
 
     def session(self, timeout: float) -> aiohttp.ClientSession:
         """A session that connects only where the guard allows, never through a proxy."""
-        return aiohttp.ClientSession(connector=self.connector(), trust_env=False,
-                                     timeout=aiohttp.ClientTimeout(total=timeout))
+        return aiohttp.ClientSession(
+            connector=self.connector(), trust_env=False, timeout=aiohttp.ClientTimeout(total=timeout)
+        )
 
 
 class GuardedConnector(aiohttp.TCPConnector):
@@ -134,5 +136,3 @@ def _kind(ip: Address) -> str:
         if getattr(ip, f"is_{kind}"):
             return kind.replace("_", "-")
     return "shared (CGNAT)" if isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT else "not global"
-
-

@@ -64,8 +64,12 @@ def crd_version() -> dict:
 
 def example_classes() -> dict[str, dict]:
     """The RtcRecordingClasses of examples/, by name."""
-    return {doc["metadata"]["name"]: doc for path in sorted(EXAMPLES.glob("*.yaml"))
-            for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == "RtcRecordingClass"}
+    return {
+        doc["metadata"]["name"]: doc
+        for path in sorted(EXAMPLES.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc["kind"] == "RtcRecordingClass"
+    }
 
 
 def effective(doc: dict) -> dict:

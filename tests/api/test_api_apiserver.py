@@ -13,8 +13,8 @@ import re
 
 import pytest
 import yaml
-
 from api_corpus import CORPUS, EXAMPLES, load
+
 from rtc_recording.cluster import binaries
 from rtc_recording.resource import RtcRecordingStatus
 
@@ -48,6 +48,7 @@ def kubectl(request, cluster_of):
 
     def run(*args: str, input: str | None = None, check: bool = True):
         return cluster.kubectl("-n", NAMESPACE, *args, input=input, check=check)
+
     return run
 
 
@@ -105,25 +106,51 @@ def test_transitions(updates, item):
 
 def test_status_subresource_takes_what_the_operator_writes(kubectl, created):
     status = {
-        "phase": "Recording", "reason": "Started", "message": "task running", "taskId": "task-0001",
-        "startTime": "2025-03-25T03:27:28Z", "observedGeneration": 1,
-        "attempt": {"number": 1, "startedAt": "2025-03-25T03:27:27Z"}, "strayTasks": 0,
-        "files": {"hls": ["meetings/task-0001/standup.m3u8"], "mp4": [], "mp3": [],
-                  "vod": [{"mediaIds": ["m-1"], "mergedIds": [], "stream": "alice"}]},
-        "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 1,
-                        "lastTransitionTime": "2025-03-25T03:27:28Z", "reason": "Recording", "message": ""}],
+        "phase": "Recording",
+        "reason": "Started",
+        "message": "task running",
+        "taskId": "task-0001",
+        "startTime": "2025-03-25T03:27:28Z",
+        "observedGeneration": 1,
+        "attempt": {"number": 1, "startedAt": "2025-03-25T03:27:27Z"},
+        "strayTasks": 0,
+        "files": {
+            "hls": ["meetings/task-0001/standup.m3u8"],
+            "mp4": [],
+            "mp3": [],
+            "vod": [{"mediaIds": ["m-1"], "mergedIds": [], "stream": "alice"}],
+        },
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "observedGeneration": 1,
+                "lastTransitionTime": "2025-03-25T03:27:28Z",
+                "reason": "Recording",
+                "message": "",
+            }
+        ],
         "kopf": {"progress": {"create": {"retries": 1}}},
     }
-    kubectl("patch", "rtcrec", "standup-42", "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": status}))
+    kubectl(
+        "patch", "rtcrec", "standup-42", "--subresource=status", "--type=merge", "-p", json.dumps({"status": status})
+    )
     stored = json.loads(kubectl("get", "rtcrec", "standup-42", "-o", "json").stdout)["status"]
     assert stored == status  # nothing pruned, the kopf blob included
     assert RtcRecordingStatus.model_validate(stored).task_id == "task-0001"
 
     row = kubectl("get", "rtcrec", "standup-42", "-o", "wide", "--no-headers").stdout.split()
     assert row[:6] == ["standup-42", "standup-42", "Mixed", "Recording", "Started", "task-0001"]
-    wrong = kubectl("patch", "rtcrec", "standup-42", "--subresource=status", "--type=merge",
-                    "-p", '{"status": {"phase": "Running"}}', check=False)
+    wrong = kubectl(
+        "patch",
+        "rtcrec",
+        "standup-42",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status": {"phase": "Running"}}',
+        check=False,
+    )
     assert "status.phase" in wrong.stderr and "Unsupported value" in wrong.stderr
 
 
@@ -149,7 +176,14 @@ def test_kubectl_explain_is_a_manual(kubectl):
 def test_task_id_is_a_selectable_field(kubectl, created):
     """The receiver finds the owner of a task by `status.taskId` (the CRD's selectableFields: GA in
     Kubernetes 1.32, beta and on by default in 1.31; an older apiserver drops them)."""
-    kubectl("patch", "rtcrec", "standup-42-grid", "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": {"taskId": "task-selectable"}}))
+    kubectl(
+        "patch",
+        "rtcrec",
+        "standup-42-grid",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"taskId": "task-selectable"}}),
+    )
     found = kubectl("get", "rtcrec", "--field-selector=status.taskId=task-selectable", "-o", "name").stdout.split()
     assert found == ["rtcrecording.rtc.recording.io/standup-42-grid"]

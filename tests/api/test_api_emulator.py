@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from api_corpus import EXAMPLES, effective, load
+
 from rtc_recording.emulator.validation import Account, validate_start
 from rtc_recording.resource import RtcRecordingSpec, start_params
 
 DOCS = [(f"corpus/{i.name}", i.docs[0]) for i in load("valid")] + [
-    (f"examples/{p.name}", doc) for p in sorted(EXAMPLES.glob("*.yaml")) for doc in yaml.safe_load_all(p.read_text())
-    if doc["kind"] == "RtcRecording"]
+    (f"examples/{p.name}", doc)
+    for p in sorted(EXAMPLES.glob("*.yaml"))
+    for doc in yaml.safe_load_all(p.read_text())
+    if doc["kind"] == "RtcRecording"
+]
 
 
 @pytest.mark.parametrize("doc", [d for _, d in DOCS], ids=[n for n, _ in DOCS])

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from api_corpus import EXAMPLES, VERDICTS, crd_version, effective, load
 from pydantic import ValidationError
 
-from api_corpus import EXAMPLES, VERDICTS, crd_version, effective, load
 from rtc_recording import resource
 from rtc_recording.resource import (
     InvalidSpec,
@@ -35,6 +35,7 @@ def params(spec: RtcRecordingSpec, **kw) -> dict:
 
 
 # -- the corpus ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("item", VALID, ids=lambda i: i.name)
 def test_valid_items_parse_and_translate(item):
@@ -70,8 +71,18 @@ def test_transitions(item):
 
 # -- one source of truth: the model's schema is the CRD's ----------------------------------------
 
-_COMPARED = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
-             "default")
+_COMPARED = (
+    "type",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "default",
+)
 
 
 def _crd_node(node: dict) -> dict:
@@ -141,9 +152,12 @@ def test_the_model_checks_the_crds_regexes_and_variables():
     files = spec["storage"]["properties"]["files"]["items"]["properties"]
     assert rules(files["pathPrefix"]["items"]) == [f"self.matches('{resource._DIRECTORY.pattern}')"]
     assert rules(spec["storage"]["properties"]["oss"]["properties"]["endpoint"]) == [
-        f"self.matches('{resource._OSS_REGION_ENDPOINT.pattern}')"]
-    for name, variables in (("fileNamePattern", resource._NAME_VARIABLES),
-                            ("sliceNamePattern", resource._SLICE_VARIABLES)):
+        f"self.matches('{resource._OSS_REGION_ENDPOINT.pattern}')"
+    ]
+    for name, variables in (
+        ("fileNamePattern", resource._NAME_VARIABLES),
+        ("sliceNamePattern", resource._SLICE_VARIABLES),
+    ):
         listed = "[" + ", ".join(f"'{v}'" for v in variables) + "]"
         grammar, once, _required = rules(files[name])
         assert grammar == f"self.split('_').all(t, t in {listed})"
@@ -183,15 +197,32 @@ def test_every_field_is_documented_for_kubectl_explain():
 
 def test_printer_columns():
     columns = {c["name"]: c for c in crd_version()["additionalPrinterColumns"]}
-    assert [n for n, c in columns.items() if not c.get("priority")] == ["Channel", "Mode", "Phase", "Reason", "TaskId",
-                                                                         "Age"]
-    assert {n for n, c in columns.items() if c.get("priority") == 1} == {"AppId", "Region", "Bucket", "Suspend", "MaxDuration", "Class"}
+    assert [n for n, c in columns.items() if not c.get("priority")] == [
+        "Channel",
+        "Mode",
+        "Phase",
+        "Reason",
+        "TaskId",
+        "Age",
+    ]
+    assert {n for n, c in columns.items() if c.get("priority") == 1} == {
+        "AppId",
+        "Region",
+        "Bucket",
+        "Suspend",
+        "MaxDuration",
+        "Class",
+    }
 
 
 # -- the examples ---------------------------------------------------------------------------------
 
-EXAMPLE_RECORDINGS = [(p.name, doc) for p in sorted(EXAMPLES.glob("*.yaml"))
-                      for doc in yaml.safe_load_all(p.read_text()) if doc["kind"] == "RtcRecording"]
+EXAMPLE_RECORDINGS = [
+    (p.name, doc)
+    for p in sorted(EXAMPLES.glob("*.yaml"))
+    for doc in yaml.safe_load_all(p.read_text())
+    if doc["kind"] == "RtcRecording"
+]
 
 
 def test_there_are_examples_for_the_common_cases():
@@ -208,6 +239,7 @@ def test_examples_are_valid(doc):
 
 # -- the vendor's parameters ------------------------------------------------------------------------
 
+
 def _example(name: str) -> RtcRecordingSpec:
     (doc,) = [d for n, d in EXAMPLE_RECORDINGS if n == name]
     return spec_of(doc)
@@ -217,28 +249,52 @@ def test_start_params_mixed_with_layout():
     assert params(_example("mixed-layout-hls.yaml")) == {
         "AppId": "demo-app",
         "ChannelId": "standup-42",
-        "SubscribeParams": {"SubscribeUserIdList": [
-            {"UserId": u, "StreamType": 0, "SourceType": 0} for u in ("alice", "bob", "carol", "dave")]},
+        "SubscribeParams": {
+            "SubscribeUserIdList": [
+                {"UserId": u, "StreamType": 0, "SourceType": 0} for u in ("alice", "bob", "carol", "dave")
+            ]
+        },
         "RecordParams": {"RecordMode": 1, "StreamType": 0, "MaxFileDuration": 3600},
         "StorageParams": {
             "StorageType": 1,
             "OSSParams": {"OSSEndpoint": "oss-cn-shanghai.aliyuncs.com", "OSSBucket": "demo-recordings"},
             "FileInfo": [
-                {"Format": "HLS", "FileNamePattern": "{ChannelId}_{StartTime}",
-                 "SliceNamePattern": "{ChannelId}_{StartTime}_{Sequence}", "FilePathPrefix": ["meetings", "standup"],
-                 "SliceDuration": 10},
-                {"Format": "MP4", "FileNamePattern": "{ChannelId}_{StartTime}",
-                 "FilePathPrefix": ["meetings", "standup"]},
+                {
+                    "Format": "HLS",
+                    "FileNamePattern": "{ChannelId}_{StartTime}",
+                    "SliceNamePattern": "{ChannelId}_{StartTime}_{Sequence}",
+                    "FilePathPrefix": ["meetings", "standup"],
+                    "SliceDuration": 10,
+                },
+                {
+                    "Format": "MP4",
+                    "FileNamePattern": "{ChannelId}_{StartTime}",
+                    "FilePathPrefix": ["meetings", "standup"],
+                },
             ],
         },
-        "MixTranscodeParams": {"AudioBitrate": 128, "AudioChannels": 2, "AudioSampleRate": 48000, "VideoCodec": "H.264",
-                               "VideoBitrate": 2500, "VideoFramerate": 25, "VideoGop": 50, "VideoWidth": 1920,
-                               "VideoHeight": 1080},
+        "MixTranscodeParams": {
+            "AudioBitrate": 128,
+            "AudioChannels": 2,
+            "AudioSampleRate": 48000,
+            "VideoCodec": "H.264",
+            "VideoBitrate": 2500,
+            "VideoFramerate": 25,
+            "VideoGop": 50,
+            "VideoWidth": 1920,
+            "VideoHeight": 1080,
+        },
         "MixLayoutParams": {
             "MixBackground": {"RenderMode": 0, "Url": "https://static.example.com/rtc/standup-background.png"},
             "UserPanes": [
-                {"UserId": "alice", "X": "0", "Y": "0", "Width": "0.5", "Height": "0.5",
-                 "SubBackground": {"RenderMode": 1, "Url": "https://static.example.com/rtc/camera-off.png"}},
+                {
+                    "UserId": "alice",
+                    "X": "0",
+                    "Y": "0",
+                    "Width": "0.5",
+                    "Height": "0.5",
+                    "SubBackground": {"RenderMode": 1, "Url": "https://static.example.com/rtc/camera-off.png"},
+                },
                 {"UserId": "bob", "X": "0.5", "Y": "0", "Width": "0.5", "Height": "0.5"},
                 {"UserId": "carol", "X": "0", "Y": "0.5", "Width": "0.5", "Height": "0.5"},
                 {"UserId": "dave", "X": "0.5", "Y": "0.5", "Width": "0.5", "Height": "0.5"},
@@ -262,10 +318,15 @@ def test_start_params_screen_share_codes():
 def test_start_params_individual_audio_to_vod():
     p = params(_example("individual-audio-vod.yaml"))
     assert p["RecordParams"] == {"RecordMode": 0, "StreamType": 1}
-    assert p["StorageParams"] == {"StorageType": 0, "VodParams": {
-        "StorageLocation": "outin-0123456789abcdef.oss-cn-shanghai.aliyuncs.com",
-        "VodTranscodeGroupId": "a1b2c3d4e5f60718293a4b5c6d7e8f90", "AutoCompose": 1,
-        "ComposeVodTranscodeGroupId": "f0e1d2c3b4a5968778695a4b3c2d1e0f"}}
+    assert p["StorageParams"] == {
+        "StorageType": 0,
+        "VodParams": {
+            "StorageLocation": "outin-0123456789abcdef.oss-cn-shanghai.aliyuncs.com",
+            "VodTranscodeGroupId": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            "AutoCompose": 1,
+            "ComposeVodTranscodeGroupId": "f0e1d2c3b4a5968778695a4b3c2d1e0f",
+        },
+    }
     assert "MixTranscodeParams" not in p and "MixLayoutParams" not in p and "NotifyUrl" not in p
 
 
@@ -273,7 +334,10 @@ def test_start_params_notify():
     spec = _example("notify-signed.yaml")
     own = params(spec, notify_auth_key="ReplaceWithYourOwnKey0123456789")
     assert (own["NotifyUrl"], own["NotifyAuthKey"], own["NotifyFileUploadedFormat"]) == (
-        "https://hooks.example.com/rtc/standup-42", "ReplaceWithYourOwnKey0123456789", ["MP3", "HLS"])
+        "https://hooks.example.com/rtc/standup-42",
+        "ReplaceWithYourOwnKey0123456789",
+        ["MP3", "HLS"],
+    )
     assert own["MixTranscodeParams"] == {"AudioBitrate": 96, "AudioChannels": 2, "AudioSampleRate": 44100}
     receiver = params(spec, notify_url="https://operator.example/callbacks/ns/name/uid/1", notify_auth_key=None)
     assert receiver["NotifyUrl"] == "https://operator.example/callbacks/ns/name/uid/1"
@@ -301,11 +365,14 @@ def test_start_params_checks_rules_that_depend_on_the_default_region():
 
 # -- what Update can change ----------------------------------------------------------------------------
 
+
 def test_update_params_are_the_mutable_part():
     spec = _example("screen-share.yaml")
     full = params(spec)
-    assert update_params(spec) == {"SubscribeParams": full["SubscribeParams"],
-                                   "MixLayoutParams": full["MixLayoutParams"]}
+    assert update_params(spec) == {
+        "SubscribeParams": full["SubscribeParams"],
+        "MixLayoutParams": full["MixLayoutParams"],
+    }
     assert update_params(_example("notify-signed.yaml")).keys() == {"SubscribeParams"}
 
 
@@ -315,14 +382,28 @@ def _changed(spec: RtcRecordingSpec, **fields) -> RtcRecordingSpec:
 
 # -- status -------------------------------------------------------------------------------------------
 
+
 def test_status_round_trip_and_tolerance():
     written = {
-        "phase": "Recording", "reason": "Started", "message": "", "taskId": "task-1",
-        "startTime": "2025-03-25T03:27:28Z", "observedGeneration": 2,
-        "attempt": {"number": 1, "startedAt": "2025-03-25T03:27:27Z"}, "strayTasks": 0,
+        "phase": "Recording",
+        "reason": "Started",
+        "message": "",
+        "taskId": "task-1",
+        "startTime": "2025-03-25T03:27:28Z",
+        "observedGeneration": 2,
+        "attempt": {"number": 1, "startedAt": "2025-03-25T03:27:27Z"},
+        "strayTasks": 0,
         "files": {"hls": ["meetings/task-1/a.m3u8"], "vod": [{"mediaIds": ["m1"], "mergedIds": [], "stream": "s"}]},
-        "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 2,
-                        "lastTransitionTime": "2025-03-25T03:27:28Z", "reason": "Recording", "message": ""}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "observedGeneration": 2,
+                "lastTransitionTime": "2025-03-25T03:27:28Z",
+                "reason": "Recording",
+                "message": "",
+            }
+        ],
         "kopf": {"progress": {}},
         "addedByANewerOperator": True,
     }

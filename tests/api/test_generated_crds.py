@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 
 import yaml
-
 from api_corpus import REPO
 
 CLASS_CRD = REPO / "crds" / "rtcrecordingclasses.yaml"

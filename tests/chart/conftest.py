@@ -111,5 +111,8 @@ OPERATOR_SEALS_RULES = rules(("", "configmaps", "get create"))
 def lease_rules(lease: str) -> set[tuple[str, ...]]:
     """In the release namespace only: the operator's Lease (active/standby, docs/ha.md). create
     cannot be limited to a name."""
-    return {("coordination.k8s.io", "leases", "get", lease), ("coordination.k8s.io", "leases", "update", lease),
-            ("coordination.k8s.io", "leases", "create")}
+    return {
+        ("coordination.k8s.io", "leases", "get", lease),
+        ("coordination.k8s.io", "leases", "update", lease),
+        ("coordination.k8s.io", "leases", "create"),
+    }

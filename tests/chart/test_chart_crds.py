@@ -42,13 +42,17 @@ def chart_with_new_field(tmp: Path) -> Path:
     chart = tmp / "chart-next"
     shutil.copytree(CHART, chart)
     meta = yaml.safe_load((chart / "Chart.yaml").read_text())
-    (chart / "Chart.yaml").write_text(re.sub(r"(?m)^version: .*$", f"version: {meta['version']}-next",
-                                             (chart / "Chart.yaml").read_text()))
+    (chart / "Chart.yaml").write_text(
+        re.sub(r"(?m)^version: .*$", f"version: {meta['version']}-next", (chart / "Chart.yaml").read_text())
+    )
     path = chart / "files" / "crds" / "rtcrecordings.yaml"
     crd = yaml.safe_load(path.read_text())
     (version,) = crd["spec"]["versions"]
     version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][NEW_FIELD] = {
-        "type": "string", "maxLength": 64, "description": "Added by the upgrade test."}
+        "type": "string",
+        "maxLength": 64,
+        "description": "Added by the upgrade test.",
+    }
     path.write_text(yaml.safe_dump(crd))
     return chart
 
@@ -86,15 +90,38 @@ def test_upgrade_changes_the_schema_and_uninstall_keeps_the_crd(fresh, helm, tmp
     fresh.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
     fresh.kubectl("create", "namespace", records)
     fresh.kubectl("apply", "--server-side", "-n", records, "-f", str(EXAMPLE))
-    refused = fresh.kubectl("apply", "--server-side", "--dry-run=server", "-n", records, "-f", "-",
-                            input=with_new_field("noted"), check=False)
+    refused = fresh.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-n",
+        records,
+        "-f",
+        "-",
+        input=with_new_field("noted"),
+        check=False,
+    )
     assert refused.returncode != 0 and NEW_FIELD in refused.stderr, refused.stderr
 
     helm_run("upgrade", release, str(chart_with_new_field(tmp_path)))
     # The apiserver serves the new schema moments after the CRD is updated.
-    wait_for(lambda: fresh.kubectl("apply", "--server-side", "--dry-run=server", "-n", records, "-f", "-",
-                                   input=with_new_field("noted"), check=False).returncode == 0,
-             what="the upgraded schema served")
+    wait_for(
+        lambda: (
+            fresh.kubectl(
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "-n",
+                records,
+                "-f",
+                "-",
+                input=with_new_field("noted"),
+                check=False,
+            ).returncode
+            == 0
+        ),
+        what="the upgraded schema served",
+    )
     fresh.kubectl("apply", "--server-side", "-n", records, "-f", "-", input=with_new_field("noted"))
     noted = json.loads(fresh.kubectl("get", "rtcrec", "noted", "-n", records, "-o", "json").stdout)
     assert noted["spec"][NEW_FIELD] == "hello"

@@ -59,6 +59,7 @@ def archive() -> Path:
 
 # -- the archive itself (no podman needed) ---------------------------------------------------------
 
+
 def _layer_names(archive: Path) -> tuple[dict, list[str]]:
     with tarfile.open(archive) as outer:
         (manifest,) = json.load(outer.extractfile("manifest.json"))
@@ -113,18 +114,30 @@ def test_image_is_the_runtime_only(contents):
 
 # -- podman, playing the kubelet ------------------------------------------------------------------
 
+
 class Podman:
     def __init__(self, store: Path):
         self.store = store
         runtime = shutil.which("runc") or "/usr/sbin/runc"
-        self.base = ["podman", "--root", str(store / "root"), "--runroot", str(store / "run"),
-                     "--tmpdir", str(store / "tmp"), "--cgroup-manager=cgroupfs", "--events-backend=file",
-                     *(["--runtime", runtime] if Path(runtime).exists() else [])]
+        self.base = [
+            "podman",
+            "--root",
+            str(store / "root"),
+            "--runroot",
+            str(store / "run"),
+            "--tmpdir",
+            str(store / "tmp"),
+            "--cgroup-manager=cgroupfs",
+            "--events-backend=file",
+            *(["--runtime", runtime] if Path(runtime).exists() else []),
+        ]
         # podman's defaults exceed the hard limits of some sandboxes, and runc may not even set the
         # hard limit it runs under: ask for a modest 1024, or less if that is all there is.
-        self.limits = [f"--ulimit={name}={value}:{value}"
-                       for name, limit in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC))
-                       for value in [min(1024, *(v for v in resource.getrlimit(limit) if v >= 0))]]
+        self.limits = [
+            f"--ulimit={name}={value}:{value}"
+            for name, limit in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC))
+            for value in [min(1024, *(v for v in resource.getrlimit(limit) if v >= 0))]
+        ]
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         proc = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout)
@@ -173,19 +186,42 @@ class Kubelet:
     """Runs a Deployment's pod template as one podman container, field by field. A field it does
     not know fails the test: a chart change must not run unexamined."""
 
-    POD_FIELDS = {"containers", "securityContext", "serviceAccountName", "serviceAccount", "volumes",
-                  "enableServiceLinks", "automountServiceAccountToken", "restartPolicy", "dnsPolicy",
-                  "schedulerName", "terminationGracePeriodSeconds"}
-    CONTAINER_FIELDS = {"name", "image", "imagePullPolicy", "args", "env", "ports", "livenessProbe",
-                        "readinessProbe", "resources", "securityContext", "volumeMounts", "terminationMessagePath",
-                        "terminationMessagePolicy"}
+    POD_FIELDS = {
+        "containers",
+        "securityContext",
+        "serviceAccountName",
+        "serviceAccount",
+        "volumes",
+        "enableServiceLinks",
+        "automountServiceAccountToken",
+        "restartPolicy",
+        "dnsPolicy",
+        "schedulerName",
+        "terminationGracePeriodSeconds",
+    }
+    CONTAINER_FIELDS = {
+        "name",
+        "image",
+        "imagePullPolicy",
+        "args",
+        "env",
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "resources",
+        "securityContext",
+        "volumeMounts",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+    }
 
     def __init__(self, podman: Podman, cluster, namespace: str, tmp: Path):
         self.podman, self.cluster, self.namespace, self.tmp = podman, cluster, namespace, tmp
 
     def _secret_value(self, ref: dict) -> str | None:
-        got = self.cluster.kubectl("get", "secret", ref["name"], "-n", self.namespace, "-o", "json",
-                                   check=not ref.get("optional"))
+        got = self.cluster.kubectl(
+            "get", "secret", ref["name"], "-n", self.namespace, "-o", "json", check=not ref.get("optional")
+        )
         data = json.loads(got.stdout).get("data", {}) if got.returncode == 0 else {}
         if ref["key"] not in data:
             assert ref.get("optional"), f"Secret {ref['name']} has no key {ref['key']}"
@@ -197,8 +233,11 @@ class Kubelet:
         directory = self.tmp / f"sa-{name}"
         directory.mkdir(mode=0o755)
         token = self.cluster.kubectl("create", "token", name, "-n", self.namespace, "--duration=1h").stdout.strip()
-        for file, text in (("token", token), ("ca.crt", self.cluster.ca_file.read_text()),
-                           ("namespace", self.namespace)):
+        for file, text in (
+            ("token", token),
+            ("ca.crt", self.cluster.ca_file.read_text()),
+            ("namespace", self.namespace),
+        ):
             (directory / file).write_text(text)
             (directory / file).chmod(0o644)
         return directory
@@ -207,16 +246,29 @@ class Kubelet:
         spec = deployment["spec"]["template"]["spec"]
         assert set(spec) <= self.POD_FIELDS, f"unplayed pod fields: {set(spec) - self.POD_FIELDS}"
         (container,) = spec["containers"]
-        assert set(container) <= self.CONTAINER_FIELDS, \
+        assert set(container) <= self.CONTAINER_FIELDS, (
             f"unplayed container fields: {set(container) - self.CONTAINER_FIELDS}"
-        assert container["image"] == f"rtc-recording-operator:{VERSION}", \
+        )
+        assert container["image"] == f"rtc-recording-operator:{VERSION}", (
             "the chart's default image is not what `make image` names"
-        args = self.podman.run_args() + ["--detach", "--name", f"{deployment['metadata']['name']}-{secrets.token_hex(2)}"]
+        )
+        args = self.podman.run_args() + [
+            "--detach",
+            "--name",
+            f"{deployment['metadata']['name']}-{secrets.token_hex(2)}",
+        ]
 
         pod_sc, sc = spec.get("securityContext", {}), container.get("securityContext", {})
         assert set(pod_sc) <= {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "seccompProfile"}, pod_sc
-        assert set(sc) <= {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities", "runAsNonRoot",
-                           "runAsUser", "runAsGroup", "seccompProfile"}, sc
+        assert set(sc) <= {
+            "allowPrivilegeEscalation",
+            "readOnlyRootFilesystem",
+            "capabilities",
+            "runAsNonRoot",
+            "runAsUser",
+            "runAsGroup",
+            "seccompProfile",
+        }, sc
         merged = {**pod_sc, **sc}
         for profile in (pod_sc.get("seccompProfile"), sc.get("seccompProfile")):
             assert profile in (None, {"type": "RuntimeDefault"}), profile  # podman's default profile
@@ -284,15 +336,24 @@ class Pod:
 
     def probes(self) -> bool:
         """The container's probes pass, as the kubelet makes them (the pod shares the host's network)."""
-        return all(self._get(self.container[kind]) for kind in ("livenessProbe", "readinessProbe")
-                   if kind in self.container)
+        return all(
+            self._get(self.container[kind]) for kind in ("livenessProbe", "readinessProbe") if kind in self.container
+        )
 
     def _get(self, probe: dict) -> bool:
-        assert set(probe) - {"initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold",
-                             "successThreshold"} == {"httpGet"}, probe
+        assert set(probe) - {
+            "initialDelaySeconds",
+            "periodSeconds",
+            "timeoutSeconds",
+            "failureThreshold",
+            "successThreshold",
+        } == {"httpGet"}, probe
         probe = probe["httpGet"]
-        port = next(p["containerPort"] for p in self.container["ports"] if p["name"] == probe["port"]) \
-            if isinstance(probe["port"], str) else probe["port"]
+        port = (
+            next(p["containerPort"] for p in self.container["ports"] if p["name"] == probe["port"])
+            if isinstance(probe["port"], str)
+            else probe["port"]
+        )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe['path']}", timeout=5) as resp:
                 return resp.status == 200
@@ -315,16 +376,33 @@ def deployed(cluster, helm, podman, emulator, tmp_path_factory):
     release, namespace, watched = f"img-{suffix}", f"rtc-img-{suffix}", f"rec-img-{suffix}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("create", "namespace", watched)
-    cluster.kubectl("create", "secret", "generic", "aliyun-credentials", "-n", namespace,
-                    f"--from-literal=accessKeyId={ACCESS_KEY[0]}", f"--from-literal=accessKeySecret={ACCESS_KEY[1]}")
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "aliyun-credentials",
+        "-n",
+        namespace,
+        f"--from-literal=accessKeyId={ACCESS_KEY[0]}",
+        f"--from-literal=accessKeySecret={ACCESS_KEY[1]}",
+    )
     receiver_port, metrics_port = free_port(), free_port()
-    helm.run("install", release, str(CHART), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, values={
-        "crds": {"enabled": False},  # applied by kubectl, as for the other releases of this cluster
-        "watchNamespaces": [watched],
-        "credentials": {"secretName": "aliyun-credentials"},
-        "callbacks": {"url": f"http://127.0.0.1:{receiver_port}"},
-        "settings": {"endpoint": emulator.url, "receiverPort": receiver_port, "metricsPort": metrics_port},
-    })
+    helm.run(
+        "install",
+        release,
+        str(CHART),
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "-n",
+        namespace,
+        values={
+            "crds": {"enabled": False},  # applied by kubectl, as for the other releases of this cluster
+            "watchNamespaces": [watched],
+            "credentials": {"secretName": "aliyun-credentials"},
+            "callbacks": {"url": f"http://127.0.0.1:{receiver_port}"},
+            "settings": {"endpoint": emulator.url, "receiverPort": receiver_port, "metricsPort": metrics_port},
+        },
+    )
     fullname = f"{release}-rtc-recording-operator"
     kubelet = Kubelet(podman, cluster, namespace, tmp_path_factory.mktemp("kubelet"))
     get = lambda name: json.loads(cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json").stdout)  # noqa: E731
@@ -367,10 +445,15 @@ def test_example_records_and_is_deleted(deployed, emulator):
         got = cluster.kubectl("get", "rtcrec", name, "-n", watched, "-o", "json", check=False)
         return (json.loads(got.stdout).get("status") or {}) if got.returncode == 0 else {}
 
-    recording = wait_for(lambda: (s := status()).get("phase") == "Recording" and s, timeout=60,
-                         what=f"{name} Recording", details=lambda: _logs(pods))
+    recording = wait_for(
+        lambda: (s := status()).get("phase") == "Recording" and s,
+        timeout=60,
+        what=f"{name} Recording",
+        details=lambda: _logs(pods),
+    )
     assert [(t["taskId"], t["status"]) for t in emulator.control.tasks(app_id=APP, channel_id=CHANNEL)] == [
-        (recording["taskId"], "RUNNING")]
+        (recording["taskId"], "RUNNING")
+    ]
 
     cluster.kubectl("delete", "rtcrec", name, "-n", watched, "--wait=true", "--timeout=60s")
     assert [t["status"] for t in emulator.control.tasks(app_id=APP, channel_id=CHANNEL)] == ["STOPPED"]
@@ -388,14 +471,21 @@ def test_containers_stop_cleanly(deployed):
 
 
 # What may differ between the two builds, and why.
-NOT_COMPARED = re.compile("|".join([
-    r"\.", r"dev", r"tmp/.+",                 # the root, /dev (the runtime's), RUN --mount targets
-    r"etc/(hostname|hosts|resolv\.conf)",      # written by podman into every container it exports
-    r"etc/dpkg/dpkg\.cfg\.d/.+",               # the same slimming options, named by each tool
-    r"var/(cache|log)/.+",                     # apt's and dpkg's caches and logs (mmdebstrap removes them)
-    r"var/lib/apt/.+", r"var/lib/dpkg/status-old",  # apt's bookkeeping, in install order
-    r"etc/(shadow|gshadow)-?",                 # the user's "last password change" is the build day
-]))
+NOT_COMPARED = re.compile(
+    "|".join(
+        [
+            r"\.",
+            r"dev",
+            r"tmp/.+",  # the root, /dev (the runtime's), RUN --mount targets
+            r"etc/(hostname|hosts|resolv\.conf)",  # written by podman into every container it exports
+            r"etc/dpkg/dpkg\.cfg\.d/.+",  # the same slimming options, named by each tool
+            r"var/(cache|log)/.+",  # apt's and dpkg's caches and logs (mmdebstrap removes them)
+            r"var/lib/apt/.+",
+            r"var/lib/dpkg/status-old",  # apt's bookkeeping, in install order
+            r"etc/(shadow|gshadow)-?",  # the user's "last password change" is the build day
+        ]
+    )
+)
 
 
 def test_the_dockerfile_builds_the_same_image(podman, archive, tmp_path):
@@ -404,17 +494,30 @@ def test_the_dockerfile_builds_the_same_image(podman, archive, tmp_path):
     podman builds it, on a stand-in for debian:bookworm-slim made by `build.sh --base` (Docker
     Hub is not a registry this project builds from)."""
     base = tmp_path / "base.tar"
-    made = subprocess.run([str(REPO / "tools" / "image" / "build.sh"), "--base", str(base)],
-                          capture_output=True, text=True, timeout=900)
+    made = subprocess.run(
+        [str(REPO / "tools" / "image" / "build.sh"), "--base", str(base)], capture_output=True, text=True, timeout=900
+    )
     assert made.returncode == 0, made.stderr[-3000:]
     podman("import", str(base), "localhost/debian:bookworm-slim-standin", timeout=300)
     # A TLS-intercepting proxy's CA may be in the host's bundle only: the build's pip gets it too.
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-    ca = ["--volume", f"{bundle}:/tmp/host-ca.crt:ro", "--build-arg", "PIP_CERT=/tmp/host-ca.crt"] \
-        if bundle.exists() else []
-    podman("build", "--network=host", *podman.limits, *ca, "--build-arg",
-           "DEBIAN=localhost/debian:bookworm-slim-standin", "--tag", "localhost/dockerfile-built:test", str(REPO),
-           timeout=1200)
+    ca = (
+        ["--volume", f"{bundle}:/tmp/host-ca.crt:ro", "--build-arg", "PIP_CERT=/tmp/host-ca.crt"]
+        if bundle.exists()
+        else []
+    )
+    podman(
+        "build",
+        "--network=host",
+        *podman.limits,
+        *ca,
+        "--build-arg",
+        "DEBIAN=localhost/debian:bookworm-slim-standin",
+        "--tag",
+        "localhost/dockerfile-built:test",
+        str(REPO),
+        timeout=1200,
+    )
     cid = podman("create", "localhost/dockerfile-built:test").stdout.strip()
     exported = tmp_path / "dockerfile-built.tar"
     podman("export", "--output", str(exported), cid)
@@ -428,7 +531,9 @@ def test_the_dockerfile_builds_the_same_image(podman, archive, tmp_path):
         with tarfile.open(fileobj=outer.extractfile(manifest["Layers"][0]), mode="r|gz") as layer:
             made = {k: v for k, v in _entries(layer).items() if not NOT_COMPARED.fullmatch(k)}
     differ = {k: (made.get(k), built.get(k)) for k in made.keys() | built.keys() if made.get(k) != built.get(k)}
-    assert not differ, "make image vs Dockerfile:\n" + "\n".join(f"{k}: {a} / {b}" for k, (a, b) in sorted(differ.items())[:40])
+    assert not differ, "make image vs Dockerfile:\n" + "\n".join(
+        f"{k}: {a} / {b}" for k, (a, b) in sorted(differ.items())[:40]
+    )
 
     docker = json.loads(podman("image", "inspect", "localhost/dockerfile-built:test").stdout)[0]["Config"]
     for key in ("User", "Env", "Entrypoint", "Cmd", "WorkingDir"):

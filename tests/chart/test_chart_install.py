@@ -24,8 +24,9 @@ class Release:
         self.fullname = f"{name}-rtc-recording-operator"
 
     def helm_run(self, verb: str, *args: str, values: dict | None = None):
-        return self.helm.run(verb, self.name, *args, "--kubeconfig", str(self.cluster.kubeconfig),
-                             "-n", self.namespace, values=values)
+        return self.helm.run(
+            verb, self.name, *args, "--kubeconfig", str(self.cluster.kubeconfig), "-n", self.namespace, values=values
+        )
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
         ns = ["-n", namespace or self.namespace] if namespace != "" else []
@@ -53,8 +54,12 @@ def crds(cluster):
 def release(crds, helm):
     suffix = secrets.token_hex(3)
     rel = Release(crds, helm, f"chart-{suffix}", f"rtc-chart-{suffix}")
-    rel.helm_run("install", str(CHART), "--create-namespace",
-                 values={"crds": {"enabled": False}, "callbacks": {"url": "https://cb.example.com"}})
+    rel.helm_run(
+        "install",
+        str(CHART),
+        "--create-namespace",
+        values={"crds": {"enabled": False}, "callbacks": {"url": "https://cb.example.com"}},
+    )
     yield rel
     rel.helm_run("uninstall")
 
@@ -66,8 +71,12 @@ def scoped_release(crds, helm):
     for ns in watched:
         crds.kubectl("create", "namespace", ns)
     rel = Release(crds, helm, f"scoped-{suffix}", f"rtc-scoped-{suffix}")
-    rel.helm_run("install", str(CHART), "--create-namespace",
-                 values={"crds": {"enabled": False}, "watchNamespaces": watched, "callbacks": {"enabled": False}})
+    rel.helm_run(
+        "install",
+        str(CHART),
+        "--create-namespace",
+        values={"crds": {"enabled": False}, "watchNamespaces": watched, "callbacks": {"enabled": False}},
+    )
     rel.watched = watched
     yield rel
     rel.helm_run("uninstall")
@@ -75,10 +84,19 @@ def scoped_release(crds, helm):
 
 def test_install_creates_every_object(release):
     f, ns = release.fullname, release.namespace
-    for kind, name in [("deployment", f), ("deployment", f"{f}-receiver"), ("service", f"{f}-metrics"),
-                       ("service", f"{f}-receiver"), ("serviceaccount", f), ("serviceaccount", f"{f}-receiver"),
-                       ("poddisruptionbudget", f"{f}-receiver"), ("secret", f"{f}-callback-auth"),
-                       ("poddisruptionbudget", f), ("role", f"{f}-lease"), ("rolebinding", f"{f}-lease")]:
+    for kind, name in [
+        ("deployment", f),
+        ("deployment", f"{f}-receiver"),
+        ("service", f"{f}-metrics"),
+        ("service", f"{f}-receiver"),
+        ("serviceaccount", f),
+        ("serviceaccount", f"{f}-receiver"),
+        ("poddisruptionbudget", f"{f}-receiver"),
+        ("secret", f"{f}-callback-auth"),
+        ("poddisruptionbudget", f),
+        ("role", f"{f}-lease"),
+        ("rolebinding", f"{f}-lease"),
+    ]:
         assert release.get(kind, name)["metadata"]["namespace"] == ns
     for kind in ("clusterrole", "clusterrolebinding"):
         for name in (f, f"{f}-receiver"):
@@ -107,8 +125,12 @@ def test_operator_service_account_has_exactly_its_access(release):
     for verb in ("get", "list"):  # the class a recording names, the default class
         assert release.can(sa, verb, "rtcrecordingclasses.rtc.recording.io", "default")
     assert release.can(sa, "get", "namespaces", "default")  # its labels, for the class's namespaceSelector
-    for verb, resource in [("create", "rtcrecordingclasses.rtc.recording.io"), ("patch", "rtcrecordingclasses.rtc.recording.io"),
-                           ("list", "namespaces"), ("patch", "namespaces")]:
+    for verb, resource in [
+        ("create", "rtcrecordingclasses.rtc.recording.io"),
+        ("patch", "rtcrecordingclasses.rtc.recording.io"),
+        ("list", "namespaces"),
+        ("patch", "namespaces"),
+    ]:
         assert not release.can(sa, verb, resource, "default"), (verb, resource)
     assert release.can(sa, "create", "rtcrecordings.rtc.recording.io", other_ns)  # a schedule's runs
     for verb in ("get", "list", "watch"):
@@ -116,10 +138,16 @@ def test_operator_service_account_has_exactly_its_access(release):
     assert release.can(sa, "patch", "rtcrecordingschedules.rtc.recording.io", other_ns, subresource="status")
     assert not release.can(sa, "patch", "rtcrecordingschedules.rtc.recording.io", other_ns)
     assert release.can(sa, "patch", "secrets", other_ns)  # only finalizers: the ValidatingAdmissionPolicy
-    for verb, resource in [("update", "rtcrecordings.rtc.recording.io"), ("list", "secrets"), ("watch", "secrets"),
-                           ("create", "secrets"), ("delete", "secrets"),
-                           ("get", "customresourcedefinitions.apiextensions.k8s.io"),
-                           ("list", "clusterkopfpeerings.kopf.dev"), ("get", "pods")]:
+    for verb, resource in [
+        ("update", "rtcrecordings.rtc.recording.io"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "secrets"),
+        ("delete", "secrets"),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("list", "clusterkopfpeerings.kopf.dev"),
+        ("get", "pods"),
+    ]:
         assert not release.can(sa, verb, resource, other_ns), (verb, resource)
 
 
@@ -172,5 +200,4 @@ def test_watch_namespaces_grants_only_those_namespaces(scoped_release):
     assert rel.cluster.kubectl("get", "clusterrole", sa, check=False).returncode != 0
     assert rel.can(sa, "get", "rtcrecordingclasses.rtc.recording.io", "default")  # cluster-scoped: always cluster-wide
     # callbacks.enabled=false: no receiver at all.
-    assert rel.cluster.kubectl("get", "deployment", f"{sa}-receiver", "-n", rel.namespace,
-                               check=False).returncode != 0
+    assert rel.cluster.kubectl("get", "deployment", f"{sa}-receiver", "-n", rel.namespace, check=False).returncode != 0

@@ -41,10 +41,22 @@ class Deployed:
         self.release, self.namespace = f"live-{suffix}", f"rtc-live-{suffix}"
         self.fullname = f"{self.release}-rtc-recording-operator"
         self.receiver_port, self.metrics_port = free_port(), free_port()
-        values = {**values, "crds": {"enabled": False},  # applied by kubectl (the crds fixture)
-                  "callbacks": {"url": f"http://127.0.0.1:{self.receiver_port}", **values.get("callbacks", {})}}
-        helm.run("install", self.release, str(CHART), "--kubeconfig", str(cluster.kubeconfig),
-                 "-n", self.namespace, "--create-namespace", values=values)
+        values = {
+            **values,
+            "crds": {"enabled": False},  # applied by kubectl (the crds fixture)
+            "callbacks": {"url": f"http://127.0.0.1:{self.receiver_port}", **values.get("callbacks", {})},
+        }
+        helm.run(
+            "install",
+            self.release,
+            str(CHART),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-n",
+            self.namespace,
+            "--create-namespace",
+            values=values,
+        )
         self.procs: list[RtcrecProcess] = []
 
     def kubeconfig_for(self, sa: str) -> Path:
@@ -56,30 +68,59 @@ class Deployed:
         return path
 
     def env(self, sa: str, emulator, **settings) -> dict:
-        secret = json.loads(self.cluster.kubectl("get", "secret", f"{self.fullname}-callback-auth", "-n",
-                                                 self.namespace, "-o", "json").stdout)
+        secret = json.loads(
+            self.cluster.kubectl(
+                "get", "secret", f"{self.fullname}-callback-auth", "-n", self.namespace, "-o", "json"
+            ).stdout
+        )
         # Only what the chart would give the pod (minus its cloud credentials, which come from
         # spec.credentialsSecretRef here); a pod's own namespace is where evidence goes.
-        return local_env(self.kubeconfig_for(sa), emulator.url, receiver_port=self.receiver_port,
-                         metrics_port=self.metrics_port,
-                         auth_key=base64.b64decode(secret["data"]["authKey"]).decode(),
-                         **{"evidence_namespace": self.namespace, "unknown_outcome_grace_seconds": 20, "poll_interval_seconds": 0.5, "stuck_seconds": 3,
-                            "backoff_base_seconds": 0.2, "backoff_max_seconds": 1, **settings})
+        return local_env(
+            self.kubeconfig_for(sa),
+            emulator.url,
+            receiver_port=self.receiver_port,
+            metrics_port=self.metrics_port,
+            auth_key=base64.b64decode(secret["data"]["authKey"]).decode(),
+            **{
+                "evidence_namespace": self.namespace,
+                "unknown_outcome_grace_seconds": 20,
+                "poll_interval_seconds": 0.5,
+                "stuck_seconds": 3,
+                "backoff_base_seconds": 0.2,
+                "backoff_max_seconds": 1,
+                **settings,
+            },
+        )
 
     def secret_value(self, name: str, key: str) -> str:
         secret = json.loads(self.cluster.kubectl("get", "secret", name, "-n", self.namespace, "-o", "json").stdout)
         return base64.b64decode(secret["data"][key]).decode()
 
     def start(self, emulator, **settings) -> None:
-        self.procs.append(RtcrecProcess("receiver", self.env(f"{self.fullname}-receiver", emulator, **settings),
-                                        self.tmp / f"{self.release}-receiver.log").start())
+        self.procs.append(
+            RtcrecProcess(
+                "receiver",
+                self.env(f"{self.fullname}-receiver", emulator, **settings),
+                self.tmp / f"{self.release}-receiver.log",
+            ).start()
+        )
         # The Lease the chart names (RTCREC_LEASE_NAME), in the pod's namespace; the ownership key
         # is the operator's alone, as the chart mounts it.
         ownership = self.secret_value(f"{self.fullname}-ownership", "ownershipKey")
-        self.procs.append(RtcrecProcess("run", self.env(self.fullname, emulator, lease_namespace=self.namespace,
-                                                        lease_name=self.fullname, ownership_key=ownership,
-                                                        **settings),
-                                        self.tmp / f"{self.release}-operator.log").start())
+        self.procs.append(
+            RtcrecProcess(
+                "run",
+                self.env(
+                    self.fullname,
+                    emulator,
+                    lease_namespace=self.namespace,
+                    lease_name=self.fullname,
+                    ownership_key=ownership,
+                    **settings,
+                ),
+                self.tmp / f"{self.release}-operator.log",
+            ).start()
+        )
 
     def kubectl_as(self, sa: str, *args: str):
         return self.cluster.kubectl(f"--kubeconfig={self.kubeconfig_for(sa)}", *args, check=False)
@@ -132,8 +173,16 @@ def workspace(cluster, emulator, namespace: str | None = None) -> str:
     """A namespace with a credentials Secret, and a channel with two users."""
     namespace = namespace or f"live-ws-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("create", "secret", "generic", "aliyun", "-n", namespace,
-                    f"--from-literal=accessKeyId={ACCESS_KEY[0]}", f"--from-literal=accessKeySecret={ACCESS_KEY[1]}")
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "aliyun",
+        "-n",
+        namespace,
+        f"--from-literal=accessKeyId={ACCESS_KEY[0]}",
+        f"--from-literal=accessKeySecret={ACCESS_KEY[1]}",
+    )
     cluster.kubectl("label", "secret", "aliyun", "-n", namespace, "rtc.recording.io/usage=credentials")
     return namespace
 
@@ -150,12 +199,20 @@ def apply_recording(cluster, emulator, namespace: str, name: str) -> None:
     channel = f"room-{secrets.token_hex(4)}"
     for user in ("alice", "bob"):
         emulator.control.join(APP, channel, user)
-    obj = {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecording",
-           "metadata": {"name": name, "namespace": namespace},
-           "spec": {"appId": APP, "channelId": channel, "mode": "Individual", "maxIdleSeconds": 600,
-                    "subscribers": [{"userId": "alice"}],
-                    "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
-                    "credentialsSecretRef": {"name": "aliyun"}}}
+    obj = {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecording",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "appId": APP,
+            "channelId": channel,
+            "mode": "Individual",
+            "maxIdleSeconds": 600,
+            "subscribers": [{"userId": "alice"}],
+            "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
+            "credentialsSecretRef": {"name": "aliyun"},
+        },
+    }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
 
@@ -165,8 +222,9 @@ def status(cluster, namespace: str, name: str) -> dict:
 
 
 def event_reasons(cluster, namespace: str, name: str) -> list[str]:
-    got = cluster.kubectl("get", "events", "-n", namespace, "-o", "json",
-                          f"--field-selector=involvedObject.name={name}")
+    got = cluster.kubectl(
+        "get", "events", "-n", namespace, "-o", "json", f"--field-selector=involvedObject.name={name}"
+    )
     return [e["reason"] for e in json.loads(got.stdout)["items"]]
 
 
@@ -183,8 +241,9 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
 
         # Operator: watch, finalizer patch, write-ahead status patch, Secret read, Event.
         apply_recording(crds, emulator, ns, "plain")
-        wait_for(lambda: status(crds, ns, "plain").get("phase") == "Recording", what="plain Recording",
-                 details=deployed.logs)
+        wait_for(
+            lambda: status(crds, ns, "plain").get("phase") == "Recording", what="plain Recording", details=deployed.logs
+        )
         wait_for(lambda: "Started" in event_reasons(crds, ns, "plain"), what="Started event", details=deployed.logs)
 
         # Receiver: the Start answer is lost; only the receiver can adopt the task (get, status
@@ -192,8 +251,11 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         emulator.control.set_faults(drop_start_rate=1.0)
         try:
             apply_recording(crds, emulator, ns, "adopted")
-            adopted = wait_for(lambda: (s := status(crds, ns, "adopted")).get("phase") == "Recording" and s,
-                               what="adopted Recording", details=deployed.logs)
+            adopted = wait_for(
+                lambda: (s := status(crds, ns, "adopted")).get("phase") == "Recording" and s,
+                what="adopted Recording",
+                details=deployed.logs,
+            )
         finally:
             emulator.control.set_faults(drop_start_rate=0.0)
         assert "learned from its callback" in adopted.get("message", ""), adopted
@@ -206,8 +268,9 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
 
         # Delete: Stop, then the finalizers come off (patch), the Secret's once no recording needs it.
         crds.kubectl("delete", "rtcrec", "plain", "adopted", "-n", ns, "--wait=true", "--timeout=30s")
-        wait_for(lambda: FINALIZER not in secret_finalizers(crds, ns), what="the Secret released",
-                 details=deployed.logs)
+        wait_for(
+            lambda: FINALIZER not in secret_finalizers(crds, ns), what="the Secret released", details=deployed.logs
+        )
         assert_no_forbidden(deployed)
         assert "rtcrec-task-seals" in crds.kubectl("get", "configmap", "-n", deployed.namespace).stdout
 
@@ -215,8 +278,17 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         # nothing of a Secret but its finalizers (the chart's ValidatingAdmissionPolicy).
         denied = deployed.kubectl_as(f"{deployed.fullname}-receiver", "get", "secret", "aliyun", "-n", ns)
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
-        changed = deployed.kubectl_as(deployed.fullname, "patch", "secret", "aliyun", "-n", ns, "--type=merge",
-                                      "-p", json.dumps({"data": {"accessKeyId": base64.b64encode(b"x").decode()}}))
+        changed = deployed.kubectl_as(
+            deployed.fullname,
+            "patch",
+            "secret",
+            "aliyun",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"data": {"accessKeyId": base64.b64encode(b"x").decode()}}),
+        )
         assert changed.returncode != 0 and "may change only metadata.finalizers" in changed.stderr, changed.stderr
         relabelled = deployed.kubectl_as(deployed.fullname, "label", "secret", "aliyun", "-n", ns, "stolen=yes")
         assert relabelled.returncode != 0 and "may change only metadata.finalizers" in relabelled.stderr
@@ -238,8 +310,9 @@ def scoped(crds, helm, emulator, tmp_path_factory):
 def test_namespaced_release_records_on_its_roles(crds, emulator, scoped):
     ns = scoped.watched
     apply_recording(crds, emulator, ns, "scoped")
-    wait_for(lambda: status(crds, ns, "scoped").get("phase") == "Recording", what="scoped Recording",
-             details=scoped.logs)
+    wait_for(
+        lambda: status(crds, ns, "scoped").get("phase") == "Recording", what="scoped Recording", details=scoped.logs
+    )
     crds.kubectl("delete", "rtcrec", "scoped", "-n", ns, "--wait=true", "--timeout=30s")
     assert_no_forbidden(scoped)
 

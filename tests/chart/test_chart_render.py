@@ -11,9 +11,21 @@ import yaml
 from rtc_recording.cluster import binaries
 from rtc_recording.settings import Settings
 
-from .conftest import (CHART, NAMESPACE, OPERATOR_CLASS_RULES, OPERATOR_EVIDENCE_RULES, OPERATOR_RULES,
-                       OPERATOR_SEALS_RULES, RECEIVER_EVIDENCE_RULES, RECEIVER_RULES, env_of, find, lease_rules, one,
-                       rule_set)
+from .conftest import (
+    CHART,
+    NAMESPACE,
+    OPERATOR_CLASS_RULES,
+    OPERATOR_EVIDENCE_RULES,
+    OPERATOR_RULES,
+    OPERATOR_SEALS_RULES,
+    RECEIVER_EVIDENCE_RULES,
+    RECEIVER_RULES,
+    env_of,
+    find,
+    lease_rules,
+    one,
+    rule_set,
+)
 
 OPERATOR = "rtc-rtc-recording-operator"
 RECEIVER = "rtc-rtc-recording-operator-receiver"
@@ -22,17 +34,31 @@ OIDC_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
 
 VALUE_SETS = {
     "defaults": {},
-    "credentials-secret": {"credentials": {"secretName": "aliyun-credentials"},
-                           "callbacks": {"url": "https://cb.example.com"}},
-    "rrsa": {"credentials": {"rrsa": {"enabled": True, "roleArn": ROLE_ARN, "oidcProviderArn": OIDC_ARN,
-                                      "stsRegion": "cn-shanghai", "vpcEndpoint": True}}},
+    "credentials-secret": {
+        "credentials": {"secretName": "aliyun-credentials"},
+        "callbacks": {"url": "https://cb.example.com"},
+    },
+    "rrsa": {
+        "credentials": {
+            "rrsa": {
+                "enabled": True,
+                "roleArn": ROLE_ARN,
+                "oidcProviderArn": OIDC_ARN,
+                "stsRegion": "cn-shanghai",
+                "vpcEndpoint": True,
+            }
+        }
+    },
     "callbacks-disabled": {"callbacks": {"enabled": False}},
     "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"]},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
-    "ingress-existing-key": {"callbacks": {"authKeySecret": {"name": "cb-key", "key": "token"}},
-                             "receiver": {"ingress": {"enabled": True, "host": "cb.example.com",
-                                                      "tlsSecretName": "cb-tls", "className": "nginx"},
-                                          "service": {"type": "LoadBalancer"}}},
+    "ingress-existing-key": {
+        "callbacks": {"authKeySecret": {"name": "cb-key", "key": "token"}},
+        "receiver": {
+            "ingress": {"enabled": True, "host": "cb.example.com", "tlsSecretName": "cb-tls", "className": "nginx"},
+            "service": {"type": "LoadBalancer"},
+        },
+    },
 }
 
 
@@ -47,6 +73,7 @@ def deployments(objs):
 
 # -- lint, schema -------------------------------------------------------------------------------
 
+
 def test_lint_strict(helm):
     helm.run("lint", "--strict", str(CHART))
     helm.run("lint", "--strict", str(CHART), values=VALUE_SETS["rrsa"])
@@ -55,19 +82,24 @@ def test_lint_strict(helm):
 def test_chart_crds_are_the_top_level_crds():
     top = binaries.REPO_ROOT / "crds"
     chart = CHART / "files" / "crds"
-    assert sorted(p.name for p in chart.iterdir()) == sorted(p.name for p in top.glob("*.yaml")), \
+    assert sorted(p.name for p in chart.iterdir()) == sorted(p.name for p in top.glob("*.yaml")), (
         "copy crds/*.yaml to charts/rtc-recording-operator/files/crds/"
+    )
     for path in top.glob("*.yaml"):
-        assert (chart / path.name).read_bytes() == path.read_bytes(), \
+        assert (chart / path.name).read_bytes() == path.read_bytes(), (
             f"charts/rtc-recording-operator/files/crds/{path.name} differs from crds/{path.name}: copy it again"
+        )
     assert not (CHART / "crds").exists(), "Helm would install crds/ and then fail on the templated CRD"
 
 
 def test_rendered_crds_are_the_top_level_crds_labelled_and_kept(helm):
     """What the template makes of files/crds/ is crds/ in content, plus the chart's labels and
     the keep annotation: nothing else changes on the way through fromYaml and toYaml."""
-    top = {doc["metadata"]["name"]: doc for path in (binaries.REPO_ROOT / "crds").glob("*.yaml")
-           for doc in yaml.safe_load_all(path.read_text())}
+    top = {
+        doc["metadata"]["name"]: doc
+        for path in (binaries.REPO_ROOT / "crds").glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+    }
     rendered = {o["metadata"]["name"]: o for o in find(helm.template(), "CustomResourceDefinition")}
     assert set(rendered) == set(top)
     for name, crd in rendered.items():
@@ -85,37 +117,51 @@ def test_crds_keep_and_enabled(helm):
     assert not find(helm.template({"crds": {"enabled": False}}), "CustomResourceDefinition")
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"settings": {"defaultRegion": "mars"}}, "/settings/defaultRegion"),
-    ({"settings": {"metricsPort": "http"}}, "/settings/metricsPort"),
-    ({"settings": {"receiverPort": 8081.5}}, "/settings/receiverPort"),
-    ({"settings": {"receiverPort": 70000}}, "/settings/receiverPort"),
-    ({"settings": {"logFormat": "xml"}}, "/settings/logFormat"),
-    ({"settings": {"quotaPerSecond": 0}}, "/settings/quotaPerSecond"),
-    ({"settings": {"nonsense": 1}}, "nonsense"),
-    ({"sttings": {}}, "sttings"),
-    ({"watchNamespaces": ["team-*"]}, "/watchNamespaces"),
-    ({"callbacks": {"url": "cb.example.com"}}, "/callbacks/url"),
-    ({"receiver": {"service": {"type": "ExternalName"}}}, "/receiver/service/type"),
-    ({"credentials": {"rrsa": {"tokenExpirationSeconds": 60}}}, "tokenExpirationSeconds"),
-    ({"credentials": {"rrsa": {"roleArn": "arn:aws:iam::1:role/x"}}}, "/credentials/rrsa/roleArn"),
-    ({"operator": {"replicas": 0}}, "/operator/replicas"),
-    ({"settings": {"leaseDurationSeconds": 1}}, "/settings/leaseDurationSeconds"),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"settings": {"defaultRegion": "mars"}}, "/settings/defaultRegion"),
+        ({"settings": {"metricsPort": "http"}}, "/settings/metricsPort"),
+        ({"settings": {"receiverPort": 8081.5}}, "/settings/receiverPort"),
+        ({"settings": {"receiverPort": 70000}}, "/settings/receiverPort"),
+        ({"settings": {"logFormat": "xml"}}, "/settings/logFormat"),
+        ({"settings": {"quotaPerSecond": 0}}, "/settings/quotaPerSecond"),
+        ({"settings": {"nonsense": 1}}, "nonsense"),
+        ({"sttings": {}}, "sttings"),
+        ({"watchNamespaces": ["team-*"]}, "/watchNamespaces"),
+        ({"callbacks": {"url": "cb.example.com"}}, "/callbacks/url"),
+        ({"receiver": {"service": {"type": "ExternalName"}}}, "/receiver/service/type"),
+        ({"credentials": {"rrsa": {"tokenExpirationSeconds": 60}}}, "tokenExpirationSeconds"),
+        ({"credentials": {"rrsa": {"roleArn": "arn:aws:iam::1:role/x"}}}, "/credentials/rrsa/roleArn"),
+        ({"operator": {"replicas": 0}}, "/operator/replicas"),
+        ({"settings": {"leaseDurationSeconds": 1}}, "/settings/leaseDurationSeconds"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_schema_refuses_bad_values(helm, values, message):
     error = helm.refuses(values)
     assert "schema" in error and message in error, error
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"credentials": {"secretName": "x", "rrsa": {"enabled": True, "roleArn": ROLE_ARN,
-                                                  "oidcProviderArn": OIDC_ARN}}}, "not both"),
-    ({"credentials": {"rrsa": {"enabled": True}}}, "roleArn and oidcProviderArn are required"),
-    ({"credentials": {"rrsa": {"vpcEndpoint": True}}}, "needs credentials.rrsa.stsRegion"),
-    ({"receiver": {"ingress": {"enabled": True}}}, "receiver.ingress.host is required"),
-    ({"settings": {"leaseRenewDeadlineSeconds": 9.5}}, "leaseRenewDeadlineSeconds <= leaseDurationSeconds - 1"),
-    ({"settings": {"leaseRetryPeriodSeconds": 6}}, "need leaseRetryPeriodSeconds < leaseRenewDeadlineSeconds"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {
+                "credentials": {
+                    "secretName": "x",
+                    "rrsa": {"enabled": True, "roleArn": ROLE_ARN, "oidcProviderArn": OIDC_ARN},
+                }
+            },
+            "not both",
+        ),
+        ({"credentials": {"rrsa": {"enabled": True}}}, "roleArn and oidcProviderArn are required"),
+        ({"credentials": {"rrsa": {"vpcEndpoint": True}}}, "needs credentials.rrsa.stsRegion"),
+        ({"receiver": {"ingress": {"enabled": True}}}, "receiver.ingress.host is required"),
+        ({"settings": {"leaseRenewDeadlineSeconds": 9.5}}, "leaseRenewDeadlineSeconds <= leaseDurationSeconds - 1"),
+        ({"settings": {"leaseRetryPeriodSeconds": 6}}, "need leaseRetryPeriodSeconds < leaseRenewDeadlineSeconds"),
+    ],
+)
 def test_templates_refuse_inconsistent_values(helm, values, message):
     assert message in helm.refuses(values)
 
@@ -132,6 +178,7 @@ def test_schema_describes_every_value():
             for key, sub in value.items():
                 assert key in node["properties"], f"{path}.{key}: not in values.schema.json"
                 walk(sub, node["properties"][key], f"{path}.{key}".lstrip("."))
+
     for key, sub in values.items():
         walk(sub, schema["properties"][key], key)
 
@@ -139,8 +186,11 @@ def test_schema_describes_every_value():
 def test_values_yaml_comments_every_value():
     """Each value of values.yaml has a comment right above it; sections need none."""
     lines = (CHART / "values.yaml").read_text().splitlines()
-    keyed = [(i, len(line) - len(line.lstrip()), m.group(1)) for i, line in enumerate(lines)
-             if (m := re.match(r"^\s*([A-Za-z]\w*):", line))]
+    keyed = [
+        (i, len(line) - len(line.lstrip()), m.group(1))
+        for i, line in enumerate(lines)
+        if (m := re.match(r"^\s*([A-Za-z]\w*):", line))
+    ]
     # Defaults inside these are examples documented by the parent's comment.
     free_form = {"resources", "podSecurityContext", "containerSecurityContext", "receiverFrom", "dns"}
     stack: list[tuple[int, str]] = []
@@ -160,10 +210,16 @@ def test_values_yaml_comments_every_value():
 
 # -- every representative value set ----------------------------------------------------------------
 
+
 def test_everything_lands_in_the_release_namespace(rendered):
     _, objs = rendered
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "ValidatingAdmissionPolicy",
-                      "ValidatingAdmissionPolicyBinding"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for o in objs:
         if o["kind"] in cluster_scoped:
             assert "namespace" not in o["metadata"]
@@ -200,8 +256,10 @@ def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered
     assert env["RTCREC_LEASE_NAME"] == {"name": "RTCREC_LEASE_NAME", "value": OPERATOR}
     assert env["RTCREC_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert {k: env[k]["value"] for k in env if k.startswith("RTCREC_LEASE_") and k != "RTCREC_LEASE_NAME"} == {
-        "RTCREC_LEASE_DURATION_SECONDS": "10", "RTCREC_LEASE_RENEW_DEADLINE_SECONDS": "6",
-        "RTCREC_LEASE_RETRY_PERIOD_SECONDS": "2"}
+        "RTCREC_LEASE_DURATION_SECONDS": "10",
+        "RTCREC_LEASE_RENEW_DEADLINE_SECONDS": "6",
+        "RTCREC_LEASE_RETRY_PERIOD_SECONDS": "2",
+    }
     pdb = one(objs, "PodDisruptionBudget", OPERATOR)
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"] == d["spec"]["selector"]
@@ -223,8 +281,11 @@ def test_rbac_is_exactly_what_is_used(rendered):
     namespaces = VALUE_SETS[name].get("watchNamespaces")
     kind, binding = ("Role", "RoleBinding") if namespaces else ("ClusterRole", "ClusterRoleBinding")
     # In the release namespace: callback evidence, the operator's Lease and its seals record.
-    in_release_ns = ({f"{OPERATOR}-evidence": OPERATOR_EVIDENCE_RULES, f"{RECEIVER}-evidence": RECEIVER_EVIDENCE_RULES}
-                     if receiver else {})
+    in_release_ns = (
+        {f"{OPERATOR}-evidence": OPERATOR_EVIDENCE_RULES, f"{RECEIVER}-evidence": RECEIVER_EVIDENCE_RULES}
+        if receiver
+        else {}
+    )
     in_release_ns[f"{OPERATOR}-lease"] = lease_rules(OPERATOR)
     in_release_ns[f"{OPERATOR}-seals"] = OPERATOR_SEALS_RULES
     for role_name, rule_set_expected in in_release_ns.items():
@@ -264,8 +325,11 @@ def test_rendered_settings_are_operator_settings(rendered):
         names = {n for n in env_of(d) if n.startswith("RTCREC_")}
         assert names <= fields, names - fields
         # pydantic must accept the rendered literal values (e.g. "8080", "0.5", "json").
-        plain = {k.removeprefix("RTCREC_").lower(): e["value"] for k, e in env_of(d).items()
-                 if k.startswith("RTCREC_") and "value" in e and k != "RTCREC_CALLBACK_URL"}
+        plain = {
+            k.removeprefix("RTCREC_").lower(): e["value"]
+            for k, e in env_of(d).items()
+            if k.startswith("RTCREC_") and "value" in e and k != "RTCREC_CALLBACK_URL"
+        }
         Settings.model_validate(plain)
 
 
@@ -294,17 +358,21 @@ def test_receiver_is_ha_and_probed(rendered):
 
 # -- specific value sets ------------------------------------------------------------------------------
 
+
 def test_defaults_generate_callback_key_but_no_url(helm):
     objs = helm.template()
     secret = one(objs, "Secret", "rtc-rtc-recording-operator-callback-auth")
     import base64
+
     key = base64.b64decode(secret["data"]["authKey"]).decode()
     assert re.fullmatch(r"[A-Za-z0-9]{16,64}", key)
     for d in deployments(objs):
         env = env_of(d)
         assert "RTCREC_CALLBACK_URL" not in env
         assert env["RTCREC_CALLBACK_AUTH_KEY"]["valueFrom"]["secretKeyRef"] == {
-            "name": "rtc-rtc-recording-operator-callback-auth", "key": "authKey"}
+            "name": "rtc-rtc-recording-operator-callback-auth",
+            "key": "authKey",
+        }
         assert env["RTCREC_LOG_FORMAT"]["value"] == "json"
         assert "RTCREC_ENDPOINT" not in env  # empty values are not set
         assert "RTCREC_NAMESPACES" not in env
@@ -320,11 +388,16 @@ def test_credentials_reach_the_operator_only_and_the_callback_url_both(helm):
     for d in [one(objs, "Deployment", OPERATOR)]:
         env = env_of(d)
         assert env["RTCREC_CALLBACK_URL"]["value"] == "https://cb.example.com"
-        for var, key in [("ALIBABA_CLOUD_ACCESS_KEY_ID", "accessKeyId"),
-                         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "accessKeySecret")]:
+        for var, key in [
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "accessKeyId"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "accessKeySecret"),
+        ]:
             assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "aliyun-credentials", "key": key}
         assert env["ALIBABA_CLOUD_SECURITY_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-            "name": "aliyun-credentials", "key": "securityToken", "optional": True}
+            "name": "aliyun-credentials",
+            "key": "securityToken",
+            "optional": True,
+        }
     assert len(deployments(objs)) == 2
 
 
@@ -344,11 +417,15 @@ def test_rrsa_mounts_a_projected_token_for_sts_in_the_operator_only(helm):
         }
         pod = d["spec"]["template"]["spec"]
         (volume,) = [v for v in pod["volumes"] if v["name"] == "rrsa-oidc-token"]
-        assert volume["projected"]["sources"] == [{"serviceAccountToken": {
-            "audience": "sts.aliyuncs.com", "expirationSeconds": 3600, "path": "token"}}]
+        assert volume["projected"]["sources"] == [
+            {"serviceAccountToken": {"audience": "sts.aliyuncs.com", "expirationSeconds": 3600, "path": "token"}}
+        ]
         (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "rrsa-oidc-token"]
-        assert mount == {"name": "rrsa-oidc-token", "readOnly": True,
-                         "mountPath": "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens"}
+        assert mount == {
+            "name": "rrsa-oidc-token",
+            "readOnly": True,
+            "mountPath": "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens",
+        }
         # The non-root user can read the token: kubelet gives it to the pod's fsGroup.
         assert pod["securityContext"]["fsGroup"] == 10001
     assert len(deployments(objs)) == 2
@@ -397,8 +474,16 @@ def test_ingress_exposes_only_callbacks_and_derives_the_url(helm):
 
 
 def test_settings_map_to_env(helm):
-    objs = helm.template({"settings": {"defaultRegion": "us-east-1", "pollIntervalSeconds": 0.5,
-                                       "endpoint": "http://emulator:9000", "metricsPort": 9090}})
+    objs = helm.template(
+        {
+            "settings": {
+                "defaultRegion": "us-east-1",
+                "pollIntervalSeconds": 0.5,
+                "endpoint": "http://emulator:9000",
+                "metricsPort": 9090,
+            }
+        }
+    )
     d = one(objs, "Deployment", OPERATOR)
     env = {k: e["value"] for k, e in env_of(d).items() if "value" in e}
     assert env["RTCREC_DEFAULT_REGION"] == "us-east-1"
@@ -412,9 +497,16 @@ def test_chart_covers_every_operator_setting():
     """A new Settings field needs a chart value (or an explicit reason it has none)."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower() for k in values["settings"]}
-    from_other_values = {"namespaces", "callback_url", "callback_auth_key", "ownership_key",  # ownership.keySecret
-                         "evidence_namespace", "lease_namespace",  # the release namespace: where the pods run
-                         "lease_name", "pod_name"}  # the release's full name, the pod's name
+    from_other_values = {
+        "namespaces",
+        "callback_url",
+        "callback_auth_key",
+        "ownership_key",  # ownership.keySecret
+        "evidence_namespace",
+        "lease_namespace",  # the release namespace: where the pods run
+        "lease_name",
+        "pod_name",
+    }  # the release's full name, the pod's name
     assert set(Settings.model_fields) == snake | from_other_values
 
 
@@ -426,18 +518,24 @@ def test_long_release_names_stay_within_63_characters(helm):
 
 # -- issue 14: what only the operator holds, the Secret writes it may make, the network ---------------
 
+
 def test_the_ownership_key_is_generated_for_the_operator_alone(helm):
     import base64
+
     objs = helm.template()
     secret = one(objs, "Secret", f"{OPERATOR}-ownership")
     assert len(base64.b64decode(secret["data"]["ownershipKey"])) >= 32
     assert env_of(one(objs, "Deployment", OPERATOR))["RTCREC_OWNERSHIP_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": f"{OPERATOR}-ownership", "key": "ownershipKey"}
+        "name": f"{OPERATOR}-ownership",
+        "key": "ownershipKey",
+    }
     assert "RTCREC_OWNERSHIP_KEY" not in env_of(one(objs, "Deployment", RECEIVER))
     own = helm.template({"ownership": {"keySecret": {"name": "my-seal-key", "key": "k"}}})
     assert not find(own, "Secret", f"{OPERATOR}-ownership")
     assert env_of(one(own, "Deployment", OPERATOR))["RTCREC_OWNERSHIP_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "my-seal-key", "key": "k"}
+        "name": "my-seal-key",
+        "key": "k",
+    }
 
 
 def test_the_operators_secret_writes_are_confined_to_finalizers(helm):
@@ -454,24 +552,42 @@ def test_the_operators_secret_writes_are_confined_to_finalizers(helm):
 def test_network_policies_are_offered_off_by_default(helm):
     assert not find(helm.template(), "NetworkPolicy")
     assert "networkPolicy.apiServer.cidrs is required" in helm.refuses({"networkPolicy": {"enabled": True}})
-    objs = helm.template({"networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.96.0.1/32"]},
-                                            "excludedRanges": ["34.64.0.0/10"]}})
+    objs = helm.template(
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "apiServer": {"cidrs": ["10.96.0.1/32"]},
+                "excludedRanges": ["34.64.0.0/10"],
+            }
+        }
+    )
     operator, receiver = one(objs, "NetworkPolicy", OPERATOR)["spec"], one(objs, "NetworkPolicy", RECEIVER)["spec"]
     for spec in (operator, receiver):
         assert spec["policyTypes"] == ["Ingress", "Egress"]
         dns, api = spec["egress"][:2]
         assert {p["port"] for p in dns["ports"]} == {53}
-        assert api == {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
-                       "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}
+        assert api == {
+            "to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
+            "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+        }
     assert len(receiver["egress"]) == 2  # the receiver calls nothing else
     assert receiver["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8081}]
-    assert receiver["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    assert receiver["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
     assert operator["ingress"] == []
     v4, v6 = operator["egress"][2]["to"]
     assert v4["ipBlock"]["cidr"] == "0.0.0.0/0" and v6["ipBlock"]["cidr"] == "::/0"
-    for internal in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
-                     "127.0.0.0/8", "224.0.0.0/4", "34.64.0.0/10"):
+    for internal in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+        "224.0.0.0/4",
+        "34.64.0.0/10",
+    ):
         assert internal in v4["ipBlock"]["except"]
     for internal in ("fc00::/7", "fe80::/10", "::1/128", "ff00::/8"):
         assert internal in v6["ipBlock"]["except"]

@@ -9,8 +9,8 @@ import socket
 import threading
 import time
 from collections import deque
-from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -20,6 +20,7 @@ from darabonba.request import DaraRequest
 from rtc_recording import clients as clients_module
 from rtc_recording import metrics
 from rtc_recording.aliyun import EMPTY_BODY_SHA256, AliyunRecordingCloud, endpoint_url
+from rtc_recording.clients import CloudClients
 from rtc_recording.cloud import (
     Invalid,
     NotFound,
@@ -31,7 +32,6 @@ from rtc_recording.cloud import (
     UnknownOutcome,
     VodMedia,
 )
-from rtc_recording.clients import CloudClients
 from rtc_recording.credentials import Credentials, CredentialsUnavailable, StaticCredentials
 from rtc_recording.settings import Settings
 
@@ -44,8 +44,9 @@ class Scripted(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         server: ScriptedServer = self.server  # type: ignore[assignment]
-        server.received.append((self.path, dict(self.headers.items()), self.rfile.read(
-            int(self.headers.get("Content-Length") or 0))))
+        server.received.append(
+            (self.path, dict(self.headers.items()), self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        )
         action = server.script.popleft() if server.script else ("answer", 200, {"RequestId": "r"})
         if action[0] == "drop":  # read the request, then close without a word
             self.close_connection = True
@@ -94,8 +95,8 @@ def cloud_for(server):
 
     def make(credentials=AK, endpoint=None, read_timeout=5.0, provider=None):
         client = AliyunRecordingCloud(
-            "cn-shanghai", provider or StaticCredentials(credentials),
-            endpoint or server.url, read_timeout=read_timeout)
+            "cn-shanghai", provider or StaticCredentials(credentials), endpoint or server.url, read_timeout=read_timeout
+        )
         clients.append(client)
         return client
 
@@ -137,30 +138,45 @@ def verify_signature(path: str, headers: dict[str, str], credentials: Credential
     lower = {name.lower(): value for name, value in headers.items()}
     auth = lower["authorization"]
     signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
-    assert {"host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
-            "x-acs-content-sha256"} <= set(signed)
+    assert {
+        "host",
+        "x-acs-action",
+        "x-acs-version",
+        "x-acs-date",
+        "x-acs-signature-nonce",
+        "x-acs-content-sha256",
+    } <= set(signed)
     request = DaraRequest()
     request.method, request.pathname = "POST", "/"
     request.query = dict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
     request.headers = {name: lower[name] for name in signed}
-    expected = Utils.get_authorization(request, "ACS3-HMAC-SHA256", EMPTY_BODY_SHA256,
-                                       credentials.access_key_id, credentials.access_key_secret)
+    expected = Utils.get_authorization(
+        request, "ACS3-HMAC-SHA256", EMPTY_BODY_SHA256, credentials.access_key_id, credentials.access_key_secret
+    )
     assert auth == expected
 
 
 def test_start_sends_a_signed_post_with_params_in_the_query(server, cloud_for):
     server.script.append(("answer", 200, {"RequestId": "r1", "TaskId": "task-1"}))
-    params = {"AppId": "app", "ChannelId": "room 1/会", "MaxIdleTime": 60,
-              "SubscribeParams": {"SubscribeUserIdList": [{"UserId": "a b"}]},
-              "NotifyFileUploadedFormat": ["MP4"]}
+    params = {
+        "AppId": "app",
+        "ChannelId": "room 1/会",
+        "MaxIdleTime": 60,
+        "SubscribeParams": {"SubscribeUserIdList": [{"UserId": "a b"}]},
+        "NotifyFileUploadedFormat": ["MP4"],
+    }
     assert cloud_for().start(params) == "task-1"
 
     path, headers, body = server.received[0]
     assert path.startswith("/?") and body == b""
     query = dict(parse_qsl(urlsplit(path).query))
-    assert query == {"AppId": "app", "ChannelId": "room 1/会", "MaxIdleTime": "60",
-                     "SubscribeParams": '{"SubscribeUserIdList":[{"UserId":"a b"}]}',
-                     "NotifyFileUploadedFormat.1": "MP4"}
+    assert query == {
+        "AppId": "app",
+        "ChannelId": "room 1/会",
+        "MaxIdleTime": "60",
+        "SubscribeParams": '{"SubscribeUserIdList":[{"UserId":"a b"}]}',
+        "NotifyFileUploadedFormat.1": "MP4",
+    }
     assert headers["x-acs-action"] == "StartRtcCloudRecording"
     assert headers["host"] == server.url.removeprefix("http://")
     verify_signature(path, headers, AK)
@@ -175,14 +191,31 @@ def test_sts_credentials_are_sent_and_signed(server, cloud_for):
 
 
 def test_describe_parses_the_task(server, cloud_for):
-    server.script.append(("answer", 200, {"RequestId": "r", "TaskInfo": {
-        "TaskId": "task-1", "Status": "RECOVERING", "RecordFileList": {
-            "HlsFileList": ["task-1/a.m3u8"], "Mp4FileList": ["task-1/a.mp4", "task-1/b.mp4"],
-            "VodMediaList": [{"MediaIds": ["m1"], "MergedIds": [], "Stream": "Mix"}]}}}))
+    server.script.append(
+        (
+            "answer",
+            200,
+            {
+                "RequestId": "r",
+                "TaskInfo": {
+                    "TaskId": "task-1",
+                    "Status": "RECOVERING",
+                    "RecordFileList": {
+                        "HlsFileList": ["task-1/a.m3u8"],
+                        "Mp4FileList": ["task-1/a.mp4", "task-1/b.mp4"],
+                        "VodMediaList": [{"MediaIds": ["m1"], "MergedIds": [], "Stream": "Mix"}],
+                    },
+                },
+            },
+        )
+    )
     assert cloud_for().describe("task-1") == TaskInfo(
-        "task-1", TaskStatus.RECOVERING,
-        RecordFiles(hls=("task-1/a.m3u8",), mp4=("task-1/a.mp4", "task-1/b.mp4"), mp3=(),
-                    vod=(VodMedia(("m1",), (), "Mix"),)))
+        "task-1",
+        TaskStatus.RECOVERING,
+        RecordFiles(
+            hls=("task-1/a.m3u8",), mp4=("task-1/a.mp4", "task-1/b.mp4"), mp3=(), vod=(VodMedia(("m1",), (), "Mix"),)
+        ),
+    )
     assert dict(parse_qsl(urlsplit(server.received[0][0]).query)) == {"TaskId": "task-1"}
 
 
@@ -195,16 +228,25 @@ def test_update_sends_only_what_update_can_change(server, cloud_for):
     cloud = cloud_for()
     cloud.update("task-1", {"MixLayoutParams": {"UserPanes": []}})
     assert dict(parse_qsl(urlsplit(server.received[0][0]).query)) == {
-        "TaskId": "task-1", "MixLayoutParams": '{"UserPanes":[]}'}
+        "TaskId": "task-1",
+        "MixLayoutParams": '{"UserPanes":[]}',
+    }
     with pytest.raises(ValueError, match="RecordParams"):
         cloud.update("task-1", {"RecordParams": {"RecordMode": 0}})
 
 
-@pytest.mark.parametrize(("verb", "args"), [("stop", ("task-1",)), ("describe", ("task-1",)),
-                                            ("update", ("task-1", {"MixLayoutParams": {}})),
-                                            ("start", ({"AppId": "a"},))])
-@pytest.mark.parametrize(("status", "code", "error"), [
-    (503, "ServiceUnavailable", Transient), (429, "Throttling.User", Throttled)])
+@pytest.mark.parametrize(
+    ("verb", "args"),
+    [
+        ("stop", ("task-1",)),
+        ("describe", ("task-1",)),
+        ("update", ("task-1", {"MixLayoutParams": {}})),
+        ("start", ({"AppId": "a"},)),
+    ],
+)
+@pytest.mark.parametrize(
+    ("status", "code", "error"), [(503, "ServiceUnavailable", Transient), (429, "Throttling.User", Throttled)]
+)
 def test_the_client_sends_one_request_per_call(server, cloud_for, verb, args, status, code, error):
     server.script.append(("answer", status, {"Code": code, "Message": "m", "RequestId": "rid"}))
     with pytest.raises(error) as caught:
@@ -214,11 +256,13 @@ def test_the_client_sends_one_request_per_call(server, cloud_for, verb, args, st
 
 
 async def test_idempotent_verbs_retry_transient_and_throttled(server, cloud_clients, sleeps):
-    server.script.extend([
-        ("answer", 503, {"Code": "ServiceUnavailable", "Message": "busy", "RequestId": "r1"}),
-        ("answer", 429, {"Code": "Throttling.User", "Message": "slow down", "RequestId": "r2"}),
-        ("answer", 200, {"RequestId": "r3"}),
-    ])
+    server.script.extend(
+        [
+            ("answer", 503, {"Code": "ServiceUnavailable", "Message": "busy", "RequestId": "r1"}),
+            ("answer", 429, {"Code": "Throttling.User", "Message": "slow down", "RequestId": "r2"}),
+            ("answer", 200, {"RequestId": "r3"}),
+        ]
+    )
     clients = cloud_clients()
     await clients.call(await clients.account_for({"spec": {}}), "stop", "task-1")
     assert len(server.received) == 3 and len(sleeps) == 2
@@ -226,9 +270,14 @@ async def test_idempotent_verbs_retry_transient_and_throttled(server, cloud_clie
     assert len({headers["x-acs-signature-nonce"] for _, headers, _ in server.received}) == 3
 
 
-@pytest.mark.parametrize(("status", "code", "error"), [
-    (503, "ServiceUnavailable", Transient), (400, "Throttling.User", Throttled),
-    (404, "InvalidParameter.AppId", Invalid)])
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (503, "ServiceUnavailable", Transient),
+        (400, "Throttling.User", Throttled),
+        (404, "InvalidParameter.AppId", Invalid),
+    ],
+)
 async def test_start_is_never_retried(server, cloud_clients, sleeps, status, code, error):
     server.script.append(("answer", status, {"Code": code, "Message": "m", "RequestId": "rid"}))
     clients = cloud_clients()
@@ -238,8 +287,9 @@ async def test_start_is_never_retried(server, cloud_clients, sleeps, status, cod
     assert len(server.received) == 1 and sleeps == []
 
 
-@pytest.mark.parametrize(("verb", "code"), [("stop", "NotFound.Task"), ("stop", "InvalidParameter.TaskId"),
-                                            ("describe", "NotFound.Task")])
+@pytest.mark.parametrize(
+    ("verb", "code"), [("stop", "NotFound.Task"), ("stop", "InvalidParameter.TaskId"), ("describe", "NotFound.Task")]
+)
 def test_missing_task(server, cloud_for, verb, code):
     server.script.append(("answer", 400, {"Code": code, "Message": "m", "RequestId": "r"}))
     with pytest.raises(NotFound):

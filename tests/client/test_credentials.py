@@ -7,9 +7,9 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from alibabacloud_credentials.provider import oidc
 from alibabacloud_credentials.client import Client as VendorCredentialsClient
 from alibabacloud_credentials.models import Config
+from alibabacloud_credentials.provider import oidc
 from alibabacloud_credentials.utils import auth_util
 
 from rtc_recording.credentials import (
@@ -26,14 +26,16 @@ def b64(text: str) -> str:
 
 def test_repr_hides_secret_and_token():
     text = repr(Credentials("LTAI-id", "the-secret", "the-token")) + repr(
-        StaticCredentials(Credentials("LTAI-id", "the-secret")))
+        StaticCredentials(Credentials("LTAI-id", "the-secret"))
+    )
     assert "LTAI-id" in text
     assert "the-secret" not in text and "the-token" not in text
 
 
 def test_from_secret_data():
     provider = StaticCredentials.from_secret_data(
-        {"accessKeyId": b64("LTAI-id\n"), "accessKeySecret": b64("secret"), "securityToken": b64("tok")})
+        {"accessKeyId": b64("LTAI-id\n"), "accessKeySecret": b64("secret"), "securityToken": b64("tok")}
+    )
     assert provider.get() == Credentials("LTAI-id", "secret", "tok")
 
 
@@ -54,8 +56,9 @@ def test_from_secret_data_does_not_echo_bad_values():
 
 
 def test_vendor_client_sts():
-    vendor = VendorCredentialsClient(Config(type="sts", access_key_id="STS.id", access_key_secret="s",
-                                            security_token="tok"))
+    vendor = VendorCredentialsClient(
+        Config(type="sts", access_key_id="STS.id", access_key_secret="s", security_token="tok")
+    )
     assert DefaultChainCredentials(vendor).get() == Credentials("STS.id", "s", "tok")
 
 
@@ -89,9 +92,19 @@ def test_default_chain_exchanges_the_rrsa_token_once(monkeypatch, tmp_path):
 
     def sts(request, runtime):
         exchanges.append(request.query)
-        return SimpleNamespace(status_code=200, body=json.dumps({"Credentials": {
-            "AccessKeyId": "STS.rrsa", "AccessKeySecret": "rrsa-secret", "SecurityToken": "rrsa-token",
-            "Expiration": "2999-01-01T00:00:00Z"}}).encode())
+        return SimpleNamespace(
+            status_code=200,
+            body=json.dumps(
+                {
+                    "Credentials": {
+                        "AccessKeyId": "STS.rrsa",
+                        "AccessKeySecret": "rrsa-secret",
+                        "SecurityToken": "rrsa-token",
+                        "Expiration": "2999-01-01T00:00:00Z",
+                    }
+                }
+            ).encode(),
+        )
 
     monkeypatch.setattr(oidc.TeaCore, "do_action", staticmethod(sts))
     chain = DefaultChainCredentials()
@@ -102,8 +115,13 @@ def test_default_chain_exchanges_the_rrsa_token_once(monkeypatch, tmp_path):
 
 def test_failed_rrsa_exchange_is_unavailable(monkeypatch, tmp_path):
     rrsa_environment(monkeypatch, tmp_path)
-    monkeypatch.setattr(oidc.TeaCore, "do_action", staticmethod(
-        lambda request, runtime: SimpleNamespace(status_code=403, body=b'{"Code": "AuthenticationFail.OIDCToken"}')))
+    monkeypatch.setattr(
+        oidc.TeaCore,
+        "do_action",
+        staticmethod(
+            lambda request, runtime: SimpleNamespace(status_code=403, body=b'{"Code": "AuthenticationFail.OIDCToken"}')
+        ),
+    )
     with pytest.raises(CredentialsUnavailable, match="oidc_role_arn"):
         DefaultChainCredentials().get()
 
@@ -112,6 +130,7 @@ def test_empty_chain_is_unavailable():
     class Empty:
         def get_credential(self):
             from alibabacloud_credentials.exceptions import CredentialException
+
             raise CredentialException("unable to load credentials from any of the providers in the chain")
 
     with pytest.raises(CredentialsUnavailable, match="unable to load credentials"):

@@ -13,6 +13,7 @@ import pytest
 
 from rtc_recording import clients as clients_module
 from rtc_recording.aliyun import AliyunRecordingCloud
+from rtc_recording.clients import Account, CloudClients
 from rtc_recording.cloud import (
     CloudError,
     Invalid,
@@ -22,7 +23,6 @@ from rtc_recording.cloud import (
     Transient,
     UnknownOutcome,
 )
-from rtc_recording.clients import Account, CloudClients
 from rtc_recording.cluster import processes
 from rtc_recording.credentials import Credentials, StaticCredentials
 from rtc_recording.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
@@ -57,7 +57,11 @@ def emulator_config() -> EmulatorConfig:
     return EmulatorConfig(
         access_keys={AK.access_key_id: AK.access_key_secret},
         sts_tokens={STS.access_key_id: (STS.access_key_secret, STS.security_token)},
-        apps={APP}, oss_buckets={BUCKET}, open_channels=True, quota_per_second=50)
+        apps={APP},
+        oss_buckets={BUCKET},
+        open_channels=True,
+        quota_per_second=50,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +154,14 @@ def test_refused_start(emulator, cloud_for):
     assert emulator.control.tasks() == []
 
 
-@pytest.mark.parametrize(("credentials", "code"), [
-    (Credentials(AK.access_key_id, "wrong-secret"), "SignatureDoesNotMatch"),
-    (Credentials("LTAI5tNobodysKey", "s"), "InvalidAccessKeyId.NotFound"),
-    (Credentials(STS.access_key_id, STS.access_key_secret, "forged-token"), "InvalidSecurityToken.Malformed"),
-])
+@pytest.mark.parametrize(
+    ("credentials", "code"),
+    [
+        (Credentials(AK.access_key_id, "wrong-secret"), "SignatureDoesNotMatch"),
+        (Credentials("LTAI5tNobodysKey", "s"), "InvalidAccessKeyId.NotFound"),
+        (Credentials(STS.access_key_id, STS.access_key_secret, "forged-token"), "InvalidSecurityToken.Malformed"),
+    ],
+)
 def test_bad_credentials_are_invalid(cloud_for, credentials, code):
     with pytest.raises(Invalid) as caught:
         cloud_for(credentials).describe("any")
@@ -251,8 +258,11 @@ async def test_1000_calls_never_exceed_the_quota(quiet_emulator):
     """About 21 s: 1000 Starts at once through CloudClients.call; the emulator (50 calls/s per
     AccessKey) must throttle nothing."""
     calls = 1000
-    clients = CloudClients(Settings(endpoint=quiet_emulator.url), kube=None,  # defaults: 50/s
-                           default=StaticCredentials(AK))
+    clients = CloudClients(
+        Settings(endpoint=quiet_emulator.url),
+        kube=None,  # defaults: 50/s
+        default=StaticCredentials(AK),
+    )
     account = await clients.account_for({"spec": {}})
 
     async def start(n: int) -> CloudError | str:
@@ -273,7 +283,9 @@ async def test_1000_calls_never_exceed_the_quota(quiet_emulator):
     created = [task["createdAt"] for task in quiet_emulator.control.tasks()]  # the emulator's own clock
     assert len(created) == calls == len(set(results))
     busiest = max_in_window(created, 1.0)
-    print(f"\n{calls} Starts through CloudClients.call in {elapsed:.2f} s; busiest 1 s window at the "
-          f"emulator: {busiest} calls")
+    print(
+        f"\n{calls} Starts through CloudClients.call in {elapsed:.2f} s; busiest 1 s window at the "
+        f"emulator: {busiest} calls"
+    )
     assert busiest <= 50
     assert elapsed < 24  # 20 s at exactly 50/s, plus the latency the budget allows for

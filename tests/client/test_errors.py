@@ -71,12 +71,23 @@ def test_error_class(verb, status, code, expected):
 
 
 def test_answer_error_keeps_the_vendors_fields():
-    body = json.dumps({"RequestId": "rid-1", "HostId": "live.aliyuncs.com", "Code": "InvalidParameter.AppId",
-                       "Message": "x, please check the appId.", "Recommend": "https://..."}).encode()
+    body = json.dumps(
+        {
+            "RequestId": "rid-1",
+            "HostId": "live.aliyuncs.com",
+            "Code": "InvalidParameter.AppId",
+            "Message": "x, please check the appId.",
+            "Recommend": "https://...",
+        }
+    ).encode()
     error = answer_error("start", 404, body)
     assert isinstance(error, Invalid)
     assert (error.code, error.message, error.request_id, error.http_status) == (
-        "InvalidParameter.AppId", "x, please check the appId.", "rid-1", 404)
+        "InvalidParameter.AppId",
+        "x, please check the appId.",
+        "rid-1",
+        404,
+    )
     assert "InvalidParameter.AppId" in str(error) and "rid-1" in str(error)
 
 
@@ -111,8 +122,12 @@ TRANSPORT = [
     (requests.exceptions.SSLError("handshake"), "start", Transient, "ConnectFailed"),
     (requests.ReadTimeout(ReadTimeoutError(None, "/", "Read timed out.")), "start", UnknownOutcome, "ReadTimeout"),
     (requests.ReadTimeout(ReadTimeoutError(None, "/", "Read timed out.")), "describe", Transient, "ReadTimeout"),
-    (requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError())), "start",
-     UnknownOutcome, "ConnectionLost"),
+    (
+        requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError())),
+        "start",
+        UnknownOutcome,
+        "ConnectionLost",
+    ),
     (requests.ConnectionError(ProtocolError("Connection aborted.")), "stop", Transient, "ConnectionLost"),
     (requests.exceptions.ChunkedEncodingError("cut"), "start", UnknownOutcome, "ConnectionLost"),
 ]
@@ -127,5 +142,3 @@ def test_transport_error(exc, verb, expected, code):
 def test_transport_error_does_not_repeat_the_url():
     # MaxRetryError's text holds the request URL, and ours carries NotifyAuthKey.
     assert "SECRET" not in str(transport_error("start", _refused()))
-
-

@@ -162,9 +162,16 @@ async def test_a_stop_goes_before_the_describes_that_came_first():
     budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
     queue = Queue(budget, clock)
     await budget.acquire(Priority.DESCRIBE)
-    arrivals = [("d1", Priority.DESCRIBE), ("d2", Priority.DESCRIBE), ("u1", Priority.UPDATE),
-                ("s1", Priority.START), ("stop1", Priority.STOP), ("d3", Priority.DESCRIBE),
-                ("stop2", Priority.STOP), ("s2", Priority.START)]
+    arrivals = [
+        ("d1", Priority.DESCRIBE),
+        ("d2", Priority.DESCRIBE),
+        ("u1", Priority.UPDATE),
+        ("s1", Priority.START),
+        ("stop1", Priority.STOP),
+        ("d3", Priority.DESCRIBE),
+        ("stop2", Priority.STOP),
+        ("s2", Priority.START),
+    ]
     for name, priority in arrivals:
         await queue.arrive(name, priority)
     for step in range(1, len(arrivals) + 1):
@@ -209,7 +216,7 @@ async def test_a_cancelled_waiter_frees_its_place():
 
 
 # Powers of two: exact in floats.
-WINDOW, TRANSIT, TIMEOUT = 2 ** -6, 2 ** -7, 2 ** -9
+WINDOW, TRANSIT, TIMEOUT = 2**-6, 2**-7, 2**-9
 
 
 async def test_a_call_without_answer_counts_until_max_transit():

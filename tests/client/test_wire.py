@@ -74,16 +74,29 @@ START = {
         },
     },
     "MixTranscodeParams": {
-        "AudioBitrate": 64, "AudioChannels": 2, "AudioSampleRate": 48000, "FrameFillType": 1,
-        "VideoBitrate": 1200, "VideoCodec": "H264", "VideoFramerate": 25, "VideoGop": 50,
-        "VideoHeight": 720, "VideoWidth": 1280,
+        "AudioBitrate": 64,
+        "AudioChannels": 2,
+        "AudioSampleRate": 48000,
+        "FrameFillType": 1,
+        "VideoBitrate": 1200,
+        "VideoCodec": "H264",
+        "VideoFramerate": 25,
+        "VideoGop": 50,
+        "VideoHeight": 720,
+        "VideoWidth": 1280,
     },
     "MixLayoutParams": {
         "MixBackground": {"RenderMode": 1, "Url": "https://img.example.com/bg.png?a=1&b= 2"},
         "UserPanes": [
             {
-                "UserId": "alice", "SourceType": 0, "X": "0", "Y": "0", "Width": "0.5", "Height": "1",
-                "ZOrder": 1, "SubBackground": {"RenderMode": 0, "Url": "https://img.example.com/大.png"},
+                "UserId": "alice",
+                "SourceType": 0,
+                "X": "0",
+                "Y": "0",
+                "Width": "0.5",
+                "Height": "1",
+                "ZOrder": 1,
+                "SubBackground": {"RenderMode": 0, "Url": "https://img.example.com/大.png"},
             },
         ],
     },
@@ -94,8 +107,7 @@ SDK_REQUESTS = {
     "start": (live_models.StartRtcCloudRecordingRequest, "start_rtc_cloud_recording_with_options"),
     "stop": (live_models.StopRtcCloudRecordingRequest, "stop_rtc_cloud_recording_with_options"),
     "update": (live_models.UpdateRtcCloudRecordingRequest, "update_rtc_cloud_recording_with_options"),
-    "describe": (live_models.DescribeRtcCloudRecordingFilesRequest,
-                 "describe_rtc_cloud_recording_files_with_options"),
+    "describe": (live_models.DescribeRtcCloudRecordingFilesRequest, "describe_rtc_cloud_recording_files_with_options"),
 }
 CASES = {
     "start": START,
@@ -113,8 +125,9 @@ class _Provider:
 
     def get_credentials(self) -> VendorCredentials:
         c = self.credentials
-        return VendorCredentials(access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
-                                 security_token=c.security_token)
+        return VendorCredentials(
+            access_key_id=c.access_key_id, access_key_secret=c.access_key_secret, security_token=c.security_token
+        )
 
     def get_provider_name(self) -> str:
         return "test"
@@ -140,8 +153,7 @@ def sdk_sent(monkeypatch) -> list[DaraRequest]:
 
 
 def _sdk_request(verb: str, params: dict, credentials: Credentials, sent: list[DaraRequest]) -> DaraRequest:
-    config = openapi_models.Config(
-        credential=VendorCredentialsClient(provider=_Provider(credentials)), endpoint=HOST)
+    config = openapi_models.Config(credential=VendorCredentialsClient(provider=_Provider(credentials)), endpoint=HOST)
     model, method = SDK_REQUESTS[verb]
     getattr(LiveClient(config), method)(model().from_map(params), RuntimeOptions())
     return sent[-1]
@@ -189,11 +201,11 @@ def test_signature_equals_the_sdk_signer(value):
     headers = {"host": HOST, "x-acs-date": DATE, "x-acs-action": "Stop", "user-agent": " padded ua "}
     request = DaraRequest()
     request.method, request.pathname, request.query, request.headers = "POST", "/", query, headers
-    sdk = Utils.get_authorization(request, "ACS3-HMAC-SHA256", EMPTY_BODY_SHA256, AK.access_key_id,
-                                  AK.access_key_secret)
+    sdk = Utils.get_authorization(
+        request, "ACS3-HMAC-SHA256", EMPTY_BODY_SHA256, AK.access_key_id, AK.access_key_secret
+    )
     assert authorization(query, headers, AK) == sdk
 
 
 def test_canonical_query_escapes_all_but_unreserved():
-    assert canonical_query({"b": "a b*~/+=会", "a": "🎥"}) == (
-        "a=%F0%9F%8E%A5&b=a%20b%2A~%2F%2B%3D%E4%BC%9A")
+    assert canonical_query({"b": "a b*~/+=会", "a": "🎥"}) == ("a=%F0%9F%8E%A5&b=a%20b%2A~%2F%2B%3D%E4%BC%9A")

@@ -41,8 +41,14 @@ WIDGET_CRD = textwrap.dedent("""
 
 
 def widget(name, lo, hi):
-    return json.dumps({"apiVersion": "test.rtc.recording.io/v1", "kind": "Widget",
-                       "metadata": {"name": name, "namespace": "default"}, "spec": {"min": lo, "max": hi}})
+    return json.dumps(
+        {
+            "apiVersion": "test.rtc.recording.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"min": lo, "max": hi},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +68,22 @@ def test_cel_rule_refuses_bad_object_with_its_message(widgets):
 def test_watch_sees_status_subresource_patch(widgets):
     widgets.kubectl("apply", "-f", "-", input=widget("watched", 1, 2))
     watch = subprocess.Popen(
-        [widgets.info()["kubectl"], f"--kubeconfig={widgets.kubeconfig}", "get", "widget", "watched",
-         "-n", "default", "--watch", "--output-watch-events", "-o", "json"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            widgets.info()["kubectl"],
+            f"--kubeconfig={widgets.kubeconfig}",
+            "get",
+            "widget",
+            "watched",
+            "-n",
+            "default",
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         decoder, buffer, events = json.JSONDecoder(), "", []
         first = True
@@ -78,8 +97,17 @@ def test_watch_sees_status_subresource_patch(widgets):
             events.append(event)
             if first:  # the initial ADDED event: now change status through the subresource
                 first = False
-                widgets.kubectl("patch", "widget", "watched", "-n", "default", "--subresource=status",
-                                "--type=merge", "-p", '{"status": {"phase": "Ready"}}')
+                widgets.kubectl(
+                    "patch",
+                    "widget",
+                    "watched",
+                    "-n",
+                    "default",
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    '{"status": {"phase": "Ready"}}',
+                )
             elif event["object"].get("status", {}).get("phase") == "Ready":
                 break
     finally:
@@ -88,8 +116,9 @@ def test_watch_sees_status_subresource_patch(widgets):
     assert events[-1]["type"] == "MODIFIED"
     assert events[-1]["object"]["status"]["phase"] == "Ready"
     # Writes to the main resource ignore status: the subresource is really separate.
-    widgets.kubectl("patch", "widget", "watched", "-n", "default", "--type=merge",
-                    "-p", '{"status": {"phase": "Other"}}')
+    widgets.kubectl(
+        "patch", "widget", "watched", "-n", "default", "--type=merge", "-p", '{"status": {"phase": "Other"}}'
+    )
     got = json.loads(widgets.kubectl("get", "widget", "watched", "-n", "default", "-o", "json").stdout)
     assert got["status"]["phase"] == "Ready"
 
@@ -103,9 +132,17 @@ def test_rbac_refuses_a_service_account_without_permissions(widgets):
     assert "forbidden" in denied.stderr.lower()
     assert "system:serviceaccount:default:nobody" in denied.stderr
 
-    widgets.kubectl("create", "role", "widget-reader", "-n", "default", "--verb=list",
-                    "--resource=widgets.test.rtc.recording.io")
-    widgets.kubectl("create", "rolebinding", "nobody-reads", "-n", "default", "--role=widget-reader",
-                    "--serviceaccount=default:nobody")
+    widgets.kubectl(
+        "create", "role", "widget-reader", "-n", "default", "--verb=list", "--resource=widgets.test.rtc.recording.io"
+    )
+    widgets.kubectl(
+        "create",
+        "rolebinding",
+        "nobody-reads",
+        "-n",
+        "default",
+        "--role=widget-reader",
+        "--serviceaccount=default:nobody",
+    )
     allowed = widgets.kubectl(*as_nobody, "get", "widgets", "-n", "default", check=False)
     assert allowed.returncode == 0, allowed.stderr

@@ -30,9 +30,14 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
 """)
     plugin.chmod(plugin.stat().st_mode | stat.S_IEXEC)
     config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin),
-                                           "args": ["get-token", "--cluster", "local"],
-                                           "env": [{"name": "PLUGIN_ENV", "value": "from-kubeconfig"}]}}
+    config["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "args": ["get-token", "--cluster", "local"],
+            "env": [{"name": "PLUGIN_ENV", "value": "from-kubeconfig"}],
+        }
+    }
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path, calls
@@ -48,6 +53,7 @@ def list_namespaces(path) -> list:
             first = await kube.request("GET", "/api/v1/namespaces")
             await kube.request("GET", "/api/v1/namespaces")
             return first["items"]
+
     return asyncio.run(go())
 
 

@@ -17,6 +17,12 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
     table = [line.split() for line in out.splitlines() if line.lstrip().startswith("+")]
     # Everyone left: each of the six that were not deleted ended by its own idle timer.
     assert sorted(row[1] for row in table if row[-3:-1] == ["Completed", "IdleTimeout"]) == [
-        "standup-42", "standup-42-bounded", "standup-42-grid", "standup-42-notified", "standup-42-streams", "standup-42-voices"]
+        "standup-42",
+        "standup-42-bounded",
+        "standup-42-grid",
+        "standup-42-notified",
+        "standup-42-streams",
+        "standup-42-voices",
+    ]
     assert "Updated" in out and "(deleted)" in out
-    assert "STOPPED   Stopped" in out                   # the deleted one was stopped by the operator
+    assert "STOPPED   Stopped" in out  # the deleted one was stopped by the operator

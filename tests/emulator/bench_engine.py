@@ -45,8 +45,13 @@ TICK = 0.02
 
 
 def raw(channel: str) -> dict:
-    return individual("alice", ChannelId=channel, StorageParams=oss(FileInfo=[{"Format": "HLS"}, {"Format": "MP4"}]),
-                      NotifyUrl="http://127.0.0.1:9/cb", NotifyFileUploadedFormat=["MP4"])
+    return individual(
+        "alice",
+        ChannelId=channel,
+        StorageParams=oss(FileInfo=[{"Format": "HLS"}, {"Format": "MP4"}]),
+        NotifyUrl="http://127.0.0.1:9/cb",
+        NotifyFileUploadedFormat=["MP4"],
+    )
 
 
 def populate(size: int) -> tuple[Engine, list[str], float]:
@@ -100,8 +105,11 @@ def run_server(size: int, rng: random.Random) -> dict[str, float]:
     from alibabacloud_live20161101.client import Client
     from alibabacloud_tea_openapi import models as openapi_models
 
-    app = create_app(EmulatorConfig(access_keys={"AK1": "secret1"}, apps={APP}, oss_buckets={BUCKET},
-                                    quota_per_second=0, callbacks=False))
+    app = create_app(
+        EmulatorConfig(
+            access_keys={"AK1": "secret1"}, apps={APP}, oss_buckets={BUCKET}, quota_per_second=0, callbacks=False
+        )
+    )
     emulator = app[EMULATOR]
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -139,13 +147,15 @@ def run_server(size: int, rng: random.Random) -> dict[str, float]:
         cpu, wall = time.process_time(), time.perf_counter()
         time.sleep(3)
         idle = (time.process_time() - cpu) / (time.perf_counter() - wall)
-        client = Client(openapi_models.Config(access_key_id="AK1", access_key_secret="secret1", endpoint=url[0],
-                                              protocol="http"))
+        client = Client(
+            openapi_models.Config(access_key_id="AK1", access_key_secret="secret1", endpoint=url[0], protocol="http")
+        )
         calls = 200
         began = time.perf_counter()
         for _ in range(calls):
             client.describe_rtc_cloud_recording_files(
-                live_models.DescribeRtcCloudRecordingFilesRequest(task_id=rng.choice(ids)))
+                live_models.DescribeRtcCloudRecordingFilesRequest(task_id=rng.choice(ids))
+            )
         describe = per_call(time.perf_counter() - began, calls)
     finally:
         loop.call_soon_threadsafe(loop.stop)
@@ -164,7 +174,10 @@ def main() -> None:
     for size in args.sizes:
         runs = [run(size, rng) for _ in range(args.runs)]
         median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(f"{size:>10}  {median['tick']:>9.4f}  {median['describe']:>11.4f}  {median['start+stop']:>13.4f}", flush=True)
+        print(
+            f"{size:>10}  {median['tick']:>9.4f}  {median['describe']:>11.4f}  {median['start+stop']:>13.4f}",
+            flush=True,
+        )
     if args.server:
         print(f"{'live tasks':>10}  {'idle cores':>10}  {'SDK describe ms':>15}   (server, median of {args.runs})")
         for size in args.sizes:

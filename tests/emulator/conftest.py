@@ -18,8 +18,12 @@ def make_config(**overrides: Any) -> EmulatorConfig:
     values: dict[str, Any] = dict(
         access_keys={ACCESS_KEY[0]: ACCESS_KEY[1]},
         sts_tokens={STS_KEY[0]: (STS_KEY[1], STS_KEY[2])},
-        apps={APP}, oss_buckets={BUCKET}, time_scale=1.0, stopping_seconds=1.0,
-        callback_timeout_seconds=0.5, callback_retry_delay_seconds=0.01,
+        apps={APP},
+        oss_buckets={BUCKET},
+        time_scale=1.0,
+        stopping_seconds=1.0,
+        callback_timeout_seconds=0.5,
+        callback_retry_delay_seconds=0.01,
     )
     values.update(overrides)
     return EmulatorConfig(**values)
@@ -51,13 +55,27 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def sdk_client(emulator: EmulatorHandle, algorithm: str | None = None, *, sts: bool = False,
-               key: tuple[str, str] = ACCESS_KEY, token: str | None = None, read_timeout: int | None = None) -> Client:
+def sdk_client(
+    emulator: EmulatorHandle,
+    algorithm: str | None = None,
+    *,
+    sts: bool = False,
+    key: tuple[str, str] = ACCESS_KEY,
+    token: str | None = None,
+    read_timeout: int | None = None,
+) -> Client:
     key_id, secret = (STS_KEY[0], STS_KEY[1]) if sts else key
-    return Client(openapi_models.Config(
-        access_key_id=key_id, access_key_secret=secret, security_token=(STS_KEY[2] if sts else token),
-        endpoint=emulator.url.removeprefix("http://"), protocol="http", signature_algorithm=algorithm,
-        read_timeout=read_timeout))
+    return Client(
+        openapi_models.Config(
+            access_key_id=key_id,
+            access_key_secret=secret,
+            security_token=(STS_KEY[2] if sts else token),
+            endpoint=emulator.url.removeprefix("http://"),
+            protocol="http",
+            signature_algorithm=algorithm,
+            read_timeout=read_timeout,
+        )
+    )
 
 
 class Sdk:
@@ -68,19 +86,23 @@ class Sdk:
 
     def start(self, raw: dict[str, Any]) -> str:
         return self.client.start_rtc_cloud_recording(
-            live_models.StartRtcCloudRecordingRequest().from_map(raw)).body.task_id
+            live_models.StartRtcCloudRecordingRequest().from_map(raw)
+        ).body.task_id
 
     def stop(self, task_id: str) -> dict[str, Any]:
         return self.client.stop_rtc_cloud_recording(
-            live_models.StopRtcCloudRecordingRequest(task_id=task_id)).body.to_map()
+            live_models.StopRtcCloudRecordingRequest(task_id=task_id)
+        ).body.to_map()
 
     def update(self, raw: dict[str, Any]) -> dict[str, Any]:
         return self.client.update_rtc_cloud_recording(
-            live_models.UpdateRtcCloudRecordingRequest().from_map(raw)).body.to_map()
+            live_models.UpdateRtcCloudRecordingRequest().from_map(raw)
+        ).body.to_map()
 
     def describe(self, task_id: str) -> live_models.DescribeRtcCloudRecordingFilesResponseBody:
         return self.client.describe_rtc_cloud_recording_files(
-            live_models.DescribeRtcCloudRecordingFilesRequest(task_id=task_id)).body
+            live_models.DescribeRtcCloudRecordingFilesRequest(task_id=task_id)
+        ).body
 
 
 @pytest.fixture

@@ -49,12 +49,22 @@ def mixed(*users: str, **top: Any) -> dict[str, Any]:
         "SubscribeParams": {"SubscribeUserIdList": [{"UserId": u} for u in users]},
         "RecordParams": {"RecordMode": 1},
         "StorageParams": oss(),
-        "MixTranscodeParams": {"AudioBitrate": 64, "AudioChannels": 2, "AudioSampleRate": 48000,
-                               "VideoBitrate": 1000, "VideoFramerate": 25, "VideoGop": 50,
-                               "VideoWidth": 1280, "VideoHeight": 720},
-        "MixLayoutParams": {"UserPanes": [
-            {"UserId": u, "X": str(i / len(users)), "Y": "0", "Width": str(1 / len(users)), "Height": "1"}
-            for i, u in enumerate(users)]},
+        "MixTranscodeParams": {
+            "AudioBitrate": 64,
+            "AudioChannels": 2,
+            "AudioSampleRate": 48000,
+            "VideoBitrate": 1000,
+            "VideoFramerate": 25,
+            "VideoGop": 50,
+            "VideoWidth": 1280,
+            "VideoHeight": 720,
+        },
+        "MixLayoutParams": {
+            "UserPanes": [
+                {"UserId": u, "X": str(i / len(users)), "Y": "0", "Width": str(1 / len(users)), "Height": "1"}
+                for i, u in enumerate(users)
+            ]
+        },
     }
     raw.update(top)
     return copy.deepcopy(raw)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException
-from conftest import SIGNATURES, Sdk, sdk_client, vendor_error
 from emulator_samples import APP, CHANNEL, individual
 
+from conftest import SIGNATURES, Sdk, sdk_client, vendor_error
 from rtc_recording.emulator import EmulatorHandle
 
 OTHER = ("AK2", "secret2")

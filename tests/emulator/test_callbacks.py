@@ -7,9 +7,9 @@ import json
 import time
 from typing import Any
 
-from conftest import Sdk, sdk_client
 from emulator_samples import APP, CHANNEL, Receiver, individual, oss, wait_for
 
+from conftest import Sdk, sdk_client
 from rtc_recording.emulator import EmulatorHandle
 
 AUTH_KEY = "abcdefghijklmnop1234"
@@ -26,7 +26,12 @@ def test_shape_signature_and_order(emulator: EmulatorHandle, receiver: Receiver)
     emulator.control.advance(1)  # through STOPPING
     wait_for(lambda: receiver.events("TaskStopped"))
     assert [r["body"]["eventType"] for r in receiver.requests] == [
-        "TaskCreated", "TaskStarting", "TaskRunning", "TaskStopping", "TaskStopped"]
+        "TaskCreated",
+        "TaskStarting",
+        "TaskRunning",
+        "TaskStopping",
+        "TaskStopped",
+    ]
     first = receiver.requests[0]
     assert first["path"] == "/callbacks/ns/rec/uid/1"
     body = first["body"]
@@ -63,8 +68,9 @@ def test_resent_exactly_once_on_5xx(emulator: EmulatorHandle, receiver: Receiver
 def test_not_resent_on_4xx(emulator: EmulatorHandle, receiver: Receiver) -> None:
     receiver.respond = lambda body: 404
     started(emulator, receiver)
-    wait_for(lambda: len(emulator.control.deliveries()) == 3 and all(
-        d["attempts"] for d in emulator.control.deliveries()))
+    wait_for(
+        lambda: len(emulator.control.deliveries()) == 3 and all(d["attempts"] for d in emulator.control.deliveries())
+    )
     assert len(receiver.requests) == 3
 
 
@@ -87,11 +93,17 @@ def test_a_stalled_receiver_does_not_hold_up_the_api(emulator: EmulatorHandle, r
 
 
 def test_file_uploaded_per_file_for_chosen_formats(emulator: EmulatorHandle, receiver: Receiver) -> None:
-    task_id = started(emulator, receiver, RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
-                      StorageParams=oss(FileInfo=[{"Format": "MP4", "FilePathPrefix": ["meetings"]}, {"Format": "MP3"}]),
-                      NotifyFileUploadedFormat=["MP4"])
+    task_id = started(
+        emulator,
+        receiver,
+        RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
+        StorageParams=oss(FileInfo=[{"Format": "MP4", "FilePathPrefix": ["meetings"]}, {"Format": "MP3"}]),
+        NotifyFileUploadedFormat=["MP4"],
+    )
     emulator.control.advance(370)
-    uploads = wait_for(lambda: len(receiver.events("RecordFileUploaded")) == 2 and receiver.events("RecordFileUploaded"))
+    uploads = wait_for(
+        lambda: len(receiver.events("RecordFileUploaded")) == 2 and receiver.events("RecordFileUploaded")
+    )
     payloads = [json.loads(u["body"]["payload"]) for u in uploads]
     assert [p["format"] for p in payloads] == ["MP4", "MP4"]
     assert all(p["filePath"].startswith(f"meetings/{task_id}/") and p["duration"] == 180 for p in payloads)
@@ -104,8 +116,13 @@ def test_callbacks_off(emulator: EmulatorHandle, receiver: Receiver) -> None:
     sdk.stop(started(emulator, receiver))
     emulator.control.advance(2)
     log = emulator.control.deliveries()
-    assert [d["eventType"] for d in log] == ["TaskCreated", "TaskStarting", "TaskRunning", "TaskStopping",
-                                             "TaskStopped"]
+    assert [d["eventType"] for d in log] == [
+        "TaskCreated",
+        "TaskStarting",
+        "TaskRunning",
+        "TaskStopping",
+        "TaskStopped",
+    ]
     assert all(d["suppressed"] for d in log) and receiver.requests == []
 
     emulator.control.callbacks(True)

@@ -10,20 +10,44 @@ import subprocess
 import sys
 
 import pytest
-from conftest import Sdk, sdk_client
 from emulator_samples import individual
 
 import rtc_recording.emulator as emulator_package
+from conftest import Sdk, sdk_client
 from rtc_recording.cluster.processes import RTCREC
 from rtc_recording.emulator import EmulatorControl
 from rtc_recording.emulator.cli import config_from, parser
 
 
 def test_flags_make_a_config() -> None:
-    args = parser().parse_args([
-        "--access-key", "AK:sec:ret", "--sts-token", "STS.1:s:tok", "--app", "a1", "--app", "a2", "--bucket", "b",
-        "--open-channels", "--time-scale", "60", "--quota", "10", "--no-callbacks", "--error-rate", "0.1",
-        "--error-rate", "StartRtcCloudRecording=0.5", "--drop-start-rate", "0.2", "--region", "us-east-1"])
+    args = parser().parse_args(
+        [
+            "--access-key",
+            "AK:sec:ret",
+            "--sts-token",
+            "STS.1:s:tok",
+            "--app",
+            "a1",
+            "--app",
+            "a2",
+            "--bucket",
+            "b",
+            "--open-channels",
+            "--time-scale",
+            "60",
+            "--quota",
+            "10",
+            "--no-callbacks",
+            "--error-rate",
+            "0.1",
+            "--error-rate",
+            "StartRtcCloudRecording=0.5",
+            "--drop-start-rate",
+            "0.2",
+            "--region",
+            "us-east-1",
+        ]
+    )
     config = config_from(args)
     assert config.access_keys == {"AK": "sec:ret"} and config.sts_tokens == {"STS.1": ("s", "tok")}
     assert config.apps == {"a1", "a2"} and config.oss_buckets == {"b"} and config.open_channels
@@ -35,9 +59,24 @@ def test_flags_make_a_config() -> None:
 def test_command_serves_and_prints_its_url_first(command: list[str]) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [*command, "--port", "0", "--access-key", "AK1:secret1",
-         "--app", "app1", "--bucket", "bucket1", "--open-channels", "--time-scale", "60"],
-        stdout=subprocess.PIPE, text=True, env=env)
+        [
+            *command,
+            "--port",
+            "0",
+            "--access-key",
+            "AK1:secret1",
+            "--app",
+            "app1",
+            "--bucket",
+            "bucket1",
+            "--open-channels",
+            "--time-scale",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert process.stdout is not None
         url = process.stdout.readline().strip()

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
-from conftest import Sdk, make_config, sdk_client, vendor_error
 from emulator_samples import APP, CHANNEL, Receiver, individual, wait_for
 
+from conftest import Sdk, make_config, sdk_client, vendor_error
 from rtc_recording.emulator import EmulatorError, EmulatorHandle
 from rtc_recording.emulator.server import Emulator
 
@@ -124,8 +124,9 @@ class TestOutage:
 
 class TestStats:
     def test_calls_by_action_key_and_answer(self, start_emulator: Any) -> None:
-        emulator = start_emulator(access_keys={"AK1": "secret1", "AK2": "secret2"}, accounts={"AK2": "acct-2"},
-                                  quota_per_second=1)
+        emulator = start_emulator(
+            access_keys={"AK1": "secret1", "AK2": "secret2"}, accounts={"AK2": "acct-2"}, quota_per_second=1
+        )
         control = emulator.control
         control.join(APP, CHANNEL, "alice")
         first, second = Sdk(sdk_client(emulator)), Sdk(sdk_client(emulator, key=("AK2", "secret2")))
@@ -150,7 +151,8 @@ class TestStats:
         assert calls["byActionAndCode"] == {
             START: {"OK": 1},
             DESCRIBE: {**described_ok, "Throttling.User": 1, "SignatureDoesNotMatch": 1},
-            "StopRtcCloudRecording": {"NotFound.Task": 1}}
+            "StopRtcCloudRecording": {"NotFound.Task": 1},
+        }
         assert sum(calls["byUserAgent"].values()) == describes + 3
         assert stats["throttled"] == {"total": 1, "byAccessKeyId": {"AK1": 1}}
         assert stats["liveTasks"] == {"total": 1, "byAccount": {"default": [task_id]}}
@@ -172,7 +174,12 @@ class TestStats:
         sdk.start(individual(NotifyUrl=f"{receiver.url}/cb"))
         counts = wait_for(lambda: (c := control.callback_counts())["pending"] == 0 and c["queued"] == 3 and c)
         assert {k: counts[k] for k in ("queued", "delivered", "failed", "suppressed", "attempts")} == {
-            "queued": 3, "delivered": 2, "failed": 1, "suppressed": 0, "attempts": 4}
+            "queued": 3,
+            "delivered": 2,
+            "failed": 1,
+            "suppressed": 0,
+            "attempts": 4,
+        }
         assert counts["byEventType"]["TaskStarting"] == {"queued": 1, "attempts": 2, "failed": 1}
         control.callbacks(False)
         sdk.start(individual(NotifyUrl=f"{receiver.url}/cb"))

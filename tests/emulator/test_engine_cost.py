@@ -58,8 +58,17 @@ def busy() -> Counted:
     e = counted.engine
     for i in range(LIVE):
         e.join(APP, f"room-{i}", "alice", ["audio", "camera"], T0)
-        e.start(spec(f"room-{i}", NotifyUrl=URL, RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
-                     StorageParams=oss(FileInfo=[{"Format": "MP4"}]), NotifyFileUploadedFormat=["MP4"]), "AK1", T0)
+        e.start(
+            spec(
+                f"room-{i}",
+                NotifyUrl=URL,
+                RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
+                StorageParams=oss(FileInfo=[{"Format": "MP4"}]),
+                NotifyFileUploadedFormat=["MP4"],
+            ),
+            "AK1",
+            T0,
+        )
     e.drain()
     counted.touched()
     return counted
@@ -76,8 +85,15 @@ def test_an_idle_tick_touches_no_task(busy: Counted) -> None:
 def test_a_call_touches_only_its_task(busy: Counted) -> None:
     e = busy.engine
     e.describe("task-7", T0 + 5)
-    e.update("task-8", spec("room-7",  # task-N records room-(N-1) NotifyUrl=URL, RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
-                            StorageParams=oss(FileInfo=[{"Format": "MP4"}]), NotifyFileUploadedFormat=["MP4"]), T0 + 6)
+    e.update(
+        "task-8",
+        spec(
+            "room-7",  # task-N records room-(N-1) NotifyUrl=URL, RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
+            StorageParams=oss(FileInfo=[{"Format": "MP4"}]),
+            NotifyFileUploadedFormat=["MP4"],
+        ),
+        T0 + 6,
+    )
     e.stop("task-9", T0 + 7)
     visits, settles = busy.touched()
     assert visits == 3 and settles <= 6
@@ -92,7 +108,7 @@ def test_channel_activity_touches_only_that_channels_tasks(busy: Counted) -> Non
     busy.touched()
     e.unpublish(APP, "room-3", "alice", ["audio", "camera"], T0 + 2)
     assert busy.touched()[0] == 2
-    e.advance(T0 + 2 + 300)  # both idle out (default MaxIdleTime 300); no other task wakes before 180 s... 
+    e.advance(T0 + 2 + 300)  # both idle out (default MaxIdleTime 300); no other task wakes before 180 s...
     visits, _ = busy.touched()
     # ...except that every recording task completes its first MP4 at T0 + 180: one visit each
     assert visits == 2 + (LIVE - 1)
@@ -136,11 +152,24 @@ def scenario(tick: float, seed: int) -> tuple[dict[str, Any], Counter[tuple[str,
         for user in users:
             e.join(APP, channel, user, ["audio", "camera"], T0)
     raws = [
-        individual("alice", "bob", NotifyUrl=URL, MaxIdleTime=30, RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
-                   StorageParams=oss(FileInfo=[{"Format": "MP4"}, {"Format": "HLS", "SliceDuration": 10}]),
-                   NotifyFileUploadedFormat=["MP4", "SLICE"]),
-        mixed("alice", "carol", NotifyUrl=URL, MaxIdleTime=60, RecordParams={"RecordMode": 1, "MaxFileDuration": 180},
-              StorageParams=oss(FileInfo=[{"Format": "MP3"}]), NotifyFileUploadedFormat=["MP3"]),
+        individual(
+            "alice",
+            "bob",
+            NotifyUrl=URL,
+            MaxIdleTime=30,
+            RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
+            StorageParams=oss(FileInfo=[{"Format": "MP4"}, {"Format": "HLS", "SliceDuration": 10}]),
+            NotifyFileUploadedFormat=["MP4", "SLICE"],
+        ),
+        mixed(
+            "alice",
+            "carol",
+            NotifyUrl=URL,
+            MaxIdleTime=60,
+            RecordParams={"RecordMode": 1, "MaxFileDuration": 180},
+            StorageParams=oss(FileInfo=[{"Format": "MP3"}]),
+            NotifyFileUploadedFormat=["MP3"],
+        ),
     ]
     actions: list[tuple[float, Any]] = []
     t = T0
@@ -172,9 +201,16 @@ def scenario(tick: float, seed: int) -> tuple[dict[str, Any], Counter[tuple[str,
     for ev in e.drain():
         events[(ev.task_id, ev.event_type, repr(sorted(ev.payload.items())))] += 1
     views = {task_id: e.task_view(task, end) for task_id, task in e.tasks.items()}
-    outcome = {task_id: (view["status"], view["stopReason"], view["stoppedAt"], view["files"],
-                         {k: round(v.recorded, 6) for k, v in e.tasks[task_id].tracks.items()})
-               for task_id, view in views.items()}
+    outcome = {
+        task_id: (
+            view["status"],
+            view["stopReason"],
+            view["stoppedAt"],
+            view["files"],
+            {k: round(v.recorded, 6) for k, v in e.tasks[task_id].tracks.items()},
+        )
+        for task_id, view in views.items()
+    }
     return outcome, events
 
 

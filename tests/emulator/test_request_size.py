@@ -3,16 +3,15 @@ longer ones get a vendor-shaped error rather than a bare HTTP one."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException
-from conftest import SIGNATURES, Sdk, sdk_client, vendor_error
 from emulator_samples import APP, CHANNEL, mixed
 
+from conftest import SIGNATURES, Sdk, sdk_client, vendor_error
 from rtc_recording.emulator import EmulatorHandle
 from rtc_recording.emulator.server import MAX_REQUEST_TARGET
 
@@ -53,8 +52,10 @@ def test_nineteen_2048_character_urls_are_received(in_channel: EmulatorHandle, a
 
 def test_that_is_far_beyond_aiohttps_default_request_line() -> None:
     """What the test above sends: every parameter in the query, objects as compact JSON."""
-    query = urlencode({k: json.dumps(v, separators=(",", ":")) if isinstance(v, dict) else v
-                       for k, v in longest().items()}, quote_via=quote)
+    query = urlencode(
+        {k: json.dumps(v, separators=(",", ":")) if isinstance(v, dict) else v for k, v in longest().items()},
+        quote_via=quote,
+    )
     assert len(query) > 64 * 1024 > 8190  # more than 64 KiB, let alone aiohttp's default 8190 bytes
 
 

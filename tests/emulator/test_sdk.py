@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException
-from conftest import SIGNATURES, Sdk, sdk_client, vendor_error
 from emulator_samples import APP, CHANNEL, individual, mixed, oss, vod
 
+from conftest import SIGNATURES, Sdk, sdk_client, vendor_error
 from rtc_recording.emulator import EmulatorHandle
 
 
@@ -23,8 +23,13 @@ def in_channel(emulator: EmulatorHandle) -> EmulatorHandle:
 @pytest.mark.parametrize("sts", [False, True], ids=["ak", "sts"])
 def test_four_operations(in_channel: EmulatorHandle, algorithm: str | None, sts: bool) -> None:
     sdk = Sdk(sdk_client(in_channel, algorithm, sts=sts))
-    task_id = sdk.start(mixed(RecordParams={"RecordMode": 1, "MaxFileDuration": 180},
-                              StorageParams=oss(FileInfo=[{"Format": "MP4"}]), NotifyFileUploadedFormat=["MP4"]))
+    task_id = sdk.start(
+        mixed(
+            RecordParams={"RecordMode": 1, "MaxFileDuration": 180},
+            StorageParams=oss(FileInfo=[{"Format": "MP4"}]),
+            NotifyFileUploadedFormat=["MP4"],
+        )
+    )
     body = sdk.describe(task_id)
     assert (body.task_info.task_id, body.task_info.status) == (task_id, "RUNNING")
     assert body.request_id
@@ -47,8 +52,9 @@ def test_four_operations(in_channel: EmulatorHandle, algorithm: str | None, sts:
 
 
 def test_vod_media_list_parses(in_channel: EmulatorHandle, sdk: Sdk) -> None:
-    task_id = sdk.start(individual("alice", "bob", RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
-                                   StorageParams=vod()))
+    task_id = sdk.start(
+        individual("alice", "bob", RecordParams={"RecordMode": 0, "MaxFileDuration": 180}, StorageParams=vod())
+    )
     in_channel.control.advance(200)
     media = sdk.describe(task_id).task_info.record_file_list.vod_media_list
     assert [m.stream for m in media] == ["Single::alice::AV::C", "Single::bob::AV::C"]
@@ -68,27 +74,60 @@ START_ERRORS = {
     "app": (lambda: individual(AppId="nope"), "InvalidParameter.AppId", 404),
     "channel empty": (lambda: individual(ChannelId="empty-room"), "InvalidParameter.ChannelId", 404),
     "user": (lambda: individual(""), "InvalidParameter.UserId", 403),
-    "record": (lambda: individual(RecordParams={"RecordMode": 0, "MaxFileDuration": 100}),
-               "InvalidParameter.RecordParams", 405),
+    "record": (
+        lambda: individual(RecordParams={"RecordMode": 0, "MaxFileDuration": 100}),
+        "InvalidParameter.RecordParams",
+        405,
+    ),
     "idle": (lambda: individual(MaxIdleTime=5), "InvalidParameter.MaxIdleTime", 405),
     "auth key": (lambda: individual(NotifyAuthKey="short"), "InvalidParameter.NotifyAuthKey", 405),
-    "storage type": (lambda: individual(StorageParams={"StorageType": 3}), "InvalidParameter.StorageParams.StorageType",
-                     405),
+    "storage type": (
+        lambda: individual(StorageParams={"StorageType": 3}),
+        "InvalidParameter.StorageParams.StorageType",
+        405,
+    ),
     "vod": (lambda: individual(StorageParams={"StorageType": 0}), "InvalidParameter.StorageParams.VodParams", 405),
-    "file info": (lambda: individual(StorageParams=oss(FileInfo=[{"Format": "AVI"}])),
-                  "InvalidParameter.StorageParams.FileInfo", 400),
-    "oss params": (lambda: individual(StorageParams={"StorageType": 1}), "InvalidParameter.StorageParams.OSSParams",
-                   400),
-    "bucket": (lambda: individual(StorageParams={"StorageType": 1, "OSSParams": {
-        "OSSEndpoint": "oss-cn-shanghai.aliyuncs.com", "OSSBucket": "not-mine"}}), "NotFound.OSSBucket", 400),
-    "subscribers": (lambda: individual(SubscribeParams={"SubscribeUserIdList": []}),
-                    "InvalidParameter.SubscribeParams.SubscribeUserIdList", 400),
-    "transcode": (lambda: individual(MixTranscodeParams={"AudioBitrate": 64}), "InvalidParameter.MixTranscodeParams", 400),
-    "layout": (lambda: {k: v for k, v in mixed().items() if k != "MixLayoutParams"},
-               "InvalidParameter.MixLayoutParams.UserPanes", 400),
+    "file info": (
+        lambda: individual(StorageParams=oss(FileInfo=[{"Format": "AVI"}])),
+        "InvalidParameter.StorageParams.FileInfo",
+        400,
+    ),
+    "oss params": (
+        lambda: individual(StorageParams={"StorageType": 1}),
+        "InvalidParameter.StorageParams.OSSParams",
+        400,
+    ),
+    "bucket": (
+        lambda: individual(
+            StorageParams={
+                "StorageType": 1,
+                "OSSParams": {"OSSEndpoint": "oss-cn-shanghai.aliyuncs.com", "OSSBucket": "not-mine"},
+            }
+        ),
+        "NotFound.OSSBucket",
+        400,
+    ),
+    "subscribers": (
+        lambda: individual(SubscribeParams={"SubscribeUserIdList": []}),
+        "InvalidParameter.SubscribeParams.SubscribeUserIdList",
+        400,
+    ),
+    "transcode": (
+        lambda: individual(MixTranscodeParams={"AudioBitrate": 64}),
+        "InvalidParameter.MixTranscodeParams",
+        400,
+    ),
+    "layout": (
+        lambda: {k: v for k, v in mixed().items() if k != "MixLayoutParams"},
+        "InvalidParameter.MixLayoutParams.UserPanes",
+        400,
+    ),
     "notify url": (lambda: individual(NotifyUrl="notaurl"), "InvalidParameter.NotifyUrl", 400),
-    "notify format": (lambda: individual(NotifyFileUploadedFormat=["MP4"]), "InvalidParameter.NotifyFileUploadedFormat",
-                      405),
+    "notify format": (
+        lambda: individual(NotifyFileUploadedFormat=["MP4"]),
+        "InvalidParameter.NotifyFileUploadedFormat",
+        405,
+    ),
 }
 
 
@@ -100,23 +139,31 @@ def test_start_errors(in_channel: EmulatorHandle, algorithm: str | None, build: 
 
 
 def test_notify_formats_arrive_flattened_and_case_insensitive(in_channel: EmulatorHandle, sdk: Sdk) -> None:
-    task_id = sdk.start(individual(StorageParams=oss(FileInfo=[{"Format": "MP4"}]), NotifyFileUploadedFormat=["mp4", "Hls"]))
+    task_id = sdk.start(
+        individual(StorageParams=oss(FileInfo=[{"Format": "MP4"}]), NotifyFileUploadedFormat=["mp4", "Hls"])
+    )
     assert in_channel.control.task(task_id)["params"]["NotifyFileUploadedFormat"] == ["mp4", "Hls"]
 
 
 def test_task_errors(in_channel: EmulatorHandle, sdk: Sdk) -> None:
     assert error_of(lambda: sdk.stop("no-such-task")) == ("NotFound.Task", 400)
     assert error_of(lambda: sdk.describe("no-such-task")) == ("NotFound.Task", 400)
-    assert error_of(lambda: sdk.update({"TaskId": "no-such-task", "SubscribeParams": {
-        "SubscribeUserIdList": [{"UserId": "alice"}]}})) == ("NotFound.Task", 400)
+    assert error_of(
+        lambda: sdk.update(
+            {"TaskId": "no-such-task", "SubscribeParams": {"SubscribeUserIdList": [{"UserId": "alice"}]}}
+        )
+    ) == ("NotFound.Task", 400)
     task_id = sdk.start(individual())
     assert error_of(lambda: sdk.update({"TaskId": task_id})) == ("MissingParameter", 400)
     assert error_of(lambda: sdk.update({"TaskId": task_id, "MixLayoutParams": {"UserPanes": []}})) == (
-        "InvalidParameter.MixLayoutParams.UserPanes", 400)
+        "InvalidParameter.MixLayoutParams.UserPanes",
+        400,
+    )
     sdk.stop(task_id)
     assert error_of(lambda: sdk.stop(task_id)) == ("InvalidParameter.TaskId", 400)
-    assert error_of(lambda: sdk.update({"TaskId": task_id, "SubscribeParams": {
-        "SubscribeUserIdList": [{"UserId": "bob"}]}})) == ("InvalidParameter.TaskId", 400)
+    assert error_of(
+        lambda: sdk.update({"TaskId": task_id, "SubscribeParams": {"SubscribeUserIdList": [{"UserId": "bob"}]}})
+    ) == ("InvalidParameter.TaskId", 400)
 
 
 @pytest.mark.parametrize("algorithm", SIGNATURES)
@@ -137,7 +184,9 @@ def test_vod_refused_in_us_east_1(start_emulator: Any) -> None:
     us.control.join(APP, CHANNEL, "alice")
     sdk = Sdk(sdk_client(us))
     assert error_of(lambda: sdk.start(individual(StorageParams=vod()))) == (
-        "InvalidParameter.StorageParams.VodParams", 405)
+        "InvalidParameter.StorageParams.VodParams",
+        405,
+    )
     us_oss = {"StorageType": 1, "OSSParams": {"OSSEndpoint": "oss-us-east-1.aliyuncs.com", "OSSBucket": "bucket1"}}
     assert sdk.start(individual(StorageParams=us_oss))
 
@@ -161,8 +210,17 @@ def test_generic_calls_action_version_and_method(emulator: EmulatorHandle, algor
     client = sdk_client(emulator, algorithm)
 
     def call(action: str, version: str = "2016-11-01") -> Any:
-        params = utils_models.Params(action=action, version=version, protocol="HTTP", pathname="/", method=method,
-                                     auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+        params = utils_models.Params(
+            action=action,
+            version=version,
+            protocol="HTTP",
+            pathname="/",
+            method=method,
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
+        )
         return client.call_api(params, utils_models.OpenApiRequest(query={"TaskId": "t"}), RuntimeOptions())
 
     assert error_of(lambda: call("DescribeRtcCloudRecordingFiles")) == ("NotFound.Task", 400)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
-from conftest import Sdk, sdk_client, vendor_error
 from emulator_samples import APP, CHANNEL, individual, mixed, wait_for
 
+from conftest import Sdk, sdk_client, vendor_error
 from rtc_recording.emulator import EmulatorError, EmulatorHandle
 
 
@@ -173,7 +173,9 @@ def test_control_errors_and_reset(emulator: EmulatorHandle) -> None:
         control.set_faults(nonsense=1)
     assert bad_knob.value.status == 400
     control.join(APP, CHANNEL, "alice", screen=True)
-    assert control.channels() == [{"appId": APP, "channelId": CHANNEL, "users": {"alice": ["audio", "camera", "screen"]}}]
+    assert control.channels() == [
+        {"appId": APP, "channelId": CHANNEL, "users": {"alice": ["audio", "camera", "screen"]}}
+    ]
     control.unpublish(APP, CHANNEL, "alice", audio=False)
     control.publish(APP, CHANNEL, "alice", audio=False, camera=False, screen=True)
     assert control.channels()[0]["users"] == {"alice": ["audio", "screen"]}

@@ -24,14 +24,28 @@ def stamp(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def acs3(query: dict[str, str] = QUERY, *, key: str = "AK", secret: str = "secret", token: str | None = None,
-         at: float = NOW, nonce: str = "n1", unsigned: dict[str, str] | None = None, body: bytes = b"",
-         drop: tuple[str, ...] = ()) -> SignedRequest:
+def acs3(
+    query: dict[str, str] = QUERY,
+    *,
+    key: str = "AK",
+    secret: str = "secret",
+    token: str | None = None,
+    at: float = NOW,
+    nonce: str = "n1",
+    unsigned: dict[str, str] | None = None,
+    body: bytes = b"",
+    drop: tuple[str, ...] = (),
+) -> SignedRequest:
     """What the SDK's do_request sends (see alibabacloud_tea_openapi.client), signed by its get_authorization."""
     headers = {
-        "host": "127.0.0.1:8080", "x-acs-version": "2016-11-01", "x-acs-action": "DescribeRtcCloudRecordingFiles",
-        "user-agent": "AlibabaCloud", "x-acs-date": stamp(at), "x-acs-signature-nonce": nonce,
-        "accept": "application/json", "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
+        "host": "127.0.0.1:8080",
+        "x-acs-version": "2016-11-01",
+        "x-acs-action": "DescribeRtcCloudRecordingFiles",
+        "user-agent": "AlibabaCloud",
+        "x-acs-date": stamp(at),
+        "x-acs-signature-nonce": nonce,
+        "accept": "application/json",
+        "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
     }
     if token:
         headers |= {"x-acs-accesskey-id": key, "x-acs-security-token": token}
@@ -43,11 +57,26 @@ def acs3(query: dict[str, str] = QUERY, *, key: str = "AK", secret: str = "secre
     return SignedRequest("POST", "/", list(query.items()), wire, body)
 
 
-def v2(query: dict[str, str] = QUERY, *, key: str = "AK", secret: str = "secret", token: str | None = None,
-       at: float = NOW, nonce: str = "n1", method: str = "POST", **override: str) -> SignedRequest:
+def v2(
+    query: dict[str, str] = QUERY,
+    *,
+    key: str = "AK",
+    secret: str = "secret",
+    token: str | None = None,
+    at: float = NOW,
+    nonce: str = "n1",
+    method: str = "POST",
+    **override: str,
+) -> SignedRequest:
     """What the SDK's do_rpcrequest sends, signed by its get_rpcsignature."""
-    params = {"Action": "DescribeRtcCloudRecordingFiles", "Format": "json", "Version": "2016-11-01",
-              "Timestamp": stamp(at), "SignatureNonce": nonce, **query}
+    params = {
+        "Action": "DescribeRtcCloudRecordingFiles",
+        "Format": "json",
+        "Version": "2016-11-01",
+        "Timestamp": stamp(at),
+        "SignatureNonce": nonce,
+        **query,
+    }
     if token:
         params["SecurityToken"] = token
     params |= {"SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0", "AccessKeyId": key}
@@ -102,8 +131,10 @@ class TestAcs3:
         assert refused(acs3(unsigned={"x-acs-extra": "1"})) == ("IncompleteSignature", 400)
         assert check(acs3(unsigned={"x-forwarded-for": "1.2.3.4"})) == "AK"  # others need not be
 
-    @pytest.mark.parametrize("authorization", [
-        "ACS3-HMAC-SHA256 Credential=AK", "ACS3-HMAC-SM3 Credential=AK,SignedHeaders=host,Signature=00", "garbage"])
+    @pytest.mark.parametrize(
+        "authorization",
+        ["ACS3-HMAC-SHA256 Credential=AK", "ACS3-HMAC-SM3 Credential=AK,SignedHeaders=host,Signature=00", "garbage"],
+    )
     def test_malformed_authorization(self, authorization: str) -> None:
         request = acs3()
         headers = CIMultiDict(request.headers)
@@ -146,8 +177,9 @@ class TestV2:
     def test_unknown_key(self) -> None:
         assert refused(v2(key="NOPE")) == ("InvalidAccessKeyId.NotFound", 404)
 
-    @pytest.mark.parametrize("name", ["SignatureNonce", "Timestamp", "AccessKeyId", "SignatureMethod",
-                                      "SignatureVersion"])
+    @pytest.mark.parametrize(
+        "name", ["SignatureNonce", "Timestamp", "AccessKeyId", "SignatureMethod", "SignatureVersion"]
+    )
     def test_signature_parameters_required(self, name: str) -> None:
         assert refused(v2(**{name: None})) == ("IncompleteSignature", 400)
 

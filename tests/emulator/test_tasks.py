@@ -164,15 +164,18 @@ class TestIdle:
         e.advance(T0 + 300)
         assert task.stop_reason == "IdleTimeout"
 
-    @pytest.mark.parametrize("subscription, tracks, live", [
-        ({"UserId": "u"}, ["audio"], True),
-        ({"UserId": "u"}, ["camera"], True),
-        ({"UserId": "u"}, ["screen"], False),
-        ({"UserId": "u", "SourceType": 1}, ["screen"], True),
-        ({"UserId": "u", "SourceType": 1}, ["audio", "camera"], False),
-        ({"UserId": "u", "StreamType": 1}, ["camera", "screen"], False),
-        ({"UserId": "u", "StreamType": 1}, ["audio"], True),
-    ])
+    @pytest.mark.parametrize(
+        "subscription, tracks, live",
+        [
+            ({"UserId": "u"}, ["audio"], True),
+            ({"UserId": "u"}, ["camera"], True),
+            ({"UserId": "u"}, ["screen"], False),
+            ({"UserId": "u", "SourceType": 1}, ["screen"], True),
+            ({"UserId": "u", "SourceType": 1}, ["audio", "camera"], False),
+            ({"UserId": "u", "StreamType": 1}, ["camera", "screen"], False),
+            ({"UserId": "u", "StreamType": 1}, ["audio"], True),
+        ],
+    )
     def test_what_keeps_a_stream_live(self, subscription: dict[str, Any], tracks: list[str], live: bool) -> None:
         e = engine()
         e.join(APP, CHANNEL, "u", tracks, T0)
@@ -194,12 +197,17 @@ class TestFiles:
     def test_oss_files_split_by_max_file_duration(self) -> None:
         e = engine(stopping_seconds=0)
         e.join(APP, CHANNEL, "alice", ["audio", "camera"], T0)
-        raw = individual(RecordParams={"RecordMode": 0, "MaxFileDuration": 180}, StorageParams=oss(FileInfo=[
-            {"Format": "MP4", "FilePathPrefix": ["rec", "day1"]}, {"Format": "MP3"}]))
+        raw = individual(
+            RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
+            StorageParams=oss(FileInfo=[{"Format": "MP4", "FilePathPrefix": ["rec", "day1"]}, {"Format": "MP3"}]),
+        )
         task = e.start(spec(raw), "AK1", T0)
         files = e.describe(task.task_id, T0 + 400)["RecordFileList"]
         prefix = f"rec/day1/{task.task_id}/{APP}_{CHANNEL}_alice_"
-        assert files["Mp4FileList"] == [prefix + start_time_label(T0) + ".mp4", prefix + start_time_label(T0 + 180) + ".mp4"]
+        assert files["Mp4FileList"] == [
+            prefix + start_time_label(T0) + ".mp4",
+            prefix + start_time_label(T0 + 180) + ".mp4",
+        ]
         assert start_time_label(T0) == "2023-11-15-06:13:20"
         assert len(files["Mp3FileList"]) == 2
         assert len(files["HlsFileList"]) == 3  # the third playlist is live: it has a slice
@@ -224,10 +232,20 @@ class TestFiles:
         e = engine(stopping_seconds=0)
         e.join(APP, CHANNEL, "a", ["audio", "camera", "screen"], T0)
         raw = individual(
-            SubscribeParams={"SubscribeUserIdList": [{"UserId": "a"}, {"UserId": "a", "SourceType": 1},
-                                                     {"UserId": "a", "StreamType": 1}]},
+            SubscribeParams={
+                "SubscribeUserIdList": [
+                    {"UserId": "a"},
+                    {"UserId": "a", "SourceType": 1},
+                    {"UserId": "a", "StreamType": 1},
+                ]
+            },
             RecordParams={"RecordMode": 0, "StreamType": 0},
-            StorageParams=oss(FileInfo=[{"Format": "MP4", "FileNamePattern": "{UserId}_{SourceType}_{StreamType}_{RecordMode}_{StartTime}"}]))
+            StorageParams=oss(
+                FileInfo=[
+                    {"Format": "MP4", "FileNamePattern": "{UserId}_{SourceType}_{StreamType}_{RecordMode}_{StartTime}"}
+                ]
+            ),
+        )
         task = e.start(spec(raw), "AK1", T0)
         e.stop(task.task_id, T0 + 10)
         names = [p.split("/")[-1] for p in e.describe(task.task_id, T0 + 10)["RecordFileList"]["Mp4FileList"]]
@@ -239,18 +257,27 @@ class TestFiles:
     def test_mixed_keeps_user_variables_literal(self) -> None:
         e = engine(stopping_seconds=0)
         e.join(APP, CHANNEL, "alice", ["audio"], T0)
-        raw = mixed(StorageParams=oss(FileInfo=[{"Format": "MP4", "FileNamePattern": "{ChannelId}_{UserId}_{SourceType}_{StartTime}"}]))
+        raw = mixed(
+            StorageParams=oss(
+                FileInfo=[{"Format": "MP4", "FileNamePattern": "{ChannelId}_{UserId}_{SourceType}_{StartTime}"}]
+            )
+        )
         task = e.start(spec(raw), "AK1", T0)
         e.stop(task.task_id, T0 + 5)
         files = e.describe(task.task_id, T0 + 5)["RecordFileList"]
-        assert files["Mp4FileList"] == [f"{task.task_id}/{CHANNEL}_{{UserId}}_{{SourceType}}_{start_time_label(T0)}.mp4"]
+        assert files["Mp4FileList"] == [
+            f"{task.task_id}/{CHANNEL}_{{UserId}}_{{SourceType}}_{start_time_label(T0)}.mp4"
+        ]
         assert files["HlsFileList"] == [f"{task.task_id}/{APP}_{CHANNEL}_{start_time_label(T0)}.m3u8"]
 
     def test_vod_media(self) -> None:
         e = engine(stopping_seconds=0)
         e.join(APP, CHANNEL, "alice", ["audio"], T0)
-        raw = mixed(RecordParams={"RecordMode": 1, "MaxFileDuration": 180},
-                    StorageParams=vod(AutoCompose=1, ComposeVodTranscodeGroupId="g"), NotifyUrl=URL)
+        raw = mixed(
+            RecordParams={"RecordMode": 1, "MaxFileDuration": 180},
+            StorageParams=vod(AutoCompose=1, ComposeVodTranscodeGroupId="g"),
+            NotifyUrl=URL,
+        )
         task = e.start(spec(raw), "AK1", T0)
         media = e.describe(task.task_id, T0 + 200)["RecordFileList"]["VodMediaList"]
         assert len(media) == 1 and media[0]["Stream"] == "Mix" and len(media[0]["MediaIds"]) == 1
@@ -265,10 +292,12 @@ class TestFiles:
     def test_uploaded_events_for_chosen_formats_and_slices(self) -> None:
         e = engine(stopping_seconds=0)
         e.join(APP, CHANNEL, "alice", ["audio"], T0)
-        raw = individual(RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
-                         StorageParams=oss(FileInfo=[{"Format": "MP4"}, {"Format": "HLS", "SliceDuration": 20},
-                                                     {"Format": "MP3"}]),
-                         NotifyUrl=URL, NotifyFileUploadedFormat=["MP4", "SLICE"])
+        raw = individual(
+            RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
+            StorageParams=oss(FileInfo=[{"Format": "MP4"}, {"Format": "HLS", "SliceDuration": 20}, {"Format": "MP3"}]),
+            NotifyUrl=URL,
+            NotifyFileUploadedFormat=["MP4", "SLICE"],
+        )
         task = e.start(spec(raw), "AK1", T0)
         kinds(e)
         e.advance(T0 + 190)

@@ -13,8 +13,8 @@ import json
 import re
 import subprocess
 import uuid
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pytest
 import yaml
@@ -32,21 +32,46 @@ T0 = "2025-03-25T03:27:28Z"
 
 def conditions(generation: int, **types: tuple[bool, str, str]) -> list[dict]:
     """metav1.Conditions: type=(status, reason, message)."""
-    return [{"type": t, "status": "True" if s else "False", "observedGeneration": generation,
-             "lastTransitionTime": T0, "reason": r, "message": m} for t, (s, r, m) in types.items()]
+    return [
+        {
+            "type": t,
+            "status": "True" if s else "False",
+            "observedGeneration": generation,
+            "lastTransitionTime": T0,
+            "reason": r,
+            "message": m,
+        }
+        for t, (s, r, m) in types.items()
+    ]
 
 
-def written(phase: str, reason: str, message: str, *, ready: tuple[bool, str], reconciling: bool,
-            stalled: bool = False, generation: int = 1, synced: tuple[bool, str, str] | None = None) -> dict:
+def written(
+    phase: str,
+    reason: str,
+    message: str,
+    *,
+    ready: tuple[bool, str],
+    reconciling: bool,
+    stalled: bool = False,
+    generation: int = 1,
+    synced: tuple[bool, str, str] | None = None,
+) -> dict:
     """The status the operator writes: phase, reason, message, observedGeneration and the
     conditions Ready, Reconciling, Stalled (and Synced once an Update was answered)."""
-    types = {"Ready": (ready[0], ready[1], message),
-             "Reconciling": (reconciling, phase if reconciling else "Settled", message if reconciling else ""),
-             "Stalled": (stalled, ready[1] if stalled else "NotStalled", message if stalled else "")}
+    types = {
+        "Ready": (ready[0], ready[1], message),
+        "Reconciling": (reconciling, phase if reconciling else "Settled", message if reconciling else ""),
+        "Stalled": (stalled, ready[1] if stalled else "NotStalled", message if stalled else ""),
+    }
     if synced:
         types["Synced"] = synced
-    return {"phase": phase, "reason": reason, "message": message, "observedGeneration": generation,
-            "conditions": conditions(generation, **types)}
+    return {
+        "phase": phase,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": conditions(generation, **types),
+    }
 
 
 # The contract (issue 15, step 6), one entry per phase. Ready is True where the resource is where
@@ -54,23 +79,55 @@ def written(phase: str, reason: str, message: str, *, ready: tuple[bool, str], r
 # whatever its reason (test_kstatus_reads_ready_false_as_in_progress), so a Completed or Suspended
 # resource with Ready=False would look progressing forever to Flux.
 STATUSES = {
-    "Pending": written("Pending", "Throttling.User", "will retry StartRtcCloudRecording: Throttling.User: quota",
-                       ready=(False, "StartRetrying"), reconciling=True),
-    "Starting": written("Starting", "Starting", "calling StartRtcCloudRecording (attempt 1)",
-                        ready=(False, "Starting"), reconciling=True),
-    "Recording": written("Recording", "Started", "recording as task task-0001", ready=(True, "Started"),
-                         reconciling=False),
-    "Recovering": written("Recovering", "Recovering", "the cloud lost the recorder and is bringing it back",
-                          ready=(False, "Recovering"), reconciling=True),
-    "Stopping": written("Stopping", "Stopped", "the cloud is stopping the task", ready=(False, "Stopped"),
-                        reconciling=True),
-    "Suspended": written("Suspended", "Suspended", "spec.suspend stopped task task-0001; its files are kept",
-                         ready=(True, "Suspended"), reconciling=False),
-    "Completed": written("Completed", "IdleTimeout",
-                         "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
-                         ready=(True, "Completed"), reconciling=False),
-    "Failed": written("Failed", "InvalidParameter.AppId", "the AppId does not exist",
-                      ready=(False, "StartRefused"), reconciling=False, stalled=True),
+    "Pending": written(
+        "Pending",
+        "Throttling.User",
+        "will retry StartRtcCloudRecording: Throttling.User: quota",
+        ready=(False, "StartRetrying"),
+        reconciling=True,
+    ),
+    "Starting": written(
+        "Starting",
+        "Starting",
+        "calling StartRtcCloudRecording (attempt 1)",
+        ready=(False, "Starting"),
+        reconciling=True,
+    ),
+    "Recording": written(
+        "Recording", "Started", "recording as task task-0001", ready=(True, "Started"), reconciling=False
+    ),
+    "Recovering": written(
+        "Recovering",
+        "Recovering",
+        "the cloud lost the recorder and is bringing it back",
+        ready=(False, "Recovering"),
+        reconciling=True,
+    ),
+    "Stopping": written(
+        "Stopping", "Stopped", "the cloud is stopping the task", ready=(False, "Stopped"), reconciling=True
+    ),
+    "Suspended": written(
+        "Suspended",
+        "Suspended",
+        "spec.suspend stopped task task-0001; its files are kept",
+        ready=(True, "Suspended"),
+        reconciling=False,
+    ),
+    "Completed": written(
+        "Completed",
+        "IdleTimeout",
+        "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
+        ready=(True, "Completed"),
+        reconciling=False,
+    ),
+    "Failed": written(
+        "Failed",
+        "InvalidParameter.AppId",
+        "the AppId does not exist",
+        ready=(False, "StartRefused"),
+        reconciling=False,
+        stalled=True,
+    ),
 }
 
 
@@ -78,6 +135,7 @@ STATUSES = {
 class Case:
     """One object: `status` is patched in; `spec_change` bumps metadata.generation to 2 (before the
     status when `observed` is 2, after it when 1); `deleting` holds it in deletion with a finalizer."""
+
     key: str
     situation: str
     status: dict | None
@@ -112,43 +170,126 @@ def at(generation: int, status: dict, **changes) -> dict:
 
 UPDATE = "UpdateRtcCloudRecording: the layout of generation 2"
 CASES = [
-    Case("no-status", "just created, no status yet", None, "Current", "Progressing",
-         "Waiting for the operator to pick the recording up"),
-    *[Case(phase.lower(), phase, status, kstatus, argo, message) for phase, status, kstatus, argo, message in [
-        ("Pending", STATUSES["Pending"], "InProgress", "Progressing",
-         "Pending (Throttling.User): will retry StartRtcCloudRecording: Throttling.User: quota"),
-        ("Starting", STATUSES["Starting"], "InProgress", "Progressing",
-         "Starting (Starting): calling StartRtcCloudRecording (attempt 1)"),
-        ("Recording", STATUSES["Recording"], "Current", "Healthy",
-         "Recording (Started): recording as task task-0001"),
-        ("Recovering", STATUSES["Recovering"], "InProgress", "Progressing",
-         "Recovering (Recovering): the cloud lost the recorder and is bringing it back"),
-        ("Stopping", STATUSES["Stopping"], "InProgress", "Progressing",
-         "Stopping (Stopped): the cloud is stopping the task"),
-        ("Suspended", STATUSES["Suspended"], "Current", "Suspended",
-         "Recording suspended (Suspended): spec.suspend stopped task task-0001; its files are kept"),
-        ("Completed", STATUSES["Completed"], "Current", "Healthy",
-         "Recording completed (IdleTimeout): nobody subscribed published for maxIdleSeconds; the cloud ended the task"),
-        ("Failed", STATUSES["Failed"], "Failed", "Degraded",
-         "Recording failed (InvalidParameter.AppId): the AppId does not exist"),
-    ]],
-    Case("recording-unobserved", "Recording, spec changed, not yet seen by the operator", STATUSES["Recording"],
-         "InProgress", "Progressing",
-         "Waiting for the operator to act on generation 2 (status describes generation 1)", spec_change=True),
-    Case("recording-updating", "Recording, Update of the new spec in progress",
-         at(2, STATUSES["Recording"], Reconciling=(True, "Updating", UPDATE)),
-         "InProgress", "Progressing", "Updating: " + UPDATE, spec_change=True),
-    Case("recording-refused", "Recording, Update refused (previous settings kept)",
-         at(2, STATUSES["Recording"], reason="InvalidParameter.Layout", message="the layout was refused",
-            Synced=(False, "UpdateRefused", "InvalidParameter.Layout: the layout was refused")),
-         "Current", "Degraded",
-         "Recording, but the last update was refused (UpdateRefused): InvalidParameter.Layout: the layout was refused",
-         spec_change=True),
-    Case("failed-unobserved", "Failed, spec changed (the operator will try again)", STATUSES["Failed"],
-         "InProgress", "Progressing",
-         "Waiting for the operator to act on generation 2 (status describes generation 1)", spec_change=True),
-    Case("stopping-deleted", "Stopping on delete (finalizer held)", STATUSES["Stopping"],
-         "Terminating", "Progressing", "Pending deletion", deleting=True),
+    Case(
+        "no-status",
+        "just created, no status yet",
+        None,
+        "Current",
+        "Progressing",
+        "Waiting for the operator to pick the recording up",
+    ),
+    *[
+        Case(phase.lower(), phase, status, kstatus, argo, message)
+        for phase, status, kstatus, argo, message in [
+            (
+                "Pending",
+                STATUSES["Pending"],
+                "InProgress",
+                "Progressing",
+                "Pending (Throttling.User): will retry StartRtcCloudRecording: Throttling.User: quota",
+            ),
+            (
+                "Starting",
+                STATUSES["Starting"],
+                "InProgress",
+                "Progressing",
+                "Starting (Starting): calling StartRtcCloudRecording (attempt 1)",
+            ),
+            (
+                "Recording",
+                STATUSES["Recording"],
+                "Current",
+                "Healthy",
+                "Recording (Started): recording as task task-0001",
+            ),
+            (
+                "Recovering",
+                STATUSES["Recovering"],
+                "InProgress",
+                "Progressing",
+                "Recovering (Recovering): the cloud lost the recorder and is bringing it back",
+            ),
+            (
+                "Stopping",
+                STATUSES["Stopping"],
+                "InProgress",
+                "Progressing",
+                "Stopping (Stopped): the cloud is stopping the task",
+            ),
+            (
+                "Suspended",
+                STATUSES["Suspended"],
+                "Current",
+                "Suspended",
+                "Recording suspended (Suspended): spec.suspend stopped task task-0001; its files are kept",
+            ),
+            (
+                "Completed",
+                STATUSES["Completed"],
+                "Current",
+                "Healthy",
+                "Recording completed (IdleTimeout): nobody subscribed published for maxIdleSeconds; the cloud ended the task",
+            ),
+            (
+                "Failed",
+                STATUSES["Failed"],
+                "Failed",
+                "Degraded",
+                "Recording failed (InvalidParameter.AppId): the AppId does not exist",
+            ),
+        ]
+    ],
+    Case(
+        "recording-unobserved",
+        "Recording, spec changed, not yet seen by the operator",
+        STATUSES["Recording"],
+        "InProgress",
+        "Progressing",
+        "Waiting for the operator to act on generation 2 (status describes generation 1)",
+        spec_change=True,
+    ),
+    Case(
+        "recording-updating",
+        "Recording, Update of the new spec in progress",
+        at(2, STATUSES["Recording"], Reconciling=(True, "Updating", UPDATE)),
+        "InProgress",
+        "Progressing",
+        "Updating: " + UPDATE,
+        spec_change=True,
+    ),
+    Case(
+        "recording-refused",
+        "Recording, Update refused (previous settings kept)",
+        at(
+            2,
+            STATUSES["Recording"],
+            reason="InvalidParameter.Layout",
+            message="the layout was refused",
+            Synced=(False, "UpdateRefused", "InvalidParameter.Layout: the layout was refused"),
+        ),
+        "Current",
+        "Degraded",
+        "Recording, but the last update was refused (UpdateRefused): InvalidParameter.Layout: the layout was refused",
+        spec_change=True,
+    ),
+    Case(
+        "failed-unobserved",
+        "Failed, spec changed (the operator will try again)",
+        STATUSES["Failed"],
+        "InProgress",
+        "Progressing",
+        "Waiting for the operator to act on generation 2 (status describes generation 1)",
+        spec_change=True,
+    ),
+    Case(
+        "stopping-deleted",
+        "Stopping on delete (finalizer held)",
+        STATUSES["Stopping"],
+        "Terminating",
+        "Progressing",
+        "Pending deletion",
+        deleting=True,
+    ),
 ]
 HOLD = "gitops-health.test.rtc.recording.io/hold"
 
@@ -160,9 +301,16 @@ def manifest(name: str, deleting: bool) -> dict:
     return obj
 
 
-SWAPPED_LAYOUT = {"spec": {"layout": {"panes": [
-    {"userId": "bob", "left": "0", "top": "0", "width": "0.5", "height": "1"},
-    {"userId": "alice", "left": "0.5", "top": "0", "width": "0.5", "height": "1"}]}}}
+SWAPPED_LAYOUT = {
+    "spec": {
+        "layout": {
+            "panes": [
+                {"userId": "bob", "left": "0", "top": "0", "width": "0.5", "height": "1"},
+                {"userId": "alice", "left": "0.5", "top": "0", "width": "0.5", "height": "1"},
+            ]
+        }
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +319,13 @@ def tool():
 
 
 def run(tool, *args: str, input: str | None = None, script=SCRIPT) -> subprocess.CompletedProcess:
-    return subprocess.run([str(tool), "-script", str(script), "-o", "json", *args], input=input,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(tool), "-script", str(script), "-o", "json", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def rows(proc: subprocess.CompletedProcess) -> dict[str, dict]:
@@ -194,8 +347,15 @@ def recordings(cluster):
         if case.spec_change and observed == 2:
             kubectl("patch", "rtcrec", name, "--type=merge", "-p", json.dumps(SWAPPED_LAYOUT))
         if case.status is not None:
-            kubectl("patch", "rtcrec", name, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": case.status}))
+            kubectl(
+                "patch",
+                "rtcrec",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps({"status": case.status}),
+            )
         if case.spec_change and observed == 1:
             kubectl("patch", "rtcrec", name, "--type=merge", "-p", json.dumps(SWAPPED_LAYOUT))
         if case.deleting:
@@ -205,8 +365,15 @@ def recordings(cluster):
     finally:
         for case in CASES:
             if case.deleting:
-                kubectl("patch", "rtcrec", f"rec-{case.key}", "--type=json",
-                        "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]', check=False)
+                kubectl(
+                    "patch",
+                    "rtcrec",
+                    f"rec-{case.key}",
+                    "--type=json",
+                    "-p",
+                    '[{"op": "remove", "path": "/metadata/finalizers"}]',
+                    check=False,
+                )
         kubectl("delete", "rtcrec", "--all", "--wait=false", check=False)
 
 
@@ -217,8 +384,10 @@ def live(tool, cluster, recordings) -> dict[str, dict]:
 
 
 def test_the_apiserver_kept_each_state(cluster, recordings):
-    got = {o["metadata"]["name"]: o for o in json.loads(
-        cluster.kubectl("get", "rtcrec", "-n", recordings, "-o", "json").stdout)["items"]}
+    got = {
+        o["metadata"]["name"]: o
+        for o in json.loads(cluster.kubectl("get", "rtcrec", "-n", recordings, "-o", "json").stdout)["items"]
+    }
     for case in CASES:
         obj = got[f"rec-{case.key}"]
         assert obj.get("status") == case.status, case.key  # nothing pruned: Suspended is in the enum
@@ -231,7 +400,11 @@ def test_the_apiserver_kept_each_state(cluster, recordings):
 def test_phase_kstatus_and_argo_cd_health(live, case):
     row = live[f"rec-{case.key}"]
     assert (row["phase"], row["kstatus"], row["argoHealth"], row["argoMessage"]) == (
-        (case.status or {}).get("phase", ""), case.kstatus, case.argo, case.argo_message), row
+        (case.status or {}).get("phase", ""),
+        case.kstatus,
+        case.argo,
+        case.argo_message,
+    ), row
 
 
 def test_objects_on_standard_input_give_the_same_rows(tool, cluster, recordings, live):
@@ -243,20 +416,26 @@ def test_objects_on_standard_input_give_the_same_rows(tool, cluster, recordings,
 
 
 def markdown(live: dict[str, dict]) -> str:
-    lines = ["| Situation | `status.phase` | Conditions | kstatus (Flux) | Argo CD health | Argo CD message |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| Situation | `status.phase` | Conditions | kstatus (Flux) | Argo CD health | Argo CD message |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for case in CASES:
         row = live[f"rec-{case.key}"]
         phase = f"`{row['phase']}`" if row["phase"] else "(none)"
-        lines.append(f"| {case.situation} | {phase} | {case.conditions or '(none)'} | {row['kstatus']} "
-                     f"| {row['argoHealth']} | {row['argoMessage']} |")
+        lines.append(
+            f"| {case.situation} | {phase} | {case.conditions or '(none)'} | {row['kstatus']} "
+            f"| {row['argoHealth']} | {row['argoMessage']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def test_the_table_is_generated_and_is_the_readme_s(live):
     table = markdown(live)
-    generated = ("<!-- Written by tests/gitops/test_health.py from what tools/gitops-health printed for "
-                 "objects on the local apiserver; do not edit. -->\n\n" + table)
+    generated = (
+        "<!-- Written by tests/gitops/test_health.py from what tools/gitops-health printed for "
+        "objects on the local apiserver; do not edit. -->\n\n" + table
+    )
     if not TABLE.exists() or TABLE.read_text() != generated:
         TABLE.write_text(generated)
     readme = (ROOT / "README.md").read_text()
@@ -288,11 +467,18 @@ def test_kstatus_reads_ready_false_as_in_progress(tool):
     assert (row["kstatus"], row["argoHealth"]) == ("InProgress", "Healthy")
 
 
-@pytest.mark.parametrize("body, health, message", [
-    ('return {status = string.upper("healthy")}', "Unknown", "attempt to index a non-table object(nil) with key 'upper'"),
-    ('return {status = "Fine"}', "Unknown", "Lua returned an invalid health status"),
-    ('return "Healthy"', "Unknown", "expect table output from Lua script, not string"),
-])
+@pytest.mark.parametrize(
+    "body, health, message",
+    [
+        (
+            'return {status = string.upper("healthy")}',
+            "Unknown",
+            "attempt to index a non-table object(nil) with key 'upper'",
+        ),
+        ('return {status = "Fine"}', "Unknown", "Lua returned an invalid health status"),
+        ('return "Healthy"', "Unknown", "expect table output from Lua script, not string"),
+    ],
+)
 def test_the_runner_opens_what_argo_cd_opens_and_checks_what_it_checks(tool, tmp_path, body, health, message):
     """A script using the string library fails as in Argo CD (custom scripts get base and table
     only), and a bad result is Unknown: the shipped script passing here passes there."""
@@ -318,8 +504,12 @@ def _operator_written(phase: str) -> dict:
     contract = STATUSES[phase]
     ready = next(c for c in contract["conditions"] if c["type"] == "Ready")
     now = datetime.fromisoformat(T0.replace("Z", "+00:00"))
-    return {**contract, "conditions": phase_conditions(RtcRecordingStatus(), Phase(phase), ready["reason"],
-                                                       contract["message"], 1, now)}
+    return {
+        **contract,
+        "conditions": phase_conditions(
+            RtcRecordingStatus(), Phase(phase), ready["reason"], contract["message"], 1, now
+        ),
+    }
 
 
 def _through_the_tool(tool, status: dict, generation: int = 1) -> dict:
@@ -342,8 +532,9 @@ def test_the_operator_s_refused_update_is_not_progressing_forever(tool):
 
     recording = STATUSES["Recording"]
     now = datetime.fromisoformat(T0.replace("Z", "+00:00"))
-    patch = update_refused(RtcRecordingStatus.model_validate(recording), "InvalidParameter.Layout",
-                           "the layout was refused", 2, now)
+    patch = update_refused(
+        RtcRecordingStatus.model_validate(recording), "InvalidParameter.Layout", "the layout was refused", 2, now
+    )
     row = _through_the_tool(tool, {**recording, **patch}, generation=2)
     case = next(c for c in CASES if c.key == "recording-refused")
     assert (row["kstatus"], row["argoHealth"]) == (case.kstatus, case.argo), row

@@ -24,8 +24,9 @@ TIME_SCALE = 30
 
 @pytest.fixture(scope="session")
 def emulator():
-    config = EmulatorConfig(access_keys=dict([ACCESS_KEY]), apps={APP}, oss_buckets={BUCKET},
-                            time_scale=TIME_SCALE, seed=7)
+    config = EmulatorConfig(
+        access_keys=dict([ACCESS_KEY]), apps={APP}, oss_buckets={BUCKET}, time_scale=TIME_SCALE, seed=7
+    )
     with run_in_thread(config) as handle:
         yield handle
 
@@ -36,7 +37,8 @@ def _calm_emulator(request):
     yield
     if "emulator" in request.fixturenames:
         request.getfixturevalue("emulator").control.set_faults(
-            latency_seconds=0, error_rates={}, drop_start_rate=0, callbacks=True)
+            latency_seconds=0, error_rates={}, drop_start_rate=0, callbacks=True
+        )
 
 
 @pytest.fixture(scope="session")
@@ -50,16 +52,26 @@ def stack(crds, emulator, tmp_path_factory):
     """Operator + receiver, shared by the integration tests (each test uses its own namespace).
     Package scope: a cluster-wide operator must be gone before other packages' tests run theirs."""
     logs = tmp_path_factory.mktemp("logs")
-    env = local_env(crds.kubeconfig, emulator.url, receiver_port=free_port(), metrics_port=free_port(),
-                    auth_key=AUTH_KEY, access_key=ACCESS_KEY, unknown_outcome_grace_seconds=3,
-                    poll_interval_seconds=2, poll_factor_with_callbacks=1, backoff_base_seconds=0.2,
-                    backoff_max_seconds=2,
-                    read_timeout_seconds=2, ownership_key=OWNERSHIP_KEY,
-                    relay_allowed_hosts="127.0.0.1",  # loopback is refused unless allowed
-                    receiver_read_timeout_seconds=2,
-                    # A stable identity, as a pod's name is: a restart (SIGKILL, then the same
-                    # "pod" again) takes its own Lease back at once instead of waiting it out.
-                    pod_name="operator")
+    env = local_env(
+        crds.kubeconfig,
+        emulator.url,
+        receiver_port=free_port(),
+        metrics_port=free_port(),
+        auth_key=AUTH_KEY,
+        access_key=ACCESS_KEY,
+        unknown_outcome_grace_seconds=3,
+        poll_interval_seconds=2,
+        poll_factor_with_callbacks=1,
+        backoff_base_seconds=0.2,
+        backoff_max_seconds=2,
+        read_timeout_seconds=2,
+        ownership_key=OWNERSHIP_KEY,
+        relay_allowed_hosts="127.0.0.1",  # loopback is refused unless allowed
+        receiver_read_timeout_seconds=2,
+        # A stable identity, as a pod's name is: a restart (SIGKILL, then the same
+        # "pod" again) takes its own Lease back at once instead of waiting it out.
+        pod_name="operator",
+    )
     receiver_env = {k: v for k, v in env.items() if k != "RTCREC_OWNERSHIP_KEY"}  # the operator's alone
     receiver = RtcrecProcess("receiver", receiver_env, logs / "receiver.log").start()
     operator = RtcrecProcess("run", env, logs / "operator.log").start()
@@ -73,7 +85,12 @@ def stack(crds, emulator, tmp_path_factory):
 class Stack:
     def __init__(self, cluster, emulator, operator: RtcrecProcess, receiver: RtcrecProcess, env: dict[str, str]):
         self.cluster, self.emulator, self.operator, self.receiver, self.env = (
-            cluster, emulator, operator, receiver, env)
+            cluster,
+            emulator,
+            operator,
+            receiver,
+            env,
+        )
 
     def apply(self, namespace: str, manifest: dict) -> None:
         self.cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
@@ -84,19 +101,26 @@ class Stack:
 
     def evidence(self) -> list[dict]:
         """The receiver's evidence ConfigMaps (in the operator's namespace: default, run locally)."""
-        got = self.cluster.kubectl("get", "configmaps", "-n", "default", "-l", "rtc.recording.io/evidence", "-o", "json")
+        got = self.cluster.kubectl(
+            "get", "configmaps", "-n", "default", "-l", "rtc.recording.io/evidence", "-o", "json"
+        )
         return json.loads(got.stdout)["items"]
 
     def status(self, namespace: str, name: str) -> dict:
         return (self.get(namespace, name) or {}).get("status") or {}
 
     def wait_phase(self, namespace: str, name: str, phase: str, timeout: float = 30) -> dict:
-        return wait_for(lambda: (s := self.status(namespace, name)).get("phase") == phase and s, timeout,
-                        what=f"{namespace}/{name} phase {phase}", details=lambda: self.operator.output()[-3000:])
+        return wait_for(
+            lambda: (s := self.status(namespace, name)).get("phase") == phase and s,
+            timeout,
+            what=f"{namespace}/{name} phase {phase}",
+            details=lambda: self.operator.output()[-3000:],
+        )
 
     def events(self, namespace: str, name: str) -> list[dict]:
-        got = self.cluster.kubectl("get", "events", "-n", namespace, "-o", "json",
-                                   f"--field-selector=involvedObject.name={name}")
+        got = self.cluster.kubectl(
+            "get", "events", "-n", namespace, "-o", "json", f"--field-selector=involvedObject.name={name}"
+        )
         return json.loads(got.stdout)["items"]
 
     def tasks(self, channel: str, status: str | None = None) -> list[dict]:
@@ -122,18 +146,31 @@ def channel(emulator):
 def recording(name: str, channel: str, **spec) -> dict:
     """A minimal mixed recording to OSS, the shape of examples/minimal-mixed-oss.yaml."""
     base = {
-        "appId": APP, "channelId": channel, "mode": "Mixed", "maxIdleSeconds": 60,
+        "appId": APP,
+        "channelId": channel,
+        "mode": "Mixed",
+        "maxIdleSeconds": 60,
         "subscribers": [{"userId": "alice"}, {"userId": "bob"}],
         "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
-        "transcode": {"audioBitrateKbps": 64, "audioChannels": 2, "audioSampleRateHz": 48000,
-                      "videoBitrateKbps": 1500, "videoFramerate": 25, "videoGop": 50,
-                      "videoWidth": 1280, "videoHeight": 720},
-        "layout": {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "0.5", "height": "1"},
-                             {"userId": "bob", "left": "0.5", "top": "0", "width": "0.5", "height": "1"}]},
+        "transcode": {
+            "audioBitrateKbps": 64,
+            "audioChannels": 2,
+            "audioSampleRateHz": 48000,
+            "videoBitrateKbps": 1500,
+            "videoFramerate": 25,
+            "videoGop": 50,
+            "videoWidth": 1280,
+            "videoHeight": 720,
+        },
+        "layout": {
+            "panes": [
+                {"userId": "alice", "left": "0", "top": "0", "width": "0.5", "height": "1"},
+                {"userId": "bob", "left": "0.5", "top": "0", "width": "0.5", "height": "1"},
+            ]
+        },
     }
     base.update(spec)
-    return {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecording", "metadata": {"name": name},
-            "spec": base}
+    return {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecording", "metadata": {"name": name}, "spec": base}
 
 
 # -- helpers of test_restart_at_scale.py and test_chaos.py ----------------------------------------
@@ -153,14 +190,19 @@ def metric_total(port: int | str, name: str, **labels: str) -> float:
 
 
 def apply_many(stack: Stack, namespace: str, manifests: list[dict]) -> None:
-    stack.cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                          input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
+    stack.cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
+    )
 
 
 def one_user_recording(name: str, channel: str) -> dict:
     """One publisher, one pane: the cheapest recording to make by the hundred."""
-    return recording(name, channel, subscribers=[{"userId": "alice"}],
-                     layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]})
+    return recording(
+        name,
+        channel,
+        subscribers=[{"userId": "alice"}],
+        layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+    )
 
 
 def items(stack: Stack, namespace: str) -> list[dict]:

@@ -48,8 +48,11 @@ def own_operator(stack, tmp_path, **settings):
     """The shared operator stopped, one with these settings in its place (same receiver)."""
     stack.operator.kill()
     port = free_port()
-    env = {**stack.env, "RTCREC_METRICS_PORT": str(port),
-           **{f"RTCREC_{k.upper()}": str(v) for k, v in settings.items()}}
+    env = {
+        **stack.env,
+        "RTCREC_METRICS_PORT": str(port),
+        **{f"RTCREC_{k.upper()}": str(v) for k, v in settings.items()},
+    }
     operator = RtcrecProcess("run", env, tmp_path / "operator.log").start()
     operator.port = port
     try:
@@ -67,14 +70,19 @@ def channels(emulator, count: int, prefix: str) -> list[str]:
 
 
 def one_user(name: str, channel: str, **spec) -> dict:
-    return recording(name, channel, subscribers=[{"userId": "alice"}],
-                     layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
-                     **spec)
+    return recording(
+        name,
+        channel,
+        subscribers=[{"userId": "alice"}],
+        layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+        **spec,
+    )
 
 
 def apply_all(stack, namespace: str, manifests: list[dict]) -> None:
-    stack.cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                          input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
+    stack.cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
+    )
 
 
 def phases(stack, namespace: str) -> dict[str, str]:
@@ -83,8 +91,12 @@ def phases(stack, namespace: str) -> dict[str, str]:
 
 
 def all_recording(stack, namespace: str, count: int, timeout: float) -> None:
-    wait_for(lambda: list(phases(stack, namespace).values()).count("Recording") == count, timeout=timeout,
-             what=f"{count} recordings in {namespace}", details=lambda: str(phases(stack, namespace)))
+    wait_for(
+        lambda: list(phases(stack, namespace).values()).count("Recording") == count,
+        timeout=timeout,
+        what=f"{count} recordings in {namespace}",
+        details=lambda: str(phases(stack, namespace)),
+    )
 
 
 def live(stack, channel: str) -> list[dict]:
@@ -94,13 +106,22 @@ def live(stack, channel: str) -> list[dict]:
 def test_a_lost_answer_whose_task_calls_back_during_a_brown_out_is_adopted(stack, namespace, channel, emulator):
     # A Start's task starts but its answer is lost, and every other call fails (5xx): the
     # callbacks of that task are the only news, and Describe cannot confirm them for a while.
-    emulator.control.set_faults(drop_start_rate=1.0, error_rates={
-        "DescribeRtcCloudRecordingFiles": 1.0, "StopRtcCloudRecording": 1.0, "UpdateRtcCloudRecording": 1.0})
+    emulator.control.set_faults(
+        drop_start_rate=1.0,
+        error_rates={
+            "DescribeRtcCloudRecordingFiles": 1.0,
+            "StopRtcCloudRecording": 1.0,
+            "UpdateRtcCloudRecording": 1.0,
+        },
+    )
     try:
         stack.apply(namespace, recording("browned", channel))
         [task] = wait_for(lambda: stack.tasks(channel), what="the task of the lost answer")
-        wait_for(lambda: [e for e in stack.evidence() if e["data"]["task_id"] == task["taskId"]], timeout=15,
-                 what="the callback's evidence")
+        wait_for(
+            lambda: [e for e in stack.evidence() if e["data"]["task_id"] == task["taskId"]],
+            timeout=15,
+            what="the callback's evidence",
+        )
         # Well past the grace period (3 s here): no second Start, the evidence waits for the cloud.
         time.sleep(8)
         assert len(stack.tasks(channel)) == 1
@@ -116,8 +137,11 @@ def test_a_hung_cloud_makes_no_extra_tasks_once_it_returns(stack, namespace, emu
     rooms = channels(emulator, 5, f"hung-{namespace}")
     emulator.control.hang(20)  # nothing answered for 20 s; what arrived meanwhile is executed then
     apply_all(stack, namespace, [one_user(f"hung-{i}", room) for i, room in enumerate(rooms)])
-    wait_for(lambda: emulator.control.hang_state()["waiting"] >= len(rooms), timeout=15,
-             what="the Starts to be held by the hung cloud")
+    wait_for(
+        lambda: emulator.control.hang_state()["waiting"] >= len(rooms),
+        timeout=15,
+        what="the Starts to be held by the hung cloud",
+    )
     wait_for(lambda: not emulator.control.hang_state()["active"], timeout=30, what="the hang to end")
     all_recording(stack, namespace, len(rooms), timeout=60)
     for i, room in enumerate(rooms):

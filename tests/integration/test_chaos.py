@@ -45,8 +45,11 @@ def audit(stack, namespace: str, channels: list[str]) -> dict[str, int]:
         "duplicates": sum(1 for i in resources if per_channel[i["spec"]["channelId"]] > 1),
         "leaks": sum(1 for t in live if t["taskId"] not in named),
         "stuck": sum(1 for p in phases if p not in ("Recording", "Completed", "Failed")),
-        "wrong": sum(1 for i in resources if (i.get("status") or {}).get("phase") == "Recording"
-                     and i["status"].get("taskId") not in live_ids),
+        "wrong": sum(
+            1
+            for i in resources
+            if (i.get("status") or {}).get("phase") == "Recording" and i["status"].get("taskId") not in live_ids
+        ),
         "failed": phases.count("Failed"),
     }
 
@@ -74,8 +77,9 @@ def test_faults_and_kills_settle_with_no_duplicate_leak_stuck_or_wrong(stack, na
         for kill in range(5):
             time.sleep(rng.uniform(1, 3))
             if kill == 0:
-                recording_at_first_kill = [(i.get("status") or {}).get("phase") for i in
-                                           items(stack, namespace)].count("Recording")
+                recording_at_first_kill = [(i.get("status") or {}).get("phase") for i in items(stack, namespace)].count(
+                    "Recording"
+                )
             stack.operator.kill()
             stack.operator.start()
             if kill == 2:  # back after at least twice the grace period
@@ -93,8 +97,13 @@ def test_faults_and_kills_settle_with_no_duplicate_leak_stuck_or_wrong(stack, na
     assert emulator.control.stats()["droppedStartAnswers"] > dropped_before
 
     try:
-        wait_for(lambda: clean(audit(stack, namespace, channels)), timeout=90, interval=1,
-                 what="a clean state after the chaos", details=lambda: str(audit(stack, namespace, channels)))
+        wait_for(
+            lambda: clean(audit(stack, namespace, channels)),
+            timeout=90,
+            interval=1,
+            what="a clean state after the chaos",
+            details=lambda: str(audit(stack, namespace, channels)),
+        )
     finally:
         final = audit(stack, namespace, channels)
     assert final["resources"] == N
@@ -108,6 +117,10 @@ def test_faults_and_kills_settle_with_no_duplicate_leak_stuck_or_wrong(stack, na
         time.sleep(rng.uniform(1, 3))
         stack.operator.kill()
         stack.operator.start()
-    wait_for(lambda: (a := audit(stack, namespace, channels))["resources"] == 0 and a["live"] == 0, timeout=90,
-             interval=1, what="every resource gone and every task stopped",
-             details=lambda: str(audit(stack, namespace, channels)))
+    wait_for(
+        lambda: (a := audit(stack, namespace, channels))["resources"] == 0 and a["live"] == 0,
+        timeout=90,
+        interval=1,
+        what="every resource gone and every task stopped",
+        details=lambda: str(audit(stack, namespace, channels)),
+    )

@@ -15,8 +15,14 @@ from .conftest import APP, BUCKET, recording, wait_for
 pytestmark = pytest.mark.cluster
 
 PLATFORM_KEY = ("LTAI5tPlatformClass", "platform-class-secret")
-TRANSCODE = {"audioBitrateKbps": 48, "audioChannels": 1, "audioSampleRateHz": 48000, "videoBitrateKbps": 900,
-             "videoFramerate": 15, "videoGop": 30}
+TRANSCODE = {
+    "audioBitrateKbps": 48,
+    "audioChannels": 1,
+    "audioSampleRateHz": 48000,
+    "videoBitrateKbps": 900,
+    "videoFramerate": 15,
+    "videoGop": 30,
+}
 TENANT_LABEL = "rtc.recording.io/tenant"
 
 
@@ -26,10 +32,15 @@ def platform(stack):
     stack.emulator.control.credentials(access_keys=dict([PLATFORM_KEY]))
     name = f"platform-{uuid.uuid4().hex[:6]}"
     stack.cluster.kubectl("create", "namespace", name)
-    secret = {"apiVersion": "v1", "kind": "Secret",
-              "metadata": {"name": "aliyun", "labels": {"rtc.recording.io/usage": "credentials"}},
-              "data": {"accessKeyId": base64.b64encode(PLATFORM_KEY[0].encode()).decode(),
-                       "accessKeySecret": base64.b64encode(PLATFORM_KEY[1].encode()).decode()}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "aliyun", "labels": {"rtc.recording.io/usage": "credentials"}},
+        "data": {
+            "accessKeyId": base64.b64encode(PLATFORM_KEY[0].encode()).decode(),
+            "accessKeySecret": base64.b64encode(PLATFORM_KEY[1].encode()).decode(),
+        },
+    }
     stack.apply(name, secret)
     return name
 
@@ -46,14 +57,24 @@ def make_class(stack):
 
     def make(platform: str, default: bool = False, **spec) -> str:
         name = f"class-{uuid.uuid4().hex[:6]}"
-        body = {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingClass",
-                "metadata": {"name": name}, "spec": {
-                    "region": "cn-shanghai", "maxIdleSeconds": 120,
-                    "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET},
-                                "files": [{"format": "MP4", "pathPrefix": ["classes"]}]},
-                    "transcode": TRANSCODE, "layout": {"background": {"url": "https://example.com/gen1.png"}},
-                    "credentialsSecretRef": {"namespace": platform, "name": "aliyun"},
-                    "namespaceSelector": {"matchLabels": {TENANT_LABEL: "yes"}}, **spec}}
+        body = {
+            "apiVersion": "rtc.recording.io/v1alpha1",
+            "kind": "RtcRecordingClass",
+            "metadata": {"name": name},
+            "spec": {
+                "region": "cn-shanghai",
+                "maxIdleSeconds": 120,
+                "storage": {
+                    "oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET},
+                    "files": [{"format": "MP4", "pathPrefix": ["classes"]}],
+                },
+                "transcode": TRANSCODE,
+                "layout": {"background": {"url": "https://example.com/gen1.png"}},
+                "credentialsSecretRef": {"namespace": platform, "name": "aliyun"},
+                "namespaceSelector": {"matchLabels": {TENANT_LABEL: "yes"}},
+                **spec,
+            },
+        }
         if default:
             body["metadata"]["annotations"] = {"rtc.recording.io/is-default-class": "true"}
         stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
@@ -113,9 +134,23 @@ def test_a_class_change_never_touches_a_running_task(stack, tenant, platform, ma
     stack.cluster.kubectl("patch", "rtcrecclass", gold, "--type=merge", "-p", json.dumps(patch))
     assert class_generation(stack, gold) == first_generation + 1
     # A subscriber change is an Update: it carries the background of the generation the task started from.
-    stack.cluster.kubectl("patch", "rtcrec", "steady", "-n", tenant, "--type=merge", "-p", json.dumps(
-        {"spec": {"subscribers": [{"userId": "alice"}], "layout": {"panes": [
-            {"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]}}}))
+    stack.cluster.kubectl(
+        "patch",
+        "rtcrec",
+        "steady",
+        "-n",
+        tenant,
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "spec": {
+                    "subscribers": [{"userId": "alice"}],
+                    "layout": {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+                }
+            }
+        ),
+    )
     wait_for(lambda: stack.status(tenant, "steady").get("observedGeneration") == 2, timeout=30, what="the Update")
     task = emulator.control.task(status["taskId"])
     assert task["status"] == "RUNNING" and len(stack.tasks(channel)) == 1  # the same task, not restarted
@@ -147,7 +182,10 @@ def test_a_merged_spec_that_breaks_a_rule_is_refused_naming_the_class(stack, ten
     assert status["reason"] == "InvalidSpec"
     assert f"RtcRecordingClass {gold}" in status["message"]
     assert "spec.storage.oss.endpoint must be in spec.region (ap-southeast-1)" in status["message"]
-    assert f"spec.storage.oss.endpoint: set by RtcRecordingClass {gold}; spec.region: set by the RtcRecording" in status["message"]
+    assert (
+        f"spec.storage.oss.endpoint: set by RtcRecordingClass {gold}; spec.region: set by the RtcRecording"
+        in status["message"]
+    )
     assert stack.tasks(channel) == []
 
 
@@ -158,9 +196,16 @@ def test_a_missing_class_is_waited_for(stack, tenant, platform, make_class, chan
     assert status["reason"] == "ClassNotFound"
     assert stack.tasks(channel) == []
     make_class(platform)  # another name: still pending
-    body = {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingClass", "metadata": {"name": name},
-            "spec": {"storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
-                     "transcode": TRANSCODE, "namespaceSelector": {}}}
+    body = {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingClass",
+        "metadata": {"name": name},
+        "spec": {
+            "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
+            "transcode": TRANSCODE,
+            "namespaceSelector": {},
+        },
+    }
     stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
     try:
         status = stack.wait_phase(tenant, "early", "Recording", timeout=60)

@@ -9,7 +9,6 @@ import urllib.request
 from collections import defaultdict
 
 import pytest
-
 from multidict import CIMultiDict
 
 from rtc_recording.callbacks import path_key, signature_ok, signed_headers
@@ -47,8 +46,11 @@ def test_lost_answers_and_sigkills_end_with_one_task_per_resource(stack, namespa
     assert sum(len(ids) for ids in expected.values()) == len(owners)  # no two resources share a task
     for channel, task_ids in expected.items():
         # Exactly one live task per live resource: every duplicate was stopped (or never made).
-        wait_for(lambda: {t["taskId"] for t in live_tasks(stack, channel)} == task_ids, timeout=30,
-                 what=f"one live task per resource in {channel}")
+        wait_for(
+            lambda: {t["taskId"] for t in live_tasks(stack, channel)} == task_ids,
+            timeout=30,
+            what=f"one live task per resource in {channel}",
+        )
     lost = [e for name in owners for e in stack.events(namespace, name) if e["reason"] == "UnknownOutcome"]
     assert lost, "the fault injection dropped no Start answer: this test proved nothing"
 
@@ -66,8 +68,11 @@ def test_a_duplicate_made_while_the_receiver_was_down_is_stopped(stack, namespac
     assert len(live_tasks(stack, channel)) == 2  # the orphan runs: nobody knows its id yet
     stack.receiver.start()
     # The orphan's next HLS slice upload is a callback for attempt 1: it gets stopped.
-    wait_for(lambda: [t["taskId"] for t in live_tasks(stack, channel)] == [status["taskId"]], timeout=30,
-             what="the orphan reaped")
+    wait_for(
+        lambda: [t["taskId"] for t in live_tasks(stack, channel)] == [status["taskId"]],
+        timeout=30,
+        what="the orphan reaped",
+    )
     wait_for(lambda: stack.status(namespace, "orphaned").get("strayTasks") == 1, what="strayTasks counted")
     assert any(e["reason"] == "StrayTaskStopped" for e in stack.events(namespace, "orphaned"))
 
@@ -96,8 +101,13 @@ def test_the_end_callback_is_kept_as_evidence_while_the_operator_is_down(stack, 
     try:
         for user in ("alice", "bob"):
             emulator.control.leave(APP, channel, user)
-        ended = wait_for(lambda: [e for e in stack.evidence() if e["data"]["task_id"] == task_id
-                                  and e["data"]["event"] == "TaskStopped"], timeout=15, what="TaskStopped evidence")
+        ended = wait_for(
+            lambda: [
+                e for e in stack.evidence() if e["data"]["task_id"] == task_id and e["data"]["event"] == "TaskStopped"
+            ],
+            timeout=15,
+            what="TaskStopped evidence",
+        )
         assert ended[0]["data"]["uid"] == stack.get(namespace, "quiet-cb")["metadata"]["uid"]
         assert stack.status(namespace, "quiet-cb")["phase"] == "Recording"
     finally:
@@ -105,8 +115,11 @@ def test_the_end_callback_is_kept_as_evidence_while_the_operator_is_down(stack, 
     status = stack.wait_phase(namespace, "quiet-cb", "Completed", timeout=15)
     assert (status["reason"], status["taskId"]) == ("IdleTimeout", task_id)
     assert any(e["reason"] == "IdleTimeout" for e in stack.events(namespace, "quiet-cb"))
-    wait_for(lambda: not [e for e in stack.evidence() if e["data"]["task_id"] == task_id], timeout=15,
-             what="the evidence to be deleted once acted on")
+    wait_for(
+        lambda: not [e for e in stack.evidence() if e["data"]["task_id"] == task_id],
+        timeout=15,
+        what="the evidence to be deleted once acted on",
+    )
 
 
 def test_recovering_is_shown_and_recovered(stack, namespace, channel, emulator):
@@ -120,8 +133,12 @@ def test_recovering_is_shown_and_recovered(stack, namespace, channel, emulator):
 
 
 def post_callback(stack, path, body, headers):
-    request = urllib.request.Request(f"{stack.env['RTCREC_CALLBACK_URL']}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", **headers}, method="POST")
+    request = urllib.request.Request(
+        f"{stack.env['RTCREC_CALLBACK_URL']}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **headers},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status
@@ -134,11 +151,17 @@ def test_forged_and_stale_callbacks_are_rejected(stack, namespace, channel):
     status = stack.wait_phase(namespace, "guarded", "Recording")
     uid = stack.get(namespace, "guarded")["metadata"]["uid"]
     path = f"/callbacks/{namespace}/guarded/{uid}/1"
-    stop = {"appId": APP, "channelId": channel, "taskId": status["taskId"], "eventType": "TaskStopped",
-            "callbackTs": int(time.time() * 1000), "payload": json.dumps({"reason": "IdleTimeout"})}
+    stop = {
+        "appId": APP,
+        "channelId": channel,
+        "taskId": status["taskId"],
+        "eventType": "TaskStopped",
+        "callbackTs": int(time.time() * 1000),
+        "payload": json.dumps({"reason": "IdleTimeout"}),
+    }
 
     key = path_key(AUTH_KEY, namespace, "guarded", uid, 1)  # the key the task was started with
-    assert post_callback(stack, path, stop, {}) == 403                                   # unsigned
+    assert post_callback(stack, path, stop, {}) == 403  # unsigned
     assert post_callback(stack, path, stop, signed_headers("x" * 16, time.time())) == 403  # wrong key
     assert post_callback(stack, path, stop, signed_headers(AUTH_KEY, time.time())) == 403  # not this path's
     assert post_callback(stack, path, stop, signed_headers(key, time.time() - 3600)) == 403  # stale
@@ -149,8 +172,15 @@ def test_forged_and_stale_callbacks_are_rejected(stack, namespace, channel):
     stack.apply(namespace, recording("bystander", channel))
     other = stack.wait_phase(namespace, "bystander", "Recording")["taskId"]
     forged = {**stop, "taskId": other, "eventType": "TaskRunning"}
-    assert post_callback(stack, f"/callbacks/{namespace}/guarded/{uid}/7", forged,
-                         signed_headers(path_key(AUTH_KEY, namespace, "guarded", uid, 7), time.time())) == 200
+    assert (
+        post_callback(
+            stack,
+            f"/callbacks/{namespace}/guarded/{uid}/7",
+            forged,
+            signed_headers(path_key(AUTH_KEY, namespace, "guarded", uid, 7), time.time()),
+        )
+        == 200
+    )
     time.sleep(1)
     assert stack.status(namespace, "guarded")["phase"] == "Recording"
     assert [t["status"] for t in stack.tasks(channel)] == ["RUNNING", "RUNNING"]
@@ -177,11 +207,23 @@ def test_the_users_own_notify_url_still_gets_its_events(stack, namespace, channe
     stack.cluster.kubectl("create", "secret", "generic", "hook", "-n", namespace, f"--from-literal=key={user_key}")
     stack.cluster.kubectl("label", "secret", "hook", "-n", namespace, "rtc.recording.io/usage=notify-key")
     try:
-        storage = {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "demo-recordings"},
-                   "files": [{"format": "MP4"}]}
-        stack.apply(namespace, recording("relayed", channel, storage=storage, notify={
-            "url": f"http://127.0.0.1:{server.server_port}/hook", "authKeySecretRef": {"name": "hook", "key": "key"},
-            "fileUploadedFormats": ["MP4"]}))
+        storage = {
+            "oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "demo-recordings"},
+            "files": [{"format": "MP4"}],
+        }
+        stack.apply(
+            namespace,
+            recording(
+                "relayed",
+                channel,
+                storage=storage,
+                notify={
+                    "url": f"http://127.0.0.1:{server.server_port}/hook",
+                    "authKeySecretRef": {"name": "hook", "key": "key"},
+                    "fileUploadedFormats": ["MP4"],
+                },
+            ),
+        )
         task_id = stack.wait_phase(namespace, "relayed", "Recording")["taskId"]
         wait_for(lambda: any(b["eventType"] == "TaskRunning" for _, b in Captured.received), what="relayed event")
     finally:
@@ -190,8 +232,9 @@ def test_the_users_own_notify_url_still_gets_its_events(stack, namespace, channe
     assert body["taskId"] == task_id
     assert signature_ok(CIMultiDict(headers), user_key, time.time())  # signed with the user's key, not ours
     # The operator's SLICE heartbeat is its own business.
-    assert not any(b.get("eventType") == "RecordFileUploaded" and "SLICE" in json.dumps(b["payload"])
-                   for _, b in Captured.received)
+    assert not any(
+        b.get("eventType") == "RecordFileUploaded" and "SLICE" in json.dumps(b["payload"]) for _, b in Captured.received
+    )
 
 
 def test_an_adopted_task_gets_the_spec_changes_made_while_its_answer_was_lost(stack, namespace, channel, emulator):
@@ -200,13 +243,18 @@ def test_an_adopted_task_gets_the_spec_changes_made_while_its_answer_was_lost(st
     stack.apply(namespace, recording("moving", channel))
     wait_for(lambda: stack.status(namespace, "moving").get("attempt"), what="the write-ahead attempt")
     # While Start (generation 1) is on the wire, the user adds a subscriber (generation 2).
-    stack.apply(namespace, recording("moving", channel, subscribers=[
-        {"userId": "alice"}, {"userId": "bob"}, {"userId": "carol"}]))
+    stack.apply(
+        namespace,
+        recording("moving", channel, subscribers=[{"userId": "alice"}, {"userId": "bob"}, {"userId": "carol"}]),
+    )
     wait_for(lambda: len(stack.tasks(channel)) == 1, what="the task whose answer is lost")
     emulator.control.set_faults(drop_start_rate=0, latency_seconds=0)
 
-    wait_for(lambda: stack.status(namespace, "moving").get("observedGeneration") == 2, timeout=30,
-             what="generation 2 applied to the adopted task")
+    wait_for(
+        lambda: stack.status(namespace, "moving").get("observedGeneration") == 2,
+        timeout=30,
+        what="generation 2 applied to the adopted task",
+    )
     (task,) = stack.tasks(channel)
     assert stack.status(namespace, "moving")["taskId"] == task["taskId"]
     assert {s["userId"] for s in task["subscribers"]} == {"alice", "bob", "carol"}

@@ -49,8 +49,11 @@ def lease(stack) -> dict:
 class Replica(RtcrecProcess):
     def __init__(self, stack, name: str, tmp_path):
         self.name, self.port = name, free_port()
-        super().__init__("run", {**stack.env, "RTCREC_POD_NAME": name, "RTCREC_METRICS_PORT": str(self.port)},
-                         tmp_path / f"{name}.log")
+        super().__init__(
+            "run",
+            {**stack.env, "RTCREC_POD_NAME": name, "RTCREC_METRICS_PORT": str(self.port)},
+            tmp_path / f"{name}.log",
+        )
 
 
 @pytest.fixture
@@ -78,8 +81,12 @@ def test_the_standby_takes_over_a_burst_from_a_killed_active_replica(stack, name
         emulator.control.join(APP, f"{name}-{namespace}", "alice")
 
     def manifest(name: str) -> dict:
-        return recording(name, f"{name}-{namespace}", subscribers=[{"userId": "alice"}],
-                         layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]})
+        return recording(
+            name,
+            f"{name}-{namespace}",
+            subscribers=[{"userId": "alice"}],
+            layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+        )
 
     def statuses() -> dict[str, dict]:  # one request: the kill must land within the delay below
         got = stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-o", "json")
@@ -87,11 +94,20 @@ def test_the_standby_takes_over_a_burst_from_a_killed_active_replica(stack, name
 
     # Slow answers (executed all the same, after the delay), so the kill lands on Starts in flight.
     emulator.control.set_faults(latency_seconds=1.5)
-    stack.cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                          input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                            "items": [manifest(n) for n in names[:10]]}))
-    wait_for(lambda: any(s.get("attempt") for s in statuses().values()), what="an attempt written",
-             details=active.output, interval=0.05)
+    stack.cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [manifest(n) for n in names[:10]]}),
+    )
+    wait_for(
+        lambda: any(s.get("attempt") for s in statuses().values()),
+        what="an attempt written",
+        details=active.output,
+        interval=0.05,
+    )
     # The standby has done nothing so far: no cloud call (so no poller), no Lease.
     assert metric(standby.port, "rtcrec_cloud_calls_total") == 0
     assert metric(standby.port, "rtcrec_leader") == 0 and metric(active.port, "rtcrec_leader") == 1
@@ -105,8 +121,14 @@ def test_the_standby_takes_over_a_burst_from_a_killed_active_replica(stack, name
     assert in_flight, "the kill found no Start in flight: this test proved less than it claims"
     for name, status in statuses.items():
         channel = f"{name}-{namespace}"
-        wait_for(lambda: [t["taskId"] for t in stack.tasks(channel) if t["status"] in ("RUNNING", "RECOVERING")]
-                 == [status["taskId"]], timeout=30, what=f"exactly one live task for {name}")
+        wait_for(
+            lambda: (
+                [t["taskId"] for t in stack.tasks(channel) if t["status"] in ("RUNNING", "RECOVERING")]
+                == [status["taskId"]]
+            ),
+            timeout=30,
+            what=f"exactly one live task for {name}",
+        )
     # The standby took over: it holds the Lease, and it started every resource created after the kill.
     spec = lease(stack)
     assert spec["holderIdentity"] == standby.name and spec["leaseTransitions"] == transitions + 1

@@ -28,8 +28,14 @@ class Replica:
     def __init__(self, cluster, name: str, identity: str, timing: Timing = TIMING):
         self.kube = Kube(Connection.from_kubeconfig(str(cluster.kubeconfig)))
         self.lost: list[tuple[float, str]] = []
-        self.lease = Lease(self.kube, "default", name, identity, timing,
-                           on_lost=lambda reason: self.lost.append((time.monotonic(), reason)))
+        self.lease = Lease(
+            self.kube,
+            "default",
+            name,
+            identity,
+            timing,
+            on_lost=lambda reason: self.lost.append((time.monotonic(), reason)),
+        )
         self.holding: asyncio.Task | None = None
         self.led_at: float | None = None
 

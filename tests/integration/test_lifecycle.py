@@ -10,7 +10,7 @@ middle of a maxDuration or a TTL looks like to the operator.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,12 +20,21 @@ pytestmark = pytest.mark.cluster
 
 
 def ago(seconds: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def patch(stack, namespace: str, name: str, body: dict, status: bool = False) -> None:
-    stack.cluster.kubectl("patch", "rtcrec", name, "-n", namespace, "--type=merge", "-p", json.dumps(body),
-                          *(["--subresource=status"] if status else []))
+    stack.cluster.kubectl(
+        "patch",
+        "rtcrec",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(body),
+        *(["--subresource=status"] if status else []),
+    )
 
 
 def stopped(emulator, task_id: str) -> None:
@@ -86,8 +95,10 @@ def test_orphan_leaves_the_task_running(stack, namespace, channel, emulator):
     task_id = stack.wait_phase(namespace, "left", "Recording")["taskId"]
     stack.cluster.kubectl("delete", "rtcrec", "left", "-n", namespace, "--timeout=20s")
     assert emulator.control.task(task_id)["status"] == "RUNNING"
-    assert "Orphaned" in [e["reason"] for e in json.loads(stack.cluster.kubectl(
-        "get", "events", "-n", namespace, "-o", "json").stdout)["items"]]
+    assert "Orphaned" in [
+        e["reason"]
+        for e in json.loads(stack.cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    ]
     emulator.control.vanish(task_id)
 
 
@@ -113,12 +124,19 @@ def test_adopting_a_running_task(stack, namespace, channel, emulator):
     stack.apply(namespace, recording("origin", channel, deletionPolicy="Orphan"))
     task_id = stack.wait_phase(namespace, "origin", "Recording")["taskId"]
     stack.cluster.kubectl("delete", "rtcrec", "origin", "-n", namespace, "--timeout=20s")
-    adopter = recording("adopter", channel, subscribers=[{"userId": "alice"}],
-                        layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]})
+    adopter = recording(
+        "adopter",
+        channel,
+        subscribers=[{"userId": "alice"}],
+        layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+    )
     adopter["metadata"]["annotations"] = {"rtc.recording.io/adopt-task-id": task_id}
     stack.apply(namespace, adopter)
-    status = wait_for(lambda: (s := stack.status(namespace, "adopter")).get("observedGeneration") == 1 and s,
-                      timeout=30, what="adopted and updated")
+    status = wait_for(
+        lambda: (s := stack.status(namespace, "adopter")).get("observedGeneration") == 1 and s,
+        timeout=30,
+        what="adopted and updated",
+    )
     assert (status["phase"], status["taskId"]) == ("Recording", task_id)
     assert len(stack.tasks(channel)) == 1  # nothing was started
     assert emulator.control.task(task_id)["updates"]  # its subscribers and layout now follow spec

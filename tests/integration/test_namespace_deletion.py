@@ -34,8 +34,16 @@ def tenant(stack, channel_users=("alice", "bob")) -> tuple[str, str]:
 
 
 def credentials_secret(stack, namespace: str, name: str, key: tuple[str, str]) -> None:
-    stack.cluster.kubectl("create", "secret", "generic", name, "-n", namespace, f"--from-literal=accessKeyId={key[0]}",
-                          f"--from-literal=accessKeySecret={key[1]}")
+    stack.cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        name,
+        "-n",
+        namespace,
+        f"--from-literal=accessKeyId={key[0]}",
+        f"--from-literal=accessKeySecret={key[1]}",
+    )
     stack.cluster.kubectl("label", "secret", name, "-n", namespace, "rtc.recording.io/usage=credentials")
 
 
@@ -50,8 +58,11 @@ def gone(stack, namespace: str) -> bool:
 
 def metric(stack, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.env['RTCREC_METRICS_PORT']}/metrics", timeout=5) as resp:
-        return sum(float(line.rsplit(" ", 1)[1]) for line in resp.read().decode().splitlines()
-                   if line.startswith(name + " ") or line.startswith(name + "{"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in resp.read().decode().splitlines()
+            if line.startswith(name + " ") or line.startswith(name + "{")
+        )
 
 
 def serving(stack) -> bool:
@@ -77,8 +88,12 @@ def test_a_namespace_deletion_stops_its_tasks_with_their_own_credentials(stack, 
     stack.cluster.kubectl("delete", "secret", "own-key", "-n", namespace, "--wait=false")
     stack.operator.restart()
     stack.cluster.kubectl("delete", "namespace", namespace, "--wait=false")
-    wait_for(lambda: gone(stack, namespace), timeout=120, what=f"namespace {namespace} deleted",
-             details=lambda: stack.operator.output()[-4000:])
+    wait_for(
+        lambda: gone(stack, namespace),
+        timeout=120,
+        what=f"namespace {namespace} deleted",
+        details=lambda: stack.operator.output()[-4000:],
+    )
     for task_id in tasks:
         assert stack.emulator.control.task(task_id)["status"] == "STOPPED"
 
@@ -95,16 +110,28 @@ def test_a_secret_gone_anyway_does_not_hold_the_namespace(stack, controllers):
     foreign = stack.wait_phase(namespace, "foreign", "Recording")["taskId"]
     ours = stack.wait_phase(namespace, "ours", "Recording")["taskId"]
     for secret in ("own-key", "operators-key"):
-        stack.cluster.kubectl("patch", "secret", secret, "-n", namespace, "--type=json",
-                              "-p", json.dumps([{"op": "remove", "path": "/metadata/finalizers"}]))
+        stack.cluster.kubectl(
+            "patch",
+            "secret",
+            secret,
+            "-n",
+            namespace,
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "remove", "path": "/metadata/finalizers"}]),
+        )
         stack.cluster.kubectl("delete", "secret", secret, "-n", namespace)
     stack.operator.restart()
     wait_for(lambda: serving(stack), what="the restarted operator serving metrics")
     abandoned = metric(stack, "rtcrec_tasks_abandoned_total")
 
     stack.cluster.kubectl("delete", "namespace", namespace, "--wait=false")
-    wait_for(lambda: gone(stack, namespace), timeout=120, what=f"namespace {namespace} deleted",
-             details=lambda: stack.operator.output()[-4000:])
+    wait_for(
+        lambda: gone(stack, namespace),
+        timeout=120,
+        what=f"namespace {namespace} deleted",
+        details=lambda: stack.operator.output()[-4000:],
+    )
     assert stack.emulator.control.task(ours)["status"] == "STOPPED"
     assert stack.emulator.control.task(foreign)["status"] == "RUNNING"  # honest: it idles out by itself
     assert metric(stack, "rtcrec_tasks_abandoned_total") == abandoned + 1

@@ -53,7 +53,7 @@ def test_metrics_and_health_tell_what_happened(stack, namespace, channel):
     assert float(samples['rtcrec_cloud_calls_total{code="OK",verb="start"}']) >= 1
     assert float(samples['rtcrec_recordings{phase="Recording"}']) >= 1
     assert float(samples['rtcrec_reconciles_total{action="start",outcome="ok"}']) >= 1
-    assert 'rtcrec_quota_wait_seconds_count' in samples
+    assert "rtcrec_quota_wait_seconds_count" in samples
 
 
 def test_subscriber_and_layout_edits_update_the_same_task(stack, namespace, channel):
@@ -61,8 +61,12 @@ def test_subscriber_and_layout_edits_update_the_same_task(stack, namespace, chan
     stack.apply(namespace, recording("edits", channel))
     task_id = stack.wait_phase(namespace, "edits", "Recording")["taskId"]
 
-    edited = recording("edits", channel, subscribers=[{"userId": "alice"}, {"userId": "bob"}, {"userId": "carol"}],
-                       layout={"panes": [{"userId": "carol", "left": "0", "top": "0", "width": "1", "height": "1"}]})
+    edited = recording(
+        "edits",
+        channel,
+        subscribers=[{"userId": "alice"}, {"userId": "bob"}, {"userId": "carol"}],
+        layout={"panes": [{"userId": "carol", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+    )
     stack.apply(namespace, edited)
     wait_for(lambda: stack.status(namespace, "edits").get("observedGeneration") == 2, what="generation 2 applied")
 
@@ -107,8 +111,7 @@ def test_sigkill_mid_way_keeps_the_task_and_starts_no_second(stack, namespace, c
     task_ids = {s["taskId"] for s in statuses.values()}
     assert len(task_ids) == len(names)
     # Every task the cloud runs for this channel belongs to a resource: no duplicate survived.
-    wait_for(lambda: {t["taskId"] for t in live(stack, channel)} == task_ids, timeout=30,
-             what="duplicates reaped")
+    wait_for(lambda: {t["taskId"] for t in live(stack, channel)} == task_ids, timeout=30, what="duplicates reaped")
     before = json.dumps(statuses, sort_keys=True)
     stack.operator.restart()  # a restart in a quiet moment changes nothing
     wait_for(lambda: all(stack.status(namespace, n).get("phase") == "Recording" for n in names), timeout=10)

@@ -23,8 +23,10 @@ def kubeconfig(stack, tmp_path) -> Path:
     config = yaml.safe_load(Path(stack.cluster.kubeconfig).read_text())
     (context,) = config["contexts"]
     config["clusters"].append({"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}})
-    config["contexts"] = [{"name": "local", "context": context["context"]},
-                          {"name": "broken", "context": {**context["context"], "cluster": "nowhere"}}]
+    config["contexts"] = [
+        {"name": "local", "context": context["context"]},
+        {"name": "broken", "context": {**context["context"], "cluster": "nowhere"}},
+    ]
     config["current-context"] = "broken"
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))

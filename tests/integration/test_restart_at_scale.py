@@ -44,8 +44,11 @@ def recorded(stack):
     for channel in channels:
         stack.emulator.control.join(APP, channel, "alice")
     apply_many(stack, namespace, [one_user_recording(f"r-{i}", c) for i, c in enumerate(channels)])
-    wait_for(lambda: [(i.get("status") or {}).get("phase") for i in items(stack, namespace)].count("Recording") == N,
-             timeout=120, what=f"{N} Recording")
+    wait_for(
+        lambda: [(i.get("status") or {}).get("phase") for i in items(stack, namespace)].count("Recording") == N,
+        timeout=120,
+        what=f"{N} Recording",
+    )
     yield namespace, channels
     stack.cluster.kubectl("delete", "rtcrec", "--all", "-n", namespace, "--timeout=120s", check=False)
 
@@ -53,8 +56,10 @@ def recorded(stack):
 def quiet(stack, namespace: str) -> bool:
     """All Recording, and nothing left for a handler to finish: no Event pending, no Kopf progress."""
     statuses = [i.get("status") or {} for i in items(stack, namespace)]
-    return len(statuses) == N and all(s.get("phase") == "Recording" and not s.get("pendingEvent")
-                                      and not (s.get("kopf") or {}).get("progress") for s in statuses)
+    return len(statuses) == N and all(
+        s.get("phase") == "Recording" and not s.get("pendingEvent") and not (s.get("kopf") or {}).get("progress")
+        for s in statuses
+    )
 
 
 @contextmanager
@@ -93,7 +98,9 @@ def calls(emulator) -> dict[str, int]:
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before) if after.get(k, 0) != before.get(k, 0)}
+    return {
+        k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before) if after.get(k, 0) != before.get(k, 0)
+    }
 
 
 def test_a_restart_with_200_recording_resumes_every_one_without_a_call_or_a_write(stack, emulator, recorded, tmp_path):
@@ -106,11 +113,16 @@ def test_a_restart_with_200_recording_resumes_every_one_without_a_call_or_a_writ
         seen["calls"] = calls(emulator)
 
     log = tmp_path / "operator.log"
-    with namespaced_operator(stack, namespace, log, before=snapshot, poll_interval_seconds=None,
-                             poll_factor_with_callbacks=None) as operator:
+    with namespaced_operator(
+        stack, namespace, log, before=snapshot, poll_interval_seconds=None, poll_factor_with_callbacks=None
+    ) as operator:
         versions, tasks, before = seen["versions"], seen["tasks"], seen["calls"]
-        wait_for(lambda: resumed(operator) == N, timeout=60, what=f"{N} resumes",
-                 details=lambda: f"{resumed(operator)} resumed\n{log.read_text()[-3000:]}")
+        wait_for(
+            lambda: resumed(operator) == N,
+            timeout=60,
+            what=f"{N} resumes",
+            details=lambda: f"{resumed(operator)} resumed\n{log.read_text()[-3000:]}",
+        )
         time.sleep(3)  # whatever a resume would do after Kopf calls it done
         made = delta(calls(emulator), before)
         assert made == {}, f"the resume called the cloud: {made}"
@@ -123,8 +135,9 @@ def test_a_restart_with_200_recording_resumes_every_one_without_a_call_or_a_writ
         assert {t["taskId"] for c in channels for t in stack.tasks(c)} == tasks
 
 
-def test_with_a_2_s_poll_interval_the_poller_describes_at_once_and_nothing_else_is_called(stack, emulator, recorded,
-                                                                                          tmp_path):
+def test_with_a_2_s_poll_interval_the_poller_describes_at_once_and_nothing_else_is_called(
+    stack, emulator, recorded, tmp_path
+):
     namespace, channels = recorded
     log = tmp_path / "operator.log"
     seen: dict = {}

@@ -9,7 +9,7 @@ tests with an injected clock (tests/unit/test_schedules.py)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,13 +22,18 @@ pytestmark = pytest.mark.cluster
 
 def schedule(name: str, channel: str, cron: str, **spec) -> dict:
     template = recording("unused", channel)["spec"]
-    return {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingSchedule", "metadata": {"name": name},
-            "spec": {"schedule": cron, "template": {"metadata": {"labels": {"team": "qa"}}, "spec": template}, **spec}}
+    return {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingSchedule",
+        "metadata": {"name": name},
+        "spec": {"schedule": cron, "template": {"metadata": {"labels": {"team": "qa"}}, "spec": template}, **spec},
+    }
 
 
 def runs(stack, namespace: str, name: str) -> list[dict]:
-    got = stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-l", f"{schedules.SCHEDULE_LABEL}={name}",
-                                "-o", "json")
+    got = stack.cluster.kubectl(
+        "get", "rtcrec", "-n", namespace, "-l", f"{schedules.SCHEDULE_LABEL}={name}", "-o", "json"
+    )
     return json.loads(got.stdout)["items"]
 
 
@@ -39,10 +44,15 @@ def sched_status(stack, namespace: str, name: str) -> dict:
 
 def test_a_schedule_runs_every_few_seconds_and_replace_stops_the_previous_run(stack, namespace, channel, emulator):
     stack.apply(namespace, schedule("often", channel, "*/3 * * * * *", concurrencyPolicy="Replace"))
-    wait_for(lambda: len(stack.tasks(channel)) >= 3, timeout=60, what="three runs",
-             details=lambda: stack.operator.output()[-3000:])
-    stack.cluster.kubectl("patch", "rtcrecsched", "often", "-n", namespace, "--type=merge", "-p",
-                          '{"spec":{"suspend":true}}')
+    wait_for(
+        lambda: len(stack.tasks(channel)) >= 3,
+        timeout=60,
+        what="three runs",
+        details=lambda: stack.operator.output()[-3000:],
+    )
+    stack.cluster.kubectl(
+        "patch", "rtcrecsched", "often", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}'
+    )
     wait_for(lambda: len(stack.tasks(channel, status="RUNNING")) <= 1, timeout=30, what="replaced runs stopped")
     status = sched_status(stack, namespace, "often")
     assert status["lastScheduleTime"] and "nextScheduleTime" not in status  # suspended
@@ -64,8 +74,12 @@ def test_forbid_waits_for_each_run_and_history_limits_delete_old_ones(stack, nam
     sched = schedule("idle", channel, "*/2 * * * * *", successfulRunsHistoryLimit=2)
     sched["spec"]["template"]["spec"]["maxIdleSeconds"] = 10  # 1/3 s at the emulator's scale
     stack.apply(namespace, sched)
-    wait_for(lambda: len(emulator.control.tasks(app_id=APP, channel_id=channel)) >= 4, timeout=90,
-             what="four runs, one after another", details=lambda: stack.operator.output()[-3000:])
+    wait_for(
+        lambda: len(emulator.control.tasks(app_id=APP, channel_id=channel)) >= 4,
+        timeout=90,
+        what="four runs, one after another",
+        details=lambda: stack.operator.output()[-3000:],
+    )
     tasks = emulator.control.tasks(app_id=APP, channel_id=channel)
     stack.cluster.kubectl("delete", "rtcrecsched", "idle", "-n", namespace)
     # Forbid: never two at once
@@ -79,23 +93,41 @@ def test_catch_up_after_a_restart_runs_once_and_a_repeated_create_is_no_second_r
     stack.apply(namespace, schedule("yearly", channel, "0 0 1 1 *"))
     wait_for(lambda: sched_status(stack, namespace, "yearly").get("nextScheduleTime"), timeout=30, what="decided")
     assert runs(stack, namespace, "yearly") == []  # created after this year's 1 January: nothing due
-    now = datetime.now(timezone.utc)
-    due = datetime(now.year, 1, 1, tzinfo=timezone.utc)
+    now = datetime.now(UTC)
+    due = datetime(now.year, 1, 1, tzinfo=UTC)
     stack.operator.kill()
     try:
         # Down since before 1 January: this year's run is due. The operator had created it and died before
         # writing lastScheduleTime: the create is repeated after the restart, and answered 409.
-        stack.cluster.kubectl("patch", "rtcrecsched", "yearly", "-n", namespace, "--subresource=status",
-                              "--type=merge", "-p", json.dumps({"status": {
-                                  "lastScheduleTime": f"{now.year - 2}-01-01T00:00:00Z",
-                                  "nextScheduleTime": f"{now.year - 1}-01-01T00:00:00Z"}}))
+        stack.cluster.kubectl(
+            "patch",
+            "rtcrecsched",
+            "yearly",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(
+                {
+                    "status": {
+                        "lastScheduleTime": f"{now.year - 2}-01-01T00:00:00Z",
+                        "nextScheduleTime": f"{now.year - 1}-01-01T00:00:00Z",
+                    }
+                }
+            ),
+        )
         sched = json.loads(stack.cluster.kubectl("get", "rtcrecsched", "yearly", "-n", namespace, "-o", "json").stdout)
         body = schedules.recording_for(sched, due)
         stack.cluster.kubectl("create", "-f", "-", input=json.dumps(body))
     finally:
         stack.operator.start()
-    wait_for(lambda: sched_status(stack, namespace, "yearly").get("lastScheduleTime") == f"{now.year}-01-01T00:00:00Z",
-             timeout=30, what="caught up", details=lambda: stack.operator.output()[-3000:])
+    wait_for(
+        lambda: sched_status(stack, namespace, "yearly").get("lastScheduleTime") == f"{now.year}-01-01T00:00:00Z",
+        timeout=30,
+        what="caught up",
+        details=lambda: stack.operator.output()[-3000:],
+    )
     stack.wait_phase(namespace, schedules.run_name("yearly", due), "Recording")
     assert [r["metadata"]["name"] for r in runs(stack, namespace, "yearly")] == [schedules.run_name("yearly", due)]
     assert len(stack.tasks(channel)) == 1
@@ -107,11 +139,24 @@ def test_catch_up_after_a_restart_runs_once_and_a_repeated_create_is_no_second_r
 def test_a_run_past_its_starting_deadline_is_missed(stack, namespace, channel):
     stack.apply(namespace, schedule("strict", channel, "0 0 1 1 *", startingDeadlineSeconds=60))
     wait_for(lambda: sched_status(stack, namespace, "strict").get("nextScheduleTime"), timeout=30, what="decided")
-    year = datetime.now(timezone.utc).year
-    stack.cluster.kubectl("patch", "rtcrecsched", "strict", "-n", namespace, "--subresource=status", "--type=merge",
-                          "-p", json.dumps({"status": {"lastScheduleTime": f"{year - 2}-01-01T00:00:00Z",
-                                                       "observedGeneration": 0}}))
-    status = wait_for(lambda: (s := sched_status(stack, namespace, "strict")).get("lastScheduleTime") ==
-                      f"{year}-01-01T00:00:00Z" and s, timeout=30, what="the missed run given up")
+    year = datetime.now(UTC).year
+    stack.cluster.kubectl(
+        "patch",
+        "rtcrecsched",
+        "strict",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"lastScheduleTime": f"{year - 2}-01-01T00:00:00Z", "observedGeneration": 0}}),
+    )
+    status = wait_for(
+        lambda: (
+            (s := sched_status(stack, namespace, "strict")).get("lastScheduleTime") == f"{year}-01-01T00:00:00Z" and s
+        ),
+        timeout=30,
+        what="the missed run given up",
+    )
     assert "startingDeadlineSeconds" in status["message"]
     assert runs(stack, namespace, "strict") == [] and stack.tasks(channel) == []

@@ -26,8 +26,17 @@ pytestmark = pytest.mark.cluster
 
 def patch_status(stack, namespace: str, name: str, status: dict) -> None:
     """What a tenant with `patch rtcrecordings/status` can do."""
-    stack.cluster.kubectl("patch", "rtcrec", name, "-n", namespace, "--subresource=status", "--type=merge",
-                          "-p", json.dumps({"status": status}))
+    stack.cluster.kubectl(
+        "patch",
+        "rtcrec",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
 
 
 def synced(stack, namespace: str, name: str) -> dict:
@@ -47,18 +56,31 @@ def test_a_forged_task_id_steers_nothing(stack, crds, namespace, channel, emulat
     own_task = stack.wait_phase(namespace, "thief", "Recording")["taskId"]
 
     patch_status(stack, namespace, "thief", {"taskId": victim_task})
-    wait_for(lambda: synced(stack, namespace, "thief").get("reason") == "TaskNotProven", timeout=15,
-             what="the forged task id refused", details=lambda: stack.operator.output()[-3000:])
+    wait_for(
+        lambda: synced(stack, namespace, "thief").get("reason") == "TaskNotProven",
+        timeout=15,
+        what="the forged task id refused",
+        details=lambda: stack.operator.output()[-3000:],
+    )
     assert any(e["reason"] == "TaskNotProven" for e in stack.events(namespace, "thief"))
     # A copied seal does not help: it is bound to the victim's uid.
     patch_status(stack, namespace, "thief", {"taskSeal": stack.status(victim_ns, "victim")["taskSeal"]})
 
     # An Update of the thief's subscribers must not reach the victim's task.
-    stack.apply(namespace, recording("thief", other, subscribers=[{"userId": "alice"}],
-                                     layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1",
-                                                        "height": "1"}]}))
-    wait_for(lambda: synced(stack, namespace, "thief").get("observedGeneration") == 2, timeout=15,
-             what="the Update of generation 2 refused")
+    stack.apply(
+        namespace,
+        recording(
+            "thief",
+            other,
+            subscribers=[{"userId": "alice"}],
+            layout={"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
+        ),
+    )
+    wait_for(
+        lambda: synced(stack, namespace, "thief").get("observedGeneration") == 2,
+        timeout=15,
+        what="the Update of generation 2 refused",
+    )
     assert synced(stack, namespace, "thief")["reason"] == "TaskNotProven"
     assert {s["userId"] for s in emulator.control.task(victim_task)["subscribers"]} == {"alice", "bob"}
 
@@ -67,8 +89,11 @@ def test_a_forged_task_id_steers_nothing(stack, crds, namespace, channel, emulat
     assert emulator.control.task(victim_task)["status"] == "RUNNING"
     assert stack.status(victim_ns, "victim")["phase"] == "Recording"
     # The thief's own task, which its status no longer names, is found by its heartbeat and stopped.
-    wait_for(lambda: emulator.control.task(own_task)["status"] == "STOPPED", timeout=30,
-             what="the thief's untracked task reaped")
+    wait_for(
+        lambda: emulator.control.task(own_task)["status"] == "STOPPED",
+        timeout=30,
+        what="the thief's untracked task reaped",
+    )
     assert emulator.control.task(victim_task)["status"] == "RUNNING"
 
 
@@ -92,18 +117,28 @@ def test_task_ids_written_before_seals_are_sealed_once(stack, crds, namespace, e
         crds.kubectl("delete", "configmap", "rtcrec-task-seals", "-n", "default", "--ignore-not-found")
     finally:
         stack.operator.start()
-    wait_for(lambda: stack.status(namespace, "legacy").get("taskSeal"), timeout=30, what="the legacy task sealed",
-             details=lambda: stack.operator.output()[-3000:])
+    wait_for(
+        lambda: stack.status(namespace, "legacy").get("taskSeal"),
+        timeout=30,
+        what="the legacy task sealed",
+        details=lambda: stack.operator.output()[-3000:],
+    )
     for name in ("original", "copycat"):
-        wait_for(lambda: synced(stack, namespace, name).get("reason") == "TaskNotProven", timeout=15,
-                 what=f"{name}: a task claimed twice is not sealed")
+        wait_for(
+            lambda: synced(stack, namespace, name).get("reason") == "TaskNotProven",
+            timeout=15,
+            what=f"{name}: a task claimed twice is not sealed",
+        )
     assert crds.kubectl("get", "configmap", "rtcrec-task-seals", "-n", "default").returncode == 0
 
     # Once migrated, a seal removed later is never restored: the operator refuses that task id.
     patch_status(stack, namespace, "legacy", {"taskSeal": None})
     stack.operator.restart()
-    wait_for(lambda: synced(stack, namespace, "legacy").get("reason") == "TaskNotProven", timeout=30,
-             what="the unsealed task refused after the migration")
+    wait_for(
+        lambda: synced(stack, namespace, "legacy").get("reason") == "TaskNotProven",
+        timeout=30,
+        what="the unsealed task refused after the migration",
+    )
     assert not stack.status(namespace, "legacy").get("taskSeal")
     assert emulator.control.task(tasks["legacy"])["status"] == "RUNNING"
     # Deleting what is not proven stops nothing and does not hang; the tasks end when their channels idle.
@@ -117,8 +152,11 @@ def test_task_ids_written_before_seals_are_sealed_once(stack, crds, namespace, e
 def metric(stack, name: str, **labels: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.env['RTCREC_METRICS_PORT']}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items())
+    )
 
 
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -147,8 +185,9 @@ def hook(host: str = "127.0.0.1"):
 
 
 def secret(stack, namespace: str, name: str, usage: str | None = None, **data: str) -> None:
-    stack.cluster.kubectl("create", "secret", "generic", name, "-n", namespace,
-                          *(f"--from-literal={k}={v}" for k, v in data.items()))
+    stack.cluster.kubectl(
+        "create", "secret", "generic", name, "-n", namespace, *(f"--from-literal={k}={v}" for k, v in data.items())
+    )
     if usage:
         stack.cluster.kubectl("label", "secret", name, "-n", namespace, f"rtc.recording.io/usage={usage}")
 
@@ -164,16 +203,28 @@ def test_only_secrets_that_opt_in_sign_relays(stack, namespace, channel):
     secret(stack, namespace, "db", password=password)
     secret(stack, namespace, "bad-key", "notify-key", key="not a key")
     with hook() as (server, url):
-        stack.apply(namespace, recording("oracle", channel, notify={
-            "url": url, "authKeySecretRef": {"name": "db", "key": "password"}}))
-        stack.apply(namespace, recording("malformed", channel, notify={
-            "url": url, "authKeySecretRef": {"name": "bad-key", "key": "key"}}))
-        stack.apply(namespace, recording("missing", channel, notify={
-            "url": url, "authKeySecretRef": {"name": "nothing-here", "key": "key"}}))
+        stack.apply(
+            namespace,
+            recording("oracle", channel, notify={"url": url, "authKeySecretRef": {"name": "db", "key": "password"}}),
+        )
+        stack.apply(
+            namespace,
+            recording("malformed", channel, notify={"url": url, "authKeySecretRef": {"name": "bad-key", "key": "key"}}),
+        )
+        stack.apply(
+            namespace,
+            recording(
+                "missing", channel, notify={"url": url, "authKeySecretRef": {"name": "nothing-here", "key": "key"}}
+            ),
+        )
         for name in ("oracle", "malformed", "missing"):
             stack.wait_phase(namespace, name, "Recording")
-            wait_for(lambda: events(stack, namespace, name, "RelayFailed"), timeout=15,
-                     what=f"{name}: the relay refused", details=lambda: stack.operator.output()[-3000:])
+            wait_for(
+                lambda: events(stack, namespace, name, "RelayFailed"),
+                timeout=15,
+                what=f"{name}: the relay refused",
+                details=lambda: stack.operator.output()[-3000:],
+            )
         assert server.received == []  # nothing signed with the password, nor sent unsigned
     said = {name: events(stack, namespace, name, "RelayFailed")[0]["message"] for name in ("oracle", "missing")}
     # A Secret that did not opt in and one that does not exist are refused in the same words.
@@ -191,8 +242,11 @@ def test_only_secrets_that_opt_in_are_billed(stack, namespace, channel, emulator
     stack.apply(namespace, recording("nothing", channel, credentialsSecretRef={"name": "not-there"}))
     said = {}
     for name, secret_name in (("billed", "someone-elses"), ("nothing", "not-there")):
-        status = wait_for(lambda: (s := stack.status(namespace, name)).get("reason") == "CredentialsUnavailable" and s,
-                          timeout=15, what=f"{name}: refused credentials")
+        status = wait_for(
+            lambda: (s := stack.status(namespace, name)).get("reason") == "CredentialsUnavailable" and s,
+            timeout=15,
+            what=f"{name}: refused credentials",
+        )
         assert status["phase"] == "Pending"
         (event,) = events(stack, namespace, name, "CredentialsUnavailable")  # one, however often it retries
         assert event["message"] == status["message"]
@@ -213,8 +267,11 @@ def test_relays_reach_public_addresses_only(stack, namespace, channel):
     with hook("127.0.0.2") as (internal, internal_url), hook() as (allowed, allowed_url):
         stack.apply(namespace, recording("internal", channel, notify={"url": internal_url}))
         stack.apply(namespace, recording("allowed", channel, notify={"url": allowed_url}))
-        wait_for(lambda: any(b["eventType"] == "TaskRunning" for _, b in allowed.received), timeout=20,
-                 what="the allowed relay")
+        wait_for(
+            lambda: any(b["eventType"] == "TaskRunning" for _, b in allowed.received),
+            timeout=20,
+            what="the allowed relay",
+        )
         wait_for(lambda: events(stack, namespace, "internal", "RelayFailed"), timeout=20, what="the refused relay")
         assert metric(stack, "rtcrec_relays_total", outcome="refused") > refused_before
         assert internal.received == []
@@ -222,14 +279,25 @@ def test_relays_reach_public_addresses_only(stack, namespace, channel):
     assert "internal address (loopback)" in event["message"]
     # The CRD takes the scheme in any case, and refuses user information.
     stack.apply(namespace, recording("shouting", channel, notify={"url": allowed_url.replace("http", "HTTP")}))
-    refused = stack.cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(
-        recording("userinfo", channel, notify={"url": "https://user:password@hooks.example.com/x"})))
+    refused = stack.cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        input=json.dumps(recording("userinfo", channel, notify={"url": "https://user:password@hooks.example.com/x"})),
+    )
     assert refused.returncode != 0 and "spec.notify.url" in refused.stderr
 
 
 def post_callback(stack, path: str, body: dict, headers: dict) -> int:
-    request = urllib.request.Request(f"{stack.env['RTCREC_CALLBACK_URL']}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", **headers}, method="POST")
+    request = urllib.request.Request(
+        f"{stack.env['RTCREC_CALLBACK_URL']}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **headers},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status
@@ -249,8 +317,14 @@ def test_a_captured_signature_is_worth_nothing_elsewhere(stack, namespace, chann
     path = f"/callbacks/{namespace}/watched/{uid}/1"
     # What the cloud sends to this path in this second (its key is the path's own, callbacks.path_key).
     captured = signed_headers(path_key(AUTH_KEY, namespace, "watched", uid, 1), time.time())
-    running = {"appId": APP, "channelId": channel, "taskId": task, "eventType": "TaskRunning",
-               "callbackTs": int(time.time() * 1000), "payload": "{}"}
+    running = {
+        "appId": APP,
+        "channelId": channel,
+        "taskId": task,
+        "eventType": "TaskRunning",
+        "callbackTs": int(time.time() * 1000),
+        "payload": "{}",
+    }
     assert post_callback(stack, path, running, captured) == 200
     # The same task's next event in the same second shares the pair: still fine.
     assert post_callback(stack, path, {**running, "eventType": "TaskStarting"}, captured) == 200
@@ -274,8 +348,10 @@ def test_slow_clients_are_dropped(stack, namespace):
     headers = signed_headers(path_key(AUTH_KEY, namespace, "r", uid, 1), time.time())
     with socket.create_connection((host, int(port)), timeout=30) as slow:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        slow.sendall(f"POST /callbacks/{namespace}/r/{uid}/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
-                     f"Content-Type: application/json\r\n{head}\r\n{{\"appId\"".encode())
+        slow.sendall(
+            f"POST /callbacks/{namespace}/r/{uid}/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            f'Content-Type: application/json\r\n{head}\r\n{{"appId"'.encode()
+        )
         answer = slow.recv(1024)
         assert answer.startswith(b"HTTP/1.1 408"), answer
 
@@ -287,23 +363,37 @@ def test_receiver_input_of_any_shape_is_refused_cheaply(stack, namespace, channe
     task = stack.wait_phase(namespace, "target", "Recording")["taskId"]
     uid = stack.get(namespace, "target")["metadata"]["uid"]
     body = {"appId": APP, "channelId": channel, "taskId": task, "eventType": "TaskRunning", "payload": "{}"}
-    for ns, name in (("..%2Fkube-system", "target"), (f"{namespace}%2F..%2Fdefault", "target"),
-                     (namespace, "target%2F..%2F..%2Fsecrets"), ("KUBE-SYSTEM", "target")):
+    for ns, name in (
+        ("..%2Fkube-system", "target"),
+        (f"{namespace}%2F..%2Fdefault", "target"),
+        (namespace, "target%2F..%2F..%2Fsecrets"),
+        ("KUBE-SYSTEM", "target"),
+    ):
         path = f"/callbacks/{ns}/{name}/{uid}/1"
-        headers = signed_headers(path_key(AUTH_KEY, urllib.parse.unquote(ns), urllib.parse.unquote(name), uid, 1),
-                                 time.time())
+        headers = signed_headers(
+            path_key(AUTH_KEY, urllib.parse.unquote(ns), urllib.parse.unquote(name), uid, 1), time.time()
+        )
         assert post_callback(stack, path, body, headers) == 400, path
     path, key = f"/callbacks/{namespace}/target/{uid}/1", path_key(AUTH_KEY, namespace, "target", uid, 1)
-    request = urllib.request.Request(f"{stack.env['RTCREC_CALLBACK_URL']}{path}", data=b"[" * 50_000,
-                                     headers=signed_headers(key, time.time()), method="POST")
+    request = urllib.request.Request(
+        f"{stack.env['RTCREC_CALLBACK_URL']}{path}",
+        data=b"[" * 50_000,
+        headers=signed_headers(key, time.time()),
+        method="POST",
+    )
     with pytest.raises(urllib.error.HTTPError) as deep:
         urllib.request.urlopen(request, timeout=10)
     assert deep.value.code == 400
     for i in range(30):  # each a new label value, were the label taken from the body
-        assert post_callback(stack, path, {**body, "eventType": f"Made-up-{i}"}, signed_headers(key, time.time())) == 200
+        assert (
+            post_callback(stack, path, {**body, "eventType": f"Made-up-{i}"}, signed_headers(key, time.time())) == 200
+        )
     with urllib.request.urlopen(f"{stack.env['RTCREC_CALLBACK_URL']}/metrics", timeout=5) as resp:
-        labels = {line.split('event="', 1)[1].split('"', 1)[0] for line in resp.read().decode().splitlines()
-                  if line.startswith("rtcrec_callbacks_total{")}
+        labels = {
+            line.split('event="', 1)[1].split('"', 1)[0]
+            for line in resp.read().decode().splitlines()
+            if line.startswith("rtcrec_callbacks_total{")
+        }
     assert not [label for label in labels if label.startswith("Made-up")] and "other" in labels
     with urllib.request.urlopen(f"{stack.env['RTCREC_CALLBACK_URL']}/healthz", timeout=5) as resp:
         assert resp.status == 200  # its watch has listed every resource (503 before)
@@ -322,18 +412,36 @@ def test_a_forged_class_pin_spends_no_other_accounts_credentials(stack, crds, na
         crds.kubectl("create", "namespace", ns)
         secret(stack, ns, "aliyun", "credentials", accessKeyId=key[0], accessKeySecret=key[1])
     klass = f"class-{namespace}"
-    crds.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingClass", "metadata": {"name": klass},
-        "spec": {"credentialsSecretRef": {"namespace": platform, "name": "aliyun"}, "namespaceSelector": {}}}))
+    crds.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "rtc.recording.io/v1alpha1",
+                "kind": "RtcRecordingClass",
+                "metadata": {"name": klass},
+                "spec": {"credentialsSecretRef": {"namespace": platform, "name": "aliyun"}, "namespaceSelector": {}},
+            }
+        ),
+    )
     try:
         stack.apply(namespace, recording("classy", channel, recordingClassName=klass))
         status = stack.wait_phase(namespace, "classy", "Recording")
         assert emulator.control.task(status["taskId"])["accessKeyId"] == own[0]
         emulator.control.reset_stats()
-        patch_status(stack, namespace, "classy", {"recordingClass": {"credentialsSecretRef": {
-            "namespace": victim_ns, "name": "aliyun"}}})
-        wait_for(lambda: synced(stack, namespace, "classy").get("reason") == "TaskNotProven", timeout=15,
-                 what="the forged pin refused", details=lambda: stack.operator.output()[-3000:])
+        patch_status(
+            stack,
+            namespace,
+            "classy",
+            {"recordingClass": {"credentialsSecretRef": {"namespace": victim_ns, "name": "aliyun"}}},
+        )
+        wait_for(
+            lambda: synced(stack, namespace, "classy").get("reason") == "TaskNotProven",
+            timeout=15,
+            what="the forged pin refused",
+            details=lambda: stack.operator.output()[-3000:],
+        )
         stack.cluster.kubectl("delete", "rtcrec", "classy", "-n", namespace, "--wait=true", "--timeout=30s")
         assert victim[0] not in emulator.control.stats()["calls"]["byAccessKeyId"]
     finally:

@@ -27,9 +27,19 @@ def versioned(request, cluster_of, emulator, tmp_path):
     cluster.apply_crds()
     namespace = f"v-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
-    env = local_env(cluster.kubeconfig, emulator.url, receiver_port=free_port(), metrics_port=free_port(),
-                    auth_key=AUTH_KEY, access_key=ACCESS_KEY, namespaces=namespace, unknown_outcome_grace_seconds=20,
-                    backoff_base_seconds=0.2, backoff_max_seconds=2, read_timeout_seconds=2)
+    env = local_env(
+        cluster.kubeconfig,
+        emulator.url,
+        receiver_port=free_port(),
+        metrics_port=free_port(),
+        auth_key=AUTH_KEY,
+        access_key=ACCESS_KEY,
+        namespaces=namespace,
+        unknown_outcome_grace_seconds=20,
+        backoff_base_seconds=0.2,
+        backoff_max_seconds=2,
+        read_timeout_seconds=2,
+    )
     receiver = RtcrecProcess("receiver", env, tmp_path / "receiver.log").start()
     operator = RtcrecProcess("run", env, tmp_path / "operator.log").start()
     try:
@@ -48,10 +58,12 @@ def test_apply_record_delete(versioned, emulator, channel):
         return (json.loads(got.stdout).get("status") or {}) if got.returncode == 0 else {}
 
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(recording("plain", channel)))
-    plain = wait_for(lambda: (s := status("plain")).get("phase") == "Recording" and s, what="plain Recording",
-                     details=logs)
+    plain = wait_for(
+        lambda: (s := status("plain")).get("phase") == "Recording" and s, what="plain Recording", details=logs
+    )
     assert [(t["taskId"], t["status"]) for t in emulator.control.tasks(channel_id=channel)] == [
-        (plain["taskId"], "RUNNING")]
+        (plain["taskId"], "RUNNING")
+    ]
 
     # The Start answer is lost: only the receiver, finding the resource by status.taskId, can adopt it.
     second = f"{channel}-lost"
@@ -60,8 +72,9 @@ def test_apply_record_delete(versioned, emulator, channel):
     emulator.control.set_faults(drop_start_rate=1.0)
     try:
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(recording("adopted", second)))
-        adopted = wait_for(lambda: (s := status("adopted")).get("phase") == "Recording" and s,
-                           what="adopted Recording", details=logs)
+        adopted = wait_for(
+            lambda: (s := status("adopted")).get("phase") == "Recording" and s, what="adopted Recording", details=logs
+        )
     finally:
         emulator.control.set_faults(drop_start_rate=0.0)
     assert "learned from its callback" in adopted.get("message", ""), adopted

@@ -32,7 +32,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -41,18 +41,28 @@ from aiohttp.test_utils import TestClient, TestServer
 from rtc_recording.callbacks import Receiver, signed_headers
 from rtc_recording.classes import CLASS_PLURAL, DEFAULT_ANNOTATION, account_fields
 from rtc_recording.clients import CloudUnreachable
-from rtc_recording.cloud import (CloudError, Invalid, NotFound, RecordFiles, TaskInfo, TaskStatus, Throttled,
-                                 Transient, UnknownOutcome)
-from rtc_recording.credentials import CredentialsUnavailable, StaticCredentials
-from rtc_recording.evidence import LABEL as EVIDENCE_LABEL, Worker
+from rtc_recording.cloud import (
+    CloudError,
+    Invalid,
+    NotFound,
+    RecordFiles,
+    TaskInfo,
+    TaskStatus,
+    Throttled,
+    Transient,
+    UnknownOutcome,
+)
+from rtc_recording.credentials import StaticCredentials
+from rtc_recording.evidence import LABEL as EVIDENCE_LABEL
+from rtc_recording.evidence import Worker
 from rtc_recording.index import Index
 from rtc_recording.kube import GROUP, PLURAL, VERSION, Conflict, Connection, Gone, Kube, KubeError, NamespaceTerminating
 from rtc_recording.ownership import Sealer
 from rtc_recording.recorder import Recorder
-from rtc_recording.secretcache import CREDENTIALS, NOTIFY_KEY, USAGE_LABEL, SecretCache, SecretUnavailable
+from rtc_recording.secretcache import USAGE_LABEL, SecretCache, SecretUnavailable
 from rtc_recording.settings import Settings
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 NS = "ns"
 EVIDENCE_NS = "rtcrec-system"
 CALLBACK_KEY = "abcdefghijklmnop1234"
@@ -97,17 +107,22 @@ def _labels_match(selector: str | None, labels: dict) -> bool:
 
 # -- the apiserver -----------------------------------------------------------------------------
 
-_RECORDINGS = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/{PLURAL}"
-                         r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$")
+_RECORDINGS = re.compile(
+    rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/{PLURAL}"
+    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$"
+)
 _CORE = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>configmaps|events|secrets)(?:/(?P<name>[^/]+))?$")
 # Cluster-scoped: stored under the namespace "".
-_CLUSTER = re.compile(rf"^/(?:apis/{re.escape(GROUP)}/{VERSION}/(?P<kind>{CLASS_PLURAL})|api/v1/(?P<core>namespaces))"
-                      r"(?:/(?P<name>[^/]+))?$")
+_CLUSTER = re.compile(
+    rf"^/(?:apis/{re.escape(GROUP)}/{VERSION}/(?P<kind>{CLASS_PLURAL})|api/v1/(?P<core>namespaces))"
+    r"(?:/(?P<name>[^/]+))?$"
+)
 
 
 @dataclass
 class Request:
     """One request the code under test made, and the HTTP status it got."""
+
     method: str
     path: str
     body: Any
@@ -157,13 +172,20 @@ class FakeKube(Kube):
         self.terminating: set[str] = set()  # namespaces being deleted: nothing can be created in them
 
     # -- what tests set up and look at -----------------------------------------------------------
-    def fail(self, method: str, pattern: str, error: BaseException | Callable[[], BaseException],
-             times: int | None = 1, skip: int = 0) -> None:
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        error: BaseException | Callable[[], BaseException],
+        times: int | None = 1,
+        skip: int = 0,
+    ) -> None:
         """After `skip` matching requests, the next `times` (None: every) fail with `error`, once received."""
         self._faults.append(_Injection(method, re.compile(pattern), error, times, skip))
 
-    def before(self, method: str, pattern: str, action: Callable[["FakeKube"], Any], times: int | None = 1,
-               skip: int = 0) -> None:
+    def before(
+        self, method: str, pattern: str, action: Callable[[FakeKube], Any], times: int | None = 1, skip: int = 0
+    ) -> None:
         """Run `action` (another actor's change) right before a matching request is served (after `skip`)."""
         self._hooks.append(_Injection(method, re.compile(pattern), action, times, skip))
 
@@ -182,23 +204,45 @@ class FakeKube(Kube):
         """A Secret; `usage` is the use it opted in to (label rtc.recording.io/usage), if any."""
         labels = {USAGE_LABEL: usage} if usage else {}
         data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
-        return self._put("secrets", {"apiVersion": "v1", "kind": "Secret",
-                                     "metadata": {"namespace": namespace, "name": name, "labels": labels or {},
-                                                  "uid": str(uuid.uuid4())}, "data": data}, "ADDED")
+        return self._put(
+            "secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"namespace": namespace, "name": name, "labels": labels or {}, "uid": str(uuid.uuid4())},
+                "data": data,
+            },
+            "ADDED",
+        )
 
-    def add_class(self, name: str, spec: dict, default: bool = False, generation: int = 1,
-                  created: str = "2026-01-01T00:00:00Z") -> dict:
+    def add_class(
+        self, name: str, spec: dict, default: bool = False, generation: int = 1, created: str = "2026-01-01T00:00:00Z"
+    ) -> dict:
         """An RtcRecordingClass (cluster-scoped)."""
-        meta: dict[str, Any] = {"name": name, "generation": generation, "creationTimestamp": created,
-                                "uid": str(uuid.uuid4())}
+        meta: dict[str, Any] = {
+            "name": name,
+            "generation": generation,
+            "creationTimestamp": created,
+            "uid": str(uuid.uuid4()),
+        }
         if default:
             meta["annotations"] = {DEFAULT_ANNOTATION: "true"}
-        return self._put(CLASS_PLURAL, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RtcRecordingClass",
-                                        "metadata": meta, "spec": spec}, "ADDED")
+        return self._put(
+            CLASS_PLURAL,
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RtcRecordingClass", "metadata": meta, "spec": spec},
+            "ADDED",
+        )
 
     def add_namespace(self, name: str, labels: dict[str, str]) -> dict:
-        return self._put("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}}, "ADDED")
+        return self._put(
+            "namespaces",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}},
+            },
+            "ADDED",
+        )
 
     def poke_status(self, namespace: str, name: str, patch: dict) -> dict:
         """Another writer's status change (not a request of the code under test)."""
@@ -237,8 +281,11 @@ class FakeKube(Kube):
         return [r for r in self.requests if r.write and kind in (None, r.kind)]
 
     def status_writes(self, name: str | None = None, ok_only: bool = True) -> list[Request]:
-        return [r for r in self.requests if r.method == "PATCH" and r.sub == "status" and name in (None, r.name)
-                and (r.code < 300 or not ok_only)]
+        return [
+            r
+            for r in self.requests
+            if r.method == "PATCH" and r.sub == "status" and name in (None, r.name) and (r.code < 300 or not ok_only)
+        ]
 
     # -- the store ---------------------------------------------------------------------------
     def _put(self, kind: str, obj: dict, type_: str) -> dict:
@@ -282,8 +329,15 @@ class FakeKube(Kube):
                 await outcome
         for fault in self._take(self._faults, request):
             error = fault.action() if callable(fault.action) else fault.action
-            request.code = (error.status if isinstance(error, KubeError) else 404 if isinstance(error, Gone)
-                            else 409 if isinstance(error, Conflict) else 599)
+            request.code = (
+                error.status
+                if isinstance(error, KubeError)
+                else 404
+                if isinstance(error, Gone)
+                else 409
+                if isinstance(error, Conflict)
+                else 599
+            )
             raise error
         try:
             result = self._serve(request, parse_qs(query))
@@ -320,16 +374,22 @@ class FakeKube(Kube):
                 return self._list(r, query)
             if r.method == "POST" and r.kind in ("configmaps", "events"):
                 if r.namespace in self.terminating:
-                    raise NamespaceTerminating(403, '{"kind":"Status","reason":"Forbidden","details":{"causes":'
-                                                    '[{"reason":"NamespaceTerminating"}]}}')
+                    raise NamespaceTerminating(
+                        403,
+                        '{"kind":"Status","reason":"Forbidden","details":{"causes":'
+                        '[{"reason":"NamespaceTerminating"}]}}',
+                    )
                 return self._create(r)
             raise KubeError(405, f"{r.method} {r.path}")
         key = (r.kind, r.namespace, r.name)
         obj = self.store.get(key)
         if obj is None and r.kind == "namespaces" and r.method == "GET":
             # Every namespace exists, labelled as the apiserver labels each: add_namespace gives others.
-            return {"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": r.name, "labels": {"kubernetes.io/metadata.name": r.name}}}
+            return {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": r.name, "labels": {"kubernetes.io/metadata.name": r.name}},
+            }
         if r.namespace is None or obj is None:
             raise Gone(r.path)
         if r.method == "GET":
@@ -351,10 +411,12 @@ class FakeKube(Kube):
         items = [o for o in items if _labels_match(selector, o["metadata"].get("labels") or {})]
         start = int((query.get("continue") or ["0"])[0])
         limit = int((query.get("limit") or ["0"])[0]) or len(items) or 1
-        page = items[start:start + limit]
+        page = items[start : start + limit]
         more = start + limit < len(items)
-        return {"items": page, "metadata": {"resourceVersion": str(self.last_rv),
-                                            **({"continue": str(start + limit)} if more else {})}}
+        return {
+            "items": page,
+            "metadata": {"resourceVersion": str(self.last_rv), **({"continue": str(start + limit)} if more else {})},
+        }
 
     def _create(self, r: Request) -> dict:
         obj = copy.deepcopy(r.body)
@@ -370,8 +432,9 @@ class FakeKube(Kube):
     def _delete(self, r: Request, obj: dict) -> dict:
         uid = ((r.body or {}).get("preconditions") or {}).get("uid")
         if uid is not None and uid != obj["metadata"]["uid"]:
-            raise Conflict(f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
-                           f"{obj['metadata']['uid']}")
+            raise Conflict(
+                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {obj['metadata']['uid']}"
+            )
         if obj["metadata"].get("finalizers"):
             if not obj["metadata"].get("deletionTimestamp"):
                 obj = {**obj, "metadata": {**obj["metadata"], "deletionTimestamp": ts(NOW)}}
@@ -396,8 +459,9 @@ class FakeKube(Kube):
         else:
             new = merge_patch(obj, {k: v for k, v in body.items() if k != "metadata"})
             if "metadata" in body:
-                new["metadata"] = merge_patch(obj["metadata"], {k: v for k, v in body["metadata"].items()
-                                                                if k not in ("resourceVersion", "uid")})
+                new["metadata"] = merge_patch(
+                    obj["metadata"], {k: v for k, v in body["metadata"].items() if k not in ("resourceVersion", "uid")}
+                )
         if new == obj:
             return copy.deepcopy(obj)  # a no-op write does not move resourceVersion
         return self._put(r.kind, new, "MODIFIED")
@@ -438,6 +502,7 @@ class FakeKube(Kube):
 
 # -- the cloud ---------------------------------------------------------------------------------
 
+
 class ProcessDied(BaseException):
     """The operator process was killed here. A BaseException, so no `except Exception` hides it."""
 
@@ -445,6 +510,7 @@ class ProcessDied(BaseException):
 @dataclass(frozen=True)
 class Answer:
     """A scripted outcome of one cloud call."""
+
     kind: str  # ok | error | unknown | crash | died-before-send
     error: CloudError | None = None
 
@@ -453,8 +519,8 @@ class Answer:
 
 
 OK = Answer("ok")
-UNKNOWN = Answer("unknown")    # Start: the task is created, the answer is lost (UnknownOutcome)
-CRASH = Answer("crash")        # the call is carried out, then the operator dies before it hears back
+UNKNOWN = Answer("unknown")  # Start: the task is created, the answer is lost (UnknownOutcome)
+CRASH = Answer("crash")  # the call is carried out, then the operator dies before it hears back
 DIED_BEFORE_SEND = Answer("died-before-send")  # before_send ran, then the operator died: nothing sent
 
 
@@ -467,8 +533,7 @@ def not_found() -> Answer:
 
 
 def throttled() -> Answer:
-    return Answer("error", Throttled("Throttling.User", "request was denied due to user flow control",
-                                     http_status=400))
+    return Answer("error", Throttled("Throttling.User", "request was denied due to user flow control", http_status=400))
 
 
 def transient() -> Answer:
@@ -507,8 +572,9 @@ class FakeCloud:
         """The next calls of `verb` get these answers, in order; then OK."""
         self.scripts[verb].extend(answers)
 
-    def add_task(self, status: TaskStatus = TaskStatus.RUNNING, account: str = "cn-shanghai/operator",
-                 task_id: str | None = None) -> str:
+    def add_task(
+        self, status: TaskStatus = TaskStatus.RUNNING, account: str = "cn-shanghai/operator", task_id: str | None = None
+    ) -> str:
         task_id = task_id or self._new_id()
         self.tasks[task_id] = FakeTask(task_id, status, account)
         return task_id
@@ -582,8 +648,9 @@ class FakeCloudClients:
         self._by_secret[(namespace, secret, region)] = account
         return account
 
-    async def call(self, account: FakeAccount, verb: str, *args: Any,
-                   before_send: Callable[[], Awaitable[None]] | None = None) -> Any:
+    async def call(
+        self, account: FakeAccount, verb: str, *args: Any, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> Any:
         if not self.reachability.up:
             raise CloudUnreachable("CloudUnreachable", "the cloud has not answered recently; not sent")
         answer = self.cloud.scripts[verb].popleft() if self.cloud.scripts[verb] else OK
@@ -592,8 +659,14 @@ class FakeCloudClients:
             await before_send()  # raises: nothing is sent
         if answer is DIED_BEFORE_SEND:
             raise ProcessDied(f"{verb}: died after the write-ahead, before sending")
-        self.cloud.calls.append(Call(verb, None if verb == "start" else args[0], account.key,
-                                     dict(args[-1]) if verb in ("start", "update") else None))
+        self.cloud.calls.append(
+            Call(
+                verb,
+                None if verb == "start" else args[0],
+                account.key,
+                dict(args[-1]) if verb in ("start", "update") else None,
+            )
+        )
         self.cloud.journal.append(("cloud", verb, None if verb == "start" else args[0]))
         await asyncio.sleep(0)  # on the wire
         if answer.kind == "error":
@@ -608,6 +681,7 @@ class FakeCloudClients:
 
 # -- the world of one test ---------------------------------------------------------------------
 
+
 class Clock:
     def __init__(self, now: datetime = NOW):
         self.now = now
@@ -620,36 +694,72 @@ class Clock:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(callback_url=CALLBACK_URL, callback_auth_key=CALLBACK_KEY,
-                                  ownership_key=OWNERSHIP_KEY,
-                                  evidence_namespace=EVIDENCE_NS, default_region="cn-shanghai",
-                                  unknown_outcome_grace_seconds=30, backoff_base_seconds=1, backoff_max_seconds=300)
+    values: dict[str, Any] = dict(
+        callback_url=CALLBACK_URL,
+        callback_auth_key=CALLBACK_KEY,
+        ownership_key=OWNERSHIP_KEY,
+        evidence_namespace=EVIDENCE_NS,
+        default_region="cn-shanghai",
+        unknown_outcome_grace_seconds=30,
+        backoff_base_seconds=1,
+        backoff_max_seconds=300,
+    )
     values.update(overrides)
     return Settings(**values)
 
 
 BASE_SPEC: dict[str, Any] = {
-    "appId": "demo-app", "channelId": "standup-42", "region": "cn-shanghai", "mode": "Mixed",
+    "appId": "demo-app",
+    "channelId": "standup-42",
+    "region": "cn-shanghai",
+    "mode": "Mixed",
     "subscribers": [{"userId": "alice"}, {"userId": "bob"}],
     "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "demo-recordings"}},
-    "transcode": {"audioBitrateKbps": 64, "audioChannels": 1, "audioSampleRateHz": 48000, "videoBitrateKbps": 1200,
-                  "videoFramerate": 15, "videoGop": 30},
-    "layout": {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "0.5", "height": "1"},
-                         {"userId": "bob", "left": "0.5", "top": "0", "width": "0.5", "height": "1"}]},
+    "transcode": {
+        "audioBitrateKbps": 64,
+        "audioChannels": 1,
+        "audioSampleRateHz": 48000,
+        "videoBitrateKbps": 1200,
+        "videoFramerate": 15,
+        "videoGop": 30,
+    },
+    "layout": {
+        "panes": [
+            {"userId": "alice", "left": "0", "top": "0", "width": "0.5", "height": "1"},
+            {"userId": "bob", "left": "0.5", "top": "0", "width": "0.5", "height": "1"},
+        ]
+    },
 }
 
 
-def recording(name: str = "rec", *, status: dict | None = None, generation: int = 1, uid: str | None = None,
-              annotations: dict | None = None, finalizers: list[str] | None = None, **spec: Any) -> dict:
+def recording(
+    name: str = "rec",
+    *,
+    status: dict | None = None,
+    generation: int = 1,
+    uid: str | None = None,
+    annotations: dict | None = None,
+    finalizers: list[str] | None = None,
+    **spec: Any,
+) -> dict:
     """An RtcRecording: BASE_SPEC with `spec` merged over it (a None value removes a field)."""
-    meta: dict[str, Any] = {"namespace": NS, "name": name, "generation": generation,
-                            "uid": uid or str(uuid.uuid5(uuid.NAMESPACE_URL, name))}
+    meta: dict[str, Any] = {
+        "namespace": NS,
+        "name": name,
+        "generation": generation,
+        "uid": uid or str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+    }
     if annotations:
         meta["annotations"] = annotations
     if finalizers:
         meta["finalizers"] = finalizers
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RtcRecording", "metadata": meta,
-            "spec": merge_patch(BASE_SPEC, spec), "status": status or {}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RtcRecording",
+        "metadata": meta,
+        "spec": merge_patch(BASE_SPEC, spec),
+        "status": status or {},
+    }
 
 
 class World:
@@ -726,10 +836,17 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0, what: str =
 
 # -- callbacks: the receiver and the operator's evidence worker around a World -----------------
 
-def callback_body(task_id: str, event: str, app_id: str = "demo-app", channel_id: str = "standup-42",
-                  **payload: Any) -> dict:
-    return {"appId": app_id, "channelId": channel_id, "taskId": task_id, "eventType": event,
-            "payload": jsonlib.dumps(payload)}
+
+def callback_body(
+    task_id: str, event: str, app_id: str = "demo-app", channel_id: str = "standup-42", **payload: Any
+) -> dict:
+    return {
+        "appId": app_id,
+        "channelId": channel_id,
+        "taskId": task_id,
+        "eventType": event,
+        "payload": jsonlib.dumps(payload),
+    }
 
 
 class Callbacks:
@@ -741,7 +858,7 @@ class Callbacks:
         self.worker: Worker | None = None
         self._worker_task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "Callbacks":
+    async def __aenter__(self) -> Callbacks:
         kube = self.world.kube
         self.receiver = Receiver(kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=self.settle_seconds)
         for obj in kube.all(PLURAL):
@@ -776,10 +893,12 @@ class Callbacks:
 
     def kill_worker_at(self, method: str, pattern: str, skip: int = 0) -> None:
         """The operator dies as the worker's matching request leaves: it is never served."""
+
         def killed() -> BaseException:
             assert self._worker_task is not None
             self._worker_task.cancel()
             return asyncio.CancelledError()
+
         self.world.kube.fail(method, pattern, killed, skip=skip)
 
     def worker_dead(self) -> bool:
@@ -798,5 +917,8 @@ class Callbacks:
 
     async def settled(self, timeout: float = 2.0) -> None:
         """Every evidence ConfigMap acted on and deleted."""
-        await until(lambda: not self.evidence() and self.worker is not None and not self.worker.items,
-                    timeout, "the evidence worker to act on every ConfigMap")
+        await until(
+            lambda: not self.evidence() and self.worker is not None and not self.worker.items,
+            timeout,
+            "the evidence worker to act on every ConfigMap",
+        )

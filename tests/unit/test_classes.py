@@ -8,8 +8,14 @@ from rtc_recording import classes
 from rtc_recording.classes import InvalidClassSpec, NoClass, RecordingClass, Refuse, Use, choose, merge
 
 OSS = {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "class-bucket"}}
-TRANSCODE = {"audioBitrateKbps": 64, "audioChannels": 2, "audioSampleRateHz": 48000, "videoBitrateKbps": 1500,
-             "videoFramerate": 25, "videoGop": 50}
+TRANSCODE = {
+    "audioBitrateKbps": 64,
+    "audioChannels": 2,
+    "audioSampleRateHz": 48000,
+    "videoBitrateKbps": 1500,
+    "videoFramerate": 25,
+    "videoGop": 50,
+}
 LAYOUT = {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]}
 
 
@@ -21,39 +27,81 @@ def klass(name="gold", selector=None, default=False, created="2026-01-01T00:00:0
 
 
 def own(**spec) -> dict:
-    return {"recordingClassName": "gold", "appId": "demo-app", "channelId": "c", "mode": "Mixed",
-            "subscribers": [{"userId": "alice"}], "layout": LAYOUT, **spec}
+    return {
+        "recordingClassName": "gold",
+        "appId": "demo-app",
+        "channelId": "c",
+        "mode": "Mixed",
+        "subscribers": [{"userId": "alice"}],
+        "layout": LAYOUT,
+        **spec,
+    }
 
 
-@pytest.mark.parametrize("defaults, resource, expected", [
-    # scalars: the resource wins
-    ({"maxIdleSeconds": 60}, {"maxIdleSeconds": 30}, {"maxIdleSeconds": 30}),
-    ({"maxIdleSeconds": 60}, {}, {"maxIdleSeconds": 60}),
-    # objects merge key by key
-    ({"transcode": {"audioChannels": 2, "videoGop": 50}}, {"transcode": {"videoGop": 25}},
-     {"transcode": {"audioChannels": 2, "videoGop": 25}}),
-    ({"layout": {"background": {"url": "https://x/bg.png"}}}, {"layout": {"panes": [{"userId": "a"}]}},
-     {"layout": {"background": {"url": "https://x/bg.png"}, "panes": [{"userId": "a"}]}}),
-    # lists are replaced whole
-    ({"notify": {"fileUploadedFormats": ["HLS", "MP4"]}}, {"notify": {"fileUploadedFormats": ["MP3"]}},
-     {"notify": {"fileUploadedFormats": ["MP3"]}}),
-    # ... except storage.files, merged by format, entries key by key; pathPrefix inside is a list
-    ({"storage": {**OSS, "files": [{"format": "HLS", "pathPrefix": ["a"], "sliceDurationSeconds": 10},
-                                   {"format": "MP4"}]}},
-     {"storage": {"files": [{"format": "MP3"}, {"format": "HLS", "pathPrefix": ["b", "c"]}]}},
-     {"storage": {**OSS, "files": [{"format": "HLS", "pathPrefix": ["b", "c"], "sliceDurationSeconds": 10},
-                                   {"format": "MP4"}, {"format": "MP3"}]}}),
-    # oss and vod are one choice: the resource's oss replaces the class's oss entirely
-    ({"storage": {**OSS, "files": [{"format": "MP4"}]}},
-     {"storage": {"oss": {"endpoint": "oss-cn-shanghai-internal.aliyuncs.com", "bucket": "mine"}}},
-     {"storage": {"oss": {"endpoint": "oss-cn-shanghai-internal.aliyuncs.com", "bucket": "mine"},
-                  "files": [{"format": "MP4"}]}}),
-    # ... and the resource's vod drops the class's oss and files
-    ({"storage": {**OSS, "files": [{"format": "MP4"}]}}, {"storage": {"vod": {"autoCompose": False}}},
-     {"storage": {"vod": {"autoCompose": False}}}),
-    # recordingClassName never reaches the effective spec; fields a class may not set are ignored
-    ({"appId": "class-app", "region": "cn-shanghai"}, {"recordingClassName": "gold"}, {"region": "cn-shanghai"}),
-])
+@pytest.mark.parametrize(
+    "defaults, resource, expected",
+    [
+        # scalars: the resource wins
+        ({"maxIdleSeconds": 60}, {"maxIdleSeconds": 30}, {"maxIdleSeconds": 30}),
+        ({"maxIdleSeconds": 60}, {}, {"maxIdleSeconds": 60}),
+        # objects merge key by key
+        (
+            {"transcode": {"audioChannels": 2, "videoGop": 50}},
+            {"transcode": {"videoGop": 25}},
+            {"transcode": {"audioChannels": 2, "videoGop": 25}},
+        ),
+        (
+            {"layout": {"background": {"url": "https://x/bg.png"}}},
+            {"layout": {"panes": [{"userId": "a"}]}},
+            {"layout": {"background": {"url": "https://x/bg.png"}, "panes": [{"userId": "a"}]}},
+        ),
+        # lists are replaced whole
+        (
+            {"notify": {"fileUploadedFormats": ["HLS", "MP4"]}},
+            {"notify": {"fileUploadedFormats": ["MP3"]}},
+            {"notify": {"fileUploadedFormats": ["MP3"]}},
+        ),
+        # ... except storage.files, merged by format, entries key by key; pathPrefix inside is a list
+        (
+            {
+                "storage": {
+                    **OSS,
+                    "files": [{"format": "HLS", "pathPrefix": ["a"], "sliceDurationSeconds": 10}, {"format": "MP4"}],
+                }
+            },
+            {"storage": {"files": [{"format": "MP3"}, {"format": "HLS", "pathPrefix": ["b", "c"]}]}},
+            {
+                "storage": {
+                    **OSS,
+                    "files": [
+                        {"format": "HLS", "pathPrefix": ["b", "c"], "sliceDurationSeconds": 10},
+                        {"format": "MP4"},
+                        {"format": "MP3"},
+                    ],
+                }
+            },
+        ),
+        # oss and vod are one choice: the resource's oss replaces the class's oss entirely
+        (
+            {"storage": {**OSS, "files": [{"format": "MP4"}]}},
+            {"storage": {"oss": {"endpoint": "oss-cn-shanghai-internal.aliyuncs.com", "bucket": "mine"}}},
+            {
+                "storage": {
+                    "oss": {"endpoint": "oss-cn-shanghai-internal.aliyuncs.com", "bucket": "mine"},
+                    "files": [{"format": "MP4"}],
+                }
+            },
+        ),
+        # ... and the resource's vod drops the class's oss and files
+        (
+            {"storage": {**OSS, "files": [{"format": "MP4"}]}},
+            {"storage": {"vod": {"autoCompose": False}}},
+            {"storage": {"vod": {"autoCompose": False}}},
+        ),
+        # recordingClassName never reaches the effective spec; fields a class may not set are ignored
+        ({"appId": "class-app", "region": "cn-shanghai"}, {"recordingClassName": "gold"}, {"region": "cn-shanghai"}),
+    ],
+)
 def test_merge(defaults, resource, expected):
     assert merge(defaults, resource) == expected
 
@@ -65,17 +113,20 @@ def test_merge_copies():
     assert defaults["storage"]["oss"]["bucket"] == "class-bucket"
 
 
-@pytest.mark.parametrize("selector, labels, ok", [
-    ({}, {}, True),
-    ({"matchLabels": {"team": "a"}}, {"team": "a", "x": "y"}, True),
-    ({"matchLabels": {"team": "a"}}, {"team": "b"}, False),
-    ({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "b"]}]}, {"team": "b"}, True),
-    ({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]}, {}, False),
-    ({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["a"]}]}, {}, True),
-    ({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["a"]}]}, {"team": "a"}, False),
-    ({"matchExpressions": [{"key": "team", "operator": "Exists"}]}, {"team": ""}, True),
-    ({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}, {"team": ""}, False),
-])
+@pytest.mark.parametrize(
+    "selector, labels, ok",
+    [
+        ({}, {}, True),
+        ({"matchLabels": {"team": "a"}}, {"team": "a", "x": "y"}, True),
+        ({"matchLabels": {"team": "a"}}, {"team": "b"}, False),
+        ({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "b"]}]}, {"team": "b"}, True),
+        ({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]}, {}, False),
+        ({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["a"]}]}, {}, True),
+        ({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["a"]}]}, {"team": "a"}, False),
+        ({"matchExpressions": [{"key": "team", "operator": "Exists"}]}, {"team": ""}, True),
+        ({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}, {"team": ""}, False),
+    ],
+)
 def test_selector(selector, labels, ok):
     assert classes.selector_matches(selector, labels) is ok
 
@@ -100,8 +151,13 @@ def test_the_default_class_is_the_newest_annotated_one_whose_selector_matches():
 
 
 def test_pin_and_validate():
-    gold = klass(storage=OSS, transcode=TRANSCODE, region="cn-shanghai", maxDurationSeconds=600,
-                 credentialsSecretRef={"namespace": "platform", "name": "aliyun"})
+    gold = klass(
+        storage=OSS,
+        transcode=TRANSCODE,
+        region="cn-shanghai",
+        maxDurationSeconds=600,
+        credentialsSecretRef={"namespace": "platform", "name": "aliyun"},
+    )
     pin = gold.pin()
     assert pin["credentialsSecretRef"] == {"namespace": "platform", "name": "aliyun"}
     assert pin["generation"] == 3 and pin["defaults"]["maxDurationSeconds"] == 600
@@ -111,8 +167,7 @@ def test_pin_and_validate():
 
 
 def test_a_merged_spec_that_breaks_a_rule_names_the_class_and_who_set_the_field():
-    gold = klass(storage={"oss": {"endpoint": "oss-ap-southeast-1.aliyuncs.com", "bucket": "b-1"}},
-                 transcode=TRANSCODE)
+    gold = klass(storage={"oss": {"endpoint": "oss-ap-southeast-1.aliyuncs.com", "bucket": "b-1"}}, transcode=TRANSCODE)
     with pytest.raises(InvalidClassSpec) as refused:
         classes.validate(own(region="cn-shanghai"), gold.pin())
     message = str(refused.value)
@@ -144,10 +199,17 @@ def test_account_fields_prefer_the_resources_own():
 
 
 def test_pin_patch_nulls_what_the_new_generation_lacks():
-    old = {"name": "a", "generation": 1, "defaults": {"storage": {"vod": {}}, "region": "cn-shanghai"},
-           "credentialsSecretRef": {"namespace": "p", "name": "k"}}
+    old = {
+        "name": "a",
+        "generation": 1,
+        "defaults": {"storage": {"vod": {}}, "region": "cn-shanghai"},
+        "credentialsSecretRef": {"namespace": "p", "name": "k"},
+    }
     new = {"name": "a", "generation": 2, "defaults": {"storage": {"oss": OSS["oss"]}}}
     assert classes.pin_patch(old, new) == {
-        "name": "a", "generation": 2, "credentialsSecretRef": None,
-        "defaults": {"region": None, "storage": {"vod": None, "oss": OSS["oss"]}}}
+        "name": "a",
+        "generation": 2,
+        "credentialsSecretRef": None,
+        "defaults": {"region": None, "storage": {"vod": None, "oss": OSS["oss"]}},
+    }
     assert classes.pin_patch(old, None) is None

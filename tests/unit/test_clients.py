@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from rtc_recording import clients as clients_module
-from rtc_recording.cloud import CloudError, Invalid, NotFound, Throttled, Transient, UnknownOutcome
 from rtc_recording.clients import PROBE_TASK_ID, Account, CloudClients, CloudUnreachable
+from rtc_recording.cloud import CloudError, Invalid, NotFound, Throttled, Transient, UnknownOutcome
 from rtc_recording.credentials import Credentials, CredentialsUnavailable, StaticCredentials
 from rtc_recording.quota import AccountBudget, Priority
 from rtc_recording.settings import Settings
@@ -85,8 +85,11 @@ async def settle(predicate, timeout: float = 5.0) -> None:
 
 @pytest.fixture
 def clients():
-    made = CloudClients(Settings(endpoint="http://127.0.0.1:1"), kube=None,
-                        default=StaticCredentials(Credentials("LTAI-default", "secret")))
+    made = CloudClients(
+        Settings(endpoint="http://127.0.0.1:1"),
+        kube=None,
+        default=StaticCredentials(Credentials("LTAI-default", "secret")),
+    )
     yield made
     made.close()
 
@@ -112,9 +115,15 @@ def account(cloud: FakeCloud, **budget) -> Account:
 # -- the budget ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("verb", "args", "priority"), [
-    ("stop", ("t",), Priority.STOP), ("start", ({"AppId": "a"},), Priority.START),
-    ("update", ("t", {}), Priority.UPDATE), ("describe", ("t",), Priority.DESCRIBE)])
+@pytest.mark.parametrize(
+    ("verb", "args", "priority"),
+    [
+        ("stop", ("t",), Priority.STOP),
+        ("start", ({"AppId": "a"},), Priority.START),
+        ("update", ("t", {}), Priority.UPDATE),
+        ("describe", ("t",), Priority.DESCRIBE),
+    ],
+)
 async def test_each_verb_spends_a_slot_of_its_priority(clients, verb, args, priority):
     fake = FakeCloud()
     acc = account(fake)
@@ -185,9 +194,15 @@ async def test_a_failing_before_send_sends_nothing_and_releases_the_slot(clients
 # -- repeats -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("error", [
-    Transient("InternalError", http_status=500), Transient("ConnectFailed"),
-    Throttled("Throttling.User", http_status=429), UnknownOutcome("ReadTimeout")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        Transient("InternalError", http_status=500),
+        Transient("ConnectFailed"),
+        Throttled("Throttling.User", http_status=429),
+        UnknownOutcome("ReadTimeout"),
+    ],
+)
 async def test_start_is_never_retried(clients, no_pauses, error):
     fake = FakeCloud(start=[error, "task-1"])
     with pytest.raises(type(error)):
@@ -198,8 +213,9 @@ async def test_start_is_never_retried(clients, no_pauses, error):
 @pytest.mark.parametrize("verb", ["describe", "update", "stop"])
 async def test_idempotent_verbs_are_retried_up_to_three_tries(clients, no_pauses, verb):
     args = ("t", {}) if verb == "update" else ("t",)
-    fake = FakeCloud(**{verb: [Transient("InternalError", http_status=500),
-                               Throttled("Throttling.User", http_status=429), "answer"]})
+    fake = FakeCloud(
+        **{verb: [Transient("InternalError", http_status=500), Throttled("Throttling.User", http_status=429), "answer"]}
+    )
     acc = account(fake)
     assert await clients.call(acc, verb, *args) == "answer"
     assert len(fake.sent) == 3 and len(no_pauses) == 2
@@ -218,9 +234,15 @@ async def test_describe_is_retried_on_transient_up_to_three_tries(clients):
     assert len(fake.sent) == 3
 
 
-@pytest.mark.parametrize("error", [
-    Invalid("InvalidParameter.AppId", http_status=400), NotFound("NotFound.Task", http_status=404),
-    CredentialsUnavailable("no credentials"), ValueError("bug")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        Invalid("InvalidParameter.AppId", http_status=400),
+        NotFound("NotFound.Task", http_status=404),
+        CredentialsUnavailable("no credentials"),
+        ValueError("bug"),
+    ],
+)
 async def test_what_repeating_cannot_fix_is_not_repeated(clients, no_pauses, error):
     fake = FakeCloud(describe=[error])
     acc = account(fake)
@@ -242,8 +264,11 @@ async def test_credentials_unavailable_is_raised_as_is_and_releases_the_slot(cli
 # -- reachability ----------------------------------------------------------------------------
 
 
-UNANSWERED = [UnknownOutcome("ReadTimeout"), Transient("InternalError", http_status=500),
-              UnknownOutcome("HTTP502", http_status=502)]
+UNANSWERED = [
+    UnknownOutcome("ReadTimeout"),
+    Transient("InternalError", http_status=500),
+    UnknownOutcome("HTTP502", http_status=502),
+]
 
 
 async def fail_starts(clients: CloudClients, acc: Account, errors: list[CloudError]) -> None:
@@ -280,9 +305,14 @@ async def test_a_describe_that_times_out_three_times_opens_the_circuit(clients):
     assert not clients.reachability.up
 
 
-@pytest.mark.parametrize("answer", [NotFound("NotFound.Task", http_status=400),
-                                    Invalid("InvalidAccessKeyId.NotFound", http_status=404),
-                                    Throttled("Throttling.User", http_status=429)])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        NotFound("NotFound.Task", http_status=400),
+        Invalid("InvalidAccessKeyId.NotFound", http_status=404),
+        Throttled("Throttling.User", http_status=429),
+    ],
+)
 async def test_any_answer_to_the_probe_brings_the_cloud_back(clients, monkeypatch, answer):
     monkeypatch.setattr(clients_module, "PROBE_SECONDS", 0.01)
     fake = FakeCloud()

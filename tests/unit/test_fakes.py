@@ -8,31 +8,49 @@ from rtc_recording.clients import CloudUnreachable
 from rtc_recording.cloud import NotFound, TaskStatus, Throttled, UnknownOutcome
 from rtc_recording.credentials import CredentialsUnavailable
 from rtc_recording.kube import Conflict, Gone, KubeError, Reflector
+from rtc_recording.secretcache import CREDENTIALS
 
-from .fakes import (CREDENTIALS, CRASH, NS, UNKNOWN, FakeCloud, FakeCloudClients, FakeKube, ProcessDied, make_settings,
-                    merge_patch, not_found, recording, throttled, until)
+from .fakes import (
+    CRASH,
+    NS,
+    UNKNOWN,
+    FakeCloud,
+    FakeCloudClients,
+    FakeKube,
+    ProcessDied,
+    make_settings,
+    merge_patch,
+    not_found,
+    recording,
+    throttled,
+    until,
+)
 
 
 def test_merge_patch_is_rfc_7386():
-    assert merge_patch({"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2]},
-                       {"a": None, "b": {"c": None, "e": 4}, "l": [3]}) == {"b": {"d": 3, "e": 4}, "l": [3]}
+    assert merge_patch(
+        {"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2]}, {"a": None, "b": {"c": None, "e": 4}, "l": [3]}
+    ) == {"b": {"d": 3, "e": 4}, "l": [3]}
 
 
 async def test_status_patch_is_a_compare_and_swap_on_resource_version_and_uid():
     kube = FakeKube()
     obj = kube.add_recording(recording(status={"phase": "Starting", "attempt": {"number": 1}}))
     meta = obj["metadata"]
-    new = await kube.patch_status(NS, "rec", {"phase": "Recording", "attempt": None},
-                                  resource_version=meta["resourceVersion"], uid=meta["uid"])
+    new = await kube.patch_status(
+        NS, "rec", {"phase": "Recording", "attempt": None}, resource_version=meta["resourceVersion"], uid=meta["uid"]
+    )
     assert new["status"] == {"phase": "Recording"}  # null deletes
     assert int(new["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
     assert new["metadata"]["generation"] == meta["generation"]  # status writes leave generation alone
     with pytest.raises(Conflict):  # stale
-        await kube.patch_status(NS, "rec", {"phase": "Failed"}, resource_version=meta["resourceVersion"],
-                                uid=meta["uid"])
+        await kube.patch_status(
+            NS, "rec", {"phase": "Failed"}, resource_version=meta["resourceVersion"], uid=meta["uid"]
+        )
     with pytest.raises(Conflict):  # a namesake
-        await kube.patch_status(NS, "rec", {"phase": "Failed"}, resource_version=new["metadata"]["resourceVersion"],
-                                uid="another")
+        await kube.patch_status(
+            NS, "rec", {"phase": "Failed"}, resource_version=new["metadata"]["resourceVersion"], uid="another"
+        )
     with pytest.raises(Gone):
         await kube.patch_status(NS, "nobody", {"phase": "Failed"})
     same = await kube.patch_status(NS, "rec", {"phase": "Recording"})
@@ -60,12 +78,15 @@ async def test_events_with_a_key_are_posted_once_or_counted():
     kube = FakeKube()
     obj = kube.add_recording(recording())
     await kube.post_event(obj, "Normal", "Started", "m", "c", key="k1")
-    await kube.post_event(obj, "Normal", "Started", "m", "c", key="k1")            # a retry: no-op
+    await kube.post_event(obj, "Normal", "Started", "m", "c", key="k1")  # a retry: no-op
     for _ in range(3):
         await kube.post_event(obj, "Warning", "StopFailed", "x", "c", key="sf", repeat=True)
     await kube.post_event(obj, "Normal", "Other", "m", "c")
-    assert [(e["reason"], e["count"]) for e in kube.events_about("rec")] == [("Started", 1), ("StopFailed", 3),
-                                                                             ("Other", 1)]
+    assert [(e["reason"], e["count"]) for e in kube.events_about("rec")] == [
+        ("Started", 1),
+        ("StopFailed", 3),
+        ("Other", 1),
+    ]
 
 
 async def test_create_delete_and_delete_with_a_uid_precondition():
@@ -106,8 +127,9 @@ async def test_a_reflector_lists_then_watches_the_fake():
     await kube.create(path, {"metadata": {"name": "a", "labels": {"l": "1"}}})
     await kube.create(path, {"metadata": {"name": "b"}})
     seen = []
-    reflector = Reflector(kube, path, lambda t, o: seen.append((t, o["metadata"]["name"])), label_selector="l",
-                          page_size=1)
+    reflector = Reflector(
+        kube, path, lambda t, o: seen.append((t, o["metadata"]["name"])), label_selector="l", page_size=1
+    )
     task = asyncio.create_task(reflector.run())
     try:
         await until(lambda: seen == [("ADDED", "a")])

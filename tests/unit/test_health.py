@@ -32,8 +32,16 @@ class FakeBudgets:
 
 
 def obj(name, rv, ns="a", generation=1, **meta):
-    return {"metadata": {"namespace": ns, "name": name, "uid": f"uid-{name}", "resourceVersion": rv,
-                         "generation": generation, **meta}}
+    return {
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "uid": f"uid-{name}",
+            "resourceVersion": rv,
+            "generation": generation,
+            **meta,
+        }
+    }
 
 
 class Clock:
@@ -47,12 +55,15 @@ def health(kube, now, poller_tick=None, budgets=None, namespaces=()):
     """Events seen via h.see() happen at time 0 unless h.at() moved the clock; the probe runs at `now`."""
     clock = Clock()
     index = Index(Sealer(b"k" * 32), clock=clock)
-    h = Health(kube, index, FakePoller(), budgets or FakeBudgets(), stuck_seconds=120,
-               namespaces=list(namespaces), clock=clock)
+    h = Health(
+        kube, index, FakePoller(), budgets or FakeBudgets(), stuck_seconds=120, namespaces=list(namespaces), clock=clock
+    )
     h.poller.last_tick = now if poller_tick is None else poller_tick
     h.at = lambda t: setattr(clock, "now", t)
-    h.see = lambda o, handled=True: (h.saw(index.saw("ADDED", o), (o["metadata"]["namespace"], o["metadata"]["name"])),
-                                     h.handling(o) if handled else None)
+    h.see = lambda o, handled=True: (
+        h.saw(index.saw("ADDED", o), (o["metadata"]["namespace"], o["metadata"]["name"])),
+        h.handling(o) if handled else None,
+    )
     return h
 
 
@@ -110,8 +121,12 @@ async def test_objects_seen_but_never_handled_are_a_stall():
 
 
 async def test_a_stopped_poller_or_a_stuck_quota_queue_is_unhealthy():
-    h = health(FakeKube([]), now=500, poller_tick=300,
-               budgets=FakeBudgets(acct=FakeBudget(waiting=3, last_granted=100), idle=FakeBudget(0, 0)))
+    h = health(
+        FakeKube([]),
+        now=500,
+        poller_tick=300,
+        budgets=FakeBudgets(acct=FakeBudget(waiting=3, last_granted=100), idle=FakeBudget(0, 0)),
+    )
     h.at(500)
     h.index.last_event = 500  # the watch is fine here
     problems = await h.problems()

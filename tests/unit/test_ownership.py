@@ -1,6 +1,6 @@
 """Task seals: only the holder of the key ties a task id to a resource and a Start attempt."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -8,13 +8,16 @@ from rtc_recording.index import Index
 from rtc_recording.ownership import REASON, Sealer, derive_key, refusal
 
 UID, OTHER_UID = "0f8fad5b-d9cb-469f-a165-70867728950e", "1f8fad5b-d9cb-469f-a165-70867728950e"
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
 sealer = Sealer(derive_key("k" * 32))
 
 
 def obj(uid=UID, name="rec", namespace="ns", **status):
-    return {"metadata": {"namespace": namespace, "name": name, "uid": uid, "generation": 1, "resourceVersion": "1"},
-            "spec": {}, "status": status}
+    return {
+        "metadata": {"namespace": namespace, "name": name, "uid": uid, "generation": 1, "resourceVersion": "1"},
+        "spec": {},
+        "status": status,
+    }
 
 
 def sealed(uid=UID, task="t-1", attempt=1, **status):
@@ -48,8 +51,16 @@ def test_the_index_counts_only_proven_tasks_as_anyones():
     index = Index(sealer)
     index.saw("ADDED", sealed(task="victim-task", name="victim"))
     # Another resource claims the same task in its status, without (or with a copied) seal.
-    index.saw("ADDED", obj(OTHER_UID, name="thief", taskId="victim-task", attempt={"number": 1},
-                           taskSeal=sealer.seal(UID, 1, "victim-task")))
+    index.saw(
+        "ADDED",
+        obj(
+            OTHER_UID,
+            name="thief",
+            taskId="victim-task",
+            attempt={"number": 1},
+            taskSeal=sealer.seal(UID, 1, "victim-task"),
+        ),
+    )
     assert index.owner("victim-task").name == "victim"
     assert not index.proven(index.objects[("ns", "thief")])
     index.saw("DELETED", sealed(task="victim-task", name="victim"))
@@ -75,8 +86,12 @@ def test_keys_are_long_and_derived_per_purpose():
 
 
 def test_the_seal_covers_the_account_a_class_pin_names():
-    pin = {"name": "gold", "generation": 1, "defaults": {"region": "cn-shanghai"},
-           "credentialsSecretRef": {"namespace": "platform", "name": "aliyun"}}
+    pin = {
+        "name": "gold",
+        "generation": 1,
+        "defaults": {"region": "cn-shanghai"},
+        "credentialsSecretRef": {"namespace": "platform", "name": "aliyun"},
+    }
     current = obj(attempt={"number": 1}, recordingClass=pin)
     patch = sealer.sealed(current, {"taskId": "t-1"})
     proven = {**current, "status": {**current["status"], **patch}}
@@ -84,8 +99,10 @@ def test_the_seal_covers_the_account_a_class_pin_names():
     index = Index(sealer)
     index.saw("ADDED", proven)
     assert index.owner("t-1") is not None  # the index computes the same account from what it keeps
-    for forged in ({**pin, "credentialsSecretRef": {"namespace": "victim", "name": "aliyun"}},
-                   {**pin, "defaults": {"region": "us-east-1"}}):
+    for forged in (
+        {**pin, "credentialsSecretRef": {"namespace": "victim", "name": "aliyun"}},
+        {**pin, "defaults": {"region": "us-east-1"}},
+    ):
         tampered = {**proven, "status": {**proven["status"], "recordingClass": forged}}
         assert not sealer.proven(tampered)
         index.saw("MODIFIED", tampered)

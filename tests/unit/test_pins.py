@@ -8,9 +8,16 @@ from rtc_recording.secretcache import SecretCache
 
 class FakeKube:
     def __init__(self, labels=None):
-        self.secret = {"metadata": {"namespace": "ns", "name": "key", "resourceVersion": "1",
-                                    "labels": labels if labels is not None else {"rtc.recording.io/usage": "credentials"},
-                                    "finalizers": ["someone.else/keep"]}, "data": {}}
+        self.secret = {
+            "metadata": {
+                "namespace": "ns",
+                "name": "key",
+                "resourceVersion": "1",
+                "labels": labels if labels is not None else {"rtc.recording.io/usage": "credentials"},
+                "finalizers": ["someone.else/keep"],
+            },
+            "data": {},
+        }
         self.patches = 0
         self.conflicts = 0
 
@@ -31,8 +38,11 @@ class FakeKube:
 
 
 def recording(name, uid, phase="Recording", secret="key"):
-    return {"metadata": {"namespace": "ns", "name": name, "uid": uid},
-            "spec": {"credentialsSecretRef": {"name": secret}}, "status": {"phase": phase}}
+    return {
+        "metadata": {"namespace": "ns", "name": name, "uid": uid},
+        "spec": {"credentialsSecretRef": {"name": secret}},
+        "status": {"phase": phase},
+    }
 
 
 def pins(kube, *objs):
@@ -69,7 +79,8 @@ async def test_finishing_releases_and_others_are_left_alone():
     await p.pin(a)
     for phase in ("Completed", "Suspended", "Failed"):
         kube.secret["metadata"]["finalizers"].append(FINALIZER) if FINALIZER not in kube.secret["metadata"][
-            "finalizers"] else None
+            "finalizers"
+        ] else None
         p.unpinned.clear()
         p.saw("uid-a", Tracked.of(recording("a", "uid-a")))
         assert p.saw("uid-a", Tracked.of(recording("a", "uid-a", phase=phase))) == ("ns", "key")

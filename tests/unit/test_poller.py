@@ -8,8 +8,12 @@ from rtc_recording.poller import Poller
 
 
 def obj(name, phase="Recording", task_id="t", **meta):
-    return Tracked.of({"metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", **meta},
-                       "status": {"phase": phase, "taskId": task_id} if task_id else {"phase": phase}})
+    return Tracked.of(
+        {
+            "metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", **meta},
+            "status": {"phase": phase, "taskId": task_id} if task_id else {"phase": phase},
+        }
+    )
 
 
 def test_tracks_only_live_tasks():
@@ -38,9 +42,9 @@ async def test_visits_each_task_about_once_per_interval_within_the_budget():
     await asyncio.sleep(0.75)
     runner.cancel()
     counts = {name: sum(1 for n, _ in seen if n == name) for name in "abcd"}
-    assert all(2 <= c <= 5 for c in counts.values()), counts   # ~0.75 / 0.2, first visit jittered
+    assert all(2 <= c <= 5 for c in counts.values()), counts  # ~0.75 / 0.2, first visit jittered
     gaps = [b - a for (_, a), (_, b) in zip(seen, seen[1:])]
-    assert min(gaps) >= 1 / 200 * 0.9                            # the budget spaces every call
+    assert min(gaps) >= 1 / 200 * 0.9  # the budget spaces every call
 
 
 async def test_budget_wins_over_the_interval():

@@ -23,13 +23,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from rtc_recording.callbacks import Receiver, path_key
 from rtc_recording.cloud import Transient
-from rtc_recording.evidence import LABEL as EVIDENCE_LABEL, Evidence, Worker, collection
+from rtc_recording.evidence import LABEL as EVIDENCE_LABEL
+from rtc_recording.evidence import Evidence, Worker, collection
 from rtc_recording.kube import KubeError
-from rtc_recording.relay import LABEL as RELAY_LABEL, Relay, Relayer, signed_headers
-from rtc_recording.secretcache import SecretCache
+from rtc_recording.relay import LABEL as RELAY_LABEL
+from rtc_recording.relay import Relay, Relayer, signed_headers
+from rtc_recording.secretcache import NOTIFY_KEY, SecretCache
 from rtc_recording.ssrf import Guard
 
-from .fakes import CALLBACK_KEY, EVIDENCE_NS, NOTIFY_KEY, NS, FakeKube, callback_body, recording, until
+from .fakes import CALLBACK_KEY, EVIDENCE_NS, NS, FakeKube, callback_body, recording, until
 
 # Receiver.app() routes /healthz to a plain function, which aiohttp 3.14 deprecates (once per app).
 pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
@@ -61,15 +63,15 @@ class RRow:
     headers: Callable[[str], dict] | None = None  # of the path; default: signed now with the path's key
     sends: int = 1  # the same callback, this many times
     ready: bool = True
-    given: Callable[["Rig"], Any] | None = None
-    during_settle: Callable[["Rig"], Any] | None = None  # the watch delivers this during the wait
+    given: Callable[[Rig], Any] | None = None
+    during_settle: Callable[[Rig], Any] | None = None  # the watch delivers this during the wait
     settle: float = SETTLE
     # what must hold after
     code: int = 200
     evidence: list[tuple[str, int, str, str]] | None = field(default_factory=list)  # (kind, attempt, task, event)
     elapsed: tuple[float, float] | None = None
     relayed: int | None = 0  # relay ConfigMaps written for the operator
-    then: Callable[["Rig"], Any] | None = None
+    then: Callable[[Rig], Any] | None = None
     marks: tuple = ()
 
 
@@ -86,8 +88,9 @@ class Rig:
         self.row = row
         self.kube = FakeKube()
         self.receiver = Receiver(self.kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=row.settle)
-        self.kube.listeners.append(lambda kind, type_, obj: kind == "rtcrecordings"
-                                   and self.receiver.on_change(type_, obj))
+        self.kube.listeners.append(
+            lambda kind, type_, obj: kind == "rtcrecordings" and self.receiver.on_change(type_, obj)
+        )
 
     def labelled(self, label: str) -> list[dict]:
         return [c for c in self.kube.all("configmaps", EVIDENCE_NS) if label in c["metadata"].get("labels", {})]
@@ -103,8 +106,11 @@ class Rig:
 def sign(path: str, now: float | None = None) -> dict[str, str]:
     """As the cloud signs a callback: with the NotifyAuthKey of the attempt the path names."""
     parts = path.split("/")
-    key = path_key(CALLBACK_KEY, parts[2], parts[3], parts[4], int(parts[5])) if len(parts) == 6 and \
-        parts[5].isdigit() else CALLBACK_KEY
+    key = (
+        path_key(CALLBACK_KEY, parts[2], parts[3], parts[4], int(parts[5]))
+        if len(parts) == 6 and parts[5].isdigit()
+        else CALLBACK_KEY
+    )
     return signed_headers(key, time.time() if now is None else now)
 
 
@@ -142,35 +148,55 @@ async def run(row: RRow) -> Rig:
 
 # -- the request: signature, path, body, readiness ---------------------------------------------------
 
+
 def too_big() -> bytes:
     return json.dumps({**callback_body("task-1", "TaskRunning"), "pad": "x" * 70_000}).encode()
 
 
 REQUESTS = rows(
     RRow("no signature: 403, nothing recorded", headers=lambda p: {}, code=403),
-    RRow("signed with another key: 403", headers=lambda p: signed_headers("another0key0000000", time.time()),
-         code=403),
-    RRow("signed with the receiver's own key, not the path's: 403",
-         headers=lambda p: signed_headers(CALLBACK_KEY, time.time()), code=403),
+    RRow("signed with another key: 403", headers=lambda p: signed_headers("another0key0000000", time.time()), code=403),
+    RRow(
+        "signed with the receiver's own key, not the path's: 403",
+        headers=lambda p: signed_headers(CALLBACK_KEY, time.time()),
+        code=403,
+    ),
     RRow("signed for another attempt's path: 403", headers=lambda p: sign(p[:-1] + "2"), code=403),
-    RRow("a stale timestamp (the signature does not cover the body): 403",
-         headers=lambda p: sign(p, time.time() - 301), code=403),
+    RRow(
+        "a stale timestamp (the signature does not cover the body): 403",
+        headers=lambda p: sign(p, time.time() - 301),
+        code=403,
+    ),
     RRow("a timestamp from the future: 403", headers=lambda p: sign(p, time.time() + 301), code=403),
-    RRow("signature header names in any case: accepted",
-         headers=lambda p: {k.lower(): v.upper() for k, v in sign(p).items()}),
+    RRow(
+        "signature header names in any case: accepted",
+        headers=lambda p: {k.lower(): v.upper() for k, v in sign(p).items()},
+    ),
     RRow("a namespace that is no DNS label: 400", path=f"/callbacks/Kube-System/rec/{UID}/1", code=400),
     RRow("a uid that is no UUID: 400", path="/callbacks/ns/rec/not-a-uid/1", code=400),
     RRow("an attempt that is no number: no such route (404)", path=f"/callbacks/ns/rec/{UID}/one", code=404),
     RRow("a body that is no JSON: 400", body=b"{not json", code=400),
     RRow("a JSON body that is no object: 400", body=["TaskRunning"], code=400),
-    RRow("a body without taskId: 400", body={"appId": "demo-app", "channelId": "standup-42",
-                                             "eventType": "TaskRunning"}, code=400),
+    RRow(
+        "a body without taskId: 400",
+        body={"appId": "demo-app", "channelId": "standup-42", "eventType": "TaskRunning"},
+        code=400,
+    ),
     RRow("a body over 64 KiB: 400", body=too_big(), code=400),
-    RRow("the watch has not listed everything yet: 503, the cloud sends it again", known=[rec(PENDING)],
-         ready=False, code=503, evidence=[]),
-    RRow("recording the evidence fails (apiserver): 500, the cloud sends it again",
-         known=[rec(REPLACED)], given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "etcd")),
-         code=500, evidence=[]),
+    RRow(
+        "the watch has not listed everything yet: 503, the cloud sends it again",
+        known=[rec(PENDING)],
+        ready=False,
+        code=503,
+        evidence=[],
+    ),
+    RRow(
+        "recording the evidence fails (apiserver): 500, the cloud sends it again",
+        known=[rec(REPLACED)],
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "etcd")),
+        code=500,
+        evidence=[],
+    ),
 )
 
 
@@ -190,62 +216,135 @@ def watch_shows(status: dict) -> Callable[[Rig], None]:
 
 
 OUTCOMES = rows(
-    RRow("the current task runs, as status says: ignored at once, nothing recorded",
-         known=[rec(RECORDING)], settle=TIMED, evidence=[], elapsed=QUICK),
-    RRow("a file uploaded by the current task: ignored",
-         body=callback_body("task-1", "RecordFileUploaded", format="SLICE"), settle=TIMED, evidence=[],
-         elapsed=QUICK),
-    RRow("adopt: the task of the pending attempt: recorded after the settle wait",
-         known=[rec(PENDING)], settle=TIMED, evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=SETTLED),
-    RRow("a callback of another attempt than the pending one: reap",
-         known=[rec({"phase": "Starting", "attempt": {"number": 2}})], attempt=1,
-         evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("reap: a task that is not the current one (a replaced attempt's)",
-         known=[rec(REPLACED)], evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("reap: a duplicate found by its SLICE heartbeat",
-         known=[rec(REPLACED)], body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
-         evidence=[("alive", 1, "task-1", "RecordFileUploaded")]),
-    RRow("observe: the current task stopped: recorded as 'ended'",
-         body=callback_body("task-1", "TaskStopped"), evidence=[("ended", 1, "task-1", "TaskStopped")]),
-    RRow("observe: the current task is recovering",
-         body=callback_body("task-1", "TaskRecovering"), evidence=[("alive", 1, "task-1", "TaskRecovering")]),
-    RRow("the current task recovering, as status says already: ignored",
-         known=[rec({**RECORDING, "phase": "Recovering"})], body=callback_body("task-1", "TaskRecovering"),
-         evidence=[]),
-    RRow("a task that is not current has stopped: ignored",
-         known=[rec(REPLACED)], body=callback_body("task-1", "TaskStopped"), evidence=[]),
-    RRow("a stray stopped before (strayTaskIds): ignored",
-         known=[rec({**REPLACED, "strayTaskIds": ["task-1"]})], evidence=[]),
-    RRow("another channel than the resource's: ignored",
-         known=[rec(PENDING)], body=callback_body("task-1", "TaskRunning", channel_id="elsewhere"), settle=TIMED,
-         evidence=[], elapsed=QUICK),
-    RRow("a resource the watch never saw: reap",
-         known=[], evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("a deleted resource's last task, stopped with it: ignored",
-         known=[], deleted=[rec(RECORDING)], evidence=[]),
-    RRow("a deleted resource's other task: reap",
-         known=[], deleted=[rec(REPLACED)], evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("a namesake holds the name: the old uid's task is reaped",
-         known=[rec(RECORDING, uid=NAMESAKE_UID)], evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("a namesake on another channel: still reaped (the channel check is for the same uid only)",
-         known=[rec(RECORDING, uid=NAMESAKE_UID, channelId="other")],
-         evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("the cloud's resend: one ConfigMap, 200 both times",
-         known=[rec(REPLACED)], sends=2, evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("settle: the watch shows the Start's answer meanwhile: nothing recorded, answered at once",
-         known=[rec(PENDING)], settle=4 * TIMED, during_settle=watch_shows({"phase": "Recording", "taskId": "task-1"}),
-         evidence=[], elapsed=(0.0, 2 * TIMED)),
-    RRow("settle: the watch shows an unrelated change: recorded without a second wait",
-         known=[rec(PENDING)], settle=4 * TIMED, during_settle=watch_shows({"message": "unrelated"}),
-         evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=(0.0, 2 * TIMED)),
-    RRow("settle: the watch shows another task won: recorded (a reap now)",
-         known=[rec(PENDING)], settle=4 * TIMED,
-         during_settle=watch_shows({"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}}),
-         evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=(0.0, 2 * TIMED)),
-    RRow("settle: the resource is deleted meanwhile: recorded (reap)",
-         known=[rec(PENDING)], settle=4 * TIMED,
-         during_settle=lambda rig: rig.kube.remove("rtcrecordings", NS, "rec"),
-         evidence=[("alive", 1, "task-1", "TaskRunning")], elapsed=(0.0, 2 * TIMED)),
+    RRow(
+        "the current task runs, as status says: ignored at once, nothing recorded",
+        known=[rec(RECORDING)],
+        settle=TIMED,
+        evidence=[],
+        elapsed=QUICK,
+    ),
+    RRow(
+        "a file uploaded by the current task: ignored",
+        body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
+        settle=TIMED,
+        evidence=[],
+        elapsed=QUICK,
+    ),
+    RRow(
+        "adopt: the task of the pending attempt: recorded after the settle wait",
+        known=[rec(PENDING)],
+        settle=TIMED,
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+        elapsed=SETTLED,
+    ),
+    RRow(
+        "a callback of another attempt than the pending one: reap",
+        known=[rec({"phase": "Starting", "attempt": {"number": 2}})],
+        attempt=1,
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "reap: a task that is not the current one (a replaced attempt's)",
+        known=[rec(REPLACED)],
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "reap: a duplicate found by its SLICE heartbeat",
+        known=[rec(REPLACED)],
+        body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
+        evidence=[("alive", 1, "task-1", "RecordFileUploaded")],
+    ),
+    RRow(
+        "observe: the current task stopped: recorded as 'ended'",
+        body=callback_body("task-1", "TaskStopped"),
+        evidence=[("ended", 1, "task-1", "TaskStopped")],
+    ),
+    RRow(
+        "observe: the current task is recovering",
+        body=callback_body("task-1", "TaskRecovering"),
+        evidence=[("alive", 1, "task-1", "TaskRecovering")],
+    ),
+    RRow(
+        "the current task recovering, as status says already: ignored",
+        known=[rec({**RECORDING, "phase": "Recovering"})],
+        body=callback_body("task-1", "TaskRecovering"),
+        evidence=[],
+    ),
+    RRow(
+        "a task that is not current has stopped: ignored",
+        known=[rec(REPLACED)],
+        body=callback_body("task-1", "TaskStopped"),
+        evidence=[],
+    ),
+    RRow(
+        "a stray stopped before (strayTaskIds): ignored",
+        known=[rec({**REPLACED, "strayTaskIds": ["task-1"]})],
+        evidence=[],
+    ),
+    RRow(
+        "another channel than the resource's: ignored",
+        known=[rec(PENDING)],
+        body=callback_body("task-1", "TaskRunning", channel_id="elsewhere"),
+        settle=TIMED,
+        evidence=[],
+        elapsed=QUICK,
+    ),
+    RRow("a resource the watch never saw: reap", known=[], evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow("a deleted resource's last task, stopped with it: ignored", known=[], deleted=[rec(RECORDING)], evidence=[]),
+    RRow(
+        "a deleted resource's other task: reap",
+        known=[],
+        deleted=[rec(REPLACED)],
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "a namesake holds the name: the old uid's task is reaped",
+        known=[rec(RECORDING, uid=NAMESAKE_UID)],
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "a namesake on another channel: still reaped (the channel check is for the same uid only)",
+        known=[rec(RECORDING, uid=NAMESAKE_UID, channelId="other")],
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "the cloud's resend: one ConfigMap, 200 both times",
+        known=[rec(REPLACED)],
+        sends=2,
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "settle: the watch shows the Start's answer meanwhile: nothing recorded, answered at once",
+        known=[rec(PENDING)],
+        settle=4 * TIMED,
+        during_settle=watch_shows({"phase": "Recording", "taskId": "task-1"}),
+        evidence=[],
+        elapsed=(0.0, 2 * TIMED),
+    ),
+    RRow(
+        "settle: the watch shows an unrelated change: recorded without a second wait",
+        known=[rec(PENDING)],
+        settle=4 * TIMED,
+        during_settle=watch_shows({"message": "unrelated"}),
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+        elapsed=(0.0, 2 * TIMED),
+    ),
+    RRow(
+        "settle: the watch shows another task won: recorded (a reap now)",
+        known=[rec(PENDING)],
+        settle=4 * TIMED,
+        during_settle=watch_shows({"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}}),
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+        elapsed=(0.0, 2 * TIMED),
+    ),
+    RRow(
+        "settle: the resource is deleted meanwhile: recorded (reap)",
+        known=[rec(PENDING)],
+        settle=4 * TIMED,
+        during_settle=lambda rig: rig.kube.remove("rtcrecordings", NS, "rec"),
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+        elapsed=(0.0, 2 * TIMED),
+    ),
 )
 
 
@@ -274,37 +373,70 @@ NOTIFY = {"notify": {"url": "https://hooks.example.com/rtc", "authKeySecretRef":
 
 
 def relayed_as_received(rig: Rig) -> None:
-    relay, = rig.relays()
+    (relay,) = rig.relays()
     assert (relay.namespace, relay.name, relay.uid) == (NS, "rec", UID)
     assert json.loads(relay.body) == callback_body("task-1", "TaskRunning")
 
 
 RELAYS = rows(
-    RRow("a task event of the user's current task: handed over as received",
-         known=[rec(RECORDING, **NOTIFY)], relayed=1, then=relayed_as_received),
-    RRow("handed over also when it is recorded as evidence (the current task stopped)",
-         known=[rec(RECORDING, **NOTIFY)], body=callback_body("task-1", "TaskStopped"), relayed=1,
-         evidence=[("ended", 1, "task-1", "TaskStopped")]),
-    RRow("the operator's own SLICE heartbeat: not relayed",
-         known=[rec(RECORDING, **NOTIFY)], body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
-         relayed=0),
-    RRow("an upload in a format the user asked for: relayed",
-         known=[rec(RECORDING, notify={**NOTIFY["notify"], "fileUploadedFormats": ["MP4"]})],
-         body=callback_body("task-1", "RecordFileUploaded", format="MP4"), relayed=1),
-    RRow("a duplicate's callback (reap): the user does not hear of it",
-         known=[rec(REPLACED, **NOTIFY)], relayed=0, evidence=[("alive", 1, "task-1", "TaskRunning")]),
-    RRow("a namesake's spec.notify: not told of the old resource's task",
-         known=[rec(RECORDING, uid=NAMESAKE_UID, **NOTIFY)], relayed=0,
-         evidence=[("alive", 1, "task-1", "TaskRunning")]),
+    RRow(
+        "a task event of the user's current task: handed over as received",
+        known=[rec(RECORDING, **NOTIFY)],
+        relayed=1,
+        then=relayed_as_received,
+    ),
+    RRow(
+        "handed over also when it is recorded as evidence (the current task stopped)",
+        known=[rec(RECORDING, **NOTIFY)],
+        body=callback_body("task-1", "TaskStopped"),
+        relayed=1,
+        evidence=[("ended", 1, "task-1", "TaskStopped")],
+    ),
+    RRow(
+        "the operator's own SLICE heartbeat: not relayed",
+        known=[rec(RECORDING, **NOTIFY)],
+        body=callback_body("task-1", "RecordFileUploaded", format="SLICE"),
+        relayed=0,
+    ),
+    RRow(
+        "an upload in a format the user asked for: relayed",
+        known=[rec(RECORDING, notify={**NOTIFY["notify"], "fileUploadedFormats": ["MP4"]})],
+        body=callback_body("task-1", "RecordFileUploaded", format="MP4"),
+        relayed=1,
+    ),
+    RRow(
+        "a duplicate's callback (reap): the user does not hear of it",
+        known=[rec(REPLACED, **NOTIFY)],
+        relayed=0,
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "a namesake's spec.notify: not told of the old resource's task",
+        known=[rec(RECORDING, uid=NAMESAKE_UID, **NOTIFY)],
+        relayed=0,
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
     RRow("no spec.notify.url: nothing relayed", known=[rec(RECORDING)], relayed=0),
-    RRow("spec.notify without a url (formats only): nothing relayed",
-         known=[rec(RECORDING, notify={"fileUploadedFormats": ["MP4"]})], relayed=0),
+    RRow(
+        "spec.notify without a url (formats only): nothing relayed",
+        known=[rec(RECORDING, notify={"fileUploadedFormats": ["MP4"]})],
+        relayed=0,
+    ),
     RRow("the cloud's resend: one relay", known=[rec(RECORDING, **NOTIFY)], sends=2, relayed=1),
-    RRow("a refused callback is never relayed",
-         known=[rec(RECORDING, **NOTIFY)], headers=lambda p: {}, code=403, relayed=0),
-    RRow("the relay cannot be written (apiserver): 500, the cloud sends it again",
-         known=[rec(RECORDING, **NOTIFY)], given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "x")),
-         code=500, relayed=0),
+    RRow(
+        "a refused callback is never relayed",
+        known=[rec(RECORDING, **NOTIFY)],
+        headers=lambda p: {},
+        code=403,
+        relayed=0,
+    ),
+    RRow(
+        "the relay cannot be written (apiserver): 500, the cloud sends it again",
+        known=[rec(RECORDING, **NOTIFY)],
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "x")),
+        code=500,
+        relayed=0,
+    ),
 )
 
 
@@ -320,8 +452,10 @@ async def test_a_replayed_signature_carries_only_its_own_task() -> None:
     path = f"/callbacks/{NS}/rec/{UID}/1"
     headers = sign(path)
     async with TestClient(TestServer(rig.receiver.app())) as client:
+
         async def post(task: str, event: str = "TaskRunning") -> int:
             return (await client.post(path, json=callback_body(task, event), headers=headers)).status
+
         assert await post("task-1") == 200
         assert await post("task-1", "RecordFileUploaded") == 200  # another event of the same task: the same pair
         assert await post("task-9") == 403  # the captured pair with another task
@@ -336,8 +470,9 @@ USER_KEY = "userkey0123456789"
 @dataclass
 class LRow:
     id: str
-    notify: dict | None = field(default_factory=lambda: {"url": "USER", "authKeySecretRef": {"name": "notify",
-                                                                                            "key": "k"}})
+    notify: dict | None = field(
+        default_factory=lambda: {"url": "USER", "authKeySecretRef": {"name": "notify", "key": "k"}}
+    )
     answers: tuple[int, ...] = ()  # the user's endpoint
     key: str | None = USER_KEY  # in the notify Secret (None: no Secret)
     uid: str = UID  # the relay's
@@ -347,34 +482,63 @@ class LRow:
     received: int = 1
     outcome: str = "delivered"
     events: list[str] = field(default_factory=list)  # RelayFailed keys
-    then: Callable[["User"], Any] | None = None
+    then: Callable[[User], Any] | None = None
 
 
-def signed_for_user(user: "User") -> None:
+def signed_for_user(user: User) -> None:
     path, headers, body = user.received[0]
     assert path == "/hook" and body == callback_body("task-1", "TaskRunning")
     expected = signed_headers(USER_KEY, int(headers["ALI-LIVE-TIMESTAMP"]))
     assert headers["ALI-LIVE-SIGNATURE"] == expected["ALI-LIVE-SIGNATURE"]
 
 
-RELAYER = [pytest.param(r, id=r.id) for r in (
-    LRow("delivered, signed with the user's key, the ConfigMap deleted", then=signed_for_user),
-    LRow("the endpoint fails (5xx): sent once more, like the cloud does; then an Event",
-         answers=(500, 500), received=2, outcome="failed", events=["relay-failed"]),
-    LRow("the endpoint fails once: the second try delivers", answers=(503,), received=2),
-    LRow("the endpoint refuses (4xx): not resent, an Event", answers=(404,), outcome="rejected",
-         events=["relay-rejected"]),
-    LRow("the endpoint redirects: not followed", answers=(302,), outcome="delivered",
-         then=lambda user: _assert([p for p, *_ in user.received] == ["/hook"])),
-    LRow("no key: relayed unsigned", notify={"url": "USER"},
-         then=lambda user: _assert("ALI-LIVE-SIGNATURE" not in user.received[0][1])),
-    LRow("the key's Secret is gone: not relayed, an Event", key=None, received=0, outcome="refused",
-         events=["relay-refused"]),
-    LRow("an internal address (loopback) without being allowed: refused, an Event", guard=Guard(), received=0,
-         outcome="refused", events=["relay-refused"]),
-    LRow("the resource is gone: dropped", resource=False, received=0, outcome="gone"),
-    LRow("a namesake holds the name: dropped", uid=NAMESAKE_UID, received=0, outcome="gone"),
-)]
+RELAYER = [
+    pytest.param(r, id=r.id)
+    for r in (
+        LRow("delivered, signed with the user's key, the ConfigMap deleted", then=signed_for_user),
+        LRow(
+            "the endpoint fails (5xx): sent once more, like the cloud does; then an Event",
+            answers=(500, 500),
+            received=2,
+            outcome="failed",
+            events=["relay-failed"],
+        ),
+        LRow("the endpoint fails once: the second try delivers", answers=(503,), received=2),
+        LRow(
+            "the endpoint refuses (4xx): not resent, an Event",
+            answers=(404,),
+            outcome="rejected",
+            events=["relay-rejected"],
+        ),
+        LRow(
+            "the endpoint redirects: not followed",
+            answers=(302,),
+            outcome="delivered",
+            then=lambda user: _assert([p for p, *_ in user.received] == ["/hook"]),
+        ),
+        LRow(
+            "no key: relayed unsigned",
+            notify={"url": "USER"},
+            then=lambda user: _assert("ALI-LIVE-SIGNATURE" not in user.received[0][1]),
+        ),
+        LRow(
+            "the key's Secret is gone: not relayed, an Event",
+            key=None,
+            received=0,
+            outcome="refused",
+            events=["relay-refused"],
+        ),
+        LRow(
+            "an internal address (loopback) without being allowed: refused, an Event",
+            guard=Guard(),
+            received=0,
+            outcome="refused",
+            events=["relay-refused"],
+        ),
+        LRow("the resource is gone: dropped", resource=False, received=0, outcome="gone"),
+        LRow("a namesake holds the name: dropped", uid=NAMESAKE_UID, received=0, outcome="gone"),
+    )
+]
 
 
 class User:
@@ -410,8 +574,9 @@ async def test_relayer(row: LRow) -> None:
             kube.add_secret(NS, "notify", {"k": row.key}, NOTIFY_KEY)
         relay = Relay(NS, "rec", row.uid, json.dumps(callback_body("task-1", "TaskRunning"), sort_keys=True))
         await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
-        relayer = Relayer(kube, SecretCache(kube), row.guard or Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS,
-                          workers=1)
+        relayer = Relayer(
+            kube, SecretCache(kube), row.guard or Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS, workers=1
+        )
         outcomes: list[str] = []
         deliver = relayer.deliver
 
@@ -445,6 +610,7 @@ async def test_healthz_follows_readiness() -> None:
 
 # -- the operator's evidence worker ---------------------------------------------------------------------
 
+
 def item(task: str = "task-1", event: str = "TaskRunning", attempt: int = 1, uid: str = UID) -> dict:
     return Evidence(NS, "rec", uid, attempt, task, event).to_configmap(EVIDENCE_NS)
 
@@ -475,25 +641,44 @@ async def deleted_before_acting(kube: FakeKube) -> None:
 
 WORKER = rows(
     WRow("evidence: acted on once, then deleted"),
-    WRow("act fails (apiserver, a bug): kept, tried again, deleted once done",
-         failures=[KubeError(500, "etcd")], acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2),
-    WRow("act fails (cloud brown-out): kept, tried again until done",
-         failures=[Transient("ServiceUnavailable"), Transient("ServiceUnavailable")],
-         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 3),
-    WRow("its deletion fails: kept, and acted on again (deciding again from fresh state is idempotent)",
-         given=lambda kube: kube.fail("DELETE", "/configmaps/", KubeError(500, "etcd")),
-         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2),
-    WRow("evidence with an attempt that is no number: not acted on, deleted",
-         configmaps=[malformed(attempt="zero")], acted=[]),
+    WRow(
+        "act fails (apiserver, a bug): kept, tried again, deleted once done",
+        failures=[KubeError(500, "etcd")],
+        acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2,
+    ),
+    WRow(
+        "act fails (cloud brown-out): kept, tried again until done",
+        failures=[Transient("ServiceUnavailable"), Transient("ServiceUnavailable")],
+        acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 3,
+    ),
+    WRow(
+        "its deletion fails: kept, and acted on again (deciding again from fresh state is idempotent)",
+        given=lambda kube: kube.fail("DELETE", "/configmaps/", KubeError(500, "etcd")),
+        acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2,
+    ),
+    WRow(
+        "evidence with an attempt that is no number: not acted on, deleted",
+        configmaps=[malformed(attempt="zero")],
+        acted=[],
+    ),
     WRow("evidence without a task: not acted on, deleted", configmaps=[malformed(task_id=None)], acted=[]),
     WRow("evidence of attempt 0: not acted on, deleted", configmaps=[malformed(attempt="0")], acted=[]),
     WRow("evidence whose uid is no uid: not acted on, deleted", configmaps=[malformed(uid="../x")], acted=[]),
-    WRow("ConfigMaps without the evidence label: not its business",
-         configmaps=[{**item(), "metadata": {"name": "other", "namespace": EVIDENCE_NS}}], acted=[], kept=1),
-    WRow("several pieces: each acted on once",
-         configmaps=[item(), item("task-2", "TaskStopped"), item("task-3", attempt=2)],
-         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning"), (NS, "rec", UID, 1, "task-2", "TaskStopped"),
-                (NS, "rec", UID, 2, "task-3", "TaskRunning")]),
+    WRow(
+        "ConfigMaps without the evidence label: not its business",
+        configmaps=[{**item(), "metadata": {"name": "other", "namespace": EVIDENCE_NS}}],
+        acted=[],
+        kept=1,
+    ),
+    WRow(
+        "several pieces: each acted on once",
+        configmaps=[item(), item("task-2", "TaskStopped"), item("task-3", attempt=2)],
+        acted=[
+            (NS, "rec", UID, 1, "task-1", "TaskRunning"),
+            (NS, "rec", UID, 1, "task-2", "TaskStopped"),
+            (NS, "rec", UID, 2, "task-3", "TaskRunning"),
+        ],
+    ),
 )
 
 
@@ -514,8 +699,14 @@ async def run_worker(row: WRow) -> tuple[FakeKube, list[tuple]]:
     worker = Worker(kube, EVIDENCE_NS, act, workers=2, retry_seconds=0.01)
     task = asyncio.create_task(worker.run())
     try:
-        await until(lambda: len(acted) >= len(row.acted) and not worker.items
-                    and len(kube.all("configmaps", EVIDENCE_NS)) == row.kept, what="the worker")
+        await until(
+            lambda: (
+                len(acted) >= len(row.acted)
+                and not worker.items
+                and len(kube.all("configmaps", EVIDENCE_NS)) == row.kept
+            ),
+            what="the worker",
+        )
         await asyncio.sleep(0.05)  # and nothing more happens
     finally:
         task.cancel()

@@ -1,7 +1,7 @@
 """The decision table of reconcile, without any server."""
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -9,7 +9,7 @@ from rtc_recording import reconcile as r
 from rtc_recording.cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.resource import RtcRecordingStatus
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE = 30.0
 
 
@@ -21,23 +21,34 @@ def attempt(n, seconds_ago):
     return {"number": n, "startedAt": (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-@pytest.mark.parametrize("fields, generation, expected", [
-    ({}, 1, r.Start(1)),                                                        # never called
-    ({"phase": "Starting", "attempt": attempt(1, 5)}, 1, r.AwaitOutcome(1, 25.0)),   # answer unknown
-    ({"phase": "Starting", "attempt": attempt(1, 31)}, 1, r.Start(2)),          # grace over
-    ({"phase": "Starting", "attempt": attempt(3, 30)}, 1, r.Start(4)),
-    ({"phase": "Recording", "taskId": "t1", "observedGeneration": 1}, 1, r.Nothing()),
-    ({"phase": "Recording", "taskId": "t1", "observedGeneration": 1}, 2, r.Update("t1")),
-    ({"phase": "Recovering", "taskId": "t1", "observedGeneration": 1}, 2, r.Update("t1")),
-    ({"phase": "Completed", "taskId": "t1", "observedGeneration": 1}, 2, r.Nothing()),   # never restarted
-    ({"phase": "Failed", "taskId": "t1", "reason": "TaskLost", "observedGeneration": 1}, 2, r.Nothing()),
-    ({"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1}, 1, r.Nothing()),
-    ({"phase": "Failed", "reason": "InvalidParameter.UserId", "observedGeneration": 1,
-      "attempt": attempt(1, 100)}, 2, r.Start(2)),                             # spec changed: retry
-    ({"phase": "Pending", "reason": "Throttling.User"}, 1, r.Start(1)),
-    # The service said it started nothing: the next number at once, never the same one again.
-    ({"phase": "Pending", "attempt": {**attempt(2, 1), "notExecuted": True}}, 1, r.Start(3)),
-])
+@pytest.mark.parametrize(
+    "fields, generation, expected",
+    [
+        ({}, 1, r.Start(1)),  # never called
+        ({"phase": "Starting", "attempt": attempt(1, 5)}, 1, r.AwaitOutcome(1, 25.0)),  # answer unknown
+        ({"phase": "Starting", "attempt": attempt(1, 31)}, 1, r.Start(2)),  # grace over
+        ({"phase": "Starting", "attempt": attempt(3, 30)}, 1, r.Start(4)),
+        ({"phase": "Recording", "taskId": "t1", "observedGeneration": 1}, 1, r.Nothing()),
+        ({"phase": "Recording", "taskId": "t1", "observedGeneration": 1}, 2, r.Update("t1")),
+        ({"phase": "Recovering", "taskId": "t1", "observedGeneration": 1}, 2, r.Update("t1")),
+        ({"phase": "Completed", "taskId": "t1", "observedGeneration": 1}, 2, r.Nothing()),  # never restarted
+        ({"phase": "Failed", "taskId": "t1", "reason": "TaskLost", "observedGeneration": 1}, 2, r.Nothing()),
+        ({"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1}, 1, r.Nothing()),
+        (
+            {
+                "phase": "Failed",
+                "reason": "InvalidParameter.UserId",
+                "observedGeneration": 1,
+                "attempt": attempt(1, 100),
+            },
+            2,
+            r.Start(2),
+        ),  # spec changed: retry
+        ({"phase": "Pending", "reason": "Throttling.User"}, 1, r.Start(1)),
+        # The service said it started nothing: the next number at once, never the same one again.
+        ({"phase": "Pending", "attempt": {**attempt(2, 1), "notExecuted": True}}, 1, r.Start(3)),
+    ],
+)
 def test_next_action(fields, generation, expected):
     assert r.next_action(status(**fields), generation, NOW, GRACE) == expected
 
@@ -45,31 +56,37 @@ def test_next_action(fields, generation, expected):
 LOST = {"phase": "Starting", "attempt": attempt(1, 100)}  # grace long over
 
 
-@pytest.mark.parametrize("cloud, evidence, expected", [
-    (r.Cloud(), False, r.Start(2)),
-    (r.Cloud(up=False, recheck=2), False, r.AwaitOutcome(1, 2)),         # no pile-up while the cloud is mute
-    (r.Cloud(back_since=NOW - timedelta(seconds=10)), False, r.AwaitOutcome(1, 20.0)),  # grace from its return
-    (r.Cloud(back_since=NOW - timedelta(seconds=40)), False, r.Start(2)),
-    (r.Cloud(back_since=NOW - timedelta(seconds=500)), False, r.Start(2)),  # an old outage changes nothing
-    (r.Cloud(recheck=2), True, r.AwaitOutcome(1, 2)),                    # its task called back: never replace it
-])
+@pytest.mark.parametrize(
+    "cloud, evidence, expected",
+    [
+        (r.Cloud(), False, r.Start(2)),
+        (r.Cloud(up=False, recheck=2), False, r.AwaitOutcome(1, 2)),  # no pile-up while the cloud is mute
+        (r.Cloud(back_since=NOW - timedelta(seconds=10)), False, r.AwaitOutcome(1, 20.0)),  # grace from its return
+        (r.Cloud(back_since=NOW - timedelta(seconds=40)), False, r.Start(2)),
+        (r.Cloud(back_since=NOW - timedelta(seconds=500)), False, r.Start(2)),  # an old outage changes nothing
+        (r.Cloud(recheck=2), True, r.AwaitOutcome(1, 2)),  # its task called back: never replace it
+    ],
+)
 def test_a_lost_answer_waits_for_the_cloud_and_for_evidence(cloud, evidence, expected):
     assert r.next_action(status(**LOST), 1, NOW, GRACE, cloud, evidence) == expected
     released = r.Release(1) if isinstance(expected, r.Start) else expected
     assert r.deletion_action(status(**LOST), NOW, GRACE, cloud, evidence) == released
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ({"phase": "Recording", "taskId": "t1"}, r.Stop("t1")),
-    ({"phase": "Recovering", "taskId": "t1"}, r.Stop("t1")),
-    ({"phase": "Completed", "taskId": "t1"}, r.Stop("t1")),          # idempotent; a wrong phase must not leak
-    ({"phase": "Failed", "taskId": "t1", "reason": "TaskLost"}, r.Stop("t1")),
-    ({"phase": "Starting", "attempt": attempt(1, 10)}, r.AwaitOutcome(1, 20.0)),  # its callback may still come
-    ({"phase": "Starting", "attempt": attempt(1, 31)}, r.Release(1)),
-    ({"phase": "Pending", "attempt": {**attempt(1, 1), "notExecuted": True}}, r.Nothing()),
-    ({"phase": "Failed", "reason": "InvalidParameter.AppId"}, r.Nothing()),
-    ({}, r.Nothing()),
-])
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"phase": "Recording", "taskId": "t1"}, r.Stop("t1")),
+        ({"phase": "Recovering", "taskId": "t1"}, r.Stop("t1")),
+        ({"phase": "Completed", "taskId": "t1"}, r.Stop("t1")),  # idempotent; a wrong phase must not leak
+        ({"phase": "Failed", "taskId": "t1", "reason": "TaskLost"}, r.Stop("t1")),
+        ({"phase": "Starting", "attempt": attempt(1, 10)}, r.AwaitOutcome(1, 20.0)),  # its callback may still come
+        ({"phase": "Starting", "attempt": attempt(1, 31)}, r.Release(1)),
+        ({"phase": "Pending", "attempt": {**attempt(1, 1), "notExecuted": True}}, r.Nothing()),
+        ({"phase": "Failed", "reason": "InvalidParameter.AppId"}, r.Nothing()),
+        ({}, r.Nothing()),
+    ],
+)
 def test_deletion_action(fields, expected):
     assert r.deletion_action(status(**fields), NOW, GRACE) == expected
 
@@ -79,31 +96,67 @@ RECORDING = r.View("u", "t2", "Recording", None, frozenset({"t0"}))
 RECOVERING = r.View("u", "t2", "Recovering", None)
 
 
-@pytest.mark.parametrize("view, path_uid, n, task, event, stopped, expected", [
-    (PENDING, "u", 2, "t2", "TaskCreated", False, r.Adopt("t2")),
-    (PENDING, "u", 2, "t2", "TaskRunning", False, r.Adopt("t2")),
-    (PENDING, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),         # an older attempt's orphan
-    (PENDING, "u", 2, "t2", "TaskStopped", False, r.Ignore("a task that is not current has stopped: nothing to do")),
-    (RECORDING, "u", 2, "t2", "TaskStopped", False, r.Observe("t2")),
-    (RECORDING, "u", 2, "t2", "TaskRecovering", False, r.Observe("t2")),
-    (RECORDING, "u", 2, "t2", "TaskRunning", False, r.Ignore("TaskRunning of the current task: status already says so")),
-    (RECOVERING, "u", 2, "t2", "TaskRunning", False, r.Observe("t2")),
-    (RECORDING, "u", 2, "t2", "RecordFileUploaded", False,
-     r.Ignore("RecordFileUploaded of the current task: status already says so")),
-    (RECORDING, "u", 1, "t1", "TaskCreated", False, r.Reap("t1")),
-    (RECORDING, "u", 1, "t0", "RecordFileUploaded", False, r.Ignore("a stray that was already stopped")),
-    (RECORDING, "old-uid", 2, "t9", "TaskRunning", False, r.Reap("t9")),  # a previous incarnation's task
-    (None, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),             # resource deleted
-    (None, "u", 1, "t1", "RecordFileUploaded", True, r.Ignore("the last task of a deleted resource, stopped with it")),
-    (None, "u", 1, "t1", "TaskStopped", False, r.Ignore("a task that is not current has stopped: nothing to do")),
-])
+@pytest.mark.parametrize(
+    "view, path_uid, n, task, event, stopped, expected",
+    [
+        (PENDING, "u", 2, "t2", "TaskCreated", False, r.Adopt("t2")),
+        (PENDING, "u", 2, "t2", "TaskRunning", False, r.Adopt("t2")),
+        (PENDING, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),  # an older attempt's orphan
+        (
+            PENDING,
+            "u",
+            2,
+            "t2",
+            "TaskStopped",
+            False,
+            r.Ignore("a task that is not current has stopped: nothing to do"),
+        ),
+        (RECORDING, "u", 2, "t2", "TaskStopped", False, r.Observe("t2")),
+        (RECORDING, "u", 2, "t2", "TaskRecovering", False, r.Observe("t2")),
+        (
+            RECORDING,
+            "u",
+            2,
+            "t2",
+            "TaskRunning",
+            False,
+            r.Ignore("TaskRunning of the current task: status already says so"),
+        ),
+        (RECOVERING, "u", 2, "t2", "TaskRunning", False, r.Observe("t2")),
+        (
+            RECORDING,
+            "u",
+            2,
+            "t2",
+            "RecordFileUploaded",
+            False,
+            r.Ignore("RecordFileUploaded of the current task: status already says so"),
+        ),
+        (RECORDING, "u", 1, "t1", "TaskCreated", False, r.Reap("t1")),
+        (RECORDING, "u", 1, "t0", "RecordFileUploaded", False, r.Ignore("a stray that was already stopped")),
+        (RECORDING, "old-uid", 2, "t9", "TaskRunning", False, r.Reap("t9")),  # a previous incarnation's task
+        (None, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),  # resource deleted
+        (
+            None,
+            "u",
+            1,
+            "t1",
+            "RecordFileUploaded",
+            True,
+            r.Ignore("the last task of a deleted resource, stopped with it"),
+        ),
+        (None, "u", 1, "t1", "TaskStopped", False, r.Ignore("a task that is not current has stopped: nothing to do")),
+    ],
+)
 def test_on_callback(view, path_uid, n, task, event, stopped, expected):
     assert r.on_callback(view, path_uid, n, task, event, known_stopped=stopped) == expected
 
 
 def test_view_of_an_object():
-    obj = {"metadata": {"uid": "u"}, "status": {"phase": "Starting", "attempt": attempt(3, 1),
-                                                 "strayTaskIds": ["a", "b"]}}
+    obj = {
+        "metadata": {"uid": "u"},
+        "status": {"phase": "Starting", "attempt": attempt(3, 1), "strayTaskIds": ["a", "b"]},
+    }
     assert r.View.of(obj) == r.View("u", None, "Starting", 3, frozenset({"a", "b"}))
     obj["status"]["attempt"]["notExecuted"] = True
     assert r.View.of(obj).pending_attempt is None
@@ -111,8 +164,9 @@ def test_view_of_an_object():
 
 def test_observed_maps_cloud_states():
     live = status(phase="Recording", taskId="t1", startTime="2026-11-26T11:00:00Z")
-    assert r.observed(live, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) == {"files": {
-        "hls": [], "mp4": [], "mp3": [], "vod": []}}
+    assert r.observed(live, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) == {
+        "files": {"hls": [], "mp4": [], "mp3": [], "vod": []}
+    }
     recovering = r.observed(live, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW)
     assert recovering["phase"] == "Recovering"
     assert [c["status"] for c in recovering["conditions"] if c["type"] == "Ready"] == ["False"]
@@ -146,11 +200,15 @@ def test_condition_keeps_transition_time_while_unchanged():
 def test_condition_reasons_are_valid_kubernetes_reasons():
     """metav1.Condition.reason must be CamelCase; the vendor's dotted code goes to status.reason."""
     st = status(phase="Recording", taskId="t1")
-    patches = [r.start_refused(st, "InvalidParameter.AppId", "m", 1, NOW),
-               r.start_not_executed(st, CloudError("Throttling.User", "m"), 1, NOW),
-               r.update_refused(st, "InvalidParameter.UserId", "m", 1, NOW),
-               r.attempt_recorded(st, 2, 1, NOW), r.started(st, "t1", 1, NOW),
-               r.observed(st, None, 1, NOW), r.observed(st, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW)]
+    patches = [
+        r.start_refused(st, "InvalidParameter.AppId", "m", 1, NOW),
+        r.start_not_executed(st, CloudError("Throttling.User", "m"), 1, NOW),
+        r.update_refused(st, "InvalidParameter.UserId", "m", 1, NOW),
+        r.attempt_recorded(st, 2, 1, NOW),
+        r.started(st, "t1", 1, NOW),
+        r.observed(st, None, 1, NOW),
+        r.observed(st, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW),
+    ]
     reasons = [c["reason"] for p in patches for c in p["conditions"]]
     assert all(re.fullmatch(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?", reason) for reason in reasons), reasons
 
@@ -159,8 +217,9 @@ def test_attempt_patches_round_trip_through_the_status_model():
     st = status()
     written = r.attempt_recorded(st, 1, 1, NOW)
     assert written["attempt"]["generation"] == 1  # an adopted task then knows which spec it carries
-    assert r.next_action(status(**{k: v for k, v in written.items() if v is not None}), 1, NOW, GRACE) == \
-        r.AwaitOutcome(1, GRACE)
+    assert r.next_action(
+        status(**{k: v for k, v in written.items() if v is not None}), 1, NOW, GRACE
+    ) == r.AwaitOutcome(1, GRACE)
     refused = r.start_refused(st, "InvalidParameter.AppId", "no such app", 1, NOW)
     assert refused["phase"] == "Failed" and refused["reason"] == "InvalidParameter.AppId"
     retry = r.start_not_executed(st, CloudError("Throttling.User", "slow down"), 1, NOW)
@@ -168,16 +227,21 @@ def test_attempt_patches_round_trip_through_the_status_model():
     refused = r.update_refused(status(phase="Recording", taskId="t1", observedGeneration=1), "X", "m", 2, NOW)
     # Seen and refused: not retried until the spec changes, and no GitOps tool waits on it forever.
     assert refused["observedGeneration"] == 2
-    assert r.next_action(status(phase="Recording", taskId="t1", **{"observedGeneration": 2}), 2, NOW, GRACE) == \
-        r.Nothing()
-    assert refused["conditions"][0] == {**refused["conditions"][0], "type": "Synced", "status": "False",
-                                        "observedGeneration": 2}
+    assert (
+        r.next_action(status(phase="Recording", taskId="t1", **{"observedGeneration": 2}), 2, NOW, GRACE) == r.Nothing()
+    )
+    assert refused["conditions"][0] == {
+        **refused["conditions"][0],
+        "type": "Synced",
+        "status": "False",
+        "observedGeneration": 2,
+    }
 
 
 @pytest.mark.parametrize("retry", range(12))
 def test_backoff_is_capped_and_jittered(retry):
     delays = {r.backoff(retry, 2, 300) for _ in range(20)}
-    ceiling = min(300, 2 * 2 ** retry)
+    ceiling = min(300, 2 * 2**retry)
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len(delays) > 1
 
@@ -187,29 +251,47 @@ def ago(seconds):
     return (NOW - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-LIVE_T1 = {"phase": "Recording", "taskId": "t1", "observedGeneration": 1, "startTime": ago(100),
-           "attempt": attempt(1, 100)}
+LIVE_T1 = {
+    "phase": "Recording",
+    "taskId": "t1",
+    "observedGeneration": 1,
+    "startTime": ago(100),
+    "attempt": attempt(1, 100),
+}
 DONE = {"phase": "Completed", "taskId": "t1", "observedGeneration": 1, "completionTime": ago(100)}
 
 
-@pytest.mark.parametrize("fields, generation, controls, expected", [
-    (LIVE_T1, 2, r.Controls(suspend=True), r.Halt("t1", "Suspended")),           # suspend wins over Update
-    (LIVE_T1, 1, r.Controls(max_duration=100), r.Halt("t1", "MaxDuration")),    # ran exactly that long
-    (LIVE_T1, 1, r.Controls(max_duration=101), r.Nothing()),
-    ({**LIVE_T1, "phase": "Stopping", "reason": "Suspended"}, 2, r.Controls(), r.Halt("t1", "Suspended")),
-    ({**LIVE_T1, "phase": "Stopping", "reason": "StoppedByCloud"}, 1, r.Controls(suspend=True), r.Halt("t1", "Suspended")),
-    ({"phase": "Suspended", "attempt": attempt(1, 100), "observedGeneration": 2}, 3, r.Controls(), r.Start(2)),
-    ({"phase": "Suspended", "attempt": attempt(1, 100)}, 3, r.Controls(suspend=True), r.Nothing()),
-    ({}, 1, r.Controls(suspend=True), r.Suspend()),                              # created suspended
-    ({"phase": "Starting", "attempt": attempt(1, 5)}, 1, r.Controls(suspend=True), r.AwaitOutcome(1, 25.0)),
-    ({"phase": "Starting", "attempt": attempt(1, 50)}, 1, r.Controls(suspend=True), r.Suspend()),
-    ({"phase": "Failed", "reason": "X", "observedGeneration": 1}, 2, r.Controls(suspend=True), r.Suspend()),
-    (DONE, 1, r.Controls(ttl=100), r.Expire()),
-    (DONE, 1, r.Controls(ttl=101), r.Nothing()),
-    (DONE, 1, r.Controls(suspend=True), r.Nothing()),                            # terminal stays terminal
-    ({}, 1, r.Controls(adopt="t9"), r.AdoptTask("t9")),
-    ({"phase": "Failed", "reason": "AdoptionFailed", "observedGeneration": 1}, 1, r.Controls(adopt="t9"), r.Nothing()),
-])
+@pytest.mark.parametrize(
+    "fields, generation, controls, expected",
+    [
+        (LIVE_T1, 2, r.Controls(suspend=True), r.Halt("t1", "Suspended")),  # suspend wins over Update
+        (LIVE_T1, 1, r.Controls(max_duration=100), r.Halt("t1", "MaxDuration")),  # ran exactly that long
+        (LIVE_T1, 1, r.Controls(max_duration=101), r.Nothing()),
+        ({**LIVE_T1, "phase": "Stopping", "reason": "Suspended"}, 2, r.Controls(), r.Halt("t1", "Suspended")),
+        (
+            {**LIVE_T1, "phase": "Stopping", "reason": "StoppedByCloud"},
+            1,
+            r.Controls(suspend=True),
+            r.Halt("t1", "Suspended"),
+        ),
+        ({"phase": "Suspended", "attempt": attempt(1, 100), "observedGeneration": 2}, 3, r.Controls(), r.Start(2)),
+        ({"phase": "Suspended", "attempt": attempt(1, 100)}, 3, r.Controls(suspend=True), r.Nothing()),
+        ({}, 1, r.Controls(suspend=True), r.Suspend()),  # created suspended
+        ({"phase": "Starting", "attempt": attempt(1, 5)}, 1, r.Controls(suspend=True), r.AwaitOutcome(1, 25.0)),
+        ({"phase": "Starting", "attempt": attempt(1, 50)}, 1, r.Controls(suspend=True), r.Suspend()),
+        ({"phase": "Failed", "reason": "X", "observedGeneration": 1}, 2, r.Controls(suspend=True), r.Suspend()),
+        (DONE, 1, r.Controls(ttl=100), r.Expire()),
+        (DONE, 1, r.Controls(ttl=101), r.Nothing()),
+        (DONE, 1, r.Controls(suspend=True), r.Nothing()),  # terminal stays terminal
+        ({}, 1, r.Controls(adopt="t9"), r.AdoptTask("t9")),
+        (
+            {"phase": "Failed", "reason": "AdoptionFailed", "observedGeneration": 1},
+            1,
+            r.Controls(adopt="t9"),
+            r.Nothing(),
+        ),
+    ],
+)
 def test_lifecycle_decisions(fields, generation, controls, expected):
     assert r.next_action(status(**fields), generation, NOW, GRACE, controls=controls) == expected
 
@@ -230,20 +312,34 @@ def test_halted_keeps_the_task_in_history():
     st = status(**{**LIVE_T1, "phase": "Stopping", "reason": "Suspended", "files": {"hls": ["a.m3u8"]}})
     patch = r.halted(st, "Suspended", 2, NOW)
     assert (patch["phase"], patch["taskId"], patch["observedGeneration"]) == ("Suspended", None, 2)
-    assert patch["history"] == [{"taskId": "t1", "startTime": ago(100), "endTime": ago(0), "reason": "Suspended",
-                                 "files": {"hls": ["a.m3u8"], "mp4": [], "mp3": [], "vod": []}}]
+    assert patch["history"] == [
+        {
+            "taskId": "t1",
+            "startTime": ago(100),
+            "endTime": ago(0),
+            "reason": "Suspended",
+            "files": {"hls": ["a.m3u8"], "mp4": [], "mp3": [], "vod": []},
+        }
+    ]
     done = r.halted(st, "MaxDuration", 2, NOW)
     assert (done["phase"], done["reason"], done["completionTime"]) == ("Completed", "MaxDuration", ago(0))
     many = status(**{**LIVE_T1, "history": [{"taskId": f"h{i}"} for i in range(10)]})
     assert [h["taskId"] for h in r.history_with(many, "x", NOW)] == [*(f"h{i}" for i in range(1, 10)), "t1"]
 
 
-@pytest.mark.parametrize("phase, ready, reconciling, stalled", [
-    ("Pending", "False", "True", "False"), ("Starting", "False", "True", "False"),
-    ("Recording", "True", "False", "False"), ("Recovering", "False", "True", "False"),
-    ("Stopping", "False", "True", "False"), ("Suspended", "True", "False", "False"),
-    ("Completed", "True", "False", "False"), ("Failed", "False", "False", "True"),
-])
+@pytest.mark.parametrize(
+    "phase, ready, reconciling, stalled",
+    [
+        ("Pending", "False", "True", "False"),
+        ("Starting", "False", "True", "False"),
+        ("Recording", "True", "False", "False"),
+        ("Recovering", "False", "True", "False"),
+        ("Stopping", "False", "True", "False"),
+        ("Suspended", "True", "False", "False"),
+        ("Completed", "True", "False", "False"),
+        ("Failed", "False", "False", "True"),
+    ],
+)
 def test_conditions_kstatus_and_argo_read(phase, ready, reconciling, stalled):
     got = {c["type"]: c["status"] for c in r.phase_conditions(status(), r.Phase(phase), "Why", "m", 3, NOW)}
     assert got == {"Ready": ready, "Reconciling": reconciling, "Stalled": stalled}

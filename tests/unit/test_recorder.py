@@ -25,9 +25,26 @@ from rtc_recording.index import Tracked
 from rtc_recording.kube import KubeError
 from rtc_recording.reconcile import ADOPT_ANNOTATION
 from rtc_recording.recorder import PERSIST_TRIES, RetryLater
+from rtc_recording.secretcache import CREDENTIALS, NOTIFY_KEY
 
-from .fakes import (BASE_SPEC, CALLBACK_KEY, CREDENTIALS, CRASH, DIED_BEFORE_SEND, NOTIFY_KEY, NOW, NS, UNKNOWN,
-                    Callbacks, ProcessDied, World, invalid, recording, throttled, transient, ts, until)
+from .fakes import (
+    BASE_SPEC,
+    CALLBACK_KEY,
+    CRASH,
+    DIED_BEFORE_SEND,
+    NOW,
+    NS,
+    UNKNOWN,
+    Callbacks,
+    ProcessDied,
+    World,
+    invalid,
+    recording,
+    throttled,
+    transient,
+    ts,
+    until,
+)
 
 # Receiver.app() (the Callbacks rows) routes /healthz to a plain function, which aiohttp 3.14 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
@@ -58,13 +75,19 @@ def ago(seconds: float) -> str:
 
 def starting(number: int = 1, seconds_ago: float = 0, **more: Any) -> dict:
     """An attempt written ahead, its answer not (yet) known."""
-    return {"phase": "Starting", "attempt": {"number": number, "startedAt": ago(seconds_ago), "generation": 1},
-            **more}
+    return {"phase": "Starting", "attempt": {"number": number, "startedAt": ago(seconds_ago), "generation": 1}, **more}
 
 
 def recording_as(task: str = "task-1", generation: int = 1, phase: str = "Recording", **more: Any) -> dict:
-    return {"phase": phase, "reason": "Started", "taskId": task, "observedGeneration": generation,
-            "startTime": ago(600), "attempt": {"number": 1, "startedAt": ago(601), "generation": 1}, **more}
+    return {
+        "phase": phase,
+        "reason": "Started",
+        "taskId": task,
+        "observedGeneration": generation,
+        "startTime": ago(600),
+        "attempt": {"number": 1, "startedAt": ago(601), "generation": 1},
+        **more,
+    }
 
 
 def finished(phase: str = "Completed", seconds_ago: float = 0, **more: Any) -> dict:
@@ -72,6 +95,7 @@ def finished(phase: str = "Completed", seconds_ago: float = 0, **more: Any) -> d
 
 
 # -- actions -----------------------------------------------------------------------------------
+
 
 def reconcile(retry: int = 0) -> Callable[[World], Awaitable]:
     return lambda w: w.recorder.reconcile(w.body(), retry)
@@ -95,15 +119,18 @@ def act_on(attempt: int, task: str, event: str, uid: str | None = None) -> Calla
 
 def stale(action: Callable[[World], Awaitable], change: Callable[[World], Any]) -> Callable[[World], Awaitable]:
     """`action` on the object as read *before* `change` (Kopf's body, or the poller's index, lags)."""
+
     async def run(w: World) -> None:
         body = w.body()
         change(w)
         w.body = lambda name="rec": body  # type: ignore[method-assign]
         await action(w)
+
     return run
 
 
 # -- givens ------------------------------------------------------------------------------------
+
 
 def poke_before(method: str, pattern: str, patch: dict, skip: int = 0) -> Callable[[World], None]:
     """Another writer changes status right before a matching request is served (after `skip` of them). A task
@@ -135,10 +162,12 @@ def all_of(*givens: Callable[[World], Any]) -> Callable[[World], None]:
     def run(w: World) -> None:
         for given in givens:
             given(w)
+
     return run
 
 
 # -- the table machinery ------------------------------------------------------------------------
+
 
 @dataclass
 class Row:
@@ -161,7 +190,7 @@ class Row:
     delay: tuple[float, float] | None = None
     tasks_after: dict[str, TaskStatus] | None = None
     status_writes: int | None = None  # successful PATCHes of /status
-    requests: int | None = None       # any apiserver request at all
+    requests: int | None = None  # any apiserver request at all
     then: Callable[[World], Any] | None = None
     marks: tuple = ()
 
@@ -189,8 +218,9 @@ async def run(row: Row) -> World:
     tasks = row.tasks if row.tasks is not None else ({status["taskId"]: RUNNING} if status.get("taskId") else {})
     for task_id, task_status in tasks.items():
         w.cloud.add_task(task_status, task_id=task_id)
-    obj = w.add(recording(status=status, generation=row.generation, annotations=row.annotations, **row.spec),
-                sealed=row.sealed)
+    obj = w.add(
+        recording(status=status, generation=row.generation, annotations=row.annotations, **row.spec), sealed=row.sealed
+    )
     w.uid = obj["metadata"]["uid"]  # type: ignore[attr-defined]
     for verb, answers in row.script.items():
         w.cloud.script(verb, *answers)
@@ -226,11 +256,12 @@ async def run(row: Row) -> World:
 
 def backoff(retry: int, base: float = 1.0) -> tuple[float, float]:
     """The bounds of reconcile.backoff(retry, base, 300): the upper half of base * 2**retry."""
-    ceiling = min(300.0, base * 2 ** retry)
+    ceiling = min(300.0, base * 2**retry)
     return ceiling / 2, ceiling
 
 
 # -- start ---------------------------------------------------------------------------------------
+
 
 def start_params_and_order(w: World) -> None:
     params = w.cloud.tasks["task-1"].params
@@ -263,170 +294,378 @@ def conflict_then_fresh(w: World) -> None:
     assert w.status()["message"] == "recording as task task-1"  # ours, decided from the fresh object
 
 
-MISSING_KEYS = ("cannot call the cloud: Secret 'keys' (spec.credentialsSecretRef) is not available to the operator: "
-                "it uses only Secrets in the resource's namespace labelled rtc.recording.io/usage=credentials")
+MISSING_KEYS = (
+    "cannot call the cloud: Secret 'keys' (spec.credentialsSecretRef) is not available to the operator: "
+    "it uses only Secrets in the resource's namespace labelled rtc.recording.io/usage=credentials"
+)
 NOTIFY = {"url": "https://hooks.example.com/rtc", "authKeySecretRef": {"name": "notify", "key": "k"}}
 NO_RECEIVER = {"callback_url": None, "callback_auth_key": None}
 
 START = rows(
-    Row("fresh: write-ahead, Start, Recording with one Started Event",
-        want={"phase": "Recording", "reason": "Started", "taskId": "task-1", "attempt.number": 1,
-              "attempt.generation": 1, "observedGeneration": 1, "startTime": ts(NOW), "pendingEvent": ABSENT,
-              "conditions.Ready": "True", "conditions.Reconciling": "False"},
-        calls=[("start", None)], events=[("Normal", "Started")], tasks_after={"task-1": RUNNING},
-        then=start_params_and_order),
-    Row("the Started write meets another writer: 409, re-read, written on the fresh object",
-        given=lambda w: w.kube.before("GET", GET_REC, lambda k: k.before(
-            "PATCH", STATUS, lambda k2: k2.poke_status(NS, "rec", {"conditions": []}))),
-        want={"phase": "Recording", "taskId": "task-1"}, calls=[("start", None)], events=[("Normal", "Started")],
-        then=conflict_then_fresh),
-    Row("Start refused (Invalid): Failed with the vendor's code, attempt not executed, no retry",
+    Row(
+        "fresh: write-ahead, Start, Recording with one Started Event",
+        want={
+            "phase": "Recording",
+            "reason": "Started",
+            "taskId": "task-1",
+            "attempt.number": 1,
+            "attempt.generation": 1,
+            "observedGeneration": 1,
+            "startTime": ts(NOW),
+            "pendingEvent": ABSENT,
+            "conditions.Ready": "True",
+            "conditions.Reconciling": "False",
+        },
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+        tasks_after={"task-1": RUNNING},
+        then=start_params_and_order,
+    ),
+    Row(
+        "the Started write meets another writer: 409, re-read, written on the fresh object",
+        given=lambda w: w.kube.before(
+            "GET",
+            GET_REC,
+            lambda k: k.before("PATCH", STATUS, lambda k2: k2.poke_status(NS, "rec", {"conditions": []})),
+        ),
+        want={"phase": "Recording", "taskId": "task-1"},
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+        then=conflict_then_fresh,
+    ),
+    Row(
+        "Start refused (Invalid): Failed with the vendor's code, attempt not executed, no retry",
         script={"start": (invalid("InvalidParameter.AppId"),)},
-        want={"phase": "Failed", "reason": "InvalidParameter.AppId", "taskId": ABSENT, "attempt.number": 1,
-              "attempt.notExecuted": True, "observedGeneration": 1, "conditions.Stalled": "True",
-              "conditions.Ready": "False", "message": Has("StartRtcCloudRecording refused")},
-        calls=[("start", None)], events=[("Warning", "Failed")]),
-    Row("Start throttled: Pending, attempt not executed, backoff grows with the retry",
-        script={"start": (throttled(),)}, act=reconcile(retry=3),
-        raises=RetryLater, delay=backoff(3),
-        want={"phase": "Pending", "reason": "Throttling.User", "attempt.number": 1, "attempt.notExecuted": True,
-              "taskId": ABSENT},
-        calls=[("start", None)], events=[]),
-    Row("Start transient (5xx): Pending, retried soon whatever the retry count",
-        script={"start": (transient(),)}, act=reconcile(retry=6),
-        raises=RetryLater, delay=backoff(0),
+        want={
+            "phase": "Failed",
+            "reason": "InvalidParameter.AppId",
+            "taskId": ABSENT,
+            "attempt.number": 1,
+            "attempt.notExecuted": True,
+            "observedGeneration": 1,
+            "conditions.Stalled": "True",
+            "conditions.Ready": "False",
+            "message": Has("StartRtcCloudRecording refused"),
+        },
+        calls=[("start", None)],
+        events=[("Warning", "Failed")],
+    ),
+    Row(
+        "Start throttled: Pending, attempt not executed, backoff grows with the retry",
+        script={"start": (throttled(),)},
+        act=reconcile(retry=3),
+        raises=RetryLater,
+        delay=backoff(3),
+        want={
+            "phase": "Pending",
+            "reason": "Throttling.User",
+            "attempt.number": 1,
+            "attempt.notExecuted": True,
+            "taskId": ABSENT,
+        },
+        calls=[("start", None)],
+        events=[],
+    ),
+    Row(
+        "Start transient (5xx): Pending, retried soon whatever the retry count",
+        script={"start": (transient(),)},
+        act=reconcile(retry=6),
+        raises=RetryLater,
+        delay=backoff(0),
         want={"phase": "Pending", "reason": "ServiceUnavailable", "attempt.notExecuted": True},
-        calls=[("start", None)]),
-    Row("Start answer lost (UnknownOutcome): its task runs, the attempt stays pending, wait the grace",
+        calls=[("start", None)],
+    ),
+    Row(
+        "Start answer lost (UnknownOutcome): its task runs, the attempt stays pending, wait the grace",
         script={"start": (UNKNOWN,)},
-        raises=RetryLater, delay=(GRACE, GRACE),
+        raises=RetryLater,
+        delay=(GRACE, GRACE),
         want={"phase": "Starting", "attempt.number": 1, "attempt.notExecuted": ABSENT, "taskId": ABSENT},
-        calls=[("start", None)], events=[("Warning", "UnknownOutcome")], tasks_after={"task-1": RUNNING}),
-    Row("answer lost without a receiver: nothing can name its task, look again soon",
-        settings=NO_RECEIVER, script={"start": (UNKNOWN,)},
-        raises=RetryLater, delay=(2.0, 2.0), want={"phase": "Starting", "attempt.number": 1},
-        calls=[("start", None)]),
-    Row("cloud unreachable: nothing written ahead, nothing sent",
-        given=cloud_down, raises=RetryLater, delay=(2.0, 2.0),
-        want={"phase": ABSENT, "attempt": ABSENT}, calls=[], status_writes=0, events=[]),
-    Row("write-ahead conflict (another writer since the read): nothing sent, decide again",
+        calls=[("start", None)],
+        events=[("Warning", "UnknownOutcome")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "answer lost without a receiver: nothing can name its task, look again soon",
+        settings=NO_RECEIVER,
+        script={"start": (UNKNOWN,)},
+        raises=RetryLater,
+        delay=(2.0, 2.0),
+        want={"phase": "Starting", "attempt.number": 1},
+        calls=[("start", None)],
+    ),
+    Row(
+        "cloud unreachable: nothing written ahead, nothing sent",
+        given=cloud_down,
+        raises=RetryLater,
+        delay=(2.0, 2.0),
+        want={"phase": ABSENT, "attempt": ABSENT},
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "write-ahead conflict (another writer since the read): nothing sent, decide again",
         given=lambda w: w.kube.before("PATCH", STATUS, lambda k: k.poke_status(NS, "rec", {"message": "other"})),
-        raises=RetryLater, delay=(0.2, 0.2),
-        want={"attempt": ABSENT, "message": "other"}, calls=[], status_writes=0, events=[]),
-    Row("status write after Start fails for a minute: the task is reaped and counted, the error raised",
+        raises=RetryLater,
+        delay=(0.2, 0.2),
+        want={"attempt": ABSENT, "message": "other"},
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "status write after Start fails for a minute: the task is reaped and counted, the error raised",
         settings={"backoff_base_seconds": 0.001},
-        given=lambda w: w.kube.before("GET", GET_REC, lambda k: k.fail("PATCH", STATUS, KubeError(500, "etcd"),
-                                                                        times=PERSIST_TRIES)),
+        given=lambda w: w.kube.before(
+            "GET", GET_REC, lambda k: k.fail("PATCH", STATUS, KubeError(500, "etcd"), times=PERSIST_TRIES)
+        ),
         raises=KubeError,
         want={"phase": "Starting", "attempt.number": 1, "taskId": ABSENT, "strayTaskIds": ["task-1"]},
-        calls=[("start", None), ("stop", "task-1")], tasks_after={"task-1": STOPPED},
+        calls=[("start", None), ("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
         events=[("Warning", "StrayTaskStopped")],
-        then=lambda w: _assert([p.code for p in w.kube.status_writes("rec", ok_only=False)]
-                               == [200] + [500] * PERSIST_TRIES + [200])),
-    Row("status writes keep failing: the task is reaped all the same, the error raised",
+        then=lambda w: _assert(
+            [p.code for p in w.kube.status_writes("rec", ok_only=False)] == [200] + [500] * PERSIST_TRIES + [200]
+        ),
+    ),
+    Row(
+        "status writes keep failing: the task is reaped all the same, the error raised",
         settings={"backoff_base_seconds": 0.001},
-        given=lambda w: w.kube.before("GET", GET_REC, lambda k: k.fail("PATCH", STATUS, KubeError(500, "etcd"),
-                                                                        times=None)),
+        given=lambda w: w.kube.before(
+            "GET", GET_REC, lambda k: k.fail("PATCH", STATUS, KubeError(500, "etcd"), times=None)
+        ),
         raises=KubeError,
         want={"phase": "Starting", "attempt.number": 1, "taskId": ABSENT},
-        calls=[("start", None), ("stop", "task-1")], tasks_after={"task-1": STOPPED},
-        then=reaped_after_persist_failed),
-    Row("resource deleted while Start ran: its task is reaped, nothing written",
+        calls=[("start", None), ("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        then=reaped_after_persist_failed,
+    ),
+    Row(
+        "resource deleted while Start ran: its task is reaped, nothing written",
         given=lambda w: w.kube.before("GET", GET_REC, lambda k: k.remove("rtcrecordings", NS, "rec")),
-        calls=[("start", None), ("stop", "task-1")], tasks_after={"task-1": STOPPED}, status_writes=1),
-    Row("an adoption won while Start ran: this task is a duplicate, reaped and counted",
+        calls=[("start", None), ("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        status_writes=1,
+    ),
+    Row(
+        "an adoption won while Start ran: this task is a duplicate, reaped and counted",
         tasks={"task-9": RUNNING},
         given=poke_before("GET", GET_REC, {"phase": "Recording", "taskId": "task-9"}),
         want={"taskId": "task-9", "strayTasks": 1, "strayTaskIds": ["task-1"]},
-        calls=[("start", None), ("stop", "task-1")], events=[("Warning", "StrayTaskStopped")],
-        tasks_after={"task-9": RUNNING, "task-1": STOPPED}),
-    Row("answer of attempt 1 lost, grace over: an Event says so, attempt 2 starts",
+        calls=[("start", None), ("stop", "task-1")],
+        events=[("Warning", "StrayTaskStopped")],
+        tasks_after={"task-9": RUNNING, "task-1": STOPPED},
+    ),
+    Row(
+        "answer of attempt 1 lost, grace over: an Event says so, attempt 2 starts",
         status=starting(1, seconds_ago=31),
         want={"phase": "Recording", "taskId": "task-1", "attempt.number": 2},
-        calls=[("start", None)], events=[("Warning", "UnknownOutcome"), ("Normal", "Started")],
-        then=lambda w: _assert(w.kube.status_writes("rec")[0].body["status"]["reason"] == "UnknownOutcome")),
-    Row("answer lost, within the grace: wait out the rest, nothing sent or written",
-        status=starting(1, seconds_ago=10), raises=RetryLater, delay=(GRACE - 10, GRACE - 10),
-        calls=[], status_writes=0, events=[]),
-    Row("answer lost, evidence of its task waits: never a new attempt, look again soon",
-        status=starting(1, seconds_ago=100), given=evidence_waits, raises=RetryLater, delay=(2.0, 2.0),
-        calls=[], status_writes=0),
-    Row("answer lost, the cloud is down: wait for it, look again soon",
-        status=starting(1, seconds_ago=100), given=cloud_down, raises=RetryLater, delay=(2.0, 2.0),
-        calls=[], status_writes=0),
-    Row("answer lost during an outage: the grace counts from the cloud's return",
+        calls=[("start", None)],
+        events=[("Warning", "UnknownOutcome"), ("Normal", "Started")],
+        then=lambda w: _assert(w.kube.status_writes("rec")[0].body["status"]["reason"] == "UnknownOutcome"),
+    ),
+    Row(
+        "answer lost, within the grace: wait out the rest, nothing sent or written",
+        status=starting(1, seconds_ago=10),
+        raises=RetryLater,
+        delay=(GRACE - 10, GRACE - 10),
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "answer lost, evidence of its task waits: never a new attempt, look again soon",
+        status=starting(1, seconds_ago=100),
+        given=evidence_waits,
+        raises=RetryLater,
+        delay=(2.0, 2.0),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "answer lost, the cloud is down: wait for it, look again soon",
+        status=starting(1, seconds_ago=100),
+        given=cloud_down,
+        raises=RetryLater,
+        delay=(2.0, 2.0),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "answer lost during an outage: the grace counts from the cloud's return",
         status=starting(1, seconds_ago=100),
         given=lambda w: setattr(w.clients.reachability, "since", NOW - timedelta(seconds=10)),
-        raises=RetryLater, delay=(GRACE - 10, GRACE - 10), calls=[]),
-    Row("attempt not executed: the next number at once, nothing said of a lost answer",
-        status={"phase": "Pending", "reason": "Throttling.User",
-                "attempt": {"number": 2, "startedAt": ago(5), "notExecuted": True}},
+        raises=RetryLater,
+        delay=(GRACE - 10, GRACE - 10),
+        calls=[],
+    ),
+    Row(
+        "attempt not executed: the next number at once, nothing said of a lost answer",
+        status={
+            "phase": "Pending",
+            "reason": "Throttling.User",
+            "attempt": {"number": 2, "startedAt": ago(5), "notExecuted": True},
+        },
         want={"phase": "Recording", "taskId": "task-1", "attempt.number": 3, "attempt.notExecuted": ABSENT},
-        calls=[("start", None)], events=[("Normal", "Started")]),
-    Row("the write-ahead after a not-executed attempt does not claim a lost answer",
-        status={"phase": "Pending", "reason": "Throttling.User",
-                "attempt": {"number": 2, "startedAt": ago(5), "notExecuted": True}},
-        then=lambda w: _write_ahead_claims_no_lost_answer(w, 3)),
-    Row("Failed and the spec changed: a new attempt",
-        status={"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1,
-                "attempt": {"number": 1, "startedAt": ago(100), "notExecuted": True}},
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+    ),
+    Row(
+        "the write-ahead after a not-executed attempt does not claim a lost answer",
+        status={
+            "phase": "Pending",
+            "reason": "Throttling.User",
+            "attempt": {"number": 2, "startedAt": ago(5), "notExecuted": True},
+        },
+        then=lambda w: _write_ahead_claims_no_lost_answer(w, 3),
+    ),
+    Row(
+        "Failed and the spec changed: a new attempt",
+        status={
+            "phase": "Failed",
+            "reason": "InvalidParameter.AppId",
+            "observedGeneration": 1,
+            "attempt": {"number": 1, "startedAt": ago(100), "notExecuted": True},
+        },
         generation=2,
         want={"phase": "Recording", "attempt.number": 2, "attempt.generation": 2, "observedGeneration": 2},
-        calls=[("start", None)], events=[("Normal", "Started")]),
-    Row("Failed, spec unchanged: nothing",
-        status={"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1,
-                "attempt": {"number": 1, "startedAt": ago(100), "notExecuted": True}},
-        want={"phase": "Failed"}, calls=[], status_writes=0, events=[]),
-    Row("Completed: never restarted behind the user's back",
-        status=finished(), generation=2, tasks={"task-1": STOPPED}, calls=[], status_writes=0, events=[]),
-    Row("Recording, spec unchanged: nothing (no call, no write)",
-        status=recording_as(), calls=[], status_writes=0, requests=0),
-    Row("a spec only the operator can check (OSS endpoint outside the default region): Failed, nothing sent",
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+    ),
+    Row(
+        "Failed, spec unchanged: nothing",
+        status={
+            "phase": "Failed",
+            "reason": "InvalidParameter.AppId",
+            "observedGeneration": 1,
+            "attempt": {"number": 1, "startedAt": ago(100), "notExecuted": True},
+        },
+        want={"phase": "Failed"},
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "Completed: never restarted behind the user's back",
+        status=finished(),
+        generation=2,
+        tasks={"task-1": STOPPED},
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "Recording, spec unchanged: nothing (no call, no write)",
+        status=recording_as(),
+        calls=[],
+        status_writes=0,
+        requests=0,
+    ),
+    Row(
+        "a spec only the operator can check (OSS endpoint outside the default region): Failed, nothing sent",
         spec={"region": None, "storage": {"oss": {"endpoint": "oss-us-east-1.aliyuncs.com"}}},
-        want={"phase": "Failed", "reason": "InvalidSpec", "message": Has("default region cn-shanghai"),
-              "observedGeneration": 1},
-        calls=[], events=[("Warning", "InvalidSpec")]),
-    Row("a spec the CRD should have refused: Failed InvalidSpec naming the field, nothing sent",
+        want={
+            "phase": "Failed",
+            "reason": "InvalidSpec",
+            "message": Has("default region cn-shanghai"),
+            "observedGeneration": 1,
+        },
+        calls=[],
+        events=[("Warning", "InvalidSpec")],
+    ),
+    Row(
+        "a spec the CRD should have refused: Failed InvalidSpec naming the field, nothing sent",
         spec={"mode": "Sideways"},
         want={"phase": "Failed", "reason": "InvalidSpec", "message": Has("spec.mode")},
-        calls=[], events=[("Warning", "InvalidSpec")]),
-    Row("an invalid spec over a running task: it keeps recording, Synced=False",
-        status=recording_as(), generation=2, spec={"mode": "Sideways"},
-        want={"phase": "Recording", "taskId": "task-1", "reason": "InvalidSpec", "conditions.Synced": "False",
-              "observedGeneration": 2},
-        calls=[], events=[("Warning", "InvalidSpec")], tasks_after={"task-1": RUNNING}),
-    Row("an invalid spec already refused for this generation: no write, no second Event",
-        status={"phase": "Failed", "reason": "InvalidSpec", "observedGeneration": 1}, spec={"mode": "Sideways"},
-        calls=[], status_writes=0, events=[]),
-    Row("credentials Secret missing: Pending CredentialsUnavailable, backoff, nothing sent",
-        spec={"credentialsSecretRef": {"name": "keys"}}, act=reconcile(retry=1),
-        raises=RetryLater, delay=backoff(1),
+        calls=[],
+        events=[("Warning", "InvalidSpec")],
+    ),
+    Row(
+        "an invalid spec over a running task: it keeps recording, Synced=False",
+        status=recording_as(),
+        generation=2,
+        spec={"mode": "Sideways"},
+        want={
+            "phase": "Recording",
+            "taskId": "task-1",
+            "reason": "InvalidSpec",
+            "conditions.Synced": "False",
+            "observedGeneration": 2,
+        },
+        calls=[],
+        events=[("Warning", "InvalidSpec")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "an invalid spec already refused for this generation: no write, no second Event",
+        status={"phase": "Failed", "reason": "InvalidSpec", "observedGeneration": 1},
+        spec={"mode": "Sideways"},
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "credentials Secret missing: Pending CredentialsUnavailable, backoff, nothing sent",
+        spec={"credentialsSecretRef": {"name": "keys"}},
+        act=reconcile(retry=1),
+        raises=RetryLater,
+        delay=backoff(1),
         want={"phase": "Pending", "reason": "CredentialsUnavailable", "message": Has("keys"), "attempt": ABSENT},
-        calls=[], events=[("Warning", "CredentialsUnavailable")]),
-    Row("credentials Secret missing, still: no second write or Event",
-        spec={"credentialsSecretRef": {"name": "keys"}}, status={"phase": "Pending", "reason": "CredentialsUnavailable",
-                                                                 "message": MISSING_KEYS},
-        raises=RetryLater, calls=[], status_writes=0, events=[]),
-    Row("a credentials Secret that did not opt in: refused in the very words of a missing one",
+        calls=[],
+        events=[("Warning", "CredentialsUnavailable")],
+    ),
+    Row(
+        "credentials Secret missing, still: no second write or Event",
+        spec={"credentialsSecretRef": {"name": "keys"}},
+        status={"phase": "Pending", "reason": "CredentialsUnavailable", "message": MISSING_KEYS},
+        raises=RetryLater,
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "a credentials Secret that did not opt in: refused in the very words of a missing one",
         spec={"credentialsSecretRef": {"name": "keys"}},
         given=lambda w: w.kube.add_secret(NS, "keys", {"accessKeyId": "AK1", "accessKeySecret": "s"}),
-        raises=RetryLater, want={"phase": "Pending", "message": MISSING_KEYS}, calls=[]),
-    Row("credentials Secret missing, but a task was adopted meanwhile: its status is left alone",
+        raises=RetryLater,
+        want={"phase": "Pending", "message": MISSING_KEYS},
+        calls=[],
+    ),
+    Row(
+        "credentials Secret missing, but a task was adopted meanwhile: its status is left alone",
         spec={"credentialsSecretRef": {"name": "keys"}},
         given=poke_before("GET", GET_REC, {"phase": "Recording", "taskId": "task-5"}),
-        raises=RetryLater, want={"phase": "Recording", "taskId": "task-5"}, calls=[], status_writes=0),
-    Row("credentials from the Secret: the task belongs to that account",
+        raises=RetryLater,
+        want={"phase": "Recording", "taskId": "task-5"},
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "credentials from the Secret: the task belongs to that account",
         spec={"credentialsSecretRef": {"name": "keys"}},
         given=lambda w: w.kube.add_secret(NS, "keys", {"accessKeyId": "AK1", "accessKeySecret": "s"}, CREDENTIALS),
-        want={"phase": "Recording", "taskId": "task-1"}, calls=[("start", None)],
-        then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK1")),
-    Row("without a receiver: spec.notify.url and its key from the user's Secret",
-        settings=NO_RECEIVER, spec={"notify": NOTIFY},
+        want={"phase": "Recording", "taskId": "task-1"},
+        calls=[("start", None)],
+        then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK1"),
+    ),
+    Row(
+        "without a receiver: spec.notify.url and its key from the user's Secret",
+        settings=NO_RECEIVER,
+        spec={"notify": NOTIFY},
         given=lambda w: w.kube.add_secret(NS, "notify", {"k": "userkey0123456789"}, NOTIFY_KEY),
-        want={"phase": "Recording"}, calls=[("start", None)], then=notify_from_spec),
-    Row("without a receiver, the notify key's Secret missing: Pending, nothing sent",
-        settings=NO_RECEIVER, spec={"notify": NOTIFY},
-        raises=RetryLater, want={"phase": "Pending", "reason": "CredentialsUnavailable"}, calls=[]),
+        want={"phase": "Recording"},
+        calls=[("start", None)],
+        then=notify_from_spec,
+    ),
+    Row(
+        "without a receiver, the notify key's Secret missing: Pending, nothing sent",
+        settings=NO_RECEIVER,
+        spec={"notify": NOTIFY},
+        raises=RetryLater,
+        want={"phase": "Pending", "reason": "CredentialsUnavailable"},
+        calls=[],
+    ),
 )
 
 
@@ -447,9 +686,12 @@ async def test_start(row: Row) -> None:
 
 # -- classes: the RtcRecordingClass a Start (or an adoption) uses ----------------------------------
 
-CLASS_DEFAULTS = {"storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "class-bucket"}},
-                  "transcode": BASE_TRANSCODE, "maxIdleSeconds": 600,
-                  "layout": {"background": {"url": "https://img.example.com/a.png"}}}
+CLASS_DEFAULTS = {
+    "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "class-bucket"}},
+    "transcode": BASE_TRANSCODE,
+    "maxIdleSeconds": 600,
+    "layout": {"background": {"url": "https://img.example.com/a.png"}},
+}
 CLASSED = {"recordingClassName": "standard", "storage": None, "transcode": None}
 
 
@@ -467,69 +709,128 @@ def started_from_class(w: World) -> None:
 
 
 def updated_with_pinned_background(w: World) -> None:
-    update, = w.cloud.tasks["task-1"].updates
+    (update,) = w.cloud.tasks["task-1"].updates
     assert update["MixLayoutParams"]["MixBackground"] == {"Url": "https://img.example.com/a.png"}
 
 
 PIN = {"name": "standard", "generation": 1, "defaults": CLASS_DEFAULTS}
 
 CLASSES = rows(
-    Row("a named class: its defaults fill the spec, its generation pinned with the attempt",
-        spec=CLASSED, given=a_class(),
-        want={"phase": "Recording", "taskId": "task-1", "recordingClass.name": "standard",
-              "recordingClass.generation": 1},
-        calls=[("start", None)], events=[("Normal", "Started")], then=started_from_class),
-    Row("the default class fills a resource naming none",
-        spec={"maxIdleSeconds": None}, given=a_class("house", default=True, maxIdleSeconds=900),
+    Row(
+        "a named class: its defaults fill the spec, its generation pinned with the attempt",
+        spec=CLASSED,
+        given=a_class(),
+        want={
+            "phase": "Recording",
+            "taskId": "task-1",
+            "recordingClass.name": "standard",
+            "recordingClass.generation": 1,
+        },
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+        then=started_from_class,
+    ),
+    Row(
+        "the default class fills a resource naming none",
+        spec={"maxIdleSeconds": None},
+        given=a_class("house", default=True, maxIdleSeconds=900),
         want={"phase": "Recording", "recordingClass.name": "house"},
-        then=lambda w: _assert(w.cloud.tasks["task-1"].params["MaxIdleTime"] == 900)),
-    Row("a default class whose namespaceSelector does not match: no class",
+        then=lambda w: _assert(w.cloud.tasks["task-1"].params["MaxIdleTime"] == 900),
+    ),
+    Row(
+        "a default class whose namespaceSelector does not match: no class",
         given=a_class("house", default=True, namespaceSelector={"matchLabels": {"team": "a"}}),
-        want={"phase": "Recording", "recordingClass": ABSENT}),
-    Row("the class's credentials Secret, in its own namespace, is the account",
+        want={"phase": "Recording", "recordingClass": ABSENT},
+    ),
+    Row(
+        "the class's credentials Secret, in its own namespace, is the account",
         spec=CLASSED,
-        given=all_of(a_class(credentialsSecretRef={"namespace": "shared", "name": "keys"}),
-                     lambda w: w.kube.add_secret("shared", "keys", {"accessKeyId": "AK9", "accessKeySecret": "s"},
-                                                 CREDENTIALS)),
+        given=all_of(
+            a_class(credentialsSecretRef={"namespace": "shared", "name": "keys"}),
+            lambda w: w.kube.add_secret("shared", "keys", {"accessKeyId": "AK9", "accessKeySecret": "s"}, CREDENTIALS),
+        ),
         want={"phase": "Recording", "recordingClass.credentialsSecretRef.namespace": "shared"},
-        then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK9")),
-    Row("a named class that does not exist (yet): Pending ClassNotFound, one Warning, nothing sent",
-        spec=CLASSED, act=reconcile(retry=1), raises=RetryLater, delay=backoff(1),
-        want={"phase": "Pending", "reason": "ClassNotFound", "attempt": ABSENT},
-        calls=[], events=[("Warning", "ClassNotFound")]),
-    Row("still no such class: no second write or Event",
-        spec=CLASSED, status={"phase": "Pending", "reason": "ClassNotFound", "message": "waiting"},
-        raises=RetryLater, calls=[], status_writes=0, events=[]),
-    Row("a class whose namespaceSelector refuses this namespace: Failed ClassNotAllowed, nothing sent",
-        spec=CLASSED, given=a_class(namespaceSelector={"matchLabels": {"team": "a"}}),
-        want={"phase": "Failed", "reason": "ClassNotAllowed", "attempt": ABSENT},
-        calls=[], events=[("Warning", "ClassNotAllowed")]),
-    Row("a class whose selector matches the namespace's labels",
+        then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK9"),
+    ),
+    Row(
+        "a named class that does not exist (yet): Pending ClassNotFound, one Warning, nothing sent",
         spec=CLASSED,
-        given=all_of(a_class(namespaceSelector={"matchLabels": {"team": "a"}}),
-                     lambda w: w.kube.add_namespace(NS, {"team": "a"})),
-        want={"phase": "Recording", "recordingClass.name": "standard"}),
-    Row("the merged spec is invalid: Failed InvalidSpec saying who set the field, nothing sent",
+        act=reconcile(retry=1),
+        raises=RetryLater,
+        delay=backoff(1),
+        want={"phase": "Pending", "reason": "ClassNotFound", "attempt": ABSENT},
+        calls=[],
+        events=[("Warning", "ClassNotFound")],
+    ),
+    Row(
+        "still no such class: no second write or Event",
+        spec=CLASSED,
+        status={"phase": "Pending", "reason": "ClassNotFound", "message": "waiting"},
+        raises=RetryLater,
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "a class whose namespaceSelector refuses this namespace: Failed ClassNotAllowed, nothing sent",
+        spec=CLASSED,
+        given=a_class(namespaceSelector={"matchLabels": {"team": "a"}}),
+        want={"phase": "Failed", "reason": "ClassNotAllowed", "attempt": ABSENT},
+        calls=[],
+        events=[("Warning", "ClassNotAllowed")],
+    ),
+    Row(
+        "a class whose selector matches the namespace's labels",
+        spec=CLASSED,
+        given=all_of(
+            a_class(namespaceSelector={"matchLabels": {"team": "a"}}), lambda w: w.kube.add_namespace(NS, {"team": "a"})
+        ),
+        want={"phase": "Recording", "recordingClass.name": "standard"},
+    ),
+    Row(
+        "the merged spec is invalid: Failed InvalidSpec saying who set the field, nothing sent",
         spec=CLASSED,
         given=a_class(storage={"oss": {"endpoint": "oss-us-east-1.aliyuncs.com", "bucket": "class-bucket"}}),
         want={"phase": "Failed", "reason": "InvalidSpec", "message": Has("set by RtcRecordingClass standard")},
-        calls=[], events=[("Warning", "InvalidSpec")]),
-    Row("reading the class fails (apiserver): retried, nothing written",
-        spec=CLASSED, given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses/", KubeError(500, "etcd")),
-        raises=RetryLater, calls=[], status_writes=0),
-    Row("adopting with a class: the pin is written with the adoption",
-        spec=CLASSED, annotations={ADOPT_ANNOTATION: "task-7"}, tasks={"task-7": RUNNING}, given=a_class(),
+        calls=[],
+        events=[("Warning", "InvalidSpec")],
+    ),
+    Row(
+        "reading the class fails (apiserver): retried, nothing written",
+        spec=CLASSED,
+        given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses/", KubeError(500, "etcd")),
+        raises=RetryLater,
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "adopting with a class: the pin is written with the adoption",
+        spec=CLASSED,
+        annotations={ADOPT_ANNOTATION: "task-7"},
+        tasks={"task-7": RUNNING},
+        given=a_class(),
         want={"taskId": "task-7", "recordingClass.name": "standard"},
-        calls=[("describe", "task-7"), ("update", "task-7")]),
-    Row("an Update uses the pinned class generation, not the class as it is now",
-        spec=CLASSED, generation=2, status=recording_as(recordingClass=PIN),
+        calls=[("describe", "task-7"), ("update", "task-7")],
+    ),
+    Row(
+        "an Update uses the pinned class generation, not the class as it is now",
+        spec=CLASSED,
+        generation=2,
+        status=recording_as(recordingClass=PIN),
         given=a_class(generation=2, layout={"background": {"url": "https://img.example.com/b.png"}}),
-        want={"observedGeneration": 2, "recordingClass.generation": 1}, calls=[("update", "task-1")],
-        then=updated_with_pinned_background),
-    Row("an Update whose merge with the pinned class is invalid: refused, the task keeps recording",
-        spec={**CLASSED, "mode": "Individual", "layout": None}, generation=2, status=recording_as(recordingClass=PIN),
-        want={"phase": "Recording", "reason": "InvalidSpec", "conditions.Synced": "False"}, calls=[],
-        events=[("Warning", "InvalidSpec")]),
+        want={"observedGeneration": 2, "recordingClass.generation": 1},
+        calls=[("update", "task-1")],
+        then=updated_with_pinned_background,
+    ),
+    Row(
+        "an Update whose merge with the pinned class is invalid: refused, the task keeps recording",
+        spec={**CLASSED, "mode": "Individual", "layout": None},
+        generation=2,
+        status=recording_as(recordingClass=PIN),
+        want={"phase": "Recording", "reason": "InvalidSpec", "conditions.Synced": "False"},
+        calls=[],
+        events=[("Warning", "InvalidSpec")],
+    ),
 )
 
 
@@ -540,47 +841,105 @@ async def test_classes(row: Row) -> None:
 
 # -- update --------------------------------------------------------------------------------------
 
+
 def one_update(w: World) -> None:
     assert len(w.cloud.tasks["task-1"].updates) == 1
     assert set(w.cloud.tasks["task-1"].updates[0]) == {"SubscribeParams", "MixLayoutParams"}
 
 
 UPDATE = rows(
-    Row("spec changed while recording: Update, Synced, observedGeneration moves",
-        status=recording_as(), generation=2,
+    Row(
+        "spec changed while recording: Update, Synced, observedGeneration moves",
+        status=recording_as(),
+        generation=2,
         want={"phase": "Recording", "reason": "Updated", "observedGeneration": 2, "conditions.Synced": "True"},
-        calls=[("update", "task-1")], events=[("Normal", "Updated")], then=one_update),
-    Row("spec changed while recovering: Update too",
-        status=recording_as(phase="Recovering"), generation=2,
-        want={"phase": "Recovering", "observedGeneration": 2}, calls=[("update", "task-1")],
-        events=[("Normal", "Updated")]),
-    Row("Update refused: the task keeps its settings, Synced=False, observedGeneration moves",
-        status=recording_as(), generation=2, script={"update": (invalid("InvalidParameter.UserPanes"),)},
-        want={"phase": "Recording", "taskId": "task-1", "reason": "InvalidParameter.UserPanes",
-              "observedGeneration": 2, "conditions.Synced": "False"},
-        calls=[("update", "task-1")], events=[("Warning", "UpdateFailed")]),
-    Row("the task ended meanwhile (NotFound): Describe, Completed instead",
-        status=recording_as(), generation=2, tasks={"task-1": STOPPED},
+        calls=[("update", "task-1")],
+        events=[("Normal", "Updated")],
+        then=one_update,
+    ),
+    Row(
+        "spec changed while recovering: Update too",
+        status=recording_as(phase="Recovering"),
+        generation=2,
+        want={"phase": "Recovering", "observedGeneration": 2},
+        calls=[("update", "task-1")],
+        events=[("Normal", "Updated")],
+    ),
+    Row(
+        "Update refused: the task keeps its settings, Synced=False, observedGeneration moves",
+        status=recording_as(),
+        generation=2,
+        script={"update": (invalid("InvalidParameter.UserPanes"),)},
+        want={
+            "phase": "Recording",
+            "taskId": "task-1",
+            "reason": "InvalidParameter.UserPanes",
+            "observedGeneration": 2,
+            "conditions.Synced": "False",
+        },
+        calls=[("update", "task-1")],
+        events=[("Warning", "UpdateFailed")],
+    ),
+    Row(
+        "the task ended meanwhile (NotFound): Describe, Completed instead",
+        status=recording_as(),
+        generation=2,
+        tasks={"task-1": STOPPED},
         want={"phase": "Completed", "reason": "IdleTimeout", "completionTime": ts(NOW)},
-        calls=[("update", "task-1"), ("describe", "task-1")], events=[("Normal", "IdleTimeout")]),
-    Row("the cloud no longer knows the task: Failed TaskLost, never a silent restart",
-        status=recording_as(), generation=2, tasks={},
+        calls=[("update", "task-1"), ("describe", "task-1")],
+        events=[("Normal", "IdleTimeout")],
+    ),
+    Row(
+        "the cloud no longer knows the task: Failed TaskLost, never a silent restart",
+        status=recording_as(),
+        generation=2,
+        tasks={},
         want={"phase": "Failed", "reason": "TaskLost", "taskId": "task-1"},
-        calls=[("update", "task-1"), ("describe", "task-1")], events=[("Warning", "TaskLost")]),
-    Row("Update throttled: backoff, nothing written",
-        status=recording_as(), generation=2, script={"update": (throttled(),)}, act=reconcile(retry=2),
-        raises=RetryLater, delay=backoff(2), want={"observedGeneration": 1}, calls=[("update", "task-1")],
-        status_writes=0, events=[]),
-    Row("Update transient: retried soon",
-        status=recording_as(), generation=2, script={"update": (transient(),)}, act=reconcile(retry=7),
-        raises=RetryLater, delay=backoff(0), status_writes=0),
-    Row("Update without credentials: retried, nothing written",
-        status=recording_as(), generation=2, spec={"credentialsSecretRef": {"name": "keys"}},
-        raises=RetryLater, calls=[], status_writes=0),
-    Row("task replaced between Update and its write: nothing written over the new one",
-        status=recording_as(), generation=2, tasks={"task-1": RUNNING, "task-2": RUNNING},
+        calls=[("update", "task-1"), ("describe", "task-1")],
+        events=[("Warning", "TaskLost")],
+    ),
+    Row(
+        "Update throttled: backoff, nothing written",
+        status=recording_as(),
+        generation=2,
+        script={"update": (throttled(),)},
+        act=reconcile(retry=2),
+        raises=RetryLater,
+        delay=backoff(2),
+        want={"observedGeneration": 1},
+        calls=[("update", "task-1")],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "Update transient: retried soon",
+        status=recording_as(),
+        generation=2,
+        script={"update": (transient(),)},
+        act=reconcile(retry=7),
+        raises=RetryLater,
+        delay=backoff(0),
+        status_writes=0,
+    ),
+    Row(
+        "Update without credentials: retried, nothing written",
+        status=recording_as(),
+        generation=2,
+        spec={"credentialsSecretRef": {"name": "keys"}},
+        raises=RetryLater,
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "task replaced between Update and its write: nothing written over the new one",
+        status=recording_as(),
+        generation=2,
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
         given=poke_before("GET", GET_REC, {"taskId": "task-2", "observedGeneration": 1}),
-        want={"taskId": "task-2", "observedGeneration": 1}, calls=[("update", "task-1")], events=[]),
+        want={"taskId": "task-2", "observedGeneration": 1},
+        calls=[("update", "task-1")],
+        events=[],
+    ),
 )
 
 
@@ -590,6 +949,7 @@ async def test_update(row: Row) -> None:
 
 
 # -- halt: suspend and maxDurationSeconds -----------------------------------------------------------
+
 
 def intent_before_stop(w: World, reason: str) -> None:
     patches = [e for e in w.journal if e[0] == "cloud" or (e[1] == "PATCH" and e[2].endswith("/status"))]
@@ -610,55 +970,134 @@ async def twice(w: World) -> None:
 
 
 HALT = rows(
-    Row("suspend while recording: intent written, Stop, Suspended with the task in history",
-        status=recording_as(), spec={"suspend": True},
-        want={"phase": "Suspended", "reason": "Suspended", "taskId": ABSENT, "observedGeneration": 1,
-              "conditions.Ready": "True", "pendingEvent": ABSENT},
-        calls=[("stop", "task-1")], events=[("Normal", "Suspended")], tasks_after={"task-1": STOPPED},
-        then=lambda w: (intent_before_stop(w, "Suspended"),
-                        _assert([h["taskId"] for h in w.status()["history"]] == ["task-1"]))),
-    Row("maxDurationSeconds passed: intent, Stop, Completed MaxDuration",
-        status=recording_as(), spec={"maxDurationSeconds": 60},
+    Row(
+        "suspend while recording: intent written, Stop, Suspended with the task in history",
+        status=recording_as(),
+        spec={"suspend": True},
+        want={
+            "phase": "Suspended",
+            "reason": "Suspended",
+            "taskId": ABSENT,
+            "observedGeneration": 1,
+            "conditions.Ready": "True",
+            "pendingEvent": ABSENT,
+        },
+        calls=[("stop", "task-1")],
+        events=[("Normal", "Suspended")],
+        tasks_after={"task-1": STOPPED},
+        then=lambda w: (
+            intent_before_stop(w, "Suspended"),
+            _assert([h["taskId"] for h in w.status()["history"]] == ["task-1"]),
+        ),
+    ),
+    Row(
+        "maxDurationSeconds passed: intent, Stop, Completed MaxDuration",
+        status=recording_as(),
+        spec={"maxDurationSeconds": 60},
         want={"phase": "Completed", "reason": "MaxDuration", "taskId": "task-1", "completionTime": ts(NOW)},
-        calls=[("stop", "task-1")], events=[("Normal", "MaxDuration")], tasks_after={"task-1": STOPPED},
-        then=lambda w: intent_before_stop(w, "MaxDuration")),
-    Row("maxDurationSeconds not reached: nothing",
-        status=recording_as(), spec={"maxDurationSeconds": 3600}, calls=[], status_writes=0, requests=0),
-    Row("a halt interrupted after its intent: Stop again, the intent is not rewritten",
-        status=recording_as(phase="Stopping", reason="Suspended"), spec={"suspend": True},
-        want={"phase": "Suspended", "taskId": ABSENT}, calls=[("stop", "task-1")], events=[("Normal", "Suspended")],
-        status_writes=2),  # the outcome, then clearing its pendingEvent
-    Row("a halt interrupted after its intent, and suspend cleared since: finished anyway",
+        calls=[("stop", "task-1")],
+        events=[("Normal", "MaxDuration")],
+        tasks_after={"task-1": STOPPED},
+        then=lambda w: intent_before_stop(w, "MaxDuration"),
+    ),
+    Row(
+        "maxDurationSeconds not reached: nothing",
+        status=recording_as(),
+        spec={"maxDurationSeconds": 3600},
+        calls=[],
+        status_writes=0,
+        requests=0,
+    ),
+    Row(
+        "a halt interrupted after its intent: Stop again, the intent is not rewritten",
         status=recording_as(phase="Stopping", reason="Suspended"),
-        want={"phase": "Suspended"}, calls=[("stop", "task-1")]),
-    Row("the cloud is stopping the task and suspend is set: our intent, Stop (NotFound), Suspended",
-        status=recording_as(phase="Stopping", reason="StoppedByCloud"), tasks={"task-1": STOPPING},
-        spec={"suspend": True}, want={"phase": "Suspended"}, calls=[("stop", "task-1")]),
-    Row("Stop answers NotFound (stopped already): the same outcome",
-        status=recording_as(), spec={"suspend": True}, tasks={"task-1": STOPPED},
-        want={"phase": "Suspended"}, calls=[("stop", "task-1")], events=[("Normal", "Suspended")]),
-    Row("Stop throttled: StopFailed, Stopping kept, backoff",
-        status=recording_as(), spec={"suspend": True}, script={"stop": (throttled(),)}, act=reconcile(retry=1),
-        raises=RetryLater, delay=backoff(1),
+        spec={"suspend": True},
+        want={"phase": "Suspended", "taskId": ABSENT},
+        calls=[("stop", "task-1")],
+        events=[("Normal", "Suspended")],
+        status_writes=2,
+    ),  # the outcome, then clearing its pendingEvent
+    Row(
+        "a halt interrupted after its intent, and suspend cleared since: finished anyway",
+        status=recording_as(phase="Stopping", reason="Suspended"),
+        want={"phase": "Suspended"},
+        calls=[("stop", "task-1")],
+    ),
+    Row(
+        "the cloud is stopping the task and suspend is set: our intent, Stop (NotFound), Suspended",
+        status=recording_as(phase="Stopping", reason="StoppedByCloud"),
+        tasks={"task-1": STOPPING},
+        spec={"suspend": True},
+        want={"phase": "Suspended"},
+        calls=[("stop", "task-1")],
+    ),
+    Row(
+        "Stop answers NotFound (stopped already): the same outcome",
+        status=recording_as(),
+        spec={"suspend": True},
+        tasks={"task-1": STOPPED},
+        want={"phase": "Suspended"},
+        calls=[("stop", "task-1")],
+        events=[("Normal", "Suspended")],
+    ),
+    Row(
+        "Stop throttled: StopFailed, Stopping kept, backoff",
+        status=recording_as(),
+        spec={"suspend": True},
+        script={"stop": (throttled(),)},
+        act=reconcile(retry=1),
+        raises=RetryLater,
+        delay=backoff(1),
         want={"phase": "Stopping", "reason": "Suspended", "taskId": "task-1"},
-        calls=[("stop", "task-1")], events=[("Warning", "StopFailed")], tasks_after={"task-1": RUNNING}),
-    Row("Stop refused twice: one StopFailed Event, counted twice",
-        status=recording_as(), spec={"suspend": True}, script={"stop": (transient(), transient())}, act=twice,
-        calls=[("stop", "task-1"), ("stop", "task-1")], then=stop_failed_counted),
-    Row("task replaced before the intent: no Stop of either task",
-        status=recording_as(), spec={"suspend": True}, tasks={"task-1": RUNNING, "task-2": RUNNING},
+        calls=[("stop", "task-1")],
+        events=[("Warning", "StopFailed")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "Stop refused twice: one StopFailed Event, counted twice",
+        status=recording_as(),
+        spec={"suspend": True},
+        script={"stop": (transient(), transient())},
+        act=twice,
+        calls=[("stop", "task-1"), ("stop", "task-1")],
+        then=stop_failed_counted,
+    ),
+    Row(
+        "task replaced before the intent: no Stop of either task",
+        status=recording_as(),
+        spec={"suspend": True},
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
         given=poke_before("GET", GET_REC, {"taskId": "task-2"}),
-        want={"taskId": "task-2", "phase": "Recording"}, calls=[], status_writes=0,
-        tasks_after={"task-1": RUNNING, "task-2": RUNNING}),
-    Row("on_due: maxDurationSeconds passed: halted",
-        status=recording_as(), spec={"maxDurationSeconds": 60}, act=on_due(),
-        want={"phase": "Completed", "reason": "MaxDuration"}, calls=[("stop", "task-1")]),
-    Row("on_due: not due (any more): nothing",
-        status=recording_as(), spec={"maxDurationSeconds": 3600}, act=on_due(), calls=[], status_writes=0),
-    Row("on_due: the resource is gone: nothing",
-        status=recording_as(), spec={"maxDurationSeconds": 60}, act=on_due(), given=gone, calls=[]),
-    Row("on_due never starts, adopts or updates",
-        status={}, act=on_due(), generation=3, calls=[], status_writes=0),
+        want={"taskId": "task-2", "phase": "Recording"},
+        calls=[],
+        status_writes=0,
+        tasks_after={"task-1": RUNNING, "task-2": RUNNING},
+    ),
+    Row(
+        "on_due: maxDurationSeconds passed: halted",
+        status=recording_as(),
+        spec={"maxDurationSeconds": 60},
+        act=on_due(),
+        want={"phase": "Completed", "reason": "MaxDuration"},
+        calls=[("stop", "task-1")],
+    ),
+    Row(
+        "on_due: not due (any more): nothing",
+        status=recording_as(),
+        spec={"maxDurationSeconds": 3600},
+        act=on_due(),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "on_due: the resource is gone: nothing",
+        status=recording_as(),
+        spec={"maxDurationSeconds": 60},
+        act=on_due(),
+        given=gone,
+        calls=[],
+    ),
+    Row("on_due never starts, adopts or updates", status={}, act=on_due(), generation=3, calls=[], status_writes=0),
 )
 
 
@@ -670,46 +1109,97 @@ async def test_halt(row: Row) -> None:
 # -- suspend with no task -------------------------------------------------------------------------
 
 SUSPEND = rows(
-    Row("suspend before any Start: Suspended, nothing sent",
+    Row(
+        "suspend before any Start: Suspended, nothing sent",
         spec={"suspend": True},
         want={"phase": "Suspended", "reason": "Suspended", "observedGeneration": 1, "attempt": ABSENT},
-        calls=[], events=[("Normal", "Suspended")]),
-    Row("already Suspended: nothing",
-        status={"phase": "Suspended", "reason": "Suspended", "observedGeneration": 1}, spec={"suspend": True},
-        calls=[], status_writes=0, events=[]),
-    Row("suspend over a not-executed attempt: Suspended, the attempt stays given up",
+        calls=[],
+        events=[("Normal", "Suspended")],
+    ),
+    Row(
+        "already Suspended: nothing",
+        status={"phase": "Suspended", "reason": "Suspended", "observedGeneration": 1},
+        spec={"suspend": True},
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "suspend over a not-executed attempt: Suspended, the attempt stays given up",
         status={"phase": "Pending", "attempt": {"number": 2, "startedAt": ago(5), "notExecuted": True}},
         spec={"suspend": True},
-        want={"phase": "Suspended", "attempt.number": 2, "attempt.notExecuted": True}, calls=[]),
-    Row("suspend over a lost answer, grace over: Suspended, the attempt given up (a late callback is a stray)",
-        status=starting(1, seconds_ago=31), spec={"suspend": True},
-        want={"phase": "Suspended", "attempt.number": 1, "attempt.notExecuted": True}, calls=[],
-        events=[("Normal", "Suspended")]),
-    Row("suspend over a lost answer within the grace: wait first (its task may yet be adopted, then stopped)",
-        status=starting(1, seconds_ago=10), spec={"suspend": True},
-        raises=RetryLater, delay=(GRACE - 10, GRACE - 10), calls=[], status_writes=0),
-    Row("suspend over a refused Start whose spec changed: Suspended",
-        status={"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1}, generation=2,
-        spec={"suspend": True}, want={"phase": "Suspended", "observedGeneration": 2}, calls=[]),
-    Row("suspend with the adopt annotation: Suspended, nothing adopted",
-        annotations={ADOPT_ANNOTATION: "task-7"}, tasks={"task-7": RUNNING}, spec={"suspend": True},
-        want={"phase": "Suspended", "taskId": ABSENT}, calls=[]),
-    Row("suspended meanwhile by a concurrent write: no second write or Event",
-        spec={"suspend": True}, given=poke_before("GET", GET_REC, {"phase": "Suspended"}),
-        calls=[], status_writes=0, events=[]),
-    Row("resumed (suspend cleared): a new attempt starts",
-        status={"phase": "Suspended", "reason": "Suspended", "observedGeneration": 1,
-                "attempt": {"number": 1, "startedAt": ago(600), "generation": 1},
-                "history": [{"taskId": "task-1", "reason": "Suspended"}]},
-        tasks={"task-1": STOPPED}, generation=2,
+        want={"phase": "Suspended", "attempt.number": 2, "attempt.notExecuted": True},
+        calls=[],
+    ),
+    Row(
+        "suspend over a lost answer, grace over: Suspended, the attempt given up (a late callback is a stray)",
+        status=starting(1, seconds_ago=31),
+        spec={"suspend": True},
+        want={"phase": "Suspended", "attempt.number": 1, "attempt.notExecuted": True},
+        calls=[],
+        events=[("Normal", "Suspended")],
+    ),
+    Row(
+        "suspend over a lost answer within the grace: wait first (its task may yet be adopted, then stopped)",
+        status=starting(1, seconds_ago=10),
+        spec={"suspend": True},
+        raises=RetryLater,
+        delay=(GRACE - 10, GRACE - 10),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "suspend over a refused Start whose spec changed: Suspended",
+        status={"phase": "Failed", "reason": "InvalidParameter.AppId", "observedGeneration": 1},
+        generation=2,
+        spec={"suspend": True},
+        want={"phase": "Suspended", "observedGeneration": 2},
+        calls=[],
+    ),
+    Row(
+        "suspend with the adopt annotation: Suspended, nothing adopted",
+        annotations={ADOPT_ANNOTATION: "task-7"},
+        tasks={"task-7": RUNNING},
+        spec={"suspend": True},
+        want={"phase": "Suspended", "taskId": ABSENT},
+        calls=[],
+    ),
+    Row(
+        "suspended meanwhile by a concurrent write: no second write or Event",
+        spec={"suspend": True},
+        given=poke_before("GET", GET_REC, {"phase": "Suspended"}),
+        calls=[],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "resumed (suspend cleared): a new attempt starts",
+        status={
+            "phase": "Suspended",
+            "reason": "Suspended",
+            "observedGeneration": 1,
+            "attempt": {"number": 1, "startedAt": ago(600), "generation": 1},
+            "history": [{"taskId": "task-1", "reason": "Suspended"}],
+        },
+        tasks={"task-1": STOPPED},
+        generation=2,
         want={"phase": "Recording", "taskId": "task-2", "attempt.number": 2, "observedGeneration": 2},
-        calls=[("start", None)]),
-    Row("resumed: no Warning claims a lost answer, and status does not either",
-        status={"phase": "Suspended", "reason": "Suspended", "observedGeneration": 1,
-                "attempt": {"number": 1, "startedAt": ago(600), "generation": 1},
-                "history": [{"taskId": "task-1", "reason": "Suspended"}]},
-        tasks={"task-1": STOPPED}, generation=2, events=[("Normal", "Started")],
-        then=lambda w: _write_ahead_claims_no_lost_answer(w, 2)),
+        calls=[("start", None)],
+    ),
+    Row(
+        "resumed: no Warning claims a lost answer, and status does not either",
+        status={
+            "phase": "Suspended",
+            "reason": "Suspended",
+            "observedGeneration": 1,
+            "attempt": {"number": 1, "startedAt": ago(600), "generation": 1},
+            "history": [{"taskId": "task-1", "reason": "Suspended"}],
+        },
+        tasks={"task-1": STOPPED},
+        generation=2,
+        events=[("Normal", "Started")],
+        then=lambda w: _write_ahead_claims_no_lost_answer(w, 2),
+    ),
 )
 
 
@@ -720,15 +1210,16 @@ async def test_suspend(row: Row) -> None:
 
 # -- expire: ttlSecondsAfterFinished ---------------------------------------------------------------
 
+
 def deleted_with_uid(w: World) -> None:
     assert w.kube.recording("rec") is None
-    delete, = [r for r in w.kube.requests if r.method == "DELETE"]
+    (delete,) = [r for r in w.kube.requests if r.method == "DELETE"]
     assert delete.body == {"preconditions": {"uid": w.uid}}
 
 
 def namesake_kept(w: World) -> None:
     assert w.kube.recording("rec")["metadata"]["uid"] == "0f8fad5b-d9cb-469f-a165-70867728950e"
-    delete, = [r for r in w.kube.requests if r.method == "DELETE"]
+    (delete,) = [r for r in w.kube.requests if r.method == "DELETE"]
     assert delete.code == 409
 
 
@@ -738,31 +1229,70 @@ def replace_with_namesake(w: World) -> None:
 
 
 EXPIRE = rows(
-    Row("Completed, TTL passed: Expired Event, deleted with the uid as a precondition",
-        status=finished(seconds_ago=61), spec={"ttlSecondsAfterFinished": 60}, tasks={"task-1": STOPPED},
-        calls=[], events=[("Normal", "Expired")], then=deleted_with_uid),
-    Row("Failed, TTL passed: deleted too",
-        status=finished("Failed", seconds_ago=61, reason="TaskLost"), spec={"ttlSecondsAfterFinished": 60},
-        calls=[], events=[("Normal", "Expired")], then=deleted_with_uid),
-    Row("TTL 0: deleted as soon as it finished",
-        status=finished(seconds_ago=0), spec={"ttlSecondsAfterFinished": 0}, then=deleted_with_uid),
-    Row("TTL not passed: nothing",
-        status=finished(seconds_ago=30), spec={"ttlSecondsAfterFinished": 60}, calls=[], requests=0),
-    Row("no TTL: kept for ever",
-        status=finished(seconds_ago=10**6), calls=[], requests=0),
-    Row("a namesake replaced it meanwhile: the uid precondition keeps the namesake",
-        status=finished(seconds_ago=61), spec={"ttlSecondsAfterFinished": 60},
-        act=stale(reconcile(), replace_with_namesake), then=namesake_kept),
-    Row("a namesake's own expiry gets its own Event (an earlier object's 'Expired' Event still exists)",
-        status=finished(seconds_ago=61), spec={"ttlSecondsAfterFinished": 60},
-        given=lambda w: w.kube.store.__setitem__(("events", NS, "rec.expired"), {
-            "metadata": {"namespace": NS, "name": "rec.expired", "resourceVersion": "1"}, "count": 1,
-            "type": "Normal", "reason": "Expired", "involvedObject": {"name": "rec", "uid": "an-earlier-rec"}}),
-        then=lambda w: _assert([e["involvedObject"]["uid"] for e in w.kube.events_about("rec")]
-                               == ["an-earlier-rec", w.uid])),
-    Row("on_due: TTL passed: deleted",
-        status=finished(seconds_ago=61), spec={"ttlSecondsAfterFinished": 60}, act=on_due(),
-        events=[("Normal", "Expired")], then=deleted_with_uid),
+    Row(
+        "Completed, TTL passed: Expired Event, deleted with the uid as a precondition",
+        status=finished(seconds_ago=61),
+        spec={"ttlSecondsAfterFinished": 60},
+        tasks={"task-1": STOPPED},
+        calls=[],
+        events=[("Normal", "Expired")],
+        then=deleted_with_uid,
+    ),
+    Row(
+        "Failed, TTL passed: deleted too",
+        status=finished("Failed", seconds_ago=61, reason="TaskLost"),
+        spec={"ttlSecondsAfterFinished": 60},
+        calls=[],
+        events=[("Normal", "Expired")],
+        then=deleted_with_uid,
+    ),
+    Row(
+        "TTL 0: deleted as soon as it finished",
+        status=finished(seconds_ago=0),
+        spec={"ttlSecondsAfterFinished": 0},
+        then=deleted_with_uid,
+    ),
+    Row(
+        "TTL not passed: nothing",
+        status=finished(seconds_ago=30),
+        spec={"ttlSecondsAfterFinished": 60},
+        calls=[],
+        requests=0,
+    ),
+    Row("no TTL: kept for ever", status=finished(seconds_ago=10**6), calls=[], requests=0),
+    Row(
+        "a namesake replaced it meanwhile: the uid precondition keeps the namesake",
+        status=finished(seconds_ago=61),
+        spec={"ttlSecondsAfterFinished": 60},
+        act=stale(reconcile(), replace_with_namesake),
+        then=namesake_kept,
+    ),
+    Row(
+        "a namesake's own expiry gets its own Event (an earlier object's 'Expired' Event still exists)",
+        status=finished(seconds_ago=61),
+        spec={"ttlSecondsAfterFinished": 60},
+        given=lambda w: w.kube.store.__setitem__(
+            ("events", NS, "rec.expired"),
+            {
+                "metadata": {"namespace": NS, "name": "rec.expired", "resourceVersion": "1"},
+                "count": 1,
+                "type": "Normal",
+                "reason": "Expired",
+                "involvedObject": {"name": "rec", "uid": "an-earlier-rec"},
+            },
+        ),
+        then=lambda w: _assert(
+            [e["involvedObject"]["uid"] for e in w.kube.events_about("rec")] == ["an-earlier-rec", w.uid]
+        ),
+    ),
+    Row(
+        "on_due: TTL passed: deleted",
+        status=finished(seconds_ago=61),
+        spec={"ttlSecondsAfterFinished": 60},
+        act=on_due(),
+        events=[("Normal", "Expired")],
+        then=deleted_with_uid,
+    ),
 )
 
 
@@ -774,65 +1304,165 @@ async def test_expire(row: Row) -> None:
 # -- delete (the finalizer) and deletionPolicy Orphan ------------------------------------------------
 
 DELETE = rows(
-    Row("a running task: exactly one Stop, a Stopped Event, the finalizer may go",
-        status=recording_as(), act=delete(),
-        calls=[("stop", "task-1")], events=[("Normal", "Stopped")], tasks_after={"task-1": STOPPED},
-        status_writes=0),
-    Row("Stop answers NotFound: nothing to stop is success",
-        status=recording_as(), tasks={}, act=delete(), calls=[("stop", "task-1")], events=[("Normal", "Stopped")]),
-    Row("a finished task: Stop anyway (idempotent; a wrong phase must not leak a task)",
-        status=finished(), tasks={"task-1": RUNNING}, act=delete(),
-        calls=[("stop", "task-1")], tasks_after={"task-1": STOPPED}),
-    Row("Stop throttled: StopFailed, the finalizer stays, backoff",
-        status=recording_as(), script={"stop": (throttled(),)}, act=delete(retry=2),
-        raises=RetryLater, delay=backoff(2), calls=[("stop", "task-1")], events=[("Warning", "StopFailed")],
-        tasks_after={"task-1": RUNNING}),
-    Row("Stop transient: the finalizer stays, retried soon",
-        status=recording_as(), script={"stop": (transient(),)}, act=delete(retry=9),
-        raises=RetryLater, delay=backoff(0), events=[("Warning", "StopFailed")]),
-    Row("Stop refused (Invalid): the finalizer stays",
-        status=recording_as(), script={"stop": (invalid("Forbidden.RAM"),)}, act=delete(),
-        raises=RetryLater, delay=backoff(0), events=[("Warning", "StopFailed")]),
-    Row("credentials gone: the finalizer stays, StopFailed",
-        status=recording_as(), spec={"credentialsSecretRef": {"name": "keys"}}, act=delete(),
-        raises=RetryLater, calls=[], events=[("Warning", "StopFailed")], tasks_after={"task-1": RUNNING}),
-    Row("Kopf's body predates an adoption: the fresh object's task is stopped",
-        status=starting(1, seconds_ago=5), tasks={"task-1": RUNNING},
+    Row(
+        "a running task: exactly one Stop, a Stopped Event, the finalizer may go",
+        status=recording_as(),
+        act=delete(),
+        calls=[("stop", "task-1")],
+        events=[("Normal", "Stopped")],
+        tasks_after={"task-1": STOPPED},
+        status_writes=0,
+    ),
+    Row(
+        "Stop answers NotFound: nothing to stop is success",
+        status=recording_as(),
+        tasks={},
+        act=delete(),
+        calls=[("stop", "task-1")],
+        events=[("Normal", "Stopped")],
+    ),
+    Row(
+        "a finished task: Stop anyway (idempotent; a wrong phase must not leak a task)",
+        status=finished(),
+        tasks={"task-1": RUNNING},
+        act=delete(),
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+    ),
+    Row(
+        "Stop throttled: StopFailed, the finalizer stays, backoff",
+        status=recording_as(),
+        script={"stop": (throttled(),)},
+        act=delete(retry=2),
+        raises=RetryLater,
+        delay=backoff(2),
+        calls=[("stop", "task-1")],
+        events=[("Warning", "StopFailed")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "Stop transient: the finalizer stays, retried soon",
+        status=recording_as(),
+        script={"stop": (transient(),)},
+        act=delete(retry=9),
+        raises=RetryLater,
+        delay=backoff(0),
+        events=[("Warning", "StopFailed")],
+    ),
+    Row(
+        "Stop refused (Invalid): the finalizer stays",
+        status=recording_as(),
+        script={"stop": (invalid("Forbidden.RAM"),)},
+        act=delete(),
+        raises=RetryLater,
+        delay=backoff(0),
+        events=[("Warning", "StopFailed")],
+    ),
+    Row(
+        "credentials gone: the finalizer stays, StopFailed",
+        status=recording_as(),
+        spec={"credentialsSecretRef": {"name": "keys"}},
+        act=delete(),
+        raises=RetryLater,
+        calls=[],
+        events=[("Warning", "StopFailed")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "Kopf's body predates an adoption: the fresh object's task is stopped",
+        status=starting(1, seconds_ago=5),
+        tasks={"task-1": RUNNING},
         act=stale(delete(), lambda w: w.poke({"phase": "Recording", "taskId": "task-1"})),
-        calls=[("stop", "task-1")]),
-    Row("already gone: nothing",
-        status=recording_as(), act=stale(delete(), gone), calls=[], tasks_after={"task-1": RUNNING}),
+        calls=[("stop", "task-1")],
+    ),
+    Row(
+        "already gone: nothing",
+        status=recording_as(),
+        act=stale(delete(), gone),
+        calls=[],
+        tasks_after={"task-1": RUNNING},
+    ),
     Row("never started: let go at once", act=delete(), calls=[], requests=1),
-    Row("attempt not executed: let go at once",
+    Row(
+        "attempt not executed: let go at once",
         status={"phase": "Pending", "attempt": {"number": 1, "startedAt": ago(1), "notExecuted": True}},
-        act=delete(), calls=[], status_writes=0),
-    Row("answer unknown within the grace: hold the finalizer for its callback",
-        status=starting(1, seconds_ago=10), act=delete(), raises=RetryLater, delay=(GRACE - 10, GRACE - 10),
-        calls=[], status_writes=0),
-    Row("answer unknown, evidence of its task waits: hold",
-        status=starting(1, seconds_ago=100), act=delete(), given=evidence_waits, raises=RetryLater,
-        delay=(2.0, 2.0), calls=[]),
-    Row("answer unknown, the cloud is down: hold",
-        status=starting(1, seconds_ago=100), act=delete(), given=cloud_down, raises=RetryLater, delay=(2.0, 2.0)),
-    Row("answer unknown, grace over: release (the attempt given up by compare-and-swap), nothing stopped",
-        status=starting(1, seconds_ago=31), act=delete(),
-        want={"attempt.number": 1, "attempt.notExecuted": True}, calls=[], status_writes=1),
-    Row("the release races with an adoption: the adopted task is stopped",
-        status=starting(1, seconds_ago=31), tasks={"task-1": RUNNING}, act=delete(),
+        act=delete(),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "answer unknown within the grace: hold the finalizer for its callback",
+        status=starting(1, seconds_ago=10),
+        act=delete(),
+        raises=RetryLater,
+        delay=(GRACE - 10, GRACE - 10),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "answer unknown, evidence of its task waits: hold",
+        status=starting(1, seconds_ago=100),
+        act=delete(),
+        given=evidence_waits,
+        raises=RetryLater,
+        delay=(2.0, 2.0),
+        calls=[],
+    ),
+    Row(
+        "answer unknown, the cloud is down: hold",
+        status=starting(1, seconds_ago=100),
+        act=delete(),
+        given=cloud_down,
+        raises=RetryLater,
+        delay=(2.0, 2.0),
+    ),
+    Row(
+        "answer unknown, grace over: release (the attempt given up by compare-and-swap), nothing stopped",
+        status=starting(1, seconds_ago=31),
+        act=delete(),
+        want={"attempt.number": 1, "attempt.notExecuted": True},
+        calls=[],
+        status_writes=1,
+    ),
+    Row(
+        "the release races with an adoption: the adopted task is stopped",
+        status=starting(1, seconds_ago=31),
+        tasks={"task-1": RUNNING},
+        act=delete(),
         given=poke_before("GET", GET_REC, {"phase": "Recording", "taskId": "task-1"}, skip=1),  # after delete's read
-        want={"taskId": "task-1", "attempt.notExecuted": ABSENT}, calls=[("stop", "task-1")],
-        tasks_after={"task-1": STOPPED}, events=[("Normal", "Stopped")]),
-    Row("deletionPolicy Orphan with a live task: it keeps running, an Event says so",
-        status=recording_as(), spec={"deletionPolicy": "Orphan"}, act=delete(),
-        calls=[], events=[("Warning", "Orphaned")], tasks_after={"task-1": RUNNING},
-        then=lambda w: _assert("keeps running" in w.kube.events_about("rec")[0]["message"])),
-    Row("deletionPolicy Orphan with nothing running",
-        status=finished(), tasks={"task-1": STOPPED}, spec={"deletionPolicy": "Orphan"}, act=delete(),
-        calls=[], events=[("Warning", "Orphaned")],
-        then=lambda w: _assert("no task was running" in w.kube.events_about("rec")[0]["message"])),
-    Row("deletionPolicy Orphan while an answer is unknown: let go without waiting",
-        status=starting(1, seconds_ago=5), spec={"deletionPolicy": "Orphan"}, act=delete(), calls=[],
-        events=[("Warning", "Orphaned")]),
+        want={"taskId": "task-1", "attempt.notExecuted": ABSENT},
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        events=[("Normal", "Stopped")],
+    ),
+    Row(
+        "deletionPolicy Orphan with a live task: it keeps running, an Event says so",
+        status=recording_as(),
+        spec={"deletionPolicy": "Orphan"},
+        act=delete(),
+        calls=[],
+        events=[("Warning", "Orphaned")],
+        tasks_after={"task-1": RUNNING},
+        then=lambda w: _assert("keeps running" in w.kube.events_about("rec")[0]["message"]),
+    ),
+    Row(
+        "deletionPolicy Orphan with nothing running",
+        status=finished(),
+        tasks={"task-1": STOPPED},
+        spec={"deletionPolicy": "Orphan"},
+        act=delete(),
+        calls=[],
+        events=[("Warning", "Orphaned")],
+        then=lambda w: _assert("no task was running" in w.kube.events_about("rec")[0]["message"]),
+    ),
+    Row(
+        "deletionPolicy Orphan while an answer is unknown: let go without waiting",
+        status=starting(1, seconds_ago=5),
+        spec={"deletionPolicy": "Orphan"},
+        act=delete(),
+        calls=[],
+        events=[("Warning", "Orphaned")],
+    ),
 )
 
 
@@ -846,44 +1476,102 @@ async def test_delete(row: Row) -> None:
 ADOPT = {ADOPT_ANNOTATION: "task-7"}
 
 ADOPT_ANNOTATED = rows(
-    Row("a running task: Describe, Adopted, then an Update makes it match spec",
-        annotations=ADOPT, tasks={"task-7": RUNNING},
-        want={"phase": "Recording", "taskId": "task-7", "reason": "Updated", "observedGeneration": 1,
-              "conditions.Synced": "True", "attempt": ABSENT},
-        calls=[("describe", "task-7"), ("update", "task-7")], events=[("Normal", "Adopted"), ("Normal", "Updated")]),
-    Row("a recovering task: adopted too",
-        annotations=ADOPT, tasks={"task-7": RECOVERING},
-        want={"taskId": "task-7"}, calls=[("describe", "task-7"), ("update", "task-7")]),
-    Row("a stopped task: AdoptionFailed, nothing started",
-        annotations=ADOPT, tasks={"task-7": STOPPED},
+    Row(
+        "a running task: Describe, Adopted, then an Update makes it match spec",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
+        want={
+            "phase": "Recording",
+            "taskId": "task-7",
+            "reason": "Updated",
+            "observedGeneration": 1,
+            "conditions.Synced": "True",
+            "attempt": ABSENT,
+        },
+        calls=[("describe", "task-7"), ("update", "task-7")],
+        events=[("Normal", "Adopted"), ("Normal", "Updated")],
+    ),
+    Row(
+        "a recovering task: adopted too",
+        annotations=ADOPT,
+        tasks={"task-7": RECOVERING},
+        want={"taskId": "task-7"},
+        calls=[("describe", "task-7"), ("update", "task-7")],
+    ),
+    Row(
+        "a stopped task: AdoptionFailed, nothing started",
+        annotations=ADOPT,
+        tasks={"task-7": STOPPED},
         want={"phase": "Failed", "reason": "AdoptionFailed", "taskId": ABSENT, "message": Has("STOPPED")},
-        calls=[("describe", "task-7")], events=[("Warning", "AdoptionFailed")]),
-    Row("a task the cloud does not know (for these credentials): AdoptionFailed",
-        annotations=ADOPT, tasks={},
+        calls=[("describe", "task-7")],
+        events=[("Warning", "AdoptionFailed")],
+    ),
+    Row(
+        "a task the cloud does not know (for these credentials): AdoptionFailed",
+        annotations=ADOPT,
+        tasks={},
         want={"phase": "Failed", "reason": "AdoptionFailed", "message": Has("does not know")},
-        calls=[("describe", "task-7")], events=[("Warning", "AdoptionFailed")]),
-    Row("another RtcRecording's current task: AdoptionFailed without a call",
-        annotations=ADOPT, tasks={"task-7": RUNNING}, given=other_owns("task-7"),
+        calls=[("describe", "task-7")],
+        events=[("Warning", "AdoptionFailed")],
+    ),
+    Row(
+        "another RtcRecording's current task: AdoptionFailed without a call",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
+        given=other_owns("task-7"),
         want={"phase": "Failed", "reason": "AdoptionFailed", "message": Has("another RtcRecording")},
-        calls=[], tasks_after={"task-7": RUNNING}),
-    Row("Describe throttled: retried, nothing written",
-        annotations=ADOPT, tasks={"task-7": RUNNING}, script={"describe": (throttled(),)},
-        raises=RetryLater, delay=backoff(0), calls=[("describe", "task-7")], status_writes=0),
-    Row("no credentials: retried, nothing written",
-        annotations=ADOPT, tasks={"task-7": RUNNING}, spec={"credentialsSecretRef": {"name": "keys"}},
-        raises=RetryLater, calls=[], status_writes=0),
-    Row("adopted, then the Update is refused: the task is kept, Synced=False",
-        annotations=ADOPT, tasks={"task-7": RUNNING}, script={"update": (invalid("InvalidParameter.UserId"),)},
-        want={"phase": "Recording", "taskId": "task-7", "reason": "InvalidParameter.UserId",
-              "conditions.Synced": "False"},
-        events=[("Normal", "Adopted"), ("Warning", "UpdateFailed")]),
-    Row("someone else set a phase meanwhile: no write, no Update",
-        annotations=ADOPT, tasks={"task-7": RUNNING},
+        calls=[],
+        tasks_after={"task-7": RUNNING},
+    ),
+    Row(
+        "Describe throttled: retried, nothing written",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
+        script={"describe": (throttled(),)},
+        raises=RetryLater,
+        delay=backoff(0),
+        calls=[("describe", "task-7")],
+        status_writes=0,
+    ),
+    Row(
+        "no credentials: retried, nothing written",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
+        spec={"credentialsSecretRef": {"name": "keys"}},
+        raises=RetryLater,
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "adopted, then the Update is refused: the task is kept, Synced=False",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
+        script={"update": (invalid("InvalidParameter.UserId"),)},
+        want={
+            "phase": "Recording",
+            "taskId": "task-7",
+            "reason": "InvalidParameter.UserId",
+            "conditions.Synced": "False",
+        },
+        events=[("Normal", "Adopted"), ("Warning", "UpdateFailed")],
+    ),
+    Row(
+        "someone else set a phase meanwhile: no write, no Update",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
         given=poke_before("GET", GET_REC, {"phase": "Pending"}),
-        want={"phase": "Pending", "taskId": ABSENT}, calls=[("describe", "task-7")], status_writes=0),
-    Row("the annotation is read only before any Start: a started resource ignores it",
-        annotations=ADOPT, status=recording_as(), tasks={"task-1": RUNNING, "task-7": RUNNING},
-        calls=[], requests=0),
+        want={"phase": "Pending", "taskId": ABSENT},
+        calls=[("describe", "task-7")],
+        status_writes=0,
+    ),
+    Row(
+        "the annotation is read only before any Start: a started resource ignores it",
+        annotations=ADOPT,
+        status=recording_as(),
+        tasks={"task-1": RUNNING, "task-7": RUNNING},
+        calls=[],
+        requests=0,
+    ),
 )
 
 
@@ -893,6 +1581,7 @@ async def test_adopt_annotated(row: Row) -> None:
 
 
 # -- evidence: act_on (adopt, reap, observe, ignore) ----------------------------------------------------
+
 
 def tombstoned(w: World) -> None:
     gone(w)  # the operator's watch saw the deletion: the index keeps a tombstone
@@ -904,80 +1593,186 @@ def forgotten(w: World) -> None:
 
 
 EVIDENCE = rows(
-    Row("adopt: a callback names the pending attempt's task: Describe, Recording, Started",
-        status=starting(1, seconds_ago=5), tasks={"task-1": RUNNING}, act=act_on(1, "task-1", "TaskRunning"),
-        want={"phase": "Recording", "taskId": "task-1", "attempt.number": 1, "observedGeneration": 1,
-              "message": Has("learned from its callback")},
-        calls=[("describe", "task-1")], events=[("Normal", "Started")]),
-    Row("adopt: the attempt was of an older generation: observedGeneration says so (an Update follows)",
-        status=starting(1, seconds_ago=5), generation=2, tasks={"task-1": RUNNING},
-        act=act_on(1, "task-1", "TaskRunning"), want={"taskId": "task-1", "observedGeneration": 1}),
-    Row("adopt: the task has stopped already: nothing (the grace decides the next attempt)",
-        status=starting(1, seconds_ago=5), tasks={"task-1": STOPPED}, act=act_on(1, "task-1", "TaskRunning"),
-        want={"taskId": ABSENT}, calls=[("describe", "task-1")], status_writes=0),
-    Row("adopt: Describe does not confirm it (forged, or another account's): nothing",
-        status=starting(1, seconds_ago=5), tasks={}, act=act_on(1, "task-1", "TaskRunning"),
-        calls=[("describe", "task-1")], status_writes=0, events=[]),
-    Row("adopt: the task is another resource's current one: nothing, no call",
-        status=starting(1, seconds_ago=5), tasks={"task-1": RUNNING}, given=other_owns("task-1"),
-        act=act_on(1, "task-1", "TaskRunning"), calls=[], status_writes=0, tasks_after={"task-1": RUNNING}),
-    Row("adopt races with the release of a deletion: the task is reaped instead",
-        status=starting(1, seconds_ago=31), tasks={"task-1": RUNNING}, act=act_on(1, "task-1", "TaskRunning"),
+    Row(
+        "adopt: a callback names the pending attempt's task: Describe, Recording, Started",
+        status=starting(1, seconds_ago=5),
+        tasks={"task-1": RUNNING},
+        act=act_on(1, "task-1", "TaskRunning"),
+        want={
+            "phase": "Recording",
+            "taskId": "task-1",
+            "attempt.number": 1,
+            "observedGeneration": 1,
+            "message": Has("learned from its callback"),
+        },
+        calls=[("describe", "task-1")],
+        events=[("Normal", "Started")],
+    ),
+    Row(
+        "adopt: the attempt was of an older generation: observedGeneration says so (an Update follows)",
+        status=starting(1, seconds_ago=5),
+        generation=2,
+        tasks={"task-1": RUNNING},
+        act=act_on(1, "task-1", "TaskRunning"),
+        want={"taskId": "task-1", "observedGeneration": 1},
+    ),
+    Row(
+        "adopt: the task has stopped already: nothing (the grace decides the next attempt)",
+        status=starting(1, seconds_ago=5),
+        tasks={"task-1": STOPPED},
+        act=act_on(1, "task-1", "TaskRunning"),
+        want={"taskId": ABSENT},
+        calls=[("describe", "task-1")],
+        status_writes=0,
+    ),
+    Row(
+        "adopt: Describe does not confirm it (forged, or another account's): nothing",
+        status=starting(1, seconds_ago=5),
+        tasks={},
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[("describe", "task-1")],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "adopt: the task is another resource's current one: nothing, no call",
+        status=starting(1, seconds_ago=5),
+        tasks={"task-1": RUNNING},
+        given=other_owns("task-1"),
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[],
+        status_writes=0,
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "adopt races with the release of a deletion: the task is reaped instead",
+        status=starting(1, seconds_ago=31),
+        tasks={"task-1": RUNNING},
+        act=act_on(1, "task-1", "TaskRunning"),
         given=poke_before("GET", GET_REC, {"attempt": {"notExecuted": True}}, skip=1),  # after act_on's read
         want={"taskId": ABSENT, "strayTasks": 1, "strayTaskIds": ["task-1"]},
-        calls=[("describe", "task-1"), ("stop", "task-1")], tasks_after={"task-1": STOPPED},
-        events=[("Warning", "StrayTaskStopped")]),
-    Row("adopt after a newer attempt won: the task is reaped",
-        status=starting(1, seconds_ago=5), tasks={"task-1": RUNNING, "task-2": RUNNING},
+        calls=[("describe", "task-1"), ("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        events=[("Warning", "StrayTaskStopped")],
+    ),
+    Row(
+        "adopt after a newer attempt won: the task is reaped",
+        status=starting(1, seconds_ago=5),
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
         act=act_on(1, "task-1", "TaskRunning"),
-        given=poke_before("GET", GET_REC, {"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}},
-                          skip=1),
-        want={"taskId": "task-2", "strayTasks": 1}, calls=[("describe", "task-1"), ("stop", "task-1")],
-        tasks_after={"task-1": STOPPED, "task-2": RUNNING}),
-    Row("reap: a late callback of a replaced attempt's task: Stop, counted, Event",
+        given=poke_before("GET", GET_REC, {"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}}, skip=1),
+        want={"taskId": "task-2", "strayTasks": 1},
+        calls=[("describe", "task-1"), ("stop", "task-1")],
+        tasks_after={"task-1": STOPPED, "task-2": RUNNING},
+    ),
+    Row(
+        "reap: a late callback of a replaced attempt's task: Stop, counted, Event",
         status=recording_as("task-2", attempt={"number": 2, "startedAt": ago(60)}),
-        tasks={"task-1": RUNNING, "task-2": RUNNING}, act=act_on(1, "task-1", "TaskRunning"),
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
+        act=act_on(1, "task-1", "TaskRunning"),
         want={"taskId": "task-2", "strayTasks": 1, "strayTaskIds": ["task-1"]},
-        calls=[("stop", "task-1")], events=[("Warning", "StrayTaskStopped")],
-        tasks_after={"task-1": STOPPED, "task-2": RUNNING}),
-    Row("reap: stopped already (NotFound): nothing counted",
-        status=recording_as("task-2"), tasks={"task-1": STOPPED, "task-2": RUNNING},
-        act=act_on(1, "task-1", "TaskRunning"), calls=[("stop", "task-1")], status_writes=0, events=[]),
-    Row("reap refused: the task is another resource's current one (a callback body is not signed)",
-        status=recording_as("task-2"), tasks={"task-1": RUNNING, "task-2": RUNNING}, given=other_owns("task-1"),
-        act=act_on(1, "task-1", "TaskRunning"), calls=[], tasks_after={"task-1": RUNNING}),
-    Row("reap for a deleted resource: stopped with its account, nothing written",
-        status=recording_as("task-2"), tasks={"task-1": RUNNING, "task-2": STOPPED}, given=tombstoned,
-        act=act_on(1, "task-1", "TaskRunning"), calls=[("stop", "task-1")], tasks_after={"task-1": STOPPED},
-        status_writes=0),
-    Row("reap for a resource the restarted operator never saw: stopped with the default account",
-        status=recording_as("task-2"), tasks={"task-1": RUNNING, "task-2": STOPPED}, given=forgotten,
-        act=act_on(1, "task-1", "TaskRunning"), calls=[("stop", "task-1")], tasks_after={"task-1": STOPPED},
-        status_writes=0),
-    Row("a namesake holds the name: the old resource's task is reaped, the namesake untouched",
-        status=starting(1, seconds_ago=5), tasks={"task-1": RUNNING}, given=replace_with_namesake,
-        act=act_on(1, "task-1", "TaskRunning"), calls=[("stop", "task-1")], status_writes=0,
-        want={"phase": ABSENT, "strayTasks": ABSENT}),
-    Row("the last task of a deleted resource, stopped with it: ignored",
-        status=recording_as(), tasks={"task-1": STOPPED}, given=tombstoned,
-        act=act_on(1, "task-1", "TaskRunning"), calls=[], requests=1),
-    Row("observe: the current task stopped: Describe, Completed",
-        status=recording_as(), tasks={"task-1": STOPPED}, act=act_on(1, "task-1", "TaskStopped"),
-        want={"phase": "Completed", "reason": "IdleTimeout"}, calls=[("describe", "task-1")],
-        events=[("Normal", "IdleTimeout")]),
-    Row("observe: the current task is recovering",
-        status=recording_as(), tasks={"task-1": RECOVERING}, act=act_on(1, "task-1", "TaskRecovering"),
-        want={"phase": "Recovering", "reason": "Recovering"}, calls=[("describe", "task-1")],
-        events=[("Warning", "Recovering")]),
-    Row("ignore: the current task runs, as status says",
-        status=recording_as(), act=act_on(1, "task-1", "TaskRunning"), calls=[], status_writes=0),
-    Row("ignore: a stray stopped before (strayTaskIds)",
+        calls=[("stop", "task-1")],
+        events=[("Warning", "StrayTaskStopped")],
+        tasks_after={"task-1": STOPPED, "task-2": RUNNING},
+    ),
+    Row(
+        "reap: stopped already (NotFound): nothing counted",
+        status=recording_as("task-2"),
+        tasks={"task-1": STOPPED, "task-2": RUNNING},
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[("stop", "task-1")],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "reap refused: the task is another resource's current one (a callback body is not signed)",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
+        given=other_owns("task-1"),
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "reap for a deleted resource: stopped with its account, nothing written",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": STOPPED},
+        given=tombstoned,
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        status_writes=0,
+    ),
+    Row(
+        "reap for a resource the restarted operator never saw: stopped with the default account",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": STOPPED},
+        given=forgotten,
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        status_writes=0,
+    ),
+    Row(
+        "a namesake holds the name: the old resource's task is reaped, the namesake untouched",
+        status=starting(1, seconds_ago=5),
+        tasks={"task-1": RUNNING},
+        given=replace_with_namesake,
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[("stop", "task-1")],
+        status_writes=0,
+        want={"phase": ABSENT, "strayTasks": ABSENT},
+    ),
+    Row(
+        "the last task of a deleted resource, stopped with it: ignored",
+        status=recording_as(),
+        tasks={"task-1": STOPPED},
+        given=tombstoned,
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[],
+        requests=1,
+    ),
+    Row(
+        "observe: the current task stopped: Describe, Completed",
+        status=recording_as(),
+        tasks={"task-1": STOPPED},
+        act=act_on(1, "task-1", "TaskStopped"),
+        want={"phase": "Completed", "reason": "IdleTimeout"},
+        calls=[("describe", "task-1")],
+        events=[("Normal", "IdleTimeout")],
+    ),
+    Row(
+        "observe: the current task is recovering",
+        status=recording_as(),
+        tasks={"task-1": RECOVERING},
+        act=act_on(1, "task-1", "TaskRecovering"),
+        want={"phase": "Recovering", "reason": "Recovering"},
+        calls=[("describe", "task-1")],
+        events=[("Warning", "Recovering")],
+    ),
+    Row(
+        "ignore: the current task runs, as status says",
+        status=recording_as(),
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "ignore: a stray stopped before (strayTaskIds)",
         status=recording_as("task-2", strayTaskIds=["task-1"], strayTasks=1),
-        tasks={"task-1": STOPPED, "task-2": RUNNING}, act=act_on(1, "task-1", "TaskRunning"), calls=[],
-        status_writes=0),
-    Row("ignore: a task that is not current has stopped",
-        status=recording_as("task-2"), tasks={"task-1": STOPPED, "task-2": RUNNING},
-        act=act_on(1, "task-1", "TaskStopped"), calls=[], status_writes=0),
+        tasks={"task-1": STOPPED, "task-2": RUNNING},
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[],
+        status_writes=0,
+    ),
+    Row(
+        "ignore: a task that is not current has stopped",
+        status=recording_as("task-2"),
+        tasks={"task-1": STOPPED, "task-2": RUNNING},
+        act=act_on(1, "task-1", "TaskStopped"),
+        calls=[],
+        status_writes=0,
+    ),
 )
 
 
@@ -994,61 +1789,122 @@ EMPTY_FILES = {"hls": [], "mp4": [], "mp3": [], "vod": []}
 def with_files(**files: Any) -> Callable[[World], None]:
     def given(w: World) -> None:
         w.cloud.tasks["task-1"].files = RecordFiles(**{k: tuple(v) for k, v in files.items()})
+
     return given
 
 
 def returns(expected: Any) -> Callable[[World], Awaitable]:
     async def act(w: World) -> None:
         assert await w.recorder.observe(Tracked.of(w.body())) == expected
+
     return act
 
 
 OBSERVE = rows(
-    Row("no task: nothing, no call",
-        status=starting(), act=returns(None), calls=[], requests=0),
-    Row("the cloud says what status says: no apiserver request at all",
-        status=recording_as(files=EMPTY_FILES), act=returns(None), calls=[("describe", "task-1")], requests=0),
-    Row("new files: written, no Event",
-        status=recording_as(files=EMPTY_FILES), given=with_files(hls=["a.m3u8"]), act=observe(),
-        want={"phase": "Recording", "files.hls": ["a.m3u8"]}, events=[], status_writes=1),
-    Row("recovering: phase Recovering, a Warning",
-        status=recording_as(files=EMPTY_FILES), tasks={"task-1": RECOVERING}, act=observe(),
+    Row("no task: nothing, no call", status=starting(), act=returns(None), calls=[], requests=0),
+    Row(
+        "the cloud says what status says: no apiserver request at all",
+        status=recording_as(files=EMPTY_FILES),
+        act=returns(None),
+        calls=[("describe", "task-1")],
+        requests=0,
+    ),
+    Row(
+        "new files: written, no Event",
+        status=recording_as(files=EMPTY_FILES),
+        given=with_files(hls=["a.m3u8"]),
+        act=observe(),
+        want={"phase": "Recording", "files.hls": ["a.m3u8"]},
+        events=[],
+        status_writes=1,
+    ),
+    Row(
+        "recovering: phase Recovering, a Warning",
+        status=recording_as(files=EMPTY_FILES),
+        tasks={"task-1": RECOVERING},
+        act=observe(),
         want={"phase": "Recovering", "reason": "Recovering", "conditions.Reconciling": "True"},
-        events=[("Warning", "Recovering")]),
-    Row("recovered: Recording again",
-        status=recording_as(phase="Recovering", files=EMPTY_FILES), act=observe(),
-        want={"phase": "Recording", "reason": "Started"}, events=[("Normal", "Started")]),
-    Row("the cloud is stopping it: Stopping",
-        status=recording_as(files=EMPTY_FILES), tasks={"task-1": STOPPING}, act=observe(),
-        want={"phase": "Stopping", "reason": "StoppedByCloud"}),
-    Row("stopped by the cloud (idle): Completed IdleTimeout, the task in history",
-        status=recording_as(files=EMPTY_FILES), tasks={"task-1": STOPPED}, act=observe(),
-        want={"phase": "Completed", "reason": "IdleTimeout", "completionTime": ts(NOW), "taskId": "task-1",
-              "conditions.Ready": "True"},
+        events=[("Warning", "Recovering")],
+    ),
+    Row(
+        "recovered: Recording again",
+        status=recording_as(phase="Recovering", files=EMPTY_FILES),
+        act=observe(),
+        want={"phase": "Recording", "reason": "Started"},
+        events=[("Normal", "Started")],
+    ),
+    Row(
+        "the cloud is stopping it: Stopping",
+        status=recording_as(files=EMPTY_FILES),
+        tasks={"task-1": STOPPING},
+        act=observe(),
+        want={"phase": "Stopping", "reason": "StoppedByCloud"},
+    ),
+    Row(
+        "stopped by the cloud (idle): Completed IdleTimeout, the task in history",
+        status=recording_as(files=EMPTY_FILES),
+        tasks={"task-1": STOPPED},
+        act=observe(),
+        want={
+            "phase": "Completed",
+            "reason": "IdleTimeout",
+            "completionTime": ts(NOW),
+            "taskId": "task-1",
+            "conditions.Ready": "True",
+        },
         events=[("Normal", "IdleTimeout")],
-        then=lambda w: _assert([h["taskId"] for h in w.status()["history"]] == ["task-1"])),
-    Row("stopped after 72 hours: Completed CloudMaxDuration",
-        status=recording_as(files=EMPTY_FILES, startTime=ago(73 * 3600)), tasks={"task-1": STOPPED},
-        act=observe(), want={"phase": "Completed", "reason": "CloudMaxDuration"}),
-    Row("our own suspend's Stop ended it: Suspended, not Completed",
-        status=recording_as(phase="Stopping", reason="Suspended", files=EMPTY_FILES), tasks={"task-1": STOPPED},
-        act=observe(), want={"phase": "Suspended", "taskId": ABSENT}, events=[("Normal", "Suspended")]),
-    Row("unknown to the cloud: Failed TaskLost",
-        status=recording_as(), tasks={}, act=observe(),
+        then=lambda w: _assert([h["taskId"] for h in w.status()["history"]] == ["task-1"]),
+    ),
+    Row(
+        "stopped after 72 hours: Completed CloudMaxDuration",
+        status=recording_as(files=EMPTY_FILES, startTime=ago(73 * 3600)),
+        tasks={"task-1": STOPPED},
+        act=observe(),
+        want={"phase": "Completed", "reason": "CloudMaxDuration"},
+    ),
+    Row(
+        "our own suspend's Stop ended it: Suspended, not Completed",
+        status=recording_as(phase="Stopping", reason="Suspended", files=EMPTY_FILES),
+        tasks={"task-1": STOPPED},
+        act=observe(),
+        want={"phase": "Suspended", "taskId": ABSENT},
+        events=[("Normal", "Suspended")],
+    ),
+    Row(
+        "unknown to the cloud: Failed TaskLost",
+        status=recording_as(),
+        tasks={},
+        act=observe(),
         want={"phase": "Failed", "reason": "TaskLost", "conditions.Stalled": "True"},
-        events=[("Warning", "TaskLost")]),
-    Row("the task was replaced since the index saw it: nothing written",
-        status=recording_as(files=EMPTY_FILES), tasks={"task-1": STOPPED, "task-2": RUNNING},
+        events=[("Warning", "TaskLost")],
+    ),
+    Row(
+        "the task was replaced since the index saw it: nothing written",
+        status=recording_as(files=EMPTY_FILES),
+        tasks={"task-1": STOPPED, "task-2": RUNNING},
         act=stale(observe(), lambda w: w.poke({"taskId": "task-2"})),
-        want={"taskId": "task-2", "phase": "Recording"}, calls=[("describe", "task-1")], status_writes=0, events=[]),
-    Row("a concurrent writer between read and compare-and-swap: 409, re-read, one write",
-        status=recording_as(files=EMPTY_FILES), tasks={"task-1": STOPPED},
+        want={"taskId": "task-2", "phase": "Recording"},
+        calls=[("describe", "task-1")],
+        status_writes=0,
+        events=[],
+    ),
+    Row(
+        "a concurrent writer between read and compare-and-swap: 409, re-read, one write",
+        status=recording_as(files=EMPTY_FILES),
+        tasks={"task-1": STOPPED},
         given=lambda w: w.kube.before("PATCH", STATUS, lambda k: k.poke_status(NS, "rec", {"message": "x"})),
-        act=observe(), want={"phase": "Completed"},
-        then=lambda w: _assert([r.code for r in w.kube.status_writes("rec", ok_only=False)][:2] == [409, 200])),
-    Row("Describe throttled: raised to the poller, nothing written",
-        status=recording_as(), script={"describe": (throttled(),)}, act=observe(), raises=Throttled,
-        status_writes=0),
+        act=observe(),
+        want={"phase": "Completed"},
+        then=lambda w: _assert([r.code for r in w.kube.status_writes("rec", ok_only=False)][:2] == [409, 200]),
+    ),
+    Row(
+        "Describe throttled: raised to the poller, nothing written",
+        status=recording_as(),
+        script={"describe": (throttled(),)},
+        act=observe(),
+        raises=Throttled,
+        status_writes=0,
+    ),
 )
 
 
@@ -1063,7 +1919,7 @@ PENDING = {"key": "k1", "type": "Normal", "reason": "Started", "message": "recor
 
 
 def event_once(w: World) -> None:
-    event, = w.kube.events_about("rec")
+    (event,) = w.kube.events_about("rec")
     assert (event["metadata"]["name"], event["count"]) == ("rec.k1", 1)
 
 
@@ -1073,33 +1929,67 @@ async def reconcile_twice(w: World) -> None:
 
 
 EVENTS = rows(
-    Row("a transition's Event left pending (died before posting): posted under its key, cleared",
-        status=recording_as(pendingEvent=PENDING), want={"pendingEvent": ABSENT, "phase": "Recording"},
-        calls=[], events=[("Normal", "Started")], then=event_once),
-    Row("pending, and already posted before the crash: the second post is a no-op, cleared",
+    Row(
+        "a transition's Event left pending (died before posting): posted under its key, cleared",
         status=recording_as(pendingEvent=PENDING),
-        given=lambda w: w.kube.store.__setitem__(("events", NS, "rec.k1"), {
-            "metadata": {"namespace": NS, "name": "rec.k1", "resourceVersion": "1"}, "count": 1, "type": "Normal",
-            "reason": "Started", "involvedObject": {"name": "rec"}}),
-        want={"pendingEvent": ABSENT}, events=[("Normal", "Started")], then=event_once),
-    Row("clearing meets another writer: 409, re-read, cleared if still the same Event",
-        status=recording_as(pendingEvent=PENDING), given=poke_before("PATCH", STATUS, {"message": "x"}),
-        want={"pendingEvent": ABSENT, "message": "x"}, events=[("Normal", "Started")]),
-    Row("clearing meets a newer transition's Event: that one is left for its own writer",
+        want={"pendingEvent": ABSENT, "phase": "Recording"},
+        calls=[],
+        events=[("Normal", "Started")],
+        then=event_once,
+    ),
+    Row(
+        "pending, and already posted before the crash: the second post is a no-op, cleared",
+        status=recording_as(pendingEvent=PENDING),
+        given=lambda w: w.kube.store.__setitem__(
+            ("events", NS, "rec.k1"),
+            {
+                "metadata": {"namespace": NS, "name": "rec.k1", "resourceVersion": "1"},
+                "count": 1,
+                "type": "Normal",
+                "reason": "Started",
+                "involvedObject": {"name": "rec"},
+            },
+        ),
+        want={"pendingEvent": ABSENT},
+        events=[("Normal", "Started")],
+        then=event_once,
+    ),
+    Row(
+        "clearing meets another writer: 409, re-read, cleared if still the same Event",
+        status=recording_as(pendingEvent=PENDING),
+        given=poke_before("PATCH", STATUS, {"message": "x"}),
+        want={"pendingEvent": ABSENT, "message": "x"},
+        events=[("Normal", "Started")],
+    ),
+    Row(
+        "clearing meets a newer transition's Event: that one is left for its own writer",
         status=recording_as(pendingEvent=PENDING),
         given=poke_before("PATCH", STATUS, {"pendingEvent": {**PENDING, "key": "k2", "reason": "Updated"}}),
-        want={"pendingEvent.key": "k2"}, events=[("Normal", "Started")]),
-    Row("the resource went while its Event was posted: nothing more to clear",
+        want={"pendingEvent.key": "k2"},
+        events=[("Normal", "Started")],
+    ),
+    Row(
+        "the resource went while its Event was posted: nothing more to clear",
         status=recording_as(pendingEvent=PENDING),
         given=lambda w: w.kube.before("POST", "/events$", lambda k: k.remove("rtcrecordings", NS, "rec")),
-        events=[("Normal", "Started")], status_writes=0),
-    Row("an Event the apiserver refuses never undoes the transition",
+        events=[("Normal", "Started")],
+        status_writes=0,
+    ),
+    Row(
+        "an Event the apiserver refuses never undoes the transition",
         given=lambda w: w.kube.fail("POST", "/events$", KubeError(500, "etcd")),
-        want={"phase": "Recording", "taskId": "task-1"}, calls=[("start", None)], events=[]),
-    Row("an Event the apiserver refused is posted by the next reconcile (every transition gets one Event)",
-        given=lambda w: w.kube.fail("POST", "/events$", KubeError(500, "etcd")), act=reconcile_twice,
-        want={"phase": "Recording", "pendingEvent": ABSENT}, calls=[("start", None)],
-        events=[("Normal", "Started")]),
+        want={"phase": "Recording", "taskId": "task-1"},
+        calls=[("start", None)],
+        events=[],
+    ),
+    Row(
+        "an Event the apiserver refused is posted by the next reconcile (every transition gets one Event)",
+        given=lambda w: w.kube.fail("POST", "/events$", KubeError(500, "etcd")),
+        act=reconcile_twice,
+        want={"phase": "Recording", "pendingEvent": ABSENT},
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+    ),
 )
 
 
@@ -1109,6 +1999,7 @@ async def test_events(row: Row) -> None:
 
 
 # -- ownership: a task id the operator did not seal is not acted on ------------------------------------
+
 
 def claimed_unsealed(task: str) -> Callable[[World], None]:
     return lambda w: w.add(recording("other", status=recording_as(task)), sealed=False)
@@ -1142,44 +2033,109 @@ def terminating_without_secret(account: str) -> Callable[[World], None]:
     def given(w: World) -> None:
         w.kube.terminating.add(NS)
         w.cloud.tasks["task-1"].account = account
+
     return given
 
 
 OWNERSHIP = rows(
-    Row("a task id someone else wrote: no Update, TaskNotProven said once, Synced=False",
-        status=recording_as(), sealed=False, generation=2, act=reconcile_twice,
+    Row(
+        "a task id someone else wrote: no Update, TaskNotProven said once, Synced=False",
+        status=recording_as(),
+        sealed=False,
+        generation=2,
+        act=reconcile_twice,
         want={"phase": "Recording", "reason": "TaskNotProven", "conditions.Synced": "False", "observedGeneration": 2},
-        calls=[], events=[("Warning", "TaskNotProven")], then=refused_once),
-    Row("a seal copied from another resource proves nothing",
-        status=recording_as(), generation=2, given=seal_of_another,
-        want={"reason": "TaskNotProven"}, calls=[], events=[("Warning", "TaskNotProven")]),
-    Row("delete with an unproven task: let go without a Stop",
-        status=recording_as(), sealed=False, act=delete(), calls=[], events=[("Warning", "TaskNotProven")],
-        tasks_after={"task-1": RUNNING}),
-    Row("suspend with an unproven task: no Stop",
-        status=recording_as(), sealed=False, spec={"suspend": True}, calls=[],
-        want={"phase": "Recording", "reason": "TaskNotProven"}, tasks_after={"task-1": RUNNING}),
-    Row("the poller and an unproven task: no Describe",
-        status=recording_as(), sealed=False, act=returns(None), calls=[], requests=0),
-    Row("reap: a task claimed without a seal is nobody's, so it is stopped",
-        status=recording_as("task-2"), tasks={"task-1": RUNNING, "task-2": RUNNING}, given=claimed_unsealed("task-1"),
-        act=act_on(1, "task-1", "TaskRunning"), calls=[("stop", "task-1")], tasks_after={"task-1": STOPPED}),
-    Row("adopt annotation: a task claimed without a seal may be adopted",
-        annotations={ADOPT_ANNOTATION: "task-7"}, tasks={"task-7": RUNNING}, given=claimed_unsealed("task-7"),
-        want={"taskId": "task-7", "phase": "Recording"}, calls=[("describe", "task-7"), ("update", "task-7")]),
-    Row("the Started write seals the task for this resource, attempt and account",
-        then=lambda w: _assert(w.index.sealer.proven(w.body()) and w.index.owner("task-1").name == "rec")),
-    Row("Secret gone, its account known from before: stopped with it",
-        status=recording_as(), spec=KEYS, given=account_known_then_secret_gone, act=secret_gone_after_use,
-        calls=[("describe", "task-1"), ("stop", "task-1")], events=[("Normal", "Stopped")],
-        tasks_after={"task-1": STOPPED}),
-    Row("namespace being deleted, credentials Secret gone: stopped with the operator's own credentials",
-        status=recording_as(), spec=KEYS, given=terminating_without_secret("cn-shanghai/operator"), act=delete(),
-        want={"reason": "Stopped", "message": Has("operator's own credentials")}, events=[],
-        calls=[("stop", "task-1")], tasks_after={"task-1": STOPPED}),
-    Row("namespace being deleted, Secret gone, the operator's credentials cannot stop it: given up, said in status",
-        status=recording_as(), spec=KEYS, given=terminating_without_secret("cn-shanghai/AK1"), act=delete(),
-        want={"reason": "StopAbandoned"}, calls=[("stop", "task-1")], tasks_after={"task-1": RUNNING}),
+        calls=[],
+        events=[("Warning", "TaskNotProven")],
+        then=refused_once,
+    ),
+    Row(
+        "a seal copied from another resource proves nothing",
+        status=recording_as(),
+        generation=2,
+        given=seal_of_another,
+        want={"reason": "TaskNotProven"},
+        calls=[],
+        events=[("Warning", "TaskNotProven")],
+    ),
+    Row(
+        "delete with an unproven task: let go without a Stop",
+        status=recording_as(),
+        sealed=False,
+        act=delete(),
+        calls=[],
+        events=[("Warning", "TaskNotProven")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "suspend with an unproven task: no Stop",
+        status=recording_as(),
+        sealed=False,
+        spec={"suspend": True},
+        calls=[],
+        want={"phase": "Recording", "reason": "TaskNotProven"},
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "the poller and an unproven task: no Describe",
+        status=recording_as(),
+        sealed=False,
+        act=returns(None),
+        calls=[],
+        requests=0,
+    ),
+    Row(
+        "reap: a task claimed without a seal is nobody's, so it is stopped",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
+        given=claimed_unsealed("task-1"),
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+    ),
+    Row(
+        "adopt annotation: a task claimed without a seal may be adopted",
+        annotations={ADOPT_ANNOTATION: "task-7"},
+        tasks={"task-7": RUNNING},
+        given=claimed_unsealed("task-7"),
+        want={"taskId": "task-7", "phase": "Recording"},
+        calls=[("describe", "task-7"), ("update", "task-7")],
+    ),
+    Row(
+        "the Started write seals the task for this resource, attempt and account",
+        then=lambda w: _assert(w.index.sealer.proven(w.body()) and w.index.owner("task-1").name == "rec"),
+    ),
+    Row(
+        "Secret gone, its account known from before: stopped with it",
+        status=recording_as(),
+        spec=KEYS,
+        given=account_known_then_secret_gone,
+        act=secret_gone_after_use,
+        calls=[("describe", "task-1"), ("stop", "task-1")],
+        events=[("Normal", "Stopped")],
+        tasks_after={"task-1": STOPPED},
+    ),
+    Row(
+        "namespace being deleted, credentials Secret gone: stopped with the operator's own credentials",
+        status=recording_as(),
+        spec=KEYS,
+        given=terminating_without_secret("cn-shanghai/operator"),
+        act=delete(),
+        want={"reason": "Stopped", "message": Has("operator's own credentials")},
+        events=[],
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+    ),
+    Row(
+        "namespace being deleted, Secret gone, the operator's credentials cannot stop it: given up, said in status",
+        status=recording_as(),
+        spec=KEYS,
+        given=terminating_without_secret("cn-shanghai/AK1"),
+        act=delete(),
+        want={"reason": "StopAbandoned"},
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": RUNNING},
+    ),
 )
 
 
@@ -1189,6 +2145,7 @@ async def test_ownership(row: Row) -> None:
 
 
 # -- crashes between steps: a new operator over the same apiserver and cloud ---------------------------
+
 
 async def died(w: World, action: Callable[[World], Awaitable]) -> None:
     with pytest.raises(ProcessDied):
@@ -1300,55 +2257,101 @@ async def crash_between_evidence_and_adoption(w: World) -> None:
 
 
 CRASHES = rows(
-    Row("died after Start was sent, before the status write: the restarted operator waits, then adopts via "
+    Row(
+        "died after Start was sent, before the status write: the restarted operator waits, then adopts via "
         "the evidence of its callback",
         act=crash_after_start_then_callback,
         want={"phase": "Recording", "taskId": "task-1", "attempt.number": 1},
-        calls=[("start", None), ("describe", "task-1")], events=[("Normal", "Started")],
-        tasks_after={"task-1": RUNNING}),
-    Row("died after Start was sent, no callback within the grace: attempt 2; attempt 1's late callback reaps "
-        "its task",
+        calls=[("start", None), ("describe", "task-1")],
+        events=[("Normal", "Started")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "died after Start was sent, no callback within the grace: attempt 2; attempt 1's late callback reaps its task",
         act=crash_after_start_no_callback,
-        want={"phase": "Recording", "taskId": "task-2", "attempt.number": 2, "strayTasks": 1,
-              "strayTaskIds": ["task-1"]},
+        want={
+            "phase": "Recording",
+            "taskId": "task-2",
+            "attempt.number": 2,
+            "strayTasks": 1,
+            "strayTaskIds": ["task-1"],
+        },
         calls=[("start", None), ("start", None), ("stop", "task-1")],
         events=[("Warning", "UnknownOutcome"), ("Normal", "Started"), ("Warning", "StrayTaskStopped")],
-        tasks_after={"task-1": STOPPED, "task-2": RUNNING}),
-    Row("died after Start; its callback came while the operator was down: evidence waits, then adopted",
+        tasks_after={"task-1": STOPPED, "task-2": RUNNING},
+    ),
+    Row(
+        "died after Start; its callback came while the operator was down: evidence waits, then adopted",
         act=crash_after_start_evidence_before_restart,
-        want={"phase": "Recording", "taskId": "task-1"}, calls=[("start", None), ("describe", "task-1")],
-        tasks_after={"task-1": RUNNING}),
-    Row("died while adopting from evidence: the evidence is kept, and the next operator adopts",
+        want={"phase": "Recording", "taskId": "task-1"},
+        calls=[("start", None), ("describe", "task-1")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "died while adopting from evidence: the evidence is kept, and the next operator adopts",
         act=crash_between_evidence_and_adoption,
         want={"phase": "Recording", "taskId": "task-1", "attempt.number": 1},
         calls=[("start", None), ("describe", "task-1"), ("describe", "task-1")],
-        events=[("Warning", "UnknownOutcome"), ("Normal", "Started")], tasks_after={"task-1": RUNNING}),
-    Row("died between the write-ahead and the send: after the grace attempt 2, one task in all",
+        events=[("Warning", "UnknownOutcome"), ("Normal", "Started")],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "died between the write-ahead and the send: after the grace attempt 2, one task in all",
         act=crash_before_send,
-        want={"phase": "Recording", "taskId": "task-1", "attempt.number": 2}, calls=[("start", None)]),
-    Row("died after the Started write, before its Event: posted by the next reconcile, once",
-        act=crash_before_event, want={"phase": "Recording", "pendingEvent": ABSENT},
-        calls=[("start", None)], events=[("Normal", "Started")]),
-    Row("died after posting the Event, before clearing it: not posted twice",
-        act=crash_after_event_before_clearing, want={"phase": "Recording", "pendingEvent": ABSENT},
-        calls=[("start", None)], events=[("Normal", "Started")],
-        then=lambda w: _assert(w.kube.events_about("rec")[0]["count"] == 1)),
-    Row("died after a halt's intent, before its Stop: the next one stops, once",
-        status=recording_as(), spec={"suspend": True}, act=crash_before_halt_stop,
-        want={"phase": "Suspended", "taskId": ABSENT}, calls=[("stop", "task-1")],
-        events=[("Normal", "Suspended")], tasks_after={"task-1": STOPPED}),
-    Row("died after a halt's Stop, before its outcome: Stop again (NotFound), Suspended",
-        status=recording_as(), spec={"suspend": True}, act=crash_after_halt_stop,
-        want={"phase": "Suspended", "taskId": ABSENT}, calls=[("stop", "task-1"), ("stop", "task-1")],
-        events=[("Normal", "Suspended")]),
-    Row("died during delete's Stop: the retried handler's Stop is NotFound, success",
-        status=recording_as(), act=crash_during_delete_stop,
-        calls=[("stop", "task-1"), ("stop", "task-1")], events=[("Normal", "Stopped")],
-        tasks_after={"task-1": STOPPED}),
-    Row("died after an Update, before its write: sent again, then written",
-        status=recording_as(), generation=2, act=crash_after_update_before_write,
-        want={"observedGeneration": 2, "reason": "Updated"}, calls=[("update", "task-1"), ("update", "task-1")],
-        events=[("Normal", "Updated")]),
+        want={"phase": "Recording", "taskId": "task-1", "attempt.number": 2},
+        calls=[("start", None)],
+    ),
+    Row(
+        "died after the Started write, before its Event: posted by the next reconcile, once",
+        act=crash_before_event,
+        want={"phase": "Recording", "pendingEvent": ABSENT},
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+    ),
+    Row(
+        "died after posting the Event, before clearing it: not posted twice",
+        act=crash_after_event_before_clearing,
+        want={"phase": "Recording", "pendingEvent": ABSENT},
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+        then=lambda w: _assert(w.kube.events_about("rec")[0]["count"] == 1),
+    ),
+    Row(
+        "died after a halt's intent, before its Stop: the next one stops, once",
+        status=recording_as(),
+        spec={"suspend": True},
+        act=crash_before_halt_stop,
+        want={"phase": "Suspended", "taskId": ABSENT},
+        calls=[("stop", "task-1")],
+        events=[("Normal", "Suspended")],
+        tasks_after={"task-1": STOPPED},
+    ),
+    Row(
+        "died after a halt's Stop, before its outcome: Stop again (NotFound), Suspended",
+        status=recording_as(),
+        spec={"suspend": True},
+        act=crash_after_halt_stop,
+        want={"phase": "Suspended", "taskId": ABSENT},
+        calls=[("stop", "task-1"), ("stop", "task-1")],
+        events=[("Normal", "Suspended")],
+    ),
+    Row(
+        "died during delete's Stop: the retried handler's Stop is NotFound, success",
+        status=recording_as(),
+        act=crash_during_delete_stop,
+        calls=[("stop", "task-1"), ("stop", "task-1")],
+        events=[("Normal", "Stopped")],
+        tasks_after={"task-1": STOPPED},
+    ),
+    Row(
+        "died after an Update, before its write: sent again, then written",
+        status=recording_as(),
+        generation=2,
+        act=crash_after_update_before_write,
+        want={"observedGeneration": 2, "reason": "Updated"},
+        calls=[("update", "task-1"), ("update", "task-1")],
+        events=[("Normal", "Updated")],
+    ),
 )
 
 

@@ -3,14 +3,14 @@ startingDeadlineSeconds, the concurrency policies, history limits, one name per 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from rtc_recording import schedules
 from rtc_recording.schedules import Decision, InvalidSchedule, Run, decide
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 CREATED = T0 - timedelta(days=7)
 
@@ -31,7 +31,8 @@ def test_next_times_follow_the_time_zone_across_daylight_saving():
     # 09:00 in Berlin every Monday: 08:00 UTC in winter, 07:00 UTC after the switch on 29 March 2026
     assert schedules.next_after("0 9 * * 1", "Europe/Berlin", T0) == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
     assert schedules.next_after("0 9 * * 1", "Europe/Berlin", datetime(2026, 3, 28, tzinfo=UTC)) == datetime(
-        2026, 3, 30, 7, 0, tzinfo=UTC)
+        2026, 3, 30, 7, 0, tzinfo=UTC
+    )
     assert schedules.next_after("*/20 * * * * *", None, T0) == T0 + timedelta(seconds=20)  # seconds first
 
 
@@ -64,8 +65,9 @@ def test_catch_up_after_a_restart_runs_the_latest_missed_time_once():
 def test_catch_up_respects_starting_deadline_seconds():
     late = decide(spec(startingDeadlineSeconds=300), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, [], at(47))
     assert late.start is None and late.missed == 4 and late.last_schedule_time == at(40)
-    in_time = decide(spec(startingDeadlineSeconds=600), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, [],
-                     at(47))
+    in_time = decide(
+        spec(startingDeadlineSeconds=600), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, [], at(47)
+    )
     assert in_time.start == at(40)
 
 
@@ -77,12 +79,15 @@ def test_a_new_schedule_starts_from_its_creation():
 
 def test_forbid_waits_for_the_active_run_within_the_deadline():
     active = [run("prev", "Recording", 0)]
-    d = decide(spec(startingDeadlineSeconds=120), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, active, at(10.5))
+    d = decide(
+        spec(startingDeadlineSeconds=120), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, active, at(10.5)
+    )
     assert d.start is None and "waits for prev" in d.message
     assert d.wake_at <= at(12) + timedelta(seconds=1)
     done = [run("prev", "Completed", 0)]
-    assert decide(spec(startingDeadlineSeconds=120), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, done,
-                  at(11)).start == at(10)
+    assert decide(
+        spec(startingDeadlineSeconds=120), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, done, at(11)
+    ).start == at(10)
 
 
 def test_replace_deletes_the_active_run_and_allow_keeps_it():
@@ -103,14 +108,24 @@ def test_history_limits_delete_the_oldest_finished_runs():
     runs.append(run("live", "Recording", 60))
     assert schedules.history_to_delete(runs, {}) == ("ok0", "ok1", "bad0", "bad1")
     assert schedules.history_to_delete(runs, {"successfulRunsHistoryLimit": 0, "failedRunsHistoryLimit": 3}) == (
-        "ok0", "ok1", "ok2", "ok3", "ok4")
+        "ok0",
+        "ok1",
+        "ok2",
+        "ok3",
+        "ok4",
+    )
 
 
 def test_the_recording_of_a_run():
-    schedule = {"apiVersion": "rtc.recording.io/v1alpha1", "kind": "RtcRecordingSchedule",
-                "metadata": {"name": "weekly", "namespace": "team", "uid": "u-1"},
-                "spec": {**spec(durationSeconds=3600), "template": {"metadata": {"labels": {"a": "b"}},
-                                                                   "spec": {"appId": "a", "maxDurationSeconds": 60}}}}
+    schedule = {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingSchedule",
+        "metadata": {"name": "weekly", "namespace": "team", "uid": "u-1"},
+        "spec": {
+            **spec(durationSeconds=3600),
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"appId": "a", "maxDurationSeconds": 60}},
+        },
+    }
     rec = schedules.recording_for(schedule, at(10))
     assert rec["metadata"]["name"] == f"weekly-{int(at(10).timestamp())}"
     assert rec["metadata"]["labels"] == {"a": "b", schedules.SCHEDULE_LABEL: "weekly"}

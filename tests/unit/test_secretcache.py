@@ -15,8 +15,10 @@ def b64(text: str) -> str:
 
 def secret(name, usage=None, **data):
     labels = {"rtc.recording.io/usage": usage} if usage else {}
-    return {"metadata": {"namespace": "ns", "name": name, "labels": labels},
-            "data": {k: b64(v) for k, v in data.items()}}
+    return {
+        "metadata": {"namespace": "ns", "name": name, "labels": labels},
+        "data": {k: b64(v) for k, v in data.items()},
+    }
 
 
 class FakeKube:
@@ -30,16 +32,21 @@ class FakeKube:
 
 
 def recording(name, key):
-    return {"metadata": {"namespace": "ns", "name": "rec"},
-            "spec": {"notify": {"url": "https://h", "authKeySecretRef": {"name": name, "key": key}}}}
+    return {
+        "metadata": {"namespace": "ns", "name": "rec"},
+        "spec": {"notify": {"url": "https://h", "authKeySecretRef": {"name": name, "key": key}}},
+    }
 
 
 async def test_only_secrets_that_opted_in_are_used():
-    cache = SecretCache(FakeKube(
-        secret("aliyun", "credentials", accessKeyId="id", accessKeySecret="s"),
-        secret("db", password="hunter2hunter2hunter2"),
-        secret("hook", "notify-key", key="userKey0123456789abc"),
-        secret("as-credentials", "credentials", key="userKey0123456789abc")))
+    cache = SecretCache(
+        FakeKube(
+            secret("aliyun", "credentials", accessKeyId="id", accessKeySecret="s"),
+            secret("db", password="hunter2hunter2hunter2"),
+            secret("hook", "notify-key", key="userKey0123456789abc"),
+            secret("as-credentials", "credentials", key="userKey0123456789abc"),
+        )
+    )
     assert base64.b64decode((await cache.credentials("ns", "aliyun"))["accessKeyId"]) == b"id"
     assert await cache.notify_key(recording("hook", "key")) == "userKey0123456789abc"
 

@@ -5,13 +5,18 @@ import pytest
 from rtc_recording.cli import main
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"RTCREC_DEFAULT_REGION": "mars"}, "RTCREC_DEFAULT_REGION"),
-    ({"RTCREC_QUOTA_PER_SECOND": "0"}, "RTCREC_QUOTA_PER_SECOND"),
-    ({"RTCREC_CALLBACK_URL": "https://cb.example.com"}, "RTCREC_CALLBACK_AUTH_KEY is required"),
-    ({"RTCREC_CALLBACK_URL": "https://cb.example.com", "RTCREC_CALLBACK_AUTH_KEY": "short"},
-     "RTCREC_CALLBACK_AUTH_KEY: Value error, must be 16 to 64 letters and digits"),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"RTCREC_DEFAULT_REGION": "mars"}, "RTCREC_DEFAULT_REGION"),
+        ({"RTCREC_QUOTA_PER_SECOND": "0"}, "RTCREC_QUOTA_PER_SECOND"),
+        ({"RTCREC_CALLBACK_URL": "https://cb.example.com"}, "RTCREC_CALLBACK_AUTH_KEY is required"),
+        (
+            {"RTCREC_CALLBACK_URL": "https://cb.example.com", "RTCREC_CALLBACK_AUTH_KEY": "short"},
+            "RTCREC_CALLBACK_AUTH_KEY: Value error, must be 16 to 64 letters and digits",
+        ),
+    ],
+)
 def test_bad_settings_stop_the_operator_with_a_clear_message(monkeypatch, env, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -31,8 +31,10 @@ HEADER = """\
 
 def top_description(name: str, node: dict) -> str:
     text = " ".join(node.get("description", "").split()).removesuffix(" Immutable.")
-    return (f"Default for spec.{name} of the RtcRecordings that use this class (a value the RtcRecording sets "
-            f"itself wins). {text}")
+    return (
+        f"Default for spec.{name} of the RtcRecordings that use this class (a value the RtcRecording sets "
+        f"itself wins). {text}"
+    )
 
 
 def build() -> dict:
@@ -49,8 +51,10 @@ def build() -> dict:
         node["properties"] = {k: node["properties"][k] for k in keep}
         node.pop("x-kubernetes-validations", None)
         node.pop("required", None)
-        node["description"] = (f"Default for spec.{name} of the RtcRecordings that use this class: "
-                               f"{', '.join(keep)} only; merged key by key with the RtcRecording's own.")
+        node["description"] = (
+            f"Default for spec.{name} of the RtcRecordings that use this class: "
+            f"{', '.join(keep)} only; merged key by key with the RtcRecording's own."
+        )
         properties[name] = node
     properties["credentialsSecretRef"] = {
         "type": "object",
@@ -61,11 +65,16 @@ def build() -> dict:
             "labelled rtc.recording.io/usage=credentials (the operator uses no other). "
             "Tenants use it without being able to read it: only the operator reads it, and only for namespaces "
             "that match namespaceSelector. An RtcRecording's own spec.credentialsSecretRef wins. Unset: the "
-            "operator's own credentials."),
+            "operator's own credentials."
+        ),
         "properties": {
-            "namespace": {"type": "string", "minLength": 1, "maxLength": 63,
-                          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-                          "description": "Namespace of the Secret (the platform team's, not the tenants')."},
+            "namespace": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 63,
+                "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                "description": "Namespace of the Secret (the platform team's, not the tenants').",
+            },
             "name": copy.deepcopy(spec["credentialsSecretRef"]["properties"]["name"]),
         },
     }
@@ -74,93 +83,166 @@ def build() -> dict:
         "description": (
             "Which namespaces may use this class (a label selector over Namespace objects, as in a "
             "NetworkPolicy): an RtcRecording elsewhere that names it is refused (Failed, reason ClassNotAllowed), "
-            "and a default class does not apply there. {} allows every namespace."),
+            "and a default class does not apply there. {} allows every namespace."
+        ),
         "properties": {
-            "matchLabels": {"type": "object", "additionalProperties": {"type": "string"},
-                            "description": "Labels a namespace must have, each with this value."},
+            "matchLabels": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Labels a namespace must have, each with this value.",
+            },
             "matchExpressions": {
-                "type": "array", "x-kubernetes-list-type": "atomic",
+                "type": "array",
+                "x-kubernetes-list-type": "atomic",
                 "description": "Requirements on namespace labels; all must hold.",
                 "items": {
-                    "type": "object", "required": ["key", "operator"],
+                    "type": "object",
+                    "required": ["key", "operator"],
                     "description": "One requirement: key, operator and values.",
                     "x-kubernetes-validations": [
-                        {"rule": "self.operator in ['Exists', 'DoesNotExist'] ? !has(self.values) || size(self.values) == 0 : has(self.values) && size(self.values) > 0",
-                         "message": "values must be given for In and NotIn, and not for Exists and DoesNotExist"}],
+                        {
+                            "rule": "self.operator in ['Exists', 'DoesNotExist'] ? !has(self.values) || size(self.values) == 0 : has(self.values) && size(self.values) > 0",
+                            "message": "values must be given for In and NotIn, and not for Exists and DoesNotExist",
+                        }
+                    ],
                     "properties": {
                         "key": {"type": "string", "minLength": 1, "maxLength": 317, "description": "The label key."},
-                        "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
-                                     "description": "In, NotIn, Exists or DoesNotExist."},
-                        "values": {"type": "array", "x-kubernetes-list-type": "atomic",
-                                   "items": {"type": "string", "maxLength": 63, "description": "A label value."},
-                                   "description": "Values for In and NotIn."},
+                        "operator": {
+                            "type": "string",
+                            "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
+                            "description": "In, NotIn, Exists or DoesNotExist.",
+                        },
+                        "values": {
+                            "type": "array",
+                            "x-kubernetes-list-type": "atomic",
+                            "items": {"type": "string", "maxLength": 63, "description": "A label value."},
+                            "description": "Values for In and NotIn.",
+                        },
                     },
                 },
             },
         },
     }
     columns = [
-        {"name": "Default", "type": "string", "jsonPath": ".metadata.annotations.rtc\\.recording\\.io/is-default-class",
-         "description": "true for the default class (annotation rtc.recording.io/is-default-class)."},
+        {
+            "name": "Default",
+            "type": "string",
+            "jsonPath": ".metadata.annotations.rtc\\.recording\\.io/is-default-class",
+            "description": "true for the default class (annotation rtc.recording.io/is-default-class).",
+        },
         {"name": "Region", "type": "string", "jsonPath": ".spec.region", "description": "Default region."},
-        {"name": "Bucket", "type": "string", "jsonPath": ".spec.storage.oss.bucket", "description": "Default OSS bucket."},
-        {"name": "VOD", "type": "string", "jsonPath": ".spec.storage.vod.storageLocation",
-         "description": "Default VOD storage location."},
-        {"name": "VideoKbps", "type": "integer", "jsonPath": ".spec.transcode.videoBitrateKbps",
-         "description": "Default video bitrate of mixed recordings."},
-        {"name": "MaxIdle", "type": "integer", "jsonPath": ".spec.maxIdleSeconds", "description": "Default maxIdleSeconds."},
-        {"name": "MaxDuration", "type": "integer", "jsonPath": ".spec.maxDurationSeconds",
-         "description": "Default maxDurationSeconds."},
-        {"name": "Credentials", "type": "string", "jsonPath": ".spec.credentialsSecretRef.name",
-         "description": "The credentials Secret (in the platform team's namespace)."},
+        {
+            "name": "Bucket",
+            "type": "string",
+            "jsonPath": ".spec.storage.oss.bucket",
+            "description": "Default OSS bucket.",
+        },
+        {
+            "name": "VOD",
+            "type": "string",
+            "jsonPath": ".spec.storage.vod.storageLocation",
+            "description": "Default VOD storage location.",
+        },
+        {
+            "name": "VideoKbps",
+            "type": "integer",
+            "jsonPath": ".spec.transcode.videoBitrateKbps",
+            "description": "Default video bitrate of mixed recordings.",
+        },
+        {
+            "name": "MaxIdle",
+            "type": "integer",
+            "jsonPath": ".spec.maxIdleSeconds",
+            "description": "Default maxIdleSeconds.",
+        },
+        {
+            "name": "MaxDuration",
+            "type": "integer",
+            "jsonPath": ".spec.maxDurationSeconds",
+            "description": "Default maxDurationSeconds.",
+        },
+        {
+            "name": "Credentials",
+            "type": "string",
+            "jsonPath": ".spec.credentialsSecretRef.name",
+            "description": "The credentials Secret (in the platform team's namespace).",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": "rtcrecordingclasses.rtc.recording.io"},
         "spec": {
-            "group": "rtc.recording.io", "scope": "Cluster",
-            "names": {"kind": "RtcRecordingClass", "listKind": "RtcRecordingClassList",
-                      "plural": "rtcrecordingclasses", "singular": "rtcrecordingclass",
-                      "shortNames": ["rtcrecclass"], "categories": ["recordings"]},
-            "versions": [{
-                "name": "v1alpha1", "served": True, "storage": True,
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": (
-                        "RtcRecordingClass: recording defaults a platform team publishes (region, storage, transcode, "
-                        "layout background, idle timeout, maximum duration, callbacks, credentials) for RtcRecordings "
-                        "to name in spec.recordingClassName, like a StorageClass. The annotation "
-                        "rtc.recording.io/is-default-class: \"true\" makes it the class of RtcRecordings that name "
-                        "none (for their optional fields). A change applies to tasks started afterwards, never to "
-                        "a running one."),
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
-                        "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
-                        "metadata": {"type": "object"},
-                        "spec": {
-                            "type": "object", "required": ["namespaceSelector"],
+            "group": "rtc.recording.io",
+            "scope": "Cluster",
+            "names": {
+                "kind": "RtcRecordingClass",
+                "listKind": "RtcRecordingClassList",
+                "plural": "rtcrecordingclasses",
+                "singular": "rtcrecordingclass",
+                "shortNames": ["rtcrecclass"],
+                "categories": ["recordings"],
+            },
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
                             "description": (
-                                "The defaults, who may use them and with which credentials. Field by field, an "
-                                "RtcRecording's own value wins; objects merge key by key; lists are replaced "
-                                "whole, except storage.files, merged by format; storage.oss and storage.vod are "
-                                "one choice (an RtcRecording that sets either takes neither from the class)."),
-                            "properties": properties,
-                            "x-kubernetes-validations": [
-                                {"rule": "!has(self.storage) || !has(self.storage.vod) || !has(self.region) || self.region != 'us-east-1'",
-                                 "fieldPath": ".storage.vod", "reason": "FieldValueForbidden",
-                                 "message": "spec.storage.vod is not offered in region us-east-1: use spec.storage.oss"},
-                                {"rule": "!has(self.region) || !has(self.storage) || !has(self.storage.oss) || "
-                                         "self.storage.oss.endpoint in ['oss-' + self.region + '.aliyuncs.com', 'oss-' + self.region + '-internal.aliyuncs.com']",
-                                 "fieldPath": ".storage.oss.endpoint", "reason": "FieldValueInvalid",
-                                 "message": "spec.storage.oss.endpoint must be in spec.region (oss-<region>.aliyuncs.com)"},
-                            ],
-                        },
+                                "RtcRecordingClass: recording defaults a platform team publishes (region, storage, transcode, "
+                                "layout background, idle timeout, maximum duration, callbacks, credentials) for RtcRecordings "
+                                "to name in spec.recordingClassName, like a StorageClass. The annotation "
+                                'rtc.recording.io/is-default-class: "true" makes it the class of RtcRecordings that name '
+                                "none (for their optional fields). A change applies to tasks started afterwards, never to "
+                                "a running one."
+                            ),
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": "APIVersion defines the versioned schema of this representation of an object.",
+                                },
+                                "kind": {
+                                    "type": "string",
+                                    "description": "Kind is a string value representing the REST resource this object represents.",
+                                },
+                                "metadata": {"type": "object"},
+                                "spec": {
+                                    "type": "object",
+                                    "required": ["namespaceSelector"],
+                                    "description": (
+                                        "The defaults, who may use them and with which credentials. Field by field, an "
+                                        "RtcRecording's own value wins; objects merge key by key; lists are replaced "
+                                        "whole, except storage.files, merged by format; storage.oss and storage.vod are "
+                                        "one choice (an RtcRecording that sets either takes neither from the class)."
+                                    ),
+                                    "properties": properties,
+                                    "x-kubernetes-validations": [
+                                        {
+                                            "rule": "!has(self.storage) || !has(self.storage.vod) || !has(self.region) || self.region != 'us-east-1'",
+                                            "fieldPath": ".storage.vod",
+                                            "reason": "FieldValueForbidden",
+                                            "message": "spec.storage.vod is not offered in region us-east-1: use spec.storage.oss",
+                                        },
+                                        {
+                                            "rule": "!has(self.region) || !has(self.storage) || !has(self.storage.oss) || "
+                                            "self.storage.oss.endpoint in ['oss-' + self.region + '.aliyuncs.com', 'oss-' + self.region + '-internal.aliyuncs.com']",
+                                            "fieldPath": ".storage.oss.endpoint",
+                                            "reason": "FieldValueInvalid",
+                                            "message": "spec.storage.oss.endpoint must be in spec.region (oss-<region>.aliyuncs.com)",
+                                        },
+                                    ],
+                                },
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -200,76 +282,136 @@ def build_schedule() -> dict:
     recording_spec["description"] = (
         "The spec of each run's RtcRecording (kubectl explain rtcrec.spec), usually naming a class "
         "(recordingClassName). Checked here as an RtcRecording's spec is, except that nothing is immutable: a "
-        "changed template applies to the next run. durationSeconds, if set, replaces maxDurationSeconds.")
+        "changed template applies to the next run. durationSeconds, if set, replaces maxDurationSeconds."
+    )
     string_map = {"type": "object", "additionalProperties": {"type": "string"}}
     spec = {
-        "type": "object", "required": ["schedule", "template"],
+        "type": "object",
+        "required": ["schedule", "template"],
         "description": "When to record, what, and how runs may overlap.",
         "properties": {
             "schedule": {
-                "type": "string", "minLength": 9, "maxLength": 128,
-                "x-kubernetes-validations": [{
-                    "rule": "self.split(' ').filter(f, f != '').size() in [5, 6]",
-                    "message": "a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 "
-                               "with seconds first"}],
+                "type": "string",
+                "minLength": 9,
+                "maxLength": 128,
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "self.split(' ').filter(f, f != '').size() in [5, 6]",
+                        "message": "a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 "
+                        "with seconds first",
+                    }
+                ],
                 "description": (
                     "When runs start, in cron syntax (croniter): minute hour day-of-month month day-of-week, e.g. "
-                    "\"0 9 * * 1\" for Mondays at 09:00 in timeZone; a sixth field before them gives seconds "
-                    "(\"*/20 * * * * *\": every 20 seconds; for tests and demos). Read in timeZone.")},
-            "timeZone": {"type": "string", "minLength": 1, "maxLength": 64,
-                         "pattern": "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
-                         "description": "IANA time zone of schedule, e.g. Europe/Berlin (default UTC); daylight "
-                                        "saving time is followed."},
+                    '"0 9 * * 1" for Mondays at 09:00 in timeZone; a sixth field before them gives seconds '
+                    '("*/20 * * * * *": every 20 seconds; for tests and demos). Read in timeZone.'
+                ),
+            },
+            "timeZone": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "pattern": "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+                "description": "IANA time zone of schedule, e.g. Europe/Berlin (default UTC); daylight "
+                "saving time is followed.",
+            },
             "template": {
-                "type": "object", "required": ["spec"],
+                "type": "object",
+                "required": ["spec"],
                 "description": "The RtcRecording each run creates (named <schedule>-<Unix time of the run>).",
                 "properties": {
-                    "metadata": {"type": "object", "description": "Labels and annotations for each run.",
-                                 "properties": {
-                                     "labels": {**string_map, "description": "Labels of each run's RtcRecording."},
-                                     "annotations": {**string_map,
-                                                     "description": "Annotations of each run's RtcRecording."}}},
-                    "spec": recording_spec}},
+                    "metadata": {
+                        "type": "object",
+                        "description": "Labels and annotations for each run.",
+                        "properties": {
+                            "labels": {**string_map, "description": "Labels of each run's RtcRecording."},
+                            "annotations": {**string_map, "description": "Annotations of each run's RtcRecording."},
+                        },
+                    },
+                    "spec": recording_spec,
+                },
+            },
             "durationSeconds": {
-                "type": "integer", "format": "int32", "minimum": 60, "maximum": 259200,
+                "type": "integer",
+                "format": "int32",
+                "minimum": 60,
+                "maximum": 259200,
                 "description": "How long each run records: becomes the run's spec.maxDurationSeconds (the "
-                               "operator stops the task then)."},
+                "operator stops the task then).",
+            },
             "concurrencyPolicy": {
-                "type": "string", "enum": ["Forbid", "Replace", "Allow"], "default": "Forbid",
+                "type": "string",
+                "enum": ["Forbid", "Replace", "Allow"],
+                "default": "Forbid",
                 "description": (
                     "What a due run does while an earlier run is active (not Completed or Failed): Forbid (default) "
                     "waits for it to finish, within startingDeadlineSeconds; Replace deletes it (its task stops "
-                    "as on any delete) and starts; Allow starts another (two tasks on one channel).")},
+                    "as on any delete) and starts; Allow starts another (two tasks on one channel)."
+                ),
+            },
             "startingDeadlineSeconds": {
-                "type": "integer", "format": "int64", "minimum": 1,
+                "type": "integer",
+                "format": "int64",
+                "minimum": 1,
                 "description": (
                     "How late a run may still start (after an operator restart, or waiting under Forbid). Only the "
-                    "latest due run starts: earlier ones of the same gap are superseded. Unset: no limit.")},
-            "suspend": {"type": "boolean", "default": False,
-                        "description": "true starts no new runs (running ones go on; kubectl rtcrec stop)."},
+                    "latest due run starts: earlier ones of the same gap are superseded. Unset: no limit."
+                ),
+            },
+            "suspend": {
+                "type": "boolean",
+                "default": False,
+                "description": "true starts no new runs (running ones go on; kubectl rtcrec stop).",
+            },
             "successfulRunsHistoryLimit": {
-                "type": "integer", "format": "int32", "minimum": 0, "default": 3,
-                "description": "Completed runs kept (older ones are deleted with their status); default 3."},
+                "type": "integer",
+                "format": "int32",
+                "minimum": 0,
+                "default": 3,
+                "description": "Completed runs kept (older ones are deleted with their status); default 3.",
+            },
             "failedRunsHistoryLimit": {
-                "type": "integer", "format": "int32", "minimum": 0, "default": 1,
-                "description": "Failed runs kept; default 1."},
+                "type": "integer",
+                "format": "int32",
+                "minimum": 0,
+                "default": 1,
+                "description": "Failed runs kept; default 1.",
+            },
         },
     }
     status = {
-        "type": "object", "description": "What the operator did, written by it.",
+        "type": "object",
+        "description": "What the operator did, written by it.",
         "properties": {
-            "lastScheduleTime": {"type": "string", "format": "date-time",
-                                 "description": "The scheduled time of the latest run started (or given up)."},
-            "nextScheduleTime": {"type": "string", "format": "date-time",
-                                 "description": "When the next run is due (unset while suspended)."},
-            "active": {"type": "array", "x-kubernetes-list-type": "atomic",
-                       "description": "The runs not yet Completed or Failed.",
-                       "items": {"type": "object", "description": "One run.", "properties": {
-                           "name": {"type": "string", "description": "Name of the RtcRecording."},
-                           "uid": {"type": "string", "description": "Its uid."}}}},
+            "lastScheduleTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "The scheduled time of the latest run started (or given up).",
+            },
+            "nextScheduleTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When the next run is due (unset while suspended).",
+            },
+            "active": {
+                "type": "array",
+                "x-kubernetes-list-type": "atomic",
+                "description": "The runs not yet Completed or Failed.",
+                "items": {
+                    "type": "object",
+                    "description": "One run.",
+                    "properties": {
+                        "name": {"type": "string", "description": "Name of the RtcRecording."},
+                        "uid": {"type": "string", "description": "Its uid."},
+                    },
+                },
+            },
             "message": {"type": "string", "description": "What the last decision did, or why nothing started."},
-            "observedGeneration": {"type": "integer", "format": "int64",
-                                   "description": "The metadata.generation the status describes."},
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The metadata.generation the status describes.",
+            },
         },
     }
     columns = [
@@ -282,32 +424,59 @@ def build_schedule() -> dict:
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": "rtcrecordingschedules.rtc.recording.io"},
         "spec": {
-            "group": "rtc.recording.io", "scope": "Namespaced",
-            "names": {"kind": "RtcRecordingSchedule", "listKind": "RtcRecordingScheduleList",
-                      "plural": "rtcrecordingschedules", "singular": "rtcrecordingschedule",
-                      "shortNames": ["rtcrecsched"], "categories": ["recordings"]},
-            "versions": [{
-                "name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": (
-                        "RtcRecordingSchedule: RtcRecordings made on a cron schedule, like a CronJob's Jobs (\"record "
-                        "the weekly all-hands\"). Each run is an RtcRecording owned by the schedule: deleting the "
-                        "schedule deletes them, which stops their tasks."),
-                    "required": ["spec"],
-                    "x-kubernetes-validations": [{"rule": "size(self.metadata.name) <= 52",
-                                                  "message": "the name may have at most 52 characters (runs add "
-                                                             "-<Unix time>)"}],
-                    "properties": {
-                        "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
-                        "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
-                        "metadata": {"type": "object"},
-                        "spec": spec, "status": status}}},
-            }],
+            "group": "rtc.recording.io",
+            "scope": "Namespaced",
+            "names": {
+                "kind": "RtcRecordingSchedule",
+                "listKind": "RtcRecordingScheduleList",
+                "plural": "rtcrecordingschedules",
+                "singular": "rtcrecordingschedule",
+                "shortNames": ["rtcrecsched"],
+                "categories": ["recordings"],
+            },
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": (
+                                "RtcRecordingSchedule: RtcRecordings made on a cron schedule, like a CronJob's Jobs (\"record "
+                                'the weekly all-hands"). Each run is an RtcRecording owned by the schedule: deleting the '
+                                "schedule deletes them, which stops their tasks."
+                            ),
+                            "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": "size(self.metadata.name) <= 52",
+                                    "message": "the name may have at most 52 characters (runs add -<Unix time>)",
+                                }
+                            ],
+                            "properties": {
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": "APIVersion defines the versioned schema of this representation of an object.",
+                                },
+                                "kind": {
+                                    "type": "string",
+                                    "description": "Kind is a string value representing the REST resource this object represents.",
+                                },
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
 

@@ -18,7 +18,7 @@ import platform
 import shlex
 import tarfile
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -58,7 +58,7 @@ def runtime_config(dockerfile: Path) -> dict:
         current = ""
     last = max(i for i, line in enumerate(lines) if line.split()[0].upper() == "FROM")
     out: dict = {"Env": [], "Labels": {}}
-    for line in lines[last + 1:]:
+    for line in lines[last + 1 :]:
         instruction, _, rest = line.strip().partition(" ")
         instruction, rest = instruction.upper(), rest.strip()
         if instruction in ("ENV", "LABEL"):
@@ -82,7 +82,10 @@ def runtime_config(dockerfile: Path) -> dict:
 
 def config(diff_id: str, created: str, arch: str, runtime: dict, created_by: str) -> dict:
     return {
-        "created": created, "architecture": arch, "os": "linux", "config": runtime,
+        "created": created,
+        "architecture": arch,
+        "os": "linux",
+        "config": runtime,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": created, "created_by": created_by}],
     }
@@ -90,41 +93,60 @@ def config(diff_id: str, created: str, arch: str, runtime: dict, created_by: str
 
 def write(rootfs: Path, out: Path, *, name: str, tag: str, epoch: int, runtime: dict, created_by: str) -> dict:
     """Write `out`; returns the manifest descriptor (digest, size) for the caller to report."""
-    created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     arch = ARCH[platform.machine()]
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         layer_path = Path(tmp) / "layer"
         diff = hashlib.sha256()
         with open(layer_path, "wb") as raw:
             compressed = _Hashing(raw)
-            with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=6, mtime=0) as gz, \
-                    open(rootfs, "rb") as src:
+            with (
+                gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=6, mtime=0) as gz,
+                open(rootfs, "rb") as src,
+            ):
                 while chunk := src.read(CHUNK):
                     diff.update(chunk)
                     gz.write(chunk)
-        layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                 "digest": "sha256:" + compressed.sha.hexdigest(), "size": compressed.size}
+        layer = {
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": "sha256:" + compressed.sha.hexdigest(),
+            "size": compressed.size,
+        }
         cfg = _json(config("sha256:" + diff.hexdigest(), created, arch, runtime, created_by))
-        cfg_desc = {"mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": "sha256:" + hashlib.sha256(cfg).hexdigest(), "size": len(cfg)}
-        manifest = _json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                          "config": cfg_desc, "layers": [layer]})
+        cfg_desc = {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": "sha256:" + hashlib.sha256(cfg).hexdigest(),
+            "size": len(cfg),
+        }
+        manifest = _json(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": cfg_desc,
+                "layers": [layer],
+            }
+        )
         ref = f"{name}:{tag}"
         manifest_desc = {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(), "size": len(manifest),
+            "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+            "size": len(manifest),
             "platform": {"architecture": arch, "os": "linux"},
             # containerd (and Docker on it) names the image by the first, podman and skopeo by the second.
-            "annotations": {"io.containerd.image.name": f"docker.io/library/{ref}",
-                            "org.opencontainers.image.ref.name": ref},
+            "annotations": {
+                "io.containerd.image.name": f"docker.io/library/{ref}",
+                "org.opencontainers.image.ref.name": ref,
+            },
         }
-        index = _json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                       "manifests": [manifest_desc]})
+        index = _json(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [manifest_desc]}
+        )
         blob = lambda desc: "blobs/sha256/" + desc["digest"].split(":", 1)[1]  # noqa: E731
         docker = _json([{"Config": blob(cfg_desc), "RepoTags": [ref], "Layers": [blob(layer)]}])
 
         partial = out.with_name(out.name + ".partial")
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+
             def add(path: str, data: bytes | None = None, file: Path | None = None, directory: bool = False):
                 info = tarfile.TarInfo(path)
                 info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
@@ -150,8 +172,12 @@ def write(rootfs: Path, out: Path, *, name: str, tag: str, epoch: int, runtime: 
             add("manifest.json", docker)
             add("oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
         partial.replace(out)
-    return {"manifest": manifest_desc["digest"], "config": cfg_desc["digest"], "layer": layer,
-            "uncompressed": rootfs.stat().st_size}
+    return {
+        "manifest": manifest_desc["digest"],
+        "config": cfg_desc["digest"],
+        "layer": layer,
+        "uncompressed": rootfs.stat().st_size,
+    }
 
 
 def main() -> None:
@@ -167,8 +193,15 @@ def main() -> None:
     args = parser.parse_args()
     runtime = runtime_config(args.dockerfile)
     runtime["Labels"].update(dict(label.split("=", 1) for label in args.label))
-    done = write(args.rootfs, args.out, name=args.name, tag=args.tag, epoch=args.epoch, runtime=runtime,
-                 created_by=args.created_by)
+    done = write(
+        args.rootfs,
+        args.out,
+        name=args.name,
+        tag=args.tag,
+        epoch=args.epoch,
+        runtime=runtime,
+        created_by=args.created_by,
+    )
     print(json.dumps(done))
 
 

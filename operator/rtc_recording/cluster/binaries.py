@@ -22,8 +22,9 @@ KUBERNETES_VERSION = "v1.36.3"  # the default: kubectl, the demo and every test'
 # The oldest and the newest supported minor (README, "Kubernetes versions"): the API corpus and an
 # integration smoke test also run against these. Each has its wrapper module tools/controlplane/kube-<minor>.
 OTHER_KUBERNETES_VERSIONS = ("v1.34.4", "v1.37.2")
-KUBERNETES_VERSIONS = tuple(sorted((KUBERNETES_VERSION, *OTHER_KUBERNETES_VERSIONS),
-                                   key=lambda v: tuple(map(int, v.lstrip("v").split(".")))))
+KUBERNETES_VERSIONS = tuple(
+    sorted((KUBERNETES_VERSION, *OTHER_KUBERNETES_VERSIONS), key=lambda v: tuple(map(int, v.lstrip("v").split("."))))
+)
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 # helm's .Capabilities default follows the client-go it is built with (v0.37 for v3.22.0).
@@ -111,12 +112,18 @@ BINARIES = {
     **_kube(KUBERNETES_VERSION),
     # The default version only: its namespace controller is what deletes a namespace's content
     # (LocalCluster.start_controllers; the namespace-deletion tests).
-    "kube-controller-manager": Binary("kube-controller-manager", KUBERNETES_VERSION, "kube",
-                                      "k8s.io/kubernetes/cmd/kube-controller-manager", _kube_ldflags(KUBERNETES_VERSION)),
+    "kube-controller-manager": Binary(
+        "kube-controller-manager",
+        KUBERNETES_VERSION,
+        "kube",
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+        _kube_ldflags(KUBERNETES_VERSION),
+    ),
     "helm": Binary("helm", HELM_VERSION, "helm", "helm.sh/helm/v3/cmd/helm", _helm_ldflags()),
     **{key: binary for version in OTHER_KUBERNETES_VERSIONS for key, binary in _kube(version).items()},
-    "gitops-health": Binary("gitops-health", _source_version(GITOPS_HEALTH), ".", "rtcrec/gitops-health", "-s -w",
-                            root=GITOPS_HEALTH),
+    "gitops-health": Binary(
+        "gitops-health", _source_version(GITOPS_HEALTH), ".", "rtcrec/gitops-health", "-s -w", root=GITOPS_HEALTH
+    ),
 }
 
 
@@ -129,13 +136,19 @@ def build(binary: Binary, log=sys.stderr) -> Path:
     binary.path.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.path.with_suffix(f".partial-{os.getpid()}")  # two builds at once must not share it
     env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
-    print(f"building {binary.name} {binary.version} from Go modules (first run only; kube-apiserver takes minutes)...",
-          file=log, flush=True)
+    print(
+        f"building {binary.name} {binary.version} from Go modules (first run only; kube-apiserver takes minutes)...",
+        file=log,
+        flush=True,
+    )
     started = last = time.monotonic()
     # -v names each package as it is compiled: counting them is the progress shown.
     build = subprocess.Popen(
         ["go", "build", "-v", "-trimpath", "-ldflags", binary.ldflags, "-o", str(partial), binary.package],
-        cwd=binary.root / binary.wrapper, env=env, stderr=subprocess.PIPE, text=True,
+        cwd=binary.root / binary.wrapper,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     packages, tail = 0, []
     for line in build.stderr:

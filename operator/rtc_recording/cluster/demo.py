@@ -28,14 +28,20 @@ APP, BUCKET, CHANNEL = "demo-app", "demo-recordings", "standup-42"
 OPERATOR_KEY = ("LTAIdemoOperatorKey", "demo-operator-secret")
 EXAMPLE_KEY = ("LTAI-replace-me", "replace-me")  # what examples/notify-signed.yaml's Secret holds
 TIME_SCALE = 60
-PEOPLE = {"alice": ("audio", "camera", "screen"), "bob": ("audio", "camera"), "carol": ("audio", "camera"),
-          "dave": ("audio", "camera")}
-NEW_LAYOUT = {"panes": [
-    {"userId": "alice", "left": "0", "top": "0", "width": "0.75", "height": "1"},
-    {"userId": "bob", "left": "0.75", "top": "0", "width": "0.25", "height": "0.34"},
-    {"userId": "carol", "left": "0.75", "top": "0.33", "width": "0.25", "height": "0.34"},
-    {"userId": "dave", "left": "0.75", "top": "0.66", "width": "0.25", "height": "0.34"},
-]}
+PEOPLE = {
+    "alice": ("audio", "camera", "screen"),
+    "bob": ("audio", "camera"),
+    "carol": ("audio", "camera"),
+    "dave": ("audio", "camera"),
+}
+NEW_LAYOUT = {
+    "panes": [
+        {"userId": "alice", "left": "0", "top": "0", "width": "0.75", "height": "1"},
+        {"userId": "bob", "left": "0.75", "top": "0", "width": "0.25", "height": "0.34"},
+        {"userId": "carol", "left": "0.75", "top": "0.33", "width": "0.25", "height": "0.34"},
+        {"userId": "dave", "left": "0.75", "top": "0.66", "width": "0.25", "height": "0.34"},
+    ]
+}
 
 
 def say(text: str) -> None:
@@ -44,6 +50,7 @@ def say(text: str) -> None:
 
 class Hook(http.server.BaseHTTPRequestHandler):
     """Stands in for the user's own NotifyUrl from examples/notify-signed.yaml."""
+
     received: list[dict] = []
 
     def do_POST(self) -> None:
@@ -87,8 +94,13 @@ class Table(threading.Thread):
         for item in json.loads(got.stdout)["items"]:
             name, spec, status = item["metadata"]["name"], item["spec"], item.get("status") or {}
             seen.add(name)
-            row = (spec["mode"], spec.get("media", "AudioVideo"), status.get("phase", "-"),
-                   status.get("reason") or "-", status.get("taskId") or "-")
+            row = (
+                spec["mode"],
+                spec.get("media", "AudioVideo"),
+                status.get("phase", "-"),
+                status.get("reason") or "-",
+                status.get("taskId") or "-",
+            )
             if self.rows.get(name) != row:
                 self.rows[name] = row
                 self.print(name, *row)
@@ -118,8 +130,11 @@ def manifests(hook_url: str) -> str:
         for doc in yaml.safe_load_all(path.read_text()):
             # Classes and schedules (and what names them) need a platform namespace and labels the demo
             # does not set up: tests/integration/test_classes.py and test_schedules.py show them.
-            if doc and (doc.get("kind") in ("RtcRecordingClass", "RtcRecordingSchedule")
-                        or doc.get("kind") == "RtcRecording" and doc["spec"].get("recordingClassName")):
+            if doc and (
+                doc.get("kind") in ("RtcRecordingClass", "RtcRecordingSchedule")
+                or doc.get("kind") == "RtcRecording"
+                and doc["spec"].get("recordingClassName")
+            ):
                 continue
             if doc and doc.get("kind") == "RtcRecording" and (doc["spec"].get("notify") or {}).get("url"):
                 doc["spec"]["notify"]["url"] = hook_url
@@ -142,17 +157,29 @@ def run() -> int:
             cluster.apply_crds()
             cluster.kubectl("create", "namespace", NAMESPACE)
             print(f"    kube-apiserver {binaries.KUBERNETES_VERSION} at {cluster.server}")
-            config = EmulatorConfig(access_keys=dict([OPERATOR_KEY, EXAMPLE_KEY]), apps={APP}, oss_buckets={BUCKET},
-                                    time_scale=TIME_SCALE)
+            config = EmulatorConfig(
+                access_keys=dict([OPERATOR_KEY, EXAMPLE_KEY]), apps={APP}, oss_buckets={BUCKET}, time_scale=TIME_SCALE
+            )
             with run_in_thread(config) as emulator:
-                say(f"Cloud emulator at {emulator.url} (1 emulated minute per real second); starting the "
-                    "operator and its callback receiver")
-                env = local_env(cluster.kubeconfig, emulator.url, receiver_port=free_port(),
-                                metrics_port=free_port(), auth_key="demo" + secrets.token_hex(8),
-                                access_key=OPERATOR_KEY, poll_interval_seconds=5, unknown_outcome_grace_seconds=5,
-                                relay_allowed_hosts="127.0.0.1")  # the stand-in hook: loopback needs allowing
-                processes += [RtcrecProcess("receiver", env, work / "receiver.log").start(),
-                              RtcrecProcess("run", env, work / "operator.log").start()]
+                say(
+                    f"Cloud emulator at {emulator.url} (1 emulated minute per real second); starting the "
+                    "operator and its callback receiver"
+                )
+                env = local_env(
+                    cluster.kubeconfig,
+                    emulator.url,
+                    receiver_port=free_port(),
+                    metrics_port=free_port(),
+                    auth_key="demo" + secrets.token_hex(8),
+                    access_key=OPERATOR_KEY,
+                    poll_interval_seconds=5,
+                    unknown_outcome_grace_seconds=5,
+                    relay_allowed_hosts="127.0.0.1",
+                )  # the stand-in hook: loopback needs allowing
+                processes += [
+                    RtcrecProcess("receiver", env, work / "receiver.log").start(),
+                    RtcrecProcess("run", env, work / "operator.log").start(),
+                ]
                 return story(cluster, emulator, hook, processes, started)
         finally:
             for process in processes:
@@ -162,35 +189,54 @@ def run() -> int:
             cluster.stop()
 
 
-def story(cluster: LocalCluster, emulator, hook: http.server.HTTPServer, processes: list[RtcrecProcess],
-          started: float) -> int:
+def story(
+    cluster: LocalCluster, emulator, hook: http.server.HTTPServer, processes: list[RtcrecProcess], started: float
+) -> int:
     operator = processes[-1]
     details = lambda: "operator log:\n" + operator.output()[-4000:]  # noqa: E731
 
     say(f"Alice, Bob, Carol and Dave join channel {CHANNEL} and publish (Alice also shares her screen)")
     for user, tracks in PEOPLE.items():
-        emulator.control.join(APP, CHANNEL, user, audio="audio" in tracks, camera="camera" in tracks,
-                              screen="screen" in tracks)
+        emulator.control.join(
+            APP, CHANNEL, user, audio="audio" in tracks, camera="camera" in tracks, screen="screen" in tracks
+        )
 
     say("kubectl apply -n demo -f examples/   (seven recordings of that channel, and their Secrets)")
-    applied = cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-",
-                              input=manifests(f"http://127.0.0.1:{hook.server_port}/rtc/standup-42"))
+    applied = cluster.kubectl(
+        "apply", "-n", NAMESPACE, "-f", "-", input=manifests(f"http://127.0.0.1:{hook.server_port}/rtc/standup-42")
+    )
     print("    " + applied.stdout.strip().replace("\n", "\n    ") + "\n", flush=True)
     table = Table(cluster)
     table.heading()
     table.start()
     try:
         names = list(phases(cluster))
-        wait_for(lambda: all(s.get("phase") == "Recording" for s in phases(cluster).values()), 60,
-                 "every recording to be Recording", details)
+        wait_for(
+            lambda: all(s.get("phase") == "Recording" for s in phases(cluster).values()),
+            60,
+            "every recording to be Recording",
+            details,
+        )
         table.settle()
 
         say("Edit the layout of standup-42-grid (Alice large): UpdateRtcCloudRecording, same task")
         before = phases(cluster)["standup-42-grid"]["taskId"]
-        cluster.kubectl("patch", "rtcrec", "standup-42-grid", "-n", NAMESPACE, "--type=merge",
-                        "-p", json.dumps({"spec": {"layout": NEW_LAYOUT}}))
-        wait_for(lambda: phases(cluster)["standup-42-grid"].get("observedGeneration") == 2, 30,
-                 "the layout to be applied", details)
+        cluster.kubectl(
+            "patch",
+            "rtcrec",
+            "standup-42-grid",
+            "-n",
+            NAMESPACE,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"layout": NEW_LAYOUT}}),
+        )
+        wait_for(
+            lambda: phases(cluster)["standup-42-grid"].get("observedGeneration") == 2,
+            30,
+            "the layout to be applied",
+            details,
+        )
         table.settle()
         task = emulator.control.task(before)
         print(f"    the cloud's task {before}: {task['updates']} update, still {task['status']}", flush=True)
@@ -199,12 +245,18 @@ def story(cluster: LocalCluster, emulator, hook: http.server.HTTPServer, process
         cluster.kubectl("delete", "rtcrec", "standup-42-demo", "-n", NAMESPACE, "--timeout=30s")
         table.settle()
 
-        say("Everybody leaves. Nobody publishes, so each task ends after its own maxIdleSeconds "
-            "(120 s or 300 s emulated: 2 or 5 s here)")
+        say(
+            "Everybody leaves. Nobody publishes, so each task ends after its own maxIdleSeconds "
+            "(120 s or 300 s emulated: 2 or 5 s here)"
+        )
         for user in PEOPLE:
             emulator.control.leave(APP, CHANNEL, user)
-        wait_for(lambda: all(s.get("phase") == "Completed" for s in phases(cluster).values()), 60,
-                 "every recording to complete", details)
+        wait_for(
+            lambda: all(s.get("phase") == "Completed" for s in phases(cluster).values()),
+            60,
+            "every recording to complete",
+            details,
+        )
     finally:
         table.stop()
 
@@ -224,7 +276,9 @@ def summary(cluster: LocalCluster, emulator, names: list[str], started: float) -
     print("    " + cluster.kubectl("get", "rtcrec", "-n", NAMESPACE).stdout.strip().replace("\n", "\n    "))
     events = json.loads(cluster.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout)["items"]
     live = [t for t in tasks if t["status"] in ("RUNNING", "RECOVERING")]
-    say(f"Summary: {len(names)} recordings, {len(tasks)} cloud tasks, {len(live)} left running, "
+    say(
+        f"Summary: {len(names)} recordings, {len(tasks)} cloud tasks, {len(live)} left running, "
         f"{len(events)} Events, {len(Hook.received)} callbacks relayed to the example's own NotifyUrl; "
-        f"{time.monotonic() - started:.0f} s in all. Cleaning up.")
+        f"{time.monotonic() - started:.0f} s in all. Cleaning up."
+    )
     return 0 if len(tasks) == len(names) and not live else 1

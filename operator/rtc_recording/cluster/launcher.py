@@ -68,7 +68,7 @@ class LocalCluster:
         return self.info().get("version", binaries.KUBERNETES_VERSION)
 
     @classmethod
-    def start(cls, state_dir: Path | None = None, version: str = binaries.KUBERNETES_VERSION) -> "LocalCluster":
+    def start(cls, state_dir: Path | None = None, version: str = binaries.KUBERNETES_VERSION) -> LocalCluster:
         """A control plane of Kubernetes `version` (one of binaries.KUBERNETES_VERSIONS)."""
         bins = binaries.control_plane(version)
         state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="rtcrec-cluster-"))
@@ -85,40 +85,69 @@ class LocalCluster:
         s = self.state_dir
         client, peer, secure = free_port(), free_port(), free_port()
         token = secrets.token_hex(16)
-        info = {"server": f"https://127.0.0.1:{secure}", "token": token, "etcd": f"http://127.0.0.1:{client}",
-                "kubectl": str(bins["kubectl"]), "version": version, "pids": {}}
+        info = {
+            "server": f"https://127.0.0.1:{secure}",
+            "token": token,
+            "etcd": f"http://127.0.0.1:{client}",
+            "kubectl": str(bins["kubectl"]),
+            "version": version,
+            "pids": {},
+        }
         self._info_file.write_text(json.dumps(info))
 
-        self._spawn("etcd", [
-            str(bins["etcd"]), "--name", "default", "--data-dir", str(s / "etcd"),
-            "--listen-client-urls", info["etcd"], "--advertise-client-urls", info["etcd"],
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"default=http://127.0.0.1:{peer}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(bins["etcd"]),
+                "--name",
+                "default",
+                "--data-dir",
+                str(s / "etcd"),
+                "--listen-client-urls",
+                info["etcd"],
+                "--advertise-client-urls",
+                info["etcd"],
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
         self._wait(lambda: _get(info["etcd"] + "/health"), "etcd")
 
         subprocess.run(["openssl", "genrsa", "-out", str(s / "sa.key"), "2048"], check=True, capture_output=True)
         _private(s / "tokens.csv", f'{token},admin,admin-uid,"system:masters"\n')
-        self._spawn("kube-apiserver", [
-            str(bins["kube-apiserver"]),
-            f"--etcd-servers={info['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={secure}",
-            f"--cert-dir={s / 'pki'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            f"--service-account-issuer={info['server']}/",
-            f"--service-account-key-file={s / 'sa.key'}", f"--service-account-signing-key-file={s / 'sa.key'}",
-            "--authorization-mode=RBAC",
-            f"--token-auth-file={s / 'tokens.csv'}",
-            "--allow-privileged=true",
-            # No controller-manager runs, so nothing would create the `default` ServiceAccount.
-            "--disable-admission-plugins=ServiceAccount",
-            # Loopback addresses are invalid in Endpoints; nothing needs the `kubernetes` Service here.
-            "--endpoint-reconciler-type=none",
-        ])
-        self._wait(lambda: _get(info["server"] + "/readyz", ca=self.ca_file if self.ca_file.exists() else None),
-                   "kube-apiserver")
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bins["kube-apiserver"]),
+                f"--etcd-servers={info['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={secure}",
+                f"--cert-dir={s / 'pki'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-account-issuer={info['server']}/",
+                f"--service-account-key-file={s / 'sa.key'}",
+                f"--service-account-signing-key-file={s / 'sa.key'}",
+                "--authorization-mode=RBAC",
+                f"--token-auth-file={s / 'tokens.csv'}",
+                "--allow-privileged=true",
+                # No controller-manager runs, so nothing would create the `default` ServiceAccount.
+                "--disable-admission-plugins=ServiceAccount",
+                # Loopback addresses are invalid in Endpoints; nothing needs the `kubernetes` Service here.
+                "--endpoint-reconciler-type=none",
+            ],
+        )
+        self._wait(
+            lambda: _get(info["server"] + "/readyz", ca=self.ca_file if self.ca_file.exists() else None),
+            "kube-apiserver",
+        )
         _private(self.kubeconfig, _kubeconfig(info["server"], self.ca_file, token))
 
     def start_controllers(self, *controllers: str) -> None:
@@ -127,18 +156,26 @@ class LocalCluster:
         if "kube-controller-manager" in self.info()["pids"]:
             return
         binary = binaries.ensure("kube-controller-manager")["kube-controller-manager"]
-        self._spawn("kube-controller-manager", [
-            str(binary), f"--kubeconfig={self.kubeconfig}", f"--controllers={','.join(controllers)}",
-            "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--controllers={','.join(controllers)}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--use-service-account-credentials=false",
+            ],
+        )
         log = self.state_dir / "kube-controller-manager.log"
         self._wait(lambda: "Caches are synced" in _tail(log, 400), "kube-controller-manager")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.state_dir / f"{name}.log", "ab")
         # Own session: teardown signals the whole group, and Ctrl-C in a shell does not orphan it.
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         info = self.info()
         info["pids"][name] = proc.pid
@@ -149,8 +186,10 @@ class LocalCluster:
         pid = self.info()["pids"][name]
         while time.monotonic() < deadline:
             if not alive(pid):
-                raise ClusterError(f"{name} exited during start-up; see {self.state_dir / (name + '.log')}:\n"
-                                   + _tail(self.state_dir / f"{name}.log"))
+                raise ClusterError(
+                    f"{name} exited during start-up; see {self.state_dir / (name + '.log')}:\n"
+                    + _tail(self.state_dir / f"{name}.log")
+                )
             if probe():
                 return
             time.sleep(0.2)
@@ -173,8 +212,12 @@ class LocalCluster:
         return {"KUBECONFIG": str(self.kubeconfig)}
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.info()["kubectl"], f"--kubeconfig={self.kubeconfig}", *args],
-                              input=input, capture_output=True, text=True)
+        proc = subprocess.run(
+            [self.info()["kubectl"], f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+        )
         if check and proc.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
@@ -185,22 +228,27 @@ class LocalCluster:
         # A CRD just applied may have no conditions yet (kubectl wait then errors out), and its
         # OpenAPI (kubectl explain) is published a moment after it is Established.
         deadline = time.monotonic() + 60
-        while (self.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd", "--all",
-                            check=False).returncode
-               or self.kubectl("explain", "rtcrecordings.spec", check=False).returncode):
+        while (
+            self.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd", "--all", check=False).returncode
+            or self.kubectl("explain", "rtcrecordings.spec", check=False).returncode
+        ):
             if time.monotonic() > deadline:
                 raise ClusterError("the CRDs were not served within 60 s")
             time.sleep(0.2)
 
 
 def _kubeconfig(server: str, ca: Path, token: str) -> str:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
-        "current-context": "local",
-    }, indent=2)
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+            "users": [{"name": "admin", "user": {"token": token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "current-context": "local",
+        },
+        indent=2,
+    )
 
 
 def _get(url: str, ca: Path | None = None) -> bool:

@@ -11,15 +11,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 RTCREC = str(Path(sys.executable).with_name("rtcrec"))
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30, what: str = "condition",
-             details: Callable[[], str] = lambda: "", interval: float = 0.2) -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 30,
+    what: str = "condition",
+    details: Callable[[], str] = lambda: "",
+    interval: float = 0.2,
+) -> T:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -29,20 +35,30 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30, what: str = "condi
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}\n{details()}")
 
 
-def local_env(kubeconfig: Path, endpoint: str, *, receiver_port: int, metrics_port: int, auth_key: str,
-              access_key: tuple[str, str] | None = None, **settings: object) -> dict[str, str]:
+def local_env(
+    kubeconfig: Path,
+    endpoint: str,
+    *,
+    receiver_port: int,
+    metrics_port: int,
+    auth_key: str,
+    access_key: tuple[str, str] | None = None,
+    **settings: object,
+) -> dict[str, str]:
     """What a pod would get, pointed at local parts; `settings` become RTCREC_<NAME> overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RTCREC_", "ALIBABA_CLOUD_", "KUBERNETES_"))}
-    env.update({
-        # No ECS instance here: the vendor's credential chain must not try its metadata address.
-        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-        "KUBECONFIG": str(kubeconfig),
-        "RTCREC_ENDPOINT": endpoint,
-        "RTCREC_CALLBACK_URL": f"http://127.0.0.1:{receiver_port}",
-        "RTCREC_CALLBACK_AUTH_KEY": auth_key,
-        "RTCREC_RECEIVER_PORT": str(receiver_port),
-        "RTCREC_METRICS_PORT": str(metrics_port),
-    })
+    env.update(
+        {
+            # No ECS instance here: the vendor's credential chain must not try its metadata address.
+            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+            "KUBECONFIG": str(kubeconfig),
+            "RTCREC_ENDPOINT": endpoint,
+            "RTCREC_CALLBACK_URL": f"http://127.0.0.1:{receiver_port}",
+            "RTCREC_CALLBACK_AUTH_KEY": auth_key,
+            "RTCREC_RECEIVER_PORT": str(receiver_port),
+            "RTCREC_METRICS_PORT": str(metrics_port),
+        }
+    )
     if access_key:
         env["ALIBABA_CLOUD_ACCESS_KEY_ID"], env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = access_key
     env.update({f"RTCREC_{name.upper()}": str(value) for name, value in settings.items()})
@@ -56,10 +72,16 @@ class RtcrecProcess:
         self.command, self.env, self.log = command, env, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "RtcrecProcess":
+    def start(self) -> RtcrecProcess:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([RTCREC, self.command], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [RTCREC, self.command],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return self
 
     def kill(self) -> None:

@@ -109,5 +109,12 @@ from .control import EmulatorControl, EmulatorError
 from .runner import EmulatorHandle, run_in_thread
 from .server import create_app
 
-__all__ = ["EmulatorConfig", "EmulatorControl", "EmulatorError", "EmulatorHandle", "FaultKnobs", "create_app",
-           "run_in_thread"]
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorControl",
+    "EmulatorError",
+    "EmulatorHandle",
+    "FaultKnobs",
+    "create_app",
+    "run_in_thread",
+]

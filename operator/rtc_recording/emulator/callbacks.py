@@ -40,8 +40,9 @@ def body(event: Event, payload_as_string: bool) -> dict[str, Any]:
 
 
 class Dispatcher:
-    def __init__(self, clock: Clock, *, enabled: Callable[[], bool], timeout: float, retry_delay: float,
-                 payload_as_string: bool):
+    def __init__(
+        self, clock: Clock, *, enabled: Callable[[], bool], timeout: float, retry_delay: float, payload_as_string: bool
+    ):
         self._clock = clock
         self._enabled = enabled
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -143,12 +144,17 @@ class Dispatcher:
             async with self._session.post(event.notify_url, data=data, headers=headers) as response:
                 await response.read()
                 return response.status
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "timeout"
         except aiohttp.ClientError as error:
             return f"error: {type(error).__name__}"
 
     @staticmethod
     def _entry(event: Event) -> dict[str, Any]:
-        return {"taskId": event.task_id, "eventType": event.event_type, "url": event.notify_url,
-                "payload": event.payload, "at": event.at}
+        return {
+            "taskId": event.task_id,
+            "eventType": event.event_type,
+            "url": event.notify_url,
+            "payload": event.payload,
+            "at": event.at,
+        }

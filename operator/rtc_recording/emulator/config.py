@@ -23,13 +23,16 @@ class FaultKnobs(BaseModel):
         description="action name (or '*') -> share of calls answered InternalError/ServiceUnavailable",
     )
     drop_start_rate: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="share of Starts that create the task and then drop the connection unanswered",
     )
     callbacks: bool = True
     quota_per_second: int = Field(50, ge=0, description="calls per AccessKey per second, all actions; 0 = no limit")
-    throttle_status: int = Field(400, ge=400, le=599,
-                                 description="HTTP status of Throttling.User (classic 400, newer 429)")
+    throttle_status: int = Field(
+        400, ge=400, le=599, description="HTTP status of Throttling.User (classic 400, newer 429)"
+    )
 
     @field_validator("error_rates")
     @classmethod
@@ -47,18 +50,23 @@ class EmulatorConfig(FaultKnobs):
     accounts: dict[str, str] = Field(
         default_factory=dict,
         description="AccessKeyId (plain or STS) -> the account it belongs to; keys not listed belong to "
-                    "account 'default'. A task is visible (Describe, Update, Stop) only to keys of the account "
-                    "that started it.")
+        "account 'default'. A task is visible (Describe, Update, Stop) only to keys of the account "
+        "that started it.",
+    )
     sts_tokens: dict[str, tuple[str, str]] = Field(
-        default_factory=dict, description="STS AccessKeyId -> (secret, security token)")
+        default_factory=dict, description="STS AccessKeyId -> (secret, security token)"
+    )
     sts_expires_at: dict[str, float] = Field(
-        default_factory=dict, description="STS AccessKeyId -> real Unix time it expires")
+        default_factory=dict, description="STS AccessKeyId -> real Unix time it expires"
+    )
     apps: set[str] = Field(default_factory=set, description="AppIds that exist in the account")
     oss_buckets: set[str] = Field(default_factory=set, description="OSS buckets that exist in the account")
     open_channels: bool = Field(False, description="accept Start on channels nobody joined")
     strict_ids: bool = Field(
-        False, description="refuse channel and user ids outside [A-Za-z0-9_-]{1,64} (the ARTC token rule; the "
-                           "StartRtcCloudRecording page states no rule for ids, so off by default)")
+        False,
+        description="refuse channel and user ids outside [A-Za-z0-9_-]{1,64} (the ARTC token rule; the "
+        "StartRtcCloudRecording page states no rule for ids, so off by default)",
+    )
     region: str = Field("cn-shanghai", description="region when the Host is not a vendor endpoint")
     time_scale: float = Field(1.0, gt=0, description="emulated seconds per real second")
     seed: int = 0
@@ -68,5 +76,6 @@ class EmulatorConfig(FaultKnobs):
     callback_timeout_seconds: float = Field(2.0, gt=0)
     callback_retry_delay_seconds: float = Field(0.1, ge=0)
     callback_payload_as_string: bool = Field(
-        True, description="payload as a JSON string (as documented) rather than a nested object")
+        True, description="payload as a JSON string (as documented) rather than a nested object"
+    )
     tick_seconds: float = Field(0.02, gt=0, description="real interval of the background clock tick")

@@ -25,44 +25,94 @@ class EmulatorControl:
         self._session = requests.Session()
         self._session.trust_env = False  # the emulator is local: never via a proxy
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-              params: dict[str, str] | None = None) -> Any:
-        response = self._session.request(method, f"{self.url}/_emulator{path}", json=body, params=params,
-                                         timeout=self._timeout)
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
+    ) -> Any:
+        response = self._session.request(
+            method, f"{self.url}/_emulator{path}", json=body, params=params, timeout=self._timeout
+        )
         if response.status_code >= 400:
             raise EmulatorError(response.status_code, response.json())
         return response.json()
 
     # channel activity
-    def join(self, app_id: str, channel_id: str, user_id: str, publish: bool = True, *, audio: bool = True,
-             camera: bool = True, screen: bool = False) -> None:
+    def join(
+        self,
+        app_id: str,
+        channel_id: str,
+        user_id: str,
+        publish: bool = True,
+        *,
+        audio: bool = True,
+        camera: bool = True,
+        screen: bool = False,
+    ) -> None:
         tracks = _tracks(audio, camera, screen) if publish else []
-        self._call("POST", "/channels/join", {"appId": app_id, "channelId": channel_id, "userId": user_id,
-                                              "tracks": tracks})
+        self._call(
+            "POST", "/channels/join", {"appId": app_id, "channelId": channel_id, "userId": user_id, "tracks": tracks}
+        )
 
     def leave(self, app_id: str, channel_id: str, user_id: str) -> None:
         self._call("POST", "/channels/leave", {"appId": app_id, "channelId": channel_id, "userId": user_id})
 
-    def publish(self, app_id: str, channel_id: str, user_id: str, *, audio: bool = True, camera: bool = True,
-                screen: bool = False) -> None:
+    def publish(
+        self,
+        app_id: str,
+        channel_id: str,
+        user_id: str,
+        *,
+        audio: bool = True,
+        camera: bool = True,
+        screen: bool = False,
+    ) -> None:
         """Start publishing the chosen tracks (others are left as they are)."""
-        self._call("POST", "/channels/publish", {"appId": app_id, "channelId": channel_id, "userId": user_id,
-                                                 "tracks": _tracks(audio, camera, screen)})
+        self._call(
+            "POST",
+            "/channels/publish",
+            {"appId": app_id, "channelId": channel_id, "userId": user_id, "tracks": _tracks(audio, camera, screen)},
+        )
 
-    def unpublish(self, app_id: str, channel_id: str, user_id: str, *, audio: bool = True, camera: bool = True,
-                  screen: bool = True) -> None:
+    def unpublish(
+        self,
+        app_id: str,
+        channel_id: str,
+        user_id: str,
+        *,
+        audio: bool = True,
+        camera: bool = True,
+        screen: bool = True,
+    ) -> None:
         """Stop publishing the chosen tracks (by default all of them)."""
-        self._call("POST", "/channels/unpublish", {"appId": app_id, "channelId": channel_id, "userId": user_id,
-                                                   "tracks": _tracks(audio, camera, screen)})
+        self._call(
+            "POST",
+            "/channels/unpublish",
+            {"appId": app_id, "channelId": channel_id, "userId": user_id, "tracks": _tracks(audio, camera, screen)},
+        )
 
     def channels(self) -> list[dict[str, Any]]:
         return self._call("GET", "/channels")["channels"]
 
     # introspection
-    def tasks(self, app_id: str | None = None, channel_id: str | None = None, status: str | None = None, *,
-              account: str | None = None, access_key_id: str | None = None) -> list[dict[str, Any]]:
-        params = {k: v for k, v in (("appId", app_id), ("channelId", channel_id), ("status", status),
-                                    ("account", account), ("accessKeyId", access_key_id)) if v}
+    def tasks(
+        self,
+        app_id: str | None = None,
+        channel_id: str | None = None,
+        status: str | None = None,
+        *,
+        account: str | None = None,
+        access_key_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {
+            k: v
+            for k, v in (
+                ("appId", app_id),
+                ("channelId", channel_id),
+                ("status", status),
+                ("account", account),
+                ("accessKeyId", access_key_id),
+            )
+            if v
+        }
         return self._call("GET", "/tasks", params=params)["tasks"]
 
     def task(self, task_id: str) -> dict[str, Any]:
@@ -124,15 +174,28 @@ class EmulatorControl:
     def callbacks(self, enabled: bool) -> None:
         self._call("POST", "/callbacks", {"enabled": enabled})
 
-    def credentials(self, *, access_keys: dict[str, str] | None = None,
-                    sts_tokens: dict[str, tuple[str, str]] | None = None,
-                    sts_expires_at: dict[str, float] | None = None, revoke: list[str] | None = None,
-                    accounts: dict[str, str] | None = None) -> None:
+    def credentials(
+        self,
+        *,
+        access_keys: dict[str, str] | None = None,
+        sts_tokens: dict[str, tuple[str, str]] | None = None,
+        sts_expires_at: dict[str, float] | None = None,
+        revoke: list[str] | None = None,
+        accounts: dict[str, str] | None = None,
+    ) -> None:
         """Add or replace keys and tokens, set STS expiry (real Unix time), revoke key ids, and say which
         account a key belongs to (keys never named belong to account "default")."""
-        self._call("POST", "/credentials", {"access_keys": access_keys or {}, "sts_tokens": sts_tokens or {},
-                                            "sts_expires_at": sts_expires_at or {}, "revoke": revoke or [],
-                                            "accounts": accounts or {}})
+        self._call(
+            "POST",
+            "/credentials",
+            {
+                "access_keys": access_keys or {},
+                "sts_tokens": sts_tokens or {},
+                "sts_expires_at": sts_expires_at or {},
+                "revoke": revoke or [],
+                "accounts": accounts or {},
+            },
+        )
 
     def reset(self) -> None:
         self._call("POST", "/reset")

@@ -15,7 +15,9 @@ CATALOG: dict[str, tuple[int, str]] = {
     "InvalidParameter.StorageParams.OSSParams": (400, "%s, please check the ossParams of storageParams."),
     "NotFound.OSSBucket": (400, "%s, please check the ossBucket of storageParams."),
     "InvalidParameter.SubscribeParams.SubscribeUserIdList": (
-        400, "%s, please check the subscribeUserIdList of subscribeParams."),
+        400,
+        "%s, please check the subscribeUserIdList of subscribeParams.",
+    ),
     "InvalidParameter.MixLayoutParams.UserPanes": (400, "%s, please check the userPanes of mixLayoutParams."),
     "InvalidParameter.MixTranscodeParams": (400, "%s, please check the transcodeParams."),
     "MissingParameter": (400, "%s."),
@@ -42,8 +44,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired. %s"),
     "InvalidTimeStamp.Format": (400, "Specified time stamp or date value is not well formatted. %s"),
     "InvalidSecurityToken.Expired": (400, "Specified SecurityToken is expired. %s"),
-    "InvalidSecurityToken.MismatchWithAccessKey": (
-        400, "Specified SecurityToken mismatch with the AccessKey. %s"),
+    "InvalidSecurityToken.MismatchWithAccessKey": (400, "Specified SecurityToken mismatch with the AccessKey. %s"),
     "InvalidSecurityToken.Malformed": (400, "Specified SecurityToken is malformed. %s"),
     # Quota and server faults
     "Throttling.User": (400, "Request was denied due to user flow control. %s"),

@@ -95,5 +95,9 @@ class Hang:
             self.waiting -= 1
 
     def view(self) -> dict[str, object]:
-        return {"active": self.active, "remainingSeconds": round(self.remaining(), 3), "waiting": self.waiting,
-                "held": self.held}
+        return {
+            "active": self.active,
+            "remainingSeconds": round(self.remaining(), 3),
+            "waiting": self.waiting,
+            "held": self.held,
+        }

@@ -9,8 +9,18 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .spec import (AUDIO, AV, FORMAT_EXTENSIONS, INDIVIDUAL, SCREEN, SLICE_EXTENSION, VIDEO, FileSpec,
-                   RecordingSpec, Subscriber)
+from .spec import (
+    AUDIO,
+    AV,
+    FORMAT_EXTENSIONS,
+    INDIVIDUAL,
+    SCREEN,
+    SLICE_EXTENSION,
+    VIDEO,
+    FileSpec,
+    RecordingSpec,
+    Subscriber,
+)
 
 UTC8 = timezone(timedelta(hours=8))  # StartTime is rendered in UTC+8, per the seed
 EPSILON = 1e-6  # float slack when counting whole files/slices of accumulated seconds
@@ -77,9 +87,13 @@ def _variables(spec: RecordingSpec, output: Output, start: float) -> dict[str, s
     if sub is not None:  # UserId and SourceType mean something in individual mode only
         values["UserId"] = sub.user_id
         screen = sub.source_type == SCREEN
-        values["SourceType"] = ("A" if sub.stream_type == AUDIO else
-                                ("S" if screen else "C") if sub.stream_type == VIDEO else
-                                ("OS" if screen else "OC"))
+        values["SourceType"] = (
+            "A"
+            if sub.stream_type == AUDIO
+            else ("S" if screen else "C")
+            if sub.stream_type == VIDEO
+            else ("OS" if screen else "OC")
+        )
     return values
 
 
@@ -103,8 +117,7 @@ def file_path(spec: RecordingSpec, task_id: str, output: Output, file: FileSpec,
     return "/".join((*file.path_prefix, task_id, name))
 
 
-def slice_path(spec: RecordingSpec, task_id: str, output: Output, file: FileSpec, start: float,
-               sequence: int) -> str:
+def slice_path(spec: RecordingSpec, task_id: str, output: Output, file: FileSpec, start: float, sequence: int) -> str:
     pattern = file.slice_name_pattern or _default_pattern(spec, output) + "_{Sequence}"
     values = _variables(spec, output, start) | {"Sequence": str(sequence)}
     return "/".join((*file.path_prefix, task_id, _render(pattern, values) + SLICE_EXTENSION))

@@ -53,8 +53,12 @@ class Emulator:
         self.config = config
         self.clock = Clock(config.time_scale)
         self.dispatcher = Dispatcher(
-            self.clock, enabled=lambda: self.knobs.callbacks, timeout=config.callback_timeout_seconds,
-            retry_delay=config.callback_retry_delay_seconds, payload_as_string=config.callback_payload_as_string)
+            self.clock,
+            enabled=lambda: self.knobs.callbacks,
+            timeout=config.callback_timeout_seconds,
+            retry_delay=config.callback_retry_delay_seconds,
+            payload_as_string=config.callback_payload_as_string,
+        )
         self.hang = Hang(self.clock.monotonic)
         self.stats = CallStats()
         self._reverts: list[asyncio.TimerHandle] = []
@@ -76,9 +80,13 @@ class Emulator:
         self.quota = Quota(self.knobs.quota_per_second)
         self.faults = Faults(self.knobs, config.seed)
         self._ids = random.Random(f"{config.seed}:ids")
-        self.engine = Engine(new_id=self.new_id, open_channels=config.open_channels,
-                             stopping_seconds=config.stopping_seconds, max_duration=config.max_duration_seconds,
-                             retention=config.retention_seconds)
+        self.engine = Engine(
+            new_id=self.new_id,
+            open_channels=config.open_channels,
+            stopping_seconds=config.stopping_seconds,
+            max_duration=config.max_duration_seconds,
+            retention=config.retention_seconds,
+        )
         self.dispatcher.clear()
 
     def new_id(self) -> str:
@@ -161,6 +169,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 # ---- the vendor API
 
+
 async def _api(request: web.Request) -> web.StreamResponse:
     # shielded: a call the caller gave up on (a timeout during a hang or latency) still happens
     answer = asyncio.ensure_future(_answer(request))
@@ -186,8 +195,10 @@ async def _answer(request: web.Request) -> web.StreamResponse:
     try:
         if len(request.raw_path) > MAX_REQUEST_TARGET:
             emulator.stats.too_large += 1
-            raise ApiError("RequestTooLarge", f"Its path and query take {len(request.raw_path)} bytes; "
-                                              f"at most {MAX_REQUEST_TARGET} are accepted.")
+            raise ApiError(
+                "RequestTooLarge",
+                f"Its path and query take {len(request.raw_path)} bytes; at most {MAX_REQUEST_TARGET} are accepted.",
+            )
         signed = SignedRequest(request.method, request.path, query, request.headers, body)
         credential = verify(signed, emulator.keys, emulator.nonces, received)
         key = credential.access_key_id
@@ -205,8 +216,9 @@ async def _answer(request: web.Request) -> web.StreamResponse:
         answer = handler(emulator, decode_params(query), credential, host)
     except ApiError as error:
         code = error.code
-        return web.json_response(error_body(error, request_id, host), status=error.status,
-                                 headers={"x-acs-request-id": request_id})
+        return web.json_response(
+            error_body(error, request_id, host), status=error.status, headers={"x-acs-request-id": request_id}
+        )
     finally:
         emulator.stats.record(action, key, code, request.headers.get("User-Agent", ""))
         emulator.dispatcher.submit(emulator.engine.drain())
@@ -220,8 +232,9 @@ async def _answer(request: web.Request) -> web.StreamResponse:
 
 def _start(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
     spec = validate_start(params, emulator.account(host))
-    task = emulator.engine.start(spec, credential.access_key_id, emulator.clock.now(),
-                                 account=emulator.account_of(credential))
+    task = emulator.engine.start(
+        spec, credential.access_key_id, emulator.clock.now(), account=emulator.account_of(credential)
+    )
     return {"TaskId": task.task_id}
 
 
@@ -240,8 +253,11 @@ def _update(emulator: Emulator, params: dict[str, Any], credential: Credential, 
 
 
 def _describe(emulator: Emulator, params: dict[str, Any], credential: Credential, host: str) -> dict[str, Any]:
-    return {"TaskInfo": emulator.engine.describe(require_task_id(params), emulator.clock.now(),
-                                                 emulator.account_of(credential))}
+    return {
+        "TaskInfo": emulator.engine.describe(
+            require_task_id(params), emulator.clock.now(), emulator.account_of(credential)
+        )
+    }
 
 
 _ACTIONS: dict[str, Callable[[Emulator, dict[str, Any], Credential, str], dict[str, Any]]] = {
@@ -274,12 +290,17 @@ def _control(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response
         finally:
             emulator.dispatcher.submit(emulator.engine.drain())
         return web.json_response(result if result is not None else {"ok": True})
+
     return route
 
 
 def _health(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
-    return {"ok": True, "now": emulator.clock.now(), "region": emulator.config.region,
-            "timeScale": emulator.clock.time_scale}
+    return {
+        "ok": True,
+        "now": emulator.clock.now(),
+        "region": emulator.config.region,
+        "timeScale": emulator.clock.time_scale,
+    }
 
 
 def _reset(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
@@ -302,13 +323,15 @@ def _channel_action(verb: str, default_tracks: tuple[str, ...] | None) -> Handle
         if default_tracks is not None:
             args.append(data.get("tracks", default_tracks))
         getattr(emulator.engine, verb)(*args, emulator.clock.now())
+
     return handle
 
 
 def _tasks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     now = emulator.clock.now()
-    wanted = {k: request.query[k] for k in ("appId", "channelId", "status", "account", "accessKeyId")
-              if k in request.query}
+    wanted = {
+        k: request.query[k] for k in ("appId", "channelId", "status", "account", "accessKeyId") if k in request.query
+    }
     views = [emulator.engine.task_view(t, now) for t in emulator.engine.tasks.values()]
     return {"tasks": [v for v in views if all(v[k] == value for k, value in wanted.items())]}
 
@@ -356,8 +379,11 @@ def _stats_reset(emulator: Emulator, data: dict[str, Any], request: web.Request)
 def _callbacks(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:
     if request.method == "POST":
         emulator.set_faults({"callbacks": bool(data["enabled"])})
-    return {"enabled": emulator.knobs.callbacks, "counts": emulator.dispatcher.counts(),
-            "deliveries": list(emulator.dispatcher.log)}
+    return {
+        "enabled": emulator.knobs.callbacks,
+        "counts": emulator.dispatcher.counts(),
+        "deliveries": list(emulator.dispatcher.log),
+    }
 
 
 def _credentials(emulator: Emulator, data: dict[str, Any], request: web.Request) -> Any:

@@ -25,11 +25,16 @@ from .keys import Credential, KeyStore
 MAX_SKEW_SECONDS = 15 * 60
 ACS3 = "ACS3-HMAC-SHA256"
 # v2 parameters that carry the signature itself (IncompleteSignature when missing)
-V2_SIGNATURE_PARAMS = ("Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce",
-                       "AccessKeyId", "Timestamp")
+V2_SIGNATURE_PARAMS = ("Signature", "SignatureMethod", "SignatureVersion", "SignatureNonce", "AccessKeyId", "Timestamp")
 # ACS3 headers the signer always sends and a verifier insists on seeing signed
-ACS3_REQUIRED_HEADERS = ("host", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256",
-                         "x-acs-action", "x-acs-version")
+ACS3_REQUIRED_HEADERS = (
+    "host",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-content-sha256",
+    "x-acs-action",
+    "x-acs-version",
+)
 
 
 @dataclass(frozen=True)
@@ -83,14 +88,16 @@ def acs3_string_to_sign(request: SignedRequest, signed_headers: Sequence[str]) -
         values = sorted(v.strip() for v in request.header_values(name))
         canonical_headers += f"{name}:{','.join(values)}\n"
     payload_hash = request.headers.get("x-acs-content-sha256", "")
-    canonical_request = "\n".join([
-        request.method.upper(),
-        request.path or "/",
-        _canonical_query(request.query),
-        canonical_headers,
-        ";".join(signed_headers),
-        payload_hash,
-    ])
+    canonical_request = "\n".join(
+        [
+            request.method.upper(),
+            request.path or "/",
+            _canonical_query(request.query),
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_hash,
+        ]
+    )
     return f"{ACS3}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
 
 
@@ -187,4 +194,3 @@ def _use_nonce(nonces: NonceCache, cred: Credential, nonce: str, now: float) -> 
     # Only a correctly signed request spends its nonce: a forged copy cannot burn it first.
     if not nonces.use(cred.access_key_id, nonce, now):
         raise ApiError("SignatureNonceUsed", f"Nonce {nonce!r}.")
-

@@ -84,8 +84,15 @@ class Task:
 
 
 class Engine:
-    def __init__(self, *, new_id: Callable[[], str], open_channels: bool = False, stopping_seconds: float = 1.0,
-                 max_duration: float = 72 * 3600, retention: float = 3 * 86400):
+    def __init__(
+        self,
+        *,
+        new_id: Callable[[], str],
+        open_channels: bool = False,
+        stopping_seconds: float = 1.0,
+        max_duration: float = 72 * 3600,
+        retention: float = 3 * 86400,
+    ):
         self._new_id = new_id
         self.open_channels = open_channels
         self.stopping_seconds = stopping_seconds
@@ -129,8 +136,17 @@ class Engine:
         if not self.channels.get((spec.app_id, spec.channel_id)) and not self.open_channels:
             raise ApiError("InvalidParameter.ChannelId", f"Nobody is in channel {spec.channel_id!r}")
         outs = list(outputs(spec))
-        task = Task(self._new_id(), spec, access_key_id, created_at=now, settled_at=now, outputs=outs,
-                    progress={o.stream: Track() for o in outs}, account=account, sync=self._sync)
+        task = Task(
+            self._new_id(),
+            spec,
+            access_key_id,
+            created_at=now,
+            settled_at=now,
+            outputs=outs,
+            progress={o.stream: Track() for o in outs},
+            account=account,
+            sync=self._sync,
+        )
         self.tasks[task.task_id] = task
         self._live[task.task_id] = task
         self._by_channel.setdefault((spec.app_id, spec.channel_id), {})[task.task_id] = task
@@ -170,8 +186,13 @@ class Engine:
             if output.stream not in task.progress:
                 task.outputs.append(output)
                 task.progress[output.stream] = Track()
-        task.history.append({"at": now, "SubscribeParams": spec.raw.get("SubscribeParams"),
-                             "MixLayoutParams": spec.raw.get("MixLayoutParams")})
+        task.history.append(
+            {
+                "at": now,
+                "SubscribeParams": spec.raw.get("SubscribeParams"),
+                "MixLayoutParams": spec.raw.get("MixLayoutParams"),
+            }
+        )
         task.idle_since = None  # a new subscription gets a full idle window
         self._refresh_idle(task, now)
         self._schedule(task, now)
@@ -240,32 +261,50 @@ class Engine:
                 for file in spec.files:
                     shown = count
                     # a live HLS playlist is there as soon as its first slice is
-                    if file.format == "HLS" and not final and track.recorded - count * spec.max_file_duration >= file.slice_duration:
+                    if (
+                        file.format == "HLS"
+                        and not final
+                        and track.recorded - count * spec.max_file_duration >= file.slice_duration
+                    ):
                         shown += 1
                     lists[FILE_LISTS[file.format]].extend(
-                        file_path(spec, task.task_id, output, file, track.chunk_starts[k]) for k in range(shown))
+                        file_path(spec, task.task_id, output, file, track.chunk_starts[k]) for k in range(shown)
+                    )
             else:
                 ids = [media_id(task.task_id, output.stream, k) for k in range(count)]
-                merged = [media_id(task.task_id, output.stream, -1)] if final and spec.auto_compose and len(ids) > 1 else []
+                merged = (
+                    [media_id(task.task_id, output.stream, -1)] if final and spec.auto_compose and len(ids) > 1 else []
+                )
                 lists["VodMediaList"].append({"MediaIds": ids, "MergedIds": merged, "Stream": output.stream})
         return lists
 
     def task_view(self, task: Task, now: float) -> dict[str, Any]:
         self._catch_up(task, now)
         return {
-            "taskId": task.task_id, "appId": task.spec.app_id, "channelId": task.spec.channel_id,
-            "status": task.status, "stopReason": task.stop_reason, "accessKeyId": task.access_key_id,
+            "taskId": task.task_id,
+            "appId": task.spec.app_id,
+            "channelId": task.spec.channel_id,
+            "status": task.status,
+            "stopReason": task.stop_reason,
+            "accessKeyId": task.access_key_id,
             "account": task.account,
-            "createdAt": task.created_at, "stoppedAt": task.stopped_at, "vanished": task.vanished,
-            "expired": self._expired(task, now), "params": task.spec.raw,
+            "createdAt": task.created_at,
+            "stoppedAt": task.stopped_at,
+            "vanished": task.vanished,
+            "expired": self._expired(task, now),
+            "params": task.spec.raw,
             "subscribers": [s.wire() for s in task.spec.subscribers],
-            "layout": task.spec.raw.get("MixLayoutParams"), "updates": len(task.history),
-            "history": task.history, "files": self.file_list(task),
+            "layout": task.spec.raw.get("MixLayoutParams"),
+            "updates": len(task.history),
+            "history": task.history,
+            "files": self.file_list(task),
         }
 
     def channel_view(self) -> list[dict[str, Any]]:
-        return [{"appId": app, "channelId": channel, "users": {u: sorted(t) for u, t in users.items()}}
-                for (app, channel), users in self.channels.items()]
+        return [
+            {"appId": app, "channelId": channel, "users": {u: sorted(t) for u, t in users.items()}}
+            for (app, channel), users in self.channels.items()
+        ]
 
     # ---- internals
 
@@ -429,14 +468,22 @@ class Engine:
             for k in range(track.files_uploaded, done):
                 base = {"stream": output.stream, "duration": track.duration(k, spec.max_file_duration)}
                 if spec.storage_type != OSS:
-                    self._emit(task, "RecordFileUploaded", t,
-                               base | {"format": "MP4", "mediaId": media_id(task.task_id, output.stream, k)})
+                    self._emit(
+                        task,
+                        "RecordFileUploaded",
+                        t,
+                        base | {"format": "MP4", "mediaId": media_id(task.task_id, output.stream, k)},
+                    )
                     continue
                 for file in spec.files:
                     if file.format in spec.notify_formats:
                         path = file_path(spec, task.task_id, output, file, track.chunk_starts[k])
-                        self._emit(task, "RecordFileUploaded", t,
-                                   base | {"format": file.format, "filePath": path, "url": object_url(spec, path)})
+                        self._emit(
+                            task,
+                            "RecordFileUploaded",
+                            t,
+                            base | {"format": file.format, "filePath": path, "url": object_url(spec, path)},
+                        )
             track.files_uploaded = max(track.files_uploaded, done)
             if spec.storage_type == OSS and "SLICE" in spec.notify_formats:
                 hls = next(f for f in spec.files if f.format == "HLS")
@@ -445,15 +492,35 @@ class Engine:
                     chunk = int(n * hls.slice_duration // spec.max_file_duration)
                     path = slice_path(spec, task.task_id, output, hls, track.chunk_starts[chunk], n)
                     duration = round(min(hls.slice_duration, track.recorded - n * hls.slice_duration), 3)
-                    self._emit(task, "RecordFileUploaded", t, {"stream": output.stream, "format": "SLICE", "sequence": n,
-                                                                "duration": duration, "filePath": path,
-                                                                "url": object_url(spec, path)})
+                    self._emit(
+                        task,
+                        "RecordFileUploaded",
+                        t,
+                        {
+                            "stream": output.stream,
+                            "format": "SLICE",
+                            "sequence": n,
+                            "duration": duration,
+                            "filePath": path,
+                            "url": object_url(spec, path),
+                        },
+                    )
                 track.slices_uploaded = max(track.slices_uploaded, slices)
 
     def _emit(self, task: Task, event_type: str, t: float, payload: dict[str, Any]) -> None:
         if task.spec.notify_url:
-            self._events.append(Event(task.task_id, task.spec.app_id, task.spec.channel_id, event_type, t,
-                                      payload, task.spec.notify_url, task.spec.notify_auth_key))
+            self._events.append(
+                Event(
+                    task.task_id,
+                    task.spec.app_id,
+                    task.spec.channel_id,
+                    event_type,
+                    t,
+                    payload,
+                    task.spec.notify_url,
+                    task.spec.notify_auth_key,
+                )
+            )
 
 
 def _tracks(names: Iterable[str]) -> set[str]:

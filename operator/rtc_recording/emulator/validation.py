@@ -33,8 +33,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from .errors import ApiError
-from .spec import (AUDIO, AV, CAMERA, FORMAT_EXTENSIONS, INDIVIDUAL, OSS, VIDEO, VOD, FileSpec,
-                   RecordingSpec, Subscriber)
+from .spec import AUDIO, AV, CAMERA, FORMAT_EXTENSIONS, INDIVIDUAL, OSS, VIDEO, VOD, FileSpec, RecordingSpec, Subscriber
 
 STRICT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # RTC channel and user ids, with strict_ids
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -89,8 +88,9 @@ def validate_start(raw: Mapping[str, Any], account: Account) -> RecordingSpec:
         raise ApiError("InvalidParameter.AppId", f"AppId {app_id!r} does not exist")
     channel_id = raw["ChannelId"]
     if not _valid_id(channel_id, account):
-        raise ApiError("InvalidParameter.ChannelId",
-                       f"ChannelId {channel_id!r} is not a valid channel id ({_id_rule(account)})")
+        raise ApiError(
+            "InvalidParameter.ChannelId", f"ChannelId {channel_id!r} is not a valid channel id ({_id_rule(account)})"
+        )
 
     record = _Object(raw["RecordParams"], RECORD, "RecordParams")
     mode = record.int("RecordMode", required=True, choices=(0, 1))
@@ -105,8 +105,10 @@ def validate_start(raw: Mapping[str, Any], account: Account) -> RecordingSpec:
     endpoint = bucket = None
     if storage_type == VOD:
         # the SDK always serialises FileInfo, as [] when unset: only a non-empty one is refused
-        for key, code, present in (("FileInfo", FILE_INFO, bool(storage.obj.get("FileInfo"))),
-                                   ("OSSParams", OSS_PARAMS, storage.obj.get("OSSParams") is not None)):
+        for key, code, present in (
+            ("FileInfo", FILE_INFO, bool(storage.obj.get("FileInfo"))),
+            ("OSSParams", OSS_PARAMS, storage.obj.get("OSSParams") is not None),
+        ):
             if present:
                 raise ApiError(code, f"StorageParams.{key} is only valid with OSS storage (StorageType 1)")
         auto_compose = _vod(storage.obj.get("VodParams"), account)
@@ -125,11 +127,22 @@ def validate_start(raw: Mapping[str, Any], account: Account) -> RecordingSpec:
         raise ApiError("NotFound.OSSBucket", f"Bucket {bucket!r} does not exist")
 
     return RecordingSpec(
-        app_id=app_id, channel_id=channel_id, record_mode=mode, stream_type=output,
-        max_file_duration=max_file_duration, subscribers=subscribers, storage_type=storage_type,
-        files=files, oss_endpoint=endpoint, oss_bucket=bucket, auto_compose=auto_compose,
-        max_idle_time=max_idle, notify_url=notify_url, notify_auth_key=auth_key,
-        notify_formats=notify_formats, raw=dict(raw),
+        app_id=app_id,
+        channel_id=channel_id,
+        record_mode=mode,
+        stream_type=output,
+        max_file_duration=max_file_duration,
+        subscribers=subscribers,
+        storage_type=storage_type,
+        files=files,
+        oss_endpoint=endpoint,
+        oss_bucket=bucket,
+        auto_compose=auto_compose,
+        max_idle_time=max_idle,
+        notify_url=notify_url,
+        notify_auth_key=auth_key,
+        notify_formats=notify_formats,
+        raw=dict(raw),
     )
 
 
@@ -164,8 +177,16 @@ class _Object:
     def _name(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
 
-    def int(self, key: str, *, required: bool = False, default: int | None = None,
-            lo: int | None = None, hi: int | None = None, choices: Collection[int] | None = None) -> Any:
+    def int(
+        self,
+        key: str,
+        *,
+        required: bool = False,
+        default: int | None = None,
+        lo: int | None = None,
+        hi: int | None = None,
+        choices: Collection[int] | None = None,
+    ) -> Any:
         value = self.obj.get(key)
         if value is None:
             if required:
@@ -232,16 +253,20 @@ def _subscribers(obj: Any, mode: int, output: int, account: Account) -> tuple[Su
         entry = _Object(item, SUBSCRIBE, f"SubscribeUserIdList[{i}]")
         user_id = entry.obj.get("UserId")
         if not _valid_id(user_id, account):
-            raise ApiError("InvalidParameter.UserId",
-                           f"SubscribeUserIdList[{i}].UserId {user_id!r} is not a valid user id ({_id_rule(account)})")
+            raise ApiError(
+                "InvalidParameter.UserId",
+                f"SubscribeUserIdList[{i}].UserId {user_id!r} is not a valid user id ({_id_rule(account)})",
+            )
         stream = entry.int("StreamType", default=AV, choices=(AV, AUDIO, VIDEO))
         source = entry.int("SourceType", default=CAMERA, choices=(0, 1))
         # SourceType is invalid (ignored) for an audio-only stream
         subscriber = Subscriber(user_id, stream, CAMERA if stream == AUDIO else source)
         if subscriber in subscribers:
-            entry.fail(f"SubscribeUserIdList[{i}] subscribes {user_id!r} with StreamType {stream} and SourceType "
-                       f"{subscriber.source_type} again: it is the same stream as SubscribeUserIdList"
-                       f"[{subscribers.index(subscriber)}], and a stream is subscribed once")
+            entry.fail(
+                f"SubscribeUserIdList[{i}] subscribes {user_id!r} with StreamType {stream} and SourceType "
+                f"{subscriber.source_type} again: it is the same stream as SubscribeUserIdList"
+                f"[{subscribers.index(subscriber)}], and a stream is subscribed once"
+            )
         subscribers.append(subscriber)
     streams = {s.stream_type for s in subscribers}
     if mode == INDIVIDUAL:
@@ -282,8 +307,10 @@ def _oss(obj: Any, account: Account) -> tuple[str, str]:
     bucket = oss.str("OSSBucket", required=True)
     region = account.region
     if endpoint not in (f"oss-{region}.aliyuncs.com", f"oss-{region}-internal.aliyuncs.com"):
-        oss.fail(f"OSSParams.OSSEndpoint {endpoint!r} is not the OSS endpoint of region {region} "
-                 f"(oss-{region}.aliyuncs.com or oss-{region}-internal.aliyuncs.com)")
+        oss.fail(
+            f"OSSParams.OSSEndpoint {endpoint!r} is not the OSS endpoint of region {region} "
+            f"(oss-{region}.aliyuncs.com or oss-{region}-internal.aliyuncs.com)"
+        )
     if not BUCKET_RE.match(bucket):
         oss.fail(f"OSSParams.OSSBucket {bucket!r} is not a valid bucket name")
     return endpoint, bucket
@@ -327,8 +354,10 @@ def _pattern(info: _Object, name: str, pattern: str, allowed: frozenset[str], mo
     for token in pattern.split("_"):
         var = token[1:-1] if token.startswith("{") and token.endswith("}") else None
         if var not in allowed:
-            info.fail(f"{name} {pattern!r}: {token!r} is not a variable; the pattern is variables joined by '_' "
-                      f"from {{{'}, {'.join(sorted(allowed))}}}, each variable at most once")
+            info.fail(
+                f"{name} {pattern!r}: {token!r} is not a variable; the pattern is variables joined by '_' "
+                f"from {{{'}, {'.join(sorted(allowed))}}}, each variable at most once"
+            )
         if var in used:
             info.fail(f"{name} {pattern!r} uses {{{var}}} more than once: each variable at most once")
         used.append(var)
@@ -425,11 +454,15 @@ def _background(obj: Any, where: str) -> None:
         background.fail(f"{where}.Url {url!r} is not an http(s) URL")
 
 
-def _notify(raw: Mapping[str, Any], storage_type: int, files: tuple[FileSpec, ...]) -> tuple[
-        str | None, str | None, frozenset[str]]:
+def _notify(
+    raw: Mapping[str, Any], storage_type: int, files: tuple[FileSpec, ...]
+) -> tuple[str | None, str | None, frozenset[str]]:
     url = raw.get("NotifyUrl")
     if url is not None and (not isinstance(url, str) or len(url) > MAX_URL or not _is_http_url(url)):
-        raise ApiError("InvalidParameter.NotifyUrl", f"NotifyUrl {str(url)[:80]!r} is not an http(s) URL of at most {MAX_URL} characters")
+        raise ApiError(
+            "InvalidParameter.NotifyUrl",
+            f"NotifyUrl {str(url)[:80]!r} is not an http(s) URL of at most {MAX_URL} characters",
+        )
     key = raw.get("NotifyAuthKey")
     if key is not None and (not isinstance(key, str) or not AUTH_KEY_RE.match(key)):
         raise ApiError("InvalidParameter.NotifyAuthKey", "NotifyAuthKey must be 16 to 64 letters and digits")
@@ -446,6 +479,8 @@ def _notify(raw: Mapping[str, Any], storage_type: int, files: tuple[FileSpec, ..
     written = {s.format for s in files}
     notifiable = written | ({"SLICE"} if "HLS" in written else set())  # slices are HLS's
     if formats - notifiable:
-        raise ApiError(NOTIFY_FORMAT, f"{', '.join(sorted(formats - notifiable))} not among the formats written "
-                                      "(StorageParams.FileInfo)")
+        raise ApiError(
+            NOTIFY_FORMAT,
+            f"{', '.join(sorted(formats - notifiable))} not among the formats written (StorageParams.FileInfo)",
+        )
     return url, key, frozenset(formats)

@@ -24,10 +24,23 @@ OBJECT_PARAMS = {
 }
 ARRAY_PARAM = "NotifyFileUploadedFormat"
 # signature and protocol parameters: not API parameters
-COMMON_PARAMS = frozenset({
-    "Action", "Format", "Version", "Timestamp", "Signature", "SignatureMethod", "SignatureVersion",
-    "SignatureNonce", "SignatureType", "AccessKeyId", "SecurityToken", "RegionId", "BearerToken",
-})
+COMMON_PARAMS = frozenset(
+    {
+        "Action",
+        "Format",
+        "Version",
+        "Timestamp",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureNonce",
+        "SignatureType",
+        "AccessKeyId",
+        "SecurityToken",
+        "RegionId",
+        "BearerToken",
+    }
+)
 _INDEXED = re.compile(rf"^{ARRAY_PARAM}\.(\d+)$")
 
 
