@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from . import evidence, metrics, reconcile
+from .classes import effective_notify
 from .kube import Conflict, Kube
 from .ownership import derive_key
 from .relay import Relay, signed_headers
@@ -148,7 +149,7 @@ class Known:
 
     view: reconcile.View
     channel: tuple[str, str]  # appId, channelId
-    notify: dict | None  # spec.notify, for relays
+    notify: dict | None  # spec.notify merged with the pinned class's (classes.effective_notify), for relays
 
 
 class Receiver:
@@ -185,7 +186,9 @@ class Receiver:
         else:
             spec = obj.get("spec") or {}
             self.known[key] = Known(
-                reconcile.View.of(obj), (spec.get("appId", ""), spec.get("channelId", "")), spec.get("notify")
+                reconcile.View.of(obj),
+                (spec.get("appId", ""), spec.get("channelId", "")),
+                effective_notify(obj) or None,
             )
         if event := self._changes.get(key):
             event.set()

@@ -199,6 +199,15 @@ def effective_spec(own: dict[str, Any], pin: dict[str, Any] | None) -> dict[str,
     return merge((pin or {}).get("defaults") or {}, own) if pin else own
 
 
+def effective_notify(obj: dict) -> dict[str, Any]:
+    """spec.notify as the task of `obj` has it: the pinned class's notify (status.recordingClass) under
+    the resource's own, merged as `merge` does. The receiver relays to its url, and the relayer posts
+    there (a class's url is relayed exactly like the resource's own)."""
+    own = (obj.get("spec") or {}).get("notify")
+    pinned = (((obj.get("status") or {}).get("recordingClass") or {}).get("defaults") or {}).get("notify")
+    return merge({"notify": pinned} if pinned else {}, {"notify": own} if own else {}).get("notify") or {}
+
+
 def validate(own: dict[str, Any], pin: dict[str, Any] | None) -> RtcRecordingSpec:
     """The effective spec as the model; raises InvalidClassSpec naming the class and each field (and
     whether the class or the resource set it)."""

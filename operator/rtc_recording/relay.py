@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from . import metrics
+from .classes import effective_notify
 from .credentials import CredentialsUnavailable
 from .kube import GROUP, Gone, Kube, KubeError, Reflector, segment
 from .secretcache import SecretCache
@@ -137,7 +138,7 @@ class Relayer:
             return "gone"
         if obj["metadata"]["uid"] != item.uid:
             return "gone"  # a namesake: the user of that callback is gone
-        notify = (obj.get("spec") or {}).get("notify") or {}
+        notify = effective_notify(obj)  # the resource's own notify, else its pinned class's
         body = json.loads(item.body)
         what = str(body.get("eventType", "a callback"))[:64]
         try:

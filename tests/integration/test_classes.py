@@ -5,7 +5,9 @@ and a class change during a recording (no Update, no restart; status keeps the g
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import threading
 import uuid
 
 import pytest
@@ -228,3 +230,51 @@ def test_the_default_class_fills_optional_fields(stack, tenant, platform, make_c
         assert APP == task["appId"]
     finally:
         stack.cluster.kubectl("delete", "rtcrecclass", default)
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """The NotifyUrl a class names: what the operator relays to it."""
+
+    received: list[dict] = []
+
+    def do_POST(self):
+        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_class_notify_url_gets_the_events_of_recordings_that_set_none(
+    stack, tenant, platform, make_class, channel, emulator
+):
+    """The operator's receiver takes the callbacks (the Start names it), and relays the events the
+    class's notify settings ask for, exactly as for a resource's own spec.notify."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hooked = make_class(
+            platform,
+            notify={"url": f"http://127.0.0.1:{server.server_port}/class-hook", "fileUploadedFormats": ["MP4"]},
+        )
+        stack.apply(tenant, classed("hooked", channel, hooked))
+        status = stack.wait_phase(tenant, "hooked", "Recording")
+        params = emulator.control.task(status["taskId"])["params"]
+        assert params["NotifyUrl"].startswith(stack.env["RTCREC_CALLBACK_URL"] + f"/callbacks/{tenant}/hooked/")
+        assert sorted(params["NotifyFileUploadedFormat"]) == ["MP4", "SLICE"]
+        assert status["recordingClass"]["defaults"]["notify"]["fileUploadedFormats"] == ["MP4"]
+        wait_for(
+            lambda: [
+                b for b in Hook.received if b.get("taskId") == status["taskId"] and b["eventType"] == "TaskRunning"
+            ],
+            timeout=30,
+            what="the class's notify url to get TaskRunning",
+            details=lambda: stack.operator.output()[-3000:],
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    ours = [b for b in Hook.received if b.get("taskId") == status["taskId"]]
+    # The operator's own SLICE heartbeats are not the class's business.
+    assert not [b for b in ours if b["eventType"] == "RecordFileUploaded" and "SLICE" in json.dumps(b["payload"])]

@@ -372,6 +372,14 @@ async def test_three_start_callbacks_of_one_task_are_one_piece_of_evidence() -> 
 NOTIFY = {"notify": {"url": "https://hooks.example.com/rtc", "authKeySecretRef": {"name": "notify", "key": "k"}}}
 
 
+# What a task started from a class with notify settings carries in status (classes.RecordingClass.pin).
+CLASS_PIN = {
+    "name": "standard",
+    "generation": 1,
+    "defaults": {"notify": {"url": "https://hooks.example.com/class", "fileUploadedFormats": ["MP4"]}},
+}
+
+
 def relayed_as_received(rig: Rig) -> None:
     (relay,) = rig.relays()
     assert (relay.namespace, relay.name, relay.uid) == (NS, "rec", UID)
@@ -415,6 +423,24 @@ RELAYS = rows(
         known=[rec(RECORDING, uid=NAMESAKE_UID, **NOTIFY)],
         relayed=0,
         evidence=[("alive", 1, "task-1", "TaskRunning")],
+    ),
+    RRow(
+        "the class's notify.url (pinned in status), the resource sets none: handed over as received",
+        known=[rec({**RECORDING, "recordingClass": CLASS_PIN})],
+        relayed=1,
+        then=relayed_as_received,
+    ),
+    RRow(
+        "an upload in a format the class asked for: relayed",
+        known=[rec({**RECORDING, "recordingClass": CLASS_PIN})],
+        body=callback_body("task-1", "RecordFileUploaded", format="MP4"),
+        relayed=1,
+    ),
+    RRow(
+        "the resource's own fileUploadedFormats win over the class's (merged key by key)",
+        known=[rec({**RECORDING, "recordingClass": CLASS_PIN}, notify={"fileUploadedFormats": ["MP3"]})],
+        body=callback_body("task-1", "RecordFileUploaded", format="MP4"),
+        relayed=0,
     ),
     RRow("no spec.notify.url: nothing relayed", known=[rec(RECORDING)], relayed=0),
     RRow(
@@ -477,6 +503,7 @@ class LRow:
     key: str | None = USER_KEY  # in the notify Secret (None: no Secret)
     uid: str = UID  # the relay's
     resource: bool = True
+    pin: dict | None = None  # status.recordingClass ("USER" in its notify.url: the user's endpoint)
     guard: Guard | None = None  # default: loopback allowed (the tests' user endpoint)
     # what must hold after
     received: int = 1
@@ -535,6 +562,19 @@ RELAYER = [
             outcome="refused",
             events=["relay-refused"],
         ),
+        LRow(
+            "the class's notify.url (pinned), the resource sets no notify: delivered there, unsigned",
+            notify=None,
+            pin={"name": "standard", "generation": 1, "defaults": {"notify": {"url": "USER"}}},
+            then=lambda user: _assert(
+                [p for p, *_ in user.received] == ["/hook"] and "ALI-LIVE-SIGNATURE" not in user.received[0][1]
+            ),
+        ),
+        LRow(
+            "the resource's own notify.url wins over the class's",
+            pin={"name": "standard", "generation": 1, "defaults": {"notify": {"url": "CLASS"}}},
+            then=signed_for_user,
+        ),
         LRow("the resource is gone: dropped", resource=False, received=0, outcome="gone"),
         LRow("a namesake holds the name: dropped", uid=NAMESAKE_UID, received=0, outcome="gone"),
     )
@@ -568,8 +608,15 @@ async def test_relayer(row: LRow) -> None:
         notify = dict(row.notify or {})
         if notify.get("url") == "USER":
             notify["url"] = str(server.make_url("/hook"))
+        status = dict(RECORDING)
+        if row.pin is not None:
+            pin = json.loads(json.dumps(row.pin))
+            urls = {"USER": str(server.make_url("/hook")), "CLASS": str(server.make_url("/class"))}
+            pinned = pin["defaults"]["notify"]
+            pinned["url"] = urls.get(pinned["url"], pinned["url"])
+            status["recordingClass"] = pin
         if row.resource:
-            kube.add_recording(rec(RECORDING, notify=notify))
+            kube.add_recording(rec(status, notify=notify or None))
         if row.key is not None:
             kube.add_secret(NS, "notify", {"k": row.key}, NOTIFY_KEY)
         relay = Relay(NS, "rec", row.uid, json.dumps(callback_body("task-1", "TaskRunning"), sort_keys=True))

@@ -714,6 +714,16 @@ def updated_with_pinned_background(w: World) -> None:
 
 
 PIN = {"name": "standard", "generation": 1, "defaults": CLASS_DEFAULTS}
+CLASS_NOTIFY = {"url": "https://hooks.example.com/class", "fileUploadedFormats": ["MP4"]}
+CLASS_STORAGE_MP4 = {**CLASS_DEFAULTS["storage"], "files": [{"format": "MP4"}]}
+
+
+def class_notify_through_receiver(w: World) -> None:
+    params = w.cloud.tasks["task-1"].params
+    assert params["NotifyUrl"] == f"http://receiver.invalid/callbacks/{NS}/rec/{w.uid}/1"  # relayed from there
+    assert params["NotifyAuthKey"] == path_key(CALLBACK_KEY, NS, "rec", w.uid, 1)
+    assert params["NotifyFileUploadedFormat"] == ["MP4", "SLICE"]
+
 
 CLASSES = rows(
     Row(
@@ -751,6 +761,22 @@ CLASSES = rows(
         ),
         want={"phase": "Recording", "recordingClass.credentialsSecretRef.namespace": "shared"},
         then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK9"),
+    ),
+    Row(
+        "a class's notify settings: Start names the receiver (as with the resource's own), the class's formats too",
+        spec=CLASSED,
+        given=a_class(notify=CLASS_NOTIFY, storage=CLASS_STORAGE_MP4),
+        want={"phase": "Recording", "recordingClass.defaults.notify": CLASS_NOTIFY},
+        calls=[("start", None)],
+        then=class_notify_through_receiver,
+    ),
+    Row(
+        "a class's notify settings without a receiver: Start names the class's url, as the resource's own",
+        spec=CLASSED,
+        settings=NO_RECEIVER,
+        given=a_class(notify=CLASS_NOTIFY, storage=CLASS_STORAGE_MP4),
+        want={"phase": "Recording"},
+        then=lambda w: _assert(w.cloud.tasks["task-1"].params["NotifyUrl"] == CLASS_NOTIFY["url"]),
     ),
     Row(
         "a named class that does not exist (yet): Pending ClassNotFound, one Warning, nothing sent",
