@@ -160,3 +160,57 @@ def test_a_run_past_its_starting_deadline_is_missed(stack, namespace, channel):
     )
     assert "startingDeadlineSeconds" in status["message"]
     assert runs(stack, namespace, "strict") == [] and stack.tasks(channel) == []
+
+
+@pytest.fixture
+def garbage_collector(crds):
+    """kube-controller-manager's garbage collector (the real one) on the test apiserver: what deletes a
+    deleted schedule's RtcRecordings through their ownerReferences."""
+    crds.start_controllers("garbagecollector")
+    return crds
+
+
+def running_runs(stack, namespace: str, name: str) -> list[dict]:
+    return [r for r in runs(stack, namespace, name) if (r.get("status") or {}).get("phase") == "Recording"]
+
+
+@pytest.mark.parametrize("cascade", ["background", "foreground"])
+def test_deleting_a_schedule_deletes_its_runs_and_stops_their_tasks(
+    stack, garbage_collector, namespace, channel, emulator, cascade
+):
+    """Kubernetes' garbage collector deletes the runs (ownerReferences); the operator stops each run's
+    task before its finalizer lets the run go. Background: the schedule goes at once, its runs after;
+    foreground: the schedule goes only after its runs (blockOwnerDeletion)."""
+    stack.apply(namespace, schedule("cascade", channel, "*/2 * * * * *", concurrencyPolicy="Allow"))
+    recording_runs = wait_for(
+        lambda: len(r := running_runs(stack, namespace, "cascade")) >= 2 and r,
+        timeout=60,
+        what="two runs recording at once",
+        details=lambda: stack.operator.output()[-3000:],
+    )
+    started = {r["status"]["taskId"] for r in recording_runs}
+    assert {t["taskId"] for t in stack.tasks(channel, status="RUNNING")} >= started
+    stack.cluster.kubectl(
+        "delete", "rtcrecsched", "cascade", "-n", namespace, f"--cascade={cascade}", "--wait=true", "--timeout=60s"
+    )
+    if cascade == "foreground":
+        # The schedule was kept until the collector had deleted its runs, and a run goes only once the
+        # operator has stopped its task: nothing of it is left by now.
+        assert runs(stack, namespace, "cascade") == []
+        assert not started & {t["taskId"] for t in stack.tasks(channel, status="RUNNING")}
+    wait_for(
+        lambda: runs(stack, namespace, "cascade") == [],
+        timeout=60,
+        what="the garbage collector to delete the runs",
+        details=lambda: stack.operator.output()[-3000:],
+    )
+    # Every task of the channel: also of a run created while the schedule was being deleted.
+    wait_for(
+        lambda: all(t["status"] == "STOPPED" for t in stack.tasks(channel)),
+        timeout=30,
+        what="every run's task STOPPED",
+        details=lambda: json.dumps(stack.tasks(channel))[-2000:],
+    )
+    tasks = stack.tasks(channel)
+    assert started <= {t["taskId"] for t in tasks} and len(tasks) >= 2
+    assert stack.cluster.kubectl("get", "rtcrecsched", "cascade", "-n", namespace, check=False).returncode != 0

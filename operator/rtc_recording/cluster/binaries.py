@@ -110,8 +110,9 @@ def _source_version(directory: Path) -> str:
 BINARIES = {
     "etcd": Binary("etcd", ETCD_VERSION, "etcd", "go.etcd.io/etcd/server/v3", "-s -w"),
     **_kube(KUBERNETES_VERSION),
-    # The default version only: its namespace controller is what deletes a namespace's content
-    # (LocalCluster.start_controllers; the namespace-deletion tests).
+    # The default version only: its namespace controller is what deletes a namespace's content, its
+    # garbage collector a deleted schedule's runs (LocalCluster.start_controllers; the namespace-deletion
+    # and schedule cascade tests).
     "kube-controller-manager": Binary(
         "kube-controller-manager",
         KUBERNETES_VERSION,

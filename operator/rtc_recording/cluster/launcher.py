@@ -151,24 +151,47 @@ class LocalCluster:
         _private(self.kubeconfig, _kubeconfig(info["server"], self.ca_file, token))
 
     def start_controllers(self, *controllers: str) -> None:
-        """Run kube-controller-manager with only these controllers (e.g. namespace-controller,
-        which deletes a namespace's content and then the namespace), until `stop`."""
-        if "kube-controller-manager" in self.info()["pids"]:
+        """Run kube-controller-manager with only these controllers (e.g. namespace-controller, which
+        deletes a namespace's content and then the namespace; garbagecollector, which deletes what
+        ownerReferences name as owned by a deleted object), until `stop`. One runs at a time: asked
+        for a controller it lacks, it is restarted with those it had and the new ones."""
+        info = self.info()
+        running = set(info.get("controllers") or [])
+        pid = info["pids"].get("kube-controller-manager")
+        alive_now = pid is not None and _runs(pid, "kube-controller-manager")
+        if alive_now and set(controllers) <= running:
             return
+        if alive_now:
+            _terminate(pid)
+        wanted = sorted((running if alive_now else set()) | set(controllers))
         binary = binaries.ensure("kube-controller-manager")["kube-controller-manager"]
+        log = self.state_dir / "kube-controller-manager.log"
+        offset = log.stat().st_size if log.exists() else 0  # the log is appended to: read this start's lines only
         self._spawn(
             "kube-controller-manager",
             [
                 str(binary),
                 f"--kubeconfig={self.kubeconfig}",
-                f"--controllers={','.join(controllers)}",
+                f"--controllers={','.join(wanted)}",
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--use-service-account-credentials=false",
             ],
         )
-        log = self.state_dir / "kube-controller-manager.log"
-        self._wait(lambda: "Caches are synced" in _tail(log, 400), "kube-controller-manager")
+        info = self.info()
+        info["controllers"] = wanted
+        self._info_file.write_text(json.dumps(info))
+        markers = ["Caches are synced"]
+        if {"garbagecollector", "garbage-collector-controller"} & set(wanted):
+            markers.append("Proceeding to collect garbage")  # every resource's monitor (CRDs too) has synced
+
+        def ready() -> bool:
+            with open(log, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+            return all(marker in text for marker in markers)
+
+        self._wait(ready, "kube-controller-manager")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.state_dir / f"{name}.log", "ab")
