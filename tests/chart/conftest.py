@@ -101,6 +101,9 @@ RECEIVER_RULES = rules(
 )  # no Secret: the operator relays to spec.notify.url, signed with the user's key
 # Cluster-wide in every install (cluster-scoped kinds): the class a recording names, its namespace's labels.
 OPERATOR_CLASS_RULES = rules(("rtc.recording.io", "rtcrecordingclasses", "get list"), ("", "namespaces", "get"))
+# With watchNamespaces, in each of classCredentialsNamespaces: a class's credentials Secret (read only:
+# no finalizer is put on a class's Secret).
+OPERATOR_CLASS_CREDENTIALS_RULES = rules(("", "secrets", "get"))
 # In the release namespace only: callback evidence and relays, written by the receiver, consumed by
 # the operator; and the operator's record that task ids written before seals existed were sealed.
 OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))

@@ -169,8 +169,8 @@ def crds(cluster):
     return cluster
 
 
-def workspace(cluster, emulator, namespace: str | None = None) -> str:
-    """A namespace with a credentials Secret, and a channel with two users."""
+def workspace(cluster, emulator, namespace: str | None = None, key: tuple[str, str] = ACCESS_KEY) -> str:
+    """A namespace with a credentials Secret (of `key`)."""
     namespace = namespace or f"live-ws-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl(
@@ -180,8 +180,8 @@ def workspace(cluster, emulator, namespace: str | None = None) -> str:
         "aliyun",
         "-n",
         namespace,
-        f"--from-literal=accessKeyId={ACCESS_KEY[0]}",
-        f"--from-literal=accessKeySecret={ACCESS_KEY[1]}",
+        f"--from-literal=accessKeyId={key[0]}",
+        f"--from-literal=accessKeySecret={key[1]}",
     )
     cluster.kubectl("label", "secret", "aliyun", "-n", namespace, "rtc.recording.io/usage=credentials")
     return namespace
@@ -195,7 +195,8 @@ def secret_finalizers(cluster, namespace: str) -> list[str]:
     return json.loads(got.stdout)["metadata"].get("finalizers", [])
 
 
-def apply_recording(cluster, emulator, namespace: str, name: str) -> None:
+def apply_recording(cluster, emulator, namespace: str, name: str, class_name: str | None = None) -> None:
+    """With `class_name`: storage and credentials are left to that RtcRecordingClass."""
     channel = f"room-{secrets.token_hex(4)}"
     for user in ("alice", "bob"):
         emulator.control.join(APP, channel, user)
@@ -213,6 +214,9 @@ def apply_recording(cluster, emulator, namespace: str, name: str) -> None:
             "credentialsSecretRef": {"name": "aliyun"},
         },
     }
+    if class_name:
+        del obj["spec"]["storage"], obj["spec"]["credentialsSecretRef"]
+        obj["spec"]["recordingClassName"] = class_name
     cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
 
@@ -296,13 +300,24 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         deployed.stop()
 
 
+PLATFORM_KEY = ("LTAI5tChartPlatformKey", "chart-platform-secret")  # a class's account, not the tenant's
+
+
 @pytest.fixture(scope="module")
 def scoped(crds, helm, emulator, tmp_path_factory):
-    """A release with watchNamespaces: Roles in one namespace, RTCREC_NAMESPACES set."""
+    """A release with watchNamespaces: Roles in one namespace, RTCREC_NAMESPACES set; and the platform
+    team's namespace, where RtcRecordingClasses keep their credentials, in classCredentialsNamespaces."""
     ns = workspace(crds, emulator)
-    deployed = Deployed(crds, helm, tmp_path_factory.mktemp("scoped"), {"watchNamespaces": [ns]})
+    emulator.control.credentials(access_keys=dict([PLATFORM_KEY]))
+    platform = workspace(crds, emulator, key=PLATFORM_KEY)
+    deployed = Deployed(
+        crds,
+        helm,
+        tmp_path_factory.mktemp("scoped"),
+        {"watchNamespaces": [ns], "classCredentialsNamespaces": [platform]},
+    )
     deployed.start(emulator, namespaces=ns)
-    deployed.watched = ns
+    deployed.watched, deployed.platform = ns, platform
     yield deployed
     deployed.stop()
 
@@ -319,3 +334,51 @@ def test_namespaced_release_records_on_its_roles(crds, emulator, scoped):
 
 def test_namespaced_release_liveness_on_its_roles(scoped):
     scoped.assert_healthy_through_a_quiet_watch()
+
+
+def test_namespaced_release_uses_a_class_credentials_secret_in_the_platform_namespace(crds, emulator, scoped):
+    """classCredentialsNamespaces: the operator of a watchNamespaces release reads the class's Secret in
+    the platform team's namespace (a Role there, `get` only), and Secrets nowhere else outside its own."""
+    ns, platform = scoped.watched, scoped.platform
+    klass = f"platform-{secrets.token_hex(3)}"
+    crds.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "rtc.recording.io/v1alpha1",
+                "kind": "RtcRecordingClass",
+                "metadata": {"name": klass},
+                "spec": {
+                    "storage": {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}},
+                    "credentialsSecretRef": {"namespace": platform, "name": "aliyun"},
+                    "namespaceSelector": {},
+                },
+            }
+        ),
+    )
+    try:
+        apply_recording(crds, emulator, ns, "classy", class_name=klass)
+        got = wait_for(
+            lambda: (s := status(crds, ns, "classy")).get("phase") == "Recording" and s,
+            what="Recording with the class's credentials",
+            details=scoped.logs,
+        )
+        assert got["recordingClass"]["credentialsSecretRef"] == {"namespace": platform, "name": "aliyun"}
+        assert emulator.control.task(got["taskId"])["accessKeyId"] == PLATFORM_KEY[0]
+        crds.kubectl("delete", "rtcrec", "classy", "-n", ns, "--wait=true", "--timeout=30s")
+        assert emulator.control.task(got["taskId"])["status"] in ("STOPPING", "STOPPED")
+        assert_no_forbidden(scoped)
+    finally:
+        crds.kubectl("delete", "rtcrecclass", klass, check=False)
+    # What the Role there allows: reading Secrets; not changing them, and no Secret of another namespace.
+    operator = scoped.fullname
+    assert scoped.kubectl_as(operator, "get", "secret", "aliyun", "-n", platform).returncode == 0
+    patched = scoped.kubectl_as(
+        operator, "patch", "secret", "aliyun", "-n", platform, "--type=merge", "-p", '{"metadata":{"labels":{"x":"y"}}}'
+    )
+    assert patched.returncode != 0 and "forbidden" in patched.stderr.lower()
+    elsewhere = workspace(crds, emulator)
+    denied = scoped.kubectl_as(operator, "get", "secret", "aliyun", "-n", elsewhere)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()

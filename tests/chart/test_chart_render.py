@@ -14,6 +14,7 @@ from rtc_recording.settings import Settings
 from .conftest import (
     CHART,
     NAMESPACE,
+    OPERATOR_CLASS_CREDENTIALS_RULES,
     OPERATOR_CLASS_RULES,
     OPERATOR_EVIDENCE_RULES,
     OPERATOR_RULES,
@@ -51,6 +52,13 @@ VALUE_SETS = {
     },
     "callbacks-disabled": {"callbacks": {"enabled": False}},
     "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"]},
+    # A class's credentials Secret in the platform team's namespace, outside the watched ones.
+    "watch-namespaces-class-credentials": {
+        "watchNamespaces": ["team-a"],
+        "classCredentialsNamespaces": ["rtc-platform", "team-a"],
+    },
+    # Without watchNamespaces the ClusterRole reads Secrets everywhere: nothing more to grant.
+    "class-credentials-cluster-wide": {"classCredentialsNamespaces": ["rtc-platform"]},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "ingress-existing-key": {
         "callbacks": {"authKeySecret": {"name": "cb-key", "key": "token"}},
@@ -129,6 +137,7 @@ def test_crds_keep_and_enabled(helm):
         ({"settings": {"nonsense": 1}}, "nonsense"),
         ({"sttings": {}}, "sttings"),
         ({"watchNamespaces": ["team-*"]}, "/watchNamespaces"),
+        ({"classCredentialsNamespaces": ["Platform"]}, "/classCredentialsNamespaces"),
         ({"callbacks": {"url": "cb.example.com"}}, "/callbacks/url"),
         ({"receiver": {"service": {"type": "ExternalName"}}}, "/receiver/service/type"),
         ({"credentials": {"rrsa": {"tokenExpirationSeconds": 60}}}, "tokenExpirationSeconds"),
@@ -288,6 +297,22 @@ def test_rbac_is_exactly_what_is_used(rendered):
     )
     in_release_ns[f"{OPERATOR}-lease"] = lease_rules(OPERATOR)
     in_release_ns[f"{OPERATOR}-seals"] = OPERATOR_SEALS_RULES
+    # Where RtcRecordingClasses keep their credentials Secrets: Secrets get, for the operator only, and
+    # only where its Roles would not reach them otherwise (watchNamespaces).
+    credentials_ns = VALUE_SETS[name].get("classCredentialsNamespaces") if namespaces else None
+    class_credentials = find(objs, "Role", f"{OPERATOR}-class-credentials")
+    assert sorted(r["metadata"]["namespace"] for r in class_credentials) == sorted(credentials_ns or [])
+    for role in class_credentials:
+        assert rule_set(role) == OPERATOR_CLASS_CREDENTIALS_RULES
+    bindings = find(objs, "RoleBinding", f"{OPERATOR}-class-credentials")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(credentials_ns or [])
+    for b in bindings:
+        assert b["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": f"{OPERATOR}-class-credentials",
+        }
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
     for role_name, rule_set_expected in in_release_ns.items():
         [role] = find(objs, "Role", role_name)
         assert role["metadata"]["namespace"] == NAMESPACE and rule_set(role) == rule_set_expected
@@ -300,7 +325,11 @@ def test_rbac_is_exactly_what_is_used(rendered):
     [b] = find(objs, "ClusterRoleBinding", f"{OPERATOR}-classes")
     assert b["roleRef"]["name"] == f"{OPERATOR}-classes"
     assert b["subjects"] == [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}]
-    objs = [o for o in objs if o["metadata"]["name"] not in {*in_release_ns, f"{OPERATOR}-classes"}]
+    objs = [
+        o
+        for o in objs
+        if o["metadata"]["name"] not in {*in_release_ns, f"{OPERATOR}-classes", f"{OPERATOR}-class-credentials"}
+    ]
     other = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} - {kind, binding}
     assert not [o for o in objs if o["kind"] in other]
     expected = {OPERATOR: OPERATOR_RULES, **({RECEIVER: RECEIVER_RULES} if receiver else {})}
