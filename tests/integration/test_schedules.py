@@ -134,6 +134,9 @@ def test_catch_up_after_a_restart_runs_once_and_a_repeated_create_is_no_second_r
     status = sched_status(stack, namespace, "yearly")
     assert status["active"][0]["name"] == schedules.run_name("yearly", due)
     assert status["nextScheduleTime"] == f"{now.year + 1}-01-01T00:00:00Z"
+    # kubectl shows a future time as it is (a "date" column would say <invalid>: it shows times since).
+    shown = stack.cluster.kubectl("get", "rtcrecsched", "yearly", "-n", namespace).stdout
+    assert f"{now.year + 1}-01-01T00:00:00Z" in shown and "<invalid>" not in shown
 
 
 def test_a_run_past_its_starting_deadline_is_missed(stack, namespace, channel):

@@ -420,7 +420,13 @@ def build_schedule() -> dict:
         {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend", "description": "spec.suspend."},
         {"name": "Active", "type": "string", "jsonPath": ".status.active[*].name", "description": "Active runs."},
         {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime", "description": "Latest run."},
-        {"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTime", "description": "Next run."},
+        # A string: kubectl shows a "date" column as the time since, and "<invalid>" for a future time.
+        {
+            "name": "Next",
+            "type": "string",
+            "jsonPath": ".status.nextScheduleTime",
+            "description": "Next run (UTC).",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {
