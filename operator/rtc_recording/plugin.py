@@ -49,7 +49,8 @@ def _bucket(obj: dict) -> str | None:
 
 
 def tasks_of(obj: dict) -> list[dict[str, Any]]:
-    """Every task of a recording, oldest first: status.history, then the current one."""
+    """Every task of a recording, oldest first: status.history, then the current one (once: a finished
+    recording's history already ends with the task status.taskId still names)."""
     status = obj.get("status") or {}
     out = [
         {
@@ -62,7 +63,9 @@ def tasks_of(obj: dict) -> list[dict[str, Any]]:
         }
         for h in status.get("history") or []
     ]
-    if status.get("taskId"):
+    if status.get("taskId") and out and out[-1]["taskId"] == status["taskId"]:
+        out[-1].update(current=True, phase=status.get("phase"))
+    elif status.get("taskId"):
         out.append(
             {
                 "taskId": status["taskId"],
