@@ -4,6 +4,9 @@ A real kube-apiserver + etcd, the cloud emulator (one emulated minute per real s
 operator and its callback receiver as processes, and the manifests of examples/. People
 join a channel, recordings start, a layout changes, one recording is deleted, everybody
 leaves, and the rest end by the cloud's idle timeout. A live table shows every change.
+Then a platform team publishes the default RtcRecordingClass of examples/, a team records a
+design review naming only the class and what is theirs, and the weekly all-hands schedule of
+examples/ is run now with `kubectl rtcrec run-now`: its run records until its durationSeconds.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import http.server
 import json
 import secrets
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,6 +33,16 @@ APP, BUCKET, CHANNEL = "demo-app", "demo-recordings", "standup-42"
 OPERATOR_KEY = ("LTAIdemoOperatorKey", "demo-operator-secret")
 EXAMPLE_KEY = ("LTAI-replace-me", "replace-me")  # what examples/notify-signed.yaml's Secret holds
 TIME_SCALE = 60
+# The classes and schedules act: a tenant namespace the default class allows (examples/recording-class.yaml
+# selects namespaces labelled rtc.recording.io/tenant=true), and the platform team's, holding the class's
+# credentials (another account than the operator's).
+TEAM, PLATFORM = "demo-team", "rtc-platform"
+TENANT_LABEL = "rtc.recording.io/tenant=true"
+PLATFORM_KEY = ("LTAIdemoPlatformKey", "demo-platform-secret")
+# The schedule's durationSeconds here (3600 in the example): the least the CRD allows. It is the
+# operator's own timer, on the wall clock, not the emulator's scaled one: a minute of waiting.
+RUN_SECONDS = 60
+KUBECTL_RTCREC = str(Path(sys.executable).with_name("kubectl-rtcrec"))
 PEOPLE = {
     "alice": ("audio", "camera", "screen"),
     "bob": ("audio", "camera"),
@@ -65,11 +80,15 @@ class Hook(http.server.BaseHTTPRequestHandler):
 class Table(threading.Thread):
     """Prints a row whenever a recording's phase, reason or task changes, like `kubectl get -w`."""
 
-    COLUMNS = "{:>7}  {:<20} {:<11} {:<11} {:<11} {:<16} {}"
+    COLUMNS = "{:>7}  {:<20} {:<11} {:<11} {:<11} {:<16} {}"  # the team's: RECORDING 22 wide (scheduled runs)
 
-    def __init__(self, cluster: LocalCluster):
+    def __init__(self, cluster: LocalCluster, namespace: str = NAMESPACE, started: float | None = None):
         super().__init__(daemon=True)
-        self.cluster, self.started, self.rows, self.stopping = cluster, time.monotonic(), {}, threading.Event()
+        self.cluster, self.rows, self.stopping = cluster, {}, threading.Event()
+        self.started = time.monotonic() if started is None else started
+        self.namespace = namespace
+        if namespace != NAMESPACE:
+            self.COLUMNS = self.COLUMNS.replace("{:<20}", "{:<22}")
         self.lock = threading.Lock()
 
     def run(self) -> None:
@@ -87,7 +106,7 @@ class Table(threading.Thread):
         print(self.COLUMNS.format("TIME", "RECORDING", "MODE", "MEDIA", "PHASE", "REASON", "TASK ID"), flush=True)
 
     def poll(self) -> None:
-        got = self.cluster.kubectl("get", "rtcrec", "-n", NAMESPACE, "-o", "json", check=False)
+        got = self.cluster.kubectl("get", "rtcrec", "-n", self.namespace, "-o", "json", check=False)
         if got.returncode != 0:
             return
         seen = set()
@@ -118,9 +137,17 @@ class Table(threading.Thread):
         self.settle()
 
 
-def phases(cluster: LocalCluster) -> dict[str, dict]:
-    items = json.loads(cluster.kubectl("get", "rtcrec", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+def phases(cluster: LocalCluster, namespace: str = NAMESPACE) -> dict[str, dict]:
+    items = json.loads(cluster.kubectl("get", "rtcrec", "-n", namespace, "-o", "json").stdout)["items"]
     return {i["metadata"]["name"]: i.get("status") or {} for i in items}
+
+
+def example(name: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((binaries.REPO_ROOT / "examples" / name).read_text()) if doc]
+
+
+def indented(text: str) -> str:
+    return "    " + text.strip().replace("\n", "\n    ")
 
 
 def manifests(hook_url: str) -> str:
@@ -158,7 +185,10 @@ def run() -> int:
             cluster.kubectl("create", "namespace", NAMESPACE)
             print(f"    kube-apiserver {binaries.KUBERNETES_VERSION} at {cluster.server}")
             config = EmulatorConfig(
-                access_keys=dict([OPERATOR_KEY, EXAMPLE_KEY]), apps={APP}, oss_buckets={BUCKET}, time_scale=TIME_SCALE
+                access_keys=dict([OPERATOR_KEY, EXAMPLE_KEY, PLATFORM_KEY]),
+                apps={APP},
+                oss_buckets={BUCKET},
+                time_scale=TIME_SCALE,
             )
             with run_in_thread(config) as emulator:
                 say(
@@ -260,10 +290,155 @@ def story(
     finally:
         table.stop()
 
-    return summary(cluster, emulator, names, started)
+    team = classes_and_schedules(cluster, emulator, details, started)
+    return summary(cluster, emulator, names, started, team)
 
 
-def summary(cluster: LocalCluster, emulator, names: list[str], started: float) -> int:
+def classes_and_schedules(cluster: LocalCluster, emulator, details, started: float) -> dict[str, int]:
+    """The default class of examples/ fills a recording that names only what is the team's; the weekly
+    schedule of examples/ runs now (kubectl rtcrec run-now), and its run ends by durationSeconds."""
+    say(
+        f"A platform team publishes a default RtcRecordingClass (examples/recording-class.yaml): storage, "
+        f"transcode, idle timeout and the credentials, a Secret in namespace {PLATFORM} that tenants cannot read; "
+        f"namespaces labelled {TENANT_LABEL} may use it"
+    )
+    cluster.kubectl("create", "namespace", PLATFORM)
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "aliyun-recording",
+        "-n",
+        PLATFORM,
+        f"--from-literal=accessKeyId={PLATFORM_KEY[0]}",
+        f"--from-literal=accessKeySecret={PLATFORM_KEY[1]}",
+    )
+    cluster.kubectl("label", "secret", "aliyun-recording", "-n", PLATFORM, "rtc.recording.io/usage=credentials")
+    cluster.kubectl("create", "namespace", TEAM)
+    cluster.kubectl("label", "namespace", TEAM, TENANT_LABEL)
+    klass, review = example("recording-class.yaml")
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(klass))
+    print("    $ kubectl get rtcrecclass\n" + indented(cluster.kubectl("get", "rtcrecclass").stdout), flush=True)
+
+    say(
+        f"kubectl apply -n {TEAM} -f examples/recording-class.yaml   (design-review names the class and sets "
+        f"only app, channel, mode, subscribers and layout); the table shows namespace {TEAM} from here on"
+    )
+    for user in ("alice", "bob"):
+        emulator.control.join(APP, review["spec"]["channelId"], user)
+    for user in ("ceo", "cto"):
+        emulator.control.join(APP, "all-hands", user)
+    table = Table(cluster, TEAM, started)
+    table.heading()
+    table.start()
+    try:
+        cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(review))
+        status = wait_for(
+            lambda: (s := phases(cluster, TEAM).get("design-review") or {}).get("phase") == "Recording" and s,
+            60,
+            "design-review to be Recording",
+            details,
+        )
+        table.settle()
+        pin = status["recordingClass"]
+        task = emulator.control.task(status["taskId"])
+        params = task["params"]
+        files = params["StorageParams"]["FileInfo"]
+        print(
+            f"    status.recordingClass: {pin['name']}, generation {pin['generation']}, credentials "
+            f"{pin['credentialsSecretRef']['namespace']}/{pin['credentialsSecretRef']['name']}\n"
+            f"    the cloud's task: bucket {params['StorageParams']['OSSParams']['OSSBucket']}, files "
+            f"{', '.join(f['Format'] + ' under ' + '/'.join(f['FilePathPrefix']) for f in files)}, "
+            f"{params['MixTranscodeParams']['VideoBitrate']} kbps video, MaxIdleTime {params['MaxIdleTime']}, "
+            f"AccessKey {task['accessKeyId']}: all from the class",
+            flush=True,
+        )
+
+        schedule = example("recording-schedule.yaml")[0]
+        schedule["spec"]["durationSeconds"] = RUN_SECONDS
+        say(
+            f"kubectl apply -n {TEAM} -f examples/recording-schedule.yaml   (every Monday 09:00 Berlin; "
+            f"durationSeconds {RUN_SECONDS} here, not 3600), then run it now"
+        )
+        cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(schedule))
+        name = schedule["metadata"]["name"]
+        wait_for(
+            lambda: (
+                json.loads(cluster.kubectl("get", "rtcrecsched", name, "-n", TEAM, "-o", "json").stdout)
+                .get("status", {})
+                .get("nextScheduleTime")
+            ),
+            30,
+            "the schedule's next run time",
+            details,
+        )
+        print("    $ kubectl get rtcrecsched\n" + indented(cluster.kubectl("get", "rtcrecsched", "-n", TEAM).stdout))
+        with table.lock:  # the command's output before the table's row of the run it made
+            now = rtcrec_plugin(cluster, "run-now", name)
+            print(f"    $ kubectl rtcrec run-now {name}\n" + indented(now), flush=True)
+        run = wait_for(
+            lambda: next((n for n, s in phases(cluster, TEAM).items() if n.startswith(name) and s.get("taskId")), None),
+            60,
+            f"the run of {name} to start",
+            details,
+        )
+        wait_for(
+            lambda: any(a.get("name") == run for a in sched_status(cluster, name).get("active") or []),
+            30,
+            "the schedule to list its run as active",
+            details,
+        )
+        table.settle()
+        print("    $ kubectl get rtcrecsched\n" + indented(cluster.kubectl("get", "rtcrecsched", "-n", TEAM).stdout))
+
+        say("The design review ends: Alice and Bob leave, and its task ends after the class's maxIdleSeconds")
+        for user in ("alice", "bob"):
+            emulator.control.leave(APP, review["spec"]["channelId"], user)
+        wait_for(
+            lambda: phases(cluster, TEAM)["design-review"].get("phase") == "Completed", 30, "design-review", details
+        )
+        table.settle()
+
+        say(f"The all-hands run records until its durationSeconds ({RUN_SECONDS} s), then the operator stops it")
+        wait_for(
+            lambda: phases(cluster, TEAM)[run].get("phase") == "Completed",
+            RUN_SECONDS + 60,
+            f"{run} to complete",
+            details,
+            interval=1,
+        )
+        table.settle()
+    finally:
+        table.stop()
+    print(f"    $ kubectl rtcrec history {run}\n" + indented(rtcrec_plugin(cluster, "history", run)), flush=True)
+    print(
+        "    $ kubectl get rtcrec -n demo-team\n" + indented(cluster.kubectl("get", "rtcrec", "-n", TEAM).stdout),
+        flush=True,
+    )
+    tasks = [
+        t for channel in ("design-review", "all-hands") for t in emulator.control.tasks(app_id=APP, channel_id=channel)
+    ]
+    live = [t for t in tasks if t["status"] in ("RUNNING", "RECOVERING")]
+    return {"recordings": len(phases(cluster, TEAM)), "tasks": len(tasks), "live": len(live)}
+
+
+def sched_status(cluster: LocalCluster, name: str) -> dict:
+    got = cluster.kubectl("get", "rtcrecsched", name, "-n", TEAM, "-o", "json")
+    return json.loads(got.stdout).get("status") or {}
+
+
+def rtcrec_plugin(cluster: LocalCluster, *args: str) -> str:
+    """`kubectl rtcrec ...` in the team's namespace, as a user runs it (kubectl-rtcrec on the PATH)."""
+    got = subprocess.run(
+        [KUBECTL_RTCREC, f"--kubeconfig={cluster.kubeconfig}", "-n", TEAM, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return got.stdout
+
+
+def summary(cluster: LocalCluster, emulator, names: list[str], started: float, team: dict[str, int]) -> int:
     """Prints what happened; non-zero when a task outlived its recording or one was started twice."""
     say("What the cloud saw (emulator), per task")
     row = "    {:<38} {:<9} {:<12} {:>7} {:>6}"
@@ -279,6 +454,8 @@ def summary(cluster: LocalCluster, emulator, names: list[str], started: float) -
     say(
         f"Summary: {len(names)} recordings, {len(tasks)} cloud tasks, {len(live)} left running, "
         f"{len(events)} Events, {len(Hook.received)} callbacks relayed to the example's own NotifyUrl; "
-        f"{time.monotonic() - started:.0f} s in all. Cleaning up."
+        f"with the class and the schedule: {team['recordings']} recordings, {team['tasks']} cloud tasks, "
+        f"{team['live']} left running; {time.monotonic() - started:.0f} s in all. Cleaning up."
     )
-    return 0 if len(tasks) == len(names) and not live else 1
+    ok = len(tasks) == len(names) and not live
+    return 0 if ok and team["tasks"] == team["recordings"] and not team["live"] else 1
