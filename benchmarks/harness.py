@@ -50,6 +50,7 @@ from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wa
 from rtc_recording.credentials import Credentials, StaticCredentials
 from rtc_recording.emulator import EmulatorControl
 from rtc_recording.kube import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
+from rtc_recording.ownership import Sealer, derive_key
 from rtc_recording.resource import RtcRecordingSpec, start_params, status_of
 
 T = TypeVar("T")
@@ -58,6 +59,8 @@ APP, BUCKET, REGION = "bench-app", "bench-recordings", "cn-shanghai"
 OPERATOR_KEY = ("LTAI5tBenchOperator", "bench-operator-secret")
 SEEDER_KEY = ("LTAI5tBenchSeeder", "bench-seeder-secret")  # same account ("default"), its own quota
 AUTH_KEY = "benchReceiverKey0123456789"
+# The operator's key for task seals when RTCREC_OWNERSHIP_KEY is not set (Settings.ownership_secret).
+SEALER = Sealer(derive_key(AUTH_KEY))
 FINALIZER = f"{GROUP}/stop-task"
 LIVE = ("RUNNING", "RECOVERING")
 COLLECTION = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
@@ -554,11 +557,14 @@ def _merge(base: dict, patch: dict) -> dict:
 
 def seeded_status(created: dict, task_id: str, completed: bool = False) -> dict:
     """The status the operator would have written after starting `task_id` (attempt 1), built by
-    its own pure functions, plus Kopf's diff-base of the object as created: Kopf then sees an
-    object it has handled before (a resume, not a create) and has nothing to write."""
+    its own pure functions, sealed with the stack's ownership key (derived from the callback key,
+    as the operator derives it: ownership.py) for this object's uid, plus Kopf's diff-base of the
+    object as created: Kopf then sees an object it has handled before (a resume, not a create),
+    whose task is proven its own, and has nothing to write."""
     now, generation = now_utc(), created["metadata"]["generation"]
     status = _merge({}, reconcile.attempt_recorded(status_of({}), 1, generation, now))
-    status = _merge(status, reconcile.started(status_of({"status": status}), task_id, generation, now))
+    started = reconcile.started(status_of({"status": status}), task_id, generation, now)
+    status = _merge(status, SEALER.sealed({**created, "status": status}, started) or started)
     if completed:
         info = TaskInfo(task_id, TaskStatus.STOPPED)
         status = _merge(status, reconcile.observed(status_of({"status": status}), info, generation, now))
