@@ -45,10 +45,15 @@ unit: $(STAMP)
 
 # Benchmarks (BENCHMARKS.md): times, memory and CPU, never part of `make test`. About 40 minutes
 # on 2 cores; `make bench SCENARIOS=a,b` runs a selection, RUNS=5 more runs each.
+# `make bench SCENARIOS=c SCHEDULES=100` runs the restart with 100 RtcRecordingSchedules present
+# (SCHEDULES_FIRING=5: five of them due every minute), recorded apart as "(c) with schedules".
 SCENARIOS ?= a,b,c,d,e
 RUNS ?= 3
+SCHEDULES ?= 0
+SCHEDULES_FIRING ?= 0
 bench: $(STAMP)
-	$(VENV)/bin/python -m benchmarks.run --scenarios $(SCENARIOS) --runs $(RUNS)
+	$(VENV)/bin/python -m benchmarks.run --scenarios $(SCENARIOS) --runs $(RUNS) \
+		--schedules $(SCHEDULES) --schedules-firing $(SCHEDULES_FIRING)
 
 clean:
 	rm -rf $(VENV) build

@@ -224,6 +224,36 @@ SECTIONS: dict[str, tuple[str, list[Row]]] = {
         ],
     ),
 }
+
+
+def _with_schedules(rows: list[Row]) -> list[Row]:
+    """(c) with RtcRecordingSchedules present: the schedules, then c's rows for 10 000 and idle."""
+    schedules: list[Row] = [
+        ("schedules", "RtcRecordingSchedules in namespace c, with the 10 000", "{:.0f}", "", None),
+        ("schedules_firing", "... of them due every minute (the others never during a run)", "{:.0f}", "", None),
+        ("schedule_runs_at_restart_10000", "... their runs present at the restart (resources too)", "{:.0f}", "", None),
+        (
+            "schedules_undecided_10000",
+            "... schedules without a nextScheduleTime after the restart settled (lost)",
+            "{:.0f}",
+            "0",
+            zero,
+        ),
+        ("schedules_active_runs_10000", "... active runs the schedules list", "{:.0f}", "", None),
+    ]
+    idle = {
+        "idle_operator_mb": "no recording, only the schedules: operator RSS",
+        "idle_receiver_mb": "no recording, only the schedules: receiver RSS",
+    }
+    kept = [
+        (key, idle.get(key, label.replace("10 000 present", "10 000 present and the schedules")), fmt, target, ok)
+        for key, label, fmt, target, ok in rows
+        if key.endswith("_10000") or key in idle
+    ]
+    return schedules + kept
+
+
+SECTIONS["cs"] = ("cs", _with_schedules(SECTIONS["c"][1]))
 # Figures that sum several counts in the table (the row shows the sum over the four).
 SUMS = {
     f"{phase}_duplicates": [f"{phase}_{k}" for k in ("duplicates", "leaks", "stuck", "wrong")]

@@ -1,11 +1,13 @@
 """`make bench`: run the scenarios, keep every run and the medians in benchmarks/results.json,
 and regenerate the tables of BENCHMARKS.md.
 
-    python -m benchmarks.run [--scenarios a,b,c,d,e] [--runs 3] [--quick]
+    python -m benchmarks.run [--scenarios a,b,c,d,e] [--runs 3] [--quick] [--schedules 100 [--schedules-firing 5]]
 
 A selection updates only its scenarios in results.json; the others keep their last figures
 (each scenario records the machine and date it ran on). --quick shrinks every size for a
-smoke test of the harness and writes nothing.
+smoke test of the harness and writes nothing. --schedules N runs scenario c with N
+RtcRecordingSchedules present (K of them due every minute with --schedules-firing K), and keeps
+its figures apart, as "cs" (BENCHMARKS.md, "(c) with schedules"): plain c's stay as they were.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from . import report, scenarios  # noqa: E402
 from .harness import ROOT, machine, median  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results.json"
-UNITS = {"ab": "a,b", "c": "c", "d": "d", "e": "e"}
+UNITS = {"ab": "a,b", "c": "c", "cs": "c SCHEDULES=", "d": "d", "e": "e"}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -60,7 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, results not written")
     parser.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
+    parser.add_argument(
+        "--schedules",
+        type=int,
+        default=int(os.environ.get("BENCH_SCHEDULES") or 0),
+        help="scenario c with this many RtcRecordingSchedules present (recorded as cs); env BENCH_SCHEDULES",
+    )
+    parser.add_argument(
+        "--schedules-firing",
+        type=int,
+        default=int(os.environ.get("BENCH_SCHEDULES_FIRING") or 0),
+        help="of them, this many due every minute (the others never during a run); env BENCH_SCHEDULES_FIRING",
+    )
     args = parser.parse_args(argv)
+    if args.schedules_firing > args.schedules:
+        parser.error("--schedules-firing cannot exceed --schedules")
     wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
     unknown = wanted - set("abcde")
     if unknown:
@@ -71,13 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     failed: list[str] = []
 
+    schedules = f"{args.schedules}" + (f" SCHEDULES_FIRING={args.schedules_firing}" if args.schedules_firing else "")
+
+    def label(unit: str) -> str:
+        return UNITS[unit] + (schedules if unit == "cs" else "")
+
     def record(unit: str, runs: list[dict[str, Any]], seconds: float) -> None:
         results["scenarios"][unit] = {
             "machine": machine(),
             "runs": runs,
             "median": summarise(runs),
             "seconds": round(seconds),
-            "command": f"make bench SCENARIOS={UNITS[unit]}",
+            "command": f"make bench SCENARIOS={label(unit)}",
         }
         if not q:
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True, default=str) + "\n")
@@ -86,30 +107,35 @@ def main(argv: list[str] | None = None) -> int:
     for unit, letters in (("ab", {"a", "b"}), ("c", {"c"}), ("d", {"d"}), ("e", {"e"})):
         if not wanted & letters:
             continue
+        if unit == "c" and args.schedules:
+            unit = "cs"
         t0 = time.monotonic()
         shutil.rmtree(workdir / unit, ignore_errors=True)
         try:
-            runs = run_unit(unit, workdir, args.runs, q)
+            runs = run_unit(unit, workdir, args.runs, q, args.schedules, args.schedules_firing)
         except Exception:  # the other scenarios still run; this one keeps its last figures
-            scenarios.log(f"{UNITS[unit]}: failed\n{traceback.format_exc()}")
+            scenarios.log(f"{label(unit)}: failed\n{traceback.format_exc()}")
             failed.append(unit)
             continue
         record(unit, runs, time.monotonic() - t0)
-        scenarios.log(f"{UNITS[unit]}: done in {time.monotonic() - t0:.0f} s")
+        scenarios.log(f"{label(unit)}: done in {time.monotonic() - t0:.0f} s")
     scenarios.log(f"all done in {time.monotonic() - began:.0f} s" + (f"; failed: {failed}" if failed else ""))
     if q:
         json.dump(results, sys.stdout, indent=1, default=str)
     return 1 if failed else 0
 
 
-def run_unit(unit: str, workdir: Path, runs_wanted: int, q: bool) -> list[dict[str, Any]]:
+def run_unit(
+    unit: str, workdir: Path, runs_wanted: int, q: bool, schedules: int = 0, firing: int = 0
+) -> list[dict[str, Any]]:
     if unit == "ab":
         return [
             scenarios.throughput(workdir / unit / str(r), r, n=100 if q else 1000, singles=10 if q else 50)
             for r in range(runs_wanted)
         ]
-    if unit == "c":
-        return scenarios.restart(workdir / unit, runs_wanted, sizes=(100, 300) if q else (1000, 10000))
+    if unit in ("c", "cs"):
+        sizes = (100, 300) if q else (1000, 10000)
+        return scenarios.restart(workdir / unit, runs_wanted, sizes=sizes, schedules=schedules, firing=firing)
     if unit == "d":
         return scenarios.steady(
             workdir / unit, runs_wanted, n=100 if q else 1000, on_window=20 if q else 100, off_window=20 if q else 60

@@ -11,19 +11,24 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from rtc_recording.cluster.processes import wait_for
+from rtc_recording.kube import GROUP, VERSION
+from rtc_recording.schedules import SCHEDULE_PLURAL as SCHEDULES
 
 from .harness import (
     LIVE,
     OPERATOR_KEY,
     Stack,
+    _bulk,
     etcd_get,
     etcd_key,
     etcd_put_all,
     manifest,
+    now_utc,
     others_cores,
     percentile,
     restart_apiserver,
@@ -250,6 +255,48 @@ def _seed(stack: Stack, template: dict, first: int, count: int, completed_every:
     etcd_put_all(stack, objects)
 
 
+SCHEDULE_PREFIX = "sched"
+
+
+def schedule_manifest(i: int, firing: bool) -> dict:
+    """An RtcRecordingSchedule of namespace c (where the 10 000 are: its runs' LIST by label filters
+    them all). One that is not `firing` is due once a year, on yesterday's date: never during a run.
+    A firing one is due every minute, for an hour each run, concurrencyPolicy Forbid: it starts one
+    run, then waits on it (deciding again every 30 s, as a meeting that runs long makes it)."""
+    yesterday = now_utc() - timedelta(days=1)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RtcRecordingSchedule",
+        "metadata": {"name": f"{SCHEDULE_PREFIX}-{i}"},
+        "spec": {
+            "schedule": "0 * * * * *" if firing else f"0 0 {yesterday.day} {yesterday.month} *",
+            "timeZone": "UTC",
+            "durationSeconds": 3600,
+            "concurrencyPolicy": "Forbid",
+            "template": {"spec": manifest("unused", f"c-{SCHEDULE_PREFIX}-{i}")["spec"]},
+        },
+    }
+
+
+def schedule_figures(stack: Stack, ns: str) -> dict[str, int]:
+    """Schedules in `ns`, those with a nextScheduleTime (decided: none lost by a restart), their
+    active runs, and the runs (RtcRecordings labelled with a schedule) there."""
+    listed = stack.loop.run(stack.kube.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{SCHEDULES}"))
+    items = listed.get("items", [])
+    decided = sum(1 for i in items if (i.get("status") or {}).get("nextScheduleTime"))
+    return {
+        "schedules": len(items),
+        "schedules_decided": decided,
+        "schedules_undecided": len(items) - decided,
+        "schedules_active_runs": sum(len((i.get("status") or {}).get("active") or []) for i in items),
+        "schedule_runs": sum(1 for (n, name) in list(stack.tracker.phase) if n == ns and _is_run(name)),
+    }
+
+
+def _is_run(name: str) -> bool:
+    return name.startswith(f"{SCHEDULE_PREFIX}-")
+
+
 def _restart_once(stack: Stack, present: int, new: list[tuple[float, dict]], ns: str) -> dict[str, Any]:
     """Start the operator and the receiver with `present` resources; create `new` ones at the given
     offsets meanwhile; wait until every resource has been seen and handled, then settle."""
@@ -318,15 +365,36 @@ def _restart_once(stack: Stack, present: int, new: list[tuple[float, dict]], ns:
 
 
 def restart(
-    workdir: Path, runs: int, sizes: tuple[int, ...] = (1000, 10000), completed_every: int = 20
+    workdir: Path,
+    runs: int,
+    sizes: tuple[int, ...] = (1000, 10000),
+    completed_every: int = 20,
+    schedules: int = 0,
+    firing: int = 0,
 ) -> list[dict[str, Any]]:
     """One stack; for each size, `runs` restarts of operator and receiver (the runs of this
-    scenario). Idle (no resource) is measured the same way first."""
+    scenario). Idle (no resource) is measured the same way first. With `schedules`, that many
+    RtcRecordingSchedules are in namespace c from the start (idle then means: no recording but
+    them), `firing` of them due every minute (schedule_manifest); their runs are resources too."""
     stack = Stack(workdir / "restart")
     results: list[dict[str, Any]] = [{} for _ in range(runs)]
     try:
         stack.namespace("c")
         stack.tracker.start()
+        if schedules:
+            log(f"c: {schedules} RtcRecordingSchedules, {firing} of them due every minute")
+            made = [schedule_manifest(i, firing=i < firing) for i in range(schedules)]
+            stack.join([m["spec"]["template"]["spec"]["channelId"] for m in made[:firing]])
+            stack.loop.run(
+                _bulk(
+                    lambda m: stack.kube.create(f"/apis/{GROUP}/{VERSION}/namespaces/c/{SCHEDULES}", m),
+                    made,
+                    32,
+                    key=lambda m: m["metadata"]["name"],
+                )
+            )
+            for run in range(runs):
+                results[run].update({"schedules": schedules, "schedules_firing": firing})
         for run in range(runs):
             log(f"c: idle, run {run + 1}")
             stack.start_operator()
@@ -350,15 +418,24 @@ def restart(
         for size in sizes:
             log(f"c: seeding up to {size} resources")
             _seed(stack, template, present, size - present, completed_every)
-            wait_for(lambda: stack.tracker.present("c") >= size, 120, what=f"{size} resources listed")
+            wait_for(
+                lambda size=size: sum(1 for (n, x) in list(stack.tracker.phase) if n == "c" and not _is_run(x)) >= size,
+                120,
+                what=f"{size} resources listed",
+            )
             present = size
             for run in range(runs):
                 ns = f"c-new-{size}-{run}"
                 stack.namespace(ns)
                 new = [(offset, manifest(f"new-{k}", f"{ns}-{k}")) for k, offset in enumerate((1.0, 3.0, 5.0))]
                 stack.join([m["spec"]["channelId"] for _, m in new])
-                log(f"c: restart with {present + new_count} resources, run {run + 1}")
-                result = _restart_once(stack, present + new_count, new, ns)
+                runs_now = schedule_figures(stack, "c")["schedule_runs"] if schedules else 0  # resources too
+                log(f"c: restart with {present + runs_now + new_count} resources, run {run + 1}")
+                result = _restart_once(stack, present + runs_now + new_count, new, ns)
+                if schedules:
+                    # Read after the settle: every schedule still decided (its status survived the restart).
+                    result.update(schedule_figures(stack, "c"))
+                    result["schedule_runs_at_restart"] = runs_now
                 new_count += len(new)
                 results[run].update({f"{k}_{size}": v for k, v in result.items()})
                 log(
