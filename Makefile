@@ -49,11 +49,10 @@ unit: $(STAMP)
 # (SCHEDULES_FIRING=5: five of them due every minute), recorded apart as "(c) with schedules".
 SCENARIOS ?= a,b,c,d,e
 RUNS ?= 3
-SCHEDULES ?= 0
-SCHEDULES_FIRING ?= 0
+# (Or BENCH_SCHEDULES / BENCH_SCHEDULES_FIRING in the environment.)
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.run --scenarios $(SCENARIOS) --runs $(RUNS) \
-		--schedules $(SCHEDULES) --schedules-firing $(SCHEDULES_FIRING)
+		$(if $(SCHEDULES),--schedules $(SCHEDULES)) $(if $(SCHEDULES_FIRING),--schedules-firing $(SCHEDULES_FIRING))
 
 clean:
 	rm -rf $(VENV) build
