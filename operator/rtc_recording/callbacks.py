@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import re
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -145,7 +146,7 @@ def forwarded(notify: dict, callback: Callback) -> bool:
     return str(callback.payload.get("format", "")).upper() in wanted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
     """What the receiver keeps of one RtcRecording."""
 
@@ -179,7 +180,7 @@ class Receiver:
     # -- the watch ---------------------------------------------------------------------------
     def on_change(self, type_: str, obj: dict) -> None:
         meta = obj["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = (sys.intern(meta["namespace"]), meta["name"])
         if type_ == "DELETED":
             gone = self.known.pop(key, None)
             if gone is not None:
