@@ -15,7 +15,7 @@ from .index import Index
 from .kube import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
 from .pins import Pins
 from .poller import Poller
-from .reconcile import TERMINAL
+from .reconcile import TERMINAL, at_rest
 from .recorder import Recorder, RetryLater
 from .scheduler import Scheduler
 from .schedules import SCHEDULE_PLURAL
@@ -47,7 +47,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     # Kopf's progress and diff-base live in status: one atomic /status PATCH per cycle, and no
     # annotation writes on the object users own. Never change this: objects would look new.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.lastHandled")
+    settings.persistence.diffbase_storage = SlimDiffBase(field="status.kopf.lastHandled")
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # we post one Event per transition ourselves
     settings.scanning.disabled = True  # the CRD is installed up front: no RBAC on CRDs needed
@@ -96,6 +96,19 @@ async def cleanup(memo: kopf.Memo, **_) -> None:
     await memo.kube.close()
 
 
+class SlimDiffBase(kopf.StatusDiffBaseStorage):
+    """Kopf's diff-base in status, built from what it keeps (spec, labels, annotations): Kopf
+    deep-copies the whole body, status and managedFields included, only to drop them, which was a
+    fifth of a 10 000-object restart's CPU. The essence is the same: no handler names a status
+    field or other metadata."""
+
+    def build(self, *, body: kopf.Body, extra_fields=None) -> kopf.BodyEssence:  # type: ignore[no-untyped-def]
+        meta = body.get("metadata", {})
+        slim = {key: value for key, value in body.items() if key not in ("metadata", "status")}
+        slim["metadata"] = {key: meta[key] for key in ("labels", "annotations") if key in meta}
+        return super().build(body=slim, extra_fields=extra_fields)  # type: ignore[arg-type]
+
+
 @kopf.on.event(*RESOURCE)
 def watched(event: dict, memo: kopf.Memo, **_) -> None:
     """Every change feeds the index, the poller and the liveness probe. No handler state is
@@ -104,7 +117,7 @@ def watched(event: dict, memo: kopf.Memo, **_) -> None:
     tracked = memo.index.saw(event["type"], event["object"])
     meta = event["object"]["metadata"]
     key = (meta["namespace"], meta["name"])
-    memo.health.saw(tracked, key)
+    memo.health.saw(tracked, key, at_rest=tracked is not None and at_rest(event["object"]))
     memo.scheduler.poke(event["object"])  # a schedule's run: its schedule decides again
     if tracked is None:
         memo.poller.forget(key)
@@ -138,7 +151,7 @@ def schedule_watched(event: dict, memo: kopf.Memo, **_) -> None:
 
 
 @kopf.on.create(*RESOURCE)
-@kopf.on.resume(*RESOURCE)
+@kopf.on.resume(*RESOURCE, when=lambda body, **_: not at_rest(body))  # a restart costs nothing for those
 @kopf.on.update(*RESOURCE, field="spec")
 async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
     obj = _plain(body)
