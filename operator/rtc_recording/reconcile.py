@@ -666,7 +666,10 @@ def stray_reaped(status: RtcRecordingStatus, task_id: str) -> dict:
 
 
 # -- retries --------------------------------------------------------------------------------------
-def backoff(retry: int, base: float, cap: float, rng: random.Random = random.Random()) -> float:
+_RNG = random.Random()
+
+
+def backoff(retry: int, base: float, cap: float, rng: random.Random = _RNG) -> float:
     """Capped exponential backoff with full jitter over its upper half (never hammers, never 0)."""
     ceiling = min(cap, base * 2 ** max(retry, 0))
     return ceiling * (0.5 + rng.random() / 2)

@@ -520,9 +520,9 @@ def _violations(spec: RtcRecordingSpec) -> list[str]:
             lambda: _first(
                 ""
                 if _shows(p, subscribers)
-                else f"the pane of {p.user_id} (source {p.source or 'Camera'}) shows "
-                "nothing: spec.subscribers has no such (userId, source) with video (media AudioVideo or Video; Audio has "
-                "no video to show)"
+                else f"the pane of {p.user_id} (source {p.source or 'Camera'}) shows nothing: "
+                "spec.subscribers has no such (userId, source) with video "
+                "(media AudioVideo or Video; Audio has no video to show)"
                 for p in layout.panes
             ),
         ),

@@ -107,7 +107,7 @@ class GuardedConnector(aiohttp.TCPConnector):
     async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[Any]:
         results = await super()._resolve_host(host, port, traces=traces)
         reasons = [self._guard.address_refused(host, r["host"]) for r in results]
-        allowed = [r for r, why in zip(results, reasons) if why is None]
+        allowed = [r for r, why in zip(results, reasons, strict=True) if why is None]
         if not allowed or len(allowed) != len(results):
             # One internal address among public ones is refused too: which one is used is not ours to pick.
             raise Refused(next(why for why in reasons if why) if reasons else f"{host} does not resolve")

@@ -61,7 +61,7 @@ def test_service_never_sees_more_than_rate_per_window(burst, seed):
     for _ in range(20):
         arrivals = [
             g if rng.random() < 0.5 else min(a if a is not None else g + transit, g + transit)
-            for g, a in zip(grants, answers)
+            for g, a in zip(grants, answers, strict=True)
         ]
         assert max_in_window(arrivals, window) <= rate
 
