@@ -190,7 +190,13 @@ def _materialise(data_b64: str | None) -> str | None:
         return None
     if data_b64 not in _MATERIALISED:
         if not _MATERIALISED:
-            atexit.register(lambda: [os.unlink(path) for path in _MATERIALISED.values() if os.path.exists(path)])
+
+            def remove() -> None:
+                for path in _MATERIALISED.values():
+                    if os.path.exists(path):
+                        os.unlink(path)
+
+            atexit.register(remove)
         f = tempfile.NamedTemporaryFile(prefix="rtcrec-kube-", delete=False)  # mode 0600
         f.write(base64.b64decode(data_b64))
         f.close()

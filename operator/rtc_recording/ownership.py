@@ -28,6 +28,7 @@ import hmac
 import logging
 from collections import Counter
 from datetime import UTC, datetime
+from typing import overload
 
 from . import reconcile
 from .classes import account_fields
@@ -75,6 +76,10 @@ class Sealer:
             obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"), account_of(obj)
         )
 
+    @overload
+    def sealed(self, obj: dict, patch: dict) -> dict: ...
+    @overload
+    def sealed(self, obj: dict, patch: None) -> None: ...
     def sealed(self, obj: dict, patch: dict | None) -> dict | None:
         """`patch` with taskSeal set for the task id it writes (cleared when it clears the task),
         over the status as the patch leaves it."""

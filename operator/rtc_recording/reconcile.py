@@ -427,10 +427,11 @@ def observed(
         if status.phase == Phase.STOPPING and status.reason in (Reason.SUSPENDED, Reason.OPERATOR_MAX_DURATION):
             return {**patch, **halted(status, status.reason, generation, now)}  # we stopped it: say why
         reason = stop_reason or _why_stopped(status, now)
-        message = {
+        known: dict[str, str] = {
             Reason.IDLE_TIMEOUT: "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
             Reason.MAX_DURATION: "the cloud ends every task after 72 hours",
-        }.get(reason, f"the cloud stopped task {status.task_id} ({reason})")
+        }
+        message = known.get(reason, f"the cloud stopped task {status.task_id} ({reason})")
         return {**patch, **_finished(status, Phase.COMPLETED, reason, message, generation, now)}
     phase = {
         TaskStatus.RUNNING: Phase.RECORDING,
@@ -498,10 +499,11 @@ def history_with(status: RtcRecordingStatus, reason: str, now: datetime) -> list
 
 def halting(status: RtcRecordingStatus, reason: str, generation: int, now: datetime) -> dict:
     """The intent to stop our own task, written before the Stop."""
-    message = {
+    messages: dict[str, str] = {
         Reason.SUSPENDED: f"stopping task {status.task_id}: spec.suspend is true",
         Reason.OPERATOR_MAX_DURATION: f"stopping task {status.task_id}: it ran spec.maxDurationSeconds",
-    }[reason]
+    }
+    message = messages[reason]
     return {
         "phase": Phase.STOPPING,
         "reason": reason,

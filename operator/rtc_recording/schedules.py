@@ -65,7 +65,7 @@ def next_after(expression: str, time_zone: str | None, after: datetime) -> datet
 def scheduled_between(expression: str, time_zone: str | None, after: datetime, until: datetime) -> list[datetime]:
     """Scheduled times t with after < t <= until (UTC), the latest LOOKBACK_RUNS at most."""
     it = _cron(expression, until.astimezone(zone(time_zone)) + timedelta(microseconds=1))
-    times = []
+    times: list[datetime] = []
     while len(times) < LOOKBACK_RUNS:
         t = it.get_prev(datetime).astimezone(UTC)
         if t <= after:

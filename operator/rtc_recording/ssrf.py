@@ -74,10 +74,11 @@ class Guard:
         except ValueError:
             return f"{address} is not an IP address"
         inner = _embedded_ipv4(ip)
-        for candidate in {ip, inner} - {None}:
+        candidates = [c for c in (ip, inner) if c is not None]
+        for candidate in candidates:
             if any(candidate in r for r in self.denied):
                 return f"{host} resolves to a denied cluster address"
-        if self.named(host) or any(c in r for c in {ip, inner} - {None} for r in self.ranges if c.version == r.version):
+        if self.named(host) or any(c in r for c in candidates for r in self.ranges if c.version == r.version):
             return None
         if self.only_allowed:
             return f"{host} is not among the hosts this operator relays to (RTCREC_RELAY_ALLOWED_HOSTS)"

@@ -69,7 +69,8 @@ class Table(threading.Thread):
 
     def __init__(self, cluster: LocalCluster):
         super().__init__(daemon=True)
-        self.cluster, self.started, self.rows, self.stopping = cluster, time.monotonic(), {}, threading.Event()
+        self.cluster, self.started, self.stopping = cluster, time.monotonic(), threading.Event()
+        self.rows: dict[str, tuple[str, ...]] = {}
         self.lock = threading.Lock()
 
     def run(self) -> None:

@@ -202,8 +202,7 @@ async def _answer(request: web.Request) -> web.StreamResponse:
         signed = SignedRequest(request.method, request.path, query, request.headers, body)
         credential = verify(signed, emulator.keys, emulator.nonces, received)
         key = credential.access_key_id
-        handler = _ACTIONS.get(action or "")
-        if handler is None:
+        if action is None or (handler := _ACTIONS.get(action)) is None:
             raise ApiError("InvalidAction.NotFound", f"Action {action!r}.")
         params = dict(query)
         version = params.get("Version") or request.headers.get("x-acs-version")
