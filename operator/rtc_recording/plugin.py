@@ -24,6 +24,7 @@ import yaml
 
 from . import schedules
 from .kube import GROUP, PLURAL, Conflict, Connection, Gone, Kube, KubeError
+from .reconcile import TERMINAL
 from .scheduler import recordings_path, schedule_path
 
 
@@ -135,9 +136,7 @@ class Plugin:
                 t["taskId"],
                 t.get("startTime") or "",
                 t.get("endTime") or "",
-                t.get("phase")
-                if t["current"] and t.get("phase") not in ("Completed", "Failed")
-                else t.get("reason") or "",
+                t.get("phase") if t["current"] and t.get("phase") not in TERMINAL else t.get("reason") or "",
             ]
             for t in tasks
         ]

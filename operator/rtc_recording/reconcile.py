@@ -19,19 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from .cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
-from .resource import RtcRecordingStatus, status_of
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    STARTING = "Starting"
-    RECORDING = "Recording"
-    RECOVERING = "Recovering"
-    STOPPING = "Stopping"
-    SUSPENDED = "Suspended"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-
+from .resource import Phase, RtcRecordingStatus, status_of
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED})
 LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -25,7 +26,20 @@ Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
 FileFormat = Literal["HLS", "MP4", "MP3"]
 RenderMode = Literal["Crop", "Fit"]
-Phase = Literal["Pending", "Starting", "Recording", "Recovering", "Stopping", "Suspended", "Completed", "Failed"]
+
+
+class Phase(StrEnum):
+    """status.phase. Which phase follows which is decided in reconcile.py, and only there."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RECORDING = "Recording"
+    RECOVERING = "Recovering"
+    STOPPING = "Stopping"
+    SUSPENDED = "Suspended"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
 
 # The vendor's integer codes for our string enums (None, an unset optional field, has no code).
 RECORD_MODE = {"Individual": 0, "Mixed": 1}

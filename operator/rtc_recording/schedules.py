@@ -29,10 +29,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from .reconcile import TERMINAL
+from .resource import Phase
+
 SCHEDULE_LABEL = "rtc.recording.io/schedule"
 SCHEDULED_AT_ANNOTATION = "rtc.recording.io/scheduled-at"
 SCHEDULE_PLURAL = "rtcrecordingschedules"
-FINISHED = frozenset({"Completed", "Failed"})
 LOOKBACK_RUNS = 1000  # scheduled times examined per decision at most (a schedule idle for long)
 
 
@@ -90,7 +92,7 @@ class Run:
 
     @property
     def active(self) -> bool:
-        return self.phase not in FINISHED and not self.deleting
+        return self.phase not in TERMINAL and not self.deleting
 
     @classmethod
     def of(cls, obj: dict) -> Run:
@@ -208,8 +210,8 @@ def history_to_delete(runs: list[Run], spec: dict[str, Any]) -> tuple[str, ...]:
     """Finished runs beyond the history limits, oldest first (Completed and Failed counted apart)."""
     out: list[str] = []
     for phase, key, default in (
-        ("Completed", "successfulRunsHistoryLimit", 3),
-        ("Failed", "failedRunsHistoryLimit", 1),
+        (Phase.COMPLETED, "successfulRunsHistoryLimit", 3),
+        (Phase.FAILED, "failedRunsHistoryLimit", 1),
     ):
         limit = spec.get(key, default)
         done = sorted(

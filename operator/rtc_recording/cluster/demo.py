@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..emulator import EmulatorConfig, run_in_thread
+from ..resource import Phase
 from . import binaries
 from .launcher import LocalCluster, free_port
 from .processes import RtcrecProcess, local_env, wait_for
@@ -213,7 +214,7 @@ def story(
     try:
         names = list(phases(cluster))
         wait_for(
-            lambda: all(s.get("phase") == "Recording" for s in phases(cluster).values()),
+            lambda: all(s.get("phase") == Phase.RECORDING for s in phases(cluster).values()),
             60,
             "every recording to be Recording",
             details,
@@ -253,7 +254,7 @@ def story(
         for user in PEOPLE:
             emulator.control.leave(APP, CHANNEL, user)
         wait_for(
-            lambda: all(s.get("phase") == "Completed" for s in phases(cluster).values()),
+            lambda: all(s.get("phase") == Phase.COMPLETED for s in phases(cluster).values()),
             60,
             "every recording to complete",
             details,
