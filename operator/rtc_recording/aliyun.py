@@ -49,10 +49,11 @@ from rtc_recording.cloud import (
     VodMedia,
 )
 from rtc_recording.credentials import Credentials, CredentialsProvider
+from rtc_recording.resource import Region
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = {
+ENDPOINTS: dict[Region, str] = {
     "cn-shanghai": "live.aliyuncs.com",
     "ap-southeast-1": "live.ap-southeast-1.aliyuncs.com",
     "us-east-1": "live.us-east-1.aliyuncs.com",

@@ -15,12 +15,15 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+# The recording regions. The CRDs, the chart's values schema and aliyun.ENDPOINTS spell the same
+# list (a unit test holds them to it); the emulator, the other side of the wire, has its own.
 Region = Literal["cn-shanghai", "ap-southeast-1", "us-east-1"]
+REGIONS: tuple[Region, ...] = get_args(Region)
 Mode = Literal["Individual", "Mixed"]
 Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
@@ -56,7 +59,8 @@ _NOTIFY_URL = r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+([/?#]\S*)?$"
 # The CRD's CEL regexes, written without backslashes so that CEL and Python read them alike.
 _FRACTION = re.compile(r"^(0*[.][0-9]+|0+([.][0-9]*)?|0*1([.]0*)?)$")
 _DIRECTORY = re.compile(r"^[A-Za-z0-9_-]+$")
-_OSS_REGION_ENDPOINT = re.compile(r"^oss-(cn-shanghai|ap-southeast-1|us-east-1)(-internal)?[.]aliyuncs[.]com$")
+_OSS_REGION_ENDPOINT = re.compile(rf"^oss-({'|'.join(REGIONS)})(-internal)?[.]aliyuncs[.]com$")
+_REGION_NAMES = f"{', '.join(REGIONS[:-1])} or {REGIONS[-1]}"  # "cn-shanghai, ap-southeast-1 or us-east-1"
 _NAME_VARIABLES = ("{AppId}", "{ChannelId}", "{UserId}", "{RecordMode}", "{SourceType}", "{StreamType}", "{StartTime}")
 _SLICE_VARIABLES = (*_NAME_VARIABLES, "{Sequence}")
 UPLOAD_FORMATS = ("SLICE", "HLS", "MP4", "MP3")
@@ -124,7 +128,7 @@ def _oss_endpoint_rule(endpoint: str) -> str:
     _one_rule(
         bool(_OSS_REGION_ENDPOINT.fullmatch(endpoint)),
         f"{endpoint} is not the OSS endpoint of a recording region: use oss-<region>.aliyuncs.com or "
-        "oss-<region>-internal.aliyuncs.com (region cn-shanghai, ap-southeast-1 or us-east-1), without scheme; "
+        f"oss-<region>-internal.aliyuncs.com (region {_REGION_NAMES}), without scheme; "
         "the region of the endpoint must match the recording region, and a custom domain (CNAME) names no region",
     )
     return endpoint
