@@ -26,7 +26,6 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -35,7 +34,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
-from rtc_recording import metrics
+from rtc_recording import metrics, timestamps
 from rtc_recording.cloud import (
     CloudError,
     Invalid,
@@ -342,7 +341,7 @@ class AliyunRecordingCloud:
             self._host,
             query,
             credentials,
-            date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            date=timestamps.now(),
             nonce=uuid.uuid4().hex,
         )
         started = time.monotonic()

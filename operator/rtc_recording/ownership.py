@@ -27,10 +27,10 @@ import hashlib
 import hmac
 import logging
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import overload
 
-from . import reconcile
+from . import reconcile, timestamps
 from .classes import account_fields
 from .kube import Conflict, Gone, Kube, KubeError, segment
 from .resource import status_of
@@ -162,7 +162,7 @@ async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_name
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {"name": MARKER, "namespace": marker_namespace},
-                "data": {"version": VERSION, "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                "data": {"version": VERSION, "at": timestamps.now()},
             },
         )
     except Conflict:

@@ -20,6 +20,7 @@ from typing import Any
 
 from .cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
 from .resource import Phase, RtcRecordingStatus, status_of
+from .timestamps import stamp
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED})
 LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})
@@ -254,10 +255,6 @@ def _next_attempt(status: RtcRecordingStatus) -> int:
 
 
 # -- status patches ------------------------------------------------------------------------------
-def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def condition(
     status: RtcRecordingStatus, type_: str, state: bool, reason: str, message: str, generation: int, now: datetime
 ) -> list[dict[str, Any]]:
@@ -294,7 +291,7 @@ def _conditions(
     for type_, (state, reason, message) in changes.items():
         value = "True" if state else "False"
         old = next((c for c in status.conditions if c.type == type_), None)
-        since = _ts(old.last_transition_time) if old and old.status == value else _ts(now)
+        since = stamp(old.last_transition_time) if old and old.status == value else stamp(now)
         conditions.append(
             {
                 "type": type_,
@@ -328,7 +325,7 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
         "reason": Reason.UNKNOWN_OUTCOME if retry else None,
         "message": message,
         "taskId": None,
-        "attempt": {"number": attempt, "startedAt": _ts(now), "generation": generation, "notExecuted": None},
+        "attempt": {"number": attempt, "startedAt": stamp(now), "generation": generation, "notExecuted": None},
         "conditions": phase_conditions(status, Phase.STARTING, "Starting", message, generation, now),
     }
 
@@ -340,7 +337,7 @@ def started(status: RtcRecordingStatus, task_id: str, generation: int, now: date
         "reason": Reason.STARTED,
         "message": message,
         "taskId": task_id,
-        "startTime": _ts(now),
+        "startTime": stamp(now),
         "completionTime": None,
         "observedGeneration": generation,
         "files": None,
@@ -466,7 +463,7 @@ def _finished(
         "phase": phase,
         "reason": reason,
         "message": message,
-        "completionTime": _ts(now),
+        "completionTime": stamp(now),
         "history": history_with(status, reason, now),
         "conditions": phase_conditions(status, phase, reason, message, generation, now),
     }
@@ -476,8 +473,8 @@ def history_with(status: RtcRecordingStatus, reason: str, now: datetime) -> list
     """status.history with the current task appended as ended now (the latest HISTORY_KEPT)."""
     entry = {
         "taskId": status.task_id,
-        "startTime": _ts(status.start_time) if status.start_time else None,
-        "endTime": _ts(now),
+        "startTime": stamp(status.start_time) if status.start_time else None,
+        "endTime": stamp(now),
         "reason": reason,
         "files": status.files.model_dump(by_alias=True, mode="json", exclude_none=True) if status.files else None,
     }

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from . import timestamps
 from .reconcile import TERMINAL
 from .resource import Phase
 
@@ -123,11 +124,11 @@ class Decision:
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return timestamps.parse(value)
 
 
 def format_time(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return timestamps.stamp(value) if value else None
 
 
 FORBID_RECHECK = timedelta(seconds=30)  # a Forbid wait also ends when a run's phase changes (a watch event)
