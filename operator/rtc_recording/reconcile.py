@@ -657,6 +657,7 @@ _RNG = random.Random()
 
 
 def backoff(retry: int, base: float, cap: float, rng: random.Random = _RNG) -> float:
-    """Capped exponential backoff with full jitter over its upper half (never hammers, never 0)."""
+    """The operator's one backoff: capped exponential with *equal* jitter, a delay drawn uniformly
+    from the upper half of min(cap, base * 2**retry), so never 0 (no hammering) and never above cap."""
     ceiling = min(cap, base * 2 ** max(retry, 0))
     return ceiling * (0.5 + rng.random() / 2)

@@ -10,7 +10,6 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -106,15 +105,15 @@ def cloud_for(server):
 
 
 @pytest.fixture
-def sleeps(monkeypatch) -> list[tuple[float, float]]:
-    """CloudClients.call's pauses between tries: recorded, not slept."""
-    drawn: list[tuple[float, float]] = []
+def sleeps(monkeypatch) -> list[tuple[int, float, float]]:
+    """CloudClients.call's pauses between tries (reconcile.backoff's arguments): recorded, not slept."""
+    drawn: list[tuple[int, float, float]] = []
 
-    def uniform(low: float, high: float) -> float:
-        drawn.append((low, high))
+    def backoff(retry: int, base: float, cap: float) -> float:
+        drawn.append((retry, base, cap))
         return 0.0
 
-    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=uniform))
+    monkeypatch.setattr(clients_module, "backoff", backoff)
     return drawn
 
 
