@@ -191,8 +191,8 @@ def task_info(answer: Mapping[str, Any]) -> TaskInfo:
             mp3=tuple(files.get("Mp3FileList") or ()),
             vod=tuple(
                 VodMedia(
-                    media_ids=tuple(media.get("MediaIds") or ()),
-                    merged_ids=tuple(media.get("MergedIds") or ()),
+                    media_ids=list(media.get("MediaIds") or ()),
+                    merged_ids=list(media.get("MergedIds") or ()),
                     stream=media.get("Stream", ""),
                 )
                 for media in files.get("VodMediaList") or ()

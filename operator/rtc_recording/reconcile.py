@@ -443,9 +443,7 @@ def files_status(files: RecordFiles) -> dict[str, Any]:
         "hls": list(files.hls),
         "mp4": list(files.mp4),
         "mp3": list(files.mp3),
-        "vod": [
-            {"mediaIds": list(v.media_ids), "mergedIds": list(v.merged_ids), "stream": v.stream} for v in files.vod
-        ],
+        "vod": [v.model_dump(by_alias=True, mode="json") for v in files.vod],
     }
 
 

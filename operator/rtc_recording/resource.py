@@ -811,6 +811,9 @@ class Attempt(_Status):
 
 
 class VodMedia(_Status):
+    """One subscribed stream recorded to VOD, as the service lists it (`stream` is `Mix` or
+    `Single::<UserId>::<Suffix>`) and as status.files.vod keeps it."""
+
     media_ids: list[str] = []
     merged_ids: list[str] = []
     stream: str | None = None

@@ -212,7 +212,10 @@ def test_describe_parses_the_task(server, cloud_for):
         "task-1",
         TaskStatus.RECOVERING,
         RecordFiles(
-            hls=("task-1/a.m3u8",), mp4=("task-1/a.mp4", "task-1/b.mp4"), mp3=(), vod=(VodMedia(("m1",), (), "Mix"),)
+            hls=("task-1/a.m3u8",),
+            mp4=("task-1/a.mp4", "task-1/b.mp4"),
+            mp3=(),
+            vod=(VodMedia(media_ids=["m1"], merged_ids=[], stream="Mix"),),
         ),
     )
     assert dict(parse_qsl(urlsplit(server.received[0][0]).query)) == {"TaskId": "task-1"}
