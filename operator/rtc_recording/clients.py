@@ -151,6 +151,7 @@ class CloudClients:
             if before_send is not None:
                 await before_send()
             sent = True
+            account.budget.sending(slot)
             result = await asyncio.get_running_loop().run_in_executor(
                 self.executor, getattr(account.cloud, verb), *args
             )

@@ -444,7 +444,7 @@ class Reflector:
         self.params = {"labelSelector": label_selector} if label_selector else {}
         self.page_size = page_size
         self.synced = asyncio.Event()
-        self._keys: dict[tuple[str, str], dict] = {}  # key -> the object's metadata, for DELETED on relist
+        self._keys: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid, for DELETED on relist
 
     async def _deliver(self, type_: str, obj: dict) -> None:
         meta = obj["metadata"]
@@ -452,7 +452,7 @@ class Reflector:
         if type_ == "DELETED":
             self._keys.pop(key, None)
         else:
-            self._keys[key] = {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid")}}
+            self._keys[key] = meta.get("uid", "")
         outcome = self.on_change(type_, obj)
         if outcome is not None:
             await outcome
@@ -471,7 +471,7 @@ class Reflector:
             if not cont:
                 break
         for key in [k for k in self._keys if k not in seen]:
-            await self._deliver("DELETED", self._keys[key])
+            await self._deliver("DELETED", {"metadata": {"namespace": key[0], "name": key[1], "uid": self._keys[key]}})
         return version
 
     async def run(self) -> None:

@@ -549,7 +549,10 @@ def credentials_missing(status: RtcRecordingStatus, message: str, generation: in
 
 
 # -- callbacks ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+_NONE_STOPPED: frozenset[str] = frozenset()  # shared: 10 000 empty sets would cost 2 MB
+
+
+@dataclass(frozen=True, slots=True)
 class View:
     """What a callback decision needs to know of a resource: small enough to keep for 10 000."""
 
@@ -577,7 +580,7 @@ class View:
             status.task_id,
             status.phase,
             pending,
-            frozenset(status.stray_task_ids) | {h.task_id for h in status.history},
+            frozenset([*status.stray_task_ids, *(h.task_id for h in status.history)]) or _NONE_STOPPED,
         )
 
 

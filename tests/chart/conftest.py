@@ -100,7 +100,7 @@ RECEIVER_RULES = rules(
     ("rtc.recording.io", "rtcrecordings", "list watch"),  # its own view of every resource's current task
 )  # no Secret: the operator relays to spec.notify.url, signed with the user's key
 # Cluster-wide in every install (cluster-scoped kinds): the class a recording names, its namespace's labels.
-OPERATOR_CLASS_RULES = rules(("rtc.recording.io", "rtcrecordingclasses", "get list"), ("", "namespaces", "get"))
+OPERATOR_CLASS_RULES = rules(("rtc.recording.io", "rtcrecordingclasses", "get list watch"), ("", "namespaces", "get"))
 # In the release namespace only: callback evidence and relays, written by the receiver, consumed by
 # the operator; and the operator's record that task ids written before seals existed were sealed.
 OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))
