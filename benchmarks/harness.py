@@ -50,6 +50,7 @@ from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wa
 from rtc_recording.credentials import Credentials, StaticCredentials
 from rtc_recording.emulator import EmulatorControl
 from rtc_recording.kube import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
+from rtc_recording.ownership import Sealer, derive_key
 from rtc_recording.resource import RtcRecordingSpec, start_params, status_of
 
 T = TypeVar("T")
@@ -189,23 +190,25 @@ class Kubelet(RtcrecProcess):
         self._started = 0.0
         self._delay = self.BACKOFF
         self._due: float | None = None  # when to start it again
+        self._ours = False  # the process was stopped or killed by us: its exit is not a crash
         self._closed = False
         threading.Thread(target=self._watch, name=f"kubelet-{command}", daemon=True).start()
 
     def start(self) -> Kubelet:
         with self._lock:
-            self._due = None
+            self._due, self._ours = None, False
             self._started = time.monotonic()
             return super().start()  # type: ignore[return-value]
 
     def kill(self) -> None:
         with self._lock:
-            self._due = None
+            self._due, self._ours = None, True
             super().kill()
 
     def stop(self) -> None:
+        """SIGTERM: the operator exits 0 or 1 as it shuts down, and stays down until started."""
         with self._lock:
-            self._due = None
+            self._due, self._ours = None, True
             super().stop()
 
     def close(self) -> None:
@@ -220,7 +223,7 @@ class Kubelet(RtcrecProcess):
                 proc, now = self.proc, time.monotonic()
                 if self._closed or proc is None:
                     continue
-                if self._due is None and proc.poll() is not None and proc.returncode not in (-9, -15):
+                if self._due is None and not self._ours and proc.poll() is not None:
                     if now - self._started > self.RESET:
                         self._delay = self.BACKOFF
                     self.exits.append((now, proc.returncode))
@@ -561,6 +564,8 @@ def seeded_status(created: dict, task_id: str, completed: bool = False) -> dict:
     if completed:
         info = TaskInfo(task_id, TaskStatus.STOPPED)
         status = _merge(status, reconcile.observed(status_of({"status": status}), info, generation, now))
+    # Sealed as the operator seals what it writes (ownership.py): an unsealed task id is refused.
+    status = Sealer(derive_key(AUTH_KEY)).sealed({**created, "status": {}}, status) or status
     essence = {"spec": created["spec"]}  # what Kopf keeps: the spec (no labels or annotations here)
     status["kopf"] = {"lastHandled": json.dumps(essence, separators=(",", ":"), sort_keys=True)}
     return status

@@ -29,6 +29,9 @@ def main(n: int, seconds: float) -> None:
     try:
         stack.namespace("c")
         stack.tracker.start()
+        stack.start_operator()  # once with no resource, as (c) does: the one-time sealing (ownership.py) is done
+        stack.wait_metrics()
+        stack.operator.stop()
         template_manifest = manifest("template", "c-template", finalizer=True)
         stack.join(["c-template"])
         created = stack.create("c", [template_manifest])["template"][1]
