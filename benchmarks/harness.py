@@ -369,12 +369,11 @@ class Stack:
         for requests that took more than 1 s (apiserver_request_duration_seconds)."""
         metrics = self.apiserver_metrics()
         counts: Counter = Counter()
-        resource_of = lambda labels: (
-            labels.get("resource", "")
-            + (  # noqa: E731
-                f"/{labels['subresource']}" if labels.get("subresource") else ""
-            )
-        )
+
+        def resource_of(labels: dict) -> str:
+            subresource = labels.get("subresource")
+            return labels.get("resource", "") + (f"/{subresource}" if subresource else "")
+
         for labels, value in metrics.get("apiserver_request_total", []):
             counts[(labels.get("verb", ""), resource_of(labels), labels.get("code", ""))] += value
         for labels, value in metrics.get("apiserver_request_duration_seconds_count", []):

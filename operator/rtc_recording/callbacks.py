@@ -129,10 +129,12 @@ class Callback:
                 payload = json.loads(payload)
             except (ValueError, RecursionError):
                 payload = {}
-        fields = [body.get(k) for k in ("appId", "channelId", "taskId", "eventType")]
-        if not all(isinstance(f, str) and 0 < len(f) <= 256 for f in fields):
+        keys = ("appId", "channelId", "taskId", "eventType")
+        fields = [f for k in keys if isinstance(f := body.get(k), str) and 0 < len(f) <= 256]
+        if len(fields) != len(keys):
             raise ValueError("appId, channelId, taskId and eventType must be short strings")
-        return cls(*fields, payload=payload if isinstance(payload, dict) else {})  # type: ignore[arg-type]
+        app_id, channel_id, task_id, event_type = fields
+        return cls(app_id, channel_id, task_id, event_type, payload=payload if isinstance(payload, dict) else {})
 
 
 def forwarded(notify: dict, callback: Callback) -> bool:
@@ -206,11 +208,12 @@ class Receiver:
 
     # -- HTTP --------------------------------------------------------------------------------
     def app(self) -> web.Application:
+        async def healthz(_: web.Request) -> web.Response:  # a handler is async (bare functions are deprecated)
+            return web.json_response({"ok": self.ready()}, status=200 if self.ready() else 503)
+
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]{1,9}}", self.handle)
-        app.router.add_get(
-            "/healthz", lambda _: web.json_response({"ok": self.ready()}, status=200 if self.ready() else 503)
-        )
+        app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics.metrics_response)
         return app
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import kopf
 
@@ -57,9 +59,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.kube = Kube(Connection.load())
     settings.watching.initial_streaming = await memo.kube.streams_lists(config.namespaces)
     if not settings.watching.initial_streaming:
-        settings.watching.list_chunk_size = 500
+        settings.watching.chunk_size = 500
     memo.loop, memo.refused = asyncio.get_running_loop(), {}
-    memo.index = Index(ownership.Sealer(config.ownership_secret()))
+    key = config.ownership_secret()
+    if key is None:  # `rtcrec run` refuses to start without one (cli.py); this is for other entry points
+        raise RuntimeError("no ownership key: set RTCREC_OWNERSHIP_KEY (or RTCREC_CALLBACK_AUTH_KEY)")
+    memo.index = Index(ownership.Sealer(key))
     await ownership.migrate(memo.kube, memo.index.sealer, config.namespaces, config.evidence_namespace)
     memo.clients = CloudClients(config, memo.kube)
     memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
@@ -110,7 +115,7 @@ class SlimDiffBase(kopf.StatusDiffBaseStorage):
 
 
 @kopf.on.event(*RESOURCE)
-def watched(event: dict, memo: kopf.Memo, **_) -> None:
+def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     """Every change feeds the index, the poller and the liveness probe. No handler state is
     kept for it, and no readiness gate: an index (`@kopf.index`) would hold every handler
     until all objects were listed, at a cost that grows with their square (docs/scale.md)."""
@@ -145,7 +150,7 @@ async def _logged(coroutine) -> None:
 
 
 @kopf.on.event(*SCHEDULES)
-def schedule_watched(event: dict, memo: kopf.Memo, **_) -> None:
+def schedule_watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     """RtcRecordingSchedules: only a wake-up time each, in one heap (scheduler.py); no handler state."""
     memo.scheduler.saw(event["type"], event["object"])
 
@@ -184,7 +189,7 @@ async def stop(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
     await memo.pins.release(obj["metadata"]["namespace"], secret, but=obj["metadata"]["uid"])
 
 
-def _plain(body: kopf.Body) -> dict:
+def _plain(body: Mapping[str, Any]) -> dict:
     return {key: body[key] for key in body}
 
 

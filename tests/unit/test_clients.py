@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -95,15 +94,15 @@ def clients():
 
 
 @pytest.fixture(autouse=True)
-def no_pauses(monkeypatch) -> list[tuple[float, float]]:
-    """The pauses between tries: recorded, not slept."""
-    drawn: list[tuple[float, float]] = []
+def no_pauses(monkeypatch) -> list[tuple[int, float, float]]:
+    """The pauses between tries (reconcile.backoff's arguments): recorded, not slept."""
+    drawn: list[tuple[int, float, float]] = []
 
-    def uniform(low: float, high: float) -> float:
-        drawn.append((low, high))
+    def backoff(retry: int, base: float, cap: float) -> float:
+        drawn.append((retry, base, cap))
         return 0.0
 
-    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=uniform))
+    monkeypatch.setattr(clients_module, "backoff", backoff)
     return drawn
 
 

@@ -33,9 +33,6 @@ from rtc_recording.ssrf import Guard
 
 from .fakes import CALLBACK_KEY, EVIDENCE_NS, NS, FakeKube, callback_body, recording, until
 
-# Receiver.app() routes /healthz to a plain function, which aiohttp 3.14 deprecates (once per app).
-pytestmark = pytest.mark.filterwarnings("ignore:Bare functions are deprecated:DeprecationWarning")
-
 UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 NAMESAKE_UID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 SETTLE = 0.05  # the receiver's settle wait in most rows; rows that time it set their own

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..emulator import EmulatorConfig, run_in_thread
+from ..resource import Phase
 from . import binaries
 from .launcher import LocalCluster, free_port
 from .processes import RtcrecProcess, local_env, wait_for
@@ -69,7 +70,8 @@ class Table(threading.Thread):
 
     def __init__(self, cluster: LocalCluster):
         super().__init__(daemon=True)
-        self.cluster, self.started, self.rows, self.stopping = cluster, time.monotonic(), {}, threading.Event()
+        self.cluster, self.started, self.stopping = cluster, time.monotonic(), threading.Event()
+        self.rows: dict[str, tuple[str, ...]] = {}
         self.lock = threading.Lock()
 
     def run(self) -> None:
@@ -212,7 +214,7 @@ def story(
     try:
         names = list(phases(cluster))
         wait_for(
-            lambda: all(s.get("phase") == "Recording" for s in phases(cluster).values()),
+            lambda: all(s.get("phase") == Phase.RECORDING for s in phases(cluster).values()),
             60,
             "every recording to be Recording",
             details,
@@ -252,7 +254,7 @@ def story(
         for user in PEOPLE:
             emulator.control.leave(APP, CHANNEL, user)
         wait_for(
-            lambda: all(s.get("phase") == "Completed" for s in phases(cluster).values()),
+            lambda: all(s.get("phase") == Phase.COMPLETED for s in phases(cluster).values()),
             60,
             "every recording to complete",
             details,
