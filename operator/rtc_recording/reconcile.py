@@ -13,6 +13,7 @@ The resume logic tells three situations apart by the status alone:
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -216,7 +217,7 @@ def next_action(
     return Suspend() if controls.suspend else Start(attempt=status.attempt.number + 1)
 
 
-def at_rest(obj: dict) -> bool:
+def at_rest(obj: Mapping[str, Any]) -> bool:
     """Would a resume of this object decide Nothing, whatever the clock says? Read from the raw
     object, before any parsing: at 10 000 objects a restart skips Kopf's handler machinery for
     these (docs/scale.md). Due times are left out on purpose: the deadline heap sees every object
