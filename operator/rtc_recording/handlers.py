@@ -60,7 +60,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.watching.initial_streaming = await memo.kube.streams_lists(config.namespaces)
     if not settings.watching.initial_streaming:
         settings.watching.chunk_size = 500
-    memo.loop, memo.refused = asyncio.get_running_loop(), {}
+    memo.refused, memo.background = {}, set()
     key = config.ownership_secret()
     if key is None:  # `rtcrec run` refuses to start without one (cli.py); this is for other entry points
         raise RuntimeError("no ownership key: set RTCREC_OWNERSHIP_KEY (or RTCREC_CALLBACK_AUTH_KEY)")
@@ -115,7 +115,7 @@ class SlimDiffBase(kopf.StatusDiffBaseStorage):
 
 
 @kopf.on.event(*RESOURCE)
-def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
+async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     """Every change feeds the index, the poller and the liveness probe. No handler state is
     kept for it, and no readiness gate: an index (`@kopf.index`) would hold every handler
     until all objects were listed, at a cost that grows with their square (docs/scale.md)."""
@@ -133,13 +133,20 @@ def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
         memo.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
         if not tracked.deleting and memo.refused.get(tracked.uid) != tracked.task_id:
             memo.refused[tracked.uid] = tracked.task_id
-            asyncio.run_coroutine_threadsafe(_logged(memo.recorder.refuse_unproven(_plain(event["object"]))), memo.loop)
+            _background(memo, memo.recorder.refuse_unproven(_plain(event["object"])))
     else:
         memo.poller.track(tracked)
         memo.deadlines.track(tracked)
     # A credentials Secret whose last unfinished recording finished or went is released (pins.py).
     if unused := memo.pins.saw(meta["uid"], tracked, memo.index.tombstones.get(meta["uid"])):
-        asyncio.run_coroutine_threadsafe(_logged(memo.pins.release(*unused)), memo.loop)
+        _background(memo, memo.pins.release(*unused))
+
+
+def _background(memo: kopf.Memo, coroutine) -> None:  # type: ignore[no-untyped-def]
+    """A write that the event handler must not wait for (the next event would queue behind it)."""
+    task = asyncio.create_task(_logged(coroutine))
+    memo.background.add(task)  # a task nobody holds may be collected mid-flight
+    task.add_done_callback(memo.background.discard)
 
 
 async def _logged(coroutine) -> None:
@@ -150,7 +157,7 @@ async def _logged(coroutine) -> None:
 
 
 @kopf.on.event(*SCHEDULES)
-def schedule_watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
+async def schedule_watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     """RtcRecordingSchedules: only a wake-up time each, in one heap (scheduler.py); no handler state."""
     memo.scheduler.saw(event["type"], event["object"])
 
