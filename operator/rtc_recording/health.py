@@ -16,6 +16,7 @@ import time
 
 from aiohttp import web
 
+from . import metrics
 from .index import Index, Key, Tracked
 from .kube import Kube
 from .metrics import metrics_response
@@ -48,7 +49,10 @@ class Health:
             self._handled.pop(key, None)
             self._waiting.pop(key, None)
         elif at_rest:
-            self._handled[key] = (tracked.uid, tracked.generation, tracked.deleting)
+            state = (tracked.uid, tracked.generation, tracked.deleting)
+            if self._handled.get(key) != state:  # its resume, decided here: Nothing
+                metrics.RECONCILES.labels(action="nothing", outcome="at_rest").inc()
+                self._handled[key] = state
             self._waiting.pop(key, None)
         elif self._handled.get(key) != (tracked.uid, tracked.generation, tracked.deleting):
             self._waiting.setdefault(key, self.clock())
