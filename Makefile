@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both work on a fresh machine:
 # they create .venv, install the package, and build the control plane from Go modules on first use.
+# `make test` runs `make lint` first (ruff, mypy, the import contracts: seconds, no server).
 # `make image` writes the operator's image archive (tools/image/build.sh; Debian packages and PyPI only).
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ IMAGE := build/image/rtc-recording-operator-$(VERSION).oci.tar
 IMAGE_INPUTS := pyproject.toml Dockerfile $(wildcard tools/image/*) \
 	$(shell find operator -name '*.py' -not -path '*/emulator/*' -not -path '*/cluster/*')
 
-.PHONY: demo test unit binaries image podman clean bench
+.PHONY: demo test lint unit binaries image podman clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +35,17 @@ demo: $(STAMP)
 	$(VENV)/bin/rtcrec demo
 
 # -rs: a skipped test says why (the container test skips only where podman cannot run).
-test: binaries image podman
-	$(VENV)/bin/lint-imports
+test: lint binaries image podman
 	$(VENV)/bin/pytest -q -rs
+
+# Lint: ruff's rules and its formatting (line length 120), mypy with the pydantic plugin over
+# rtc_recording (emulator and cluster included), and the import contracts. Config: pyproject.toml.
+LINT_PATHS := operator tests benchmarks tools
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The unit tables (the executor and the receiver over in-memory fakes, the pure decisions):
 # no server, no network beyond loopback, a few seconds.

@@ -70,8 +70,7 @@ PEERING_CRD = {
     },
 }
 # `rtcrec run`, but with Kopf peering (a priority, a lifetime) instead of the Lease.
-PEERING_RUNNER = (
-    """
+PEERING_RUNNER = f"""
 import sys, logging, kopf
 from rtc_recording import handlers
 from rtc_recording.settings import Settings
@@ -82,10 +81,8 @@ def peering(settings, **_):
     settings.peering.lifetime = lifetime
 
 kopf.configure(verbose=True)
-kopf.run(clusterwide=True, peering_name=%r, priority=priority, memo=kopf.Memo(config=Settings()))
+kopf.run(clusterwide=True, peering_name={PEERING!r}, priority=priority, memo=kopf.Memo(config=Settings()))
 """
-    % PEERING
-)
 
 
 def recording(name: str, channel: str) -> dict:
@@ -250,7 +247,10 @@ async def rounds(args, cluster: LocalCluster, emulator, env: dict, work: Path, r
     try:
         for n in range(args.rounds):
             wait_for(
-                lambda: standing_by(standby), timeout=60, what=f"{standby.name} standing by", details=standby.output
+                lambda standby=standby: standing_by(standby),
+                timeout=60,
+                what=f"{standby.name} standing by",
+                details=standby.output,
             )
             active = next(r for r in replicas if r.name == holder())
             # Let the standby see a few renewals, then kill at a random point of the cycle.

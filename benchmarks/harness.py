@@ -59,8 +59,6 @@ APP, BUCKET, REGION = "bench-app", "bench-recordings", "cn-shanghai"
 OPERATOR_KEY = ("LTAI5tBenchOperator", "bench-operator-secret")
 SEEDER_KEY = ("LTAI5tBenchSeeder", "bench-seeder-secret")  # same account ("default"), its own quota
 AUTH_KEY = "benchReceiverKey0123456789"
-# The operator's key for task seals when RTCREC_OWNERSHIP_KEY is not set (Settings.ownership_secret).
-SEALER = Sealer(derive_key(AUTH_KEY))
 FINALIZER = f"{GROUP}/stop-task"
 LIVE = ("RUNNING", "RECOVERING")
 COLLECTION = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
@@ -192,23 +190,25 @@ class Kubelet(RtcrecProcess):
         self._started = 0.0
         self._delay = self.BACKOFF
         self._due: float | None = None  # when to start it again
+        self._ours = False  # the process was stopped or killed by us: its exit is not a crash
         self._closed = False
         threading.Thread(target=self._watch, name=f"kubelet-{command}", daemon=True).start()
 
     def start(self) -> Kubelet:
         with self._lock:
-            self._due = None
+            self._due, self._ours = None, False
             self._started = time.monotonic()
             return super().start()  # type: ignore[return-value]
 
     def kill(self) -> None:
         with self._lock:
-            self._due = None
+            self._due, self._ours = None, True
             super().kill()
 
     def stop(self) -> None:
+        """SIGTERM: the operator exits 0 or 1 as it shuts down, and stays down until started."""
         with self._lock:
-            self._due = None
+            self._due, self._ours = None, True
             super().stop()
 
     def close(self) -> None:
@@ -223,7 +223,7 @@ class Kubelet(RtcrecProcess):
                 proc, now = self.proc, time.monotonic()
                 if self._closed or proc is None:
                     continue
-                if self._due is None and proc.poll() is not None and proc.returncode not in (-9, -15):
+                if self._due is None and not self._ours and proc.poll() is not None:
                     if now - self._started > self.RESET:
                         self._delay = self.BACKOFF
                     self.exits.append((now, proc.returncode))
@@ -369,12 +369,11 @@ class Stack:
         for requests that took more than 1 s (apiserver_request_duration_seconds)."""
         metrics = self.apiserver_metrics()
         counts: Counter = Counter()
-        resource_of = lambda labels: (
-            labels.get("resource", "")
-            + (  # noqa: E731
-                f"/{labels['subresource']}" if labels.get("subresource") else ""
-            )
-        )
+
+        def resource_of(labels: dict) -> str:
+            subresource = labels.get("subresource")
+            return labels.get("resource", "") + (f"/{subresource}" if subresource else "")
+
         for labels, value in metrics.get("apiserver_request_total", []):
             counts[(labels.get("verb", ""), resource_of(labels), labels.get("code", ""))] += value
         for labels, value in metrics.get("apiserver_request_duration_seconds_count", []):
@@ -557,17 +556,16 @@ def _merge(base: dict, patch: dict) -> dict:
 
 def seeded_status(created: dict, task_id: str, completed: bool = False) -> dict:
     """The status the operator would have written after starting `task_id` (attempt 1), built by
-    its own pure functions, sealed with the stack's ownership key (derived from the callback key,
-    as the operator derives it: ownership.py) for this object's uid, plus Kopf's diff-base of the
-    object as created: Kopf then sees an object it has handled before (a resume, not a create),
-    whose task is proven its own, and has nothing to write."""
+    its own pure functions, plus Kopf's diff-base of the object as created: Kopf then sees an
+    object it has handled before (a resume, not a create) and has nothing to write."""
     now, generation = now_utc(), created["metadata"]["generation"]
     status = _merge({}, reconcile.attempt_recorded(status_of({}), 1, generation, now))
-    started = reconcile.started(status_of({"status": status}), task_id, generation, now)
-    status = _merge(status, SEALER.sealed({**created, "status": status}, started) or started)
+    status = _merge(status, reconcile.started(status_of({"status": status}), task_id, generation, now))
     if completed:
         info = TaskInfo(task_id, TaskStatus.STOPPED)
         status = _merge(status, reconcile.observed(status_of({"status": status}), info, generation, now))
+    # Sealed as the operator seals what it writes (ownership.py): an unsealed task id is refused.
+    status = Sealer(derive_key(AUTH_KEY)).sealed({**created, "status": {}}, status) or status
     essence = {"spec": created["spec"]}  # what Kopf keeps: the spec (no labels or annotations here)
     status["kopf"] = {"lastHandled": json.dumps(essence, separators=(",", ":"), sort_keys=True)}
     return status

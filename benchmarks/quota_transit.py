@@ -17,7 +17,8 @@ async def main(slow: float) -> None:
         slot = await budget.acquire(Priority.START)
         congested = time.monotonic() - start < 1.0
         await asyncio.sleep(slow if congested else 0.02)  # the write-ahead PATCH (before_send)
-        sent.append(time.monotonic())  # the Start leaves now
+        budget.sending(slot)  # the Start leaves now
+        sent.append(time.monotonic())
         await asyncio.sleep(0.05)  # answered 50 ms later
         budget.answered(slot)
 

@@ -338,7 +338,7 @@ def render(results: dict) -> None:
         pattern = re.compile(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"BENCHMARKS.md has no <!-- bench:{name} --> block")
-        text = pattern.sub(lambda match: match.group(1) + body + "\n" + match.group(2), text)
+        text = pattern.sub(lambda match, body=body: match.group(1) + body + "\n" + match.group(2), text)
     DOC.write_text(text)
 
 

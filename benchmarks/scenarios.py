@@ -173,7 +173,7 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
         for m in channels_for(stack, "one", singles):
             created_at = stack.create("single", [m])[m["metadata"]["name"]][0]
             key = ("single", m["metadata"]["name"])
-            wait_for(lambda: key in stack.tracker.task_at, 30, interval=0.005, what=f"{key} task id")
+            wait_for(lambda key=key: key in stack.tracker.task_at, 30, interval=0.005, what=f"{key} task id")
             latencies.append(stack.tracker.task_at[key] - created_at)
             time.sleep(0.2)
         out.update(
@@ -240,7 +240,7 @@ def _seed(stack: Stack, template: dict, first: int, count: int, completed_every:
         stop_tasks(stack, [task_ids[i] for i in done])
     objects = []
     done_set = set(done)
-    for i, (m, task_id) in enumerate(zip(manifests, task_ids)):
+    for i, (m, task_id) in enumerate(zip(manifests, task_ids, strict=True)):
         obj = {
             **template,
             "metadata": {

@@ -26,7 +26,6 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -35,7 +34,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
-from rtc_recording import metrics
+from rtc_recording import metrics, timestamps
 from rtc_recording.cloud import (
     CloudError,
     Invalid,
@@ -49,10 +48,11 @@ from rtc_recording.cloud import (
     VodMedia,
 )
 from rtc_recording.credentials import Credentials, CredentialsProvider
+from rtc_recording.resource import Region
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = {
+ENDPOINTS: dict[Region, str] = {
     "cn-shanghai": "live.aliyuncs.com",
     "ap-southeast-1": "live.ap-southeast-1.aliyuncs.com",
     "us-east-1": "live.us-east-1.aliyuncs.com",
@@ -191,8 +191,8 @@ def task_info(answer: Mapping[str, Any]) -> TaskInfo:
             mp3=tuple(files.get("Mp3FileList") or ()),
             vod=tuple(
                 VodMedia(
-                    media_ids=tuple(media.get("MediaIds") or ()),
-                    merged_ids=tuple(media.get("MergedIds") or ()),
+                    media_ids=list(media.get("MediaIds") or ()),
+                    merged_ids=list(media.get("MergedIds") or ()),
                     stream=media.get("Stream", ""),
                 )
                 for media in files.get("VodMediaList") or ()
@@ -341,7 +341,7 @@ class AliyunRecordingCloud:
             self._host,
             query,
             credentials,
-            date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            date=timestamps.now(),
             nonce=uuid.uuid4().hex,
         )
         started = time.monotonic()

@@ -18,7 +18,9 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import re
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -41,6 +43,8 @@ READ_TIMEOUT_SECONDS = 10.0  # for the request line and headers, then again for 
 REPLAYS_KEPT = 200_000  # (timestamp, signature) pairs remembered: ~30 MB at most
 SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to
 TOMBSTONES_KEPT = 20_000
+RECORDED_KEPT = 4096  # names of evidence this replica wrote lately,
+RECORDED_SECONDS = 10.0  # and for how long a name counts as written
 SUCCESS = {"Code": 0, "Msg": "Success"}
 EVENT_TYPES = frozenset(
     {
@@ -126,10 +130,12 @@ class Callback:
                 payload = json.loads(payload)
             except (ValueError, RecursionError):
                 payload = {}
-        fields = [body.get(k) for k in ("appId", "channelId", "taskId", "eventType")]
-        if not all(isinstance(f, str) and 0 < len(f) <= 256 for f in fields):
+        keys = ("appId", "channelId", "taskId", "eventType")
+        fields = [f for k in keys if isinstance(f := body.get(k), str) and 0 < len(f) <= 256]
+        if len(fields) != len(keys):
             raise ValueError("appId, channelId, taskId and eventType must be short strings")
-        return cls(*fields, payload=payload if isinstance(payload, dict) else {})  # type: ignore[arg-type]
+        app_id, channel_id, task_id, event_type = fields
+        return cls(app_id, channel_id, task_id, event_type, payload=payload if isinstance(payload, dict) else {})
 
 
 def forwarded(notify: dict, callback: Callback) -> bool:
@@ -143,7 +149,7 @@ def forwarded(notify: dict, callback: Callback) -> bool:
     return str(callback.payload.get("format", "")).upper() in wanted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
     """What the receiver keeps of one RtcRecording."""
 
@@ -170,13 +176,14 @@ class Receiver:
         self.replays = Replays()
         self.known: dict[tuple[str, str], Known] = {}
         self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
+        self.recorded: OrderedDict[str, float] = OrderedDict()
         self._changes: dict[tuple[str, str], asyncio.Event] = {}
         self.ready: Callable[[], bool] = lambda: True  # has the watch listed every resource once?
 
     # -- the watch ---------------------------------------------------------------------------
     def on_change(self, type_: str, obj: dict) -> None:
         meta = obj["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = (sys.intern(meta["namespace"]), meta["name"])
         if type_ == "DELETED":
             gone = self.known.pop(key, None)
             if gone is not None:
@@ -204,11 +211,12 @@ class Receiver:
 
     # -- HTTP --------------------------------------------------------------------------------
     def app(self) -> web.Application:
+        async def healthz(_: web.Request) -> web.Response:  # a handler is async (bare functions are deprecated)
+            return web.json_response({"ok": self.ready()}, status=200 if self.ready() else 503)
+
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]{1,9}}", self.handle)
-        app.router.add_get(
-            "/healthz", lambda _: web.json_response({"ok": self.ready()}, status=200 if self.ready() else 503)
-        )
+        app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics.metrics_response)
         return app
 
@@ -278,31 +286,50 @@ class Receiver:
     async def process(
         self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
     ) -> reconcile.CallbackAction:
-        """Decide from the receiver's view; record evidence unless there is nothing to do."""
-        for settle in (True, False):
-            known = self.known.get(key)
-            if known is not None and known.view.uid == uid and known.channel != (callback.app_id, callback.channel_id):
-                log.warning("callback for %s/%s names another channel; ignored", *key)
-                return reconcile.Ignore("another channel")
-            stopped = uid in self.tombstones and self.tombstones[uid] == callback.task_id
-            action = reconcile.on_callback(
-                known.view if known else None,
-                uid,
-                attempt,
-                callback.task_id,
-                callback.event_type,
-                known_stopped=stopped,
-            )
-            if isinstance(action, reconcile.Ignore) or not settle:
+        """Decide from the receiver's view; record evidence unless there is nothing to do.
+
+        The common race: the callback outran the status write of its Start's answer, or our
+        watch lags behind the operator's writes (it may not even show the write-ahead yet). So
+        an Adopt is decided again at every change of the resource the watch shows, for up to
+        `settle_seconds`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_seconds
+        while True:
+            action = self._decide(key, uid, attempt, callback)
+            if not isinstance(action, reconcile.Adopt) or loop.time() >= deadline:
                 break
-            await self._changed(key, self.settle_seconds)  # our watch may not show the Start's answer yet
+            await self._changed(key, deadline - loop.time())
         if not isinstance(action, reconcile.Ignore):
             await self._record(evidence.Evidence(key[0], key[1], uid, attempt, callback.task_id, callback.event_type))
         log.info("%s/%s attempt %s: %s %s -> %s", *key, attempt, callback.event_type, callback.task_id, action)
         return action
 
+    def _decide(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> reconcile.CallbackAction:
+        known = self.known.get(key)
+        if known is not None and known.view.uid == uid and known.channel != (callback.app_id, callback.channel_id):
+            log.warning("callback for %s/%s names another channel; ignored", *key)
+            return reconcile.Ignore("another channel")
+        stopped = uid in self.tombstones and self.tombstones[uid] == callback.task_id
+        return reconcile.on_callback(
+            known.view if known else None, uid, attempt, callback.task_id, callback.event_type, known_stopped=stopped
+        )
+
     async def _record(self, item: evidence.Evidence) -> None:
-        await self._create(item.to_configmap(self.evidence_namespace))
+        """One POST per piece of evidence: the three start callbacks of a task (and the cloud's
+        resends) name the same ConfigMap within seconds. A name seen again later is written again:
+        the operator may have acted on it and deleted it, and this is news (a second recovery)."""
+        name, now = item.object_name(), asyncio.get_running_loop().time()
+        if now - self.recorded.get(name, -math.inf) < RECORDED_SECONDS:
+            return
+        self.recorded[name] = now
+        self.recorded.move_to_end(name)
+        while len(self.recorded) > RECORDED_KEPT:
+            self.recorded.popitem(last=False)
+        try:
+            await self._create(item.to_configmap(self.evidence_namespace))
+        except BaseException:
+            self.recorded.pop(name, None)
+            raise
 
     async def _create(self, configmap: dict) -> None:
         try:

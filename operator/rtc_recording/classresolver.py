@@ -1,29 +1,42 @@
 """Reads what the class decisions (`classes.py`) need: the class an RtcRecording names (or every
-class, for the default) and the labels of its namespace. One GET or LIST of classes and one GET of
-the namespace per Start: Starts are bounded by the cloud quota, so no watch or cache is kept, and
-a class is always read as it is when the task starts."""
+class, for the default) and the labels of its namespace.
+
+The classes come from a watch (a cluster has a handful, so all of them are kept): a Start reads
+none from the apiserver, where a LIST per Start was one of the burst's largest costs. The
+namespace is read with one GET per Start that a class applies to. A class is read as the watch
+last saw it, and the status pins the generation the task was started from."""
 
 from __future__ import annotations
 
+import asyncio
+
 from .classes import CLASS_PLURAL, Choice, RecordingClass, choose
-from .kube import GROUP, VERSION, Gone, Kube, segment
+from .kube import GROUP, VERSION, Gone, Kube, Reflector, segment
 
 
 class ClassResolver:
     def __init__(self, kube: Kube):
         self.kube = kube
+        self._classes: dict[str, RecordingClass] = {}
+        self._reflector = Reflector(kube, f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}", self._on_change)
+        self._watch: asyncio.Task[None] | None = None
 
-    async def get(self, name: str) -> RecordingClass | None:
-        try:
-            return RecordingClass.of(
-                await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}/{segment(name)}")
-            )
-        except Gone:
-            return None
+    def _on_change(self, type_: str, obj: dict) -> None:
+        name = obj["metadata"]["name"]
+        if type_ == "DELETED":
+            self._classes.pop(name, None)
+        else:
+            self._classes[name] = RecordingClass.of(obj)
 
-    async def all(self) -> list[RecordingClass]:
+    async def _classes_now(self) -> dict[str, RecordingClass]:
+        """The watch starts with the first Start that needs it; until it has synced (or while it
+        cannot), the classes are listed as they are."""
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._reflector.run(), name="recording classes")
+        if self._reflector.synced.is_set():
+            return self._classes
         listed = await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}")
-        return [RecordingClass.of(item) for item in listed.get("items", [])]
+        return {item["metadata"]["name"]: RecordingClass.of(item) for item in listed.get("items", [])}
 
     async def labels(self, namespace: str) -> dict[str, str]:
         try:
@@ -33,11 +46,11 @@ class ClassResolver:
         return got["metadata"].get("labels") or {}
 
     async def resolve(self, obj: dict) -> Choice:
+        known = await self._classes_now()
         namespace = obj["metadata"]["namespace"]
         name = (obj.get("spec") or {}).get("recordingClassName")
         if name is None:
-            classes = await self.all()
-            if not any(c.default for c in classes):
+            if not any(c.default for c in known.values()):
                 return choose(None, None, [], namespace, {})
-            return choose(None, None, classes, namespace, await self.labels(namespace))
-        return choose(name, await self.get(name), None, namespace, await self.labels(namespace))
+            return choose(None, None, list(known.values()), namespace, await self.labels(namespace))
+        return choose(name, known.get(name), None, namespace, await self.labels(namespace))

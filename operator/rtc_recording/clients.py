@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from .credentials import CredentialsProvider, CredentialsUnavailable, DefaultCha
 from .kube import Kube
 from .quota import AccountBudget, Budgets, Priority
 from .reachability import Reachability
+from .reconcile import backoff
 from .secretcache import SecretCache, SecretUnavailable
 from .settings import Settings
 
@@ -140,7 +140,7 @@ class CloudClients:
                 if attempt == tries or not self.reachability.up:
                     raise
                 log.info("%s failed (%s), try %d of %d", verb, exc, attempt + 1, tries)
-                await asyncio.sleep(random.uniform(0.1, 0.2 * 2**attempt))
+                await asyncio.sleep(backoff(attempt, 0.2, 1.0))  # 0.2-0.4 s, then 0.4-0.8 s
         raise AssertionError("unreachable")
 
     async def _send(
@@ -151,6 +151,7 @@ class CloudClients:
             if before_send is not None:
                 await before_send()
             sent = True
+            account.budget.sending(slot)
             result = await asyncio.get_running_loop().run_in_executor(
                 self.executor, getattr(account.cloud, verb), *args
             )

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .resource import VodMedia
+
 
 class TaskStatus(enum.StrEnum):
     RUNNING = "RUNNING"
@@ -28,22 +30,13 @@ class TaskStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class VodMedia:
-    """One subscribed stream recorded to VOD (`Stream` is `Mix` or `Single::<UserId>::<Suffix>`)."""
-
-    media_ids: tuple[str, ...]
-    merged_ids: tuple[str, ...]
-    stream: str
-
-
-@dataclass(frozen=True)
 class RecordFiles:
     """File names per format (OSS storage) and VOD media (VOD storage), as the service lists them."""
 
     hls: tuple[str, ...] = ()
     mp4: tuple[str, ...] = ()
     mp3: tuple[str, ...] = ()
-    vod: tuple[VodMedia, ...] = ()
+    vod: tuple[VodMedia, ...] = ()  # the status's own type: status.files.vod is what the service listed
 
 
 @dataclass(frozen=True)

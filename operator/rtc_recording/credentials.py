@@ -19,9 +19,10 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from alibabacloud_credentials.client import Client as VendorCredentialsClient
+if TYPE_CHECKING:
+    from alibabacloud_credentials.client import Client as VendorCredentialsClient
 
 SECRET_ACCESS_KEY_ID = "accessKeyId"
 SECRET_ACCESS_KEY_SECRET = "accessKeySecret"
@@ -87,7 +88,13 @@ class DefaultChainCredentials:
     """The vendor's default credentials chain, or a vendor client built from a `Config`."""
 
     def __init__(self, vendor: VendorCredentialsClient | None = None) -> None:
-        self._vendor = vendor if vendor is not None else VendorCredentialsClient()
+        if vendor is None:
+            # Imported here: 8 MB (with requests and apscheduler) that the receiver, which holds no
+            # cloud credentials, must not carry.
+            from alibabacloud_credentials.client import Client as VendorCredentialsClient
+
+            vendor = VendorCredentialsClient()
+        self._vendor = vendor
 
     def get(self) -> Credentials:
         try:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 from .cloud import CloudError
 from .kube import GROUP, Kube, Reflector, segment
+from .reconcile import backoff
 
 log = logging.getLogger(__name__)
 
@@ -133,5 +134,5 @@ class Worker:
             except Exception as exc:  # kept: the next try decides again from fresh state
                 tries = self._tries[name] = self._tries.get(name, 0) + 1
                 log.warning("evidence %s: %s; trying again", name, exc, exc_info=not isinstance(exc, CloudError))
-                delay = min(self.retry_seconds * 2 ** (tries - 1), MAX_RETRY_SECONDS)
+                delay = backoff(tries - 1, self.retry_seconds, MAX_RETRY_SECONDS)
                 asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, name)

@@ -16,6 +16,7 @@ import time
 
 from aiohttp import web
 
+from . import metrics
 from .index import Index, Key, Tracked
 from .kube import Kube
 from .metrics import metrics_response
@@ -41,10 +42,17 @@ class Health:
         self._waiting: dict[Key, float] = {}  # objects seen that no handler ran for yet, since when
         self._listed = clock()
 
-    def saw(self, tracked: Tracked | None, key: Key) -> None:
-        """Every watch event: does this object now wait for a handler?"""
+    def saw(self, tracked: Tracked | None, key: Key, at_rest: bool = False) -> None:
+        """Every watch event: does this object now wait for a handler? One at rest
+        (`reconcile.at_rest`) waits for none: its resume is skipped."""
         if tracked is None:  # deleted
             self._handled.pop(key, None)
+            self._waiting.pop(key, None)
+        elif at_rest:
+            state = (tracked.uid, tracked.generation, tracked.deleting)
+            if self._handled.get(key) != state:  # its resume, decided here: Nothing
+                metrics.RECONCILES.labels(action="nothing", outcome="at_rest").inc()
+                self._handled[key] = state
             self._waiting.pop(key, None)
         elif self._handled.get(key) != (tracked.uid, tracked.generation, tracked.deleting):
             self._waiting.setdefault(key, self.clock())

@@ -120,7 +120,7 @@ class Index:
                 self.tombstones.popitem(last=False)
             return None
         self.objects[tracked.key] = tracked
-        if self.proven(tracked):  # a task id without our seal makes nobody its owner
+        if tracked.task_id and self.proven(tracked):  # a task id without our seal makes nobody its owner
             self._owners[tracked.task_id] = tracked.key
         self._phases.set(tracked.key, None if tracked.deleting else tracked.phase)
         return tracked

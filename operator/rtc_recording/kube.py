@@ -21,13 +21,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import yaml
+
+from . import timestamps
 
 GROUP = "rtc.recording.io"
 VERSION = "v1alpha1"
@@ -173,7 +174,7 @@ class ExecPlugin:
             )
         expiry = status.get("expirationTimestamp")
         until = (
-            datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp() - self.MARGIN_SECONDS
+            timestamps.parse(expiry).timestamp() - self.MARGIN_SECONDS
             if expiry
             else time.time() + self.EXEC_TTL_SECONDS
         )
@@ -190,7 +191,13 @@ def _materialise(data_b64: str | None) -> str | None:
         return None
     if data_b64 not in _MATERIALISED:
         if not _MATERIALISED:
-            atexit.register(lambda: [os.unlink(path) for path in _MATERIALISED.values() if os.path.exists(path)])
+
+            def remove() -> None:
+                for path in _MATERIALISED.values():
+                    if os.path.exists(path):
+                        os.unlink(path)
+
+            atexit.register(remove)
         f = tempfile.NamedTemporaryFile(prefix="rtcrec-kube-", delete=False)  # mode 0600
         f.write(base64.b64decode(data_b64))
         f.close()
@@ -305,7 +312,7 @@ class Kube:
         """A core/v1 Event about `obj`. With `key` its name is fixed: posting the same key again
         is a no-op (a retry after a crash), or with `repeat` counts one more occurrence."""
         meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamps.now()
         name = f"{meta['name']}.{key or uuid.uuid4().hex[:12]}"
         events = f"/api/v1/namespaces/{segment(meta['namespace'])}/events"
         event = {
@@ -437,7 +444,7 @@ class Reflector:
         self.params = {"labelSelector": label_selector} if label_selector else {}
         self.page_size = page_size
         self.synced = asyncio.Event()
-        self._keys: dict[tuple[str, str], dict] = {}  # key -> the object's metadata, for DELETED on relist
+        self._keys: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid, for DELETED on relist
 
     async def _deliver(self, type_: str, obj: dict) -> None:
         meta = obj["metadata"]
@@ -445,7 +452,7 @@ class Reflector:
         if type_ == "DELETED":
             self._keys.pop(key, None)
         else:
-            self._keys[key] = {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid")}}
+            self._keys[key] = meta.get("uid", "")
         outcome = self.on_change(type_, obj)
         if outcome is not None:
             await outcome
@@ -464,7 +471,7 @@ class Reflector:
             if not cont:
                 break
         for key in [k for k in self._keys if k not in seen]:
-            await self._deliver("DELETED", self._keys[key])
+            await self._deliver("DELETED", {"metadata": {"namespace": key[0], "name": key[1], "uid": self._keys[key]}})
         return version
 
     async def run(self) -> None:

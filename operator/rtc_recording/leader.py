@@ -33,12 +33,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import NoReturn
 
 from aiohttp import web
 from prometheus_client import Gauge
 
+from . import timestamps
 from .kube import Conflict, Gone, Kube, segment
 from .metrics import metrics_response
 
@@ -62,10 +62,6 @@ class Timing:
 def identity(pod_name: str | None) -> str:
     """The pod's name (stable across container restarts in the pod), else host and a random part."""
     return pod_name or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # MicroTime
 
 
 def _exit(reason: str) -> NoReturn:
@@ -121,7 +117,7 @@ class Lease:
         return lease
 
     def _spec(self, transitions: int) -> dict:
-        now = _now()
+        now = timestamps.micro_now()
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": math.ceil(self.timing.duration),
@@ -209,7 +205,7 @@ class Lease:
         """One renewal: a compare-and-swap of renewTime. Calls on_lost if another replica holds it."""
         assert self._lease is not None
         sent = self.clock()
-        spec = {**self._lease["spec"], "renewTime": _now(), "holderIdentity": self.identity}
+        spec = {**self._lease["spec"], "renewTime": timestamps.micro_now(), "holderIdentity": self.identity}
         try:
             self._lease = await self._request("PUT", self.path, {**self._lease, "spec": spec})
         except Conflict:  # our last write's answer was lost, or someone else wrote: look
@@ -266,7 +262,7 @@ class Lease:
         try:
             await self._read()
             if self._lease is not None and self.holder == self.identity:
-                spec = {**self._lease["spec"], "holderIdentity": None, "renewTime": _now()}
+                spec = {**self._lease["spec"], "holderIdentity": None, "renewTime": timestamps.micro_now()}
                 await self._request("PUT", self.path, {**self._lease, "spec": spec})
                 log.info("released the Lease %s/%s", self.namespace, self.name)
         except Exception as exc:

@@ -27,7 +27,8 @@ QUOTA_QUEUE_DEPTH = Gauge(
 # -- the operator ------------------------------------------------------------------------------
 RECONCILES = Counter(
     "rtcrec_reconciles",
-    "Decisions carried out, by action (start, update, stop, awaitoutcome, nothing) and outcome (ok, retry).",
+    "Decisions carried out, by action (start, update, stop, awaitoutcome, nothing) and outcome (ok, retry; "
+    "at_rest: a resume skipped because it would decide nothing).",
     ["action", "outcome"],
 )
 STRAY_TASKS = Counter(

@@ -27,9 +27,10 @@ import hashlib
 import hmac
 import logging
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import overload
 
-from . import reconcile
+from . import reconcile, timestamps
 from .classes import account_fields
 from .kube import Conflict, Gone, Kube, KubeError, segment
 from .resource import status_of
@@ -75,6 +76,10 @@ class Sealer:
             obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"), account_of(obj)
         )
 
+    @overload
+    def sealed(self, obj: dict, patch: dict) -> dict: ...
+    @overload
+    def sealed(self, obj: dict, patch: None) -> None: ...
     def sealed(self, obj: dict, patch: dict | None) -> dict | None:
         """`patch` with taskSeal set for the task id it writes (cleared when it clears the task),
         over the status as the patch leaves it."""
@@ -157,7 +162,7 @@ async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_name
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {"name": MARKER, "namespace": marker_namespace},
-                "data": {"version": VERSION, "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                "data": {"version": VERSION, "at": timestamps.now()},
             },
         )
     except Conflict:

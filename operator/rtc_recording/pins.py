@@ -52,12 +52,12 @@ class Pins:
             self.users.setdefault(key, set()).add(uid)
             return None
         last = tracked or gone  # a class's Secret in another namespace is not pinned: nothing to release
-        key = old or (
+        freed = old or (
             (last.namespace, last.secret)
             if last is not None and last.secret and last.secret_namespace is None
             else None
         )
-        return key if key is not None and key not in self.users and key not in self.unpinned else None
+        return freed if freed is not None and freed not in self.users and freed not in self.unpinned else None
 
     def _drop(self, uid: str) -> Key | None:
         key = self._uses.pop(uid, None)

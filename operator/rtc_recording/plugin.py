@@ -24,6 +24,7 @@ import yaml
 
 from . import schedules
 from .kube import GROUP, PLURAL, Conflict, Connection, Gone, Kube, KubeError
+from .reconcile import TERMINAL
 from .scheduler import recordings_path, schedule_path
 
 
@@ -38,7 +39,9 @@ def _kubeconfig(flag: str | None) -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
+    return "\n".join(
+        "   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]
+    )
 
 
 def _bucket(obj: dict) -> str | None:
@@ -136,9 +139,7 @@ class Plugin:
                 t["taskId"],
                 t.get("startTime") or "",
                 t.get("endTime") or "",
-                t.get("phase")
-                if t["current"] and t.get("phase") not in ("Completed", "Failed")
-                else t.get("reason") or "",
+                t.get("phase") if t["current"] and t.get("phase") not in TERMINAL else t.get("reason") or "",
             ]
             for t in tasks
         ]

@@ -8,7 +8,12 @@ has certainly received it - when its answer is back - and call j is granted only
 window after call j-`rate` was received. Cost: throughput is rate / (window + latency)
 instead of rate / window (about 49/s against a local emulator).
 
-The one assumption: a call reaches the service within `max_transit` seconds of its grant.
+A grant is not a send: a Start's write-ahead (a status PATCH) runs between the two, and
+while the apiserver is slow that can take seconds, so calls granted a second apart could
+leave together. A granted call that has not been sent yet therefore counts as not received:
+call j+rate waits until call j has left and been answered (or `max_transit` after it left).
+
+The one assumption: a call reaches the service within `max_transit` seconds of leaving.
 A call still unanswered then (hung, or failed without an answer: it may yet arrive) is
 counted as received at that moment, so that it cannot stall everybody.
 
@@ -45,6 +50,7 @@ DEFAULT_MAX_TRANSIT = 1.0
 @dataclass
 class Slot:
     granted: float
+    sent: float | None = None
     answered: float | None = None
 
 
@@ -76,7 +82,9 @@ class Schedule:
         return slot
 
     def _received_by(self, slot: Slot) -> float:
-        latest = slot.granted + self.max_transit
+        if slot.sent is None:  # granted, not sent: it may still leave at any moment
+            return math.inf if slot.answered is None else slot.answered  # answered unsent: never left
+        latest = slot.sent + self.max_transit
         return latest if slot.answered is None else min(slot.answered, latest)
 
 
@@ -92,9 +100,10 @@ class Priority(enum.IntEnum):
 class AccountBudget:
     """The quota of one account: a priority queue of waiting calls, granted on the event loop.
 
-    `slot = await budget.acquire(priority)`, send, then `budget.answered(slot)` once the
-    service answered (any HTTP status). A call that got no answer is never marked: it may
-    still reach the service, so it counts as in flight until `max_transit` after its grant.
+    `slot = await budget.acquire(priority)`, `budget.sending(slot)` as it leaves, then
+    `budget.answered(slot)` once the service answered (any HTTP status), or at once if it
+    never left. A call that got no answer is never marked: it may still reach the service,
+    so it counts as in flight until `max_transit` after it left.
     """
 
     def __init__(
@@ -134,6 +143,10 @@ class AccountBudget:
             else:
                 metrics.QUOTA_WAIT_SECONDS.observe(self._clock() - arrived)
 
+    def sending(self, slot: Slot) -> None:
+        slot.sent = self._clock()
+        self._dispatch()  # the head may have been waiting for this call to leave
+
     def answered(self, slot: Slot) -> None:
         slot.answered = self._clock()
         self._dispatch()  # the head may have been waiting for this answer
@@ -148,6 +161,8 @@ class AccountBudget:
                 heapq.heappop(self._waiters)
                 continue
             now, ready = self._clock(), self._schedule.ready_at()
+            if ready == math.inf:
+                return  # sending() or answered() of the call we wait for dispatches again
             if now < ready:
                 self._timer = asyncio.get_running_loop().call_later(max(ready - now, self._min_sleep), self._dispatch)
                 return

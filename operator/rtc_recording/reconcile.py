@@ -13,25 +13,15 @@ The resume logic tells three situations apart by the status alone:
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from .cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
-from .resource import RtcRecordingStatus, status_of
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    STARTING = "Starting"
-    RECORDING = "Recording"
-    RECOVERING = "Recovering"
-    STOPPING = "Stopping"
-    SUSPENDED = "Suspended"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-
+from .resource import Phase, RtcRecordingStatus, status_of
+from .timestamps import stamp
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED})
 LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})
@@ -227,6 +217,27 @@ def next_action(
     return Suspend() if controls.suspend else Start(attempt=status.attempt.number + 1)
 
 
+def at_rest(obj: Mapping[str, Any]) -> bool:
+    """Would a resume of this object decide Nothing, whatever the clock says? Read from the raw
+    object, before any parsing: at 10 000 objects a restart skips Kopf's handler machinery for
+    these (docs/scale.md). Due times are left out on purpose: the deadline heap sees every object
+    and acts on them (`Recorder.on_due`)."""
+    status, meta = obj.get("status") or {}, obj["metadata"]
+    if status.get("pendingEvent") or meta.get("deletionTimestamp") or not status.get("phase"):
+        return False
+    if (status.get("observedGeneration") or 0) != meta.get("generation"):
+        return False
+    suspend = bool((obj.get("spec") or {}).get("suspend"))
+    match status["phase"]:
+        case Phase.RECORDING:
+            return bool(status.get("taskId")) and not suspend
+        case Phase.SUSPENDED:
+            return suspend
+        case Phase.COMPLETED | Phase.FAILED:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Release:
     """Let go of a deleted resource whose last Start answer is unknown: clear the attempt with a
@@ -266,10 +277,6 @@ def _next_attempt(status: RtcRecordingStatus) -> int:
 
 
 # -- status patches ------------------------------------------------------------------------------
-def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def condition(
     status: RtcRecordingStatus, type_: str, state: bool, reason: str, message: str, generation: int, now: datetime
 ) -> list[dict[str, Any]]:
@@ -306,7 +313,7 @@ def _conditions(
     for type_, (state, reason, message) in changes.items():
         value = "True" if state else "False"
         old = next((c for c in status.conditions if c.type == type_), None)
-        since = _ts(old.last_transition_time) if old and old.status == value else _ts(now)
+        since = stamp(old.last_transition_time) if old and old.status == value else stamp(now)
         conditions.append(
             {
                 "type": type_,
@@ -340,7 +347,7 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
         "reason": Reason.UNKNOWN_OUTCOME if retry else None,
         "message": message,
         "taskId": None,
-        "attempt": {"number": attempt, "startedAt": _ts(now), "generation": generation, "notExecuted": None},
+        "attempt": {"number": attempt, "startedAt": stamp(now), "generation": generation, "notExecuted": None},
         "conditions": phase_conditions(status, Phase.STARTING, "Starting", message, generation, now),
     }
 
@@ -352,7 +359,7 @@ def started(status: RtcRecordingStatus, task_id: str, generation: int, now: date
         "reason": Reason.STARTED,
         "message": message,
         "taskId": task_id,
-        "startTime": _ts(now),
+        "startTime": stamp(now),
         "completionTime": None,
         "observedGeneration": generation,
         "files": None,
@@ -427,10 +434,11 @@ def observed(
         if status.phase == Phase.STOPPING and status.reason in (Reason.SUSPENDED, Reason.OPERATOR_MAX_DURATION):
             return {**patch, **halted(status, status.reason, generation, now)}  # we stopped it: say why
         reason = stop_reason or _why_stopped(status, now)
-        message = {
+        known: dict[str, str] = {
             Reason.IDLE_TIMEOUT: "nobody subscribed published for maxIdleSeconds; the cloud ended the task",
             Reason.MAX_DURATION: "the cloud ends every task after 72 hours",
-        }.get(reason, f"the cloud stopped task {status.task_id} ({reason})")
+        }
+        message = known.get(reason, f"the cloud stopped task {status.task_id} ({reason})")
         return {**patch, **_finished(status, Phase.COMPLETED, reason, message, generation, now)}
     phase = {
         TaskStatus.RUNNING: Phase.RECORDING,
@@ -457,9 +465,7 @@ def files_status(files: RecordFiles) -> dict[str, Any]:
         "hls": list(files.hls),
         "mp4": list(files.mp4),
         "mp3": list(files.mp3),
-        "vod": [
-            {"mediaIds": list(v.media_ids), "mergedIds": list(v.merged_ids), "stream": v.stream} for v in files.vod
-        ],
+        "vod": [v.model_dump(by_alias=True, mode="json") for v in files.vod],
     }
 
 
@@ -477,7 +483,7 @@ def _finished(
         "phase": phase,
         "reason": reason,
         "message": message,
-        "completionTime": _ts(now),
+        "completionTime": stamp(now),
         "history": history_with(status, reason, now),
         "conditions": phase_conditions(status, phase, reason, message, generation, now),
     }
@@ -487,8 +493,8 @@ def history_with(status: RtcRecordingStatus, reason: str, now: datetime) -> list
     """status.history with the current task appended as ended now (the latest HISTORY_KEPT)."""
     entry = {
         "taskId": status.task_id,
-        "startTime": _ts(status.start_time) if status.start_time else None,
-        "endTime": _ts(now),
+        "startTime": stamp(status.start_time) if status.start_time else None,
+        "endTime": stamp(now),
         "reason": reason,
         "files": status.files.model_dump(by_alias=True, mode="json", exclude_none=True) if status.files else None,
     }
@@ -498,10 +504,11 @@ def history_with(status: RtcRecordingStatus, reason: str, now: datetime) -> list
 
 def halting(status: RtcRecordingStatus, reason: str, generation: int, now: datetime) -> dict:
     """The intent to stop our own task, written before the Stop."""
-    message = {
+    messages: dict[str, str] = {
         Reason.SUSPENDED: f"stopping task {status.task_id}: spec.suspend is true",
         Reason.OPERATOR_MAX_DURATION: f"stopping task {status.task_id}: it ran spec.maxDurationSeconds",
-    }[reason]
+    }
+    message = messages[reason]
     return {
         "phase": Phase.STOPPING,
         "reason": reason,
@@ -564,7 +571,10 @@ def credentials_missing(status: RtcRecordingStatus, message: str, generation: in
 
 
 # -- callbacks ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+_NONE_STOPPED: frozenset[str] = frozenset()  # shared: 10 000 empty sets would cost 2 MB
+
+
+@dataclass(frozen=True, slots=True)
 class View:
     """What a callback decision needs to know of a resource: small enough to keep for 10 000."""
 
@@ -592,7 +602,7 @@ class View:
             status.task_id,
             status.phase,
             pending,
-            frozenset(status.stray_task_ids) | {h.task_id for h in status.history},
+            frozenset([*status.stray_task_ids, *(h.task_id for h in status.history)]) or _NONE_STOPPED,
         )
 
 
@@ -666,7 +676,11 @@ def stray_reaped(status: RtcRecordingStatus, task_id: str) -> dict:
 
 
 # -- retries --------------------------------------------------------------------------------------
-def backoff(retry: int, base: float, cap: float, rng: random.Random = random.Random()) -> float:
-    """Capped exponential backoff with full jitter over its upper half (never hammers, never 0)."""
+_RNG = random.Random()
+
+
+def backoff(retry: int, base: float, cap: float, rng: random.Random = _RNG) -> float:
+    """The operator's one backoff: capped exponential with *equal* jitter, a delay drawn uniformly
+    from the upper half of min(cap, base * 2**retry), so never 0 (no hammering) and never above cap."""
     ceiling = min(cap, base * 2 ** max(retry, 0))
     return ceiling * (0.5 + rng.random() / 2)

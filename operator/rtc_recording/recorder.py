@@ -176,9 +176,7 @@ class Recorder:
                 meta["namespace"],
                 meta["name"],
                 lambda o: (
-                    {"pendingEvent": None}
-                    if (status_of(o).pending_event and status_of(o).pending_event.key == pending.key)
-                    else None
+                    {"pendingEvent": None} if ((pe := status_of(o).pending_event) and pe.key == pending.key) else None
                 ),
             )
         except Gone:
@@ -230,7 +228,7 @@ class Recorder:
         except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
             await self._refuse_spec(obj, spec_errors(exc))
             return
-        waiting = bool(status.attempt) and self.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
+        waiting = status.attempt is not None and self.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
         action = reconcile.next_action(
             status, generation, self.clock(), self._grace, self._cloud(), waiting, Controls.of(obj)
         )
@@ -244,7 +242,9 @@ class Recorder:
                         await self._start(*classed, status, attempt, retry)
                 case Update(task_id):
                     try:  # with the class generation the task was started from, never the class as it is now
-                        spec = classes.validate(obj["spec"], status.recording_class and obj["status"]["recordingClass"])
+                        spec = classes.validate(
+                            obj["spec"], obj["status"]["recordingClass"] if status.recording_class else None
+                        )
                     except InvalidClassSpec as exc:
                         await self._refuse_spec(obj, str(exc))
                         return
@@ -356,7 +356,7 @@ class Recorder:
             )
             raise RetryLater(self._delay(exc, retry), message) from exc
 
-        if reconcile.answer_lost(status):
+        if status.attempt and reconcile.answer_lost(status):
             await self._event(
                 obj,
                 "Warning",
@@ -476,7 +476,7 @@ class Recorder:
         else:
             url, key = None, await self.clients.secrets.notify_key(obj)  # start_params falls back to spec.notify.url
         params = start_params(spec, region_default=self.settings.default_region, notify_url=url, notify_auth_key=key)
-        if self.settings.callback_url and spec.storage.oss:
+        if self.settings.callback_url and spec.storage and spec.storage.oss:
             # Every HLS slice uploaded is then a callback: a heartbeat that exposes a duplicate
             # task within one slice duration, even if all its start callbacks were lost. The
             # service always writes HLS to OSS, so SLICE is always a valid choice.
@@ -662,7 +662,7 @@ class Recorder:
         except Gone:
             return
         status = status_of(obj)
-        waiting = bool(status.attempt) and self.evidence_waiting(meta["uid"], status.attempt.number)
+        waiting = status.attempt is not None and self.evidence_waiting(meta["uid"], status.attempt.number)
         orphan = (obj.get("spec") or {}).get("deletionPolicy") == "Orphan"
         match reconcile.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
             case Orphan(task_id):
@@ -685,8 +685,8 @@ class Recorder:
                     meta["name"],
                     lambda o: self._if_attempt(o, attempt, lambda s: {"attempt": {"notExecuted": True}}),
                 )
-                if patch is None and status_of(obj).task_id:
-                    await self._stop(obj, status_of(obj).task_id, retry)  # adopted just now
+                if patch is None and (adopted := status_of(obj).task_id):
+                    await self._stop(obj, adopted, retry)  # adopted just now
             case Stop(task_id):
                 await self._stop(obj, task_id, retry)
 

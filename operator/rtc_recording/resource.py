@@ -14,25 +14,42 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+# The recording regions. The CRDs, the chart's values schema and aliyun.ENDPOINTS spell the same
+# list (a unit test holds them to it); the emulator, the other side of the wire, has its own.
 Region = Literal["cn-shanghai", "ap-southeast-1", "us-east-1"]
+REGIONS: tuple[Region, ...] = get_args(Region)
 Mode = Literal["Individual", "Mixed"]
 Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
 FileFormat = Literal["HLS", "MP4", "MP3"]
 RenderMode = Literal["Crop", "Fit"]
-Phase = Literal["Pending", "Starting", "Recording", "Recovering", "Stopping", "Suspended", "Completed", "Failed"]
 
-# The vendor's integer codes for our string enums.
+
+class Phase(StrEnum):
+    """status.phase. Which phase follows which is decided in reconcile.py, and only there."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RECORDING = "Recording"
+    RECOVERING = "Recovering"
+    STOPPING = "Stopping"
+    SUSPENDED = "Suspended"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+# The vendor's integer codes for our string enums (None, an unset optional field, has no code).
 RECORD_MODE = {"Individual": 0, "Mixed": 1}
 STREAM_TYPE = {"AudioVideo": 0, "Audio": 1, "Video": 2}
-SOURCE_TYPE = {"Camera": 0, "Screen": 1}
-RENDER_MODE = {"Crop": 0, "Fit": 1}
-FRAME_FILL = {"LastFrame": 0}
+SOURCE_TYPE: dict[str | None, int] = {"Camera": 0, "Screen": 1}
+RENDER_MODE: dict[str | None, int] = {"Crop": 0, "Fit": 1}
+FRAME_FILL: dict[str | None, int] = {"LastFrame": 0}
 STORAGE_TYPE_VOD, STORAGE_TYPE_OSS = 0, 1
 
 _DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -42,7 +59,8 @@ _NOTIFY_URL = r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+([/?#]\S*)?$"
 # The CRD's CEL regexes, written without backslashes so that CEL and Python read them alike.
 _FRACTION = re.compile(r"^(0*[.][0-9]+|0+([.][0-9]*)?|0*1([.]0*)?)$")
 _DIRECTORY = re.compile(r"^[A-Za-z0-9_-]+$")
-_OSS_REGION_ENDPOINT = re.compile(r"^oss-(cn-shanghai|ap-southeast-1|us-east-1)(-internal)?[.]aliyuncs[.]com$")
+_OSS_REGION_ENDPOINT = re.compile(rf"^oss-({'|'.join(REGIONS)})(-internal)?[.]aliyuncs[.]com$")
+_REGION_NAMES = f"{', '.join(REGIONS[:-1])} or {REGIONS[-1]}"  # "cn-shanghai, ap-southeast-1 or us-east-1"
 _NAME_VARIABLES = ("{AppId}", "{ChannelId}", "{UserId}", "{RecordMode}", "{SourceType}", "{StreamType}", "{StartTime}")
 _SLICE_VARIABLES = (*_NAME_VARIABLES, "{Sequence}")
 UPLOAD_FORMATS = ("SLICE", "HLS", "MP4", "MP3")
@@ -110,7 +128,7 @@ def _oss_endpoint_rule(endpoint: str) -> str:
     _one_rule(
         bool(_OSS_REGION_ENDPOINT.fullmatch(endpoint)),
         f"{endpoint} is not the OSS endpoint of a recording region: use oss-<region>.aliyuncs.com or "
-        "oss-<region>-internal.aliyuncs.com (region cn-shanghai, ap-southeast-1 or us-east-1), without scheme; "
+        f"oss-<region>-internal.aliyuncs.com (region {_REGION_NAMES}), without scheme; "
         "the region of the endpoint must match the recording region, and a custom domain (CNAME) names no region",
     )
     return endpoint
@@ -408,6 +426,7 @@ def _violations(spec: RtcRecordingSpec) -> list[str]:
     files = storage.files or []
     medias = [s.media for s in subscribers]
     formats = [x.upper() for x in (notify.file_uploaded_formats or [])] if notify else []
+    panes = (layout.panes if layout else None) or []
     rules: list[tuple[bool, Callable[[], str]]] = [
         # mode-specific parts
         (mixed or t is None, lambda: "spec.transcode is only valid when spec.mode is Mixed"),
@@ -516,14 +535,14 @@ def _violations(spec: RtcRecordingSpec) -> list[str]:
         ),
         # layout against subscribers
         (
-            layout is None or layout.panes is None or all(_shows(p, subscribers) for p in layout.panes),
+            all(_shows(p, subscribers) for p in panes),
             lambda: _first(
                 ""
                 if _shows(p, subscribers)
-                else f"the pane of {p.user_id} (source {p.source or 'Camera'}) shows "
-                "nothing: spec.subscribers has no such (userId, source) with video (media AudioVideo or Video; Audio has "
-                "no video to show)"
-                for p in layout.panes
+                else f"the pane of {p.user_id} (source {p.source or 'Camera'}) shows nothing: "
+                "spec.subscribers has no such (userId, source) with video "
+                "(media AudioVideo or Video; Audio has no video to show)"
+                for p in panes
             ),
         ),
     ]
@@ -557,7 +576,9 @@ def _region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool
         return []
     if spec.storage is None:
         return []
-    oss, vod = spec.storage.oss, spec.storage.vod
+    vod = spec.storage.vod
+    endpoint = spec.storage.oss.endpoint if spec.storage.oss else None
+    location = vod.storage_location if vod else None
     return [
         (
             vod is None or region != "us-east-1",
@@ -565,22 +586,19 @@ def _region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool
         ),
         # A malformed endpoint has its own message (spec.storage.oss.endpoint).
         (
-            oss is None
-            or not _OSS_ENDPOINT.fullmatch(oss.endpoint)
-            or oss.endpoint in (f"oss-{region}.aliyuncs.com", f"oss-{region}-internal.aliyuncs.com"),
+            endpoint is None
+            or not _OSS_ENDPOINT.fullmatch(endpoint)
+            or endpoint in (f"oss-{region}.aliyuncs.com", f"oss-{region}-internal.aliyuncs.com"),
             lambda: (
                 f"spec.storage.oss.endpoint must be in spec.region ({region}): use oss-{region}.aliyuncs.com or "
-                f"oss-{region}-internal.aliyuncs.com, not {oss.endpoint}"
+                f"oss-{region}-internal.aliyuncs.com, not {endpoint}"
             ),
         ),
         (
-            vod is None
-            or vod.storage_location is None
-            or not _OSS_HOSTED.search(vod.storage_location)
-            or vod.storage_location.endswith(f".oss-{region}.aliyuncs.com"),
+            location is None or not _OSS_HOSTED.search(location) or location.endswith(f".oss-{region}.aliyuncs.com"),
             lambda: (
                 f"spec.storage.vod.storageLocation must be in spec.region ({region}): ...oss-{region}.aliyuncs.com, "
-                f"not {vod.storage_location}"
+                f"not {location}"
             ),
         ),
     ]
@@ -676,6 +694,8 @@ def _storage_params(storage: Storage) -> dict[str, Any]:
                 }
             ),
         }
+    if storage.oss is None:  # not after Storage's validator: exactly one of oss and vod
+        raise InvalidSpec("spec.storage must set exactly one of oss or vod")
     params: dict[str, Any] = {
         "StorageType": STORAGE_TYPE_OSS,
         "OSSParams": {"OSSEndpoint": storage.oss.endpoint, "OSSBucket": storage.oss.bucket},
@@ -791,6 +811,9 @@ class Attempt(_Status):
 
 
 class VodMedia(_Status):
+    """One subscribed stream recorded to VOD, as the service lists it (`stream` is `Mix` or
+    `Single::<UserId>::<Suffix>`) and as status.files.vod keeps it."""
+
     media_ids: list[str] = []
     merged_ids: list[str] = []
     stream: str | None = None

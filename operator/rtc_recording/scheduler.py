@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from . import schedules
+from . import schedules, timestamps
 from .deadlines import Deadlines
 from .kube import GROUP, PLURAL, VERSION, Conflict, Gone, Kube, segment
 from .schedules import SCHEDULE_LABEL, SCHEDULE_PLURAL, InvalidSchedule, Run
@@ -92,7 +92,7 @@ class Scheduler:
         runs = [Run.of(r) for r in owned]
         now = self.clock()
         try:
-            decision = schedules.decide(spec, status, schedules.parse_time(meta["creationTimestamp"]), runs, now)
+            decision = schedules.decide(spec, status, timestamps.parse(meta["creationTimestamp"]), runs, now)
         except InvalidSchedule as exc:  # the CRD checks the form; croniter has the last word
             await self._status(
                 schedule, {"message": str(exc), "observedGeneration": meta["generation"], "nextScheduleTime": None}

@@ -29,10 +29,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from . import timestamps
+from .reconcile import TERMINAL
+from .resource import Phase
+
 SCHEDULE_LABEL = "rtc.recording.io/schedule"
 SCHEDULED_AT_ANNOTATION = "rtc.recording.io/scheduled-at"
 SCHEDULE_PLURAL = "rtcrecordingschedules"
-FINISHED = frozenset({"Completed", "Failed"})
 LOOKBACK_RUNS = 1000  # scheduled times examined per decision at most (a schedule idle for long)
 
 
@@ -65,7 +68,7 @@ def next_after(expression: str, time_zone: str | None, after: datetime) -> datet
 def scheduled_between(expression: str, time_zone: str | None, after: datetime, until: datetime) -> list[datetime]:
     """Scheduled times t with after < t <= until (UTC), the latest LOOKBACK_RUNS at most."""
     it = _cron(expression, until.astimezone(zone(time_zone)) + timedelta(microseconds=1))
-    times = []
+    times: list[datetime] = []
     while len(times) < LOOKBACK_RUNS:
         t = it.get_prev(datetime).astimezone(UTC)
         if t <= after:
@@ -90,7 +93,7 @@ class Run:
 
     @property
     def active(self) -> bool:
-        return self.phase not in FINISHED and not self.deleting
+        return self.phase not in TERMINAL and not self.deleting
 
     @classmethod
     def of(cls, obj: dict) -> Run:
@@ -121,11 +124,11 @@ class Decision:
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return timestamps.parse(value)
 
 
 def format_time(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return timestamps.stamp(value) if value else None
 
 
 FORBID_RECHECK = timedelta(seconds=30)  # a Forbid wait also ends when a run's phase changes (a watch event)
@@ -208,8 +211,8 @@ def history_to_delete(runs: list[Run], spec: dict[str, Any]) -> tuple[str, ...]:
     """Finished runs beyond the history limits, oldest first (Completed and Failed counted apart)."""
     out: list[str] = []
     for phase, key, default in (
-        ("Completed", "successfulRunsHistoryLimit", 3),
-        ("Failed", "failedRunsHistoryLimit", 1),
+        (Phase.COMPLETED, "successfulRunsHistoryLimit", 3),
+        (Phase.FAILED, "failedRunsHistoryLimit", 1),
     ):
         limit = spec.get(key, default)
         done = sorted(

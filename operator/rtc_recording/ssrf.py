@@ -74,10 +74,11 @@ class Guard:
         except ValueError:
             return f"{address} is not an IP address"
         inner = _embedded_ipv4(ip)
-        for candidate in {ip, inner} - {None}:
+        candidates = [c for c in (ip, inner) if c is not None]
+        for candidate in candidates:
             if any(candidate in r for r in self.denied):
                 return f"{host} resolves to a denied cluster address"
-        if self.named(host) or any(c in r for c in {ip, inner} - {None} for r in self.ranges if c.version == r.version):
+        if self.named(host) or any(c in r for c in candidates for r in self.ranges if c.version == r.version):
             return None
         if self.only_allowed:
             return f"{host} is not among the hosts this operator relays to (RTCREC_RELAY_ALLOWED_HOSTS)"
@@ -107,7 +108,7 @@ class GuardedConnector(aiohttp.TCPConnector):
     async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[Any]:
         results = await super()._resolve_host(host, port, traces=traces)
         reasons = [self._guard.address_refused(host, r["host"]) for r in results]
-        allowed = [r for r, why in zip(results, reasons) if why is None]
+        allowed = [r for r, why in zip(results, reasons, strict=True) if why is None]
         if not allowed or len(allowed) != len(results):
             # One internal address among public ones is refused too: which one is used is not ours to pick.
             raise Refused(next(why for why in reasons if why) if reasons else f"{host} does not resolve")

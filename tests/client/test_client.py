@@ -10,7 +10,6 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -106,15 +105,15 @@ def cloud_for(server):
 
 
 @pytest.fixture
-def sleeps(monkeypatch) -> list[tuple[float, float]]:
-    """CloudClients.call's pauses between tries: recorded, not slept."""
-    drawn: list[tuple[float, float]] = []
+def sleeps(monkeypatch) -> list[tuple[int, float, float]]:
+    """CloudClients.call's pauses between tries (reconcile.backoff's arguments): recorded, not slept."""
+    drawn: list[tuple[int, float, float]] = []
 
-    def uniform(low: float, high: float) -> float:
-        drawn.append((low, high))
+    def backoff(retry: int, base: float, cap: float) -> float:
+        drawn.append((retry, base, cap))
         return 0.0
 
-    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=uniform))
+    monkeypatch.setattr(clients_module, "backoff", backoff)
     return drawn
 
 
@@ -213,7 +212,10 @@ def test_describe_parses_the_task(server, cloud_for):
         "task-1",
         TaskStatus.RECOVERING,
         RecordFiles(
-            hls=("task-1/a.m3u8",), mp4=("task-1/a.mp4", "task-1/b.mp4"), mp3=(), vod=(VodMedia(("m1",), (), "Mix"),)
+            hls=("task-1/a.m3u8",),
+            mp4=("task-1/a.mp4", "task-1/b.mp4"),
+            mp3=(),
+            vod=(VodMedia(media_ids=["m1"], merged_ids=[], stream="Mix"),),
         ),
     )
     assert dict(parse_qsl(urlsplit(server.received[0][0]).query)) == {"TaskId": "task-1"}

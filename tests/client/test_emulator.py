@@ -7,7 +7,6 @@ import asyncio
 import time
 from collections.abc import Iterator
 from functools import partial
-from types import SimpleNamespace
 
 import pytest
 
@@ -110,7 +109,7 @@ def unlimited(cloud: AliyunRecordingCloud) -> Account:
 
 def longest_pauses(monkeypatch) -> None:
     """CloudClients.call's pauses between tries, at the top of their random ranges."""
-    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=lambda low, high: high))
+    monkeypatch.setattr(clients_module, "backoff", lambda retry, base, cap: min(cap, base * 2**retry))
 
 
 wait_for = partial(processes.wait_for, timeout=5.0, interval=0.01)
@@ -207,7 +206,7 @@ def test_server_error_on_start_is_transient_and_started_nothing(emulator, cloud_
 
 
 async def test_server_errors_on_describe_are_retried_within_budget(emulator, cloud_clients, monkeypatch):
-    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=lambda low, high: low))
+    monkeypatch.setattr(clients_module, "backoff", lambda retry, base, cap: min(cap, base * 2**retry) / 2)
     clients = cloud_clients()
     account = await clients.account_for({"spec": {}})
     task_id = await clients.call(account, "start", start_params())

@@ -4,6 +4,7 @@ no spinning."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 
@@ -13,30 +14,42 @@ from rtc_recording import metrics
 from rtc_recording.quota import AccountBudget, Budgets, Priority, Schedule
 
 
-def simulate(schedule: Schedule, latencies: list[float | None]) -> tuple[list[float], list[float | None]]:
+def simulate(
+    schedule: Schedule, latencies: list[float | None], write_aheads: list[float] | None = None
+) -> tuple[list[float], list[float], list[float | None]]:
     """Grant len(latencies) calls, all queued at t=0, as early as `schedule` allows.
 
-    Event-driven fake time: the next event is either a grant or an answer. A latency of
-    None is a call that never answers. Returns grant and answer times.
+    Event-driven fake time: the next event is a grant, a send (`write_aheads[i]` after the
+    grant: the Start's status PATCH) or an answer. A latency of None is a call that never
+    answers. Returns grant, send and answer times.
     """
-    now, grants, answers, in_flight = 0.0, [], [], []  # in_flight: (answer time, slot)
-    for latency in latencies:
+    write_aheads = write_aheads or [0.0] * len(latencies)
+    now, grants, sends, answers = 0.0, [], [], []
+    events: list[tuple[float, str, object, float | None]] = []  # (time, "send"|"answer", slot, latency)
+    for write_ahead, latency in zip(write_aheads, latencies, strict=True):
         while True:
             ready = schedule.ready_at()
-            next_answer = min(in_flight, default=None, key=lambda item: item[0])
-            if next_answer is not None and next_answer[0] < max(ready, now):
-                in_flight.remove(next_answer)
-                now = max(now, next_answer[0])
-                next_answer[1].answered = now
+            event = min(events, default=None, key=lambda item: item[0])
+            if event is not None and event[0] < max(ready, now):
+                events.remove(event)
+                now = max(now, event[0])
+                at, kind, slot, after = event
+                if kind == "send":
+                    slot.sent = now
+                    if after is not None:
+                        events.append((now + after, "answer", slot, None))
+                else:
+                    slot.answered = now
                 continue
+            assert ready != math.inf, "nothing left to wait for"
             now = max(now, ready)
             break
         slot = schedule.grant(now)
         grants.append(now)
-        answers.append(None if latency is None else now + latency)
-        if latency is not None:
-            in_flight.append((now + latency, slot))
-    return grants, answers
+        sends.append(now + write_ahead)
+        answers.append(None if latency is None else now + write_ahead + latency)
+        events.append((now + write_ahead, "send", slot, latency))
+    return grants, sends, answers
 
 
 def max_in_window(times: list[float], window: float) -> int:
@@ -55,31 +68,44 @@ def test_service_never_sees_more_than_rate_per_window(burst, seed):
     rng = random.Random(seed)
     rate, window, transit = 10, 1.0, 0.5
     latencies = [rng.choice([0.0, 0.001, 0.05, 0.3, 0.8, None]) for _ in range(300)]
-    grants, answers = simulate(Schedule(rate, window, burst, transit), latencies)
-    # The service may receive a call at any moment between its grant and its answer
-    # (or grant + max_transit): try the worst of both ends for each call.
+    _, sends, answers = simulate(Schedule(rate, window, burst, transit), latencies)
+    # The service may receive a call at any moment between its send and its answer
+    # (or send + max_transit): try the worst of both ends for each call.
     for _ in range(20):
         arrivals = [
-            g if rng.random() < 0.5 else min(a if a is not None else g + transit, g + transit)
-            for g, a in zip(grants, answers)
+            s if rng.random() < 0.5 else min(a if a is not None else s + transit, s + transit)
+            for s, a in zip(sends, answers, strict=True)
         ]
         assert max_in_window(arrivals, window) <= rate
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_slow_write_ahead_does_not_let_calls_bunch_up(seed):
+    """While the apiserver is slow, a Start's write-ahead between grant and send takes
+    seconds: calls granted a window apart must still not leave together."""
+    rng = random.Random(seed)
+    rate, window, transit = 10, 1.0, 0.5
+    write_aheads = [rng.choice([0.02, 0.5, 2.5]) if i < 60 else 0.02 for i in range(300)]
+    latencies = [rng.choice([0.01, 0.05, 0.3, None]) for _ in range(300)]
+    _, sends, answers = simulate(Schedule(rate, window, 1, transit), latencies, write_aheads)
+    assert max_in_window(sends, window) <= rate
+    assert all(a is None or a >= s for s, a in zip(sends, answers, strict=True))
+
+
 def test_throughput_is_rate_per_window_plus_latency():
-    grants, _ = simulate(Schedule(50, 1.0, 1, 1.0), [0.0] * 1000)
+    grants, _, _ = simulate(Schedule(50, 1.0, 1, 1.0), [0.0] * 1000)
     assert grants[-1] == pytest.approx(19.98)  # evenly spaced 20 ms apart
-    grants, _ = simulate(Schedule(50, 1.0, 1, 1.0), [0.01] * 1000)
+    grants, _, _ = simulate(Schedule(50, 1.0, 1, 1.0), [0.01] * 1000)
     assert grants[-1] == pytest.approx(19 * 1.01 + 0.98, abs=0.02)  # window + latency per 50 calls
 
 
 def test_burst_lets_calls_go_back_to_back():
-    grants, _ = simulate(Schedule(10, 1.0, 4, 1.0), [0.0] * 6)
+    grants, _, _ = simulate(Schedule(10, 1.0, 4, 1.0), [0.0] * 6)
     assert grants == pytest.approx([0, 0, 0, 0, 0.1, 0.2])
 
 
 def test_a_hung_call_stalls_the_others_at_most_max_transit():
-    grants, _ = simulate(Schedule(2, 1.0, 1, 0.5), [None, 0.0, 0.0, 0.0])
+    grants, _, _ = simulate(Schedule(2, 1.0, 1, 0.5), [None, 0.0, 0.0, 0.0])
     # Call 2 waits for call 0, assumed received by 0.5 s; call 3 for call 1, answered at 0.5 s.
     assert grants == pytest.approx([0, 0.5, 1.5, 2.0])
 
@@ -128,7 +154,7 @@ class Queue:
         depth = self.budget.waiting
 
         async def call() -> None:
-            await self.budget.acquire(priority)
+            self.budget.sending(await self.budget.acquire(priority))
             self.granted.append((name, self.clock.t))
 
         self.tasks[name] = asyncio.create_task(call())
@@ -146,7 +172,7 @@ async def test_waiters_are_served_first_come_first_served():
     clock = FakeClock()
     budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
     queue = Queue(budget, clock)
-    await budget.acquire(Priority.DESCRIBE)  # t=0: nothing waits for it
+    budget.sending(await budget.acquire(Priority.DESCRIBE))  # t=0: nothing waits for it
     for name in ("a", "b", "c", "d"):
         await queue.arrive(name, Priority.DESCRIBE)
     for step in range(1, 6):
@@ -161,7 +187,7 @@ async def test_a_stop_goes_before_the_describes_that_came_first():
     clock = FakeClock()
     budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
     queue = Queue(budget, clock)
-    await budget.acquire(Priority.DESCRIBE)
+    budget.sending(await budget.acquire(Priority.DESCRIBE))
     arrivals = [
         ("d1", Priority.DESCRIBE),
         ("d2", Priority.DESCRIBE),
@@ -183,7 +209,7 @@ async def test_a_stop_arriving_late_overtakes_the_queue():
     clock = FakeClock()
     budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
     queue = Queue(budget, clock)
-    await budget.acquire(Priority.DESCRIBE)
+    budget.sending(await budget.acquire(Priority.DESCRIBE))
     for name in ("d1", "d2", "d3"):
         await queue.arrive(name, Priority.DESCRIBE)
     await queue.advance(1, grants=1)
@@ -198,7 +224,7 @@ async def test_a_cancelled_waiter_frees_its_place():
     budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
     queue = Queue(budget, clock)
     depth = metrics.QUOTA_QUEUE_DEPTH._value.get()
-    await budget.acquire(Priority.DESCRIBE)
+    budget.sending(await budget.acquire(Priority.DESCRIBE))
     for name in ("a", "b", "c", "d"):
         await queue.arrive(name, Priority.DESCRIBE)
     assert metrics.QUOTA_QUEUE_DEPTH._value.get() == depth + 4
@@ -223,7 +249,7 @@ async def test_a_call_without_answer_counts_until_max_transit():
     clock = FakeClock()
     budget = AccountBudget(rate=1, window=WINDOW, max_transit=TRANSIT, clock=clock)
     queue = Queue(budget, clock)
-    await budget.acquire(Priority.STOP)  # granted at 0, then no answer: it may still reach the service
+    budget.sending(await budget.acquire(Priority.STOP))  # granted at 0, then no answer: it may still reach the service
     clock.t = TIMEOUT
     await queue.arrive("next", Priority.STOP)
     clock.t = TIMEOUT + WINDOW  # a window after the timeout is not enough...

@@ -120,7 +120,7 @@ def run_server(size: int, rng: random.Random) -> dict[str, float]:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        url.append("127.0.0.1:%d" % runner.addresses[0][1])
+        url.append(f"127.0.0.1:{runner.addresses[0][1]}")
         return runner
 
     async def populate() -> list[str]:

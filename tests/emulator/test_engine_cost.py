@@ -88,7 +88,7 @@ def test_a_call_touches_only_its_task(busy: Counted) -> None:
     e.update(
         "task-8",
         spec(
-            "room-7",  # task-N records room-(N-1) NotifyUrl=URL, RecordParams={"RecordMode": 0, "MaxFileDuration": 180},
+            "room-7",  # task-N records room-(N-1)
             StorageParams=oss(FileInfo=[{"Format": "MP4"}]),
             NotifyFileUploadedFormat=["MP4"],
         ),

@@ -286,7 +286,9 @@ CASES: dict[str, Case] = {
             StorageParams=file_info(
                 {
                     "Format": "MP4",
-                    "FileNamePattern": "{AppId}_{ChannelId}_{UserId}_{RecordMode}_{SourceType}_{StreamType}_{StartTime}",
+                    "FileNamePattern": (
+                        "{AppId}_{ChannelId}_{UserId}_{RecordMode}_{SourceType}_{StreamType}_{StartTime}"
+                    ),
                 }
             )
         ),

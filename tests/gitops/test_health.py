@@ -228,7 +228,8 @@ CASES = [
                 STATUSES["Completed"],
                 "Current",
                 "Healthy",
-                "Recording completed (IdleTimeout): nobody subscribed published for maxIdleSeconds; the cloud ended the task",
+                "Recording completed (IdleTimeout): nobody subscribed published for maxIdleSeconds; "
+                "the cloud ended the task",
             ),
             (
                 "Failed",

@@ -4,9 +4,9 @@ version with 300 is `make bench SCENARIOS=e`).
 50 creates while the emulator answers 20% of all calls with a 5xx, loses 10% of the Start
 answers (the task runs, the connection is closed) and adds latency; the operator is SIGKILLed
 five times and the receiver twice (down during the Starts and for at least 6 s, so that the start
-callbacks of lost answers are lost too and such a duplicate can only be found by its HLS slices). Once the faults stop, the state must
-settle with 0 duplicates alive, 0 leaks, 0 stuck, 0 wrong; then a delete-all with two more
-kills must leave no resource and no live task behind.
+callbacks of lost answers are lost too and such a duplicate can only be found by its HLS slices).
+Once the faults stop, the state must settle with 0 duplicates alive, 0 leaks, 0 stuck, 0 wrong;
+then a delete-all with two more kills must leave no resource and no live task behind.
 
 - duplicate: a resource whose channel has more than one live task (each has its own channel);
 - leak: a live task in these channels that no resource's status names;

@@ -47,7 +47,7 @@ def test_lost_answers_and_sigkills_end_with_one_task_per_resource(stack, namespa
     for channel, task_ids in expected.items():
         # Exactly one live task per live resource: every duplicate was stopped (or never made).
         wait_for(
-            lambda: {t["taskId"] for t in live_tasks(stack, channel)} == task_ids,
+            lambda channel=channel, task_ids=task_ids: {t["taskId"] for t in live_tasks(stack, channel)} == task_ids,
             timeout=30,
             what=f"one live task per resource in {channel}",
         )

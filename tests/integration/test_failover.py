@@ -122,7 +122,7 @@ def test_the_standby_takes_over_a_burst_from_a_killed_active_replica(stack, name
     for name, status in statuses.items():
         channel = f"{name}-{namespace}"
         wait_for(
-            lambda: (
+            lambda channel=channel, status=status: (
                 [t["taskId"] for t in stack.tasks(channel) if t["status"] in ("RUNNING", "RECOVERING")]
                 == [status["taskId"]]
             ),

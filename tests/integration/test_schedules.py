@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 
@@ -84,7 +85,7 @@ def test_forbid_waits_for_each_run_and_history_limits_delete_old_ones(stack, nam
     stack.cluster.kubectl("delete", "rtcrecsched", "idle", "-n", namespace)
     # Forbid: never two at once
     spans = sorted((t["createdAt"], t["stoppedAt"] or float("inf")) for t in tasks)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+    assert all(a[1] <= b[0] for a, b in pairwise(spans)), spans
     completed = [r for r in runs(stack, namespace, "idle") if (r.get("status") or {}).get("phase") == "Completed"]
     assert len(completed) <= 2
 

@@ -125,7 +125,7 @@ def test_task_ids_written_before_seals_are_sealed_once(stack, crds, namespace, e
     )
     for name in ("original", "copycat"):
         wait_for(
-            lambda: synced(stack, namespace, name).get("reason") == "TaskNotProven",
+            lambda name=name: synced(stack, namespace, name).get("reason") == "TaskNotProven",
             timeout=15,
             what=f"{name}: a task claimed twice is not sealed",
         )
@@ -144,7 +144,7 @@ def test_task_ids_written_before_seals_are_sealed_once(stack, crds, namespace, e
     # Deleting what is not proven stops nothing and does not hang; the tasks end when their channels idle.
     stack.cluster.kubectl("delete", "rtcrec", "--all", "-n", namespace, "--wait=true", "--timeout=60s")
     assert emulator.control.task(tasks["legacy"])["status"] == "RUNNING"
-    for name, room in channels.items():
+    for room in channels.values():
         for user in ("alice", "bob"):
             emulator.control.leave(APP, room, user)
 
@@ -220,7 +220,7 @@ def test_only_secrets_that_opt_in_sign_relays(stack, namespace, channel):
         for name in ("oracle", "malformed", "missing"):
             stack.wait_phase(namespace, name, "Recording")
             wait_for(
-                lambda: events(stack, namespace, name, "RelayFailed"),
+                lambda name=name: events(stack, namespace, name, "RelayFailed"),
                 timeout=15,
                 what=f"{name}: the relay refused",
                 details=lambda: stack.operator.output()[-3000:],
@@ -243,7 +243,7 @@ def test_only_secrets_that_opt_in_are_billed(stack, namespace, channel, emulator
     said = {}
     for name, secret_name in (("billed", "someone-elses"), ("nothing", "not-there")):
         status = wait_for(
-            lambda: (s := stack.status(namespace, name)).get("reason") == "CredentialsUnavailable" and s,
+            lambda name=name: (s := stack.status(namespace, name)).get("reason") == "CredentialsUnavailable" and s,
             timeout=15,
             what=f"{name}: refused credentials",
         )

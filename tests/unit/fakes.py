@@ -249,14 +249,14 @@ class FakeKube(Kube):
         obj = self.store[(PLURAL, namespace, name)]
         return self._put(PLURAL, {**obj, "status": merge_patch(obj.get("status") or {}, patch)}, "MODIFIED")
 
-    def edit(self, namespace: str, name: str, change: Callable[[dict], None]) -> dict:
+    def edit(self, namespace: str, name: str, change: Callable[[dict], None], kind: str = PLURAL) -> dict:
         """A user's change of spec, metadata or both: generation moves when spec does."""
-        obj = copy.deepcopy(self.store[(PLURAL, namespace, name)])
+        obj = copy.deepcopy(self.store[(kind, namespace, name)])
         spec = copy.deepcopy(obj.get("spec"))
         change(obj)
         if obj.get("spec") != spec:
             obj["metadata"]["generation"] += 1
-        return self._put(PLURAL, obj, "MODIFIED")
+        return self._put(kind, obj, "MODIFIED")
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
         obj = self.store.pop((kind, namespace, name))
@@ -473,6 +473,8 @@ class FakeKube(Kube):
             kind, namespace = PLURAL, m["ns"]
         elif m := _CORE.match(route):
             kind, namespace = m["kind"], m["ns"]
+        elif (m := _CLUSTER.match(route)) and not m["name"]:
+            kind, namespace = m["kind"] or m["core"], None
         else:
             raise KubeError(404, path)
         namespace = unquote(namespace) if namespace else None

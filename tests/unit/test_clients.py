@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -95,15 +94,15 @@ def clients():
 
 
 @pytest.fixture(autouse=True)
-def no_pauses(monkeypatch) -> list[tuple[float, float]]:
-    """The pauses between tries: recorded, not slept."""
-    drawn: list[tuple[float, float]] = []
+def no_pauses(monkeypatch) -> list[tuple[int, float, float]]:
+    """The pauses between tries (reconcile.backoff's arguments): recorded, not slept."""
+    drawn: list[tuple[int, float, float]] = []
 
-    def uniform(low: float, high: float) -> float:
-        drawn.append((low, high))
+    def backoff(retry: int, base: float, cap: float) -> float:
+        drawn.append((retry, base, cap))
         return 0.0
 
-    monkeypatch.setattr(clients_module, "random", SimpleNamespace(uniform=uniform))
+    monkeypatch.setattr(clients_module, "backoff", backoff)
     return drawn
 
 
@@ -137,7 +136,7 @@ async def test_a_queued_stop_is_sent_before_queued_describes(clients):
     clock = FakeClock()
     fake = FakeCloud()
     acc = account(fake, rate=1, window=0.01, max_transit=0.0, clock=clock)
-    await acc.budget.acquire(Priority.DESCRIBE)  # the budget is spent until the clock moves
+    acc.budget.sending(await acc.budget.acquire(Priority.DESCRIBE))  # the budget is spent until the clock moves
     calls = []
     for verb in ("describe", "describe", "stop"):
         calls.append(asyncio.create_task(clients.call(acc, verb, verb)))
@@ -158,7 +157,7 @@ async def test_before_send_runs_after_the_grant_and_before_the_request(clients):
     events: list[str] = []
     fake = FakeCloud(events, start=["task-1"])
     acc = account(fake, rate=1, window=0.01, max_transit=0.0, clock=clock)
-    await acc.budget.acquire(Priority.DESCRIBE)  # the budget is spent until the clock moves
+    acc.budget.sending(await acc.budget.acquire(Priority.DESCRIBE))  # the budget is spent until the clock moves
 
     async def before_send() -> None:
         events.append("before_send")
@@ -170,6 +169,7 @@ async def test_before_send_runs_after_the_grant_and_before_the_request(clients):
     clock.t = 1.0
     assert await asyncio.wait_for(call, 5) == "task-1"
     assert events == ["before_send", "start"]
+    assert acc.budget.slots[-1].sent == 1.0  # counted from when it left, not from its grant
 
 
 async def test_a_failing_before_send_sends_nothing_and_releases_the_slot(clients):

@@ -133,3 +133,17 @@ async def test_a_stopped_poller_or_a_stuck_quota_queue_is_unhealthy():
     assert problems[0] == "poller has not ticked for 200 s"
     assert problems[1].startswith("3 calls wait for the quota of 'acct', none granted for 400 s")
     assert len(problems) == 2  # an idle budget with nobody waiting is fine
+
+
+async def test_an_object_at_rest_waits_for_no_handler():
+    """Its resume is skipped (reconcile.at_rest): it must not look stuck; a spec change still must."""
+    h = health(FakeKube([]), now=0, poller_tick=10**6)
+    rest = obj("rest", "1")
+    h.saw(h.index.saw("ADDED", rest), ("a", "rest"), at_rest=True)
+    h.at(300)
+    h.index.last_event = 300
+    assert await h.problems() == []
+    h.saw(h.index.saw("MODIFIED", obj("rest", "2", generation=2)), ("a", "rest"))
+    h.at(500)
+    h.index.last_event = 500
+    assert await h.problems() == ["1 objects wait for a handler for more than 120 s, e.g. a/rest"]

@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+from itertools import pairwise
 
 from rtc_recording.index import Tracked
 from rtc_recording.poller import Poller
@@ -43,7 +44,7 @@ async def test_visits_each_task_about_once_per_interval_within_the_budget():
     runner.cancel()
     counts = {name: sum(1 for n, _ in seen if n == name) for name in "abcd"}
     assert all(2 <= c <= 5 for c in counts.values()), counts  # ~0.75 / 0.2, first visit jittered
-    gaps = [b - a for (_, a), (_, b) in zip(seen, seen[1:])]
+    gaps = [b - a for (_, a), (_, b) in pairwise(seen)]
     assert min(gaps) >= 1 / 200 * 0.9  # the budget spaces every call
 
 

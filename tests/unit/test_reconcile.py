@@ -343,3 +343,40 @@ def test_halted_keeps_the_task_in_history():
 def test_conditions_kstatus_and_argo_read(phase, ready, reconciling, stalled):
     got = {c["type"]: c["status"] for c in r.phase_conditions(status(), r.Phase(phase), "Why", "m", 3, NOW)}
     assert got == {"Ready": ready, "Reconciling": reconciling, "Stalled": stalled}
+
+
+def _combinations():
+    """Objects over every phase, with and without task, generation lag, suspend, pending Event,
+    deletion and lost attempt: the space a resume may meet."""
+    import itertools
+
+    for phase, task, lag, suspend, pending, deleting, attempt in itertools.product(
+        [None, *r.Phase], [None, "t-1"], [0, 1], [False, True], [False, True], [False, True], [None, 1]
+    ):
+        status = {"phase": phase, "taskId": task, "observedGeneration": 2 - lag}
+        if attempt:
+            status["attempt"] = {"number": attempt, "generation": 1, "startedAt": "2026-11-26T11:00:00Z"}
+        if pending:
+            status["pendingEvent"] = {"key": "k", "type": "Normal", "reason": "Started", "message": "m"}
+        meta = {"generation": 2, **({"deletionTimestamp": "2026-11-26T12:00:00Z"} if deleting else {})}
+        yield {"metadata": meta, "spec": {"suspend": suspend}, "status": {k: v for k, v in status.items() if v}}
+
+
+def test_an_object_at_rest_decides_nothing_on_resume():
+    """A resume skipped for `at_rest` objects must be one that would have done nothing; and the
+    common restart (Recording and Completed, in sync) is skipped."""
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    skipped = 0
+    for obj in _combinations():
+        if not r.at_rest(obj):
+            continue
+        skipped += 1
+        assert not obj["status"].get("pendingEvent") and "deletionTimestamp" not in obj["metadata"]
+        status = RtcRecordingStatus.model_validate(obj["status"])
+        action = r.next_action(status, 2, now, 30, controls=r.Controls.of(obj))
+        assert isinstance(action, r.Nothing), (obj, action)
+    assert skipped > 0
+    assert r.at_rest(
+        {"metadata": {"generation": 1}, "status": {"phase": "Recording", "taskId": "t", "observedGeneration": 1}}
+    )
+    assert r.at_rest({"metadata": {"generation": 1}, "status": {"phase": "Completed", "observedGeneration": 1}})

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from rtc_recording.callbacks import path_key
+from rtc_recording.classes import CLASS_PLURAL
 from rtc_recording.cloud import RecordFiles, TaskStatus, Throttled
 from rtc_recording.index import Tracked
 from rtc_recording.kube import KubeError
@@ -824,7 +825,7 @@ CLASSES = rows(
     Row(
         "reading the class fails (apiserver): retried, nothing written",
         spec=CLASSED,
-        given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses/", KubeError(500, "etcd")),
+        given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses", KubeError(500, "etcd")),
         raises=RetryLater,
         calls=[],
         status_writes=0,
@@ -863,6 +864,26 @@ CLASSES = rows(
 @pytest.mark.parametrize("row", CLASSES)
 async def test_classes(row: Row) -> None:
     await run(row)
+
+
+async def test_classes_come_from_the_watch_once_it_has_synced() -> None:
+    """A LIST of classes per Start was one of the burst's largest apiserver costs."""
+    w = World()
+    a_class()(w)
+    for name in ("rec", "rec2", "rec3"):
+        w.add(recording(name, **CLASSED))
+    await w.recorder.reconcile(w.body("rec"))  # before the watch synced: read directly
+    await until(lambda: w.recorder.classes._reflector.synced.is_set(), what="the class watch")
+    reads = len([r for r in w.kube.requests if r.kind == "rtcrecordingclasses"])
+    w.kube.edit(
+        "", "standard", lambda c: c["spec"].update(maxIdleSeconds=900), kind=CLASS_PLURAL
+    )  # seen by the next Start
+    await until(lambda: w.recorder.classes._classes["standard"].defaults.get("maxIdleSeconds") == 900)
+    for name in ("rec2", "rec3"):
+        await w.recorder.reconcile(w.body(name))
+    assert [r for r in w.kube.requests if r.kind == "rtcrecordingclasses" and r.method == "GET"][reads:] == []
+    assert [w.status(n)["phase"] for n in ("rec", "rec2", "rec3")] == ["Recording"] * 3
+    assert w.cloud.tasks[w.status("rec3")["taskId"]].params["MaxIdleTime"] == 900
 
 
 # -- update --------------------------------------------------------------------------------------

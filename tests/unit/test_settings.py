@@ -1,8 +1,14 @@
 """Settings fail loudly at start-up, naming the variable."""
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+import yaml
+
+from rtc_recording.aliyun import ENDPOINTS
 from rtc_recording.cli import main
+from rtc_recording.resource import REGIONS
 
 
 @pytest.mark.parametrize(
@@ -24,3 +30,25 @@ def test_bad_settings_stop_the_operator_with_a_clear_message(monkeypatch, env, e
         main(["run"])
     assert "invalid operator settings" in str(exit_.value) and expected in str(exit_.value)
     assert "RTCREC_:" not in str(exit_.value)
+
+
+def test_the_regions_are_one_list():
+    """resource.REGIONS is the home; the CRDs, the chart's values schema and the endpoints agree."""
+    repo = Path(__file__).resolve().parents[2]
+    for crd in ("rtcrecordings", "rtcrecordingclasses", "rtcrecordingschedules"):
+        text = (repo / "crds" / f"{crd}.yaml").read_text()
+        enums = [n["enum"] for n in _nodes(yaml.safe_load(text)) if "enum" in n and "us-east-1" in n["enum"]]
+        assert enums and all(tuple(e) == REGIONS for e in enums), crd
+    schema = json.loads((repo / "charts" / "rtc-recording-operator" / "values.schema.json").read_text())
+    assert tuple(schema["properties"]["settings"]["properties"]["defaultRegion"]["enum"]) == REGIONS
+    assert tuple(ENDPOINTS) == REGIONS
+
+
+def _nodes(node):
+    if isinstance(node, dict):
+        yield node
+        for child in node.values():
+            yield from _nodes(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _nodes(child)

@@ -151,7 +151,8 @@ def build(binary: Binary, log=sys.stderr) -> Path:
         stderr=subprocess.PIPE,
         text=True,
     )
-    packages, tail = 0, []
+    assert build.stderr is not None  # stderr=PIPE
+    packages, tail = 0, list[str]()
     for line in build.stderr:
         packages += 1
         tail = [*tail[-20:], line]

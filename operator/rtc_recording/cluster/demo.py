@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from ..emulator import EmulatorConfig, run_in_thread
+from ..resource import Phase
 from . import binaries
 from .launcher import LocalCluster, free_port
 from .processes import RtcrecProcess, local_env, wait_for
@@ -84,7 +85,8 @@ class Table(threading.Thread):
 
     def __init__(self, cluster: LocalCluster, namespace: str = NAMESPACE, started: float | None = None):
         super().__init__(daemon=True)
-        self.cluster, self.rows, self.stopping = cluster, {}, threading.Event()
+        self.cluster, self.stopping = cluster, threading.Event()
+        self.rows: dict[str, tuple[str, ...]] = {}
         self.started = time.monotonic() if started is None else started
         self.namespace = namespace
         if namespace != NAMESPACE:
@@ -242,7 +244,7 @@ def story(
     try:
         names = list(phases(cluster))
         wait_for(
-            lambda: all(s.get("phase") == "Recording" for s in phases(cluster).values()),
+            lambda: all(s.get("phase") == Phase.RECORDING for s in phases(cluster).values()),
             60,
             "every recording to be Recording",
             details,
@@ -282,7 +284,7 @@ def story(
         for user in PEOPLE:
             emulator.control.leave(APP, CHANNEL, user)
         wait_for(
-            lambda: all(s.get("phase") == "Completed" for s in phases(cluster).values()),
+            lambda: all(s.get("phase") == Phase.COMPLETED for s in phases(cluster).values()),
             60,
             "every recording to complete",
             details,
@@ -334,7 +336,7 @@ def classes_and_schedules(cluster: LocalCluster, emulator, details, started: flo
     try:
         cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(review))
         status = wait_for(
-            lambda: (s := phases(cluster, TEAM).get("design-review") or {}).get("phase") == "Recording" and s,
+            lambda: recording_status(cluster, TEAM, "design-review"),
             60,
             "design-review to be Recording",
             details,
@@ -377,7 +379,7 @@ def classes_and_schedules(cluster: LocalCluster, emulator, details, started: flo
             now = rtcrec_plugin(cluster, "run-now", name)
             print(f"    $ kubectl rtcrec run-now {name}\n" + indented(now), flush=True)
         run = wait_for(
-            lambda: next((n for n, s in phases(cluster, TEAM).items() if n.startswith(name) and s.get("taskId")), None),
+            lambda: next((n for n, s in phases(cluster, TEAM).items() if n.startswith(name) and s.get("taskId")), ""),
             60,
             f"the run of {name} to start",
             details,
@@ -395,13 +397,13 @@ def classes_and_schedules(cluster: LocalCluster, emulator, details, started: flo
         for user in ("alice", "bob"):
             emulator.control.leave(APP, review["spec"]["channelId"], user)
         wait_for(
-            lambda: phases(cluster, TEAM)["design-review"].get("phase") == "Completed", 30, "design-review", details
+            lambda: phases(cluster, TEAM)["design-review"].get("phase") == Phase.COMPLETED, 30, "design-review", details
         )
         table.settle()
 
         say(f"The all-hands run records until its durationSeconds ({RUN_SECONDS} s), then the operator stops it")
         wait_for(
-            lambda: phases(cluster, TEAM)[run].get("phase") == "Completed",
+            lambda: phases(cluster, TEAM)[run].get("phase") == Phase.COMPLETED,
             RUN_SECONDS + 60,
             f"{run} to complete",
             details,
@@ -420,6 +422,12 @@ def classes_and_schedules(cluster: LocalCluster, emulator, details, started: flo
     ]
     live = [t for t in tasks if t["status"] in ("RUNNING", "RECOVERING")]
     return {"recordings": len(phases(cluster, TEAM)), "tasks": len(tasks), "live": len(live)}
+
+
+def recording_status(cluster: LocalCluster, namespace: str, name: str) -> dict:
+    """The status of a Recording recording; {} otherwise."""
+    status = phases(cluster, namespace).get(name) or {}
+    return status if status.get("phase") == Phase.RECORDING else {}
 
 
 def sched_status(cluster: LocalCluster, name: str) -> dict:

@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from . import binaries
 
@@ -85,7 +86,7 @@ class LocalCluster:
         s = self.state_dir
         client, peer, secure = free_port(), free_port(), free_port()
         token = secrets.token_hex(16)
-        info = {
+        info: dict[str, Any] = {
             "server": f"https://127.0.0.1:{secure}",
             "token": token,
             "etcd": f"http://127.0.0.1:{client}",

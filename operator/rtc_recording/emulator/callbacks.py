@@ -67,7 +67,9 @@ class Dispatcher:
     def counts(self) -> dict[str, Any]:
         """queued (sent to delivery), suppressed (callbacks off), delivered (a 2xx), failed (no 2xx after the
         resend, or a 4xx), pending (queued, not finished), attempts (POSTs), and the same by event type."""
-        counts = {k: self._counts[k] for k in ("queued", "suppressed", "delivered", "failed", "attempts")}
+        counts: dict[str, Any] = {
+            k: self._counts[k] for k in ("queued", "suppressed", "delivered", "failed", "attempts")
+        }
         counts["pending"] = sum(len(queue) for queue in self._queues.values()) + self._in_flight
         counts["byEventType"] = {kind: dict(c) for kind, c in sorted(self._by_type.items())}
         return counts

@@ -10,7 +10,7 @@ import asyncio
 import signal
 from collections.abc import Sequence
 
-from .config import ACTIONS, EmulatorConfig
+from .config import ACTIONS, DEFAULT_REGION, EmulatorConfig
 from .runner import serve
 
 
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--region", default="cn-shanghai")
+    p.add_argument("--region", default=DEFAULT_REGION)
     p.add_argument("--time-scale", type=float, default=1.0, help="emulated seconds per real second")
     p.add_argument(
         "--access-key", action="append", default=[], metavar="ID:SECRET", type=lambda t: _pair(t, 2, "ID:SECRET")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# The region of live.aliyuncs.com, the endpoint without a region in its name. (The operator's copy
+# of the regions is resource.REGIONS: the emulator is the other side of the wire and imports none.)
+DEFAULT_REGION = "cn-shanghai"
 ACTIONS = (
     "StartRtcCloudRecording",
     "StopRtcCloudRecording",
@@ -67,7 +70,7 @@ class EmulatorConfig(FaultKnobs):
         description="refuse channel and user ids outside [A-Za-z0-9_-]{1,64} (the ARTC token rule; the "
         "StartRtcCloudRecording page states no rule for ids, so off by default)",
     )
-    region: str = Field("cn-shanghai", description="region when the Host is not a vendor endpoint")
+    region: str = Field(DEFAULT_REGION, description="region when the Host is not a vendor endpoint")
     time_scale: float = Field(1.0, gt=0, description="emulated seconds per real second")
     seed: int = 0
     stopping_seconds: float = Field(1.0, ge=0, description="emulated time a task spends in STOPPING")

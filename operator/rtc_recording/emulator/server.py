@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from .callbacks import Dispatcher
 from .clock import Clock
-from .config import EmulatorConfig, FaultKnobs
+from .config import DEFAULT_REGION, EmulatorConfig, FaultKnobs
 from .errors import ApiError
 from .faults import Faults, Hang
 from .keys import Credential, KeyStore
@@ -128,7 +128,7 @@ class Emulator:
     def account(self, host: str) -> Account:
         # a vendor endpoint name says its region; anything else (loopback) is the configured one
         match = _VENDOR_HOST.match(host)
-        region = (match.group(1) or "cn-shanghai") if match else self.config.region
+        region = (match.group(1) or DEFAULT_REGION) if match else self.config.region
         return Account(region, frozenset(self.config.apps), frozenset(self.config.oss_buckets), self.config.strict_ids)
 
     def tick(self) -> None:
@@ -202,8 +202,7 @@ async def _answer(request: web.Request) -> web.StreamResponse:
         signed = SignedRequest(request.method, request.path, query, request.headers, body)
         credential = verify(signed, emulator.keys, emulator.nonces, received)
         key = credential.access_key_id
-        handler = _ACTIONS.get(action or "")
-        if handler is None:
+        if action is None or (handler := _ACTIONS.get(action)) is None:
             raise ApiError("InvalidAction.NotFound", f"Action {action!r}.")
         params = dict(query)
         version = params.get("Version") or request.headers.get("x-acs-version")

@@ -355,11 +355,13 @@ class Engine:
         if task.status == STOPPED:
             return None
         if task.status == STOPPING:
+            assert task.stopping_at is not None  # set with the status
             return task.stopping_at + self.stopping_seconds
         due = task.created_at + self.max_duration
         if task.idle_since is not None:
             due = min(due, task.idle_since + task.spec.max_idle_time)
         if task.status == RECOVERING:
+            assert task.recover_until is not None  # set with the status
             due = min(due, task.recover_until)
         return due
 

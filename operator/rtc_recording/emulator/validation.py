@@ -24,12 +24,13 @@ is accepted. Account.strict_ids (the emulator's --strict-ids) refuses ids outsid
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, TypeGuard, overload
 from urllib.parse import urlsplit
 
 from .errors import ApiError
@@ -71,7 +72,7 @@ class Account:
     strict_ids: bool = False  # refuse channel and user ids outside STRICT_ID_RE (not a rule of the page)
 
 
-def _valid_id(value: Any, account: Account) -> bool:
+def _valid_id(value: Any, account: Account) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value) and (not account.strict_ids or bool(STRICT_ID_RE.fullmatch(value)))
 
 
@@ -202,7 +203,18 @@ class _Object:
             self.fail(f"{self._name(key)} must be {bounds}, got {number}")
         return number
 
-    def str(self, key: str, *, required: bool = False, max_len: int | None = None) -> str | None:
+    # builtins.str and builtins.int: in this class body, `str` and `int` are these readers
+    @overload
+    def str(
+        self, key: builtins.str, *, required: Literal[True], max_len: builtins.int | None = None
+    ) -> builtins.str: ...
+    @overload
+    def str(
+        self, key: builtins.str, *, required: bool = False, max_len: builtins.int | None = None
+    ) -> builtins.str | None: ...
+    def str(
+        self, key: builtins.str, *, required: bool = False, max_len: builtins.int | None = None
+    ) -> builtins.str | None:
         value = self.obj.get(key)
         if value is None or value == "":
             if required:
@@ -214,7 +226,7 @@ class _Object:
             self.fail(f"{self._name(key)} is longer than {max_len} characters")
         return value
 
-    def fraction(self, key: str) -> None:
+    def fraction(self, key: builtins.str) -> None:
         """Pane geometry: strings in the vendor's model; numbers accepted like a JSON binder would."""
         value = self.obj.get(key)
         if value is None:
