@@ -297,6 +297,16 @@ def _is_run(name: str) -> bool:
     return name.startswith(f"{SCHEDULE_PREFIX}-")
 
 
+def _runs_at_rest(stack: Stack, ns: str) -> int:
+    """Runs whose phase is Recording, Completed or Failed (as the driver's watch shows them): what a
+    restart resumes with nothing to do. Read while the operator is stopped, so nothing moves."""
+    return sum(
+        1
+        for (n, name), phase in list(stack.tracker.phase.items())
+        if n == ns and _is_run(name) and phase in ("Recording", "Completed", "Failed")
+    )
+
+
 def _restart_once(stack: Stack, present: int, new: list[tuple[float, dict]], ns: str) -> dict[str, Any]:
     """Start the operator and the receiver with `present` resources; create `new` ones at the given
     offsets meanwhile; wait until every resource has been seen and handled, then settle."""
@@ -429,7 +439,9 @@ def restart(
                 stack.namespace(ns)
                 new = [(offset, manifest(f"new-{k}", f"{ns}-{k}")) for k, offset in enumerate((1.0, 3.0, 5.0))]
                 stack.join([m["spec"]["channelId"] for _, m in new])
-                runs_now = schedule_figures(stack, "c")["schedule_runs"] if schedules else 0  # resources too
+                # The schedules' runs at rest are resumed like the seeded ones ("handled" counts them); one
+                # whose Start the previous operator did not finish is started now, like the new ones.
+                runs_now = _runs_at_rest(stack, "c") if schedules else 0
                 log(f"c: restart with {present + runs_now + new_count} resources, run {run + 1}")
                 result = _restart_once(stack, present + runs_now + new_count, new, ns)
                 if schedules:
