@@ -64,6 +64,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 COMPONENT = "rtc-recording-operator"
 PERSIST_TRIES = 6  # with the backoff settings' defaults: about a minute
+CONFIRM_TRIES = 12  # then as long again to learn whether the last of them was taken after all
 RECHECK_SECONDS = 2.0  # while waiting on the cloud or on evidence
 PHASE_OF = {
     TaskStatus.RUNNING: reconcile.Phase.RECORDING,
@@ -437,11 +438,33 @@ class Recorder:
             await self._reap({"metadata": {"namespace": ns, "name": name}, "spec": obj.get("spec")}, task_id)
             return
         except (TimeoutError, KubeError, aiohttp.ClientError):
-            # The apiserver would not take it for a minute: a task nobody can find must not run on.
-            await self._reap(obj, task_id)
+            await self._confirm_or_reap(obj, task_id)
             raise
         if patch is None and status_of(obj).task_id != task_id:
             await self._reap(obj, task_id)  # a newer attempt or an adoption won: this task is a duplicate
+
+    async def _confirm_or_reap(self, obj: dict, task_id: str) -> None:
+        """The write naming a new task got no answer for a minute, yet the apiserver may have taken
+        it (a timeout, a 504 while it restarts). Once it answers again: a task its status names is
+        kept; any other must not run on, since nobody can find it."""
+        meta = obj["metadata"]
+        for attempt in range(1, CONFIRM_TRIES + 1):
+            try:
+                fresh = await self.kube.get_recording(meta["namespace"], meta["name"])
+            except Gone:
+                break
+            except (TimeoutError, KubeError, aiohttp.ClientError):
+                await asyncio.sleep(
+                    reconcile.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+                )
+                continue
+            if fresh["metadata"].get("uid") == meta["uid"] and status_of(fresh).task_id == task_id:
+                log.info(
+                    "%s/%s: the write naming task %s was taken after all", meta["namespace"], meta["name"], task_id
+                )
+                return
+            break
+        await self._reap(obj, task_id)
 
     def _if_attempt(self, obj: dict, attempt: int, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
         """Apply `change` only while this attempt is still the pending one."""

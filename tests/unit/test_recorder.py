@@ -431,6 +431,25 @@ START = rows(
         ),
     ),
     Row(
+        "status write after Start taken by the apiserver but never answered, the watch down: the task is kept",
+        settings={"backoff_base_seconds": 0.001},
+        given=lambda w: (
+            w.kube.listeners.clear(),  # the operator's watch shows nothing (the apiserver restarts)
+            w.kube.before(
+                "GET",
+                GET_REC,
+                lambda k: (
+                    k.fail("PATCH", STATUS, KubeError(504, "timeout"), times=PERSIST_TRIES - 1),
+                    k.fail("PATCH", STATUS, KubeError(504, "timeout"), served=True),
+                ),
+            ),
+        ),
+        raises=KubeError,
+        want={"phase": "Recording", "taskId": "task-1", "strayTaskIds": ABSENT},
+        calls=[("start", None)],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
         "status writes keep failing: the task is reaped all the same, the error raised",
         settings={"backoff_base_seconds": 0.001},
         given=lambda w: w.kube.before(
