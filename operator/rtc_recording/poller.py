@@ -36,7 +36,6 @@ class Poller:
         self.observe, self.interval, self.spacing = observe, interval, 1 / calls_per_second
         self.clock, self.rng = clock, rng or random.Random()
         self._objects: dict[Key, Tracked] = {}
-        self._task_ids: dict[Key, str] = {}
         self._next: dict[Key, float] = {}  # the one valid due time per key
         self._due: list[tuple[float, Key]] = []  # lazy heap: entries not in _next are stale
         self._wake = asyncio.Event()
@@ -48,14 +47,13 @@ class Poller:
         if not tracked.task_id or tracked.phase not in LIVE or tracked.deleting:
             self.forget(key)
             return
+        old = self._objects.get(key)
         self._objects[key] = tracked
-        if self._task_ids.get(key) != tracked.task_id:
-            self._task_ids[key] = tracked.task_id
+        if old is None or old.task_id != tracked.task_id:
             self._schedule(key, self.interval * self.rng.uniform(0.5, 1.0))
 
     def forget(self, key: Key) -> None:
         self._objects.pop(key, None)
-        self._task_ids.pop(key, None)
         self._next.pop(key, None)
 
     def _schedule(self, key: Key, delay: float) -> None:
