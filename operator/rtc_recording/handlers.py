@@ -13,11 +13,11 @@ import kopf
 from . import evidence, health, leader, ownership, relay, ssrf
 from .clients import CloudClients
 from .deadlines import Deadlines
+from .decisions import TERMINAL, at_rest
 from .index import Index
 from .kube import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
 from .pins import Pins
 from .poller import Poller
-from .reconcile import TERMINAL, at_rest
 from .recorder import Recorder, RetryLater
 from .scheduler import Scheduler
 from .schedules import SCHEDULE_PLURAL

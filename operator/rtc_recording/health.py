@@ -44,7 +44,7 @@ class Health:
 
     def saw(self, tracked: Tracked | None, key: Key, at_rest: bool = False) -> None:
         """Every watch event: does this object now wait for a handler? One at rest
-        (`reconcile.at_rest`) waits for none: its resume is skipped."""
+        (`decisions.at_rest`) waits for none: its resume is skipped."""
         if tracked is None:  # deleted
             self._handled.pop(key, None)
             self._waiting.pop(key, None)

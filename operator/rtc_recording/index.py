@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import metrics, reconcile
+from . import decisions, metrics
 from .classes import account_fields
 from .ownership import Sealer
 from .resource import status_of
@@ -46,8 +46,8 @@ class Tracked:
     @classmethod
     def of(cls, obj: dict) -> Tracked:
         meta, status = obj["metadata"], obj.get("status") or {}
-        controls = reconcile.Controls.of(obj)
-        due = reconcile.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
+        controls = decisions.Controls.of(obj)
+        due = decisions.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
         region, secret_namespace, secret = account_fields(obj)
         phase = status.get("phase")
         return cls(

@@ -22,9 +22,9 @@ import pytest
 from rtc_recording.callbacks import path_key
 from rtc_recording.classes import CLASS_PLURAL
 from rtc_recording.cloud import RecordFiles, TaskStatus, Throttled
+from rtc_recording.decisions import ADOPT_ANNOTATION
 from rtc_recording.index import Tracked
 from rtc_recording.kube import KubeError
-from rtc_recording.reconcile import ADOPT_ANNOTATION
 from rtc_recording.recorder import PERSIST_TRIES, RetryLater
 from rtc_recording.secretcache import CREDENTIALS, NOTIFY_KEY
 
@@ -256,7 +256,7 @@ async def run(row: Row) -> World:
 
 
 def backoff(retry: int, base: float = 1.0) -> tuple[float, float]:
-    """The bounds of reconcile.backoff(retry, base, 300): the upper half of base * 2**retry."""
+    """The bounds of decisions.backoff(retry, base, 300): the upper half of base * 2**retry."""
     ceiling = min(300.0, base * 2**retry)
     return ceiling / 2, ceiling
 
