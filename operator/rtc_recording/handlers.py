@@ -70,7 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
     memo.pins = Pins(memo.kube, memo.clients.secrets)
     interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
-    memo.poller = Poller(memo.recorder.observe, interval, config.poll_calls_per_second)
+    memo.poller = Poller(memo.recorder.describe, interval, config.poll_calls_per_second)
     memo.deadlines = Deadlines(memo.recorder.on_due)
     memo.health = health.Health(
         memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds, config.namespaces

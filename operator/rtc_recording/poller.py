@@ -27,13 +27,13 @@ Key = tuple[str, str]
 class Poller:
     def __init__(
         self,
-        observe: Callable[[Tracked], Awaitable[object]],
+        describe: Callable[[Tracked], Awaitable[object]],
         interval: float,
         calls_per_second: float,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ):
-        self.observe, self.interval, self.spacing = observe, interval, 1 / calls_per_second
+        self.describe, self.interval, self.spacing = describe, interval, 1 / calls_per_second
         self.clock, self.rng = clock, rng or random.Random()
         self._objects: dict[Key, Tracked] = {}
         self._next: dict[Key, float] = {}  # the one valid due time per key
@@ -78,7 +78,7 @@ class Poller:
                 continue
             self._schedule(due, self.interval)
             try:
-                await self.observe(self._objects[due])
+                await self.describe(self._objects[due])
             except Exception:
                 log.warning("polling %s/%s failed", *due, exc_info=True)
             await asyncio.sleep(self.spacing)

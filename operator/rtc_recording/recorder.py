@@ -528,7 +528,7 @@ class Recorder:
             )
             return
         except NotFound:
-            await self.observe(Tracked.of(obj))  # the task ended meanwhile: say so instead of updating
+            await self.describe(Tracked.of(obj))  # the task ended meanwhile: say so instead of updating
             return
         except (Throttled, Transient, CredentialsUnavailable) as exc:
             raise RetryLater(self._delay(exc, retry), f"Update not carried out: {exc}") from exc
@@ -800,7 +800,7 @@ class Recorder:
             pass
 
     # -- observation -------------------------------------------------------------------------
-    async def observe(self, tracked: Tracked) -> dict | None:
+    async def describe(self, tracked: Tracked) -> dict | None:
         """Describe the current task and write what the cloud says; returns the patch applied.
         Costs no apiserver request when the cloud says what status already says."""
         task_id = tracked.task_id
@@ -850,7 +850,7 @@ class Recorder:
             case Adopt(task) if obj is not None:
                 await self._adopt(obj, attempt, task)
             case Observe() if obj is not None:
-                await self.observe(Tracked.of(obj))
+                await self.describe(Tracked.of(obj))
             case Reap(task):
                 stand_in = obj or (tomb.stand_in() if tomb else {"metadata": {"namespace": namespace, "name": name}})
                 await self._reap(stand_in, task)

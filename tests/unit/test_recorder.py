@@ -107,7 +107,7 @@ def delete(retry: int = 0) -> Callable[[World], Awaitable]:
 
 
 def observe() -> Callable[[World], Awaitable]:
-    return lambda w: w.recorder.observe(Tracked.of(w.body()))
+    return lambda w: w.recorder.describe(Tracked.of(w.body()))
 
 
 def on_due() -> Callable[[World], Awaitable]:
@@ -1835,7 +1835,7 @@ def with_files(**files: Any) -> Callable[[World], None]:
 
 def returns(expected: Any) -> Callable[[World], Awaitable]:
     async def act(w: World) -> None:
-        assert await w.recorder.observe(Tracked.of(w.body())) == expected
+        assert await w.recorder.describe(Tracked.of(w.body())) == expected
 
     return act
 
@@ -2063,7 +2063,7 @@ def account_known_then_secret_gone(w: World) -> None:
 
 
 async def secret_gone_after_use(w: World) -> None:
-    await w.recorder.observe(Tracked.of(w.body()))  # the account is made with the Secret
+    await w.recorder.describe(Tracked.of(w.body()))  # the account is made with the Secret
     w.kube.remove("secrets", NS, "keys")
     w.clients.secrets.forget(NS, "keys")
     await w.recorder.delete(w.body())
