@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from rtc_recording import reconcile
+from rtc_recording import decisions
 from rtc_recording.aliyun import AliyunRecordingCloud
 from rtc_recording.cloud import TaskInfo, TaskStatus
 from rtc_recording.cluster import binaries
@@ -559,11 +559,11 @@ def seeded_status(created: dict, task_id: str, completed: bool = False) -> dict:
     its own pure functions, plus Kopf's diff-base of the object as created: Kopf then sees an
     object it has handled before (a resume, not a create) and has nothing to write."""
     now, generation = now_utc(), created["metadata"]["generation"]
-    status = _merge({}, reconcile.attempt_recorded(status_of({}), 1, generation, now))
-    status = _merge(status, reconcile.started(status_of({"status": status}), task_id, generation, now))
+    status = _merge({}, decisions.attempt_recorded(status_of({}), 1, generation, now))
+    status = _merge(status, decisions.started(status_of({"status": status}), task_id, generation, now))
     if completed:
         info = TaskInfo(task_id, TaskStatus.STOPPED)
-        status = _merge(status, reconcile.observed(status_of({"status": status}), info, generation, now))
+        status = _merge(status, decisions.observed(status_of({"status": status}), info, generation, now))
     # Sealed as the operator seals what it writes (ownership.py): an unsealed task id is refused.
     status = Sealer(derive_key(AUTH_KEY)).sealed({**created, "status": {}}, status) or status
     essence = {"spec": created["spec"]}  # what Kopf keeps: the spec (no labels or annotations here)

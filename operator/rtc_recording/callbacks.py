@@ -4,7 +4,7 @@ The operator starts every task with NotifyUrl = <callback_url>/callbacks/<ns>/<n
 so a callback says which resource *and which Start attempt* it belongs to, even when the
 answer to that Start was lost. The receiver holds no cloud credentials and calls no cloud
 API: the operator is the one process that spends the account's quota. A verified callback
-that can change something (see `reconcile.on_callback`) becomes evidence (`evidence.py`)
+that can change something (see `decisions.on_callback`) becomes evidence (`evidence.py`)
 for the operator to confirm and act on; all others, nearly every callback, cost nothing
 but a look at the receiver's own watch of the RtcRecordings.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import evidence, metrics, reconcile
+from . import decisions, evidence, metrics
 from .classes import effective_notify
 from .kube import Conflict, Kube
 from .ownership import derive_key
@@ -153,7 +153,7 @@ def forwarded(notify: dict, callback: Callback) -> bool:
 class Known:
     """What the receiver keeps of one RtcRecording."""
 
-    view: reconcile.View
+    view: decisions.View
     channel: tuple[str, str]  # appId, channelId
     notify: dict | None  # spec.notify merged with the pinned class's (classes.effective_notify), for relays
 
@@ -193,7 +193,7 @@ class Receiver:
         else:
             spec = obj.get("spec") or {}
             self.known[key] = Known(
-                reconcile.View.of(obj),
+                decisions.View.of(obj),
                 (spec.get("appId", ""), spec.get("channelId", "")),
                 effective_notify(obj) or None,
             )
@@ -265,7 +265,7 @@ class Receiver:
             if (
                 known is not None
                 and known.view.uid == m["uid"]
-                and not isinstance(action, reconcile.Reap)
+                and not isinstance(action, decisions.Reap)
                 and known.notify
                 and forwarded(known.notify, callback)
             ):
@@ -279,13 +279,13 @@ class Receiver:
             metrics.CALLBACKS.labels(event=event, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
         metrics.CALLBACKS.labels(
-            event=event, outcome="ignored" if isinstance(action, reconcile.Ignore) else "recorded"
+            event=event, outcome="ignored" if isinstance(action, decisions.Ignore) else "recorded"
         ).inc()
         return web.json_response(SUCCESS)
 
     async def process(
         self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
-    ) -> reconcile.CallbackAction:
+    ) -> decisions.CallbackAction:
         """Decide from the receiver's view; record evidence unless there is nothing to do.
 
         The common race: the callback outran the status write of its Start's answer, or our
@@ -296,21 +296,21 @@ class Receiver:
         deadline = loop.time() + self.settle_seconds
         while True:
             action = self._decide(key, uid, attempt, callback)
-            if not isinstance(action, reconcile.Adopt) or loop.time() >= deadline:
+            if not isinstance(action, decisions.Adopt) or loop.time() >= deadline:
                 break
             await self._changed(key, deadline - loop.time())
-        if not isinstance(action, reconcile.Ignore):
+        if not isinstance(action, decisions.Ignore):
             await self._record(evidence.Evidence(key[0], key[1], uid, attempt, callback.task_id, callback.event_type))
         log.info("%s/%s attempt %s: %s %s -> %s", *key, attempt, callback.event_type, callback.task_id, action)
         return action
 
-    def _decide(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> reconcile.CallbackAction:
+    def _decide(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> decisions.CallbackAction:
         known = self.known.get(key)
         if known is not None and known.view.uid == uid and known.channel != (callback.app_id, callback.channel_id):
             log.warning("callback for %s/%s names another channel; ignored", *key)
-            return reconcile.Ignore("another channel")
+            return decisions.Ignore("another channel")
         stopped = uid in self.tombstones and self.tombstones[uid] == callback.task_id
-        return reconcile.on_callback(
+        return decisions.on_callback(
             known.view if known else None, uid, attempt, callback.task_id, callback.event_type, known_stopped=stopped
         )
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import reconcile
+from . import decisions
 from .resource import RtcRecordingSpec, RtcRecordingStatus, spec_errors
 
 DEFAULT_ANNOTATION = "rtc.recording.io/is-default-class"
@@ -267,10 +267,10 @@ def _who(field: str, own: dict[str, Any], pin: dict[str, Any]) -> str:
 def class_pending(status: RtcRecordingStatus, reason: str, message: str, generation: int, now: datetime) -> dict:
     """Waiting for a class that does not exist yet (as a PVC waits for its StorageClass)."""
     return {
-        "phase": reconcile.Phase.PENDING,
+        "phase": decisions.Phase.PENDING,
         "reason": reason,
         "message": message,
-        "conditions": reconcile.phase_conditions(status, reconcile.Phase.PENDING, reason, message, generation, now),
+        "conditions": decisions.phase_conditions(status, decisions.Phase.PENDING, reason, message, generation, now),
     }
 
 

@@ -98,7 +98,8 @@ def _receiver(args: argparse.Namespace) -> int:
         paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces] or [
             f"/apis/{GROUP}/{VERSION}/{PLURAL}"
         ]
-        reflectors = [Reflector(kube, path, receiver.on_change) for path in paths]
+        # Pages of 100: the receiver's peak is the page it parses (full objects, managedFields and all).
+        reflectors = [Reflector(kube, path, receiver.on_change, page_size=100) for path in paths]
         receiver.ready = lambda: all(r.synced.is_set() for r in reflectors)
         watches = [asyncio.create_task(r.run()) for r in reflectors]
         application = receiver.app()

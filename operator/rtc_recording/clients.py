@@ -30,10 +30,10 @@ from .aliyun import AliyunRecordingCloud
 from .classes import account_fields
 from .cloud import CloudError, RecordingCloud, Throttled, Transient
 from .credentials import CredentialsProvider, CredentialsUnavailable, DefaultChainCredentials, StaticCredentials
+from .decisions import backoff
 from .kube import Kube
 from .quota import AccountBudget, Budgets, Priority
 from .reachability import Reachability
-from .reconcile import backoff
 from .secretcache import SecretCache, SecretUnavailable
 from .settings import Settings
 

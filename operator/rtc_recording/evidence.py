@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
 from .cloud import CloudError
+from .decisions import backoff
 from .kube import GROUP, Kube, Reflector, segment
-from .reconcile import backoff
 
 log = logging.getLogger(__name__)
 

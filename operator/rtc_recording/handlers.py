@@ -13,11 +13,11 @@ import kopf
 from . import evidence, health, leader, ownership, relay, ssrf
 from .clients import CloudClients
 from .deadlines import Deadlines
+from .decisions import TERMINAL, at_rest
 from .index import Index
 from .kube import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
 from .pins import Pins
 from .poller import Poller
-from .reconcile import TERMINAL, at_rest
 from .recorder import Recorder, RetryLater
 from .scheduler import Scheduler
 from .schedules import SCHEDULE_PLURAL
@@ -70,7 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
     memo.pins = Pins(memo.kube, memo.clients.secrets)
     interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
-    memo.poller = Poller(memo.recorder.observe, interval, config.poll_calls_per_second)
+    memo.poller = Poller(memo.recorder.describe, interval, config.poll_calls_per_second)
     memo.deadlines = Deadlines(memo.recorder.on_due)
     memo.health = health.Health(
         memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds, config.namespaces

@@ -38,30 +38,30 @@ class Health:
         self.kube, self.index, self.poller, self.budgets = kube, index, poller, budgets
         self.stuck, self.clock = stuck_seconds, clock
         self.namespaces = namespaces  # empty: cluster-wide; else a namespaced install may list only these
-        self._handled: dict[Key, tuple[str, int, bool]] = {}  # what our handlers last ran for
+        self._handled: dict[Key, int] = {}  # what our handlers last ran for (a hash: a tuple each costs 1 MB at 10 000)
         self._waiting: dict[Key, float] = {}  # objects seen that no handler ran for yet, since when
         self._listed = clock()
 
     def saw(self, tracked: Tracked | None, key: Key, at_rest: bool = False) -> None:
         """Every watch event: does this object now wait for a handler? One at rest
-        (`reconcile.at_rest`) waits for none: its resume is skipped."""
+        (`decisions.at_rest`) waits for none: its resume is skipped."""
         if tracked is None:  # deleted
             self._handled.pop(key, None)
             self._waiting.pop(key, None)
         elif at_rest:
-            state = (tracked.uid, tracked.generation, tracked.deleting)
+            state = hash((tracked.uid, tracked.generation, tracked.deleting))
             if self._handled.get(key) != state:  # its resume, decided here: Nothing
                 metrics.RECONCILES.labels(action="nothing", outcome="at_rest").inc()
                 self._handled[key] = state
             self._waiting.pop(key, None)
-        elif self._handled.get(key) != (tracked.uid, tracked.generation, tracked.deleting):
+        elif self._handled.get(key) != hash((tracked.uid, tracked.generation, tracked.deleting)):
             self._waiting.setdefault(key, self.clock())
 
     def handling(self, obj: dict) -> None:
         """A handler runs for this object as it is now."""
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        self._handled[key] = (meta["uid"], meta.get("generation", 0), bool(meta.get("deletionTimestamp")))
+        self._handled[key] = hash((meta["uid"], meta.get("generation", 0), bool(meta.get("deletionTimestamp"))))
         self._waiting.pop(key, None)
 
     async def problems(self) -> list[str]:

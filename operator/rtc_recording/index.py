@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import metrics, reconcile
+from . import decisions, metrics
 from .classes import account_fields
 from .ownership import Sealer
 from .resource import status_of
@@ -45,17 +46,18 @@ class Tracked:
     @classmethod
     def of(cls, obj: dict) -> Tracked:
         meta, status = obj["metadata"], obj.get("status") or {}
-        controls = reconcile.Controls.of(obj)
-        due = reconcile.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
+        controls = decisions.Controls.of(obj)
+        due = decisions.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
         region, secret_namespace, secret = account_fields(obj)
+        phase = status.get("phase")
         return cls(
-            meta["namespace"],
+            sys.intern(meta["namespace"]),  # shared by every object of a namespace, as the phases are
             meta["name"],
             meta["uid"],
             meta.get("resourceVersion", ""),
             meta.get("generation", 0),
             bool(meta.get("deletionTimestamp")),
-            status.get("phase"),
+            sys.intern(phase) if phase else None,
             status.get("taskId"),
             files_digest(status.get("files")),
             region,
@@ -104,7 +106,6 @@ class Index:
         self._owners: dict[str, Key] = {}
         self.tombstones: OrderedDict[str, Tracked] = OrderedDict()  # uid -> the last we saw of it
         self.last_event = clock()
-        self._phases = metrics.PhaseCount()
 
     def saw(self, type_: str | None, obj: dict) -> Tracked | None:
         """One watch event (`type_` DELETED or anything else); returns what is kept, if anything."""
@@ -113,8 +114,8 @@ class Index:
         old = self.objects.pop(tracked.key, None)
         if old is not None and old.task_id and self._owners.get(old.task_id) == old.key:
             del self._owners[old.task_id]
+        metrics.phase_changed(_counted(old), None if type_ == "DELETED" else _counted(tracked))
         if type_ == "DELETED":
-            self._phases.set(tracked.key, None)
             self.tombstones[tracked.uid] = tracked
             while len(self.tombstones) > TOMBSTONES_KEPT:
                 self.tombstones.popitem(last=False)
@@ -122,7 +123,6 @@ class Index:
         self.objects[tracked.key] = tracked
         if tracked.task_id and self.proven(tracked):  # a task id without our seal makes nobody its owner
             self._owners[tracked.task_id] = tracked.key
-        self._phases.set(tracked.key, None if tracked.deleting else tracked.phase)
         return tracked
 
     def proven(self, tracked: Tracked) -> bool:
@@ -141,3 +141,8 @@ class Index:
 
     def __len__(self) -> int:
         return len(self.objects)
+
+
+def _counted(tracked: Tracked | None) -> str | None:
+    """The phase `rtcrec_recordings` counts it under (a deleting object is not counted)."""
+    return None if tracked is None or tracked.deleting else tracked.phase

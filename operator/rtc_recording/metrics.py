@@ -59,19 +59,14 @@ RECORDINGS = Gauge(
 )
 
 
-class PhaseCount:
+def phase_changed(old: str | None, new: str | None) -> None:
     """Keeps RECORDINGS right incrementally: one label change per transition, no scans."""
-
-    def __init__(self) -> None:
-        self._phases: dict[tuple[str, str], str] = {}
-
-    def set(self, key: tuple[str, str], phase: str | None) -> None:
-        old = self._phases.pop(key, None)
-        if old is not None:
-            RECORDINGS.labels(phase=old).dec()
-        if phase is not None:
-            self._phases[key] = phase
-            RECORDINGS.labels(phase=phase).inc()
+    if old == new:
+        return
+    if old is not None:
+        RECORDINGS.labels(phase=old).dec()
+    if new is not None:
+        RECORDINGS.labels(phase=new).inc()
 
 
 async def metrics_response(_: web.Request) -> web.Response:

@@ -30,7 +30,7 @@ from collections import Counter
 from datetime import datetime
 from typing import overload
 
-from . import reconcile, timestamps
+from . import decisions, timestamps
 from .classes import account_fields
 from .kube import Conflict, Gone, Kube, KubeError, segment
 from .resource import status_of
@@ -143,7 +143,7 @@ def refusal(obj: dict, now: datetime) -> dict | None:
         "reason": REASON,
         "message": message,
         "observedGeneration": generation,
-        "conditions": reconcile.condition(status, "Synced", False, REASON, message, generation, now),
+        "conditions": decisions.condition(status, "Synced", False, REASON, message, generation, now),
     }
 
 

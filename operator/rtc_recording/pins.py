@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 
 from .credentials import CredentialsUnavailable
+from .decisions import SETTLED
 from .index import Tracked
 from .kube import GROUP, Conflict, Gone, Kube
-from .reconcile import SETTLED
 from .secretcache import CREDENTIALS, SecretCache
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from . import schedules
+from .decisions import TERMINAL
 from .kube import GROUP, PLURAL, Conflict, Connection, Gone, Kube, KubeError
-from .reconcile import TERMINAL
 from .scheduler import recordings_path, schedule_path
 
 

@@ -16,8 +16,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from .decisions import LIVE
 from .index import Tracked
-from .reconcile import LIVE
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +27,15 @@ Key = tuple[str, str]
 class Poller:
     def __init__(
         self,
-        observe: Callable[[Tracked], Awaitable[object]],
+        describe: Callable[[Tracked], Awaitable[object]],
         interval: float,
         calls_per_second: float,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ):
-        self.observe, self.interval, self.spacing = observe, interval, 1 / calls_per_second
+        self.describe, self.interval, self.spacing = describe, interval, 1 / calls_per_second
         self.clock, self.rng = clock, rng or random.Random()
         self._objects: dict[Key, Tracked] = {}
-        self._task_ids: dict[Key, str] = {}
         self._next: dict[Key, float] = {}  # the one valid due time per key
         self._due: list[tuple[float, Key]] = []  # lazy heap: entries not in _next are stale
         self._wake = asyncio.Event()
@@ -48,14 +47,13 @@ class Poller:
         if not tracked.task_id or tracked.phase not in LIVE or tracked.deleting:
             self.forget(key)
             return
+        old = self._objects.get(key)
         self._objects[key] = tracked
-        if self._task_ids.get(key) != tracked.task_id:
-            self._task_ids[key] = tracked.task_id
+        if old is None or old.task_id != tracked.task_id:
             self._schedule(key, self.interval * self.rng.uniform(0.5, 1.0))
 
     def forget(self, key: Key) -> None:
         self._objects.pop(key, None)
-        self._task_ids.pop(key, None)
         self._next.pop(key, None)
 
     def _schedule(self, key: Key, delay: float) -> None:
@@ -80,7 +78,7 @@ class Poller:
                 continue
             self._schedule(due, self.interval)
             try:
-                await self.observe(self._objects[due])
+                await self.describe(self._objects[due])
             except Exception:
                 log.warning("polling %s/%s failed", *due, exc_info=True)
             await asyncio.sleep(self.spacing)

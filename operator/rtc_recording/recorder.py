@@ -1,4 +1,4 @@
-"""Carries out what `reconcile` decides: cloud calls and compare-and-swap status writes.
+"""Carries out what `decisions` decides: cloud calls and compare-and-swap status writes.
 
 Kopf-free, so the handlers stay thin. A need to try again later is raised as `RetryLater`;
 the handlers turn it into Kopf's TemporaryError.
@@ -21,18 +21,14 @@ from datetime import UTC, datetime
 import aiohttp
 from pydantic import ValidationError
 
-from . import classes, metrics, reconcile
+from . import classes, decisions, metrics
 from .callbacks import path_key
 from .classes import InvalidClassSpec
 from .classresolver import ClassResolver
 from .clients import CloudClients, CloudUnreachable
 from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from .credentials import CredentialsUnavailable
-from .index import Index, Tracked, files_digest
-from .kube import Conflict, Gone, Kube, KubeError, NamespaceTerminating
-from .ownership import REASON as NOT_PROVEN
-from .ownership import refusal
-from .reconcile import (
+from .decisions import (
     Adopt,
     AdoptTask,
     AwaitOutcome,
@@ -49,6 +45,10 @@ from .reconcile import (
     Suspend,
     Update,
 )
+from .index import Index, Tracked, files_digest
+from .kube import Conflict, Gone, Kube, KubeError, NamespaceTerminating
+from .ownership import REASON as NOT_PROVEN
+from .ownership import refusal
 from .resource import (
     InvalidSpec,
     RtcRecordingSpec,
@@ -64,12 +64,13 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 COMPONENT = "rtc-recording-operator"
 PERSIST_TRIES = 6  # with the backoff settings' defaults: about a minute
+CONFIRM_TRIES = 12  # then as long again to learn whether the last of them was taken after all
 RECHECK_SECONDS = 2.0  # while waiting on the cloud or on evidence
 PHASE_OF = {
-    TaskStatus.RUNNING: reconcile.Phase.RECORDING,
-    TaskStatus.RECOVERING: reconcile.Phase.RECOVERING,
-    TaskStatus.STOPPING: reconcile.Phase.STOPPING,
-    TaskStatus.STOPPED: reconcile.Phase.COMPLETED,
+    TaskStatus.RUNNING: decisions.Phase.RECORDING,
+    TaskStatus.RECOVERING: decisions.Phase.RECOVERING,
+    TaskStatus.STOPPING: decisions.Phase.STOPPING,
+    TaskStatus.STOPPED: decisions.Phase.COMPLETED,
 }
 Change = Callable[[dict], dict | None]
 STORED_PIN = "_storedRecordingClass"  # in a staged object (never written): the pin that is stored
@@ -106,16 +107,16 @@ class Recorder:
         no callback can name it: waiting would only delay the retry."""
         return self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
 
-    def _cloud(self) -> reconcile.Cloud:
+    def _cloud(self) -> decisions.Cloud:
         reach = self.clients.reachability
-        return reconcile.Cloud(up=reach.up, back_since=reach.since, recheck=RECHECK_SECONDS)
+        return decisions.Cloud(up=reach.up, back_since=reach.since, recheck=RECHECK_SECONDS)
 
     def _delay(self, exc: Exception, retry: int) -> float:
         """A server-side failure is retried soon: a sustained outage is the circuit's business,
         so the delay does not grow through it. Quota and credentials problems back off."""
         if isinstance(exc, Transient) and not isinstance(exc, Throttled):
-            return reconcile.backoff(0, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
-        return reconcile.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+            return decisions.backoff(0, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+        return decisions.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
 
     # -- status writes and their Events ------------------------------------------------------
     async def _write(
@@ -149,7 +150,7 @@ class Recorder:
                     raise
                 log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
                 await asyncio.sleep(
-                    reconcile.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+                    decisions.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
                 )
         if patch is not None and event is not None:
             await self._announce(obj)
@@ -229,7 +230,7 @@ class Recorder:
             await self._refuse_spec(obj, spec_errors(exc))
             return
         waiting = status.attempt is not None and self.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
-        action = reconcile.next_action(
+        action = decisions.next_action(
             status, generation, self.clock(), self._grace, self._cloud(), waiting, Controls.of(obj)
         )
         name = type(action).__name__.lower()
@@ -257,8 +258,8 @@ class Recorder:
                         obj["metadata"]["name"],
                         lambda o: (
                             None
-                            if status_of(o).task_id or status_of(o).phase == reconcile.Phase.SUSPENDED
-                            else reconcile.suspended_idle(status_of(o), generation, self.clock())
+                            if status_of(o).task_id or status_of(o).phase == decisions.Phase.SUSPENDED
+                            else decisions.suspended_idle(status_of(o), generation, self.clock())
                         ),
                         event=("Normal", "Suspended"),
                     )
@@ -280,10 +281,10 @@ class Recorder:
         def change(o: dict) -> dict | None:
             status = status_of(o)
             if status.task_id:
-                return reconcile.update_refused(status, code, message, generation, self.clock())
-            if status.phase == reconcile.Phase.FAILED and status.observed_generation == generation:
+                return decisions.update_refused(status, code, message, generation, self.clock())
+            if status.phase == decisions.Phase.FAILED and status.observed_generation == generation:
                 return None
-            return reconcile.start_refused(status, code, message, generation, self.clock())
+            return decisions.start_refused(status, code, message, generation, self.clock())
 
         await self._write(meta["namespace"], meta["name"], change, event=("Warning", code))
 
@@ -350,13 +351,13 @@ class Recorder:
                     None
                     if status_of(o).task_id
                     or (status_of(o).reason, status_of(o).message) == ("CredentialsUnavailable", message)
-                    else reconcile.credentials_missing(status_of(o), message, generation, self.clock())
+                    else decisions.credentials_missing(status_of(o), message, generation, self.clock())
                 ),
                 event=("Warning", "CredentialsUnavailable"),
             )
             raise RetryLater(self._delay(exc, retry), message) from exc
 
-        if status.attempt and reconcile.answer_lost(status):
+        if status.attempt and decisions.answer_lost(status):
             await self._event(
                 obj,
                 "Warning",
@@ -376,7 +377,7 @@ class Recorder:
                     self.index.sealer.sealed(
                         obj,
                         {
-                            **reconcile.attempt_recorded(status, attempt, generation, self.clock()),
+                            **decisions.attempt_recorded(status, attempt, generation, self.clock()),
                             **self._pin_patch(obj),
                         },
                     ),
@@ -398,7 +399,7 @@ class Recorder:
                     o,
                     attempt,
                     lambda s: {
-                        **reconcile.start_refused(s, code, message, generation, self.clock()),
+                        **decisions.start_refused(s, code, message, generation, self.clock()),
                         "attempt": {"notExecuted": True},
                     },
                 ),
@@ -413,7 +414,7 @@ class Recorder:
                 ns,
                 name,
                 lambda o: self._if_attempt(
-                    o, attempt, lambda s: reconcile.start_not_executed(s, error, generation, self.clock())
+                    o, attempt, lambda s: decisions.start_not_executed(s, error, generation, self.clock())
                 ),
             )
             raise RetryLater(self._delay(exc, retry), f"Start not carried out: {exc}") from exc
@@ -428,7 +429,7 @@ class Recorder:
                 ns,
                 name,
                 lambda o: self._if_attempt(
-                    o, attempt, lambda s: reconcile.started(s, task_id, generation, self.clock())
+                    o, attempt, lambda s: decisions.started(s, task_id, generation, self.clock())
                 ),
                 event=("Normal", "Started"),
                 tries=PERSIST_TRIES,
@@ -437,11 +438,33 @@ class Recorder:
             await self._reap({"metadata": {"namespace": ns, "name": name}, "spec": obj.get("spec")}, task_id)
             return
         except (TimeoutError, KubeError, aiohttp.ClientError):
-            # The apiserver would not take it for a minute: a task nobody can find must not run on.
-            await self._reap(obj, task_id)
+            await self._confirm_or_reap(obj, task_id)
             raise
         if patch is None and status_of(obj).task_id != task_id:
             await self._reap(obj, task_id)  # a newer attempt or an adoption won: this task is a duplicate
+
+    async def _confirm_or_reap(self, obj: dict, task_id: str) -> None:
+        """The write naming a new task got no answer for a minute, yet the apiserver may have taken
+        it (a timeout, a 504 while it restarts). Once it answers again: a task its status names is
+        kept; any other must not run on, since nobody can find it."""
+        meta = obj["metadata"]
+        for attempt in range(1, CONFIRM_TRIES + 1):
+            try:
+                fresh = await self.kube.get_recording(meta["namespace"], meta["name"])
+            except Gone:
+                break
+            except (TimeoutError, KubeError, aiohttp.ClientError):
+                await asyncio.sleep(
+                    decisions.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+                )
+                continue
+            if fresh["metadata"].get("uid") == meta["uid"] and status_of(fresh).task_id == task_id:
+                log.info(
+                    "%s/%s: the write naming task %s was taken after all", meta["namespace"], meta["name"], task_id
+                )
+                return
+            break
+        await self._reap(obj, task_id)
 
     def _if_attempt(self, obj: dict, attempt: int, change: Callable[[RtcRecordingStatus], dict]) -> dict | None:
         """Apply `change` only while this attempt is still the pending one."""
@@ -451,7 +474,7 @@ class Recorder:
             and status.attempt
             and status.attempt.number == attempt
             and not status.attempt.not_executed
-            and status.phase not in reconcile.SETTLED
+            and status.phase not in decisions.SETTLED
         ):
             return change(status)
         return None
@@ -499,20 +522,20 @@ class Recorder:
                 ns,
                 name,
                 lambda o: self._if_task(
-                    o, task_id, lambda s: reconcile.update_refused(s, code, message, generation, self.clock())
+                    o, task_id, lambda s: decisions.update_refused(s, code, message, generation, self.clock())
                 ),
                 event=("Warning", "UpdateFailed"),
             )
             return
         except NotFound:
-            await self.observe(Tracked.of(obj))  # the task ended meanwhile: say so instead of updating
+            await self.describe(Tracked.of(obj))  # the task ended meanwhile: say so instead of updating
             return
         except (Throttled, Transient, CredentialsUnavailable) as exc:
             raise RetryLater(self._delay(exc, retry), f"Update not carried out: {exc}") from exc
         await self._write(
             ns,
             name,
-            lambda o: self._if_task(o, task_id, lambda s: reconcile.updated(s, generation, self.clock())),
+            lambda o: self._if_task(o, task_id, lambda s: decisions.updated(s, generation, self.clock())),
             event=("Normal", "Updated"),
         )
 
@@ -533,8 +556,8 @@ class Recorder:
                 task_id,
                 lambda s: (
                     None
-                    if (s.phase == reconcile.Phase.STOPPING and s.reason == reason)
-                    else reconcile.halting(s, reason, generation, self.clock())
+                    if (s.phase == decisions.Phase.STOPPING and s.reason == reason)
+                    else decisions.halting(s, reason, generation, self.clock())
                 ),
             ),
         )
@@ -562,8 +585,8 @@ class Recorder:
                 o,
                 task_id,
                 lambda s: (
-                    reconcile.halted(s, reason, o["metadata"]["generation"], self.clock())
-                    if s.phase == reconcile.Phase.STOPPING
+                    decisions.halted(s, reason, o["metadata"]["generation"], self.clock())
+                    if s.phase == decisions.Phase.STOPPING
                     else None
                 ),
             ),
@@ -577,7 +600,7 @@ class Recorder:
             obj = await self.kube.get_recording(*key)
         except Gone:
             return
-        action = reconcile.next_action(
+        action = decisions.next_action(
             status_of(obj),
             obj["metadata"]["generation"],
             self.clock(),
@@ -629,7 +652,7 @@ class Recorder:
                 lambda o: (
                     None
                     if status_of(o).phase
-                    else reconcile.adoption_failed(status_of(o), task_id, why, generation, self.clock())
+                    else decisions.adoption_failed(status_of(o), task_id, why, generation, self.clock())
                 ),
                 event=("Warning", "AdoptionFailed"),
             )
@@ -641,10 +664,10 @@ class Recorder:
                 None
                 if status_of(o).phase
                 else {
-                    **reconcile.started(status_of(o), task_id, 0, self.clock()),
+                    **decisions.started(status_of(o), task_id, 0, self.clock()),
                     **self._pin_patch(obj),
-                    "reason": reconcile.Reason.ADOPTED,
-                    "message": f"recording as task {task_id}, adopted ({reconcile.ADOPT_ANNOTATION})",
+                    "reason": decisions.Reason.ADOPTED,
+                    "message": f"recording as task {task_id}, adopted ({decisions.ADOPT_ANNOTATION})",
                 }
             ),
             event=("Normal", "Adopted"),
@@ -664,7 +687,7 @@ class Recorder:
         status = status_of(obj)
         waiting = status.attempt is not None and self.evidence_waiting(meta["uid"], status.attempt.number)
         orphan = (obj.get("spec") or {}).get("deletionPolicy") == "Orphan"
-        match reconcile.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
+        match decisions.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
             case Orphan(task_id):
                 await self._event(
                     obj,
@@ -777,7 +800,7 @@ class Recorder:
             pass
 
     # -- observation -------------------------------------------------------------------------
-    async def observe(self, tracked: Tracked) -> dict | None:
+    async def describe(self, tracked: Tracked) -> dict | None:
         """Describe the current task and write what the cloud says; returns the patch applied.
         Costs no apiserver request when the cloud says what status already says."""
         task_id = tracked.task_id
@@ -791,18 +814,18 @@ class Recorder:
         if (
             info is not None
             and PHASE_OF[info.status] == tracked.phase
-            and files_digest(reconcile.files_status(info.files)) == tracked.files_digest
+            and files_digest(decisions.files_status(info.files)) == tracked.files_digest
         ):
             return None
 
         def change(o: dict) -> dict | None:
             return self._if_task(
-                o, task_id, lambda s: reconcile.observed(s, info, o["metadata"]["generation"], self.clock())
+                o, task_id, lambda s: decisions.observed(s, info, o["metadata"]["generation"], self.clock())
             )
 
         obj, patch = await self._write(tracked.namespace, tracked.name, change)
         if patch and patch.get("phase"):
-            kind = "Warning" if patch["phase"] in (reconcile.Phase.FAILED, reconcile.Phase.RECOVERING) else "Normal"
+            kind = "Warning" if patch["phase"] in (decisions.Phase.FAILED, decisions.Phase.RECOVERING) else "Normal"
             await self._event(
                 obj, kind, str(patch["reason"]), str(patch["message"]), key=f"{patch['phase']}.{task_id}"[:40].lower()
             )
@@ -818,8 +841,8 @@ class Recorder:
         if obj is not None and obj["metadata"]["uid"] != uid:
             obj = None  # a namesake: the callback's resource is gone
         tomb = self.index.tombstones.get(uid)
-        view = reconcile.View.of(obj) if obj is not None else None
-        action = reconcile.on_callback(
+        view = decisions.View.of(obj) if obj is not None else None
+        action = decisions.on_callback(
             view, uid, attempt, task_id, event, known_stopped=bool(tomb and tomb.task_id == task_id)
         )
         log.info("%s/%s attempt %s: evidence %s %s -> %s", namespace, name, attempt, event, task_id, action)
@@ -827,7 +850,7 @@ class Recorder:
             case Adopt(task) if obj is not None:
                 await self._adopt(obj, attempt, task)
             case Observe() if obj is not None:
-                await self.observe(Tracked.of(obj))
+                await self.describe(Tracked.of(obj))
             case Reap(task):
                 stand_in = obj or (tomb.stand_in() if tomb else {"metadata": {"namespace": namespace, "name": name}})
                 await self._reap(stand_in, task)
@@ -855,7 +878,7 @@ class Recorder:
                 o,
                 attempt,
                 lambda s: {
-                    **reconcile.started(s, task_id, s.attempt.generation or 0 if s.attempt else 0, self.clock()),
+                    **decisions.started(s, task_id, s.attempt.generation or 0 if s.attempt else 0, self.clock()),
                     "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)",
                 },
             ),
@@ -886,7 +909,7 @@ class Recorder:
                 meta["namespace"],
                 meta["name"],
                 lambda o: (
-                    reconcile.stray_reaped(status_of(o), task_id) if o["metadata"]["uid"] == meta["uid"] else None
+                    decisions.stray_reaped(status_of(o), task_id) if o["metadata"]["uid"] == meta["uid"] else None
                 ),
             )
         except Gone:

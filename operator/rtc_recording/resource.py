@@ -32,7 +32,7 @@ RenderMode = Literal["Crop", "Fit"]
 
 
 class Phase(StrEnum):
-    """status.phase. Which phase follows which is decided in reconcile.py, and only there."""
+    """status.phase. Which phase follows which is decided in decisions.py, and only there."""
 
     PENDING = "Pending"
     STARTING = "Starting"

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from . import timestamps
-from .reconcile import TERMINAL
+from .decisions import TERMINAL
 from .resource import Phase
 
 SCHEDULE_LABEL = "rtc.recording.io/schedule"

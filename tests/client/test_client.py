@@ -106,7 +106,7 @@ def cloud_for(server):
 
 @pytest.fixture
 def sleeps(monkeypatch) -> list[tuple[int, float, float]]:
-    """CloudClients.call's pauses between tries (reconcile.backoff's arguments): recorded, not slept."""
+    """CloudClients.call's pauses between tries (decisions.backoff's arguments): recorded, not slept."""
     drawn: list[tuple[int, float, float]] = []
 
     def backoff(retry: int, base: float, cap: float) -> float:

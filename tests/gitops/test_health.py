@@ -494,12 +494,12 @@ def test_the_runner_opens_what_argo_cd_opens_and_checks_what_it_checks(tool, tmp
 
 
 # -- what the operator's own code writes, through the same two tools ------------------------------
-# reconcile.phase_conditions and reconcile.update_refused are the operator's status writers (pure
+# decisions.phase_conditions and decisions.update_refused are the operator's status writers (pure
 # functions); the table above is what they must produce.
 
 
 def _operator_written(phase: str) -> dict:
-    from rtc_recording.reconcile import Phase, phase_conditions
+    from rtc_recording.decisions import Phase, phase_conditions
     from rtc_recording.resource import RtcRecordingStatus
 
     contract = STATUSES[phase]
@@ -528,7 +528,7 @@ def test_the_operator_writes_what_the_table_shows(tool, phase):
 
 
 def test_the_operator_s_refused_update_is_not_progressing_forever(tool):
-    from rtc_recording.reconcile import update_refused
+    from rtc_recording.decisions import update_refused
     from rtc_recording.resource import RtcRecordingStatus
 
     recording = STATUSES["Recording"]

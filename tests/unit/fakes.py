@@ -144,6 +144,7 @@ class _Injection:
     action: Any
     times: int | None
     skip: int = 0  # matching requests to let pass first
+    served: bool = False  # a fault raised after the request was carried out
 
     def matches(self, request: Request) -> bool:
         if self.method not in (request.method, "*") or not self.pattern.search(request.path):
@@ -179,9 +180,11 @@ class FakeKube(Kube):
         error: BaseException | Callable[[], BaseException],
         times: int | None = 1,
         skip: int = 0,
+        served: bool = False,
     ) -> None:
-        """After `skip` matching requests, the next `times` (None: every) fail with `error`, once received."""
-        self._faults.append(_Injection(method, re.compile(pattern), error, times, skip))
+        """After `skip` matching requests, the next `times` (None: every) fail with `error`, once received
+        (`served`: once carried out, as when the apiserver took a write and its answer was lost)."""
+        self._faults.append(_Injection(method, re.compile(pattern), error, times, skip, served))
 
     def before(
         self, method: str, pattern: str, action: Callable[[FakeKube], Any], times: int | None = 1, skip: int = 0
@@ -328,6 +331,8 @@ class FakeKube(Kube):
             if asyncio.iscoroutine(outcome):
                 await outcome
         for fault in self._take(self._faults, request):
+            if fault.served:
+                self._serve(request, parse_qs(query))
             error = fault.action() if callable(fault.action) else fault.action
             request.code = (
                 error.status

@@ -95,7 +95,7 @@ def clients():
 
 @pytest.fixture(autouse=True)
 def no_pauses(monkeypatch) -> list[tuple[int, float, float]]:
-    """The pauses between tries (reconcile.backoff's arguments): recorded, not slept."""
+    """The pauses between tries (decisions.backoff's arguments): recorded, not slept."""
     drawn: list[tuple[int, float, float]] = []
 
     def backoff(retry: int, base: float, cap: float) -> float:

@@ -136,7 +136,7 @@ async def test_a_stopped_poller_or_a_stuck_quota_queue_is_unhealthy():
 
 
 async def test_an_object_at_rest_waits_for_no_handler():
-    """Its resume is skipped (reconcile.at_rest): it must not look stuck; a spec change still must."""
+    """Its resume is skipped (decisions.at_rest): it must not look stuck; a spec change still must."""
     h = health(FakeKube([]), now=0, poller_tick=10**6)
     rest = obj("rest", "1")
     h.saw(h.index.saw("ADDED", rest), ("a", "rest"), at_rest=True)

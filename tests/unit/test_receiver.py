@@ -202,7 +202,7 @@ async def test_requests(row: RRow) -> None:
     await run(row)
 
 
-# -- what a verified callback becomes: reconcile.on_callback's outcomes -------------------------------
+# -- what a verified callback becomes: decisions.on_callback's outcomes -------------------------------
 
 QUICK = (0.0, TIMED * 0.7)  # with settle=TIMED: answered without a settle wait
 SETTLED = (TIMED, TIMED * 5)  # with settle=TIMED: one settle wait, then recorded

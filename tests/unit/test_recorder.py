@@ -22,9 +22,9 @@ import pytest
 from rtc_recording.callbacks import path_key
 from rtc_recording.classes import CLASS_PLURAL
 from rtc_recording.cloud import RecordFiles, TaskStatus, Throttled
+from rtc_recording.decisions import ADOPT_ANNOTATION
 from rtc_recording.index import Tracked
 from rtc_recording.kube import KubeError
-from rtc_recording.reconcile import ADOPT_ANNOTATION
 from rtc_recording.recorder import PERSIST_TRIES, RetryLater
 from rtc_recording.secretcache import CREDENTIALS, NOTIFY_KEY
 
@@ -107,7 +107,7 @@ def delete(retry: int = 0) -> Callable[[World], Awaitable]:
 
 
 def observe() -> Callable[[World], Awaitable]:
-    return lambda w: w.recorder.observe(Tracked.of(w.body()))
+    return lambda w: w.recorder.describe(Tracked.of(w.body()))
 
 
 def on_due() -> Callable[[World], Awaitable]:
@@ -256,7 +256,7 @@ async def run(row: Row) -> World:
 
 
 def backoff(retry: int, base: float = 1.0) -> tuple[float, float]:
-    """The bounds of reconcile.backoff(retry, base, 300): the upper half of base * 2**retry."""
+    """The bounds of decisions.backoff(retry, base, 300): the upper half of base * 2**retry."""
     ceiling = min(300.0, base * 2**retry)
     return ceiling / 2, ceiling
 
@@ -429,6 +429,25 @@ START = rows(
         then=lambda w: _assert(
             [p.code for p in w.kube.status_writes("rec", ok_only=False)] == [200] + [500] * PERSIST_TRIES + [200]
         ),
+    ),
+    Row(
+        "status write after Start taken by the apiserver but never answered, the watch down: the task is kept",
+        settings={"backoff_base_seconds": 0.001},
+        given=lambda w: (
+            w.kube.listeners.clear(),  # the operator's watch shows nothing (the apiserver restarts)
+            w.kube.before(
+                "GET",
+                GET_REC,
+                lambda k: (
+                    k.fail("PATCH", STATUS, KubeError(504, "timeout"), times=PERSIST_TRIES - 1),
+                    k.fail("PATCH", STATUS, KubeError(504, "timeout"), served=True),
+                ),
+            ),
+        ),
+        raises=KubeError,
+        want={"phase": "Recording", "taskId": "task-1", "strayTaskIds": ABSENT},
+        calls=[("start", None)],
+        tasks_after={"task-1": RUNNING},
     ),
     Row(
         "status writes keep failing: the task is reaped all the same, the error raised",
@@ -1842,7 +1861,7 @@ def with_files(**files: Any) -> Callable[[World], None]:
 
 def returns(expected: Any) -> Callable[[World], Awaitable]:
     async def act(w: World) -> None:
-        assert await w.recorder.observe(Tracked.of(w.body())) == expected
+        assert await w.recorder.describe(Tracked.of(w.body())) == expected
 
     return act
 
@@ -2070,7 +2089,7 @@ def account_known_then_secret_gone(w: World) -> None:
 
 
 async def secret_gone_after_use(w: World) -> None:
-    await w.recorder.observe(Tracked.of(w.body()))  # the account is made with the Secret
+    await w.recorder.describe(Tracked.of(w.body()))  # the account is made with the Secret
     w.kube.remove("secrets", NS, "keys")
     w.clients.secrets.forget(NS, "keys")
     await w.recorder.delete(w.body())

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rtc_recording import reconcile as r
+from rtc_recording import decisions as r
 from rtc_recording.cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.resource import RtcRecordingStatus
 
