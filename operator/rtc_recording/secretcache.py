@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from .credentials import CredentialsUnavailable
-from .kube import GROUP, Gone, Kube
+from .kube import GROUP, Gone, Kube, KubeError
 
 TTL_SECONDS = 30.0
 MAX_ENTRIES = 1024
@@ -80,6 +80,15 @@ class SecretCache:
             secret = await self.secret(namespace, name)
         except Gone:
             raise SecretUnavailable(refusal(name, field, usage), gone=True) from None
+        except KubeError as exc:
+            if exc.status != 403:
+                raise
+            # The operator's own RBAC (a watchNamespaces release): said in status, not retried blind.
+            raise SecretUnavailable(
+                f"the operator may not read Secrets in namespace {namespace!r} ({field}): its RBAC does not "
+                "allow it (chart values watchNamespaces, classCredentialsNamespaces)",
+                gone=False,
+            ) from None
         if ((secret.get("metadata") or {}).get("labels") or {}).get(USAGE_LABEL) != usage:
             self.forget(namespace, name)  # read afresh next time: its owner may be adding the label now
             raise SecretUnavailable(refusal(name, field, usage), gone=False)

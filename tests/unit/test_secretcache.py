@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from rtc_recording.credentials import CredentialsUnavailable
-from rtc_recording.kube import Gone
+from rtc_recording.kube import Gone, KubeError
 from rtc_recording.secretcache import SecretCache, SecretUnavailable
 
 
@@ -76,3 +76,12 @@ async def test_a_missing_key_of_a_consenting_secret_is_named():
     cache = SecretCache(FakeKube(secret("hook", "notify-key", other="userKey0123456789abc")))
     with pytest.raises(CredentialsUnavailable, match="has no key 'key'"):
         await cache.notify_key(recording("hook", "key"))
+
+
+async def test_a_secret_the_operators_rbac_forbids_is_a_reason_in_status_not_an_exception():
+    class Forbidden(FakeKube):
+        async def get_secret(self, namespace, name):
+            raise KubeError(403, "secrets is forbidden")
+
+    with pytest.raises(SecretUnavailable, match="may not read Secrets in namespace 'platform'.*RBAC"):
+        await SecretCache(Forbidden()).consented("platform", "keys", "spec.credentialsSecretRef", "credentials")
