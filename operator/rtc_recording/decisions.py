@@ -583,6 +583,7 @@ class View:
     phase: str | None
     pending_attempt: int | None  # the attempt whose answer is unknown, if any
     stopped_tasks: frozenset[str] = frozenset()  # its strays already stopped, and its ended tasks
+    attempt: int | None = None  # status.attempt.number: the last attempt written ahead
 
     @classmethod
     def of(cls, obj: dict) -> View:
@@ -603,6 +604,7 @@ class View:
             status.phase,
             pending,
             frozenset([*status.stray_task_ids, *(h.task_id for h in status.history)]) or _NONE_STOPPED,
+            status.attempt.number if status.attempt is not None else None,
         )
 
 
@@ -663,7 +665,9 @@ def on_callback(
         return Observe(task_id)
     if task_id in view.stopped_tasks:
         return Ignore("a stray that was already stopped")
-    if view.pending_attempt == attempt:
+    if view.pending_attempt == attempt or (view.attempt or 0) < attempt:
+        # The attempt whose answer status does not show yet. A newer attempt than the view knows
+        # is one too: its write-ahead came before its Start, only the receiver's watch lags.
         return Adopt(task_id)
     return Reap(task_id)
 

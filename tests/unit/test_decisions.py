@@ -91,9 +91,10 @@ def test_deletion_action(fields, expected):
     assert r.deletion_action(status(**fields), NOW, GRACE) == expected
 
 
-PENDING = r.View("u", None, "Starting", 2)
-RECORDING = r.View("u", "t2", "Recording", None, frozenset({"t0"}))
-RECOVERING = r.View("u", "t2", "Recovering", None)
+PENDING = r.View("u", None, "Starting", 2, attempt=2)
+RECORDING = r.View("u", "t2", "Recording", None, frozenset({"t0"}), attempt=2)
+RECOVERING = r.View("u", "t2", "Recovering", None, attempt=2)
+UNSEEN = r.View("u", None, None, None)  # the receiver's watch has not shown the write-ahead yet
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,8 @@ RECOVERING = r.View("u", "t2", "Recovering", None)
         (PENDING, "u", 2, "t2", "TaskCreated", False, r.Adopt("t2")),
         (PENDING, "u", 2, "t2", "TaskRunning", False, r.Adopt("t2")),
         (PENDING, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),  # an older attempt's orphan
+        (UNSEEN, "u", 1, "t1", "TaskCreated", False, r.Adopt("t1")),  # the watch lags the write-ahead
+        (RECORDING, "u", 3, "t3", "TaskCreated", False, r.Adopt("t3")),  # a newer attempt than the watch shows
         (
             PENDING,
             "u",
@@ -157,7 +160,7 @@ def test_view_of_an_object():
         "metadata": {"uid": "u"},
         "status": {"phase": "Starting", "attempt": attempt(3, 1), "strayTaskIds": ["a", "b"]},
     }
-    assert r.View.of(obj) == r.View("u", None, "Starting", 3, frozenset({"a", "b"}))
+    assert r.View.of(obj) == r.View("u", None, "Starting", 3, frozenset({"a", "b"}), attempt=3)
     obj["status"]["attempt"]["notExecuted"] = True
     assert r.View.of(obj).pending_attempt is None
 
