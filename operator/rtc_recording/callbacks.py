@@ -42,9 +42,7 @@ MAX_BODY_BYTES = 64 * 1024
 READ_TIMEOUT_SECONDS = 10.0  # for the request line and headers, then again for the body
 REPLAYS_KEPT = 200_000  # (timestamp, signature) pairs remembered: ~30 MB at most
 SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to
-HOLD_SECONDS = (
-    5.0  # the same race, answered at once and decided in the background (`_hold`); at most a third of the grace
-)
+HOLD_SECONDS = 5.0  # the same race, answered at once and decided in the background (`_hold`)
 HOLD_TRIES = 6
 MAX_HELD = 20_000  # beyond, callbacks are decided while the cloud waits, as any other
 TOMBSTONES_KEPT = 20_000

@@ -80,7 +80,7 @@ def _receiver(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from .callbacks import HOLD_SECONDS, Receiver
+    from .callbacks import Receiver
     from .kube import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
 
     config = _settings()
@@ -94,9 +94,6 @@ def _receiver(args: argparse.Namespace) -> int:
             config.callback_auth_key.get_secret_value(),
             config.evidence_namespace,
             read_timeout=config.receiver_read_timeout_seconds,
-            # A held callback must be recorded well before the operator's grace runs out and it
-            # starts the attempt again (the same settings reach both processes).
-            hold_seconds=min(HOLD_SECONDS, config.unknown_outcome_grace_seconds / 3),
         )
         paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces] or [
             f"/apis/{GROUP}/{VERSION}/{PLURAL}"
