@@ -42,9 +42,6 @@ MAX_BODY_BYTES = 64 * 1024
 READ_TIMEOUT_SECONDS = 10.0  # for the request line and headers, then again for the body
 REPLAYS_KEPT = 200_000  # (timestamp, signature) pairs remembered: ~30 MB at most
 SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to
-HOLD_SECONDS = 5.0  # the same race, answered at once and decided in the background (`_hold`)
-HOLD_TRIES = 6
-MAX_HELD = 20_000  # beyond, callbacks are decided while the cloud waits, as any other
 TOMBSTONES_KEPT = 20_000
 RECORDED_KEPT = 4096  # names of evidence this replica wrote lately,
 RECORDED_SECONDS = 10.0  # and for how long a name counts as written
@@ -173,12 +170,9 @@ class Receiver:
         clock: Callable[[], float] = time.time,
         settle_seconds: float = SETTLE_SECONDS,
         read_timeout: float = READ_TIMEOUT_SECONDS,
-        hold_seconds: float = HOLD_SECONDS,
     ):
         self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
         self.clock, self.settle_seconds, self.read_timeout = clock, settle_seconds, read_timeout
-        self.hold_seconds = hold_seconds
-        self._held: dict[tuple[str, int, str], asyncio.Task[None]] = {}  # (uid, attempt, task) -> its hold
         self.replays = Replays()
         self.known: dict[tuple[str, str], Known] = {}
         self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
@@ -264,13 +258,8 @@ class Receiver:
         key = (m["namespace"], m["name"])
         if not self.ready():  # every resource would look deleted: let the cloud send it again
             return web.json_response({"Code": 503, "Msg": "starting"}, status=503)
-        uid, attempt = m["uid"], int(m["attempt"])
         try:
-            action = self._decide(key, uid, attempt, callback)
-            if isinstance(action, decisions.Adopt) and len(self._held) < MAX_HELD:
-                self._hold(key, uid, attempt, callback)
-            else:
-                action = await self.process(key, uid, attempt, callback)
+            action = await self.process(key, m["uid"], int(m["attempt"]), callback)
             known = self.known.get(key)
             # The user hears about their own resource's tasks only: not a namesake's, not a stray.
             if (
@@ -289,56 +278,22 @@ class Receiver:
             log.exception("callback %s for %s/%s not recorded", event, *key)
             metrics.CALLBACKS.labels(event=event, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
-        outcome = (
-            "ignored"
-            if isinstance(action, decisions.Ignore)
-            else "held"
-            if isinstance(action, decisions.Adopt) and (uid, attempt, callback.task_id) in self._held
-            else "recorded"
-        )
-        metrics.CALLBACKS.labels(event=event, outcome=outcome).inc()
+        metrics.CALLBACKS.labels(
+            event=event, outcome="ignored" if isinstance(action, decisions.Ignore) else "recorded"
+        ).inc()
         return web.json_response(SUCCESS)
 
-    # -- the common race, held ---------------------------------------------------------------
-    def _hold(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> None:
-        """A callback naming the task of a Start whose answer status does not show yet: nearly
-        always that answer is being written (slowly, when the apiserver is busy), and recording it
-        would cost the apiserver three requests for nothing. It is answered at once and decided
-        again at every change the watch shows for up to `hold_seconds`, then recorded if still
-        needed (well within the operator's grace before a new attempt). A receiver that dies
-        meanwhile loses it; the task's next callbacks (its HLS slices) bring it again."""
-        ident = (uid, attempt, callback.task_id)
-        if ident in self._held:
-            return  # its other start callbacks: one hold is enough
-        task = asyncio.create_task(self._settle_held(key, uid, attempt, callback))
-        self._held[ident] = task
-        task.add_done_callback(lambda _: self._held.pop(ident, None))
-
-    async def _settle_held(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> None:
-        for tries in range(1, HOLD_TRIES + 1):
-            try:
-                await self.process(key, uid, attempt, callback, settle=self.hold_seconds if tries == 1 else 0)
-                return
-            except Exception:  # the apiserver would not take the evidence: try again, as the cloud would
-                log.warning("held callback for %s/%s not recorded (try %d)", *key, tries, exc_info=True)
-                await asyncio.sleep(min(2**tries, 30))
-        log.error("held callback for %s/%s (task %s) dropped after %d tries", *key, callback.task_id, HOLD_TRIES)
-
-    async def drain(self) -> None:
-        """On shutdown: every held callback is decided and recorded before the process ends."""
-        await asyncio.gather(*list(self._held.values()), return_exceptions=True)
-
     async def process(
-        self, key: tuple[str, str], uid: str, attempt: int, callback: Callback, settle: float | None = None
+        self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
     ) -> decisions.CallbackAction:
         """Decide from the receiver's view; record evidence unless there is nothing to do.
 
         The common race: the callback outran the status write of its Start's answer, or our
         watch lags behind the operator's writes (it may not even show the write-ahead yet). So
         an Adopt is decided again at every change of the resource the watch shows, for up to
-        `settle_seconds` (or `settle`)."""
+        `settle_seconds`."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.settle_seconds if settle is None else settle)
+        deadline = loop.time() + self.settle_seconds
         while True:
             action = self._decide(key, uid, attempt, callback)
             if not isinstance(action, decisions.Adopt) or loop.time() >= deadline:

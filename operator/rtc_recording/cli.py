@@ -110,7 +110,6 @@ def _receiver(args: argparse.Namespace) -> int:
             await asyncio.gather(*watches, return_exceptions=True)
             await kube.close()
 
-        application.on_shutdown.append(lambda _: receiver.drain())
         application.on_cleanup.append(close)
         return application
 

@@ -867,9 +867,7 @@ class Callbacks:
 
     async def __aenter__(self) -> Callbacks:
         kube = self.world.kube
-        self.receiver = Receiver(
-            kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=self.settle_seconds, hold_seconds=self.settle_seconds
-        )
+        self.receiver = Receiver(kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=self.settle_seconds)
         for obj in kube.all(PLURAL):
             self.receiver.on_change("ADDED", obj)
         kube.listeners.append(self._watch)
@@ -919,7 +917,6 @@ class Callbacks:
         path = path or "/" + params["NotifyUrl"].split("/", 3)[3]
         headers = signed_headers(params["NotifyAuthKey"], time.time())
         resp = await self.client.post(path, json=callback_body(task_id, event, **payload), headers=headers)
-        await self.receiver.drain()  # a held callback is decided (and recorded, if need be) by now
         return resp.status
 
     def evidence(self) -> list[dict]:
