@@ -667,7 +667,8 @@ def on_callback(
         return Ignore("a stray that was already stopped")
     if view.pending_attempt == attempt or (view.attempt or 0) < attempt:
         # The attempt whose answer status does not show yet. A newer attempt than the view knows
-        # is one too: its write-ahead came before its Start, only the receiver's watch lags.
+        # is one too: its write-ahead came before its Start, only the receiver's watch lags (so
+        # the receiver waits for its watch, as for any adoption, instead of recording a reap).
         return Adopt(task_id)
     return Reap(task_id)
 
