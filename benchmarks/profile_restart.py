@@ -16,8 +16,8 @@ from pathlib import Path
 
 from rtc_recording.cluster.processes import wait_for
 
-from .harness import Stack, etcd_get, etcd_key, manifest, seed_tasks, seeded_status
-from .scenarios import _seed, log
+from .harness import Stack
+from .scenarios import _seed, log, seed_template
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,12 +32,7 @@ def main(n: int, seconds: float) -> None:
         stack.start_operator()  # once with no resource, as (c) does: the one-time sealing (ownership.py) is done
         stack.wait_metrics()
         stack.operator.stop()
-        template_manifest = manifest("template", "c-template", finalizer=True)
-        stack.join(["c-template"])
-        created = stack.create("c", [template_manifest])["template"][1]
-        [task_id] = seed_tasks(stack, [template_manifest])
-        stack.patch_statuses("c", {"template": seeded_status(created, task_id)})
-        _seed(stack, etcd_get(stack, etcd_key("c", "template")), 1, n - 1, 20)
+        _seed(stack, seed_template(stack), 1, n - 1, 20)
         wait_for(lambda: stack.tracker.present("c") >= n, 120, what=f"{n} resources listed")
         stack.tracker.stop()
         log(f"profiling the operator's start with {n} resources for {seconds:.0f} s")

@@ -228,6 +228,19 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
 
 
 # -- (c) restart with 10 000 resources ---------------------------------------------------------
+def seed_template(stack: Stack) -> dict:
+    """The one resource in namespace c created and status-patched through the apiserver (its task
+    really started), as etcd stores it: what `_seed` clones."""
+    template_manifest = manifest("template", "c-template", finalizer=True)
+    stack.join(["c-template"])
+    created = stack.create("c", [template_manifest])["template"][1]
+    [task_id] = seed_tasks(stack, [template_manifest])
+    stack.patch_statuses("c", {"template": seeded_status(created, task_id)})
+    template = etcd_get(stack, etcd_key("c", "template"))
+    assert template is not None
+    return template
+
+
 def _seed(stack: Stack, template: dict, first: int, count: int, completed_every: int) -> None:
     """`count` resources in namespace c, each with a task really started in the emulator; every
     `completed_every`-th is Completed (its task stopped) and the rest Recording. Written to etcd
@@ -418,12 +431,7 @@ def restart(
             )
             stack.operator.stop()
             stack.receiver.stop()
-        template_manifest = manifest("template", "c-template", finalizer=True)
-        stack.join(["c-template"])
-        created = stack.create("c", [template_manifest])["template"][1]
-        [task_id] = seed_tasks(stack, [template_manifest])
-        stack.patch_statuses("c", {"template": seeded_status(created, task_id)})
-        template = etcd_get(stack, etcd_key("c", "template"))
+        template = seed_template(stack)
         present, new_count = 1, 0
         for size in sizes:
             log(f"c: seeding up to {size} resources")

@@ -24,6 +24,11 @@ from .poller import Poller
 from .quota import Budgets
 
 
+def _state(uid: str, generation: int, deleting: bool) -> int:
+    """What a handler ran for, as kept per object: a hash (a tuple each costs 1 MB at 10 000)."""
+    return hash((uid, generation, deleting))
+
+
 class Health:
     def __init__(
         self,
@@ -38,7 +43,7 @@ class Health:
         self.kube, self.index, self.poller, self.budgets = kube, index, poller, budgets
         self.stuck, self.clock = stuck_seconds, clock
         self.namespaces = namespaces  # empty: cluster-wide; else a namespaced install may list only these
-        self._handled: dict[Key, int] = {}  # what our handlers last ran for (a hash: a tuple each costs 1 MB at 10 000)
+        self._handled: dict[Key, int] = {}  # what our handlers last ran for (`_state`)
         self._waiting: dict[Key, float] = {}  # objects seen that no handler ran for yet, since when
         self._listed = clock()
 
@@ -49,19 +54,19 @@ class Health:
             self._handled.pop(key, None)
             self._waiting.pop(key, None)
         elif at_rest:
-            state = hash((tracked.uid, tracked.generation, tracked.deleting))
+            state = _state(tracked.uid, tracked.generation, tracked.deleting)
             if self._handled.get(key) != state:  # its resume, decided here: Nothing
                 metrics.RECONCILES.labels(action="nothing", outcome="at_rest").inc()
                 self._handled[key] = state
             self._waiting.pop(key, None)
-        elif self._handled.get(key) != hash((tracked.uid, tracked.generation, tracked.deleting)):
+        elif self._handled.get(key) != _state(tracked.uid, tracked.generation, tracked.deleting):
             self._waiting.setdefault(key, self.clock())
 
     def handling(self, obj: dict) -> None:
         """A handler runs for this object as it is now."""
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        self._handled[key] = hash((meta["uid"], meta.get("generation", 0), bool(meta.get("deletionTimestamp"))))
+        self._handled[key] = _state(meta["uid"], meta.get("generation", 0), bool(meta.get("deletionTimestamp")))
         self._waiting.pop(key, None)
 
     async def problems(self) -> list[str]:
