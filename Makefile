@@ -56,7 +56,7 @@ unit: $(STAMP)
 # on 2 cores; `make bench SCENARIOS=a,b` runs a selection, RUNS=5 more runs each.
 # `make bench SCENARIOS=c SCHEDULES=100` runs the restart with 100 RtcRecordingSchedules present
 # (SCHEDULES_FIRING=5: five of them due every minute), recorded apart as "(c) with schedules".
-SCENARIOS ?= a,b,c,d,e
+SCENARIOS ?= a,b,c,d,e,f
 RUNS ?= 3
 # (Or BENCH_SCHEDULES / BENCH_SCHEDULES_FIRING in the environment.)
 bench: $(STAMP)

@@ -223,6 +223,41 @@ SECTIONS: dict[str, tuple[str, list[Row]]] = {
             ("delete_live_tasks", "... live tasks left (leaks)", "{:.0f}", "0", zero),
         ],
     ),
+    "f": (
+        "f",
+        [
+            (
+                "handled_seconds",
+                "2000 Recording resources the operator never handled (unknown task ids, no seals): every one handled",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("operator_exits", "... operator exits (the Lease lost while busy)", "{:.0f}", "0", zero),
+            (
+                "new_recording_max",
+                "... a new resource created 1, 3 and 5 s after the start: Recording after",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("operator_peak_mb", "... operator RSS, peak", "{:.0f} MB", "", None),
+            ("operator_cpu_s", "... operator CPU-s", "{:.1f}", "", None),
+            ("duplicates", "... duplicates", "{:.0f}", "0", zero),
+            ("leaks", "... leaks", "{:.0f}", "0", zero),
+            (
+                "stall_handled_seconds",
+                "the same, kube-apiserver frozen (SIGSTOP) for 8 s once Kopf is at work: every one handled",
+                "{:.1f} s",
+                "",
+                None,
+            ),
+            ("stall_operator_exits", "... operator exits (8 s > the 6 s renew deadline: one)", "{:.0f}", "<= 1", le(1)),
+            ("stall_operator_peak_mb", "... operator RSS, peak", "{:.0f} MB", "", None),
+            ("stall_duplicates", "... duplicates", "{:.0f}", "0", zero),
+            ("stall_leaks", "... leaks", "{:.0f}", "0", zero),
+        ],
+    ),
 }
 
 

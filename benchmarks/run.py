@@ -31,7 +31,7 @@ from . import report, scenarios  # noqa: E402
 from .harness import ROOT, machine, median  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results.json"
-UNITS = {"ab": "a,b", "c": "c", "cs": "c SCHEDULES=", "d": "d", "e": "e"}
+UNITS = {"ab": "a,b", "c": "c", "cs": "c SCHEDULES=", "d": "d", "e": "e", "f": "f"}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenarios", default="a,b,c,d,e")
+    parser.add_argument("--scenarios", default="a,b,c,d,e,f")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, results not written")
     parser.add_argument("--workdir", default=str(ROOT / "build" / "bench"))
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.schedules_firing > args.schedules:
         parser.error("--schedules-firing cannot exceed --schedules")
     wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
-    unknown = wanted - set("abcde")
+    unknown = wanted - set("abcdef")
     if unknown:
-        parser.error(f"unknown scenarios {sorted(unknown)}; choose from a,b,c,d,e")
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from a,b,c,d,e,f")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.quick else {"scenarios": {}}
     workdir = Path(args.workdir)
     q = args.quick
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True, default=str) + "\n")
             report.render(results)
 
-    for unit, letters in (("ab", {"a", "b"}), ("c", {"c"}), ("d", {"d"}), ("e", {"e"})):
+    for unit, letters in (("ab", {"a", "b"}), ("c", {"c"}), ("d", {"d"}), ("e", {"e"}), ("f", {"f"})):
         if not wanted & letters:
             continue
         if unit == "c" and args.schedules:
@@ -140,6 +140,18 @@ def run_unit(
         return scenarios.steady(
             workdir / unit, runs_wanted, n=100 if q else 1000, on_window=20 if q else 100, off_window=20 if q else 60
         )
+    if unit == "f":
+        n = 200 if q else 2000
+        return [
+            {
+                **scenarios.busy_restart(workdir / unit / str(r), r, n=n),
+                **{
+                    f"stall_{k}": v
+                    for k, v in scenarios.busy_restart(workdir / unit / f"{r}-stall", r, n=n, stall_seconds=8).items()
+                },
+            }
+            for r in range(runs_wanted)
+        ]
     return [
         scenarios.chaos(workdir / unit / str(r), r, n=60 if q else 300, phase_n=10 if q else 50)
         for r in range(runs_wanted)

@@ -8,7 +8,9 @@ callback URL point at the local parts.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 from collections import Counter
 from datetime import timedelta
@@ -777,3 +779,104 @@ def _phase(name: str, seconds: float | None, a: dict[str, Any], slice_real: floa
 
 def _brief(a: dict[str, Any]) -> str:
     return ", ".join(f"{k} {a[k]}" for k in ("resources", "live_tasks", "duplicates", "leaks", "stuck", "wrong"))
+
+
+# -- (f) a restart where every object needs action ---------------------------------------------
+BUSY_NS = "f"
+
+
+def _seed_unproven(stack: Stack, template: dict, n: int) -> None:
+    """`n` Recording resources whose status the operator did not write: task ids the cloud does not
+    know, no seal, no Kopf diff-base (as after an upgrade from 0.1.0, or after the cloud ended the
+    tasks while the operator was down). Every one needs a handler at the restart."""
+    status = {k: v for k, v in template["status"].items() if k not in ("taskSeal", "kopf")}
+    objects = [
+        {
+            **template,
+            "metadata": {**template["metadata"], "name": f"r-{i}", "uid": f"00000000-0000-4000-9000-{i:012d}"},
+            "spec": {**template["spec"], "channelId": f"{BUSY_NS}-{i}"},
+            "status": {**status, "taskId": f"{i:08x}{random.Random(i).getrandbits(96):024x}"},
+        }
+        for i in range(n)
+    ]
+    etcd_put_all(stack, objects)
+
+
+def _handled(stack: Stack) -> int:
+    """The seeded resources that Kopf is done with: its diff-base written, no progress."""
+    return sum(
+        1
+        for i in stack.items()
+        if i["metadata"]["namespace"] == BUSY_NS
+        and i["metadata"]["name"] != "template"
+        and ((i.get("status") or {}).get("kopf") or {}).get("lastHandled")
+        and not ((i.get("status") or {}).get("kopf") or {}).get("progress")
+    )
+
+
+def busy_restart(workdir: Path, run: int, n: int = 2000, stall_seconds: float = 0.0) -> dict[str, Any]:
+    """The operator starts with `n` resources that all need a handler (`_seed_unproven`); new
+    resources are created 1, 3 and 5 s after its start. With `stall_seconds`, kube-apiserver is
+    frozen (SIGSTOP) for that long once Kopf has handled the first of them. Figures: exits, time until every object was
+    handled, the new ones' latency, and the audit (duplicates, leaks) once settled."""
+    stack = Stack(workdir, seed=run)
+    try:
+        stack.namespace(BUSY_NS)
+        stack.tracker.start()
+        template_manifest = manifest("template", "f-template", finalizer=True)
+        stack.join(["f-template"])
+        created = stack.create(BUSY_NS, [template_manifest])["template"][1]
+        [task_id] = seed_tasks(stack, [template_manifest])
+        stack.patch_statuses(BUSY_NS, {"template": seeded_status(created, task_id)})
+        template = etcd_get(stack, etcd_key(BUSY_NS, "template"))
+        assert template is not None
+        _seed_unproven(stack, template, n)
+        wait_for(lambda: stack.tracker.present(BUSY_NS) >= n + 1, 120, what=f"{n} resources listed")
+        stack.namespace("f-new")
+        new = [(offset, manifest(f"new-{k}", f"f-new-{k}")) for k, offset in enumerate((1.0, 3.0, 5.0))]
+        stack.join([m["spec"]["channelId"] for _, m in new])
+        pid = stack.cluster.info()["pids"]["kube-apiserver"]
+        started = stack.start_operator()
+        stack.receiver.start()
+        created_at: dict[str, float] = {}
+        stalled = False
+        handled_at = None
+        deadline = started + 600
+        while time.monotonic() < deadline:
+            now = time.monotonic() - started
+            try:
+                done = _handled(stack)
+            except Exception:  # the apiserver is still waking up
+                done = 0
+            if stall_seconds and not stalled and done:  # Kopf is at work on the backlog
+                log(f"f: kube-apiserver stopped (SIGSTOP) for {stall_seconds:.0f} s")
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(stall_seconds)
+                os.kill(pid, signal.SIGCONT)
+                stalled = True
+                continue
+            while new and new[0][0] <= now:
+                _, m = new.pop(0)
+                created_at.update({name: at for name, (at, _) in stack.create("f-new", [m]).items()})
+            if done >= n and handled_at is None:
+                handled_at = time.monotonic() - started
+            recorded = all(("f-new", k) in stack.tracker.recording_at for k in created_at)
+            if handled_at is not None and not new and recorded:
+                break
+            time.sleep(0.5)
+        operator = stack.usage().get("operator", {"hwm": 0.0, "cpu": 0.0})  # absent: it had exited
+        latency = [stack.tracker.recording_at.get(("f-new", k), float("inf")) - at for k, at in created_at.items()]
+        a = audit(stack)
+        return {
+            "resources": n,
+            "stall_seconds": stall_seconds,
+            "operator_exits": len(stack.operator.exits),
+            "handled_seconds": handled_at,
+            "new_recording_max": max(latency) if latency else None,
+            "operator_peak_mb": operator["hwm"],
+            "operator_cpu_s": operator["cpu"],
+            "duplicates": a["duplicates"],
+            "leaks": a["leaks"],
+        }
+    finally:
+        stack.close()

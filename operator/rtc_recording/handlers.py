@@ -8,9 +8,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import kopf
 
-from . import evidence, health, leader, ownership, relay, ssrf
+from . import evidence, gate, health, leader, ownership, relay, ssrf, timestamps
 from .clients import CloudClients
 from .deadlines import Deadlines
 from .decisions import TERMINAL, at_rest
@@ -26,20 +27,26 @@ from .settings import Settings
 RESOURCE = (GROUP, VERSION, PLURAL)
 SCHEDULES = (GROUP, VERSION, SCHEDULE_PLURAL)
 FINALIZER = f"{GROUP}/stop-task"
+WRITERS = 32  # Kopf's concurrent requests besides its watch streams (login)
 log = logging.getLogger(__name__)
 
 
 @kopf.on.login()
-def login(**_) -> kopf.ConnectionInfo:
+async def login(memo: kopf.Memo, **_) -> kopf.AiohttpSession:
+    """Kopf's own session opens a connection per concurrent request, without a limit: at a restart
+    with thousands of objects to handle, thousands of TLS handshakes at once, hundreds of MB and an
+    apiserver too busy to answer the Lease renewal in time. This one keeps a bounded pool: room for
+    every watch stream (one per resource kind and namespace) and `WRITERS` requests besides."""
     c = Connection.load()
-    return kopf.ConnectionInfo(
+    streams = 2 * max(1, len(memo.config.namespaces))
+    token = c.bearer()
+    return kopf.AiohttpSession(
         server=c.server,
-        ca_path=c.ca_path,
-        token=c.bearer(),
-        insecure=c.insecure,
-        certificate_path=c.cert_path,
-        private_key_path=c.key_path,
         default_namespace=c.namespace,
+        aiohttp_session=aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=streams + WRITERS, ssl=c.ssl_context()),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+        ),
     )
 
 
@@ -61,6 +68,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     if not settings.watching.initial_streaming:
         settings.watching.chunk_size = 500
     memo.refused, memo.background = {}, set()
+    memo.gate, memo.started = gate.Gate(), timestamps.now()
     key = config.ownership_secret()
     if key is None:  # `rtcrec run` refuses to start without one (cli.py); this is for other entry points
         raise RuntimeError("no ownership key: set RTCREC_OWNERSHIP_KEY (or RTCREC_CALLBACK_AUTH_KEY)")
@@ -165,9 +173,14 @@ async def schedule_watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.resume(*RESOURCE, when=lambda body, **_: not at_rest(body))  # a restart costs nothing for those
 @kopf.on.update(*RESOURCE, field="spec")
-async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
+async def reconcile(body: kopf.Body, retry: int, reason: str, memo: kopf.Memo, **_) -> None:
     obj = _plain(body)
     memo.health.handling(obj)
+    async with memo.gate.slot(gate.fresh(obj, memo.started, updated=reason == kopf.Reason.UPDATE)):
+        await _reconcile(obj, retry, memo)
+
+
+async def _reconcile(obj: dict, retry: int, memo: kopf.Memo) -> None:
     try:
         if (obj.get("status") or {}).get("phase") not in TERMINAL:
             await memo.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
@@ -189,7 +202,8 @@ async def stop(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
     obj = _plain(body)
     memo.health.handling(obj)
     try:
-        await memo.recorder.delete(obj, retry)
+        async with memo.gate.slot(gate.fresh(obj, memo.started, updated=False)):
+            await memo.recorder.delete(obj, retry)
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     secret = ((obj.get("spec") or {}).get("credentialsSecretRef") or {}).get("name")
@@ -232,8 +246,8 @@ async def _run(config: Settings) -> None:
     try:
         if not await leader.stand_by(lease, config.metrics_port, config.stuck_seconds):
             return
-        # Created before Kopf starts, so Kopf leaves this task alone when it stops.
-        renewing = asyncio.create_task(lease.hold(), name="lease renewal")
+        # A thread of its own: a restart's thousands of handlers must not delay a renewal (leader.py).
+        renewal = leader.Renewal(lease)
         memo = kopf.Memo(config=config)
         try:
             await kopf.operator(
@@ -244,8 +258,7 @@ async def _run(config: Settings) -> None:
             # when none can leave any more may a standby take over (the Lease is renewed meanwhile).
             if (clients := getattr(memo, "clients", None)) is not None:
                 await asyncio.to_thread(clients.executor.shutdown, wait=True, cancel_futures=True)
-            renewing.cancel()
-            await asyncio.gather(renewing, return_exceptions=True)
+            await asyncio.to_thread(renewal.stop)
             await lease.release()
     finally:
         await kube.close()

@@ -10,10 +10,14 @@ P = retry period (R < D, by at least a second):
   the local time.
 - Every write of the Lease is a compare-and-swap on its resourceVersion: of two standbys
   that take an expired Lease at once, one wins.
-- The leader renews every P seconds. A watchdog *thread* (not the event loop, which a
-  stalled handler could hold) ends the process with `os._exit` once R seconds passed since
-  the last successful renewal was sent. A standby observed that renewal after it was sent,
-  so it waits at least D > R from then: the old leader is gone before the new one acts.
+- The leader renews every P seconds on a thread and event loop of its own, over a connection
+  of its own (`Renewal`): at a restart the operator's loop may run thousands of handlers, and
+  a renewal queued behind them would miss the deadline of a replica that is busy, not dead
+  (client-go renews on a goroutine of its own for the same reason). A renewal waits for its
+  answer up to the deadline: a late answer still renews from when the request was sent. A
+  watchdog *thread* ends the process with `os._exit` once R seconds passed since the last
+  successful renewal was sent. A standby observed that renewal after it was sent, so it waits
+  at least D > R from then: the old leader is gone before the new one acts.
   Losing the Lease to another holder (a conflict on renewal) exits at once too.
 - A standby runs nothing of the operator: no Kopf, no watch, no poller, no evidence worker.
   It serves /healthz and /metrics on the metrics port until it leads.
@@ -102,13 +106,16 @@ class Lease:
         self._stop = threading.Event()
 
     # -- requests ------------------------------------------------------------------------------
-    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        # A request that outlives the retry period is of no use: the next one replaces it.
-        return await asyncio.wait_for(self.kube.request(method, path, json=body), self.timing.retry_period)
+    async def _request(
+        self, method: str, path: str, body: dict | None = None, kube: Kube | None = None, timeout: float = 0.0
+    ) -> dict:
+        # Looking: a request that outlives the retry period is of no use, the next one replaces it.
+        timeout = max(timeout, self.timing.retry_period)
+        return await asyncio.wait_for((kube or self.kube).request(method, path, json=body), timeout)
 
-    async def _read(self) -> dict | None:
+    async def _read(self, kube: Kube | None = None) -> dict | None:
         try:
-            lease = await self._request("GET", self.path)
+            lease = await self._request("GET", self.path, kube=kube)
         except Gone:
             lease = None
         self.last_read = self.clock()
@@ -201,15 +208,18 @@ class Lease:
             self._expires_in = self.timing.retry_period
 
     # -- leading -------------------------------------------------------------------------------
-    async def renew(self) -> None:
+    async def renew(self, kube: Kube | None = None) -> None:
         """One renewal: a compare-and-swap of renewTime. Calls on_lost if another replica holds it."""
         assert self._lease is not None
         sent = self.clock()
         spec = {**self._lease["spec"], "renewTime": timestamps.micro_now(), "holderIdentity": self.identity}
+        # A busy apiserver's late answer still renews from when the request was sent: wait for it
+        # up to the deadline, as client-go does, rather than give up after a retry period.
+        timeout = self.renewed_at + self.timing.renew_deadline - sent
         try:
-            self._lease = await self._request("PUT", self.path, {**self._lease, "spec": spec})
+            self._lease = await self._request("PUT", self.path, {**self._lease, "spec": spec}, kube, timeout)
         except Conflict:  # our last write's answer was lost, or someone else wrote: look
-            await self._read()
+            await self._read(kube)
             if self.holder != self.identity:
                 self._lost(f"the Lease is now held by {self.holder}")
             return  # ours still: the next renewal carries the fresh resourceVersion
@@ -218,12 +228,12 @@ class Lease:
             return
         self.renewed_at, self.last_read = sent, self.clock()
 
-    async def hold(self) -> NoReturn:
-        """Renew every retry period, for as long as the process leads."""
+    async def hold(self, kube: Kube) -> NoReturn:
+        """Renew every retry period, for as long as the process leads (on the `Renewal` thread)."""
         while True:
             await asyncio.sleep(self.timing.retry_period)
             try:
-                await self.renew()
+                await self.renew(kube)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the watchdog decides when it has been too long
@@ -267,6 +277,33 @@ class Lease:
                 log.info("released the Lease %s/%s", self.namespace, self.name)
         except Exception as exc:
             log.warning("could not release the Lease (it expires by itself): %s", exc)
+
+
+class Renewal:
+    """`Lease.hold` on a thread with its own event loop and its own connection to the apiserver,
+    from the moment it starts until `stop`. Nothing the operator's loop does can delay it; the GIL
+    is handed over every few milliseconds even while that loop computes."""
+
+    def __init__(self, lease: Lease):
+        self.kube = Kube(lease.kube.connection)
+        self._loop = asyncio.new_event_loop()
+        self._holding = self._loop.create_task(lease.hold(self.kube), name="lease renewal")
+        self._thread = threading.Thread(target=self._run, name="lease-renewal", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(asyncio.gather(self._holding, return_exceptions=True))
+            self._loop.run_until_complete(self.kube.close())
+        finally:
+            self._loop.close()
+
+    def stop(self) -> None:
+        """Stop renewing and wait until no renewal can be sent any more (it blocks: from a loop,
+        call it with `asyncio.to_thread`)."""
+        self._loop.call_soon_threadsafe(self._holding.cancel)
+        self._thread.join()
 
 
 async def stand_by(lease: Lease, port: int, stuck_seconds: float) -> bool:
