@@ -18,6 +18,7 @@ BUCKET = "demo-recordings"
 ACCESS_KEY = ("LTAI5tOperatorTest", "operator-test-secret")
 AUTH_KEY = "receiverKey" + secrets.token_hex(8)
 OWNERSHIP_KEY = "ownershipKey" + secrets.token_hex(16)
+RECORDINGS = "/apis/rtc.recording.io/v1alpha1"
 # Emulated minutes pass in real seconds: MaxIdleTime 60 s takes 2 s.
 TIME_SCALE = 30
 
@@ -96,15 +97,13 @@ class Stack:
         self.cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
     def get(self, namespace: str, name: str) -> dict | None:
-        got = self.cluster.kubectl("get", "rtcrec", name, "-n", namespace, "-o", "json", check=False)
-        return json.loads(got.stdout) if got.returncode == 0 else None
+        return self.cluster.api.get(f"{RECORDINGS}/namespaces/{namespace}/rtcrecordings/{name}")
 
     def evidence(self) -> list[dict]:
         """The receiver's evidence ConfigMaps (in the operator's namespace: default, run locally)."""
-        got = self.cluster.kubectl(
-            "get", "configmaps", "-n", "default", "-l", "rtc.recording.io/evidence", "-o", "json"
+        return self.cluster.api.items(
+            "/api/v1/namespaces/default/configmaps", labelSelector="rtc.recording.io/evidence"
         )
-        return json.loads(got.stdout)["items"]
 
     def status(self, namespace: str, name: str) -> dict:
         return (self.get(namespace, name) or {}).get("status") or {}
@@ -118,10 +117,18 @@ class Stack:
         )
 
     def events(self, namespace: str, name: str) -> list[dict]:
-        got = self.cluster.kubectl(
-            "get", "events", "-n", namespace, "-o", "json", f"--field-selector=involvedObject.name={name}"
+        return self.cluster.api.items(
+            f"/api/v1/namespaces/{namespace}/events", fieldSelector=f"involvedObject.name={name}"
         )
-        return json.loads(got.stdout)["items"]
+
+    def wait_events(self, namespace: str, name: str, reason: str, timeout: float = 15) -> list[dict]:
+        """The Events of that reason, once there is one: the operator posts an Event after the
+        status write that names it, so a status seen does not mean its Event is there yet."""
+        return wait_for(
+            lambda: [e for e in self.events(namespace, name) if e["reason"] == reason],
+            timeout,
+            what=f"a {reason} Event of {namespace}/{name}",
+        )
 
     def tasks(self, channel: str, status: str | None = None) -> list[dict]:
         return self.emulator.control.tasks(app_id=APP, channel_id=channel, status=status)
@@ -206,4 +213,4 @@ def one_user_recording(name: str, channel: str) -> dict:
 
 
 def items(stack: Stack, namespace: str) -> list[dict]:
-    return json.loads(stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-o", "json").stdout)["items"]
+    return stack.cluster.api.items(f"{RECORDINGS}/namespaces/{namespace}/rtcrecordings")

@@ -17,7 +17,7 @@ import pytest
 from rtc_recording.cluster.launcher import free_port
 from rtc_recording.cluster.processes import RtcrecProcess
 
-from .conftest import APP, recording, wait_for
+from .conftest import APP, items, recording, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -86,8 +86,7 @@ def apply_all(stack, namespace: str, manifests: list[dict]) -> None:
 
 
 def phases(stack, namespace: str) -> dict[str, str]:
-    items = json.loads(stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-o", "json").stdout)["items"]
-    return {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
+    return {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items(stack, namespace)}
 
 
 def all_recording(stack, namespace: str, count: int, timeout: float) -> None:
@@ -133,6 +132,7 @@ def test_a_lost_answer_whose_task_calls_back_during_a_brown_out_is_adopted(stack
     assert [t["taskId"] for t in live(stack, channel)] == [task["taskId"]]
 
 
+@pytest.mark.slow  # hundreds of Starts and Stops at the quota's pace, or a minute of outage
 def test_a_hung_cloud_makes_no_extra_tasks_once_it_returns(stack, namespace, emulator):
     rooms = channels(emulator, 5, f"hung-{namespace}")
     emulator.control.hang(20)  # nothing answered for 20 s; what arrived meanwhile is executed then
@@ -150,14 +150,14 @@ def test_a_hung_cloud_makes_no_extra_tasks_once_it_returns(stack, namespace, emu
         assert stack.status(namespace, f"hung-{i}")["taskId"] == stack.tasks(room)[0]["taskId"]
 
 
+@pytest.mark.slow  # hundreds of Starts and Stops at the quota's pace, or a minute of outage
 def test_a_kill_with_queued_starts_leaves_attempts_only_for_starts_sent(stack, namespace, emulator, tmp_path):
     rooms = channels(emulator, 100, f"q-{namespace}")
     with own_operator(stack, tmp_path, quota_per_second=5) as operator:  # 100 Starts need 20 s
         apply_all(stack, namespace, [one_user(f"q-{i}", room) for i, room in enumerate(rooms)])
         wait_for(lambda: sum(len(stack.tasks(r)) for r in rooms) >= 10, timeout=30, what="some Starts sent")
         operator.kill()
-        items = json.loads(stack.cluster.kubectl("get", "rtcrec", "-n", namespace, "-o", "json").stdout)["items"]
-        recorded = sum(1 for i in items if (i.get("status") or {}).get("attempt"))
+        recorded = sum(1 for i in items(stack, namespace) if (i.get("status") or {}).get("attempt"))
         sent = sum(len(stack.tasks(r)) for r in rooms)
         # Written ahead only once the quota let the call go: at most the one in flight more.
         assert sent >= 10 and recorded <= sent + 1, (recorded, sent)
@@ -181,6 +181,7 @@ def test_deleting_everything_stops_no_task_twice(stack, namespace, emulator):
     assert "Traceback" not in stack.receiver.output()
 
 
+@pytest.mark.slow  # hundreds of Starts and Stops at the quota's pace, or a minute of outage
 def test_recovery_after_an_outage_takes_seconds_not_backoff_minutes(stack, namespace, emulator, tmp_path):
     rooms = channels(emulator, 10, f"out-{namespace}")
     # Production backoff (2 s doubling to 300 s): through a 40 s outage it would grow past a minute.
@@ -195,6 +196,7 @@ def test_recovery_after_an_outage_takes_seconds_not_backoff_minutes(stack, names
     assert all(len(live(stack, r)) == 1 for r in rooms)
 
 
+@pytest.mark.slow  # hundreds of Starts and Stops at the quota's pace, or a minute of outage
 def test_with_callbacks_300_starts_spend_one_budget_and_are_never_throttled(stack, namespace, emulator):
     rooms = channels(emulator, 300, f"b-{namespace}")
     port = int(stack.env["RTCREC_METRICS_PORT"])

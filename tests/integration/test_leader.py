@@ -76,8 +76,7 @@ async def replicas(cluster):
 
 
 def lease_of(cluster, replica: Replica) -> dict:
-    got = cluster.kubectl("get", "lease", replica.lease.name, "-n", "default", "-o", "json")
-    return json.loads(got.stdout)["spec"]
+    return cluster.api.request("GET", replica.lease.path)["spec"]
 
 
 async def test_a_standby_takes_over_only_after_a_whole_lease_duration(cluster, replicas):

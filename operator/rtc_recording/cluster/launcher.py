@@ -7,6 +7,7 @@ so removing that directory after stopping the processes leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -16,11 +17,15 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from ..kube import Connection, Gone, Kube
 from . import binaries
 
 READY_TIMEOUT_S = 120  # a cold kube-apiserver on 2 cores takes ~15-30 s to be ready
@@ -232,6 +237,10 @@ class LocalCluster:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # -- helpers for callers ---------------------------------------------------------------
+    @cached_property
+    def api(self) -> Api:
+        return Api(self.kubeconfig)
+
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": str(self.kubeconfig)}
 
@@ -259,6 +268,34 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise ClusterError("the CRDs were not served within 60 s")
             time.sleep(0.2)
+
+
+class Api:
+    """The project's own client (kube.Kube) for synchronous callers, on an event loop of its own:
+    tests look and wait through it instead of starting a kubectl process per look (about 40 ms of
+    CPU each, taken from the operator under test). `kubectl apply` stays where the user's path is
+    what a test is about."""
+
+    def __init__(self, kubeconfig: Path):
+        self._kube = Kube(Connection.from_kubeconfig(str(kubeconfig)))
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="cluster-api", daemon=True).start()
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> dict:
+        call = self._kube.request(method, path, json=body, content_type=content_type)
+        return asyncio.run_coroutine_threadsafe(call, self._loop).result(timeout=60)
+
+    def get(self, path: str) -> dict | None:
+        """The object at `path`, or None where there is none."""
+        try:
+            return self.request("GET", path)
+        except Gone:
+            return None
+
+    def items(self, path: str, **selectors: str) -> list[dict]:
+        """A list's items; `selectors` as the query takes them (labelSelector, fieldSelector)."""
+        query = f"?{urlencode(selectors)}" if selectors else ""
+        return self.request("GET", path + query).get("items") or []
 
 
 def _kubeconfig(server: str, ca: Path, token: str) -> str:
