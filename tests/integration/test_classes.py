@@ -174,7 +174,7 @@ def test_a_namespace_outside_the_selector_is_refused(stack, namespace, platform,
     status = stack.wait_phase(namespace, "outsider", "Failed")
     assert status["reason"] == "ClassNotAllowed" and f"namespace {namespace}" in status["message"]
     assert stack.tasks(channel) == []
-    assert "ClassNotAllowed" in [e["reason"] for e in stack.events(namespace, "outsider")]
+    stack.wait_events(namespace, "outsider", "ClassNotAllowed")
 
 
 def test_a_merged_spec_that_breaks_a_rule_is_refused_naming_the_class(stack, tenant, platform, make_class, channel):

@@ -74,7 +74,7 @@ def test_a_duplicate_made_while_the_receiver_was_down_is_stopped(stack, namespac
         what="the orphan reaped",
     )
     wait_for(lambda: stack.status(namespace, "orphaned").get("strayTasks") == 1, what="strayTasks counted")
-    assert any(e["reason"] == "StrayTaskStopped" for e in stack.events(namespace, "orphaned"))
+    stack.wait_events(namespace, "orphaned", "StrayTaskStopped")
 
 
 def test_idle_channel_completes_through_the_poller_with_callbacks_off(stack, namespace, channel, emulator):
@@ -114,7 +114,7 @@ def test_the_end_callback_is_kept_as_evidence_while_the_operator_is_down(stack, 
         stack.operator.start()
     status = stack.wait_phase(namespace, "quiet-cb", "Completed", timeout=15)
     assert (status["reason"], status["taskId"]) == ("IdleTimeout", task_id)
-    assert any(e["reason"] == "IdleTimeout" for e in stack.events(namespace, "quiet-cb"))
+    stack.wait_events(namespace, "quiet-cb", "IdleTimeout")
     wait_for(
         lambda: not [e for e in stack.evidence() if e["data"]["task_id"] == task_id],
         timeout=15,

@@ -42,10 +42,6 @@ def stopped(emulator, task_id: str) -> None:
     wait_for(lambda: emulator.control.task(task_id)["status"] == "STOPPED", timeout=15, what=f"{task_id} STOPPED")
 
 
-def reasons(stack, namespace: str, name: str) -> list[str]:
-    return [e["reason"] for e in stack.events(namespace, name)]
-
-
 def test_suspend_stops_the_task_and_resume_starts_a_new_one(stack, namespace, channel, emulator):
     stack.apply(namespace, recording("pausable", channel))
     first = stack.wait_phase(namespace, "pausable", "Recording")["taskId"]
@@ -58,7 +54,7 @@ def test_suspend_stops_the_task_and_resume_starts_a_new_one(stack, namespace, ch
     status = stack.wait_phase(namespace, "pausable", "Recording")
     assert status["taskId"] != first
     assert [t["taskId"] for t in stack.tasks(channel, status="RUNNING")] == [status["taskId"]]
-    assert "Suspended" in reasons(stack, namespace, "pausable")
+    stack.wait_events(namespace, "pausable", "Suspended")
 
 
 def test_created_suspended_starts_nothing(stack, namespace, channel):
@@ -74,7 +70,7 @@ def test_max_duration_stops_the_task(stack, namespace, channel, emulator):
     status = stack.wait_phase(namespace, "bounded", "Completed", timeout=20)
     assert (status["reason"], status["taskId"]) == ("MaxDuration", task_id)
     stopped(emulator, task_id)
-    assert "MaxDuration" in reasons(stack, namespace, "bounded")
+    stack.wait_events(namespace, "bounded", "MaxDuration")
 
 
 def test_max_duration_that_passed_while_the_operator_was_down(stack, namespace, channel, emulator):
@@ -140,7 +136,7 @@ def test_adopting_a_running_task(stack, namespace, channel, emulator):
     assert (status["phase"], status["taskId"]) == ("Recording", task_id)
     assert len(stack.tasks(channel)) == 1  # nothing was started
     assert emulator.control.task(task_id)["updates"]  # its subscribers and layout now follow spec
-    assert "Adopted" in reasons(stack, namespace, "adopter")
+    stack.wait_events(namespace, "adopter", "Adopted")
 
 
 def test_adopting_an_unknown_task_fails_and_starts_nothing(stack, namespace, channel):

@@ -25,7 +25,7 @@ def test_apply_records_and_delete_stops(stack, namespace, channel):
     assert status["observedGeneration"] == 1 and status["startTime"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
-    assert "Started" in [e["reason"] for e in stack.events(namespace, "standup")]
+    stack.wait_events(namespace, "standup", "Started")
     # The printer columns show what a person needs.
     row = stack.cluster.kubectl("get", "rtcrec", "standup", "-n", namespace).stdout
     assert channel in row and "Recording" in row and status["taskId"] in row
@@ -82,8 +82,14 @@ def test_unknown_app_fails_with_the_vendor_code_and_an_event(stack, namespace, c
     status = stack.wait_phase(namespace, "wrong-app", "Failed")
     assert status["reason"] == "InvalidParameter.AppId"
     assert "InvalidParameter.AppId" in next(c for c in status["conditions"] if c["type"] == "Ready")["message"]
-    warnings = [e for e in stack.events(namespace, "wrong-app") if e["type"] == "Warning"]
-    assert any("InvalidParameter.AppId" in e["message"] for e in warnings)
+    wait_for(
+        lambda: any(
+            e["type"] == "Warning" and "InvalidParameter.AppId" in e["message"]
+            for e in stack.events(namespace, "wrong-app")
+        ),
+        timeout=15,
+        what="a Warning Event with the vendor's code",
+    )
     assert stack.tasks(channel) == []
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from rtc_recording import schedules
 
-from .conftest import APP, recording, wait_for
+from .conftest import APP, RECORDINGS, recording, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -32,15 +32,18 @@ def schedule(name: str, channel: str, cron: str, **spec) -> dict:
 
 
 def runs(stack, namespace: str, name: str) -> list[dict]:
-    got = stack.cluster.kubectl(
-        "get", "rtcrec", "-n", namespace, "-l", f"{schedules.SCHEDULE_LABEL}={name}", "-o", "json"
+    return stack.cluster.api.items(
+        f"{RECORDINGS}/namespaces/{namespace}/rtcrecordings", labelSelector=f"{schedules.SCHEDULE_LABEL}={name}"
     )
-    return json.loads(got.stdout)["items"]
 
 
 def sched_status(stack, namespace: str, name: str) -> dict:
-    got = stack.cluster.kubectl("get", "rtcrecsched", name, "-n", namespace, "-o", "json")
-    return json.loads(got.stdout).get("status") or {}
+    return (
+        stack.cluster.api.request("GET", f"{RECORDINGS}/namespaces/{namespace}/rtcrecordingschedules/{name}").get(
+            "status"
+        )
+        or {}
+    )
 
 
 def test_a_schedule_runs_every_few_seconds_and_replace_stops_the_previous_run(stack, namespace, channel, emulator):
@@ -66,7 +69,7 @@ def test_a_schedule_runs_every_few_seconds_and_replace_stops_the_previous_run(st
         assert (owner["kind"], owner["name"], owner["controller"]) == ("RtcRecordingSchedule", "often", True)
     names = {t["taskId"] for t in stack.tasks(channel)}
     assert len(names) >= 3 and len(stack.tasks(channel, status="RUNNING")) <= 1
-    assert "Started" in [e["reason"] for e in stack.events(namespace, "often")]
+    stack.wait_events(namespace, "often", "Started")
 
 
 def test_forbid_waits_for_each_run_and_history_limits_delete_old_ones(stack, namespace, emulator):

@@ -62,7 +62,7 @@ def test_a_forged_task_id_steers_nothing(stack, crds, namespace, channel, emulat
         what="the forged task id refused",
         details=lambda: stack.operator.output()[-3000:],
     )
-    assert any(e["reason"] == "TaskNotProven" for e in stack.events(namespace, "thief"))
+    stack.wait_events(namespace, "thief", "TaskNotProven")
     # A copied seal does not help: it is bound to the victim's uid.
     patch_status(stack, namespace, "thief", {"taskSeal": stack.status(victim_ns, "victim")["taskSeal"]})
 
@@ -226,7 +226,12 @@ def test_only_secrets_that_opt_in_sign_relays(stack, namespace, channel):
                 details=lambda: stack.operator.output()[-3000:],
             )
         assert server.received == []  # nothing signed with the password, nor sent unsigned
-    said = {name: events(stack, namespace, name, "RelayFailed")[0]["message"] for name in ("oracle", "missing")}
+    # Each message starts with the callback refused first, which races (TaskStarting for one resource,
+    # TaskRunning for another): the words after it are what must not tell the two apart.
+    said = {
+        name: events(stack, namespace, name, "RelayFailed")[0]["message"].split(" not relayed ", 1)[1]
+        for name in ("oracle", "missing")
+    }
     # A Secret that did not opt in and one that does not exist are refused in the same words.
     assert said["oracle"].replace("'db'", "X") == said["missing"].replace("'nothing-here'", "X")
     assert "rtc.recording.io/usage=notify-key" in said["oracle"] and "password" not in said["oracle"]
@@ -248,7 +253,7 @@ def test_only_secrets_that_opt_in_are_billed(stack, namespace, channel, emulator
             what=f"{name}: refused credentials",
         )
         assert status["phase"] == "Pending"
-        (event,) = events(stack, namespace, name, "CredentialsUnavailable")  # one, however often it retries
+        (event,) = stack.wait_events(namespace, name, "CredentialsUnavailable")  # one, however often it retries
         assert event["message"] == status["message"]
         said[name] = status["message"].replace(repr(secret_name), "X")
     assert said["billed"] == said["nothing"]
