@@ -1,6 +1,9 @@
 # The two commands of the README: `make demo` and `make test`. Both work on a fresh machine:
 # they create .venv, install the package, and build the control plane from Go modules on first use.
-# `make test` runs `make lint` first (ruff, mypy, the import contracts: seconds, no server).
+# `make test` is the default tier: lint, then every behaviour of the runtime code against the real
+# kube-apiserver and the emulator, in minutes; it builds etcd, kube-apiserver and kubectl only.
+# `make test-all` (what CI runs) adds the slow tier (`-m slow`: other Kubernetes versions, helm and
+# the chart, the image under podman, the demo, scale, chaos, failover, namespace deletion).
 # `make image` writes the operator's image archive (tools/image/build.sh; Debian packages and PyPI only).
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +14,7 @@ IMAGE := build/image/rtc-recording-operator-$(VERSION).oci.tar
 IMAGE_INPUTS := pyproject.toml Dockerfile $(wildcard tools/image/*) \
 	$(shell find operator -name '*.py' -not -path '*/emulator/*' -not -path '*/cluster/*')
 
-.PHONY: demo test lint unit binaries image podman clean bench
+.PHONY: demo test test-all coverage lint unit binaries binaries-all image podman clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +22,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# What the default tier needs; binaries-all adds helm, kube-controller-manager, the other
+# Kubernetes versions and gitops-health (cached outside the repository: built once per machine).
 binaries: $(STAMP)
+	$(VENV)/bin/rtcrec build-binaries etcd kube-apiserver kubectl
+
+binaries-all: $(STAMP)
 	$(VENV)/bin/rtcrec build-binaries
 
 image: $(IMAGE)
@@ -35,8 +43,26 @@ demo: $(STAMP)
 	$(VENV)/bin/rtcrec demo
 
 # -rs: a skipped test says why (the container test skips only where podman cannot run).
-test: lint binaries image podman
-	$(VENV)/bin/pytest -q -rs
+# PYTEST_ARGS: more options, e.g. CI's --durations=30 --junitxml=build/junit.xml.
+test: lint binaries
+	$(VENV)/bin/pytest -q -rs -m "not slow" $(PYTEST_ARGS)
+
+test-all: lint binaries-all image podman
+	$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
+
+# Line coverage of the runtime package (the wheel: emulator/ and cluster/ left out), the operator
+# and receiver subprocesses included (coverage's subprocess patch), for the default tier alone and
+# for both tiers. Config: pyproject.toml.
+COV := $(VENV)/bin/coverage
+COVDIR := build/coverage
+coverage: binaries-all image podman
+	rm -rf $(COVDIR) && mkdir -p $(COVDIR)/default $(COVDIR)/slow $(COVDIR)/all
+	-COVERAGE_FILE=$(COVDIR)/default/.coverage $(COV) run -m pytest -q -m "not slow" -p no:cacheprovider
+	-COVERAGE_FILE=$(COVDIR)/slow/.coverage $(COV) run -m pytest -q -m slow -p no:cacheprovider
+	$(COV) combine --keep --data-file=$(COVDIR)/default/.coverage $(COVDIR)/default >/dev/null
+	$(COV) combine --keep --data-file=$(COVDIR)/all/.coverage $(COVDIR)/default $(COVDIR)/slow >/dev/null
+	@echo "runtime line coverage, default tier: $$($(COV) report --data-file=$(COVDIR)/default/.coverage --format=total)%"
+	@echo "runtime line coverage, both tiers:   $$($(COV) report --data-file=$(COVDIR)/all/.coverage --format=total)%"
 
 # Lint: ruff's rules and its formatting (line length 120), mypy with the pydantic plugin over
 # rtc_recording (emulator and cluster included), and the import contracts. Config: pyproject.toml.

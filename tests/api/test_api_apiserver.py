@@ -40,7 +40,13 @@ def outcomes(proc) -> tuple[set[str], dict[str, str]]:
     return applied, refused
 
 
-@pytest.fixture(scope="module", params=binaries.KUBERNETES_VERSIONS)
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(v, marks=() if v == binaries.KUBERNETES_VERSION else pytest.mark.slow)
+        for v in binaries.KUBERNETES_VERSIONS
+    ],
+)
 def kubectl(request, cluster_of):
     cluster = cluster_of(request.param)
     cluster.apply_crds()

@@ -21,7 +21,7 @@ from rtc_recording.cluster.processes import wait_for
 
 from .conftest import CHART
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 CRD = "rtcrecordings.rtc.recording.io"
 EXAMPLE = binaries.REPO_ROOT / "examples" / "mixed-oss-minimal.yaml"

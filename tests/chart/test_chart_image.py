@@ -38,7 +38,7 @@ from rtc_recording.emulator import EmulatorConfig, run_in_thread
 
 from .conftest import CHART
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = binaries.REPO_ROOT
 VERSION = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.M)[1]

@@ -15,7 +15,7 @@ import pytest
 
 from .conftest import CHART
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 class Release:

@@ -26,7 +26,7 @@ from rtc_recording.emulator import EmulatorConfig, run_in_thread
 
 from .conftest import CHART
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 APP, BUCKET = "demo-app", "demo-recordings"
 ACCESS_KEY = ("LTAI5tChartRbacTest", "chart-rbac-secret")

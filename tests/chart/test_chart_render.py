@@ -28,6 +28,8 @@ from .conftest import (
     rule_set,
 )
 
+pytestmark = pytest.mark.slow  # helm is built for `make test-all` only
+
 OPERATOR = "rtc-rtc-recording-operator"
 RECEIVER = "rtc-rtc-recording-operator-receiver"
 ROLE_ARN = "acs:ram::1234567890123456:role/rtc-recording"

@@ -7,7 +7,7 @@ import pytest
 
 from rtc_recording.cluster.processes import RTCREC
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def test_demo_runs_end_to_end_and_leaves_nothing_running():

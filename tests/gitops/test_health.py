@@ -21,7 +21,7 @@ import yaml
 
 from rtc_recording.cluster import binaries
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 ROOT = binaries.REPO_ROOT
 SCRIPT = ROOT / "charts" / "rtc-recording-operator" / "argocd" / "health.lua"

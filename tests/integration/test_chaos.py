@@ -24,7 +24,7 @@ import pytest
 
 from .conftest import APP, apply_many, items, one_user_recording, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 N = 50
 LIVE = ("RUNNING", "RECOVERING")

@@ -15,7 +15,7 @@ from rtc_recording.cluster.processes import RtcrecProcess
 
 from .conftest import APP, recording, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 LEASE = ("default", "rtc-recording-operator")  # the default Lease of a local `rtcrec run`
 

@@ -12,7 +12,7 @@ import pytest
 
 from .conftest import ACCESS_KEY, APP, recording, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 TENANT_KEY = ("LTAI5tTenantOwnKey", "tenant-own-secret")  # another account than the operator's
 FINALIZER = "rtc.recording.io/credentials-in-use"

@@ -28,7 +28,7 @@ from rtc_recording.cluster.processes import RtcrecProcess
 
 from .conftest import ACCESS_KEY, APP, apply_many, items, metric_total, one_user_recording, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 N = 200
 CHANGING = ("StartRtcCloudRecording", "StopRtcCloudRecording", "UpdateRtcCloudRecording")

@@ -17,7 +17,7 @@ from rtc_recording.cluster.processes import RtcrecProcess, local_env, wait_for
 
 from .conftest import ACCESS_KEY, AUTH_KEY, recording
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(params=binaries.OTHER_KUBERNETES_VERSIONS)
