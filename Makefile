@@ -59,8 +59,9 @@ coverage: binaries-all image podman
 	rm -rf $(COVDIR) && mkdir -p $(COVDIR)/default $(COVDIR)/slow $(COVDIR)/all
 	-COVERAGE_FILE=$(COVDIR)/default/.coverage $(COV) run -m pytest -q -m "not slow" -p no:cacheprovider
 	-COVERAGE_FILE=$(COVDIR)/slow/.coverage $(COV) run -m pytest -q -m slow -p no:cacheprovider
-	$(COV) combine --keep --data-file=$(COVDIR)/default/.coverage $(COVDIR)/default >/dev/null
-	$(COV) combine --keep --data-file=$(COVDIR)/all/.coverage $(COVDIR)/default $(COVDIR)/slow >/dev/null
+	$(COV) combine --data-file=$(COVDIR)/default/.coverage $(COVDIR)/default >/dev/null
+	$(COV) combine --data-file=$(COVDIR)/slow/.coverage $(COVDIR)/slow >/dev/null
+	$(COV) combine --keep --data-file=$(COVDIR)/all/.coverage $(COVDIR)/default/.coverage $(COVDIR)/slow/.coverage >/dev/null
 	@echo "runtime line coverage, default tier: $$($(COV) report --data-file=$(COVDIR)/default/.coverage --format=total)%"
 	@echo "runtime line coverage, both tiers:   $$($(COV) report --data-file=$(COVDIR)/all/.coverage --format=total)%"
 

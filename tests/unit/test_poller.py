@@ -78,3 +78,15 @@ async def test_a_failing_observation_does_not_stop_the_loop():
     await asyncio.sleep(0.3)
     runner.cancel()
     assert len(calls) >= 3
+
+
+def test_a_forgotten_task_or_one_started_anew_is_described_only_at_its_one_due_time():
+    now = [100.0]
+    poller = Poller(lambda o: None, interval=60, calls_per_second=10, clock=lambda: now[0])
+    poller.track(obj("gone"))
+    poller.track(obj("renewed"))
+    poller.forget(("ns", "gone"))
+    poller.track(obj("renewed", task_id="t2"))  # a new task: a new due time, the old entry stale
+    now[0] += 61
+    assert poller._next_due() == ("ns", "renewed")
+    assert poller._next_due() is None  # neither the forgotten one nor the stale entry comes back

@@ -52,3 +52,17 @@ def _nodes(node):
     elif isinstance(node, list):
         for child in node:
             yield from _nodes(child)
+
+
+def test_the_ownership_key_is_its_own_or_derived_from_the_callback_key_and_never_either_key_itself(monkeypatch):
+    from rtc_recording.ownership import derive_key
+    from rtc_recording.settings import Settings
+
+    for name in ("RTCREC_OWNERSHIP_KEY", "RTCREC_CALLBACK_AUTH_KEY", "RTCREC_CALLBACK_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().ownership_secret() is None  # `rtcrec run` refuses to start then
+    monkeypatch.setenv("RTCREC_CALLBACK_AUTH_KEY", "callbackKey0123456789")
+    derived = Settings().ownership_secret()
+    assert derived == derive_key("callbackKey0123456789") and b"callbackKey" not in derived
+    monkeypatch.setenv("RTCREC_OWNERSHIP_KEY", "ownershipKey0123456789abcdefghijkl")
+    assert Settings().ownership_secret() == derive_key("ownershipKey0123456789abcdefghijkl") != derived
