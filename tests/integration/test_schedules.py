@@ -58,8 +58,13 @@ def test_a_schedule_runs_every_few_seconds_and_replace_stops_the_previous_run(st
         "patch", "rtcrecsched", "often", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}'
     )
     wait_for(lambda: len(stack.tasks(channel, status="RUNNING")) <= 1, timeout=30, what="replaced runs stopped")
-    status = sched_status(stack, namespace, "often")
-    assert status["lastScheduleTime"] and "nextScheduleTime" not in status  # suspended
+    # The runs' stops and the scheduler's decision on the suspend race: wait for the suspended status.
+    status = wait_for(
+        lambda: "nextScheduleTime" not in (s := sched_status(stack, namespace, "often")) and s,
+        timeout=15,
+        what="the schedule suspended",
+    )
+    assert status["lastScheduleTime"]
     for run in runs(stack, namespace, "often"):
         at = run["metadata"]["annotations"][schedules.SCHEDULED_AT_ANNOTATION]
         unix = int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
