@@ -8,7 +8,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import kopf
 
 from . import evidence, gate, health, leader, ownership, relay, ssrf, timestamps
@@ -27,26 +26,22 @@ from .settings import Settings
 RESOURCE = (GROUP, VERSION, PLURAL)
 SCHEDULES = (GROUP, VERSION, SCHEDULE_PLURAL)
 FINALIZER = f"{GROUP}/stop-task"
-WRITERS = 32  # Kopf's concurrent requests besides its watch streams (login)
 log = logging.getLogger(__name__)
 
 
 @kopf.on.login()
-async def login(memo: kopf.Memo, **_) -> kopf.AiohttpSession:
-    """Kopf's own session opens a connection per concurrent request, without a limit: at a restart
-    with thousands of objects to handle, thousands of TLS handshakes at once, hundreds of MB and an
-    apiserver too busy to answer the Lease renewal in time. This one keeps a bounded pool: room for
-    every watch stream (one per resource kind and namespace) and `WRITERS` requests besides."""
+def login(**_) -> kopf.ConnectionInfo:
+    # Kopf's own session, whose pool has no limit: a limit starves it, since Kopf keeps an error
+    # response it does not read holding its connection (a bounded pool hung 54 of 1000 creates).
     c = Connection.load()
-    streams = 2 * max(1, len(memo.config.namespaces))
-    token = c.bearer()
-    return kopf.AiohttpSession(
+    return kopf.ConnectionInfo(
         server=c.server,
+        ca_path=c.ca_path,
+        token=c.bearer(),
+        insecure=c.insecure,
+        certificate_path=c.cert_path,
+        private_key_path=c.key_path,
         default_namespace=c.namespace,
-        aiohttp_session=aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=streams + WRITERS, ssl=c.ssl_context()),
-            headers={"Authorization": f"Bearer {token}"} if token else None,
-        ),
     )
 
 
