@@ -230,15 +230,15 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
 
 
 # -- (c) restart with 10 000 resources ---------------------------------------------------------
-def seed_template(stack: Stack) -> dict:
-    """The one resource in namespace c created and status-patched through the apiserver (its task
+def seed_template(stack: Stack, namespace: str = "c") -> dict:
+    """The one resource in `namespace` created and status-patched through the apiserver (its task
     really started), as etcd stores it: what `_seed` clones."""
-    template_manifest = manifest("template", "c-template", finalizer=True)
-    stack.join(["c-template"])
-    created = stack.create("c", [template_manifest])["template"][1]
+    template_manifest = manifest("template", f"{namespace}-template", finalizer=True)
+    stack.join([f"{namespace}-template"])
+    created = stack.create(namespace, [template_manifest])["template"][1]
     [task_id] = seed_tasks(stack, [template_manifest])
-    stack.patch_statuses("c", {"template": seeded_status(created, task_id)})
-    template = etcd_get(stack, etcd_key("c", "template"))
+    stack.patch_statuses(namespace, {"template": seeded_status(created, task_id)})
+    template = etcd_get(stack, etcd_key(namespace, "template"))
     assert template is not None
     return template
 
@@ -823,14 +823,7 @@ def busy_restart(workdir: Path, run: int, n: int = 2000, stall_seconds: float = 
     try:
         stack.namespace(BUSY_NS)
         stack.tracker.start()
-        template_manifest = manifest("template", "f-template", finalizer=True)
-        stack.join(["f-template"])
-        created = stack.create(BUSY_NS, [template_manifest])["template"][1]
-        [task_id] = seed_tasks(stack, [template_manifest])
-        stack.patch_statuses(BUSY_NS, {"template": seeded_status(created, task_id)})
-        template = etcd_get(stack, etcd_key(BUSY_NS, "template"))
-        assert template is not None
-        _seed_unproven(stack, template, n)
+        _seed_unproven(stack, seed_template(stack, BUSY_NS), n)
         wait_for(lambda: stack.tracker.present(BUSY_NS) >= n + 1, 120, what=f"{n} resources listed")
         stack.namespace("f-new")
         new = [(offset, manifest(f"new-{k}", f"f-new-{k}")) for k, offset in enumerate((1.0, 3.0, 5.0))]
