@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 @kopf.on.login()
 def login(**_) -> kopf.ConnectionInfo:
-    # Kopf's own session, whose pool has no limit: a limit starves it, since Kopf keeps an error
-    # response it does not read holding its connection (a bounded pool hung 54 of 1000 creates).
+    # Kopf's own session, whose pool has no limit. A bounded one (34) starved Kopf, for a cause not
+    # yet found: 54 of 1000 pre-created resources never got their finalizer (BENCHMARKS.md (f)).
     c = Connection.load()
     return kopf.ConnectionInfo(
         server=c.server,
