@@ -3,10 +3,10 @@
 Kopf starts one worker per object that needs a handler, all at once: at a restart with thousands
 of them (an upgrade, tasks the cloud ended while the operator was down) that was thousands of
 concurrent apiserver writes, and the apiserver, saturated, answered the Lease renewal too late
-(docs/ha.md). The gate keeps what a restart releases to `limit` handlers at a time, so the
-apiserver's queue stays short; among the waiting, fresh work (an object created or deleted since
-this operator started, a spec changed) goes first, so a recording created during a restart does
-not wait behind the backlog.
+(docs/ha.md). The gate keeps what a restart releases to `limit` handlers at a time (Kopf's own
+patch after each handler is not covered); among the waiting, fresh work (an object created or
+deleted since this operator started, a spec changed) goes first, so a recording created during a
+restart does not wait in the gate behind the backlog.
 
 The limit is far above what the quota lets through: a Start holds its slot while it waits in the
 account's budget (quota.py), and at 50 calls/s with a Start's writes taking well under a second,
