@@ -357,7 +357,7 @@ class Pod:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe['path']}", timeout=5) as resp:
                 return resp.status == 200
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, OSError):  # refused or timed out: a failed probe, as for a kubelet
             return False
 
 
