@@ -804,21 +804,19 @@ def _seed_unproven(stack: Stack, template: dict, n: int) -> None:
 
 def _handled(stack: Stack) -> int:
     """The seeded resources that Kopf is done with: its diff-base written, no progress."""
-    return sum(
-        1
+    kopf = [
+        (i.get("status") or {}).get("kopf") or {}
         for i in stack.items()
-        if i["metadata"]["namespace"] == BUSY_NS
-        and i["metadata"]["name"] != "template"
-        and ((i.get("status") or {}).get("kopf") or {}).get("lastHandled")
-        and not ((i.get("status") or {}).get("kopf") or {}).get("progress")
-    )
+        if i["metadata"]["namespace"] == BUSY_NS and i["metadata"]["name"] != "template"
+    ]
+    return sum(1 for k in kopf if k.get("lastHandled") and not k.get("progress"))
 
 
 def busy_restart(workdir: Path, run: int, n: int = 2000, stall_seconds: float = 0.0) -> dict[str, Any]:
     """The operator starts with `n` resources that all need a handler (`_seed_unproven`); new
     resources are created 1, 3 and 5 s after its start. With `stall_seconds`, kube-apiserver is
-    frozen (SIGSTOP) for that long once Kopf has handled the first of them. Figures: exits, time until every object was
-    handled, the new ones' latency, and the audit (duplicates, leaks) once settled."""
+    frozen (SIGSTOP) for that long once Kopf has handled the first of them. Figures: exits, time
+    until every object was handled, the new ones' latency, and the audit (duplicates, leaks)."""
     stack = Stack(workdir, seed=run)
     try:
         stack.namespace(BUSY_NS)
