@@ -38,7 +38,7 @@ from pathlib import Path
 from rtc_recording.cluster.launcher import LocalCluster, free_port
 from rtc_recording.cluster.processes import RtcrecProcess, local_env, wait_for
 from rtc_recording.emulator import EmulatorConfig, run_in_thread
-from rtc_recording.kube import Connection, Gone, Kube
+from rtc_recording.kube.client import Connection, Gone, Kube
 
 APP, BUCKET = "bench-app", "bench-recordings"
 ACCESS_KEY = ("LTAI5tFailoverBench", "failover-bench-secret")
@@ -72,7 +72,7 @@ PEERING_CRD = {
 # `rtcrec run`, but with Kopf peering (a priority, a lifetime) instead of the Lease.
 PEERING_RUNNER = f"""
 import sys, logging, kopf
-from rtc_recording import handlers
+from rtc_recording.controller import handlers
 from rtc_recording.settings import Settings
 priority, lifetime = int(sys.argv[1]), int(sys.argv[2])
 

@@ -41,17 +41,17 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from rtc_recording import decisions
-from rtc_recording.aliyun import AliyunRecordingCloud
-from rtc_recording.cloud import TaskInfo, TaskStatus
+from rtc_recording.api.recording import RtcRecordingSpec, start_params, status_of
+from rtc_recording.cloud.aliyun import AliyunRecordingCloud
+from rtc_recording.cloud.credentials import Credentials, StaticCredentials
+from rtc_recording.cloud.port import TaskInfo, TaskStatus
 from rtc_recording.cluster import binaries
 from rtc_recording.cluster.launcher import ClusterError, LocalCluster, alive, free_port
 from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wait_for
-from rtc_recording.credentials import Credentials, StaticCredentials
+from rtc_recording.decide import decisions
+from rtc_recording.decide.ownership import Sealer, derive_key
 from rtc_recording.emulator import EmulatorControl
-from rtc_recording.kube import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
-from rtc_recording.ownership import Sealer, derive_key
-from rtc_recording.resource import RtcRecordingSpec, start_params, status_of
+from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,11 +1,11 @@
-"""AccountBudget (rtc_recording.quota) with the write-ahead between grant and send, as clients.py
+"""AccountBudget (rtc_recording.cloud.budget) with the write-ahead between grant and send, as clients.py
 does: while the apiserver is slow (the first second) each write-ahead takes 2.5 s, then 20 ms.
 How many requests reach the service in the busiest 1 s window (the vendor allows 50)?"""
 
 import asyncio
 import time
 
-from rtc_recording.quota import AccountBudget, Priority
+from rtc_recording.cloud.budget import AccountBudget, Priority
 
 
 async def main(slow: float) -> None:

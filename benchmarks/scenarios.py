@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rtc_recording.cluster.processes import wait_for
-from rtc_recording.kube import GROUP, VERSION
-from rtc_recording.schedules import SCHEDULE_PLURAL as SCHEDULES
+from rtc_recording.decide.schedules import SCHEDULE_PLURAL as SCHEDULES
+from rtc_recording.kube.client import GROUP, VERSION
 
 from .harness import (
     LIVE,

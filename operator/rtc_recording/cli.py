@@ -63,7 +63,7 @@ def _settings():
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import handlers
+    from rtc_recording.controller import handlers
 
     config = _settings()
     if config.ownership_secret() is None:
@@ -80,8 +80,8 @@ def _receiver(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from .callbacks import Receiver
-    from .kube import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
+    from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
+    from rtc_recording.receiver.server import Receiver
 
     config = _settings()
     if not config.callback_auth_key:

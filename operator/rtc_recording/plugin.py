@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from . import schedules
-from .decisions import TERMINAL
-from .kube import GROUP, PLURAL, Conflict, Connection, Gone, Kube, KubeError
-from .scheduler import recordings_path, schedule_path
+from rtc_recording.controller.scheduler import recordings_path, schedule_path
+from rtc_recording.decide import schedules
+from rtc_recording.decide.decisions import TERMINAL
+from rtc_recording.kube.client import GROUP, PLURAL, Conflict, Connection, Gone, Kube, KubeError
 
 
 def _kubeconfig(flag: str | None) -> str:

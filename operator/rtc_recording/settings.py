@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .resource import Region
+from rtc_recording.api.recording import Region
 
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
 
     def ownership_secret(self) -> bytes | None:
         """The key of the task seals (ownership.py), or None when none can be had."""
-        from .ownership import derive_key
+        from rtc_recording.decide.ownership import derive_key
 
         if self.ownership_key is not None:
             return derive_key(self.ownership_key.get_secret_value())

@@ -74,7 +74,7 @@ def example_classes() -> dict[str, dict]:
 
 def effective(doc: dict) -> dict:
     """An RtcRecording's spec as the operator starts it: merged with the example class it names (or as is)."""
-    from rtc_recording.classes import RecordingClass, merge
+    from rtc_recording.decide.classes import RecordingClass, merge
 
     name = doc["spec"].get("recordingClassName")
     return merge(RecordingClass.of(example_classes()[name]).defaults, doc["spec"]) if name else doc["spec"]

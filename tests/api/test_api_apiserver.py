@@ -15,8 +15,8 @@ import pytest
 import yaml
 from api_corpus import CORPUS, EXAMPLES, load
 
+from rtc_recording.api.recording import RtcRecordingStatus
 from rtc_recording.cluster import binaries
-from rtc_recording.resource import RtcRecordingStatus
 
 pytestmark = pytest.mark.cluster
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from api_corpus import EXAMPLES, effective, load
 
+from rtc_recording.api.recording import RtcRecordingSpec, start_params
 from rtc_recording.emulator.validation import Account, validate_start
-from rtc_recording.resource import RtcRecordingSpec, start_params
 
 DOCS = [(f"corpus/{i.name}", i.docs[0]) for i in load("valid")] + [
     (f"examples/{p.name}", doc)

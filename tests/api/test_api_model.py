@@ -12,8 +12,8 @@ import yaml
 from api_corpus import EXAMPLES, VERDICTS, crd_version, effective, load
 from pydantic import ValidationError
 
-from rtc_recording import resource
-from rtc_recording.resource import (
+from rtc_recording.api import recording as resource
+from rtc_recording.api.recording import (
     InvalidSpec,
     RtcRecordingSpec,
     RtcRecordingStatus,

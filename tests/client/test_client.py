@@ -16,11 +16,12 @@ import pytest
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.request import DaraRequest
 
-from rtc_recording import clients as clients_module
 from rtc_recording import metrics
-from rtc_recording.aliyun import EMPTY_BODY_SHA256, AliyunRecordingCloud, endpoint_url
-from rtc_recording.clients import CloudClients
-from rtc_recording.cloud import (
+from rtc_recording.cloud import accounts as clients_module
+from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.cloud.aliyun import EMPTY_BODY_SHA256, AliyunRecordingCloud, endpoint_url
+from rtc_recording.cloud.credentials import Credentials, CredentialsUnavailable, StaticCredentials
+from rtc_recording.cloud.port import (
     Invalid,
     NotFound,
     RecordFiles,
@@ -31,7 +32,6 @@ from rtc_recording.cloud import (
     UnknownOutcome,
     VodMedia,
 )
-from rtc_recording.credentials import Credentials, CredentialsUnavailable, StaticCredentials
 from rtc_recording.settings import Settings
 
 AK = Credentials("LTAI5tKeyId", "the-secret-value")

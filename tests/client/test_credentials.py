@@ -12,7 +12,7 @@ from alibabacloud_credentials.models import Config
 from alibabacloud_credentials.provider import oidc
 from alibabacloud_credentials.utils import auth_util
 
-from rtc_recording.credentials import (
+from rtc_recording.cloud.credentials import (
     Credentials,
     CredentialsUnavailable,
     DefaultChainCredentials,

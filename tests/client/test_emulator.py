@@ -10,10 +10,12 @@ from functools import partial
 
 import pytest
 
-from rtc_recording import clients as clients_module
-from rtc_recording.aliyun import AliyunRecordingCloud
-from rtc_recording.clients import Account, CloudClients
-from rtc_recording.cloud import (
+from rtc_recording.cloud import accounts as clients_module
+from rtc_recording.cloud.accounts import Account, CloudClients
+from rtc_recording.cloud.aliyun import AliyunRecordingCloud
+from rtc_recording.cloud.budget import AccountBudget
+from rtc_recording.cloud.credentials import Credentials, StaticCredentials
+from rtc_recording.cloud.port import (
     CloudError,
     Invalid,
     NotFound,
@@ -23,9 +25,7 @@ from rtc_recording.cloud import (
     UnknownOutcome,
 )
 from rtc_recording.cluster import processes
-from rtc_recording.credentials import Credentials, StaticCredentials
 from rtc_recording.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
-from rtc_recording.quota import AccountBudget
 from rtc_recording.settings import Settings
 
 from .test_quota import max_in_window

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rtc_recording import metrics
-from rtc_recording.quota import AccountBudget, Budgets, Priority, Schedule
+from rtc_recording.cloud.budget import AccountBudget, Budgets, Priority, Schedule
 
 
 def simulate(

@@ -21,7 +21,7 @@ from darabonba.request import DaraRequest
 from darabonba.response import DaraResponse
 from darabonba.runtime import RuntimeOptions
 
-from rtc_recording.aliyun import (
+from rtc_recording.cloud.aliyun import (
     ACTIONS,
     EMPTY_BODY_SHA256,
     USER_AGENT,
@@ -30,7 +30,7 @@ from rtc_recording.aliyun import (
     query_for,
     signed_headers,
 )
-from rtc_recording.credentials import Credentials
+from rtc_recording.cloud.credentials import Credentials
 
 DATE = "2026-03-20T08:09:10Z"
 NONCE = "3f1c0a7e9b2d4c6f8a0b1c2d3e4f5a6b"

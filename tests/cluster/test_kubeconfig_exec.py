@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from rtc_recording.kube import Connection, Kube, KubeError
+from rtc_recording.kube.client import Connection, Kube, KubeError
 
 pytestmark = pytest.mark.cluster
 

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from rtc_recording.kube import Connection, Kube
-from rtc_recording.leader import Lease, Renewal, Timing
+from rtc_recording.controller.leader import Lease, Renewal, Timing
+from rtc_recording.kube.client import Connection, Kube
 from rtc_recording.settings import Settings
 
 pytestmark = pytest.mark.cluster

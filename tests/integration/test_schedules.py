@@ -14,7 +14,7 @@ from itertools import pairwise
 
 import pytest
 
-from rtc_recording import schedules
+from rtc_recording.decide import schedules
 
 from .conftest import APP, RECORDINGS, recording, wait_for
 

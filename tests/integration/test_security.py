@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from rtc_recording.callbacks import path_key, signed_headers
+from rtc_recording.receiver.server import path_key, signed_headers
 
 from .conftest import ACCESS_KEY, APP, AUTH_KEY, recording, wait_for
 

@@ -1,6 +1,6 @@
 """In-memory fakes for the executor's and the receiver's unit tables: no server, no network.
 
-- `FakeKube` is the real `rtc_recording.kube.Kube` with its one HTTP method, `request`,
+- `FakeKube` is the real `rtc_recording.kube.client.Kube` with its one HTTP method, `request`,
   answered by an in-memory apiserver. So `get_recording`, `patch_status`, `mutate_status`,
   `post_event`, `create`, `delete`, `delete_recording`, `list_recordings` and `get_secret`
   are the real code, and the fake only has to get the apiserver's semantics right:
@@ -13,7 +13,7 @@
   "no write"; `fail` and `before` inject an apiserver failure or another writer's change at
   a chosen request.
 - `FakeCloud` is the vendor's service as a dict of tasks, with scripted answers per verb.
-  `FakeCloudClients` has the interface of `rtc_recording.clients.CloudClients` that the
+  `FakeCloudClients` has the interface of `rtc_recording.cloud.accounts.CloudClients` that the
   Recorder uses (`account_for`, `call`, `reachability`, `secrets`). A scripted answer is the
   outcome of `call` as a whole, after the real client's own retries.
 - `World` wires them to a real `Recorder` and `Index`, with a clock the test moves.
@@ -38,10 +38,9 @@ from urllib.parse import parse_qs, unquote
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from rtc_recording.callbacks import Receiver, signed_headers
-from rtc_recording.classes import CLASS_PLURAL, DEFAULT_ANNOTATION, account_fields
-from rtc_recording.clients import CloudUnreachable
-from rtc_recording.cloud import (
+from rtc_recording.cloud.accounts import CloudUnreachable
+from rtc_recording.cloud.credentials import StaticCredentials
+from rtc_recording.cloud.port import (
     CloudError,
     Invalid,
     NotFound,
@@ -52,14 +51,25 @@ from rtc_recording.cloud import (
     Transient,
     UnknownOutcome,
 )
-from rtc_recording.credentials import StaticCredentials
-from rtc_recording.evidence import LABEL as EVIDENCE_LABEL
-from rtc_recording.evidence import Worker
-from rtc_recording.index import Index
-from rtc_recording.kube import GROUP, PLURAL, VERSION, Conflict, Connection, Gone, Kube, KubeError, NamespaceTerminating
-from rtc_recording.ownership import Sealer
-from rtc_recording.recorder import Recorder
-from rtc_recording.secretcache import USAGE_LABEL, SecretCache, SecretUnavailable
+from rtc_recording.cloud.secrets import USAGE_LABEL, SecretCache, SecretUnavailable
+from rtc_recording.controller.evidence import LABEL as EVIDENCE_LABEL
+from rtc_recording.controller.evidence import Worker
+from rtc_recording.controller.executor import Recorder
+from rtc_recording.controller.index import Index
+from rtc_recording.decide.classes import CLASS_PLURAL, DEFAULT_ANNOTATION, account_fields
+from rtc_recording.decide.ownership import Sealer
+from rtc_recording.kube.client import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Conflict,
+    Connection,
+    Gone,
+    Kube,
+    KubeError,
+    NamespaceTerminating,
+)
+from rtc_recording.receiver.server import Receiver, signed_headers
 from rtc_recording.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

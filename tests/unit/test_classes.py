@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rtc_recording import classes
-from rtc_recording.classes import InvalidClassSpec, NoClass, RecordingClass, Refuse, Use, choose, merge
+from rtc_recording.decide import classes
+from rtc_recording.decide.classes import InvalidClassSpec, NoClass, RecordingClass, Refuse, Use, choose, merge
 
 OSS = {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": "class-bucket"}}
 TRANSCODE = {

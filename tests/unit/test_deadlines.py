@@ -4,8 +4,8 @@ fires once, a failed action is tried again."""
 import asyncio
 import time
 
-from rtc_recording import deadlines
-from rtc_recording.deadlines import Deadlines
+from rtc_recording.controller import deadlines
+from rtc_recording.controller.deadlines import Deadlines
 
 
 async def run_until(deadlines_: Deadlines, done: asyncio.Event, timeout: float = 2.0) -> None:

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rtc_recording import decisions as r
-from rtc_recording.cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
-from rtc_recording.resource import RtcRecordingStatus
+from rtc_recording.api.recording import RtcRecordingStatus
+from rtc_recording.cloud.port import CloudError, RecordFiles, TaskInfo, TaskStatus
+from rtc_recording.decide import decisions as r
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE = 30.0

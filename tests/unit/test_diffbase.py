@@ -3,7 +3,7 @@ must be exactly Kopf's own, or every object would look changed after an upgrade.
 
 import kopf
 
-from rtc_recording.handlers import SlimDiffBase
+from rtc_recording.controller.handlers import SlimDiffBase
 
 BODY = {
     "apiVersion": "rtc.recording.io/v1alpha1",

@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from rtc_recording.clients import CloudUnreachable
-from rtc_recording.cloud import NotFound, TaskStatus, Throttled, UnknownOutcome
-from rtc_recording.credentials import CredentialsUnavailable
-from rtc_recording.kube import Conflict, Gone, KubeError, Reflector
-from rtc_recording.secretcache import CREDENTIALS
+from rtc_recording.cloud.accounts import CloudUnreachable
+from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.cloud.port import NotFound, TaskStatus, Throttled, UnknownOutcome
+from rtc_recording.cloud.secrets import CREDENTIALS
+from rtc_recording.kube.client import Conflict, Gone, KubeError, Reflector
 
 from .fakes import (
     CRASH,

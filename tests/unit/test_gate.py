@@ -2,7 +2,7 @@
 
 import asyncio
 
-from rtc_recording.gate import Gate, fresh
+from rtc_recording.controller.gate import Gate, fresh
 
 
 async def test_no_more_than_the_limit_at_once_and_every_one_gets_its_turn():

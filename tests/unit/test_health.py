@@ -1,8 +1,8 @@
 """/healthz fails on a stalled operator, a stuck watch, poller or quota queue, and only then."""
 
-from rtc_recording.health import Health
-from rtc_recording.index import Index
-from rtc_recording.ownership import Sealer
+from rtc_recording.controller.health import Health
+from rtc_recording.controller.index import Index
+from rtc_recording.decide.ownership import Sealer
 
 
 class FakeKube:

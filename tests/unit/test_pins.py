@@ -1,9 +1,9 @@
 """The credentials Secret's finalizer: on before a Start, off when the last recording that needs it is done."""
 
-from rtc_recording.index import Tracked
-from rtc_recording.kube import Conflict, Gone
-from rtc_recording.pins import FINALIZER, Pins
-from rtc_recording.secretcache import SecretCache
+from rtc_recording.cloud.secrets import SecretCache
+from rtc_recording.controller.index import Tracked
+from rtc_recording.controller.pins import FINALIZER, Pins
+from rtc_recording.kube.client import Conflict, Gone
 
 
 class FakeKube:

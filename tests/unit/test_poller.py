@@ -4,8 +4,8 @@ import asyncio
 import random
 from itertools import pairwise
 
-from rtc_recording.index import Tracked
-from rtc_recording.poller import Poller
+from rtc_recording.controller.index import Tracked
+from rtc_recording.controller.poller import Poller
 
 
 def obj(name, phase="Recording", task_id="t", **meta):

@@ -21,15 +21,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from rtc_recording.callbacks import Receiver, path_key
-from rtc_recording.cloud import Transient
-from rtc_recording.evidence import LABEL as EVIDENCE_LABEL
-from rtc_recording.evidence import Evidence, Worker, collection
-from rtc_recording.kube import KubeError
-from rtc_recording.relay import LABEL as RELAY_LABEL
-from rtc_recording.relay import Relay, Relayer, signed_headers
-from rtc_recording.secretcache import NOTIFY_KEY, SecretCache
-from rtc_recording.ssrf import Guard
+from rtc_recording.cloud.port import Transient
+from rtc_recording.cloud.secrets import NOTIFY_KEY, SecretCache
+from rtc_recording.controller.evidence import LABEL as EVIDENCE_LABEL
+from rtc_recording.controller.evidence import Evidence, Worker, collection
+from rtc_recording.controller.relay import LABEL as RELAY_LABEL
+from rtc_recording.controller.relay import Relay, Relayer, signed_headers
+from rtc_recording.controller.ssrf import Guard
+from rtc_recording.kube.client import KubeError
+from rtc_recording.receiver.server import Receiver, path_key
 
 from .fakes import CALLBACK_KEY, EVIDENCE_NS, NS, FakeKube, callback_body, recording, until
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rtc_recording import schedules
-from rtc_recording.schedules import Decision, InvalidSchedule, Run, decide
+from rtc_recording.decide import schedules
+from rtc_recording.decide.schedules import Decision, InvalidSchedule, Run, decide
 
 UTC = UTC
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday

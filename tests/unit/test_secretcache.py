@@ -4,9 +4,9 @@ import base64
 
 import pytest
 
-from rtc_recording.credentials import CredentialsUnavailable
-from rtc_recording.kube import Gone, KubeError
-from rtc_recording.secretcache import SecretCache, SecretUnavailable
+from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
+from rtc_recording.kube.client import Gone, KubeError
 
 
 def b64(text: str) -> str:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rtc_recording.aliyun import ENDPOINTS
+from rtc_recording.api.recording import REGIONS
 from rtc_recording.cli import main
-from rtc_recording.resource import REGIONS
+from rtc_recording.cloud.aliyun import ENDPOINTS
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def _nodes(node):
 
 
 def test_the_ownership_key_is_its_own_or_derived_from_the_callback_key_and_never_either_key_itself(monkeypatch):
-    from rtc_recording.ownership import derive_key
+    from rtc_recording.decide.ownership import derive_key
     from rtc_recording.settings import Settings
 
     for name in ("RTCREC_OWNERSHIP_KEY", "RTCREC_CALLBACK_AUTH_KEY", "RTCREC_CALLBACK_URL"):

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
-from rtc_recording.ssrf import Guard, Refused
+from rtc_recording.controller.ssrf import Guard, Refused
 
 
 @pytest.mark.parametrize(

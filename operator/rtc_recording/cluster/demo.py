@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from rtc_recording.api.recording import Phase
+
 from ..emulator import EmulatorConfig, run_in_thread
-from ..resource import Phase
 from . import binaries
 from .launcher import LocalCluster, free_port
 from .processes import RtcrecProcess, local_env, wait_for

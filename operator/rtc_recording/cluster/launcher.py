@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from ..kube import Connection, Gone, Kube
+from rtc_recording.kube.client import Connection, Gone, Kube
+
 from . import binaries
 
 READY_TIMEOUT_S = 120  # a cold kube-apiserver on 2 cores takes ~15-30 s to be ready

@@ -166,7 +166,7 @@ def _verify_v2(request: SignedRequest, keys: KeyStore, nonces: NonceCache, now: 
 
 def _check_timestamp(value: str, now: float) -> None:
     try:
-        # the operator's format (rtc_recording.timestamps), copied: the emulator is the other side of the wire
+        # the operator's format (rtc_recording.api.timestamps), copied: the emulator is the other side of the wire
         stamp = timegm(strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         raise ApiError("InvalidTimeStamp.Format", f"{value!r} is not YYYY-MM-DDThh:mm:ssZ.") from None

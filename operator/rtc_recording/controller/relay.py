@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from . import metrics
-from .classes import effective_notify
-from .credentials import CredentialsUnavailable
-from .kube import GROUP, Gone, Kube, KubeError, Reflector, segment
-from .secretcache import SecretCache
-from .ssrf import Guard, Refused
+from rtc_recording import metrics
+from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.cloud.secrets import SecretCache
+from rtc_recording.controller.ssrf import Guard, Refused
+from rtc_recording.decide.classes import effective_notify
+from rtc_recording.kube.client import GROUP, Gone, Kube, KubeError, Reflector, segment
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from . import schedules, timestamps
-from .deadlines import Deadlines
-from .kube import GROUP, PLURAL, VERSION, Conflict, Gone, Kube, segment
-from .schedules import SCHEDULE_LABEL, SCHEDULE_PLURAL, InvalidSchedule, Run
+from rtc_recording.api import timestamps
+from rtc_recording.controller.deadlines import Deadlines
+from rtc_recording.decide import schedules
+from rtc_recording.decide.schedules import SCHEDULE_LABEL, SCHEDULE_PLURAL, InvalidSchedule, Run
+from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Conflict, Gone, Kube, segment
 
 log = logging.getLogger(__name__)
 COMPONENT = "rtc-recording-operator"

@@ -30,8 +30,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import decisions
-from .resource import RtcRecordingSpec, RtcRecordingStatus, spec_errors
+from rtc_recording.api.recording import RtcRecordingSpec, RtcRecordingStatus, spec_errors
+from rtc_recording.decide import decisions
 
 DEFAULT_ANNOTATION = "rtc.recording.io/is-default-class"
 CLASS_PLURAL = "rtcrecordingclasses"

@@ -30,10 +30,11 @@ from collections import Counter
 from datetime import datetime
 from typing import overload
 
-from . import decisions, timestamps
-from .classes import account_fields
-from .kube import Conflict, Gone, Kube, KubeError, segment
-from .resource import status_of
+from rtc_recording.api import timestamps
+from rtc_recording.api.recording import status_of
+from rtc_recording.decide import decisions
+from rtc_recording.decide.classes import account_fields
+from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError, segment
 
 log = logging.getLogger(__name__)
 

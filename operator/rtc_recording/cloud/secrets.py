@@ -21,8 +21,8 @@ import re
 import time
 from collections.abc import Callable
 
-from .credentials import CredentialsUnavailable
-from .kube import GROUP, Gone, Kube, KubeError
+from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.kube.client import GROUP, Gone, Kube, KubeError
 
 TTL_SECONDS = 30.0
 MAX_ENTRIES = 1024

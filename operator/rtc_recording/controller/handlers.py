@@ -10,18 +10,20 @@ from typing import Any
 
 import kopf
 
-from . import evidence, gate, health, leader, ownership, relay, ssrf, timestamps
-from .clients import CloudClients
-from .deadlines import Deadlines
-from .decisions import TERMINAL, at_rest
-from .index import Index
-from .kube import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
-from .pins import Pins
-from .poller import Poller
-from .recorder import Recorder, RetryLater
-from .scheduler import Scheduler
-from .schedules import SCHEDULE_PLURAL
-from .settings import Settings
+from rtc_recording.api import timestamps
+from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.controller import evidence, gate, health, leader, relay, ssrf
+from rtc_recording.controller.deadlines import Deadlines
+from rtc_recording.controller.executor import Recorder, RetryLater
+from rtc_recording.controller.index import Index
+from rtc_recording.controller.pins import Pins
+from rtc_recording.controller.poller import Poller
+from rtc_recording.controller.scheduler import Scheduler
+from rtc_recording.decide import ownership
+from rtc_recording.decide.decisions import TERMINAL, at_rest
+from rtc_recording.decide.schedules import SCHEDULE_PLURAL
+from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
+from rtc_recording.settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 SCHEDULES = (GROUP, VERSION, SCHEDULE_PLURAL)

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import yaml
 
-from . import timestamps
+from rtc_recording.api import timestamps
 
 GROUP = "rtc.recording.io"
 VERSION = "v1alpha1"

@@ -42,9 +42,9 @@ from typing import NoReturn
 from aiohttp import web
 from prometheus_client import Gauge
 
-from . import timestamps
-from .kube import Conflict, Gone, Kube, segment
-from .metrics import metrics_response
+from rtc_recording.api import timestamps
+from rtc_recording.kube.client import Conflict, Gone, Kube, segment
+from rtc_recording.metrics import metrics_response
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
-from . import decisions, evidence, metrics
-from .classes import effective_notify
-from .kube import Conflict, Kube
-from .ownership import derive_key
-from .relay import Relay, signed_headers
+from rtc_recording import metrics
+from rtc_recording.controller import evidence
+from rtc_recording.controller.relay import Relay, signed_headers
+from rtc_recording.decide import decisions
+from rtc_recording.decide.classes import effective_notify
+from rtc_recording.decide.ownership import derive_key
+from rtc_recording.kube.client import Conflict, Kube
 
 log = logging.getLogger(__name__)
 

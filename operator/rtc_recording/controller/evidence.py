@@ -21,9 +21,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
-from .cloud import CloudError
-from .decisions import backoff
-from .kube import GROUP, Kube, Reflector, segment
+from rtc_recording.cloud.port import CloudError
+from rtc_recording.decide.decisions import backoff
+from rtc_recording.kube.client import GROUP, Kube, Reflector, segment
 
 log = logging.getLogger(__name__)
 

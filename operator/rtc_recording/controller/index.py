@@ -16,10 +16,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import decisions, metrics
-from .classes import account_fields
-from .ownership import Sealer
-from .resource import status_of
+from rtc_recording import metrics
+from rtc_recording.api.recording import status_of
+from rtc_recording.decide import decisions
+from rtc_recording.decide.classes import account_fields
+from rtc_recording.decide.ownership import Sealer
 
 Key = tuple[str, str]
 TOMBSTONES_KEPT = 20_000

@@ -16,12 +16,12 @@ import time
 
 from aiohttp import web
 
-from . import metrics
-from .index import Index, Key, Tracked
-from .kube import Kube
-from .metrics import metrics_response
-from .poller import Poller
-from .quota import Budgets
+from rtc_recording import metrics
+from rtc_recording.cloud.budget import Budgets
+from rtc_recording.controller.index import Index, Key, Tracked
+from rtc_recording.controller.poller import Poller
+from rtc_recording.kube.client import Kube
+from rtc_recording.metrics import metrics_response
 
 
 def _state(uid: str, generation: int, deleting: bool) -> int:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from .index import Key, Tracked
+from rtc_recording.controller.index import Key, Tracked
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 5.0

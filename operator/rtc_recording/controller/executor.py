@@ -21,14 +21,25 @@ from datetime import UTC, datetime
 import aiohttp
 from pydantic import ValidationError
 
-from . import classes, decisions, metrics
-from .callbacks import path_key
-from .classes import InvalidClassSpec
-from .classresolver import ClassResolver
-from .clients import CloudClients, CloudUnreachable
-from .cloud import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
-from .credentials import CredentialsUnavailable
-from .decisions import (
+from rtc_recording import metrics
+from rtc_recording.api.recording import (
+    InvalidSpec,
+    RtcRecordingSpec,
+    RtcRecordingStatus,
+    spec_errors,
+    start_params,
+    status_of,
+    update_params,
+)
+from rtc_recording.cloud.accounts import CloudClients, CloudUnreachable
+from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.cloud.port import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
+from rtc_recording.cloud.secrets import SecretUnavailable
+from rtc_recording.controller.classresolver import ClassResolver
+from rtc_recording.controller.index import Index, Tracked, files_digest
+from rtc_recording.decide import classes, decisions
+from rtc_recording.decide.classes import InvalidClassSpec
+from rtc_recording.decide.decisions import (
     Adopt,
     AdoptTask,
     AwaitOutcome,
@@ -45,21 +56,11 @@ from .decisions import (
     Suspend,
     Update,
 )
-from .index import Index, Tracked, files_digest
-from .kube import Conflict, Gone, Kube, KubeError, NamespaceTerminating
-from .ownership import REASON as NOT_PROVEN
-from .ownership import refusal
-from .resource import (
-    InvalidSpec,
-    RtcRecordingSpec,
-    RtcRecordingStatus,
-    spec_errors,
-    start_params,
-    status_of,
-    update_params,
-)
-from .secretcache import SecretUnavailable
-from .settings import Settings
+from rtc_recording.decide.ownership import REASON as NOT_PROVEN
+from rtc_recording.decide.ownership import refusal
+from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError, NamespaceTerminating
+from rtc_recording.receiver.server import path_key
+from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
 COMPONENT = "rtc-recording-operator"

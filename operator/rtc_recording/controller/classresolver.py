@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .classes import CLASS_PLURAL, Choice, RecordingClass, choose
-from .kube import GROUP, VERSION, Gone, Kube, Reflector, segment
+from rtc_recording.decide.classes import CLASS_PLURAL, Choice, RecordingClass, choose
+from rtc_recording.kube.client import GROUP, VERSION, Gone, Kube, Reflector, segment
 
 
 class ClassResolver:

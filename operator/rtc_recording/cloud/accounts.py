@@ -26,16 +26,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .aliyun import AliyunRecordingCloud
-from .classes import account_fields
-from .cloud import CloudError, RecordingCloud, Throttled, Transient
-from .credentials import CredentialsProvider, CredentialsUnavailable, DefaultChainCredentials, StaticCredentials
-from .decisions import backoff
-from .kube import Kube
-from .quota import AccountBudget, Budgets, Priority
-from .reachability import Reachability
-from .secretcache import SecretCache, SecretUnavailable
-from .settings import Settings
+from rtc_recording.cloud.aliyun import AliyunRecordingCloud
+from rtc_recording.cloud.budget import AccountBudget, Budgets, Priority
+from rtc_recording.cloud.circuit import Reachability
+from rtc_recording.cloud.credentials import (
+    CredentialsProvider,
+    CredentialsUnavailable,
+    DefaultChainCredentials,
+    StaticCredentials,
+)
+from rtc_recording.cloud.port import CloudError, RecordingCloud, Throttled, Transient
+from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
+from rtc_recording.decide.classes import account_fields
+from rtc_recording.decide.decisions import backoff
+from rtc_recording.kube.client import Kube
+from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 
-from .credentials import CredentialsUnavailable
-from .decisions import SETTLED
-from .index import Tracked
-from .kube import GROUP, Conflict, Gone, Kube
-from .secretcache import CREDENTIALS, SecretCache
+from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.cloud.secrets import CREDENTIALS, SecretCache
+from rtc_recording.controller.index import Tracked
+from rtc_recording.decide.decisions import SETTLED
+from rtc_recording.kube.client import GROUP, Conflict, Gone, Kube
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from . import timestamps
-from .decisions import TERMINAL
-from .resource import Phase
+from rtc_recording.api import timestamps
+from rtc_recording.api.recording import Phase
+from rtc_recording.decide.decisions import TERMINAL
 
 SCHEDULE_LABEL = "rtc.recording.io/schedule"
 SCHEDULED_AT_ANNOTATION = "rtc.recording.io/scheduled-at"

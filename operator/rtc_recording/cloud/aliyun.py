@@ -34,8 +34,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
-from rtc_recording import metrics, timestamps
-from rtc_recording.cloud import (
+from rtc_recording import metrics
+from rtc_recording.api import timestamps
+from rtc_recording.api.recording import Region
+from rtc_recording.cloud.credentials import Credentials, CredentialsProvider
+from rtc_recording.cloud.port import (
     CloudError,
     Invalid,
     NotFound,
@@ -47,8 +50,6 @@ from rtc_recording.cloud import (
     UnknownOutcome,
     VodMedia,
 )
-from rtc_recording.credentials import Credentials, CredentialsProvider
-from rtc_recording.resource import Region
 
 log = logging.getLogger(__name__)
 

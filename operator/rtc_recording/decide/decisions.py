@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .cloud import CloudError, RecordFiles, TaskInfo, TaskStatus
-from .resource import Phase, RtcRecordingStatus, status_of
-from .timestamps import stamp
+from rtc_recording.api.recording import Phase, RtcRecordingStatus, status_of
+from rtc_recording.api.timestamps import stamp
+from rtc_recording.cloud.port import CloudError, RecordFiles, TaskInfo, TaskStatus
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED})
 LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .resource import VodMedia
+from rtc_recording.api.recording import VodMedia
 
 
 class TaskStatus(enum.StrEnum):
