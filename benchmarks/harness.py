@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from rtc_recording.api.names import GROUP, PLURAL, VERSION
 from rtc_recording.api.recording import RtcRecordingSpec, start_params, status_of
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
 from rtc_recording.cloud.credentials import Credentials, StaticCredentials
@@ -51,7 +52,7 @@ from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wa
 from rtc_recording.decide import decisions
 from rtc_recording.decide.ownership import Sealer, derive_key
 from rtc_recording.emulator import EmulatorControl
-from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
+from rtc_recording.kube.client import Connection, Kube, Reflector
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,9 +17,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from rtc_recording.api.names import GROUP, VERSION
+from rtc_recording.api.names import SCHEDULE_PLURAL as SCHEDULES
 from rtc_recording.cluster.processes import wait_for
-from rtc_recording.decide.schedules import SCHEDULE_PLURAL as SCHEDULES
-from rtc_recording.kube.client import GROUP, VERSION
 
 from .harness import (
     LIVE,

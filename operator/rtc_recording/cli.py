@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from rtc_recording.api.names import recording_path
+
 # Development tools: in a source checkout (`pip install -e .`), not in the wheel or the image.
 DEV_PACKAGES = ("cluster", "emulator")
 
@@ -80,7 +82,7 @@ def _receiver(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Connection, Kube, Reflector
+    from rtc_recording.kube.client import Connection, Kube, Reflector
     from rtc_recording.receiver.server import Receiver
 
     config = _settings()
@@ -95,9 +97,7 @@ def _receiver(args: argparse.Namespace) -> int:
             config.evidence_namespace,
             read_timeout=config.receiver_read_timeout_seconds,
         )
-        paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in config.namespaces] or [
-            f"/apis/{GROUP}/{VERSION}/{PLURAL}"
-        ]
+        paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
         # Pages of 100: the receiver's peak is the page it parses (full objects, managedFields and all).
         reflectors = [Reflector(kube, path, receiver.on_change, page_size=100) for path in paths]
         receiver.ready = lambda: all(r.synced.is_set() for r in reflectors)

@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from rtc_recording.controller.scheduler import recordings_path, schedule_path
+from rtc_recording.api.names import GROUP, PLURAL, recording_path, schedule_path
 from rtc_recording.decide import schedules
 from rtc_recording.decide.decisions import TERMINAL
-from rtc_recording.kube.client import GROUP, PLURAL, Conflict, Connection, Gone, Kube, KubeError
+from rtc_recording.kube.client import Conflict, Connection, Gone, Kube, KubeError
 
 
 def _kubeconfig(flag: str | None) -> str:
@@ -119,7 +119,7 @@ class Plugin:
             print(text)
 
     async def recording(self, name: str) -> dict:
-        return await self.kube.request("GET", recordings_path(self.namespace, name))
+        return await self.kube.request("GET", recording_path(self.namespace, name))
 
     async def files(self, name: str) -> None:
         obj = await self.recording(name)
@@ -151,7 +151,7 @@ class Plugin:
         verb = "suspended" if value else "resumed"
         try:
             obj = await self.kube.request(
-                "PATCH", recordings_path(self.namespace, name), json=body, content_type="application/merge-patch+json"
+                "PATCH", recording_path(self.namespace, name), json=body, content_type="application/merge-patch+json"
             )
             kind = "rtcrecording"
         except Gone:
@@ -165,7 +165,7 @@ class Plugin:
         schedule = await self.kube.request("GET", schedule_path(self.namespace, name))
         now = datetime.now(UTC).replace(microsecond=0)
         body = schedules.recording_for(schedule, now)
-        obj = await self.kube.request("POST", recordings_path(self.namespace), json=body)
+        obj = await self.kube.request("POST", recording_path(self.namespace), json=body)
         self.emit(
             obj, f"{PLURAL[:-1]}.{GROUP}/{obj['metadata']['name']} created (a run of rtcrecordingschedule/{name}, now)"
         )

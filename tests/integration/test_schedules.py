@@ -14,6 +14,7 @@ from itertools import pairwise
 
 import pytest
 
+from rtc_recording.api import names
 from rtc_recording.decide import schedules
 
 from .conftest import APP, RECORDINGS, recording, wait_for
@@ -33,7 +34,7 @@ def schedule(name: str, channel: str, cron: str, **spec) -> dict:
 
 def runs(stack, namespace: str, name: str) -> list[dict]:
     return stack.cluster.api.items(
-        f"{RECORDINGS}/namespaces/{namespace}/rtcrecordings", labelSelector=f"{schedules.SCHEDULE_LABEL}={name}"
+        f"{RECORDINGS}/namespaces/{namespace}/rtcrecordings", labelSelector=f"{names.SCHEDULE_LABEL}={name}"
     )
 
 
@@ -66,14 +67,14 @@ def test_a_schedule_runs_every_few_seconds_and_replace_stops_the_previous_run(st
     )
     assert status["lastScheduleTime"]
     for run in runs(stack, namespace, "often"):
-        at = run["metadata"]["annotations"][schedules.SCHEDULED_AT_ANNOTATION]
+        at = run["metadata"]["annotations"][names.SCHEDULED_AT_ANNOTATION]
         unix = int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
         assert run["metadata"]["name"] == f"often-{unix}" and unix % 3 == 0
         assert run["metadata"]["labels"]["team"] == "qa"
         (owner,) = run["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["controller"]) == ("RtcRecordingSchedule", "often", True)
-    names = {t["taskId"] for t in stack.tasks(channel)}
-    assert len(names) >= 3 and len(stack.tasks(channel, status="RUNNING")) <= 1
+    task_ids = {t["taskId"] for t in stack.tasks(channel)}
+    assert len(task_ids) >= 3 and len(stack.tasks(channel, status="RUNNING")) <= 1
     stack.wait_events(namespace, "often", "Started")
 
 

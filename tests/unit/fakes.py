@@ -38,6 +38,15 @@ from urllib.parse import parse_qs, unquote
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from rtc_recording.api.names import (
+    CLASS_PLURAL,
+    DEFAULT_CLASS_ANNOTATION,
+    EVIDENCE_LABEL,
+    GROUP,
+    PLURAL,
+    USAGE_LABEL,
+    VERSION,
+)
 from rtc_recording.cloud.accounts import CloudUnreachable
 from rtc_recording.cloud.credentials import StaticCredentials
 from rtc_recording.cloud.port import (
@@ -51,24 +60,13 @@ from rtc_recording.cloud.port import (
     Transient,
     UnknownOutcome,
 )
-from rtc_recording.cloud.secrets import USAGE_LABEL, SecretCache, SecretUnavailable
-from rtc_recording.controller.evidence import LABEL as EVIDENCE_LABEL
+from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
 from rtc_recording.controller.evidence import Worker
 from rtc_recording.controller.executor import Recorder
 from rtc_recording.controller.index import Index
-from rtc_recording.decide.classes import CLASS_PLURAL, DEFAULT_ANNOTATION, account_fields
+from rtc_recording.decide.classes import account_fields
 from rtc_recording.decide.ownership import Sealer
-from rtc_recording.kube.client import (
-    GROUP,
-    PLURAL,
-    VERSION,
-    Conflict,
-    Connection,
-    Gone,
-    Kube,
-    KubeError,
-    NamespaceTerminating,
-)
+from rtc_recording.kube.client import Conflict, Connection, Gone, Kube, KubeError, NamespaceTerminating
 from rtc_recording.receiver.server import Receiver, signed_headers
 from rtc_recording.settings import Settings
 
@@ -239,7 +237,7 @@ class FakeKube(Kube):
             "uid": str(uuid.uuid4()),
         }
         if default:
-            meta["annotations"] = {DEFAULT_ANNOTATION: "true"}
+            meta["annotations"] = {DEFAULT_CLASS_ANNOTATION: "true"}
         return self._put(
             CLASS_PLURAL,
             {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RtcRecordingClass", "metadata": meta, "spec": spec},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rtc_recording.api import names
 from rtc_recording.decide import classes
 from rtc_recording.decide.classes import InvalidClassSpec, NoClass, RecordingClass, Refuse, Use, choose, merge
 
@@ -22,7 +23,7 @@ LAYOUT = {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "
 def klass(name="gold", selector=None, default=False, created="2026-01-01T00:00:00Z", **spec) -> RecordingClass:
     meta = {"name": name, "generation": 3, "creationTimestamp": created}
     if default:
-        meta["annotations"] = {classes.DEFAULT_ANNOTATION: "true"}
+        meta["annotations"] = {names.DEFAULT_CLASS_ANNOTATION: "true"}
     return RecordingClass.of({"metadata": meta, "spec": {"namespaceSelector": selector or {}, **spec}})
 
 

@@ -1,8 +1,9 @@
 """The credentials Secret's finalizer: on before a Start, off when the last recording that needs it is done."""
 
+from rtc_recording.api.names import CREDENTIALS_FINALIZER
 from rtc_recording.cloud.secrets import SecretCache
 from rtc_recording.controller.index import Tracked
-from rtc_recording.controller.pins import FINALIZER, Pins
+from rtc_recording.controller.pins import Pins
 from rtc_recording.kube.client import Conflict, Gone
 
 
@@ -59,12 +60,12 @@ async def test_pinned_once_and_released_by_the_last_user():
     p = pins(kube, a, b)
     await p.pin(a)
     await p.pin(b)
-    assert kube.secret["metadata"]["finalizers"] == ["someone.else/keep", FINALIZER] and kube.patches == 1
+    assert kube.secret["metadata"]["finalizers"] == ["someone.else/keep", CREDENTIALS_FINALIZER] and kube.patches == 1
     await p.release("ns", "key", but="uid-a")  # b still records
-    assert FINALIZER in kube.secret["metadata"]["finalizers"]
+    assert CREDENTIALS_FINALIZER in kube.secret["metadata"]["finalizers"]
     assert p.saw("uid-a", Tracked.of(a)) is None  # the watch still shows a for a moment: it counts again
     await p.release("ns", "key", but="uid-b")
-    assert FINALIZER in kube.secret["metadata"]["finalizers"]
+    assert CREDENTIALS_FINALIZER in kube.secret["metadata"]["finalizers"]
     assert p.saw("uid-b", None, Tracked.of(b)) is None  # b is gone, a is not yet
     assert p.saw("uid-a", None, Tracked.of(a)) == ("ns", "key")  # the last one went
     await p.release("ns", "key")
@@ -78,14 +79,14 @@ async def test_finishing_releases_and_others_are_left_alone():
     p = pins(kube, a, recording("c", "uid-c", secret="other"))
     await p.pin(a)
     for phase in ("Completed", "Suspended", "Failed"):
-        kube.secret["metadata"]["finalizers"].append(FINALIZER) if FINALIZER not in kube.secret["metadata"][
-            "finalizers"
-        ] else None
+        kube.secret["metadata"]["finalizers"].append(CREDENTIALS_FINALIZER) if CREDENTIALS_FINALIZER not in kube.secret[
+            "metadata"
+        ]["finalizers"] else None
         p.unpinned.clear()
         p.saw("uid-a", Tracked.of(recording("a", "uid-a")))
         assert p.saw("uid-a", Tracked.of(recording("a", "uid-a", phase=phase))) == ("ns", "key")
         await p.release("ns", "key")
-        assert FINALIZER not in kube.secret["metadata"]["finalizers"]
+        assert CREDENTIALS_FINALIZER not in kube.secret["metadata"]["finalizers"]
     unlabelled = FakeKube(labels={})
     p = pins(unlabelled)
     await p.pin(recording("a", "uid-a"))  # not consented: never touched

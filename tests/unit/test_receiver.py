@@ -21,11 +21,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from rtc_recording.api.names import EVIDENCE_LABEL, RELAY_LABEL
 from rtc_recording.cloud.port import Transient
 from rtc_recording.cloud.secrets import NOTIFY_KEY, SecretCache
-from rtc_recording.controller.evidence import LABEL as EVIDENCE_LABEL
 from rtc_recording.controller.evidence import Evidence, Worker, collection
-from rtc_recording.controller.relay import LABEL as RELAY_LABEL
 from rtc_recording.controller.relay import Relay, Relayer, signed_headers
 from rtc_recording.controller.ssrf import Guard
 from rtc_recording.kube.client import KubeError

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rtc_recording.api import names
 from rtc_recording.decide import schedules
 from rtc_recording.decide.schedules import Decision, InvalidSchedule, Run, decide
 
@@ -128,8 +129,8 @@ def test_the_recording_of_a_run():
     }
     rec = schedules.recording_for(schedule, at(10))
     assert rec["metadata"]["name"] == f"weekly-{int(at(10).timestamp())}"
-    assert rec["metadata"]["labels"] == {"a": "b", schedules.SCHEDULE_LABEL: "weekly"}
-    assert rec["metadata"]["annotations"][schedules.SCHEDULED_AT_ANNOTATION] == "2026-03-02T08:10:00Z"
+    assert rec["metadata"]["labels"] == {"a": "b", names.SCHEDULE_LABEL: "weekly"}
+    assert rec["metadata"]["annotations"][names.SCHEDULED_AT_ANNOTATION] == "2026-03-02T08:10:00Z"
     assert rec["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert rec["spec"]["maxDurationSeconds"] == 3600  # durationSeconds wins
     assert schedule["spec"]["template"]["spec"]["maxDurationSeconds"] == 60  # the schedule is not changed

@@ -21,12 +21,12 @@ import re
 import time
 from collections.abc import Callable
 
+from rtc_recording.api.names import USAGE_LABEL
 from rtc_recording.cloud.credentials import CredentialsUnavailable
-from rtc_recording.kube.client import GROUP, Gone, Kube, KubeError
+from rtc_recording.kube.client import Gone, Kube, KubeError
 
 TTL_SECONDS = 30.0
 MAX_ENTRIES = 1024
-USAGE_LABEL = f"{GROUP}/usage"
 CREDENTIALS, NOTIFY_KEY = "credentials", "notify-key"
 NOTIFY_KEY_FORMAT = re.compile(r"[A-Za-z0-9]{16,64}")
 

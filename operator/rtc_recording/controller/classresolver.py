@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 
-from rtc_recording.decide.classes import CLASS_PLURAL, Choice, RecordingClass, choose
-from rtc_recording.kube.client import GROUP, VERSION, Gone, Kube, Reflector, segment
+from rtc_recording.api.names import class_path, segment
+from rtc_recording.decide.classes import Choice, RecordingClass, choose
+from rtc_recording.kube.client import Gone, Kube, Reflector
 
 
 class ClassResolver:
     def __init__(self, kube: Kube):
         self.kube = kube
         self._classes: dict[str, RecordingClass] = {}
-        self._reflector = Reflector(kube, f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}", self._on_change)
+        self._reflector = Reflector(kube, class_path(), self._on_change)
         self._watch: asyncio.Task[None] | None = None
 
     def _on_change(self, type_: str, obj: dict) -> None:
@@ -35,7 +36,7 @@ class ClassResolver:
             self._watch = asyncio.create_task(self._reflector.run(), name="recording classes")
         if self._reflector.synced.is_set():
             return self._classes
-        listed = await self.kube.request("GET", f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}")
+        listed = await self.kube.request("GET", class_path())
         return {item["metadata"]["name"]: RecordingClass.of(item) for item in listed.get("items", [])}
 
     async def labels(self, namespace: str) -> dict[str, str]:

@@ -21,13 +21,13 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
+from rtc_recording.api.names import EVIDENCE_LABEL, segment
 from rtc_recording.cloud.port import CloudError
 from rtc_recording.decide.decisions import backoff
-from rtc_recording.kube.client import GROUP, Kube, Reflector, segment
+from rtc_recording.kube.client import Kube, Reflector
 
 log = logging.getLogger(__name__)
 
-LABEL = f"{GROUP}/evidence"
 END_EVENTS = frozenset({"TaskStopped"})
 MAX_RETRY_SECONDS = 60.0
 _UID = re.compile(r"[0-9a-fA-F-]{1,64}")
@@ -54,7 +54,7 @@ class Evidence:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: self.kind}},
+            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {EVIDENCE_LABEL: self.kind}},
             "data": {k: str(v) for k, v in asdict(self).items()},
         }
 
@@ -96,7 +96,7 @@ class Worker:
     ):
         self.kube, self.namespace, self.act, self.workers = kube, namespace, act, workers
         self.retry_seconds = retry_seconds
-        self.reflector = Reflector(kube, collection(namespace), self._on_change, label_selector=LABEL)
+        self.reflector = Reflector(kube, collection(namespace), self._on_change, label_selector=EVIDENCE_LABEL)
         self.items: dict[str, Evidence] = {}
         self._tries: dict[str, int] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()

@@ -22,6 +22,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from rtc_recording import metrics
+from rtc_recording.api.names import ADOPT_ANNOTATION, COMPONENT
 from rtc_recording.api.recording import (
     InvalidSpec,
     RtcRecordingSpec,
@@ -63,7 +64,6 @@ from rtc_recording.receiver.server import path_key
 from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
-COMPONENT = "rtc-recording-operator"
 PERSIST_TRIES = 6  # with the backoff settings' defaults: about a minute
 CONFIRM_TRIES = 12  # then as long again to learn whether the last of them was taken after all
 RECHECK_SECONDS = 2.0  # while waiting on the cloud or on evidence
@@ -668,7 +668,7 @@ class Recorder:
                     **decisions.started(status_of(o), task_id, 0, self.clock()),
                     **self._pin_patch(obj),
                     "reason": decisions.Reason.ADOPTED,
-                    "message": f"recording as task {task_id}, adopted ({decisions.ADOPT_ANNOTATION})",
+                    "message": f"recording as task {task_id}, adopted ({ADOPT_ANNOTATION})",
                 }
             ),
             event=("Normal", "Adopted"),

@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from rtc_recording.api import timestamps
+from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, STOP_FINALIZER, VERSION
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller import evidence, gate, health, leader, relay, ssrf
 from rtc_recording.controller.deadlines import Deadlines
@@ -21,13 +22,11 @@ from rtc_recording.controller.poller import Poller
 from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
 from rtc_recording.decide.decisions import TERMINAL, at_rest
-from rtc_recording.decide.schedules import SCHEDULE_PLURAL
-from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Connection, Kube, KubeError
+from rtc_recording.kube.client import Connection, Kube, KubeError
 from rtc_recording.settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 SCHEDULES = (GROUP, VERSION, SCHEDULE_PLURAL)
-FINALIZER = f"{GROUP}/stop-task"
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +53,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     # annotation writes on the object users own. Never change this: objects would look new.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = SlimDiffBase(field="status.kopf.lastHandled")
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = STOP_FINALIZER
     settings.posting.level = logging.WARNING  # we post one Event per transition ourselves
     settings.scanning.disabled = True  # the CRD is installed up front: no RBAC on CRDs needed
     # Memory at 10 000 objects (docs/scale.md): an idle worker exits after half a second instead

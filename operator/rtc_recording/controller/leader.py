@@ -43,7 +43,8 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from rtc_recording.api import timestamps
-from rtc_recording.kube.client import Conflict, Gone, Kube, segment
+from rtc_recording.api.names import segment
+from rtc_recording.kube.client import Conflict, Gone, Kube
 from rtc_recording.metrics import metrics_response
 
 log = logging.getLogger(__name__)

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import logging
 
+from rtc_recording.api.names import CREDENTIALS_FINALIZER
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import CREDENTIALS, SecretCache
 from rtc_recording.controller.index import Tracked
 from rtc_recording.decide.decisions import SETTLED
-from rtc_recording.kube.client import GROUP, Conflict, Gone, Kube
+from rtc_recording.kube.client import Conflict, Gone, Kube
 
 log = logging.getLogger(__name__)
 
-FINALIZER = f"{GROUP}/credentials-in-use"
 TRIES = 5
 Key = tuple[str, str]
 
@@ -82,7 +82,7 @@ class Pins:
                 return
             meta = secret["metadata"]
             finalizers = list(meta.get("finalizers") or [])
-            if FINALIZER in finalizers:
+            if CREDENTIALS_FINALIZER in finalizers:
                 self.unpinned.discard((namespace, name))
                 return
             if meta.get("deletionTimestamp"):
@@ -90,12 +90,16 @@ class Pins:
             try:
                 self.secrets.remember(
                     await self.kube.patch_secret_finalizers(
-                        namespace, name, [*finalizers, FINALIZER], meta["resourceVersion"]
+                        namespace, name, [*finalizers, CREDENTIALS_FINALIZER], meta["resourceVersion"]
                     )
                 )
                 self.unpinned.discard((namespace, name))
                 log.info(
-                    "%s/%s: Secret %s is in use (finalizer %s)", namespace, obj["metadata"]["name"], name, FINALIZER
+                    "%s/%s: Secret %s is in use (finalizer %s)",
+                    namespace,
+                    obj["metadata"]["name"],
+                    name,
+                    CREDENTIALS_FINALIZER,
                 )
                 return
             except Conflict:
@@ -120,12 +124,12 @@ class Pins:
                 return
             meta = secret["metadata"]
             finalizers = list(meta.get("finalizers") or [])
-            if FINALIZER not in finalizers:
+            if CREDENTIALS_FINALIZER not in finalizers:
                 self.unpinned.add((namespace, name))
                 return
             try:
                 await self.kube.patch_secret_finalizers(
-                    namespace, name, [f for f in finalizers if f != FINALIZER], meta["resourceVersion"]
+                    namespace, name, [f for f in finalizers if f != CREDENTIALS_FINALIZER], meta["resourceVersion"]
                 )
                 self.secrets.forget(namespace, name)
                 self.unpinned.add((namespace, name))

@@ -23,18 +23,17 @@ from dataclasses import dataclass
 import aiohttp
 
 from rtc_recording import metrics
+from rtc_recording.api.names import COMPONENT, RELAY_LABEL, segment
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretCache
 from rtc_recording.controller.ssrf import Guard, Refused
 from rtc_recording.decide.classes import effective_notify
-from rtc_recording.kube.client import GROUP, Gone, Kube, KubeError, Reflector, segment
+from rtc_recording.kube.client import Gone, Kube, KubeError, Reflector
 
 log = logging.getLogger(__name__)
 
-LABEL = f"{GROUP}/relay"
 TRIES = 2  # the cloud sends a callback once more when the first try fails
 TIMEOUT_SECONDS = 5.0
-COMPONENT = "rtc-recording-operator"
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Relay:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {LABEL: "pending"}},
+            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {RELAY_LABEL: "pending"}},
             "data": {"namespace": self.namespace, "name": self.name, "uid": self.uid, "body": self.body},
         }
 
@@ -92,7 +91,7 @@ class Relayer:
         self.kube, self.secrets, self.guard, self.namespace = kube, secrets, guard, namespace
         self.workers, self.clock = workers, clock
         self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
-        self.reflector = Reflector(kube, self.collection, self._on_change, label_selector=LABEL)
+        self.reflector = Reflector(kube, self.collection, self._on_change, label_selector=RELAY_LABEL)
         self._queue: asyncio.Queue[tuple[str, Relay | None]] = asyncio.Queue()
         self._queued: set[str] = set()
         self._http: aiohttp.ClientSession | None = None

@@ -17,23 +17,14 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from rtc_recording.api import timestamps
+from rtc_recording.api.names import COMPONENT, SCHEDULE_LABEL, recording_path, schedule_path
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.decide import schedules
-from rtc_recording.decide.schedules import SCHEDULE_LABEL, SCHEDULE_PLURAL, InvalidSchedule, Run
-from rtc_recording.kube.client import GROUP, PLURAL, VERSION, Conflict, Gone, Kube, segment
+from rtc_recording.decide.schedules import InvalidSchedule, Run
+from rtc_recording.kube.client import Conflict, Gone, Kube
 
 log = logging.getLogger(__name__)
-COMPONENT = "rtc-recording-operator"
 Key = tuple[str, str]
-
-
-def schedule_path(namespace: str, name: str = "", sub: str = "") -> str:
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{segment(namespace)}/{SCHEDULE_PLURAL}"
-    return path + (f"/{segment(name)}" if name else "") + (f"/{sub}" if sub else "")
-
-
-def recordings_path(namespace: str, name: str = "") -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{segment(namespace)}/{PLURAL}" + (f"/{segment(name)}" if name else "")
 
 
 class Scheduler:
@@ -74,7 +65,7 @@ class Scheduler:
     # -- deciding and acting -----------------------------------------------------------------
     async def runs(self, namespace: str, name: str) -> list[dict]:
         query = urlencode({"labelSelector": f"{SCHEDULE_LABEL}={name}"})
-        return (await self.kube.request("GET", f"{recordings_path(namespace)}?{query}")).get("items", [])
+        return (await self.kube.request("GET", f"{recording_path(namespace)}?{query}")).get("items", [])
 
     async def on_due(self, key: Key) -> None:
         namespace, name = key
@@ -109,7 +100,7 @@ class Scheduler:
             started = schedules.run_name(name, decision.start)
             body = schedules.recording_for(schedule, decision.start)
             try:
-                await self.kube.request("POST", recordings_path(namespace), json=body)
+                await self.kube.request("POST", recording_path(namespace), json=body)
                 await self._event(
                     schedule,
                     "Normal",
@@ -129,7 +120,7 @@ class Scheduler:
 
     async def _delete(self, namespace: str, name: str) -> None:
         try:
-            await self.kube.request("DELETE", recordings_path(namespace, name))
+            await self.kube.request("DELETE", recording_path(namespace, name))
         except Gone:
             pass
 

@@ -15,7 +15,7 @@ The merge (`merge`), exactly:
 - The class sets only the fields in DEFAULT_FIELDS (layout: background; notify: url and
   fileUploadedFormats); credentials are not a spec field but the class's Secret reference.
 
-A resource that names no class gets the default class (annotation DEFAULT_ANNOTATION "true",
+A resource that names no class gets the default class (annotation DEFAULT_CLASS_ANNOTATION "true",
 whose selector matches its namespace; the newest if several are). Without a name the CRD checked
 every field at apply, so the default class can only fill optional ones.
 """
@@ -30,11 +30,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rtc_recording.api.names import DEFAULT_CLASS_ANNOTATION
 from rtc_recording.api.recording import RtcRecordingSpec, RtcRecordingStatus, spec_errors
 from rtc_recording.decide import decisions
 
-DEFAULT_ANNOTATION = "rtc.recording.io/is-default-class"
-CLASS_PLURAL = "rtcrecordingclasses"
 DEFAULT_FIELDS = (
     "region",
     "maxIdleSeconds",
@@ -73,7 +72,7 @@ class RecordingClass:
             {k: copy.deepcopy(spec[k]) for k in DEFAULT_FIELDS if k in spec},
             (ref["namespace"], ref["name"]) if ref else None,
             spec.get("namespaceSelector") or {},
-            (meta.get("annotations") or {}).get(DEFAULT_ANNOTATION) == "true",
+            (meta.get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true",
             meta.get("creationTimestamp") or "",
         )
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from rtc_recording.api.names import ADOPT_ANNOTATION
 from rtc_recording.api.recording import Phase, RtcRecordingStatus, status_of
 from rtc_recording.api.timestamps import stamp
 from rtc_recording.cloud.port import CloudError, RecordFiles, TaskInfo, TaskStatus
@@ -51,9 +52,6 @@ class Reason(StrEnum):
     OPERATOR_MAX_DURATION = "MaxDuration"  # spec.maxDurationSeconds, the operator's own limit
     ADOPTED = "Adopted"
     ADOPTION_FAILED = "AdoptionFailed"
-
-
-ADOPT_ANNOTATION = "rtc.recording.io/adopt-task-id"
 
 
 # -- actions ------------------------------------------------------------------------------------

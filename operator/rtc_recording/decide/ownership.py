@@ -31,10 +31,11 @@ from datetime import datetime
 from typing import overload
 
 from rtc_recording.api import timestamps
+from rtc_recording.api.names import segment
 from rtc_recording.api.recording import status_of
 from rtc_recording.decide import decisions
 from rtc_recording.decide.classes import account_fields
-from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError, segment
+from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from rtc_recording.api import timestamps
+from rtc_recording.api.names import SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from rtc_recording.api.recording import Phase
 from rtc_recording.decide.decisions import TERMINAL
 
-SCHEDULE_LABEL = "rtc.recording.io/schedule"
-SCHEDULED_AT_ANNOTATION = "rtc.recording.io/scheduled-at"
-SCHEDULE_PLURAL = "rtcrecordingschedules"
 LOOKBACK_RUNS = 1000  # scheduled times examined per decision at most (a schedule idle for long)
 
 

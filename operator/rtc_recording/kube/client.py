@@ -23,24 +23,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
 import yaml
 
 from rtc_recording.api import timestamps
-
-GROUP = "rtc.recording.io"
-VERSION = "v1alpha1"
-PLURAL = "rtcrecordings"
+from rtc_recording.api.names import GROUP, VERSION, recording_path, segment
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 log = logging.getLogger(__name__)
-
-
-def segment(value: str) -> str:
-    """One URL path segment: whatever a caller passes can never become `/` or `..`."""
-    return quote(value, safe="")
 
 
 class Conflict(Exception):
@@ -252,18 +244,13 @@ class Kube:
             return await resp.json(content_type=None) if body else {}
 
     # -- RtcRecording ----------------------------------------------------------------------
-    @staticmethod
-    def _path(namespace: str, name: str = "", sub: str = "") -> str:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{segment(namespace)}/{PLURAL}"
-        return path + (f"/{segment(name)}" if name else "") + (f"/{sub}" if sub else "")
-
     async def get_recording(self, namespace: str, name: str) -> dict:
-        return await self.request("GET", self._path(namespace, name))
+        return await self.request("GET", recording_path(namespace, name))
 
     async def delete_recording(self, namespace: str, name: str, uid: str) -> None:
         """Delete this very object (a namesake created meanwhile is left alone)."""
         try:
-            await self.request("DELETE", self._path(namespace, name), json={"preconditions": {"uid": uid}})
+            await self.request("DELETE", recording_path(namespace, name), json={"preconditions": {"uid": uid}})
         except (Gone, Conflict):
             pass
 
@@ -274,7 +261,7 @@ class Kube:
         metadata = {k: v for k, v in (("resourceVersion", resource_version), ("uid", uid)) if v}
         body = {"status": status, **({"metadata": metadata} if metadata else {})}
         return await self.request(
-            "PATCH", self._path(namespace, name, "status"), json=body, content_type="application/merge-patch+json"
+            "PATCH", recording_path(namespace, name, "status"), json=body, content_type="application/merge-patch+json"
         )
 
     async def mutate_status(
@@ -354,7 +341,7 @@ class Kube:
     async def streams_lists(self, namespaces: list[str]) -> bool:
         """Does the apiserver stream the initial state of a watch (WatchList: on by default in
         1.34 and later, off in 1.33)? An apiserver without it refuses the request."""
-        path = self._path(namespaces[0]) if namespaces else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        path = recording_path(namespaces[0]) if namespaces else recording_path(None)
         query = urlencode(
             {
                 "watch": "true",
@@ -378,7 +365,7 @@ class Kube:
     async def list_recordings(self, namespaces: list[str], task_id: str | None = None) -> list[dict]:
         """In these namespaces (none: all of them, which a namespaced install may not list)."""
         query = "?" + urlencode({"fieldSelector": f"status.taskId={task_id}"}) if task_id else ""
-        paths = [self._path(ns) for ns in namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+        paths = [recording_path(ns) for ns in namespaces] or [recording_path(None)]
         return [item for path in paths for item in (await self.request("GET", path + query)).get("items", [])]
 
     # -- core ------------------------------------------------------------------------------

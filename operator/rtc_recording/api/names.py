@@ -1,0 +1,54 @@
+"""The API's names: group, version, kinds, labels, annotations, finalizers and paths.
+
+One place, so that the operator, the receiver, the plugin and the tests spell them alike.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+GROUP = "rtc.recording.io"
+VERSION = "v1alpha1"
+PLURAL = "rtcrecordings"
+CLASS_PLURAL = "rtcrecordingclasses"
+SCHEDULE_PLURAL = "rtcrecordingschedules"
+COMPONENT = "rtc-recording-operator"  # Events' source and reporting controller
+
+# Annotations a user writes
+ADOPT_ANNOTATION = f"{GROUP}/adopt-task-id"
+DEFAULT_CLASS_ANNOTATION = f"{GROUP}/is-default-class"
+
+# Labels and annotations the operator writes
+SCHEDULE_LABEL = f"{GROUP}/schedule"
+SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"
+EVIDENCE_LABEL = f"{GROUP}/evidence"
+RELAY_LABEL = f"{GROUP}/relay"
+USAGE_LABEL = f"{GROUP}/usage"  # on a Secret: what it consents to be read for
+
+# Finalizers
+STOP_FINALIZER = f"{GROUP}/stop-task"  # on an RtcRecording: its task is stopped before it goes
+CREDENTIALS_FINALIZER = f"{GROUP}/credentials-in-use"  # on a Secret a recording may still need
+
+
+def segment(value: str) -> str:
+    """One URL path segment: whatever a caller passes can never become `/` or `..`."""
+    return quote(value, safe="")
+
+
+def _path(plural: str, namespace: str | None, name: str, sub: str) -> str:
+    if namespace is None:  # every namespace
+        return f"/apis/{GROUP}/{VERSION}/{plural}"
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{segment(namespace)}/{plural}"
+    return path + (f"/{segment(name)}" if name else "") + (f"/{sub}" if sub else "")
+
+
+def recording_path(namespace: str | None, name: str = "", sub: str = "") -> str:
+    return _path(PLURAL, namespace, name, sub)
+
+
+def schedule_path(namespace: str, name: str = "", sub: str = "") -> str:
+    return _path(SCHEDULE_PLURAL, namespace, name, sub)
+
+
+def class_path() -> str:
+    return _path(CLASS_PLURAL, None, "", "")
