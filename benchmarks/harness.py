@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from rtc_recording.api.keys import derive_key
 from rtc_recording.api.names import GROUP, PLURAL, VERSION
 from rtc_recording.api.recording import RtcRecordingSpec, start_params, status_of
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
@@ -50,7 +51,7 @@ from rtc_recording.cluster import binaries
 from rtc_recording.cluster.launcher import ClusterError, LocalCluster, alive, free_port
 from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wait_for
 from rtc_recording.decide import decisions
-from rtc_recording.decide.ownership import Sealer, derive_key
+from rtc_recording.decide.ownership import Sealer
 from rtc_recording.emulator import EmulatorControl
 from rtc_recording.kube.client import Connection, Kube, Reflector
 

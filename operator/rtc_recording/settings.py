@@ -157,7 +157,7 @@ class Settings(BaseSettings):
 
     def ownership_secret(self) -> bytes | None:
         """The key of the task seals (ownership.py), or None when none can be had."""
-        from rtc_recording.decide.ownership import derive_key
+        from rtc_recording.api.keys import derive_key
 
         if self.ownership_key is not None:
             return derive_key(self.ownership_key.get_secret_value())

@@ -11,7 +11,8 @@ from collections import defaultdict
 import pytest
 from multidict import CIMultiDict
 
-from rtc_recording.receiver.server import path_key, signature_ok, signed_headers
+from rtc_recording.api.callback import path_key, signature_ok
+from rtc_recording.receiver.server import signed_headers
 
 from .conftest import APP, AUTH_KEY, recording, wait_for
 

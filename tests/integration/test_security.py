@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from rtc_recording.receiver.server import path_key, signed_headers
+from rtc_recording.api.callback import path_key
+from rtc_recording.receiver.server import signed_headers
 
 from .conftest import ACCESS_KEY, APP, AUTH_KEY, recording, wait_for
 

@@ -6,7 +6,8 @@ import json
 import pytest
 from multidict import CIMultiDict
 
-from rtc_recording.receiver.server import Callback, Replays, forwarded, path_key, path_ok, signature_ok, signed_headers
+from rtc_recording.api.callback import path_key, signature_ok
+from rtc_recording.receiver.server import Callback, Replays, forwarded, path_ok, signed_headers
 
 KEY = "abcdefghijklmnop1234"
 NOW = 1_800_000_000.0

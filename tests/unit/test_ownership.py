@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from rtc_recording.api.keys import derive_key
 from rtc_recording.controller.index import Index
-from rtc_recording.decide.ownership import REASON, Sealer, derive_key, refusal
+from rtc_recording.decide.ownership import REASON, Sealer, refusal
 
 UID, OTHER_UID = "0f8fad5b-d9cb-469f-a165-70867728950e", "1f8fad5b-d9cb-469f-a165-70867728950e"
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

@@ -21,14 +21,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from rtc_recording.api.callback import callback_headers, path_key
+from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, RELAY_LABEL
+from rtc_recording.api.relay import Relay
 from rtc_recording.cloud.port import Transient
 from rtc_recording.cloud.secrets import NOTIFY_KEY, SecretCache
-from rtc_recording.controller.evidence import Evidence, Worker, collection
-from rtc_recording.controller.relay import Relay, Relayer, signed_headers
+from rtc_recording.controller.evidence import Worker
+from rtc_recording.controller.relay import Relayer
 from rtc_recording.controller.ssrf import Guard
 from rtc_recording.kube.client import KubeError
-from rtc_recording.receiver.server import Receiver, path_key
+from rtc_recording.receiver.server import Receiver
 
 from .fakes import CALLBACK_KEY, EVIDENCE_NS, NS, FakeKube, callback_body, recording, until
 
@@ -107,7 +110,7 @@ def sign(path: str, now: float | None = None) -> dict[str, str]:
         if len(parts) == 6 and parts[5].isdigit()
         else CALLBACK_KEY
     )
-    return signed_headers(key, time.time() if now is None else now)
+    return callback_headers(key, time.time() if now is None else now)
 
 
 async def run(row: RRow) -> Rig:
@@ -151,10 +154,12 @@ def too_big() -> bytes:
 
 REQUESTS = rows(
     RRow("no signature: 403, nothing recorded", headers=lambda p: {}, code=403),
-    RRow("signed with another key: 403", headers=lambda p: signed_headers("another0key0000000", time.time()), code=403),
+    RRow(
+        "signed with another key: 403", headers=lambda p: callback_headers("another0key0000000", time.time()), code=403
+    ),
     RRow(
         "signed with the receiver's own key, not the path's: 403",
-        headers=lambda p: signed_headers(CALLBACK_KEY, time.time()),
+        headers=lambda p: callback_headers(CALLBACK_KEY, time.time()),
         code=403,
     ),
     RRow("signed for another attempt's path: 403", headers=lambda p: sign(p[:-1] + "2"), code=403),
@@ -522,7 +527,7 @@ class LRow:
 def signed_for_user(user: User) -> None:
     path, headers, body = user.received[0]
     assert path == "/hook" and body == callback_body("task-1", "TaskRunning")
-    expected = signed_headers(USER_KEY, int(headers["ALI-LIVE-TIMESTAMP"]))
+    expected = callback_headers(USER_KEY, int(headers["ALI-LIVE-TIMESTAMP"]))
     assert headers["ALI-LIVE-SIGNATURE"] == expected["ALI-LIVE-SIGNATURE"]
 
 

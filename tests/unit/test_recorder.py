@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from rtc_recording.api.callback import path_key
 from rtc_recording.api.names import ADOPT_ANNOTATION, CLASS_PLURAL
 from rtc_recording.cloud.port import RecordFiles, TaskStatus, Throttled
 from rtc_recording.cloud.secrets import CREDENTIALS, NOTIFY_KEY
 from rtc_recording.controller.executor import PERSIST_TRIES, RetryLater
 from rtc_recording.controller.index import Tracked
 from rtc_recording.kube.client import KubeError
-from rtc_recording.receiver.server import path_key
 
 from .fakes import (
     BASE_SPEC,

@@ -55,7 +55,7 @@ def _nodes(node):
 
 
 def test_the_ownership_key_is_its_own_or_derived_from_the_callback_key_and_never_either_key_itself(monkeypatch):
-    from rtc_recording.decide.ownership import derive_key
+    from rtc_recording.api.keys import derive_key
     from rtc_recording.settings import Settings
 
     for name in ("RTCREC_OWNERSHIP_KEY", "RTCREC_CALLBACK_AUTH_KEY", "RTCREC_CALLBACK_URL"):

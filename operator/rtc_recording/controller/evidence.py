@@ -15,12 +15,10 @@ callbacks and its resends of one task collapse into one object (409 on create).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 
+from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, segment
 from rtc_recording.cloud.port import CloudError
 from rtc_recording.decide.decisions import backoff
@@ -28,58 +26,7 @@ from rtc_recording.kube.client import Kube, Reflector
 
 log = logging.getLogger(__name__)
 
-END_EVENTS = frozenset({"TaskStopped"})
 MAX_RETRY_SECONDS = 60.0
-_UID = re.compile(r"[0-9a-fA-F-]{1,64}")
-
-
-@dataclass(frozen=True)
-class Evidence:
-    namespace: str
-    name: str
-    uid: str
-    attempt: int
-    task_id: str
-    event: str
-
-    @property
-    def kind(self) -> str:
-        return "ended" if self.event in END_EVENTS else "alive"
-
-    def object_name(self) -> str:
-        digest = hashlib.sha256(f"{self.uid}/{self.attempt}/{self.task_id}/{self.kind}".encode()).hexdigest()
-        return f"rtcrec-evidence-{digest[:32]}"
-
-    def to_configmap(self, namespace: str) -> dict:
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {EVIDENCE_LABEL: self.kind}},
-            "data": {k: str(v) for k, v in asdict(self).items()},
-        }
-
-    @classmethod
-    def from_configmap(cls, configmap: dict) -> Evidence:
-        """Raises ValueError for a ConfigMap that is not well-formed evidence."""
-        data = configmap.get("data") or {}
-        try:
-            evidence = cls(
-                namespace=data["namespace"],
-                name=data["name"],
-                uid=data["uid"],
-                attempt=int(data["attempt"]),
-                task_id=data["task_id"],
-                event=data["event"],
-            )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"evidence without {exc}") from None
-        if not _UID.fullmatch(evidence.uid) or evidence.attempt < 1 or not evidence.task_id:
-            raise ValueError("malformed evidence")
-        return evidence
-
-
-def collection(namespace: str) -> str:
-    return f"/api/v1/namespaces/{segment(namespace)}/configmaps"
 
 
 class Worker:

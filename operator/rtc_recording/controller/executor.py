@@ -22,6 +22,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from rtc_recording import metrics
+from rtc_recording.api.callback import notify_url, path_key
 from rtc_recording.api.names import ADOPT_ANNOTATION, COMPONENT
 from rtc_recording.api.recording import (
     InvalidSpec,
@@ -60,7 +61,6 @@ from rtc_recording.decide.decisions import (
 from rtc_recording.decide.ownership import REASON as NOT_PROVEN
 from rtc_recording.decide.ownership import refusal
 from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError, NamespaceTerminating
-from rtc_recording.receiver.server import path_key
 from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,6 @@ PHASE_OF = {
 }
 Change = Callable[[dict], dict | None]
 STORED_PIN = "_storedRecordingClass"  # in a staged object (never written): the pin that is stored
-
-
-def notify_url(base: str, namespace: str, name: str, uid: str, attempt: int) -> str:
-    """The receiver's URL for one Start attempt: the path correlates a callback with it."""
-    return f"{base.rstrip('/')}/callbacks/{namespace}/{name}/{uid}/{attempt}"
 
 
 class RetryLater(Exception):

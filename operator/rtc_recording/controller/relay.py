@@ -13,17 +13,17 @@ to Secrets, and a relay waits out an operator restart instead of being lost.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import aiohttp
 
 from rtc_recording import metrics
+from rtc_recording.api.callback import callback_headers
 from rtc_recording.api.names import COMPONENT, RELAY_LABEL, segment
+from rtc_recording.api.relay import Relay
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretCache
 from rtc_recording.controller.ssrf import Guard, Refused
@@ -34,46 +34,6 @@ log = logging.getLogger(__name__)
 
 TRIES = 2  # the cloud sends a callback once more when the first try fails
 TIMEOUT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Relay:
-    namespace: str
-    name: str
-    uid: str
-    body: str  # the callback as received: a JSON object
-
-    def object_name(self) -> str:
-        digest = hashlib.sha256(f"{self.uid}/{self.body}".encode()).hexdigest()
-        return f"rtcrec-relay-{digest[:32]}"
-
-    def to_configmap(self, namespace: str) -> dict:
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": self.object_name(), "namespace": namespace, "labels": {RELAY_LABEL: "pending"}},
-            "data": {"namespace": self.namespace, "name": self.name, "uid": self.uid, "body": self.body},
-        }
-
-    @classmethod
-    def from_configmap(cls, configmap: dict) -> Relay:
-        data = configmap.get("data") or {}
-        try:
-            relay = cls(data["namespace"], data["name"], data["uid"], data["body"])
-            json.loads(relay.body)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a relay: {exc}") from None
-        return relay
-
-
-def signed_headers(auth_key: str | None, now: float) -> dict[str, str]:
-    if not auth_key:
-        return {}
-    timestamp = str(int(now))
-    return {
-        "ALI-LIVE-TIMESTAMP": timestamp,
-        "ALI-LIVE-SIGNATURE": hashlib.md5(f"{timestamp}|{auth_key}".encode()).hexdigest(),
-    }
 
 
 class Relayer:
@@ -151,7 +111,7 @@ class Relayer:
         for _ in range(TRIES):
             try:
                 async with self._http.post(
-                    url, json=body, headers=signed_headers(key, self.clock()), allow_redirects=False
+                    url, json=body, headers=callback_headers(key, self.clock()), allow_redirects=False
                 ) as resp:
                     if resp.status < 400:
                         return "delivered"

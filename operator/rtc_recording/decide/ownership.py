@@ -42,15 +42,8 @@ log = logging.getLogger(__name__)
 VERSION = "v1"
 MARKER = "rtcrec-task-seals"  # ConfigMap in the operator's namespace: legacy objects were sealed
 REASON = "TaskNotProven"
-_INFO = b"rtcrec task ownership v1"
 Account = tuple[str, str, str]  # region, Secret namespace, Secret name ("" for none)
 NO_ACCOUNT: Account = ("", "", "")
-
-
-def derive_key(secret: str, info: bytes = _INFO) -> bytes:
-    """HKDF-SHA256 (RFC 5869, one block) of `secret`: a key for one purpose only."""
-    prk = hmac.new(b"rtcrec", secret.encode(), hashlib.sha256).digest()
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
 
 
 class Sealer:

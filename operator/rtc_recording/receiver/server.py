@@ -15,7 +15,6 @@ that callbacks still land while the operator restarts (docs/exactly-once.md).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import math
@@ -30,16 +29,15 @@ from typing import Any
 from aiohttp import web
 
 from rtc_recording import metrics
-from rtc_recording.controller import evidence
-from rtc_recording.controller.relay import Relay, signed_headers
+from rtc_recording.api import evidence
+from rtc_recording.api.callback import MAX_CLOCK_SKEW_S, path_key, signature_ok
+from rtc_recording.api.relay import Relay
 from rtc_recording.decide import decisions
 from rtc_recording.decide.classes import effective_notify
-from rtc_recording.decide.ownership import derive_key
 from rtc_recording.kube.client import Conflict, Kube
 
 log = logging.getLogger(__name__)
 
-MAX_CLOCK_SKEW_S = 300
 MAX_BODY_BYTES = 64 * 1024
 READ_TIMEOUT_SECONDS = 10.0  # for the request line and headers, then again for the body
 REPLAYS_KEPT = 200_000  # (timestamp, signature) pairs remembered: ~30 MB at most
@@ -62,25 +60,6 @@ EVENT_TYPES = frozenset(
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS1123_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def signature_ok(headers: Mapping[str, str], auth_key: str, now: float) -> bool:
-    """ALI-LIVE-SIGNATURE = md5("<ALI-LIVE-TIMESTAMP>|<key>"); it does not cover the body, so
-    stale timestamps are refused too."""
-    timestamp, signature = headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "")
-    if not re.fullmatch(r"[0-9]{1,12}", timestamp) or not re.fullmatch(r"[0-9A-Fa-f]{32}", signature):
-        return False
-    if abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
-        return False
-    return hmac.compare_digest(signed_headers(auth_key, int(timestamp))["ALI-LIVE-SIGNATURE"], signature.lower())
-
-
-def path_key(auth_key: str, namespace: str, name: str, uid: str, attempt: int) -> str:
-    """The NotifyAuthKey of one Start attempt: derived from the receiver's key and the callback
-    path, so a captured signature is worth nothing on any other path (32 hex digits: the
-    vendor's 16-64 letters and digits)."""
-    info = f"rtcrec callback path v1\0{namespace}\0{name}\0{uid}\0{attempt}".encode()
-    return derive_key(auth_key, info).hex()[:32]
 
 
 class Replays:
