@@ -11,8 +11,7 @@ from collections import defaultdict
 import pytest
 from multidict import CIMultiDict
 
-from rtc_recording.api.callback import path_key, signature_ok
-from rtc_recording.receiver.server import signed_headers
+from rtc_recording.api.callback import callback_headers, path_key, signature_ok
 
 from .conftest import APP, AUTH_KEY, recording, wait_for
 
@@ -163,11 +162,11 @@ def test_forged_and_stale_callbacks_are_rejected(stack, namespace, channel):
 
     key = path_key(AUTH_KEY, namespace, "guarded", uid, 1)  # the key the task was started with
     assert post_callback(stack, path, stop, {}) == 403  # unsigned
-    assert post_callback(stack, path, stop, signed_headers("x" * 16, time.time())) == 403  # wrong key
-    assert post_callback(stack, path, stop, signed_headers(AUTH_KEY, time.time())) == 403  # not this path's
-    assert post_callback(stack, path, stop, signed_headers(key, time.time() - 3600)) == 403  # stale
+    assert post_callback(stack, path, stop, callback_headers("x" * 16, time.time())) == 403  # wrong key
+    assert post_callback(stack, path, stop, callback_headers(AUTH_KEY, time.time())) == 403  # not this path's
+    assert post_callback(stack, path, stop, callback_headers(key, time.time() - 3600)) == 403  # stale
     # Correctly signed but false: the task still runs, so Describe contradicts it.
-    assert post_callback(stack, path, stop, signed_headers(key, time.time())) == 200
+    assert post_callback(stack, path, stop, callback_headers(key, time.time())) == 200
     # The signature does not cover the body: a replayed one naming another resource's task as
     # a stray of this one must not get that task stopped.
     stack.apply(namespace, recording("bystander", channel))
@@ -178,7 +177,7 @@ def test_forged_and_stale_callbacks_are_rejected(stack, namespace, channel):
             stack,
             f"/callbacks/{namespace}/guarded/{uid}/7",
             forged,
-            signed_headers(path_key(AUTH_KEY, namespace, "guarded", uid, 7), time.time()),
+            callback_headers(path_key(AUTH_KEY, namespace, "guarded", uid, 7), time.time()),
         )
         == 200
     )

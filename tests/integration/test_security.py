@@ -17,8 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from rtc_recording.api.callback import path_key
-from rtc_recording.receiver.server import signed_headers
+from rtc_recording.api.callback import callback_headers, path_key
 
 from .conftest import ACCESS_KEY, APP, AUTH_KEY, recording, wait_for
 
@@ -322,7 +321,7 @@ def test_a_captured_signature_is_worth_nothing_elsewhere(stack, namespace, chann
     other_uid = stack.get(namespace, "bystander")["metadata"]["uid"]
     path = f"/callbacks/{namespace}/watched/{uid}/1"
     # What the cloud sends to this path in this second (its key is the path's own, callbacks.path_key).
-    captured = signed_headers(path_key(AUTH_KEY, namespace, "watched", uid, 1), time.time())
+    captured = callback_headers(path_key(AUTH_KEY, namespace, "watched", uid, 1), time.time())
     running = {
         "appId": APP,
         "channelId": channel,
@@ -351,7 +350,7 @@ def test_slow_clients_are_dropped(stack, namespace):
         slow.sendall(b"POST /callbacks/a/b/0f8fad5b-d9cb-469f-a165-70867728950e/1 HTTP/1.1\r\nHost: x\r\n")
         assert slow.recv(1024) == b""  # closed by the receiver; socket.timeout fails the test
     uid = "0f8fad5b-d9cb-469f-a165-70867728950e"
-    headers = signed_headers(path_key(AUTH_KEY, namespace, "r", uid, 1), time.time())
+    headers = callback_headers(path_key(AUTH_KEY, namespace, "r", uid, 1), time.time())
     with socket.create_connection((host, int(port)), timeout=30) as slow:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         slow.sendall(
@@ -376,7 +375,7 @@ def test_receiver_input_of_any_shape_is_refused_cheaply(stack, namespace, channe
         ("KUBE-SYSTEM", "target"),
     ):
         path = f"/callbacks/{ns}/{name}/{uid}/1"
-        headers = signed_headers(
+        headers = callback_headers(
             path_key(AUTH_KEY, urllib.parse.unquote(ns), urllib.parse.unquote(name), uid, 1), time.time()
         )
         assert post_callback(stack, path, body, headers) == 400, path
@@ -384,7 +383,7 @@ def test_receiver_input_of_any_shape_is_refused_cheaply(stack, namespace, channe
     request = urllib.request.Request(
         f"{stack.env['RTCREC_CALLBACK_URL']}{path}",
         data=b"[" * 50_000,
-        headers=signed_headers(key, time.time()),
+        headers=callback_headers(key, time.time()),
         method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as deep:
@@ -392,7 +391,7 @@ def test_receiver_input_of_any_shape_is_refused_cheaply(stack, namespace, channe
     assert deep.value.code == 400
     for i in range(30):  # each a new label value, were the label taken from the body
         assert (
-            post_callback(stack, path, {**body, "eventType": f"Made-up-{i}"}, signed_headers(key, time.time())) == 200
+            post_callback(stack, path, {**body, "eventType": f"Made-up-{i}"}, callback_headers(key, time.time())) == 200
         )
     with urllib.request.urlopen(f"{stack.env['RTCREC_CALLBACK_URL']}/metrics", timeout=5) as resp:
         labels = {

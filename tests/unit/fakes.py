@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, unquote
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from rtc_recording.api.callback import callback_headers
 from rtc_recording.api.names import (
     CLASS_PLURAL,
     DEFAULT_CLASS_ANNOTATION,
@@ -67,7 +68,7 @@ from rtc_recording.controller.index import Index
 from rtc_recording.decide.classes import account_fields
 from rtc_recording.decide.ownership import Sealer
 from rtc_recording.kube.client import Conflict, Connection, Gone, Kube, KubeError, NamespaceTerminating
-from rtc_recording.receiver.server import Receiver, signed_headers
+from rtc_recording.receiver.server import Receiver
 from rtc_recording.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -923,7 +924,7 @@ class Callbacks:
         """What the cloud sends for `task_id`: to the NotifyUrl its Start carried, signed with its key."""
         params = self.world.cloud.tasks[task_id].params
         path = path or "/" + params["NotifyUrl"].split("/", 3)[3]
-        headers = signed_headers(params["NotifyAuthKey"], time.time())
+        headers = callback_headers(params["NotifyAuthKey"], time.time())
         resp = await self.client.post(path, json=callback_body(task_id, event, **payload), headers=headers)
         return resp.status
 

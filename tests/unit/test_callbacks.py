@@ -6,15 +6,15 @@ import json
 import pytest
 from multidict import CIMultiDict
 
-from rtc_recording.api.callback import path_key, signature_ok
-from rtc_recording.receiver.server import Callback, Replays, forwarded, path_ok, signed_headers
+from rtc_recording.api.callback import callback_headers, path_key, signature_ok
+from rtc_recording.receiver.server import Callback, Replays, forwarded, path_ok
 
 KEY = "abcdefghijklmnop1234"
 NOW = 1_800_000_000.0
 
 
 def test_signature_is_md5_of_timestamp_and_key_case_insensitive():
-    headers = signed_headers(KEY, NOW)
+    headers = callback_headers(KEY, NOW)
     assert headers == {
         "ALI-LIVE-TIMESTAMP": "1800000000",
         "ALI-LIVE-SIGNATURE": hashlib.md5(f"1800000000|{KEY}".encode()).hexdigest(),
@@ -34,12 +34,12 @@ def test_signature_is_md5_of_timestamp_and_key_case_insensitive():
     "headers, now",
     [
         ({}, NOW),
-        (signed_headers("another-key-0000000", NOW), NOW),
-        (signed_headers(KEY, NOW - 301), NOW),  # stale: the signature does not cover the body
-        (signed_headers(KEY, NOW + 301), NOW),  # from the future
+        (callback_headers("another-key-0000000", NOW), NOW),
+        (callback_headers(KEY, NOW - 301), NOW),  # stale: the signature does not cover the body
+        (callback_headers(KEY, NOW + 301), NOW),  # from the future
         ({"ALI-LIVE-TIMESTAMP": "abc", "ALI-LIVE-SIGNATURE": "x"}, NOW),
         ({"ALI-LIVE-TIMESTAMP": "\u00b2", "ALI-LIVE-SIGNATURE": "0" * 32}, NOW),  # a digit to isdigit(), not to int()
-        ({**signed_headers(KEY, NOW), "ALI-LIVE-SIGNATURE": "\u00e9" * 32}, NOW),  # compare_digest wants ASCII
+        ({**callback_headers(KEY, NOW), "ALI-LIVE-SIGNATURE": "\u00e9" * 32}, NOW),  # compare_digest wants ASCII
     ],
 )
 def test_bad_signatures_are_refused(headers, now):
@@ -111,14 +111,14 @@ def test_each_attempt_has_its_own_key():
 
 def test_a_pair_is_bound_to_what_it_first_carried_until_it_is_stale():
     replays = Replays(kept=3)
-    pair = signed_headers(KEY, NOW)
+    pair = callback_headers(KEY, NOW)
     assert replays.admit(pair, ("path", "task"), NOW)
     assert replays.admit(pair, ("path", "task"), NOW + 1)  # the same again (a resend, a burst)
     assert not replays.admit(pair, ("path", "other task"), NOW + 1)
     assert not replays.admit(pair, ("other path", "task"), NOW + 1)
     # Bounded: the oldest go first, the stale ones anyway.
     for i in range(1, 4):
-        assert replays.admit(signed_headers(KEY, NOW + i), ("p", i), NOW + i)
+        assert replays.admit(callback_headers(KEY, NOW + i), ("p", i), NOW + i)
     assert len(replays._seen) == 3 and replays.admit(pair, ("other path", "task"), NOW + 4)
-    replays.admit(signed_headers(KEY, NOW + 5), ("p", 5), NOW + 1000)
+    replays.admit(callback_headers(KEY, NOW + 5), ("p", 5), NOW + 1000)
     assert len(replays._seen) == 1
