@@ -50,7 +50,7 @@ from rtc_recording.cloud.port import TaskInfo, TaskStatus
 from rtc_recording.cluster import binaries
 from rtc_recording.cluster.launcher import ClusterError, LocalCluster, alive, free_port
 from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wait_for
-from rtc_recording.decide import decisions
+from rtc_recording.decide import patches
 from rtc_recording.decide.ownership import Sealer
 from rtc_recording.emulator import EmulatorControl
 from rtc_recording.kube.client import Connection, Kube, Reflector
@@ -561,11 +561,11 @@ def seeded_status(created: dict, task_id: str, completed: bool = False) -> dict:
     its own pure functions, plus Kopf's diff-base of the object as created: Kopf then sees an
     object it has handled before (a resume, not a create) and has nothing to write."""
     now, generation = now_utc(), created["metadata"]["generation"]
-    status = _merge({}, decisions.attempt_recorded(status_of({}), 1, generation, now))
-    status = _merge(status, decisions.started(status_of({"status": status}), task_id, generation, now))
+    status = _merge({}, patches.attempt_recorded(status_of({}), 1, generation, now))
+    status = _merge(status, patches.started(status_of({"status": status}), task_id, generation, now))
     if completed:
         info = TaskInfo(task_id, TaskStatus.STOPPED)
-        status = _merge(status, decisions.observed(status_of({"status": status}), info, generation, now))
+        status = _merge(status, patches.observed(status_of({"status": status}), info, generation, now))
     # Sealed as the operator seals what it writes (ownership.py): an unsealed task id is refused.
     status = Sealer(derive_key(AUTH_KEY)).sealed({**created, "status": {}}, status) or status
     essence = {"spec": created["spec"]}  # what Kopf keeps: the spec (no labels or annotations here)

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from rtc_recording.api.names import GROUP, PLURAL, recording_path, schedule_path
+from rtc_recording.api.recording import TERMINAL
 from rtc_recording.decide import schedules
-from rtc_recording.decide.decisions import TERMINAL
 from rtc_recording.kube.client import Conflict, Connection, Gone, Kube, KubeError
 
 

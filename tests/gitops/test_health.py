@@ -500,7 +500,8 @@ def test_the_runner_opens_what_argo_cd_opens_and_checks_what_it_checks(tool, tmp
 
 def _operator_written(phase: str) -> dict:
     from rtc_recording.api.recording import RtcRecordingStatus
-    from rtc_recording.decide.decisions import Phase, phase_conditions
+    from rtc_recording.decide.decisions import Phase
+    from rtc_recording.decide.patches import phase_conditions
 
     contract = STATUSES[phase]
     ready = next(c for c in contract["conditions"] if c["type"] == "Ready")
@@ -529,7 +530,7 @@ def test_the_operator_writes_what_the_table_shows(tool, phase):
 
 def test_the_operator_s_refused_update_is_not_progressing_forever(tool):
     from rtc_recording.api.recording import RtcRecordingStatus
-    from rtc_recording.decide.decisions import update_refused
+    from rtc_recording.decide.patches import update_refused
 
     recording = STATUSES["Recording"]
     now = datetime.fromisoformat(T0.replace("Z", "+00:00"))

@@ -7,6 +7,7 @@ import pytest
 
 from rtc_recording.api.recording import RtcRecordingStatus
 from rtc_recording.cloud.port import CloudError, RecordFiles, TaskInfo, TaskStatus
+from rtc_recording.decide import backoff, callbacks, patches
 from rtc_recording.decide import decisions as r
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -91,20 +92,20 @@ def test_deletion_action(fields, expected):
     assert r.deletion_action(status(**fields), NOW, GRACE) == expected
 
 
-PENDING = r.View("u", None, "Starting", 2, attempt=2)
-RECORDING = r.View("u", "t2", "Recording", None, frozenset({"t0"}), attempt=2)
-RECOVERING = r.View("u", "t2", "Recovering", None, attempt=2)
-UNSEEN = r.View("u", None, None, None)  # the receiver's watch has not shown the write-ahead yet
+PENDING = callbacks.View("u", None, "Starting", 2, attempt=2)
+RECORDING = callbacks.View("u", "t2", "Recording", None, frozenset({"t0"}), attempt=2)
+RECOVERING = callbacks.View("u", "t2", "Recovering", None, attempt=2)
+UNSEEN = callbacks.View("u", None, None, None)  # the receiver's watch has not shown the write-ahead yet
 
 
 @pytest.mark.parametrize(
     "view, path_uid, n, task, event, stopped, expected",
     [
-        (PENDING, "u", 2, "t2", "TaskCreated", False, r.Adopt("t2")),
-        (PENDING, "u", 2, "t2", "TaskRunning", False, r.Adopt("t2")),
-        (PENDING, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),  # an older attempt's orphan
-        (UNSEEN, "u", 1, "t1", "TaskCreated", False, r.Adopt("t1")),  # the watch lags the write-ahead
-        (RECORDING, "u", 3, "t3", "TaskCreated", False, r.Adopt("t3")),  # a newer attempt than the watch shows
+        (PENDING, "u", 2, "t2", "TaskCreated", False, callbacks.Adopt("t2")),
+        (PENDING, "u", 2, "t2", "TaskRunning", False, callbacks.Adopt("t2")),
+        (PENDING, "u", 1, "t1", "TaskRunning", False, callbacks.Reap("t1")),  # an older attempt's orphan
+        (UNSEEN, "u", 1, "t1", "TaskCreated", False, callbacks.Adopt("t1")),  # the watch lags the write-ahead
+        (RECORDING, "u", 3, "t3", "TaskCreated", False, callbacks.Adopt("t3")),  # a newer attempt than the watch shows
         (
             PENDING,
             "u",
@@ -112,10 +113,10 @@ UNSEEN = r.View("u", None, None, None)  # the receiver's watch has not shown the
             "t2",
             "TaskStopped",
             False,
-            r.Ignore("a task that is not current has stopped: nothing to do"),
+            callbacks.Ignore("a task that is not current has stopped: nothing to do"),
         ),
-        (RECORDING, "u", 2, "t2", "TaskStopped", False, r.Observe("t2")),
-        (RECORDING, "u", 2, "t2", "TaskRecovering", False, r.Observe("t2")),
+        (RECORDING, "u", 2, "t2", "TaskStopped", False, callbacks.Observe("t2")),
+        (RECORDING, "u", 2, "t2", "TaskRecovering", False, callbacks.Observe("t2")),
         (
             RECORDING,
             "u",
@@ -123,9 +124,9 @@ UNSEEN = r.View("u", None, None, None)  # the receiver's watch has not shown the
             "t2",
             "TaskRunning",
             False,
-            r.Ignore("TaskRunning of the current task: status already says so"),
+            callbacks.Ignore("TaskRunning of the current task: status already says so"),
         ),
-        (RECOVERING, "u", 2, "t2", "TaskRunning", False, r.Observe("t2")),
+        (RECOVERING, "u", 2, "t2", "TaskRunning", False, callbacks.Observe("t2")),
         (
             RECORDING,
             "u",
@@ -133,12 +134,12 @@ UNSEEN = r.View("u", None, None, None)  # the receiver's watch has not shown the
             "t2",
             "RecordFileUploaded",
             False,
-            r.Ignore("RecordFileUploaded of the current task: status already says so"),
+            callbacks.Ignore("RecordFileUploaded of the current task: status already says so"),
         ),
-        (RECORDING, "u", 1, "t1", "TaskCreated", False, r.Reap("t1")),
-        (RECORDING, "u", 1, "t0", "RecordFileUploaded", False, r.Ignore("a stray that was already stopped")),
-        (RECORDING, "old-uid", 2, "t9", "TaskRunning", False, r.Reap("t9")),  # a previous incarnation's task
-        (None, "u", 1, "t1", "TaskRunning", False, r.Reap("t1")),  # resource deleted
+        (RECORDING, "u", 1, "t1", "TaskCreated", False, callbacks.Reap("t1")),
+        (RECORDING, "u", 1, "t0", "RecordFileUploaded", False, callbacks.Ignore("a stray that was already stopped")),
+        (RECORDING, "old-uid", 2, "t9", "TaskRunning", False, callbacks.Reap("t9")),  # a previous incarnation's task
+        (None, "u", 1, "t1", "TaskRunning", False, callbacks.Reap("t1")),  # resource deleted
         (
             None,
             "u",
@@ -146,13 +147,21 @@ UNSEEN = r.View("u", None, None, None)  # the receiver's watch has not shown the
             "t1",
             "RecordFileUploaded",
             True,
-            r.Ignore("the last task of a deleted resource, stopped with it"),
+            callbacks.Ignore("the last task of a deleted resource, stopped with it"),
         ),
-        (None, "u", 1, "t1", "TaskStopped", False, r.Ignore("a task that is not current has stopped: nothing to do")),
+        (
+            None,
+            "u",
+            1,
+            "t1",
+            "TaskStopped",
+            False,
+            callbacks.Ignore("a task that is not current has stopped: nothing to do"),
+        ),
     ],
 )
 def test_on_callback(view, path_uid, n, task, event, stopped, expected):
-    assert r.on_callback(view, path_uid, n, task, event, known_stopped=stopped) == expected
+    assert callbacks.on_callback(view, path_uid, n, task, event, known_stopped=stopped) == expected
 
 
 def test_view_of_an_object():
@@ -160,74 +169,76 @@ def test_view_of_an_object():
         "metadata": {"uid": "u"},
         "status": {"phase": "Starting", "attempt": attempt(3, 1), "strayTaskIds": ["a", "b"]},
     }
-    assert r.View.of(obj) == r.View("u", None, "Starting", 3, frozenset({"a", "b"}), attempt=3)
+    assert callbacks.View.of(obj) == callbacks.View("u", None, "Starting", 3, frozenset({"a", "b"}), attempt=3)
     obj["status"]["attempt"]["notExecuted"] = True
-    assert r.View.of(obj).pending_attempt is None
+    assert callbacks.View.of(obj).pending_attempt is None
 
 
 def test_observed_maps_cloud_states():
     live = status(phase="Recording", taskId="t1", startTime="2026-11-26T11:00:00Z")
-    assert r.observed(live, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) == {
+    assert patches.observed(live, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) == {
         "files": {"hls": [], "mp4": [], "mp3": [], "vod": []}
     }
-    recovering = r.observed(live, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW)
+    recovering = patches.observed(live, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW)
     assert recovering["phase"] == "Recovering"
     assert [c["status"] for c in recovering["conditions"] if c["type"] == "Ready"] == ["False"]
-    done = r.observed(live, TaskInfo("t1", TaskStatus.STOPPED, RecordFiles(mp4=("a.mp4",))), 1, NOW)
+    done = patches.observed(live, TaskInfo("t1", TaskStatus.STOPPED, RecordFiles(mp4=("a.mp4",))), 1, NOW)
     assert (done["phase"], done["reason"], done["files"]["mp4"]) == ("Completed", "IdleTimeout", ["a.mp4"])
     assert done["completionTime"] == "2026-11-26T12:00:00Z"
-    lost = r.observed(live, None, 1, NOW)
+    lost = patches.observed(live, None, 1, NOW)
     assert (lost["phase"], lost["reason"]) == ("Failed", "TaskLost")
 
 
 def test_observed_after_72_hours_names_the_cloud_limit():
     old = status(phase="Recording", taskId="t1", startTime="2026-11-23T11:00:00Z")
-    assert r.observed(old, TaskInfo("t1", TaskStatus.STOPPED), 1, NOW)["reason"] == "CloudMaxDuration"
+    assert patches.observed(old, TaskInfo("t1", TaskStatus.STOPPED), 1, NOW)["reason"] == "CloudMaxDuration"
 
 
 def test_observed_changes_nothing_when_nothing_changed_or_terminal():
     same = status(phase="Recording", taskId="t1", files={"hls": [], "mp4": [], "mp3": [], "vod": []})
-    assert r.observed(same, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) is None
+    assert patches.observed(same, TaskInfo("t1", TaskStatus.RUNNING), 1, NOW) is None
     done = status(phase="Completed", taskId="t1")
-    assert r.observed(done, None, 1, NOW) is None
+    assert patches.observed(done, None, 1, NOW) is None
 
 
 def test_condition_keeps_transition_time_while_unchanged():
-    first = r.condition(status(), "Ready", True, "Started", "m", 1, NOW)
-    later = r.condition(status(conditions=first), "Ready", True, "Started", "m2", 2, NOW + timedelta(hours=1))
+    first = patches.condition(status(), "Ready", True, "Started", "m", 1, NOW)
+    later = patches.condition(status(conditions=first), "Ready", True, "Started", "m2", 2, NOW + timedelta(hours=1))
     assert later[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
-    flipped = r.condition(status(conditions=later), "Ready", False, "IdleTimeout", "m3", 2, NOW + timedelta(hours=2))
+    flipped = patches.condition(
+        status(conditions=later), "Ready", False, "IdleTimeout", "m3", 2, NOW + timedelta(hours=2)
+    )
     assert flipped[0]["lastTransitionTime"] == "2026-11-26T14:00:00Z"
 
 
 def test_condition_reasons_are_valid_kubernetes_reasons():
     """metav1.Condition.reason must be CamelCase; the vendor's dotted code goes to status.reason."""
     st = status(phase="Recording", taskId="t1")
-    patches = [
-        r.start_refused(st, "InvalidParameter.AppId", "m", 1, NOW),
-        r.start_not_executed(st, CloudError("Throttling.User", "m"), 1, NOW),
-        r.update_refused(st, "InvalidParameter.UserId", "m", 1, NOW),
-        r.attempt_recorded(st, 2, 1, NOW),
-        r.started(st, "t1", 1, NOW),
-        r.observed(st, None, 1, NOW),
-        r.observed(st, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW),
+    written = [
+        patches.start_refused(st, "InvalidParameter.AppId", "m", 1, NOW),
+        patches.start_not_executed(st, CloudError("Throttling.User", "m"), 1, NOW),
+        patches.update_refused(st, "InvalidParameter.UserId", "m", 1, NOW),
+        patches.attempt_recorded(st, 2, 1, NOW),
+        patches.started(st, "t1", 1, NOW),
+        patches.observed(st, None, 1, NOW),
+        patches.observed(st, TaskInfo("t1", TaskStatus.RECOVERING), 1, NOW),
     ]
-    reasons = [c["reason"] for p in patches for c in p["conditions"]]
+    reasons = [c["reason"] for p in written for c in p["conditions"]]
     assert all(re.fullmatch(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?", reason) for reason in reasons), reasons
 
 
 def test_attempt_patches_round_trip_through_the_status_model():
     st = status()
-    written = r.attempt_recorded(st, 1, 1, NOW)
+    written = patches.attempt_recorded(st, 1, 1, NOW)
     assert written["attempt"]["generation"] == 1  # an adopted task then knows which spec it carries
     assert r.next_action(
         status(**{k: v for k, v in written.items() if v is not None}), 1, NOW, GRACE
     ) == r.AwaitOutcome(1, GRACE)
-    refused = r.start_refused(st, "InvalidParameter.AppId", "no such app", 1, NOW)
+    refused = patches.start_refused(st, "InvalidParameter.AppId", "no such app", 1, NOW)
     assert refused["phase"] == "Failed" and refused["reason"] == "InvalidParameter.AppId"
-    retry = r.start_not_executed(st, CloudError("Throttling.User", "slow down"), 1, NOW)
+    retry = patches.start_not_executed(st, CloudError("Throttling.User", "slow down"), 1, NOW)
     assert retry["attempt"] == {"notExecuted": True} and retry["phase"] == "Pending"
-    refused = r.update_refused(status(phase="Recording", taskId="t1", observedGeneration=1), "X", "m", 2, NOW)
+    refused = patches.update_refused(status(phase="Recording", taskId="t1", observedGeneration=1), "X", "m", 2, NOW)
     # Seen and refused: not retried until the spec changes, and no GitOps tool waits on it forever.
     assert refused["observedGeneration"] == 2
     assert (
@@ -243,7 +254,7 @@ def test_attempt_patches_round_trip_through_the_status_model():
 
 @pytest.mark.parametrize("retry", range(12))
 def test_backoff_is_capped_and_jittered(retry):
-    delays = {r.backoff(retry, 2, 300) for _ in range(20)}
+    delays = {backoff.backoff(retry, 2, 300) for _ in range(20)}
     ceiling = min(300, 2 * 2**retry)
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len(delays) > 1
@@ -313,7 +324,7 @@ def test_orphan_lets_go_at_once():
 
 def test_halted_keeps_the_task_in_history():
     st = status(**{**LIVE_T1, "phase": "Stopping", "reason": "Suspended", "files": {"hls": ["a.m3u8"]}})
-    patch = r.halted(st, "Suspended", 2, NOW)
+    patch = patches.halted(st, "Suspended", 2, NOW)
     assert (patch["phase"], patch["taskId"], patch["observedGeneration"]) == ("Suspended", None, 2)
     assert patch["history"] == [
         {
@@ -324,10 +335,10 @@ def test_halted_keeps_the_task_in_history():
             "files": {"hls": ["a.m3u8"], "mp4": [], "mp3": [], "vod": []},
         }
     ]
-    done = r.halted(st, "MaxDuration", 2, NOW)
+    done = patches.halted(st, "MaxDuration", 2, NOW)
     assert (done["phase"], done["reason"], done["completionTime"]) == ("Completed", "MaxDuration", ago(0))
     many = status(**{**LIVE_T1, "history": [{"taskId": f"h{i}"} for i in range(10)]})
-    assert [h["taskId"] for h in r.history_with(many, "x", NOW)] == [*(f"h{i}" for i in range(1, 10)), "t1"]
+    assert [h["taskId"] for h in patches.history_with(many, "x", NOW)] == [*(f"h{i}" for i in range(1, 10)), "t1"]
 
 
 @pytest.mark.parametrize(
@@ -344,7 +355,7 @@ def test_halted_keeps_the_task_in_history():
     ],
 )
 def test_conditions_kstatus_and_argo_read(phase, ready, reconciling, stalled):
-    got = {c["type"]: c["status"] for c in r.phase_conditions(status(), r.Phase(phase), "Why", "m", 3, NOW)}
+    got = {c["type"]: c["status"] for c in patches.phase_conditions(status(), r.Phase(phase), "Why", "m", 3, NOW)}
     assert got == {"Ready": ready, "Reconciling": reconciling, "Stalled": stalled}
 
 

@@ -44,6 +44,14 @@ class Phase(StrEnum):
     FAILED = "Failed"
 
 
+TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED})
+LIVE = frozenset({Phase.RECORDING, Phase.RECOVERING, Phase.STOPPING})
+SETTLED = frozenset({Phase.SUSPENDED, *TERMINAL})  # no Start is pending, whatever status.attempt says
+# Conditions that kstatus (Flux) and the Argo CD health script read (docs/gitops.md).
+RECONCILING = frozenset({Phase.PENDING, Phase.STARTING, Phase.STOPPING, Phase.RECOVERING})
+READY = frozenset({Phase.RECORDING, Phase.COMPLETED, Phase.SUSPENDED})
+
+
 # The vendor's integer codes for our string enums (None, an unset optional field, has no code).
 RECORD_MODE = {"Individual": 0, "Mixed": 1}
 STREAM_TYPE = {"AudioVideo": 0, "Audio": 1, "Video": 2}

@@ -37,8 +37,8 @@ from rtc_recording.cloud.credentials import (
 )
 from rtc_recording.cloud.port import CloudError, RecordingCloud, Throttled, Transient
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
+from rtc_recording.decide.backoff import backoff
 from rtc_recording.decide.classes import account_fields
-from rtc_recording.decide.decisions import backoff
 from rtc_recording.kube.client import Kube
 from rtc_recording.settings import Settings
 

@@ -22,6 +22,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from rtc_recording import metrics
+from rtc_recording.api import recording
 from rtc_recording.api.callback import notify_url, path_key
 from rtc_recording.api.names import ADOPT_ANNOTATION, COMPONENT
 from rtc_recording.api.recording import (
@@ -39,19 +40,16 @@ from rtc_recording.cloud.port import Invalid, NotFound, TaskStatus, Throttled, T
 from rtc_recording.cloud.secrets import SecretUnavailable
 from rtc_recording.controller.classresolver import ClassResolver
 from rtc_recording.controller.index import Index, Tracked, files_digest
-from rtc_recording.decide import classes, decisions
+from rtc_recording.decide import backoff, callbacks, classes, decisions, patches
+from rtc_recording.decide.callbacks import Adopt, Ignore, Observe, Reap
 from rtc_recording.decide.classes import InvalidClassSpec
 from rtc_recording.decide.decisions import (
-    Adopt,
     AdoptTask,
     AwaitOutcome,
     Controls,
     Expire,
     Halt,
-    Ignore,
-    Observe,
     Orphan,
-    Reap,
     Release,
     Start,
     Stop,
@@ -111,8 +109,8 @@ class Recorder:
         """A server-side failure is retried soon: a sustained outage is the circuit's business,
         so the delay does not grow through it. Quota and credentials problems back off."""
         if isinstance(exc, Transient) and not isinstance(exc, Throttled):
-            return decisions.backoff(0, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
-        return decisions.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+            return backoff.backoff(0, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+        return backoff.backoff(retry, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
 
     # -- status writes and their Events ------------------------------------------------------
     async def _write(
@@ -146,7 +144,7 @@ class Recorder:
                     raise
                 log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
                 await asyncio.sleep(
-                    decisions.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+                    backoff.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
                 )
         if patch is not None and event is not None:
             await self._announce(obj)
@@ -255,7 +253,7 @@ class Recorder:
                         lambda o: (
                             None
                             if status_of(o).task_id or status_of(o).phase == decisions.Phase.SUSPENDED
-                            else decisions.suspended_idle(status_of(o), generation, self.clock())
+                            else patches.suspended_idle(status_of(o), generation, self.clock())
                         ),
                         event=("Normal", "Suspended"),
                     )
@@ -277,10 +275,10 @@ class Recorder:
         def change(o: dict) -> dict | None:
             status = status_of(o)
             if status.task_id:
-                return decisions.update_refused(status, code, message, generation, self.clock())
+                return patches.update_refused(status, code, message, generation, self.clock())
             if status.phase == decisions.Phase.FAILED and status.observed_generation == generation:
                 return None
-            return decisions.start_refused(status, code, message, generation, self.clock())
+            return patches.start_refused(status, code, message, generation, self.clock())
 
         await self._write(meta["namespace"], meta["name"], change, event=("Warning", code))
 
@@ -347,13 +345,13 @@ class Recorder:
                     None
                     if status_of(o).task_id
                     or (status_of(o).reason, status_of(o).message) == ("CredentialsUnavailable", message)
-                    else decisions.credentials_missing(status_of(o), message, generation, self.clock())
+                    else patches.credentials_missing(status_of(o), message, generation, self.clock())
                 ),
                 event=("Warning", "CredentialsUnavailable"),
             )
             raise RetryLater(self._delay(exc, retry), message) from exc
 
-        if status.attempt and decisions.answer_lost(status):
+        if status.attempt and patches.answer_lost(status):
             await self._event(
                 obj,
                 "Warning",
@@ -373,7 +371,7 @@ class Recorder:
                     self.index.sealer.sealed(
                         obj,
                         {
-                            **decisions.attempt_recorded(status, attempt, generation, self.clock()),
+                            **patches.attempt_recorded(status, attempt, generation, self.clock()),
                             **self._pin_patch(obj),
                         },
                     ),
@@ -395,7 +393,7 @@ class Recorder:
                     o,
                     attempt,
                     lambda s: {
-                        **decisions.start_refused(s, code, message, generation, self.clock()),
+                        **patches.start_refused(s, code, message, generation, self.clock()),
                         "attempt": {"notExecuted": True},
                     },
                 ),
@@ -410,7 +408,7 @@ class Recorder:
                 ns,
                 name,
                 lambda o: self._if_attempt(
-                    o, attempt, lambda s: decisions.start_not_executed(s, error, generation, self.clock())
+                    o, attempt, lambda s: patches.start_not_executed(s, error, generation, self.clock())
                 ),
             )
             raise RetryLater(self._delay(exc, retry), f"Start not carried out: {exc}") from exc
@@ -424,9 +422,7 @@ class Recorder:
             obj, patch = await self._write(
                 ns,
                 name,
-                lambda o: self._if_attempt(
-                    o, attempt, lambda s: decisions.started(s, task_id, generation, self.clock())
-                ),
+                lambda o: self._if_attempt(o, attempt, lambda s: patches.started(s, task_id, generation, self.clock())),
                 event=("Normal", "Started"),
                 tries=PERSIST_TRIES,
             )
@@ -451,7 +447,7 @@ class Recorder:
                 break
             except (TimeoutError, KubeError, aiohttp.ClientError):
                 await asyncio.sleep(
-                    decisions.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
+                    backoff.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
                 )
                 continue
             if fresh["metadata"].get("uid") == meta["uid"] and status_of(fresh).task_id == task_id:
@@ -470,7 +466,7 @@ class Recorder:
             and status.attempt
             and status.attempt.number == attempt
             and not status.attempt.not_executed
-            and status.phase not in decisions.SETTLED
+            and status.phase not in recording.SETTLED
         ):
             return change(status)
         return None
@@ -518,7 +514,7 @@ class Recorder:
                 ns,
                 name,
                 lambda o: self._if_task(
-                    o, task_id, lambda s: decisions.update_refused(s, code, message, generation, self.clock())
+                    o, task_id, lambda s: patches.update_refused(s, code, message, generation, self.clock())
                 ),
                 event=("Warning", "UpdateFailed"),
             )
@@ -531,7 +527,7 @@ class Recorder:
         await self._write(
             ns,
             name,
-            lambda o: self._if_task(o, task_id, lambda s: decisions.updated(s, generation, self.clock())),
+            lambda o: self._if_task(o, task_id, lambda s: patches.updated(s, generation, self.clock())),
             event=("Normal", "Updated"),
         )
 
@@ -553,7 +549,7 @@ class Recorder:
                 lambda s: (
                     None
                     if (s.phase == decisions.Phase.STOPPING and s.reason == reason)
-                    else decisions.halting(s, reason, generation, self.clock())
+                    else patches.halting(s, reason, generation, self.clock())
                 ),
             ),
         )
@@ -581,7 +577,7 @@ class Recorder:
                 o,
                 task_id,
                 lambda s: (
-                    decisions.halted(s, reason, o["metadata"]["generation"], self.clock())
+                    patches.halted(s, reason, o["metadata"]["generation"], self.clock())
                     if s.phase == decisions.Phase.STOPPING
                     else None
                 ),
@@ -648,7 +644,7 @@ class Recorder:
                 lambda o: (
                     None
                     if status_of(o).phase
-                    else decisions.adoption_failed(status_of(o), task_id, why, generation, self.clock())
+                    else patches.adoption_failed(status_of(o), task_id, why, generation, self.clock())
                 ),
                 event=("Warning", "AdoptionFailed"),
             )
@@ -660,9 +656,9 @@ class Recorder:
                 None
                 if status_of(o).phase
                 else {
-                    **decisions.started(status_of(o), task_id, 0, self.clock()),
+                    **patches.started(status_of(o), task_id, 0, self.clock()),
                     **self._pin_patch(obj),
-                    "reason": decisions.Reason.ADOPTED,
+                    "reason": patches.Reason.ADOPTED,
                     "message": f"recording as task {task_id}, adopted ({ADOPT_ANNOTATION})",
                 }
             ),
@@ -810,13 +806,13 @@ class Recorder:
         if (
             info is not None
             and PHASE_OF[info.status] == tracked.phase
-            and files_digest(decisions.files_status(info.files)) == tracked.files_digest
+            and files_digest(patches.files_status(info.files)) == tracked.files_digest
         ):
             return None
 
         def change(o: dict) -> dict | None:
             return self._if_task(
-                o, task_id, lambda s: decisions.observed(s, info, o["metadata"]["generation"], self.clock())
+                o, task_id, lambda s: patches.observed(s, info, o["metadata"]["generation"], self.clock())
             )
 
         obj, patch = await self._write(tracked.namespace, tracked.name, change)
@@ -837,8 +833,8 @@ class Recorder:
         if obj is not None and obj["metadata"]["uid"] != uid:
             obj = None  # a namesake: the callback's resource is gone
         tomb = self.index.tombstones.get(uid)
-        view = decisions.View.of(obj) if obj is not None else None
-        action = decisions.on_callback(
+        view = callbacks.View.of(obj) if obj is not None else None
+        action = callbacks.on_callback(
             view, uid, attempt, task_id, event, known_stopped=bool(tomb and tomb.task_id == task_id)
         )
         log.info("%s/%s attempt %s: evidence %s %s -> %s", namespace, name, attempt, event, task_id, action)
@@ -874,7 +870,7 @@ class Recorder:
                 o,
                 attempt,
                 lambda s: {
-                    **decisions.started(s, task_id, s.attempt.generation or 0 if s.attempt else 0, self.clock()),
+                    **patches.started(s, task_id, s.attempt.generation or 0 if s.attempt else 0, self.clock()),
                     "message": f"recording as task {task_id} (learned from its callback: the Start answer was lost)",
                 },
             ),
@@ -904,9 +900,7 @@ class Recorder:
             await self._write(
                 meta["namespace"],
                 meta["name"],
-                lambda o: (
-                    decisions.stray_reaped(status_of(o), task_id) if o["metadata"]["uid"] == meta["uid"] else None
-                ),
+                lambda o: patches.stray_reaped(status_of(o), task_id) if o["metadata"]["uid"] == meta["uid"] else None,
             )
         except Gone:
             return

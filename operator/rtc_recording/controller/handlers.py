@@ -12,6 +12,7 @@ import kopf
 
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, STOP_FINALIZER, VERSION
+from rtc_recording.api.recording import TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller import evidence, gate, health, leader, relay, ssrf
 from rtc_recording.controller.deadlines import Deadlines
@@ -21,7 +22,7 @@ from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.poller import Poller
 from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
-from rtc_recording.decide.decisions import TERMINAL, at_rest
+from rtc_recording.decide.decisions import at_rest
 from rtc_recording.kube.client import Connection, Kube, KubeError
 from rtc_recording.settings import Settings
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 
 from rtc_recording.api.names import CREDENTIALS_FINALIZER
+from rtc_recording.api.recording import SETTLED
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import CREDENTIALS, SecretCache
 from rtc_recording.controller.index import Tracked
-from rtc_recording.decide.decisions import SETTLED
 from rtc_recording.kube.client import Conflict, Gone, Kube
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from rtc_recording.api.recording import LIVE
 from rtc_recording.controller.index import Tracked
-from rtc_recording.decide.decisions import LIVE
 
 log = logging.getLogger(__name__)
 

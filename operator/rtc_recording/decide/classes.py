@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from rtc_recording.api.names import DEFAULT_CLASS_ANNOTATION
 from rtc_recording.api.recording import RtcRecordingSpec, RtcRecordingStatus, spec_errors
-from rtc_recording.decide import decisions
+from rtc_recording.decide import decisions, patches
 
 DEFAULT_FIELDS = (
     "region",
@@ -269,7 +269,7 @@ def class_pending(status: RtcRecordingStatus, reason: str, message: str, generat
         "phase": decisions.Phase.PENDING,
         "reason": reason,
         "message": message,
-        "conditions": decisions.phase_conditions(status, decisions.Phase.PENDING, reason, message, generation, now),
+        "conditions": patches.phase_conditions(status, decisions.Phase.PENDING, reason, message, generation, now),
     }
 
 

@@ -33,7 +33,7 @@ from typing import overload
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import segment
 from rtc_recording.api.recording import status_of
-from rtc_recording.decide import decisions
+from rtc_recording.decide import patches
 from rtc_recording.decide.classes import account_fields
 from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError
 
@@ -138,7 +138,7 @@ def refusal(obj: dict, now: datetime) -> dict | None:
         "reason": REASON,
         "message": message,
         "observedGeneration": generation,
-        "conditions": decisions.condition(status, "Synced", False, REASON, message, generation, now),
+        "conditions": patches.condition(status, "Synced", False, REASON, message, generation, now),
     }
 
 

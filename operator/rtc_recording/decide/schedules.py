@@ -31,8 +31,7 @@ from croniter import croniter
 
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
-from rtc_recording.api.recording import Phase
-from rtc_recording.decide.decisions import TERMINAL
+from rtc_recording.api.recording import TERMINAL, Phase
 
 LOOKBACK_RUNS = 1000  # scheduled times examined per decision at most (a schedule idle for long)
 

@@ -4,7 +4,7 @@ The operator starts every task with NotifyUrl = <callback_url>/callbacks/<ns>/<n
 so a callback says which resource *and which Start attempt* it belongs to, even when the
 answer to that Start was lost. The receiver holds no cloud credentials and calls no cloud
 API: the operator is the one process that spends the account's quota. A verified callback
-that can change something (see `decisions.on_callback`) becomes evidence (`evidence.py`)
+that can change something (see `callbacks.on_callback`) becomes evidence (`evidence.py`)
 for the operator to confirm and act on; all others, nearly every callback, cost nothing
 but a look at the receiver's own watch of the RtcRecordings.
 
@@ -32,7 +32,7 @@ from rtc_recording import metrics
 from rtc_recording.api import evidence
 from rtc_recording.api.callback import MAX_CLOCK_SKEW_S, path_key, signature_ok
 from rtc_recording.api.relay import Relay
-from rtc_recording.decide import decisions
+from rtc_recording.decide import callbacks
 from rtc_recording.decide.classes import effective_notify
 from rtc_recording.kube.client import Conflict, Kube
 
@@ -134,7 +134,7 @@ def forwarded(notify: dict, callback: Callback) -> bool:
 class Known:
     """What the receiver keeps of one RtcRecording."""
 
-    view: decisions.View
+    view: callbacks.View
     channel: tuple[str, str]  # appId, channelId
     notify: dict | None  # spec.notify merged with the pinned class's (classes.effective_notify), for relays
 
@@ -174,7 +174,7 @@ class Receiver:
         else:
             spec = obj.get("spec") or {}
             self.known[key] = Known(
-                decisions.View.of(obj),
+                callbacks.View.of(obj),
                 (spec.get("appId", ""), spec.get("channelId", "")),
                 effective_notify(obj) or None,
             )
@@ -246,7 +246,7 @@ class Receiver:
             if (
                 known is not None
                 and known.view.uid == m["uid"]
-                and not isinstance(action, decisions.Reap)
+                and not isinstance(action, callbacks.Reap)
                 and known.notify
                 and forwarded(known.notify, callback)
             ):
@@ -260,13 +260,13 @@ class Receiver:
             metrics.CALLBACKS.labels(event=event, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
         metrics.CALLBACKS.labels(
-            event=event, outcome="ignored" if isinstance(action, decisions.Ignore) else "recorded"
+            event=event, outcome="ignored" if isinstance(action, callbacks.Ignore) else "recorded"
         ).inc()
         return web.json_response(SUCCESS)
 
     async def process(
         self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
-    ) -> decisions.CallbackAction:
+    ) -> callbacks.CallbackAction:
         """Decide from the receiver's view; record evidence unless there is nothing to do.
 
         The common race: the callback outran the status write of its Start's answer, or our
@@ -277,21 +277,21 @@ class Receiver:
         deadline = loop.time() + self.settle_seconds
         while True:
             action = self._decide(key, uid, attempt, callback)
-            if not isinstance(action, decisions.Adopt) or loop.time() >= deadline:
+            if not isinstance(action, callbacks.Adopt) or loop.time() >= deadline:
                 break
             await self._changed(key, deadline - loop.time())
-        if not isinstance(action, decisions.Ignore):
+        if not isinstance(action, callbacks.Ignore):
             await self._record(evidence.Evidence(key[0], key[1], uid, attempt, callback.task_id, callback.event_type))
         log.info("%s/%s attempt %s: %s %s -> %s", *key, attempt, callback.event_type, callback.task_id, action)
         return action
 
-    def _decide(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> decisions.CallbackAction:
+    def _decide(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> callbacks.CallbackAction:
         known = self.known.get(key)
         if known is not None and known.view.uid == uid and known.channel != (callback.app_id, callback.channel_id):
             log.warning("callback for %s/%s names another channel; ignored", *key)
-            return decisions.Ignore("another channel")
+            return callbacks.Ignore("another channel")
         stopped = uid in self.tombstones and self.tombstones[uid] == callback.task_id
-        return decisions.on_callback(
+        return callbacks.on_callback(
             known.view if known else None, uid, attempt, callback.task_id, callback.event_type, known_stopped=stopped
         )
 
