@@ -29,7 +29,7 @@ def _dev(module: str, command: str):
 
 def _cluster(args: argparse.Namespace) -> int:
     binaries = _dev("cluster.binaries", "cluster")
-    from .cluster.launcher import LocalCluster
+    LocalCluster = _dev("cluster.launcher", "cluster").LocalCluster  # noqa: N806
 
     state = Path(args.dir or binaries.cache_root() / "cluster")
     if args.action == "up":

@@ -17,11 +17,8 @@ from alibabacloud_tea_openapi.utils import Utils
 from darabonba.request import DaraRequest
 
 from rtc_recording import metrics
-from rtc_recording.cloud import accounts as clients_module
-from rtc_recording.cloud.accounts import CloudClients
-from rtc_recording.cloud.aliyun import EMPTY_BODY_SHA256, AliyunRecordingCloud, endpoint_url
-from rtc_recording.cloud.credentials import Credentials, CredentialsUnavailable, StaticCredentials
-from rtc_recording.cloud.port import (
+from rtc_recording.api.recording import VodMedia
+from rtc_recording.api.task import (
     Invalid,
     NotFound,
     RecordFiles,
@@ -30,8 +27,11 @@ from rtc_recording.cloud.port import (
     Throttled,
     Transient,
     UnknownOutcome,
-    VodMedia,
 )
+from rtc_recording.cloud import accounts as clients_module
+from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.cloud.aliyun import EMPTY_BODY_SHA256, AliyunRecordingCloud, endpoint_url
+from rtc_recording.cloud.credentials import Credentials, CredentialsUnavailable, StaticCredentials
 from rtc_recording.settings import Settings
 
 AK = Credentials("LTAI5tKeyId", "the-secret-value")

@@ -10,20 +10,12 @@ from functools import partial
 
 import pytest
 
+from rtc_recording.api.task import CloudError, Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud import accounts as clients_module
 from rtc_recording.cloud.accounts import Account, CloudClients
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
 from rtc_recording.cloud.budget import AccountBudget
 from rtc_recording.cloud.credentials import Credentials, StaticCredentials
-from rtc_recording.cloud.port import (
-    CloudError,
-    Invalid,
-    NotFound,
-    TaskStatus,
-    Throttled,
-    Transient,
-    UnknownOutcome,
-)
 from rtc_recording.cluster import processes
 from rtc_recording.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
 from rtc_recording.settings import Settings

@@ -8,14 +8,8 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError
 
+from rtc_recording.api.task import Invalid, NotFound, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud.aliyun import answer_error, error_class, transport_error
-from rtc_recording.cloud.port import (
-    Invalid,
-    NotFound,
-    Throttled,
-    Transient,
-    UnknownOutcome,
-)
 
 VERBS = ("start", "stop", "update", "describe")
 

@@ -500,7 +500,7 @@ def test_the_runner_opens_what_argo_cd_opens_and_checks_what_it_checks(tool, tmp
 
 def _operator_written(phase: str) -> dict:
     from rtc_recording.api.recording import RtcRecordingStatus
-    from rtc_recording.decide.decisions import Phase
+    from rtc_recording.decide.actions import Phase
     from rtc_recording.decide.patches import phase_conditions
 
     contract = STATUSES[phase]

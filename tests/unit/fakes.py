@@ -48,9 +48,7 @@ from rtc_recording.api.names import (
     USAGE_LABEL,
     VERSION,
 )
-from rtc_recording.cloud.accounts import CloudUnreachable
-from rtc_recording.cloud.credentials import StaticCredentials
-from rtc_recording.cloud.port import (
+from rtc_recording.api.task import (
     CloudError,
     Invalid,
     NotFound,
@@ -61,6 +59,8 @@ from rtc_recording.cloud.port import (
     Transient,
     UnknownOutcome,
 )
+from rtc_recording.cloud.accounts import CloudUnreachable
+from rtc_recording.cloud.credentials import StaticCredentials
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
 from rtc_recording.controller.evidence import Worker
 from rtc_recording.controller.executor import Recorder

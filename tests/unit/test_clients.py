@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from rtc_recording.api.task import CloudError, Invalid, NotFound, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud import accounts as clients_module
 from rtc_recording.cloud.accounts import PROBE_TASK_ID, Account, CloudClients, CloudUnreachable
 from rtc_recording.cloud.budget import AccountBudget, Priority
 from rtc_recording.cloud.credentials import Credentials, CredentialsUnavailable, StaticCredentials
-from rtc_recording.cloud.port import CloudError, Invalid, NotFound, Throttled, Transient, UnknownOutcome
 from rtc_recording.settings import Settings
 
 OK = object()

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
+from rtc_recording.api.task import NotFound, TaskStatus, Throttled, UnknownOutcome
 from rtc_recording.cloud.accounts import CloudUnreachable
 from rtc_recording.cloud.credentials import CredentialsUnavailable
-from rtc_recording.cloud.port import NotFound, TaskStatus, Throttled, UnknownOutcome
 from rtc_recording.cloud.secrets import CREDENTIALS
 from rtc_recording.kube.client import Conflict, Gone, KubeError, Reflector
 

@@ -25,7 +25,7 @@ from rtc_recording.api.callback import callback_headers, path_key
 from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, RELAY_LABEL
 from rtc_recording.api.relay import Relay
-from rtc_recording.cloud.port import Transient
+from rtc_recording.api.task import Transient
 from rtc_recording.cloud.secrets import NOTIFY_KEY, SecretCache
 from rtc_recording.controller.evidence import Worker
 from rtc_recording.controller.relay import Relayer

@@ -21,7 +21,7 @@ import pytest
 
 from rtc_recording.api.callback import path_key
 from rtc_recording.api.names import ADOPT_ANNOTATION, CLASS_PLURAL
-from rtc_recording.cloud.port import RecordFiles, TaskStatus, Throttled
+from rtc_recording.api.task import RecordFiles, TaskStatus, Throttled
 from rtc_recording.cloud.secrets import CREDENTIALS, NOTIFY_KEY
 from rtc_recording.controller.executor import PERSIST_TRIES, RetryLater
 from rtc_recording.controller.index import Tracked

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from rtc_recording.api.task import CloudError, Throttled, Transient
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
 from rtc_recording.cloud.budget import AccountBudget, Budgets, Priority
 from rtc_recording.cloud.circuit import Reachability
@@ -35,7 +36,7 @@ from rtc_recording.cloud.credentials import (
     DefaultChainCredentials,
     StaticCredentials,
 )
-from rtc_recording.cloud.port import CloudError, RecordingCloud, Throttled, Transient
+from rtc_recording.cloud.port import RecordingCloud
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
 from rtc_recording.decide.backoff import backoff
 from rtc_recording.decide.classes import account_fields

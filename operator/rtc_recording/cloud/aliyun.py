@@ -36,9 +36,8 @@ from urllib3.exceptions import ConnectTimeoutError
 
 from rtc_recording import metrics
 from rtc_recording.api import timestamps
-from rtc_recording.api.recording import Region
-from rtc_recording.cloud.credentials import Credentials, CredentialsProvider
-from rtc_recording.cloud.port import (
+from rtc_recording.api.recording import Region, VodMedia
+from rtc_recording.api.task import (
     CloudError,
     Invalid,
     NotFound,
@@ -48,8 +47,8 @@ from rtc_recording.cloud.port import (
     Throttled,
     Transient,
     UnknownOutcome,
-    VodMedia,
 )
+from rtc_recording.cloud.credentials import Credentials, CredentialsProvider
 
 log = logging.getLogger(__name__)
 

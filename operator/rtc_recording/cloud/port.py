@@ -14,87 +14,10 @@ No HTTP and no kopf here. The real client (`aliyun.py`) and any fake implement
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rtc_recording.api.recording import VodMedia
-
-
-class TaskStatus(enum.StrEnum):
-    RUNNING = "RUNNING"
-    RECOVERING = "RECOVERING"  # the service lost the recorder and is bringing it back
-    STOPPING = "STOPPING"
-    STOPPED = "STOPPED"
-
-
-@dataclass(frozen=True)
-class RecordFiles:
-    """File names per format (OSS storage) and VOD media (VOD storage), as the service lists them."""
-
-    hls: tuple[str, ...] = ()
-    mp4: tuple[str, ...] = ()
-    mp3: tuple[str, ...] = ()
-    vod: tuple[VodMedia, ...] = ()  # the status's own type: status.files.vod is what the service listed
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    task_id: str
-    status: TaskStatus
-    files: RecordFiles = field(default_factory=RecordFiles)
-
-
-class CloudError(Exception):
-    """A failed cloud call. `code` is the vendor's error code, or a transport condition
-    such as `ReadTimeout` when the service never answered."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str = "",
-        *,
-        request_id: str | None = None,
-        http_status: int | None = None,
-    ) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.http_status = http_status
-
-    def __str__(self) -> str:
-        where = ", ".join(
-            part
-            for part in (
-                f"HTTP {self.http_status}" if self.http_status is not None else "",
-                f"RequestId {self.request_id}" if self.request_id else "",
-            )
-            if part
-        )
-        text = f"{self.code}: {self.message}" if self.message else self.code
-        return f"{text} ({where})" if where else text
-
-
-class Invalid(CloudError):
-    """Permanent refusal: bad parameters, unknown app/channel/bucket, bad credentials."""
-
-
-class NotFound(CloudError):
-    """No such task, or (Stop/Update) the task is no longer running."""
-
-
-class Throttled(CloudError):
-    """Refused by the quota. The service did not act on it, so even a Start may be repeated."""
-
-
-class Transient(CloudError):
-    """A failure worth repeating: server error, or the request never left this process."""
-
-
-class UnknownOutcome(CloudError):
-    """A Start went out and no answer came back: the task may or may not exist."""
+from rtc_recording.api.task import TaskInfo
 
 
 class RecordingCloud(Protocol):

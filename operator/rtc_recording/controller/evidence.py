@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, segment
-from rtc_recording.cloud.port import CloudError
+from rtc_recording.api.task import CloudError
 from rtc_recording.decide.backoff import backoff
 from rtc_recording.kube.client import Kube, Reflector
 

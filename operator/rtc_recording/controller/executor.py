@@ -27,6 +27,7 @@ from rtc_recording.api.callback import notify_url, path_key
 from rtc_recording.api.names import ADOPT_ANNOTATION, COMPONENT
 from rtc_recording.api.recording import (
     InvalidSpec,
+    Phase,
     RtcRecordingSpec,
     RtcRecordingStatus,
     spec_errors,
@@ -34,16 +35,14 @@ from rtc_recording.api.recording import (
     status_of,
     update_params,
 )
+from rtc_recording.api.task import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud.accounts import CloudClients, CloudUnreachable
 from rtc_recording.cloud.credentials import CredentialsUnavailable
-from rtc_recording.cloud.port import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud.secrets import SecretUnavailable
 from rtc_recording.controller.classresolver import ClassResolver
 from rtc_recording.controller.index import Index, Tracked, files_digest
-from rtc_recording.decide import backoff, callbacks, classes, decisions, patches
-from rtc_recording.decide.callbacks import Adopt, Ignore, Observe, Reap
-from rtc_recording.decide.classes import InvalidClassSpec
-from rtc_recording.decide.decisions import (
+from rtc_recording.decide import actions, backoff, callbacks, classes, patches
+from rtc_recording.decide.actions import (
     AdoptTask,
     AwaitOutcome,
     Controls,
@@ -56,6 +55,8 @@ from rtc_recording.decide.decisions import (
     Suspend,
     Update,
 )
+from rtc_recording.decide.callbacks import Adopt, Ignore, Observe, Reap
+from rtc_recording.decide.classes import InvalidClassSpec
 from rtc_recording.decide.ownership import REASON as NOT_PROVEN
 from rtc_recording.decide.ownership import refusal
 from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError, NamespaceTerminating
@@ -66,10 +67,10 @@ PERSIST_TRIES = 6  # with the backoff settings' defaults: about a minute
 CONFIRM_TRIES = 12  # then as long again to learn whether the last of them was taken after all
 RECHECK_SECONDS = 2.0  # while waiting on the cloud or on evidence
 PHASE_OF = {
-    TaskStatus.RUNNING: decisions.Phase.RECORDING,
-    TaskStatus.RECOVERING: decisions.Phase.RECOVERING,
-    TaskStatus.STOPPING: decisions.Phase.STOPPING,
-    TaskStatus.STOPPED: decisions.Phase.COMPLETED,
+    TaskStatus.RUNNING: Phase.RECORDING,
+    TaskStatus.RECOVERING: Phase.RECOVERING,
+    TaskStatus.STOPPING: Phase.STOPPING,
+    TaskStatus.STOPPED: Phase.COMPLETED,
 }
 Change = Callable[[dict], dict | None]
 STORED_PIN = "_storedRecordingClass"  # in a staged object (never written): the pin that is stored
@@ -101,9 +102,9 @@ class Recorder:
         no callback can name it: waiting would only delay the retry."""
         return self.settings.unknown_outcome_grace_seconds if self.settings.callback_url else 0
 
-    def _cloud(self) -> decisions.Cloud:
+    def _cloud(self) -> actions.CloudHealth:
         reach = self.clients.reachability
-        return decisions.Cloud(up=reach.up, back_since=reach.since, recheck=RECHECK_SECONDS)
+        return actions.CloudHealth(up=reach.up, back_since=reach.since, recheck=RECHECK_SECONDS)
 
     def _delay(self, exc: Exception, retry: int) -> float:
         """A server-side failure is retried soon: a sustained outage is the circuit's business,
@@ -224,7 +225,7 @@ class Recorder:
             await self._refuse_spec(obj, spec_errors(exc))
             return
         waiting = status.attempt is not None and self.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
-        action = decisions.next_action(
+        action = actions.next_action(
             status, generation, self.clock(), self._grace, self._cloud(), waiting, Controls.of(obj)
         )
         name = type(action).__name__.lower()
@@ -252,7 +253,7 @@ class Recorder:
                         obj["metadata"]["name"],
                         lambda o: (
                             None
-                            if status_of(o).task_id or status_of(o).phase == decisions.Phase.SUSPENDED
+                            if status_of(o).task_id or status_of(o).phase == Phase.SUSPENDED
                             else patches.suspended_idle(status_of(o), generation, self.clock())
                         ),
                         event=("Normal", "Suspended"),
@@ -276,7 +277,7 @@ class Recorder:
             status = status_of(o)
             if status.task_id:
                 return patches.update_refused(status, code, message, generation, self.clock())
-            if status.phase == decisions.Phase.FAILED and status.observed_generation == generation:
+            if status.phase == Phase.FAILED and status.observed_generation == generation:
                 return None
             return patches.start_refused(status, code, message, generation, self.clock())
 
@@ -548,7 +549,7 @@ class Recorder:
                 task_id,
                 lambda s: (
                     None
-                    if (s.phase == decisions.Phase.STOPPING and s.reason == reason)
+                    if (s.phase == Phase.STOPPING and s.reason == reason)
                     else patches.halting(s, reason, generation, self.clock())
                 ),
             ),
@@ -578,7 +579,7 @@ class Recorder:
                 task_id,
                 lambda s: (
                     patches.halted(s, reason, o["metadata"]["generation"], self.clock())
-                    if s.phase == decisions.Phase.STOPPING
+                    if s.phase == Phase.STOPPING
                     else None
                 ),
             ),
@@ -592,7 +593,7 @@ class Recorder:
             obj = await self.kube.get_recording(*key)
         except Gone:
             return
-        action = decisions.next_action(
+        action = actions.next_action(
             status_of(obj),
             obj["metadata"]["generation"],
             self.clock(),
@@ -679,7 +680,7 @@ class Recorder:
         status = status_of(obj)
         waiting = status.attempt is not None and self.evidence_waiting(meta["uid"], status.attempt.number)
         orphan = (obj.get("spec") or {}).get("deletionPolicy") == "Orphan"
-        match decisions.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
+        match actions.deletion_action(status, self.clock(), self._grace, self._cloud(), waiting, orphan):
             case Orphan(task_id):
                 await self._event(
                     obj,
@@ -817,7 +818,7 @@ class Recorder:
 
         obj, patch = await self._write(tracked.namespace, tracked.name, change)
         if patch and patch.get("phase"):
-            kind = "Warning" if patch["phase"] in (decisions.Phase.FAILED, decisions.Phase.RECOVERING) else "Normal"
+            kind = "Warning" if patch["phase"] in (Phase.FAILED, Phase.RECOVERING) else "Normal"
             await self._event(
                 obj, kind, str(patch["reason"]), str(patch["message"]), key=f"{patch['phase']}.{task_id}"[:40].lower()
             )

@@ -14,7 +14,7 @@ from rtc_recording.api import timestamps
 from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, STOP_FINALIZER, VERSION
 from rtc_recording.api.recording import TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
-from rtc_recording.controller import evidence, gate, health, leader, relay, ssrf
+from rtc_recording.controller import evidence, gate, health, leader, relay, sealing, ssrf
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.controller.executor import Recorder, RetryLater
 from rtc_recording.controller.index import Index
@@ -22,7 +22,7 @@ from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.poller import Poller
 from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
-from rtc_recording.decide.decisions import at_rest
+from rtc_recording.decide.actions import at_rest
 from rtc_recording.kube.client import Connection, Kube, KubeError
 from rtc_recording.settings import Settings
 
@@ -70,7 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     if key is None:  # `rtcrec run` refuses to start without one (cli.py); this is for other entry points
         raise RuntimeError("no ownership key: set RTCREC_OWNERSHIP_KEY (or RTCREC_CALLBACK_AUTH_KEY)")
     memo.index = Index(ownership.Sealer(key))
-    await ownership.migrate(memo.kube, memo.index.sealer, config.namespaces, config.evidence_namespace)
+    await sealing.migrate(memo.kube, memo.index.sealer, config.namespaces, config.evidence_namespace)
     memo.clients = CloudClients(config, memo.kube)
     memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
     memo.pins = Pins(memo.kube, memo.clients.secrets)

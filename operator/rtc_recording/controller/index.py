@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rtc_recording import metrics
 from rtc_recording.api.recording import status_of
-from rtc_recording.decide import decisions
+from rtc_recording.decide import actions
 from rtc_recording.decide.classes import account_fields
 from rtc_recording.decide.ownership import Sealer
 
@@ -47,8 +47,8 @@ class Tracked:
     @classmethod
     def of(cls, obj: dict) -> Tracked:
         meta, status = obj["metadata"], obj.get("status") or {}
-        controls = decisions.Controls.of(obj)
-        due = decisions.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
+        controls = actions.Controls.of(obj)
+        due = actions.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
         region, secret_namespace, secret = account_fields(obj)
         phase = status.get("phase")
         return cls(

@@ -31,8 +31,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtc_recording.api.names import DEFAULT_CLASS_ANNOTATION
-from rtc_recording.api.recording import RtcRecordingSpec, RtcRecordingStatus, spec_errors
-from rtc_recording.decide import decisions, patches
+from rtc_recording.api.recording import Phase, RtcRecordingSpec, RtcRecordingStatus, spec_errors
+from rtc_recording.decide import patches
 
 DEFAULT_FIELDS = (
     "region",
@@ -266,10 +266,10 @@ def _who(field: str, own: dict[str, Any], pin: dict[str, Any]) -> str:
 def class_pending(status: RtcRecordingStatus, reason: str, message: str, generation: int, now: datetime) -> dict:
     """Waiting for a class that does not exist yet (as a PVC waits for its StorageClass)."""
     return {
-        "phase": decisions.Phase.PENDING,
+        "phase": Phase.PENDING,
         "reason": reason,
         "message": message,
-        "conditions": patches.phase_conditions(status, decisions.Phase.PENDING, reason, message, generation, now),
+        "conditions": patches.phase_conditions(status, Phase.PENDING, reason, message, generation, now),
     }
 
 

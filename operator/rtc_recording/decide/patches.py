@@ -12,8 +12,8 @@ from typing import Any
 
 from rtc_recording.api.names import ADOPT_ANNOTATION
 from rtc_recording.api.recording import READY, RECONCILING, TERMINAL, Phase, RtcRecordingStatus
+from rtc_recording.api.task import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.api.timestamps import stamp
-from rtc_recording.cloud.port import CloudError, RecordFiles, TaskInfo, TaskStatus
 
 HISTORY_KEPT = 10  # status.history
 

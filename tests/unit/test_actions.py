@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rtc_recording.api.recording import RtcRecordingStatus
-from rtc_recording.cloud.port import CloudError, RecordFiles, TaskInfo, TaskStatus
+from rtc_recording.api.task import CloudError, RecordFiles, TaskInfo, TaskStatus
+from rtc_recording.decide import actions as r
 from rtc_recording.decide import backoff, callbacks, patches
-from rtc_recording.decide import decisions as r
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE = 30.0
@@ -60,12 +60,16 @@ LOST = {"phase": "Starting", "attempt": attempt(1, 100)}  # grace long over
 @pytest.mark.parametrize(
     "cloud, evidence, expected",
     [
-        (r.Cloud(), False, r.Start(2)),
-        (r.Cloud(up=False, recheck=2), False, r.AwaitOutcome(1, 2)),  # no pile-up while the cloud is mute
-        (r.Cloud(back_since=NOW - timedelta(seconds=10)), False, r.AwaitOutcome(1, 20.0)),  # grace from its return
-        (r.Cloud(back_since=NOW - timedelta(seconds=40)), False, r.Start(2)),
-        (r.Cloud(back_since=NOW - timedelta(seconds=500)), False, r.Start(2)),  # an old outage changes nothing
-        (r.Cloud(recheck=2), True, r.AwaitOutcome(1, 2)),  # its task called back: never replace it
+        (r.CloudHealth(), False, r.Start(2)),
+        (r.CloudHealth(up=False, recheck=2), False, r.AwaitOutcome(1, 2)),  # no pile-up while the cloud is mute
+        (
+            r.CloudHealth(back_since=NOW - timedelta(seconds=10)),
+            False,
+            r.AwaitOutcome(1, 20.0),
+        ),  # grace from its return
+        (r.CloudHealth(back_since=NOW - timedelta(seconds=40)), False, r.Start(2)),
+        (r.CloudHealth(back_since=NOW - timedelta(seconds=500)), False, r.Start(2)),  # an old outage changes nothing
+        (r.CloudHealth(recheck=2), True, r.AwaitOutcome(1, 2)),  # its task called back: never replace it
     ],
 )
 def test_a_lost_answer_waits_for_the_cloud_and_for_evidence(cloud, evidence, expected):

@@ -114,7 +114,7 @@ def due_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class Cloud:
+class CloudHealth:
     """What the decisions need to know of the cloud's reachability (`reachability.py`)."""
 
     up: bool = True
@@ -123,7 +123,7 @@ class Cloud:
 
 
 def _answer_unknown(
-    status: RtcRecordingStatus, now: datetime, grace: float, cloud: Cloud, evidence_waiting: bool
+    status: RtcRecordingStatus, now: datetime, grace: float, cloud: CloudHealth, evidence_waiting: bool
 ) -> AwaitOutcome | None:
     """Wait for the lost answer's callbacks: not while evidence of its task awaits confirmation,
     not while the cloud answers nothing, and for the grace period counted from when its
@@ -142,7 +142,7 @@ def next_action(
     generation: int,
     now: datetime,
     grace: float,
-    cloud: Cloud = Cloud(),
+    cloud: CloudHealth = CloudHealth(),
     evidence_waiting: bool = False,
     controls: Controls = Controls(),
 ) -> Action:
@@ -223,7 +223,7 @@ def deletion_action(
     status: RtcRecordingStatus,
     now: datetime,
     grace: float,
-    cloud: Cloud = Cloud(),
+    cloud: CloudHealth = CloudHealth(),
     evidence_waiting: bool = False,
     orphan: bool = False,
 ) -> Action | Release | Orphan:
