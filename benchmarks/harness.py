@@ -43,10 +43,11 @@ import aiohttp
 
 from rtc_recording.api.keys import derive_key
 from rtc_recording.api.names import GROUP, PLURAL, VERSION
-from rtc_recording.api.recording import RtcRecordingSpec, start_params, status_of
+from rtc_recording.api.recording import RtcRecordingSpec, status_of
 from rtc_recording.api.task import TaskInfo, TaskStatus
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
 from rtc_recording.cloud.credentials import Credentials, StaticCredentials
+from rtc_recording.cloud.params import start_params
 from rtc_recording.cluster import binaries
 from rtc_recording.cluster.launcher import ClusterError, LocalCluster, alive, free_port
 from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wait_for

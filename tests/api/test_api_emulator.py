@@ -12,7 +12,8 @@ import pytest
 import yaml
 from api_corpus import EXAMPLES, effective, load
 
-from rtc_recording.api.recording import RtcRecordingSpec, start_params
+from rtc_recording.api.recording import RtcRecordingSpec
+from rtc_recording.cloud.params import start_params
 from rtc_recording.emulator.validation import Account, validate_start
 
 DOCS = [(f"corpus/{i.name}", i.docs[0]) for i in load("valid")] + [

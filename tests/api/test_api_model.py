@@ -12,16 +12,10 @@ import yaml
 from api_corpus import EXAMPLES, VERDICTS, crd_version, effective, load
 from pydantic import ValidationError
 
-from rtc_recording.api import recording as resource
-from rtc_recording.api.recording import (
-    InvalidSpec,
-    RtcRecordingSpec,
-    RtcRecordingStatus,
-    immutable_changes,
-    spec_errors,
-    start_params,
-    update_params,
-)
+from rtc_recording.api import fields
+from rtc_recording.api.recording import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, spec_errors
+from rtc_recording.api.rules import immutable_changes
+from rtc_recording.cloud.params import start_params, update_params
 
 VALID, INVALID, TRANSITIONS = load("valid"), load("invalid"), load("transitions")
 
@@ -148,22 +142,22 @@ def test_the_model_checks_the_crds_regexes_and_variables():
 
     panes = spec["layout"]["properties"]["panes"]["items"]["properties"]
     for name in ("left", "top", "width", "height"):
-        assert rules(panes[name]) == [f"self.matches('{resource._FRACTION.pattern}')"]
+        assert rules(panes[name]) == [f"self.matches('{fields._FRACTION.pattern}')"]
     files = spec["storage"]["properties"]["files"]["items"]["properties"]
-    assert rules(files["pathPrefix"]["items"]) == [f"self.matches('{resource._DIRECTORY.pattern}')"]
+    assert rules(files["pathPrefix"]["items"]) == [f"self.matches('{fields._DIRECTORY.pattern}')"]
     assert rules(spec["storage"]["properties"]["oss"]["properties"]["endpoint"]) == [
-        f"self.matches('{resource._OSS_REGION_ENDPOINT.pattern}')"
+        f"self.matches('{fields._OSS_REGION_ENDPOINT.pattern}')"
     ]
     for name, variables in (
-        ("fileNamePattern", resource._NAME_VARIABLES),
-        ("sliceNamePattern", resource._SLICE_VARIABLES),
+        ("fileNamePattern", fields._NAME_VARIABLES),
+        ("sliceNamePattern", fields._SLICE_VARIABLES),
     ):
         listed = "[" + ", ".join(f"'{v}'" for v in variables) + "]"
         grammar, once, _required = rules(files[name])
         assert grammar == f"self.split('_').all(t, t in {listed})"
         assert once == f"{listed}.all(v, self.indexOf(v) == self.lastIndexOf(v))"
     upload = spec["notify"]["properties"]["fileUploadedFormats"]["items"]
-    assert rules(upload) == [f"self.upperAscii() in {list(resource.UPLOAD_FORMATS)}"]
+    assert rules(upload) == [f"self.upperAscii() in {list(fields.UPLOAD_FORMATS)}"]
 
 
 def test_the_model_and_the_crd_declare_the_same_status_fields():

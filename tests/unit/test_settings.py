@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rtc_recording.api.recording import REGIONS
+from rtc_recording.api.fields import REGIONS
 from rtc_recording.cli import main
 from rtc_recording.cloud.aliyun import ENDPOINTS
 

@@ -36,7 +36,8 @@ from urllib3.exceptions import ConnectTimeoutError
 
 from rtc_recording import metrics
 from rtc_recording.api import timestamps
-from rtc_recording.api.recording import Region, VodMedia
+from rtc_recording.api.fields import Region
+from rtc_recording.api.recording import VodMedia
 from rtc_recording.api.task import (
     CloudError,
     Invalid,

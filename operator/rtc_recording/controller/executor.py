@@ -25,19 +25,11 @@ from rtc_recording import metrics
 from rtc_recording.api import recording
 from rtc_recording.api.callback import notify_url, path_key
 from rtc_recording.api.names import ADOPT_ANNOTATION, COMPONENT
-from rtc_recording.api.recording import (
-    InvalidSpec,
-    Phase,
-    RtcRecordingSpec,
-    RtcRecordingStatus,
-    spec_errors,
-    start_params,
-    status_of,
-    update_params,
-)
+from rtc_recording.api.recording import InvalidSpec, Phase, RtcRecordingSpec, RtcRecordingStatus, spec_errors, status_of
 from rtc_recording.api.task import Invalid, NotFound, TaskStatus, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud.accounts import CloudClients, CloudUnreachable
 from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.cloud.params import start_params, update_params
 from rtc_recording.cloud.secrets import SecretUnavailable
 from rtc_recording.controller.classresolver import ClassResolver
 from rtc_recording.controller.index import Index, Tracked, files_digest

@@ -74,8 +74,6 @@ class Ignore:
 
 
 CallbackAction = Adopt | Reap | Observe | Ignore
-
-
 # The current task's events that say more than "still running" in this phase.
 NEWS = {
     "TaskStopped": frozenset(TERMINAL),

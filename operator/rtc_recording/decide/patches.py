@@ -16,11 +16,7 @@ from rtc_recording.api.task import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.api.timestamps import stamp
 
 HISTORY_KEPT = 10  # status.history
-
-
 STRAY_IDS_KEPT = 20  # status.strayTaskIds: enough to silence late callbacks of recent strays
-
-
 # The service stops every task after 72 hours, whatever else happens.
 CLOUD_MAX_TASK_AGE = timedelta(hours=72)
 
