@@ -38,7 +38,9 @@ from pathlib import Path
 from rtc_recording.cluster.launcher import LocalCluster, free_port
 from rtc_recording.cluster.processes import RtcrecProcess, local_env, wait_for
 from rtc_recording.emulator import EmulatorConfig, run_in_thread
-from rtc_recording.kube.client import Connection, Gone, Kube
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection
+from rtc_recording.kube.errors import NotFound
 
 APP, BUCKET = "bench-app", "bench-recordings"
 ACCESS_KEY = ("LTAI5tFailoverBench", "failover-bench-secret")
@@ -134,7 +136,7 @@ async def until_recording(kube: Kube, name: str, timeout: float = 120) -> float:
             obj = await kube.get_recording(NAMESPACE, name)
             if (obj.get("status") or {}).get("phase") == "Recording":
                 return time.monotonic()
-        except Gone:
+        except NotFound:
             pass
         await asyncio.sleep(0.05)
     raise TimeoutError(f"{name} not Recording after {timeout} s")

@@ -54,7 +54,9 @@ from rtc_recording.cluster.processes import RTCREC, RtcrecProcess, local_env, wa
 from rtc_recording.decide import patches
 from rtc_recording.decide.ownership import Sealer
 from rtc_recording.emulator import EmulatorControl
-from rtc_recording.kube.client import Connection, Kube, Reflector
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection
+from rtc_recording.kube.reflector import Reflector
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]

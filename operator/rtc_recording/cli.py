@@ -82,7 +82,9 @@ def _receiver(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from rtc_recording.kube.client import Connection, Kube, Reflector
+    from rtc_recording.kube.client import Kube
+    from rtc_recording.kube.config import Connection
+    from rtc_recording.kube.reflector import Reflector
     from rtc_recording.receiver.server import Receiver
 
     config = _settings()

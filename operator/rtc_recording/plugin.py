@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -25,16 +24,13 @@ import yaml
 from rtc_recording.api.names import GROUP, PLURAL, recording_path, schedule_path
 from rtc_recording.api.recording import TERMINAL
 from rtc_recording.decide import schedules
-from rtc_recording.kube.client import Conflict, Connection, Gone, Kube, KubeError
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection, kubeconfig_paths
+from rtc_recording.kube.errors import KubeError, NotFound
 
 
 def _kubeconfig(flag: str | None) -> str:
-    if flag:
-        return flag
-    for path in (os.environ.get("KUBECONFIG") or "").split(os.pathsep):
-        if path and os.path.exists(path):
-            return path  # kubectl merges them all; the first that exists is enough here
-    return os.path.expanduser("~/.kube/config")
+    return flag or kubeconfig_paths()  # every file of $KUBECONFIG, merged as kubectl merges them
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -154,7 +150,7 @@ class Plugin:
                 "PATCH", recording_path(self.namespace, name), json=body, content_type="application/merge-patch+json"
             )
             kind = "rtcrecording"
-        except Gone:
+        except NotFound:
             obj = await self.kube.request(
                 "PATCH", schedule_path(self.namespace, name), json=body, content_type="application/merge-patch+json"
             )
@@ -210,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         asyncio.run(_main(args))
-    except Gone as exc:
+    except NotFound as exc:
         print(
             f"Error from server (NotFound): {exc} not found in namespace {args.namespace or '(default)'}",
             file=sys.stderr,
         )
         return 1
-    except (KubeError, Conflict, ValueError, OSError) as exc:
+    except (KubeError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -8,7 +8,9 @@ import sys
 import pytest
 import yaml
 
-from rtc_recording.kube.client import Connection, Kube, KubeError
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection
+from rtc_recording.kube.errors import KubeError
 
 pytestmark = pytest.mark.cluster
 

@@ -14,7 +14,8 @@ import uuid
 import pytest
 
 from rtc_recording.controller.leader import Lease, Renewal, Timing
-from rtc_recording.kube.client import Connection, Kube
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection
 from rtc_recording.settings import Settings
 
 pytestmark = pytest.mark.cluster

@@ -67,7 +67,9 @@ from rtc_recording.controller.executor import Recorder
 from rtc_recording.controller.index import Index
 from rtc_recording.decide.classes import account_fields
 from rtc_recording.decide.ownership import Sealer
-from rtc_recording.kube.client import Conflict, Connection, Gone, Kube, KubeError, NamespaceTerminating
+from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection
 from rtc_recording.receiver.server import Receiver
 from rtc_recording.settings import Settings
 
@@ -345,23 +347,23 @@ class FakeKube(Kube):
             error = fault.action() if callable(fault.action) else fault.action
             request.code = (
                 error.status
-                if isinstance(error, KubeError)
+                if isinstance(error, k8s.ApiError)
                 else 404
-                if isinstance(error, Gone)
+                if isinstance(error, k8s.NotFound)
                 else 409
-                if isinstance(error, Conflict)
+                if isinstance(error, k8s.Conflict)
                 else 599
             )
             raise error
         try:
             result = self._serve(request, parse_qs(query))
-        except Gone:
+        except k8s.NotFound:
             request.code = 404
             raise
-        except Conflict:
+        except k8s.Conflict:
             request.code = 409
             raise
-        except KubeError as exc:  # NamespaceTerminating too
+        except k8s.ApiError as exc:  # NamespaceTerminating too
             request.code = exc.status
             raise
         request.code = 200
@@ -382,19 +384,19 @@ class FakeKube(Kube):
 
     def _serve(self, r: Request, query: dict[str, list[str]]) -> dict:
         if not r.kind:
-            raise KubeError(404, f"no route for {r.path}")
+            raise k8s.ApiError(404, f"no route for {r.path}")
         if r.name is None:
             if r.method == "GET":
                 return self._list(r, query)
             if r.method == "POST" and r.kind in ("configmaps", "events"):
                 if r.namespace in self.terminating:
-                    raise NamespaceTerminating(
+                    raise k8s.NamespaceTerminating(
                         403,
                         '{"kind":"Status","reason":"Forbidden","details":{"causes":'
                         '[{"reason":"NamespaceTerminating"}]}}',
                     )
                 return self._create(r)
-            raise KubeError(405, f"{r.method} {r.path}")
+            raise k8s.ApiError(405, f"{r.method} {r.path}")
         key = (r.kind, r.namespace, r.name)
         obj = self.store.get(key)
         if obj is None and r.kind == "namespaces" and r.method == "GET":
@@ -405,21 +407,21 @@ class FakeKube(Kube):
                 "metadata": {"name": r.name, "labels": {"kubernetes.io/metadata.name": r.name}},
             }
         if r.namespace is None or obj is None:
-            raise Gone(r.path)
+            raise k8s.NotFound(r.path)
         if r.method == "GET":
             return copy.deepcopy(obj)
         if r.method == "DELETE":
             return self._delete(r, obj)
         if r.method == "PATCH":
             return self._patch(r, obj)
-        raise KubeError(405, f"{r.method} {r.path}")
+        raise k8s.ApiError(405, f"{r.method} {r.path}")
 
     def _list(self, r: Request, query: dict[str, list[str]]) -> dict:
         items = self.all(r.kind, r.namespace)
         for selector in query.get("fieldSelector", []):
             field_, _, value = selector.partition("=")
             if field_ != "status.taskId":
-                raise KubeError(400, f"field label not supported: {field_}")
+                raise k8s.ApiError(400, f"field label not supported: {field_}")
             items = [o for o in items if (o.get("status") or {}).get("taskId") == value]
         selector = (query.get("labelSelector") or [None])[0]
         items = [o for o in items if _labels_match(selector, o["metadata"].get("labels") or {})]
@@ -437,16 +439,16 @@ class FakeKube(Kube):
         meta = obj.setdefault("metadata", {})
         meta.setdefault("namespace", r.namespace)
         if meta["namespace"] != r.namespace or not meta.get("name"):
-            raise KubeError(400, "metadata.namespace must match the path, and a name is required")
+            raise k8s.ApiError(400, "metadata.namespace must match the path, and a name is required")
         if (r.kind, r.namespace, meta["name"]) in self.store:
-            raise Conflict(f"{r.path}/{meta['name']} already exists")
+            raise k8s.Conflict(f"{r.path}/{meta['name']} already exists")
         meta["uid"] = str(uuid.uuid4())
         return self._put(r.kind, obj, "ADDED")
 
     def _delete(self, r: Request, obj: dict) -> dict:
         uid = ((r.body or {}).get("preconditions") or {}).get("uid")
         if uid is not None and uid != obj["metadata"]["uid"]:
-            raise Conflict(
+            raise k8s.Conflict(
                 f"Precondition failed: UID in precondition: {uid}, UID in object meta: {obj['metadata']['uid']}"
             )
         if obj["metadata"].get("finalizers"):
@@ -462,14 +464,14 @@ class FakeKube(Kube):
         preconditions = body.get("metadata") or {}
         current = obj["metadata"]["resourceVersion"]
         if preconditions.get("resourceVersion", current) != current:
-            raise Conflict("the object has been modified; please apply your changes to the latest version")
+            raise k8s.Conflict("the object has been modified; please apply your changes to the latest version")
         if "uid" in preconditions and preconditions["uid"] != obj["metadata"]["uid"]:
-            raise Conflict(f"Precondition failed: UID in precondition: {preconditions['uid']}")
+            raise k8s.Conflict(f"Precondition failed: UID in precondition: {preconditions['uid']}")
         if r.kind == PLURAL and r.sub == "status":
             # The status subresource: only .status changes; metadata in the body is a precondition.
             new = {**obj, "status": merge_patch(obj.get("status") or {}, body.get("status"))}
         elif r.kind == PLURAL:
-            raise KubeError(405, "the code under test never patches an RtcRecording's spec or metadata")
+            raise k8s.ApiError(405, "the code under test never patches an RtcRecording's spec or metadata")
         else:
             new = merge_patch(obj, {k: v for k, v in body.items() if k != "metadata"})
             if "metadata" in body:
@@ -490,7 +492,7 @@ class FakeKube(Kube):
         elif (m := _CLUSTER.match(route)) and not m["name"]:
             kind, namespace = m["kind"] or m["core"], None
         else:
-            raise KubeError(404, path)
+            raise k8s.ApiError(404, path)
         namespace = unquote(namespace) if namespace else None
         since = int(params.get("resourceVersion") or 0)
         selector = params.get("labelSelector")

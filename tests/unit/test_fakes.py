@@ -8,7 +8,8 @@ from rtc_recording.api.task import NotFound, TaskStatus, Throttled, UnknownOutco
 from rtc_recording.cloud.accounts import CloudUnreachable
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import CREDENTIALS
-from rtc_recording.kube.client import Conflict, Gone, KubeError, Reflector
+from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.reflector import Reflector
 
 from .fakes import (
     CRASH,
@@ -43,15 +44,15 @@ async def test_status_patch_is_a_compare_and_swap_on_resource_version_and_uid():
     assert new["status"] == {"phase": "Recording"}  # null deletes
     assert int(new["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
     assert new["metadata"]["generation"] == meta["generation"]  # status writes leave generation alone
-    with pytest.raises(Conflict):  # stale
+    with pytest.raises(k8s.Conflict):  # stale
         await kube.patch_status(
             NS, "rec", {"phase": "Failed"}, resource_version=meta["resourceVersion"], uid=meta["uid"]
         )
-    with pytest.raises(Conflict):  # a namesake
+    with pytest.raises(k8s.Conflict):  # a namesake
         await kube.patch_status(
             NS, "rec", {"phase": "Failed"}, resource_version=new["metadata"]["resourceVersion"], uid="another"
         )
-    with pytest.raises(Gone):
+    with pytest.raises(k8s.NotFound):
         await kube.patch_status(NS, "nobody", {"phase": "Failed"})
     same = await kube.patch_status(NS, "rec", {"phase": "Recording"})
     assert same["metadata"]["resourceVersion"] == new["metadata"]["resourceVersion"]  # a no-op moves nothing
@@ -93,7 +94,7 @@ async def test_create_delete_and_delete_with_a_uid_precondition():
     kube = FakeKube()
     path = "/api/v1/namespaces/x/configmaps"
     await kube.create(path, {"metadata": {"name": "a"}, "data": {}})
-    with pytest.raises(Conflict):
+    with pytest.raises(k8s.Conflict):
         await kube.create(path, {"metadata": {"name": "a"}, "data": {}})
     await kube.delete(f"{path}/a")
     await kube.delete(f"{path}/a")  # Gone is fine
@@ -114,9 +115,9 @@ async def test_list_by_task_id_and_injected_faults():
     kube.add_recording(recording("b", status={"taskId": "t2"}))
     assert [o["metadata"]["name"] for o in await kube.list_recordings([NS], task_id="t2")] == ["b"]
     assert len(await kube.list_recordings([])) == 2
-    kube.fail("GET", "/rtcrecordings/a$", KubeError(500, "etcd"), times=2)
+    kube.fail("GET", "/rtcrecordings/a$", k8s.ApiError(500, "etcd"), times=2)
     for _ in range(2):
-        with pytest.raises(KubeError):
+        with pytest.raises(k8s.KubeError):
             await kube.get_recording(NS, "a")
     assert (await kube.get_recording(NS, "a"))["metadata"]["name"] == "a"
 

@@ -4,7 +4,7 @@ from rtc_recording.api.names import CREDENTIALS_FINALIZER
 from rtc_recording.cloud.secrets import SecretCache
 from rtc_recording.controller.index import Tracked
 from rtc_recording.controller.pins import Pins
-from rtc_recording.kube.client import Conflict, Gone
+from rtc_recording.kube.errors import Conflict, NotFound
 
 
 class FakeKube:
@@ -24,7 +24,7 @@ class FakeKube:
 
     async def get_secret(self, namespace, name):
         if self.secret is None:
-            raise Gone(name)
+            raise NotFound(name)
         return self.secret
 
     async def patch_secret_finalizers(self, namespace, name, finalizers, resource_version):

@@ -30,7 +30,7 @@ from rtc_recording.cloud.secrets import NOTIFY_KEY, SecretCache
 from rtc_recording.controller.evidence import Worker
 from rtc_recording.controller.relay import Relayer
 from rtc_recording.controller.ssrf import Guard
-from rtc_recording.kube.client import KubeError
+from rtc_recording.kube.errors import ApiError
 from rtc_recording.receiver.server import Receiver
 
 from .fakes import CALLBACK_KEY, EVIDENCE_NS, NS, FakeKube, callback_body, recording, until
@@ -194,7 +194,7 @@ REQUESTS = rows(
     RRow(
         "recording the evidence fails (apiserver): 500, the cloud sends it again",
         known=[rec(REPLACED)],
-        given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "etcd")),
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "etcd")),
         code=500,
         evidence=[],
     ),
@@ -471,7 +471,7 @@ RELAYS = rows(
     RRow(
         "the relay cannot be written (apiserver): 500, the cloud sends it again",
         known=[rec(RECORDING, **NOTIFY)],
-        given=lambda rig: rig.kube.fail("POST", "/configmaps$", KubeError(500, "x")),
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "x")),
         code=500,
         relayed=0,
     ),
@@ -702,7 +702,7 @@ WORKER = rows(
     WRow("evidence: acted on once, then deleted"),
     WRow(
         "act fails (apiserver, a bug): kept, tried again, deleted once done",
-        failures=[KubeError(500, "etcd")],
+        failures=[ApiError(500, "etcd")],
         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2,
     ),
     WRow(
@@ -712,7 +712,7 @@ WORKER = rows(
     ),
     WRow(
         "its deletion fails: kept, and acted on again (deciding again from fresh state is idempotent)",
-        given=lambda kube: kube.fail("DELETE", "/configmaps/", KubeError(500, "etcd")),
+        given=lambda kube: kube.fail("DELETE", "/configmaps/", ApiError(500, "etcd")),
         acted=[(NS, "rec", UID, 1, "task-1", "TaskRunning")] * 2,
     ),
     WRow(

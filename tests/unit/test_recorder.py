@@ -25,7 +25,7 @@ from rtc_recording.api.task import RecordFiles, TaskStatus, Throttled
 from rtc_recording.cloud.secrets import CREDENTIALS, NOTIFY_KEY
 from rtc_recording.controller.executor import PERSIST_TRIES, RetryLater
 from rtc_recording.controller.index import Tracked
-from rtc_recording.kube.client import KubeError
+from rtc_recording.kube.errors import ApiError, KubeError
 
 from .fakes import (
     BASE_SPEC,
@@ -418,7 +418,7 @@ START = rows(
         "status write after Start fails for a minute: the task is reaped and counted, the error raised",
         settings={"backoff_base_seconds": 0.001},
         given=lambda w: w.kube.before(
-            "GET", GET_REC, lambda k: k.fail("PATCH", STATUS, KubeError(500, "etcd"), times=PERSIST_TRIES)
+            "GET", GET_REC, lambda k: k.fail("PATCH", STATUS, ApiError(500, "etcd"), times=PERSIST_TRIES)
         ),
         raises=KubeError,
         want={"phase": "Starting", "attempt.number": 1, "taskId": ABSENT, "strayTaskIds": ["task-1"]},
@@ -438,8 +438,8 @@ START = rows(
                 "GET",
                 GET_REC,
                 lambda k: (
-                    k.fail("PATCH", STATUS, KubeError(504, "timeout"), times=PERSIST_TRIES - 1),
-                    k.fail("PATCH", STATUS, KubeError(504, "timeout"), served=True),
+                    k.fail("PATCH", STATUS, ApiError(504, "timeout"), times=PERSIST_TRIES - 1),
+                    k.fail("PATCH", STATUS, ApiError(504, "timeout"), served=True),
                 ),
             ),
         ),
@@ -452,7 +452,7 @@ START = rows(
         "status writes keep failing: the task is reaped all the same, the error raised",
         settings={"backoff_base_seconds": 0.001},
         given=lambda w: w.kube.before(
-            "GET", GET_REC, lambda k: k.fail("PATCH", STATUS, KubeError(500, "etcd"), times=None)
+            "GET", GET_REC, lambda k: k.fail("PATCH", STATUS, ApiError(500, "etcd"), times=None)
         ),
         raises=KubeError,
         want={"phase": "Starting", "attempt.number": 1, "taskId": ABSENT},
@@ -843,7 +843,7 @@ CLASSES = rows(
     Row(
         "reading the class fails (apiserver): retried, nothing written",
         spec=CLASSED,
-        given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses", KubeError(500, "etcd")),
+        given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses", ApiError(500, "etcd")),
         raises=RetryLater,
         calls=[],
         status_writes=0,
@@ -2042,14 +2042,14 @@ EVENTS = rows(
     ),
     Row(
         "an Event the apiserver refuses never undoes the transition",
-        given=lambda w: w.kube.fail("POST", "/events$", KubeError(500, "etcd")),
+        given=lambda w: w.kube.fail("POST", "/events$", ApiError(500, "etcd")),
         want={"phase": "Recording", "taskId": "task-1"},
         calls=[("start", None)],
         events=[],
     ),
     Row(
         "an Event the apiserver refused is posted by the next reconcile (every transition gets one Event)",
-        given=lambda w: w.kube.fail("POST", "/events$", KubeError(500, "etcd")),
+        given=lambda w: w.kube.fail("POST", "/events$", ApiError(500, "etcd")),
         act=reconcile_twice,
         want={"phase": "Recording", "pendingEvent": ABSENT},
         calls=[("start", None)],

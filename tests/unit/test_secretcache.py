@@ -6,7 +6,7 @@ import pytest
 
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
-from rtc_recording.kube.client import Gone, KubeError
+from rtc_recording.kube.errors import ApiError, NotFound
 
 
 def b64(text: str) -> str:
@@ -27,7 +27,7 @@ class FakeKube:
 
     async def get_secret(self, namespace, name):
         if name not in self.secrets:
-            raise Gone(name)
+            raise NotFound(name)
         return self.secrets[name]
 
 
@@ -81,7 +81,7 @@ async def test_a_missing_key_of_a_consenting_secret_is_named():
 async def test_a_secret_the_operators_rbac_forbids_is_a_reason_in_status_not_an_exception():
     class Forbidden(FakeKube):
         async def get_secret(self, namespace, name):
-            raise KubeError(403, "secrets is forbidden")
+            raise ApiError(403, "secrets is forbidden")
 
     with pytest.raises(SecretUnavailable, match="may not read Secrets in namespace 'platform'.*RBAC"):
         await SecretCache(Forbidden()).consented("platform", "keys", "spec.credentialsSecretRef", "credentials")

@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 from rtc_recording.api.names import USAGE_LABEL
 from rtc_recording.cloud.credentials import CredentialsUnavailable
-from rtc_recording.kube.client import Gone, Kube, KubeError
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import ApiError, NotFound
 
 TTL_SECONDS = 30.0
 MAX_ENTRIES = 1024
@@ -52,14 +53,14 @@ class SecretCache:
         self._entries: dict[tuple[str, str], tuple[float, dict]] = {}
 
     async def secret(self, namespace: str, name: str) -> dict:
-        """The whole Secret as last read (within `ttl`); raises Gone."""
+        """The whole Secret as last read (within `ttl`); raises NotFound."""
         key, now = (namespace, name), self.clock()
         cached = self._entries.get(key)
         if cached and cached[0] > now:
             return cached[1]
         try:
             secret = await self.kube.get_secret(namespace, name)
-        except Gone:
+        except NotFound:
             self._entries.pop(key, None)
             raise
         self.remember(secret)
@@ -78,9 +79,9 @@ class SecretCache:
         """The Secret if it exists and opted in to `usage`; else SecretUnavailable."""
         try:
             secret = await self.secret(namespace, name)
-        except Gone:
+        except NotFound:
             raise SecretUnavailable(refusal(name, field, usage), gone=True) from None
-        except KubeError as exc:
+        except ApiError as exc:
             if exc.status != 403:
                 raise
             # The operator's own RBAC (a watchNamespaces release): said in status, not retried blind.

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from rtc_recording.kube.client import Connection, Gone, Kube
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection
+from rtc_recording.kube.errors import NotFound
 
 from . import binaries
 
@@ -290,7 +292,7 @@ class Api:
         """The object at `path`, or None where there is none."""
         try:
             return self.request("GET", path)
-        except Gone:
+        except NotFound:
             return None
 
     def items(self, path: str, **selectors: str) -> list[dict]:

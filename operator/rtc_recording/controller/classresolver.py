@@ -12,7 +12,9 @@ import asyncio
 
 from rtc_recording.api.names import class_path, segment
 from rtc_recording.decide.classes import Choice, RecordingClass, choose
-from rtc_recording.kube.client import Gone, Kube, Reflector
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import NotFound
+from rtc_recording.kube.reflector import Reflector
 
 
 class ClassResolver:
@@ -42,7 +44,7 @@ class ClassResolver:
     async def labels(self, namespace: str) -> dict[str, str]:
         try:
             got = await self.kube.request("GET", f"/api/v1/namespaces/{segment(namespace)}")
-        except Gone:
+        except NotFound:
             return {}
         return got["metadata"].get("labels") or {}
 

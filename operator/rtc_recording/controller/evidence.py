@@ -22,7 +22,8 @@ from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, segment
 from rtc_recording.api.task import CloudError
 from rtc_recording.decide.backoff import backoff
-from rtc_recording.kube.client import Kube, Reflector
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.reflector import Reflector
 
 log = logging.getLogger(__name__)
 

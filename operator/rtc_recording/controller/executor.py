@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import aiohttp
 from pydantic import ValidationError
 
 from rtc_recording import metrics
@@ -51,7 +50,8 @@ from rtc_recording.decide.callbacks import Adopt, Ignore, Observe, Reap
 from rtc_recording.decide.classes import InvalidClassSpec
 from rtc_recording.decide.ownership import REASON as NOT_PROVEN
 from rtc_recording.decide.ownership import refusal
-from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError, NamespaceTerminating
+from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.client import Kube
 from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Recorder:
     ) -> tuple[dict, dict | None]:
         """Compare-and-swap `change`; with `event` (type, reason) the write is a transition whose
         Event is posted right after. `tries` > 1 rides out an apiserver blip for writes that
-        must not be lost (Gone and Conflict are answers, not blips)."""
+        must not be lost (k8s.NotFound and k8s.Conflict are answers, not blips)."""
 
         def announced(obj: dict) -> dict | None:
             patch = self.index.sealer.sealed(obj, change(obj))  # every task id written is sealed
@@ -132,7 +132,7 @@ class Recorder:
             try:
                 obj, patch = await self.kube.mutate_status(ns, name, announced)
                 break
-            except (TimeoutError, KubeError, aiohttp.ClientError):
+            except k8s.Failed:
                 if attempt == tries:
                     raise
                 log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
@@ -159,7 +159,7 @@ class Recorder:
                 resource_version=meta["resourceVersion"],
                 uid=meta["uid"],
             )
-        except Conflict:
+        except k8s.Conflict:
             await self.kube.mutate_status(
                 meta["namespace"],
                 meta["name"],
@@ -167,7 +167,7 @@ class Recorder:
                     {"pendingEvent": None} if ((pe := status_of(o).pending_event) and pe.key == pending.key) else None
                 ),
             )
-        except Gone:
+        except k8s.NotFound:
             pass
 
     async def _event(
@@ -195,13 +195,13 @@ class Recorder:
         )
         try:
             await self.kube.post_event(obj, type_, reason, message, COMPONENT, key=key, repeat=repeat)
-        except NamespaceTerminating:
+        except k8s.NamespaceTerminating:
             try:
                 await self.kube.patch_status(meta["namespace"], meta["name"], {"reason": reason, "message": message})
-            except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
+            except (k8s.Failed, k8s.NotFound):
                 pass
             return False
-        except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
+        except (k8s.Failed, k8s.NotFound):
             # An Event is a courtesy: never let it undo the work (a pending one is posted again).
             log.warning("could not post event %s for %s", reason, meta["name"], exc_info=True)
             return None
@@ -282,7 +282,7 @@ class Recorder:
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
         try:
             choice = await self.classes.resolve(obj)
-        except (TimeoutError, KubeError, aiohttp.ClientError) as exc:
+        except k8s.Failed as exc:
             raise RetryLater(self._delay(exc, retry), f"cannot read the RtcRecordingClass or namespace: {exc}") from exc
         if isinstance(choice, classes.Refuse):
             if not choice.retry:
@@ -371,7 +371,7 @@ class Recorder:
                     resource_version=meta["resourceVersion"],
                     uid=meta["uid"],
                 )
-            except Conflict:
+            except k8s.Conflict:
                 raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
 
         try:
@@ -419,10 +419,10 @@ class Recorder:
                 event=("Normal", "Started"),
                 tries=PERSIST_TRIES,
             )
-        except Gone:
+        except k8s.NotFound:
             await self._reap({"metadata": {"namespace": ns, "name": name}, "spec": obj.get("spec")}, task_id)
             return
-        except (TimeoutError, KubeError, aiohttp.ClientError):
+        except k8s.Failed:
             await self._confirm_or_reap(obj, task_id)
             raise
         if patch is None and status_of(obj).task_id != task_id:
@@ -436,9 +436,9 @@ class Recorder:
         for attempt in range(1, CONFIRM_TRIES + 1):
             try:
                 fresh = await self.kube.get_recording(meta["namespace"], meta["name"])
-            except Gone:
+            except k8s.NotFound:
                 break
-            except (TimeoutError, KubeError, aiohttp.ClientError):
+            except k8s.Failed:
                 await asyncio.sleep(
                     backoff.backoff(attempt, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
                 )
@@ -583,7 +583,7 @@ class Recorder:
         """A due time (maxDurationSeconds, ttlSecondsAfterFinished) passed: act if it still holds."""
         try:
             obj = await self.kube.get_recording(*key)
-        except Gone:
+        except k8s.NotFound:
             return
         action = actions.next_action(
             status_of(obj),
@@ -667,7 +667,7 @@ class Recorder:
         meta = obj["metadata"]
         try:  # Kopf's body may predate an adoption
             obj = await self.kube.get_recording(meta["namespace"], meta["name"])
-        except Gone:
+        except k8s.NotFound:
             return
         status = status_of(obj)
         waiting = status.attempt is not None and self.evidence_waiting(meta["uid"], status.attempt.number)
@@ -760,7 +760,7 @@ class Recorder:
                 meta["name"],
                 {"reason": "StopAbandoned" if outcome == "abandoned" else "Stopped", "message": message},
             )
-        except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
+        except (k8s.Failed, k8s.NotFound):
             pass
 
     async def refuse_unproven(self, obj: dict) -> None:
@@ -781,7 +781,7 @@ class Recorder:
                 ),
                 event=("Warning", NOT_PROVEN),
             )
-        except Gone:
+        except k8s.NotFound:
             pass
 
     # -- observation -------------------------------------------------------------------------
@@ -821,7 +821,7 @@ class Recorder:
         """Decide again, from fresh status, what a recorded callback means, and do it."""
         try:
             obj: dict | None = await self.kube.get_recording(namespace, name)
-        except Gone:
+        except k8s.NotFound:
             obj = None
         if obj is not None and obj["metadata"]["uid"] != uid:
             obj = None  # a namesake: the callback's resource is gone
@@ -895,7 +895,7 @@ class Recorder:
                 meta["name"],
                 lambda o: patches.stray_reaped(status_of(o), task_id) if o["metadata"]["uid"] == meta["uid"] else None,
             )
-        except Gone:
+        except k8s.NotFound:
             return
         await self._event(
             obj, "Warning", "StrayTaskStopped", f"stopped duplicate task {task_id}", key=f"stray.{task_id}"[:40].lower()

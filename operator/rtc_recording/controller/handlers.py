@@ -23,7 +23,9 @@ from rtc_recording.controller.poller import Poller
 from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
 from rtc_recording.decide.actions import at_rest
-from rtc_recording.kube.client import Connection, Kube, KubeError
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.config import Connection
+from rtc_recording.kube.errors import ApiError
 from rtc_recording.settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -32,14 +34,14 @@ log = logging.getLogger(__name__)
 
 
 @kopf.on.login()
-def login(**_) -> kopf.ConnectionInfo:
+async def login(**_) -> kopf.ConnectionInfo:
     # Kopf's own session, whose pool has no limit. A bounded one (34) starved Kopf, for a cause not
     # yet found: 54 of 1000 pre-created resources never got their finalizer (BENCHMARKS.md (f)).
     c = Connection.load()
     return kopf.ConnectionInfo(
         server=c.server,
         ca_path=c.ca_path,
-        token=c.bearer(),
+        token=await c.bearer(),
         insecure=c.insecure,
         certificate_path=c.cert_path,
         private_key_path=c.key_path,
@@ -181,7 +183,7 @@ async def _reconcile(obj: dict, retry: int, memo: kopf.Memo) -> None:
     try:
         if (obj.get("status") or {}).get("phase") not in TERMINAL:
             await memo.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
-    except KubeError as exc:
+    except ApiError as exc:
         log.warning(
             "could not mark the credentials Secret of %s/%s in use: %s",
             obj["metadata"]["namespace"],

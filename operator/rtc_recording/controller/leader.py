@@ -44,7 +44,8 @@ from prometheus_client import Gauge
 
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import segment
-from rtc_recording.kube.client import Conflict, Gone, Kube
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import Conflict, NotFound
 from rtc_recording.metrics import metrics_response
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class Lease:
     async def _read(self, kube: Kube | None = None) -> dict | None:
         try:
             lease = await self._request("GET", self.path, kube=kube)
-        except Gone:
+        except NotFound:
             lease = None
         self.last_read = self.clock()
         self._lease = lease
@@ -224,7 +225,7 @@ class Lease:
             if self.holder != self.identity:
                 self._lost(f"the Lease is now held by {self.holder}")
             return  # ours still: the next renewal carries the fresh resourceVersion
-        except Gone:
+        except NotFound:
             self._lost("the Lease was deleted")
             return
         self.renewed_at, self.last_read = sent, self.clock()

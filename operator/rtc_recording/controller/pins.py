@@ -27,7 +27,8 @@ from rtc_recording.api.recording import SETTLED
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import CREDENTIALS, SecretCache
 from rtc_recording.controller.index import Tracked
-from rtc_recording.kube.client import Conflict, Gone, Kube
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Pins:
                 return
             except Conflict:
                 self.secrets.forget(namespace, name)
-            except Gone:
+            except NotFound:
                 return
         raise Conflict(f"Secret {namespace}/{name} kept changing")
 
@@ -119,7 +120,7 @@ class Pins:
         for _ in range(TRIES):
             try:
                 secret = await self.kube.get_secret(namespace, name)  # fresh: a finalizer is not cached business
-            except Gone:
+            except NotFound:
                 self.unpinned.add((namespace, name))
                 return
             meta = secret["metadata"]
@@ -137,6 +138,6 @@ class Pins:
                 return
             except Conflict:
                 continue
-            except Gone:
+            except NotFound:
                 return
         raise Conflict(f"Secret {namespace}/{name} kept changing")

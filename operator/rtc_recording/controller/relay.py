@@ -28,7 +28,9 @@ from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretCache
 from rtc_recording.controller.ssrf import Guard, Refused
 from rtc_recording.decide.classes import effective_notify
-from rtc_recording.kube.client import Gone, Kube, KubeError, Reflector
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import Failed, NotFound
+from rtc_recording.kube.reflector import Reflector
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class Relayer:
     async def deliver(self, item: Relay) -> str:
         try:
             obj = await self.kube.get_recording(item.namespace, item.name)
-        except Gone:
+        except NotFound:
             return "gone"
         if obj["metadata"]["uid"] != item.uid:
             return "gone"  # a namesake: the user of that callback is gone
@@ -131,6 +133,6 @@ class Relayer:
             await self.kube.post_event(
                 obj, "Warning", "RelayFailed", message, COMPONENT, key=f"relay-{outcome}", repeat=True
             )
-        except (TimeoutError, KubeError, Gone, aiohttp.ClientError):
+        except (Failed, NotFound):
             log.warning("could not post the RelayFailed event of %s/%s", meta["namespace"], meta["name"])
         return outcome

@@ -21,7 +21,8 @@ from rtc_recording.api.names import COMPONENT, SCHEDULE_LABEL, recording_path, s
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.decide import schedules
 from rtc_recording.decide.schedules import InvalidSchedule, Run
-from rtc_recording.kube.client import Conflict, Gone, Kube
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -71,7 +72,7 @@ class Scheduler:
         namespace, name = key
         try:
             schedule = await self.kube.request("GET", schedule_path(namespace, name))
-        except Gone:
+        except NotFound:
             return
         meta, spec, status = schedule["metadata"], schedule["spec"], schedule.get("status") or {}
         if meta.get("deletionTimestamp"):
@@ -121,7 +122,7 @@ class Scheduler:
     async def _delete(self, namespace: str, name: str) -> None:
         try:
             await self.kube.request("DELETE", recording_path(namespace, name))
-        except Gone:
+        except NotFound:
             pass
 
     async def _status(self, schedule: dict, patch: dict) -> None:
@@ -136,7 +137,7 @@ class Scheduler:
                 json={"status": patch, "metadata": {"uid": meta["uid"]}},
                 content_type="application/merge-patch+json",
             )
-        except (Gone, Conflict):
+        except (NotFound, Conflict):
             pass
 
     async def _event(self, obj: dict, type_: str, reason: str, message: str, key: str | None = None) -> None:

@@ -8,7 +8,8 @@ from collections import Counter
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import segment
 from rtc_recording.decide.ownership import VERSION, Sealer
-from rtc_recording.kube.client import Conflict, Gone, Kube, KubeError
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import Conflict, Failed, NotFound
 
 log = logging.getLogger(__name__)
 MARKER = "rtcrec-task-seals"  # ConfigMap in the operator's namespace: legacy objects were sealed
@@ -20,7 +21,7 @@ async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_name
     try:
         await kube.request("GET", f"{marker}/{MARKER}")
         return
-    except Gone:
+    except NotFound:
         pass
     try:  # first: sealing happens during one start-up at most, even if this one dies half-way
         await kube.create(
@@ -34,7 +35,7 @@ async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_name
         )
     except Conflict:
         return
-    except KubeError:
+    except Failed:
         log.error(
             "cannot create ConfigMap %s/%s, so task ids written before seals existed are not sealed "
             "(the operator refuses to act on them)",
@@ -70,6 +71,6 @@ async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_name
                 uid=meta["uid"],
             )
             sealed += 1
-        except (Conflict, Gone):
+        except (Conflict, NotFound):
             log.warning("%s/%s changed while sealing its task; not sealed", meta["namespace"], meta["name"])
     log.info("sealed %d task ids written before seals existed; %d claimed twice were not", sealed, twice)

@@ -34,7 +34,8 @@ from rtc_recording.api.callback import MAX_CLOCK_SKEW_S, path_key, signature_ok
 from rtc_recording.api.relay import Relay
 from rtc_recording.decide import callbacks
 from rtc_recording.decide.classes import effective_notify
-from rtc_recording.kube.client import Conflict, Kube
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import Conflict
 
 log = logging.getLogger(__name__)
 
