@@ -266,7 +266,7 @@ async def test_idempotent_verbs_retry_transient_and_throttled(server, cloud_clie
         ]
     )
     clients = cloud_clients()
-    await clients.call(await clients.account_for({"spec": {}}), "stop", "task-1")
+    await clients.stop(await clients.account_for({"spec": {}}), "task-1")
     assert len(server.received) == 3 and len(sleeps) == 2
     # Each attempt is signed afresh.
     assert len({headers["x-acs-signature-nonce"] for _, headers, _ in server.received}) == 3
@@ -284,7 +284,7 @@ async def test_start_is_never_retried(server, cloud_clients, sleeps, status, cod
     server.script.append(("answer", status, {"Code": code, "Message": "m", "RequestId": "rid"}))
     clients = cloud_clients()
     with pytest.raises(error) as caught:
-        await clients.call(await clients.account_for({"spec": {}}), "start", {"AppId": "a"})
+        await clients.start(await clients.account_for({"spec": {}}), {"AppId": "a"})
     assert (caught.value.code, caught.value.request_id, caught.value.http_status) == (code, "rid", status)
     assert len(server.received) == 1 and sleeps == []
 
@@ -318,7 +318,7 @@ def test_describe_whose_connection_drops_is_transient(server, cloud_for):
 async def test_describe_whose_connection_drops_is_retried(server, cloud_clients, sleeps):
     server.script.extend([("drop",), ("answer", 200, {"TaskInfo": {"TaskId": "t", "Status": "RUNNING"}})])
     clients = cloud_clients()
-    info = await clients.call(await clients.account_for({"spec": {}}), "describe", "t")
+    info = await clients.describe(await clients.account_for({"spec": {}}), "t")
     assert info.status is TaskStatus.RUNNING
     assert len(server.received) == 2
 
@@ -385,7 +385,7 @@ async def test_missing_credentials_are_not_retried_and_leave_the_cloud_up(server
     account = await clients.account_for({"spec": {}})
     for _ in range(4):  # more than the 3 unanswered calls that open the circuit
         with pytest.raises(CredentialsUnavailable):
-            await clients.call(account, "describe", "t")
+            await clients.describe(account, "t")
     assert server.received == [] and sleeps == []
     assert clients.reachability.up
 
@@ -404,10 +404,10 @@ async def test_no_secret_is_logged(server, cloud_clients, sleeps, caplog):
     server.script.extend([("answer", 500, {"Code": "InternalError"}), ("answer", 200, {"RequestId": "r"})])
     clients = cloud_clients(STS)
     account = await clients.account_for({"spec": {}})
-    await clients.call(account, "stop", "t")  # fails once, logged, repeated
+    await clients.stop(account, "t")  # fails once, logged, repeated
     assert len(server.received) == 2
     server.script.append(("answer", 200, {"RequestId": "r", "TaskId": "t"}))
-    await clients.call(account, "start", {"AppId": "a", "NotifyAuthKey": "NotifyKeyValue0123"})
+    await clients.start(account, {"AppId": "a", "NotifyAuthKey": "NotifyKeyValue0123"})
     text = caplog.text + repr(STS) + repr(StaticCredentials(STS))
     assert "NotifyAuthKey=***" in caplog.text  # urllib3's request line, redacted
     assert "stop failed" in caplog.text  # the repeat's log line was written, too

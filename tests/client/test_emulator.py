@@ -170,9 +170,9 @@ async def test_throttled_start_is_not_retried(emulator, cloud_for, cloud_clients
     emulator.control.set_faults(quota_per_second=1, throttle_status=status)
     clients = cloud_clients()
     account = unlimited(cloud_for())  # our budget out of the way
-    await clients.call(account, "start", start_params("room-1"))
+    await clients.start(account, start_params("room-1"))
     with pytest.raises(Throttled) as caught:
-        await clients.call(account, "start", start_params("room-2"))
+        await clients.start(account, start_params("room-2"))
     assert (caught.value.code, caught.value.http_status) == ("Throttling.User", status)
     assert len(emulator.control.tasks()) == 1  # refused: safe to start again
 
@@ -182,10 +182,10 @@ async def test_throttled_describe_is_retried(emulator, cloud_for, cloud_clients,
     emulator.control.set_faults(quota_per_second=1)
     clients = cloud_clients()
     account = unlimited(cloud_for())
-    task_id = await clients.call(account, "start", start_params())
+    task_id = await clients.start(account, start_params())
     with pytest.raises(Throttled):
         account.cloud.describe(task_id)  # one request alone is refused...
-    info = await clients.call(account, "describe", task_id)
+    info = await clients.describe(account, task_id)
     assert info.status is TaskStatus.RUNNING  # ...the call is throttled at first, then let through
 
 
@@ -201,13 +201,13 @@ async def test_server_errors_on_describe_are_retried_within_budget(emulator, clo
     monkeypatch.setattr(clients_module, "backoff", lambda retry, base, cap: min(cap, base * 2**retry) / 2)
     clients = cloud_clients()
     account = await clients.account_for({"spec": {}})
-    task_id = await clients.call(account, "start", start_params())
+    task_id = await clients.start(account, start_params())
     emulator.control.set_faults(error_rates={"DescribeRtcCloudRecordingFiles": 0.3})  # seeded dice
     for _ in range(10):
-        assert (await clients.call(account, "describe", task_id)).task_id == task_id
+        assert (await clients.describe(account, task_id)).task_id == task_id
     emulator.control.set_faults(error_rates={"*": 1.0})
     with pytest.raises(Transient) as caught:
-        await clients.call(account, "stop", task_id)
+        await clients.stop(account, task_id)
     assert caught.value.http_status >= 500
     assert [t["status"] for t in emulator.control.tasks()] == ["RUNNING"]
 
@@ -258,7 +258,7 @@ async def test_1000_calls_never_exceed_the_quota(quiet_emulator):
 
     async def start(n: int) -> CloudError | str:
         try:
-            return await clients.call(account, "start", start_params(f"room-{n}"))
+            return await clients.start(account, start_params(f"room-{n}"))
         except CloudError as error:
             return error
 

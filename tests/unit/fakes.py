@@ -666,7 +666,21 @@ class FakeCloudClients:
         self._by_secret[(namespace, secret, region)] = account
         return account
 
-    async def call(
+    async def start(
+        self, account: FakeAccount, params: dict, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> str:
+        return await self._call(account, "start", params, before_send=before_send)
+
+    async def update(self, account: FakeAccount, task_id: str, params: dict) -> None:
+        await self._call(account, "update", task_id, params)
+
+    async def stop(self, account: FakeAccount, task_id: str) -> None:
+        await self._call(account, "stop", task_id)
+
+    async def describe(self, account: FakeAccount, task_id: str) -> TaskInfo:
+        return await self._call(account, "describe", task_id)
+
+    async def _call(
         self, account: FakeAccount, verb: str, *args: Any, before_send: Callable[[], Awaitable[None]] | None = None
     ) -> Any:
         if not self.reachability.up:

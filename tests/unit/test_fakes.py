@@ -150,30 +150,30 @@ async def test_the_cloud_answers_as_scripted_and_keeps_tasks_per_account():
     async def ahead():
         order.append("write-ahead")
 
-    task = await clients.call(account, "start", {"AppId": "a"}, before_send=ahead)
+    task = await clients.start(account, {"AppId": "a"}, before_send=ahead)
     assert order == ["write-ahead"] and cloud.status_of(task) == TaskStatus.RUNNING
     cloud.script("stop", throttled())
     with pytest.raises(Throttled):
-        await clients.call(account, "stop", task)
+        await clients.stop(account, task)
     assert cloud.status_of(task) == TaskStatus.RUNNING  # a refused call changes nothing
-    await clients.call(account, "stop", task)
+    await clients.stop(account, task)
     with pytest.raises(NotFound):
-        await clients.call(account, "stop", task)  # stopped already
+        await clients.stop(account, task)  # stopped already
     cloud.script("start", UNKNOWN, CRASH)
     with pytest.raises(UnknownOutcome):
-        await clients.call(account, "start", {})
+        await clients.start(account, {})
     with pytest.raises(ProcessDied):
-        await clients.call(account, "start", {})
+        await clients.start(account, {})
     assert len(cloud.tasks) == 3  # both created their task
     other = await clients.account_for(recording(region="us-east-1"))
     with pytest.raises(NotFound):
-        await clients.call(other, "describe", task)
+        await clients.describe(other, task)
     with pytest.raises(CredentialsUnavailable):
         await clients.account_for(recording(credentialsSecretRef={"name": "missing"}))
     kube.add_secret(NS, "keys", {"accessKeyId": "AK2", "accessKeySecret": "s"}, CREDENTIALS)
     assert (await clients.account_for(recording(credentialsSecretRef={"name": "keys"}))).key == "cn-shanghai/AK2"
     clients.reachability.up = False
     with pytest.raises(CloudUnreachable):
-        await clients.call(account, "describe", task)
+        await clients.describe(account, task)
     cloud.script("describe", not_found())
     assert [c.verb for c in cloud.calls] == ["start", "stop", "stop", "stop", "start", "start", "describe"]

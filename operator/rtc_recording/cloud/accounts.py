@@ -1,4 +1,4 @@
-"""Every cloud call the operator makes goes through `CloudClients.call`.
+"""Every cloud call the operator makes goes through `CloudClients`: start, update, stop, describe.
 
 - One client, and so one pooled HTTP session, per region and AccessKey (a bounded pool).
 - One budget per account, for the whole process: the quota belongs to the account, and
@@ -21,12 +21,12 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from rtc_recording.api.task import CloudError, Throttled, Transient
+from rtc_recording.api.task import CloudError, TaskInfo, Throttled, Transient
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
 from rtc_recording.cloud.budget import AccountBudget, Budgets, Priority
 from rtc_recording.cloud.circuit import Reachability
@@ -46,7 +46,6 @@ from rtc_recording.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_IDENTITY = "default"  # the pod's own credentials chain
-PRIORITY = {"stop": Priority.STOP, "start": Priority.START, "update": Priority.UPDATE, "describe": Priority.DESCRIBE}
 IDEMPOTENT_TRIES = 3
 MAX_CLIENTS = 64  # distinct (region, AccessKey) pairs kept; an evicted one is rebuilt on demand
 WAIT_FOR_CLOUD_SECONDS = 30.0  # a caller waits this long for an unreachable cloud, then retries later
@@ -131,36 +130,62 @@ class CloudClients:
         return client
 
     # -- calling ---------------------------------------------------------------------------
-    async def call(
-        self, account: Account, verb: str, *args: Any, before_send: Callable[[], Awaitable[None]] | None = None
+    async def start(
+        self, account: Account, params: Mapping[str, Any], before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> str:
+        """StartRtcCloudRecording, never repeated here. `before_send` runs once the quota slot is
+        granted, just before the request leaves (the write-ahead)."""
+        task_id: str = await self._call(account, Priority.START, account.cloud.start, (params,), before_send, tries=1)
+        return task_id
+
+    async def update(self, account: Account, task_id: str, params: Mapping[str, Any]) -> None:
+        await self._call(account, Priority.UPDATE, account.cloud.update, (task_id, params))
+
+    async def stop(self, account: Account, task_id: str) -> None:
+        await self._call(account, Priority.STOP, account.cloud.stop, (task_id,))
+
+    async def describe(self, account: Account, task_id: str) -> TaskInfo:
+        info: TaskInfo = await self._call(account, Priority.DESCRIBE, account.cloud.describe, (task_id,))
+        return info
+
+    async def _call(
+        self,
+        account: Account,
+        priority: Priority,
+        verb: Callable[..., Any],
+        args: tuple,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+        tries: int = IDEMPOTENT_TRIES,
     ) -> Any:
-        """One cloud call within the account's budget. `before_send` runs once the quota slot
-        is granted, just before the request leaves (a Start's write-ahead)."""
-        tries = 1 if verb == "start" else IDEMPOTENT_TRIES
+        """One cloud call within the account's budget; a Throttled or Transient failure is tried again
+        (up to `tries`), each try a new slot of the budget."""
         for attempt in range(1, tries + 1):
             if not self.reachability.up and not await self.reachability.wait_up(WAIT_FOR_CLOUD_SECONDS):
                 raise CloudUnreachable("CloudUnreachable", "the cloud has not answered recently; not sent")
             try:
-                return await self._send(account, verb, args, before_send)
+                return await self._send(account, priority, verb, args, before_send)
             except (Throttled, Transient) as exc:
                 if attempt == tries or not self.reachability.up:
                     raise
-                log.info("%s failed (%s), try %d of %d", verb, exc, attempt + 1, tries)
+                log.info("%s failed (%s), try %d of %d", verb.__name__, exc, attempt + 1, tries)
                 await asyncio.sleep(backoff(attempt, 0.2, 1.0))  # 0.2-0.4 s, then 0.4-0.8 s
         raise AssertionError("unreachable")
 
     async def _send(
-        self, account: Account, verb: str, args: tuple, before_send: Callable[[], Awaitable[None]] | None
+        self,
+        account: Account,
+        priority: Priority,
+        verb: Callable[..., Any],
+        args: tuple,
+        before_send: Callable[[], Awaitable[None]] | None,
     ) -> Any:
-        slot, sent = await account.budget.acquire(PRIORITY[verb]), False
+        slot, sent = await account.budget.acquire(priority), False
         try:
             if before_send is not None:
                 await before_send()
             sent = True
             account.budget.sending(slot)
-            result = await asyncio.get_running_loop().run_in_executor(
-                self.executor, getattr(account.cloud, verb), *args
-            )
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, verb, *args)
         except CredentialsUnavailable:
             account.budget.answered(slot)  # nothing was sent
             raise
@@ -188,7 +213,8 @@ class CloudClients:
             if self.reachability.up or self._last_unanswered is None:
                 continue
             try:
-                await self._send(self._last_unanswered, "describe", (PROBE_TASK_ID,), None)
+                probed = self._last_unanswered
+                await self._send(probed, Priority.DESCRIBE, probed.cloud.describe, (PROBE_TASK_ID,), None)
             except (CloudError, CredentialsUnavailable):
                 pass  # an answer of any kind has closed the circuit; no answer keeps it open
 

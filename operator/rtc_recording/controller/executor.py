@@ -375,7 +375,7 @@ class Recorder:
                 raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
 
         try:
-            task_id = await self.clients.call(account, "start", params, before_send=write_ahead)
+            task_id = await self.clients.start(account, params, before_send=write_ahead)
         except Invalid as exc:
             # The service answered: this attempt made no task, so nothing is waited for on delete.
             code, message = exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}"
@@ -500,7 +500,7 @@ class Recorder:
             return
         try:
             account = await self.clients.account_for(obj)
-            await self.clients.call(account, "update", task_id, update_params(spec))
+            await self.clients.update(account, task_id, update_params(spec))
         except Invalid as exc:
             code, message = exc.code, f"UpdateRtcCloudRecording refused: {exc.code}: {exc.message}"
             await self._write(
@@ -550,7 +550,7 @@ class Recorder:
             return  # something else happened to the task meanwhile: decide again next time
         try:
             account = await self.clients.account_for(obj)
-            await self.clients.call(account, "stop", task_id)
+            await self.clients.stop(account, task_id)
         except NotFound:
             pass  # already stopped: the outcome is the same
         except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
@@ -623,7 +623,7 @@ class Recorder:
         else:
             try:
                 account = await self.clients.account_for(obj)
-                info = await self.clients.call(account, "describe", task_id)
+                info = await self.clients.describe(account, task_id)
                 if info.status not in (TaskStatus.RUNNING, TaskStatus.RECOVERING):
                     why = f"it is {info.status.value}, not running"
             except NotFound:
@@ -705,7 +705,7 @@ class Recorder:
             return
         try:
             account = await self.clients.account_for(obj)
-            await self.clients.call(account, "stop", task_id)
+            await self.clients.stop(account, task_id)
         except NotFound:
             pass  # nothing to stop is success
         except (Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
@@ -735,13 +735,8 @@ class Recorder:
         own credentials may stop the task; if not, it is given up on so the namespace can go."""
         meta = obj["metadata"]
         try:
-            await self.clients.call(
-                await self.clients.account_for(
-                    {"metadata": meta, "spec": {"region": (obj.get("spec") or {}).get("region")}}
-                ),
-                "stop",
-                task_id,
-            )
+            own = {"metadata": meta, "spec": {"region": (obj.get("spec") or {}).get("region")}}
+            await self.clients.stop(await self.clients.account_for(own), task_id)
             message, outcome = f"task {task_id} stopped with the operator's own credentials", "ok"
         except (NotFound, Throttled, Transient, Invalid, CredentialsUnavailable) as exc:
             message, outcome = (
@@ -793,7 +788,7 @@ class Recorder:
             return None  # not proven ours: `refuse_unproven` says so, once
         account = await self.clients.account_for(tracked.stand_in())
         try:
-            info = await self.clients.call(account, "describe", task_id)
+            info = await self.clients.describe(account, task_id)
         except NotFound:
             info = None
         if (
@@ -849,7 +844,7 @@ class Recorder:
             return
         account = await self.clients.account_for(obj)
         try:
-            info = await self.clients.call(account, "describe", task_id)
+            info = await self.clients.describe(account, task_id)
         except NotFound:
             return  # not confirmed: a forged or very old callback changes nothing
         if info.status == TaskStatus.STOPPED:
@@ -881,7 +876,7 @@ class Recorder:
             return
         account = await self.clients.account_for(obj)
         try:
-            await self.clients.call(account, "stop", task_id)
+            await self.clients.stop(account, task_id)
         except NotFound:
             return  # already stopped, or not this account's
         metrics.STRAY_TASKS.inc()
