@@ -2,7 +2,7 @@
 
 - `FakeKube` is the real `rtc_recording.kube.client.Kube` with its one HTTP method, `request`,
   answered by an in-memory apiserver. So `get_recording`, `patch_status`, `mutate_status`,
-  `post_event`, `create`, `delete`, `delete_recording`, `list_recordings` and `get_secret`
+  `create`, `delete`, `delete_recording`, `list_recordings` and `get_secret`
   are the real code, and the fake only has to get the apiserver's semantics right:
   resourceVersion on every object (bumped by every write that changes something),
   merge-patch (RFC 7386: a null deletes) on `/status` with the resourceVersion and uid of the
@@ -14,9 +14,9 @@
   a chosen request.
 - `FakeCloud` is the vendor's service as a dict of tasks, with scripted answers per verb.
   `FakeCloudClients` has the interface of `rtc_recording.cloud.accounts.CloudClients` that the
-  Recorder uses (`account_for`, `call`, `reachability`, `secrets`). A scripted answer is the
-  outcome of `call` as a whole, after the real client's own retries.
-- `World` wires them to a real `Recorder` and `Index`, with a clock the test moves.
+  executor uses (`account_for`, the four verbs, `reachability`, `secrets`). A scripted answer is
+  the outcome of a verb as a whole, after the real client's own retries.
+- `World` wires them to a real `Executor` and `Index`, with a clock the test moves.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from rtc_recording.cloud.accounts import CloudUnreachable
 from rtc_recording.cloud.credentials import StaticCredentials
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
 from rtc_recording.controller.evidence import Worker
-from rtc_recording.controller.executor import Recorder
+from rtc_recording.controller.executor import Executor
 from rtc_recording.controller.index import Index
 from rtc_recording.decide.classes import account_fields
 from rtc_recording.decide.ownership import Sealer
@@ -641,7 +641,7 @@ class FakeAccount:
 
 
 class FakeCloudClients:
-    """`CloudClients` as the Recorder uses it, over a FakeCloud."""
+    """`CloudClients` as the executor uses it, over a FakeCloud."""
 
     def __init__(self, kube: FakeKube, cloud: FakeCloud, settings: Settings):
         self.kube, self.cloud, self.settings = kube, cloud, settings
@@ -806,8 +806,8 @@ class World:
         self._feed: Callable | None = None
         self.start_operator()
 
-    def start_operator(self) -> Recorder:
-        """A (re)started operator: a new index listed from the apiserver, new clients, a new Recorder.
+    def start_operator(self) -> Executor:
+        """A (re)started operator: a new index listed from the apiserver, new clients, a new Executor.
         The apiserver and the cloud keep their state: that is all that survives a crash."""
         if self._feed is not None:
             self.kube.listeners.remove(self._feed)
@@ -823,8 +823,8 @@ class World:
         self.kube.listeners.append(feed)
         self.index = index
         self.clients = FakeCloudClients(self.kube, self.cloud, self.settings)
-        self.recorder = Recorder(self.kube, self.clients, self.settings, index, clock=self.clock)
-        return self.recorder
+        self.executor = Executor(self.kube, self.clients, self.settings, index, clock=self.clock)
+        return self.executor
 
     def add(self, obj: dict, sealed: bool = True) -> dict:
         """An RtcRecording as the operator left it: a task id in status carries its seal (unless not `sealed`:
@@ -883,7 +883,7 @@ def callback_body(
 
 class Callbacks:
     """The receiver, served on loopback, watching the World's apiserver with no lag, and the
-    operator's evidence worker feeding the World's Recorder (`restart` after `start_operator`)."""
+    operator's evidence worker feeding the World's executor (`restart` after `start_operator`)."""
 
     def __init__(self, world: World, settle_seconds: float = 0.05):
         self.world, self.settle_seconds = world, settle_seconds
@@ -916,11 +916,11 @@ class Callbacks:
             await asyncio.gather(self._worker_task, return_exceptions=True)
 
     def restart(self) -> None:
-        """The operator's evidence worker, for the World's current Recorder (as handlers.startup wires it)."""
+        """The operator's evidence worker, for the World's current executor (as handlers.startup wires it)."""
         if self._worker_task is not None:
             self._worker_task.cancel()
-        self.worker = Worker(self.world.kube, EVIDENCE_NS, self.world.recorder.act_on, workers=1, retry_seconds=0.01)
-        self.world.recorder.evidence_waiting = self.worker.waiting
+        self.worker = Worker(self.world.kube, EVIDENCE_NS, self.world.executor.act_on, workers=1, retry_seconds=0.01)
+        self.world.executor.ctx.evidence_waiting = self.worker.waiting
         self._worker_task = asyncio.create_task(self.worker.run())
 
     def kill_worker_at(self, method: str, pattern: str, skip: int = 0) -> None:

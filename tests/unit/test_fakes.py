@@ -9,6 +9,7 @@ from rtc_recording.cloud.accounts import CloudUnreachable
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import CREDENTIALS
 from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.events import EventRecorder, Posted
 from rtc_recording.kube.reflector import Reflector
 
 from .fakes import (
@@ -78,11 +79,14 @@ async def test_mutate_status_rereads_after_another_writer():
 async def test_events_with_a_key_are_posted_once_or_counted():
     kube = FakeKube()
     obj = kube.add_recording(recording())
-    await kube.post_event(obj, "Normal", "Started", "m", "c", key="k1")
-    await kube.post_event(obj, "Normal", "Started", "m", "c", key="k1")  # a retry: no-op
+    events = EventRecorder(kube, "c")
+    assert await events.record(obj, "Normal", "Started", "m", key="k1") == Posted.YES
+    assert await events.record(obj, "Normal", "Started", "m", key="k1") == Posted.YES  # a retry: no-op
     for _ in range(3):
-        await kube.post_event(obj, "Warning", "StopFailed", "x", "c", key="sf", repeat=True)
-    await kube.post_event(obj, "Normal", "Other", "m", "c")
+        await events.record(obj, "Warning", "StopFailed", "x", key="sf", repeat=True)
+    await events.record(obj, "Normal", "Other", "m")
+    kube.fail("POST", "/events$", k8s.ApiError(500, "etcd"))
+    assert await events.record(obj, "Normal", "Lost", "m") == Posted.NO  # a courtesy: never raises
     assert [(e["reason"], e["count"]) for e in kube.events_about("rec")] == [
         ("Started", 1),
         ("StopFailed", 3),

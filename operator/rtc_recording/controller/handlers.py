@@ -1,5 +1,5 @@
 """The Kopf wiring, and the only module that imports kopf. Each handler is a few lines:
-parse, delegate to the Recorder (or the Poller), translate "retry later" for Kopf."""
+parse, delegate to the executor (or the Poller), translate "retry later" for Kopf."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rtc_recording.api.recording import TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller import evidence, gate, health, leader, relay, sealing, ssrf
 from rtc_recording.controller.deadlines import Deadlines
-from rtc_recording.controller.executor import Recorder, RetryLater
+from rtc_recording.controller.executor import Executor, RetryLater
 from rtc_recording.controller.index import Index
 from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.poller import Poller
@@ -74,11 +74,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.index = Index(ownership.Sealer(key))
     await sealing.migrate(memo.kube, memo.index.sealer, config.namespaces, config.evidence_namespace)
     memo.clients = CloudClients(config, memo.kube)
-    memo.recorder = Recorder(memo.kube, memo.clients, config, memo.index)
+    memo.executor = Executor(memo.kube, memo.clients, config, memo.index)
     memo.pins = Pins(memo.kube, memo.clients.secrets)
     interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
-    memo.poller = Poller(memo.recorder.describe, interval, config.poll_calls_per_second)
-    memo.deadlines = Deadlines(memo.recorder.on_due)
+    memo.poller = Poller(memo.executor.describe, interval, config.poll_calls_per_second)
+    memo.deadlines = Deadlines(memo.executor.on_due)
     memo.health = health.Health(
         memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds, config.namespaces
     )
@@ -91,8 +91,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
         asyncio.create_task(health.serve(memo.health, config.metrics_port), name="metrics"),
     ]
     if config.callback_url:
-        worker = evidence.Worker(memo.kube, config.evidence_namespace, memo.recorder.act_on)
-        memo.recorder.evidence_waiting = worker.waiting
+        worker = evidence.Worker(memo.kube, config.evidence_namespace, memo.executor.act_on)
+        memo.executor.ctx.evidence_waiting = worker.waiting
         memo.tasks.append(asyncio.create_task(worker.run(), name="evidence"))
         guard = ssrf.Guard(config.relay_allowed_hosts, config.relay_denied_ranges, config.relay_only_allowed_hosts)
         relayer = relay.Relayer(memo.kube, memo.clients.secrets, guard, config.evidence_namespace)
@@ -140,7 +140,7 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
         memo.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
         if not tracked.deleting and memo.refused.get(tracked.uid) != tracked.task_id:
             memo.refused[tracked.uid] = tracked.task_id
-            _background(memo, memo.recorder.refuse_unproven(_plain(event["object"])))
+            _background(memo, memo.executor.refuse_unproven(_plain(event["object"])))
     else:
         memo.poller.track(tracked)
         memo.deadlines.track(tracked)
@@ -191,7 +191,7 @@ async def _reconcile(obj: dict, retry: int, memo: kopf.Memo) -> None:
             exc,
         )
     try:
-        await memo.recorder.reconcile(obj, retry)
+        await memo.executor.reconcile(obj, retry)
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
@@ -202,7 +202,7 @@ async def stop(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
     memo.health.handling(obj)
     try:
         async with memo.gate.slot(gate.fresh(obj, memo.started, updated=False)):
-            await memo.recorder.delete(obj, retry)
+            await memo.executor.delete(obj, retry)
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     secret = ((obj.get("spec") or {}).get("credentialsSecretRef") or {}).get("name")

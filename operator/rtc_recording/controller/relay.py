@@ -22,14 +22,15 @@ import aiohttp
 
 from rtc_recording import metrics
 from rtc_recording.api.callback import callback_headers
-from rtc_recording.api.names import COMPONENT, RELAY_LABEL, segment
+from rtc_recording.api.names import RELAY_LABEL, segment
 from rtc_recording.api.relay import Relay
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretCache
 from rtc_recording.controller.ssrf import Guard, Refused
 from rtc_recording.decide.classes import effective_notify
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.errors import Failed, NotFound
+from rtc_recording.kube.errors import NotFound
+from rtc_recording.kube.events import EventRecorder
 from rtc_recording.kube.reflector import Reflector
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Relayer:
         clock: Callable[[], float] = time.time,
     ):
         self.kube, self.secrets, self.guard, self.namespace = kube, secrets, guard, namespace
+        self.events = EventRecorder(kube)
         self.workers, self.clock = workers, clock
         self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
         self.reflector = Reflector(kube, self.collection, self._on_change, label_selector=RELAY_LABEL)
@@ -127,12 +129,6 @@ class Relayer:
         return await self._failed(obj, "failed", f"{what} could not be relayed to spec.notify.url ({why}, twice)")
 
     async def _failed(self, obj: dict, outcome: str, message: str) -> str:
-        meta = obj["metadata"]
-        log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
-        try:  # one Event per resource and outcome, counted
-            await self.kube.post_event(
-                obj, "Warning", "RelayFailed", message, COMPONENT, key=f"relay-{outcome}", repeat=True
-            )
-        except (Failed, NotFound):
-            log.warning("could not post the RelayFailed event of %s/%s", meta["namespace"], meta["name"])
+        # one Event per resource and outcome, counted
+        await self.events.record(obj, "Warning", "RelayFailed", message, key=f"relay-{outcome}", repeat=True)
         return outcome

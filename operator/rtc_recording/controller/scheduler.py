@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from rtc_recording.api import timestamps
-from rtc_recording.api.names import COMPONENT, SCHEDULE_LABEL, recording_path, schedule_path
+from rtc_recording.api.names import SCHEDULE_LABEL, recording_path, schedule_path
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.decide import schedules
 from rtc_recording.decide.schedules import InvalidSchedule, Run
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import Conflict, NotFound
+from rtc_recording.kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -36,6 +37,7 @@ class Scheduler:
         wall: Callable[[], float] = time.time,
     ):
         self.kube, self.clock = kube, clock
+        self.events = EventRecorder(kube)
         self.deadlines = Deadlines(self.on_due, clock=wall)
 
     async def run(self) -> None:
@@ -93,7 +95,7 @@ class Scheduler:
             return
         for run in decision.replace:
             await self._delete(namespace, run)
-            await self._event(
+            await self.events.record(
                 schedule, "Normal", "Replaced", f"deleted the active run {run} (concurrencyPolicy Replace)"
             )
         started = None
@@ -102,7 +104,7 @@ class Scheduler:
             body = schedules.recording_for(schedule, decision.start)
             try:
                 await self.kube.request("POST", recording_path(namespace), json=body)
-                await self._event(
+                await self.events.record(
                     schedule,
                     "Normal",
                     "Started",
@@ -139,11 +141,3 @@ class Scheduler:
             )
         except (NotFound, Conflict):
             pass
-
-    async def _event(self, obj: dict, type_: str, reason: str, message: str, key: str | None = None) -> None:
-        meta = obj["metadata"]
-        log.info("%s/%s %s: %s", meta["namespace"], meta["name"], reason, message)
-        try:
-            await self.kube.post_event(obj, type_, reason, message, COMPONENT, key=key)
-        except Exception:  # an Event is a courtesy
-            log.warning("could not post event %s for %s", reason, meta["name"], exc_info=True)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
-from rtc_recording.api import timestamps
-from rtc_recording.api.names import GROUP, VERSION, recording_path, segment
+from rtc_recording.api.names import GROUP, recording_path, segment
 from rtc_recording.kube.config import Connection
 from rtc_recording.kube.errors import ApiError, Conflict, NamespaceTerminating, NotFound, Unreachable
 
@@ -116,58 +114,6 @@ class Kube:
             except Conflict:
                 continue
         raise Conflict(f"{namespace}/{name}: still changing after {attempts} attempts")
-
-    async def post_event(
-        self,
-        obj: dict,
-        type_: str,
-        reason: str,
-        message: str,
-        component: str,
-        key: str | None = None,
-        repeat: bool = False,
-    ) -> None:
-        """A core/v1 Event about `obj`. With `key` its name is fixed: posting the same key again
-        is a no-op (a retry after a crash), or with `repeat` counts one more occurrence."""
-        meta = obj["metadata"]
-        now = timestamps.now()
-        name = f"{meta['name']}.{key or uuid.uuid4().hex[:12]}"
-        events = f"/api/v1/namespaces/{segment(meta['namespace'])}/events"
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
-                "kind": obj.get("kind", "RtcRecording"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "source": {"component": component},
-            "reportingComponent": component,
-        }
-        try:
-            await self.request("POST", events, json=event)
-        except Conflict:
-            if key is None:
-                raise
-            if not repeat:
-                return
-            old = await self.request("GET", f"{events}/{segment(name)}")
-            await self.request(
-                "PATCH",
-                f"{events}/{segment(name)}",
-                content_type="application/merge-patch+json",
-                json={"count": int(old.get("count") or 1) + 1, "lastTimestamp": now, "message": message[:1024]},
-            )
 
     async def streams_lists(self, namespaces: list[str]) -> bool:
         """Does the apiserver stream the initial state of a watch (WatchList: on by default in

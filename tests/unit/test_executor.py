@@ -1,4 +1,4 @@
-"""The executor (`recorder.Recorder`) over in-memory fakes: one row per branch.
+"""The executor (`controller/executor/`) over in-memory fakes: one row per branch.
 
 In the style of crossplane-runtime's managed reconciler tests: each row gives the world
 before (status, spec, what the cloud runs, what it will answer, anything else in `given`),
@@ -23,7 +23,8 @@ from rtc_recording.api.callback import path_key
 from rtc_recording.api.names import ADOPT_ANNOTATION, CLASS_PLURAL
 from rtc_recording.api.task import RecordFiles, TaskStatus, Throttled
 from rtc_recording.cloud.secrets import CREDENTIALS, NOTIFY_KEY
-from rtc_recording.controller.executor import PERSIST_TRIES, RetryLater
+from rtc_recording.controller.executor import RetryLater
+from rtc_recording.controller.executor.context import PERSIST_TRIES
 from rtc_recording.controller.index import Tracked
 from rtc_recording.kube.errors import ApiError, KubeError
 
@@ -98,23 +99,23 @@ def finished(phase: str = "Completed", seconds_ago: float = 0, **more: Any) -> d
 
 
 def reconcile(retry: int = 0) -> Callable[[World], Awaitable]:
-    return lambda w: w.recorder.reconcile(w.body(), retry)
+    return lambda w: w.executor.reconcile(w.body(), retry)
 
 
 def delete(retry: int = 0) -> Callable[[World], Awaitable]:
-    return lambda w: w.recorder.delete(w.body(), retry)
+    return lambda w: w.executor.delete(w.body(), retry)
 
 
 def observe() -> Callable[[World], Awaitable]:
-    return lambda w: w.recorder.describe(Tracked.of(w.body()))
+    return lambda w: w.executor.describe(Tracked.of(w.body()))
 
 
 def on_due() -> Callable[[World], Awaitable]:
-    return lambda w: w.recorder.on_due((NS, "rec"))
+    return lambda w: w.executor.on_due((NS, "rec"))
 
 
 def act_on(attempt: int, task: str, event: str, uid: str | None = None) -> Callable[[World], Awaitable]:
-    return lambda w: w.recorder.act_on(NS, "rec", uid or w.uid, attempt, task, event)
+    return lambda w: w.executor.act_on(NS, "rec", uid or w.uid, attempt, task, event)
 
 
 def stale(action: Callable[[World], Awaitable], change: Callable[[World], Any]) -> Callable[[World], Awaitable]:
@@ -151,7 +152,7 @@ def cloud_down(w: World) -> None:
 
 
 def evidence_waits(w: World) -> None:
-    w.recorder.evidence_waiting = lambda uid, attempt: True
+    w.executor.ctx.evidence_waiting = lambda uid, attempt: True
 
 
 def gone(w: World) -> None:
@@ -890,15 +891,15 @@ async def test_classes_come_from_the_watch_once_it_has_synced() -> None:
     a_class()(w)
     for name in ("rec", "rec2", "rec3"):
         w.add(recording(name, **CLASSED))
-    await w.recorder.reconcile(w.body("rec"))  # before the watch synced: read directly
-    await until(lambda: w.recorder.classes._reflector.synced.is_set(), what="the class watch")
+    await w.executor.reconcile(w.body("rec"))  # before the watch synced: read directly
+    await until(lambda: w.executor.ctx.classes._reflector.synced.is_set(), what="the class watch")
     reads = len([r for r in w.kube.requests if r.kind == "rtcrecordingclasses"])
     w.kube.edit(
         "", "standard", lambda c: c["spec"].update(maxIdleSeconds=900), kind=CLASS_PLURAL
     )  # seen by the next Start
-    await until(lambda: w.recorder.classes._classes["standard"].defaults.get("maxIdleSeconds") == 900)
+    await until(lambda: w.executor.ctx.classes._classes["standard"].defaults.get("maxIdleSeconds") == 900)
     for name in ("rec2", "rec3"):
-        await w.recorder.reconcile(w.body(name))
+        await w.executor.reconcile(w.body(name))
     assert [r for r in w.kube.requests if r.kind == "rtcrecordingclasses" and r.method == "GET"][reads:] == []
     assert [w.status(n)["phase"] for n in ("rec", "rec2", "rec3")] == ["Recording"] * 3
     assert w.cloud.tasks[w.status("rec3")["taskId"]].params["MaxIdleTime"] == 900
@@ -1031,7 +1032,7 @@ def stop_failed_counted(w: World) -> None:
 async def twice(w: World) -> None:
     for retry in range(2):
         with pytest.raises(RetryLater):
-            await w.recorder.reconcile(w.body(), retry)
+            await w.executor.reconcile(w.body(), retry)
 
 
 HALT = rows(
@@ -1860,7 +1861,7 @@ def with_files(**files: Any) -> Callable[[World], None]:
 
 def returns(expected: Any) -> Callable[[World], Awaitable]:
     async def act(w: World) -> None:
-        assert await w.recorder.describe(Tracked.of(w.body())) == expected
+        assert await w.executor.describe(Tracked.of(w.body())) == expected
 
     return act
 
@@ -1989,8 +1990,8 @@ def event_once(w: World) -> None:
 
 
 async def reconcile_twice(w: World) -> None:
-    await w.recorder.reconcile(w.body())
-    await w.recorder.reconcile(w.body())
+    await w.executor.reconcile(w.body())
+    await w.executor.reconcile(w.body())
 
 
 EVENTS = rows(
@@ -2088,10 +2089,10 @@ def account_known_then_secret_gone(w: World) -> None:
 
 
 async def secret_gone_after_use(w: World) -> None:
-    await w.recorder.describe(Tracked.of(w.body()))  # the account is made with the Secret
+    await w.executor.describe(Tracked.of(w.body()))  # the account is made with the Secret
     w.kube.remove("secrets", NS, "keys")
     w.clients.secrets.forget(NS, "keys")
-    await w.recorder.delete(w.body())
+    await w.executor.delete(w.body())
 
 
 def terminating_without_secret(account: str) -> Callable[[World], None]:
@@ -2220,7 +2221,7 @@ async def died(w: World, action: Callable[[World], Awaitable]) -> None:
 
 async def waits(w: World, lo: float, hi: float) -> None:
     with pytest.raises(RetryLater) as caught:
-        await w.recorder.reconcile(w.body())
+        await w.executor.reconcile(w.body())
     assert lo <= caught.value.delay <= hi, caught.value.delay
 
 
@@ -2232,7 +2233,7 @@ async def crash_after_start_then_callback(w: World) -> None:
         await waits(w, GRACE - 1, GRACE)  # the restarted operator waits for a callback, starts nothing
         assert await callbacks.send("task-1", "TaskRunning") == 200
         await callbacks.settled()
-        await w.recorder.reconcile(w.body())  # Kopf's next look: nothing left to do
+        await w.executor.reconcile(w.body())  # Kopf's next look: nothing left to do
 
 
 async def crash_after_start_no_callback(w: World) -> None:
@@ -2241,7 +2242,7 @@ async def crash_after_start_no_callback(w: World) -> None:
     async with Callbacks(w) as callbacks:
         await waits(w, GRACE - 1, GRACE)
         w.clock.advance(GRACE + 1)
-        await w.recorder.reconcile(w.body())  # attempt 2
+        await w.executor.reconcile(w.body())  # attempt 2
         assert await callbacks.send("task-1", "TaskRunning") == 200  # attempt 1's task, late
         await callbacks.settled()
 
@@ -2250,7 +2251,7 @@ async def crash_after_start_evidence_before_restart(w: World) -> None:
     w.cloud.script("start", CRASH)
     async with Callbacks(w) as callbacks:
         with pytest.raises(ProcessDied):
-            await w.recorder.reconcile(w.body())
+            await w.executor.reconcile(w.body())
         await callbacks._stop_worker()  # the operator is down: evidence waits in its ConfigMap
         assert await callbacks.send("task-1", "TaskRunning") == 200
         assert len(callbacks.evidence()) == 1
@@ -2258,7 +2259,7 @@ async def crash_after_start_evidence_before_restart(w: World) -> None:
         w.start_operator()
         callbacks.restart()
         await callbacks.settled()
-        await w.recorder.reconcile(w.body())
+        await w.executor.reconcile(w.body())
 
 
 async def crash_before_send(w: World) -> None:
@@ -2266,46 +2267,46 @@ async def crash_before_send(w: World) -> None:
     await died(w, reconcile())
     await waits(w, GRACE - 1, GRACE)  # it cannot know that nothing was sent
     w.clock.advance(GRACE + 1)
-    await w.recorder.reconcile(w.body())
+    await w.executor.reconcile(w.body())
 
 
 async def crash_before_event(w: World) -> None:
     w.kube.fail("POST", "/events$", ProcessDied("before the Started Event"))
     await died(w, reconcile())
     assert w.status()["pendingEvent"]["reason"] == "Started"
-    await w.recorder.reconcile(w.body())
+    await w.executor.reconcile(w.body())
 
 
 async def crash_after_event_before_clearing(w: World) -> None:
     w.kube.before("POST", "/events$", lambda k: k.fail("PATCH", STATUS, ProcessDied("before clearing")))
     await died(w, reconcile())
     assert w.status()["pendingEvent"]["reason"] == "Started"
-    await w.recorder.reconcile(w.body())
+    await w.executor.reconcile(w.body())
 
 
 async def crash_before_halt_stop(w: World) -> None:
     w.cloud.script("stop", DIED_BEFORE_SEND)
     await died(w, reconcile())
     assert (w.status()["phase"], w.status()["reason"]) == ("Stopping", "Suspended")
-    await w.recorder.reconcile(w.body())
+    await w.executor.reconcile(w.body())
 
 
 async def crash_after_halt_stop(w: World) -> None:
     w.cloud.script("stop", CRASH)
     await died(w, reconcile())
-    await w.recorder.reconcile(w.body())
+    await w.executor.reconcile(w.body())
 
 
 async def crash_during_delete_stop(w: World) -> None:
     w.cloud.script("stop", CRASH)
     await died(w, delete())
-    await w.recorder.delete(w.body())  # Kopf calls the delete handler again
+    await w.executor.delete(w.body())  # Kopf calls the delete handler again
 
 
 async def crash_after_update_before_write(w: World) -> None:
     w.cloud.script("update", CRASH)
     await died(w, reconcile())
-    await w.recorder.reconcile(w.body())  # Update is idempotent: sent again, then written
+    await w.executor.reconcile(w.body())  # Update is idempotent: sent again, then written
 
 
 async def crash_between_evidence_and_adoption(w: World) -> None:

@@ -1,0 +1,167 @@
+"""The executor: carries out what decide/ decides, with cloud calls and compare-and-swap status writes.
+
+Kopf-free, so the handlers stay thin; a need to try again later is raised as `RetryLater`. One
+module per concern: `start`, `update`, `stop` (deletion and lifecycle controls), `adopt` (and
+reap), `observe`, on top of `writes` (the write-and-Event protocol), `pinning` (the class) and
+`context` (what they share). `Executor` below is what the handlers, the poller, the deadlines
+and the evidence worker call: each entry decides, then hands the action to its concern.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from rtc_recording import metrics
+from rtc_recording.api.recording import Phase, RtcRecordingSpec, spec_errors, status_of
+from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.controller.executor.adopt import Adopter
+from rtc_recording.controller.executor.context import Context, RetryLater
+from rtc_recording.controller.executor.observe import Observer
+from rtc_recording.controller.executor.pinning import Pinning
+from rtc_recording.controller.executor.start import Starter
+from rtc_recording.controller.executor.stop import Stopper
+from rtc_recording.controller.executor.update import Updater
+from rtc_recording.controller.executor.writes import Writes
+from rtc_recording.controller.index import Index, Tracked
+from rtc_recording.decide import actions, callbacks, classes, patches
+from rtc_recording.decide.actions import AdoptTask, AwaitOutcome, Controls, Expire, Halt, Start, Suspend, Update
+from rtc_recording.decide.callbacks import Adopt, Ignore, Observe, Reap
+from rtc_recording.decide.classes import InvalidClassSpec
+from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.client import Kube
+from rtc_recording.settings import Settings
+
+__all__ = ["Executor", "RetryLater"]
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(
+        self,
+        kube: Kube,
+        clients: CloudClients,
+        settings: Settings,
+        index: Index,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.ctx = ctx = Context(kube, clients, settings, index, clock)
+        self.writes = Writes(ctx)
+        self.pinning = Pinning(ctx, self.writes)
+        self.observer = Observer(ctx, self.writes)
+        self.updater = Updater(ctx, self.writes, self.observer)
+        self.adopter = Adopter(ctx, self.writes, self.updater)
+        self.starter = Starter(ctx, self.writes, self.adopter)
+        self.stopper = Stopper(ctx, self.writes)
+
+    # -- create / resume / update --------------------------------------------------------------
+    async def reconcile(self, obj: dict, retry: int = 0) -> None:
+        ctx, status, generation = self.ctx, status_of(obj), obj["metadata"]["generation"]
+        await self.writes.announce(obj)  # the operator may have died between a transition and its Event
+        try:
+            RtcRecordingSpec.model_validate(obj["spec"])
+        except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
+            await self.writes.refuse_spec(obj, spec_errors(exc))
+            return
+        waiting = status.attempt is not None and ctx.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
+        action = actions.next_action(
+            status, generation, ctx.clock(), ctx.grace, ctx.cloud_health(), waiting, Controls.of(obj)
+        )
+        name = type(action).__name__.lower()
+        try:
+            match action:
+                case AwaitOutcome(attempt, seconds):
+                    raise RetryLater(seconds, f"attempt {attempt}: answer lost, waiting for a callback naming its task")
+                case Start(attempt):
+                    if (classed := await self.pinning.with_class(obj, retry)) is not None:
+                        await self.starter.start(*classed, status, attempt, retry)
+                case Update(task_id):
+                    await self._update(obj, task_id, retry)
+                case Halt(task_id, reason):
+                    await self.stopper.halt(obj, task_id, reason, retry)
+                case Suspend():
+                    await self._suspend(obj)
+                case Expire():
+                    await self.stopper.expire(obj)
+                case AdoptTask(task_id):
+                    if (classed := await self.pinning.with_class(obj, retry)) is not None:
+                        await self.adopter.adopt_annotated(*classed, task_id, retry)
+        except RetryLater:
+            metrics.RECONCILES.labels(action=name, outcome="retry").inc()
+            raise
+        metrics.RECONCILES.labels(action=name, outcome="ok").inc()
+
+    async def _update(self, obj: dict, task_id: str, retry: int) -> None:
+        pinned = obj["status"]["recordingClass"] if status_of(obj).recording_class else None
+        try:  # with the class generation the task was started from, never the class as it is now
+            spec = classes.validate(obj["spec"], pinned)
+        except InvalidClassSpec as exc:
+            await self.writes.refuse_spec(obj, str(exc))
+            return
+        await self.updater.update(obj, spec, task_id, retry)
+
+    async def _suspend(self, obj: dict) -> None:
+        generation = obj["metadata"]["generation"]
+
+        def suspended(fresh: dict) -> dict | None:
+            status = status_of(fresh)
+            if status.task_id or status.phase == Phase.SUSPENDED:
+                return None
+            return patches.suspended_idle(status, generation, self.ctx.clock())
+
+        await self.writes.write(obj, suspended, event=("Normal", "Suspended"))
+
+    # -- delete, due times, observation ---------------------------------------------------------
+    async def delete(self, obj: dict, retry: int = 0) -> None:
+        await self.stopper.delete(obj, retry)
+
+    async def on_due(self, key: tuple[str, str]) -> None:
+        """A due time (maxDurationSeconds, ttlSecondsAfterFinished) passed: act if it still holds."""
+        ctx = self.ctx
+        try:
+            obj = await ctx.kube.get_recording(*key)
+        except k8s.NotFound:
+            return
+        status, generation = status_of(obj), obj["metadata"]["generation"]
+        action = actions.next_action(
+            status, generation, ctx.clock(), ctx.grace, ctx.cloud_health(), controls=Controls.of(obj)
+        )
+        match action:
+            case Halt(task_id, reason):
+                await self.stopper.halt(obj, task_id, reason, 0)
+            case Expire():
+                await self.stopper.expire(obj)
+
+    async def describe(self, tracked: Tracked) -> dict | None:
+        return await self.observer.describe(tracked)
+
+    async def refuse_unproven(self, obj: dict) -> None:
+        await self.writes.refuse_unproven(obj)
+
+    # -- evidence from callbacks ------------------------------------------------------------
+    async def act_on(self, namespace: str, name: str, uid: str, attempt: int, task_id: str, event: str) -> None:
+        """Decide again, from fresh status, what a recorded callback means, and do it."""
+        try:
+            obj: dict | None = await self.ctx.kube.get_recording(namespace, name)
+        except k8s.NotFound:
+            obj = None
+        if obj is not None and obj["metadata"]["uid"] != uid:
+            obj = None  # a namesake: the callback's resource is gone
+        tomb = self.ctx.index.tombstones.get(uid)
+        view = callbacks.View.of(obj) if obj is not None else None
+        stopped = bool(tomb and tomb.task_id == task_id)
+        action = callbacks.on_callback(view, uid, attempt, task_id, event, known_stopped=stopped)
+        log.info("%s/%s attempt %s: evidence %s %s -> %s", namespace, name, attempt, event, task_id, action)
+        match action:
+            case Adopt(task) if obj is not None:
+                await self.adopter.adopt_from_callback(obj, attempt, task)
+            case Observe() if obj is not None:
+                await self.observer.describe(Tracked.of(obj))
+            case Reap(task):
+                stand_in = obj or (tomb.stand_in() if tomb else {"metadata": {"namespace": namespace, "name": name}})
+                await self.adopter.reap(stand_in, task)
+            case Ignore():
+                pass

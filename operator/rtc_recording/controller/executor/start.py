@@ -1,0 +1,189 @@
+"""Start: one StartRtcCloudRecording for one attempt, recorded before it is sent, its answer written once.
+
+The steps, as `start` tells them:
+1. the account and the vendor's parameters (a spec only the operator can see wrong is refused);
+2. the budgeted call, whose write-ahead records the attempt only once the quota lets it go,
+   so a crash while queued leaves no attempt that looks sent;
+3. the answer: a refusal ends the attempt, a failure not carried out is retried, a lost answer
+   is waited out for a callback naming the task (docs/exactly-once.md);
+4. one write naming the task, persisted through an apiserver blip; a task no write could name
+   is stopped, since nobody could find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from rtc_recording.api.callback import notify_url, path_key
+from rtc_recording.api.recording import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, status_of
+from rtc_recording.api.task import Invalid, Throttled, Transient, UnknownOutcome
+from rtc_recording.cloud.accounts import Account, CloudUnreachable
+from rtc_recording.cloud.credentials import CredentialsUnavailable
+from rtc_recording.cloud.params import start_params
+from rtc_recording.controller.executor.adopt import Adopter
+from rtc_recording.controller.executor.context import CONFIRM_TRIES, RECHECK_SECONDS, Context, RetryLater
+from rtc_recording.controller.executor.pinning import pin_patch
+from rtc_recording.controller.executor.writes import Writes
+from rtc_recording.decide import patches
+from rtc_recording.kube import errors as k8s
+
+log = logging.getLogger(__name__)
+
+
+class Starter:
+    def __init__(self, ctx: Context, writes: Writes, adopter: Adopter):
+        self.ctx, self.writes, self.adopter = ctx, writes, adopter
+
+    async def start(
+        self, obj: dict, spec: RtcRecordingSpec, status: RtcRecordingStatus, attempt: int, retry: int
+    ) -> None:
+        """`obj` carries the class pin staged by `Pinning.with_class`; `status` is what the decision read."""
+        prepared = await self._prepare(obj, spec, attempt, retry)
+        if prepared is None:
+            return
+        account, params = prepared
+        if status.attempt and patches.answer_lost(status):
+            await self.writes.event(
+                obj,
+                "Warning",
+                "UnknownOutcome",
+                f"no callback named the task of attempt {status.attempt.number}, whose answer was lost;"
+                f" starting attempt {attempt}",
+            )
+        task_id = await self._call(obj, status, account, params, attempt, retry)
+        if task_id is not None:
+            await self._record(obj, task_id, attempt)
+
+    async def _prepare(
+        self, obj: dict, spec: RtcRecordingSpec, attempt: int, retry: int
+    ) -> tuple[Account, dict] | None:
+        generation = obj["metadata"]["generation"]
+        try:
+            return await self.ctx.clients.account_for(obj), await self._params(obj, spec, attempt)
+        except InvalidSpec as exc:
+            await self.writes.refuse_spec(obj, str(exc))
+            return None
+        except CredentialsUnavailable as exc:
+            message = f"cannot call the cloud: {exc}"
+
+            def missing(fresh: dict) -> dict | None:
+                # Only over "nothing runs": a task may have been adopted meanwhile. One Event per new message.
+                status = status_of(fresh)
+                if status.task_id or (status.reason, status.message) == ("CredentialsUnavailable", message):
+                    return None
+                return patches.credentials_missing(status, message, generation, self.ctx.clock())
+
+            await self.writes.write(obj, missing, event=("Warning", "CredentialsUnavailable"))
+            raise RetryLater(self.ctx.delay(exc, retry), message) from exc
+
+    async def _params(self, obj: dict, spec: RtcRecordingSpec, attempt: int) -> dict:
+        meta, settings = obj["metadata"], self.ctx.settings
+        if settings.callback_url and settings.callback_auth_key:
+            url = notify_url(settings.callback_url, meta["namespace"], meta["name"], meta["uid"], attempt)
+            # The attempt's own key: a captured signature is worth nothing on another path (api/callback.py).
+            secret = settings.callback_auth_key.get_secret_value()
+            key: str | None = path_key(secret, meta["namespace"], meta["name"], meta["uid"], attempt)
+        else:
+            # No receiver: start_params falls back to spec.notify.url, signed with the user's own key.
+            url, key = None, await self.ctx.clients.secrets.notify_key(obj)
+        params = start_params(spec, region_default=settings.default_region, notify_url=url, notify_auth_key=key)
+        if settings.callback_url and spec.storage and spec.storage.oss:
+            # Every HLS slice uploaded is then a callback: a heartbeat that exposes a duplicate
+            # task within one slice duration, even if all its start callbacks were lost. The
+            # service always writes HLS to OSS, so SLICE is always a valid choice.
+            formats = params.get("NotifyFileUploadedFormat", [])
+            params["NotifyFileUploadedFormat"] = sorted({*formats, "SLICE"})
+        return params
+
+    async def _call(
+        self, obj: dict, status: RtcRecordingStatus, account: Account, params: dict, attempt: int, retry: int
+    ) -> str | None:
+        """The budgeted Start; its task id, or None once a refusal is written."""
+        meta, generation = obj["metadata"], obj["metadata"]["generation"]
+
+        async def write_ahead() -> None:
+            # Compare-and-swap on what we decided from: a crash after Start is then recognisable as
+            # "answer unknown", and a concurrent writer makes us re-read.
+            ahead = {**patches.attempt_recorded(status, attempt, generation, self.ctx.clock()), **pin_patch(obj)}
+            try:
+                await self.ctx.kube.patch_status(
+                    meta["namespace"],
+                    meta["name"],
+                    self.ctx.index.sealer.sealed(obj, ahead),
+                    resource_version=meta["resourceVersion"],
+                    uid=meta["uid"],
+                )
+            except k8s.Conflict:
+                raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
+
+        try:
+            return await self.ctx.clients.start(account, params, before_send=write_ahead)
+        except Invalid as exc:
+            # The service answered: this attempt made no task, so nothing is waited for on delete.
+            code, message = exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}"
+            await self.writes.on_attempt(
+                obj,
+                attempt,
+                lambda s: {
+                    **patches.start_refused(s, code, message, generation, self.ctx.clock()),
+                    "attempt": {"notExecuted": True},
+                },
+                event=("Warning", "Failed"),
+            )
+            return None
+        except CloudUnreachable as exc:
+            raise RetryLater(RECHECK_SECONDS, str(exc)) from exc  # nothing was sent, nothing written
+        except (Throttled, Transient) as exc:
+            error = exc
+            await self.writes.on_attempt(
+                obj, attempt, lambda s: patches.start_not_executed(s, error, generation, self.ctx.clock())
+            )
+            raise RetryLater(self.ctx.delay(exc, retry), f"Start not carried out: {exc}") from exc
+        except UnknownOutcome as exc:
+            await self.writes.event(
+                obj, "Warning", "UnknownOutcome", f"attempt {attempt}: {exc}; waiting for a callback naming the task"
+            )
+            raise RetryLater(self.ctx.grace or RECHECK_SECONDS, str(exc)) from exc
+
+    async def _record(self, obj: dict, task_id: str, attempt: int) -> None:
+        """The one write naming the new task. A task it could not name is a duplicate or lost: stopped."""
+        generation = obj["metadata"]["generation"]
+        try:
+            written, patch = await self.writes.on_attempt(
+                obj,
+                attempt,
+                lambda s: patches.started(s, task_id, generation, self.ctx.clock()),
+                event=("Normal", "Started"),
+                persist=True,
+            )
+        except k8s.NotFound:
+            stand_in = {"metadata": {k: obj["metadata"][k] for k in ("namespace", "name")}, "spec": obj.get("spec")}
+            await self.adopter.reap(stand_in, task_id)
+            return
+        except k8s.Failed:
+            await self._confirm_or_reap(obj, task_id)
+            raise
+        if patch is None and status_of(written).task_id != task_id:
+            await self.adopter.reap(written, task_id)  # a newer attempt or an adoption won: this task is a duplicate
+
+    async def _confirm_or_reap(self, obj: dict, task_id: str) -> None:
+        """The write naming a new task got no answer for a minute, yet the apiserver may have taken
+        it (a timeout, a 504 while it restarts). Once it answers again: a task its status names is
+        kept; any other must not run on, since nobody can find it."""
+        meta = obj["metadata"]
+        for attempt in range(1, CONFIRM_TRIES + 1):
+            try:
+                fresh = await self.ctx.kube.get_recording(meta["namespace"], meta["name"])
+            except k8s.NotFound:
+                break
+            except k8s.Failed:
+                await asyncio.sleep(self.ctx.backoff(attempt))
+                continue
+            if fresh["metadata"].get("uid") == meta["uid"] and status_of(fresh).task_id == task_id:
+                log.info(
+                    "%s/%s: the write naming task %s was taken after all", meta["namespace"], meta["name"], task_id
+                )
+                return
+            break
+        await self.adopter.reap(obj, task_id)

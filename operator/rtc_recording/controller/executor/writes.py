@@ -1,0 +1,173 @@
+"""The write-and-Event protocol: every status write is a compare-and-swap, and a transition carries its Event.
+
+`Kube.mutate_status` reads, decides from the fresh object, and PATCHes with its resourceVersion and uid,
+repeating on 409: nothing decided from stale state is ever written. A write that is a transition also
+carries `status.pendingEvent`; the Event is posted under that fixed name and then cleared, so a crash
+in between is repaired on the next reconcile without a duplicate (`announce`).
+
+The guards (`on_attempt`, `on_task`) apply a status patch only while what it was decided for still
+holds: the same pending Start attempt, or the same current task, proven ours (decide/ownership.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+from rtc_recording.api.recording import SETTLED, Phase, RtcRecordingStatus, status_of
+from rtc_recording.controller.executor.context import PERSIST_TRIES, Context
+from rtc_recording.decide import patches
+from rtc_recording.decide.ownership import REASON as NOT_PROVEN
+from rtc_recording.decide.ownership import refusal
+from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.events import Posted
+
+log = logging.getLogger(__name__)
+Change = Callable[[dict], dict | None]  # the fresh object -> a status patch, or None to write nothing
+Patch = Callable[[RtcRecordingStatus], dict | None]
+Event = tuple[str, str]  # type, reason
+
+
+class Writes:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    async def write(
+        self, obj: dict, change: Change, event: Event | None = None, persist: bool = False
+    ) -> tuple[dict, dict | None]:
+        """Compare-and-swap `change` on the resource `obj` names; with `event` the write is a
+        transition whose Event is posted right after. `persist` rides out an apiserver blip for a
+        write that must not be lost (NotFound and Conflict are answers, not blips)."""
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+
+        def announced(fresh: dict) -> dict | None:
+            patch = self.ctx.index.sealer.sealed(fresh, change(fresh))  # every task id written is sealed
+            if patch is None or event is None:
+                return patch
+            type_, reason = event
+            message = str(patch.get("message") or reason)[:1024]
+            pending = {"key": uuid.uuid4().hex[:12], "type": type_, "reason": reason, "message": message}
+            return {**patch, "pendingEvent": pending}
+
+        tries = PERSIST_TRIES if persist else 1
+        for attempt in range(1, tries + 1):
+            try:
+                written, patch = await self.ctx.kube.mutate_status(ns, name, announced)
+                break
+            except k8s.Failed:
+                if attempt == tries:
+                    raise
+                log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
+                await asyncio.sleep(self.ctx.backoff(attempt))
+        if patch is not None and event is not None:
+            await self.announce(written)
+        return written, patch
+
+    async def on_attempt(
+        self, obj: dict, attempt: int, patch: Patch, event: Event | None = None, persist: bool = False
+    ) -> tuple[dict, dict | None]:
+        """Write `patch` only while `attempt` is still the pending Start attempt."""
+        return await self.write(
+            obj, lambda fresh: patch(status_of(fresh)) if attempt_pending(fresh, attempt) else None, event, persist
+        )
+
+    async def on_task(
+        self, obj: dict, task_id: str, patch: Patch, event: Event | None = None, persist: bool = False
+    ) -> tuple[dict, dict | None]:
+        """Write `patch` only while `task_id` is the current task, and proven ours."""
+        return await self.write(
+            obj, lambda fresh: patch(status_of(fresh)) if self.task_current(fresh, task_id) else None, event, persist
+        )
+
+    def task_current(self, fresh: dict, task_id: str) -> bool:
+        return status_of(fresh).task_id == task_id and self.ctx.index.sealer.proven(fresh)
+
+    async def announce(self, obj: dict) -> None:
+        """Post the pending Event (under its fixed name: a second post is a no-op), then clear it."""
+        pending = status_of(obj).pending_event
+        if pending is None:
+            return
+        if await self.event(obj, pending.type, pending.reason, pending.message, key=pending.key) is Posted.NO:
+            return  # it stays pending, and the next reconcile posts it
+        meta = obj["metadata"]
+        try:
+            await self.ctx.kube.patch_status(
+                meta["namespace"],
+                meta["name"],
+                {"pendingEvent": None},
+                resource_version=meta["resourceVersion"],
+                uid=meta["uid"],
+            )
+        except k8s.Conflict:
+            await self.ctx.kube.mutate_status(
+                meta["namespace"],
+                meta["name"],
+                lambda o: (
+                    {"pendingEvent": None} if ((pe := status_of(o).pending_event) and pe.key == pending.key) else None
+                ),
+            )
+        except k8s.NotFound:
+            pass
+
+    async def event(
+        self, obj: dict, type_: str, reason: str, message: str, key: str | None = None, repeat: bool = False
+    ) -> Posted:
+        """One log line and one Event naming the resource and its task. In a namespace being deleted no
+        Event can be created, so status says it instead."""
+        posted = await self.ctx.events.record(obj, type_, reason, message, key=key, repeat=repeat)
+        if posted is Posted.NAMESPACE_TERMINATING:
+            meta = obj["metadata"]
+            try:
+                await self.ctx.kube.patch_status(
+                    meta["namespace"], meta["name"], {"reason": reason, "message": message}
+                )
+            except (k8s.Failed, k8s.NotFound):
+                pass
+        return posted
+
+    async def refuse_spec(self, obj: dict, message: str, code: str = "InvalidSpec") -> None:
+        """A spec only the operator can see is wrong: Failed if no task runs; if one does, it keeps
+        its settings and Synced=False says why (never Failed over a live task)."""
+        generation = obj["metadata"]["generation"]
+
+        def change(fresh: dict) -> dict | None:
+            status = status_of(fresh)
+            if status.task_id:
+                return patches.update_refused(status, code, message, generation, self.ctx.clock())
+            if status.phase == Phase.FAILED and status.observed_generation == generation:
+                return None
+            return patches.start_refused(status, code, message, generation, self.ctx.clock())
+
+        await self.write(obj, change, event=("Warning", code))
+
+    async def refuse_unproven(self, obj: dict) -> None:
+        """status.taskId is not sealed for this resource (someone else wrote it): call nothing,
+        say so once (an Event and Synced=False)."""
+        meta, task_id = obj["metadata"], (obj.get("status") or {}).get("taskId")
+        log.warning(
+            "%s/%s: task %s is not proven to be this resource's; not acted on", meta["namespace"], meta["name"], task_id
+        )
+
+        def change(fresh: dict) -> dict | None:
+            if (fresh.get("status") or {}).get("taskId") != task_id or self.ctx.index.sealer.proven(fresh):
+                return None
+            return refusal(fresh, self.ctx.clock())
+
+        try:
+            await self.write(obj, change, event=("Warning", NOT_PROVEN))
+        except k8s.NotFound:
+            pass
+
+
+def attempt_pending(fresh: dict, attempt: int) -> bool:
+    status = status_of(fresh)
+    return bool(
+        status.task_id is None
+        and status.attempt
+        and status.attempt.number == attempt
+        and not status.attempt.not_executed
+        and status.phase not in SETTLED
+    )
