@@ -831,3 +831,47 @@ async def test_evidence_deleted_by_someone_else_is_forgotten() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_evidence_delivered_again_by_a_relist_is_acted_on_once() -> None:
+    """A relist hands the worker every evidence ConfigMap again: the Describe or Stop it costs is spent once."""
+    kube = FakeKube()
+    await kube.create(collection(EVIDENCE_NS), item())
+    release, acted = asyncio.Event(), []
+
+    async def act(*args: Any) -> None:
+        acted.append(args)
+        await release.wait()
+
+    worker = Worker(kube, EVIDENCE_NS, act, workers=4, retry_seconds=0.01)
+    task = asyncio.create_task(worker.run())
+    try:
+        await until(lambda: acted)
+        (configmap,) = kube.all("configmaps", EVIDENCE_NS)
+        worker._on_change("ADDED", configmap)  # the relist, while the first act is still at work
+        await asyncio.sleep(0.05)
+        release.set()
+        await until(lambda: not worker.items and not kube.all("configmaps", EVIDENCE_NS))
+        await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(acted) == 1
+
+
+async def test_a_relay_whose_delete_fails_is_not_sent_twice() -> None:
+    kube, user = FakeKube(), User()
+    async with TestServer(user.app()) as server:
+        kube.add_recording(rec(dict(RECORDING), notify={"url": str(server.make_url("/hook"))}))
+        relay = Relay(NS, "rec", UID, json.dumps(callback_body("task-1", "TaskRunning"), sort_keys=True))
+        await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
+        kube.fail("DELETE", "/configmaps/", ApiError(500, "etcd"))
+        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS, workers=1)
+        relayer.queue.retry_base = 0.01
+        task = asyncio.create_task(relayer.run())
+        try:
+            await until(lambda: not kube.all("configmaps", EVIDENCE_NS), what="the relay deleted on the second try")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert len(user.received) == 1

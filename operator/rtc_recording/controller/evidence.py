@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable
 
 from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, segment
-from rtc_recording.api.task import CloudError
-from rtc_recording.decide.backoff import backoff
 from rtc_recording.kube.client import Kube
+from rtc_recording.kube.queue import WorkQueue
 from rtc_recording.kube.reflector import Reflector
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,8 @@ MAX_RETRY_SECONDS = 60.0
 
 class Worker:
     """The operator's side: watches the evidence ConfigMaps and acts on each through `act`,
-    deleting it once done. A failure (cloud down, apiserver blip) keeps it for a later try."""
+    deleting it once done. A failure (cloud down, apiserver blip) keeps it for a later try, and
+    one piece of evidence is never acted on twice at once (a relist delivers it again)."""
 
     def __init__(
         self,
@@ -43,15 +43,15 @@ class Worker:
         retry_seconds: float = 2.0,
     ):
         self.kube, self.namespace, self.act, self.workers = kube, namespace, act, workers
-        self.retry_seconds = retry_seconds
         self.reflector = Reflector(kube, collection(namespace), self._on_change, label_selector=EVIDENCE_LABEL)
-        self.items: dict[str, Evidence] = {}
-        self._tries: dict[str, int] = {}
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self.items: dict[str, Evidence | None] = {}  # None: not evidence, deleted unread
+        self.queue: WorkQueue[str] = WorkQueue("evidence", retry_seconds, MAX_RETRY_SECONDS)
 
     def waiting(self, uid: str, attempt: int) -> bool:
         """Is there evidence of a live task for this Start attempt that is not confirmed yet?"""
-        return any(e.uid == uid and e.attempt == attempt and e.kind == "alive" for e in self.items.values())
+        return any(
+            e is not None and e.uid == uid and e.attempt == attempt and e.kind == "alive" for e in self.items.values()
+        )
 
     def _on_change(self, type_: str, configmap: dict) -> None:
         name = configmap["metadata"]["name"]
@@ -62,25 +62,16 @@ class Worker:
             self.items[name] = Evidence.from_configmap(configmap)
         except ValueError:
             log.warning("ConfigMap %s/%s is not evidence; deleting it", self.namespace, name)
-        self._queue.put_nowait(name)
+            self.items[name] = None
+        self.queue.add(name)
 
     async def run(self) -> None:
-        await asyncio.gather(self.reflector.run(), *(self._work() for _ in range(self.workers)))
+        await asyncio.gather(self.reflector.run(), self.queue.run(self.workers, self._handle))
 
-    async def _work(self) -> None:
-        while True:
-            name = await self._queue.get()
-            item = self.items.get(name)
-            try:
-                if item is not None:
-                    await self.act(item.namespace, item.name, item.uid, item.attempt, item.task_id, item.event)
-                await self.kube.delete(f"{collection(self.namespace)}/{segment(name)}")
-                self.items.pop(name, None)
-                self._tries.pop(name, None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # kept: the next try decides again from fresh state
-                tries = self._tries[name] = self._tries.get(name, 0) + 1
-                log.warning("evidence %s: %s; trying again", name, exc, exc_info=not isinstance(exc, CloudError))
-                delay = backoff(tries - 1, self.retry_seconds, MAX_RETRY_SECONDS)
-                asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, name)
+    async def _handle(self, name: str) -> None:
+        if name not in self.items:
+            return  # done already, or deleted meanwhile
+        if (item := self.items[name]) is not None:
+            await self.act(item.namespace, item.name, item.uid, item.attempt, item.task_id, item.event)
+        await self.kube.delete(f"{collection(self.namespace)}/{segment(name)}")
+        self.items.pop(name, None)

@@ -31,12 +31,15 @@ from rtc_recording.decide.classes import effective_notify
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import NotFound
 from rtc_recording.kube.events import EventRecorder
+from rtc_recording.kube.queue import WorkQueue
 from rtc_recording.kube.reflector import Reflector
 
 log = logging.getLogger(__name__)
 
 TRIES = 2  # the cloud sends a callback once more when the first try fails
 TIMEOUT_SECONDS = 5.0
+RETRY_SECONDS = 2.0  # an apiserver blip while deleting a delivered relay
+MAX_RETRY_SECONDS = 60.0
 
 
 class Relayer:
@@ -56,43 +59,39 @@ class Relayer:
         self.workers, self.clock = workers, clock
         self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
         self.reflector = Reflector(kube, self.collection, self._on_change, label_selector=RELAY_LABEL)
-        self._queue: asyncio.Queue[tuple[str, Relay | None]] = asyncio.Queue()
-        self._queued: set[str] = set()
+        self.items: dict[str, Relay | None] = {}  # None: not a relay, deleted unsent
+        self.queue: WorkQueue[str] = WorkQueue("relay", RETRY_SECONDS, MAX_RETRY_SECONDS)
         self._http: aiohttp.ClientSession | None = None
 
     def _on_change(self, type_: str, configmap: dict) -> None:
         name = configmap["metadata"]["name"]
-        if type_ == "DELETED" or name in self._queued:
+        if type_ == "DELETED":
+            self.items.pop(name, None)
             return
+        if name in self.items:
+            return  # a relay's body never changes: delivered once
         try:
-            item: Relay | None = Relay.from_configmap(configmap)
+            self.items[name] = Relay.from_configmap(configmap)
         except ValueError:
             log.warning("ConfigMap %s/%s is not a relay; deleting it", self.namespace, name)
-            item = None
-        self._queued.add(name)
-        self._queue.put_nowait((name, item))
+            self.items[name] = None
+        self.queue.add(name)
 
     async def run(self) -> None:
         try:
-            await asyncio.gather(self.reflector.run(), *(self._work() for _ in range(self.workers)))
+            await asyncio.gather(self.reflector.run(), self.queue.run(self.workers, self._handle))
         finally:
             if self._http is not None:
                 await self._http.close()
 
-    async def _work(self) -> None:
-        while True:
-            name, item = await self._queue.get()
-            try:
-                if item is not None:
-                    outcome = await self.deliver(item)
-                    metrics.RELAYS.labels(outcome=outcome).inc()
-                await self.kube.delete(f"{self.collection}/{segment(name)}")
-                self._queued.discard(name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the apiserver: kept, tried again
-                log.warning("relay %s: trying again", name, exc_info=True)
-                asyncio.get_running_loop().call_later(2.0, self._queue.put_nowait, (name, item))
+    async def _handle(self, name: str) -> None:
+        if name not in self.items:
+            return  # done already, or deleted meanwhile
+        if (item := self.items[name]) is not None:
+            metrics.RELAYS.labels(outcome=await self.deliver(item)).inc()
+            self.items[name] = None  # delivered: a failed delete below must not send it again
+        await self.kube.delete(f"{self.collection}/{segment(name)}")
+        self.items.pop(name, None)
 
     async def deliver(self, item: Relay) -> str:
         try:
