@@ -77,7 +77,7 @@ class CloudClients:
         self.default = default or DefaultChainCredentials()
         self.budgets = Budgets(rate=settings.quota_per_second)
         self.reachability = Reachability()
-        self.executor = ThreadPoolExecutor(settings.cloud_threads, thread_name_prefix="cloud")
+        self.threads = ThreadPoolExecutor(settings.cloud_threads, thread_name_prefix="cloud")
         self._clients: OrderedDict[tuple[str, str], Account] = OrderedDict()
         self._by_secret: dict[tuple[str, str, str], Account] = {}
         self.secrets = SecretCache(kube)
@@ -185,7 +185,7 @@ class CloudClients:
                 await before_send()
             sent = True
             account.budget.sending(slot)
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, verb, *args)
+            result = await asyncio.get_running_loop().run_in_executor(self.threads, verb, *args)
         except CredentialsUnavailable:
             account.budget.answered(slot)  # nothing was sent
             raise
@@ -221,4 +221,4 @@ class CloudClients:
     def close(self) -> None:
         for account in self._clients.values():
             account.cloud.close()  # type: ignore[attr-defined]
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.threads.shutdown(wait=False, cancel_futures=True)

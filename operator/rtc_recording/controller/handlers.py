@@ -10,18 +10,11 @@ from typing import Any
 
 import kopf
 
-from rtc_recording.api import timestamps
 from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, STOP_FINALIZER, VERSION
 from rtc_recording.api.recording import TERMINAL
-from rtc_recording.cloud.accounts import CloudClients
-from rtc_recording.controller import evidence, gate, health, leader, relay, sealing, ssrf
-from rtc_recording.controller.deadlines import Deadlines
-from rtc_recording.controller.executor import Executor, RetryLater
-from rtc_recording.controller.index import Index
-from rtc_recording.controller.pins import Pins
-from rtc_recording.controller.poller import Poller
-from rtc_recording.controller.scheduler import Scheduler
-from rtc_recording.decide import ownership
+from rtc_recording.controller import gate, leader
+from rtc_recording.controller.executor import RetryLater
+from rtc_recording.controller.operator import Operator
 from rtc_recording.decide.actions import at_rest
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
@@ -62,50 +55,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     # Memory at 10 000 objects (docs/scale.md): an idle worker exits after half a second instead
     # of five, and where the apiserver streams lists (1.34+) the start-up needs no LIST at all.
     settings.queueing.idle_timeout = 0.5
-    memo.kube = Kube(Connection.load())
-    settings.watching.initial_streaming = await memo.kube.streams_lists(config.namespaces)
+    kube = Kube(Connection.load())
+    settings.watching.initial_streaming = await kube.streams_lists(config.namespaces)
     if not settings.watching.initial_streaming:
         settings.watching.chunk_size = 500
-    memo.refused, memo.background = {}, set()
-    memo.gate, memo.started = gate.Gate(), timestamps.now()
-    key = config.ownership_secret()
-    if key is None:  # `rtcrec run` refuses to start without one (cli.py); this is for other entry points
-        raise RuntimeError("no ownership key: set RTCREC_OWNERSHIP_KEY (or RTCREC_CALLBACK_AUTH_KEY)")
-    memo.index = Index(ownership.Sealer(key))
-    await sealing.migrate(memo.kube, memo.index.sealer, config.namespaces, config.evidence_namespace)
-    memo.clients = CloudClients(config, memo.kube)
-    memo.executor = Executor(memo.kube, memo.clients, config, memo.index)
-    memo.pins = Pins(memo.kube, memo.clients.secrets)
-    interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
-    memo.poller = Poller(memo.executor.describe, interval, config.poll_calls_per_second)
-    memo.deadlines = Deadlines(memo.executor.on_due)
-    memo.health = health.Health(
-        memo.kube, memo.index, memo.poller, memo.clients.budgets, config.stuck_seconds, config.namespaces
-    )
-    memo.scheduler = Scheduler(memo.kube)
-    memo.tasks = [
-        asyncio.create_task(memo.poller.run(), name="poller"),
-        asyncio.create_task(memo.scheduler.run(), name="schedules"),
-        asyncio.create_task(memo.clients.probe(), name="probe"),
-        asyncio.create_task(memo.deadlines.run(), name="deadlines"),
-        asyncio.create_task(health.serve(memo.health, config.metrics_port), name="metrics"),
-    ]
-    if config.callback_url:
-        worker = evidence.Worker(memo.kube, config.evidence_namespace, memo.executor.act_on)
-        memo.executor.ctx.evidence_waiting = worker.waiting
-        memo.tasks.append(asyncio.create_task(worker.run(), name="evidence"))
-        guard = ssrf.Guard(config.relay_allowed_hosts, config.relay_denied_ranges, config.relay_only_allowed_hosts)
-        relayer = relay.Relayer(memo.kube, memo.clients.secrets, guard, config.evidence_namespace)
-        memo.tasks.append(asyncio.create_task(relayer.run(), name="relay"))
+    memo.operator = await Operator.build(config, kube)
+    memo.operator.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_) -> None:
-    for task in memo.tasks:
-        task.cancel()
-    await asyncio.gather(*memo.tasks, return_exceptions=True)
-    memo.clients.close()
-    await memo.kube.close()
+    await memo.operator.close()
 
 
 class SlimDiffBase(kopf.StatusDiffBaseStorage):
@@ -126,63 +86,52 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     """Every change feeds the index, the poller and the liveness probe. No handler state is
     kept for it, and no readiness gate: an index (`@kopf.index`) would hold every handler
     until all objects were listed, at a cost that grows with their square (docs/scale.md)."""
-    tracked = memo.index.saw(event["type"], event["object"])
-    meta = event["object"]["metadata"]
+    op: Operator = memo.operator
+    obj = _plain(event["object"])
+    tracked = op.index.saw(event["type"], obj)
+    meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
-    memo.health.saw(tracked, key, at_rest=tracked is not None and at_rest(event["object"]))
-    memo.scheduler.poke(event["object"])  # a schedule's run: its schedule decides again
+    op.health.saw(tracked, key, at_rest=tracked is not None and at_rest(obj))
+    op.scheduler.poke(obj)  # a schedule's run: its schedule decides again
     if tracked is None:
-        memo.poller.forget(key)
-        memo.deadlines.set(key, None)
-        memo.refused.pop(meta["uid"], None)
-    elif tracked.task_id and not memo.index.proven(tracked):
-        memo.poller.forget(key)  # not ours to describe (ownership.py); said once, here
-        memo.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
-        if not tracked.deleting and memo.refused.get(tracked.uid) != tracked.task_id:
-            memo.refused[tracked.uid] = tracked.task_id
-            _background(memo, memo.executor.refuse_unproven(_plain(event["object"])))
+        op.poller.forget(key)
+        op.deadlines.set(key, None)
+        op.refused.pop(meta["uid"], None)
+    elif tracked.task_id and not op.index.proven(tracked):
+        op.poller.forget(key)  # not ours to describe (ownership.py); said once, here
+        op.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
+        if not tracked.deleting and op.refused.get(tracked.uid) != tracked.task_id:
+            op.refused[tracked.uid] = tracked.task_id
+            op.background(op.executor.refuse_unproven(obj))
     else:
-        memo.poller.track(tracked)
-        memo.deadlines.track(tracked)
+        op.poller.track(tracked)
+        op.deadlines.track(tracked)
     # A credentials Secret whose last unfinished recording finished or went is released (pins.py).
-    if unused := memo.pins.saw(meta["uid"], tracked, memo.index.tombstones.get(meta["uid"])):
-        _background(memo, memo.pins.release(*unused))
-
-
-def _background(memo: kopf.Memo, coroutine) -> None:  # type: ignore[no-untyped-def]
-    """A write that the event handler must not wait for (the next event would queue behind it)."""
-    task = asyncio.create_task(_logged(coroutine))
-    memo.background.add(task)  # a task nobody holds may be collected mid-flight
-    task.add_done_callback(memo.background.discard)
-
-
-async def _logged(coroutine) -> None:
-    try:
-        await coroutine
-    except Exception:
-        log.warning("a background step failed; the next event tries again", exc_info=True)
+    if unused := op.pins.saw(meta["uid"], tracked, op.index.tombstones.get(meta["uid"])):
+        op.background(op.pins.release(*unused))
 
 
 @kopf.on.event(*SCHEDULES)
 async def schedule_watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     """RtcRecordingSchedules: only a wake-up time each, in one heap (scheduler.py); no handler state."""
-    memo.scheduler.saw(event["type"], event["object"])
+    memo.operator.scheduler.saw(event["type"], event["object"])
 
 
 @kopf.on.create(*RESOURCE)
 @kopf.on.resume(*RESOURCE, when=lambda body, **_: not at_rest(body))  # a restart costs nothing for those
 @kopf.on.update(*RESOURCE, field="spec")
 async def reconcile(body: kopf.Body, retry: int, reason: str, memo: kopf.Memo, **_) -> None:
+    op: Operator = memo.operator
     obj = _plain(body)
-    memo.health.handling(obj)
-    async with memo.gate.slot(gate.fresh(obj, memo.started, updated=reason == kopf.Reason.UPDATE)):
-        await _reconcile(obj, retry, memo)
+    op.health.handling(obj)
+    async with op.gate.slot(gate.fresh(obj, op.started, updated=reason == kopf.Reason.UPDATE)):
+        await _reconcile(obj, retry, op)
 
 
-async def _reconcile(obj: dict, retry: int, memo: kopf.Memo) -> None:
+async def _reconcile(obj: dict, retry: int, op: Operator) -> None:
     try:
         if (obj.get("status") or {}).get("phase") not in TERMINAL:
-            await memo.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
+            await op.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
     except ApiError as exc:
         log.warning(
             "could not mark the credentials Secret of %s/%s in use: %s",
@@ -191,22 +140,23 @@ async def _reconcile(obj: dict, retry: int, memo: kopf.Memo) -> None:
             exc,
         )
     try:
-        await memo.executor.reconcile(obj, retry)
+        await op.executor.reconcile(obj, retry)
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 @kopf.on.delete(*RESOURCE)
 async def stop(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
+    op: Operator = memo.operator
     obj = _plain(body)
-    memo.health.handling(obj)
+    op.health.handling(obj)
     try:
-        async with memo.gate.slot(gate.fresh(obj, memo.started, updated=False)):
-            await memo.executor.delete(obj, retry)
+        async with op.gate.slot(gate.fresh(obj, op.started, updated=False)):
+            await op.executor.delete(obj, retry)
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     secret = ((obj.get("spec") or {}).get("credentialsSecretRef") or {}).get("name")
-    await memo.pins.release(obj["metadata"]["namespace"], secret, but=obj["metadata"]["uid"])
+    await op.pins.release(obj["metadata"]["namespace"], secret, but=obj["metadata"]["uid"])
 
 
 def _plain(body: Mapping[str, Any]) -> dict:
@@ -255,8 +205,8 @@ async def _run(config: Settings) -> None:
         finally:
             # Kopf has stopped; cloud calls already handed to threads may still be sent. Only
             # when none can leave any more may a standby take over (the Lease is renewed meanwhile).
-            if (clients := getattr(memo, "clients", None)) is not None:
-                await asyncio.to_thread(clients.executor.shutdown, wait=True, cancel_futures=True)
+            if (op := getattr(memo, "operator", None)) is not None:
+                await asyncio.to_thread(op.clients.threads.shutdown, wait=True, cancel_futures=True)
             await asyncio.to_thread(renewal.stop)
             await lease.release()
     finally:

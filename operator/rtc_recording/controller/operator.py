@@ -1,0 +1,109 @@
+"""The composition root: every part of the running operator, built once at start-up, closed at the end.
+
+The handlers (handlers.py) reach everything through one typed `Operator` instead of Kopf's untyped memo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtc_recording.api import timestamps
+from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.controller import evidence, health, relay, sealing, ssrf
+from rtc_recording.controller.deadlines import Deadlines
+from rtc_recording.controller.executor import Executor
+from rtc_recording.controller.gate import Gate
+from rtc_recording.controller.index import Index
+from rtc_recording.controller.pins import Pins
+from rtc_recording.controller.poller import Poller
+from rtc_recording.controller.scheduler import Scheduler
+from rtc_recording.decide import ownership
+from rtc_recording.kube.client import Kube
+from rtc_recording.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Operator:
+    config: Settings
+    kube: Kube
+    index: Index
+    clients: CloudClients
+    executor: Executor
+    pins: Pins
+    poller: Poller
+    deadlines: Deadlines
+    health: health.Health
+    scheduler: Scheduler
+    gate: Gate = field(default_factory=Gate)
+    started: str = field(default_factory=timestamps.now)  # what changed since is fresh work (gate.py)
+    refused: dict[str, str | None] = field(default_factory=dict)  # uid -> the unproven task id, said once
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    _background: set[asyncio.Task] = field(default_factory=set)
+
+    @classmethod
+    async def build(cls, config: Settings, kube: Kube) -> Operator:
+        key = config.ownership_secret()
+        if key is None:  # `rtcrec run` refuses to start without one (cli.py); this is for other entry points
+            raise RuntimeError("no ownership key: set RTCREC_OWNERSHIP_KEY (or RTCREC_CALLBACK_AUTH_KEY)")
+        index = Index(ownership.Sealer(key))
+        await sealing.migrate(kube, index.sealer, config.namespaces, config.evidence_namespace)
+        clients = CloudClients(config, kube)
+        executor = Executor(kube, clients, config, index)
+        interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
+        poller = Poller(executor.describe, interval, config.poll_calls_per_second)
+        return cls(
+            config=config,
+            kube=kube,
+            index=index,
+            clients=clients,
+            executor=executor,
+            pins=Pins(kube, clients.secrets),
+            poller=poller,
+            deadlines=Deadlines(executor.on_due),
+            health=health.Health(kube, index, poller, clients.budgets, config.stuck_seconds, config.namespaces),
+            scheduler=Scheduler(kube),
+        )
+
+    def start(self) -> None:
+        """The loops that run beside Kopf's handlers."""
+        config = self.config
+        self.tasks = [
+            asyncio.create_task(self.poller.run(), name="poller"),
+            asyncio.create_task(self.scheduler.run(), name="schedules"),
+            asyncio.create_task(self.clients.probe(), name="probe"),
+            asyncio.create_task(self.deadlines.run(), name="deadlines"),
+            asyncio.create_task(health.serve(self.health, config.metrics_port), name="metrics"),
+        ]
+        if config.callback_url:
+            worker = evidence.Worker(self.kube, config.evidence_namespace, self.executor.act_on)
+            self.executor.ctx.evidence_waiting = worker.waiting
+            self.tasks.append(asyncio.create_task(worker.run(), name="evidence"))
+            guard = ssrf.Guard(config.relay_allowed_hosts, config.relay_denied_ranges, config.relay_only_allowed_hosts)
+            relayer = relay.Relayer(self.kube, self.clients.secrets, guard, config.evidence_namespace)
+            self.tasks.append(asyncio.create_task(relayer.run(), name="relay"))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.clients.close()
+        await self.kube.close()
+
+    def background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """A write that an event handler must not wait for (the next event would queue behind it)."""
+        task = asyncio.create_task(_logged(coroutine))
+        self._background.add(task)  # a task nobody holds may be collected mid-flight
+        task.add_done_callback(self._background.discard)
+
+
+async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
+    try:
+        await coroutine
+    except Exception:
+        log.warning("a background step failed; the next event tries again", exc_info=True)
