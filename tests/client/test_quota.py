@@ -11,11 +11,11 @@ import time
 import pytest
 
 from rtc_recording import metrics
-from rtc_recording.cloud.budget import AccountBudget, Budgets, Priority, Schedule
+from rtc_recording.cloud.budget import AccountBudget, Budgets, Priority, Grants
 
 
 def simulate(
-    schedule: Schedule, latencies: list[float | None], write_aheads: list[float] | None = None
+    schedule: Grants, latencies: list[float | None], write_aheads: list[float] | None = None
 ) -> tuple[list[float], list[float], list[float | None]]:
     """Grant len(latencies) calls, all queued at t=0, as early as `schedule` allows.
 
@@ -68,7 +68,7 @@ def test_service_never_sees_more_than_rate_per_window(burst, seed):
     rng = random.Random(seed)
     rate, window, transit = 10, 1.0, 0.5
     latencies = [rng.choice([0.0, 0.001, 0.05, 0.3, 0.8, None]) for _ in range(300)]
-    _, sends, answers = simulate(Schedule(rate, window, burst, transit), latencies)
+    _, sends, answers = simulate(Grants(rate, window, burst, transit), latencies)
     # The service may receive a call at any moment between its send and its answer
     # (or send + max_transit): try the worst of both ends for each call.
     for _ in range(20):
@@ -87,25 +87,25 @@ def test_a_slow_write_ahead_does_not_let_calls_bunch_up(seed):
     rate, window, transit = 10, 1.0, 0.5
     write_aheads = [rng.choice([0.02, 0.5, 2.5]) if i < 60 else 0.02 for i in range(300)]
     latencies = [rng.choice([0.01, 0.05, 0.3, None]) for _ in range(300)]
-    _, sends, answers = simulate(Schedule(rate, window, 1, transit), latencies, write_aheads)
+    _, sends, answers = simulate(Grants(rate, window, 1, transit), latencies, write_aheads)
     assert max_in_window(sends, window) <= rate
     assert all(a is None or a >= s for s, a in zip(sends, answers, strict=True))
 
 
 def test_throughput_is_rate_per_window_plus_latency():
-    grants, _, _ = simulate(Schedule(50, 1.0, 1, 1.0), [0.0] * 1000)
+    grants, _, _ = simulate(Grants(50, 1.0, 1, 1.0), [0.0] * 1000)
     assert grants[-1] == pytest.approx(19.98)  # evenly spaced 20 ms apart
-    grants, _, _ = simulate(Schedule(50, 1.0, 1, 1.0), [0.01] * 1000)
+    grants, _, _ = simulate(Grants(50, 1.0, 1, 1.0), [0.01] * 1000)
     assert grants[-1] == pytest.approx(19 * 1.01 + 0.98, abs=0.02)  # window + latency per 50 calls
 
 
 def test_burst_lets_calls_go_back_to_back():
-    grants, _, _ = simulate(Schedule(10, 1.0, 4, 1.0), [0.0] * 6)
+    grants, _, _ = simulate(Grants(10, 1.0, 4, 1.0), [0.0] * 6)
     assert grants == pytest.approx([0, 0, 0, 0, 0.1, 0.2])
 
 
 def test_a_hung_call_stalls_the_others_at_most_max_transit():
-    grants, _, _ = simulate(Schedule(2, 1.0, 1, 0.5), [None, 0.0, 0.0, 0.0])
+    grants, _, _ = simulate(Grants(2, 1.0, 1, 0.5), [None, 0.0, 0.0, 0.0])
     # Call 2 waits for call 0, assumed received by 0.5 s; call 3 for call 1, answered at 0.5 s.
     assert grants == pytest.approx([0, 0.5, 1.5, 2.0])
 
@@ -113,7 +113,7 @@ def test_a_hung_call_stalls_the_others_at_most_max_transit():
 @pytest.mark.parametrize("args", [(0, 1.0, 1, 1.0), (5, 1.0, 6, 1.0), (5, 0, 1, 1.0), (5, 1.0, 0, 1.0)])
 def test_invalid_settings(args):
     with pytest.raises(ValueError):
-        Schedule(*args)
+        Grants(*args)
     with pytest.raises(ValueError):
         Budgets(*args)
     with pytest.raises(ValueError):

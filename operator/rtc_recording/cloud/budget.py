@@ -54,7 +54,7 @@ class Slot:
     answered: float | None = None
 
 
-class Schedule:
+class Grants:
     """Pure bookkeeping of grants: when may the next call go? No threads, no clock."""
 
     def __init__(self, rate: int, window: float, burst: int, max_transit: float) -> None:
@@ -116,7 +116,7 @@ class AccountBudget:
         clock: Callable[[], float] = time.monotonic,
         min_sleep: float = 0.001,
     ) -> None:
-        self._schedule = Schedule(rate, window, burst, max_transit)
+        self._schedule = Grants(rate, window, burst, max_transit)
         self._clock = clock
         self._min_sleep = min_sleep  # a computed wait of 1e-9 s must not become a busy loop
         self._waiters: list[tuple[int, int, asyncio.Future[Slot]]] = []
@@ -185,7 +185,7 @@ class Budgets:
         burst: int = DEFAULT_BURST,
         max_transit: float = DEFAULT_MAX_TRANSIT,
     ) -> None:
-        Schedule(rate, window, burst, max_transit)  # validate now, not at the first call
+        Grants(rate, window, burst, max_transit)  # validate now, not at the first call
         self._settings = (rate, window, burst, max_transit)
         self._budgets: dict[str, AccountBudget] = {}
 
