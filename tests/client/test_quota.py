@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rtc_recording import metrics
-from rtc_recording.cloud.budget import AccountBudget, Budgets, Priority, Grants
+from rtc_recording.cloud.budget import AccountBudget, Budgets, Grants, Priority
 
 
 def simulate(
