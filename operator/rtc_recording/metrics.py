@@ -50,7 +50,7 @@ RELAYS = Counter(
 ABANDONED = Counter(
     "rtcrec_tasks_abandoned",
     "Tasks that could not be stopped when their namespace was deleted: their credentials Secret was gone and "
-    "the operator's own credentials could not stop them (pins.py). They end by themselves when idle.",
+    "the operator's own credentials could not stop them (controller/pins.py). They end by themselves when idle.",
 )
 RECORDINGS = Gauge(
     "rtcrec_recordings",

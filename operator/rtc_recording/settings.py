@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost."
     )
 
-    # -- relays to spec.notify.url (ssrf.py) ------------------------------------------------------
+    # -- relays to spec.notify.url (controller/ssrf.py) ------------------------------------------------------
     relay_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated host names (hooks.example.com, *.example.com) and address ranges "
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         120, gt=0, description="Liveness fails when the watch or the quota queue makes no progress this long."
     )
 
-    # -- active/standby (leader.py, docs/ha.md) ------------------------------------------------------
+    # -- active/standby (controller/leader.py, docs/ha.md) ------------------------------------------------------
     lease_name: str = Field("rtc-recording-operator", description="The Lease that makes one replica the active one.")
     lease_namespace: str = Field(default_factory=_own_namespace, description="Its namespace: the pod's own.")
     pod_name: str | None = Field(
@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         return value
 
     def ownership_secret(self) -> bytes | None:
-        """The key of the task seals (ownership.py), or None when none can be had."""
+        """The key of the task seals (decide/ownership.py), or None when none can be had."""
         from rtc_recording.api.keys import derive_key
 
         if self.ownership_key is not None:

@@ -45,7 +45,7 @@ RenderMode = Literal["Crop", "Fit"]
 
 
 class Phase(StrEnum):
-    """status.phase. Which phase follows which is decided in decisions.py, and only there."""
+    """status.phase. Which phase follows which is decided in decide/actions.py, and only there."""
 
     PENDING = "Pending"
     STARTING = "Starting"
@@ -223,7 +223,7 @@ class RtcRecordingSpec(_Spec):
     """spec of an RtcRecording; see `kubectl explain rtcrec.spec` for every field.
 
     With recording_class_name set, this is the resource as applied (the class fills the rest:
-    classes.py); the effective spec is the merge without recording_class_name, validated by this
+    decide/classes.py); the effective spec is the merge without recording_class_name, validated by this
     same model with every rule in force."""
 
     recording_class_name: DnsName | None = None
@@ -328,7 +328,7 @@ class ClassSecretRef(_Status):
 
 
 class RecordingClassPin(_Status):
-    """status.recordingClass: the class generation the current task was started from (classes.py)."""
+    """status.recordingClass: the class generation the current task was started from (decide/classes.py)."""
 
     name: str | None = None
     generation: int | None = None

@@ -10,7 +10,7 @@
   and one probe every few seconds finds out when it is back.
 - Describe, Update and Stop repeat a Throttled or Transient failure a few times, each try a
   new slot of the budget; a Start is never repeated here.
-- Credentials Secrets are read through a short cache (`secretcache.py`), not once per call, and
+- Credentials Secrets are read through a short cache (`cloud/secrets.py`), not once per call, and
   only if they opted in (label rtc.recording.io/usage=credentials).
 """
 
@@ -96,7 +96,7 @@ class CloudClients:
         try:
             data = await self.secrets.credentials(namespace, secret)  # only a Secret that opted in
         except SecretUnavailable as exc:
-            # A Secret deleted while its task runs (see pins.py): the last client made with it can still stop it.
+            # A Secret deleted while its task runs (see controller/pins.py): the last client made with it can still stop it.
             if exc.gone and (known := self._by_secret.get((namespace, secret, region))):
                 return known
             raise

@@ -8,7 +8,7 @@ any other list is flattened as `Name.1`, `Name.2`, ... (NotifyFileUploadedFormat
 SDK's telemetry header `x-acs-credentials-provider` is not sent.
 
 One request per call, no retries and no quota here: both belong to the caller
-(`clients.py`), which owns the account's budget and must record a Start attempt between
+(`cloud/accounts.py`), which owns the account's budget and must record a Start attempt between
 its quota grant and the request (docs/exactly-once.md). A Throttled or Transient Start
 was refused, answered as failed by the service itself (5xx with the vendor's error body),
 or never left this process, so the caller may repeat it; an UnknownOutcome one may have

@@ -1,15 +1,8 @@
-"""What the reconciler sees of the cloud: four verbs, their answers and their failures.
+"""The cloud port: the four verbs of the recording API, as the operator needs them.
 
-No HTTP and no kopf here. The real client (`aliyun.py`) and any fake implement
-`RecordingCloud`; the reconciler decides from the error *class* what to do next:
-
-- `Invalid`         the service refused the request for good: fix the spec or credentials.
-- `NotFound`        no such (running) task: nothing to stop, nothing to update.
-- `Throttled`       the quota refused the call; it was not carried out, retry later.
-- `Transient`       the call failed and can be repeated (for Start: the service did not
-                    create a task, or said so).
-- `UnknownOutcome`  a Start was sent but its answer was lost: a task may be running that
-                    nobody knows the id of. Never retried blindly; see docs/exactly-once.md.
+No HTTP here. The real client (`aliyun.py`) and the tests' fakes implement `RecordingCloud`;
+its answers and failures are the vocabulary of `api/task.py`, from whose error class the
+executor decides what to do next.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reads what the class decisions (`classes.py`) need: the class an RtcRecording names (or every
+"""Reads what the class decisions (`decide/classes.py`) need: the class an RtcRecording names (or every
 class, for the default) and the labels of its namespace.
 
 The classes come from a watch (a cluster has a handful, so all of them are kept): a Start reads

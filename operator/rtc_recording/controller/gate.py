@@ -9,7 +9,7 @@ deleted since this operator started, a spec changed) goes first, so a recording 
 restart does not wait in the gate behind the backlog.
 
 The limit is far above what the quota lets through: a Start holds its slot while it waits in the
-account's budget (quota.py), and at 50 calls/s with a Start's writes taking well under a second,
+account's budget (cloud/budget.py), and at 50 calls/s with a Start's writes taking well under a second,
 32 slots never leave the budget idle.
 """
 

@@ -98,7 +98,7 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
         op.deadlines.set(key, None)
         op.refused.pop(meta["uid"], None)
     elif tracked.task_id and not op.index.proven(tracked):
-        op.poller.forget(key)  # not ours to describe (ownership.py); said once, here
+        op.poller.forget(key)  # not ours to describe (decide/ownership.py); said once, here
         op.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
         if not tracked.deleting and op.refused.get(tracked.uid) != tracked.task_id:
             op.refused[tracked.uid] = tracked.task_id

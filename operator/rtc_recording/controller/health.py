@@ -49,7 +49,7 @@ class Health:
 
     def saw(self, tracked: Tracked | None, key: Key, at_rest: bool = False) -> None:
         """Every watch event: does this object now wait for a handler? One at rest
-        (`decisions.at_rest`) waits for none: its resume is skipped."""
+        (`actions.at_rest`) waits for none: its resume is skipped."""
         if tracked is None:  # deleted
             self._handled.pop(key, None)
             self._waiting.pop(key, None)

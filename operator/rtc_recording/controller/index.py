@@ -42,7 +42,7 @@ class Tracked:
     due: float | None  # when maxDurationSeconds or ttlSecondsAfterFinished falls due (Unix time)
     secret_namespace: str | None = None  # set when the Secret is a class's, in another namespace
     attempt: int | None = None  # status.attempt.number
-    seal: str | None = None  # status.taskSeal (ownership.py)
+    seal: str | None = None  # status.taskSeal (decide/ownership.py)
 
     @classmethod
     def of(cls, obj: dict) -> Tracked:
@@ -127,7 +127,7 @@ class Index:
         return tracked
 
     def proven(self, tracked: Tracked) -> bool:
-        """Did the operator write this task id for this resource and attempt (ownership.py)?"""
+        """Did the operator write this task id for this resource and attempt (decide/ownership.py)?"""
         account = (
             tracked.region or "",
             (tracked.secret_namespace or tracked.namespace) if tracked.secret else "",

@@ -5,12 +5,12 @@ gone at once, while an RtcRecording waits for the operator's finalizer: the Stop
 finalizer waits for then has no credentials, and the task would run on while the namespace
 hangs in Terminating. So, like the PVC protection finalizer, the operator puts the finalizer
 `rtc.recording.io/credentials-in-use` on a credentials Secret (one that opted in, see
-secretcache.py) before a recording starts with it, and takes it off once no RtcRecording of
+cloud/secrets.py) before a recording starts with it, and takes it off once no RtcRecording of
 that namespace that names the Secret is left but Completed, Failed or Suspended ones. A deleted Secret
 then stays readable, Terminating, until the last Stop that needs it is done; after that
 the namespace controller finishes.
 
-What is left, and the fallback (`Recorder._stop`): a Secret that is gone anyway (its
+What is left, and the fallback (`Stopper.stop (controller/executor/stop.py)`): a Secret that is gone anyway (its
 finalizer removed by hand, or deleted before an operator with pins ran) while its namespace
 is being deleted. Stop is then tried with the operator's own credentials, and if that cannot
 stop it the task is given up on (logged, counted in rtcrec_tasks_abandoned_total, said in

@@ -3,7 +3,7 @@
 The cloud calls one NotifyUrl per task, and with a receiver that is ours. The receiver, which
 faces the internet and holds no Secret, writes each callback the user wants (`callbacks.forwarded`)
 as a relay ConfigMap in the operator's namespace, next to the evidence. The operator, which
-reads the user's notify key Secret (by consent, `secretcache.py`), posts it to spec.notify.url
+reads the user's notify key Secret (by consent, `cloud/secrets.py`), posts it to spec.notify.url
 signed with that key, through a connector that connects to public addresses only (`ssrf.py`),
 tries once more like the cloud does, counts the outcome (`rtcrec_relays_total`), says why in
 an Event when it could not deliver, and deletes the ConfigMap. So the receiver needs no access

@@ -1,8 +1,8 @@
-"""Pure decisions: (status, generation, what the cloud said, now) -> action and status patch.
+"""Pure decisions: (status, generation, what the cloud said, now) -> the next action.
 
-No I/O here. The handlers, the poller and the callback receiver each read an object,
-ask one of these functions what to do, act, and write the returned status patch with a
-resourceVersion precondition. So every rule about phases lives in this one module.
+No I/O here. The executor reads an object, asks `next_action` (or `deletion_action`) what to
+do, acts, and writes the status patch that `patches.py` builds with a resourceVersion
+precondition. So every rule about which phase follows which lives in decide/.
 
 The resume logic tells three situations apart by the status alone:
   never called      no `attempt`, no `taskId`
@@ -115,7 +115,7 @@ def due_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
 
 @dataclass(frozen=True)
 class CloudHealth:
-    """What the decisions need to know of the cloud's reachability (`reachability.py`)."""
+    """What the decisions need to know of the cloud's reachability (`cloud/circuit.py`)."""
 
     up: bool = True
     back_since: datetime | None = None  # when it last answered again after an outage
@@ -187,7 +187,7 @@ def at_rest(obj: Mapping[str, Any]) -> bool:
     """Would a resume of this object decide Nothing, whatever the clock says? Read from the raw
     object, before any parsing: at 10 000 objects a restart skips Kopf's handler machinery for
     these (docs/scale.md). Due times are left out on purpose: the deadline heap sees every object
-    and acts on them (`Recorder.on_due`)."""
+    and acts on them (`Executor.on_due`)."""
     status, meta = obj.get("status") or {}, obj["metadata"]
     if status.get("pendingEvent") or meta.get("deletionTimestamp") or not status.get("phase"):
         return False

@@ -1,6 +1,6 @@
 """RtcRecordingClass: pure decisions (which class applies, the merged spec, the status pin).
 
-No I/O here: `classresolver.py` reads the class and the namespace and asks these functions.
+No I/O here: `controller/classresolver.py` reads the class and the namespace and asks these functions.
 
 The merge (`merge`), exactly:
 - The RtcRecording's own value wins, field by field. Objects merge key by key, recursively.

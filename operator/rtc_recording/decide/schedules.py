@@ -1,5 +1,5 @@
 """RtcRecordingSchedule: pure decisions (when the next run is due, whether to start it now, which
-finished runs to delete). No I/O: `scheduler.py` reads the schedule and its runs, asks `decide`,
+finished runs to delete). No I/O: `controller/scheduler.py` reads the schedule and its runs, asks `decide`,
 creates and deletes RtcRecordings, and writes status.
 
 Times come from croniter (a maintained cron library): `schedule` has five fields (minute hour day

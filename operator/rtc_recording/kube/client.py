@@ -99,7 +99,7 @@ class Kube:
         """Read, compute a status patch from the fresh object, compare-and-swap; repeat on conflict.
 
         Returns the object as last read and the patch applied (None: `change` wanted nothing).
-        Raises Gone when the object does not exist.
+        Raises NotFound when the object does not exist.
         """
         for _ in range(attempts):
             obj = await self.get_recording(namespace, name)

@@ -4,7 +4,7 @@ The operator starts every task with NotifyUrl = <callback_url>/callbacks/<ns>/<n
 so a callback says which resource *and which Start attempt* it belongs to, even when the
 answer to that Start was lost. The receiver holds no cloud credentials and calls no cloud
 API: the operator is the one process that spends the account's quota. A verified callback
-that can change something (see `callbacks.on_callback`) becomes evidence (`evidence.py`)
+that can change something (see `callbacks.on_callback`) becomes evidence (`controller/evidence.py`)
 for the operator to confirm and act on; all others, nearly every callback, cost nothing
 but a look at the receiver's own watch of the RtcRecordings.
 
@@ -142,7 +142,7 @@ class Known:
 
 class Receiver:
     """Callbacks in, evidence out. The events a user's spec.notify.url wants are handed to the
-    operator as relays (relay.py): the receiver reads no Secret, and sends nothing anywhere."""
+    operator as relays (controller/relay.py): the receiver reads no Secret, and sends nothing anywhere."""
 
     def __init__(
         self,
