@@ -96,7 +96,8 @@ class CloudClients:
         try:
             data = await self.secrets.credentials(namespace, secret)  # only a Secret that opted in
         except SecretUnavailable as exc:
-            # A Secret deleted while its task runs (see controller/pins.py): the last client made with it can still stop it.
+            # A Secret deleted while its task runs (see controller/pins.py): the last client made
+            # with it can still stop it.
             if exc.gone and (known := self._by_secret.get((namespace, secret, region))):
                 return known
             raise
