@@ -84,6 +84,7 @@ def test_forbid_waits_for_the_active_run_within_the_deadline():
         spec(startingDeadlineSeconds=120), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, active, at(10.5)
     )
     assert d.start is None and "waits for prev" in d.message
+    assert d.last_schedule_time == at(0) and d.next_schedule_time == at(10)  # the waiting run is not counted yet
     assert d.wake_at <= at(12) + timedelta(seconds=1)
     done = [run("prev", "Completed", 0)]
     assert decide(

@@ -14,21 +14,29 @@ from pydantic.alias_generators import to_camel
 from rtc_recording.api.fields import first
 from rtc_recording.api.recording import FileSpec, Pane, RtcRecordingSpec, Storage, Subscriber
 
+Rules = list[tuple[bool, Callable[[], str]]]  # (holds, its message when it does not)
+
 
 def violations(spec: RtcRecordingSpec) -> list[str]:
     """The CRD's spec-level CEL rules, in the same order and words (a messageExpression's words when it has one)."""
-    mixed, individual = spec.mode == "Mixed", spec.mode == "Individual"
-    video_out = spec.media != "Audio"
-    t, layout, notify = spec.transcode, spec.layout, spec.notify
-    subscribers = spec.subscribers
     classed = spec.recording_class_name is not None  # the class may fill what is missing: checked when merged
     storage = spec.storage or Storage.model_construct(oss=None, vod=None, files=None)
-    files = storage.files or []
-    medias = [s.media for s in subscribers]
-    formats = [x.upper() for x in (notify.file_uploaded_formats or [])] if notify else []
-    panes = (layout.panes if layout else None) or []
-    rules: list[tuple[bool, Callable[[], str]]] = [
-        # mode-specific parts
+    rules = [
+        *_mode_rules(spec, classed),
+        *_subscriber_rules(spec),
+        *_file_name_rules(spec, storage.files or []),
+        *region_rules(spec, spec.region),
+        *_callback_rules(spec, storage, classed),
+        *_layout_rules(spec),
+    ]
+    return [message() for ok, message in rules if not ok]
+
+
+def _mode_rules(spec: RtcRecordingSpec, classed: bool) -> Rules:
+    """What each mode needs and allows: transcoding and a layout belong to Mixed."""
+    mixed, video_out = spec.mode == "Mixed", spec.media != "Audio"
+    t, layout = spec.transcode, spec.layout
+    return [
         (mixed or t is None, lambda: "spec.transcode is only valid when spec.mode is Mixed"),
         (mixed or layout is None, lambda: "spec.layout is only valid when spec.mode is Mixed"),
         (
@@ -54,7 +62,14 @@ def violations(spec: RtcRecordingSpec) -> list[str]:
             not mixed or not video_out or (layout is not None and layout.panes is not None),
             lambda: "spec.layout.panes is required when spec.mode is Mixed and spec.media has video",
         ),
-        # subscribers against the mode and media
+    ]
+
+
+def _subscriber_rules(spec: RtcRecordingSpec) -> Rules:
+    """Subscribers against the mode and media."""
+    mixed, individual = spec.mode == "Mixed", spec.mode == "Individual"
+    subscribers, medias = spec.subscribers, [s.media for s in spec.subscribers]
+    return [
         (
             mixed or "Video" not in medias,
             lambda: first(
@@ -89,7 +104,13 @@ def violations(spec: RtcRecordingSpec) -> list[str]:
                 "is Video"
             ),
         ),
-        # file and slice names against the mode and subscribers ({UserId} and {SourceType} are literal in Mixed)
+    ]
+
+
+def _file_name_rules(spec: RtcRecordingSpec, files: list[FileSpec]) -> Rules:
+    """File and slice names against the mode and subscribers ({UserId} and {SourceType} are literal in Mixed)."""
+    individual, subscribers = spec.mode == "Individual", spec.subscribers
+    return [
         (
             not individual or all(_names_have(f, "{UserId}") for f in files),
             lambda: first(
@@ -114,9 +135,14 @@ def violations(spec: RtcRecordingSpec) -> list[str]:
                 for s in subscribers
             ),
         ),
-        # storage against the region
-        *region_rules(spec, spec.region),
-        # callbacks against storage
+    ]
+
+
+def _callback_rules(spec: RtcRecordingSpec, storage: Storage, classed: bool) -> Rules:
+    """Callbacks against storage."""
+    notify, files = spec.notify, storage.files or []
+    formats = [x.upper() for x in (notify.file_uploaded_formats or [])] if notify else []
+    return [
         (
             notify is None or notify.file_uploaded_formats is None or storage.vod is None,
             lambda: "spec.notify.fileUploadedFormats is not supported with spec.storage.vod",
@@ -133,12 +159,18 @@ def violations(spec: RtcRecordingSpec) -> list[str]:
                 for x in formats
             ),
         ),
-        # layout against subscribers
+    ]
+
+
+def _layout_rules(spec: RtcRecordingSpec) -> Rules:
+    """The layout against the subscribers: every pane shows someone's video."""
+    panes = (spec.layout.panes if spec.layout else None) or []
+    return [
         (
-            all(_shows(p, subscribers) for p in panes),
+            all(_shows(p, spec.subscribers) for p in panes),
             lambda: first(
                 ""
-                if _shows(p, subscribers)
+                if _shows(p, spec.subscribers)
                 else f"the pane of {p.user_id} (source {p.source or 'Camera'}) shows nothing: "
                 "spec.subscribers has no such (userId, source) with video "
                 "(media AudioVideo or Video; Audio has no video to show)"
@@ -146,7 +178,6 @@ def violations(spec: RtcRecordingSpec) -> list[str]:
             ),
         ),
     ]
-    return [message() for ok, message in rules if not ok]
 
 
 def _names_have(f: FileSpec, variable: str) -> bool:
@@ -171,7 +202,7 @@ _OSS_ENDPOINT = re.compile(r"^oss-[a-z0-9-]+[.]aliyuncs[.]com$")
 _OSS_HOSTED = re.compile(r"[.]oss-[a-z0-9-]+[.]aliyuncs[.]com$")
 
 
-def region_rules(spec: RtcRecordingSpec, region: str | None) -> list[tuple[bool, Callable[[], str]]]:
+def region_rules(spec: RtcRecordingSpec, region: str | None) -> Rules:
     if region is None:  # the operator's default applies: checked by start_params
         return []
     if spec.storage is None:

@@ -22,7 +22,7 @@ Exactly one run per scheduled time:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -135,72 +135,48 @@ def decide(spec: dict[str, Any], status: dict[str, Any], created: datetime, runs
     """What to do for one schedule now. `created` is its creationTimestamp (the start of time for a
     schedule that never ran); `runs` its RtcRecordings."""
     expression, tz = spec["schedule"], spec.get("timeZone")
-    last = parse_time(status.get("lastScheduleTime")) or created
-    deadline = spec.get("startingDeadlineSeconds")
-    policy = spec.get("concurrencyPolicy") or "Forbid"
-    upcoming = next_after(expression, tz, now)
+    last = parse_time(status.get("lastScheduleTime"))
     trimmed = history_to_delete(runs, spec)
     if spec.get("suspend"):
         return Decision(
-            delete=trimmed,
-            last_schedule_time=parse_time(status.get("lastScheduleTime")),
-            next_schedule_time=None,
-            wake_at=None,
-            message="suspended",
+            delete=trimmed, last_schedule_time=last, next_schedule_time=None, wake_at=None, message="suspended"
         )
-    due = scheduled_between(expression, tz, last, now)
+    upcoming = next_after(expression, tz, now)
+    due = scheduled_between(expression, tz, last or created, now)
     if not due:
-        return Decision(
-            delete=trimmed,
-            last_schedule_time=parse_time(status.get("lastScheduleTime")),
-            next_schedule_time=upcoming,
-            wake_at=upcoming,
-        )
-    latest = due[-1]
-    missed = len(due) - 1
+        return Decision(delete=trimmed, last_schedule_time=last, next_schedule_time=upcoming, wake_at=upcoming)
+    base = Decision(delete=trimmed, last_schedule_time=last, next_schedule_time=upcoming, wake_at=upcoming)
+    return _for_latest(spec, due, runs, now, base)
+
+
+def _for_latest(spec: dict[str, Any], due: list[datetime], runs: list[Run], now: datetime, base: Decision) -> Decision:
+    """The latest scheduled time that fell due is the one run to start (the earlier ones are superseded),
+    unless it is too late, exists already, or must wait for an active run (Forbid)."""
+    latest, missed = due[-1], len(due) - 1
+    deadline = spec.get("startingDeadlineSeconds")
+    policy = spec.get("concurrencyPolicy") or "Forbid"
+    at = format_time(latest)
     if deadline is not None and (now - latest).total_seconds() > deadline:
         # Too late even for the latest: count them all missed and wait for the next.
-        return Decision(
-            delete=trimmed,
-            last_schedule_time=latest,
-            next_schedule_time=upcoming,
-            wake_at=upcoming,
-            missed=len(due),
-            message=f"missed the run of {format_time(latest)}: more than startingDeadlineSeconds ({deadline}) late",
-        )
+        message = f"missed the run of {at}: more than startingDeadlineSeconds ({deadline}) late"
+        return replace(base, last_schedule_time=latest, missed=len(due), message=message)
     if any(r.scheduled_at == latest for r in runs):
         # Created before a crash that lost the status write: this is that run, not another.
-        return Decision(
-            delete=trimmed,
-            last_schedule_time=latest,
-            next_schedule_time=upcoming,
-            wake_at=upcoming,
-            missed=missed,
-            message=f"the run of {format_time(latest)} exists already",
-        )
+        return replace(base, last_schedule_time=latest, missed=missed, message=f"the run of {at} exists already")
     active = [r for r in runs if r.active]
     if active and policy == "Forbid":
-        expiry = latest + timedelta(seconds=deadline) if deadline is not None else None
-        wake = min(t for t in (now + FORBID_RECHECK, expiry + timedelta(seconds=1) if expiry else None, upcoming) if t)
-        return Decision(
-            delete=trimmed,
-            last_schedule_time=parse_time(status.get("lastScheduleTime")),
-            next_schedule_time=latest,
-            wake_at=wake,
-            missed=missed,
-            message=f"the run of {format_time(latest)} waits for {active[0].name} to finish (concurrencyPolicy Forbid)",
-        )
-    replace = tuple(r.name for r in active) if policy == "Replace" else ()
-    return Decision(
+        expiry = latest + timedelta(seconds=deadline + 1) if deadline is not None else None
+        wake = min(t for t in (now + FORBID_RECHECK, expiry, base.wake_at) if t)
+        message = f"the run of {at} waits for {active[0].name} to finish (concurrencyPolicy Forbid)"
+        return replace(base, next_schedule_time=latest, wake_at=wake, missed=missed, message=message)
+    superseded = f" ({missed} earlier scheduled time(s) superseded)" if missed else ""
+    return replace(
+        base,
         start=latest,
-        delete=trimmed,
         last_schedule_time=latest,
-        next_schedule_time=upcoming,
-        wake_at=upcoming,
         missed=missed,
-        replace=replace,
-        message=f"started the run of {format_time(latest)}"
-        + (f" ({missed} earlier scheduled time(s) superseded)" if missed else ""),
+        replace=tuple(r.name for r in active) if policy == "Replace" else (),
+        message=f"started the run of {at}{superseded}",
     )
 
 
