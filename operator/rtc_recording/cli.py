@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from pathlib import Path
-
-from rtc_recording.api.names import recording_path
 
 # Development tools: in a source checkout (`pip install -e .`), not in the wheel or the image.
 DEV_PACKAGES = ("cluster", "emulator")
@@ -78,54 +75,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _receiver(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from aiohttp import web
-
-    from rtc_recording.kube.client import Kube
-    from rtc_recording.kube.config import Connection
-    from rtc_recording.kube.reflector import Reflector
-    from rtc_recording.receiver.server import Receiver
+    from rtc_recording.receiver import main as receiver
 
     config = _settings()
     if not config.callback_auth_key:
         sys.exit("invalid operator settings:\n  RTCREC_CALLBACK_AUTH_KEY: required by the receiver")
-
-    async def app() -> web.Application:
-        kube = Kube(Connection.load())
-        receiver = Receiver(
-            kube,
-            config.callback_auth_key.get_secret_value(),
-            config.evidence_namespace,
-            read_timeout=config.receiver_read_timeout_seconds,
-        )
-        paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
-        # Pages of 100: the receiver's peak is the page it parses (full objects, managedFields and all).
-        reflectors = [Reflector(kube, path, receiver.on_change, page_size=100) for path in paths]
-        receiver.ready = lambda: all(r.synced.is_set() for r in reflectors)
-        watches = [asyncio.create_task(r.run()) for r in reflectors]
-        application = receiver.app()
-
-        async def close(_: web.Application) -> None:
-            for watch in watches:
-                watch.cancel()
-            await asyncio.gather(*watches, return_exceptions=True)
-            await kube.close()
-
-        application.on_cleanup.append(close)
-        return application
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # keepalive_timeout also bounds how long a connection may take to send its first request's
-    # headers (aiohttp arms it when the connection opens): slow clients are dropped.
-    web.run_app(
-        app(),
-        host="0.0.0.0",
-        port=config.receiver_port,
-        access_log=None,
-        print=None,
-        keepalive_timeout=config.receiver_read_timeout_seconds,
-    )
+    receiver.run(config, config.callback_auth_key.get_secret_value())
     return 0
 
 

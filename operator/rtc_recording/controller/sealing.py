@@ -17,34 +17,45 @@ MARKER = "rtcrec-task-seals"  # ConfigMap in the operator's namespace: legacy ob
 
 async def migrate(kube: Kube, sealer: Sealer, namespaces: list[str], marker_namespace: str) -> None:
     """Seal the task ids written before seals existed, once per cluster (see decide/ownership.py)."""
-    marker = f"/api/v1/namespaces/{segment(marker_namespace)}/configmaps"
+    if await _first_start(kube, marker_namespace):
+        await _seal(kube, sealer, await kube.list_recordings(namespaces))
+
+
+async def _first_start(kube: Kube, namespace: str) -> bool:
+    """Is this the first start since seals exist? The marker is created first: sealing happens during
+    one start-up at most, even if this one dies half-way."""
+    marker = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
     try:
         await kube.request("GET", f"{marker}/{MARKER}")
-        return
+        return False
     except NotFound:
         pass
-    try:  # first: sealing happens during one start-up at most, even if this one dies half-way
+    try:
         await kube.create(
             marker,
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": {"name": MARKER, "namespace": marker_namespace},
+                "metadata": {"name": MARKER, "namespace": namespace},
                 "data": {"version": VERSION, "at": timestamps.now()},
             },
         )
     except Conflict:
-        return
+        return False
     except Failed:
         log.error(
             "cannot create ConfigMap %s/%s, so task ids written before seals existed are not sealed "
             "(the operator refuses to act on them)",
-            marker_namespace,
+            namespace,
             MARKER,
             exc_info=True,
         )
-        return
-    items = await kube.list_recordings(namespaces)
+        return False
+    return True
+
+
+async def _seal(kube: Kube, sealer: Sealer, items: list[dict]) -> None:
+    """Seal every unsealed task id that exactly one resource claims."""
     claims = Counter((i.get("status") or {}).get("taskId") for i in items)
     sealed = twice = 0
     for item in items:

@@ -140,6 +140,12 @@ class Known:
     notify: dict | None  # spec.notify merged with the pinned class's (classes.effective_notify), for relays
 
 
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
 class Receiver:
     """Callbacks in, evidence out. The events a user's spec.notify.url wants are handed to the
     operator as relays (controller/relay.py): the receiver reads no Secret, and sends nothing anywhere."""
@@ -203,67 +209,69 @@ class Receiver:
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Verify, decide, record, answer: a 5xx makes the cloud send the callback once more."""
+        m = request.match_info
+        try:
+            callback, body = await self._verified(request)
+        except _Refused as refused:
+            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
+            return web.json_response({"Code": refused.status, "Msg": refused.message}, status=refused.status)
+        if not self.ready():  # every resource would look deleted: let the cloud send it again
+            return web.json_response({"Code": 503, "Msg": "starting"}, status=503)
+        event = callback.event_type if callback.event_type in EVENT_TYPES else "other"
+        key, uid = (m["namespace"], m["name"]), m["uid"]
+        try:
+            action = await self.process(key, uid, int(m["attempt"]), callback)
+            if self._relayed(key, uid, action, callback):
+                relay = Relay(key[0], key[1], uid, json.dumps(body, sort_keys=True))
+                await self._create(relay.to_configmap(self.evidence_namespace))
+        except Exception:
+            log.exception("callback %s for %s/%s not recorded", event, *key)
+            metrics.CALLBACKS.labels(event=event, outcome="error").inc()
+            return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
+        outcome = "ignored" if isinstance(action, callbacks.Ignore) else "recorded"
+        metrics.CALLBACKS.labels(event=event, outcome=outcome).inc()
+        return web.json_response(SUCCESS)
+
+    async def _verified(self, request: web.Request) -> tuple[Callback, Any]:
+        """The callback and its body, once its path, signature, body and freshness are checked."""
         m = request.match_info
         if not path_ok(m["namespace"], m["name"], m["uid"]):
-            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
-            return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
+            raise _Refused(400, "malformed callback")
         key_of_path = path_key(self.auth_key, m["namespace"], m["name"], m["uid"], int(m["attempt"]))
         if not signature_ok(request.headers, key_of_path, self.clock()):  # names case-insensitive
-            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
-            return web.json_response({"Code": 403, "Msg": "bad or stale signature"}, status=403)
+            raise _Refused(403, "bad or stale signature")
         try:
             raw = await asyncio.wait_for(request.read(), self.read_timeout)
         except TimeoutError:
-            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
-            return web.json_response({"Code": 408, "Msg": "body too slow"}, status=408)
+            raise _Refused(408, "body too slow") from None
         except web.HTTPException:
             raw = b""  # too large: malformed
         try:
             body = json.loads(raw)
             callback = Callback.parse(body)
         except (ValueError, RecursionError):
-            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
-            return web.json_response({"Code": 400, "Msg": "malformed callback"}, status=400)
-        if not self.replays.admit(
-            request.headers,
-            (m["namespace"], m["name"], m["uid"], m["attempt"], callback.app_id, callback.channel_id, callback.task_id),
-            self.clock(),
-        ):
+            raise _Refused(400, "malformed callback") from None
+        seen_with = (m["namespace"], m["name"], m["uid"], m["attempt"], callback.app_id, callback.channel_id)
+        if not self.replays.admit(request.headers, (*seen_with, callback.task_id), self.clock()):
             log.warning(
                 "callback for %s/%s refused: its signature was seen with another path or task",
                 m["namespace"],
                 m["name"],
             )
-            metrics.CALLBACKS.labels(event="unknown", outcome="rejected").inc()
-            return web.json_response({"Code": 403, "Msg": "replayed signature"}, status=403)
-        event = callback.event_type if callback.event_type in EVENT_TYPES else "other"
-        key = (m["namespace"], m["name"])
-        if not self.ready():  # every resource would look deleted: let the cloud send it again
-            return web.json_response({"Code": 503, "Msg": "starting"}, status=503)
-        try:
-            action = await self.process(key, m["uid"], int(m["attempt"]), callback)
-            known = self.known.get(key)
-            # The user hears about their own resource's tasks only: not a namesake's, not a stray.
-            if (
-                known is not None
-                and known.view.uid == m["uid"]
-                and not isinstance(action, callbacks.Reap)
-                and known.notify
-                and forwarded(known.notify, callback)
-            ):
-                await self._create(
-                    Relay(key[0], key[1], m["uid"], json.dumps(body, sort_keys=True)).to_configmap(
-                        self.evidence_namespace
-                    )
-                )
-        except Exception:  # a 5xx makes the cloud send it once more
-            log.exception("callback %s for %s/%s not recorded", event, *key)
-            metrics.CALLBACKS.labels(event=event, outcome="error").inc()
-            return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
-        metrics.CALLBACKS.labels(
-            event=event, outcome="ignored" if isinstance(action, callbacks.Ignore) else "recorded"
-        ).inc()
-        return web.json_response(SUCCESS)
+            raise _Refused(403, "replayed signature")
+        return callback, body
+
+    def _relayed(self, key: tuple[str, str], uid: str, action: object, callback: Callback) -> bool:
+        """The user hears about their own resource's tasks only: not a namesake's, not a stray."""
+        known = self.known.get(key)
+        return bool(
+            known is not None
+            and known.view.uid == uid
+            and not isinstance(action, callbacks.Reap)
+            and known.notify
+            and forwarded(known.notify, callback)
+        )
 
     async def process(
         self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
