@@ -1,0 +1,3 @@
+"""Every cloud call: the port, the signed client, the vendor's parameters, credentials, accounts,
+the budget and the circuit.
+"""

@@ -1,0 +1,1 @@
+"""The callback receiver process: it faces the internet, so it reaches neither cloud/ nor controller/."""
