@@ -104,7 +104,7 @@ def test_image_is_the_runtime_only(contents):
     _, names = contents
     site = "opt/rtcrec/lib/python3.11/site-packages/"
     package = {n.removeprefix(site + "rtc_recording/") for n in names if n.startswith(site + "rtc_recording/")}
-    assert "handlers.py" in package and "server.py" in package
+    assert "controller/handlers.py" in package and "receiver/server.py" in package
     dev = sorted(n for n in package if n.split("/")[0] in ("emulator", "cluster", "demo.py"))
     assert dev == [], "development tools in the image"
     assert not [n for n in names if n.startswith(site + "pip/")], "pip in the image"
