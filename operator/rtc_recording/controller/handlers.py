@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -87,7 +87,7 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     kept for it, and no readiness gate: an index (`@kopf.index`) would hold every handler
     until all objects were listed, at a cost that grows with their square (docs/scale.md)."""
     op: Operator = memo.operator
-    obj = _plain(event["object"])
+    obj = cast(dict, event["object"])  # a dict on the wire already: no copy per watch event
     tracked = op.index.saw(event["type"], obj)
     meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
@@ -102,7 +102,7 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
         op.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
         if not tracked.deleting and op.refused.get(tracked.uid) != tracked.task_id:
             op.refused[tracked.uid] = tracked.task_id
-            op.background(op.executor.refuse_unproven(obj))
+            op.background(op.executor.refuse_unproven(_plain(obj)))
     else:
         op.poller.track(tracked)
         op.deadlines.track(tracked)

@@ -9,7 +9,7 @@ from rtc_recording.api import timestamps
 from rtc_recording.api.names import segment
 from rtc_recording.decide.ownership import VERSION, Sealer
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.errors import Conflict, Failed, NotFound
+from rtc_recording.kube.errors import ApiError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 MARKER = "rtcrec-task-seals"  # ConfigMap in the operator's namespace: legacy objects were sealed
@@ -42,7 +42,7 @@ async def _first_start(kube: Kube, namespace: str) -> bool:
         )
     except Conflict:
         return False
-    except Failed:
+    except ApiError:  # an answer; no answer at all fails the start-up, which then tries again
         log.error(
             "cannot create ConfigMap %s/%s, so task ids written before seals existed are not sealed "
             "(the operator refuses to act on them)",
