@@ -65,7 +65,10 @@ def pair(stack, tmp_path):
         a.start()
         wait_for(lambda: lease(stack).get("holderIdentity") == a.name, what="replica-a leading", details=a.output)
         b.start()
-        wait_for(lambda: (healthz(b.port) or {}).get("standby"), what="replica-b standing by", details=b.output)
+        # /healthz listens before the standby's first read of the Lease: wait until it names the leader.
+        wait_for(
+            lambda: (healthz(b.port) or {}).get("leader") == a.name, what="replica-b standing by", details=b.output
+        )
         yield a, b
     finally:
         a.stop()
