@@ -398,3 +398,84 @@ def test_an_object_at_rest_decides_nothing_on_resume():
         {"metadata": {"generation": 1}, "status": {"phase": "Recording", "taskId": "t", "observedGeneration": 1}}
     )
     assert r.at_rest({"metadata": {"generation": 1}, "status": {"phase": "Completed", "observedGeneration": 1}})
+
+
+# -- waiting for participants ----------------------------------------------------------------------
+def waiting_status(since_ago: float, attempt_ago: float = 100, n: int = 1) -> RtcRecordingStatus:
+    return status(
+        phase="Pending",
+        reason="WaitingForParticipants",
+        attempt=attempt(n, attempt_ago),
+        waitingSince=(NOW - timedelta(seconds=since_ago)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+LONG_AGO = NOW - timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "since_ago, sends, controls, expected",
+    [
+        # This process saw the last send refused: the same attempt again, no write-ahead.
+        (60, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(), r.Resend(1)),
+        (899, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(), r.Resend(1)),
+        (900, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(), r.GiveUp(1)),  # the default deadline
+        (61, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(start_deadline=60), r.GiveUp(1)),
+        (60, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(suspend=True), r.Suspend()),
+        # A send on its way, or one whose answer was lost: like any lost answer, from that send.
+        (60, r.Sends(last=NOW - timedelta(seconds=5), acting_since=LONG_AGO), r.Controls(), r.AwaitOutcome(1, 25.0)),
+        (60, r.Sends(last=NOW - timedelta(seconds=31), acting_since=LONG_AGO), r.Controls(), r.Start(2)),
+        # Another process sent it (a restart): its last send came before this one began acting.
+        (60, r.Sends(acting_since=NOW - timedelta(seconds=10)), r.Controls(), r.AwaitOutcome(1, 20.0)),
+        (60, r.Sends(acting_since=LONG_AGO), r.Controls(), r.Start(2)),
+        (901, r.Sends(acting_since=LONG_AGO), r.Controls(), r.GiveUp(1)),
+        (901, r.Sends(acting_since=NOW - timedelta(seconds=10)), r.Controls(), r.AwaitOutcome(1, 20.0)),
+        # Refused memory of an older attempt proves nothing about this one.
+        (60, r.Sends(refused=7, acting_since=NOW - timedelta(seconds=10)), r.Controls(), r.AwaitOutcome(1, 20.0)),
+    ],
+)
+def test_waiting_for_participants(since_ago, sends, controls, expected):
+    assert r.next_action(waiting_status(since_ago), 1, NOW, GRACE, controls=controls, sends=sends) == expected
+
+
+def test_only_the_refusal_this_process_saw_lets_a_deletion_go_at_once():
+    s = waiting_status(60)
+    assert r.deletion_action(s, NOW, GRACE, sends=r.Sends(refused=1, acting_since=LONG_AGO)) == r.Nothing()
+    unknown = r.Sends(last=NOW - timedelta(seconds=5), acting_since=LONG_AGO)
+    assert r.deletion_action(s, NOW, GRACE, sends=unknown) == r.AwaitOutcome(1, 25.0)
+    restarted = r.Sends(acting_since=NOW - timedelta(seconds=1))
+    assert r.deletion_action(s, NOW, GRACE, sends=restarted) == r.AwaitOutcome(1, 29.0)
+    assert r.deletion_action(s, NOW, GRACE, sends=r.Sends(acting_since=LONG_AGO)) == r.Release(1)
+
+
+def test_a_refusal_only_counts_while_status_says_waiting():
+    # A plain Starting attempt with a refusal remembered (status not yet written): an answer unknown.
+    s = status(phase="Starting", attempt=attempt(1, 5))
+    assert r.next_action(s, 1, NOW, GRACE, sends=r.Sends(refused=1, acting_since=LONG_AGO)) == r.AwaitOutcome(1, 25.0)
+
+
+def test_waiting_patches():
+    s = status(phase="Starting", attempt=attempt(1, 1))
+    patch = patches.waiting_for_participants(s, "room-1", 900, 1, NOW)
+    assert (patch["phase"], patch["reason"], patch["waitingSince"]) == (
+        "Pending",
+        "WaitingForParticipants",
+        "2026-11-26T12:00:00Z",
+    )
+    assert "room-1" in patch["message"] and "2026-11-26T12:15:00Z" in patch["message"]
+    assert "attempt" not in patch  # pending still: this process sends it again
+    waiting = status(**{**s.model_dump(by_alias=True, mode="json", exclude_none=True), **patch})
+    # A new attempt (after a restart) keeps saying it waits, and since when.
+    ahead = patches.attempt_recorded(waiting, 2, 1, NOW + timedelta(seconds=60))
+    assert set(ahead) == {"taskId", "attempt"} and ahead["attempt"]["number"] == 2
+    assert patches.waiting_for_participants(waiting, "room-1", 900, 1, NOW)["waitingSince"] == "2026-11-26T12:00:00Z"
+    # Once recording, or starting afresh, the wait is over.
+    assert patches.started(waiting, "t1", 1, NOW)["waitingSince"] is None
+    failed = status(phase="Failed", reason="NoParticipants", waitingSince="2026-11-26T11:00:00Z")
+    assert patches.attempt_recorded(failed, 3, 2, NOW)["waitingSince"] is None
+    gave_up = patches.no_participants(waiting, 900, 1, NOW)
+    assert (gave_up["phase"], gave_up["reason"], gave_up["attempt"]) == (
+        "Failed",
+        "NoParticipants",
+        {"notExecuted": True},
+    )

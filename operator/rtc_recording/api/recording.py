@@ -65,6 +65,10 @@ RECONCILING = frozenset({Phase.PENDING, Phase.STARTING, Phase.STOPPING, Phase.RE
 READY = frozenset({Phase.RECORDING, Phase.COMPLETED, Phase.SUSPENDED})
 
 
+START_DEADLINE_SECONDS = 900  # spec.startDeadlineSeconds unset: a meeting booked ahead
+BACKOFF_LIMIT = 6  # spec.backoffLimit unset, as a Job's
+
+
 class InvalidSpec(ValueError):
     """The spec cannot be recorded as it is; the message names the field(s)."""
 
@@ -245,6 +249,9 @@ class RtcRecordingSpec(_Spec):
     max_duration_seconds: Annotated[int, Field(ge=60, le=259200)] | None = None
     deletion_policy: Literal["Stop", "Orphan"] = "Stop"
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
+    start_deadline_seconds: Annotated[int, Field(ge=10, le=259200)] | None = None
+    restart_policy: Literal["Never", "OnFailure"] = "Never"
+    backoff_limit: Annotated[int, Field(ge=0, le=100)] | None = None
 
     @model_validator(mode="after")
     def _cross_field(self) -> RtcRecordingSpec:
@@ -347,6 +354,8 @@ class RtcRecordingStatus(_Status):
     observed_generation: int | None = None
     recording_class: RecordingClassPin | None = None
     attempt: Attempt | None = None
+    waiting_since: datetime | None = None
+    restarts: int | None = None
     stray_tasks: int | None = None
     stray_task_ids: list[str] = []
     history: list[HistoryEntry] = []

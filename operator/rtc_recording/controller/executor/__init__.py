@@ -28,7 +28,18 @@ from rtc_recording.controller.executor.update import Updater
 from rtc_recording.controller.executor.writes import Writes
 from rtc_recording.controller.index import Index, Tracked
 from rtc_recording.decide import actions, callbacks, classes, patches
-from rtc_recording.decide.actions import AdoptTask, AwaitOutcome, Controls, Expire, Halt, Start, Suspend, Update
+from rtc_recording.decide.actions import (
+    AdoptTask,
+    AwaitOutcome,
+    Controls,
+    Expire,
+    GiveUp,
+    Halt,
+    Resend,
+    Start,
+    Suspend,
+    Update,
+)
 from rtc_recording.decide.callbacks import Adopt, Ignore, Observe, Reap
 from rtc_recording.decide.classes import InvalidClassSpec
 from rtc_recording.kube import errors as k8s
@@ -66,9 +77,17 @@ class Executor:
         except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
             await self.writes.refuse_spec(obj, spec_errors(exc))
             return
-        waiting = status.attempt is not None and ctx.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
+        uid = obj["metadata"]["uid"]
+        waiting = status.attempt is not None and ctx.evidence_waiting(uid, status.attempt.number)
         action = actions.next_action(
-            status, generation, ctx.clock(), ctx.grace, ctx.cloud_health(), waiting, Controls.of(obj)
+            status,
+            generation,
+            ctx.clock(),
+            ctx.grace,
+            ctx.cloud_health(),
+            waiting,
+            Controls.of(obj),
+            ctx.waiting.sends(uid),
         )
         name = type(action).__name__.lower()
         try:
@@ -78,6 +97,10 @@ class Executor:
                 case Start(attempt):
                     if (classed := await self.pinning.with_class(obj, retry)) is not None:
                         await self.starter.start(*classed, status, attempt, retry)
+                case Resend(attempt):
+                    await self.starter.resend(obj, status, attempt, retry)
+                case GiveUp(attempt):
+                    await self.starter.give_up(obj, attempt)
                 case Update(task_id):
                     await self._update(obj, task_id, retry)
                 case Halt(task_id, reason):
@@ -103,6 +126,21 @@ class Executor:
             return
         await self.updater.update(obj, spec, task_id, retry)
 
+    async def try_again(self, key: tuple[str, str], uid: str) -> None:
+        """A recording waiting for participants is due (controller/waiting.py): decide again from fresh state."""
+        waiting = self.ctx.waiting
+        try:
+            obj = await self.ctx.kube.get_recording(*key)
+        except k8s.NotFound:
+            waiting.forget(uid)
+            return
+        if obj["metadata"]["uid"] != uid or obj["metadata"].get("deletionTimestamp"):
+            return  # a namesake, or the deletion decides
+        try:
+            await self.reconcile(obj)
+        except RetryLater as exc:
+            waiting.later(uid, exc.delay)
+
     async def _suspend(self, obj: dict) -> None:
         generation = obj["metadata"]["generation"]
 
@@ -113,6 +151,7 @@ class Executor:
             return patches.suspended_idle(status, generation, self.ctx.clock())
 
         await self.writes.write(obj, suspended, event=("Normal", "Suspended"))
+        self.ctx.waiting.forget(obj["metadata"]["uid"])
 
     # -- delete, due times, observation ---------------------------------------------------------
     async def delete(self, obj: dict, retry: int = 0) -> None:
