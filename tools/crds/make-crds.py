@@ -348,7 +348,8 @@ def build_schedule() -> dict:
                 "minimum": 60,
                 "maximum": 259200,
                 "description": "How long each run records: becomes the run's spec.maxDurationSeconds (the "
-                "operator stops the task then).",
+                "operator stops the task then), and its spec.startDeadlineSeconds unless the template sets one "
+                "(how long the run waits for participants).",
             },
             "concurrencyPolicy": {
                 "type": "string",
