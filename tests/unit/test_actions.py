@@ -10,6 +10,8 @@ from rtc_recording.api.task import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.decide import actions as r
 from rtc_recording.decide import backoff, callbacks, patches
 
+from .fakes import merge_patch
+
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE = 30.0
 
@@ -479,3 +481,67 @@ def test_waiting_patches():
         "NoParticipants",
         {"notExecuted": True},
     )
+
+
+# -- restartPolicy OnFailure ------------------------------------------------------------------------
+def ended(reason: str, seconds_ago: float, restarts: int = 0, phase: str | None = None) -> RtcRecordingStatus:
+    phase = phase or ("Failed" if reason == "TaskLost" else "Completed")
+    completed = (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return status(
+        phase=phase, reason=reason, taskId="t1", observedGeneration=1, completionTime=completed, restarts=restarts
+    )
+
+
+ON_FAILURE = r.Controls(restart=True)
+
+
+@pytest.mark.parametrize(
+    "given, controls, expected",
+    [
+        (ended("TaskLost", 10), ON_FAILURE, r.Restart()),  # 10 s after the first end
+        (ended("TaskLost", 9), ON_FAILURE, r.Nothing()),
+        (ended("CloudMaxDuration", 10), ON_FAILURE, r.Restart()),  # the 72-hour limit
+        (ended("TaskLost", 39, restarts=2), ON_FAILURE, r.Nothing()),  # 40 s after the third
+        (ended("TaskLost", 40, restarts=2), ON_FAILURE, r.Restart()),
+        (ended("TaskLost", 299, restarts=5), ON_FAILURE, r.Nothing()),  # capped at 300 s
+        (ended("TaskLost", 0, restarts=6), ON_FAILURE, r.BackoffLimitExceeded()),  # the default limit
+        (ended("TaskLost", 0), r.Controls(restart=True, backoff_limit=0), r.BackoffLimitExceeded()),
+        # What the user or the meeting ended is never restarted.
+        (ended("IdleTimeout", 1000), ON_FAILURE, r.Nothing()),
+        (ended("MaxDuration", 1000), ON_FAILURE, r.Nothing()),
+        (ended("BackoffLimitExceeded", 1000, restarts=6, phase="Failed"), ON_FAILURE, r.Nothing()),
+        # restartPolicy Never: as before.
+        (ended("TaskLost", 1000), r.Controls(), r.Nothing()),
+        (ended("TaskLost", 1000), r.Controls(ttl=60), r.Expire()),
+    ],
+)
+def test_restart_on_failure(given, controls, expected):
+    assert r.next_action(given, 1, NOW, GRACE, controls=controls) == expected
+
+
+def test_a_restart_is_due_from_status_and_the_ttl_waits_for_the_last_task():
+    lost = ended("TaskLost", 0, restarts=1)
+    assert r.due_at(lost, r.Controls(restart=True, ttl=5)) == NOW + timedelta(seconds=20)
+    gave_up = ended("BackoffLimitExceeded", 0, restarts=6, phase="Failed")
+    assert r.due_at(gave_up, r.Controls(restart=True, ttl=5)) == NOW + timedelta(seconds=5)
+
+
+def test_restarting_patches():
+    lost = status(
+        phase="Failed",
+        reason="TaskLost",
+        taskId="t1",
+        restarts=1,
+        attempt={"number": 3},
+        startTime="2026-11-26T11:00:00Z",
+        completionTime="2026-11-26T11:59:50Z",
+        history=[{"taskId": "t1", "reason": "TaskLost"}],
+    )
+    patch = patches.restarting(lost, 6, 1, NOW)
+    assert (patch["phase"], patch["reason"], patch["restarts"], patch["taskId"]) == ("Pending", "Restarting", 2, None)
+    assert patch["attempt"] == {"notExecuted": True}  # its outcome is known: the next attempt starts at once
+    assert "restart 2 of 6" in patch["message"] and "history" not in patch  # the ended task is in history already
+    after = status(**merge_patch(lost.model_dump(by_alias=True, mode="json", exclude_none=True), patch))
+    assert r.next_action(after, 1, NOW, GRACE, controls=ON_FAILURE) == r.Start(4)
+    exceeded = patches.backoff_limit_exceeded(lost, 1, 1, NOW)
+    assert (exceeded["phase"], exceeded["reason"]) == ("Failed", "BackoffLimitExceeded")

@@ -204,7 +204,7 @@ async def test_the_loop_runs_what_falls_due():
     loop = asyncio.create_task(r.run(act))
     r.refused(KEY, "u", 1)
     clock[0] += 1
-    r.later("u", 0)  # wakes the loop
+    r.later(KEY, "u", 0)  # wakes the loop
     for _ in range(100):
         if seen:
             break

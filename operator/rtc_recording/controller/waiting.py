@@ -1,4 +1,5 @@
-"""Recordings waiting for participants: the Starts tried again, and what makes trying again safe.
+"""Recordings waiting for their next Start outside Kopf's handlers: those waiting for participants
+(tried again and again, and what makes that safe), and restarts that must try again.
 
 The cloud starts no task in an empty channel. Such a refusal proves that the send made no task, so
 the same attempt may be sent again without a write-ahead: nothing can be left behind by it that a
@@ -11,6 +12,8 @@ Each entry is one recording's latest attempt and the answer to its last send her
 may be sent again: `claim`), PENDING (a send is on its way) or LOST (no answer came: decided like
 any lost answer, from `last`). A recording being deleted is `closed`: never sent again, and its
 entry kept for the deletion to know whether a send may have made a task.
+A restart (restartPolicy OnFailure) comes from a due time, not from a handler: when its Start must
+be tried again, it waits here too (`later`, an entry with no answer).
 Tries are spaced by the backoff (settings.backoff_base_seconds doubling up to
 participant_retry_seconds), never past the start deadline, and run on their own loop, a bounded
 number at a time.
@@ -48,7 +51,7 @@ class Answer(enum.Enum):
 class Entry:
     key: Key
     attempt: int
-    answer: Answer
+    answer: Answer | None
     tries: int = 0
     last: datetime | None = None  # when this process last sent the attempt
     due: float | None = None  # when to try again (Unix time)
@@ -106,10 +109,12 @@ class WaitingRoom:
         if (entry := self._entries.get(uid)) is not None and entry.answer is Answer.PENDING:
             entry.answer = Answer.LOST
 
-    def later(self, uid: str, seconds: float) -> None:
+    def later(self, key: Key, uid: str, seconds: float) -> None:
         """Decide again in `seconds` (a retry the executor asked for)."""
         entry = self._entries.get(uid)
-        if entry is not None and not entry.closed:
+        if entry is None:
+            entry = self._entries[uid] = Entry(key, 0, None)
+        if not entry.closed:
             self._schedule(uid, entry, self.now().timestamp() + seconds)
 
     def close(self, uid: str) -> Sends:
@@ -137,7 +142,7 @@ class WaitingRoom:
                 await act(key, uid)
             except Exception:
                 log.exception("%s/%s: trying the Start again failed", *key)
-                self.later(uid, self.longest)
+                self.later(key, uid, self.longest)
             finally:
                 slots.release()
 

@@ -23,7 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rtc_recording.api.names import ADOPT_ANNOTATION
-from rtc_recording.api.recording import LIVE, START_DEADLINE_SECONDS, TERMINAL, Phase, RtcRecordingStatus
+from rtc_recording.api.recording import (
+    BACKOFF_LIMIT,
+    LIVE,
+    START_DEADLINE_SECONDS,
+    TERMINAL,
+    Phase,
+    RtcRecordingStatus,
+)
 from rtc_recording.decide.patches import Reason
 
 
@@ -45,6 +52,16 @@ class GiveUp:
     """Nobody came within spec.startDeadlineSeconds: Failed, reason NoParticipants; no task exists."""
 
     attempt: int
+
+
+@dataclass(frozen=True)
+class Restart:
+    """restartPolicy OnFailure: the cloud lost or ended the task on its own; a new one after the backoff."""
+
+
+@dataclass(frozen=True)
+class BackoffLimitExceeded:
+    """restartPolicy OnFailure, and spec.backoffLimit new tasks were started already: Failed."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +113,21 @@ class AdoptTask:
     task_id: str
 
 
-Action = Start | Resend | GiveUp | AwaitOutcome | Update | Stop | Nothing | Halt | Suspend | Expire | AdoptTask
+Action = (
+    Start
+    | Resend
+    | GiveUp
+    | Restart
+    | BackoffLimitExceeded
+    | AwaitOutcome
+    | Update
+    | Stop
+    | Nothing
+    | Halt
+    | Suspend
+    | Expire
+    | AdoptTask
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +139,8 @@ class Controls:
     ttl: int | None = None
     adopt: str | None = None
     start_deadline: int = START_DEADLINE_SECONDS
+    restart: bool = False  # spec.restartPolicy OnFailure
+    backoff_limit: int = BACKOFF_LIMIT
 
     @classmethod
     def of(cls, obj: dict) -> Controls:
@@ -122,6 +155,8 @@ class Controls:
             spec.get("ttlSecondsAfterFinished"),
             ((obj["metadata"].get("annotations") or {}).get(ADOPT_ANNOTATION) or None),
             spec.get("startDeadlineSeconds") or START_DEADLINE_SECONDS,
+            spec.get("restartPolicy") == "OnFailure",
+            BACKOFF_LIMIT if spec.get("backoffLimit") is None else spec["backoffLimit"],
         )
 
 
@@ -137,10 +172,31 @@ def give_up_at(status: RtcRecordingStatus, controls: Controls) -> datetime | Non
     return status.waiting_since + timedelta(seconds=controls.start_deadline)
 
 
+# Ended by the cloud on its own while the meeting may go on: what restartPolicy OnFailure restarts.
+# Not the idle timeout (nobody publishes), nor a stop the user or maxDurationSeconds asked for.
+RESTARTABLE = frozenset({Reason.TASK_LOST, Reason.MAX_DURATION})
+RESTART_BACKOFF = (10.0, 300.0)  # seconds: doubling per restart, as a Pod's CrashLoopBackOff
+
+
+def restart_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
+    """When restartPolicy OnFailure decides again about a task the cloud ended (at once past the limit)."""
+    if not controls.restart or status.phase not in TERMINAL or status.reason not in RESTARTABLE:
+        return None
+    if status.completion_time is None:
+        return None
+    restarts = status.restarts or 0
+    if restarts >= controls.backoff_limit:
+        return status.completion_time
+    base, cap = RESTART_BACKOFF
+    return status.completion_time + timedelta(seconds=min(cap, base * 2**restarts))
+
+
 def due_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
-    """When the next time-driven decision falls due (maxDuration, TTL), if any."""
+    """When the next time-driven decision falls due (maxDuration, a restart, TTL), if any."""
     if status.phase in LIVE and controls.max_duration and status.start_time:
         return status.start_time + timedelta(seconds=controls.max_duration)
+    if (restart := restart_at(status, controls)) is not None:
+        return restart  # not finished yet: the TTL counts from the end of the last task
     if status.phase in TERMINAL and controls.ttl is not None and status.completion_time:
         return status.completion_time + timedelta(seconds=controls.ttl)
     return None
@@ -201,6 +257,10 @@ def next_action(
     """What create, resume, spec updates and due times should do."""
     phase = status.phase
     due = due_at(status, controls)
+    if (restart := restart_at(status, controls)) is not None:
+        if (status.restarts or 0) >= controls.backoff_limit:
+            return BackoffLimitExceeded()
+        return Restart() if now >= restart else Nothing()
     if phase in TERMINAL and due is not None and now >= due:
         return Expire()
     if phase == Phase.COMPLETED:

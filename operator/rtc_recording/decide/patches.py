@@ -36,6 +36,8 @@ class Reason(StrEnum):
     ADOPTED = "Adopted"
     ADOPTION_FAILED = "AdoptionFailed"
     WAITING_FOR_PARTICIPANTS = "WaitingForParticipants"
+    RESTARTING = "Restarting"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     NO_PARTICIPANTS = "NoParticipants"
 
 
@@ -138,6 +140,42 @@ def waiting_for_participants(
         "waitingSince": stamp(since),
         "observedGeneration": generation,
         "conditions": phase_conditions(status, Phase.PENDING, reason, message, generation, now),
+    }
+
+
+def restarting(status: RtcRecordingStatus, limit: int, generation: int, now: datetime) -> dict:
+    """restartPolicy OnFailure: the ended task stays in history; the next attempt starts a new one."""
+    restarts = (status.restarts or 0) + 1
+    why = "the cloud lost it" if status.reason == Reason.TASK_LOST else "the cloud ended it after 72 hours"
+    message = f"task {status.task_id} ended ({why}); starting a new task (restart {restarts} of {limit})"
+    reason = Reason.RESTARTING
+    patch = {
+        "phase": Phase.PENDING,
+        "reason": reason,
+        "message": message,
+        "restarts": restarts,
+        "taskId": None,
+        "startTime": None,
+        "completionTime": None,
+        "files": None,
+        "conditions": phase_conditions(status, Phase.PENDING, reason, message, generation, now),
+    }
+    if status.attempt is not None:
+        patch["attempt"] = {"notExecuted": True}  # its outcome is known: the task that ended
+    return patch
+
+
+def backoff_limit_exceeded(status: RtcRecordingStatus, limit: int, generation: int, now: datetime) -> dict:
+    message = (
+        f"task {status.task_id} ended ({status.reason}) after {status.restarts or 0} restarts; "
+        f"spec.backoffLimit is {limit}"
+    )
+    reason = Reason.BACKOFF_LIMIT_EXCEEDED
+    return {
+        "phase": Phase.FAILED,
+        "reason": reason,
+        "message": message,
+        "conditions": phase_conditions(status, Phase.FAILED, reason, message, generation, now),
     }
 
 
