@@ -7,9 +7,9 @@ mixed into the sound and have no pane (the vendor refuses them in a layout).
 The vendor's rules: a coordinate is a string, a fraction of the picture from 0 to 1; every pane's
 (UserId, SourceType) is subscribed with video. The page caps no panes, but SubscribeUserIdList holds
 at most 17 entries, so there are never more than PANE_CAP streams with video; should there be more,
-the first PANE_CAP are shown and the rest are heard only. Coordinates are edges of a grid rounded to
-7 decimals (a third is "0.3333333") and a width or height is the difference of two rounded edges, so
-neighbouring panes meet exactly and no pane reaches past "1".
+the first PANE_CAP are shown (the large stream always) and the rest are heard only. Coordinates are
+edges of a grid rounded to 7 decimals (a third is "0.3333333") and a width or height is the difference
+of two rounded edges, so neighbouring panes meet exactly and no pane reaches past "1".
 
 Grid: everyone the same size, left to right and top to bottom, in ceil(sqrt(n)) columns and as
 many rows as needed; a last row that is not full is centred.
