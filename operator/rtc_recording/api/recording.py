@@ -42,6 +42,8 @@ Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
 FileFormat = Literal["HLS", "MP4", "MP3"]
 RenderMode = Literal["Crop", "Fit"]
+LayoutPreset = Literal["Grid", "Speaker", "ScreenShare"]
+LARGE_PRESETS = ("Speaker", "ScreenShare")  # the presets that show spec.layout.largeUserId large
 
 
 class Phase(StrEnum):
@@ -200,8 +202,30 @@ class Pane(_Spec):
 
 class Layout(_Spec):
     background: Background | None = None
+    preset: LayoutPreset | None = None  # the panes computed from the subscribers: decide/presets.py
+    large_user_id: Id | None = None
     # 1000: not the vendor's (it sets none), the CRD's bound on the cost of its panes rule.
     panes: Annotated[list[Pane], Field(min_length=1, max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _preset_or_panes(self) -> Layout:
+        problems = []
+        if self.preset is not None and self.panes is not None:
+            problems.append(
+                "spec.layout.preset and spec.layout.panes are mutually exclusive: the preset computes the panes "
+                "from spec.subscribers; remove panes to use the preset, or preset to place the panes yourself"
+            )
+        if self.preset in LARGE_PRESETS and self.large_user_id is None:
+            problems.append(
+                "spec.layout.largeUserId is required with preset Speaker or ScreenShare: it names the user shown large"
+            )
+        if self.preset not in LARGE_PRESETS and self.large_user_id is not None:
+            problems.append(
+                "spec.layout.largeUserId has no effect without preset Speaker or ScreenShare (Grid shows everyone "
+                "the same size, panes name their own users): remove it"
+            )
+        one_rule(not problems, "; ".join(problems))
+        return self
 
 
 class Notify(_Spec):
