@@ -118,6 +118,9 @@ async def test_links_are_signed_with_the_recordings_secret(capsys: Any) -> None:
     ]
     assert {f["expires"] for f in shown["files"]} == {"2026-01-05T09:00:00Z"}
     assert "signed with the AccessKey of Secret ns/aliyun" in note and "from-the-secret" not in note
+    await Plugin(kube, NS, None, presigner=presigner).files("talk", url=True)
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["TASK", "KIND", "URL"] and table[1].split() == ["t1", "HLS", shown["files"][0]["url"]]
 
 
 @pytest.mark.parametrize(
@@ -175,6 +178,16 @@ async def test_vod_media_say_how_to_play_them_and_sign_nothing(capsys: Any) -> N
     )
     shown, note = await files_url(kube, capsys, presigner)
     assert presigner.calls == [] and note == ""  # no OSS object: no credentials needed, no SDK
+    await Plugin(kube, NS, None, presigner=presigner).files("talk", url=True)
+    assert capsys.readouterr().out.splitlines()[1].split() == [
+        "t2",
+        "VOD",
+        "aliyun",
+        "vod",
+        "GetPlayInfo",
+        "--VideoId",
+        "m1",
+    ]
     assert [(f["kind"], f["object"], f["url"], f["play"]) for f in shown["files"]] == [
         ("VOD", "m1", None, "aliyun vod GetPlayInfo --VideoId m1"),
         ("VOD-MERGED", "m9", None, "aliyun vod GetPlayInfo --VideoId m9"),
