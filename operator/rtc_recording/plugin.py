@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -116,7 +117,7 @@ def tasks_of(obj: dict) -> list[dict[str, Any]]:
     return out
 
 
-def file_rows(obj: dict) -> list[dict[str, str]]:
+def file_rows(obj: dict) -> list[dict[str, Any]]:
     bucket = _bucket(obj)
     rows = []
     for task in tasks_of(obj):
@@ -194,7 +195,7 @@ class Plugin:
         that says what signed the links."""
         for row in rows:
             if row["kind"] not in OSS_KINDS:
-                row.update(url=None, play=f"aliyun vod GetPlayInfo --VideoId {row['object']}")
+                row.update(url=None, play=f"aliyun vod GetPlayInfo --VideoId {shlex.quote(row['object'])}")
         oss_rows = [r for r in rows if r["kind"] in OSS_KINDS]
         if not oss_rows:
             return None
