@@ -104,12 +104,13 @@ class TestObjects:
     def test_what_describe_lists_is_there_with_its_slices(self) -> None:
         e = engine()
         e.join(APP, CHANNEL, "alice", ["audio", "camera"], T0)
-        files = [{"Format": "HLS", "SliceDuration": 10}, {"Format": "MP4"}]
+        files = [{"Format": "HLS", "SliceDuration": 10}, {"Format": "MP4"}, {"Format": "MP3"}]
         raw = mixed("alice", StorageParams=oss(FileInfo=files), RecordParams={"RecordMode": 1, "MaxFileDuration": 180})
         task = e.start(spec(raw), "AK1", T0)
         lists = e.describe(task.task_id, T0 + 200)["RecordFileList"]
         (playlist, live) = lists["HlsFileList"]
         (mp4,) = lists["Mp4FileList"]
+        (mp3,) = lists["Mp3FileList"]
         first = find(e, BUCKET, playlist, T0 + 200)
         assert first is not None and first.content_type == "application/x-mpegURL"
         lines = first.body.decode().splitlines()
@@ -121,7 +122,9 @@ class TestObjects:
         assert ts is not None and ts.format == "SLICE" and ts.body[0] == 0x47 and len(ts.body) == 188
         video = find(e, BUCKET, mp4, T0 + 200)
         assert video is not None and video.body[4:8] == b"ftyp" and mp4.encode() in video.body
-        assert find(e, BUCKET, mp4.replace(".mp4", ".mp3"), T0 + 200) is None  # not recorded
+        audio = find(e, BUCKET, mp3, T0 + 200)
+        assert audio is not None and audio.content_type == "audio/mpeg" and audio.body[:3] == b"ID3"
+        assert find(e, BUCKET, mp4.replace(".mp4", ".flv"), T0 + 200) is None
         assert find(e, "another-bucket", mp4, T0 + 200) is None
         assert find(e, BUCKET, f"{folder}/{slices[0]}".replace("_0.ts", "_99.ts"), T0 + 200) is None  # not yet
 

@@ -10,7 +10,9 @@ packet. Objects outlive their task's 3 days in Describe: OSS keeps them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from .files import Track, file_path, slice_path
 from .spec import OSS
@@ -38,16 +40,17 @@ def find(engine: Engine, bucket: str, key: str, now: float) -> StoredObject | No
         if task is not None and task.spec.storage_type == OSS and task.spec.oss_bucket == bucket:
             found = _written(engine, task).get(key)
             if found is not None:
-                return found
+                return found()
     return None
 
 
-def _written(engine: Engine, task: Task) -> dict[str, StoredObject]:
+def _written(engine: Engine, task: Task) -> dict[str, Callable[[], StoredObject]]:
+    """Every object of the task by key, each with the stub to make when it is asked for."""
     spec, final = task.spec, task.status == STOPPED
     progress = task.tracks  # brought up to the engine's time
     lists = engine.file_list(task)
     listed = {path for name in FILE_LISTS.values() for path in lists[name]}
-    out: dict[str, StoredObject] = {}
+    out: dict[str, Callable[[], StoredObject]] = {}
     for output in task.outputs:
         track = progress[output.stream]
         for file in spec.files:
@@ -56,14 +59,14 @@ def _written(engine: Engine, task: Task) -> dict[str, StoredObject]:
                 if path not in listed:
                     continue
                 if file.format != "HLS":
-                    out[path] = StoredObject(file.format, _stub(file.format, path))
+                    out[path] = partial(_stub, file.format, path)
                     continue
                 slices = _slices(track, k, spec.max_file_duration, file.slice_duration, final)
                 names = [(n, slice_path(spec, task.task_id, output, file, start, n)) for n in slices]
                 for _, name in names:
-                    out[name] = StoredObject("SLICE", _stub("SLICE", name))
+                    out[name] = partial(_stub, "SLICE", name)
                 done = final or track.recorded >= (k + 1) * spec.max_file_duration
-                out[path] = StoredObject("HLS", _playlist(path, names, track, file.slice_duration, done))
+                out[path] = partial(_playlist, path, names, track, file.slice_duration, done)
     return out
 
 
@@ -75,7 +78,7 @@ def _slices(track: Track, chunk: int, chunk_seconds: float, slice_seconds: float
     return range(first, min(last, count))
 
 
-def _playlist(key: str, slices: list[tuple[int, str]], track: Track, slice_seconds: float, done: bool) -> bytes:
+def _playlist(key: str, slices: list[tuple[int, str]], track: Track, slice_seconds: float, done: bool) -> StoredObject:
     lines = [
         "#EXTM3U",
         "#EXT-X-VERSION:3",
@@ -88,18 +91,19 @@ def _playlist(key: str, slices: list[tuple[int, str]], track: Track, slice_secon
         lines += [f"#EXTINF:{seconds},", name.rsplit("/", 1)[-1]]
     if done:
         lines.append("#EXT-X-ENDLIST")
-    return ("\n".join(lines) + "\n").encode()
+    return StoredObject("HLS", ("\n".join(lines) + "\n").encode())
 
 
-def _stub(kind: str, key: str) -> bytes:
+def _stub(kind: str, key: str) -> StoredObject:
     name = key.encode()
     if kind == "MP4":  # ftyp (isom), then a free box holding the key
-        return b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + (8 + len(name)).to_bytes(4, "big") + b"free" + name
-    if kind == "MP3":  # an ID3v2.4 tag with one TIT2 (title) frame: the key, UTF-8
+        body = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + (8 + len(name)).to_bytes(4, "big") + b"free" + name
+    elif kind == "MP3":  # an ID3v2.4 tag with one TIT2 (title) frame: the key, UTF-8
         frame = b"\x03" + name
-        return b"ID3\x04\x00\x00" + _syncsafe(10 + len(frame)) + b"TIT2" + _syncsafe(len(frame)) + b"\x00\x00" + frame
-    # SLICE: one 188-byte MPEG-TS null packet (PID 0x1FFF) whose payload holds the key
-    return (b"\x47\x1f\xff\x10" + name[:184]).ljust(188, b"\xff")
+        body = b"ID3\x04\x00\x00" + _syncsafe(10 + len(frame)) + b"TIT2" + _syncsafe(len(frame)) + b"\x00\x00" + frame
+    else:  # SLICE: one 188-byte MPEG-TS null packet (PID 0x1FFF) whose payload holds the key
+        body = (b"\x47\x1f\xff\x10" + name[:184]).ljust(188, b"\xff")
+    return StoredObject(kind, body)
 
 
 def _syncsafe(n: int) -> bytes:
