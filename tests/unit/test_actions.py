@@ -545,3 +545,16 @@ def test_restarting_patches():
     assert r.next_action(after, 1, NOW, GRACE, controls=ON_FAILURE) == r.Start(4)
     exceeded = patches.backoff_limit_exceeded(lost, 1, 1, NOW)
     assert (exceeded["phase"], exceeded["reason"]) == ("Failed", "BackoffLimitExceeded")
+
+
+def test_a_credentials_problem_while_waiting_keeps_the_wait_and_its_deadline():
+    s = status(
+        phase="Pending",
+        reason="CredentialsUnavailable",
+        attempt=attempt(1, 100),
+        waitingSince=(NOW - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    assert patches.waiting(s)
+    assert r.next_action(s, 1, NOW, GRACE, sends=r.Sends(refused=1, acting_since=LONG_AGO)) == r.Resend(1)
+    ahead = patches.attempt_recorded(s, 2, 1, NOW)
+    assert "waitingSince" not in ahead and "reason" not in ahead  # the deadline still counts from the first answer

@@ -1923,7 +1923,11 @@ OBSERVE = rows(
     ),
     Row(
         "stopped after 72 hours: Completed CloudMaxDuration",
-        status=recording_as(files=EMPTY_FILES, startTime=ago(73 * 3600)),
+        status=recording_as(
+            files=EMPTY_FILES,
+            startTime=ago(73 * 3600),
+            attempt={"number": 1, "startedAt": ago(73 * 3600 + 1), "generation": 1},
+        ),
         tasks={"task-1": STOPPED},
         act=observe(),
         want={"phase": "Completed", "reason": "CloudMaxDuration"},

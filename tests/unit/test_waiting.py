@@ -14,6 +14,7 @@ import pytest
 
 from rtc_recording.api.task import ChannelEmpty
 from rtc_recording.cloud.budget import Priority
+from rtc_recording.controller import waiting
 from rtc_recording.controller.waiting import Superseded, WaitingRoom
 from rtc_recording.decide.actions import Sends
 
@@ -193,21 +194,36 @@ async def test_tries_back_off_to_the_longest_pause_and_never_past_the_deadline()
     assert r._entries["u"].due == NOW.timestamp() + 3  # noqa: SLF001
 
 
-async def test_the_loop_runs_what_falls_due():
+async def test_the_loop_runs_what_falls_due_a_bounded_number_per_account_at_a_time(monkeypatch):
+    monkeypatch.setattr(waiting, "AT_ONCE", 2)
     clock = [0.0]
     r = WaitingRoom(base=0.01, longest=0.01, now=lambda: NOW + timedelta(seconds=clock[0]))
-    seen: list[tuple] = []
+    started: list[str] = []
+    release = asyncio.Event()
 
     async def act(key, uid):
-        seen.append((key, uid))
+        started.append(uid)
+        if uid.startswith("a"):
+            await release.wait()  # account a's tries wait for its quota
+        if uid == "b-fails":
+            raise RuntimeError("boom")
 
-    loop = asyncio.create_task(r.run(act))
-    r.refused(KEY, "u", 1)
-    clock[0] += 1
-    r.later(KEY, "u", 0)  # wakes the loop
-    for _ in range(100):
-        if seen:
+    loop = asyncio.create_task(r.run(act, lane=lambda key: key[0]))
+    for uid in ("a1", "a2", "a3", "b1", "b-fails"):
+        r.refused((uid[0], uid), uid, 1)
+    clock[0] += 1  # all due
+    r.later(("a", "a1"), "a1", 0)  # wakes the loop (a1 was due anyway)
+    for _ in range(200):
+        if {"b1", "b-fails"} <= set(started):
+            break
+        await asyncio.sleep(0.01)
+    assert len([u for u in started if u.startswith("a")]) == 2  # the third waits for a's slots ...
+    assert {"b1", "b-fails"} <= set(started)  # ... while b's go
+    assert r._entries["b-fails"].due is not None  # noqa: SLF001 - a failed try is tried again later
+    release.set()
+    for _ in range(200):
+        if {"a1", "a2", "a3"} <= set(started):
             break
         await asyncio.sleep(0.01)
     loop.cancel()
-    assert seen == [(KEY, "u")]
+    assert {"a1", "a2", "a3"} <= set(started)

@@ -11,7 +11,7 @@ from typing import Any, cast
 import kopf
 
 from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, STOP_FINALIZER, VERSION
-from rtc_recording.api.recording import TERMINAL
+from rtc_recording.api.recording import SETTLED, TERMINAL
 from rtc_recording.controller import gate, leader
 from rtc_recording.controller.executor import RetryLater
 from rtc_recording.controller.operator import Operator
@@ -93,11 +93,12 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     key = (meta["namespace"], meta["name"])
     op.health.saw(tracked, key, at_rest=tracked is not None and at_rest(obj))
     op.scheduler.poke(obj)  # a schedule's run: its schedule decides again
+    if tracked is None or tracked.task_id or tracked.phase in SETTLED:
+        op.executor.ctx.waiting.forget(meta["uid"])  # nothing left to start: no Start of it waits
     if tracked is None:
         op.poller.forget(key)
         op.deadlines.set(key, None)
         op.refused.pop(meta["uid"], None)
-        op.executor.ctx.waiting.forget(meta["uid"])
     elif tracked.task_id and not op.index.proven(tracked):
         op.poller.forget(key)  # not ours to describe (decide/ownership.py); said once, here
         op.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task

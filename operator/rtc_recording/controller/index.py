@@ -136,6 +136,11 @@ class Index:
         )
         return self.sealer.verify(tracked.uid, tracked.attempt, tracked.task_id, tracked.seal, account)
 
+    def account(self, key: Key) -> tuple[str | None, str | None, str | None] | None:
+        """The account a resource's calls use, as far as its last watch event tells (None: unknown)."""
+        tracked = self.objects.get(key)
+        return (tracked.region, tracked.secret_namespace, tracked.secret) if tracked else None
+
     def owner(self, task_id: str) -> Tracked | None:
         """The resource whose current task this is (proven by its seal), if any."""
         key = self._owners.get(task_id)

@@ -63,7 +63,7 @@ class Operator:
             index=index,
             clients=clients,
             executor=executor,
-            pins=Pins(kube, clients.secrets),
+            pins=executor.ctx.pins,
             poller=poller,
             deadlines=Deadlines(executor.on_due),
             health=health.Health(kube, index, poller, clients.budgets, config.stuck_seconds, config.namespaces),
@@ -78,7 +78,9 @@ class Operator:
             asyncio.create_task(self.scheduler.run(), name="schedules"),
             asyncio.create_task(self.clients.probe(), name="probe"),
             asyncio.create_task(self.deadlines.run(), name="deadlines"),
-            asyncio.create_task(self.executor.ctx.waiting.run(self.executor.try_again), name="waiting"),
+            asyncio.create_task(
+                self.executor.ctx.waiting.run(self.executor.try_again, self.index.account), name="waiting"
+            ),
             asyncio.create_task(health.serve(self.health, config.metrics_port), name="metrics"),
         ]
         if config.callback_url:

@@ -16,7 +16,8 @@ A restart (restartPolicy OnFailure) comes from a due time, not from a handler: w
 be tried again, it waits here too (`later`, an entry with no answer).
 Tries are spaced by the backoff (settings.backoff_base_seconds doubling up to
 participant_retry_seconds), never past the start deadline, and run on their own loop, a bounded
-number at a time.
+number at a time per account (`lane`): a try holds its place while it waits for its account's
+quota, and one account's thousand waiting recordings must not hold up another's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import asyncio
 import enum
 import heapq
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,7 +35,7 @@ from rtc_recording.decide.actions import Sends
 from rtc_recording.decide.backoff import backoff
 
 log = logging.getLogger(__name__)
-AT_ONCE = 16  # tries under way at a time: each holds a GET and a place in the budget's queue
+AT_ONCE = 16  # tries under way at a time per account: each holds a GET and a place in the budget's queue
 
 
 class Superseded(Exception):
@@ -132,19 +133,19 @@ class WaitingRoom:
         self._wake.set()
 
     # -- the loop ----------------------------------------------------------------------------
-    async def run(self, act: Callable[[Key, str], Awaitable[None]]) -> None:
-        """Call `act(key, uid)` for each entry that falls due, AT_ONCE at a time."""
-        slots = asyncio.Semaphore(AT_ONCE)
+    async def run(self, act: Callable[[Key, str], Awaitable[None]], lane: Callable[[Key], Hashable]) -> None:
+        """Call `act(key, uid)` for each entry that falls due, AT_ONCE at a time per `lane(key)`."""
+        lanes: dict[Hashable, asyncio.Semaphore] = {}
         running: set[asyncio.Task] = set()
 
         async def one(key: Key, uid: str) -> None:
+            slots = lanes.setdefault(lane(key), asyncio.Semaphore(AT_ONCE))
             try:
-                await act(key, uid)
+                async with slots:
+                    await act(key, uid)
             except Exception:
                 log.exception("%s/%s: trying the Start again failed", *key)
                 self.later(key, uid, self.longest)
-            finally:
-                slots.release()
 
         while True:
             while self._heap:
@@ -157,8 +158,7 @@ class WaitingRoom:
                 if wait > 0:
                     break
                 heapq.heappop(self._heap)
-                entry.due = None
-                await slots.acquire()
+                entry.due = None  # at most one try per entry is under way: the spawned tasks are bounded
                 task = asyncio.create_task(one(entry.key, uid))
                 running.add(task)
                 task.add_done_callback(running.discard)

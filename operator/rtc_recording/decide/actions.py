@@ -31,7 +31,7 @@ from rtc_recording.api.recording import (
     Phase,
     RtcRecordingStatus,
 )
-from rtc_recording.decide.patches import Reason
+from rtc_recording.decide.patches import Reason, waiting
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -160,11 +160,6 @@ class Controls:
         )
 
 
-def waiting(status: RtcRecordingStatus) -> bool:
-    """Is it waiting for participants (the cloud said the channel was empty)?"""
-    return status.reason == Reason.WAITING_FOR_PARTICIPANTS and status.task_id is None
-
-
 def give_up_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
     """When a recording waiting for participants stops trying."""
     if not waiting(status) or status.waiting_since is None:
@@ -180,10 +175,13 @@ RESTART_BACKOFF = (10.0, 300.0)  # seconds: doubling per restart, as a Pod's Cra
 
 def restart_at(status: RtcRecordingStatus, controls: Controls) -> datetime | None:
     """When restartPolicy OnFailure decides again about a task the cloud ended (at once past the limit)."""
-    if not controls.restart or status.phase not in TERMINAL or status.reason not in RESTARTABLE:
+    if not controls.restart or controls.suspend or status.phase not in TERMINAL or status.reason not in RESTARTABLE:
         return None
     if status.completion_time is None:
         return None
+    if controls.max_duration and status.start_time:  # the recording's time was up anyway
+        if status.completion_time >= status.start_time + timedelta(seconds=controls.max_duration):
+            return None
     restarts = status.restarts or 0
     if restarts >= controls.backoff_limit:
         return status.completion_time

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from rtc_recording.api.names import ADOPT_ANNOTATION
-from rtc_recording.api.recording import READY, RECONCILING, TERMINAL, Phase, RtcRecordingStatus
+from rtc_recording.api.recording import READY, RECONCILING, SETTLED, TERMINAL, Phase, RtcRecordingStatus
 from rtc_recording.api.task import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.api.timestamps import stamp
 
@@ -92,6 +92,12 @@ def _conditions(
     return sorted(conditions, key=lambda c: c["type"])
 
 
+def waiting(status: RtcRecordingStatus) -> bool:
+    """Is it waiting for participants (the cloud said the channel was empty, and nothing has settled
+    it since)? Read from waitingSince, not the reason: a credentials problem meanwhile changes that."""
+    return status.waiting_since is not None and status.task_id is None and status.phase not in SETTLED
+
+
 def answer_lost(status: RtcRecordingStatus) -> bool:
     """Is the pending attempt one whose answer was lost (not refused, not ended by a suspend)?"""
     return bool(
@@ -103,7 +109,7 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
     """Written (compare-and-swap) before Start is called. A recording waiting for participants
     keeps saying so: only the attempt changes."""
     ahead = {"number": attempt, "startedAt": stamp(now), "generation": generation, "notExecuted": None}
-    if status.reason == Reason.WAITING_FOR_PARTICIPANTS and status.task_id is None:
+    if waiting(status):
         return {"taskId": None, "attempt": ahead}
     retry = answer_lost(status)
     message = (
@@ -155,7 +161,6 @@ def restarting(status: RtcRecordingStatus, limit: int, generation: int, now: dat
         "message": message,
         "restarts": restarts,
         "taskId": None,
-        "startTime": None,
         "completionTime": None,
         "files": None,
         "conditions": phase_conditions(status, Phase.PENDING, reason, message, generation, now),
@@ -201,7 +206,8 @@ def started(status: RtcRecordingStatus, task_id: str, generation: int, now: date
         "reason": Reason.STARTED,
         "message": message,
         "taskId": task_id,
-        "startTime": stamp(now),
+        # A restarted recording keeps its first start, as a Job does: maxDurationSeconds counts it all.
+        "startTime": stamp(status.start_time or now),
         "completionTime": None,
         "waitingSince": None,
         "observedGeneration": generation,
@@ -312,8 +318,15 @@ def files_status(files: RecordFiles) -> dict[str, Any]:
     }
 
 
+def task_start(status: RtcRecordingStatus) -> datetime | None:
+    """When the current task started: startTime, or for a restarted recording (whose startTime is its
+    first task's) the write-ahead of the attempt that made it."""
+    attempt = status.attempt.started_at if status.attempt else None
+    return max(status.start_time, attempt) if status.start_time and attempt else status.start_time
+
+
 def _why_stopped(status: RtcRecordingStatus, now: datetime) -> str:
-    if status.start_time and now - status.start_time >= CLOUD_MAX_TASK_AGE:
+    if (start := task_start(status)) and now - start >= CLOUD_MAX_TASK_AGE:
         return Reason.MAX_DURATION
     # We did not stop it (deletion is handled elsewhere), so the idle timer did.
     return Reason.IDLE_TIMEOUT
@@ -336,7 +349,7 @@ def history_with(status: RtcRecordingStatus, reason: str, now: datetime) -> list
     """status.history with the current task appended as ended now (the latest HISTORY_KEPT)."""
     entry = {
         "taskId": status.task_id,
-        "startTime": stamp(status.start_time) if status.start_time else None,
+        "startTime": stamp(start) if (start := task_start(status)) else None,
         "endTime": stamp(now),
         "reason": reason,
         "files": status.files.model_dump(by_alias=True, mode="json", exclude_none=True) if status.files else None,
@@ -370,6 +383,7 @@ def halted(status: RtcRecordingStatus, reason: str, generation: int, now: dateti
             "reason": reason,
             "message": message,
             "taskId": None,
+            "startTime": None,  # a resume starts afresh, as a resumed Job does
             "observedGeneration": generation,
             "history": history_with(status, reason, now),
             "conditions": phase_conditions(status, Phase.SUSPENDED, reason, message, generation, now),

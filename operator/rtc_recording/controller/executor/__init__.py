@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from rtc_recording import metrics
 from rtc_recording.api.recording import Phase, RtcRecordingSpec, spec_errors, status_of
+from rtc_recording.api.task import CloudError, NotFound
 from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.controller.executor.adopt import Adopter
 from rtc_recording.controller.executor.context import Context, RetryLater
 from rtc_recording.controller.executor.observe import Observer
@@ -73,6 +75,8 @@ class Executor:
 
     # -- create / resume / update --------------------------------------------------------------
     async def reconcile(self, obj: dict, retry: int = 0) -> None:
+        if obj["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the delete handler decides, and nothing may start
         ctx, status, generation = self.ctx, status_of(obj), obj["metadata"]["generation"]
         await self.writes.announce(obj)  # the operator may have died between a transition and its Event
         try:
@@ -146,26 +150,41 @@ class Executor:
         await self._reconcile_or_later(obj)
 
     async def _reconcile_or_later(self, obj: dict) -> None:
-        """Reconcile outside a Kopf handler: a retry it asks for waits in the waiting room."""
+        """Reconcile outside a Kopf handler: a retry it asks for, or a failure, waits in the waiting room."""
+        key, uid = _key(obj), obj["metadata"]["uid"]
         try:
             await self.reconcile(obj)
         except RetryLater as exc:
-            self.ctx.waiting.later(_key(obj), obj["metadata"]["uid"], exc.delay)
+            self.ctx.waiting.later(key, uid, exc.delay)
+        except (k8s.Failed, CloudError, CredentialsUnavailable) as exc:
+            log.warning("%s/%s: %s; trying again", *key, exc)
+            self.ctx.waiting.later(key, uid, self.ctx.backoff(1))
 
     async def _restart(self, obj: dict) -> None:
-        """restartPolicy OnFailure: say so (one write, one Event), then start the next attempt."""
+        """restartPolicy OnFailure: the ended task is stopped (a loss judged from one Describe may be
+        wrong: Stop is idempotent, a forgotten task is not), the credentials pinned again (a settled
+        recording released them), one write and one Event say so, and the next attempt waits its
+        turn in the waiting room, not in the due-time loop."""
         generation, controls = obj["metadata"]["generation"], Controls.of(obj)
         ended = status_of(obj).task_id
+        if ended and self.ctx.index.sealer.proven(obj):
+            try:
+                await self.ctx.clients.stop(await self.ctx.clients.account_for(obj), ended)
+            except NotFound:
+                pass
+        await self.ctx.pins.pin(obj)
 
         def restarting(fresh: dict) -> dict | None:
             status = status_of(fresh)
-            if status.task_id != ended or actions.restart_at(status, controls) is None:
+            if fresh["metadata"].get("deletionTimestamp") or status.task_id != ended:
+                return None
+            if actions.restart_at(status, controls) is None:
                 return None
             return patches.restarting(status, controls.backoff_limit, generation, self.ctx.clock())
 
         _, patch = await self.writes.write(obj, restarting, event=("Normal", Reason.RESTARTING))
-        if patch is not None:  # as it is after its Event was posted and cleared
-            await self._reconcile_or_later(await self.ctx.kube.get_recording(*_key(obj)))
+        if patch is not None:
+            self.ctx.waiting.later(_key(obj), obj["metadata"]["uid"], 0)
 
     async def _backoff_limit_exceeded(self, obj: dict) -> None:
         generation, controls = obj["metadata"]["generation"], Controls.of(obj)
@@ -202,6 +221,8 @@ class Executor:
             obj = await ctx.kube.get_recording(*key)
         except k8s.NotFound:
             return
+        if obj["metadata"].get("deletionTimestamp"):
+            return  # the delete handler stops its task; nothing else is due
         status, generation = status_of(obj), obj["metadata"]["generation"]
         action = actions.next_action(
             status, generation, ctx.clock(), ctx.grace, ctx.cloud_health(), controls=Controls.of(obj)

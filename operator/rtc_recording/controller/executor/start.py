@@ -211,8 +211,8 @@ class Starter:
         room.refused((meta["namespace"], meta["name"]), meta["uid"], attempt)
 
         def change(s: RtcRecordingStatus) -> dict | None:
-            if actions.waiting(s):
-                return None
+            if s.reason == Reason.WAITING_FOR_PARTICIPANTS:
+                return None  # said already
             return patches.waiting_for_participants(s, channel, controls.start_deadline, generation, self.ctx.clock())
 
         try:
