@@ -244,7 +244,7 @@ class RtcRecordingSpec(_Spec):
     suspend: bool = False
     max_duration_seconds: Annotated[int, Field(ge=60, le=259200)] | None = None
     deletion_policy: Literal["Stop", "Orphan"] = "Stop"
-    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=2147483647)] | None = None
 
     @model_validator(mode="after")
     def _cross_field(self) -> RtcRecordingSpec:
