@@ -52,13 +52,27 @@ def own(**spec) -> dict:
         # objects merge key by key
         (
             {"transcode": {"audioChannels": 2, "videoGop": 50}},
-            {"transcode": {"videoGop": 25}},
-            {"transcode": {"audioChannels": 2, "videoGop": 25}},
+            {"mode": "Mixed", "transcode": {"videoGop": 25}},
+            {"mode": "Mixed", "transcode": {"audioChannels": 2, "videoGop": 25}},
         ),
         (
             {"layout": {"background": {"url": "https://x/bg.png"}}},
-            {"layout": {"panes": [{"userId": "a"}]}},
-            {"layout": {"background": {"url": "https://x/bg.png"}, "panes": [{"userId": "a"}]}},
+            {"mode": "Mixed", "layout": {"panes": [{"userId": "a"}]}},
+            {"mode": "Mixed", "layout": {"background": {"url": "https://x/bg.png"}, "panes": [{"userId": "a"}]}},
+        ),
+        # ... where the mode and media allow them
+        (
+            {"transcode": {"audioChannels": 2, "videoGop": 50}, "layout": {"background": {"url": "https://x/bg.png"}}},
+            {"mode": "Mixed", "media": "Audio"},
+            {"mode": "Mixed", "media": "Audio", "transcode": {"audioChannels": 2}},
+        ),
+        (
+            {
+                "transcode": {"audioChannels": 2},
+                "storage": {"files": [{"format": "MP4", "fileNamePattern": "{StartTime}"}]},
+            },
+            {"mode": "Individual"},
+            {"mode": "Individual", "storage": {"files": [{"format": "MP4"}]}},
         ),
         # lists are replaced whole
         (
@@ -188,7 +202,7 @@ def test_a_merged_spec_that_breaks_a_rule_names_the_class_and_who_set_the_field(
             own(storage={"files": [{"format": "MP4"}]}), klass(storage={"vod": {}}, transcode=TRANSCODE).pin()
         )
     assert "spec.storage.files is only valid with spec.storage.oss" in str(refused.value)
-    assert "spec.storage.vod: set by RtcRecordingClass gold" in str(refused.value)
+    assert "spec.storage.files: set by the RtcRecording" in str(refused.value)
 
 
 def test_field_provenance():
@@ -259,7 +273,8 @@ def test_a_class_callback_format_applies_only_where_it_is_recorded():
     spec = classes.validate(own(storage={"vod": {}}), VIDEO_CLASS.pin())  # VOD: no upload callbacks at all
     assert spec.notify.url == "https://hooks.example.com/class" and spec.notify.file_uploaded_formats is None
     spec = classes.validate(
-        own(storage={**OSS, "files": [{"format": "MP3"}]}), klass(notify=VIDEO_CLASS.defaults["notify"]).pin()
+        own(storage={**OSS, "files": [{"format": "MP3"}]}),
+        klass(transcode=TRANSCODE, notify=VIDEO_CLASS.defaults["notify"]).pin(),
     )
     assert spec.notify.file_uploaded_formats == ["HLS"]  # MP4 is not recorded: its callbacks would never come
 
