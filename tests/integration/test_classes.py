@@ -132,6 +132,32 @@ def test_a_class_fills_what_the_recording_leaves_out(stack, tenant, platform, ma
     assert emulator.control.task(status["taskId"])["status"] == "STOPPED"
 
 
+@pytest.mark.parametrize(
+    "storage, refusal",
+    [
+        ({"files": [{"format": "MP4", "pathPrefix": ["classes"]}]}, None),  # part of storage, as a recording may
+        (
+            {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}, "vod": {}},
+            "spec.storage may set oss or vod, not both",
+        ),
+        ({"vod": {}, "files": [{"format": "MP4"}]}, "spec.storage.files is only valid with spec.storage.oss"),
+    ],
+    ids=["files-only", "oss-and-vod", "files-with-vod"],
+)
+def test_a_class_may_hold_part_of_storage_but_never_two(crds, storage, refusal):
+    body = {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingClass",
+        "metadata": {"name": f"class-{uuid.uuid4().hex[:6]}"},
+        "spec": {"storage": storage, "transcode": {"videoCodec": "H.265"}, "namespaceSelector": {}},
+    }
+    applied = crds.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(body), check=False)
+    if refusal is None:
+        assert applied.returncode == 0, applied.stderr
+    else:
+        assert applied.returncode != 0 and refusal in applied.stderr, applied.stderr
+
+
 def test_a_class_change_never_touches_a_running_task(stack, tenant, platform, make_class, channel, emulator):
     gold = make_class(platform)
     stack.apply(tenant, classed("steady", channel, gold))
