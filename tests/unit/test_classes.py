@@ -253,12 +253,24 @@ def test_an_individual_recording_takes_no_transcode_or_layout_from_its_class():
     assert spec.storage.oss.bucket == "class-bucket"  # what applies still does
 
 
-def test_an_individual_recording_takes_no_file_names_without_user_id_from_its_class():
-    """The service would write every subscriber's files under one name: the class's Mixed names do not apply."""
+def test_an_individual_recording_takes_only_names_with_user_id_and_source_type_from_its_class():
+    """Without {UserId} every subscriber would write the same files, without {SourceType} a user subscribed twice
+    (now, or after an Update) would: the service's own names have what they need."""
     spec = classes.validate(own(mode="Individual", layout=None), VIDEO_CLASS.pin())
     assert [f.file_name_pattern for f in spec.storage.files] == [None, None]
     mixed = classes.validate(own(), VIDEO_CLASS.pin())
     assert mixed.storage.files[0].file_name_pattern == "{ChannelId}_{StartTime}"
+    names = {
+        "storage": {
+            **OSS,
+            "files": [
+                {"format": "HLS", "fileNamePattern": "{UserId}_{StartTime}"},
+                {"format": "MP4", "fileNamePattern": "{UserId}_{SourceType}_{StartTime}"},
+            ],
+        }
+    }
+    spec = classes.validate(own(mode="Individual", layout=None), klass(**names).pin())
+    assert [f.file_name_pattern for f in spec.storage.files] == [None, "{UserId}_{SourceType}_{StartTime}"]
 
 
 def test_an_audio_only_recording_takes_no_video_settings_or_layout_from_its_class():

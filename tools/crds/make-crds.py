@@ -38,8 +38,9 @@ CLASS_DESCRIPTION = (
 CLASS_SPEC_DESCRIPTION = (
     "The defaults, who may use them and with which credentials. A default applies to an RtcRecording "
     "only where it is valid for its mode and media (transcode in Mixed mode only, video settings and "
-    "layout only with video output, file names in Individual mode only with {UserId}, callback formats "
-    "only for what is recorded), and not at all if the RtcRecording names it in spec.dropClassDefaults. "
+    "layout only with video output, file names in Individual mode only with {UserId} and {SourceType}, "
+    "callback formats only for what is recorded), and not at all if the RtcRecording names it in "
+    "spec.dropClassDefaults. "
     "Field by field, an RtcRecording's own value wins; objects merge key by key (a class may set part of "
     "storage or transcode, and so may an RtcRecording); lists are replaced whole, except storage.files, "
     "merged by format; storage.oss and storage.vod are one choice (an RtcRecording that sets either takes "

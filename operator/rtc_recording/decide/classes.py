@@ -6,7 +6,9 @@ The merge (`merge`), exactly:
 - A class's value applies only where it is valid for the resource's mode and media, so that a class
   never breaks a recording that is valid on its own: transcode only in Mixed mode, and its video
   settings (video*) only with video output; layout (its background) only in Mixed mode with video;
-  in Individual mode, a file or slice name pattern only if it has {UserId}; a callback format
+  in Individual mode, a file or slice name pattern only if it has {UserId} and {SourceType} (the CRD
+  asks a resource's own names for {SourceType} only while a user is subscribed twice, which an
+  Update may change; a class's names apply whatever the subscribers); a callback format
   (notify.fileUploadedFormats) only if it is recorded (none with VOD, MP4 and MP3 only with their
   files entry).
 - spec.dropClassDefaults names fields the resource takes nothing of from its class (like a
@@ -188,7 +190,7 @@ def applicable(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
         out.pop("transcode", None)
         for entry in (out.get("storage") or {}).get("files") or []:
             for key in ("fileNamePattern", "sliceNamePattern"):
-                if key in entry and "{UserId}" not in entry[key]:
+                if key in entry and not ("{UserId}" in entry[key] and "{SourceType}" in entry[key]):
                     del entry[key]
     elif not video and "transcode" in out:
         out["transcode"] = {k: v for k, v in out["transcode"].items() if not k.startswith("video")}
