@@ -220,6 +220,21 @@ def test_account_fields_prefer_the_resources_own():
     assert classes.account_fields(obj) == ("cn-shanghai", "t", "mine")
 
 
+def test_what_a_recording_drops_from_its_class_its_task_never_uses():
+    """The region of its cloud calls and the time limit come from the effective spec, not the pin as it is."""
+    from rtc_recording.decide.actions import Controls
+
+    pin = {
+        "name": "gold",
+        "defaults": {"region": "ap-southeast-1", "maxDurationSeconds": 600},
+        "credentialsSecretRef": {"namespace": "platform", "name": "k"},
+    }
+    obj = {"metadata": {"namespace": "t"}, "spec": {"mode": "Mixed"}, "status": {"recordingClass": pin}}
+    assert (classes.account_fields(obj), Controls.of(obj).max_duration) == (("ap-southeast-1", "platform", "k"), 600)
+    obj["spec"]["dropClassDefaults"] = ["region", "maxDurationSeconds"]
+    assert (classes.account_fields(obj), Controls.of(obj).max_duration) == ((None, "platform", "k"), None)
+
+
 def test_pin_patch_nulls_what_the_new_generation_lacks():
     old = {
         "name": "a",

@@ -314,10 +314,11 @@ def class_pending(status: RtcRecordingStatus, reason: str, message: str, generat
 
 
 def account_fields(obj: dict) -> tuple[str | None, str | None, str | None]:
-    """(region, Secret namespace, Secret name) a resource's cloud calls use: its own, else its pinned class's."""
+    """(region, Secret namespace, Secret name) a resource's cloud calls use: its own, else its pinned class's
+    (the region as the effective spec has it: unless dropped)."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     pin = status.get("recordingClass") or {}
-    region = spec.get("region") or (pin.get("defaults") or {}).get("region")
+    region = effective_spec(spec, pin).get("region")
     if (own := spec.get("credentialsSecretRef")) and own.get("name"):
         return region, obj["metadata"].get("namespace"), own["name"]
     ref = pin.get("credentialsSecretRef") or {}
