@@ -19,7 +19,7 @@ IMAGE_INPUTS := pyproject.toml Dockerfile $(wildcard tools/image/*) \
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,plugin]'
 	touch $(STAMP)
 
 # What the default tier needs; binaries-all adds helm, kube-controller-manager, the other

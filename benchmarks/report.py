@@ -258,6 +258,39 @@ SECTIONS: dict[str, tuple[str, list[Row]]] = {
             ("stall_leaks", "... leaks", "{:.0f}", "0", zero),
         ],
     ),
+    "g": (
+        "g",
+        [
+            (
+                "alone_max",
+                "50 recordings of channels with people, created at once: the last Recording after",
+                "{:.2f} s",
+                "",
+                None,
+            ),
+            ("beside_max", "... the same beside 1000 recordings waiting for participants", "{:.2f} s", "", None),
+            (
+                "beside_extra_max",
+                "... how much later than alone (target: within 2 s)",
+                "{:.2f} s",
+                "<= 2 s",
+                le(2),
+            ),
+            (
+                "waiting_starts_per_s",
+                "1000 waiting: Starts per second (the account's waiting share: 10)",
+                "{:.1f}",
+                "<= 10",
+                le(10.5),
+            ),
+            ("waiting_starts_per_resource_hour", "... Starts per waiting recording per hour", "{:.0f}", "", None),
+            ("waiting_api_writes_per_s", "... apiserver writes per second", "{:.1f}", "", None),
+            ("waiting_api_reads_per_s", "... apiserver reads per second (a GET per try)", "{:.1f}", "", None),
+            ("waiting_operator_cpu_cores", "... operator CPU (cores)", "{:.2f}", "", None),
+            ("throttled", "Throttling.User answers (emulator)", "{:.0f}", "0", zero),
+            ("operator_exits", "operator exits", "{:.0f}", "0", zero),
+        ],
+    ),
 }
 
 

@@ -31,7 +31,7 @@ from . import report, scenarios  # noqa: E402
 from .harness import ROOT, machine, median  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results.json"
-UNITS = {"ab": "a,b", "c": "c", "cs": "c SCHEDULES=", "d": "d", "e": "e", "f": "f"}
+UNITS = {"ab": "a,b", "c": "c", "cs": "c SCHEDULES=", "d": "d", "e": "e", "f": "f", "g": "g"}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.schedules_firing > args.schedules:
         parser.error("--schedules-firing cannot exceed --schedules")
     wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
-    unknown = wanted - set("abcdef")
+    unknown = wanted - set("abcdefg")
     if unknown:
-        parser.error(f"unknown scenarios {sorted(unknown)}; choose from a,b,c,d,e,f")
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from a,b,c,d,e,f,g")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.quick else {"scenarios": {}}
     workdir = Path(args.workdir)
     q = args.quick
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True, default=str) + "\n")
             report.render(results)
 
-    for unit, letters in (("ab", {"a", "b"}), ("c", {"c"}), ("d", {"d"}), ("e", {"e"}), ("f", {"f"})):
+    for unit, letters in (("ab", {"a", "b"}), ("c", {"c"}), ("d", {"d"}), ("e", {"e"}), ("f", {"f"}), ("g", {"g"})):
         if not wanted & letters:
             continue
         if unit == "c" and args.schedules:
@@ -140,6 +140,11 @@ def run_unit(
         return scenarios.steady(
             workdir / unit, runs_wanted, n=100 if q else 1000, on_window=20 if q else 100, off_window=20 if q else 60
         )
+    if unit == "g":
+        return [
+            scenarios.waiting(workdir / unit / str(r), r, n=100 if q else 1000, window=10 if q else 60)
+            for r in range(runs_wanted)
+        ]
     if unit == "f":
         n = 200 if q else 2000
         return [

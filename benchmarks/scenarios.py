@@ -871,3 +871,59 @@ def busy_restart(workdir: Path, run: int, n: int = 2000, stall_seconds: float = 
         }
     finally:
         stack.close()
+
+
+# -- (g) recordings waiting for participants ------------------------------------------------------
+def waiting(workdir: Path, run: int, n: int = 1000, people: int = 50, window: float = 60) -> dict[str, Any]:
+    """`people` recordings of channels with people, alone; then `n` of empty channels, left waiting
+    for `window` s (what they cost); then `people` more with people: do they wait behind them?"""
+    stack = Stack(workdir, seed=run)
+    try:
+        for ns in ("alone", "waiting", "beside"):
+            stack.namespace(ns)
+        stack.tracker.start()
+        stack.start_operator()
+        stack.receiver.start()
+        stack.wait_metrics()
+        stack.wait_receiver()
+
+        def burst(ns: str) -> list[float]:
+            manifests = channels_for(stack, ns, people)
+            created = stack.create(ns, manifests)
+            wait_recording(stack, ns, people, timeout=120)
+            return [stack.tracker.recording_at[(ns, name)] - t for name, (t, _) in created.items()]
+
+        alone = burst("alone")
+        empty = [manifest(f"empty-{i}", f"empty-{i}") for i in range(n)]  # nobody joins these
+        stack.create("waiting", empty)
+        wait_for(lambda: stack.tracker.count("waiting", "Pending") >= n, 300, interval=0.5, what=f"{n} waiting")
+        calls_before, api_before, usage_before = operator_calls(stack), stack.apiserver_requests(), stack.usage()
+        time.sleep(window)
+        calls = operator_calls(stack) - calls_before
+        api = stack.apiserver_requests()
+        api.subtract(api_before)
+        usage = stack.usage()
+        beside = burst("beside")
+        out = {
+            "alone_p50": percentile(alone, 50),
+            "alone_max": max(alone),
+            "beside_p50": percentile(beside, 50),
+            "beside_max": max(beside),
+            "beside_extra_max": max(beside) - max(alone),
+            "waiting_starts_per_s": calls["StartRtcCloudRecording"] / window,
+            "waiting_starts_per_resource_hour": calls["StartRtcCloudRecording"] / window * 3600 / n,
+            "waiting_api_writes_per_s": api_sum(api, WRITES) / window,
+            "waiting_api_reads_per_s": api_sum(api, READS) / window,
+            "waiting_api_detail": api_detail(api),
+            "waiting_operator_cpu_cores": (usage["operator"]["cpu"] - usage_before["operator"]["cpu"]) / window,
+            "waiting_still": stack.tracker.count("waiting", "Pending"),
+            "throttled": throttled(stack),
+            "operator_exits": len(stack.operator.exits),
+        }
+        log(
+            f"g: {people} alone max {out['alone_max']:.2f} s; beside {n} waiting max {out['beside_max']:.2f} s; "
+            f"waiting Starts {out['waiting_starts_per_s']:.1f}/s"
+        )
+        return out
+    finally:
+        stack.close()

@@ -2,12 +2,19 @@
 about them. It talks to the apiserver with the user's kubeconfig and rights, like kubectl.
 
     kubectl rtcrec files NAME        the files (OSS object keys, VOD media ids) of the current and past tasks
+    kubectl rtcrec files NAME --url  the same as links that play, valid for --expires (default 1h)
     kubectl rtcrec history NAME      every task the recording had: start, end, why it ended
     kubectl rtcrec stop NAME         suspend it (spec.suspend: true); for a schedule: no new runs
     kubectl rtcrec resume NAME       spec.suspend: false (a recording starts a new task)
     kubectl rtcrec run-now SCHEDULE  one run of an RtcRecordingSchedule, now
 
 with -n/--namespace, --context, --kubeconfig and -o json|yaml, as kubectl has them.
+
+`files --url` signs each link where it runs (cloud/links.py: the vendor's OSS SDK, this plugin's optional
+dependency), with the recording's credentials Secret when the caller's RBAC lets them read it (the one the
+operator would use: spec.credentialsSecretRef or the class's, labelled rtc.recording.io/usage=credentials),
+else with the vendor's default credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, a profile...). It
+costs the apiserver one GET of the recording and at most one of a Secret; the operator, nothing.
 """
 
 from __future__ import annotations
@@ -15,18 +22,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shlex
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
 
-from rtc_recording.api.names import GROUP, PLURAL, recording_path, schedule_path
+from rtc_recording.api.names import GROUP, PLURAL, USAGE_LABEL, recording_path, schedule_path
 from rtc_recording.api.recording import TERMINAL
-from rtc_recording.decide import schedules
+from rtc_recording.api.timestamps import stamp
+from rtc_recording.cloud import links
+from rtc_recording.cloud.credentials import (
+    Credentials,
+    CredentialsProvider,
+    CredentialsUnavailable,
+    DefaultChainCredentials,
+    StaticCredentials,
+)
+from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
+from rtc_recording.decide import classes, schedules
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection, kubeconfig_paths
 from rtc_recording.kube.errors import KubeError, NotFound
+
+OSS_KINDS = ("HLS", "MP4", "MP3")
+LINK_LIFETIME = timedelta(hours=1)
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def duration(text: str) -> timedelta:
+    """A duration as kubectl takes one, in hours, minutes and seconds: 90s, 30m, 1h, 1h30m."""
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use h, m and s, as in 1h, 30m, 90s or 1h30m")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
 def _kubeconfig(flag: str | None) -> str:
@@ -40,11 +73,16 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     )
 
 
-def _bucket(obj: dict) -> str | None:
+def _oss(obj: dict) -> dict:
+    """spec.storage.oss, else the pinned class's (a recording that sets oss takes none of the class's)."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    own = ((spec.get("storage") or {}).get("oss") or {}).get("bucket")
-    pinned = (((status.get("recordingClass") or {}).get("defaults") or {}).get("storage") or {}).get("oss") or {}
-    return own or pinned.get("bucket")
+    own = (spec.get("storage") or {}).get("oss")
+    pinned = (((status.get("recordingClass") or {}).get("defaults") or {}).get("storage") or {}).get("oss")
+    return own or pinned or {}
+
+
+def _bucket(obj: dict) -> str | None:
+    return _oss(obj).get("bucket")
 
 
 def tasks_of(obj: dict) -> list[dict[str, Any]]:
@@ -79,7 +117,7 @@ def tasks_of(obj: dict) -> list[dict[str, Any]]:
     return out
 
 
-def file_rows(obj: dict) -> list[dict[str, str]]:
+def file_rows(obj: dict) -> list[dict[str, Any]]:
     bucket = _bucket(obj)
     rows = []
     for task in tasks_of(obj):
@@ -95,16 +133,32 @@ def file_rows(obj: dict) -> list[dict[str, str]]:
                     }
                 )
         for vod in files.get("vod") or []:
-            for media in vod.get("mediaIds") or []:
-                rows.append({"taskId": task["taskId"], "kind": "VOD", "object": media, "url": f"vod:{media}"})
-            for media in vod.get("mergedIds") or []:
-                rows.append({"taskId": task["taskId"], "kind": "VOD-MERGED", "object": media, "url": f"vod:{media}"})
+            for kind, ids in (("VOD", vod.get("mediaIds")), ("VOD-MERGED", vod.get("mergedIds"))):
+                for media in ids or []:
+                    rows.append(
+                        {
+                            "taskId": task["taskId"],
+                            "kind": kind,
+                            "object": media,
+                            "url": f"vod:{media}",
+                            "stream": vod.get("stream"),
+                        }
+                    )
     return rows
 
 
 class Plugin:
-    def __init__(self, kube: Kube, namespace: str, output: str | None):
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        output: str | None,
+        *,
+        presigner: Callable[[Credentials, links.Bucket, timedelta], links.Presigner] = links.oss_presigner,
+        default_credentials: Callable[[], CredentialsProvider] = DefaultChainCredentials,
+    ):
         self.kube, self.namespace, self.output = kube, namespace, output
+        self.presigner, self.default_credentials = presigner, default_credentials
 
     def emit(self, data: Any, text: str) -> None:
         if self.output == "json":
@@ -117,15 +171,63 @@ class Plugin:
     async def recording(self, name: str) -> dict:
         return await self.kube.request("GET", recording_path(self.namespace, name))
 
-    async def files(self, name: str) -> None:
+    async def files(
+        self, name: str, url: bool = False, expires: timedelta = LINK_LIFETIME, oss_endpoint: str | None = None
+    ) -> None:
         obj = await self.recording(name)
         rows = file_rows(obj)
+        note = await self.playable(obj, rows, expires, oss_endpoint) if url else None
         text = (
-            _table([[r["taskId"], r["kind"], r["url"]] for r in rows], ["TASK", "KIND", "OBJECT"])
+            _table(
+                [[r["taskId"], r["kind"], r.get("play") or r["url"]] for r in rows],
+                ["TASK", "KIND", "URL" if url else "OBJECT"],
+            )
             if rows
             else f"no files yet for rtcrecording/{name}"
         )
         self.emit({"name": name, "namespace": self.namespace, "bucket": _bucket(obj), "files": rows}, text)
+        if note:
+            print(note, file=sys.stderr)
+
+    async def playable(self, obj: dict, rows: list[dict], expires: timedelta, oss_endpoint: str | None) -> str | None:
+        """Each OSS row's url becomes a presigned HTTPS link (and `expires` its end); each VOD row says how to
+        play its media (VOD has no object to link: GetPlayInfo gives a media's play URLs). Returns the note
+        that says what signed the links."""
+        for row in rows:
+            if row["kind"] not in OSS_KINDS:
+                row.update(url=None, play=f"aliyun vod GetPlayInfo --VideoId {shlex.quote(row['object'])}")
+        oss_rows = [r for r in rows if r["kind"] in OSS_KINDS]
+        if not oss_rows:
+            return None
+        storage = _oss(obj)
+        if not storage.get("bucket") or not storage.get("endpoint"):
+            raise ValueError("the recording names no OSS bucket and endpoint (spec.storage.oss, or its class's)")
+        target = links.bucket(storage["bucket"], storage["endpoint"], oss_endpoint)
+        credentials, source = await self.signing_credentials(obj)
+        presign = self.presigner(credentials, target, expires)
+        until = ""
+        for row in oss_rows:
+            link = presign(row["object"])
+            until = stamp(link.expires)
+            row.update(url=link.url, expires=until)
+        return f"links valid until {until}, signed with {source}"
+
+    async def signing_credentials(self, obj: dict) -> tuple[Credentials, str]:
+        """The recording's credentials Secret, when the caller may read it and it opted in as the operator
+        requires; else the vendor's default chain. Returns them and where they came from (never the key)."""
+        _, namespace, name = classes.account_fields(obj)
+        fallback = "the default credential chain (ALIBABA_CLOUD_* environment variables, profile)"
+        if namespace and name:
+            try:
+                data = await SecretCache(self.kube).credentials(namespace, name)
+            except SecretUnavailable:
+                fallback += (
+                    f": Secret {namespace}/{name} is missing, not readable with your rights or not labelled "
+                    f"{USAGE_LABEL}=credentials"
+                )
+            else:
+                return StaticCredentials.from_secret_data(data).get(), f"the AccessKey of Secret {namespace}/{name}"
+        return self.default_credentials().get(), fallback
 
     async def history(self, name: str) -> None:
         obj = await self.recording(name)
@@ -183,6 +285,16 @@ def parser() -> argparse.ArgumentParser:
     ):
         c = sub.add_parser(command, help=what)
         c.add_argument("name", metavar="SCHEDULE" if command == "run-now" else "NAME")
+        if command == "files":
+            c.add_argument("--url", action="store_true", help="HTTPS links that play: OSS objects presigned")
+            c.add_argument(
+                "--expires", type=duration, help="how long --url links are valid (default 1h, at most 168h): 90s, 30m"
+            )
+            c.add_argument(
+                "--oss-endpoint",
+                help="where --url links point instead of spec.storage.oss.endpoint's public endpoint: a private "
+                "endpoint, or http://127.0.0.1:PORT in tests (signed for the same region)",
+            )
     return p
 
 
@@ -193,7 +305,7 @@ async def _main(args: argparse.Namespace) -> None:
         plugin = Plugin(kube, namespace, args.output)
         match args.command:
             case "files":
-                await plugin.files(args.name)
+                await plugin.files(args.name, args.url, args.expires or LINK_LIFETIME, args.oss_endpoint)
             case "history":
                 await plugin.history(args.name)
             case "stop" | "resume":
@@ -203,7 +315,10 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "files" and not args.url and (args.expires or args.oss_endpoint):
+        p.error("--expires and --oss-endpoint go with --url")
     try:
         asyncio.run(_main(args))
     except NotFound as exc:
@@ -212,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except (KubeError, ValueError, OSError) as exc:
+    except (KubeError, ValueError, OSError, CredentialsUnavailable, links.SdkMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

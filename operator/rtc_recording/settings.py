@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     )
 
     # -- retries ---------------------------------------------------------------------------------
+    waiting_quota_share: float = Field(
+        0.2, gt=0, le=1, description="Share of each account's quota for Starts into channels nobody had joined."
+    )
+    participant_retry_seconds: float = Field(
+        10, gt=0, description="Longest pause between Starts of a recording waiting for participants."
+    )
     backoff_base_seconds: float = Field(2, gt=0)
     backoff_max_seconds: float = Field(300, gt=0)
 

@@ -172,6 +172,7 @@ def test_kubectl_explain_is_a_manual(kubectl):
         "rtcrec.spec.storage.oss.endpoint": "no custom domain (CNAME)",
         "rtcrec.spec.layout.panes": "The page sets no limit on the number of panes",
         "rtcrec.spec.layout.panes.top": 'with or without the leading zero (".5")',
+        "rtcrec.spec.layout.preset": "an L around the large pane",
         "rtcrec.spec.notify.fileUploadedFormats": "case-insensitive",
         "rtcrec.spec.subscribers.source": "refused otherwise rather than silently ignored",
     }

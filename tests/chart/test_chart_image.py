@@ -108,6 +108,8 @@ def test_image_is_the_runtime_only(contents):
     dev = sorted(n for n in package if n.split("/")[0] in ("emulator", "cluster", "demo.py"))
     assert dev == [], "development tools in the image"
     assert not [n for n in names if n.startswith(site + "pip/")], "pip in the image"
+    plugin_only = [n for n in names if n.startswith((site + "alibabacloud_oss_v2/", site + "kubernetes/"))]
+    assert plugin_only == [], "kubectl rtcrec's own dependencies (pyproject's plugin group) in the image"
     assert not [n for n in names if n.startswith("dev/") and n != "dev/"], "device nodes in the image"
     assert "etc/resolv.conf" not in names and "etc/hostname" not in names, "the build host's network files"
 

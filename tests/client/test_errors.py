@@ -8,7 +8,7 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError
 
-from rtc_recording.api.task import Invalid, NotFound, Throttled, Transient, UnknownOutcome
+from rtc_recording.api.task import ChannelEmpty, Invalid, NotFound, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud.aliyun import answer_error, error_class, transport_error
 
 VERBS = ("start", "stop", "update", "describe")
@@ -24,7 +24,6 @@ TABLE = [
     ("start", 400, "InvalidParameter.MixTranscodeParams", Invalid),
     ("start", 400, "MissingParameter", Invalid),
     ("start", 403, "InvalidParameter.UserId", Invalid),
-    ("start", 404, "InvalidParameter.ChannelId", Invalid),
     ("start", 404, "InvalidParameter.AppId", Invalid),
     ("start", 405, "InvalidParameter.StorageParams.VodParams", Invalid),
     ("start", 405, "InvalidParameter.NotifyAuthKey", Invalid),
@@ -36,6 +35,8 @@ TABLE = [
     ("stop", 400, "IncompleteSignature", Invalid),
     ("describe", 404, "InvalidAccessKeyId.NotFound", Invalid),  # a 404 that is not a missing task
     ("start", 403, "Forbidden.RAM", Invalid),
+    ("start", 404, "InvalidParameter.ChannelId", ChannelEmpty),  # nobody in the channel yet: waited for
+    ("describe", 404, "InvalidParameter.ChannelId", Invalid),
     ("stop", 400, "NotFound.Task", NotFound),
     ("describe", 400, "NotFound.Task", NotFound),
     ("update", 400, "NotFound.Task", NotFound),

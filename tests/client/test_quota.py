@@ -205,6 +205,26 @@ async def test_a_stop_goes_before_the_describes_that_came_first():
     assert queue.names() == ["stop1", "stop2", "s1", "s2", "u1", "d1", "d2", "d3"]
 
 
+async def test_starts_into_empty_channels_go_last_and_take_only_their_share():
+    clock = FakeClock()
+    u = 1 / 64  # the spacing of 4 calls per window; the waiting share (1/4) is 1 call per window
+    budget = AccountBudget(rate=4, window=4 * u, max_transit=0.0, waiting_share=0.25, clock=clock)
+    queue = Queue(budget, clock)
+    budget.sending(await budget.acquire(Priority.DESCRIBE))  # t=0
+    for name in ("w1", "w2", "w3", "s1"):
+        await queue.arrive(name, Priority.WAITING if name.startswith("w") else Priority.START)
+    await queue.advance(u, grants=1)
+    await queue.advance(2 * u, grants=2)
+    await queue.arrive("s2", Priority.START)  # a Start arriving later still goes first
+    await queue.advance(3 * u, grants=3)
+    clock.t = 5 * u  # the quota would let w2 go; its share would not
+    await asyncio.sleep(0.1)
+    assert len(queue.granted) == 3
+    await queue.advance(6 * u, grants=4)  # the next waiting call a window after the last one
+    await queue.advance(10 * u, grants=5)
+    assert queue.granted == [("s1", u), ("w1", 2 * u), ("s2", 3 * u), ("w2", 6 * u), ("w3", 10 * u)]
+
+
 async def test_a_stop_arriving_late_overtakes_the_queue():
     clock = FakeClock()
     budget = AccountBudget(rate=1, window=0.01, max_transit=0.0, clock=clock)
@@ -286,6 +306,9 @@ async def test_tiny_waits_do_not_spin():
     assert (await asyncio.wait_for(waiter, 5)).granted == 1.0
 
 
+SHARED = [p for p in Priority if p != Priority.WAITING]  # WAITING has a share of its own
+
+
 async def test_real_tasks_respect_the_rate():
     rate, window, calls, tasks = 10, 0.2, 60, 12
     budget = AccountBudget(rate=rate, window=window)
@@ -294,7 +317,7 @@ async def test_real_tasks_respect_the_rate():
 
     async def worker() -> None:
         for _ in range(calls // tasks):
-            slot = await budget.acquire(random.choice(list(Priority)))
+            slot = await budget.acquire(random.choice(SHARED))
             entered.append(time.monotonic())
             await asyncio.sleep(random.uniform(0, 0.005))
             budget.answered(slot)

@@ -16,6 +16,10 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
     out = demo.stdout
     assert "Summary: 7 recordings, 7 cloud tasks, 0 left running" in out
     table = [line.split() for line in out.splitlines() if line.lstrip().startswith("+")]
+    # Applied before the meeting, every recording first waits for participants, then records once they join.
+    waited = {row[1] for row in table if row[-3:-1] == ["Pending", "WaitingForParticipants"]}
+    recorded = {row[1] for row in table if row[-3] == "Recording"}
+    assert len(waited) == 7 and waited <= recorded, out[-6000:]
     # Everyone left: each of the six that were not deleted ended by its own idle timer.
     assert sorted(row[1] for row in table if row[-3:-1] == ["Completed", "IdleTimeout"]) == [
         "design-review",  # the class's recording, once Alice and Bob left: the class's maxIdleSeconds
@@ -27,6 +31,9 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
         "standup-42-voices",
     ]
     assert "Updated" in out and "(deleted)" in out
+    # Carol added to standup-42, whose layout is the Grid preset: one Update, a pane each for three.
+    grid = re.search(r"task \S+: 1 update, still RUNNING\n\s+its layout now: (.*)\n", out)
+    assert grid and re.findall(r"(\w+) at \(", grid.group(1)) == ["alice", "bob", "carol"], out[-6000:]
     assert "STOPPED   Stopped" in out  # the deleted one was stopped by the operator
 
     # The classes and schedules act: the default class of examples/, listed as such ...

@@ -65,6 +65,7 @@ def stack(crds, emulator, tmp_path_factory):
         poll_factor_with_callbacks=1,
         backoff_base_seconds=0.2,
         backoff_max_seconds=2,
+        participant_retry_seconds=1,
         read_timeout_seconds=2,
         ownership_key=OWNERSHIP_KEY,
         relay_allowed_hosts="127.0.0.1",  # loopback is refused unless allowed

@@ -60,6 +60,7 @@ from rtc_recording.api.task import (
     UnknownOutcome,
 )
 from rtc_recording.cloud.accounts import CloudUnreachable
+from rtc_recording.cloud.budget import Priority
 from rtc_recording.cloud.credentials import StaticCredentials
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
 from rtc_recording.controller.evidence import Worker
@@ -648,6 +649,7 @@ class FakeCloudClients:
         self.reachability = FakeReachability()
         self.secrets = SecretCache(kube)  # the real cache over the fake apiserver
         self._by_secret: dict[tuple[str, str, str], FakeAccount] = {}
+        self.start_priorities: list[Priority] = []  # of every start, sent or not
 
     async def account_for(self, obj: dict) -> FakeAccount:
         region, namespace, secret = account_fields(obj)  # its own, else its pinned class's
@@ -667,8 +669,13 @@ class FakeCloudClients:
         return account
 
     async def start(
-        self, account: FakeAccount, params: dict, before_send: Callable[[], Awaitable[None]] | None = None
+        self,
+        account: FakeAccount,
+        params: dict,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+        priority: Priority = Priority.START,
     ) -> str:
+        self.start_priorities.append(priority)
         return await self._call(account, "start", params, before_send=before_send)
 
     async def update(self, account: FakeAccount, task_id: str, params: dict) -> None:

@@ -10,6 +10,8 @@ from rtc_recording.api.task import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.decide import actions as r
 from rtc_recording.decide import backoff, callbacks, patches
 
+from .fakes import merge_patch
+
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE = 30.0
 
@@ -398,3 +400,148 @@ def test_an_object_at_rest_decides_nothing_on_resume():
         {"metadata": {"generation": 1}, "status": {"phase": "Recording", "taskId": "t", "observedGeneration": 1}}
     )
     assert r.at_rest({"metadata": {"generation": 1}, "status": {"phase": "Completed", "observedGeneration": 1}})
+
+
+# -- waiting for participants ----------------------------------------------------------------------
+def waiting_status(since_ago: float, attempt_ago: float = 100, n: int = 1) -> RtcRecordingStatus:
+    return status(
+        phase="Pending",
+        reason="WaitingForParticipants",
+        attempt=attempt(n, attempt_ago),
+        waitingSince=(NOW - timedelta(seconds=since_ago)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+LONG_AGO = NOW - timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "since_ago, sends, controls, expected",
+    [
+        # This process saw the last send refused: the same attempt again, no write-ahead.
+        (60, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(), r.Resend(1)),
+        (899, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(), r.Resend(1)),
+        (900, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(), r.GiveUp(1)),  # the default deadline
+        (61, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(start_deadline=60), r.GiveUp(1)),
+        (60, r.Sends(refused=1, acting_since=LONG_AGO), r.Controls(suspend=True), r.Suspend()),
+        # A send on its way, or one whose answer was lost: like any lost answer, from that send.
+        (60, r.Sends(last=NOW - timedelta(seconds=5), acting_since=LONG_AGO), r.Controls(), r.AwaitOutcome(1, 25.0)),
+        (60, r.Sends(last=NOW - timedelta(seconds=31), acting_since=LONG_AGO), r.Controls(), r.Start(2)),
+        # Another process sent it (a restart): its last send came before this one began acting.
+        (60, r.Sends(acting_since=NOW - timedelta(seconds=10)), r.Controls(), r.AwaitOutcome(1, 20.0)),
+        (60, r.Sends(acting_since=LONG_AGO), r.Controls(), r.Start(2)),
+        (901, r.Sends(acting_since=LONG_AGO), r.Controls(), r.GiveUp(1)),
+        (901, r.Sends(acting_since=NOW - timedelta(seconds=10)), r.Controls(), r.AwaitOutcome(1, 20.0)),
+        # Refused memory of an older attempt proves nothing about this one.
+        (60, r.Sends(refused=7, acting_since=NOW - timedelta(seconds=10)), r.Controls(), r.AwaitOutcome(1, 20.0)),
+    ],
+)
+def test_waiting_for_participants(since_ago, sends, controls, expected):
+    assert r.next_action(waiting_status(since_ago), 1, NOW, GRACE, controls=controls, sends=sends) == expected
+
+
+def test_only_the_refusal_this_process_saw_lets_a_deletion_go_at_once():
+    s = waiting_status(60)
+    assert r.deletion_action(s, NOW, GRACE, sends=r.Sends(refused=1, acting_since=LONG_AGO)) == r.Nothing()
+    unknown = r.Sends(last=NOW - timedelta(seconds=5), acting_since=LONG_AGO)
+    assert r.deletion_action(s, NOW, GRACE, sends=unknown) == r.AwaitOutcome(1, 25.0)
+    restarted = r.Sends(acting_since=NOW - timedelta(seconds=1))
+    assert r.deletion_action(s, NOW, GRACE, sends=restarted) == r.AwaitOutcome(1, 29.0)
+    assert r.deletion_action(s, NOW, GRACE, sends=r.Sends(acting_since=LONG_AGO)) == r.Release(1)
+
+
+def test_a_refusal_only_counts_while_status_says_waiting():
+    # A plain Starting attempt with a refusal remembered (status not yet written): an answer unknown.
+    s = status(phase="Starting", attempt=attempt(1, 5))
+    assert r.next_action(s, 1, NOW, GRACE, sends=r.Sends(refused=1, acting_since=LONG_AGO)) == r.AwaitOutcome(1, 25.0)
+
+
+def test_waiting_patches():
+    s = status(phase="Starting", attempt=attempt(1, 1))
+    patch = patches.waiting_for_participants(s, "room-1", 900, 1, NOW)
+    assert (patch["phase"], patch["reason"], patch["waitingSince"]) == (
+        "Pending",
+        "WaitingForParticipants",
+        "2026-11-26T12:00:00Z",
+    )
+    assert "room-1" in patch["message"] and "2026-11-26T12:15:00Z" in patch["message"]
+    assert "attempt" not in patch  # pending still: this process sends it again
+    waiting = status(**{**s.model_dump(by_alias=True, mode="json", exclude_none=True), **patch})
+    # A new attempt (after a restart) keeps saying it waits, and since when.
+    ahead = patches.attempt_recorded(waiting, 2, 1, NOW + timedelta(seconds=60))
+    assert set(ahead) == {"taskId", "attempt"} and ahead["attempt"]["number"] == 2
+    assert patches.waiting_for_participants(waiting, "room-1", 900, 1, NOW)["waitingSince"] == "2026-11-26T12:00:00Z"
+    # Once recording, or starting afresh, the wait is over.
+    assert patches.started(waiting, "t1", 1, NOW)["waitingSince"] is None
+    failed = status(phase="Failed", reason="NoParticipants", waitingSince="2026-11-26T11:00:00Z")
+    assert patches.attempt_recorded(failed, 3, 2, NOW)["waitingSince"] is None
+    gave_up = patches.no_participants(waiting, 900, 1, NOW)
+    assert (gave_up["phase"], gave_up["reason"], gave_up["attempt"]) == (
+        "Failed",
+        "NoParticipants",
+        {"notExecuted": True},
+    )
+
+
+# -- restartPolicy OnFailure ------------------------------------------------------------------------
+def ended(reason: str, seconds_ago: float, restarts: int = 0, phase: str | None = None) -> RtcRecordingStatus:
+    phase = phase or ("Failed" if reason == "TaskLost" else "Completed")
+    completed = (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return status(
+        phase=phase, reason=reason, taskId="t1", observedGeneration=1, completionTime=completed, restarts=restarts
+    )
+
+
+ON_FAILURE = r.Controls(restart=True)
+
+
+@pytest.mark.parametrize(
+    "given, controls, expected",
+    [
+        (ended("TaskLost", 10), ON_FAILURE, r.Restart()),  # 10 s after the first end
+        (ended("TaskLost", 9), ON_FAILURE, r.Nothing()),
+        (ended("CloudMaxDuration", 10), ON_FAILURE, r.Restart()),  # the 72-hour limit
+        (ended("TaskLost", 39, restarts=2), ON_FAILURE, r.Nothing()),  # 40 s after the third
+        (ended("TaskLost", 40, restarts=2), ON_FAILURE, r.Restart()),
+        (ended("TaskLost", 299, restarts=5), ON_FAILURE, r.Nothing()),  # capped at 300 s
+        (ended("TaskLost", 0, restarts=6), ON_FAILURE, r.BackoffLimitExceeded()),  # the default limit
+        (ended("TaskLost", 0), r.Controls(restart=True, backoff_limit=0), r.BackoffLimitExceeded()),
+        # What the user or the meeting ended is never restarted.
+        (ended("IdleTimeout", 1000), ON_FAILURE, r.Nothing()),
+        (ended("MaxDuration", 1000), ON_FAILURE, r.Nothing()),
+        (ended("BackoffLimitExceeded", 1000, restarts=6, phase="Failed"), ON_FAILURE, r.Nothing()),
+        # restartPolicy Never: as before.
+        (ended("TaskLost", 1000), r.Controls(), r.Nothing()),
+        (ended("TaskLost", 1000), r.Controls(ttl=60), r.Expire()),
+    ],
+)
+def test_restart_on_failure(given, controls, expected):
+    assert r.next_action(given, 1, NOW, GRACE, controls=controls) == expected
+
+
+def test_a_restart_is_due_from_status_and_the_ttl_waits_for_the_last_task():
+    lost = ended("TaskLost", 0, restarts=1)
+    assert r.due_at(lost, r.Controls(restart=True, ttl=5)) == NOW + timedelta(seconds=20)
+    gave_up = ended("BackoffLimitExceeded", 0, restarts=6, phase="Failed")
+    assert r.due_at(gave_up, r.Controls(restart=True, ttl=5)) == NOW + timedelta(seconds=5)
+
+
+def test_restarting_patches():
+    lost = status(
+        phase="Failed",
+        reason="TaskLost",
+        taskId="t1",
+        restarts=1,
+        attempt={"number": 3},
+        startTime="2026-11-26T11:00:00Z",
+        completionTime="2026-11-26T11:59:50Z",
+        history=[{"taskId": "t1", "reason": "TaskLost"}],
+    )
+    patch = patches.restarting(lost, 6, 1, NOW)
+    assert (patch["phase"], patch["reason"], patch["restarts"], patch["taskId"]) == ("Pending", "Restarting", 2, None)
+    assert patch["attempt"] == {"notExecuted": True}  # its outcome is known: the next attempt starts at once
+    assert "restart 2 of 6" in patch["message"] and "history" not in patch  # the ended task is in history already
+    after = status(**merge_patch(lost.model_dump(by_alias=True, mode="json", exclude_none=True), patch))
+    assert r.next_action(after, 1, NOW, GRACE, controls=ON_FAILURE) == r.Start(4)
+    exceeded = patches.backoff_limit_exceeded(lost, 1, 1, NOW)
+    assert (exceeded["phase"], exceeded["reason"]) == ("Failed", "BackoffLimitExceeded")

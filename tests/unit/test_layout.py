@@ -1,6 +1,7 @@
 """The package layout is the architecture: every runtime module sits in a layer of the import contract."""
 
 import pkgutil
+import re
 import tomllib
 from pathlib import Path
 
@@ -30,3 +31,18 @@ def test_the_walk_finds_the_layers():
     modules = runtime_modules()
     assert "rtc_recording.controller.handlers" in modules and "rtc_recording.receiver.server" in modules
     assert not any(m.startswith(DEV_TOOLS) for m in modules)
+
+
+def test_the_plugins_own_dependencies_stay_out_of_the_operator():
+    """kubectl rtcrec's optional group (the OSS SDK) is neither a runtime dependency nor pinned for the image
+    (tools/image/requirements.txt, which tools/image/lock.sh makes from the runtime dependencies alone)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    plugin = {_name(d) for d in project["optional-dependencies"]["plugin"]}
+    assert "alibabacloud-oss-v2" in plugin
+    assert not plugin & {_name(d) for d in project["dependencies"]}
+    pinned = {_name(line) for line in (ROOT / "tools/image/requirements.txt").read_text().splitlines() if "==" in line}
+    assert not (plugin | {"kubernetes"}) & pinned
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")

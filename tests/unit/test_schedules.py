@@ -135,6 +135,9 @@ def test_the_recording_of_a_run():
     assert rec["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert rec["spec"]["maxDurationSeconds"] == 3600  # durationSeconds wins
     assert schedule["spec"]["template"]["spec"]["maxDurationSeconds"] == 60  # the schedule is not changed
+    assert rec["spec"]["startDeadlineSeconds"] == 3600  # waits for participants as long as the meeting lasts
+    schedule["spec"]["template"]["spec"]["startDeadlineSeconds"] = 300
+    assert schedules.recording_for(schedule, at(10))["spec"]["startDeadlineSeconds"] == 300  # the template's own
 
 
 def test_status_patch_lists_the_active_runs():

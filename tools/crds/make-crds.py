@@ -19,6 +19,8 @@ TARGET = REPO / "crds" / "rtcrecordingclasses.yaml"
 SCHEDULE_TARGET = REPO / "crds" / "rtcrecordingschedules.yaml"
 # The RtcRecording spec fields a class may set, copied whole; layout and notify only in part.
 COPIED = ("region", "maxIdleSeconds", "maxFileDurationSeconds", "maxDurationSeconds", "storage", "transcode")
+# Not layout.preset or panes: they name the channel's users (largeUserId, userId), which are the recording's,
+# and a class's preset would collide with a recording's own panes (a merge cannot unset a field).
 PARTS = {"layout": ("background",), "notify": ("url", "fileUploadedFormats")}
 
 API_VERSION_DESCRIPTION = "APIVersion defines the versioned schema of this representation of an object."
@@ -365,7 +367,8 @@ def build_schedule() -> dict:
                 "minimum": 60,
                 "maximum": 259200,
                 "description": "How long each run records: becomes the run's spec.maxDurationSeconds (the "
-                "operator stops the task then).",
+                "operator stops the task then), and its spec.startDeadlineSeconds unless the template sets one "
+                "(how long the run waits for participants).",
             },
             "concurrencyPolicy": {
                 "type": "string",

@@ -53,6 +53,8 @@ Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
 FileFormat = Literal["HLS", "MP4", "MP3"]
 RenderMode = Literal["Crop", "Fit"]
+LayoutPreset = Literal["Grid", "Speaker", "ScreenShare"]
+LARGE_PRESETS = ("Speaker", "ScreenShare")  # the presets that show spec.layout.largeUserId large
 
 
 class Phase(StrEnum):
@@ -74,6 +76,10 @@ SETTLED = frozenset({Phase.SUSPENDED, *TERMINAL})  # no Start is pending, whatev
 # Conditions that kstatus (Flux) and the Argo CD health script read (docs/gitops.md).
 RECONCILING = frozenset({Phase.PENDING, Phase.STARTING, Phase.STOPPING, Phase.RECOVERING})
 READY = frozenset({Phase.RECORDING, Phase.COMPLETED, Phase.SUSPENDED})
+
+
+START_DEADLINE_SECONDS = 900  # spec.startDeadlineSeconds unset: a meeting booked ahead
+BACKOFF_LIMIT = 6  # spec.backoffLimit unset, as a Job's
 
 
 class InvalidSpec(ValueError):
@@ -201,8 +207,30 @@ class Pane(_Spec):
 
 class Layout(_Spec):
     background: Background | None = None
+    preset: LayoutPreset | None = None  # the panes computed from the subscribers: decide/presets.py
+    large_user_id: Id | None = None
     # 1000: not the vendor's (it sets none), the CRD's bound on the cost of its panes rule.
     panes: Annotated[list[Pane], Field(min_length=1, max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _preset_or_panes(self) -> Layout:
+        problems = []
+        if self.preset is not None and self.panes is not None:
+            problems.append(
+                "spec.layout.preset and spec.layout.panes are mutually exclusive: the preset computes the panes "
+                "from spec.subscribers; remove panes to use the preset, or preset to place the panes yourself"
+            )
+        if self.preset in LARGE_PRESETS and self.large_user_id is None:
+            problems.append(
+                "spec.layout.largeUserId is required with preset Speaker or ScreenShare: it names the user shown large"
+            )
+        if self.preset not in LARGE_PRESETS and self.large_user_id is not None:
+            problems.append(
+                "spec.layout.largeUserId has no effect without preset Speaker or ScreenShare (Grid shows everyone "
+                "the same size, panes name their own users): remove it"
+            )
+        one_rule(not problems, "; ".join(problems))
+        return self
 
 
 class Notify(_Spec):
@@ -251,6 +279,9 @@ class RtcRecordingSpec(_Spec):
     max_duration_seconds: Annotated[int, Field(ge=60, le=259200)] | None = None
     deletion_policy: Literal["Stop", "Orphan"] = "Stop"
     ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=2147483647)] | None = None
+    start_deadline_seconds: Annotated[int, Field(ge=10, le=259200)] | None = None
+    restart_policy: Literal["Never", "OnFailure"] = "Never"
+    backoff_limit: Annotated[int, Field(ge=0, le=100)] | None = None
 
     @model_validator(mode="after")
     def _cross_field(self) -> RtcRecordingSpec:
@@ -353,6 +384,8 @@ class RtcRecordingStatus(_Status):
     observed_generation: int | None = None
     recording_class: RecordingClassPin | None = None
     attempt: Attempt | None = None
+    waiting_since: datetime | None = None
+    restarts: int | None = None
     stray_tasks: int | None = None
     stray_task_ids: list[str] = []
     history: list[HistoryEntry] = []

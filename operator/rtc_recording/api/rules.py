@@ -70,8 +70,13 @@ def _mode_rules(spec: RtcRecordingSpec, classed: bool) -> Rules:
             ),
         ),
         (
-            not mixed or not video_out or (layout is not None and layout.panes is not None),
-            lambda: "spec.layout.panes is required when spec.mode is Mixed and spec.media has video",
+            not mixed
+            or not video_out
+            or (layout is not None and (layout.panes is not None or layout.preset is not None)),
+            lambda: (
+                "spec.layout.panes is required when spec.mode is Mixed and spec.media has video, unless "
+                "spec.layout.preset computes them"
+            ),
         ),
     ]
 
@@ -196,8 +201,10 @@ def _callback_rules(spec: RtcRecordingSpec, storage: Storage, classed: bool) -> 
 
 
 def _layout_rules(spec: RtcRecordingSpec) -> Rules:
-    """The layout against the subscribers: every pane shows someone's video."""
+    """The layout against the subscribers: every pane shows someone's video, and so does a preset."""
     panes = (spec.layout.panes if spec.layout else None) or []
+    preset, large = (spec.layout.preset, spec.layout.large_user_id) if spec.layout else (None, None)
+    large_source = "Screen" if preset == "ScreenShare" else "Camera"
     return [
         (
             all(_shows(p, spec.subscribers) for p in panes),
@@ -208,6 +215,23 @@ def _layout_rules(spec: RtcRecordingSpec) -> Rules:
                 "spec.subscribers has no such (userId, source) with video "
                 "(media AudioVideo or Video; Audio has no video to show)"
                 for p in panes
+            ),
+        ),
+        (
+            preset in (None, "Grid")
+            or large is None
+            or any(s.user_id == large and s.media != "Audio" and s.source == large_source for s in spec.subscribers),
+            lambda: (
+                f"spec.layout.largeUserId {large} is not subscribed: preset {preset} shows that user's "
+                f"{large_source} stream large, and spec.subscribers has no ({large}, {large_source}) with video "
+                "(media AudioVideo or Video)"
+            ),
+        ),
+        (
+            preset is None or any(s.media != "Audio" for s in spec.subscribers),
+            lambda: (
+                "spec.layout.preset has nobody to show: a preset gives a pane to each subscriber with video "
+                "(media AudioVideo or Video), and every subscriber in spec.subscribers is Audio-only"
             ),
         ),
     ]

@@ -79,6 +79,11 @@ class Invalid(CloudError):
     """Permanent refusal: bad parameters, unknown app/channel/bucket, bad credentials."""
 
 
+class ChannelEmpty(Invalid):
+    """A Start refused because nobody is in the channel yet (the vendor's 404 InvalidParameter.ChannelId:
+    the CRD already checked the id's form). Nothing was started; it may work once someone joins."""
+
+
 class NotFound(CloudError):
     """No such task, or (Stop/Update) the task is no longer running."""
 

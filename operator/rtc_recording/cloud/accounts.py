@@ -75,7 +75,7 @@ class CloudClients:
     ):
         self.settings, self.kube, self.clock = settings, kube, clock
         self.default = default or DefaultChainCredentials()
-        self.budgets = Budgets(rate=settings.quota_per_second)
+        self.budgets = Budgets(rate=settings.quota_per_second, waiting_share=settings.waiting_quota_share)
         self.reachability = Reachability()
         self.threads = ThreadPoolExecutor(settings.cloud_threads, thread_name_prefix="cloud")
         self._clients: OrderedDict[tuple[str, str], Account] = OrderedDict()
@@ -132,11 +132,15 @@ class CloudClients:
 
     # -- calling ---------------------------------------------------------------------------
     async def start(
-        self, account: Account, params: Mapping[str, Any], before_send: Callable[[], Awaitable[None]] | None = None
+        self,
+        account: Account,
+        params: Mapping[str, Any],
+        before_send: Callable[[], Awaitable[None]] | None = None,
+        priority: Priority = Priority.START,
     ) -> str:
         """StartRtcCloudRecording, never repeated here. `before_send` runs once the quota slot is
         granted, just before the request leaves (the write-ahead)."""
-        task_id: str = await self._call(account, Priority.START, account.cloud.start, (params,), before_send, tries=1)
+        task_id: str = await self._call(account, priority, account.cloud.start, (params,), before_send, tries=1)
         return task_id
 
     async def update(self, account: Account, task_id: str, params: Mapping[str, Any]) -> None:

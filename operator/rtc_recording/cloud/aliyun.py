@@ -39,6 +39,7 @@ from rtc_recording.api import timestamps
 from rtc_recording.api.fields import Region
 from rtc_recording.api.recording import VodMedia
 from rtc_recording.api.task import (
+    ChannelEmpty,
     CloudError,
     Invalid,
     NotFound,
@@ -212,6 +213,8 @@ def error_class(verb: str, http_status: int, code: str | None) -> type[CloudErro
             return Throttled
         if code == "NotFound.Task":
             return NotFound
+        if code == "InvalidParameter.ChannelId" and verb == "start":
+            return ChannelEmpty
         if code == "InvalidParameter.TaskId" and verb in ("stop", "update"):
             return NotFound  # the task exists but is no longer running
         # A 5xx with a vendor body: the service answered that it failed, so repeating is fine.

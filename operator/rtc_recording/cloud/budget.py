@@ -21,9 +21,12 @@ Calls are also spaced `window/rate` apart (with an allowance of `burst` back-to-
 so they reach the service smoothly instead of in bursts of `rate`.
 
 Every call for an account, whatever it is for, waits in one queue: `Stop` before `Start`
-before `Update` before `Describe` (a running task we were told to stop costs money; a
-Start is what users wait for; Describes are the poller's and can wait), first come, first
-served within a priority. The queue lives on the operator's event loop: the operator is the
+before `Update` before `Describe` before `Waiting` (a running task we were told to stop costs
+money; a Start is what users wait for; Describes are the poller's and can wait; a Start into a
+channel that was empty at the last try is a guess), first come, first served within a priority.
+`Waiting` calls also have a rate of their own (`waiting_share` of `rate`), so a thousand
+recordings waiting for their participants keep most of the quota free even when nothing else is
+queued at the moment a new Start arrives. The queue lives on the operator's event loop: the operator is the
 only process that calls the cloud (docs/quota.md).
 """
 
@@ -45,6 +48,7 @@ DEFAULT_RATE = 50  # calls per window: the quota of StartRtcCloudRecording, shar
 DEFAULT_WINDOW = 1.0
 DEFAULT_BURST = 1
 DEFAULT_MAX_TRANSIT = 1.0
+DEFAULT_WAITING_SHARE = 0.2  # of the rate, for Priority.WAITING: 10 of 50 calls/s
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Priority(enum.IntEnum):
     START = 1
     UPDATE = 2
     DESCRIBE = 3
+    WAITING = 4
 
 
 class AccountBudget:
@@ -112,11 +117,14 @@ class AccountBudget:
         window: float = DEFAULT_WINDOW,
         burst: int = DEFAULT_BURST,
         max_transit: float = DEFAULT_MAX_TRANSIT,
+        waiting_share: float = DEFAULT_WAITING_SHARE,
         *,
         clock: Callable[[], float] = time.monotonic,
         min_sleep: float = 0.001,
     ) -> None:
         self._schedule = Grants(rate, window, burst, max_transit)
+        self._waiting_spacing = window / (rate * waiting_share)
+        self._waiting_next = -math.inf  # the earliest grant of the next Priority.WAITING call
         self._clock = clock
         self._min_sleep = min_sleep  # a computed wait of 1e-9 s must not become a busy loop
         self._waiters: list[tuple[int, int, asyncio.Future[Slot]]] = []
@@ -156,18 +164,22 @@ class AccountBudget:
             self._timer.cancel()
             self._timer = None
         while self._waiters:
-            future = self._waiters[0][2]
+            priority, _, future = self._waiters[0]
             if future.done():  # cancelled while waiting
                 heapq.heappop(self._waiters)
                 continue
             now, ready = self._clock(), self._schedule.ready_at()
             if ready == math.inf:
                 return  # sending() or answered() of the call we wait for dispatches again
+            if priority == Priority.WAITING:  # at the head, so nothing else is queued
+                ready = max(ready, self._waiting_next)
             if now < ready:
                 self._timer = asyncio.get_running_loop().call_later(max(ready - now, self._min_sleep), self._dispatch)
                 return
             heapq.heappop(self._waiters)
             self.last_granted = now
+            if priority == Priority.WAITING:
+                self._waiting_next = max(self._waiting_next, now) + self._waiting_spacing
             future.set_result(self._schedule.grant(now))
 
 
@@ -184,9 +196,12 @@ class Budgets:
         window: float = DEFAULT_WINDOW,
         burst: int = DEFAULT_BURST,
         max_transit: float = DEFAULT_MAX_TRANSIT,
+        waiting_share: float = DEFAULT_WAITING_SHARE,
     ) -> None:
         Grants(rate, window, burst, max_transit)  # validate now, not at the first call
-        self._settings = (rate, window, burst, max_transit)
+        if not 0 < waiting_share <= 1:
+            raise ValueError("need 0 < waiting_share <= 1")
+        self._settings = (rate, window, burst, max_transit, waiting_share)
         self._budgets: dict[str, AccountBudget] = {}
 
     def of(self, account: str) -> AccountBudget:

@@ -5,8 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rtc_recording.api.recording import Background, InvalidSpec, Layout, RtcRecordingSpec, Storage, Transcode
+from rtc_recording.api.recording import (
+    Background,
+    InvalidSpec,
+    Layout,
+    RtcRecordingSpec,
+    Storage,
+    Subscriber,
+    Transcode,
+)
 from rtc_recording.api.rules import region_rules
+from rtc_recording.decide.presets import preset_panes
 
 _NOTIFY_AUTH_KEY = re.compile(r"^[A-Za-z0-9]{16,64}$")
 
@@ -38,9 +47,12 @@ def _background(b: Background | None) -> dict[str, Any] | None:
     return _compact({"RenderMode": RENDER_MODE.get(b.render_mode), "Url": b.url})
 
 
-def _layout_params(layout: Layout) -> dict[str, Any]:
+def _layout_params(layout: Layout, subscribers: list[Subscriber]) -> dict[str, Any]:
+    """MixLayoutParams: the panes as written, or as the preset computes them for these subscribers (so an
+    Update after a change of subscribers carries the new panes)."""
     panes = None
-    if layout.panes is not None:
+    chosen = preset_panes(layout, subscribers) if layout.preset is not None else layout.panes
+    if chosen is not None:
         panes = [
             _compact(
                 {
@@ -54,7 +66,7 @@ def _layout_params(layout: Layout) -> dict[str, Any]:
                     "SubBackground": _background(p.background),
                 }
             )
-            for p in layout.panes
+            for p in chosen
         ]
     return _compact({"MixBackground": _background(layout.background), "UserPanes": panes})
 
@@ -152,7 +164,7 @@ def start_params(
             ),
             "StorageParams": _storage_params(spec.storage),
             "MixTranscodeParams": _transcode_params(spec.transcode) if spec.transcode else None,
-            "MixLayoutParams": _layout_params(spec.layout) if spec.layout else None,
+            "MixLayoutParams": _layout_params(spec.layout, spec.subscribers) if spec.layout else None,
             "NotifyUrl": url,
             "NotifyAuthKey": notify_auth_key if url else None,
             # case-insensitive for the service (the page); sent upper-cased, as the operator adds SLICE so
@@ -169,7 +181,7 @@ def update_params(spec: RtcRecordingSpec) -> dict[str, Any]:
     return _compact(
         {
             "SubscribeParams": _subscribe_params(spec),
-            "MixLayoutParams": _layout_params(spec.layout) if spec.layout else None,
+            "MixLayoutParams": _layout_params(spec.layout, spec.subscribers) if spec.layout else None,
         }
     )
 

@@ -51,14 +51,7 @@ PEOPLE = {
     "carol": ("audio", "camera"),
     "dave": ("audio", "camera"),
 }
-NEW_LAYOUT = {
-    "panes": [
-        {"userId": "alice", "left": "0", "top": "0", "width": "0.75", "height": "1"},
-        {"userId": "bob", "left": "0.75", "top": "0", "width": "0.25", "height": "0.34"},
-        {"userId": "carol", "left": "0.75", "top": "0.33", "width": "0.25", "height": "0.34"},
-        {"userId": "dave", "left": "0.75", "top": "0.66", "width": "0.25", "height": "0.34"},
-    ]
-}
+GRID_OF_THREE = [{"userId": "alice"}, {"userId": "bob"}, {"userId": "carol"}]
 
 
 def say(text: str) -> None:
@@ -207,6 +200,7 @@ def run() -> int:
                     access_key=OPERATOR_KEY,
                     poll_interval_seconds=5,
                     unknown_outcome_grace_seconds=5,
+                    participant_retry_seconds=2,
                     relay_allowed_hosts="127.0.0.1",
                 )  # the stand-in hook: loopback needs allowing
                 processes += [
@@ -228,13 +222,10 @@ def story(
     operator = processes[-1]
     details = lambda: "operator log:\n" + operator.output()[-4000:]  # noqa: E731
 
-    say(f"Alice, Bob, Carol and Dave join channel {CHANNEL} and publish (Alice also shares her screen)")
-    for user, tracks in PEOPLE.items():
-        emulator.control.join(
-            APP, CHANNEL, user, audio="audio" in tracks, camera="camera" in tracks, screen="screen" in tracks
-        )
-
-    say("kubectl apply -n demo -f examples/   (seven recordings of that channel, and their Secrets)")
+    say(
+        f"kubectl apply -n demo -f examples/   (seven recordings of channel {CHANNEL}, and their Secrets), "
+        "before the meeting: nobody is in the channel yet"
+    )
     applied = cluster.kubectl(
         "apply", "-n", NAMESPACE, "-f", "-", input=manifests(f"http://127.0.0.1:{hook.server_port}/rtc/standup-42")
     )
@@ -245,6 +236,21 @@ def story(
     try:
         names = list(phases(cluster))
         wait_for(
+            lambda: all(s.get("reason") == "WaitingForParticipants" for s in phases(cluster).values()),
+            60,
+            "every recording to wait for participants",
+            details,
+        )
+        table.settle()
+        say(
+            f"Alice, Bob, Carol and Dave join channel {CHANNEL} and publish (Alice also shares her screen): "
+            "the waiting recordings start"
+        )
+        for user, tracks in PEOPLE.items():
+            emulator.control.join(
+                APP, CHANNEL, user, audio="audio" in tracks, camera="camera" in tracks, screen="screen" in tracks
+            )
+        wait_for(
             lambda: all(s.get("phase") == Phase.RECORDING for s in phases(cluster).values()),
             60,
             "every recording to be Recording",
@@ -252,27 +258,31 @@ def story(
         )
         table.settle()
 
-        say("Edit the layout of standup-42-grid (Alice large): UpdateRtcCloudRecording, same task")
-        before = phases(cluster)["standup-42-grid"]["taskId"]
+        say("Add Carol to standup-42, whose layout is the Grid preset: one UpdateRtcCloudRecording, same task")
+        before = phases(cluster)["standup-42"]["taskId"]
         cluster.kubectl(
             "patch",
             "rtcrec",
-            "standup-42-grid",
+            "standup-42",
             "-n",
             NAMESPACE,
             "--type=merge",
             "-p",
-            json.dumps({"spec": {"layout": NEW_LAYOUT}}),
+            json.dumps({"spec": {"subscribers": GRID_OF_THREE}}),
         )
         wait_for(
-            lambda: phases(cluster)["standup-42-grid"].get("observedGeneration") == 2,
+            lambda: phases(cluster)["standup-42"].get("observedGeneration") == 2,
             30,
-            "the layout to be applied",
+            "the new subscribers to be applied",
             details,
         )
         table.settle()
         task = emulator.control.task(before)
+        panes = ", ".join(
+            f"{p['UserId']} at ({p['X']}, {p['Y']}) {p['Width']} x {p['Height']}" for p in task["layout"]["UserPanes"]
+        )
         print(f"    the cloud's task {before}: {task['updates']} update, still {task['status']}", flush=True)
+        print(f"    its layout now: {panes}", flush=True)
 
         say("kubectl delete rtcrec standup-42-demo: the operator stops its task before the object goes")
         cluster.kubectl("delete", "rtcrec", "standup-42-demo", "-n", NAMESPACE, "--timeout=30s")

@@ -97,6 +97,7 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
         op.poller.forget(key)
         op.deadlines.set(key, None)
         op.refused.pop(meta["uid"], None)
+        op.executor.ctx.waiting.forget(meta["uid"])
     elif tracked.task_id and not op.index.proven(tracked):
         op.poller.forget(key)  # not ours to describe (decide/ownership.py); said once, here
         op.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task

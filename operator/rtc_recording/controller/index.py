@@ -48,7 +48,8 @@ class Tracked:
     def of(cls, obj: dict) -> Tracked:
         meta, status = obj["metadata"], obj.get("status") or {}
         controls = actions.Controls.of(obj)
-        due = actions.due_at(status_of(obj), controls) if controls.max_duration or controls.ttl is not None else None
+        timed = controls.max_duration or controls.ttl is not None or controls.restart
+        due = actions.due_at(status_of(obj), controls) if timed else None
         region, secret_namespace, secret = account_fields(obj)
         phase = status.get("phase")
         return cls(

@@ -35,6 +35,10 @@ class Reason(StrEnum):
     OPERATOR_MAX_DURATION = "MaxDuration"  # spec.maxDurationSeconds, the operator's own limit
     ADOPTED = "Adopted"
     ADOPTION_FAILED = "AdoptionFailed"
+    WAITING_FOR_PARTICIPANTS = "WaitingForParticipants"
+    RESTARTING = "Restarting"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    NO_PARTICIPANTS = "NoParticipants"
 
 
 # -- status patches ------------------------------------------------------------------------------
@@ -96,7 +100,11 @@ def answer_lost(status: RtcRecordingStatus) -> bool:
 
 
 def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, now: datetime) -> dict:
-    """Written (compare-and-swap) before Start is called."""
+    """Written (compare-and-swap) before Start is called. A recording waiting for participants
+    keeps saying so: only the attempt changes."""
+    ahead = {"number": attempt, "startedAt": stamp(now), "generation": generation, "notExecuted": None}
+    if status.reason == Reason.WAITING_FOR_PARTICIPANTS and status.task_id is None:
+        return {"taskId": None, "attempt": ahead}
     retry = answer_lost(status)
     message = (
         f"attempt {attempt}: the answer to attempt {attempt - 1} was lost and no callback named its task"
@@ -108,8 +116,81 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
         "reason": Reason.UNKNOWN_OUTCOME if retry else None,
         "message": message,
         "taskId": None,
-        "attempt": {"number": attempt, "startedAt": stamp(now), "generation": generation, "notExecuted": None},
+        "attempt": ahead,
+        "waitingSince": None,
         "conditions": phase_conditions(status, Phase.STARTING, "Starting", message, generation, now),
+    }
+
+
+def waiting_for_participants(
+    status: RtcRecordingStatus, channel: str, deadline: int, generation: int, now: datetime
+) -> dict:
+    """The cloud answered that nobody is in the channel: the attempt stays pending (this process
+    sends it again), and status says so once."""
+    since = status.waiting_since or now
+    until = since + timedelta(seconds=deadline)
+    message = (
+        f"nobody is in channel {channel} yet; trying again until {stamp(until)} (spec.startDeadlineSeconds {deadline})"
+    )
+    reason = Reason.WAITING_FOR_PARTICIPANTS
+    return {
+        "phase": Phase.PENDING,
+        "reason": reason,
+        "message": message,
+        "waitingSince": stamp(since),
+        "observedGeneration": generation,
+        "conditions": phase_conditions(status, Phase.PENDING, reason, message, generation, now),
+    }
+
+
+def restarting(status: RtcRecordingStatus, limit: int, generation: int, now: datetime) -> dict:
+    """restartPolicy OnFailure: the ended task stays in history; the next attempt starts a new one."""
+    restarts = (status.restarts or 0) + 1
+    why = "the cloud lost it" if status.reason == Reason.TASK_LOST else "the cloud ended it after 72 hours"
+    message = f"task {status.task_id} ended ({why}); starting a new task (restart {restarts} of {limit})"
+    reason = Reason.RESTARTING
+    patch = {
+        "phase": Phase.PENDING,
+        "reason": reason,
+        "message": message,
+        "restarts": restarts,
+        "taskId": None,
+        "startTime": None,
+        "completionTime": None,
+        "files": None,
+        "conditions": phase_conditions(status, Phase.PENDING, reason, message, generation, now),
+    }
+    if status.attempt is not None:
+        patch["attempt"] = {"notExecuted": True}  # its outcome is known: the task that ended
+    return patch
+
+
+def backoff_limit_exceeded(status: RtcRecordingStatus, limit: int, generation: int, now: datetime) -> dict:
+    message = (
+        f"task {status.task_id} ended ({status.reason}) after {status.restarts or 0} restarts; "
+        f"spec.backoffLimit is {limit}"
+    )
+    reason = Reason.BACKOFF_LIMIT_EXCEEDED
+    return {
+        "phase": Phase.FAILED,
+        "reason": reason,
+        "message": message,
+        "conditions": phase_conditions(status, Phase.FAILED, reason, message, generation, now),
+    }
+
+
+def no_participants(status: RtcRecordingStatus, deadline: int, generation: int, now: datetime) -> dict:
+    """spec.startDeadlineSeconds passed with the channel still empty: no task exists."""
+    message = f"nobody joined the channel within spec.startDeadlineSeconds ({deadline} s); nothing was recorded"
+    reason = Reason.NO_PARTICIPANTS
+    return {
+        "phase": Phase.FAILED,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "completionTime": stamp(now),
+        "attempt": {"notExecuted": True},
+        "conditions": phase_conditions(status, Phase.FAILED, reason, message, generation, now),
     }
 
 
@@ -122,6 +203,7 @@ def started(status: RtcRecordingStatus, task_id: str, generation: int, now: date
         "taskId": task_id,
         "startTime": stamp(now),
         "completionTime": None,
+        "waitingSince": None,
         "observedGeneration": generation,
         "files": None,
         "conditions": phase_conditions(status, Phase.RECORDING, Reason.STARTED, message, generation, now),

@@ -205,6 +205,8 @@ def recording_for(schedule: dict, at: datetime, name: str | None = None) -> dict
     run_spec = template["spec"]
     if spec.get("durationSeconds") is not None:
         run_spec["maxDurationSeconds"] = spec["durationSeconds"]
+        # Waiting for participants longer than the meeting lasts records nothing anyway.
+        run_spec.setdefault("startDeadlineSeconds", spec["durationSeconds"])
     return {
         "apiVersion": "rtc.recording.io/v1alpha1",
         "kind": "RtcRecording",

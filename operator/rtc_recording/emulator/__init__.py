@@ -31,6 +31,16 @@ up to 256 KiB is received (`server.MAX_REQUEST_TARGET`: NotifyUrl plus 40 other 
 character URLs, percent-encoded), a longer one is answered 400 `RequestTooLarge` with the
 vendor's error body (the code is the emulator's own; the vendor publishes none).
 
+OSS (path-style, as a client sends to http://127.0.0.1:<port>): GET (or HEAD)
+/<bucket>/<key> serves the objects the tasks wrote (`objects.py`: playlists, MP4 and MP3
+files once Describe lists them, HLS slices once complete; small stubs that carry their
+key) behind links presigned as the vendor's OSS SDK presigns them (`oss.py`, signature
+V4), checked against the emulator's AccessKeys and STS tokens, with OSS's XML errors: 403
+AccessDenied "Request has expired." once the link clock (real time plus every advance)
+passes the link's x-oss-date + x-oss-expires, 403 SignatureDoesNotMatch when anything
+signed was changed, 404 NoSuchBucket or NoSuchKey. Unsigned requests are refused (buckets
+are private).
+
 Control API (JSON bodies; `EmulatorControl` wraps it; errors: 400 bad input, 404
 unknown task/user, 409 task not running):
 

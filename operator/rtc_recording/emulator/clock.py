@@ -3,7 +3,9 @@
 Emulated time (task lifecycles, idle timers, file durations, callbackTs) runs
 `time_scale` times faster than real time and can be pushed forward with `advance`, so
 tests see minutes or days pass in a moment. Signatures, quota windows and network
-timeouts face real clients and therefore use real time (`wall`, `monotonic`).
+timeouts face real clients and therefore use real time (`wall`, `monotonic`). Presigned OSS
+links are signed on their client's real clock too, but tests must see them expire: their
+expiry is judged by real time moved on by every `advance` (`links`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class Clock:
     def wall(self) -> float:
         """Real Unix time: what signature dates and callback signatures are checked against."""
         return self._wall()
+
+    def links(self) -> float:
+        """Real Unix time plus every `advance` so far: what a presigned link's expiry is judged by."""
+        return self._wall() + self._offset
 
     def monotonic(self) -> float:
         """Real monotonic seconds: quota windows."""

@@ -31,6 +31,8 @@ from .config import DEFAULT_REGION, EmulatorConfig, FaultKnobs
 from .errors import ApiError
 from .faults import Faults, Hang
 from .keys import Credential, KeyStore
+from .objects import find
+from .oss import OssError, error_xml, verify_presigned
 from .quota import Quota
 from .signing import NonceCache, SignedRequest, verify
 from .stats import OK, CallStats
@@ -41,6 +43,7 @@ from .wire import decode_params, error_body
 API_VERSION = "2016-11-01"
 START = "StartRtcCloudRecording"
 _VENDOR_HOST = re.compile(r"^live(?:\.([a-z0-9-]+))?\.aliyuncs\.com(?::\d+)?$")
+_OSS_HOST = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com(?::\d+)?$")
 MAX_REQUEST_TARGET = 256 * 1024  # bytes of path and query the API accepts; beyond: RequestTooLarge
 PARSER_MAX_LINE = 8 * 1024 * 1024  # aiohttp's limits, far above: what lies between gets a vendor answer
 PARSER_MAX_FIELD = 64 * 1024
@@ -131,6 +134,11 @@ class Emulator:
         region = (match.group(1) or DEFAULT_REGION) if match else self.config.region
         return Account(region, frozenset(self.config.apps), frozenset(self.config.oss_buckets), self.config.strict_ids)
 
+    def oss_region(self, host: str) -> str:
+        # as for the API: an OSS endpoint name says its region; loopback is the configured one
+        match = _OSS_HOST.match(host)
+        return match.group(1) if match else self.config.region
+
     def tick(self) -> None:
         self.engine.advance(self.clock.now())
         self.dispatcher.submit(self.engine.drain())
@@ -146,6 +154,7 @@ def create_app(config: EmulatorConfig) -> web.Application:
     app.router.add_route("POST", "/", _api)
     for method, path, handler in _CONTROL_ROUTES:
         app.router.add_route(method, f"/_emulator{path}", _control(handler))
+    app.router.add_route("GET", "/{bucket}/{key:.+}", _oss_object)  # OSS, path-style; HEAD too
     app.cleanup_ctx.append(_background)
     return app
 
@@ -265,6 +274,44 @@ _ACTIONS: dict[str, Callable[[Emulator, dict[str, Any], Credential, str], dict[s
     "UpdateRtcCloudRecording": _update,
     "DescribeRtcCloudRecordingFiles": _describe,
 }
+
+
+# ---- OSS: the objects the tasks wrote, behind presigned links (oss.py, objects.py)
+
+
+async def _oss_object(request: web.Request) -> web.StreamResponse:
+    emulator = request.app[EMULATOR]
+    emulator.tick()
+    request_id = uuid.uuid4().hex.upper()[:24]
+    host = request.headers.get("Host", "")
+    bucket, key = request.match_info["bucket"], request.match_info["key"]
+    try:
+        if bucket not in emulator.config.oss_buckets:
+            raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket)
+        verify_presigned(
+            request.method,
+            bucket,
+            key,
+            list(request.query.items()),
+            request.headers,
+            emulator.keys,
+            emulator.oss_region(host),
+            emulator.clock.links(),
+            emulator.clock.wall(),
+        )
+        stored = find(emulator.engine, bucket, key, emulator.clock.now())
+        if stored is None:
+            raise OssError(404, "NoSuchKey", "The specified key does not exist.", Key=key)
+    except OssError as error:
+        return web.Response(
+            status=error.status,
+            body=error_xml(error, request_id, host),
+            content_type="application/xml",
+            headers={"x-oss-request-id": request_id},
+        )
+    finally:
+        emulator.dispatcher.submit(emulator.engine.drain())
+    return web.Response(body=stored.body, content_type=stored.content_type, headers={"x-oss-request-id": request_id})
 
 
 # ---- the control API (JSON in, JSON out)

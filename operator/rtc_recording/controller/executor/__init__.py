@@ -28,9 +28,23 @@ from rtc_recording.controller.executor.update import Updater
 from rtc_recording.controller.executor.writes import Writes
 from rtc_recording.controller.index import Index, Tracked
 from rtc_recording.decide import actions, callbacks, classes, patches
-from rtc_recording.decide.actions import AdoptTask, AwaitOutcome, Controls, Expire, Halt, Start, Suspend, Update
+from rtc_recording.decide.actions import (
+    AdoptTask,
+    AwaitOutcome,
+    BackoffLimitExceeded,
+    Controls,
+    Expire,
+    GiveUp,
+    Halt,
+    Resend,
+    Restart,
+    Start,
+    Suspend,
+    Update,
+)
 from rtc_recording.decide.callbacks import Adopt, Ignore, Observe, Reap
 from rtc_recording.decide.classes import InvalidClassSpec
+from rtc_recording.decide.patches import Reason
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
 from rtc_recording.settings import Settings
@@ -66,9 +80,17 @@ class Executor:
         except ValidationError as exc:  # the CRD let it through: say so instead of retrying forever
             await self.writes.refuse_spec(obj, spec_errors(exc))
             return
-        waiting = status.attempt is not None and ctx.evidence_waiting(obj["metadata"]["uid"], status.attempt.number)
+        uid = obj["metadata"]["uid"]
+        waiting = status.attempt is not None and ctx.evidence_waiting(uid, status.attempt.number)
         action = actions.next_action(
-            status, generation, ctx.clock(), ctx.grace, ctx.cloud_health(), waiting, Controls.of(obj)
+            status,
+            generation,
+            ctx.clock(),
+            ctx.grace,
+            ctx.cloud_health(),
+            waiting,
+            Controls.of(obj),
+            ctx.waiting.sends(uid),
         )
         name = type(action).__name__.lower()
         try:
@@ -78,6 +100,14 @@ class Executor:
                 case Start(attempt):
                     if (classed := await self.pinning.with_class(obj, retry)) is not None:
                         await self.starter.start(*classed, status, attempt, retry)
+                case Resend(attempt):
+                    await self.starter.resend(obj, status, attempt, retry)
+                case GiveUp(attempt):
+                    await self.starter.give_up(obj, attempt)
+                case Restart():
+                    await self._restart(obj)
+                case BackoffLimitExceeded():
+                    await self._backoff_limit_exceeded(obj)
                 case Update(task_id):
                     await self._update(obj, task_id, retry)
                 case Halt(task_id, reason):
@@ -103,6 +133,52 @@ class Executor:
             return
         await self.updater.update(obj, spec, task_id, retry)
 
+    async def try_again(self, key: tuple[str, str], uid: str) -> None:
+        """A recording waiting for participants is due (controller/waiting.py): decide again from fresh state."""
+        waiting = self.ctx.waiting
+        try:
+            obj = await self.ctx.kube.get_recording(*key)
+        except k8s.NotFound:
+            waiting.forget(uid)
+            return
+        if obj["metadata"]["uid"] != uid or obj["metadata"].get("deletionTimestamp"):
+            return  # a namesake, or the deletion decides
+        await self._reconcile_or_later(obj)
+
+    async def _reconcile_or_later(self, obj: dict) -> None:
+        """Reconcile outside a Kopf handler: a retry it asks for waits in the waiting room."""
+        try:
+            await self.reconcile(obj)
+        except RetryLater as exc:
+            self.ctx.waiting.later(_key(obj), obj["metadata"]["uid"], exc.delay)
+
+    async def _restart(self, obj: dict) -> None:
+        """restartPolicy OnFailure: say so (one write, one Event), then start the next attempt."""
+        generation, controls = obj["metadata"]["generation"], Controls.of(obj)
+        ended = status_of(obj).task_id
+
+        def restarting(fresh: dict) -> dict | None:
+            status = status_of(fresh)
+            if status.task_id != ended or actions.restart_at(status, controls) is None:
+                return None
+            return patches.restarting(status, controls.backoff_limit, generation, self.ctx.clock())
+
+        _, patch = await self.writes.write(obj, restarting, event=("Normal", Reason.RESTARTING))
+        if patch is not None:  # as it is after its Event was posted and cleared
+            await self._reconcile_or_later(await self.ctx.kube.get_recording(*_key(obj)))
+
+    async def _backoff_limit_exceeded(self, obj: dict) -> None:
+        generation, controls = obj["metadata"]["generation"], Controls.of(obj)
+        ended = status_of(obj).task_id
+
+        def exceeded(fresh: dict) -> dict | None:
+            status = status_of(fresh)
+            if status.task_id != ended or actions.restart_at(status, controls) is None:
+                return None
+            return patches.backoff_limit_exceeded(status, controls.backoff_limit, generation, self.ctx.clock())
+
+        await self.writes.write(obj, exceeded, event=("Warning", Reason.BACKOFF_LIMIT_EXCEEDED))
+
     async def _suspend(self, obj: dict) -> None:
         generation = obj["metadata"]["generation"]
 
@@ -113,13 +189,14 @@ class Executor:
             return patches.suspended_idle(status, generation, self.ctx.clock())
 
         await self.writes.write(obj, suspended, event=("Normal", "Suspended"))
+        self.ctx.waiting.forget(obj["metadata"]["uid"])
 
     # -- delete, due times, observation ---------------------------------------------------------
     async def delete(self, obj: dict, retry: int = 0) -> None:
         await self.stopper.delete(obj, retry)
 
     async def on_due(self, key: tuple[str, str]) -> None:
-        """A due time (maxDurationSeconds, ttlSecondsAfterFinished) passed: act if it still holds."""
+        """A due time (maxDurationSeconds, a restart, ttlSecondsAfterFinished) passed: act if it still holds."""
         ctx = self.ctx
         try:
             obj = await ctx.kube.get_recording(*key)
@@ -134,6 +211,10 @@ class Executor:
                 await self.stopper.halt(obj, task_id, reason, 0)
             case Expire():
                 await self.stopper.expire(obj)
+            case Restart():
+                await self._restart(obj)
+            case BackoffLimitExceeded():
+                await self._backoff_limit_exceeded(obj)
 
     async def describe(self, tracked: Tracked) -> dict | None:
         return await self.observer.describe(tracked)
@@ -165,3 +246,7 @@ class Executor:
                 await self.adopter.reap(stand_in, task)
             case Ignore():
                 pass
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]

@@ -10,6 +10,7 @@ from rtc_recording.api.task import Throttled, Transient
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller.classresolver import ClassResolver
 from rtc_recording.controller.index import Index
+from rtc_recording.controller.waiting import WaitingRoom
 from rtc_recording.decide.actions import CloudHealth
 from rtc_recording.decide.backoff import backoff
 from rtc_recording.kube.client import Kube
@@ -38,12 +39,16 @@ class Context:
     clock: Callable[[], datetime]
     events: EventRecorder = field(init=False)
     classes: ClassResolver = field(init=False)
+    waiting: WaitingRoom = field(init=False)
     # Set by the evidence worker: is there unprocessed evidence of a live task for (uid, attempt)?
     evidence_waiting: Callable[[str, int], bool] = lambda uid, attempt: False
 
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.kube)
         self.classes = ClassResolver(self.kube)
+        self.waiting = WaitingRoom(
+            self.settings.backoff_base_seconds, self.settings.participant_retry_seconds, self.clock
+        )
 
     @property
     def grace(self) -> float:

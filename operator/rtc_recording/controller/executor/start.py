@@ -5,7 +5,9 @@ The steps, as `start` tells them:
 2. the budgeted call, whose write-ahead records the attempt only once the quota lets it go,
    so a crash while queued leaves no attempt that looks sent;
 3. the answer: a refusal ends the attempt, a failure not carried out is retried, a lost answer
-   is waited out for a callback naming the task (docs/exactly-once.md);
+   is waited out for a callback naming the task (docs/exactly-once.md); an empty channel keeps
+   the attempt pending, and it is sent again (`resend`, no write) until someone joins or the start
+   deadline passes (`give_up`; controller/waiting.py);
 4. one write naming the task, persisted through an apiserver blip; a task no write could name
    is stopped, since nobody could find it.
 """
@@ -17,15 +19,20 @@ import logging
 
 from rtc_recording.api.callback import notify_url, path_key
 from rtc_recording.api.recording import InvalidSpec, RtcRecordingSpec, RtcRecordingStatus, status_of
-from rtc_recording.api.task import Invalid, Throttled, Transient, UnknownOutcome
+from rtc_recording.api.task import ChannelEmpty, Invalid, Throttled, Transient, UnknownOutcome
 from rtc_recording.cloud.accounts import Account, CloudUnreachable
+from rtc_recording.cloud.budget import Priority
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.params import start_params
 from rtc_recording.controller.executor.adopt import Adopter
 from rtc_recording.controller.executor.context import CONFIRM_TRIES, RECHECK_SECONDS, Context, RetryLater
 from rtc_recording.controller.executor.pinning import pin_patch
-from rtc_recording.controller.executor.writes import Writes
-from rtc_recording.decide import patches
+from rtc_recording.controller.executor.writes import Writes, attempt_pending
+from rtc_recording.controller.waiting import Superseded
+from rtc_recording.decide import actions, classes, patches
+from rtc_recording.decide.actions import Controls
+from rtc_recording.decide.classes import InvalidClassSpec
+from rtc_recording.decide.patches import Reason
 from rtc_recording.kube import errors as k8s
 
 log = logging.getLogger(__name__)
@@ -96,11 +103,45 @@ class Starter:
             params["NotifyFileUploadedFormat"] = sorted({*formats, "SLICE"})
         return params
 
+    async def resend(self, obj: dict, status: RtcRecordingStatus, attempt: int, retry: int) -> None:
+        """The pending attempt again, with the class it was pinned with: its last send found nobody."""
+        pinned = obj["status"]["recordingClass"] if status.recording_class else None
+        try:
+            spec = classes.validate(obj["spec"], pinned)
+        except InvalidClassSpec as exc:
+            await self.writes.refuse_spec(obj, str(exc))
+            self.ctx.waiting.forget(obj["metadata"]["uid"])
+            return
+        prepared = await self._prepare(obj, spec, attempt, retry)
+        if prepared is not None:
+            task_id = await self._call(obj, status, *prepared, attempt, retry, resend=True)
+            if task_id is not None:
+                await self._record(obj, task_id, attempt)
+
+    async def give_up(self, obj: dict, attempt: int) -> None:
+        generation, deadline = obj["metadata"]["generation"], Controls.of(obj).start_deadline
+        await self.writes.on_attempt(
+            obj,
+            attempt,
+            lambda s: patches.no_participants(s, deadline, generation, self.ctx.clock()),
+            event=("Warning", Reason.NO_PARTICIPANTS),
+        )
+        self.ctx.waiting.forget(obj["metadata"]["uid"])
+
     async def _call(
-        self, obj: dict, status: RtcRecordingStatus, account: Account, params: dict, attempt: int, retry: int
+        self,
+        obj: dict,
+        status: RtcRecordingStatus,
+        account: Account,
+        params: dict,
+        attempt: int,
+        retry: int,
+        resend: bool = False,
     ) -> str | None:
-        """The budgeted Start; its task id, or None once a refusal is written."""
+        """The budgeted Start; its task id, or None once a refusal is written. A resend has no
+        write-ahead: it leaves only while this process still knows its last send was refused."""
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
+        room, uid = self.ctx.waiting, meta["uid"]
 
         async def write_ahead() -> None:
             # Compare-and-swap on what we decided from: a crash after Start is then recognisable as
@@ -117,9 +158,21 @@ class Starter:
             except k8s.Conflict:
                 raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
 
+        async def claim() -> None:
+            room.claim(uid, attempt)
+
+        priority = Priority.WAITING if resend or actions.waiting(status) else Priority.START
         try:
-            return await self.ctx.clients.start(account, params, before_send=write_ahead)
+            return await self.ctx.clients.start(
+                account, params, before_send=claim if resend else write_ahead, priority=priority
+            )
+        except Superseded:
+            return None  # deleted meanwhile, or another send of it is on its way: that one decides
+        except ChannelEmpty:
+            await self._wait_for_participants(obj, attempt)
+            return None
         except Invalid as exc:
+            room.forget(uid)
             # The service answered: this attempt made no task, so nothing is waited for on delete.
             code, message = exc.code, f"StartRtcCloudRecording refused: {exc.code}: {exc.message}"
             await self.writes.on_attempt(
@@ -133,22 +186,52 @@ class Starter:
             )
             return None
         except CloudUnreachable as exc:
+            room.not_sent(uid)
             raise RetryLater(RECHECK_SECONDS, str(exc)) from exc  # nothing was sent, nothing written
         except (Throttled, Transient) as exc:
-            error = exc
-            await self.writes.on_attempt(
-                obj, attempt, lambda s: patches.start_not_executed(s, error, generation, self.ctx.clock())
-            )
+            if resend:  # still waiting: nothing to write, and the room keeps the attempt sendable
+                room.not_sent(uid)
+            else:
+                error = exc
+                await self.writes.on_attempt(
+                    obj, attempt, lambda s: patches.start_not_executed(s, error, generation, self.ctx.clock())
+                )
             raise RetryLater(self.ctx.delay(exc, retry), f"Start not carried out: {exc}") from exc
         except UnknownOutcome as exc:
+            room.lost(uid)
             await self.writes.event(
                 obj, "Warning", "UnknownOutcome", f"attempt {attempt}: {exc}; waiting for a callback naming the task"
             )
             raise RetryLater(self.ctx.grace or RECHECK_SECONDS, str(exc)) from exc
 
+    async def _wait_for_participants(self, obj: dict, attempt: int) -> None:
+        """Nobody is in the channel: say so once (phase Pending, one Event) and try again later."""
+        meta, controls, room = obj["metadata"], Controls.of(obj), self.ctx.waiting
+        generation, channel = meta["generation"], obj["spec"]["channelId"]
+        room.refused((meta["namespace"], meta["name"]), meta["uid"], attempt)
+
+        def change(s: RtcRecordingStatus) -> dict | None:
+            if actions.waiting(s):
+                return None
+            return patches.waiting_for_participants(s, channel, controls.start_deadline, generation, self.ctx.clock())
+
+        try:
+            written, _ = await self.writes.on_attempt(
+                obj, attempt, change, event=("Normal", Reason.WAITING_FOR_PARTICIPANTS)
+            )
+        except k8s.NotFound:
+            room.forget(meta["uid"])
+            return
+        status = status_of(written)
+        if not attempt_pending(written, attempt) or not actions.waiting(status):
+            room.forget(meta["uid"])  # adopted, suspended or refused meanwhile: nothing to try again
+            return
+        room.until(meta["uid"], actions.give_up_at(status, controls))
+
     async def _record(self, obj: dict, task_id: str, attempt: int) -> None:
         """The one write naming the new task. A task it could not name is a duplicate or lost: stopped."""
         generation = obj["metadata"]["generation"]
+        self.ctx.waiting.forget(obj["metadata"]["uid"])
         try:
             written, patch = await self.writes.on_attempt(
                 obj,

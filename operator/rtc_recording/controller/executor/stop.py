@@ -39,8 +39,9 @@ class Stopper:
         status = status_of(obj)
         waiting = status.attempt is not None and self.ctx.evidence_waiting(meta["uid"], status.attempt.number)
         orphan = (obj.get("spec") or {}).get("deletionPolicy") == "Orphan"
+        sends = self.ctx.waiting.close(meta["uid"])  # no Start of it leaves any more
         match actions.deletion_action(
-            status, self.ctx.clock(), self.ctx.grace, self.ctx.cloud_health(), waiting, orphan
+            status, self.ctx.clock(), self.ctx.grace, self.ctx.cloud_health(), waiting, orphan, sends
         ):
             case Orphan(task_id):
                 running = f"task {task_id} keeps running" if task_id else "no task was running"
