@@ -73,8 +73,11 @@ def example_classes() -> dict[str, dict]:
 
 
 def effective(doc: dict) -> dict:
-    """An RtcRecording's spec as the operator starts it: merged with the example class it names (or as is)."""
+    """An RtcRecording's spec as the operator starts it in a namespace the example default class selects:
+    merged with the example class it names, or with the default class if it names none."""
     from rtc_recording.decide.classes import RecordingClass, merge
 
+    found = [RecordingClass.of(c) for c in example_classes().values()]
     name = doc["spec"].get("recordingClassName")
-    return merge(RecordingClass.of(example_classes()[name]).defaults, doc["spec"]) if name else doc["spec"]
+    (klass,) = [c for c in found if c.name == name] if name else [c for c in found if c.default]
+    return merge(klass.defaults, doc["spec"])

@@ -7,9 +7,12 @@ field, so that the two cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import yaml
-from api_corpus import EXAMPLES, VERDICTS, crd_version, effective, load
+from api_corpus import EXAMPLES, REPO, VERDICTS, crd_version, effective, load
 from pydantic import ValidationError
 
 from rtc_recording.api import fields
@@ -33,8 +36,10 @@ def params(spec: RtcRecordingSpec, **kw) -> dict:
 
 @pytest.mark.parametrize("item", VALID, ids=lambda i: i.name)
 def test_valid_items_parse_and_translate(item):
-    spec_of(item.docs[0])  # as applied
-    params(RtcRecordingSpec.model_validate(effective(item.docs[0])))  # as started, merged with its class
+    applied = spec_of(item.docs[0])
+    if applied.recording_class_name is None:
+        params(applied)  # as started where no class applies
+    params(RtcRecordingSpec.model_validate(effective(item.docs[0])))  # merged with its class, or the default one
 
 
 @pytest.mark.parametrize("item", INVALID, ids=lambda i: i.name)
@@ -160,6 +165,37 @@ def test_the_model_checks_the_crds_regexes_and_variables():
     assert rules(upload) == [f"self.upperAscii() in {list(fields.UPLOAD_FORMATS)}"]
 
 
+def test_every_int32_states_its_bounds():
+    """An int32 beyond 2147483647 is refused by the apiserver: a maximum says so, and the comparison above holds
+    the model to it (ttlSecondsAfterFinished was unbounded in the model)."""
+
+    def int32s(node: dict, path: str) -> list[tuple[str, dict]]:
+        found = [(path, node)] if node.get("format") == "int32" else []
+        for name, child in node.get("properties", {}).items():
+            found += int32s(child, f"{path}.{name}")
+        return found + (int32s(node["items"], f"{path}[]") if "items" in node else [])
+
+    spec = crd_version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert [p for p, n in int32s(spec, "spec") if not 0 <= n.get("maximum", 2**31) < 2**31] == []
+
+
+def test_url_schemes_are_case_insensitive_everywhere():
+    """RFC 3986: HTTPS:// is https://. Every URL pattern of the CRDs and the chart's values, and the model's."""
+
+    def patterns(node) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["pattern"]] if "://" in str(node.get("pattern")) else []
+            return own + [p for child in node.values() for p in patterns(child)]
+        return [p for child in node for p in patterns(child)] if isinstance(node, list) else []
+
+    documents = [yaml.safe_load(path.read_text()) for path in sorted((REPO / "crds").glob("*.yaml"))]
+    documents.append(json.loads((REPO / "charts" / "rtc-recording-operator" / "values.schema.json").read_text()))
+    found = [p for d in documents for p in patterns(d)] + [fields._HTTP_URL, fields._NOTIFY_URL]
+    assert len(found) >= 8
+    for url in ("https://img.example.com/a.png", "HTTPS://img.example.com/a.png", "Http://img.example.com/a.png"):
+        assert [p for p in found if not re.fullmatch(p, url)] == [], url
+
+
 def test_the_model_and_the_crd_declare_the_same_status_fields():
     def names(node: dict, defs: dict | None = None) -> dict:
         if defs is not None:
@@ -227,8 +263,11 @@ def test_there_are_examples_for_the_common_cases():
 
 @pytest.mark.parametrize("doc", [d for _, d in EXAMPLE_RECORDINGS], ids=[n for n, _ in EXAMPLE_RECORDINGS])
 def test_examples_are_valid(doc):
-    spec_of(doc)
-    params(RtcRecordingSpec.model_validate(effective(doc)), notify_auth_key="ReplaceWithYourOwnKey0123456789")
+    """As applied, as started where no class applies, and as started with the example default class installed."""
+    key = "ReplaceWithYourOwnKey0123456789"
+    if spec_of(doc).recording_class_name is None:
+        params(spec_of(doc), notify_auth_key=key)
+    params(RtcRecordingSpec.model_validate(effective(doc)), notify_auth_key=key)
 
 
 # -- the vendor's parameters ------------------------------------------------------------------------

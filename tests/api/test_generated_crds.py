@@ -35,6 +35,12 @@ def test_the_class_fields_are_the_recordings():
     assert klass["notify"]["properties"]["url"] == recording["notify"]["properties"]["url"]
 
 
+def test_a_recording_may_drop_exactly_the_fields_a_class_sets():
+    (version,) = yaml.safe_load((REPO / "crds" / "rtcrecordings.yaml").read_text())["spec"]["versions"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert spec["dropClassDefaults"]["items"]["enum"] == [*generator().COPIED, *generator().PARTS]
+
+
 def test_every_class_field_is_documented_for_kubectl_explain():
     def undocumented(node: dict, path: str) -> list[str]:
         missing = [] if node.get("description", "").strip() else [path]

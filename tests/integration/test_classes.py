@@ -9,8 +9,10 @@ import http.server
 import json
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import APP, BUCKET, recording, wait_for
 
@@ -26,6 +28,9 @@ TRANSCODE = {
     "videoGop": 30,
 }
 TENANT_LABEL = "rtc.recording.io/tenant"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE_KEY = ("LTAI-replace-me", "replace-me")  # what examples/notify-signed.yaml's Secret holds
+PEOPLE = {"alice": ("audio", "camera", "screen"), "bob": ("audio", "camera"), "carol": ("audio", "camera")}
 
 
 @pytest.fixture
@@ -125,6 +130,32 @@ def test_a_class_fills_what_the_recording_leaves_out(stack, tenant, platform, ma
     # deleting stops the task with the class's credentials
     stack.cluster.kubectl("delete", "rtcrec", "classy", "own-idle", "-n", tenant, "--timeout=30s")
     assert emulator.control.task(status["taskId"])["status"] == "STOPPED"
+
+
+@pytest.mark.parametrize(
+    "storage, refusal",
+    [
+        ({"files": [{"format": "MP4", "pathPrefix": ["classes"]}]}, None),  # part of storage, as a recording may
+        (
+            {"oss": {"endpoint": "oss-cn-shanghai.aliyuncs.com", "bucket": BUCKET}, "vod": {}},
+            "spec.storage may set oss or vod, not both",
+        ),
+        ({"vod": {}, "files": [{"format": "MP4"}]}, "spec.storage.files is only valid with spec.storage.oss"),
+    ],
+    ids=["files-only", "oss-and-vod", "files-with-vod"],
+)
+def test_a_class_may_hold_part_of_storage_but_never_two(crds, storage, refusal):
+    body = {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingClass",
+        "metadata": {"name": f"class-{uuid.uuid4().hex[:6]}"},
+        "spec": {"storage": storage, "transcode": {"videoCodec": "H.265"}, "namespaceSelector": {}},
+    }
+    applied = crds.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(body), check=False)
+    if refusal is None:
+        assert applied.returncode == 0, applied.stderr
+    else:
+        assert applied.returncode != 0 and refusal in applied.stderr, applied.stderr
 
 
 def test_a_class_change_never_touches_a_running_task(stack, tenant, platform, make_class, channel, emulator):
@@ -278,3 +309,83 @@ def test_a_class_notify_url_gets_the_events_of_recordings_that_set_none(
     ours = [b for b in Hook.received if b.get("taskId") == status["taskId"]]
     # The operator's own SLICE heartbeats are not the class's business.
     assert not [b for b in ours if b["eventType"] == "RecordFileUploaded" and "SLICE" in json.dumps(b["payload"])]
+
+
+def example_documents() -> list[dict]:
+    return [doc for path in sorted(EXAMPLES.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def credentials_secret(name: str, key: tuple[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"rtc.recording.io/usage": "credentials"}},
+        "stringData": {"accessKeyId": key[0], "accessKeySecret": key[1]},
+    }
+
+
+@pytest.fixture
+def example_class(stack):
+    """The RtcRecordingClass of examples/ (the cluster's default class), its credentials in its own namespace."""
+    (klass,) = [doc for doc in example_documents() if doc["kind"] == "RtcRecordingClass"]
+    ref = klass["spec"]["credentialsSecretRef"]
+    stack.emulator.control.credentials(access_keys=dict([PLATFORM_KEY]))
+    stack.cluster.kubectl("create", "namespace", ref["namespace"], check=False)  # kept by an earlier test
+    stack.apply(ref["namespace"], credentials_secret(ref["name"], PLATFORM_KEY))
+    stack.cluster.kubectl("apply", "-f", "-", input=json.dumps(klass))
+    yield klass
+    stack.cluster.kubectl("delete", "rtcrecclass", klass["metadata"]["name"], "--wait=false", check=False)
+
+
+def test_every_example_records_with_the_example_default_class(stack, namespace, example_class, emulator):
+    """Issue 25: the default class filled transcode and a background into Individual and audio-only recordings
+    that name no class, and their Start failed. Every RtcRecording of examples/, applied as it is (each on a
+    channel of its own, with people publishing), in a namespace the class selects: each one records."""
+    (label,) = example_class["spec"]["namespaceSelector"]["matchLabels"].items()
+    stack.cluster.kubectl("label", "namespace", namespace, "=".join(label))
+    emulator.control.credentials(access_keys=dict([EXAMPLE_KEY]))
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)  # for the example's own notify url
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    suffix = uuid.uuid4().hex[:6]
+    documents = [doc for doc in example_documents() if doc["kind"] in ("RtcRecording", "Secret")]
+    recordings = {doc["metadata"]["name"]: doc["spec"] for doc in documents if doc["kind"] == "RtcRecording"}
+    for spec in recordings.values():
+        spec["channelId"] += f"-{suffix}"
+        if (spec.get("notify") or {}).get("url"):
+            spec["notify"]["url"] = f"http://127.0.0.1:{hook.server_port}/rtc"
+    channels = {spec["channelId"] for spec in recordings.values()}
+    try:
+        for channel in channels:
+            for user, tracks in PEOPLE.items():
+                emulator.control.join(APP, channel, user, **{t: True for t in tracks})
+        stack.cluster.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents}),
+        )
+        assert len(recordings) >= 8 and any(not s.get("recordingClassName") for s in recordings.values())
+        started = {name: stack.wait_phase(namespace, name, "Recording") for name in recordings}
+        assert {s["recordingClass"]["name"] for s in started.values()} == {example_class["metadata"]["name"]}
+        params = {name: emulator.control.task(s["taskId"])["params"] for name, s in started.items()}
+        # Individual: no transcode, no layout from the class; audio-only: no video settings, no layout
+        assert not {"MixTranscodeParams", "MixLayoutParams"} & set(params["standup-42-voices"])
+        assert not {"MixTranscodeParams", "MixLayoutParams"} & set(params["standup-42-streams"])
+        assert params["standup-42-notified"]["MixTranscodeParams"] == {
+            "AudioBitrate": 96,
+            "AudioChannels": 2,
+            "AudioSampleRate": 44100,
+        }
+        assert "MixLayoutParams" not in params["standup-42-notified"]
+        # ... and where they are valid, the class's values still fill in
+        background = example_class["spec"]["layout"]["background"]["url"]
+        assert params["standup-42"]["MixLayoutParams"]["MixBackground"]["Url"] == background
+        assert params["design-review"]["MixTranscodeParams"]["VideoBitrate"] == 1200
+    finally:
+        for channel in channels:  # the tasks end by their idle timeout
+            for user in PEOPLE:
+                emulator.control.leave(APP, channel, user)
+        hook.shutdown()
+        hook.server_close()

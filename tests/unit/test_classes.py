@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from rtc_recording.api import names
+from rtc_recording.api.recording import RtcRecordingSpec, spec_errors
 from rtc_recording.decide import classes
 from rtc_recording.decide.classes import InvalidClassSpec, NoClass, RecordingClass, Refuse, Use, choose, merge
 
@@ -28,7 +30,8 @@ def klass(name="gold", selector=None, default=False, created="2026-01-01T00:00:0
 
 
 def own(**spec) -> dict:
-    return {
+    """A resource's spec naming class gold; a field given as None is left out."""
+    base = {
         "recordingClassName": "gold",
         "appId": "demo-app",
         "channelId": "c",
@@ -37,6 +40,7 @@ def own(**spec) -> dict:
         "layout": LAYOUT,
         **spec,
     }
+    return {k: v for k, v in base.items() if v is not None}
 
 
 @pytest.mark.parametrize(
@@ -48,13 +52,27 @@ def own(**spec) -> dict:
         # objects merge key by key
         (
             {"transcode": {"audioChannels": 2, "videoGop": 50}},
-            {"transcode": {"videoGop": 25}},
-            {"transcode": {"audioChannels": 2, "videoGop": 25}},
+            {"mode": "Mixed", "transcode": {"videoGop": 25}},
+            {"mode": "Mixed", "transcode": {"audioChannels": 2, "videoGop": 25}},
         ),
         (
             {"layout": {"background": {"url": "https://x/bg.png"}}},
-            {"layout": {"panes": [{"userId": "a"}]}},
-            {"layout": {"background": {"url": "https://x/bg.png"}, "panes": [{"userId": "a"}]}},
+            {"mode": "Mixed", "layout": {"panes": [{"userId": "a"}]}},
+            {"mode": "Mixed", "layout": {"background": {"url": "https://x/bg.png"}, "panes": [{"userId": "a"}]}},
+        ),
+        # ... where the mode and media allow them
+        (
+            {"transcode": {"audioChannels": 2, "videoGop": 50}, "layout": {"background": {"url": "https://x/bg.png"}}},
+            {"mode": "Mixed", "media": "Audio"},
+            {"mode": "Mixed", "media": "Audio", "transcode": {"audioChannels": 2}},
+        ),
+        (
+            {
+                "transcode": {"audioChannels": 2},
+                "storage": {"files": [{"format": "MP4", "fileNamePattern": "{StartTime}"}]},
+            },
+            {"mode": "Individual"},
+            {"mode": "Individual", "storage": {"files": [{"format": "MP4"}]}},
         ),
         # lists are replaced whole
         (
@@ -178,10 +196,13 @@ def test_a_merged_spec_that_breaks_a_rule_names_the_class_and_who_set_the_field(
     with pytest.raises(InvalidClassSpec) as refused:
         classes.validate(own(), klass(transcode=TRANSCODE).pin())
     assert "spec.storage is required" in str(refused.value)
-    # a field the class set, refused by the model as a field error
+    # the resource's partial storage against the class's: files are OSS only
     with pytest.raises(InvalidClassSpec) as refused:
-        classes.validate(own(mode="Individual", layout=None), klass(storage=OSS, transcode=TRANSCODE).pin())
-    assert "spec.transcode is only valid when spec.mode is Mixed" in str(refused.value)
+        classes.validate(
+            own(storage={"files": [{"format": "MP4"}]}), klass(storage={"vod": {}}, transcode=TRANSCODE).pin()
+        )
+    assert "spec.storage.files is only valid with spec.storage.oss" in str(refused.value)
+    assert "spec.storage.files: set by the RtcRecording" in str(refused.value)
 
 
 def test_field_provenance():
@@ -199,6 +220,21 @@ def test_account_fields_prefer_the_resources_own():
     assert classes.account_fields(obj) == ("cn-shanghai", "t", "mine")
 
 
+def test_what_a_recording_drops_from_its_class_its_task_never_uses():
+    """The region of its cloud calls and the time limit come from the effective spec, not the pin as it is."""
+    from rtc_recording.decide.actions import Controls
+
+    pin = {
+        "name": "gold",
+        "defaults": {"region": "ap-southeast-1", "maxDurationSeconds": 600},
+        "credentialsSecretRef": {"namespace": "platform", "name": "k"},
+    }
+    obj = {"metadata": {"namespace": "t"}, "spec": {"mode": "Mixed"}, "status": {"recordingClass": pin}}
+    assert (classes.account_fields(obj), Controls.of(obj).max_duration) == (("ap-southeast-1", "platform", "k"), 600)
+    obj["spec"]["dropClassDefaults"] = ["region", "maxDurationSeconds"]
+    assert (classes.account_fields(obj), Controls.of(obj).max_duration) == ((None, "platform", "k"), None)
+
+
 def test_pin_patch_nulls_what_the_new_generation_lacks():
     old = {
         "name": "a",
@@ -214,3 +250,115 @@ def test_pin_patch_nulls_what_the_new_generation_lacks():
         "defaults": {"region": None, "storage": {"vod": None, "oss": OSS["oss"]}},
     }
     assert classes.pin_patch(old, None) is None
+
+
+# -- a class never breaks a recording ---------------------------------------------------------------
+VIDEO_CLASS = klass(
+    storage={**OSS, "files": [{"format": "HLS", "fileNamePattern": "{ChannelId}_{StartTime}"}, {"format": "MP4"}]},
+    transcode={**TRANSCODE, "videoCodec": "H.265", "videoWidth": 1280, "videoHeight": 720},
+    layout={"background": {"url": "https://x/bg.png"}},
+    notify={"url": "https://hooks.example.com/class", "fileUploadedFormats": ["HLS", "MP4"]},
+)
+AUDIO_TRANSCODE = {"audioBitrateKbps": 64, "audioChannels": 2, "audioSampleRateHz": 48000}
+
+
+def test_an_individual_recording_takes_no_transcode_or_layout_from_its_class():
+    spec = classes.validate(own(mode="Individual", layout=None), VIDEO_CLASS.pin())
+    assert spec.transcode is None and spec.layout is None
+    assert spec.storage.oss.bucket == "class-bucket"  # what applies still does
+
+
+def test_an_individual_recording_takes_only_names_with_user_id_and_source_type_from_its_class():
+    """Without {UserId} every subscriber would write the same files, without {SourceType} a user subscribed twice
+    (now, or after an Update) would: the service's own names have what they need."""
+    spec = classes.validate(own(mode="Individual", layout=None), VIDEO_CLASS.pin())
+    assert [f.file_name_pattern for f in spec.storage.files] == [None, None]
+    mixed = classes.validate(own(), VIDEO_CLASS.pin())
+    assert mixed.storage.files[0].file_name_pattern == "{ChannelId}_{StartTime}"
+    names = {
+        "storage": {
+            **OSS,
+            "files": [
+                {"format": "HLS", "fileNamePattern": "{UserId}_{StartTime}"},
+                {"format": "MP4", "fileNamePattern": "{UserId}_{SourceType}_{StartTime}"},
+            ],
+        }
+    }
+    spec = classes.validate(own(mode="Individual", layout=None), klass(**names).pin())
+    assert [f.file_name_pattern for f in spec.storage.files] == [None, "{UserId}_{SourceType}_{StartTime}"]
+
+
+def test_an_audio_only_recording_takes_no_video_settings_or_layout_from_its_class():
+    spec = classes.validate(own(media="Audio", layout=None), VIDEO_CLASS.pin())
+    assert spec.transcode.model_dump(by_alias=True, exclude_none=True) == AUDIO_TRANSCODE
+    assert spec.layout is None  # a background has no picture to go on
+    video = classes.validate(own(), VIDEO_CLASS.pin())
+    assert video.transcode.video_codec == "H.265" and video.layout.background.url == "https://x/bg.png"
+
+
+def test_a_class_callback_format_applies_only_where_it_is_recorded():
+    spec = classes.validate(own(storage={"vod": {}}), VIDEO_CLASS.pin())  # VOD: no upload callbacks at all
+    assert spec.notify.url == "https://hooks.example.com/class" and spec.notify.file_uploaded_formats is None
+    spec = classes.validate(
+        own(storage={**OSS, "files": [{"format": "MP3"}]}),
+        klass(transcode=TRANSCODE, notify=VIDEO_CLASS.defaults["notify"]).pin(),
+    )
+    assert spec.notify.file_uploaded_formats == ["HLS"]  # MP4 is not recorded: its callbacks would never come
+
+
+@pytest.mark.parametrize(
+    "resource, check",
+    [
+        # only storage.files: the class's oss, the files merged by format
+        (
+            {"storage": {"files": [{"format": "HLS", "pathPrefix": ["team"]}, {"format": "MP3"}]}},
+            lambda s: (
+                (s.storage.oss.bucket, [(f.format, f.path_prefix) for f in s.storage.files])
+                == ("class-bucket", [("HLS", ["team"]), ("MP4", None), ("MP3", None)])
+            ),
+        ),
+        # one transcode field: the class's others
+        (
+            {"transcode": {"videoGop": 25}},
+            lambda s: (s.transcode.video_gop, s.transcode.audio_bitrate_kbps) == (25, 64),
+        ),
+    ],
+    ids=["storage-files", "transcode-field"],
+)
+def test_partial_overrides_the_merge_rule_documents_are_valid(resource, check):
+    RtcRecordingSpec.model_validate(own(**resource))  # as applied
+    assert check(classes.validate(own(**resource), VIDEO_CLASS.pin()))  # as started
+
+
+@pytest.mark.parametrize(
+    "resource, expected",
+    [
+        ({"storage": {**OSS, "vod": {}}}, "spec.storage must set exactly one of oss or vod"),
+        (
+            {"storage": {"vod": {}, "files": [{"format": "MP4"}]}},
+            "spec.storage.files is only valid with spec.storage.oss",
+        ),
+        # a key signs the callbacks to the recording's own url: the class's url is another party's
+        (
+            {"notify": {"authKeySecretRef": {"name": "cb", "key": "k"}}},
+            "spec.notify.authKeySecretRef is only valid together with spec.notify.url",
+        ),
+    ],
+)
+def test_what_no_class_can_mend_is_refused_as_applied(resource, expected):
+    with pytest.raises(ValidationError) as refused:
+        RtcRecordingSpec.model_validate(own(**resource))
+    assert expected in spec_errors(refused.value)
+
+
+def test_a_recording_drops_class_defaults_it_does_not_want():
+    spec = classes.validate(
+        own(dropClassDefaults=["layout", "notify", "maxDurationSeconds"]),
+        klass(maxDurationSeconds=600, **VIDEO_CLASS.defaults).pin(),
+    )
+    assert spec.layout.background is None and spec.notify is None and spec.max_duration_seconds is None
+    assert spec.transcode.video_bitrate_kbps == 1500  # the rest still applies
+    with pytest.raises(InvalidClassSpec, match="spec.storage is required"):
+        classes.validate(own(dropClassDefaults=["storage"]), VIDEO_CLASS.pin())
+    with pytest.raises(ValidationError):
+        RtcRecordingSpec.model_validate(own(dropClassDefaults=["credentialsSecretRef"]))

@@ -870,7 +870,7 @@ CLASSES = rows(
     ),
     Row(
         "an Update whose merge with the pinned class is invalid: refused, the task keeps recording",
-        spec={**CLASSED, "mode": "Individual", "layout": None},
+        spec={**CLASSED, "region": "ap-southeast-1"},  # the pinned class's OSS endpoint is in cn-shanghai
         generation=2,
         status=recording_as(recordingClass=PIN),
         want={"phase": "Recording", "reason": "InvalidSpec", "conditions.Synced": "False"},

@@ -388,7 +388,10 @@ NOTIFY = {"notify": {"url": "https://hooks.example.com/rtc", "authKeySecretRef":
 CLASS_PIN = {
     "name": "standard",
     "generation": 1,
-    "defaults": {"notify": {"url": "https://hooks.example.com/class", "fileUploadedFormats": ["MP4"]}},
+    "defaults": {
+        "storage": {"files": [{"format": "MP4"}]},
+        "notify": {"url": "https://hooks.example.com/class", "fileUploadedFormats": ["MP4"]},
+    },
 }
 
 
@@ -447,6 +450,14 @@ RELAYS = rows(
         known=[rec({**RECORDING, "recordingClass": CLASS_PIN})],
         body=callback_body("task-1", "RecordFileUploaded", format="MP4"),
         relayed=1,
+    ),
+    RRow(
+        "a format the class asks for that the recording does not record: not relayed, as its Start did not ask",
+        known=[
+            rec({**RECORDING, "recordingClass": {**CLASS_PIN, "defaults": {"notify": CLASS_PIN["defaults"]["notify"]}}})
+        ],
+        body=callback_body("task-1", "RecordFileUploaded", format="MP4"),
+        relayed=0,
     ),
     RRow(
         "the resource's own fileUploadedFormats win over the class's (merged key by key)",

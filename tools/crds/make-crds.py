@@ -35,17 +35,34 @@ CLASS_DESCRIPTION = (
     "layout background, idle timeout, maximum duration, callbacks, credentials) for RtcRecordings "
     "to name in spec.recordingClassName, like a StorageClass. The annotation "
     'rtc.recording.io/is-default-class: "true" makes it the class of RtcRecordings that name '
-    "none (for their optional fields). A change applies to tasks started afterwards, never to "
-    "a running one."
+    "none. A change applies to tasks started afterwards, never to a running one."
 )
 CLASS_SPEC_DESCRIPTION = (
-    "The defaults, who may use them and with which credentials. Field by field, an "
-    "RtcRecording's own value wins; objects merge key by key; lists are replaced "
-    "whole, except storage.files, merged by format; storage.oss and storage.vod are "
-    "one choice (an RtcRecording that sets either takes neither from the class)."
+    "The defaults, who may use them and with which credentials. A default applies to an RtcRecording "
+    "only where it is valid for its mode and media (transcode in Mixed mode only, video settings and "
+    "layout only with video output, file names in Individual mode only with {UserId} and {SourceType}, "
+    "callback formats only for what is recorded), and not at all if the RtcRecording names it in "
+    "spec.dropClassDefaults. "
+    "Field by field, an RtcRecording's own value wins; objects merge key by key (a class may set part of "
+    "storage or transcode, and so may an RtcRecording); lists are replaced whole, except storage.files, "
+    "merged by format; storage.oss and storage.vod are one choice (an RtcRecording that sets either takes "
+    "neither from the class)."
 )
-# A class's region against its storage (an RtcRecording's own CRD has the same rules).
-CLASS_REGION_RULES = [
+# A class's storage, and its region against its storage (an RtcRecording's own CRD has the same rules). A
+# class may set part of storage (only files) or of transcode, as an RtcRecording naming a class may.
+CLASS_RULES = [
+    {
+        "rule": "!has(self.storage) || !has(self.storage.oss) || !has(self.storage.vod)",
+        "fieldPath": ".storage",
+        "reason": "FieldValueInvalid",
+        "message": "spec.storage may set oss or vod, not both",
+    },
+    {
+        "rule": "!has(self.storage) || !has(self.storage.files) || !has(self.storage.vod)",
+        "fieldPath": ".storage.files",
+        "reason": "FieldValueForbidden",
+        "message": "spec.storage.files is only valid with spec.storage.oss (VOD chooses its own files)",
+    },
     {
         "rule": "!has(self.storage) || !has(self.storage.vod) || !has(self.region) || self.region != 'us-east-1'",
         "fieldPath": ".storage.vod",
@@ -249,7 +266,7 @@ def build() -> dict:
                                     "required": ["namespaceSelector"],
                                     "description": CLASS_SPEC_DESCRIPTION,
                                     "properties": properties,
-                                    "x-kubernetes-validations": CLASS_REGION_RULES,
+                                    "x-kubernetes-validations": CLASS_RULES,
                                 },
                             },
                         }

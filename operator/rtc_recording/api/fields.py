@@ -21,8 +21,9 @@ REGIONS: tuple[Region, ...] = get_args(Region)
 
 
 _DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-_HTTP_URL = r"^https?://\S+$"
-# spec.notify.url: the scheme in any case, no user information (the operator may relay to it).
+# URL schemes are case-insensitive (RFC 3986): HTTPS:// is https://.
+_HTTP_URL = r"^[hH][tT][tT][pP][sS]?://\S+$"
+# spec.notify.url: also no user information (the operator may relay to it).
 _NOTIFY_URL = r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+([/?#]\S*)?$"
 # The CRD's CEL regexes, written without backslashes so that CEL and Python read them alike.
 _FRACTION = re.compile(r"^(0*[.][0-9]+|0+([.][0-9]*)?|0*1([.]0*)?)$")

@@ -38,6 +38,17 @@ from rtc_recording.api.fields import (
 )
 
 Mode = Literal["Individual", "Mixed"]
+# The spec fields an RtcRecordingClass sets (decide/classes.py): what spec.dropClassDefaults may name.
+ClassDefault = Literal[
+    "region",
+    "maxIdleSeconds",
+    "maxFileDurationSeconds",
+    "maxDurationSeconds",
+    "storage",
+    "transcode",
+    "layout",
+    "notify",
+]
 Media = Literal["AudioVideo", "Audio", "Video"]
 Source = Literal["Camera", "Screen"]
 FileFormat = Literal["HLS", "MP4", "MP3"]
@@ -147,26 +158,20 @@ class FileSpec(_Spec):
 
 
 class Storage(_Spec):
+    """oss or vod, and files with oss: spec-level rules (api/rules.py), since a class may fill in oss."""
+
     oss: OssStorage | None = None
     vod: VodStorage | None = None
     files: Annotated[list[FileSpec], Field(max_length=3), unique(lambda f: f'format="{f.format}"')] | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Storage:
-        problems = []
-        if (self.oss is None) == (self.vod is None):
-            problems.append("spec.storage must set exactly one of oss or vod")
-        if self.files is not None and self.oss is None:
-            problems.append("spec.storage.files is only valid with spec.storage.oss (VOD chooses its own files)")
-        one_rule(not problems, "; ".join(problems))
-        return self
-
 
 class Transcode(_Spec):
+    """The audio settings are required by a spec-level rule (api/rules.py), since a class may fill them in."""
+
     frame_fill: Literal["LastFrame"] | None = None
-    audio_bitrate_kbps: Annotated[int, Field(ge=8, le=500)]
-    audio_channels: Literal[1, 2]
-    audio_sample_rate_hz: Literal[8000, 16000, 32000, 44100, 48000]
+    audio_bitrate_kbps: Annotated[int, Field(ge=8, le=500)] | None = None
+    audio_channels: Literal[1, 2] | None = None
+    audio_sample_rate_hz: Literal[8000, 16000, 32000, 44100, 48000] | None = None
     video_codec: Literal["H.264", "H.265"] | None = None
     video_bitrate_kbps: Annotated[int, Field(ge=1, le=10000)] | None = None
     video_framerate: Annotated[int, Field(ge=1, le=60)] | None = None
@@ -251,10 +256,11 @@ class RtcRecordingSpec(_Spec):
     """spec of an RtcRecording; see `kubectl explain rtcrec.spec` for every field.
 
     With recording_class_name set, this is the resource as applied (the class fills the rest:
-    decide/classes.py); the effective spec is the merge without recording_class_name, validated by this
-    same model with every rule in force."""
+    decide/classes.py); the effective spec is the merge without recording_class_name and
+    drop_class_defaults, validated by this same model with every rule in force."""
 
     recording_class_name: DnsName | None = None
+    drop_class_defaults: Annotated[list[ClassDefault], Field(max_length=8), unique(lambda f: f'"{f}"')] | None = None
     app_id: Id
     channel_id: Id
     region: Region | None = None
@@ -272,7 +278,7 @@ class RtcRecordingSpec(_Spec):
     suspend: bool = False
     max_duration_seconds: Annotated[int, Field(ge=60, le=259200)] | None = None
     deletion_policy: Literal["Stop", "Orphan"] = "Stop"
-    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=2147483647)] | None = None
     start_deadline_seconds: Annotated[int, Field(ge=10, le=259200)] | None = None
     restart_policy: Literal["Never", "OnFailure"] = "Never"
     backoff_limit: Annotated[int, Field(ge=0, le=100)] | None = None

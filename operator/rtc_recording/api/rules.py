@@ -23,6 +23,7 @@ def violations(spec: RtcRecordingSpec) -> list[str]:
     storage = spec.storage or Storage.model_construct(oss=None, vod=None, files=None)
     rules = [
         *_mode_rules(spec, classed),
+        *_storage_rules(spec.storage, classed),
         *_subscriber_rules(spec),
         *_file_name_rules(spec, storage.files or []),
         *region_rules(spec, spec.region),
@@ -46,6 +47,16 @@ def _mode_rules(spec: RtcRecordingSpec, classed: bool) -> Rules:
         (not mixed or t is not None or classed, lambda: "spec.transcode is required when spec.mode is Mixed"),
         *[
             (
+                t is None or getattr(t, attr) is not None or classed,
+                lambda attr=attr: (
+                    f"spec.transcode.{to_camel(attr)} is required, unless spec.recordingClassName names a class "
+                    "that sets it"
+                ),
+            )
+            for attr in ("audio_bitrate_kbps", "audio_channels", "audio_sample_rate_hz")
+        ],
+        *[
+            (
                 not mixed or not video_out or t is None or getattr(t, attr) is not None or classed,
                 lambda attr=attr: f"spec.transcode.{to_camel(attr)} is required when spec.media has video",
             )
@@ -66,6 +77,28 @@ def _mode_rules(spec: RtcRecordingSpec, classed: bool) -> Rules:
                 "spec.layout.panes is required when spec.mode is Mixed and spec.media has video, unless "
                 "spec.layout.preset computes them"
             ),
+        ),
+    ]
+
+
+def _storage_rules(storage: Storage | None, classed: bool) -> Rules:
+    """One storage, OSS or VOD (without storage: the rule of _mode_rules). A class may fill in oss or vod, but
+    cannot mend both at once, nor files with VOD."""
+    if storage is None:
+        return []
+    oss, vod = storage.oss is not None, storage.vod is not None
+    return [
+        (not (oss and vod), lambda: "spec.storage must set exactly one of oss or vod"),
+        (
+            oss or vod or classed,
+            lambda: (
+                "spec.storage must set exactly one of oss or vod, unless spec.recordingClassName names a class "
+                "that sets one"
+            ),
+        ),
+        (
+            storage.files is None or oss or (classed and not vod),
+            lambda: "spec.storage.files is only valid with spec.storage.oss (VOD chooses its own files)",
         ),
     ]
 
@@ -261,6 +294,7 @@ def region_rules(spec: RtcRecordingSpec, region: str | None) -> Rules:
 
 _IMMUTABLE_FIELDS = (
     "recording_class_name",
+    "drop_class_defaults",
     "app_id",
     "channel_id",
     "region",

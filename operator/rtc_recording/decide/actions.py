@@ -31,6 +31,7 @@ from rtc_recording.api.recording import (
     Phase,
     RtcRecordingStatus,
 )
+from rtc_recording.decide.classes import effective_spec
 from rtc_recording.decide.patches import Reason, waiting
 
 
@@ -146,9 +147,9 @@ class Controls:
     def of(cls, obj: dict) -> Controls:
         spec = obj.get("spec") or {}
         max_duration = spec.get("maxDurationSeconds")
-        if max_duration is None:  # the class's, as pinned when the task started (classes.py)
-            pin = (obj.get("status") or {}).get("recordingClass") or {}
-            max_duration = (pin.get("defaults") or {}).get("maxDurationSeconds")
+        if max_duration is None:  # the class's, as pinned when the task started (unless dropped)
+            pin = (obj.get("status") or {}).get("recordingClass")
+            max_duration = effective_spec(spec, pin).get("maxDurationSeconds")
         return cls(
             bool(spec.get("suspend")),
             max_duration,

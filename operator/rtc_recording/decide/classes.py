@@ -3,7 +3,19 @@
 No I/O here: `controller/classresolver.py` reads the class and the namespace and asks these functions.
 
 The merge (`merge`), exactly:
-- The RtcRecording's own value wins, field by field. Objects merge key by key, recursively.
+- A class's value applies only where it is valid for the resource's mode and media, so that a class
+  never breaks a recording that is valid on its own: transcode only in Mixed mode, and its video
+  settings (video*) only with video output; layout (its background) only in Mixed mode with video;
+  in Individual mode, a file or slice name pattern only if it has {UserId} and {SourceType} (the CRD
+  asks a resource's own names for {SourceType} only while a user is subscribed twice, which an
+  Update may change; a class's names apply whatever the subscribers); a callback format
+  (notify.fileUploadedFormats) only if it is recorded (none with VOD, MP4 and MP3 only with their
+  files entry).
+- spec.dropClassDefaults names fields the resource takes nothing of from its class (like a
+  container's capabilities.drop, which removes what the runtime would otherwise grant).
+- The RtcRecording's own value wins, field by field. Objects merge key by key, recursively, so a
+  resource may set part of one (one transcode field, only storage.files), which the CRD accepts
+  when it names a class; the merged spec is checked whole.
 - Lists are replaced whole (the resource's list, if it sets one, is the list), with one exception:
   storage.files, a list keyed by format in the CRD, merges by format: the class's entries come
   first in the class's order, an entry for a format in both is merged key by key (so a resource can
@@ -11,13 +23,14 @@ The merge (`merge`), exactly:
   in its order. (pathPrefix inside an entry is a list: replaced whole.)
 - storage.oss and storage.vod are one choice: a resource that sets either takes neither from the
   class, and with vod none of the class's files either (files are OSS only).
-- Nothing can be unset: a resource cannot remove a value the class sets, only override it.
 - The class sets only the fields in DEFAULT_FIELDS (layout: background; notify: url and
-  fileUploadedFormats); credentials are not a spec field but the class's Secret reference.
+  fileUploadedFormats); credentials are not a spec field but the class's Secret reference. A
+  notify.authKeySecretRef needs the resource's own notify.url (the CRD says so): a key signs the
+  callbacks to that url, whose receiver knows it, not to the class's.
 
 A resource that names no class gets the default class (annotation DEFAULT_CLASS_ANNOTATION "true",
 whose selector matches its namespace; the newest if several are). Without a name the CRD checked
-every field at apply, so the default class can only fill optional ones.
+every field at apply, and the default class fills in only what is valid there.
 """
 
 from __future__ import annotations
@@ -26,24 +39,15 @@ import copy
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
 from rtc_recording.api.names import DEFAULT_CLASS_ANNOTATION
-from rtc_recording.api.recording import Phase, RtcRecordingSpec, RtcRecordingStatus, spec_errors
+from rtc_recording.api.recording import ClassDefault, Phase, RtcRecordingSpec, RtcRecordingStatus, spec_errors
 from rtc_recording.decide import patches
 
-DEFAULT_FIELDS = (
-    "region",
-    "maxIdleSeconds",
-    "maxFileDurationSeconds",
-    "maxDurationSeconds",
-    "storage",
-    "transcode",
-    "layout",
-    "notify",
-)
+DEFAULT_FIELDS: tuple[str, ...] = get_args(ClassDefault)
 
 
 class Reason:
@@ -161,10 +165,44 @@ def choose(
 # -- the merge -------------------------------------------------------------------------------------
 def merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """The effective spec: `defaults` (a class's) under `own` (the resource's spec), by the rules above.
-    recordingClassName is dropped: the result is checked with every rule, as a classless spec."""
-    out = _merge_maps(copy.deepcopy({k: v for k, v in defaults.items() if k in DEFAULT_FIELDS}), own, ())
+    recordingClassName and dropClassDefaults are dropped: the result is checked with every rule, as a
+    classless spec."""
+    out = _merge_maps(applicable(defaults, own), own, ())
     out.pop("recordingClassName", None)
+    out.pop("dropClassDefaults", None)
+    notify, own_notify = out.get("notify"), own.get("notify") or {}
+    if notify and "fileUploadedFormats" in notify and "fileUploadedFormats" not in own_notify:
+        recorded = [x for x in notify.pop("fileUploadedFormats") if _recorded(x, out.get("storage") or {})]
+        if recorded:
+            notify["fileUploadedFormats"] = recorded
     return out
+
+
+def applicable(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the class's defaults that are valid for the resource `own`'s mode and media, less those
+    its dropClassDefaults names."""
+    dropped = set(own.get("dropClassDefaults") or ())
+    out = {k: copy.deepcopy(v) for k, v in defaults.items() if k in DEFAULT_FIELDS and k not in dropped}
+    mixed, video = own.get("mode") == "Mixed", own.get("media", "AudioVideo") != "Audio"
+    if not (mixed and video):
+        out.pop("layout", None)
+    if not mixed:
+        out.pop("transcode", None)
+        for entry in (out.get("storage") or {}).get("files") or []:
+            for key in ("fileNamePattern", "sliceNamePattern"):
+                if key in entry and not ("{UserId}" in entry[key] and "{SourceType}" in entry[key]):
+                    del entry[key]
+    elif not video and "transcode" in out:
+        out["transcode"] = {k: v for k, v in out["transcode"].items() if not k.startswith("video")}
+    return out
+
+
+def _recorded(upload_format: str, storage: dict[str, Any]) -> bool:
+    """Whether callbacks of this format can come: none with VOD; HLS (and SLICE) always with OSS; MP4 and
+    MP3 only with their files entry."""
+    upper = upload_format.upper()
+    formats = {f.get("format") for f in storage.get("files") or []}
+    return "vod" not in storage and (upper not in ("MP4", "MP3") or upper in formats)
 
 
 def _merge_maps(base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
@@ -202,9 +240,8 @@ def effective_notify(obj: dict) -> dict[str, Any]:
     """spec.notify as the task of `obj` has it: the pinned class's notify (status.recordingClass) under
     the resource's own, merged as `merge` does. The receiver relays to its url, and the relayer posts
     there (a class's url is relayed exactly like the resource's own)."""
-    own = (obj.get("spec") or {}).get("notify")
-    pinned = (((obj.get("status") or {}).get("recordingClass") or {}).get("defaults") or {}).get("notify")
-    return merge({"notify": pinned} if pinned else {}, {"notify": own} if own else {}).get("notify") or {}
+    pin = (obj.get("status") or {}).get("recordingClass")
+    return effective_spec(obj.get("spec") or {}, pin).get("notify") or {}
 
 
 def validate(own: dict[str, Any], pin: dict[str, Any] | None) -> RtcRecordingSpec:
@@ -255,10 +292,13 @@ def _who(field: str, own: dict[str, Any], pin: dict[str, Any]) -> str:
                 return False
         return True
 
+    defaults = pin.get("defaults") or {}
     if has(own):
         return "set by the RtcRecording"
-    if has(pin.get("defaults") or {}):
+    if has(applicable(defaults, own)):
         return f"set by RtcRecordingClass {pin['name']}"
+    if has(defaults) and parts[0] in (own.get("dropClassDefaults") or ()):
+        return f"set by neither: spec.dropClassDefaults drops RtcRecordingClass {pin['name']}'s"
     return f"set by neither the RtcRecording nor RtcRecordingClass {pin['name']}"
 
 
@@ -274,10 +314,11 @@ def class_pending(status: RtcRecordingStatus, reason: str, message: str, generat
 
 
 def account_fields(obj: dict) -> tuple[str | None, str | None, str | None]:
-    """(region, Secret namespace, Secret name) a resource's cloud calls use: its own, else its pinned class's."""
+    """(region, Secret namespace, Secret name) a resource's cloud calls use: its own, else its pinned class's
+    (the region as the effective spec has it: unless dropped)."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     pin = status.get("recordingClass") or {}
-    region = spec.get("region") or (pin.get("defaults") or {}).get("region")
+    region = effective_spec(spec, pin).get("region")
     if (own := spec.get("credentialsSecretRef")) and own.get("name"):
         return region, obj["metadata"].get("namespace"), own["name"]
     ref = pin.get("credentialsSecretRef") or {}
