@@ -215,13 +215,15 @@ class Starter:
                 return None  # said already
             return patches.waiting_for_participants(s, channel, controls.start_deadline, generation, self.ctx.clock())
 
-        try:
-            written, _ = await self.writes.on_attempt(
-                obj, attempt, change, event=("Normal", Reason.WAITING_FOR_PARTICIPANTS)
-            )
-        except k8s.NotFound:
-            room.forget(meta["uid"])
-            return
+        written = obj
+        if change(status_of(obj)) is not None or not attempt_pending(obj, attempt):
+            try:  # a compare-and-swap from a fresh read; a resend's object was read just before it (one GET a try)
+                written, _ = await self.writes.on_attempt(
+                    obj, attempt, change, event=("Normal", Reason.WAITING_FOR_PARTICIPANTS)
+                )
+            except k8s.NotFound:
+                room.forget(meta["uid"])
+                return
         status = status_of(written)
         if not attempt_pending(written, attempt) or not actions.waiting(status):
             room.forget(meta["uid"])  # adopted, suspended or refused meanwhile: nothing to try again
