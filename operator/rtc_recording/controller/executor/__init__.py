@@ -169,7 +169,7 @@ class Executor:
         ended = status_of(obj).task_id
         if ended and self.ctx.index.sealer.proven(obj):
             try:
-                await self.ctx.clients.stop(await self.ctx.clients.account_for(obj), ended)
+                await self.ctx.clients.stop(await self.ctx.account_for(obj), ended)
             except NotFound:
                 pass
         await self.ctx.pins.pin(obj)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rtc_recording.api.task import Throttled, Transient
-from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.cloud.accounts import Account, CloudClients
+from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.controller.classresolver import ClassResolver
 from rtc_recording.controller.index import Index
 from rtc_recording.controller.pins import Pins
@@ -31,6 +32,10 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class PinNotProven(CredentialsUnavailable):
+    """status.recordingClass names an account the operator did not pin for this resource: nothing is sent."""
+
+
 @dataclass
 class Context:
     kube: Kube
@@ -52,6 +57,17 @@ class Context:
         self.waiting = WaitingRoom(
             self.settings.backoff_base_seconds, self.settings.participant_retry_seconds, self.clock
         )
+
+    async def account_for(self, obj: dict) -> Account:
+        """The account of `obj`'s cloud calls: refused unless a class pin that names it is sealed for
+        this resource (decide/ownership.py account_proven), before any cloud call."""
+        if not self.index.sealer.account_proven(obj):
+            meta = obj["metadata"]
+            raise PinNotProven(
+                f"status.recordingClass of {meta['namespace']}/{meta['name']} was not written by the operator "
+                "(its seal does not match this resource): its credentials are not used"
+            )
+        return await self.clients.account_for(obj)
 
     @property
     def grace(self) -> float:

@@ -64,7 +64,7 @@ class Stopper:
             await self.writes.refuse_unproven(obj)
             return
         try:
-            account = await self.ctx.clients.account_for(obj)
+            account = await self.ctx.account_for(obj)
             await self.ctx.clients.stop(account, task_id)
         except NotFound:
             pass  # nothing to stop is success
@@ -99,7 +99,7 @@ class Stopper:
         if status_of(obj).task_id != task_id:
             return  # something else happened to the task meanwhile: decide again next time
         try:
-            account = await self.ctx.clients.account_for(obj)
+            account = await self.ctx.account_for(obj)
             await self.ctx.clients.stop(account, task_id)
         except NotFound:
             pass  # already stopped: the outcome is the same
@@ -132,7 +132,7 @@ class Stopper:
         meta = obj["metadata"]
         try:
             own = {"metadata": meta, "spec": {"region": (obj.get("spec") or {}).get("region")}}
-            await self.ctx.clients.stop(await self.ctx.clients.account_for(own), task_id)
+            await self.ctx.clients.stop(await self.ctx.account_for(own), task_id)
             message, outcome = f"task {task_id} stopped with the operator's own credentials", "ok"
         except (NotFound, *FAILURES) as exc:
             message, outcome = (
