@@ -68,6 +68,12 @@ class Adopter:
         if (owner := self.ctx.index.owner(task_id)) is not None and owner.uid != obj["metadata"]["uid"]:
             return "it is the task of another RtcRecording"
         try:
+            orphan = await self.ctx.deletions.orphan(task_id)
+        except k8s.Failed as exc:
+            raise RetryLater(self.ctx.backoff(0), f"cannot read the deletion records: {exc}") from exc
+        if orphan is not None and orphan.namespace != obj["metadata"]["namespace"]:
+            return "a deletion in another namespace left it running (deletionPolicy Orphan)"
+        try:
             account = await self.ctx.account_for(obj)
             info = await self.ctx.clients.describe(account, task_id)
         except NotFound:

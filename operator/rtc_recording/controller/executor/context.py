@@ -10,6 +10,7 @@ from rtc_recording.api.task import Throttled, Transient
 from rtc_recording.cloud.accounts import Account, CloudClients
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.controller.classresolver import ClassResolver
+from rtc_recording.controller.deletions import Deletions
 from rtc_recording.controller.index import Index
 from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.waiting import WaitingRoom
@@ -47,6 +48,7 @@ class Context:
     classes: ClassResolver = field(init=False)
     waiting: WaitingRoom = field(init=False)
     pins: Pins = field(init=False)
+    deletions: Deletions = field(init=False)
     # Set by the evidence worker: is there unprocessed evidence of a live task for (uid, attempt)?
     evidence_waiting: Callable[[str, int], bool] = lambda uid, attempt: False
 
@@ -54,6 +56,7 @@ class Context:
         self.events = EventRecorder(self.kube)
         self.classes = ClassResolver(self.kube)
         self.pins = Pins(self.kube, self.clients.secrets)
+        self.deletions = Deletions(self.kube, self.settings.evidence_namespace)
         self.waiting = WaitingRoom(
             self.settings.backoff_base_seconds, self.settings.participant_retry_seconds, self.clock
         )
