@@ -1541,7 +1541,37 @@ async def test_delete(row: Row) -> None:
 
 ADOPT = {ADOPT_ANNOTATION: "task-7"}
 
+
+def orphaned_elsewhere(
+    action: Callable[[World], Awaitable], namespace: str = "tenant-b"
+) -> Callable[[World], Awaitable]:
+    """`action` once a deletion in `namespace` has left task-7 running (deletionPolicy Orphan)."""
+
+    async def run(w: World) -> None:
+        await w.executor.ctx.deletions.record("0f8fad5b-d9cb-469f-a165-70867728950f", namespace, "task-7", True)
+        await action(w)
+
+    return run
+
+
 ADOPT_ANNOTATED = rows(
+    Row(
+        "an orphan left running by a deletion in another namespace: AdoptionFailed, nothing called",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
+        act=orphaned_elsewhere(reconcile()),
+        want={"taskId": ABSENT, "reason": "AdoptionFailed", "message": Has("another namespace")},
+        calls=[],
+        events=[("Warning", "AdoptionFailed")],
+    ),
+    Row(
+        "an orphan of this namespace's own deletion: adopted",
+        annotations=ADOPT,
+        tasks={"task-7": RUNNING},
+        act=orphaned_elsewhere(reconcile(), namespace=NS),
+        want={"taskId": "task-7"},
+        calls=[("describe", "task-7"), ("update", "task-7")],
+    ),
     Row(
         "a running task: Describe, Adopted, then an Update makes it match spec",
         annotations=ADOPT,
@@ -1658,6 +1688,34 @@ def forgotten(w: World) -> None:
     w.start_operator()  # restarted since: no tombstone
 
 
+async def orphaned_then_restarted(w: World) -> None:
+    await w.executor.delete(w.body())
+    gone(w)
+    w.start_operator()  # a helm upgrade: the operator (and the receiver) forget what they kept in memory
+    await act_on(1, "task-1", "RecordFileUploaded")(w)
+
+
+async def deleted_then_restarted(w: World) -> None:
+    await w.executor.delete(w.body())
+    gone(w)
+    w.start_operator()
+    await act_on(1, "task-3", "RecordFileUploaded")(w)
+
+
+def after_deletion(
+    action: Callable[[World], Awaitable], task: str | None = "task-2", orphaned: bool = False
+) -> Callable[[World], Awaitable]:
+    """`action` once the operator has recorded the resource's deletion (controller/deletions.py): its
+    task stopped, or left running (deletionPolicy Orphan). The record's own requests are not counted."""
+
+    async def run(w: World) -> None:
+        await w.executor.ctx.deletions.record(w.uid, NS, task, orphaned)
+        w.kube.requests.clear()
+        await action(w)
+
+    return run
+
+
 EVIDENCE = rows(
     Row(
         "adopt: a callback names the pending attempt's task: Describe, Recording, Started",
@@ -1764,7 +1822,7 @@ EVIDENCE = rows(
         status=recording_as("task-2"),
         tasks={"task-1": RUNNING, "task-2": STOPPED},
         given=tombstoned,
-        act=act_on(1, "task-1", "TaskRunning"),
+        act=after_deletion(act_on(1, "task-1", "TaskRunning")),
         calls=[("stop", "task-1")],
         tasks_after={"task-1": STOPPED},
         status_writes=0,
@@ -1774,7 +1832,7 @@ EVIDENCE = rows(
         status=recording_as("task-2"),
         tasks={"task-1": RUNNING, "task-2": STOPPED},
         given=forgotten,
-        act=act_on(1, "task-1", "TaskRunning"),
+        act=after_deletion(act_on(1, "task-1", "TaskRunning")),
         calls=[("stop", "task-1")],
         tasks_after={"task-1": STOPPED},
         status_writes=0,
@@ -1784,7 +1842,7 @@ EVIDENCE = rows(
         status=starting(1, seconds_ago=5),
         tasks={"task-1": RUNNING},
         given=replace_with_namesake,
-        act=act_on(1, "task-1", "TaskRunning"),
+        act=after_deletion(act_on(1, "task-1", "TaskRunning"), task=None),  # deleted during its attempt
         calls=[("stop", "task-1")],
         status_writes=0,
         want={"phase": ABSENT, "strayTasks": ABSENT},
@@ -1794,9 +1852,35 @@ EVIDENCE = rows(
         status=recording_as(),
         tasks={"task-1": STOPPED},
         given=tombstoned,
+        act=after_deletion(act_on(1, "task-1", "TaskRunning"), task="task-1"),
+        calls=[],
+        requests=2,  # the GET of the resource, the GET of the deletion records
+    ),
+    Row(
+        "a deleted resource with no record that its deletion stopped its task: not reaped (absence proves nothing)",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": STOPPED},
+        given=forgotten,
         act=act_on(1, "task-1", "TaskRunning"),
         calls=[],
-        requests=1,
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "deletionPolicy Orphan, then operator restarted: the orphan's slice callback does not stop it",
+        status=recording_as(),
+        spec={"deletionPolicy": "Orphan"},
+        act=orphaned_then_restarted,
+        calls=[],
+        tasks_after={"task-1": RUNNING},
+        then=lambda w: _assert(w.kube.recording("rec") is None),
+    ),
+    Row(
+        "deletionPolicy Delete, then operator restarted: a duplicate task of the deleted resource is reaped",
+        status=recording_as(),
+        tasks={"task-1": RUNNING, "task-3": RUNNING},
+        act=deleted_then_restarted,
+        calls=[("stop", "task-1"), ("stop", "task-3")],
+        tasks_after={"task-1": STOPPED, "task-3": STOPPED},
     ),
     Row(
         "observe: the current task stopped: Describe, Completed",
@@ -2105,6 +2189,144 @@ def terminating_without_secret(account: str) -> Callable[[World], None]:
         w.cloud.tasks["task-1"].account = account
 
     return given
+
+
+# -- a forged class pin: status.recordingClass names another tenant's Secret or a class not for this namespace --
+
+OTHER_KEYS = {"namespace": "tenant-b", "name": "keys"}
+FORGED_PIN = {"name": "tenant-b-only", "generation": 1, "credentialsSecretRef": OTHER_KEYS, "defaults": {}}
+
+
+def other_tenants_secret(w: World) -> None:
+    w.kube.add_secret("tenant-b", "keys", {"accessKeyId": "AKB", "accessKeySecret": "s"}, CREDENTIALS)
+    w.kube.add_class("tenant-b-only", {"namespaceSelector": {"matchLabels": {"team": "b"}}})
+
+
+def forge_pin(pin: dict) -> Callable[[World], None]:
+    """The tenant patches status (after the operator sealed the task): a pin the operator never wrote."""
+
+    def given(w: World) -> None:
+        other_tenants_secret(w)
+        w.kube.poke_status(NS, "rec", {"recordingClass": pin})
+
+    return given
+
+
+def pin_seal_of_another(w: World) -> None:
+    """A pin sealed by the operator for another resource (tenant B's), copied with its seal."""
+    other_tenants_secret(w)
+    other = recording("other")
+    pin = {**FORGED_PIN, "seal": w.index.sealer.pin_seal(other["metadata"]["uid"], FORGED_PIN)}
+    w.kube.poke_status(NS, "rec", {"recordingClass": pin})
+
+
+def no_call_on(account: str) -> Callable[[World], None]:
+    return lambda w: _assert(all(c.account != account for c in w.cloud.calls))
+
+
+SEALED_PIN = {"name": "standard", "generation": 1, "credentialsSecretRef": {"namespace": "shared", "name": "keys"}}
+
+
+def class_keys(w: World) -> None:
+    w.kube.add_secret("shared", "keys", {"accessKeyId": "AK9", "accessKeySecret": "s"}, CREDENTIALS)
+    for task in w.cloud.tasks.values():
+        task.account = "cn-shanghai/AK9"  # started with the class's credentials
+
+
+def sealed_class_pin(w: World) -> None:
+    class_keys(w)
+    w.kube.poke_status(
+        NS, "rec", {"recordingClass": {**SEALED_PIN, "seal": w.index.sealer.pin_seal(w.uid, SEALED_PIN)}}
+    )
+
+
+PINS = rows(
+    Row(
+        "reap with a forged pin naming another tenant's Secret: nothing is called",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
+        given=forge_pin(FORGED_PIN),
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[],
+        tasks_after={"task-1": RUNNING},
+        then=no_call_on("cn-shanghai/AKB"),
+    ),
+    Row(
+        "reap with a pin and its seal copied from another resource: nothing is called",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
+        given=pin_seal_of_another,
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "adopt from a callback with a forged pin: no Describe, nothing sealed over that account",
+        status=starting(1),
+        tasks={"task-7": RUNNING},
+        given=forge_pin(FORGED_PIN),
+        act=act_on(1, "task-7", "TaskRunning"),
+        calls=[],
+        want={"taskId": ABSENT, "taskSeal": ABSENT},
+    ),
+    Row(
+        "adopt annotation with a forged pin: the class is resolved again, the forged one replaced",
+        annotations={ADOPT_ANNOTATION: "task-7"},
+        tasks={"task-7": RUNNING},
+        given=forge_pin(FORGED_PIN),
+        want={"taskId": "task-7", "recordingClass": ABSENT},
+        calls=[("describe", "task-7"), ("update", "task-7")],
+        then=no_call_on("cn-shanghai/AKB"),
+    ),
+    Row(
+        "an Update with a forged pin over a sealed task: refused, nothing called",
+        status=recording_as(),
+        generation=2,
+        given=pin_seal_of_another,
+        want={"reason": "TaskNotProven"},
+        calls=[],
+        events=[("Warning", "TaskNotProven")],
+    ),
+    Row(
+        "delete with a forged pin: let go without a Stop on the other tenant's account",
+        status=recording_as(),
+        act=delete(),
+        given=pin_seal_of_another,
+        calls=[],
+        tasks_after={"task-1": RUNNING},
+    ),
+    Row(
+        "a pin the operator sealed for this resource: the reap stops with the class's account",
+        status=recording_as("task-2"),
+        tasks={"task-1": RUNNING, "task-2": RUNNING},
+        given=sealed_class_pin,
+        act=act_on(1, "task-1", "TaskRunning"),
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK9"),
+    ),
+    Row(
+        "a pin from before pin seals, its task sealed over the same account: the upgrade keeps stopping it",
+        status=recording_as(recordingClass=SEALED_PIN),
+        given=class_keys,
+        act=delete(),
+        calls=[("stop", "task-1")],
+        tasks_after={"task-1": STOPPED},
+        then=lambda w: _assert(w.cloud.calls[0].account == "cn-shanghai/AK9"),
+    ),
+    Row(
+        "a class pinned at the write-ahead carries its seal",
+        spec=CLASSED,
+        given=a_class(),
+        want={"recordingClass.seal": Has("pin1.")},
+        then=lambda w: _assert(w.index.sealer.pin_proven(w.body()) and w.index.sealer.proven(w.body())),
+    ),
+)
+
+
+@pytest.mark.parametrize("row", PINS)
+async def test_forged_pins(row: Row) -> None:
+    await run(row)
 
 
 OWNERSHIP = rows(

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rtc_recording.api.keys import derive_key
+from rtc_recording.api.names import segment
 from rtc_recording.controller.index import Index
 from rtc_recording.decide.ownership import REASON, Sealer, refusal
 
@@ -111,3 +112,39 @@ def test_the_seal_covers_the_account_a_class_pin_names():
     # A write that changes the pin and the task together is sealed over the pin it leaves.
     both = sealer.sealed(obj(attempt={"number": 1}), {"taskId": "t-2", "recordingClass": pin})
     assert sealer.proven(obj(attempt={"number": 1}, taskId="t-2", recordingClass=pin, taskSeal=both["taskSeal"]))
+
+
+def test_a_pin_seal_binds_the_resource_class_generation_region_and_secret():
+    pin = {
+        "name": "gold",
+        "generation": 2,
+        "defaults": {"region": "cn-shanghai"},
+        "credentialsSecretRef": {"namespace": "platform", "name": "aliyun"},
+    }
+    sealed_pin = {**pin, "seal": sealer.pin_seal(UID, pin)}
+    assert sealer.pin_proven(obj(recordingClass=sealed_pin)) and sealer.account_proven(obj(recordingClass=sealed_pin))
+    assert not sealer.account_proven(obj(OTHER_UID, recordingClass=sealed_pin))  # copied to another resource
+    for forged in (
+        {"name": "platinum"},
+        {"generation": 3},
+        {"defaults": {"region": "us-east-1"}},
+        {"credentialsSecretRef": {"namespace": "victim", "name": "aliyun"}},
+        {"credentialsSecretRef": {"namespace": "platform", "name": "other"}},
+    ):
+        assert not sealer.account_proven(obj(recordingClass={**sealed_pin, **forged})), forged
+    # No pin seal: only a task seal over the same account proves it (a pin from before pin seals existed).
+    assert not sealer.account_proven(obj(recordingClass=pin))
+    patch = sealer.sealed(obj(attempt={"number": 1}, recordingClass=pin), {"taskId": "t-1"})
+    assert sealer.account_proven(obj(attempt={"number": 1}, recordingClass=pin, **patch))
+    # A pin seal never stands for a task seal, and a forged pin seal unproves the task.
+    assert not sealer.verify(UID, 0, "gold", sealed_pin["seal"])
+    task = obj(attempt={"number": 1}, recordingClass={**pin, "seal": "pin1.forged"}, **patch)
+    assert not sealer.proven(task)
+    assert sealer.account_proven(obj()) and sealer.account_proven(obj(recordingClass=None))
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_path_segment_is_never_dot_or_dot_dot(name):
+    with pytest.raises(ValueError):
+        segment(name)
+    assert segment("a.b") == "a.b" and segment("../x") == "..%2Fx"

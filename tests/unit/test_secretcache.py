@@ -4,6 +4,7 @@ import base64
 
 import pytest
 
+from rtc_recording.api.names import segment
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
 from rtc_recording.kube.errors import ApiError, NotFound
@@ -85,3 +86,17 @@ async def test_a_secret_the_operators_rbac_forbids_is_a_reason_in_status_not_an_
 
     with pytest.raises(SecretUnavailable, match="may not read Secrets in namespace 'platform'.*RBAC"):
         await SecretCache(Forbidden()).consented("platform", "keys", "spec.credentialsSecretRef", "credentials")
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+async def test_a_dot_name_is_refused_without_a_request(name):
+    """`..` would make the Secret's path the Namespace's: a forged name must not read it."""
+
+    class PathKube(FakeKube):
+        async def get_secret(self, namespace, name):
+            segment(namespace), segment(name)  # the path as kube/client.py builds it
+            return await super().get_secret(namespace, name)
+
+    kube = PathKube(secret(name, usage="credentials", accessKeyId="AK", accessKeySecret="s"))
+    with pytest.raises(SecretUnavailable):
+        await SecretCache(kube).credentials("ns", name)

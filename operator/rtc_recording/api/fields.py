@@ -152,6 +152,7 @@ def subscribed_once(subscribers: list[Subscriber]) -> list[Subscriber]:
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 DnsName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=_DNS_NAME)]
+DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=_HTTP_URL)]
 NotifyUrl = Annotated[str, StringConstraints(max_length=2048, pattern=_NOTIFY_URL)]
 Fraction = Annotated[

@@ -31,7 +31,10 @@ CREDENTIALS_FINALIZER = f"{GROUP}/credentials-in-use"  # on a Secret a recording
 
 
 def segment(value: str) -> str:
-    """One URL path segment: whatever a caller passes can never become `/` or `..`."""
+    """One URL path segment: whatever a caller passes can never become `/`, `.` or `..` (which the
+    apiserver's path cleaning would resolve, making a Secret's name read the Namespace above it)."""
+    if value in (".", ".."):
+        raise ValueError(f"{value!r} is not a name")
     return quote(value, safe="")
 
 

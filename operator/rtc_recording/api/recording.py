@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from rtc_recording.api.fields import (
     Directory,
+    DnsLabel,
     DnsName,
     FileNamePattern,
     Fraction,
@@ -360,17 +361,18 @@ class PendingEvent(_Status):
 
 
 class ClassSecretRef(_Status):
-    namespace: str | None = None
-    name: str | None = None
+    namespace: DnsLabel | None = None
+    name: DnsName | None = None
 
 
 class RecordingClassPin(_Status):
     """status.recordingClass: the class generation the current task was started from (decide/classes.py)."""
 
-    name: str | None = None
-    generation: int | None = None
+    name: DnsName | None = None
+    generation: Annotated[int, Field(ge=1)] | None = None
     credentials_secret_ref: ClassSecretRef | None = None
     defaults: dict[str, Any] | None = None
+    seal: Annotated[str, StringConstraints(max_length=128)] | None = None  # decide/ownership.py
 
 
 class RtcRecordingStatus(_Status):

@@ -81,6 +81,8 @@ class SecretCache:
             secret = await self.secret(namespace, name)
         except NotFound:
             raise SecretUnavailable(refusal(name, field, usage), gone=True) from None
+        except ValueError:  # `.` or `..`: no Secret's name (api/names.py segment)
+            raise SecretUnavailable(refusal(name, field, usage), gone=False) from None
         except ApiError as exc:
             if exc.status != 403:
                 raise

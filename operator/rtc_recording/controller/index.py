@@ -77,7 +77,10 @@ class Tracked:
     def stand_in(self) -> dict:
         """Enough of the object to pick its cloud account and write its status."""
         spec: dict = {"region": self.region} if self.region else {}
-        status: dict = {}
+        # The task seal with it: it proves the account a class pin names (decide/ownership.py account_proven).
+        status: dict = {"taskId": self.task_id, "taskSeal": self.seal} if self.task_id else {}
+        if self.attempt is not None:
+            status["attempt"] = {"number": self.attempt}
         if self.secret and self.secret_namespace:
             status["recordingClass"] = {
                 "credentialsSecretRef": {"namespace": self.secret_namespace, "name": self.secret}

@@ -14,6 +14,16 @@ The key: `RTCREC_OWNERSHIP_KEY` (the chart generates one into a Secret that only
 mounts). Without it the key is derived from the callback auth key (HKDF-SHA256), which the
 receiver holds too; with neither the operator does not start.
 
+The class pin (status.recordingClass) names the credentials Secret a resource's calls use, so it
+carries its own seal, `status.recordingClass.seal`: an HMAC over (resource uid, class name,
+generation, the class's region and credentials Secret), made when the operator pins a class it
+has read and found to select the namespace (`controller/executor/pinning.py`), and written with
+the attempt or the adoption. The account lookup (`account_proven`) takes a pin only with a seal
+that verifies, or, for a pin without one (written before pin seals existed, or the operator's own
+stand-in from its index), only while the task seal verifies over the same account. The pin seal
+is not bound to an attempt: a pin this resource once had is one the operator chose for it, and
+the task seal binds the account of the running task to its attempt.
+
 Objects written by an operator that did not seal yet are sealed once, at the first start of
 one that does (`migrate`): it trusts status as it is then, as the older operator did, except
 for task ids that two resources claim (neither is sealed). A ConfigMap in the operator's
@@ -36,6 +46,7 @@ from rtc_recording.decide.classes import account_fields
 log = logging.getLogger(__name__)
 
 VERSION = "v1"
+PIN_VERSION = "pin1"
 REASON = "TaskNotProven"
 Account = tuple[str, str, str]  # region, Secret namespace, Secret name ("" for none)
 NO_ACCOUNT: Account = ("", "", "")
@@ -59,9 +70,48 @@ class Sealer:
             return False
         return hmac.compare_digest(self.seal(uid, attempt, task_id, account).encode(), seal.encode(errors="replace"))
 
+    def pin_seal(self, uid: str, pin: dict) -> str:
+        """The seal of a class pin, over what picks the account (and the class's name and generation)."""
+        ref = pin.get("credentialsSecretRef") or {}
+        fields = (
+            PIN_VERSION,  # never equal to a task seal's message, which starts with VERSION
+            uid,
+            pin.get("name"),
+            pin.get("generation"),
+            (pin.get("defaults") or {}).get("region"),
+            ref.get("namespace"),
+            ref.get("name"),
+        )
+        message = "\0".join("" if f is None else str(f) for f in fields).encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return f"{PIN_VERSION}.{base64.urlsafe_b64encode(digest).decode().rstrip('=')}"
+
+    def pin_proven(self, obj: dict) -> bool:
+        """Does status.recordingClass carry our seal for this resource?"""
+        pin = (obj.get("status") or {}).get("recordingClass")
+        if not isinstance(pin, dict) or not isinstance(seal := pin.get("seal"), str):
+            return False
+        expected = self.pin_seal(obj["metadata"]["uid"], pin)
+        return hmac.compare_digest(expected.encode(), seal.encode(errors="replace"))
+
+    def account_proven(self, obj: dict) -> bool:
+        """May the account that `account_of(obj)` names be used for this resource? Without a class pin
+        it is the resource's own (spec) or the operator's; a pin needs its seal, or (a pin without one)
+        the task seal over the same account."""
+        pin = (obj.get("status") or {}).get("recordingClass")
+        if not pin:
+            return True
+        if isinstance(pin, dict) and "seal" in pin:
+            return self.pin_proven(obj)
+        return self.proven(obj)
+
     def proven(self, obj: dict) -> bool:
-        """Is status.taskId of this object sealed by us for this resource, attempt and account?"""
+        """Is status.taskId of this object sealed by us for this resource, attempt and account (and its
+        class pin, if that carries a seal, ours)?"""
         status = obj.get("status") or {}
+        pin = status.get("recordingClass")
+        if isinstance(pin, dict) and "seal" in pin and not self.pin_proven(obj):
+            return False
         return self.verify(
             obj["metadata"]["uid"], _attempt(status), status.get("taskId"), status.get("taskSeal"), account_of(obj)
         )

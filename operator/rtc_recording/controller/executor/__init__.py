@@ -169,7 +169,7 @@ class Executor:
         ended = status_of(obj).task_id
         if ended and self.ctx.index.sealer.proven(obj):
             try:
-                await self.ctx.clients.stop(await self.ctx.clients.account_for(obj), ended)
+                await self.ctx.clients.stop(await self.ctx.account_for(obj), ended)
             except NotFound:
                 pass
         await self.ctx.pins.pin(obj)
@@ -254,7 +254,16 @@ class Executor:
             obj = None  # a namesake: the callback's resource is gone
         tomb = self.ctx.index.tombstones.get(uid)
         view = callbacks.View.of(obj) if obj is not None else None
-        stopped = bool(tomb and tomb.task_id == task_id)
+        stopped = False
+        if obj is None:
+            # The resource is gone: its tasks are reaped only if its deletion said they were unwanted, as
+            # recorded in the apiserver (controller/deletions.py), never on its absence alone.
+            deletion = await self.ctx.deletions.get(uid)
+            if deletion is None or deletion.orphaned and deletion.task_id == task_id:
+                why = "left running on purpose" if deletion else "no record of its deletion stopping it"
+                log.info("%s/%s: task %s of a deleted resource: %s; not reaped", namespace, name, task_id, why)
+                return
+            stopped = deletion.task_id == task_id
         action = callbacks.on_callback(view, uid, attempt, task_id, event, known_stopped=stopped)
         log.info("%s/%s attempt %s: evidence %s %s -> %s", namespace, name, attempt, event, task_id, action)
         match action:

@@ -68,7 +68,13 @@ class Adopter:
         if (owner := self.ctx.index.owner(task_id)) is not None and owner.uid != obj["metadata"]["uid"]:
             return "it is the task of another RtcRecording"
         try:
-            account = await self.ctx.clients.account_for(obj)
+            orphan = await self.ctx.deletions.orphan(task_id)
+        except k8s.Failed as exc:
+            raise RetryLater(self.ctx.backoff(0), f"cannot read the deletion records: {exc}") from exc
+        if orphan is not None and orphan.namespace != obj["metadata"]["namespace"]:
+            return "a deletion in another namespace left it running (deletionPolicy Orphan)"
+        try:
+            account = await self.ctx.account_for(obj)
             info = await self.ctx.clients.describe(account, task_id)
         except NotFound:
             return "the cloud does not know it (for these credentials and region)"
@@ -83,7 +89,12 @@ class Adopter:
         if (owner := self.ctx.index.owner(task_id)) is not None and owner.uid != obj["metadata"]["uid"]:
             log.warning("evidence names task %s, the current task of %s/%s; not adopted", task_id, *owner.key)
             return
-        account = await self.ctx.clients.account_for(obj)
+        if not self.ctx.index.sealer.account_proven(obj):
+            log.warning(
+                "evidence names task %s, but the class pin of %s/%s is not ours; not adopted", task_id, *_key(obj)
+            )
+            return
+        account = await self.ctx.account_for(obj)
         try:
             info = await self.ctx.clients.describe(account, task_id)
         except NotFound:
@@ -111,7 +122,10 @@ class Adopter:
         if (owner := self.ctx.index.owner(task_id)) is not None:
             log.warning("not stopping task %s: it is the current task of %s/%s", task_id, *owner.key)
             return
-        account = await self.ctx.clients.account_for(obj)
+        if not self.ctx.index.sealer.account_proven(obj):
+            log.warning("not stopping task %s: the class pin of %s/%s is not ours", task_id, *_key(obj))
+            return
+        account = await self.ctx.account_for(obj)
         try:
             await self.ctx.clients.stop(account, task_id)
         except NotFound:
@@ -130,3 +144,7 @@ class Adopter:
             return
         key = f"stray.{task_id}"[:40].lower()
         await self.writes.event(obj, "Warning", "StrayTaskStopped", f"stopped duplicate task {task_id}", key=key)
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rtc_recording.api.task import Throttled, Transient
-from rtc_recording.cloud.accounts import CloudClients
+from rtc_recording.cloud.accounts import Account, CloudClients
+from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.controller.classresolver import ClassResolver
+from rtc_recording.controller.deletions import Deletions
 from rtc_recording.controller.index import Index
 from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.waiting import WaitingRoom
@@ -31,6 +33,10 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class PinNotProven(CredentialsUnavailable):
+    """status.recordingClass names an account the operator did not pin for this resource: nothing is sent."""
+
+
 @dataclass
 class Context:
     kube: Kube
@@ -42,6 +48,7 @@ class Context:
     classes: ClassResolver = field(init=False)
     waiting: WaitingRoom = field(init=False)
     pins: Pins = field(init=False)
+    deletions: Deletions = field(init=False)
     # Set by the evidence worker: is there unprocessed evidence of a live task for (uid, attempt)?
     evidence_waiting: Callable[[str, int], bool] = lambda uid, attempt: False
 
@@ -49,9 +56,21 @@ class Context:
         self.events = EventRecorder(self.kube)
         self.classes = ClassResolver(self.kube)
         self.pins = Pins(self.kube, self.clients.secrets)
+        self.deletions = Deletions(self.kube, self.settings.evidence_namespace)
         self.waiting = WaitingRoom(
             self.settings.backoff_base_seconds, self.settings.participant_retry_seconds, self.clock
         )
+
+    async def account_for(self, obj: dict) -> Account:
+        """The account of `obj`'s cloud calls: refused unless a class pin that names it is sealed for
+        this resource (decide/ownership.py account_proven), before any cloud call."""
+        if not self.index.sealer.account_proven(obj):
+            meta = obj["metadata"]
+            raise PinNotProven(
+                f"status.recordingClass of {meta['namespace']}/{meta['name']} was not written by the operator "
+                "(its seal does not match this resource): its credentials are not used"
+            )
+        return await self.clients.account_for(obj)
 
     @property
     def grace(self) -> float:

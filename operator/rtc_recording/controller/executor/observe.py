@@ -28,7 +28,7 @@ class Observer:
         if not task_id or not self.ctx.index.proven(tracked):
             return None  # not proven ours: `Writes.refuse_unproven` says so, once
         stand_in = tracked.stand_in()
-        account = await self.ctx.clients.account_for(stand_in)
+        account = await self.ctx.account_for(stand_in)
         info: TaskInfo | None
         try:
             info = await self.ctx.clients.describe(account, task_id)

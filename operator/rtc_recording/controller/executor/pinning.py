@@ -45,6 +45,8 @@ class Pinning:
             await self.writes.write(obj, pending, event=("Warning", choice.reason))
             raise RetryLater(self.ctx.backoff(retry), choice.message)
         pin = choice.recording_class.pin() if isinstance(choice, classes.Use) else None
+        if pin is not None:  # read now, and it selects the namespace: the one pin the operator seals
+            pin["seal"] = self.ctx.index.sealer.pin_seal(obj["metadata"]["uid"], pin)
         try:
             spec = classes.validate(obj["spec"], pin)
         except InvalidClassSpec as exc:

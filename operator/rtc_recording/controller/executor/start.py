@@ -67,7 +67,7 @@ class Starter:
     ) -> tuple[Account, dict] | None:
         generation = obj["metadata"]["generation"]
         try:
-            return await self.ctx.clients.account_for(obj), await self._params(obj, spec, attempt)
+            return await self.ctx.account_for(obj), await self._params(obj, spec, attempt)
         except InvalidSpec as exc:
             await self.writes.refuse_spec(obj, str(exc))
             return None
@@ -243,7 +243,13 @@ class Starter:
                 persist=True,
             )
         except k8s.NotFound:
-            stand_in = {"metadata": {k: obj["metadata"][k] for k in ("namespace", "name")}, "spec": obj.get("spec")}
+            # With the class pin staged (and sealed) for this Start: the task runs on that account.
+            pin = (obj.get("status") or {}).get("recordingClass")
+            stand_in = {
+                "metadata": {k: obj["metadata"][k] for k in ("namespace", "name", "uid")},
+                "spec": obj.get("spec"),
+                "status": {"recordingClass": pin} if pin else {},
+            }
             await self.adopter.reap(stand_in, task_id)
             return
         except k8s.Failed:

@@ -44,6 +44,7 @@ class Stopper:
             status, self.ctx.clock(), self.ctx.grace, self.ctx.cloud_health(), waiting, orphan, sends
         ):
             case Orphan(task_id):
+                await self._remember(obj, task_id, orphaned=True, retry=retry)
                 running = f"task {task_id} keeps running" if task_id else "no task was running"
                 message = f"deletionPolicy Orphan: {running}"
                 await self.writes.event(obj, "Warning", "Orphaned", message, key=f"orphaned.{meta['uid'][:8]}")
@@ -55,8 +56,18 @@ class Stopper:
                 obj, patch = await self.writes.on_attempt(obj, attempt, lambda s: {"attempt": {"notExecuted": True}})
                 if patch is None and (adopted := status_of(obj).task_id):
                     await self.stop(obj, adopted, retry)  # adopted just now
+                await self._remember(obj, status_of(obj).task_id, orphaned=False, retry=retry)
             case Stop(task_id):
                 await self.stop(obj, task_id, retry)
+                await self._remember(obj, task_id, orphaned=False, retry=retry)
+
+    async def _remember(self, obj: dict, task_id: str | None, orphaned: bool, retry: int) -> None:
+        """Record, before the finalizer goes, what the deletion did with the task (controller/deletions.py)."""
+        meta = obj["metadata"]
+        try:
+            await self.ctx.deletions.record(meta["uid"], meta["namespace"], task_id, orphaned)
+        except k8s.Failed as exc:
+            raise RetryLater(self.ctx.backoff(retry), f"cannot record the deletion: {exc}") from exc
 
     async def stop(self, obj: dict, task_id: str, retry: int) -> None:
         if not self.ctx.index.sealer.proven(obj):
@@ -64,7 +75,7 @@ class Stopper:
             await self.writes.refuse_unproven(obj)
             return
         try:
-            account = await self.ctx.clients.account_for(obj)
+            account = await self.ctx.account_for(obj)
             await self.ctx.clients.stop(account, task_id)
         except NotFound:
             pass  # nothing to stop is success
@@ -99,7 +110,7 @@ class Stopper:
         if status_of(obj).task_id != task_id:
             return  # something else happened to the task meanwhile: decide again next time
         try:
-            account = await self.ctx.clients.account_for(obj)
+            account = await self.ctx.account_for(obj)
             await self.ctx.clients.stop(account, task_id)
         except NotFound:
             pass  # already stopped: the outcome is the same
@@ -132,7 +143,7 @@ class Stopper:
         meta = obj["metadata"]
         try:
             own = {"metadata": meta, "spec": {"region": (obj.get("spec") or {}).get("region")}}
-            await self.ctx.clients.stop(await self.ctx.clients.account_for(own), task_id)
+            await self.ctx.clients.stop(await self.ctx.account_for(own), task_id)
             message, outcome = f"task {task_id} stopped with the operator's own credentials", "ok"
         except (NotFound, *FAILURES) as exc:
             message, outcome = (

@@ -23,7 +23,7 @@ class Updater:
             await self.writes.refuse_unproven(obj)
             return
         try:
-            account = await self.ctx.clients.account_for(obj)
+            account = await self.ctx.account_for(obj)
             await self.ctx.clients.update(account, task_id, update_params(spec))
         except Invalid as exc:
             code, message = exc.code, f"UpdateRtcCloudRecording refused: {exc.code}: {exc.message}"
