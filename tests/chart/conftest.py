@@ -108,7 +108,7 @@ OPERATOR_CLASS_CREDENTIALS_RULES = rules(("", "secrets", "get"))
 # the operator; and the operator's record that task ids written before seals existed were sealed.
 OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))
 RECEIVER_EVIDENCE_RULES = rules(("", "configmaps", "create"))
-OPERATOR_SEALS_RULES = rules(("", "configmaps", "get create"))
+OPERATOR_SEALS_RULES = rules(("", "configmaps", "get list create delete"))
 
 
 def lease_rules(lease: str) -> set[tuple[str, ...]]:

@@ -2650,3 +2650,21 @@ CRASHES = rows(
 @pytest.mark.parametrize("row", CRASHES)
 async def test_crashes(row: Row) -> None:
     await run(row)
+
+
+async def test_deletion_records_replace_and_expire() -> None:
+    from rtc_recording.controller.deletions import KEEP_SECONDS, Deletions
+
+    w = World()
+    now = [1_000_000.0]
+    records = Deletions(w.kube, NS, clock=lambda: now[0])
+    await records.record("uid-1", "tenant-a", "task-1", orphaned=True)
+    await records.record("uid-2", "tenant-b", "task-2", orphaned=False)
+    assert (await records.orphan("task-1")).namespace == "tenant-a"  # type: ignore[union-attr]
+    assert await records.orphan("task-2") is None  # stopped, not orphaned
+    await records.record("uid-1", "tenant-a", "task-1", orphaned=False)  # the deletion, retried, did otherwise
+    assert await records.orphan("task-1") is None and (await records.get("uid-1")).orphaned is False  # type: ignore[union-attr]
+    now[0] += KEEP_SECONDS
+    assert await records.get("uid-2") is None  # no task of it can call back any more
+    await records.expire()
+    assert [c["metadata"]["name"] for c in w.kube.all("configmaps", NS)] == []

@@ -1,33 +1,35 @@
 """What each deletion did with its task, kept in the apiserver so that a restart forgets nothing.
 
 A callback for a resource that no longer exists names a task: stop it only if the deletion
-said its tasks were unwanted (deletionPolicy Delete: `stopped`), never one it left running on
-purpose (deletionPolicy Orphan), and never on the resource's absence alone (a record evicted
+said its tasks were unwanted (deletionPolicy Stop: `stopped`), never one it left running on
+purpose (deletionPolicy Orphan), and never on the resource's absence alone (a record expired
 or never written: the task then ends when idle). An orphan is adoptable only from its own
 namespace (controller/executor/adopt.py).
 
-One ConfigMap in the operator's namespace, `rtcrec-deletions`: a key per resource uid, its
-value `<namespace> <task id or -> <orphaned|stopped> <unix time>`. A record expires with the
-cloud's 72-hour task limit (no task of it can call back later), and at most MAX_RECORDS are
-kept (about 130 bytes each, well under a ConfigMap's 1 MiB): the oldest goes first, which at
-worst leaves a stray to end when idle. Written with the resourceVersion read (only the leader
-writes; a conflict reads again).
+One small ConfigMap per deletion in the operator's namespace, `rtcrec-deletion-<uid>`, labelled
+with what was done (DELETION_LABEL: orphaned or stopped) and the task (TASK_LABEL): a create per
+deletion, a GET by name per callback of a deleted resource, a LIST by label per adoption, and no
+object that every deletion rewrites (10 000 deletions at once do not contend). A record expires
+with the cloud's 72-hour task limit, after which no task of it can call back: `expire`, hourly,
+deletes them (a paged LIST by label; about 400 bytes of etcd each meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
-from rtc_recording.api.names import segment
+from rtc_recording.api.names import DELETION_LABEL, TASK_LABEL, segment
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.errors import Conflict, NotFound
+from rtc_recording.kube.errors import Conflict, KubeError, NotFound
 
-RECORDS = "rtcrec-deletions"
 KEEP_SECONDS = 72 * 3600  # StartRtcCloudRecording's tasks end within 72 hours
-MAX_RECORDS = 6000
-TRIES = 5
+EXPIRE_EVERY_SECONDS = 3600
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,66 +39,83 @@ class Deletion:
     orphaned: bool
     at: float
 
-    def encode(self) -> str:
-        return f"{self.namespace} {self.task_id or '-'} {'orphaned' if self.orphaned else 'stopped'} {int(self.at)}"
-
     @classmethod
-    def decode(cls, value: str) -> Deletion | None:
-        parts = value.split(" ")
-        if len(parts) != 4 or parts[2] not in ("orphaned", "stopped") or not parts[3].isdigit():
+    def of(cls, configmap: dict) -> Deletion | None:
+        data, labels = configmap.get("data") or {}, configmap["metadata"].get("labels") or {}
+        if labels.get(DELETION_LABEL) not in ("orphaned", "stopped") or not (data.get("at") or "").isdigit():
             return None
-        return cls(parts[0], None if parts[1] == "-" else parts[1], parts[2] == "orphaned", float(parts[3]))
+        orphaned = labels[DELETION_LABEL] == "orphaned"
+        return cls(data.get("namespace", ""), data.get("taskId") or None, orphaned, float(data["at"]))
 
 
 class Deletions:
     def __init__(self, kube: Kube, namespace: str, clock: Callable[[], float] = time.time):
         self.kube, self.clock = kube, clock
-        self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
         self.namespace = namespace
-
-    async def _read(self) -> tuple[dict[str, Deletion], str | None, set[str]]:
-        """The records in force, the resourceVersion read (None: no ConfigMap yet), every key stored."""
-        try:
-            got = await self.kube.request("GET", f"{self.collection}/{RECORDS}")
-        except NotFound:
-            return {}, None, set()
-        now, out, stored = self.clock(), {}, got.get("data") or {}
-        for uid, value in stored.items():
-            record = Deletion.decode(value)
-            if record is not None and now - record.at < KEEP_SECONDS:
-                out[uid] = record
-        return out, got["metadata"]["resourceVersion"], set(stored)
+        self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
 
     async def get(self, uid: str) -> Deletion | None:
-        return (await self._read())[0].get(uid)
+        try:
+            record = Deletion.of(await self.kube.request("GET", f"{self.collection}/{_name(uid)}"))
+        except NotFound:
+            return None
+        return record if record is not None and not self._expired(record) else None
 
     async def orphan(self, task_id: str) -> Deletion | None:
         """The deletion that left `task_id` running on purpose, if any."""
-        records, _, _ = await self._read()
-        return next((r for r in records.values() if r.orphaned and r.task_id == task_id), None)
+        selector = f"{DELETION_LABEL}=orphaned,{TASK_LABEL}={task_id}"
+        got = await self.kube.request("GET", f"{self.collection}?{urlencode({'labelSelector': selector})}")
+        records = [r for item in got.get("items") or [] if (r := Deletion.of(item)) is not None]
+        return next((r for r in records if r.task_id == task_id and not self._expired(r)), None)
 
     async def record(self, uid: str, namespace: str, task_id: str | None, orphaned: bool) -> None:
-        """Say what the deletion of `uid` did with its task; raises kube errors (the finalizer then stays)."""
-        entry = Deletion(namespace, task_id, orphaned, self.clock())
-        for _ in range(TRIES):
-            records, version, stored = await self._read()
-            newest = sorted((k for k in records if k != uid), key=lambda k: records[k].at, reverse=True)
-            kept = set(newest[: MAX_RECORDS - 1])
-            try:
-                if version is None:
-                    meta = {"name": RECORDS, "namespace": self.namespace}
-                    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {uid: entry.encode()}}
-                    await self.kube.create(self.collection, body)
-                else:  # a merge patch: expired and excess records go, with the resourceVersion read
-                    data: dict[str, str | None] = {k: None for k in stored if k not in kept}
-                    data[uid] = entry.encode()
-                    await self.kube.request(
-                        "PATCH",
-                        f"{self.collection}/{RECORDS}",
-                        json={"metadata": {"resourceVersion": version}, "data": data},
-                        content_type="application/merge-patch+json",
-                    )
+        """Say what the deletion of `uid` did with its task; raises kube errors (the finalizer then stays).
+        A deletion retried after a crash records again: the newer record replaces the older."""
+        labels = {DELETION_LABEL: "orphaned" if orphaned else "stopped"}
+        if task_id:
+            labels[TASK_LABEL] = task_id
+        data = {"namespace": namespace, "at": str(int(self.clock()))}
+        if task_id:
+            data["taskId"] = task_id
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": _name(uid), "namespace": self.namespace, "labels": labels},
+            "data": data,
+        }
+        try:
+            await self.kube.create(self.collection, body)
+        except Conflict:  # recorded before: this one says what the deletion did last
+            await self.kube.delete(f"{self.collection}/{_name(uid)}")
+            await self.kube.create(self.collection, body)
+
+    async def expire(self) -> None:
+        """Delete the records no task can call back for any more."""
+        query: dict[str, str] = {"labelSelector": DELETION_LABEL, "limit": "500"}
+        while True:
+            got = await self.kube.request("GET", f"{self.collection}?{urlencode(query)}")
+            for item in got.get("items") or []:
+                record = Deletion.of(item)
+                if record is None or self._expired(record):
+                    try:
+                        await self.kube.delete(f"{self.collection}/{item['metadata']['name']}")
+                    except NotFound:
+                        pass
+            if not (token := (got.get("metadata") or {}).get("continue")):
                 return
-            except Conflict:
-                continue
-        raise Conflict(f"ConfigMap {RECORDS} kept changing while the deletion of {uid} was recorded")
+            query["continue"] = token
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.expire()
+            except KubeError as exc:
+                log.warning("could not expire deletion records: %s", exc)
+            await asyncio.sleep(EXPIRE_EVERY_SECONDS)
+
+    def _expired(self, record: Deletion) -> bool:
+        return self.clock() - record.at >= KEEP_SECONDS
+
+
+def _name(uid: str) -> str:
+    return f"rtcrec-deletion-{segment(uid)}"

@@ -78,6 +78,7 @@ class Operator:
             asyncio.create_task(self.scheduler.run(), name="schedules"),
             asyncio.create_task(self.clients.probe(), name="probe"),
             asyncio.create_task(self.deadlines.run(), name="deadlines"),
+            asyncio.create_task(self.executor.ctx.deletions.run(), name="deletions"),
             asyncio.create_task(
                 self.executor.ctx.waiting.run(self.executor.try_again, self.index.account), name="waiting"
             ),
