@@ -296,6 +296,18 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         assert changed.returncode != 0 and "may change only metadata.finalizers" in changed.stderr, changed.stderr
         relabelled = deployed.kubectl_as(deployed.fullname, "label", "secret", "aliyun", "-n", ns, "stolen=yes")
         assert relabelled.returncode != 0 and "may change only metadata.finalizers" in relabelled.stderr
+        held = deployed.kubectl_as(
+            deployed.fullname,
+            "patch",
+            "secret",
+            "aliyun",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"finalizers": ["example.com/hold"]}}),
+        )
+        assert held.returncode != 0 and "only its own finalizer" in held.stderr, held.stderr
     finally:
         deployed.stop()
 

@@ -577,6 +577,8 @@ def test_the_operators_secret_writes_are_confined_to_finalizers(helm):
     (condition,) = policy["spec"]["matchConditions"]
     assert condition["expression"] == f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:{OPERATOR}"'
     assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["secrets"]
+    finalizers = policy["spec"]["validations"][1]
+    assert finalizers["expression"].count("f != 'rtc.recording.io/credentials-in-use'") == 2
     assert not find(helm.template({"rbac": {"confineSecretWrites": False}}), "ValidatingAdmissionPolicy")
 
 
