@@ -54,6 +54,7 @@ def test_applied_before_anyone_joins_it_waits_then_records_once_they_do(stack, n
     assert len(waiting_events(stack, namespace, "early")) == 1  # one Event, not one per try
 
 
+@pytest.mark.slow  # the shortest start deadline (10 s) in real time; tests/unit/test_waiting.py has the fast one
 def test_nobody_comes_failed_after_the_deadline_and_no_task(stack, namespace, empty_channel):
     stack.apply(namespace, recording("alone", empty_channel, startDeadlineSeconds=10))
     status = stack.wait_phase(namespace, "alone", "Failed")

@@ -12,6 +12,7 @@ from .conftest import recording
 pytestmark = pytest.mark.cluster
 
 
+@pytest.mark.slow  # a restart's first backoff (10 s) in real time; tests/unit/test_restarts.py has the fast ones
 def test_on_failure_starts_a_new_task_when_the_cloud_loses_one_then_stops_at_the_limit(stack, namespace, channel):
     stack.apply(namespace, recording("lost", channel, restartPolicy="OnFailure", backoffLimit=1))
     first = stack.wait_phase(namespace, "lost", "Recording")["taskId"]
