@@ -500,6 +500,19 @@ async def test_a_replayed_signature_carries_only_its_own_task() -> None:
     assert rig.evidence() == [("alive", 1, "task-1", "TaskRunning")]  # to reap task-1; nothing of task-9
 
 
+async def test_evidence_of_one_path_never_takes_another_paths_name() -> None:
+    """Evidence named by (uid, attempt, task) only: a callback on another path naming the same uid
+    and task took the name first, and the resource's own evidence was dropped as a resend (409)."""
+    rig = Rig(RRow("", known=[rec(REPLACED)]))
+    rig.kube.add_recording(rec(REPLACED))
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        for path in (f"/callbacks/other/rec/{UID}/1", f"/callbacks/{NS}/rec/{UID}/1"):
+            resp = await client.post(path, json=callback_body("task-1", "TaskRunning"), headers=sign(path))
+            assert resp.status == 200
+    found = {(e.namespace, e.name) for e in map(Evidence.from_configmap, rig.labelled(EVIDENCE_LABEL))}
+    assert found == {("other", "rec"), (NS, "rec")}
+
+
 # -- the operator's relayer: delivers what the receiver handed over -------------------------------------
 
 USER_KEY = "userkey0123456789"
