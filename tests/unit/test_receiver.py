@@ -670,6 +670,21 @@ async def test_relayer(row: LRow) -> None:
         assert row.then(user) is not False
 
 
+async def test_a_70_kb_request_line_is_refused_in_one_line_without_a_traceback(caplog) -> None:
+    rig = Rig(RRow(""))
+    async with TestServer(rig.receiver.app()) as server:
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"POST /callbacks/" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            status_line = await reader.readline()
+            writer.close()
+            assert status_line.split()[1] == b"400"
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 2 and all(r.exc_info is None and r.levelname == "INFO" for r in records)
+    assert all("\n" not in r.getMessage() and len(r.getMessage()) < 200 for r in records)
+
+
 async def test_healthz_follows_readiness() -> None:
     rig = Rig(RRow(""))
     ready = [False]

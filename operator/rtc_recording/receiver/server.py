@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from rtc_recording import metrics
 from rtc_recording.api import evidence
@@ -140,6 +141,22 @@ class Known:
     notify: dict | None  # spec.notify merged with the pinned class's (classes.effective_notify), for relays
 
 
+class _Quiet(logging.Filter):
+    """A request aiohttp cannot parse (a 70 KB request line, a bad header) is answered 400 by
+    aiohttp and was logged with a traceback each time, unsigned: the internet's noise, one line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "malformed request refused (%s): %s", (exc.code, str(exc.message)[:120])
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+QUIET = _Quiet()
+
+
 class _Refused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -202,6 +219,7 @@ class Receiver:
         async def healthz(_: web.Request) -> web.Response:  # a handler is async (bare functions are deprecated)
             return web.json_response({"ok": self.ready()}, status=200 if self.ready() else 503)
 
+        logging.getLogger("aiohttp.server").addFilter(QUIET)
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]{1,9}}", self.handle)
         app.router.add_get("/healthz", healthz)
