@@ -44,7 +44,8 @@ RELAYS = Counter(
     "rtcrec_relays",
     "Callbacks relayed to a user's spec.notify.url, by outcome: delivered, rejected (the user's URL answered "
     "4xx), failed (no answer or 5xx, twice), refused (an internal address, a host not allowed, an unusable "
-    "notify key), gone (the resource no longer exists).",
+    "notify key), gone (the resource no longer exists), unconfirmed (a task's end or a file's upload that the "
+    "operator's Describe did not show within 30 minutes).",
     ["outcome"],
 )
 ABANDONED = Counter(

@@ -7,7 +7,9 @@ reads the user's notify key Secret (by consent, `cloud/secrets.py`), posts it to
 signed with that key, through a connector that connects to public addresses only (`ssrf.py`),
 tries once more like the cloud does, counts the outcome (`rtcrec_relays_total`), says why in
 an Event when it could not deliver, and deletes the ConfigMap. So the receiver needs no access
-to Secrets, and a relay waits out an operator restart instead of being lost.
+to Secrets, and a relay waits out an operator restart instead of being lost. A task's end and a
+file's upload wait until the operator's own Describe confirms them (decide/relays.py): looked at
+again after 5 s, doubling up to 5 minutes, and dropped unsent (`unconfirmed`) after 30 minutes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from rtc_recording.api.relay import Relay
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretCache
 from rtc_recording.controller.ssrf import Guard, Refused
+from rtc_recording.decide.backoff import backoff
 from rtc_recording.decide.classes import effective_notify
+from rtc_recording.decide.relays import confirmed
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import NotFound
 from rtc_recording.kube.events import EventRecorder
@@ -40,6 +44,9 @@ TRIES = 2  # the cloud sends a callback once more when the first try fails
 TIMEOUT_SECONDS = 5.0
 RETRY_SECONDS = 2.0  # an apiserver blip while deleting a delivered relay
 MAX_RETRY_SECONDS = 60.0
+CONFIRM_SECONDS = 1800.0  # the poller visits each task within this even at 10 000 tasks
+CONFIRM_RECHECK_SECONDS = (5.0, 300.0)  # first look again, and the longest wait between looks
+WAIT = "waiting"  # not confirmed yet: looked at again later
 
 
 class Relayer:
@@ -62,11 +69,13 @@ class Relayer:
         self.items: dict[str, Relay | None] = {}  # None: not a relay, deleted unsent
         self.queue: WorkQueue[str] = WorkQueue("relay", RETRY_SECONDS, MAX_RETRY_SECONDS)
         self._http: aiohttp.ClientSession | None = None
+        self._looks: dict[str, int] = {}  # relays waiting for confirmation: looks so far
 
     def _on_change(self, type_: str, configmap: dict) -> None:
         name = configmap["metadata"]["name"]
         if type_ == "DELETED":
             self.items.pop(name, None)
+            self._looks.pop(name, None)
             return
         if name in self.items:
             return  # a relay's body never changes: delivered once
@@ -88,7 +97,14 @@ class Relayer:
         if name not in self.items:
             return  # done already, or deleted meanwhile
         if (item := self.items[name]) is not None:
-            metrics.RELAYS.labels(outcome=await self.deliver(item)).inc()
+            outcome = await self.deliver(item)
+            if outcome == WAIT:
+                looks = self._looks[name] = self._looks.get(name, 0) + 1
+                delay = backoff(looks - 1, *CONFIRM_RECHECK_SECONDS)
+                asyncio.get_running_loop().call_later(delay, self.queue.add, name)
+                return
+            self._looks.pop(name, None)
+            metrics.RELAYS.labels(outcome=outcome).inc()
             self.items[name] = None  # delivered: a failed delete below must not send it again
         await self.kube.delete(f"{self.collection}/{segment(name)}")
         self.items.pop(name, None)
@@ -102,6 +118,8 @@ class Relayer:
             return "gone"  # a namesake: the user of that callback is gone
         notify = effective_notify(obj)  # the resource's own notify, else its pinned class's
         body = json.loads(item.body)
+        if not confirmed(obj, body):
+            return WAIT if self.clock() - item.received < CONFIRM_SECONDS else "unconfirmed"
         what = str(body.get("eventType", "a callback"))[:64]
         try:
             url = self.guard.check_url(notify.get("url") or "")

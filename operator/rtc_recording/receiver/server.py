@@ -15,6 +15,7 @@ that callbacks still land while the operator restarts (docs/exactly-once.md).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from rtc_recording import metrics
 from rtc_recording.api import evidence
 from rtc_recording.api.callback import MAX_CLOCK_SKEW_S, path_key, signature_ok
-from rtc_recording.api.relay import Relay
+from rtc_recording.api.relay import Relay, relayed_body
 from rtc_recording.decide import callbacks
 from rtc_recording.decide.classes import effective_notify
 from rtc_recording.kube.client import Kube
@@ -65,30 +66,42 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 class Replays:
-    """Refuses a (timestamp, signature) pair seen before with another path, task or channel.
+    """Refuses a (timestamp, signature) pair seen before with another path, task or channel, and
+    an event type seen with that pair before with another body.
 
     The vendor signs the timestamp only, so one captured header pair could carry any body for
     5 minutes. The path's own key (`path_key`) already ties a pair to one path; this ties it
-    to the one task that path's callbacks name. Several events of that task within one second
-    share the pair and pass. Per process: another replica has not seen the pair (README,
-    Security model). Bounded: a pair is kept until its timestamp is stale, at most `kept`."""
+    to the one task that path's callbacks name, and each event type to one body: the cloud
+    sends Created, Starting and Running with one pair (they pass), and resends a callback as
+    it was (it passes), but a forged TaskStopped or RecordFileUploaded beside them does not.
+    Per process (README, Security model). Bounded: a pair is kept until its timestamp is stale,
+    at most `kept`."""
 
     def __init__(self, kept: int = REPLAYS_KEPT):
         self.kept = kept
-        self._seen: OrderedDict[tuple[str, str], tuple[int, tuple]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str], tuple[int, tuple, dict[str, str]]] = OrderedDict()
 
-    def admit(self, headers: Mapping[str, str], what: tuple, now: float) -> bool:
-        key = (headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "").lower())
+    def admit(self, headers: Mapping[str, str], what: tuple, event: str, digest: str, now: float) -> bool:
+        key = pair(headers)
         while self._seen:  # forget what is stale anyway (insertion order is about timestamp order)
-            oldest, (expires, _) = next(iter(self._seen.items()))
+            oldest, (expires, _, _) = next(iter(self._seen.items()))
             if expires > now and len(self._seen) < self.kept:
                 break
             del self._seen[oldest]
         seen = self._seen.get(key)
-        if seen is not None:
-            return seen[1] == what
-        self._seen[key] = (int(key[0]) + MAX_CLOCK_SKEW_S + 1, what)
-        return True
+        if seen is None:
+            self._seen[key] = (int(key[0]) + MAX_CLOCK_SKEW_S + 1, what, {event: digest})
+            return True
+        bodies = seen[2]
+        return seen[1] == what and bodies.setdefault(event, digest) == digest
+
+
+def pair(headers: Mapping[str, str]) -> tuple[str, str]:
+    return headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "").lower()
+
+
+def digest_of(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def path_ok(namespace: str, name: str, uid: str) -> bool:
@@ -241,7 +254,7 @@ class Receiver:
         try:
             action = await self.process(key, uid, int(m["attempt"]), callback)
             if self._relayed(key, uid, action, callback):
-                relay = Relay(key[0], key[1], uid, json.dumps(body, sort_keys=True))
+                relay = Relay(key[0], key[1], uid, relayed_body(body, callback.payload), int(self.clock()))
                 await self._create(relay.to_configmap(self.evidence_namespace))
         except Exception:
             log.exception("callback %s for %s/%s not recorded", event, *key)
@@ -271,9 +284,10 @@ class Receiver:
         except (ValueError, RecursionError):
             raise _Refused(400, "malformed callback") from None
         seen_with = (m["namespace"], m["name"], m["uid"], m["attempt"], callback.app_id, callback.channel_id)
-        if not self.replays.admit(request.headers, (*seen_with, callback.task_id), self.clock()):
+        what, digest = (*seen_with, callback.task_id), digest_of(body)
+        if not self.replays.admit(request.headers, what, callback.event_type, digest, self.clock()):
             log.warning(
-                "callback for %s/%s refused: its signature was seen with another path or task",
+                "callback for %s/%s refused: its signature was seen with another path, task or body",
                 m["namespace"],
                 m["name"],
             )
