@@ -48,6 +48,12 @@ RELAYS = Counter(
     "operator's Describe did not show within 30 minutes).",
     ["outcome"],
 )
+RELAYS_DROPPED = Counter(
+    "rtcrec_relays_dropped",
+    "Callbacks not relayed because too many came: over the rate of one path (receiver), or beyond the relays "
+    "pending for one resource or one namespace (operator).",
+    ["reason"],
+)
 ABANDONED = Counter(
     "rtcrec_tasks_abandoned",
     "Tasks that could not be stopped when their namespace was deleted: their credentials Secret was gone and "

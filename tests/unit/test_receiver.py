@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from rtc_recording import metrics
 from rtc_recording.api.callback import callback_headers, path_key
 from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, RELAY_LABEL
@@ -730,9 +731,7 @@ async def test_relayer(row: LRow) -> None:
             kube.add_secret(NS, "notify", {"k": row.key}, NOTIFY_KEY)
         relay = Relay(NS, "rec", row.uid, json.dumps(row.body, sort_keys=True))  # received long ago
         await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
-        relayer = Relayer(
-            kube, SecretCache(kube), row.guard or Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS, workers=1
-        )
+        relayer = Relayer(kube, SecretCache(kube), row.guard or Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
         outcomes: list[str] = []
         deliver = relayer.deliver
 
@@ -777,7 +776,7 @@ async def test_a_relayed_end_waits_for_describe_then_is_delivered(monkeypatch) -
         body = json.dumps(callback_body("task-1", "TaskStopped"), sort_keys=True)
         relay = Relay(NS, "rec", UID, body, int(time.time()))
         await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
-        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS, workers=1)
+        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
         task = asyncio.create_task(relayer.run())
         try:
             await until(lambda: relayer._looks, what="a first look that finds the task running")
@@ -790,6 +789,81 @@ async def test_a_relayed_end_waits_for_describe_then_is_delivered(monkeypatch) -
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert len(user.received) == 1
+
+
+async def test_one_tenants_hanging_url_delays_its_own_relays_only() -> None:
+    """R2: relays shared 4 workers, so one tenant's hanging notify URL delayed another's by 67 s."""
+    kube, release = FakeKube(), asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hang", hang)
+    async with TestServer(app) as slow, TestServer(User().app()) as fast:
+        for ns, url in (("slow", slow.make_url("/hang")), ("fast", fast.make_url("/hook"))):
+            obj = recording(uid=UID if ns == "slow" else NAMESAKE_UID, status=dict(RECORDING), notify={"url": str(url)})
+            obj["metadata"]["namespace"] = ns
+            kube.add_recording(obj)
+        for n in range(6):
+            body = json.dumps(callback_body("task-1", "TaskRunning", n=n))
+            await kube.create(collection(EVIDENCE_NS), Relay("slow", "rec", UID, body).to_configmap(EVIDENCE_NS))
+        body = json.dumps(callback_body("task-1", "TaskRunning"))
+        await kube.create(collection(EVIDENCE_NS), Relay("fast", "rec", NAMESAKE_UID, body).to_configmap(EVIDENCE_NS))
+        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
+        done: list[str] = []
+        deliver = relayer.deliver
+
+        async def noted(item: Relay) -> str:
+            outcome = await deliver(item)
+            done.append(item.namespace)
+            return outcome
+
+        relayer.deliver = noted  # type: ignore[method-assign]
+        task = asyncio.create_task(relayer.run())
+        try:
+            await until(lambda: done, what="a first relay done")
+            assert done == ["fast"]  # while every one of the slow tenant's waits on its URL
+        finally:
+            release.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_pending_relays_are_capped_per_resource_and_per_namespace(monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "MAX_PENDING_PER_RESOURCE", 3)
+    monkeypatch.setattr(relay_module, "MAX_PENDING_PER_NAMESPACE", 5)
+    relayer = Relayer(FakeKube(), SecretCache(FakeKube()), Guard(), EVIDENCE_NS)
+    dropped = {r: metrics.RELAYS_DROPPED.labels(reason=r)._value.get() for r in ("resource", "namespace")}
+    try:
+        for uid in (UID, NAMESAKE_UID, "9c9e6679-7425-40de-944b-e07fc1f90ae7"):
+            for n in range(4):  # a flood from one pair of each resource
+                body = json.dumps(callback_body("task-1", "TaskRunning", n=n))
+                relayer._on_change("ADDED", Relay(NS, "rec", uid, body).to_configmap(EVIDENCE_NS))
+    finally:
+        for worker in relayer._workers:
+            worker.cancel()
+        await asyncio.gather(*relayer._workers, return_exceptions=True)
+    assert sum(item is not None for item in relayer.items.values()) == 5
+    assert metrics.RELAYS_DROPPED.labels(reason="resource")._value.get() - dropped["resource"] == 1
+    assert metrics.RELAYS_DROPPED.labels(reason="namespace")._value.get() - dropped["namespace"] == 6
+
+
+async def test_relays_of_one_path_are_rate_limited() -> None:
+    """R2: 1500 requests in 4.4 s with one pair became relay ConfigMaps; with many pairs, one path
+    still writes at most a burst, then one a second."""
+    notify = {**NOTIFY["notify"], "fileUploadedFormats": ["MP4"]}
+    rig = Rig(RRow("", known=[rec(RECORDING, notify=notify)]))
+    rig.kube.add_recording(rec(RECORDING, notify=notify))
+    rig.receiver.clock = lambda: 1_700_000_000.0
+    path = f"/callbacks/{NS}/rec/{UID}/1"
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        for n in range(40):
+            body = callback_body("task-1", "RecordFileUploaded", format="MP4", filePath=f"p/{n}.mp4")
+            resp = await client.post(path, json=body, headers=sign(path, 1_700_000_000 - n))
+            assert resp.status == 200
+    assert len(rig.relays()) == 20
 
 
 async def test_healthz_follows_readiness() -> None:
@@ -994,15 +1068,15 @@ async def test_evidence_delivered_again_by_a_relist_is_acted_on_once() -> None:
     assert len(acted) == 1
 
 
-async def test_a_relay_whose_delete_fails_is_not_sent_twice() -> None:
+async def test_a_relay_whose_delete_fails_is_not_sent_twice(monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "RETRY_SECONDS", 0.01)
     kube, user = FakeKube(), User()
     async with TestServer(user.app()) as server:
         kube.add_recording(rec(dict(RECORDING), notify={"url": str(server.make_url("/hook"))}))
         relay = Relay(NS, "rec", UID, json.dumps(callback_body("task-1", "TaskRunning"), sort_keys=True))
         await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
         kube.fail("DELETE", "/configmaps/", ApiError(500, "etcd"))
-        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS, workers=1)
-        relayer.queue.retry_base = 0.01
+        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
         task = asyncio.create_task(relayer.run())
         try:
             await until(lambda: not kube.all("configmaps", EVIDENCE_NS), what="the relay deleted on the second try")

@@ -49,6 +49,8 @@ TOMBSTONES_KEPT = 20_000
 RECORDED_KEPT = 4096  # names of evidence this replica wrote lately,
 RECORDED_SECONDS = 10.0  # and for how long a name counts as written
 SUCCESS = {"Code": 0, "Msg": "Success"}
+RELAY_BURST, RELAYS_PER_SECOND = 20, 1.0  # relays written per path: a start's bursts, then uploads and slices
+RATES_KEPT = 20_000  # paths whose rate is tracked, the least recent forgotten
 EVENT_TYPES = frozenset(
     {
         "TaskCreated",
@@ -102,6 +104,23 @@ def pair(headers: Mapping[str, str]) -> tuple[str, str]:
 
 def digest_of(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class Rates:
+    """A token bucket per callback path: relays one path may write, so one captured pair, or
+    many, cannot turn a burst of requests into a burst of relay ConfigMaps."""
+
+    def __init__(self, kept: int = RATES_KEPT):
+        self.kept = kept
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # path -> tokens, at
+
+    def take(self, path: str, now: float) -> bool:
+        tokens, at = self._buckets.pop(path, (float(RELAY_BURST), now))
+        tokens = min(float(RELAY_BURST), tokens + (now - at) * RELAYS_PER_SECOND)
+        self._buckets[path] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+        while len(self._buckets) > self.kept:
+            self._buckets.popitem(last=False)
+        return tokens >= 1
 
 
 def path_ok(namespace: str, name: str, uid: str) -> bool:
@@ -192,6 +211,7 @@ class Receiver:
         self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
         self.clock, self.settle_seconds, self.read_timeout = clock, settle_seconds, read_timeout
         self.replays = Replays()
+        self.rates = Rates()
         self.known: dict[tuple[str, str], Known] = {}
         self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
         self.recorded: OrderedDict[str, float] = OrderedDict()
@@ -253,7 +273,7 @@ class Receiver:
         key, uid = (m["namespace"], m["name"]), m["uid"]
         try:
             action = await self.process(key, uid, int(m["attempt"]), callback)
-            if self._relayed(key, uid, action, callback):
+            if self._relayed(key, uid, action, callback) and self._within_rate(request.path):
                 relay = Relay(key[0], key[1], uid, relayed_body(body, callback.payload), int(self.clock()))
                 await self._create(relay.to_configmap(self.evidence_namespace))
         except Exception:
@@ -293,6 +313,12 @@ class Receiver:
             )
             raise _Refused(403, "replayed signature")
         return callback, body
+
+    def _within_rate(self, path: str) -> bool:
+        if self.rates.take(path, self.clock()):
+            return True
+        metrics.RELAYS_DROPPED.labels(reason="rate").inc()
+        return False
 
     def _relayed(self, key: tuple[str, str], uid: str, action: object, callback: Callback) -> bool:
         """The user hears about their own resource's tasks only: not a namesake's, not a stray."""
