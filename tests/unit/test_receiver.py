@@ -532,13 +532,14 @@ async def test_one_captured_pair_carries_one_body_per_event_type() -> None:
         assert await post(callback_body("task-1", "TaskCreated")) == 200
         assert await post(callback_body("task-1", "TaskRunning")) == 200  # the cloud's: one pair, several events
         assert await post(callback_body("task-1", "TaskRunning")) == 200  # its resend, as it was
+        assert await post({**callback_body("task-1", "TaskRunning"), "callbackTs": 2}) == 200  # a newer callbackTs
         stops = [await post(callback_body("task-1", "TaskStopped", reason=f"r{n}")) for n in range(4)]
         uploads = [
             await post(callback_body("task-1", "RecordFileUploaded", format="MP4", url=f"https://evil/{n}"))
             for n in range(5)
         ]
     assert stops == [200, 403, 403, 403] and uploads == [200, 403, 403, 403, 403]
-    assert len(rig.relays()) == 4  # created, running, one stop, one upload: the last two wait for Describe
+    assert len(rig.relays()) == 5  # created, running twice (its callbackTs), one stop, one upload: the last two wait
 
 
 def test_a_relayed_body_carries_the_vendors_known_fields_only_and_is_small() -> None:

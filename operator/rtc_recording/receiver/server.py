@@ -102,8 +102,10 @@ def pair(headers: Mapping[str, str]) -> tuple[str, str]:
     return headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "").lower()
 
 
-def digest_of(body: Any) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+def digest_of(body: dict) -> str:
+    """What one event says: the body but its callbackTs (a resend may carry a newer one)."""
+    said = {k: v for k, v in body.items() if k != "callbackTs"}
+    return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()
 
 
 class Rates:
