@@ -44,8 +44,15 @@ RELAYS = Counter(
     "rtcrec_relays",
     "Callbacks relayed to a user's spec.notify.url, by outcome: delivered, rejected (the user's URL answered "
     "4xx), failed (no answer or 5xx, twice), refused (an internal address, a host not allowed, an unusable "
-    "notify key), gone (the resource no longer exists).",
+    "notify key), gone (the resource no longer exists), unconfirmed (a task's end or a file's upload that the "
+    "operator's Describe did not show within 30 minutes).",
     ["outcome"],
+)
+RELAYS_DROPPED = Counter(
+    "rtcrec_relays_dropped",
+    "Callbacks not relayed because too many came: over the rate of one path (receiver), or beyond the relays "
+    "pending for one resource or one namespace (operator).",
+    ["reason"],
 )
 ABANDONED = Counter(
     "rtcrec_tasks_abandoned",

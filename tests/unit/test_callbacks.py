@@ -112,13 +112,15 @@ def test_each_attempt_has_its_own_key():
 def test_a_pair_is_bound_to_what_it_first_carried_until_it_is_stale():
     replays = Replays(kept=3)
     pair = callback_headers(KEY, NOW)
-    assert replays.admit(pair, ("path", "task"), NOW)
-    assert replays.admit(pair, ("path", "task"), NOW + 1)  # the same again (a resend, a burst)
-    assert not replays.admit(pair, ("path", "other task"), NOW + 1)
-    assert not replays.admit(pair, ("other path", "task"), NOW + 1)
+    assert replays.admit(pair, ("path", "task"), "TaskRunning", "b1", NOW)
+    assert replays.admit(pair, ("path", "task"), "TaskRunning", "b1", NOW + 1)  # the same again (a resend)
+    assert replays.admit(pair, ("path", "task"), "TaskCreated", "b2", NOW + 1)  # another event, one pair
+    assert not replays.admit(pair, ("path", "task"), "TaskRunning", "b3", NOW + 1)  # that event, another body
+    assert not replays.admit(pair, ("path", "other task"), "TaskStopped", "b4", NOW + 1)
+    assert not replays.admit(pair, ("other path", "task"), "TaskRunning", "b1", NOW + 1)
     # Bounded: the oldest go first, the stale ones anyway.
     for i in range(1, 4):
-        assert replays.admit(callback_headers(KEY, NOW + i), ("p", i), NOW + i)
-    assert len(replays._seen) == 3 and replays.admit(pair, ("other path", "task"), NOW + 4)
-    replays.admit(callback_headers(KEY, NOW + 5), ("p", 5), NOW + 1000)
+        assert replays.admit(callback_headers(KEY, NOW + i), ("p", i), "TaskRunning", "b", NOW + i)
+    assert len(replays._seen) == 3 and replays.admit(pair, ("other path", "task"), "TaskRunning", "b", NOW + 4)
+    replays.admit(callback_headers(KEY, NOW + 5), ("p", 5), "TaskRunning", "b", NOW + 1000)
     assert len(replays._seen) == 1

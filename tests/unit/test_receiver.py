@@ -21,12 +21,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from rtc_recording import metrics
 from rtc_recording.api.callback import callback_headers, path_key
 from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, RELAY_LABEL
-from rtc_recording.api.relay import Relay
+from rtc_recording.api.relay import MAX_BODY_CHARS, PAYLOAD_FIELDS, Relay, relayed_body
 from rtc_recording.api.task import Transient
 from rtc_recording.cloud.secrets import NOTIFY_KEY, SecretCache
+from rtc_recording.controller import relay as relay_module
 from rtc_recording.controller.evidence import Worker
 from rtc_recording.controller.relay import Relayer
 from rtc_recording.controller.ssrf import Guard
@@ -48,6 +50,7 @@ def rec(status: dict | None = None, uid: str = UID, **spec: Any) -> dict:
 RECORDING = {"phase": "Recording", "taskId": "task-1", "attempt": {"number": 1}}
 PENDING = {"phase": "Starting", "attempt": {"number": 1}}
 REPLACED = {"phase": "Recording", "taskId": "task-2", "attempt": {"number": 2}}
+ENDED = {"phase": "Completed", "taskId": "task-1", "attempt": {"number": 1}}
 
 
 @dataclass
@@ -511,6 +514,64 @@ async def test_a_replayed_signature_carries_only_its_own_task() -> None:
     assert rig.evidence() == [("alive", 1, "task-1", "TaskRunning")]  # to reap task-1; nothing of task-9
 
 
+async def test_evidence_of_one_path_never_takes_another_paths_name() -> None:
+    """Evidence named by (uid, attempt, task) only: a callback on another path naming the same uid
+    and task took the name first, and the resource's own evidence was dropped as a resend (409)."""
+    rig = Rig(RRow("", known=[rec(REPLACED)]))
+    rig.kube.add_recording(rec(REPLACED))
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        for path in (f"/callbacks/other/rec/{UID}/1", f"/callbacks/{NS}/rec/{UID}/1"):
+            resp = await client.post(path, json=callback_body("task-1", "TaskRunning"), headers=sign(path))
+            assert resp.status == 200
+    found = {(e.namespace, e.name) for e in map(Evidence.from_configmap, rig.labelled(EVIDENCE_LABEL))}
+    assert found == {("other", "rec"), (NS, "rec")}
+
+
+async def test_one_captured_pair_carries_one_body_per_event_type() -> None:
+    """R1: with one header pair seen on the wire, 4 forged TaskStopped and 5 forged
+    RecordFileUploaded (file URL pointing elsewhere) were each accepted and relayed."""
+    rig = Rig(RRow("", known=[rec(RECORDING, notify={**NOTIFY["notify"], "fileUploadedFormats": ["MP4"]})]))
+    for obj in rig.row.known:
+        rig.kube.add_recording(obj)
+    path = f"/callbacks/{NS}/rec/{UID}/1"
+    headers = sign(path)
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+
+        async def post(body: dict) -> int:
+            return (await client.post(path, json=body, headers=headers)).status
+
+        assert await post(callback_body("task-1", "TaskCreated")) == 200
+        assert await post(callback_body("task-1", "TaskRunning")) == 200  # the cloud's: one pair, several events
+        assert await post(callback_body("task-1", "TaskRunning")) == 200  # its resend, as it was
+        assert await post({**callback_body("task-1", "TaskRunning"), "callbackTs": 2}) == 200  # a newer callbackTs
+        stops = [await post(callback_body("task-1", "TaskStopped", reason=f"r{n}")) for n in range(4)]
+        uploads = [
+            await post(callback_body("task-1", "RecordFileUploaded", format="MP4", url=f"https://evil/{n}"))
+            for n in range(5)
+        ]
+    assert stops == [200, 403, 403, 403] and uploads == [200, 403, 403, 403, 403]
+    assert len(rig.relays()) == 5  # created, running twice (its callbackTs), one stop, one upload: the last two wait
+
+
+def test_a_relayed_body_carries_the_vendors_known_fields_only_and_is_small() -> None:
+    body = {
+        **callback_body("task-1", "RecordFileUploaded"),
+        "callbackTs": 1700000000000,
+        "pad": "x" * 60_000,
+        "taskId": "task-1",
+        "appId": "\u00e9" * 60_000,  # too long once escaped: dropped
+    }
+    payload = {"format": "MP4", "filePath": "p/a.mp4", "secret": "y", "url": '"' * 250, "stream": ["no"]}
+    text = relayed_body(body, payload)
+    relayed = json.loads(text)
+    assert set(relayed) == {"callbackTs", "channelId", "eventType", "payload", "taskId"}
+    assert json.loads(relayed["payload"]) == {"format": "MP4", "filePath": "p/a.mp4"}
+    worst = {k: '"' * 126 for k in ("appId", "channelId", "taskId", "eventType")}
+    assert (
+        len(relayed_body({**worst, "callbackTs": 10**30}, dict.fromkeys(PAYLOAD_FIELDS, '"' * 126))) <= MAX_BODY_CHARS
+    )
+
+
 # -- the operator's relayer: delivers what the receiver handed over -------------------------------------
 
 USER_KEY = "userkey0123456789"
@@ -527,6 +588,8 @@ class LRow:
     uid: str = UID  # the relay's
     resource: bool = True
     pin: dict | None = None  # status.recordingClass ("USER" in its notify.url: the user's endpoint)
+    status: dict = field(default_factory=lambda: dict(RECORDING))
+    body: dict = field(default_factory=lambda: callback_body("task-1", "TaskRunning"))
     guard: Guard | None = None  # default: loopback allowed (the tests' user endpoint)
     # what must hold after
     received: int = 1
@@ -600,6 +663,42 @@ RELAYER = [
         ),
         LRow("the resource is gone: dropped", resource=False, received=0, outcome="gone"),
         LRow("a namesake holds the name: dropped", uid=NAMESAKE_UID, received=0, outcome="gone"),
+        # R1: a forged end or upload (one captured header pair) is relayed only once Describe shows it.
+        LRow(
+            "TaskStopped while status (Describe) says the task runs: never relayed",
+            body=callback_body("task-1", "TaskStopped"),
+            received=0,
+            outcome="unconfirmed",
+        ),
+        LRow(
+            "TaskStopped of a task status shows ended: delivered",
+            body=callback_body("task-1", "TaskStopped"),
+            status={**ENDED, "history": [{"taskId": "task-1", "endTime": "2026-01-01T00:00:00Z"}]},
+        ),
+        LRow(
+            "an upload of a file Describe does not list (the URL points elsewhere): never relayed",
+            body=callback_body("task-1", "RecordFileUploaded", format="MP4", filePath="p/a.mp4", url="https://evil/x"),
+            status={**RECORDING, "files": {"mp4": ["p/b.mp4"]}},
+            received=0,
+            outcome="unconfirmed",
+        ),
+        LRow(
+            "an upload of a file Describe lists: delivered",
+            body=callback_body("task-1", "RecordFileUploaded", format="MP4", filePath="p/a.mp4"),
+            status={**RECORDING, "files": {"mp4": ["p/a.mp4"]}},
+        ),
+        LRow(
+            "a slice beside a playlist Describe lists: delivered",
+            body=callback_body("task-1", "RecordFileUploaded", format="SLICE", filePath="p/t/a_3.ts"),
+            status={**RECORDING, "files": {"hls": ["p/t/a.m3u8"]}},
+        ),
+        LRow(
+            "a slice anywhere else: never relayed",
+            body=callback_body("task-1", "RecordFileUploaded", format="SLICE", filePath="q/a_3.ts"),
+            status={**RECORDING, "files": {"hls": ["p/t/a.m3u8"]}},
+            received=0,
+            outcome="unconfirmed",
+        ),
     )
 ]
 
@@ -631,7 +730,7 @@ async def test_relayer(row: LRow) -> None:
         notify = dict(row.notify or {})
         if notify.get("url") == "USER":
             notify["url"] = str(server.make_url("/hook"))
-        status = dict(RECORDING)
+        status = dict(row.status)
         if row.pin is not None:
             pin = json.loads(json.dumps(row.pin))
             urls = {"USER": str(server.make_url("/hook")), "CLASS": str(server.make_url("/class"))}
@@ -642,11 +741,9 @@ async def test_relayer(row: LRow) -> None:
             kube.add_recording(rec(status, notify=notify or None))
         if row.key is not None:
             kube.add_secret(NS, "notify", {"k": row.key}, NOTIFY_KEY)
-        relay = Relay(NS, "rec", row.uid, json.dumps(callback_body("task-1", "TaskRunning"), sort_keys=True))
+        relay = Relay(NS, "rec", row.uid, json.dumps(row.body, sort_keys=True))  # received long ago
         await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
-        relayer = Relayer(
-            kube, SecretCache(kube), row.guard or Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS, workers=1
-        )
+        relayer = Relayer(kube, SecretCache(kube), row.guard or Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
         outcomes: list[str] = []
         deliver = relayer.deliver
 
@@ -666,6 +763,119 @@ async def test_relayer(row: LRow) -> None:
     assert [e["metadata"]["name"].split(".", 1)[1] for e in kube.all("events")] == row.events
     if row.then is not None:
         assert row.then(user) is not False
+
+
+async def test_a_70_kb_request_line_is_refused_in_one_line_without_a_traceback(caplog) -> None:
+    rig = Rig(RRow(""))
+    async with TestServer(rig.receiver.app()) as server:
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"POST /callbacks/" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            status_line = await reader.readline()
+            writer.close()
+            assert status_line.split()[1] == b"400"
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 2 and all(r.exc_info is None and r.levelname == "INFO" for r in records)
+    assert all("\n" not in r.getMessage() and len(r.getMessage()) < 200 for r in records)
+
+
+async def test_a_relayed_end_waits_for_describe_then_is_delivered(monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "CONFIRM_RECHECK_SECONDS", (0.02, 0.05))
+    kube, user = FakeKube(), User()
+    async with TestServer(user.app()) as server:
+        kube.add_recording(rec(dict(RECORDING), notify={"url": str(server.make_url("/hook"))}))
+        body = json.dumps(callback_body("task-1", "TaskStopped"), sort_keys=True)
+        relay = Relay(NS, "rec", UID, body, int(time.time()))
+        await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
+        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
+        task = asyncio.create_task(relayer.run())
+        try:
+            await until(lambda: relayer._looks, what="a first look that finds the task running")
+            await asyncio.sleep(0.2)
+            assert not user.received and kube.all("configmaps", EVIDENCE_NS)
+            ended = {**ENDED, "history": [{"taskId": "task-1", "endTime": "2026-01-01T00:00:00Z"}]}
+            kube.add_recording(rec(ended, notify={"url": str(server.make_url("/hook"))}))  # the operator's Describe
+            await until(lambda: not kube.all("configmaps", EVIDENCE_NS), what="the relay delivered")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert len(user.received) == 1
+
+
+async def test_one_tenants_hanging_url_delays_its_own_relays_only() -> None:
+    """R2: relays shared 4 workers, so one tenant's hanging notify URL delayed another's by 67 s."""
+    kube, release = FakeKube(), asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hang", hang)
+    async with TestServer(app) as slow, TestServer(User().app()) as fast:
+        for ns, url in (("slow", slow.make_url("/hang")), ("fast", fast.make_url("/hook"))):
+            obj = recording(uid=UID if ns == "slow" else NAMESAKE_UID, status=dict(RECORDING), notify={"url": str(url)})
+            obj["metadata"]["namespace"] = ns
+            kube.add_recording(obj)
+        for n in range(6):
+            body = json.dumps(callback_body("task-1", "TaskRunning", n=n))
+            await kube.create(collection(EVIDENCE_NS), Relay("slow", "rec", UID, body).to_configmap(EVIDENCE_NS))
+        body = json.dumps(callback_body("task-1", "TaskRunning"))
+        await kube.create(collection(EVIDENCE_NS), Relay("fast", "rec", NAMESAKE_UID, body).to_configmap(EVIDENCE_NS))
+        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
+        done: list[str] = []
+        deliver = relayer.deliver
+
+        async def noted(item: Relay) -> str:
+            outcome = await deliver(item)
+            done.append(item.namespace)
+            return outcome
+
+        relayer.deliver = noted  # type: ignore[method-assign]
+        task = asyncio.create_task(relayer.run())
+        try:
+            await until(lambda: done, what="a first relay done")
+            assert done == ["fast"]  # while every one of the slow tenant's waits on its URL
+        finally:
+            release.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_pending_relays_are_capped_per_resource_and_per_namespace(monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "MAX_PENDING_PER_RESOURCE", 3)
+    monkeypatch.setattr(relay_module, "MAX_PENDING_PER_NAMESPACE", 5)
+    relayer = Relayer(FakeKube(), SecretCache(FakeKube()), Guard(), EVIDENCE_NS)
+    dropped = {r: metrics.RELAYS_DROPPED.labels(reason=r)._value.get() for r in ("resource", "namespace")}
+    try:
+        for uid in (UID, NAMESAKE_UID, "9c9e6679-7425-40de-944b-e07fc1f90ae7"):
+            for n in range(4):  # a flood from one pair of each resource
+                body = json.dumps(callback_body("task-1", "TaskRunning", n=n))
+                relayer._on_change("ADDED", Relay(NS, "rec", uid, body).to_configmap(EVIDENCE_NS))
+    finally:
+        for worker in relayer._workers:
+            worker.cancel()
+        await asyncio.gather(*relayer._workers, return_exceptions=True)
+    assert sum(item is not None for item in relayer.items.values()) == 5
+    assert metrics.RELAYS_DROPPED.labels(reason="resource")._value.get() - dropped["resource"] == 1
+    assert metrics.RELAYS_DROPPED.labels(reason="namespace")._value.get() - dropped["namespace"] == 6
+
+
+async def test_relays_of_one_path_are_rate_limited() -> None:
+    """R2: 1500 requests in 4.4 s with one pair became relay ConfigMaps; with many pairs, one path
+    still writes at most a burst, then one a second."""
+    notify = {**NOTIFY["notify"], "fileUploadedFormats": ["MP4"]}
+    rig = Rig(RRow("", known=[rec(RECORDING, notify=notify)]))
+    rig.kube.add_recording(rec(RECORDING, notify=notify))
+    rig.receiver.clock = lambda: 1_700_000_000.0
+    path = f"/callbacks/{NS}/rec/{UID}/1"
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        for n in range(40):
+            body = callback_body("task-1", "RecordFileUploaded", format="MP4", filePath=f"p/{n}.mp4")
+            resp = await client.post(path, json=body, headers=sign(path, 1_700_000_000 - n))
+            assert resp.status == 200
+    assert len(rig.relays()) == 20
 
 
 async def test_healthz_follows_readiness() -> None:
@@ -870,15 +1080,15 @@ async def test_evidence_delivered_again_by_a_relist_is_acted_on_once() -> None:
     assert len(acted) == 1
 
 
-async def test_a_relay_whose_delete_fails_is_not_sent_twice() -> None:
+async def test_a_relay_whose_delete_fails_is_not_sent_twice(monkeypatch) -> None:
+    monkeypatch.setattr(relay_module, "RETRY_SECONDS", 0.01)
     kube, user = FakeKube(), User()
     async with TestServer(user.app()) as server:
         kube.add_recording(rec(dict(RECORDING), notify={"url": str(server.make_url("/hook"))}))
         relay = Relay(NS, "rec", UID, json.dumps(callback_body("task-1", "TaskRunning"), sort_keys=True))
         await kube.create(collection(EVIDENCE_NS), relay.to_configmap(EVIDENCE_NS))
         kube.fail("DELETE", "/configmaps/", ApiError(500, "etcd"))
-        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS, workers=1)
-        relayer.queue.retry_base = 0.01
+        relayer = Relayer(kube, SecretCache(kube), Guard(allowed_hosts=["127.0.0.1"]), EVIDENCE_NS)
         task = asyncio.create_task(relayer.run())
         try:
             await until(lambda: not kube.all("configmaps", EVIDENCE_NS), what="the relay deleted on the second try")

@@ -58,6 +58,21 @@ def test_denied_ranges_and_the_allow_list():
 
 
 @pytest.mark.parametrize(
+    "address",
+    ["169.254.169.254", "169.254.0.1", "fe80::a9fe:a9fe", "fd00:ec2::254", "100.100.100.200", "::ffff:169.254.169.254"],
+)
+@pytest.mark.parametrize("only_allowed", [False, True])
+def test_an_allowed_name_or_range_never_reaches_a_metadata_address(address, only_allowed):
+    """A name in the allow-list was trusted for any address it resolved to: one that resolves to
+    the metadata service (DNS the name's owner or an attacker controls) reached it."""
+    allow = Guard(allowed_hosts=["hooks.example.com", "169.254.0.0/16", "100.64.0.0/10"], only_allowed=only_allowed)
+    assert (
+        allow.address_refused("hooks.example.com", address) == "hooks.example.com resolves to a cloud metadata address"
+    )
+    assert allow.address_refused("x", address)
+
+
+@pytest.mark.parametrize(
     "url, ok",
     [
         ("https://hooks.example.com/x", True),

@@ -1,6 +1,7 @@
 """Evidence: what a verified callback said that can change something, as the receiver writes it down.
 
-One ConfigMap per (resource uid, attempt, task, alive|ended) in the operator's own namespace: the
+One ConfigMap per (namespace, name, resource uid, attempt, task, alive|ended) in the operator's own
+namespace (the path's every part: evidence for one path never takes another path's name): the
 cloud's three start callbacks and its resends of one task collapse into one object (409 on
 create). The operator's side is `controller/evidence.py`.
 """
@@ -33,7 +34,8 @@ class Evidence:
         return "ended" if self.event in END_EVENTS else "alive"
 
     def object_name(self) -> str:
-        digest = hashlib.sha256(f"{self.uid}/{self.attempt}/{self.task_id}/{self.kind}".encode()).hexdigest()
+        what = "\0".join((self.namespace, self.name, self.uid, str(self.attempt), self.task_id, self.kind))
+        digest = hashlib.sha256(what.encode()).hexdigest()
         return f"rtcrec-evidence-{digest[:32]}"
 
     def to_configmap(self, namespace: str) -> dict:

@@ -8,7 +8,7 @@ The operator watches those ConfigMaps, confirms within its one quota budget (Des
 Stop), adopts, reaps or completes, and deletes the ConfigMap. So evidence outlives a cloud
 brown-out, an operator restart and a receiver restart alike (docs/exactly-once.md).
 
-One ConfigMap per (resource uid, attempt, task, alive|ended): the cloud's three start
+One ConfigMap per (namespace, name, resource uid, attempt, task, alive|ended): the cloud's three start
 callbacks and its resends of one task collapse into one object (409 on create).
 """
 

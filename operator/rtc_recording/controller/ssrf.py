@@ -13,7 +13,9 @@ and service ranges where they are not private).
 `allowed_hosts` (RTCREC_RELAY_ALLOWED_HOSTS) names hosts (`hooks.example.com`, `*.example.com`)
 and address ranges (`10.20.0.0/16`, `127.0.0.1`) that may be relayed to although internal:
 whoever set the list chose them. With `only_allowed` (RTCREC_RELAY_ONLY_ALLOWED_HOSTS) nothing
-else is relayed to, public or not. Denied ranges are refused even then.
+else is relayed to, public or not. Denied ranges and the clouds' metadata addresses (`METADATA`)
+are refused even then: an allowed name is trusted for its owner's intent, not for whatever a DNS
+answer for it says.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Never relayed to, allow-list or not: link-local (AWS, GCP, Azure, Alibaba Cloud's ECS 169.254.169.254,
+# fe80::/10), AWS's IPv6 metadata fd00:ec2::254, and Alibaba Cloud's own metadata service.
+METADATA = tuple(
+    ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+)
 
 
 class Refused(aiohttp.ClientConnectionError):
@@ -78,6 +85,8 @@ class Guard:
         for candidate in candidates:
             if any(candidate in r for r in self.denied):
                 return f"{host} resolves to a denied cluster address"
+            if any(candidate in r for r in METADATA if candidate.version == r.version):
+                return f"{host} resolves to a cloud metadata address"
         if self.named(host) or any(c in r for c in candidates for r in self.ranges if c.version == r.version):
             return None
         if self.only_allowed:

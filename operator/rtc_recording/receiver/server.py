@@ -15,6 +15,7 @@ that callbacks still land while the operator restarts (docs/exactly-once.md).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -27,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from rtc_recording import metrics
 from rtc_recording.api import evidence
 from rtc_recording.api.callback import MAX_CLOCK_SKEW_S, path_key, signature_ok
-from rtc_recording.api.relay import Relay
+from rtc_recording.api.relay import Relay, relayed_body
 from rtc_recording.decide import callbacks
 from rtc_recording.decide.classes import effective_notify
 from rtc_recording.kube.client import Kube
@@ -47,6 +49,8 @@ TOMBSTONES_KEPT = 20_000
 RECORDED_KEPT = 4096  # names of evidence this replica wrote lately,
 RECORDED_SECONDS = 10.0  # and for how long a name counts as written
 SUCCESS = {"Code": 0, "Msg": "Success"}
+RELAY_BURST, RELAYS_PER_SECOND = 20, 1.0  # relays written per path: a start's bursts, then uploads and slices
+RATES_KEPT = 20_000  # paths whose rate is tracked, the least recent forgotten
 EVENT_TYPES = frozenset(
     {
         "TaskCreated",
@@ -64,30 +68,61 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 class Replays:
-    """Refuses a (timestamp, signature) pair seen before with another path, task or channel.
+    """Refuses a (timestamp, signature) pair seen before with another path, task or channel, and
+    an event type seen with that pair before with another body.
 
     The vendor signs the timestamp only, so one captured header pair could carry any body for
     5 minutes. The path's own key (`path_key`) already ties a pair to one path; this ties it
-    to the one task that path's callbacks name. Several events of that task within one second
-    share the pair and pass. Per process: another replica has not seen the pair (README,
-    Security model). Bounded: a pair is kept until its timestamp is stale, at most `kept`."""
+    to the one task that path's callbacks name, and each event type to one body: the cloud
+    sends Created, Starting and Running with one pair (they pass), and resends a callback as
+    it was (it passes), but a forged TaskStopped or RecordFileUploaded beside them does not.
+    Per process (README, Security model). Bounded: a pair is kept until its timestamp is stale,
+    at most `kept`."""
 
     def __init__(self, kept: int = REPLAYS_KEPT):
         self.kept = kept
-        self._seen: OrderedDict[tuple[str, str], tuple[int, tuple]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str], tuple[int, tuple, dict[str, str]]] = OrderedDict()
 
-    def admit(self, headers: Mapping[str, str], what: tuple, now: float) -> bool:
-        key = (headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "").lower())
+    def admit(self, headers: Mapping[str, str], what: tuple, event: str, digest: str, now: float) -> bool:
+        key = pair(headers)
         while self._seen:  # forget what is stale anyway (insertion order is about timestamp order)
-            oldest, (expires, _) = next(iter(self._seen.items()))
+            oldest, (expires, _, _) = next(iter(self._seen.items()))
             if expires > now and len(self._seen) < self.kept:
                 break
             del self._seen[oldest]
         seen = self._seen.get(key)
-        if seen is not None:
-            return seen[1] == what
-        self._seen[key] = (int(key[0]) + MAX_CLOCK_SKEW_S + 1, what)
-        return True
+        if seen is None:
+            self._seen[key] = (int(key[0]) + MAX_CLOCK_SKEW_S + 1, what, {event: digest})
+            return True
+        bodies = seen[2]
+        return seen[1] == what and bodies.setdefault(event, digest) == digest
+
+
+def pair(headers: Mapping[str, str]) -> tuple[str, str]:
+    return headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "").lower()
+
+
+def digest_of(body: dict) -> str:
+    """What one event says: the body but its callbackTs (a resend may carry a newer one)."""
+    said = {k: v for k, v in body.items() if k != "callbackTs"}
+    return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()
+
+
+class Rates:
+    """A token bucket per callback path: relays one path may write, so one captured pair, or
+    many, cannot turn a burst of requests into a burst of relay ConfigMaps."""
+
+    def __init__(self, kept: int = RATES_KEPT):
+        self.kept = kept
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # path -> tokens, at
+
+    def take(self, path: str, now: float) -> bool:
+        tokens, at = self._buckets.pop(path, (float(RELAY_BURST), now))
+        tokens = min(float(RELAY_BURST), tokens + (now - at) * RELAYS_PER_SECOND)
+        self._buckets[path] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+        while len(self._buckets) > self.kept:
+            self._buckets.popitem(last=False)
+        return tokens >= 1
 
 
 def path_ok(namespace: str, name: str, uid: str) -> bool:
@@ -140,6 +175,22 @@ class Known:
     notify: dict | None  # spec.notify merged with the pinned class's (classes.effective_notify), for relays
 
 
+class _Quiet(logging.Filter):
+    """A request aiohttp cannot parse (a 70 KB request line, a bad header) is answered 400 by
+    aiohttp and was logged with a traceback each time, unsigned: the internet's noise, one line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "malformed request refused (%s): %s", (exc.code, str(exc.message)[:120])
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+QUIET = _Quiet()
+
+
 class _Refused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -162,6 +213,7 @@ class Receiver:
         self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
         self.clock, self.settle_seconds, self.read_timeout = clock, settle_seconds, read_timeout
         self.replays = Replays()
+        self.rates = Rates()
         self.known: dict[tuple[str, str], Known] = {}
         self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
         self.recorded: OrderedDict[str, float] = OrderedDict()
@@ -202,6 +254,7 @@ class Receiver:
         async def healthz(_: web.Request) -> web.Response:  # a handler is async (bare functions are deprecated)
             return web.json_response({"ok": self.ready()}, status=200 if self.ready() else 503)
 
+        logging.getLogger("aiohttp.server").addFilter(QUIET)
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]{1,9}}", self.handle)
         app.router.add_get("/healthz", healthz)
@@ -222,8 +275,8 @@ class Receiver:
         key, uid = (m["namespace"], m["name"]), m["uid"]
         try:
             action = await self.process(key, uid, int(m["attempt"]), callback)
-            if self._relayed(key, uid, action, callback):
-                relay = Relay(key[0], key[1], uid, json.dumps(body, sort_keys=True))
+            if self._relayed(key, uid, action, callback) and self._within_rate(request.path):
+                relay = Relay(key[0], key[1], uid, relayed_body(body, callback.payload), int(self.clock()))
                 await self._create(relay.to_configmap(self.evidence_namespace))
         except Exception:
             log.exception("callback %s for %s/%s not recorded", event, *key)
@@ -253,14 +306,21 @@ class Receiver:
         except (ValueError, RecursionError):
             raise _Refused(400, "malformed callback") from None
         seen_with = (m["namespace"], m["name"], m["uid"], m["attempt"], callback.app_id, callback.channel_id)
-        if not self.replays.admit(request.headers, (*seen_with, callback.task_id), self.clock()):
+        what, digest = (*seen_with, callback.task_id), digest_of(body)
+        if not self.replays.admit(request.headers, what, callback.event_type, digest, self.clock()):
             log.warning(
-                "callback for %s/%s refused: its signature was seen with another path or task",
+                "callback for %s/%s refused: its signature was seen with another path, task or body",
                 m["namespace"],
                 m["name"],
             )
             raise _Refused(403, "replayed signature")
         return callback, body
+
+    def _within_rate(self, path: str) -> bool:
+        if self.rates.take(path, self.clock()):
+            return True
+        metrics.RELAYS_DROPPED.labels(reason="rate").inc()
+        return False
 
     def _relayed(self, key: tuple[str, str], uid: str, action: object, callback: Callback) -> bool:
         """The user hears about their own resource's tasks only: not a namesake's, not a stray."""

@@ -1,0 +1,57 @@
+"""Which relays the operator can vouch for: a task's end and a file's upload only once its own
+Describe says so.
+
+The cloud signs the timestamp only, so a body sent with a header pair captured on the wire could
+say that a task stopped, or that a file was uploaded to anywhere, and the relay would sign it
+with the user's own key. These two events are what a user acts on (a task's end, a file to fetch),
+so they are relayed only when status, which the operator writes from the Describe it makes
+anyway (the evidence a TaskStopped raises, the poller), shows the same: the task ended, the file
+is listed. The other events (created, starting, running, recovering, stopping) say only what
+the operator's own status will say after its next look, and are relayed as they come.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+from rtc_recording.api.recording import TERMINAL, RtcRecordingStatus, status_of
+
+CONFIRMED_EVENTS = frozenset({"TaskStopped", "RecordFileUploaded"})
+
+
+def confirmed(obj: dict, body: dict) -> bool:
+    """Does the resource's status (the operator's own Describe) show what the relayed body says?"""
+    if body.get("eventType") not in CONFIRMED_EVENTS:
+        return True
+    status, task = status_of(obj), body.get("taskId")
+    if body["eventType"] == "TaskStopped":
+        ended = any(h.task_id == task and h.end_time is not None for h in status.history)
+        return ended or (status.task_id == task and status.phase in TERMINAL)
+    payload = json.loads(body.get("payload") or "{}")
+    return _listed(_files_of(status, task), payload)
+
+
+def _files_of(status: RtcRecordingStatus, task: Any) -> list[dict]:
+    found = [h.files for h in status.history if h.task_id == task and h.files]
+    if status.task_id == task and status.files is not None:
+        found.append(status.files.model_dump(by_alias=True, mode="json"))
+    return found
+
+
+def _listed(files: list[dict], payload: dict) -> bool:
+    path, media, fmt = payload.get("filePath"), payload.get("mediaId"), str(payload.get("format", "")).upper()
+    for listed in files:
+        if media and any(
+            media in (v.get("mediaIds") or []) + (v.get("mergedIds") or []) for v in listed.get("vod") or []
+        ):
+            return True
+        if not path:
+            continue
+        if fmt == "SLICE":  # no Describe lists slices: one is written beside its playlist
+            if any(posixpath.dirname(path) == posixpath.dirname(p) for p in listed.get("hls") or []):
+                return True
+        elif path in (listed.get(fmt.lower()) or []):
+            return True
+    return False
