@@ -302,9 +302,10 @@ def manifest(name: str, deleting: bool) -> dict:
     return obj
 
 
-SWAPPED_LAYOUT = {
+SWAPPED_LAYOUT = {  # the example's Grid preset replaced by hand-placed panes: a new generation
     "spec": {
         "layout": {
+            "preset": None,
             "panes": [
                 {"userId": "bob", "left": "0", "top": "0", "width": "0.5", "height": "1"},
                 {"userId": "alice", "left": "0.5", "top": "0", "width": "0.5", "height": "1"},
