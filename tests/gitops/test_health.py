@@ -309,7 +309,7 @@ SWAPPED_LAYOUT = {  # the example's Grid preset replaced by hand-placed panes: a
             "panes": [
                 {"userId": "bob", "left": "0", "top": "0", "width": "0.5", "height": "1"},
                 {"userId": "alice", "left": "0.5", "top": "0", "width": "0.5", "height": "1"},
-            ]
+            ],
         }
     }
 }
