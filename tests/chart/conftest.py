@@ -107,7 +107,7 @@ OPERATOR_CLASS_CREDENTIALS_RULES = rules(("", "secrets", "get"))
 # In the release namespace only: callback evidence and relays, written by the receiver, consumed by
 # the operator; and the operator's record that task ids written before seals existed were sealed.
 OPERATOR_EVIDENCE_RULES = rules(("", "configmaps", "list watch delete"))
-RECEIVER_EVIDENCE_RULES = rules(("", "configmaps", "create"))
+RECEIVER_EVIDENCE_RULES = rules(("", "configmaps", "create get"))  # get: another replica's replay marker
 OPERATOR_SEALS_RULES = rules(("", "configmaps", "get list create delete"))
 
 

@@ -24,11 +24,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from rtc_recording import metrics
 from rtc_recording.api.callback import callback_headers, path_key
 from rtc_recording.api.evidence import Evidence, collection
-from rtc_recording.api.names import EVIDENCE_LABEL, RELAY_LABEL
+from rtc_recording.api.names import EVIDENCE_LABEL, RELAY_LABEL, REPLAY_LABEL
 from rtc_recording.api.relay import MAX_BODY_CHARS, PAYLOAD_FIELDS, Relay, relayed_body
+from rtc_recording.api.replay import Marker
 from rtc_recording.api.task import Transient
 from rtc_recording.cloud.secrets import NOTIFY_KEY, SecretCache
 from rtc_recording.controller import relay as relay_module
+from rtc_recording.controller import replays
 from rtc_recording.controller.evidence import Worker
 from rtc_recording.controller.relay import Relayer
 from rtc_recording.controller.ssrf import Guard
@@ -197,8 +199,15 @@ REQUESTS = rows(
     RRow(
         "recording the evidence fails (apiserver): 500, the cloud sends it again",
         known=[rec(REPLACED)],
-        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "etcd")),
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "etcd"), skip=1),  # after the marker
         code=500,
+        evidence=[],
+    ),
+    RRow(
+        "the replay marker cannot be written (apiserver): 503, nothing admitted unchecked, the cloud sends it again",
+        known=[rec(REPLACED)],
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "etcd")),
+        code=503,
         evidence=[],
     ),
 )
@@ -379,7 +388,8 @@ async def test_three_start_callbacks_of_one_task_are_one_piece_of_evidence() -> 
             resp = await client.post(path, json=callback_body("task-1", event), headers=headers)
             assert resp.status == 200
     assert rig.evidence() == [("alive", 1, "task-1", "TaskCreated")]
-    assert [r.code for r in rig.kube.writes("configmaps")] == [200]  # one POST, not three
+    evidence_posts = [r for r in rig.kube.writes("configmaps") if EVIDENCE_LABEL in r.body["metadata"]["labels"]]
+    assert [r.code for r in evidence_posts] == [200]  # one POST, not three (beside one replay marker each)
 
 
 # -- what the receiver hands the operator to relay to the user's own spec.notify.url ------------------
@@ -485,7 +495,7 @@ RELAYS = rows(
     RRow(
         "the relay cannot be written (apiserver): 500, the cloud sends it again",
         known=[rec(RECORDING, **NOTIFY)],
-        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "x")),
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "x"), skip=1),  # after the marker
         code=500,
         relayed=0,
     ),
@@ -551,6 +561,72 @@ async def test_one_captured_pair_carries_one_body_per_event_type() -> None:
         ]
     assert stops == [200, 403, 403, 403] and uploads == [200, 403, 403, 403, 403]
     assert len(rig.relays()) == 5  # created, running twice (its callbackTs), one stop, one upload: the last two wait
+
+
+def markers(rig: Rig) -> list[dict]:
+    return rig.labelled(REPLAY_LABEL)
+
+
+async def test_a_second_replica_refuses_a_pair_the_first_admitted_with_another_body() -> None:
+    """Low (issue 27): a second receiver replica had its own replay cache and accepted the pair
+    again, so with N replicas a captured pair carried N bodies per event type. Two replicas
+    here share nothing but the apiserver."""
+    rig = Rig(RRow("", known=[rec(RECORDING)]))
+    second = Receiver(rig.kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=SETTLE)
+    rig.kube.listeners.append(lambda kind, type_, obj: kind == "rtcrecordings" and second.on_change(type_, obj))
+    rig.kube.add_recording(rec(RECORDING))
+    path = f"/callbacks/{NS}/rec/{UID}/1"
+    headers = sign(path)
+    sent, forged = (
+        callback_body("task-1", "TaskStopped", reason="r0"),
+        callback_body("task-1", "TaskStopped", reason="r1"),
+    )
+    async with TestClient(TestServer(rig.receiver.app())) as a, TestClient(TestServer(second.app())) as b:
+
+        async def post(client: TestClient, body: dict) -> int:
+            return (await client.post(path, json=body, headers=headers)).status
+
+        assert await post(a, sent) == 200
+        assert await post(b, forged) == 403  # the captured pair with another body, at the other replica
+        assert await post(b, sent) == 200  # the cloud's resend reached the other replica
+        assert await post(b, {**sent, "callbackTs": 2}) == 200  # ... with a newer callbackTs
+        assert await post(a, forged) == 403
+    assert rig.evidence() == [("ended", 1, "task-1", "TaskStopped")]
+    assert len(markers(rig)) == 1
+
+
+async def test_only_a_callback_that_writes_leaves_a_replay_marker() -> None:
+    rig = Rig(RRow("", known=[rec(RECORDING)]))
+    rig.kube.add_recording(rec(RECORDING))
+    path = f"/callbacks/{NS}/rec/{UID}/1"
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        # the current task is running, nothing to relay: ignored, nothing written, no request
+        resp = await client.post(path, json=callback_body("task-1", "TaskRunning"), headers=sign(path))
+        assert resp.status == 200
+        assert rig.kube.writes() == [] and markers(rig) == []
+        resp = await client.post(path, json=callback_body("task-1", "TaskStopped"), headers=sign(path))
+        assert resp.status == 200
+    (marker,) = markers(rig)
+    assert marker["metadata"]["name"].startswith("rtcrec-replay-") and set(marker["data"]) == {"digest", "expires"}
+    assert int(marker["data"]["expires"]) > time.time()
+
+
+async def test_the_sweep_deletes_expired_replay_markers_only() -> None:
+    kube = FakeKube()
+    now = 1_700_000_000
+    for n, expires in enumerate((now - 1, now, now + 1, now + 300)):
+        await kube.create(
+            collection(EVIDENCE_NS), Marker("t", f"s{n}", "TaskStopped", "d", expires).to_configmap(EVIDENCE_NS)
+        )
+    await kube.create(collection(EVIDENCE_NS), item())  # evidence: not the sweep's
+    junk = {"metadata": {"name": "rtcrec-replay-junk", "labels": {REPLAY_LABEL: "marker"}}}  # malformed: expired
+    await kube.create(collection(EVIDENCE_NS), junk)
+    sweep = replays.Sweep(kube, EVIDENCE_NS, clock=lambda: now)
+    await sweep.expire()
+    left = kube.all("configmaps", EVIDENCE_NS)
+    assert sorted(c["data"].get("expires", "evidence") for c in left) == sorted(
+        [str(now + 1), str(now + 300), "evidence"]
+    )
 
 
 def test_a_relayed_body_carries_the_vendors_known_fields_only_and_is_small() -> None:

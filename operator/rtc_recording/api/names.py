@@ -23,6 +23,7 @@ SCHEDULE_LABEL = f"{GROUP}/schedule"
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"
 EVIDENCE_LABEL = f"{GROUP}/evidence"
 RELAY_LABEL = f"{GROUP}/relay"
+REPLAY_LABEL = f"{GROUP}/replay"  # on a ConfigMap: a callback header pair admitted by some receiver replica
 DELETION_LABEL = f"{GROUP}/deletion"  # on a ConfigMap: what a deletion did with its task (orphaned, stopped)
 TASK_LABEL = f"{GROUP}/task"  # ... and which task
 USAGE_LABEL = f"{GROUP}/usage"  # on a Secret: what it consents to be read for

@@ -13,7 +13,7 @@ from typing import Any
 
 from rtc_recording.api import timestamps
 from rtc_recording.cloud.accounts import CloudClients
-from rtc_recording.controller import evidence, health, relay, sealing, ssrf
+from rtc_recording.controller import evidence, health, relay, replays, sealing, ssrf
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.controller.executor import Executor
 from rtc_recording.controller.gate import Gate
@@ -91,6 +91,9 @@ class Operator:
             guard = ssrf.Guard(config.relay_allowed_hosts, config.relay_denied_ranges, config.relay_only_allowed_hosts)
             relayer = relay.Relayer(self.kube, self.clients.secrets, guard, config.evidence_namespace)
             self.tasks.append(asyncio.create_task(relayer.run(), name="relay"))
+            self.tasks.append(
+                asyncio.create_task(replays.Sweep(self.kube, config.evidence_namespace).run(), name="replays")
+            )
 
     async def close(self) -> None:
         for task in self.tasks:

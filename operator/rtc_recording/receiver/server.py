@@ -34,10 +34,11 @@ from rtc_recording import metrics
 from rtc_recording.api import evidence
 from rtc_recording.api.callback import MAX_CLOCK_SKEW_S, path_key, signature_ok
 from rtc_recording.api.relay import Relay, relayed_body
+from rtc_recording.api.replay import Marker, digest_in
 from rtc_recording.decide import callbacks
 from rtc_recording.decide.classes import effective_notify
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.errors import Conflict
+from rtc_recording.kube.errors import Conflict, KubeError
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ class Replays:
     to the one task that path's callbacks name, and each event type to one body: the cloud
     sends Created, Starting and Running with one pair (they pass), and resends a callback as
     it was (it passes), but a forged TaskStopped or RecordFileUploaded beside them does not.
-    Per process (README, Security model). Bounded: a pair is kept until its timestamp is stale,
-    at most `kept`."""
+    Per process, in front of the replicas' shared store (`Receiver._claim`), which most resends
+    then never reach. Bounded: a pair is kept until its timestamp is stale, at most `kept`."""
 
     def __init__(self, kept: int = REPLAYS_KEPT):
         self.kept = kept
@@ -92,14 +93,29 @@ class Replays:
             del self._seen[oldest]
         seen = self._seen.get(key)
         if seen is None:
-            self._seen[key] = (int(key[0]) + MAX_CLOCK_SKEW_S + 1, what, {event: digest})
+            self._seen[key] = (stale_from(key[0]), what, {event: digest})
             return True
         bodies = seen[2]
         return seen[1] == what and bodies.setdefault(event, digest) == digest
 
+    def undo(self, headers: Mapping[str, str], event: str, digest: str) -> None:
+        """Forget an admission the shared store refused (or could not check), so that a forged body
+        that reached this replica first does not lock out the cloud's own resend here."""
+        key = pair(headers)
+        seen = self._seen.get(key)
+        if seen is not None and seen[2].get(event) == digest:
+            del seen[2][event]
+            if not seen[2]:
+                del self._seen[key]
+
 
 def pair(headers: Mapping[str, str]) -> tuple[str, str]:
     return headers.get("ALI-LIVE-TIMESTAMP", ""), headers.get("ALI-LIVE-SIGNATURE", "").lower()
+
+
+def stale_from(timestamp: str) -> int:
+    """When a pair's signature stops passing `signature_ok`, and what remembers it is useless."""
+    return int(timestamp) + MAX_CLOCK_SKEW_S + 1
 
 
 def digest_of(body: dict) -> str:
@@ -272,12 +288,23 @@ class Receiver:
         if not self.ready():  # every resource would look deleted: let the cloud send it again
             return web.json_response({"Code": 503, "Msg": "starting"}, status=503)
         event = callback.event_type if callback.event_type in EVENT_TYPES else "other"
-        key, uid = (m["namespace"], m["name"]), m["uid"]
+        key, uid, attempt = (m["namespace"], m["name"]), m["uid"], int(m["attempt"])
+        digest = digest_of(body)
         try:
-            action = await self.process(key, uid, int(m["attempt"]), callback)
-            if self._relayed(key, uid, action, callback) and self._within_rate(request.path):
+            action = await self.process(key, uid, attempt, callback)
+            relayed = self._relayed(key, uid, action, callback) and self._within_rate(request.path)
+            if relayed or not isinstance(action, callbacks.Ignore):  # only what writes is checked across replicas
+                await self._claim(request.headers, callback.event_type, digest)
+            if not isinstance(action, callbacks.Ignore):
+                await self._record(evidence.Evidence(*key, uid, attempt, callback.task_id, callback.event_type))
+            if relayed:
                 relay = Relay(key[0], key[1], uid, relayed_body(body, callback.payload), int(self.clock()))
                 await self._create(relay.to_configmap(self.evidence_namespace))
+        except _Refused as refused:
+            self.replays.undo(request.headers, callback.event_type, digest)
+            outcome = "rejected" if refused.status < 500 else "error"
+            metrics.CALLBACKS.labels(event=event, outcome=outcome).inc()
+            return web.json_response({"Code": refused.status, "Msg": refused.message}, status=refused.status)
         except Exception:
             log.exception("callback %s for %s/%s not recorded", event, *key)
             metrics.CALLBACKS.labels(event=event, outcome="error").inc()
@@ -316,6 +343,27 @@ class Receiver:
             raise _Refused(403, "replayed signature")
         return callback, body
 
+    async def _claim(self, headers: Mapping[str, str], event: str, digest: str) -> None:
+        """The replay check shared by the replicas (api/replay.py): the first to write for a (pair,
+        event type) leaves a marker with its body's digest; another body is refused (403), the same
+        one (the cloud's resend to another replica) passes. Without the apiserver nothing is written
+        anyway: 503 and the cloud sends it again, rather than a pair admitted unchecked."""
+        timestamp, signature = pair(headers)
+        marker = Marker(timestamp, signature, event, digest, stale_from(timestamp))
+        collection = evidence.collection(self.evidence_namespace)
+        try:
+            try:
+                await self.kube.create(collection, marker.to_configmap(self.evidence_namespace))
+                return
+            except Conflict:
+                admitted = digest_in(await self.kube.request("GET", f"{collection}/{marker.object_name()}"))
+        except KubeError as exc:
+            log.warning("replay marker %s not written or read: %s", marker.object_name(), exc)
+            raise _Refused(503, "retry") from None
+        if admitted != digest:
+            log.warning("callback refused: another replica admitted its signature with another body")
+            raise _Refused(403, "replayed signature")
+
     def _within_rate(self, path: str) -> bool:
         if self.rates.take(path, self.clock()):
             return True
@@ -336,7 +384,7 @@ class Receiver:
     async def process(
         self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
     ) -> callbacks.CallbackAction:
-        """Decide from the receiver's view; record evidence unless there is nothing to do.
+        """Decide from the receiver's view (the caller records evidence unless there is nothing to do).
 
         The common race: the callback outran the status write of its Start's answer, or our
         watch lags behind the operator's writes (it may not even show the write-ahead yet). So
@@ -349,8 +397,6 @@ class Receiver:
             if not isinstance(action, callbacks.Adopt) or loop.time() >= deadline:
                 break
             await self._changed(key, deadline - loop.time())
-        if not isinstance(action, callbacks.Ignore):
-            await self._record(evidence.Evidence(key[0], key[1], uid, attempt, callback.task_id, callback.event_type))
         log.info("%s/%s attempt %s: %s %s -> %s", *key, attempt, callback.event_type, callback.task_id, action)
         return action
 
