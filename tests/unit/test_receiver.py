@@ -759,6 +759,26 @@ RELAYER = [
             outcome="unconfirmed",
         ),
         LRow(
+            "an upload of a listed file whose url is elsewhere: never relayed",
+            body=callback_body(
+                "task-1", "RecordFileUploaded", format="MP4", filePath="p/a.mp4", url="https://evil.example/p/a.mp4"
+            ),
+            status={**RECORDING, "files": {"mp4": ["p/a.mp4"]}},
+            received=0,
+            outcome="unconfirmed",
+        ),
+        LRow(
+            "an upload of a listed file with its url in the resource's own bucket: delivered",
+            body=callback_body(
+                "task-1",
+                "RecordFileUploaded",
+                format="MP4",
+                filePath="p/a.mp4",
+                url="https://demo-recordings.oss-cn-shanghai.aliyuncs.com/p/a.mp4",
+            ),
+            status={**RECORDING, "files": {"mp4": ["p/a.mp4"]}},
+        ),
+        LRow(
             "an upload of a file Describe lists: delivered",
             body=callback_body("task-1", "RecordFileUploaded", format="MP4", filePath="p/a.mp4"),
             status={**RECORDING, "files": {"mp4": ["p/a.mp4"]}},

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import posixpath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from rtc_recording.api.recording import TERMINAL, RtcRecordingStatus, status_of
+from rtc_recording.decide.classes import effective_spec
 
 CONFIRMED_EVENTS = frozenset({"TaskStopped", "RecordFileUploaded"})
 
@@ -30,7 +32,24 @@ def confirmed(obj: dict, body: dict) -> bool:
         ended = any(h.task_id == task and h.end_time is not None for h in status.history)
         return ended or (status.task_id == task and status.phase in TERMINAL)
     payload = json.loads(body.get("payload") or "{}")
-    return _listed(_files_of(status, task), payload)
+    return _listed(_files_of(status, task), payload) and _at_home(obj, payload)
+
+
+def _at_home(obj: dict, payload: dict) -> bool:
+    """An upload's url, if it has one, is the listed file in the resource's own bucket: a forged body
+    could name a listed file and a url anywhere else, which the relay would sign."""
+    url = payload.get("url")
+    if url is None:
+        return True
+    pin = (obj.get("status") or {}).get("recordingClass")
+    oss = (effective_spec(obj.get("spec") or {}, pin).get("storage") or {}).get("oss") or {}
+    path, parts = payload.get("filePath"), urlsplit(str(url))
+    if not (oss and path) or parts.scheme.lower() not in ("http", "https") or parts.query or parts.fragment:
+        return False
+    bucket, endpoint = oss["bucket"], oss["endpoint"]
+    host = (parts.hostname or "").lower()
+    wanted = f"/{path}" if host == f"{bucket}.{endpoint}" else f"/{bucket}/{path}" if host == endpoint else None
+    return unquote(parts.path) == wanted
 
 
 def _files_of(status: RtcRecordingStatus, task: Any) -> list[dict]:
