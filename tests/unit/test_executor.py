@@ -2666,5 +2666,5 @@ async def test_deletion_records_replace_and_expire() -> None:
     assert await records.orphan("task-1") is None and (await records.get("uid-1")).orphaned is False  # type: ignore[union-attr]
     now[0] += KEEP_SECONDS
     assert await records.get("uid-2") is None  # no task of it can call back any more
-    await records.expire()
+    await records.sweep.once()
     assert [c["metadata"]["name"] for c in w.kube.all("configmaps", NS)] == []

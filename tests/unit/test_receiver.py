@@ -621,8 +621,7 @@ async def test_the_sweep_deletes_expired_replay_markers_only() -> None:
     await kube.create(collection(EVIDENCE_NS), item())  # evidence: not the sweep's
     junk = {"metadata": {"name": "rtcrec-replay-junk", "labels": {REPLAY_LABEL: "marker"}}}  # malformed: expired
     await kube.create(collection(EVIDENCE_NS), junk)
-    sweep = replays.Sweep(kube, EVIDENCE_NS, clock=lambda: now)
-    await sweep.expire()
+    await replays.sweep(kube, EVIDENCE_NS, clock=lambda: now).once()
     left = kube.all("configmaps", EVIDENCE_NS)
     assert sorted(c["data"].get("expires", "evidence") for c in left) == sorted(
         [str(now + 1), str(now + 300), "evidence"]

@@ -10,26 +10,24 @@ One small ConfigMap per deletion in the operator's namespace, `rtcrec-deletion-<
 with what was done (DELETION_LABEL: orphaned or stopped) and the task (TASK_LABEL): a create per
 deletion, a GET by name per callback of a deleted resource, a LIST by label per adoption, and no
 object that every deletion rewrites (10 000 deletions at once do not contend). A record expires
-with the cloud's 72-hour task limit, after which no task of it can call back: `expire`, hourly,
+with the cloud's 72-hour task limit, after which no task of it can call back: `sweep`, hourly,
 deletes them (a paged LIST by label; about 400 bytes of etcd each meanwhile).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from rtc_recording.api.names import DELETION_LABEL, TASK_LABEL, segment
+from rtc_recording.controller.sweep import Sweep
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.errors import Conflict, KubeError, NotFound
+from rtc_recording.kube.errors import Conflict, NotFound
 
 KEEP_SECONDS = 72 * 3600  # StartRtcCloudRecording's tasks end within 72 hours
 EXPIRE_EVERY_SECONDS = 3600
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,7 @@ class Deletions:
         self.kube, self.clock = kube, clock
         self.namespace = namespace
         self.collection = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
+        self.sweep = Sweep(kube, self.collection, DELETION_LABEL, self._stale, EXPIRE_EVERY_SECONDS, "deletion records")
 
     async def get(self, uid: str) -> Deletion | None:
         try:
@@ -89,29 +88,10 @@ class Deletions:
             await self.kube.delete(f"{self.collection}/{_name(uid)}")
             await self.kube.create(self.collection, body)
 
-    async def expire(self) -> None:
-        """Delete the records no task can call back for any more."""
-        query: dict[str, str] = {"labelSelector": DELETION_LABEL, "limit": "500"}
-        while True:
-            got = await self.kube.request("GET", f"{self.collection}?{urlencode(query)}")
-            for item in got.get("items") or []:
-                record = Deletion.of(item)
-                if record is None or self._expired(record):
-                    try:
-                        await self.kube.delete(f"{self.collection}/{item['metadata']['name']}")
-                    except NotFound:
-                        pass
-            if not (token := (got.get("metadata") or {}).get("continue")):
-                return
-            query["continue"] = token
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.expire()
-            except KubeError as exc:
-                log.warning("could not expire deletion records: %s", exc)
-            await asyncio.sleep(EXPIRE_EVERY_SECONDS)
+    def _stale(self, configmap: dict) -> bool:
+        """No task of it can call back any more (or it is not a record this code wrote)."""
+        record = Deletion.of(configmap)
+        return record is None or self._expired(record)
 
     def _expired(self, record: Deletion) -> bool:
         return self.clock() - record.at >= KEEP_SECONDS

@@ -78,7 +78,7 @@ class Operator:
             asyncio.create_task(self.scheduler.run(), name="schedules"),
             asyncio.create_task(self.clients.probe(), name="probe"),
             asyncio.create_task(self.deadlines.run(), name="deadlines"),
-            asyncio.create_task(self.executor.ctx.deletions.run(), name="deletions"),
+            asyncio.create_task(self.executor.ctx.deletions.sweep.run(), name="deletions"),
             asyncio.create_task(
                 self.executor.ctx.waiting.run(self.executor.try_again, self.index.account), name="waiting"
             ),
@@ -92,7 +92,7 @@ class Operator:
             relayer = relay.Relayer(self.kube, self.clients.secrets, guard, config.evidence_namespace)
             self.tasks.append(asyncio.create_task(relayer.run(), name="relay"))
             self.tasks.append(
-                asyncio.create_task(replays.Sweep(self.kube, config.evidence_namespace).run(), name="replays")
+                asyncio.create_task(replays.sweep(self.kube, config.evidence_namespace).run(), name="replays")
             )
 
     async def close(self) -> None:
