@@ -305,12 +305,7 @@ def _who(field: str, own: dict[str, Any], pin: dict[str, Any]) -> str:
 # -- status -----------------------------------------------------------------------------------------
 def class_pending(status: RtcRecordingStatus, reason: str, message: str, generation: int, now: datetime) -> dict:
     """Waiting for a class that does not exist yet (as a PVC waits for its StorageClass)."""
-    return {
-        "phase": Phase.PENDING,
-        "reason": reason,
-        "message": message,
-        "conditions": patches.phase_conditions(status, Phase.PENDING, reason, message, generation, now),
-    }
+    return patches.transition(status, Phase.PENDING, reason, message, generation, now)
 
 
 def account_fields(obj: dict) -> tuple[str | None, str | None, str | None]:

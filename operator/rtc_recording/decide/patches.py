@@ -69,6 +69,21 @@ def phase_conditions(
     )
 
 
+def transition(
+    status: RtcRecordingStatus,
+    phase: Phase,
+    reason: str | None,
+    message: str,
+    generation: int,
+    now: datetime,
+    condition_reason: str | None = None,
+) -> dict[str, Any]:
+    """phase, reason and message, and the conditions that go with them: what every transition writes.
+    `condition_reason` where status.reason is no CamelCase word (a vendor's dotted code) or none."""
+    conditions = phase_conditions(status, phase, condition_reason or reason or "", message, generation, now)
+    return {"phase": phase, "reason": reason, "message": message, "conditions": conditions}
+
+
 def _conditions(
     status: RtcRecordingStatus, changes: dict[str, tuple[bool, str, str]], generation: int, now: datetime
 ) -> list[dict[str, Any]]:
@@ -118,13 +133,12 @@ def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, 
         else f"calling StartRtcCloudRecording (attempt {attempt})"
     )
     return {
-        "phase": Phase.STARTING,
-        "reason": Reason.UNKNOWN_OUTCOME if retry else None,
-        "message": message,
+        **transition(
+            status, Phase.STARTING, Reason.UNKNOWN_OUTCOME if retry else None, message, generation, now, "Starting"
+        ),
         "taskId": None,
         "attempt": ahead,
         "waitingSince": None,
-        "conditions": phase_conditions(status, Phase.STARTING, "Starting", message, generation, now),
     }
 
 
@@ -140,12 +154,9 @@ def waiting_for_participants(
     )
     reason = Reason.WAITING_FOR_PARTICIPANTS
     return {
-        "phase": Phase.PENDING,
-        "reason": reason,
-        "message": message,
+        **transition(status, Phase.PENDING, reason, message, generation, now),
         "waitingSince": stamp(since),
         "observedGeneration": generation,
-        "conditions": phase_conditions(status, Phase.PENDING, reason, message, generation, now),
     }
 
 
@@ -156,14 +167,11 @@ def restarting(status: RtcRecordingStatus, limit: int, generation: int, now: dat
     message = f"task {status.task_id} ended ({why}); starting a new task (restart {restarts} of {limit})"
     reason = Reason.RESTARTING
     patch = {
-        "phase": Phase.PENDING,
-        "reason": reason,
-        "message": message,
+        **transition(status, Phase.PENDING, reason, message, generation, now),
         "restarts": restarts,
         "taskId": None,
         "completionTime": None,
         "files": None,
-        "conditions": phase_conditions(status, Phase.PENDING, reason, message, generation, now),
     }
     if status.attempt is not None:
         patch["attempt"] = {"notExecuted": True}  # its outcome is known: the task that ended
@@ -176,12 +184,7 @@ def backoff_limit_exceeded(status: RtcRecordingStatus, limit: int, generation: i
         f"spec.backoffLimit is {limit}"
     )
     reason = Reason.BACKOFF_LIMIT_EXCEEDED
-    return {
-        "phase": Phase.FAILED,
-        "reason": reason,
-        "message": message,
-        "conditions": phase_conditions(status, Phase.FAILED, reason, message, generation, now),
-    }
+    return transition(status, Phase.FAILED, reason, message, generation, now)
 
 
 def no_participants(status: RtcRecordingStatus, deadline: int, generation: int, now: datetime) -> dict:
@@ -189,22 +192,17 @@ def no_participants(status: RtcRecordingStatus, deadline: int, generation: int, 
     message = f"nobody joined the channel within spec.startDeadlineSeconds ({deadline} s); nothing was recorded"
     reason = Reason.NO_PARTICIPANTS
     return {
-        "phase": Phase.FAILED,
-        "reason": reason,
-        "message": message,
+        **transition(status, Phase.FAILED, reason, message, generation, now),
         "observedGeneration": generation,
         "completionTime": stamp(now),
         "attempt": {"notExecuted": True},
-        "conditions": phase_conditions(status, Phase.FAILED, reason, message, generation, now),
     }
 
 
 def started(status: RtcRecordingStatus, task_id: str, generation: int, now: datetime) -> dict:
     message = f"recording as task {task_id}"
     return {
-        "phase": Phase.RECORDING,
-        "reason": Reason.STARTED,
-        "message": message,
+        **transition(status, Phase.RECORDING, Reason.STARTED, message, generation, now),
         "taskId": task_id,
         # A restarted recording keeps its first start, as a Job does: maxDurationSeconds counts it all.
         "startTime": stamp(status.start_time or now),
@@ -212,7 +210,6 @@ def started(status: RtcRecordingStatus, task_id: str, generation: int, now: date
         "waitingSince": None,
         "observedGeneration": generation,
         "files": None,
-        "conditions": phase_conditions(status, Phase.RECORDING, Reason.STARTED, message, generation, now),
     }
 
 
@@ -220,12 +217,9 @@ def start_refused(status: RtcRecordingStatus, code: str, message: str, generatio
     """A permanent refusal (by the cloud, or by a check only the operator can make): no task
     exists, and none is tried again until the user changes the spec."""
     return {
-        "phase": Phase.FAILED,
-        "reason": code,
-        "message": message,
-        "observedGeneration": generation,
         # metav1.Condition reasons are CamelCase words; the vendor's dotted code is in status.reason.
-        "conditions": phase_conditions(status, Phase.FAILED, "StartRefused", message, generation, now),
+        **transition(status, Phase.FAILED, code, message, generation, now, "StartRefused"),
+        "observedGeneration": generation,
     }
 
 
@@ -233,12 +227,9 @@ def start_not_executed(status: RtcRecordingStatus, error: CloudError, generation
     """Throttled, or a failure the service answered: no task was started."""
     message = f"will retry StartRtcCloudRecording: {error.code}: {error.message}"
     return {
+        **transition(status, Phase.PENDING, error.code, message, generation, now, "StartRetrying"),
         # The number stays taken: a late callback can never be mistaken for a later attempt's.
-        "phase": Phase.PENDING,
-        "reason": error.code,
-        "message": message,
         "attempt": {"notExecuted": True},
-        "conditions": phase_conditions(status, Phase.PENDING, "StartRetrying", message, generation, now),
     }
 
 
@@ -300,12 +291,7 @@ def observed(
             Phase.RECORDING: f"recording as task {status.task_id}",
             Phase.RECOVERING: "the cloud lost the recorder and is bringing it back",
         }.get(phase, "the cloud is stopping the task")
-        patch.update(
-            phase=phase,
-            reason=reason,
-            message=message,
-            conditions=phase_conditions(status, phase, reason, message, generation, now),
-        )
+        patch.update(transition(status, phase, reason, message, generation, now))
     return patch or None
 
 
@@ -336,12 +322,9 @@ def _finished(
     status: RtcRecordingStatus, phase: Phase, reason: str, message: str, generation: int, now: datetime
 ) -> dict:
     return {
-        "phase": phase,
-        "reason": reason,
-        "message": message,
+        **transition(status, phase, reason, message, generation, now),
         "completionTime": stamp(now),
         "history": history_with(status, reason, now),
-        "conditions": phase_conditions(status, phase, reason, message, generation, now),
     }
 
 
@@ -365,12 +348,7 @@ def halting(status: RtcRecordingStatus, reason: str, generation: int, now: datet
         Reason.OPERATOR_MAX_DURATION: f"stopping task {status.task_id}: it ran spec.maxDurationSeconds",
     }
     message = messages[reason]
-    return {
-        "phase": Phase.STOPPING,
-        "reason": reason,
-        "message": message,
-        "conditions": phase_conditions(status, Phase.STOPPING, reason, message, generation, now),
-    }
+    return transition(status, Phase.STOPPING, reason, message, generation, now)
 
 
 def halted(status: RtcRecordingStatus, reason: str, generation: int, now: datetime) -> dict:
@@ -379,14 +357,11 @@ def halted(status: RtcRecordingStatus, reason: str, generation: int, now: dateti
     if reason == Reason.SUSPENDED:
         message = f"suspended: task {status.task_id} stopped, its files kept; set spec.suspend to false to record again"
         return {
-            "phase": Phase.SUSPENDED,
-            "reason": reason,
-            "message": message,
+            **transition(status, Phase.SUSPENDED, reason, message, generation, now),
             "taskId": None,
             "startTime": None,  # a resume starts afresh, as a resumed Job does
             "observedGeneration": generation,
             "history": history_with(status, reason, now),
-            "conditions": phase_conditions(status, Phase.SUSPENDED, reason, message, generation, now),
         }
     message = f"task {status.task_id} stopped after spec.maxDurationSeconds"
     return {**_finished(status, Phase.COMPLETED, reason, message, generation, now), "observedGeneration": generation}
@@ -396,11 +371,8 @@ def suspended_idle(status: RtcRecordingStatus, generation: int, now: datetime) -
     """spec.suspend with nothing running (a pending, refused or lost Start is given up)."""
     message = "suspended: no task runs; set spec.suspend to false to record"
     patch: dict[str, Any] = {
-        "phase": Phase.SUSPENDED,
-        "reason": Reason.SUSPENDED,
-        "message": message,
+        **transition(status, Phase.SUSPENDED, Reason.SUSPENDED, message, generation, now),
         "observedGeneration": generation,
-        "conditions": phase_conditions(status, Phase.SUSPENDED, Reason.SUSPENDED, message, generation, now),
     }
     if status.attempt and not status.attempt.not_executed:
         patch["attempt"] = {"notExecuted": True}  # a late callback of it is then a stray
@@ -410,21 +382,13 @@ def suspended_idle(status: RtcRecordingStatus, generation: int, now: datetime) -
 def adoption_failed(status: RtcRecordingStatus, task_id: str, why: str, generation: int, now: datetime) -> dict:
     message = f"cannot adopt task {task_id} ({ADOPT_ANNOTATION}): {why}; nothing was started"
     return {
-        "phase": Phase.FAILED,
-        "reason": Reason.ADOPTION_FAILED,
-        "message": message,
+        **transition(status, Phase.FAILED, Reason.ADOPTION_FAILED, message, generation, now),
         "observedGeneration": generation,
-        "conditions": phase_conditions(status, Phase.FAILED, Reason.ADOPTION_FAILED, message, generation, now),
     }
 
 
 def credentials_missing(status: RtcRecordingStatus, message: str, generation: int, now: datetime) -> dict:
-    return {
-        "phase": Phase.PENDING,
-        "reason": "CredentialsUnavailable",
-        "message": message,
-        "conditions": phase_conditions(status, Phase.PENDING, "CredentialsUnavailable", message, generation, now),
-    }
+    return transition(status, Phase.PENDING, "CredentialsUnavailable", message, generation, now)
 
 
 def stray_reaped(status: RtcRecordingStatus, task_id: str) -> dict:
