@@ -282,31 +282,16 @@ def test_cluster_wide_release_runs_on_its_own_rbac(crds, helm, emulator, tmp_pat
         # nothing of a Secret but its finalizers (the chart's ValidatingAdmissionPolicy).
         denied = deployed.kubectl_as(f"{deployed.fullname}-receiver", "get", "secret", "aliyun", "-n", ns)
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
-        changed = deployed.kubectl_as(
-            deployed.fullname,
-            "patch",
-            "secret",
-            "aliyun",
-            "-n",
-            ns,
-            "--type=merge",
-            "-p",
-            json.dumps({"data": {"accessKeyId": base64.b64encode(b"x").decode()}}),
-        )
+
+        def patched(patch: dict):
+            args = ("patch", "secret", "aliyun", "-n", ns, "--type=merge", "-p", json.dumps(patch))
+            return deployed.kubectl_as(deployed.fullname, *args)
+
+        changed = patched({"data": {"accessKeyId": base64.b64encode(b"x").decode()}})
         assert changed.returncode != 0 and "may change only metadata.finalizers" in changed.stderr, changed.stderr
         relabelled = deployed.kubectl_as(deployed.fullname, "label", "secret", "aliyun", "-n", ns, "stolen=yes")
         assert relabelled.returncode != 0 and "may change only metadata.finalizers" in relabelled.stderr
-        held = deployed.kubectl_as(
-            deployed.fullname,
-            "patch",
-            "secret",
-            "aliyun",
-            "-n",
-            ns,
-            "--type=merge",
-            "-p",
-            json.dumps({"metadata": {"finalizers": ["example.com/hold"]}}),
-        )
+        held = patched({"metadata": {"finalizers": ["example.com/hold"]}})
         assert held.returncode != 0 and "only its own finalizer" in held.stderr, held.stderr
     finally:
         deployed.stop()

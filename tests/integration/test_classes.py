@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import APP, BUCKET, recording, wait_for
+from .conftest import APP, BUCKET, apply_many, recording, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -358,14 +358,7 @@ def test_every_example_records_with_the_example_default_class(stack, namespace, 
         for channel in channels:
             for user, tracks in PEOPLE.items():
                 emulator.control.join(APP, channel, user, **{t: True for t in tracks})
-        stack.cluster.kubectl(
-            "apply",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents}),
-        )
+        apply_many(stack, namespace, documents)
         assert len(recordings) >= 8 and any(not s.get("recordingClassName") for s in recordings.values())
         started = {name: stack.wait_phase(namespace, name, "Recording") for name in recordings}
         assert {s["recordingClass"]["name"] for s in started.values()} == {example_class["metadata"]["name"]}

@@ -11,6 +11,13 @@ from .fakes import NS, World, recording, throttled
 KEY = (NS, "rec")
 
 
+async def recording_started(**spec) -> World:
+    w = World()
+    w.kube.add_recording(recording(**spec))
+    await w.executor.reconcile(w.body())
+    return w
+
+
 def uid(w: World) -> str:
     return w.body()["metadata"]["uid"]
 
@@ -22,9 +29,7 @@ async def lose_the_task(w: World) -> None:
 
 
 async def test_a_lost_task_is_followed_by_a_new_one_after_the_backoff():
-    w = World()
-    w.kube.add_recording(recording(restartPolicy="OnFailure", backoffLimit=1))
-    await w.executor.reconcile(w.body())
+    w = await recording_started(restartPolicy="OnFailure", backoffLimit=1)
     await lose_the_task(w)
     assert (w.status()["phase"], w.status()["reason"]) == ("Failed", "TaskLost")
 
@@ -52,17 +57,13 @@ async def test_a_lost_task_is_followed_by_a_new_one_after_the_backoff():
 
 
 async def test_never_and_the_idle_timeout_start_nothing():
-    w = World()
-    w.kube.add_recording(recording())  # restartPolicy Never
-    await w.executor.reconcile(w.body())
+    w = await recording_started()  # restartPolicy Never
     await lose_the_task(w)
     w.clock.advance(1000)
     await w.executor.on_due(KEY)
     assert w.status()["reason"] == "TaskLost" and [c.verb for c in w.cloud.calls].count("start") == 1
 
-    w = World()
-    w.kube.add_recording(recording(restartPolicy="OnFailure"))
-    await w.executor.reconcile(w.body())
+    w = await recording_started(restartPolicy="OnFailure")
     w.cloud.tasks[w.status()["taskId"]].status = TaskStatus.STOPPED  # nobody published: the idle timer
     await w.executor.describe(Tracked.of(w.body()))
     w.clock.advance(1000)
@@ -71,9 +72,7 @@ async def test_never_and_the_idle_timeout_start_nothing():
 
 
 async def test_a_restart_whose_start_fails_tries_again_from_the_waiting_room():
-    w = World()
-    w.kube.add_recording(recording(restartPolicy="OnFailure"))
-    await w.executor.reconcile(w.body())
+    w = await recording_started(restartPolicy="OnFailure")
     await lose_the_task(w)
     w.clock.advance(10)
     w.cloud.script("start", throttled())
@@ -87,9 +86,7 @@ async def test_a_restart_whose_start_fails_tries_again_from_the_waiting_room():
 
 
 async def test_a_restart_keeps_the_first_start_so_max_duration_counts_the_whole_recording():
-    w = World()
-    w.kube.add_recording(recording(restartPolicy="OnFailure", maxDurationSeconds=120))
-    await w.executor.reconcile(w.body())
+    w = await recording_started(restartPolicy="OnFailure", maxDurationSeconds=120)
     first_start = w.status()["startTime"]
     w.clock.advance(60)
     await lose_the_task(w)
@@ -105,27 +102,21 @@ async def test_a_restart_keeps_the_first_start_so_max_duration_counts_the_whole_
 
 
 async def test_no_restart_once_the_recording_time_is_up_while_suspended_or_deleted():
-    w = World()
-    w.kube.add_recording(recording(restartPolicy="OnFailure", maxDurationSeconds=60))
-    await w.executor.reconcile(w.body())
+    w = await recording_started(restartPolicy="OnFailure", maxDurationSeconds=60)
     w.clock.advance(60)
     await lose_the_task(w)  # lost just as its time was up
     w.clock.advance(1000)
     await w.executor.on_due(KEY)
     assert w.status()["reason"] == "TaskLost" and [c.verb for c in w.cloud.calls].count("start") == 1
 
-    w = World()
-    w.kube.add_recording(recording(restartPolicy="OnFailure"))
-    await w.executor.reconcile(w.body())
+    w = await recording_started(restartPolicy="OnFailure")
     await lose_the_task(w)
     w.kube.edit(NS, "rec", lambda o: o["spec"].update(suspend=True))
     w.clock.advance(1000)
     await w.executor.on_due(KEY)
     assert w.status()["reason"] == "TaskLost" and "restarts" not in w.status()
 
-    w = World()
-    w.kube.add_recording(recording(restartPolicy="OnFailure", finalizers=["rtc.recording.io/stop-task"]))
-    await w.executor.reconcile(w.body())
+    w = await recording_started(restartPolicy="OnFailure", finalizers=["rtc.recording.io/stop-task"])
     await lose_the_task(w)
     w.kube.edit(NS, "rec", lambda o: o["metadata"].update(deletionTimestamp="2026-11-26T12:00:05Z"))
     w.clock.advance(1000)
