@@ -145,9 +145,8 @@ class Executor:
         except k8s.NotFound:
             waiting.forget(uid)
             return
-        if obj["metadata"]["uid"] != uid or obj["metadata"].get("deletionTimestamp"):
-            return  # a namesake, or the deletion decides
-        await self._reconcile_or_later(obj)
+        if obj["metadata"]["uid"] == uid:  # not a namesake (a deleting object: reconcile leaves it to the deletion)
+            await self._reconcile_or_later(obj)
 
     async def _reconcile_or_later(self, obj: dict) -> None:
         """Reconcile outside a Kopf handler: a retry it asks for, or a failure, waits in the waiting room."""
