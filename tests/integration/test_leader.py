@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from rtc_recording.controller.leader import Lease, Renewal, Timing
+from rtc_recording.controller.leader import EVENTS_MARK, Lease, Renewal, Timing
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
 from rtc_recording.settings import Settings
@@ -177,6 +177,21 @@ async def test_of_two_standbys_racing_for_an_expired_lease_one_wins(cluster, rep
     won = await asyncio.gather(b.lease.try_acquire(), c.lease.try_acquire())
     assert sorted(won) == [False, True]
     assert lease_of(cluster, a)["holderIdentity"] == ("b" if won[0] else "c")
+
+
+async def test_the_next_leader_reads_the_events_mark_each_renewal_and_the_release_wrote(cluster, replicas):
+    """Which pending Events the leader posted (controller/executor/writes.py) travels on the Lease."""
+    a, b = replicas("a"), replicas("b")
+    await a.lead()
+    marks = iter(f"2026-01-01T00:00:{i:02d}.000000Z" for i in range(60))
+    a.lease.mark = lambda: next(marks)
+    await asyncio.sleep(3 * TIMING.retry_period)
+    renewed = cluster.api.request("GET", a.lease.path)["metadata"]["annotations"][EVENTS_MARK]
+    assert renewed >= "2026-01-01T00:00:01.000000Z"
+    await a.stop_renewing()
+    await a.lease.release()
+    await b.lead()
+    assert b.lease.previous_mark > renewed  # the release's own, written last
 
 
 def test_timings_that_would_let_two_replicas_act_are_refused(monkeypatch):

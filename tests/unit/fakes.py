@@ -830,7 +830,9 @@ class World:
         self.kube.listeners.append(feed)
         self.index = index
         self.clients = FakeCloudClients(self.kube, self.cloud, self.settings)
-        self.executor = Executor(self.kube, self.clients, self.settings, index, clock=self.clock)
+        # The Lease's mark as the last leader left it: Events it stamped earlier were posted (leader.py).
+        mark = self.executor.writes.posted_before() if getattr(self, "executor", None) else ""
+        self.executor = Executor(self.kube, self.clients, self.settings, index, clock=self.clock, previous_mark=mark)
         return self.executor
 
     def add(self, obj: dict, sealed: bool = True) -> dict:

@@ -313,7 +313,7 @@ START = rows(
             "attempt.generation": 1,
             "observedGeneration": 1,
             "startTime": ts(NOW),
-            "pendingEvent": ABSENT,
+            "pendingEvent.reason": "Started",  # kept until the next transition: no write to clear it
             "conditions.Ready": "True",
             "conditions.Reconciling": "False",
         },
@@ -1046,7 +1046,7 @@ HALT = rows(
             "taskId": ABSENT,
             "observedGeneration": 1,
             "conditions.Ready": "True",
-            "pendingEvent": ABSENT,
+            "pendingEvent.reason": "Suspended",
         },
         calls=[("stop", "task-1")],
         events=[("Normal", "Suspended")],
@@ -1081,8 +1081,8 @@ HALT = rows(
         want={"phase": "Suspended", "taskId": ABSENT},
         calls=[("stop", "task-1")],
         events=[("Normal", "Suspended")],
-        status_writes=2,
-    ),  # the outcome, then clearing its pendingEvent
+        status_writes=1,
+    ),  # the outcome with its pendingEvent
     Row(
         "a halt interrupted after its intent, and suspend cleared since: finished anyway",
         status=recording_as(phase="Stopping", reason="Suspended"),
@@ -2082,17 +2082,21 @@ async def reconcile_twice(w: World) -> None:
     await w.executor.reconcile(w.body())
 
 
+def posts(w: World) -> int:
+    return sum(1 for r in w.kube.requests if r.method == "POST" and r.path.endswith("/events"))
+
+
 EVENTS = rows(
     Row(
-        "a transition's Event left pending (died before posting): posted under its key, cleared",
+        "a transition's Event left pending by a leader that died before posting it: posted under its key",
         status=recording_as(pendingEvent=PENDING),
-        want={"pendingEvent": ABSENT, "phase": "Recording"},
+        want={"pendingEvent.key": "k1", "phase": "Recording"},
         calls=[],
         events=[("Normal", "Started")],
         then=event_once,
     ),
     Row(
-        "pending, and already posted before the crash: the second post is a no-op, cleared",
+        "pending, and already posted before the crash: the second post is a no-op",
         status=recording_as(pendingEvent=PENDING),
         given=lambda w: w.kube.store.__setitem__(
             ("events", NS, "rec.k1"),
@@ -2104,26 +2108,26 @@ EVENTS = rows(
                 "involvedObject": {"name": "rec"},
             },
         ),
-        want={"pendingEvent": ABSENT},
         events=[("Normal", "Started")],
         then=event_once,
     ),
     Row(
-        "clearing meets another writer: 409, re-read, cleared if still the same Event",
-        status=recording_as(pendingEvent=PENDING),
-        given=poke_before("PATCH", STATUS, {"message": "x"}),
-        want={"pendingEvent": ABSENT, "message": "x"},
-        events=[("Normal", "Started")],
+        "stamped before the mark the leader before left on the Lease: posted then, not posted again",
+        status=recording_as(pendingEvent={**PENDING, "at": "2026-01-01T00:00:00.000000Z"}),
+        given=lambda w: setattr(w.executor.writes, "previous_mark", "2026-01-01T00:00:00.000001Z"),
+        events=[],
+        status_writes=0,
+        then=lambda w: _assert(posts(w) == 0),
     ),
     Row(
-        "clearing meets a newer transition's Event: that one is left for its own writer",
-        status=recording_as(pendingEvent=PENDING),
-        given=poke_before("PATCH", STATUS, {"pendingEvent": {**PENDING, "key": "k2", "reason": "Updated"}}),
-        want={"pendingEvent.key": "k2"},
+        "stamped at the mark or later: posted again (once)",
+        status=recording_as(pendingEvent={**PENDING, "at": "2026-01-01T00:00:00.000001Z"}),
+        given=lambda w: setattr(w.executor.writes, "previous_mark", "2026-01-01T00:00:00.000001Z"),
         events=[("Normal", "Started")],
+        then=event_once,
     ),
     Row(
-        "the resource went while its Event was posted: nothing more to clear",
+        "the resource went while its Event was posted: nothing is written",
         status=recording_as(pendingEvent=PENDING),
         given=lambda w: w.kube.before("POST", "/events$", lambda k: k.remove("rtcrecordings", NS, "rec")),
         events=[("Normal", "Started")],
@@ -2140,9 +2144,17 @@ EVENTS = rows(
         "an Event the apiserver refused is posted by the next reconcile (every transition gets one Event)",
         given=lambda w: w.kube.fail("POST", "/events$", ApiError(500, "etcd")),
         act=reconcile_twice,
-        want={"phase": "Recording", "pendingEvent": ABSENT},
+        want={"phase": "Recording", "pendingEvent.reason": "Started"},
         calls=[("start", None)],
         events=[("Normal", "Started")],
+    ),
+    Row(
+        "this process's Event, once posted, is never posted again by a later reconcile",
+        act=reconcile_twice,
+        want={"phase": "Recording", "pendingEvent.reason": "Started"},
+        calls=[("start", None)],
+        events=[("Normal", "Started")],
+        then=lambda w: _assert(posts(w) == 1),
     ),
 )
 
@@ -2503,10 +2515,11 @@ async def crash_before_event(w: World) -> None:
     await w.executor.reconcile(w.body())
 
 
-async def crash_after_event_before_clearing(w: World) -> None:
-    w.kube.before("POST", "/events$", lambda k: k.fail("PATCH", STATUS, ProcessDied("before clearing")))
-    await died(w, reconcile())
+async def restart_after_event(w: World) -> None:
+    await w.executor.reconcile(w.body())
     assert w.status()["pendingEvent"]["reason"] == "Started"
+    w.executor.writes.slack = timedelta(0)  # the mark is not a second behind: the restart comes at once
+    w.start_operator()
     await w.executor.reconcile(w.body())
 
 
@@ -2596,17 +2609,17 @@ CRASHES = rows(
     Row(
         "died after the Started write, before its Event: posted by the next reconcile, once",
         act=crash_before_event,
-        want={"phase": "Recording", "pendingEvent": ABSENT},
+        want={"phase": "Recording", "pendingEvent.reason": "Started"},
         calls=[("start", None)],
         events=[("Normal", "Started")],
     ),
     Row(
-        "died after posting the Event, before clearing it: not posted twice",
-        act=crash_after_event_before_clearing,
-        want={"phase": "Recording", "pendingEvent": ABSENT},
+        "restarted after posting the Event: the Lease's mark says so, not posted again",
+        act=restart_after_event,
+        want={"phase": "Recording", "pendingEvent.reason": "Started"},
         calls=[("start", None)],
         events=[("Normal", "Started")],
-        then=lambda w: _assert(w.kube.events_about("rec")[0]["count"] == 1),
+        then=lambda w: _assert(w.kube.events_about("rec")[0]["count"] == 1 and posts(w) == 1),
     ),
     Row(
         "died after a halt's intent, before its Stop: the next one stops, once",

@@ -1,5 +1,6 @@
 """/healthz fails on a stalled operator, a stuck watch, poller or quota queue, and only then."""
 
+from rtc_recording.controller.dispatch import Dispatcher
 from rtc_recording.controller.health import Health
 from rtc_recording.controller.index import Index
 from rtc_recording.decide.ownership import Sealer
@@ -55,15 +56,20 @@ def health(kube, now, poller_tick=None, budgets=None, namespaces=()):
     """Events seen via h.see() happen at time 0 unless h.at() moved the clock; the probe runs at `now`."""
     clock = Clock()
     index = Index(Sealer(b"k" * 32), clock=clock)
+    dispatcher = Dispatcher(handler=None, started="", limit=0, clock=clock)  # no slot: what needs a handler waits
     h = Health(
-        kube, index, FakePoller(), budgets or FakeBudgets(), stuck_seconds=120, namespaces=list(namespaces), clock=clock
+        kube,
+        index,
+        FakePoller(),
+        dispatcher,
+        budgets or FakeBudgets(),
+        stuck_seconds=120,
+        namespaces=list(namespaces),
+        clock=clock,
     )
     h.poller.last_tick = now if poller_tick is None else poller_tick
     h.at = lambda t: setattr(clock, "now", t)
-    h.see = lambda o, handled=True: (
-        h.saw(index.saw("ADDED", o), (o["metadata"]["namespace"], o["metadata"]["name"])),
-        h.handling(o) if handled else None,
-    )
+    h.see = lambda o, handled=True: (index.saw("ADDED", o), None if handled else dispatcher.saw("ADDED", o))
     return h
 
 
@@ -101,9 +107,9 @@ async def test_a_namespaced_install_lists_only_its_namespaces():
     assert await h.problems() == [] and kube.calls == [["a", "b"]]
 
 
-async def test_objects_seen_but_never_handled_are_a_stall():
+async def test_objects_waiting_for_a_handler_too_long_are_a_stall():
     h = health(FakeKube([]), now=0, poller_tick=10**6)  # the poller is fine here
-    h.see(obj("new", "1"), handled=False)  # e.g. a start-up whose resume never comes
+    h.see(obj("new", "1"), handled=False)  # e.g. a start-up whose handler never comes
     h.see(obj("done", "1"))
     h.at(100)
     h.index.last_event = 100
@@ -111,13 +117,6 @@ async def test_objects_seen_but_never_handled_are_a_stall():
     h.at(130)
     h.index.last_event = 130
     assert await h.problems() == ["1 objects wait for a handler for more than 120 s, e.g. a/new"]
-    # Our own status writes do not make an object wait again; a spec change does.
-    h.see(obj("done", "2"), handled=False)
-    h.see(obj("new", "2"))
-    h.see(obj("done", "3", generation=2), handled=False)
-    h.at(300)
-    h.index.last_event = 300
-    assert await h.problems() == ["1 objects wait for a handler for more than 120 s, e.g. a/done"]
 
 
 async def test_a_stopped_poller_or_a_stuck_quota_queue_is_unhealthy():
@@ -133,17 +132,3 @@ async def test_a_stopped_poller_or_a_stuck_quota_queue_is_unhealthy():
     assert problems[0] == "poller has not ticked for 200 s"
     assert problems[1].startswith("3 calls wait for the quota of 'acct', none granted for 400 s")
     assert len(problems) == 2  # an idle budget with nobody waiting is fine
-
-
-async def test_an_object_at_rest_waits_for_no_handler():
-    """Its resume is skipped (decisions.at_rest): it must not look stuck; a spec change still must."""
-    h = health(FakeKube([]), now=0, poller_tick=10**6)
-    rest = obj("rest", "1")
-    h.saw(h.index.saw("ADDED", rest), ("a", "rest"), at_rest=True)
-    h.at(300)
-    h.index.last_event = 300
-    assert await h.problems() == []
-    h.saw(h.index.saw("MODIFIED", obj("rest", "2", generation=2)), ("a", "rest"))
-    h.at(500)
-    h.index.last_event = 500
-    assert await h.problems() == ["1 objects wait for a handler for more than 120 s, e.g. a/rest"]

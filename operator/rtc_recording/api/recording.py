@@ -352,12 +352,13 @@ class HistoryEntry(_Status):
 
 
 class PendingEvent(_Status):
-    """The Event of the last transition, until it is posted (a crash in between is repaired)."""
+    """The Event of the last transition (a crash before it is posted is repaired), until the next one."""
 
     key: str
     type: str
     reason: str
     message: str = ""
+    at: str | None = None  # when it was stamped (MicroTime), on the writer's clock
 
 
 class ClassSecretRef(_Status):

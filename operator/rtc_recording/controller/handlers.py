@@ -1,24 +1,22 @@
-"""The Kopf wiring, and the only module that imports kopf. Each handler is a few lines:
-parse, delegate to the executor (or the Poller), translate "retry later" for Kopf."""
+"""The Kopf wiring, and the only module that imports kopf. Kopf watches, logs in and runs the
+start-up and the cleanup; which object needs a handler, and when, is the dispatcher's (dispatch.py):
+Kopf's own create, resume, update and delete handlers cost a status write per change handled and
+its per-object machinery for every object (docs/scale.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import cast
 
 import kopf
 
-from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, STOP_FINALIZER, VERSION
-from rtc_recording.api.recording import SETTLED, TERMINAL
-from rtc_recording.controller import gate, leader
-from rtc_recording.controller.executor import RetryLater
+from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, VERSION
+from rtc_recording.api.recording import SETTLED
+from rtc_recording.controller import leader
 from rtc_recording.controller.operator import Operator
-from rtc_recording.decide.actions import at_rest
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
-from rtc_recording.kube.errors import ApiError
 from rtc_recording.settings import Settings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -45,11 +43,8 @@ async def login(**_) -> kopf.ConnectionInfo:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     config: Settings = memo.config
-    # Kopf's progress and diff-base live in status: one atomic /status PATCH per cycle, and no
-    # annotation writes on the object users own. Never change this: objects would look new.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = SlimDiffBase(field="status.kopf.lastHandled")
-    settings.persistence.finalizer = STOP_FINALIZER
+    # No create, update or delete handlers: Kopf keeps no state in the objects and adds no
+    # finalizer (its configured one, left at Kopf's default, is one no RtcRecording carries).
     settings.posting.level = logging.WARNING  # we post one Event per transition ourselves
     settings.scanning.disabled = True  # the CRD is installed up front: no RBAC on CRDs needed
     # Memory at 10 000 objects (docs/scale.md): an idle worker exits after half a second instead
@@ -59,7 +54,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.watching.initial_streaming = await kube.streams_lists(config.namespaces)
     if not settings.watching.initial_streaming:
         settings.watching.chunk_size = 500
-    memo.operator = await Operator.build(config, kube)
+    lease: leader.Lease = memo.lease
+    memo.operator = await Operator.build(config, kube, lease.previous_mark)
+    lease.mark = memo.operator.executor.writes.posted_before
     memo.operator.start()
 
 
@@ -68,30 +65,17 @@ async def cleanup(memo: kopf.Memo, **_) -> None:
     await memo.operator.close()
 
 
-class SlimDiffBase(kopf.StatusDiffBaseStorage):
-    """Kopf's diff-base in status, built from what it keeps (spec, labels, annotations): Kopf
-    deep-copies the whole body, status and managedFields included, only to drop them, which was a
-    fifth of a 10 000-object restart's CPU. The essence is the same: no handler names a status
-    field or other metadata."""
-
-    def build(self, *, body: kopf.Body, extra_fields=None) -> kopf.BodyEssence:  # type: ignore[no-untyped-def]
-        meta = body.get("metadata", {})
-        slim = {key: value for key, value in body.items() if key not in ("metadata", "status")}
-        slim["metadata"] = {key: meta[key] for key in ("labels", "annotations") if key in meta}
-        return super().build(body=slim, extra_fields=extra_fields)  # type: ignore[arg-type]
-
-
 @kopf.on.event(*RESOURCE)
 async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
-    """Every change feeds the index, the poller and the liveness probe. No handler state is
-    kept for it, and no readiness gate: an index (`@kopf.index`) would hold every handler
-    until all objects were listed, at a cost that grows with their square (docs/scale.md)."""
+    """Every change feeds the index, the dispatcher, the poller and the deadlines. No readiness
+    gate: an index (`@kopf.index`) would hold every handler until all objects were listed, at a
+    cost that grows with their square (docs/scale.md)."""
     op: Operator = memo.operator
     obj = cast(dict, event["object"])  # a dict on the wire already: no copy per watch event
     tracked = op.index.saw(event["type"], obj)
     meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
-    op.health.saw(tracked, key, at_rest=tracked is not None and at_rest(obj))
+    op.dispatcher.saw(event["type"], obj)
     op.scheduler.poke(obj)  # a schedule's run: its schedule decides again
     if tracked is None or tracked.task_id or tracked.phase in SETTLED:
         op.executor.ctx.waiting.forget(meta["uid"])  # nothing left to start: no Start of it waits
@@ -104,7 +88,7 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
         op.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
         if not tracked.deleting and op.refused.get(tracked.uid) != tracked.task_id:
             op.refused[tracked.uid] = tracked.task_id
-            op.background(op.executor.refuse_unproven(_plain(obj)))
+            op.background(op.executor.refuse_unproven(obj))
     else:
         op.poller.track(tracked)
         op.deadlines.track(tracked)
@@ -117,52 +101,6 @@ async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
 async def schedule_watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
     """RtcRecordingSchedules: only a wake-up time each, in one heap (scheduler.py); no handler state."""
     memo.operator.scheduler.saw(event["type"], event["object"])
-
-
-@kopf.on.create(*RESOURCE)
-@kopf.on.resume(*RESOURCE, when=lambda body, **_: not at_rest(body))  # a restart costs nothing for those
-@kopf.on.update(*RESOURCE, field="spec")
-async def reconcile(body: kopf.Body, retry: int, reason: str, memo: kopf.Memo, **_) -> None:
-    op: Operator = memo.operator
-    obj = _plain(body)
-    op.health.handling(obj)
-    async with op.gate.slot(gate.fresh(obj, op.started, updated=reason == kopf.Reason.UPDATE)):
-        await _reconcile(obj, retry, op)
-
-
-async def _reconcile(obj: dict, retry: int, op: Operator) -> None:
-    try:
-        if (obj.get("status") or {}).get("phase") not in TERMINAL:
-            await op.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
-    except ApiError as exc:
-        log.warning(
-            "could not mark the credentials Secret of %s/%s in use: %s",
-            obj["metadata"]["namespace"],
-            obj["metadata"]["name"],
-            exc,
-        )
-    try:
-        await op.executor.reconcile(obj, retry)
-    except RetryLater as exc:
-        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
-
-
-@kopf.on.delete(*RESOURCE)
-async def stop(body: kopf.Body, retry: int, memo: kopf.Memo, **_) -> None:
-    op: Operator = memo.operator
-    obj = _plain(body)
-    op.health.handling(obj)
-    try:
-        async with op.gate.slot(gate.fresh(obj, op.started, updated=False)):
-            await op.executor.delete(obj, retry)
-    except RetryLater as exc:
-        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
-    secret = ((obj.get("spec") or {}).get("credentialsSecretRef") or {}).get("name")
-    await op.pins.release(obj["metadata"]["namespace"], secret, but=obj["metadata"]["uid"])
-
-
-def _plain(body: Mapping[str, Any]) -> dict:
-    return {key: body[key] for key in body}
 
 
 def run(config: Settings) -> None:
@@ -199,7 +137,7 @@ async def _run(config: Settings) -> None:
             return
         # A thread of its own: a restart's thousands of handlers must not delay a renewal (leader.py).
         renewal = leader.Renewal(lease)
-        memo = kopf.Memo(config=config)
+        memo = kopf.Memo(config=config, lease=lease)
         try:
             await kopf.operator(
                 standalone=True, clusterwide=not config.namespaces, namespaces=config.namespaces, memo=memo

@@ -16,17 +16,12 @@ import time
 
 from aiohttp import web
 
-from rtc_recording import metrics
 from rtc_recording.cloud.budget import Budgets
-from rtc_recording.controller.index import Index, Key, Tracked
+from rtc_recording.controller.dispatch import Dispatcher
+from rtc_recording.controller.index import Index
 from rtc_recording.controller.poller import Poller
 from rtc_recording.kube.client import Kube
 from rtc_recording.metrics import metrics_response
-
-
-def _state(uid: str, generation: int, deleting: bool) -> int:
-    """What a handler ran for, as kept per object: a hash (a tuple each costs 1 MB at 10 000)."""
-    return hash((uid, generation, deleting))
 
 
 class Health:
@@ -35,43 +30,20 @@ class Health:
         kube: Kube,
         index: Index,
         poller: Poller,
+        dispatcher: Dispatcher,
         budgets: Budgets,
         stuck_seconds: float,
         namespaces: list[str],
         clock=time.monotonic,
     ):
-        self.kube, self.index, self.poller, self.budgets = kube, index, poller, budgets
+        self.kube, self.index, self.poller, self.dispatcher, self.budgets = kube, index, poller, dispatcher, budgets
         self.stuck, self.clock = stuck_seconds, clock
         self.namespaces = namespaces  # empty: cluster-wide; else a namespaced install may list only these
-        self._handled: dict[Key, int] = {}  # what our handlers last ran for (`_state`)
-        self._waiting: dict[Key, float] = {}  # objects seen that no handler ran for yet, since when
         self._listed = clock()
-
-    def saw(self, tracked: Tracked | None, key: Key, at_rest: bool = False) -> None:
-        """Every watch event: does this object now wait for a handler? One at rest
-        (`actions.at_rest`) waits for none: its resume is skipped."""
-        if tracked is None:  # deleted
-            self._handled.pop(key, None)
-            self._waiting.pop(key, None)
-        elif at_rest:
-            state = _state(tracked.uid, tracked.generation, tracked.deleting)
-            if self._handled.get(key) != state:  # its resume, decided here: Nothing
-                metrics.RECONCILES.labels(action="nothing", outcome="at_rest").inc()
-                self._handled[key] = state
-            self._waiting.pop(key, None)
-        elif self._handled.get(key) != _state(tracked.uid, tracked.generation, tracked.deleting):
-            self._waiting.setdefault(key, self.clock())
-
-    def handling(self, obj: dict) -> None:
-        """A handler runs for this object as it is now."""
-        meta = obj["metadata"]
-        key = (meta["namespace"], meta["name"])
-        self._handled[key] = _state(meta["uid"], meta.get("generation", 0), bool(meta.get("deletionTimestamp")))
-        self._waiting.pop(key, None)
 
     async def problems(self) -> list[str]:
         now, found = self.clock(), []
-        late = [key for key, since in self._waiting.items() if now - since > self.stuck]
+        late = self.dispatcher.late(self.stuck)
         if late:
             found.append(
                 f"{len(late)} objects wait for a handler for more than {self.stuck:.0f} s, "

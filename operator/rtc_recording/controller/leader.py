@@ -19,6 +19,9 @@ P = retry period (R < D, by at least a second):
   successful renewal was sent. A standby observed that renewal after it was sent, so it waits
   at least D > R from then: the old leader is gone before the new one acts.
   Losing the Lease to another holder (a conflict on renewal) exits at once too.
+- Each write of the Lease by the leader carries `EVENTS_MARK`: every Event pending in a status
+  (controller/executor/writes.py) stamped before it was posted. The next leader reads it as it
+  takes over and posts again only those stamped later.
 - A standby runs nothing of the operator: no Kopf, no watch, no poller, no evidence worker.
   It serves /healthz and /metrics on the metrics port until it leads.
 """
@@ -43,13 +46,14 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from rtc_recording.api import timestamps
-from rtc_recording.api.names import segment
+from rtc_recording.api.names import GROUP, segment
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import Conflict, NotFound
 from rtc_recording.metrics import metrics_response
 
 log = logging.getLogger(__name__)
 
+EVENTS_MARK = f"{GROUP}/events-posted-before"
 LOST_EXIT_CODE = 3  # the container restarts, and stands by (or takes its own Lease back)
 LEADER = Gauge("rtcrec_leader", "1 while this replica holds the operator's Lease (it is the active one), else 0.")
 
@@ -106,6 +110,8 @@ class Lease:
         self._expires_in = timing.retry_period  # unless renewed meanwhile, as a standby saw it
         self._watchdog: threading.Thread | None = None
         self._stop = threading.Event()
+        self.mark: Callable[[], str] | None = None  # this process's EVENTS_MARK, once it acts
+        self.previous_mark = ""  # the EVENTS_MARK of the leader before, as this replica took over
 
     # -- requests ------------------------------------------------------------------------------
     async def _request(
@@ -154,6 +160,7 @@ class Lease:
                 return False
             return self._lead(sent, "created the Lease")
         spec = lease.get("spec") or {}
+        self.previous_mark = ((lease.get("metadata") or {}).get("annotations") or {}).get(EVENTS_MARK, "")
         if spec != self._observed:
             self._observed, self._observed_at = spec, now
         holder = spec.get("holderIdentity")
@@ -219,7 +226,9 @@ class Lease:
         # up to the deadline, as client-go does, rather than give up after a retry period.
         timeout = self.renewed_at + self.timing.renew_deadline - sent
         try:
-            self._lease = await self._request("PUT", self.path, {**self._lease, "spec": spec}, kube, timeout)
+            self._lease = await self._request(
+                "PUT", self.path, self._marked({**self._lease, "spec": spec}), kube, timeout
+            )
         except Conflict:  # our last write's answer was lost, or someone else wrote: look
             await self._read(kube)
             if self.holder != self.identity:
@@ -242,6 +251,13 @@ class Lease:
                 log.warning(
                     "could not renew the Lease (%.1f s since the last renewal): %s", self.clock() - self.renewed_at, exc
                 )
+
+    def _marked(self, lease: dict) -> dict:
+        if self.mark is None:
+            return lease
+        meta = lease.get("metadata") or {}
+        annotations = {**(meta.get("annotations") or {}), EVENTS_MARK: self.mark()}
+        return {**lease, "metadata": {**meta, "annotations": annotations}}
 
     def _lost(self, reason: str) -> None:
         if self.leading:
@@ -275,7 +291,7 @@ class Lease:
             await self._read()
             if self._lease is not None and self.holder == self.identity:
                 spec = {**self._lease["spec"], "holderIdentity": None, "renewTime": timestamps.micro_now()}
-                await self._request("PUT", self.path, {**self._lease, "spec": spec})
+                await self._request("PUT", self.path, self._marked({**self._lease, "spec": spec}))
                 log.info("released the Lease %s/%s", self.namespace, self.name)
         except Exception as exc:
             log.warning("could not release the Lease (it expires by itself): %s", exc)

@@ -1,6 +1,7 @@
 """The composition root: every part of the running operator, built once at start-up, closed at the end.
 
-The handlers (handlers.py) reach everything through one typed `Operator` instead of Kopf's untyped memo.
+The Kopf wiring (handlers.py) reaches everything through one typed `Operator` instead of Kopf's
+untyped memo; `handle` is what the dispatcher (dispatch.py) runs for an object that needs action.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtc_recording.api import timestamps
+from rtc_recording.api.names import STOP_FINALIZER
+from rtc_recording.api.recording import TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller import evidence, health, relay, replays, sealing, ssrf
 from rtc_recording.controller.deadlines import Deadlines
-from rtc_recording.controller.executor import Executor
-from rtc_recording.controller.gate import Gate
+from rtc_recording.controller.dispatch import Dispatcher
+from rtc_recording.controller.executor import Executor, RetryLater
 from rtc_recording.controller.index import Index
 from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.poller import Poller
 from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
+from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
 from rtc_recording.settings import Settings
 
@@ -40,24 +44,25 @@ class Operator:
     deadlines: Deadlines
     health: health.Health
     scheduler: Scheduler
-    gate: Gate = field(default_factory=Gate)
-    started: str = field(default_factory=timestamps.now)  # what changed since is fresh work (gate.py)
+    dispatcher: Dispatcher
     refused: dict[str, str | None] = field(default_factory=dict)  # uid -> the unproven task id, said once
     tasks: list[asyncio.Task] = field(default_factory=list)
     _background: set[asyncio.Task] = field(default_factory=set)
 
     @classmethod
-    async def build(cls, config: Settings, kube: Kube) -> Operator:
+    async def build(cls, config: Settings, kube: Kube, previous_mark: str = "") -> Operator:
+        """`previous_mark`: the Lease's EVENTS_MARK as this replica took over (leader.py)."""
         key = config.ownership_secret()
         if key is None:  # `rtcrec run` refuses to start without one (cli.py); this is for other entry points
             raise RuntimeError("no ownership key: set RTCREC_OWNERSHIP_KEY (or RTCREC_CALLBACK_AUTH_KEY)")
         index = Index(ownership.Sealer(key))
         await sealing.migrate(kube, index.sealer, config.namespaces, config.evidence_namespace)
         clients = CloudClients(config, kube)
-        executor = Executor(kube, clients, config, index)
+        executor = Executor(kube, clients, config, index, previous_mark=previous_mark)
         interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
         poller = Poller(executor.describe, interval, config.poll_calls_per_second)
-        return cls(
+        dispatcher = Dispatcher(lambda obj, retry: op.handle(obj, retry), timestamps.now(), previous_mark)
+        op = cls(
             config=config,
             kube=kube,
             index=index,
@@ -66,9 +71,13 @@ class Operator:
             pins=executor.ctx.pins,
             poller=poller,
             deadlines=Deadlines(executor.on_due),
-            health=health.Health(kube, index, poller, clients.budgets, config.stuck_seconds, config.namespaces),
+            health=health.Health(
+                kube, index, poller, dispatcher, clients.budgets, config.stuck_seconds, config.namespaces
+            ),
             scheduler=Scheduler(kube),
+            dispatcher=dispatcher,
         )
+        return op
 
     def start(self) -> None:
         """The loops that run beside Kopf's handlers."""
@@ -95,7 +104,59 @@ class Operator:
                 asyncio.create_task(replays.sweep(self.kube, config.evidence_namespace).run(), name="replays")
             )
 
+    async def handle(self, obj: dict, retry: int) -> None:
+        """An object that needs action (dispatch.py): its deletion, or a reconcile."""
+        if obj["metadata"].get("deletionTimestamp"):
+            await self._delete(obj, retry)
+        else:
+            await self._reconcile(obj, retry)
+
+    async def _reconcile(self, obj: dict, retry: int) -> None:
+        meta = obj["metadata"]
+        if (obj.get("status") or {}).get("phase") not in TERMINAL:
+            try:
+                await self.pins.pin(obj)  # before any Start: the Stop will need these credentials (pins.py)
+            except k8s.ApiError as exc:
+                log.warning("could not mark the credentials Secret of %s/%s in use: %s", *_key(obj), exc)
+        finalizers = meta.get("finalizers") or []
+        if STOP_FINALIZER not in finalizers:  # before any Start: its task is stopped before the object goes
+            try:
+                obj = await self.kube.patch_finalizers(
+                    meta["namespace"], meta["name"], [*finalizers, STOP_FINALIZER], meta["resourceVersion"]
+                )
+            except k8s.Conflict:
+                raise RetryLater(0.2, "changed since it was read") from None
+            except k8s.NotFound:
+                return
+        await self.executor.reconcile(obj, retry)
+
+    async def _delete(self, obj: dict, retry: int) -> None:
+        meta = obj["metadata"]
+        await self.executor.delete(obj, retry)
+        secret = ((obj.get("spec") or {}).get("credentialsSecretRef") or {}).get("name")
+        await self.pins.release(meta["namespace"], secret, but=meta["uid"])
+        while True:  # only ours goes: a merge patch of the list, compare-and-swap
+            finalizers = meta.get("finalizers") or []
+            if STOP_FINALIZER not in finalizers:
+                return
+            try:
+                await self.kube.patch_finalizers(
+                    meta["namespace"],
+                    meta["name"],
+                    [f for f in finalizers if f != STOP_FINALIZER],
+                    meta["resourceVersion"],
+                )
+                return
+            except k8s.NotFound:
+                return
+            except k8s.Conflict:
+                fresh = await self.kube.get_recording(meta["namespace"], meta["name"])
+                if fresh["metadata"]["uid"] != meta["uid"]:
+                    return
+                meta = fresh["metadata"]
+
     async def close(self) -> None:
+        await self.dispatcher.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -107,6 +168,10 @@ class Operator:
         task = asyncio.create_task(_logged(coroutine))
         self._background.add(task)  # a task nobody holds may be collected mid-flight
         task.add_done_callback(self._background.discard)
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
 async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:

@@ -301,13 +301,17 @@ def next_action(
     return GiveUp(number) if give_up is not None and now >= give_up else Start(attempt=number + 1)
 
 
-def at_rest(obj: Mapping[str, Any]) -> bool:
+def at_rest(obj: Mapping[str, Any], posted_before: str = "") -> bool:
     """Would a resume of this object decide Nothing, whatever the clock says? Read from the raw
-    object, before any parsing: at 10 000 objects a restart skips Kopf's handler machinery for
-    these (docs/scale.md). Due times are left out on purpose: the deadline heap sees every object
-    and acts on them (`Executor.on_due`)."""
+    object, before any parsing: at 10 000 objects a restart needs no handler for these
+    (docs/scale.md). Due times are left out on purpose: the deadline heap sees every object and
+    acts on them (`Executor.on_due`). A pendingEvent stamped before `posted_before` was posted
+    (controller/executor/writes.py)."""
     status, meta = obj.get("status") or {}, obj["metadata"]
-    if status.get("pendingEvent") or meta.get("deletionTimestamp") or not status.get("phase"):
+    pending = status.get("pendingEvent")
+    if pending and (pending.get("at") or "") >= posted_before:
+        return False
+    if meta.get("deletionTimestamp") or not status.get("phase"):
         return False
     if (status.get("observedGeneration") or 0) != meta.get("generation"):
         return False

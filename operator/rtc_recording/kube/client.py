@@ -83,6 +83,15 @@ class Kube:
         except (NotFound, Conflict):
             pass
 
+    async def patch_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> dict:
+        """Set an RtcRecording's finalizers, nothing else, if it is still at `resource_version`."""
+        return await self.request(
+            "PATCH",
+            recording_path(namespace, name),
+            json={"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+            content_type="application/merge-patch+json",
+        )
+
     async def patch_status(
         self, namespace: str, name: str, status: dict, *, resource_version: str | None = None, uid: str | None = None
     ) -> dict:

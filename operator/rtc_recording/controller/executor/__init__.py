@@ -63,9 +63,10 @@ class Executor:
         settings: Settings,
         index: Index,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        previous_mark: str = "",
     ):
         self.ctx = ctx = Context(kube, clients, settings, index, clock)
-        self.writes = Writes(ctx)
+        self.writes = Writes(ctx, previous_mark)
         self.pinning = Pinning(ctx, self.writes)
         self.observer = Observer(ctx, self.writes)
         self.updater = Updater(ctx, self.writes, self.observer)

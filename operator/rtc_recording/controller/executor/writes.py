@@ -2,8 +2,12 @@
 
 `Kube.mutate_status` reads, decides from the fresh object, and PATCHes with its resourceVersion and uid,
 repeating on 409: nothing decided from stale state is ever written. A write that is a transition also
-carries `status.pendingEvent`; the Event is posted under that fixed name and then cleared, so a crash
-in between is repaired on the next reconcile without a duplicate (`announce`).
+carries `status.pendingEvent`; the Event is posted under that fixed name, so a crash in between is
+repaired after the restart without a duplicate (`announce`). The pendingEvent is not cleared (that
+was a write per transition): the next transition replaces it, and the Lease says which are posted.
+Every pendingEvent stamped before `posted_before()` (this process's clock) was posted, or its write
+never landed; the renewal writes that mark on the Lease (leader.py), and the next leader posts again
+only those stamped later (`actions.at_rest`, `announce`).
 
 The guards (`on_attempt`, `on_task`) apply a status patch only while what it was decided for still
 holds: the same pending Start attempt, or the same current task, proven ours (decide/ownership.py).
@@ -15,8 +19,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
-from rtc_recording.api.recording import SETTLED, Phase, RtcRecordingStatus, status_of
+from rtc_recording.api import timestamps
+from rtc_recording.api.recording import SETTLED, PendingEvent, Phase, RtcRecordingStatus, status_of
 from rtc_recording.controller.executor.context import PERSIST_TRIES, Context
 from rtc_recording.decide import patches
 from rtc_recording.decide.ownership import REASON as NOT_PROVEN
@@ -30,9 +36,23 @@ Patch = Callable[[RtcRecordingStatus], dict | None]
 Event = tuple[str, str]  # type, reason
 
 
+UNSURE_KEPT = 10_000
+WALL_CLOCK_SLACK = timedelta(seconds=1)  # posted_before() stays clear of a small step back of the clock
+
+
 class Writes:
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, previous_mark: str = ""):
         self.ctx = ctx
+        self.previous_mark = previous_mark  # the last posted_before() of the leader before this process
+        self._token = uuid.uuid4().hex[:4]  # starts the key of each pendingEvent this process writes
+        self._unposted: dict[str, str] = {}  # key -> stamp, of this process's pendingEvents not yet posted
+        self._unsure: dict[str, str] = {}  # the same, whose write got no answer: posted if found, never waited for
+        self.slack = WALL_CLOCK_SLACK
+
+    def posted_before(self) -> str:
+        """Every pendingEvent this process stamped before this moment is posted (read on the renewal's thread)."""
+        now = (datetime.now(UTC) - self.slack).strftime(timestamps.MICRO_FORMAT)
+        return min([*self._unposted.values(), now])
 
     async def write(
         self, obj: dict, change: Change, event: Event | None = None, persist: bool = False
@@ -43,26 +63,42 @@ class Writes:
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
 
+        stamped: list[str] = []  # a conflict's retry stamps a new key: only the one written counts
+
         def announced(fresh: dict) -> dict | None:
             patch = self.ctx.index.sealer.sealed(fresh, change(fresh))  # every task id written is sealed
             if patch is None or event is None:
                 return patch
             type_, reason = event
             message = str(patch.get("message") or reason)[:1024]
-            pending = {"key": uuid.uuid4().hex[:12], "type": type_, "reason": reason, "message": message}
-            return {**patch, "pendingEvent": pending}
+            key, at = self._token + uuid.uuid4().hex[:8], timestamps.micro_now()
+            stamped.append(key)
+            self._unposted[key] = at
+            return {
+                **patch,
+                "pendingEvent": {"key": key, "type": type_, "reason": reason, "message": message, "at": at},
+            }
 
         tries = PERSIST_TRIES if persist else 1
-        for attempt in range(1, tries + 1):
-            try:
-                written, patch = await self.ctx.kube.mutate_status(ns, name, announced)
-                break
-            except k8s.Failed:
-                if attempt == tries:
-                    raise
-                log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
-                await asyncio.sleep(self.ctx.backoff(attempt))
-        if patch is not None and event is not None:
+        try:
+            for attempt in range(1, tries + 1):
+                try:
+                    written, patch = await self.ctx.kube.mutate_status(ns, name, announced)
+                    break
+                except k8s.Failed:
+                    if attempt == tries:
+                        raise
+                    log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
+                    await asyncio.sleep(self.ctx.backoff(attempt))
+        except BaseException:
+            for key in stamped:  # it may have landed: the next look at the object posts it (`announce`)
+                self._doubt(key)
+            raise
+        landed = (status_of(written).pending_event or _NONE).key
+        for key in stamped:
+            if key != landed:
+                self._unposted.pop(key, None)
+        if landed in stamped:
             await self.announce(written)
         return written, patch
 
@@ -86,31 +122,27 @@ class Writes:
         return status_of(fresh).task_id == task_id and self.ctx.index.sealer.proven(fresh)
 
     async def announce(self, obj: dict) -> None:
-        """Post the pending Event (under its fixed name: a second post is a no-op), then clear it."""
+        """Post the pending Event if it may not be posted yet, under its fixed name (a second post is a no-op)."""
         pending = status_of(obj).pending_event
         if pending is None:
             return
+        if pending.key.startswith(self._token):  # this process's: it knows
+            if pending.key not in self._unposted and pending.key not in self._unsure:
+                return
+        elif (pending.at or "") < self.previous_mark:
+            return  # the leader before posted it
         if await self.event(obj, pending.type, pending.reason, pending.message, key=pending.key) is Posted.NO:
-            return  # it stays pending, and the next reconcile posts it
-        meta = obj["metadata"]
-        try:
-            await self.ctx.kube.patch_status(
-                meta["namespace"],
-                meta["name"],
-                {"pendingEvent": None},
-                resource_version=meta["resourceVersion"],
-                uid=meta["uid"],
-            )
-        except k8s.Conflict:
-            await self.ctx.kube.mutate_status(
-                meta["namespace"],
-                meta["name"],
-                lambda o: (
-                    {"pendingEvent": None} if ((pe := status_of(o).pending_event) and pe.key == pending.key) else None
-                ),
-            )
-        except k8s.NotFound:
-            pass
+            self._doubt(pending.key)  # it stays pending, and the next reconcile posts it
+            return
+        self._unposted.pop(pending.key, None)
+        self._unsure.pop(pending.key, None)
+
+    def _doubt(self, key: str) -> None:
+        """Posted at the next look in this process; a restart does not wait for it (the mark moves on)."""
+        if key in self._unposted:
+            self._unsure[key] = self._unposted.pop(key)
+        while len(self._unsure) > UNSURE_KEPT:
+            del self._unsure[next(iter(self._unsure))]
 
     async def event(
         self, obj: dict, type_: str, reason: str, message: str, key: str | None = None, repeat: bool = False
@@ -160,6 +192,9 @@ class Writes:
             await self.write(obj, change, event=("Warning", NOT_PROVEN))
         except k8s.NotFound:
             pass
+
+
+_NONE = PendingEvent(key="", type="", reason="")
 
 
 def attempt_pending(fresh: dict, attempt: int) -> bool:
