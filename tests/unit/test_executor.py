@@ -302,6 +302,13 @@ MISSING_KEYS = (
 NOTIFY = {"url": "https://hooks.example.com/rtc", "authKeySecretRef": {"name": "notify", "key": "k"}}
 NO_RECEIVER = {"callback_url": None, "callback_auth_key": None}
 
+
+async def reconcile_after_a_retry(w: World) -> None:
+    with pytest.raises(RetryLater):
+        await w.executor.reconcile(w.body())
+    await w.executor.reconcile(w.body())
+
+
 START = rows(
     Row(
         "fresh: write-ahead, Start, Recording with one Started Event",
@@ -381,7 +388,13 @@ START = rows(
         script={"start": (UNKNOWN,)},
         raises=RetryLater,
         delay=(GRACE, GRACE),
-        want={"phase": "Starting", "attempt.number": 1, "attempt.notExecuted": ABSENT, "taskId": ABSENT},
+        want={
+            "phase": "Starting",
+            "reason": "UnknownOutcome",  # in status too, not only in the Event
+            "attempt.number": 1,
+            "attempt.notExecuted": ABSENT,
+            "taskId": ABSENT,
+        },
         calls=[("start", None)],
         events=[("Warning", "UnknownOutcome")],
         tasks_after={"task-1": RUNNING},
@@ -396,14 +409,15 @@ START = rows(
         calls=[("start", None)],
     ),
     Row(
-        "cloud unreachable: nothing written ahead, nothing sent",
+        "cloud unreachable: nothing written ahead, nothing sent; status says why, once",
         given=cloud_down,
+        act=lambda w: reconcile_after_a_retry(w),
         raises=RetryLater,
         delay=(2.0, 2.0),
-        want={"phase": ABSENT, "attempt": ABSENT},
+        want={"phase": "Pending", "reason": "CloudUnreachable", "attempt": ABSENT},
         calls=[],
-        status_writes=0,
-        events=[],
+        status_writes=1,
+        events=[("Warning", "CloudUnreachable")],
     ),
     Row(
         "write-ahead conflict (another writer since the read): nothing sent, decide again",

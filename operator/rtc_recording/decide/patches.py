@@ -24,6 +24,7 @@ CLOUD_MAX_TASK_AGE = timedelta(hours=72)
 class Reason(StrEnum):
     STARTED = "Started"
     UNKNOWN_OUTCOME = "UnknownOutcome"
+    CLOUD_UNREACHABLE = "CloudUnreachable"
     IDLE_TIMEOUT = "IdleTimeout"
     MAX_DURATION = "CloudMaxDuration"
     TASK_LOST = "TaskLost"
@@ -221,6 +222,16 @@ def start_refused(status: RtcRecordingStatus, code: str, message: str, generatio
         **transition(status, Phase.FAILED, code, message, generation, now, "StartRefused"),
         "observedGeneration": generation,
     }
+
+
+def answer_unknown(status: RtcRecordingStatus, message: str, generation: int, now: datetime) -> dict:
+    """The Start was sent and its answer lost: the attempt stays pending until a callback names its task."""
+    return transition(status, Phase.STARTING, Reason.UNKNOWN_OUTCOME, message, generation, now)
+
+
+def cloud_unreachable(status: RtcRecordingStatus, message: str, generation: int, now: datetime) -> dict:
+    """Nothing was sent: the cloud answers nobody (cloud/circuit.py); the Start waits for it."""
+    return transition(status, Phase.PENDING, Reason.CLOUD_UNREACHABLE, message, generation, now)
 
 
 def start_not_executed(status: RtcRecordingStatus, error: CloudError, generation: int, now: datetime) -> dict:

@@ -187,7 +187,17 @@ class Starter:
             return None
         except CloudUnreachable as exc:
             room.not_sent(uid)
-            raise RetryLater(RECHECK_SECONDS, str(exc)) from exc  # nothing was sent, nothing written
+            if not resend and not status.task_id and status.reason != Reason.CLOUD_UNREACHABLE:
+                note = f"StartRtcCloudRecording waits: {exc}"  # nothing was sent; said once
+
+                def unreachable(fresh: dict) -> dict | None:
+                    s = status_of(fresh)
+                    if s.task_id or s.reason == Reason.CLOUD_UNREACHABLE or patches.answer_lost(s):
+                        return None
+                    return patches.cloud_unreachable(s, note, generation, self.ctx.clock())
+
+                await self.writes.write(obj, unreachable, event=("Warning", Reason.CLOUD_UNREACHABLE))
+            raise RetryLater(RECHECK_SECONDS, str(exc)) from exc
         except (Throttled, Transient) as exc:
             if resend:  # still waiting: nothing to write, and the room keeps the attempt sendable
                 room.not_sent(uid)
@@ -199,8 +209,12 @@ class Starter:
             raise RetryLater(self.ctx.delay(exc, retry), f"Start not carried out: {exc}") from exc
         except UnknownOutcome as exc:
             room.lost(uid)
-            await self.writes.event(
-                obj, "Warning", "UnknownOutcome", f"attempt {attempt}: {exc}; waiting for a callback naming the task"
+            lost = f"attempt {attempt}: {exc}; waiting for a callback naming the task"
+            await self.writes.on_attempt(
+                obj,
+                attempt,
+                lambda s: patches.answer_unknown(s, lost, generation, self.ctx.clock()),
+                event=("Warning", Reason.UNKNOWN_OUTCOME),
             )
             raise RetryLater(self.ctx.grace or RECHECK_SECONDS, str(exc)) from exc
 
