@@ -37,7 +37,8 @@ STRAY_TASKS = Counter(
 )
 CALLBACKS = Counter(
     "rtcrec_callbacks",
-    "Callbacks received, by event type and outcome (ok, rejected, error).",
+    "Callbacks received, by event type and outcome (recorded, ignored, rejected, error; deferred: decided again "
+    "in the background, then counted once more as recorded or ignored).",
     ["event", "outcome"],
 )
 RELAYS = Counter(

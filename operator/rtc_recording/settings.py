@@ -56,7 +56,10 @@ class Settings(BaseSettings):
         "derived from the callback auth key.",
     )
     unknown_outcome_grace_seconds: float = Field(
-        30, gt=0, description="How long to wait for a callback naming the task of a Start whose answer was lost."
+        30,
+        gt=0,
+        description="How long to wait for a callback naming the task of a Start whose answer was lost. The "
+        "receiver decides a start callback whose task status does not show yet within a third of it.",
     )
 
     # -- relays to spec.notify.url (controller/ssrf.py) ------------------------------------------------------

@@ -901,7 +901,9 @@ class Callbacks:
 
     async def __aenter__(self) -> Callbacks:
         kube = self.world.kube
-        self.receiver = Receiver(kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=self.settle_seconds)
+        self.receiver = Receiver(
+            kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=self.settle_seconds, defer_seconds=self.settle_seconds
+        )
         for obj in kube.all(PLURAL):
             self.receiver.on_change("ADDED", obj)
         kube.listeners.append(self._watch)
@@ -951,6 +953,7 @@ class Callbacks:
         path = path or "/" + params["NotifyUrl"].split("/", 3)[3]
         headers = callback_headers(params["NotifyAuthKey"], time.time())
         resp = await self.client.post(path, json=callback_body(task_id, event, **payload), headers=headers)
+        await self.receiver.drain()  # a deferred start callback decided (and recorded) as well
         return resp.status
 
     def evidence(self) -> list[dict]:

@@ -70,6 +70,7 @@ class RRow:
     given: Callable[[Rig], Any] | None = None
     during_settle: Callable[[Rig], Any] | None = None  # the watch delivers this during the wait
     settle: float = SETTLE
+    defer: float = SETTLE  # the deferral of a start callback whose task status does not show yet
     # what must hold after
     code: int = 200
     evidence: list[tuple[str, int, str, str]] | None = field(default_factory=list)  # (kind, attempt, task, event)
@@ -91,7 +92,9 @@ class Rig:
     def __init__(self, row: RRow):
         self.row = row
         self.kube = FakeKube()
-        self.receiver = Receiver(self.kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=row.settle)
+        self.receiver = Receiver(
+            self.kube, CALLBACK_KEY, EVIDENCE_NS, settle_seconds=row.settle, defer_seconds=row.defer
+        )
         self.kube.listeners.append(
             lambda kind, type_, obj: kind == "rtcrecordings" and self.receiver.on_change(type_, obj)
         )
@@ -138,6 +141,7 @@ async def run(row: RRow) -> Rig:
             resp = await client.post(path, data=data, headers={**headers, "Content-Type": "application/json"})
             assert resp.status == row.code, await resp.text()
         elapsed = time.monotonic() - started
+        await rig.receiver.drain()
         if row.evidence is not None:
             assert sorted(rig.evidence()) == sorted(row.evidence)
         if row.elapsed is not None:
@@ -244,11 +248,23 @@ OUTCOMES = rows(
         elapsed=QUICK,
     ),
     RRow(
-        "adopt: the task of the pending attempt: recorded after the settle wait",
+        "adopt: the task of the pending attempt: answered after the settle wait, recorded after the deferral",
         known=[rec(PENDING)],
         settle=TIMED,
         evidence=[("alive", 1, "task-1", "TaskRunning")],
         elapsed=SETTLED,
+    ),
+    RRow(
+        "deferred: the watch shows the Start's answer after the settle wait: nothing recorded (no news)",
+        known=[rec(PENDING)],
+        settle=TIMED / 4,
+        defer=4 * TIMED,
+        during_settle=lambda rig: asyncio.get_running_loop().call_later(
+            TIMED, watch_shows({"phase": "Recording", "taskId": "task-1"}), rig
+        ),
+        evidence=[],
+        elapsed=(0.0, TIMED / 2),
+        then=lambda rig: _assert(not rig.kube.all("configmaps", EVIDENCE_NS)),  # not even a replay marker
     ),
     RRow(
         "a callback of another attempt than the pending one: reap",

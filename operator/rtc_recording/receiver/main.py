@@ -17,7 +17,14 @@ from rtc_recording.settings import Settings
 
 async def app(config: Settings, auth_key: str) -> web.Application:
     kube = Kube(Connection.load())
-    receiver = Receiver(kube, auth_key, config.evidence_namespace, read_timeout=config.receiver_read_timeout_seconds)
+    receiver = Receiver(
+        kube,
+        auth_key,
+        config.evidence_namespace,
+        read_timeout=config.receiver_read_timeout_seconds,
+        # A deferred start callback is decided well before the operator stops waiting for a lost answer.
+        defer_seconds=config.unknown_outcome_grace_seconds / 3,
+    )
     paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
     # Pages of 100: the receiver's peak is the page it parses (full objects, managedFields and all).
     reflectors = [Reflector(kube, path, receiver.on_change, page_size=100) for path in paths]
@@ -26,6 +33,7 @@ async def app(config: Settings, auth_key: str) -> web.Application:
     application = receiver.app()
 
     async def close(_: web.Application) -> None:
+        await receiver.drain()  # callbacks answered but still being decided: the watch still runs
         for watch in watches:
             watch.cancel()
         await asyncio.gather(*watches, return_exceptions=True)

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 READ_TIMEOUT_SECONDS = 10.0  # for the request line and headers, then again for the body
 REPLAYS_KEPT = 200_000  # (timestamp, signature) pairs remembered: ~30 MB at most
-SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to
+SETTLE_SECONDS = 1.0  # a callback may outrun the status write of the Start it belongs to,
+DEFER_SECONDS = 10.0  # and a busy apiserver's answer write later still (a third of the operator's grace, 30 s)
 TOMBSTONES_KEPT = 20_000
 RECORDED_KEPT = 4096  # names of evidence this replica wrote lately,
 RECORDED_SECONDS = 10.0  # and for how long a name counts as written
@@ -225,15 +226,18 @@ class Receiver:
         clock: Callable[[], float] = time.time,
         settle_seconds: float = SETTLE_SECONDS,
         read_timeout: float = READ_TIMEOUT_SECONDS,
+        defer_seconds: float = DEFER_SECONDS,
     ):
         self.kube, self.auth_key, self.evidence_namespace = kube, auth_key, evidence_namespace
         self.clock, self.settle_seconds, self.read_timeout = clock, settle_seconds, read_timeout
+        self.defer_seconds = defer_seconds
         self.replays = Replays()
         self.rates = Rates()
         self.known: dict[tuple[str, str], Known] = {}
         self.tombstones: OrderedDict[str, str | None] = OrderedDict()  # uid -> its last task (stopped with it)
         self.recorded: OrderedDict[str, float] = OrderedDict()
-        self._changes: dict[tuple[str, str], asyncio.Event] = {}
+        self._changes: dict[tuple[str, str], tuple[asyncio.Event, int]] = {}  # key -> (event, callbacks waiting)
+        self._deferred: set[asyncio.Task] = set()
         self.ready: Callable[[], bool] = lambda: True  # has the watch listed every resource once?
 
     # -- the watch ---------------------------------------------------------------------------
@@ -253,17 +257,24 @@ class Receiver:
                 (spec.get("appId", ""), spec.get("channelId", "")),
                 effective_notify(obj) or None,
             )
-        if event := self._changes.get(key):
-            event.set()
+        if waiting := self._changes.pop(key, None):
+            waiting[0].set()
 
     async def _changed(self, key: tuple[str, str], timeout: float) -> None:
-        event = self._changes.setdefault(key, asyncio.Event())
+        """Until the watch shows a change of `key`, or `timeout`; any number of callbacks may wait."""
+        event, count = self._changes.get(key) or (asyncio.Event(), 0)
+        self._changes[key] = (event, count + 1)
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
             pass
         finally:
-            self._changes.pop(key, None)
+            current = self._changes.get(key)
+            if current is not None and current[0] is event:
+                if current[1] > 1:
+                    self._changes[key] = (event, current[1] - 1)
+                else:
+                    del self._changes[key]
 
     # -- HTTP --------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -291,11 +302,14 @@ class Receiver:
         key, uid, attempt = (m["namespace"], m["name"]), m["uid"], int(m["attempt"])
         digest = digest_of(body)
         try:
-            action = await self.process(key, uid, attempt, callback)
+            action = await self.process(key, uid, attempt, callback, self.settle_seconds)
             relayed = self._relayed(key, uid, action, callback) and self._within_rate(request.path)
-            if relayed or not isinstance(action, callbacks.Ignore):  # only what writes is checked across replicas
+            deferred = isinstance(action, callbacks.Adopt)
+            if relayed or not (deferred or isinstance(action, callbacks.Ignore)):  # only what writes is checked
                 await self._claim(request.headers, callback.event_type, digest)
-            if not isinstance(action, callbacks.Ignore):
+            if deferred:
+                self._defer(dict(request.headers), key, uid, attempt, callback, digest)
+            elif not isinstance(action, callbacks.Ignore):
                 await self._record(evidence.Evidence(*key, uid, attempt, callback.task_id, callback.event_type))
             if relayed:
                 relay = Relay(key[0], key[1], uid, relayed_body(body, callback.payload), int(self.clock()))
@@ -309,9 +323,40 @@ class Receiver:
             log.exception("callback %s for %s/%s not recorded", event, *key)
             metrics.CALLBACKS.labels(event=event, outcome="error").inc()
             return web.json_response({"Code": 500, "Msg": "retry"}, status=500)
-        outcome = "ignored" if isinstance(action, callbacks.Ignore) else "recorded"
+        outcome = "ignored" if isinstance(action, callbacks.Ignore) else "deferred" if deferred else "recorded"
         metrics.CALLBACKS.labels(event=event, outcome=outcome).inc()
         return web.json_response(SUCCESS)
+
+    def _defer(
+        self, headers: Mapping[str, str], key: tuple[str, str], uid: str, attempt: int, callback: Callback, digest: str
+    ) -> None:
+        """A start callback whose task status does not show yet is news only if the operator never
+        writes it (its answer was lost): most often the operator is about to. Decided again at every
+        change the watch shows for `defer_seconds` (a third of the operator's grace for a lost answer),
+        and recorded only if it still names a task nobody wrote. Answered at once: a
+        receiver that dies meanwhile loses it as it could lose any callback, and the task's next
+        callback (an HLS slice, at most a slice duration later) is evidence again."""
+
+        async def decide_later() -> None:
+            try:
+                action = await self.process(key, uid, attempt, callback, self.defer_seconds)
+                if not isinstance(action, callbacks.Ignore):
+                    await self._claim(headers, callback.event_type, digest)
+                    await self._record(evidence.Evidence(*key, uid, attempt, callback.task_id, callback.event_type))
+                metrics.CALLBACKS.labels(
+                    event=callback.event_type, outcome="ignored" if isinstance(action, callbacks.Ignore) else "recorded"
+                ).inc()
+            except Exception:
+                log.exception("callback %s for %s/%s not recorded", callback.event_type, *key)
+
+        task = asyncio.create_task(decide_later())
+        self._deferred.add(task)  # a task nobody holds may be collected mid-flight
+        task.add_done_callback(self._deferred.discard)
+
+    async def drain(self) -> None:
+        """Until every deferred callback is decided (and recorded if it is news)."""
+        while self._deferred:
+            await asyncio.gather(*self._deferred, return_exceptions=True)
 
     async def _verified(self, request: web.Request) -> tuple[Callback, Any]:
         """The callback and its body, once its path, signature, body and freshness are checked."""
@@ -382,16 +427,16 @@ class Receiver:
         )
 
     async def process(
-        self, key: tuple[str, str], uid: str, attempt: int, callback: Callback
+        self, key: tuple[str, str], uid: str, attempt: int, callback: Callback, settle: float
     ) -> callbacks.CallbackAction:
         """Decide from the receiver's view (the caller records evidence unless there is nothing to do).
 
         The common race: the callback outran the status write of its Start's answer, or our
         watch lags behind the operator's writes (it may not even show the write-ahead yet). So
         an Adopt is decided again at every change of the resource the watch shows, for up to
-        `settle_seconds`."""
+        `settle` seconds."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settle_seconds
+        deadline = loop.time() + settle
         while True:
             action = self._decide(key, uid, attempt, callback)
             if not isinstance(action, callbacks.Adopt) or loop.time() >= deadline:
