@@ -103,15 +103,21 @@ class Kube:
         )
 
     async def mutate_status(
-        self, namespace: str, name: str, change: Callable[[dict], dict | None], attempts: int = 5
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[dict], dict | None],
+        attempts: int = 5,
+        current: dict | None = None,
     ) -> tuple[dict, dict | None]:
         """Read, compute a status patch from the fresh object, compare-and-swap; repeat on conflict.
+        `current`: the object as this process last wrote it, tried first without a read.
 
         Returns the object as last read and the patch applied (None: `change` wanted nothing).
         Raises NotFound when the object does not exist.
         """
         for _ in range(attempts):
-            obj = await self.get_recording(namespace, name)
+            obj, current = current or await self.get_recording(namespace, name), None
             patch = change(obj)
             if patch is None:
                 return obj, None

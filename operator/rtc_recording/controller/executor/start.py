@@ -58,9 +58,10 @@ class Starter:
                 f"no callback named the task of attempt {status.attempt.number}, whose answer was lost;"
                 f" starting attempt {attempt}",
             )
-        task_id = await self._call(obj, status, account, params, attempt, retry)
+        ahead: list[dict] = []
+        task_id = await self._call(obj, status, account, params, attempt, retry, ahead=ahead)
         if task_id is not None:
-            await self._record(obj, task_id, attempt)
+            await self._record(obj, task_id, attempt, current=ahead[-1] if ahead else None)
 
     async def _prepare(
         self, obj: dict, spec: RtcRecordingSpec, attempt: int, retry: int
@@ -137,26 +138,30 @@ class Starter:
         attempt: int,
         retry: int,
         resend: bool = False,
+        ahead: list[dict] | None = None,
     ) -> str | None:
         """The budgeted Start; its task id, or None once a refusal is written. A resend has no
-        write-ahead: it leaves only while this process still knows its last send was refused."""
+        write-ahead: it leaves only while this process still knows its last send was refused.
+        `ahead` receives the object as the write-ahead left it."""
         meta, generation = obj["metadata"], obj["metadata"]["generation"]
         room, uid = self.ctx.waiting, meta["uid"]
 
         async def write_ahead() -> None:
             # Compare-and-swap on what we decided from: a crash after Start is then recognisable as
             # "answer unknown", and a concurrent writer makes us re-read.
-            ahead = {**patches.attempt_recorded(status, attempt, generation, self.ctx.clock()), **pin_patch(obj)}
+            patch = {**patches.attempt_recorded(status, attempt, generation, self.ctx.clock()), **pin_patch(obj)}
             try:
-                await self.ctx.kube.patch_status(
+                written = await self.ctx.kube.patch_status(
                     meta["namespace"],
                     meta["name"],
-                    self.ctx.index.sealer.sealed(obj, ahead),
+                    self.ctx.index.sealer.sealed(obj, patch),
                     resource_version=meta["resourceVersion"],
                     uid=meta["uid"],
                 )
             except k8s.Conflict:
                 raise RetryLater(0.2, "the object changed since it was read; deciding again") from None
+            if ahead is not None:
+                ahead.append(written)
 
         async def claim() -> None:
             room.claim(uid, attempt)
@@ -244,8 +249,9 @@ class Starter:
             return
         room.until(meta["uid"], actions.give_up_at(status, controls))
 
-    async def _record(self, obj: dict, task_id: str, attempt: int) -> None:
-        """The one write naming the new task. A task it could not name is a duplicate or lost: stopped."""
+    async def _record(self, obj: dict, task_id: str, attempt: int, current: dict | None = None) -> None:
+        """The one write naming the new task (`current`: the object as the write-ahead left it). A task
+        it could not name is a duplicate or lost: stopped."""
         generation = obj["metadata"]["generation"]
         self.ctx.waiting.forget(obj["metadata"]["uid"])
         try:
@@ -255,6 +261,7 @@ class Starter:
                 lambda s: patches.started(s, task_id, generation, self.ctx.clock()),
                 event=("Normal", "Started"),
                 persist=True,
+                current=current,
             )
         except k8s.NotFound:
             # With the class pin staged (and sealed) for this Start: the task runs on that account.

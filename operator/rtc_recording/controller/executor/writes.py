@@ -55,11 +55,17 @@ class Writes:
         return min([*self._unposted.values(), now])
 
     async def write(
-        self, obj: dict, change: Change, event: Event | None = None, persist: bool = False
+        self,
+        obj: dict,
+        change: Change,
+        event: Event | None = None,
+        persist: bool = False,
+        current: dict | None = None,
     ) -> tuple[dict, dict | None]:
         """Compare-and-swap `change` on the resource `obj` names; with `event` the write is a
         transition whose Event is posted right after. `persist` rides out an apiserver blip for a
-        write that must not be lost (NotFound and Conflict are answers, not blips)."""
+        write that must not be lost (NotFound and Conflict are answers, not blips). `current`: the
+        object as this process just wrote it, so the swap needs no read unless it changed since."""
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
 
@@ -83,7 +89,8 @@ class Writes:
         try:
             for attempt in range(1, tries + 1):
                 try:
-                    written, patch = await self.ctx.kube.mutate_status(ns, name, announced)
+                    base = current if attempt == 1 else None
+                    written, patch = await self.ctx.kube.mutate_status(ns, name, announced, current=base)
                     break
                 except k8s.Failed:
                     if attempt == tries:
@@ -103,11 +110,21 @@ class Writes:
         return written, patch
 
     async def on_attempt(
-        self, obj: dict, attempt: int, patch: Patch, event: Event | None = None, persist: bool = False
+        self,
+        obj: dict,
+        attempt: int,
+        patch: Patch,
+        event: Event | None = None,
+        persist: bool = False,
+        current: dict | None = None,
     ) -> tuple[dict, dict | None]:
         """Write `patch` only while `attempt` is still the pending Start attempt."""
         return await self.write(
-            obj, lambda fresh: patch(status_of(fresh)) if attempt_pending(fresh, attempt) else None, event, persist
+            obj,
+            lambda fresh: patch(status_of(fresh)) if attempt_pending(fresh, attempt) else None,
+            event,
+            persist,
+            current,
         )
 
     async def on_task(
