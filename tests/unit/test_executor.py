@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from rtc_recording.api.callback import path_key
-from rtc_recording.api.names import ADOPT_ANNOTATION, CLASS_PLURAL
+from rtc_recording.api.names import ADOPT_ANNOTATION, CLASS_PLURAL, PLURAL
 from rtc_recording.api.task import RecordFiles, TaskStatus, Throttled
 from rtc_recording.cloud.secrets import CREDENTIALS, NOTIFY_KEY
 from rtc_recording.controller.executor import RetryLater
@@ -2554,6 +2554,21 @@ async def crash_during_delete_stop(w: World) -> None:
     w.cloud.script("stop", CRASH)
     await died(w, delete())
     await w.executor.delete(w.body())  # Kopf calls the delete handler again
+
+
+async def test_a_deletion_begun_before_this_operator_whose_stop_was_recorded_sends_no_stop_again() -> None:
+    """Killed after its Stop and the deletion record, before the finalizer went: the next operator
+    knows the answer (the record) and calls nothing; a deletion without a record still stops."""
+    w = World()
+    before = {"deletionTimestamp": ts(NOW - timedelta(minutes=1)), "finalizers": ["x/y"]}
+    for name in ("recorded", "unrecorded"):
+        w.add(recording(name, status=recording_as(task=f"task-{name}")))
+        w.kube.store[(PLURAL, NS, name)]["metadata"].update(before)
+        w.cloud.add_task(RUNNING, task_id=f"task-{name}")
+    await w.executor.ctx.deletions.record(w.kube.recording("recorded")["metadata"]["uid"], NS, "task-recorded", False)
+    for name in ("recorded", "unrecorded"):
+        await w.executor.delete(w.kube.recording(name))
+    assert w.cloud.verbs() == [("stop", "task-unrecorded")]
 
 
 async def crash_after_update_before_write(w: World) -> None:

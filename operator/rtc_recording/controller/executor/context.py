@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rtc_recording.api import timestamps
 from rtc_recording.api.task import Throttled, Transient
 from rtc_recording.cloud.accounts import Account, CloudClients
 from rtc_recording.cloud.credentials import CredentialsUnavailable
@@ -51,8 +52,10 @@ class Context:
     deletions: Deletions = field(init=False)
     # Set by the evidence worker: is there unprocessed evidence of a live task for (uid, attempt)?
     evidence_waiting: Callable[[str, int], bool] = lambda uid, attempt: False
+    started: str = field(init=False)  # a deletion from before, a previous operator began
 
     def __post_init__(self) -> None:
+        self.started = timestamps.stamp(self.clock())
         self.events = EventRecorder(self.kube)
         self.classes = ClassResolver(self.kube)
         self.pins = Pins(self.kube, self.clients.secrets)

@@ -37,6 +37,12 @@ class Stopper:
         except k8s.NotFound:
             return
         status = status_of(obj)
+        if (obj["metadata"].get("deletionTimestamp") or self.ctx.started) < self.ctx.started and status.task_id:
+            # A deletion the operator before this one began: it may have stopped the task and recorded
+            # so, then died before the finalizer went. A Stop whose answer is known is not sent again.
+            done = await self.ctx.deletions.get(meta["uid"])
+            if done is not None and done.task_id == status.task_id and not done.orphaned:
+                return
         waiting = status.attempt is not None and self.ctx.evidence_waiting(meta["uid"], status.attempt.number)
         orphan = (obj.get("spec") or {}).get("deletionPolicy") == "Orphan"
         sends = self.ctx.waiting.close(meta["uid"])  # no Start of it leaves any more
