@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import timedelta
@@ -33,6 +35,7 @@ from .harness import (
     now_utc,
     others_cores,
     percentile,
+    proc,
     restart_apiserver,
     seed_tasks,
     seeded_status,
@@ -40,6 +43,7 @@ from .harness import (
     total,
 )
 
+ANCHOR = Path(__file__).with_name("anchor_operator.py")
 QUOTA = 50  # calls per second per AccessKey: the vendor's, and the emulator's default
 CLOUD_VERBS = (
     "StartRtcCloudRecording",
@@ -152,9 +156,13 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
                 "precreated_callbacks_failed": stack.emulator.control.callback_counts()["failed"],
             }
         )
+        out["precreated_writes_per_start"] = out["precreated_api_writes"] / n
+        out["precreated_cpu_ms_per_start"] = out["precreated_operator_cpu_s"] * 1000 / n
+        out["precreated_evidence_per_100"] = out["precreated_evidence"] * 100 / n
         log(f"a: all {n} Recording {seconds:.1f} s after the operator started")
     finally:
         stack.close()
+    out.update(kopf_anchor(workdir, run, n))
 
     log(f"b: {singles} single creates, then a: {n} applied at once, everything running")
     stack = Stack(workdir / "burst", seed=run)
@@ -223,10 +231,56 @@ def throughput(workdir: Path, run: int, n: int = 1000, singles: int = 50) -> dic
             }
         )
         out["burst_fifo"] = out["burst_p99"] <= out["burst_fifo_bound"]
+        out["burst_writes_per_start"] = (out["burst_api_writes"] - n) / n  # the driver's creates left out
+        out["burst_cpu_ms_per_start"] = out["burst_operator_cpu_s"] * 1000 / n
+        out["burst_evidence_per_100"] = out["burst_evidence"] * 100 / n
         log(f"a: burst all Recording in {seconds:.1f} s; p50 {out['burst_p50']:.2f} s p99 {out['burst_p99']:.2f} s")
     finally:
         stack.close()
     return out
+
+
+def kopf_anchor(workdir: Path, run: int, n: int) -> dict[str, Any]:
+    """(a) with a minimal Kopf operator in the operator's place (benchmarks/anchor_operator.py): its
+    finalizer, one status patch and one Event per object. What Kopf itself costs on this machine."""
+    log(f"k: the Kopf anchor, {n} created with it stopped")
+    stack = Stack(workdir / "anchor", seed=run)
+    anchor: subprocess.Popen | None = None
+    try:
+        stack.namespace("a")
+        manifests = [manifest(f"pre-{i}", f"pre-{i}") for i in range(n)]
+        stack.tracker.start()
+        stack.create("a", manifests)
+        api_before, usage_before = stack.apiserver_requests(), stack.usage()
+        started = time.monotonic()
+        with open(stack.workdir / "anchor.log", "ab") as log_file:
+            anchor = subprocess.Popen(
+                [str(Path(sys.executable).with_name("kopf")), "run", "--standalone", "--all-namespaces", str(ANCHOR)],
+                env=stack.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_recording(stack, "a", n, timeout=600)
+        seconds = max(stack.tracker.recording_at[("a", m["metadata"]["name"])] for m in manifests) - started
+        cpu = proc(anchor.pid)["cpu"]
+        usage = stack.usage()
+        api = stack.apiserver_requests()
+        api.subtract(api_before)
+        writes = api_sum(api, WRITES)
+        log(f"k: all {n} written {seconds:.1f} s after the anchor started")
+        return {
+            "anchor_seconds": seconds,
+            "anchor_api_detail": api_detail(api),
+            "anchor_writes_per_object": writes / n,
+            "anchor_cpu_ms_per_object": cpu * 1000 / n,
+            "anchor_apiserver_cpu_s": usage["kube-apiserver"]["cpu"] - usage_before["kube-apiserver"]["cpu"],
+        }
+    finally:
+        if anchor is not None and anchor.poll() is None:
+            os.killpg(anchor.pid, signal.SIGKILL)
+            anchor.wait()
+        stack.close()
 
 
 # -- (c) restart with 10 000 resources ---------------------------------------------------------
