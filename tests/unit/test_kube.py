@@ -162,3 +162,53 @@ async def test_a_failing_list_is_retried_with_a_growing_backoff(monkeypatch):
     finally:
         task.cancel()
     assert waits == [0, 1, 2]
+
+
+class SnapshotKube:
+    """A collection listed at a version while the watch from that version already delivers newer changes."""
+
+    def __init__(self):
+        self.queries: list[str] = []
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.pages = [
+            {"items": [_cm("a", "5")], "metadata": {"resourceVersion": "10", "continue": "p2"}},
+            {"items": [_cm("b", "6")], "metadata": {"resourceVersion": "10"}},
+        ]
+
+    async def request(self, method, path, **_):
+        self.queries.append(path.partition("?")[2])
+        if path.endswith("?limit=1"):  # the version the list is a snapshot of
+            return {"items": [], "metadata": {"resourceVersion": "10"}}
+        if len(self.queries) == 2:  # while the first page is on its way, b changes and c is created
+            self.events.put_nowait({"type": "MODIFIED", "object": _cm("b", "11")})
+            self.events.put_nowait({"type": "ADDED", "object": _cm("c", "12")})
+            await asyncio.sleep(0.05)
+        return self.pages.pop(0)
+
+    async def watch(self, path, params):
+        assert params["resourceVersion"] == "10"
+        while True:
+            yield await self.events.get()
+
+
+def _cm(name: str, rv: str) -> dict:
+    return {"metadata": {"namespace": "x", "name": name, "resourceVersion": rv}}
+
+
+async def test_the_first_list_runs_beside_the_watch_and_never_goes_back_in_time():
+    """What changes during a long start-up list is delivered at once; a listed state older than what
+    the watch delivered is skipped."""
+    kube = SnapshotKube()
+    seen: list[tuple[str, str, str, bool]] = []
+    reflector = Reflector(kube, "/p", lambda t, o: None, page_size=2, watch_while_listing=True)
+    reflector.on_change = lambda t, o: seen.append(
+        (t, o["metadata"]["name"], o["metadata"]["resourceVersion"], reflector.synced.is_set())
+    )
+    task = asyncio.create_task(reflector.run())
+    try:
+        await until(reflector.synced.is_set, what="synced")
+    finally:
+        task.cancel()
+    assert ("MODIFIED", "b", "11", False) in seen and ("ADDED", "c", "12", False) in seen  # before the list ended
+    assert ("ADDED", "b", "6", False) not in seen and ("ADDED", "a", "5", False) in seen
+    assert "resourceVersion=10&resourceVersionMatch=Exact" in kube.queries[1]

@@ -1,25 +1,24 @@
-"""The Kopf wiring, and the only module that imports kopf. Kopf watches, logs in and runs the
-start-up and the cleanup; which object needs a handler, and when, is the dispatcher's (dispatch.py):
-Kopf's own create, resume, update and delete handlers cost a status write per change handled and
-its per-object machinery for every object (docs/scale.md)."""
+"""The Kopf wiring, and the only module that imports kopf. Kopf logs in, runs the start-up and the
+cleanup, and watches the schedules. The RtcRecordings are the operator's own watch (operator.py):
+which object needs a handler, and when, is the dispatcher's (dispatch.py). Kopf's create, resume,
+update and delete handlers cost a status write per change handled and its per-object machinery for
+every object, and its watch delivers what changes during a start-up only after the whole list
+(docs/scale.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
 
 import kopf
 
-from rtc_recording.api.names import GROUP, PLURAL, SCHEDULE_PLURAL, VERSION
-from rtc_recording.api.recording import SETTLED
+from rtc_recording.api.names import GROUP, SCHEDULE_PLURAL, VERSION
 from rtc_recording.controller import leader
 from rtc_recording.controller.operator import Operator
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
 from rtc_recording.settings import Settings
 
-RESOURCE = (GROUP, VERSION, PLURAL)
 SCHEDULES = (GROUP, VERSION, SCHEDULE_PLURAL)
 log = logging.getLogger(__name__)
 
@@ -79,38 +78,6 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         pass
-
-
-@kopf.on.event(*RESOURCE)
-async def watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
-    """Every change feeds the index, the dispatcher, the poller and the deadlines. No readiness
-    gate: an index (`@kopf.index`) would hold every handler until all objects were listed, at a
-    cost that grows with their square (docs/scale.md)."""
-    op: Operator = memo.operator
-    obj = cast(dict, event["object"])  # a dict on the wire already: no copy per watch event
-    tracked = op.index.saw(event["type"], obj)
-    meta = obj["metadata"]
-    key = (meta["namespace"], meta["name"])
-    op.dispatcher.saw(event["type"], obj)
-    op.scheduler.poke(obj)  # a schedule's run: its schedule decides again
-    if tracked is None or tracked.task_id or tracked.phase in SETTLED:
-        op.executor.ctx.waiting.forget(meta["uid"])  # nothing left to start: no Start of it waits
-    if tracked is None:
-        op.poller.forget(key)
-        op.deadlines.set(key, None)
-        op.refused.pop(meta["uid"], None)
-    elif tracked.task_id and not op.index.proven(tracked):
-        op.poller.forget(key)  # not ours to describe (decide/ownership.py); said once, here
-        op.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
-        if not tracked.deleting and op.refused.get(tracked.uid) != tracked.task_id:
-            op.refused[tracked.uid] = tracked.task_id
-            op.background(op.executor.refuse_unproven(obj))
-    else:
-        op.poller.track(tracked)
-        op.deadlines.track(tracked)
-    # A credentials Secret whose last unfinished recording finished or went is released (pins.py).
-    if unused := op.pins.saw(meta["uid"], tracked, op.index.tombstones.get(meta["uid"])):
-        op.background(op.pins.release(*unused))
 
 
 @kopf.on.event(*SCHEDULES)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtc_recording.api import timestamps
-from rtc_recording.api.names import STOP_FINALIZER
-from rtc_recording.api.recording import TERMINAL
+from rtc_recording.api.names import STOP_FINALIZER, recording_path
+from rtc_recording.api.recording import SETTLED, TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller import evidence, health, relay, replays, sealing, ssrf
 from rtc_recording.controller.deadlines import Deadlines
@@ -27,6 +27,7 @@ from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
+from rtc_recording.kube.reflector import Reflector
 from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,11 @@ class Operator:
     def start(self) -> None:
         """The loops that run beside Kopf's handlers."""
         config = self.config
+        # Our own watch, not Kopf's: what changes while 10 000 objects are listed comes at once (reflector.py).
+        paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
+        watches = [Reflector(self.kube, path, self.saw, watch_while_listing=True) for path in paths]
         self.tasks = [
+            *(asyncio.create_task(watch.run(), name="watch") for watch in watches),
             asyncio.create_task(self.poller.run(), name="poller"),
             asyncio.create_task(self.scheduler.run(), name="schedules"),
             asyncio.create_task(self.clients.probe(), name="probe"),
@@ -103,6 +108,33 @@ class Operator:
             self.tasks.append(
                 asyncio.create_task(replays.sweep(self.kube, config.evidence_namespace).run(), name="replays")
             )
+
+    def saw(self, type_: str, obj: dict) -> None:
+        """Every change of an RtcRecording feeds the index, the dispatcher, the poller and the deadlines.
+        No readiness gate: each object is decided as it comes (docs/scale.md)."""
+        tracked = self.index.saw(type_, obj)
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        self.dispatcher.saw(type_, obj)
+        self.scheduler.poke(obj)  # a schedule's run: its schedule decides again
+        if tracked is None or tracked.task_id or tracked.phase in SETTLED:
+            self.executor.ctx.waiting.forget(meta["uid"])  # nothing left to start: no Start of it waits
+        if tracked is None:
+            self.poller.forget(key)
+            self.deadlines.set(key, None)
+            self.refused.pop(meta["uid"], None)
+        elif tracked.task_id and not self.index.proven(tracked):
+            self.poller.forget(key)  # not ours to describe (decide/ownership.py); said once, here
+            self.deadlines.track(tracked)  # a TTL still deletes it; a halt refuses to stop that task
+            if not tracked.deleting and self.refused.get(tracked.uid) != tracked.task_id:
+                self.refused[tracked.uid] = tracked.task_id
+                self.background(self.executor.refuse_unproven(obj))
+        else:
+            self.poller.track(tracked)
+            self.deadlines.track(tracked)
+        # A credentials Secret whose last unfinished recording finished or went is released (pins.py).
+        if unused := self.pins.saw(meta["uid"], tracked, self.index.tombstones.get(meta["uid"])):
+            self.background(self.pins.release(*unused))
 
     async def handle(self, obj: dict, retry: int) -> None:
         """An object that needs action (dispatch.py): its deletion, or a reconcile."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
@@ -21,6 +22,12 @@ class Reflector:
     The list comes in pages, so start-up never holds the whole collection at once; the
     caller keeps only what it needs of each object. A watch that expired (410) is followed
     by a new list, and objects that vanished meanwhile are reported as DELETED.
+
+    `watch_while_listing`: the first list is a snapshot at a resourceVersion read first, and the
+    watch from that version runs beside it, so what changes during a long start-up list (10 000
+    objects take seconds) is delivered at once, not after the whole list. The two never overlap
+    in time: the list says how each object was at that version, the watch only what came after,
+    so an object the watch delivered already is skipped when its (older) listed state comes.
     """
 
     def __init__(
@@ -30,16 +37,25 @@ class Reflector:
         on_change: Callable[[str, dict], Awaitable[None] | None],
         label_selector: str | None = None,
         page_size: int = 500,
+        watch_while_listing: bool = False,
     ):
         self.kube, self.path, self.on_change = kube, path, on_change
         self.params = {"labelSelector": label_selector} if label_selector else {}
         self.page_size = page_size
+        self.watch_while_listing = watch_while_listing
         self.synced = asyncio.Event()
         self._keys: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid, for DELETED on relist
+        self._watched: set[tuple[str, str]] | None = None  # while a list runs beside the watch: what it delivered
+        self._listing: asyncio.Task | None = None
 
-    async def _deliver(self, type_: str, obj: dict) -> None:
+    async def _deliver(self, type_: str, obj: dict, listed: bool = False) -> None:
         meta = obj["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
+        if self._watched is not None:
+            if listed and key in self._watched:
+                return  # the watch delivered something newer already
+            if not listed:
+                self._watched.add(key)
         if type_ == "DELETED":
             self._keys.pop(key, None)
         else:
@@ -48,29 +64,70 @@ class Reflector:
         if outcome is not None:
             await outcome
 
-    async def _list(self) -> str:
+    async def _list(self, at: str | None = None) -> str:
+        """Every object, page by page (`at`: as it was at that resourceVersion exactly)."""
         seen: set[tuple[str, str]] = set()
         cont, version = None, ""
+        exact = {"resourceVersion": at, "resourceVersionMatch": "Exact"} if at else {}
         while True:
-            query = urlencode({**self.params, "limit": str(self.page_size), **({"continue": cont} if cont else {})})
+            paging = {"continue": cont} if cont else exact  # a continue token carries the version
+            query = urlencode({**self.params, "limit": str(self.page_size), **paging})
             page = await self.kube.request("GET", f"{self.path}?{query}")
             for obj in page.get("items", []):
                 meta = obj["metadata"]
                 seen.add((meta.get("namespace", ""), meta["name"]))
-                await self._deliver("ADDED", obj)
+                await self._deliver("ADDED", obj, listed=True)
             cont, version = page["metadata"].get("continue"), page["metadata"]["resourceVersion"]
             if not cont:
                 break
+        seen |= self._watched or set()
         for key in [k for k in self._keys if k not in seen]:
             await self._deliver("DELETED", {"metadata": {"namespace": key[0], "name": key[1], "uid": self._keys[key]}})
+        return version
+
+    async def _list_beside_the_watch(self) -> str:
+        """The version the first list is a snapshot of; that list goes on in the background."""
+        if self._listing is not None:
+            self._listing.cancel()
+        query = urlencode({**self.params, "limit": "1"})
+        version: str = (await self.kube.request("GET", f"{self.path}?{query}"))["metadata"]["resourceVersion"]
+        watched: set[tuple[str, str]] = set()
+        self._watched = watched
+
+        async def listing() -> None:
+            at: str | None = version
+            try:
+                for failures in itertools.count():
+                    try:
+                        await self._list(at=at)
+                        break
+                    except Exception:
+                        log.warning("list of %s failed; listing again", self.path, exc_info=True)
+                        at = None  # the version may be compacted by now: the newest, the watch's keys still skipped
+                        await asyncio.sleep(backoff(failures, RELIST_BASE_SECONDS, RELIST_MAX_SECONDS))
+                self.synced.set()
+            finally:
+                if self._watched is watched:
+                    self._watched = None
+
+        self._listing = asyncio.create_task(listing())
         return version
 
     async def run(self) -> None:
         version: str | None = None
         failures = 0  # in a row: the relist backs off, so a sick apiserver is not listed in full every second
+        try:
+            await self._run(version, failures)
+        finally:
+            if self._listing is not None:
+                self._listing.cancel()
+
+    async def _run(self, version: str | None, failures: int) -> None:
         while True:
             try:
-                if version is None:
+                if version is None and self.watch_while_listing and not self.synced.is_set():
+                    version = await self._list_beside_the_watch()
+                elif version is None:
                     version = await self._list()
                     self.synced.set()
                     failures = 0
