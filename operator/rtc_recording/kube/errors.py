@@ -13,6 +13,8 @@ Transport errors (aiohttp's, timeouts) never leave `kube/` as themselves: caller
 
 from __future__ import annotations
 
+import json
+
 
 class KubeError(Exception):
     pass
@@ -32,8 +34,17 @@ class Failed(KubeError):
 
 class ApiError(Failed):
     def __init__(self, status: int, body: str):
-        super().__init__(f"HTTP {status}: {body[:500]}")
+        super().__init__(f"HTTP {status}: {_said(body)}")
         self.status = status
+
+
+def _said(body: str) -> str:
+    """The apiserver's own words from a metav1.Status body (one line for a log), else the body's start."""
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return message[:500] if isinstance(message, str) and message else body[:500].replace("\n", " ")
 
 
 class NamespaceTerminating(ApiError):
