@@ -858,7 +858,10 @@ CLASSES = rows(
     Row(
         "reading the class fails (apiserver): retried, nothing written",
         spec=CLASSED,
-        given=lambda w: w.kube.fail("GET", "/rtcrecordingclasses", ApiError(500, "etcd")),
+        given=lambda w: (
+            w.kube.fail("GET", "/rtcrecordingclasses", ApiError(500, "etcd"), times=None),
+            setattr(w.executor.ctx.classes, "sync_wait", 0.01),  # the watch cannot sync: listed, which fails too
+        ),
         raises=RetryLater,
         calls=[],
         status_writes=0,
@@ -905,8 +908,8 @@ async def test_classes_come_from_the_watch_once_it_has_synced() -> None:
     a_class()(w)
     for name in ("rec", "rec2", "rec3"):
         w.add(recording(name, **CLASSED))
-    await w.executor.reconcile(w.body("rec"))  # before the watch synced: read directly
-    await until(lambda: w.executor.ctx.classes._reflector.synced.is_set(), what="the class watch")
+    await w.executor.reconcile(w.body("rec"))  # the first Start waits for the watch's first list
+    assert w.executor.ctx.classes._reflector.synced.is_set()
     reads = len([r for r in w.kube.requests if r.kind == "rtcrecordingclasses"])
     w.kube.edit(
         "", "standard", lambda c: c["spec"].update(maxIdleSeconds=900), kind=CLASS_PLURAL
@@ -917,6 +920,18 @@ async def test_classes_come_from_the_watch_once_it_has_synced() -> None:
     assert [r for r in w.kube.requests if r.kind == "rtcrecordingclasses" and r.method == "GET"][reads:] == []
     assert [w.status(n)["phase"] for n in ("rec", "rec2", "rec3")] == ["Recording"] * 3
     assert w.cloud.tasks[w.status("rec3")["taskId"]].params["MaxIdleTime"] == 900
+
+
+async def test_the_starts_of_a_start_up_share_the_class_watchs_first_list() -> None:
+    """32 Starts at once each listed the classes before: 429s from an apiserver still filling its cache."""
+    w = World()
+    a_class()(w)
+    names = [f"rec{i}" for i in range(8)]
+    for name in names:
+        w.add(recording(name, **CLASSED))
+    await asyncio.gather(*(w.executor.reconcile(w.body(name)) for name in names))
+    lists = [r for r in w.kube.requests if r.kind == "rtcrecordingclasses" and r.method == "GET"]
+    assert len(lists) == 1 and [w.status(n)["phase"] for n in names] == ["Recording"] * len(names)
 
 
 # -- update --------------------------------------------------------------------------------------

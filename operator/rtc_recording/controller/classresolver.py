@@ -16,6 +16,8 @@ from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import NotFound
 from rtc_recording.kube.reflector import Reflector
 
+SYNC_WAIT_SECONDS = 2.0
+
 
 class ClassResolver:
     def __init__(self, kube: Kube):
@@ -23,6 +25,7 @@ class ClassResolver:
         self._classes: dict[str, RecordingClass] = {}
         self._reflector = Reflector(kube, class_path(), self._on_change)
         self._watch: asyncio.Task[None] | None = None
+        self.sync_wait = SYNC_WAIT_SECONDS
 
     def _on_change(self, type_: str, obj: dict) -> None:
         name = obj["metadata"]["name"]
@@ -32,12 +35,16 @@ class ClassResolver:
             self._classes[name] = RecordingClass.of(obj)
 
     async def _classes_now(self) -> dict[str, RecordingClass]:
-        """The watch starts with the first Start that needs it; until it has synced (or while it
-        cannot), the classes are listed as they are."""
+        """The watch starts with the first Start that needs it. The Starts of a start-up wait a moment
+        for its first list (one LIST, not one each: 32 at once met 429s from an apiserver still
+        filling its cache); if it cannot sync, the classes are listed as they are."""
         if self._watch is None:
             self._watch = asyncio.create_task(self._reflector.run(), name="recording classes")
-        if self._reflector.synced.is_set():
+        try:
+            await asyncio.wait_for(self._reflector.synced.wait(), self.sync_wait)
             return self._classes
+        except TimeoutError:
+            pass
         listed = await self.kube.request("GET", class_path())
         return {item["metadata"]["name"]: RecordingClass.of(item) for item in listed.get("items", [])}
 
