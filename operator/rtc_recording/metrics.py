@@ -25,6 +25,12 @@ QUOTA_QUEUE_DEPTH = Gauge(
 )
 
 # -- the operator ------------------------------------------------------------------------------
+HANDLERS = Gauge(
+    "rtcrec_handlers",
+    "RtcRecordings whose handler waits for one of the dispatcher's slots (state=waiting), runs (running), "
+    "or is to be run again after a delay (retrying).",
+    ["state"],
+)
 RECONCILES = Counter(
     "rtcrec_reconciles",
     "Decisions carried out, by action (start, update, stop, awaitoutcome, nothing) and outcome (ok, retry; "

@@ -3,6 +3,8 @@ object, a bounded number at once, fresh work first and each line first come firs
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from rtc_recording.api.names import STOP_FINALIZER
 from rtc_recording.controller.dispatch import Dispatcher
 from rtc_recording.controller.executor import RetryLater
@@ -166,3 +168,22 @@ async def test_waiting_too_long_is_late_for_health():
     assert d.late(120) == [("ns", "r")]
     d.saw("DELETED", obj("r"))
     assert d.late(120) == []
+
+
+async def test_the_handlers_gauge_says_how_many_wait_run_and_retry():
+    def gauge(state):
+        return REGISTRY.get_sample_value("rtcrec_handlers", {"state": state})
+
+    calls = Calls()
+    calls.gates["r"] = asyncio.Event()
+    calls.then["s"] = [RetryLater(10, "later")]
+    d = Dispatcher(calls, started="", limit=2)
+    for name in ("r", "s", "t"):
+        d.saw("ADDED", obj(name))
+    await settle()
+    assert (gauge("waiting"), gauge("running"), gauge("retrying")) == (0, 1, 1)  # t ran at once, s retries
+    calls.gates["r"].set()
+    await settle()
+    assert (gauge("waiting"), gauge("running"), gauge("retrying")) == (0, 0, 1)
+    d.saw("DELETED", obj("s"))
+    assert gauge("retrying") == 0

@@ -33,10 +33,13 @@ from rtc_recording.api.names import STOP_FINALIZER
 from rtc_recording.controller.executor import RetryLater
 from rtc_recording.controller.index import Key
 from rtc_recording.decide.actions import at_rest
+from rtc_recording.decide.backoff import backoff
+from rtc_recording.kube import errors as k8s
 
 log = logging.getLogger(__name__)
 LIMIT = 32
 ERROR_DELAY = 60.0  # an unexpected error: tried again after a minute, as Kopf did
+KUBE_RETRY_SECONDS = 1.0  # an apiserver failure: again after 1 s, doubling up to a minute
 Handler = Callable[[dict, int], Awaitable[None]]  # (object, retries so far) -> done, or RetryLater
 
 
@@ -103,6 +106,11 @@ class Dispatcher:
         self._cancel_timer(key)
         self._queue(key, obj, updated=key in self._handled)
 
+    def _count(self) -> None:
+        metrics.HANDLERS.labels(state="waiting").set(len(self._queued))
+        metrics.HANDLERS.labels(state="running").set(len(self._running))
+        metrics.HANDLERS.labels(state="retrying").set(len(self._timers))
+
     def late(self, stuck: float) -> list[Key]:
         """Objects that wait for a handler for longer than `stuck` seconds (health.py)."""
         now = self.clock()
@@ -131,6 +139,12 @@ class Dispatcher:
         self._pump()
 
     def _pump(self) -> None:
+        try:
+            self._take()
+        finally:
+            self._count()
+
+    def _take(self) -> None:
         while self._free and self._queued:
             key = self._next()
             if key is None:
@@ -160,9 +174,10 @@ class Dispatcher:
             await self.handler(obj, retry)
         except RetryLater as exc:
             delay = exc.delay
-            if self._said.get(key) != str(exc):  # one line per new reason, not one per retry
-                self._said[key] = str(exc)
-                log.info("%s/%s: trying again in %.1f s: %s", *key, delay, exc)
+            self._say(key, logging.INFO, str(exc), delay)
+        except k8s.Failed as exc:  # the apiserver is restarting or overloaded: no bug, no traceback
+            delay = backoff(retry, KUBE_RETRY_SECONDS, ERROR_DELAY)
+            self._say(key, logging.WARNING, f"the apiserver failed: {exc}", delay)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -187,6 +202,12 @@ class Dispatcher:
                 self._fresh.discard(key)
         self._pump()
 
+    def _say(self, key: Key, level: int, reason: str, delay: float) -> None:
+        """One line per new reason, not one per retry."""
+        if self._said.get(key) != reason:
+            self._said[key] = reason
+            log.log(level, "%s/%s: %s; trying again in %.1f s", *key, reason, delay)
+
     def _due(self, key: Key) -> None:
         del self._timers[key]
         if key in self._objects and key not in self._running:
@@ -206,3 +227,4 @@ class Dispatcher:
         self._objects.pop(key, None)
         if not handled:
             self._handled.pop(key, None)
+        self._count()

@@ -27,6 +27,7 @@ from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import KubeError
 from rtc_recording.kube.reflector import Reflector
 from rtc_recording.settings import Settings
 
@@ -85,7 +86,8 @@ class Operator:
         config = self.config
         # Our own watch, not Kopf's: what changes while 10 000 objects are listed comes at once (reflector.py).
         paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
-        watches = [Reflector(self.kube, path, self.saw, watch_while_listing=True) for path in paths]
+        # Pages of 100: the peak of a 10 000-object start-up is the page being parsed (whole objects).
+        watches = [Reflector(self.kube, path, self.saw, page_size=100, watch_while_listing=True) for path in paths]
         self.tasks = [
             *(asyncio.create_task(watch.run(), name="watch") for watch in watches),
             asyncio.create_task(self.poller.run(), name="poller"),
@@ -209,5 +211,7 @@ def _key(obj: dict) -> tuple[str, str]:
 async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
     try:
         await coroutine
-    except Exception:
-        log.warning("a background step failed; the next event tries again", exc_info=True)
+    except Exception as exc:
+        log.warning(
+            "a background step failed: %s; the next event tries again", exc, exc_info=not isinstance(exc, KubeError)
+        )

@@ -17,9 +17,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 from rtc_recording.api.recording import LIVE
+from rtc_recording.api.task import CloudError
+from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.controller.index import Tracked
+from rtc_recording.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
+EXPECTED = (KubeError, CloudError, CredentialsUnavailable)  # an outage, not a bug
 
 Key = tuple[str, str]
 
@@ -79,8 +83,8 @@ class Poller:
             self._schedule(due, self.interval)
             try:
                 await self.describe(self._objects[due])
-            except Exception:
-                log.warning("polling %s/%s failed", *due, exc_info=True)
+            except Exception as exc:  # the next visit tries again; a traceback only for what is no outage
+                log.warning("polling %s/%s failed: %s", *due, exc, exc_info=not isinstance(exc, EXPECTED))
             await asyncio.sleep(self.spacing)
 
     def _next_due(self) -> Key | None:

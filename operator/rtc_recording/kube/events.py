@@ -53,8 +53,8 @@ class EventRecorder:
             await self._post(obj, type_, reason, message, key, repeat)
         except NamespaceTerminating:
             return Posted.NAMESPACE_TERMINATING
-        except (Failed, NotFound, Conflict):
-            log.warning("could not post event %s for %s/%s", reason, meta["namespace"], meta["name"], exc_info=True)
+        except (Failed, NotFound, Conflict) as exc:
+            log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
             return Posted.NO
         return Posted.YES
 

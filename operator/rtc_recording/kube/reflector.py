@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from rtc_recording.decide.backoff import backoff
 from rtc_recording.kube.client import Kube
+from rtc_recording.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 RELIST_BASE_SECONDS = 1.0
@@ -101,8 +102,8 @@ class Reflector:
                     try:
                         await self._list(at=at)
                         break
-                    except Exception:
-                        log.warning("list of %s failed; listing again", self.path, exc_info=True)
+                    except Exception as exc:
+                        _failed("list", self.path, exc)
                         at = None  # the version may be compacted by now: the newest, the watch's keys still skipped
                         await asyncio.sleep(backoff(failures, RELIST_BASE_SECONDS, RELIST_MAX_SECONDS))
                 self.synced.set()
@@ -141,8 +142,13 @@ class Reflector:
                         await self._deliver(event["type"], obj)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("watch of %s failed; listing again", self.path, exc_info=True)
+            except Exception as exc:
+                _failed("watch", self.path, exc)
                 version = None
                 await asyncio.sleep(backoff(failures, RELIST_BASE_SECONDS, RELIST_MAX_SECONDS))
                 failures += 1
+
+
+def _failed(what: str, path: str, exc: Exception) -> None:
+    """One line when the apiserver failed (it restarts, it is overloaded); a traceback for anything else."""
+    log.warning("%s of %s failed: %s; listing again", what, path, exc, exc_info=not isinstance(exc, KubeError))

@@ -92,10 +92,10 @@ class Writes:
                     base = current if attempt == 1 else None
                     written, patch = await self.ctx.kube.mutate_status(ns, name, announced, current=base)
                     break
-                except k8s.Failed:
+                except k8s.Failed as exc:
                     if attempt == tries:
                         raise
-                    log.warning("%s/%s: status write failed, retrying", ns, name, exc_info=True)
+                    log.warning("%s/%s: status write failed (%s), retrying", ns, name, exc)
                     await asyncio.sleep(self.ctx.backoff(attempt))
         except BaseException:
             for key in stamped:  # it may have landed: the next look at the object posts it (`announce`)
