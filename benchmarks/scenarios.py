@@ -856,20 +856,18 @@ def _seed_unproven(stack: Stack, template: dict, n: int) -> None:
     etcd_put_all(stack, objects)
 
 
-def _handled(stack: Stack) -> int:
-    """The seeded resources that Kopf is done with: its diff-base written, no progress."""
-    kopf = [
-        (i.get("status") or {}).get("kopf") or {}
-        for i in stack.items()
-        if i["metadata"]["namespace"] == BUSY_NS and i["metadata"]["name"] != "template"
-    ]
-    return sum(1 for k in kopf if k.get("lastHandled") and not k.get("progress"))
+def _handled(stack: Stack, n: int) -> int:
+    """The seeded resources the operator is done with: all seen (its index), and no handler waiting,
+    running or to be retried (`rtcrec_handlers`); 0 until then."""
+    metrics = stack.operator_metrics()
+    busy = sum(total(metrics, "rtcrec_handlers", state=state) for state in ("waiting", "running", "retrying"))
+    return n if total(metrics, "rtcrec_recordings") >= n and not busy else 0
 
 
 def busy_restart(workdir: Path, run: int, n: int = 2000, stall_seconds: float = 0.0) -> dict[str, Any]:
-    """The operator starts with `n` resources that all need a handler (`_seed_unproven`); new
+    """The operator starts with `n` resources that all need action (`_seed_unproven`); new
     resources are created 1, 3 and 5 s after its start. With `stall_seconds`, kube-apiserver is
-    frozen (SIGSTOP) for that long once Kopf has handled the first of them. Figures: exits, time
+    frozen (SIGSTOP) for that long once the operator serves its metrics (it is at work). Figures: exits, time
     until every object was handled, the new ones' latency, and the audit (duplicates, leaks)."""
     stack = Stack(workdir, seed=run)
     try:
@@ -890,10 +888,10 @@ def busy_restart(workdir: Path, run: int, n: int = 2000, stall_seconds: float = 
         while time.monotonic() < deadline:
             now = time.monotonic() - started
             try:
-                done = _handled(stack)
+                done = _handled(stack, n)
             except Exception:  # the apiserver is still waking up
                 done = 0
-            if stall_seconds and not stalled and done:  # Kopf is at work on the backlog
+            if stall_seconds and not stalled and stack.operator_metrics():  # the operator is at work
                 log(f"f: kube-apiserver stopped (SIGSTOP) for {stall_seconds:.0f} s")
                 os.kill(pid, signal.SIGSTOP)
                 time.sleep(stall_seconds)
