@@ -152,7 +152,9 @@ async def test_at_most_the_limit_at_once_fresh_work_first_each_line_in_the_order
     for i in (1, 2):
         d.saw("ADDED", obj(f"new-{i}", created="2026-06-01T00:00:01Z"))
     await settle()
-    assert [c[0] for c in calls.calls] == ["old-0"] and d.waiting == 4
+    assert [c[0] for c in calls.calls] == ["old-0"] and REGISTRY.get_sample_value(
+        "rtcrec_handlers", {"state": "waiting"}
+    ) == 4
     for gate in calls.gates.values():
         gate.set()
     await settle()

@@ -390,6 +390,7 @@ START = rows(
         want={
             "phase": "Starting",
             "reason": "UnknownOutcome",  # in status too, not only in the Event
+            "attempt.answerLost": True,  # the receiver records a callback naming its task at once
             "attempt.number": 1,
             "attempt.notExecuted": ABSENT,
             "taskId": ABSENT,

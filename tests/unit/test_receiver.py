@@ -255,6 +255,14 @@ OUTCOMES = rows(
         elapsed=SETTLED,
     ),
     RRow(
+        "adopt: the operator wrote that the answer was lost: news, recorded at once (no settle, no deferral)",
+        known=[rec({**PENDING, "reason": "UnknownOutcome", "attempt": {"number": 1, "answerLost": True}})],
+        settle=TIMED,
+        defer=4 * TIMED,
+        evidence=[("alive", 1, "task-1", "TaskRunning")],
+        elapsed=QUICK,
+    ),
+    RRow(
         "deferred: the watch shows the Start's answer after the settle wait: nothing recorded (no news)",
         known=[rec(PENDING)],
         settle=TIMED / 4,

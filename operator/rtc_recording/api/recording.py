@@ -316,6 +316,7 @@ class Attempt(_Status):
     started_at: datetime | None = None
     generation: int | None = None
     not_executed: bool | None = None
+    answer_lost: bool | None = None
 
 
 class VodMedia(_Status):

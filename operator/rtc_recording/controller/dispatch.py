@@ -116,10 +116,6 @@ class Dispatcher:
         now = self.clock()
         return [key for key, since in self._queued.items() if now - since > stuck]
 
-    @property
-    def waiting(self) -> int:
-        return len(self._queued)
-
     async def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()

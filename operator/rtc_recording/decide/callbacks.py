@@ -23,6 +23,7 @@ class View:
     pending_attempt: int | None  # the attempt whose answer is unknown, if any
     stopped_tasks: frozenset[str] = frozenset()  # its strays already stopped, and its ended tasks
     attempt: int | None = None  # status.attempt.number: the last attempt written ahead
+    lost: bool = False  # the operator wrote that the pending attempt's answer was lost
 
     @classmethod
     def of(cls, obj: dict) -> View:
@@ -44,6 +45,7 @@ class View:
             pending,
             frozenset([*status.stray_task_ids, *(h.task_id for h in status.history)]) or _NONE_STOPPED,
             status.attempt.number if status.attempt is not None else None,
+            bool(pending and status.attempt and status.attempt.answer_lost),
         )
 
 

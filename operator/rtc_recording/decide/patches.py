@@ -124,7 +124,13 @@ def answer_lost(status: RtcRecordingStatus) -> bool:
 def attempt_recorded(status: RtcRecordingStatus, attempt: int, generation: int, now: datetime) -> dict:
     """Written (compare-and-swap) before Start is called. A recording waiting for participants
     keeps saying so: only the attempt changes."""
-    ahead = {"number": attempt, "startedAt": stamp(now), "generation": generation, "notExecuted": None}
+    ahead = {
+        "number": attempt,
+        "startedAt": stamp(now),
+        "generation": generation,
+        "notExecuted": None,
+        "answerLost": None,
+    }
     if waiting(status):
         return {"taskId": None, "attempt": ahead}
     retry = answer_lost(status)
@@ -225,8 +231,12 @@ def start_refused(status: RtcRecordingStatus, code: str, message: str, generatio
 
 
 def answer_unknown(status: RtcRecordingStatus, message: str, generation: int, now: datetime) -> dict:
-    """The Start was sent and its answer lost: the attempt stays pending until a callback names its task."""
-    return transition(status, Phase.STARTING, Reason.UNKNOWN_OUTCOME, message, generation, now)
+    """The Start was sent and its answer lost: the attempt stays pending until a callback names its
+    task, which the receiver then records at once (decide/callbacks.py)."""
+    return {
+        **transition(status, Phase.STARTING, Reason.UNKNOWN_OUTCOME, message, generation, now),
+        "attempt": {"answerLost": True},
+    }
 
 
 def cloud_unreachable(status: RtcRecordingStatus, message: str, generation: int, now: datetime) -> dict:

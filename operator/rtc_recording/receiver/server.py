@@ -304,7 +304,7 @@ class Receiver:
         try:
             action = await self.process(key, uid, attempt, callback, self.settle_seconds)
             relayed = self._relayed(key, uid, action, callback) and self._within_rate(request.path)
-            deferred = isinstance(action, callbacks.Adopt)
+            deferred = isinstance(action, callbacks.Adopt) and not self._lost(key, attempt)
             if relayed or not (deferred or isinstance(action, callbacks.Ignore)):  # only what writes is checked
                 await self._claim(request.headers, callback.event_type, digest)
             if deferred:
@@ -439,11 +439,16 @@ class Receiver:
         deadline = loop.time() + settle
         while True:
             action = self._decide(key, uid, attempt, callback)
-            if not isinstance(action, callbacks.Adopt) or loop.time() >= deadline:
+            if not isinstance(action, callbacks.Adopt) or loop.time() >= deadline or self._lost(key, attempt):
                 break
             await self._changed(key, deadline - loop.time())
         log.info("%s/%s attempt %s: %s %s -> %s", *key, attempt, callback.event_type, callback.task_id, action)
         return action
+
+    def _lost(self, key: tuple[str, str], attempt: int) -> bool:
+        """The operator wrote that this attempt's answer was lost: a callback naming its task is news now."""
+        known = self.known.get(key)
+        return known is not None and known.view.lost and known.view.pending_attempt == attempt
 
     def _decide(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> callbacks.CallbackAction:
         known = self.known.get(key)
