@@ -282,7 +282,7 @@ SECTIONS: dict[str, tuple[str, list[Row]]] = {
             ("leaks", "... leaks", "{:.0f}", "0", zero),
             (
                 "stall_handled_seconds",
-                "the same, kube-apiserver frozen (SIGSTOP) for 8 s once Kopf is at work: every one handled",
+                "the same, kube-apiserver frozen (SIGSTOP) for 8 s once the operator is at work: every one handled",
                 "{:.1f} s",
                 "",
                 None,
