@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 
 @kopf.on.login()
 async def login(**_) -> kopf.ConnectionInfo:
-    # Kopf's own session, whose pool has no limit. A bounded one (34) starved Kopf, for a cause not
-    # yet found: 54 of 1000 pre-created resources never got their finalizer (BENCHMARKS.md (f)).
+    # Kopf's own session (the schedules' watch), whose pool has no limit.
     c = Connection.load()
     return kopf.ConnectionInfo(
         server=c.server,
@@ -49,8 +48,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING  # we post one Event per transition ourselves
     settings.scanning.disabled = True  # the CRD is installed up front: no RBAC on CRDs needed
-    # Memory at 10 000 objects (docs/scale.md): an idle worker exits after half a second instead
-    # of five, and where the apiserver streams lists (1.34+) the start-up needs no LIST at all.
+    # The schedules' watch: an idle worker exits after half a second instead of five, and where the
+    # apiserver streams lists (1.34+) the start-up needs no LIST of them.
     settings.queueing.idle_timeout = 0.5
     kube = Kube(Connection.load())
     settings.watching.initial_streaming = await kube.streams_lists(config.namespaces)
