@@ -27,7 +27,6 @@ from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.decide import ownership
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.errors import KubeError
 from rtc_recording.kube.reflector import Reflector
 from rtc_recording.settings import Settings
 
@@ -64,7 +63,7 @@ class Operator:
         interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
         poller = Poller(executor.describe, interval, config.poll_calls_per_second)
         dispatcher = Dispatcher(lambda obj, retry: op.handle(obj, retry), timestamps.now(), previous_mark)
-        op = cls(
+        op = cls(  # the dispatcher runs op.handle
             config=config,
             kube=kube,
             index=index,
@@ -82,7 +81,7 @@ class Operator:
         return op
 
     def start(self) -> None:
-        """The loops that run beside Kopf's handlers."""
+        """The operator's loops: its watch of the RtcRecordings, the poller, the schedules, the deadlines..."""
         config = self.config
         # Our own watch, not Kopf's: what changes while 10 000 objects are listed comes at once (reflector.py).
         paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
@@ -213,5 +212,5 @@ async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
         await coroutine
     except Exception as exc:
         log.warning(
-            "a background step failed: %s; the next event tries again", exc, exc_info=not isinstance(exc, KubeError)
+            "a background step failed: %s; the next event tries again", exc, exc_info=not isinstance(exc, k8s.KubeError)
         )
