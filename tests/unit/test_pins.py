@@ -27,11 +27,11 @@ class FakeKube:
             raise NotFound(name)
         return self.secret
 
-    async def patch_secret_finalizers(self, namespace, name, finalizers, resource_version):
+    async def patch_finalizers(self, path, finalizers, resource_version):
         if self.conflicts:
             self.conflicts -= 1
             self.secret = {**self.secret, "metadata": {**self.secret["metadata"], "resourceVersion": "2"}}
-            raise Conflict(name)
+            raise Conflict(path)
         assert resource_version == self.secret["metadata"]["resourceVersion"]
         self.patches += 1
         self.secret = {**self.secret, "metadata": {**self.secret["metadata"], "finalizers": finalizers}}

@@ -31,6 +31,7 @@ from rtc_recording.kube.reflector import Reflector
 from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
+FINALIZER_TRIES = 5  # compare-and-swaps of the finalizer list before the dispatcher tries again later
 
 
 @dataclass
@@ -155,7 +156,9 @@ class Operator:
         if STOP_FINALIZER not in finalizers:  # before any Start: its task is stopped before the object goes
             try:
                 obj = await self.kube.patch_finalizers(
-                    meta["namespace"], meta["name"], [*finalizers, STOP_FINALIZER], meta["resourceVersion"]
+                    recording_path(meta["namespace"], meta["name"]),
+                    [*finalizers, STOP_FINALIZER],
+                    meta["resourceVersion"],
                 )
             except k8s.Conflict:
                 raise RetryLater(0.2, "changed since it was read") from None
@@ -168,25 +171,27 @@ class Operator:
         await self.executor.delete(obj, retry)
         secret = ((obj.get("spec") or {}).get("credentialsSecretRef") or {}).get("name")
         await self.pins.release(meta["namespace"], secret, but=meta["uid"])
-        while True:  # only ours goes: a merge patch of the list, compare-and-swap
+        path = recording_path(meta["namespace"], meta["name"])
+        for _ in range(FINALIZER_TRIES):  # only ours goes: a merge patch of the list, compare-and-swap
             finalizers = meta.get("finalizers") or []
             if STOP_FINALIZER not in finalizers:
                 return
             try:
                 await self.kube.patch_finalizers(
-                    meta["namespace"],
-                    meta["name"],
-                    [f for f in finalizers if f != STOP_FINALIZER],
-                    meta["resourceVersion"],
+                    path, [f for f in finalizers if f != STOP_FINALIZER], meta["resourceVersion"]
                 )
                 return
             except k8s.NotFound:
                 return
             except k8s.Conflict:
-                fresh = await self.kube.get_recording(meta["namespace"], meta["name"])
+                try:
+                    fresh = await self.kube.get_recording(meta["namespace"], meta["name"])
+                except k8s.NotFound:
+                    return
                 if fresh["metadata"]["uid"] != meta["uid"]:
                     return
                 meta = fresh["metadata"]
+        raise RetryLater(0.2, "the finalizer could not be removed: the object kept changing")
 
     async def close(self) -> None:
         await self.dispatcher.close()

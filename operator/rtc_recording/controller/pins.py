@@ -27,7 +27,7 @@ from rtc_recording.api.recording import SETTLED
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import CREDENTIALS, SecretCache
 from rtc_recording.controller.index import Tracked
-from rtc_recording.kube.client import Kube
+from rtc_recording.kube.client import Kube, secret_path
 from rtc_recording.kube.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,8 @@ class Pins:
                 return  # being deleted: no finalizer can be added any more (and none is needed for a Start)
             try:
                 self.secrets.remember(
-                    await self.kube.patch_secret_finalizers(
-                        namespace, name, [*finalizers, CREDENTIALS_FINALIZER], meta["resourceVersion"]
+                    await self.kube.patch_finalizers(
+                        secret_path(namespace, name), [*finalizers, CREDENTIALS_FINALIZER], meta["resourceVersion"]
                     )
                 )
                 self.unpinned.discard((namespace, name))
@@ -129,8 +129,10 @@ class Pins:
                 self.unpinned.add((namespace, name))
                 return
             try:
-                await self.kube.patch_secret_finalizers(
-                    namespace, name, [f for f in finalizers if f != CREDENTIALS_FINALIZER], meta["resourceVersion"]
+                await self.kube.patch_finalizers(
+                    secret_path(namespace, name),
+                    [f for f in finalizers if f != CREDENTIALS_FINALIZER],
+                    meta["resourceVersion"],
                 )
                 self.secrets.forget(namespace, name)
                 self.unpinned.add((namespace, name))

@@ -83,11 +83,11 @@ class Kube:
         except (NotFound, Conflict):
             pass
 
-    async def patch_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> dict:
-        """Set an RtcRecording's finalizers, nothing else, if it is still at `resource_version`."""
+    async def patch_finalizers(self, path: str, finalizers: list[str], resource_version: str) -> dict:
+        """Set the finalizers of the object at `path`, nothing else, if it is still at `resource_version`."""
         return await self.request(
             "PATCH",
-            recording_path(namespace, name),
+            path,
             json={"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
             content_type="application/merge-patch+json",
         )
@@ -163,18 +163,7 @@ class Kube:
     # -- core ------------------------------------------------------------------------------
     async def get_secret(self, namespace: str, name: str) -> dict:
         """The whole Secret; `.data` values still base64-encoded as the API returns them."""
-        return await self.request("GET", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}")
-
-    async def patch_secret_finalizers(
-        self, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> dict:
-        """Set a Secret's finalizers, nothing else, if it is still at `resource_version`."""
-        return await self.request(
-            "PATCH",
-            f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}",
-            json={"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
-            content_type="application/merge-patch+json",
-        )
+        return await self.request("GET", secret_path(namespace, name))
 
     async def create(self, path: str, obj: dict) -> dict:
         return await self.request("POST", path, json=obj)
@@ -204,3 +193,7 @@ class Kube:
                             yield jsonlib.loads(line)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(f"watch {path}: {exc!r}") from exc
+
+
+def secret_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}"
