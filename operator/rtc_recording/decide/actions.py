@@ -301,6 +301,12 @@ def next_action(
     return GiveUp(number) if give_up is not None and now >= give_up else Start(attempt=number + 1)
 
 
+def event_posted(stamped: str | None, mark: str) -> bool:
+    """Was a pendingEvent stamped then posted, by the leader whose Lease left `mark`? Stamps and marks
+    are MicroTimes, compared as text; one without a stamp (an older operator's) only once a mark exists."""
+    return (stamped or "") < mark
+
+
 def at_rest(obj: Mapping[str, Any], posted_before: str = "") -> bool:
     """Would a resume of this object decide Nothing, whatever the clock says? Read from the raw
     object, before any parsing: at 10 000 objects a restart needs no handler for these
@@ -309,7 +315,7 @@ def at_rest(obj: Mapping[str, Any], posted_before: str = "") -> bool:
     (controller/executor/writes.py)."""
     status, meta = obj.get("status") or {}, obj["metadata"]
     pending = status.get("pendingEvent")
-    if pending and (pending.get("at") or "") >= posted_before:
+    if pending and not event_posted(pending.get("at"), posted_before):
         return False
     if meta.get("deletionTimestamp") or not status.get("phase"):
         return False

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from rtc_recording.api import timestamps
 from rtc_recording.api.recording import SETTLED, PendingEvent, Phase, RtcRecordingStatus, status_of
 from rtc_recording.controller.executor.context import PERSIST_TRIES, Context
-from rtc_recording.decide import patches
+from rtc_recording.decide import actions, patches
 from rtc_recording.decide.ownership import REASON as NOT_PROVEN
 from rtc_recording.decide.ownership import refusal
 from rtc_recording.kube import errors as k8s
@@ -146,7 +146,7 @@ class Writes:
         if pending.key.startswith(self._token):  # this process's: it knows
             if pending.key not in self._unposted and pending.key not in self._unsure:
                 return
-        elif (pending.at or "") < self.previous_mark:
+        elif actions.event_posted(pending.at, self.previous_mark):
             return  # the leader before posted it
         if await self.event(obj, pending.type, pending.reason, pending.message, key=pending.key) is Posted.NO:
             self._doubt(pending.key)  # it stays pending, and the next reconcile posts it
