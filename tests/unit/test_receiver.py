@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from rtc_recording import metrics
 from rtc_recording.api.callback import callback_headers, path_key
@@ -1215,3 +1216,20 @@ async def test_a_relay_whose_delete_fails_is_not_sent_twice(monkeypatch) -> None
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert len(user.received) == 1
+
+
+async def test_a_deferred_callback_whose_replay_marker_cannot_be_written_is_counted_as_an_error(caplog):
+    """Said as a refused callback is said (a counter, one line), not as a bug with its traceback."""
+
+    def errors() -> float:
+        return REGISTRY.get_sample_value("rtcrec_callbacks_total", {"event": "TaskRunning", "outcome": "error"}) or 0
+
+    before = errors()
+    row = RRow(
+        "deferred, its marker refused",
+        known=[rec(PENDING)],
+        given=lambda rig: rig.kube.fail("POST", "/configmaps$", ApiError(500, "etcd"), times=None),
+        evidence=[],
+    )
+    await run(row)
+    assert errors() == before + 1 and "Traceback" not in caplog.text and "not recorded" in caplog.text

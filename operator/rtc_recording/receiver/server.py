@@ -315,9 +315,7 @@ class Receiver:
                 relay = Relay(key[0], key[1], uid, relayed_body(body, callback.payload), int(self.clock()))
                 await self._create(relay.to_configmap(self.evidence_namespace))
         except _Refused as refused:
-            self.replays.undo(request.headers, callback.event_type, digest)
-            outcome = "rejected" if refused.status < 500 else "error"
-            metrics.CALLBACKS.labels(event=event, outcome=outcome).inc()
+            self._refused(request.headers, callback.event_type, digest, event, refused)
             return web.json_response({"Code": refused.status, "Msg": refused.message}, status=refused.status)
         except Exception:
             log.exception("callback %s for %s/%s not recorded", event, *key)
@@ -346,12 +344,20 @@ class Receiver:
                 metrics.CALLBACKS.labels(
                     event=callback.event_type, outcome="ignored" if isinstance(action, callbacks.Ignore) else "recorded"
                 ).inc()
+            except _Refused as refused:  # a replayed body, or no apiserver for its marker: said as handle says it
+                self._refused(headers, callback.event_type, digest, callback.event_type, refused)
+                log.warning("callback %s for %s/%s not recorded: %s", callback.event_type, *key, refused.message)
             except Exception:
                 log.exception("callback %s for %s/%s not recorded", callback.event_type, *key)
 
         task = asyncio.create_task(decide_later())
         self._deferred.add(task)  # a task nobody holds may be collected mid-flight
         task.add_done_callback(self._deferred.discard)
+
+    def _refused(self, headers: Mapping[str, str], event_type: str, digest: str, event: str, refused: _Refused) -> None:
+        """A callback refused after its signature was admitted: its pair may be sent again, and it is counted."""
+        self.replays.undo(headers, event_type, digest)
+        metrics.CALLBACKS.labels(event=event, outcome="rejected" if refused.status < 500 else "error").inc()
 
     async def drain(self) -> None:
         """Until every deferred callback is decided (and recorded if it is news)."""
