@@ -115,15 +115,15 @@ class Reflector:
         return version
 
     async def run(self) -> None:
-        version: str | None = None
-        failures = 0  # in a row: the relist backs off, so a sick apiserver is not listed in full every second
         try:
-            await self._run(version, failures)
+            await self._run()
         finally:
             if self._listing is not None:
                 self._listing.cancel()
 
-    async def _run(self, version: str | None, failures: int) -> None:
+    async def _run(self) -> None:
+        version: str | None = None
+        failures = 0  # in a row: the relist backs off, so a sick apiserver is not listed in full every second
         while True:
             try:
                 if version is None and self.watch_while_listing and not self.synced.is_set():
