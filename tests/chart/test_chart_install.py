@@ -101,6 +101,8 @@ def test_install_creates_every_object(release):
     for kind in ("clusterrole", "clusterrolebinding"):
         for name in (f, f"{f}-receiver"):
             release.get(kind, name, namespace="")
+    for kind in ("mutatingadmissionpolicy", "mutatingadmissionpolicybinding"):  # the API is GA on 1.36
+        release.get(kind, f"{ns}-{f}-stop-finalizer"[:63].rstrip("-"), namespace="")
     status = json.loads(release.helm_run("status", "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
     assert "Callback URL: https://cb.example.com" in status["info"]["notes"]

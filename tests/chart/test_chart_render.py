@@ -102,6 +102,39 @@ def test_chart_crds_are_the_top_level_crds():
     assert not (CHART / "crds").exists(), "Helm would install crds/ and then fail on the templated CRD"
 
 
+def test_chart_policies_are_the_top_level_policies():
+    top, chart = binaries.REPO_ROOT / "policies", CHART / "files" / "policies"
+    assert sorted(p.name for p in chart.iterdir()) == sorted(p.name for p in top.iterdir())
+    for path in top.iterdir():
+        assert (chart / path.name).read_bytes() == path.read_bytes(), f"copy policies/{path.name} to {chart}"
+
+
+MAP = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+
+
+def test_finalizer_policy_only_where_the_api_is_served_and_only_in_watched_namespaces(helm):
+    """The rendered policy is policies/ renamed per release; its binding selects the watched namespaces."""
+    assert not find(helm.template(), "MutatingAdmissionPolicy")  # 1.34, 1.35: the API is beta and off
+    out = helm.run("template", "rtc", str(CHART), "-n", NAMESPACE, "--api-versions", MAP).stdout
+    objs = [doc for doc in yaml.safe_load_all(out) if doc]
+    (policy,) = find(objs, "MutatingAdmissionPolicy")
+    (binding,) = find(objs, "MutatingAdmissionPolicyBinding")
+    top = {
+        d["kind"]: d for d in yaml.safe_load_all((binaries.REPO_ROOT / "policies" / "stop-finalizer.yaml").read_text())
+    }
+    assert policy["spec"] == top["MutatingAdmissionPolicy"]["spec"]
+    assert policy["metadata"]["name"] == binding["metadata"]["name"] == binding["spec"]["policyName"]
+    assert policy["metadata"]["name"].startswith(NAMESPACE)  # cluster-scoped: one per release
+    assert "matchResources" not in binding["spec"]  # every namespace, as the operator watches them all
+    scoped = helm.run(
+        "template", "rtc", str(CHART), "-n", NAMESPACE, "--api-versions", MAP, "--set", "watchNamespaces={a,b}"
+    ).stdout
+    (binding,) = find([d for d in yaml.safe_load_all(scoped) if d], "MutatingAdmissionPolicyBinding")
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+    ]
+
+
 def test_rendered_crds_are_the_top_level_crds_labelled_and_kept(helm):
     """What the template makes of files/crds/ is crds/ in content, plus the chart's labels and
     the keep annotation: nothing else changes on the way through fromYaml and toYaml."""

@@ -6,6 +6,8 @@ import urllib.request
 
 import pytest
 
+from rtc_recording.api.names import STOP_FINALIZER
+
 from .conftest import recording, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -33,6 +35,18 @@ def test_apply_records_and_delete_stops(stack, namespace, channel):
     stack.cluster.kubectl("delete", "rtcrec", "standup", "-n", namespace, "--wait=true", "--timeout=30s")
     assert stack.get(namespace, "standup") is None
     assert [t["status"] for t in stack.tasks(channel)] == ["STOPPED"]
+
+
+def test_the_apiserver_puts_the_finalizer_on_and_the_operator_writes_none(stack, namespace, channel):
+    """policies/ (applied with the CRDs on 1.36+): the finalizer comes with the create, so the
+    operator's first write for a Start is its write-ahead. A finalizer patch of its own would own
+    metadata.finalizers in managedFields (a merge patch records what it changed)."""
+    stack.apply(namespace, recording("fenced", channel))
+    stack.wait_phase(namespace, "fenced", "Recording")
+    meta = stack.get(namespace, "fenced")["metadata"]
+    assert meta["finalizers"] == [STOP_FINALIZER]
+    owners = [m["manager"] for m in meta["managedFields"] if "f:finalizers" in m["fieldsV1"].get("f:metadata", {})]
+    assert owners == []
 
 
 def scrape(port: str, path: str) -> tuple[int, str]:

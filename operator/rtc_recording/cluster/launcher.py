@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import yaml
+
+from rtc_recording.api.names import STOP_FINALIZER, recording_path
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
 from rtc_recording.kube.errors import NotFound
@@ -259,7 +262,8 @@ class LocalCluster:
         return proc
 
     def apply_crds(self) -> None:
-        """Install the project's CRDs and wait until the apiserver serves them."""
+        """Install the project's CRDs and wait until the apiserver serves them, with the admission policy
+        that puts the operator's finalizer on each new RtcRecording where the apiserver has the API (1.36+)."""
         self.kubectl("apply", "--server-side", "-f", str(binaries.REPO_ROOT / "crds"))
         # A CRD just applied may have no conditions yet (kubectl wait then errors out), and its
         # OpenAPI (kubectl explain) is published a moment after it is Established.
@@ -270,6 +274,20 @@ class LocalCluster:
         ):
             if time.monotonic() > deadline:
                 raise ClusterError("the CRDs were not served within 60 s")
+            time.sleep(0.2)
+        served = self.api.get("/apis/admissionregistration.k8s.io/v1") or {}
+        if any(r["name"] == "mutatingadmissionpolicies" for r in served.get("resources", [])):
+            self.kubectl("apply", "--server-side", "-f", str(binaries.REPO_ROOT / "policies"))
+            self._wait_for_the_finalizer_policy()
+
+    def _wait_for_the_finalizer_policy(self) -> None:
+        """A policy acts a moment after it is created: until a dry-run create comes back with the finalizer."""
+        probe = yaml.safe_load((binaries.REPO_ROOT / "examples" / "mixed-oss-minimal.yaml").read_text())
+        path = recording_path("default") + "?dryRun=All"
+        deadline = time.monotonic() + 60
+        while STOP_FINALIZER not in self.api.request("POST", path, probe)["metadata"].get("finalizers", []):
+            if time.monotonic() > deadline:
+                raise ClusterError("the finalizer policy did not act within 60 s")
             time.sleep(0.2)
 
 
