@@ -289,7 +289,9 @@ class Stack:
                 **settings,
             )
             self.operator = Kubelet("run", self.env, workdir / "operator.log")
-            self.receiver = RtcrecProcess("receiver", self.env, workdir / "receiver.log")
+            # As the chart runs it: trusting the cluster's CA alone (templates/receiver-deployment.yaml).
+            receiver_env = {**self.env, "SSL_CERT_FILE": str(self.cluster.state_dir / "pki" / "apiserver.crt")}
+            self.receiver = RtcrecProcess("receiver", receiver_env, workdir / "receiver.log")
             self.loop = Loop()
             self.kube = Kube(Connection.from_kubeconfig(str(self.cluster.kubeconfig)))
             self.tracker = Tracker(self)

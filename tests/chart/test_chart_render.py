@@ -469,6 +469,9 @@ def test_rrsa_mounts_a_projected_token_for_sts_in_the_operator_only(helm):
     objs = helm.template(VALUE_SETS["rrsa"])
     receiver = one(objs, "Deployment", RECEIVER)
     assert not [n for n in env_of(receiver) if n.startswith("ALIBABA_CLOUD_")]
+    # Its one TLS peer is the API server: the cluster's CA is all it trusts.
+    assert env_of(receiver)["SSL_CERT_FILE"]["value"] == "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    assert "SSL_CERT_FILE" not in env_of(one(objs, "Deployment", OPERATOR))  # it calls the cloud
     assert [v["name"] for v in receiver["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
     for d in [one(objs, "Deployment", OPERATOR)]:
         env = {k: e.get("value") for k, e in env_of(d).items() if k.startswith("ALIBABA_CLOUD_")}

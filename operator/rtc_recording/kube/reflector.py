@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
@@ -49,12 +50,13 @@ class Reflector:
         self._watched: set[tuple[str, str]] | None = None  # while a list runs beside the watch: what it delivered
         self._listing: asyncio.Task | None = None
 
-    async def _deliver(self, type_: str, obj: dict, listed: bool = False) -> None:
+    async def _deliver(self, type_: str, obj: dict, listed: bool = False) -> tuple[str, str]:
         meta = obj["metadata"]
-        key = (meta.get("namespace", ""), meta["name"])
+        # One namespace string for all its objects (a parsed one each would cost 50 bytes an object).
+        key = (sys.intern(meta.get("namespace", "")), meta["name"])
         if self._watched is not None:
             if listed and key in self._watched:
-                return  # the watch delivered something newer already
+                return key  # the watch delivered something newer already
             if not listed:
                 self._watched.add(key)
         if type_ == "DELETED":
@@ -64,6 +66,7 @@ class Reflector:
         outcome = self.on_change(type_, obj)
         if outcome is not None:
             await outcome
+        return key
 
     async def _list(self, at: str | None = None) -> str:
         """Every object, page by page (`at`: as it was at that resourceVersion exactly)."""
@@ -75,9 +78,7 @@ class Reflector:
             query = urlencode({**self.params, "limit": str(self.page_size), **paging})
             page = await self.kube.request("GET", f"{self.path}?{query}")
             for obj in page.get("items", []):
-                meta = obj["metadata"]
-                seen.add((meta.get("namespace", ""), meta["name"]))
-                await self._deliver("ADDED", obj, listed=True)
+                seen.add(await self._deliver("ADDED", obj, listed=True))  # the key _keys holds: no tuple more
             cont, version = page["metadata"].get("continue"), page["metadata"]["resourceVersion"]
             if not cont:
                 break

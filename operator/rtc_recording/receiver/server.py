@@ -188,7 +188,8 @@ class Known:
     """What the receiver keeps of one RtcRecording."""
 
     view: callbacks.View
-    channel: tuple[str, str]  # appId, channelId
+    app_id: str  # interned: one app's 10 000 recordings share the one string
+    channel_id: str
     notify: dict | None  # spec.notify merged with the pinned class's (classes.effective_notify), for relays
 
 
@@ -254,7 +255,8 @@ class Receiver:
             spec = obj.get("spec") or {}
             self.known[key] = Known(
                 callbacks.View.of(obj),
-                (spec.get("appId", ""), spec.get("channelId", "")),
+                sys.intern(spec.get("appId", "")),
+                spec.get("channelId", ""),
                 effective_notify(obj) or None,
             )
         if waiting := self._changes.pop(key, None):
@@ -458,7 +460,8 @@ class Receiver:
 
     def _decide(self, key: tuple[str, str], uid: str, attempt: int, callback: Callback) -> callbacks.CallbackAction:
         known = self.known.get(key)
-        if known is not None and known.view.uid == uid and known.channel != (callback.app_id, callback.channel_id):
+        channel = (callback.app_id, callback.channel_id)
+        if known is not None and known.view.uid == uid and (known.app_id, known.channel_id) != channel:
             log.warning("callback for %s/%s names another channel; ignored", *key)
             return callbacks.Ignore("another channel")
         stopped = uid in self.tombstones and self.tombstones[uid] == callback.task_id
