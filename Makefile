@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # What the default tier needs; binaries-all adds helm, kube-controller-manager, the other
-# Kubernetes versions and gitops-health (cached outside the repository: built once per machine).
+# Kubernetes versions, gitops-health and promtool (cached outside the repository: built once per machine).
 binaries: $(STAMP)
 	$(VENV)/bin/rtcrec build-binaries etcd kube-apiserver kubectl
 

@@ -1,7 +1,7 @@
 """Build the control-plane binaries from Go modules once, and cache them by version.
 
 Nothing can be downloaded here but modules from the package registries, so etcd,
-kube-apiserver, kubectl and helm are compiled from the wrapper modules under
+kube-apiserver, kubectl, helm and promtool are compiled from the wrapper modules under
 `tools/controlplane/` (each with a committed go.sum). The cache lives outside the
 repository, keyed by version, so a warm machine never compiles twice. The project's own Go
 tool, gitops-health (`tools/gitops-health/`), is keyed by a digest of its sources instead.
@@ -29,6 +29,8 @@ ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 # helm's .Capabilities default follows the client-go it is built with (v0.37 for v3.22.0).
 HELM_CLIENT_GO_MINOR = "37"
+# The Go module of Prometheus v3.16.0: its promtool checks and unit-tests the chart's alert rules.
+PROMETHEUS_VERSION = "v0.316.0"
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 WRAPPERS = REPO_ROOT / "tools" / "controlplane"
@@ -121,6 +123,9 @@ BINARIES = {
         _kube_ldflags(KUBERNETES_VERSION),
     ),
     "helm": Binary("helm", HELM_VERSION, "helm", "helm.sh/helm/v3/cmd/helm", _helm_ldflags()),
+    "promtool": Binary(
+        "promtool", PROMETHEUS_VERSION, "promtool", "github.com/prometheus/prometheus/cmd/promtool", "-s -w"
+    ),
     **{key: binary for version in OTHER_KUBERNETES_VERSIONS for key, binary in _kube(version).items()},
     "gitops-health": Binary(
         "gitops-health", _source_version(GITOPS_HEALTH), ".", "rtcrec/gitops-health", "-s -w", root=GITOPS_HEALTH
