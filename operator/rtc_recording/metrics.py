@@ -1,8 +1,18 @@
-"""Prometheus metrics of the cloud client and its quota limiter (default registry)."""
+"""Prometheus metrics of the operator and the receiver (default registry).
+
+The RtcRecordings by phase and by Synced are not here: the active operator counts them when
+scraped, over what its watch holds (controller/census.py), and a standby exports none.
+"""
+
+import platform
+from importlib.metadata import version
 
 import prometheus_client
 from aiohttp import web
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+BUILD = Info("rtcrec_build", "The running version of the operator or receiver, its Python and Kopf (value 1).")
+BUILD.info({"version": version("rtc-recording-operator"), "python": platform.python_version(), "kopf": version("kopf")})
 
 CLOUD_CALLS = Counter(
     "rtcrec_cloud_calls",
@@ -22,6 +32,10 @@ QUOTA_WAIT_SECONDS = Histogram(
 QUOTA_QUEUE_DEPTH = Gauge(
     "rtcrec_quota_queue_depth",
     "Cloud calls waiting for the account's API quota.",
+)
+QUOTA_RATE = Gauge(
+    "rtcrec_quota_calls_per_second",
+    "The API quota of each cloud account, in calls per second (settings.quotaPerSecond): all verbs share it.",
 )
 
 # -- the operator ------------------------------------------------------------------------------
@@ -66,21 +80,24 @@ ABANDONED = Counter(
     "Tasks that could not be stopped when their namespace was deleted: their credentials Secret was gone and "
     "the operator's own credentials could not stop them (controller/pins.py). They end by themselves when idle.",
 )
-RECORDINGS = Gauge(
-    "rtcrec_recordings",
-    "RtcRecordings by status.phase, as last seen by the watch.",
-    ["phase"],
+EVENTS = Counter(
+    "rtcrec_events",
+    "Kubernetes Events the operator recorded about its objects, by type (Normal, Warning) and reason.",
+    ["type", "reason"],
 )
-
-
-def phase_changed(old: str | None, new: str | None) -> None:
-    """Keeps RECORDINGS right incrementally: one label change per transition, no scans."""
-    if old == new:
-        return
-    if old is not None:
-        RECORDINGS.labels(phase=old).dec()
-    if new is not None:
-        RECORDINGS.labels(phase=new).inc()
+# At 0 from the start: the RtcRecTasksLost alert takes its increase(), which misses the first step of a
+# series that appears already at 1.
+EVENTS.labels(type="Warning", reason="TaskLost")
+EVIDENCE_PENDING = Gauge(
+    "rtcrec_evidence_pending",
+    "Callback evidence (ConfigMaps the receiver wrote) the active operator has not acted on yet.",
+)
+RECORDED_SECONDS = Counter(
+    "rtcrec_recorded_seconds",
+    "Seconds recorded by the tasks that ended, by the namespace of their RtcRecording: what the bill is "
+    "made of (controller/usage.py says when a task counts).",
+    ["namespace"],
+)
 
 
 async def metrics_response(_: web.Request) -> web.Response:

@@ -33,6 +33,12 @@ def metric(port: int, name: str, **labels: str) -> float:
     return total
 
 
+def families(port: int) -> set[str]:
+    """The metric families /metrics describes."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return {line.split()[2] for line in resp.read().decode().splitlines() if line.startswith("# TYPE")}
+
+
 def healthz(port: int) -> dict | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
@@ -145,6 +151,10 @@ def test_a_standby_stops_cleanly_without_acting(stack, pair):
     """It serves /healthz as a standby, naming the leader, and SIGTERM ends it without acting."""
     active, standby = pair
     assert healthz(standby.port) == {"ok": True, "problems": [], "standby": True, "leader": active.name}
+    # It says what runs and that it stands by, and counts no recordings: it holds none (the active one does).
+    assert {"rtcrec_build_info", "rtcrec_leader"} <= families(standby.port)
+    assert not {"rtcrec_recordings", "rtcrec_recordings_synced"} & families(standby.port)
+    assert {"rtcrec_recordings", "rtcrec_recordings_synced"} <= families(active.port)
     standby.stop()
     assert standby.proc.returncode == 0, standby.output()[-3000:]
     assert "leading as" not in standby.output()

@@ -203,6 +203,7 @@ class Budgets:
             raise ValueError("need 0 < waiting_share <= 1")
         self._settings = (rate, window, burst, max_transit, waiting_share)
         self._budgets: dict[str, AccountBudget] = {}
+        metrics.QUOTA_RATE.set(rate / window)
 
     def of(self, account: str) -> AccountBudget:
         if account not in self._budgets:

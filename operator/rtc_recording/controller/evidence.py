@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from rtc_recording import metrics
 from rtc_recording.api.evidence import Evidence, collection
 from rtc_recording.api.names import EVIDENCE_LABEL, segment
 from rtc_recording.kube.client import Kube
@@ -57,13 +58,14 @@ class Worker:
         name = configmap["metadata"]["name"]
         if type_ == "DELETED":
             self.items.pop(name, None)
-            return
-        try:
-            self.items[name] = Evidence.from_configmap(configmap)
-        except ValueError:
-            log.warning("ConfigMap %s/%s is not evidence; deleting it", self.namespace, name)
-            self.items[name] = None
-        self.queue.add(name)
+        else:
+            try:
+                self.items[name] = Evidence.from_configmap(configmap)
+            except ValueError:
+                log.warning("ConfigMap %s/%s is not evidence; deleting it", self.namespace, name)
+                self.items[name] = None
+            self.queue.add(name)
+        metrics.EVIDENCE_PENDING.set(len(self.items))
 
     async def run(self) -> None:
         await asyncio.gather(self.reflector.run(), self.queue.run(self.workers, self._handle))
@@ -75,3 +77,4 @@ class Worker:
             await self.act(item.namespace, item.name, item.uid, item.attempt, item.task_id, item.event)
         await self.kube.delete(f"{collection(self.namespace)}/{segment(name)}")
         self.items.pop(name, None)
+        metrics.EVIDENCE_PENDING.set(len(self.items))

@@ -1,4 +1,4 @@
-"""/healthz that notices a stalled operator, and /metrics for Prometheus.
+"""/healthz that notices a stalled operator, and /metrics for Prometheus (with the census.py counts).
 
 "The process is up" is not health. The probe fails when, for `stuck_seconds`:
 - an object the watch has shown us waits for its handler (a new object, a spec change, a
@@ -15,8 +15,10 @@ import asyncio
 import time
 
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from rtc_recording.cloud.budget import Budgets
+from rtc_recording.controller.census import Census
 from rtc_recording.controller.dispatch import Dispatcher
 from rtc_recording.controller.index import Index
 from rtc_recording.controller.poller import Poller
@@ -90,7 +92,10 @@ async def serve(health: Health, port: int) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()
+    census = Census(health.index)
+    REGISTRY.register(census)
     try:
         await asyncio.Event().wait()  # until cancelled at cleanup
     finally:
         await runner.cleanup()
+        REGISTRY.unregister(census)

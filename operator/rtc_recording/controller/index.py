@@ -16,7 +16,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rtc_recording import metrics
 from rtc_recording.api.recording import status_of
 from rtc_recording.decide import actions
 from rtc_recording.decide.classes import account_fields
@@ -43,6 +42,7 @@ class Tracked:
     secret_namespace: str | None = None  # set when the Secret is a class's, in another namespace
     attempt: int | None = None  # status.attempt.number
     seal: str | None = None  # status.taskSeal (decide/ownership.py)
+    synced: bool | None = None  # the Synced condition's status; None: no such condition, or Unknown
 
     @classmethod
     def of(cls, obj: dict) -> Tracked:
@@ -68,6 +68,7 @@ class Tracked:
             secret_namespace if secret_namespace != meta["namespace"] else None,
             (status.get("attempt") or {}).get("number"),
             status.get("taskSeal"),
+            _synced(status.get("conditions")),
         )
 
     @property
@@ -119,7 +120,6 @@ class Index:
         old = self.objects.pop(tracked.key, None)
         if old is not None and old.task_id and self._owners.get(old.task_id) == old.key:
             del self._owners[old.task_id]
-        metrics.phase_changed(_counted(old), None if type_ == "DELETED" else _counted(tracked))
         if type_ == "DELETED":
             self.tombstones[tracked.uid] = tracked
             while len(self.tombstones) > TOMBSTONES_KEPT:
@@ -153,6 +153,8 @@ class Index:
         return len(self.objects)
 
 
-def _counted(tracked: Tracked | None) -> str | None:
-    """The phase `rtcrec_recordings` counts it under (a deleting object is not counted)."""
-    return None if tracked is None or tracked.deleting else tracked.phase
+def _synced(conditions: list[dict] | None) -> bool | None:
+    for condition in conditions or ():
+        if condition.get("type") == "Synced":
+            return {"True": True, "False": False}.get(condition.get("status") or "")
+    return None

@@ -11,6 +11,7 @@ import enum
 import logging
 import uuid
 
+from rtc_recording import metrics
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import COMPONENT, GROUP, VERSION, segment
 from rtc_recording.kube.client import Kube
@@ -33,6 +34,7 @@ class EventRecorder:
         self, obj: dict, type_: str, reason: str, message: str, key: str | None = None, repeat: bool = False
     ) -> Posted:
         meta = obj["metadata"]
+        metrics.EVENTS.labels(type=type_, reason=reason).inc()
         log.log(
             logging.WARNING if type_ == "Warning" else logging.INFO,
             "%s/%s %s: %s",

@@ -14,6 +14,7 @@ from rtc_recording.api.recording import Phase, status_of
 from rtc_recording.api.task import Invalid, NotFound, Throttled, Transient
 from rtc_recording.cloud.credentials import CredentialsUnavailable
 from rtc_recording.cloud.secrets import SecretUnavailable
+from rtc_recording.controller import usage
 from rtc_recording.controller.executor.context import Context, RetryLater
 from rtc_recording.controller.executor.writes import Writes
 from rtc_recording.decide import actions, patches
@@ -92,6 +93,8 @@ class Stopper:
                 await self._last_resort(obj, task_id)  # its namespace goes, and its credentials went first
                 return
             raise RetryLater(self.ctx.delay(exc, retry), f"Stop failed: {exc}") from exc
+        else:
+            usage.stopped(obj, self.ctx.clock())
         metrics.RECONCILES.labels(action="stop", outcome="ok").inc()
         await self.writes.event(
             obj, "Normal", "Stopped", f"task {task_id} stopped", key=f"stopped.{task_id}"[:40].lower()

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from rtc_recording.api import timestamps
 from rtc_recording.api.recording import SETTLED, PendingEvent, Phase, RtcRecordingStatus, status_of
+from rtc_recording.controller import usage
 from rtc_recording.controller.executor.context import PERSIST_TRIES, Context
 from rtc_recording.decide import actions, patches
 from rtc_recording.decide.ownership import REASON as NOT_PROVEN
@@ -101,6 +102,7 @@ class Writes:
             for key in stamped:  # it may have landed: the next look at the object posts it (`announce`)
                 self._doubt(key)
             raise
+        usage.written(ns, patch)
         landed = (status_of(written).pending_event or _NONE).key
         for key in stamped:
             if key != landed:
