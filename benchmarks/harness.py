@@ -360,7 +360,7 @@ class Stack:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def receiver_metrics(self) -> dict[str, list[tuple[dict[str, str], float]]] | None:
-        return scrape(f"http://127.0.0.1:{self.receiver_port}/metrics")
+        return scrape(f"http://127.0.0.1:{self.env['RTCREC_RECEIVER_METRICS_PORT']}/metrics")
 
     def apiserver_metrics(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         info = self.cluster.info()

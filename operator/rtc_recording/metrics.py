@@ -104,3 +104,13 @@ async def metrics_response(_: web.Request) -> web.Response:
     return web.Response(
         body=prometheus_client.generate_latest(), headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST}
     )
+
+
+async def serve(port: int) -> web.AppRunner:
+    """/metrics alone on a port of its own: the receiver's callback port faces the internet."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_response)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    return runner

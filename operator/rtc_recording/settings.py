@@ -105,6 +105,9 @@ class Settings(BaseSettings):
 
     # -- serving ---------------------------------------------------------------------------------
     receiver_port: int = Field(8081, ge=0, le=65535, description="Callback receiver (rtcrec receiver).")
+    receiver_metrics_port: int = Field(
+        8082, ge=0, le=65535, description="The receiver's /metrics, apart from its internet-facing callback port."
+    )
     receiver_read_timeout_seconds: float = Field(
         10,
         gt=0,

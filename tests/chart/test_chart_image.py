@@ -388,7 +388,7 @@ def deployed(cluster, helm, podman, emulator, tmp_path_factory):
         f"--from-literal=accessKeyId={ACCESS_KEY[0]}",
         f"--from-literal=accessKeySecret={ACCESS_KEY[1]}",
     )
-    receiver_port, metrics_port = free_port(), free_port()
+    receiver_port, metrics_port, receiver_metrics_port = free_port(), free_port(), free_port()
     helm.run(
         "install",
         release,
@@ -402,7 +402,12 @@ def deployed(cluster, helm, podman, emulator, tmp_path_factory):
             "watchNamespaces": [watched],
             "credentials": {"secretName": "aliyun-credentials"},
             "callbacks": {"url": f"http://127.0.0.1:{receiver_port}"},
-            "settings": {"endpoint": emulator.url, "receiverPort": receiver_port, "metricsPort": metrics_port},
+            "settings": {
+                "endpoint": emulator.url,
+                "receiverPort": receiver_port,
+                "metricsPort": metrics_port,
+                "receiverMetricsPort": receiver_metrics_port,
+            },
         },
     )
     fullname = f"{release}-rtc-recording-operator"

@@ -316,7 +316,9 @@ def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered
     assert env_of(d)["RTCREC_METRICS_PORT"]["value"] == "8080"
     svc = one(objs, "Service", f"{OPERATOR}-metrics")
     assert svc["spec"]["ports"][0]["targetPort"] == "http-metrics"
-    assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+    # Every replica, the standbys too (they say rtcrec_leader 0), and the receivers (theirs on their own port).
+    assert svc["spec"]["selector"].items() <= d["spec"]["selector"]["matchLabels"].items()
+    assert "app.kubernetes.io/component" not in svc["spec"]["selector"]
 
 
 def test_rbac_is_exactly_what_is_used(rendered):
@@ -407,7 +409,11 @@ def test_receiver_is_ha_and_probed(rendered):
     assert pod["serviceAccountName"] == RECEIVER
     (c,) = pod["containers"]
     assert c["args"] == ["receiver"]
-    assert c["ports"] == [{"name": "http", "containerPort": 8081, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8081, "protocol": "TCP"},
+        {"name": "http-metrics", "containerPort": 8082, "protocol": "TCP"},  # not the Internet's port
+    ]
+    assert env_of(d)["RTCREC_RECEIVER_METRICS_PORT"]["value"] == "8082"
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
     pdb = one(objs, "PodDisruptionBudget", RECEIVER)
@@ -415,7 +421,9 @@ def test_receiver_is_ha_and_probed(rendered):
     assert pdb["spec"]["selector"] == d["spec"]["selector"]
     svc = one(objs, "Service", RECEIVER)
     assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
-    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]  # callbacks only, never the metrics
+    metrics = one(objs, "Service", f"{OPERATOR}-metrics")
+    assert metrics["spec"]["selector"].items() <= d["spec"]["selector"]["matchLabels"].items()
     # The two Deployments select disjoint pods.
     assert d["spec"]["selector"] != one(objs, "Deployment", OPERATOR)["spec"]["selector"]
 
@@ -518,10 +526,18 @@ def test_service_monitor_only_when_enabled(helm):
     assert sm["metadata"]["labels"]["release"] == "prom"
     metrics = one(objs, "Service", f"{OPERATOR}-metrics")
     assert sm["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
-    assert sm["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics", "interval": "30s"}]
-    # The receiver's Service must not be scraped by the same selector.
+    # honorLabels: rtcrec_recorded_seconds_total's namespace is the recording's, not the scraped pod's.
+    assert sm["spec"]["endpoints"] == [
+        {"port": "http-metrics", "path": "/metrics", "interval": "30s", "honorLabels": True}
+    ]
+    # The receiver's own Service (its callback port, maybe a public load balancer) is never scraped.
     receiver = one(objs, "Service", RECEIVER)
     assert not sm["spec"]["selector"]["matchLabels"].items() <= receiver["metadata"]["labels"].items()
+    for d in deployments(objs):  # both components are, through the metrics Service
+        pod_labels = d["spec"]["template"]["metadata"]["labels"]
+        assert metrics["spec"]["selector"].items() <= pod_labels.items()
+        ports = d["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert "http-metrics" in [p["name"] for p in ports]
 
 
 def test_ingress_exposes_only_callbacks_and_derives_the_url(helm):
@@ -630,6 +646,14 @@ def test_network_policies_are_offered_off_by_default(helm):
             }
         }
     )
+    prometheus = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    scraped = helm.template(
+        {"networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.96.0.1/32"]}, "metricsFrom": prometheus}}
+    )
+    # Prometheus reaches each component's metrics port, and only that: not the receiver's callback port.
+    for name, port in ((OPERATOR, 8080), (RECEIVER, 8082)):
+        scrape = one(scraped, "NetworkPolicy", name)["spec"]["ingress"][-1]
+        assert scrape == {"from": prometheus, "ports": [{"protocol": "TCP", "port": port}]}
     operator, receiver = one(objs, "NetworkPolicy", OPERATOR)["spec"], one(objs, "NetworkPolicy", RECEIVER)["spec"]
     for spec in (operator, receiver):
         assert spec["policyTypes"] == ["Ingress", "Egress"]

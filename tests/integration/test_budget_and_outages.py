@@ -224,6 +224,6 @@ def test_with_callbacks_300_starts_spend_one_budget_and_are_never_throttled(stac
         timeout=10,
         what=f"the operator to count the {answered} calls the emulator answered",
     )
-    receiver_port = int(stack.env["RTCREC_RECEIVER_PORT"])
-    assert metric(receiver_port, "rtcrec_cloud_calls_total") == 0
-    assert metric(receiver_port, "rtcrec_callbacks_total", outcome="ignored") > 0
+    receiver_metrics = int(stack.env["RTCREC_RECEIVER_METRICS_PORT"])
+    assert metric(receiver_metrics, "rtcrec_cloud_calls_total") == 0
+    assert metric(receiver_metrics, "rtcrec_callbacks_total", outcome="ignored") > 0

@@ -393,7 +393,8 @@ def test_receiver_input_of_any_shape_is_refused_cheaply(stack, namespace, channe
         assert (
             post_callback(stack, path, {**body, "eventType": f"Made-up-{i}"}, callback_headers(key, time.time())) == 200
         )
-    with urllib.request.urlopen(f"{stack.env['RTCREC_CALLBACK_URL']}/metrics", timeout=5) as resp:
+    scraped = f"http://127.0.0.1:{stack.env['RTCREC_RECEIVER_METRICS_PORT']}/metrics"
+    with urllib.request.urlopen(scraped, timeout=5) as resp:
         labels = {
             line.split('event="', 1)[1].split('"', 1)[0]
             for line in resp.read().decode().splitlines()

@@ -1233,3 +1233,12 @@ async def test_a_deferred_callback_whose_replay_marker_cannot_be_written_is_coun
     )
     await run(row)
     assert errors() == before + 1 and "Traceback" not in caplog.text and "not recorded" in caplog.text
+
+
+async def test_the_callback_port_answers_callbacks_and_health_only() -> None:
+    """/metrics is served on a port of its own (receiver/main.py): this one faces the internet."""
+    rig = Rig(RRow(""))
+    rig.receiver.ready = lambda: True
+    async with TestClient(TestServer(rig.receiver.app())) as client:
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.get("/metrics")).status == 404

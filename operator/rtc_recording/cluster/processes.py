@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rtc_recording.cluster.launcher import free_port
+
 RTCREC = str(Path(sys.executable).with_name("rtcrec"))
 T = TypeVar("T")
 
@@ -56,6 +58,7 @@ def local_env(
             "RTCREC_CALLBACK_URL": f"http://127.0.0.1:{receiver_port}",
             "RTCREC_CALLBACK_AUTH_KEY": auth_key,
             "RTCREC_RECEIVER_PORT": str(receiver_port),
+            "RTCREC_RECEIVER_METRICS_PORT": str(free_port()),
             "RTCREC_METRICS_PORT": str(metrics_port),
         }
     )

@@ -1,4 +1,5 @@
-"""The receiver process: its watch of the RtcRecordings, its HTTP server, and their start and stop."""
+"""The receiver process: its watch of the RtcRecordings, its HTTP servers (callbacks and health; metrics
+on a port of its own), and their start and stop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 
 from aiohttp import web
 
+from rtc_recording import metrics
 from rtc_recording.api.names import recording_path
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
@@ -32,6 +34,7 @@ async def app(config: Settings, auth_key: str) -> web.Application:
     receiver.ready = lambda: all(r.synced.is_set() for r in reflectors)
     watches = [asyncio.create_task(r.run()) for r in reflectors]
     application = receiver.app()
+    scraped = await metrics.serve(config.receiver_metrics_port)
 
     async def close(_: web.Application) -> None:
         await receiver.drain()  # callbacks answered but still being decided: the watch still runs
@@ -39,6 +42,7 @@ async def app(config: Settings, auth_key: str) -> web.Application:
             watch.cancel()
         await asyncio.gather(*watches, return_exceptions=True)
         await kube.close()
+        await scraped.cleanup()
 
     application.on_cleanup.append(close)
     return application

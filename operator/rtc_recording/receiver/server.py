@@ -286,8 +286,7 @@ class Receiver:
         logging.getLogger("aiohttp.server").addFilter(QUIET)
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/callbacks/{namespace}/{name}/{uid}/{attempt:[0-9]{1,9}}", self.handle)
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/metrics", metrics.metrics_response)
+        app.router.add_get("/healthz", healthz)  # no /metrics: it has a port of its own (main.py)
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
