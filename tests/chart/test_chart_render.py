@@ -61,7 +61,13 @@ VALUE_SETS = {
     },
     # Without watchNamespaces the ClusterRole reads Secrets everywhere: nothing more to grant.
     "class-credentials-cluster-wide": {"classCredentialsNamespaces": ["rtc-platform"]},
-    "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            "dashboard": {"enabled": True, "annotations": {"grafana_folder": "RTC"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+        }
+    },
     "ingress-existing-key": {
         "callbacks": {"authKeySecret": {"name": "cb-key", "key": "token"}},
         "receiver": {
@@ -520,7 +526,7 @@ def test_watch_namespaces_sets_env(helm):
 
 
 def test_service_monitor_only_when_enabled(helm):
-    objs = helm.template(VALUE_SETS["service-monitor"])
+    objs = helm.template(VALUE_SETS["monitoring"])
     sm = one(objs, "ServiceMonitor", OPERATOR)
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["labels"]["release"] == "prom"
@@ -538,6 +544,38 @@ def test_service_monitor_only_when_enabled(helm):
         assert metrics["spec"]["selector"].items() <= pod_labels.items()
         ports = d["spec"]["template"]["spec"]["containers"][0]["ports"]
         assert "http-metrics" in [p["name"] for p in ports]
+
+
+def test_dashboard_and_alerts_only_when_enabled(helm):
+    defaults = helm.template()
+    assert not find(defaults, "PrometheusRule") and not find(defaults, "ConfigMap", f"{OPERATOR}-dashboard")
+    objs = helm.template(VALUE_SETS["monitoring"])
+    dashboard = one(objs, "ConfigMap", f"{OPERATOR}-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "RTC"}
+    assert json.loads(dashboard["data"]["rtc-recording-operator.json"]) == json.loads(
+        (CHART / "files" / "dashboard.json").read_text()
+    )
+    rule = one(objs, "PrometheusRule", OPERATOR)
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    # The rules of files/prometheus-rules.yaml (which promtool tests), each with its runbook_url added.
+    runbooks = (binaries.REPO_ROOT / "docs" / "runbooks.md").read_text()
+    base = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["prometheusRule"]["runbookBaseUrl"]
+    rendered = rule["spec"]["groups"][0]["rules"]
+    written = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())["groups"][0]["rules"]
+    assert len(rendered) == len(written) >= 10
+    for got, source in zip(rendered, written, strict=True):
+        url = got["annotations"].pop("runbook_url")
+        assert got == source
+        assert url == f"{base}#{source['alert'].lower()}"
+        assert f"\n## {source['alert']}\n" in runbooks, f"docs/runbooks.md has no section {source['alert']}"
+    mine = helm.template(
+        {"metrics": {"prometheusRule": {"enabled": True, "runbookBaseUrl": "https://wiki.example/rb"}}}
+    )
+    urls = [
+        r["annotations"]["runbook_url"] for r in one(mine, "PrometheusRule", OPERATOR)["spec"]["groups"][0]["rules"]
+    ]
+    assert urls[0] == "https://wiki.example/rb#rtcrecnoactiveoperator"
 
 
 def test_ingress_exposes_only_callbacks_and_derives_the_url(helm):
