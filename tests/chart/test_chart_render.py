@@ -322,9 +322,7 @@ def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered
     assert env_of(d)["RTCREC_METRICS_PORT"]["value"] == "8080"
     svc = one(objs, "Service", f"{OPERATOR}-metrics")
     assert svc["spec"]["ports"][0]["targetPort"] == "http-metrics"
-    # Every replica, the standbys too (they say rtcrec_leader 0), and the receivers (theirs on their own port).
-    assert svc["spec"]["selector"].items() <= d["spec"]["selector"]["matchLabels"].items()
-    assert "app.kubernetes.io/component" not in svc["spec"]["selector"]
+    assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]  # its /healthz is always an operator's
 
 
 def test_rbac_is_exactly_what_is_used(rendered):
@@ -428,8 +426,12 @@ def test_receiver_is_ha_and_probed(rendered):
     svc = one(objs, "Service", RECEIVER)
     assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
     assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]  # callbacks only, never the metrics
-    metrics = one(objs, "Service", f"{OPERATOR}-metrics")
-    assert metrics["spec"]["selector"].items() <= d["spec"]["selector"]["matchLabels"].items()
+    metrics = one(objs, "Service", f"{RECEIVER}-metrics")
+    assert metrics["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+    assert metrics["spec"]["type"] == "ClusterIP"
+    assert metrics["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8082, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
     # The two Deployments select disjoint pods.
     assert d["spec"]["selector"] != one(objs, "Deployment", OPERATOR)["spec"]["selector"]
 
@@ -517,6 +519,7 @@ def test_callbacks_disabled_deploys_no_receiver_and_sets_no_callback_env(helm):
     assert [d["metadata"]["name"] for d in deployments(objs)] == [OPERATOR]
     assert not [o for o in objs if o["metadata"]["labels"]["app.kubernetes.io/component"] == "receiver"]
     assert not [n for n in env_of(deployments(objs)[0]) if n.startswith("RTCREC_CALLBACK")]
+    assert not find(objs, "Service", f"{RECEIVER}-metrics")
 
 
 def test_watch_namespaces_sets_env(helm):
@@ -530,20 +533,19 @@ def test_service_monitor_only_when_enabled(helm):
     sm = one(objs, "ServiceMonitor", OPERATOR)
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["labels"]["release"] == "prom"
-    metrics = one(objs, "Service", f"{OPERATOR}-metrics")
-    assert sm["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    selected = [
+        s
+        for s in find(objs, "Service")
+        if sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]
+    # Both components, each through its metrics Service; never the receiver's own Service (its callback
+    # port, maybe a public load balancer).
+    assert sorted(s["metadata"]["name"] for s in selected) == [f"{OPERATOR}-metrics", f"{RECEIVER}-metrics"]
+    assert all(s["spec"]["ports"][0]["name"] == "http-metrics" for s in selected)
     # honorLabels: rtcrec_recorded_seconds_total's namespace is the recording's, not the scraped pod's.
     assert sm["spec"]["endpoints"] == [
         {"port": "http-metrics", "path": "/metrics", "interval": "30s", "honorLabels": True}
     ]
-    # The receiver's own Service (its callback port, maybe a public load balancer) is never scraped.
-    receiver = one(objs, "Service", RECEIVER)
-    assert not sm["spec"]["selector"]["matchLabels"].items() <= receiver["metadata"]["labels"].items()
-    for d in deployments(objs):  # both components are, through the metrics Service
-        pod_labels = d["spec"]["template"]["metadata"]["labels"]
-        assert metrics["spec"]["selector"].items() <= pod_labels.items()
-        ports = d["spec"]["template"]["spec"]["containers"][0]["ports"]
-        assert "http-metrics" in [p["name"] for p in ports]
 
 
 def test_dashboard_and_alerts_only_when_enabled(helm):

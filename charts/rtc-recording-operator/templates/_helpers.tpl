@@ -22,6 +22,11 @@
 {{- printf "%s-receiver" (include "rtc-recording-operator.fullname" .) }}
 {{- end }}
 
+{{/* <fullname>-receiver-metrics, shortened to 63 characters for the longest release names. */}}
+{{- define "rtc-recording-operator.receiverMetricsName" -}}
+{{- printf "%s-metrics" (include "rtc-recording-operator.receiverName" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* The operator's ServiceAccount: <release>-rtc-recording-operator. */}}
 {{- define "rtc-recording-operator.operatorServiceAccountName" -}}
 {{- include "rtc-recording-operator.fullname" . }}
