@@ -89,6 +89,7 @@ def test_install_creates_every_object(release):
         ("deployment", f"{f}-receiver"),
         ("service", f"{f}-metrics"),
         ("service", f"{f}-receiver"),
+        ("service", f"{f}-receiver-metrics"),
         ("serviceaccount", f),
         ("serviceaccount", f"{f}-receiver"),
         ("poddisruptionbudget", f"{f}-receiver"),
