@@ -30,7 +30,7 @@ import yaml
 from rtc_recording.api.names import STOP_FINALIZER, recording_path
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
-from rtc_recording.kube.errors import NotFound
+from rtc_recording.kube.errors import KubeError, NotFound
 
 from . import binaries
 
@@ -281,11 +281,17 @@ class LocalCluster:
             self._wait_for_the_finalizer_policy()
 
     def _wait_for_the_finalizer_policy(self) -> None:
-        """A policy acts a moment after it is created: until a dry-run create comes back with the finalizer."""
+        """A policy acts a moment after it is created: until a dry-run create comes back with the finalizer
+        (the CRD's own handler may still answer 503 for a moment after `kubectl explain` worked)."""
         probe = yaml.safe_load((binaries.REPO_ROOT / "examples" / "mixed-oss-minimal.yaml").read_text())
         path = recording_path("default") + "?dryRun=All"
         deadline = time.monotonic() + 60
-        while STOP_FINALIZER not in self.api.request("POST", path, probe)["metadata"].get("finalizers", []):
+        while True:
+            try:
+                if STOP_FINALIZER in self.api.request("POST", path, probe)["metadata"].get("finalizers", []):
+                    return
+            except KubeError:
+                pass
             if time.monotonic() > deadline:
                 raise ClusterError("the finalizer policy did not act within 60 s")
             time.sleep(0.2)
