@@ -99,6 +99,23 @@ def top_description(name: str, node: dict) -> str:
     )
 
 
+def conditions_schema(version: dict, description: str) -> dict:
+    """The RtcRecording's status.conditions (metav1.Condition, a map keyed by type) with its own description."""
+    node = copy.deepcopy(version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"])
+    node["description"] = description
+    return node
+
+
+def ready_column(description: str) -> dict:
+    # A filter, not an index: conditions are a map keyed by type, in no set order.
+    return {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": description,
+    }
+
+
 def build() -> dict:
     source = yaml.safe_load(SOURCE.read_text())
     (version,) = source["spec"]["versions"]
@@ -185,12 +202,53 @@ def build() -> dict:
             },
         },
     }
+    status = {
+        "type": "object",
+        "description": "What the operator makes of the class, written by it (only when something changes).",
+        "properties": {
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The metadata.generation the status describes.",
+            },
+            "default": {
+                "type": "boolean",
+                "description": 'Whether it is a default class (annotation rtc.recording.io/is-default-class: "true").',
+            },
+            "inUse": {
+                "type": "boolean",
+                "description": (
+                    "Whether an RtcRecording that is not Completed or Failed names this class or was started "
+                    "from it, or a schedule's template names it. Re-counted at most every 30 seconds "
+                    "(docs/troubleshooting.md#class-status)."
+                ),
+            },
+            "problems": {
+                "type": "array",
+                "x-kubernetes-list-type": "atomic",
+                "items": {"type": "string", "description": "One problem."},
+                "description": "What is wrong with the class that the CRD could not refuse; empty when none.",
+            },
+            "conditions": conditions_schema(
+                version,
+                "Ready (False, with Stalled=True, while status.problems lists a problem), as kstatus (Flux) and "
+                "Argo CD read them: `kubectl wait --for=condition=Ready rtcrecclass/NAME`.",
+            ),
+        },
+    }
     columns = [
+        ready_column("Ready condition: False while status.problems lists a problem."),
         {
             "name": "Default",
             "type": "string",
             "jsonPath": ".metadata.annotations.rtc\\.recording\\.io/is-default-class",
             "description": "true for the default class (annotation rtc.recording.io/is-default-class).",
+        },
+        {
+            "name": "InUse",
+            "type": "boolean",
+            "jsonPath": ".status.inUse",
+            "description": "An unfinished RtcRecording or a schedule uses the class.",
         },
         {"name": "Region", "type": "string", "jsonPath": ".spec.region", "description": "Default region."},
         {
@@ -251,6 +309,7 @@ def build() -> dict:
                     "name": "v1alpha1",
                     "served": True,
                     "storage": True,
+                    "subresources": {"status": {}},
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
@@ -268,6 +327,7 @@ def build() -> dict:
                                     "properties": properties,
                                     "x-kubernetes-validations": CLASS_RULES,
                                 },
+                                "status": status,
                             },
                         }
                     },
@@ -443,9 +503,16 @@ def build_schedule() -> dict:
                 "format": "int64",
                 "description": "The metadata.generation the status describes.",
             },
+            "conditions": conditions_schema(
+                version,
+                "Ready (True while runs start as scheduled, and while suspended as asked; False with a reason "
+                "when they cannot: InvalidSchedule, with Stalled=True, ClassNotFound, RunNotCreated), as kstatus "
+                "(Flux) and Argo CD read them: `kubectl wait --for=condition=Ready rtcrecsched/NAME`.",
+            ),
         },
     }
     columns = [
+        ready_column("Ready condition: False when runs cannot start (see its reason)."),
         {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "description": "Cron schedule."},
         {"name": "TimeZone", "type": "string", "jsonPath": ".spec.timeZone", "description": "Its time zone."},
         {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend", "description": "spec.suspend."},
