@@ -100,7 +100,11 @@ RECEIVER_RULES = rules(
     ("rtc.recording.io", "rtcrecordings", "list watch"),  # its own view of every resource's current task
 )  # no Secret: the operator relays to spec.notify.url, signed with the user's key
 # Cluster-wide in every install (cluster-scoped kinds): the class a recording names, its namespace's labels.
-OPERATOR_CLASS_RULES = rules(("rtc.recording.io", "rtcrecordingclasses", "get list watch"), ("", "namespaces", "get"))
+OPERATOR_CLASS_RULES = rules(
+    ("rtc.recording.io", "rtcrecordingclasses", "get list watch"),
+    ("rtc.recording.io", "rtcrecordingclasses/status", "patch"),
+    ("", "namespaces", "get"),
+)
 # With watchNamespaces, in each of classCredentialsNamespaces: a class's credentials Secret (read only:
 # no finalizer is put on a class's Secret).
 OPERATOR_CLASS_CREDENTIALS_RULES = rules(("", "secrets", "get"))

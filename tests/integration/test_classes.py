@@ -132,6 +132,32 @@ def test_a_class_fills_what_the_recording_leaves_out(stack, tenant, platform, ma
     assert emulator.control.task(status["taskId"])["status"] == "STOPPED"
 
 
+def test_kubectl_wait_reads_a_class_and_a_recordings_ready_condition(stack, tenant, platform, make_class, channel):
+    """A class is Ready, says whether it is the default and in use; an RtcRecording's READY and SYNCED
+    columns; an annotation that is neither "true" nor "false" is a problem, and the class is not Ready."""
+    kubectl = stack.cluster.kubectl
+    gold = make_class(platform, default=True)
+    kubectl("wait", f"rtcrecclass/{gold}", "--for=condition=Ready", "--timeout=30s")
+    status = json.loads(kubectl("get", "rtcrecclass", gold, "-o", "json").stdout)["status"]
+    assert (status["default"], status["inUse"], status.get("problems")) == (True, False, None)
+    stack.apply(tenant, classed("classy", channel, gold))
+    kubectl("wait", "rtcrec/classy", "-n", tenant, "--for=condition=Ready", "--timeout=30s")
+    header, row = kubectl("get", "rtcrec", "classy", "-n", tenant).stdout.splitlines()
+    assert header.split()[:7] == ["NAME", "CHANNEL", "MODE", "PHASE", "REASON", "READY", "SYNCED"]
+    assert row.split()[3:6] == ["Recording", "Started", "True"]
+    assert row[header.index("SYNCED") : header.index("TASKID")].strip() == ""  # no Update yet
+    kubectl("delete", "rtcrec", "classy", "-n", tenant, "--timeout=30s")
+    kubectl("annotate", "rtcrecclass", gold, "--overwrite", "rtc.recording.io/is-default-class=yes")
+    kubectl("wait", f"rtcrecclass/{gold}", "--for=condition=Stalled", "--timeout=30s")
+    ready = kubectl("get", "rtcrecclass", gold, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")]}').stdout
+    assert json.loads(ready)["status"] == "False" and json.loads(ready)["reason"] == "InvalidClass"
+    assert json.loads(ready)["message"] == (
+        'annotation rtc.recording.io/is-default-class is "yes": only "true" makes a default class'
+    )
+    header, row = kubectl("get", "rtcrecclass", gold).stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "READY", "DEFAULT", "INUSE"] and row.split()[1:3] == ["False", "yes"]
+
+
 @pytest.mark.parametrize(
     "storage, refusal",
     [

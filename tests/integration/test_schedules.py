@@ -9,6 +9,7 @@ tests with an injected clock (tests/unit/test_schedules.py)."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -234,3 +235,43 @@ def test_deleting_a_schedule_deletes_its_runs_and_stops_their_tasks(
     tasks = stack.tasks(channel)
     assert started <= {t["taskId"] for t in tasks} and len(tasks) >= 2
     assert stack.cluster.kubectl("get", "rtcrecsched", "cascade", "-n", namespace, check=False).returncode != 0
+
+
+def test_kubectl_wait_reads_a_schedules_ready_condition_and_the_not_ready_reason(stack, namespace, channel):
+    """Ready=False while the template's class is missing (ClassNotFound, shown by kubectl get), True once
+    it exists; the class is in use while the schedule names it; a time zone croniter cannot read is
+    Ready=False and Stalled (InvalidSchedule)."""
+    kubectl = stack.cluster.kubectl
+    klass = f"later-{uuid.uuid4().hex[:6]}"
+    yearly = schedule("yearly", channel, "0 0 1 1 *")
+    yearly["spec"]["template"]["spec"]["recordingClassName"] = klass
+    stack.apply(namespace, yearly)
+    kubectl("wait", "rtcrecsched/yearly", "-n", namespace, "--for=condition=Ready=false", "--timeout=30s")
+    shown = kubectl("get", "rtcrecsched", "yearly", "-n", namespace, "-o", READY_REASON).stdout
+    assert shown.startswith(f"ClassNotFound: RtcRecordingClass {klass} (spec.template.spec.recordingClassName)")
+    header, row = kubectl("get", "rtcrecsched", "yearly", "-n", namespace).stdout.splitlines()
+    assert header.split()[:3] == ["NAME", "READY", "SCHEDULE"] and row.split()[:2] == ["yearly", "False"]
+    body = {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingClass",
+        "metadata": {"name": klass},
+        "spec": {"namespaceSelector": {}},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(body))
+    try:
+        kubectl("wait", "rtcrecsched/yearly", "-n", namespace, "--for=condition=Ready", "--timeout=30s")
+        kubectl("wait", f"rtcrecclass/{klass}", "--for=condition=Ready", "--timeout=30s")
+        kubectl("wait", f"rtcrecclass/{klass}", "--for=jsonpath={.status.inUse}=true", "--timeout=30s")
+        kubectl("delete", "rtcrecsched", "yearly", "-n", namespace)
+        kubectl("wait", f"rtcrecclass/{klass}", "--for=jsonpath={.status.inUse}=false", "--timeout=30s")
+    finally:
+        kubectl("delete", "rtcrecclass", klass, "--wait=false")
+    stack.apply(namespace, schedule("martian", channel, "0 0 1 1 *", timeZone="Mars/Olympus_Mons"))
+    kubectl("wait", "rtcrecsched/martian", "-n", namespace, "--for=condition=Stalled", "--timeout=30s")
+    shown = kubectl("get", "rtcrecsched", "martian", "-n", namespace, "-o", READY_REASON).stdout
+    assert shown == "InvalidSchedule: spec.timeZone 'Mars/Olympus_Mons' is not a time zone name (such as Europe/Berlin)"
+
+
+READY_REASON = (
+    'jsonpath={.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}'
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
@@ -362,3 +364,40 @@ def test_a_recording_drops_class_defaults_it_does_not_want():
         classes.validate(own(dropClassDefaults=["storage"]), VIDEO_CLASS.pin())
     with pytest.raises(ValidationError):
         RtcRecordingSpec.model_validate(own(dropClassDefaults=["credentialsSecretRef"]))
+
+
+def class_object(annotation: str | None = None, status: dict | None = None) -> dict:
+    meta = {"name": "gold", "uid": "u", "generation": 2, "annotations": {}}
+    if annotation is not None:
+        meta["annotations"][names.DEFAULT_CLASS_ANNOTATION] = annotation
+    return {"metadata": meta, "spec": {"namespaceSelector": {}}, **({"status": status} if status else {})}
+
+
+def test_class_status_says_default_in_use_and_ready():
+    now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    status = classes.class_status(class_object("true"), True, now)
+    assert (status["default"], status["inUse"], status["problems"], status["observedGeneration"]) == (
+        True,
+        True,
+        None,
+        2,
+    )
+    assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == [
+        ("Ready", "True", "ClassValid"),
+        ("Stalled", "False", "ClassValid"),
+    ]
+    later = classes.class_status(class_object("true", status), True, now + timedelta(minutes=5))
+    assert later == status  # nothing changed: nothing to write
+
+
+def test_a_default_annotation_other_than_true_or_false_is_a_problem():
+    now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    status = classes.class_status(class_object("True"), False, now)
+    assert status["default"] is False and status["problems"] == [
+        'annotation rtc.recording.io/is-default-class is "True": only "true" makes a default class'
+    ]
+    assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == [
+        ("Ready", "False", "InvalidClass"),
+        ("Stalled", "True", "InvalidClass"),
+    ]
+    assert classes.class_status(class_object("false"), False, now)["problems"] is None

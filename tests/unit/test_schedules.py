@@ -152,3 +152,24 @@ def test_a_run_created_before_a_crash_is_that_run_not_an_active_one():
     existing = [run("r", "Recording", 40)]  # created, then the status write was lost
     d = decide(spec(), {"lastScheduleTime": "2026-03-02T08:00:00Z"}, CREATED, existing, at(47))
     assert d.start is None and d.last_schedule_time == at(40) and "exists already" in d.message
+
+
+def test_ready_says_why_runs_cannot_start_and_names_no_time():
+    assert schedules.readiness(spec(), None) == (True, "Scheduled", "runs start on '*/10 * * * *' (UTC)")
+    assert schedules.readiness(spec(suspend=True), "gone")[:2] == (True, "Suspended")  # as asked: Ready
+    ready, reason, message = schedules.readiness(spec(), "gold")
+    assert (ready, reason) == (False, "ClassNotFound") and "RtcRecordingClass gold" in message
+
+
+def test_conditions_keep_their_transition_time_so_a_tick_writes_nothing_new():
+    first = schedules.status_conditions({}, (True, "Scheduled", "m"), 1, at(0))
+    assert [(c["type"], c["status"]) for c in first] == [("Ready", "True"), ("Stalled", "False")]
+    again = schedules.status_conditions({"conditions": first}, (True, "Scheduled", "m"), 1, at(10))
+    assert again == first
+    invalid = schedules.status_conditions({"conditions": first}, (False, "InvalidSchedule", "bad"), 2, at(20))
+    assert [(c["status"], c["reason"], c["lastTransitionTime"]) for c in invalid] == [
+        ("False", "InvalidSchedule", "2026-03-02T08:20:00Z"),
+        ("False", "InvalidSchedule", "2026-03-02T08:00:00Z"),  # Stalled stayed False
+    ]
+    stalled = schedules.status_conditions({"conditions": first}, (False, "InvalidSchedule", "bad"), 2, at(20), True)
+    assert stalled[1]["status"] == "True" and stalled[1]["message"] == "bad" and stalled[0]["observedGeneration"] == 2

@@ -56,5 +56,8 @@ def schedule_path(namespace: str, name: str = "", sub: str = "") -> str:
     return _path(SCHEDULE_PLURAL, namespace, name, sub)
 
 
-def class_path() -> str:
-    return _path(CLASS_PLURAL, None, "", "")
+def class_path(name: str = "", sub: str = "") -> str:
+    """RtcRecordingClasses are cluster-scoped."""
+    return (
+        f"/apis/{GROUP}/{VERSION}/{CLASS_PLURAL}" + (f"/{segment(name)}" if name else "") + (f"/{sub}" if sub else "")
+    )

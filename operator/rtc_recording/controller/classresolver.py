@@ -9,6 +9,7 @@ last saw it, and the status pins the generation the task was started from."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from rtc_recording.api.names import class_path, segment
 from rtc_recording.decide.classes import Choice, RecordingClass, choose
@@ -25,6 +26,7 @@ class ClassResolver:
         self._classes: dict[str, RecordingClass] = {}
         self._reflector = Reflector(kube, class_path(), self._on_change)
         self._watch: asyncio.Task[None] | None = None
+        self.observers: list[Callable[[str, dict], None]] = []  # told every watch event (classstatus.py)
         self.sync_wait = SYNC_WAIT_SECONDS
 
     def _on_change(self, type_: str, obj: dict) -> None:
@@ -33,13 +35,19 @@ class ClassResolver:
             self._classes.pop(name, None)
         else:
             self._classes[name] = RecordingClass.of(obj)
+        for observer in self.observers:
+            observer(type_, obj)
 
-    async def _classes_now(self) -> dict[str, RecordingClass]:
-        """The watch starts with the first Start that needs it. The Starts of a start-up wait a moment
-        for its first list (one LIST, not one each: 32 at once met 429s from an apiserver still
-        filling its cache); if it cannot sync, the classes are listed as they are."""
+    def watch(self) -> None:
+        """Start the watch (once): with the first Start that needs it, or with the class status (classstatus.py)."""
         if self._watch is None:
             self._watch = asyncio.create_task(self._reflector.run(), name="recording classes")
+
+    async def known(self) -> dict[str, RecordingClass]:
+        """Every class by name. The Starts of a start-up wait a moment for the watch's first list (one
+        LIST, not one each: 32 at once met 429s from an apiserver still filling its cache); if it
+        cannot sync, the classes are listed as they are."""
+        self.watch()
         try:
             await asyncio.wait_for(self._reflector.synced.wait(), self.sync_wait)
             return self._classes
@@ -56,7 +64,7 @@ class ClassResolver:
         return got["metadata"].get("labels") or {}
 
     async def resolve(self, obj: dict) -> Choice:
-        known = await self._classes_now()
+        known = await self.known()
         namespace = obj["metadata"]["namespace"]
         name = (obj.get("spec") or {}).get("recordingClassName")
         if name is None:

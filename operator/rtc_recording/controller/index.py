@@ -43,6 +43,7 @@ class Tracked:
     attempt: int | None = None  # status.attempt.number
     seal: str | None = None  # status.taskSeal (decide/ownership.py)
     synced: bool | None = None  # the Synced condition's status; None: no such condition, or Unknown
+    recording_class: str | None = None  # the class it was started from, else the one it names (classstatus.py)
 
     @classmethod
     def of(cls, obj: dict) -> Tracked:
@@ -52,6 +53,8 @@ class Tracked:
         due = actions.due_at(status_of(obj), controls) if timed else None
         region, secret_namespace, secret = account_fields(obj)
         phase = status.get("phase")
+        pinned = (status.get("recordingClass") or {}).get("name")
+        class_name = pinned or (obj.get("spec") or {}).get("recordingClassName")
         return cls(
             sys.intern(meta["namespace"]),  # shared by every object of a namespace, as the phases are
             meta["name"],
@@ -69,6 +72,7 @@ class Tracked:
             (status.get("attempt") or {}).get("number"),
             status.get("taskSeal"),
             _synced(status.get("conditions")),
+            sys.intern(class_name) if class_name else None,  # a handful of classes, shared by thousands
         )
 
     @property

@@ -17,6 +17,7 @@ from rtc_recording.api.names import STOP_FINALIZER, recording_path
 from rtc_recording.api.recording import SETTLED, TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller import evidence, health, relay, replays, sealing, ssrf
+from rtc_recording.controller.classstatus import ClassStatus
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.controller.dispatch import Dispatcher
 from rtc_recording.controller.executor import Executor, RetryLater
@@ -46,6 +47,7 @@ class Operator:
     deadlines: Deadlines
     health: health.Health
     scheduler: Scheduler
+    class_status: ClassStatus
     dispatcher: Dispatcher
     refused: dict[str, str | None] = field(default_factory=dict)  # uid -> the unproven task id, said once
     tasks: list[asyncio.Task] = field(default_factory=list)
@@ -64,6 +66,7 @@ class Operator:
         interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
         poller = Poller(executor.describe, interval, config.poll_calls_per_second)
         dispatcher = Dispatcher(lambda obj, retry: op.handle(obj, retry), timestamps.now(), previous_mark)
+        scheduler = Scheduler(kube, executor.ctx.classes)
         op = cls(  # the dispatcher runs op.handle
             config=config,
             kube=kube,
@@ -76,7 +79,8 @@ class Operator:
             health=health.Health(
                 kube, index, poller, dispatcher, clients.budgets, config.stuck_seconds, config.namespaces
             ),
-            scheduler=Scheduler(kube),
+            scheduler=scheduler,
+            class_status=ClassStatus(kube, executor.ctx.classes, index, scheduler),
             dispatcher=dispatcher,
         )
         return op
@@ -92,6 +96,7 @@ class Operator:
             *(asyncio.create_task(watch.run(), name="watch") for watch in watches),
             asyncio.create_task(self.poller.run(), name="poller"),
             asyncio.create_task(self.scheduler.run(), name="schedules"),
+            asyncio.create_task(self.class_status.run(), name="class status"),
             asyncio.create_task(self.clients.probe(), name="probe"),
             asyncio.create_task(self.deadlines.run(), name="deadlines"),
             asyncio.create_task(self.executor.ctx.deletions.sweep.run(), name="deletions"),

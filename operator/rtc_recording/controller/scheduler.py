@@ -5,7 +5,8 @@ No timer per schedule: one heap of wake-up times (`deadlines.Deadlines`, the sam
 maxDurationSeconds) keyed by schedule, fed from the watch. A schedule's wake-up time is read from
 its status (nextScheduleTime), so an operator restart sees every schedule again on start-up and
 catches up at once on the ones that fell due while it was down. A run's phase change pokes its
-schedule (Forbid waits, the active list, history limits).
+schedule (Forbid waits, the active list, history limits), and a class appearing or going pokes the
+schedules whose template names it (their Ready condition).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from urllib.parse import urlencode
 
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import SCHEDULE_LABEL, recording_path, schedule_path
+from rtc_recording.controller.classresolver import ClassResolver
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.decide import schedules
-from rtc_recording.decide.schedules import InvalidSchedule, Run
+from rtc_recording.decide.schedules import InvalidSchedule, Reason, Run
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.errors import Conflict, NotFound
+from rtc_recording.kube.errors import ApiError, Conflict, NotFound
 from rtc_recording.kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,15 @@ class Scheduler:
     def __init__(
         self,
         kube: Kube,
+        classes: ClassResolver,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         wall: Callable[[], float] = time.time,
     ):
-        self.kube, self.clock = kube, clock
+        self.kube, self.classes, self.clock = kube, classes, clock
         self.events = EventRecorder(kube)
         self.deadlines = Deadlines(self.on_due, clock=wall)
+        self.class_names: dict[Key, str] = {}  # schedule -> the class its template names (classstatus.py)
+        self.class_names_changed: Callable[[], None] = lambda: None  # set by classstatus.py
 
     async def run(self) -> None:
         await self.deadlines.run()
@@ -48,6 +53,15 @@ class Scheduler:
         """A watch event of a schedule: when to decide for it next."""
         meta, status = obj["metadata"], obj.get("status") or {}
         key = (meta["namespace"], meta["name"])
+        named = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("recordingClassName")
+        if type_ == "DELETED" or meta.get("deletionTimestamp"):
+            named = None
+        if named != self.class_names.get(key):
+            if named:
+                self.class_names[key] = named
+            else:
+                del self.class_names[key]
+            self.class_names_changed()
         if type_ == "DELETED" or meta.get("deletionTimestamp"):
             self.deadlines.set(key, None)
             return
@@ -57,6 +71,12 @@ class Scheduler:
         else:
             when = next_time.timestamp()
         self.deadlines.set(key, when)
+
+    def class_changed(self, name: str) -> None:
+        """A class appeared or went: the schedules naming it decide again (their Ready condition)."""
+        for key, named in self.class_names.items():
+            if named == name:
+                self.deadlines.set(key, time.time())
 
     def poke(self, recording: dict) -> None:
         """A run changed (or went): decide for its schedule now."""
@@ -89,14 +109,23 @@ class Scheduler:
         try:
             decision = schedules.decide(spec, status, timestamps.parse(meta["creationTimestamp"]), runs, now)
         except InvalidSchedule as exc:  # the CRD checks the form; croniter has the last word
+            invalid = (False, Reason.INVALID_SCHEDULE, str(exc))
             await self._status(
-                schedule, {"message": str(exc), "observedGeneration": meta["generation"], "nextScheduleTime": None}
+                schedule,
+                {
+                    "message": str(exc),
+                    "observedGeneration": meta["generation"],
+                    "nextScheduleTime": None,
+                    "conditions": schedules.status_conditions(status, invalid, meta["generation"], now, stalled=True),
+                },
             )
             return
+        named = (spec["template"]["spec"]).get("recordingClassName")
+        ready = schedules.readiness(spec, named if named and named not in await self.classes.known() else None)
         for run in decision.replace:
             await self._delete(namespace, run)
             await self.events.record(
-                schedule, "Normal", "Replaced", f"deleted the active run {run} (concurrencyPolicy Replace)"
+                schedule, "Normal", Reason.REPLACED, f"deleted the active run {run} (concurrencyPolicy Replace)"
             )
         started = None
         if decision.start is not None:
@@ -107,17 +136,31 @@ class Scheduler:
                 await self.events.record(
                     schedule,
                     "Normal",
-                    "Started",
+                    Reason.STARTED,
                     f"created {started} for the run of {schedules.format_time(decision.start)}",
                     key=f"run-{int(decision.start.timestamp())}",
                 )
             except Conflict:
                 log.info("%s/%s: run %s exists already (a create repeated after a restart)", namespace, name, started)
+            except ApiError as exc:  # refused (a quota, an admission policy): said, and tried again (deadlines.py)
+                message = f"could not create {started}: {exc}"
+                await self.events.record(
+                    schedule, "Warning", Reason.RUN_NOT_CREATED, message, key=f"run-{int(decision.start.timestamp())}-x"
+                )
+                conditions = schedules.status_conditions(
+                    status, (False, Reason.RUN_NOT_CREATED, message), meta["generation"], now
+                )
+                await self._status(
+                    schedule, {"message": message, "observedGeneration": meta["generation"], "conditions": conditions}
+                )
+                raise
         if decision.missed:
             log.info("%s/%s: %d scheduled time(s) missed or superseded", namespace, name, decision.missed)
         for run in decision.delete:
             await self._delete(namespace, run)
-        await self._status(schedule, schedules.status_patch(decision, runs, meta["generation"], started))
+        patch = schedules.status_patch(decision, runs, meta["generation"], started)
+        patch["conditions"] = schedules.status_conditions(status, ready, meta["generation"], now)
+        await self._status(schedule, patch)
         if decision.wake_at is not None:
             self.deadlines.set(key, decision.wake_at.timestamp())
 

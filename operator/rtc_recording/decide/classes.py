@@ -45,15 +45,19 @@ from pydantic import ValidationError
 
 from rtc_recording.api.names import DEFAULT_CLASS_ANNOTATION
 from rtc_recording.api.recording import ClassDefault, Phase, RtcRecordingSpec, RtcRecordingStatus, spec_errors
-from rtc_recording.decide import patches
+from rtc_recording.decide import conditions, patches
 
 DEFAULT_FIELDS: tuple[str, ...] = get_args(ClassDefault)
 
 
 class Reason:
+    """Why an RtcRecording waits or fails for its class, and a class's own Ready reasons (docs/troubleshooting.md)."""
+
     NOT_FOUND = "ClassNotFound"
     NOT_ALLOWED = "ClassNotAllowed"
     INVALID = "InvalidSpec"
+    VALID = "ClassValid"
+    INVALID_CLASS = "InvalidClass"
 
 
 @dataclass(frozen=True)
@@ -331,3 +335,33 @@ def pin_patch(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[st
     for key, value in new.items():
         out[key] = pin_patch(old.get(key), value) if isinstance(value, dict) else copy.deepcopy(value)
     return out
+
+
+# -- the class's own status ---------------------------------------------------------------------------
+def problems(obj: dict) -> list[str]:
+    """What is wrong with a class that its CRD cannot refuse (an annotation is not validated)."""
+    value = (obj["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION)
+    if value is not None and value not in ("true", "false"):
+        return [f'annotation {DEFAULT_CLASS_ANNOTATION} is "{value}": only "true" makes a default class']
+    return []
+
+
+def class_status(obj: dict, in_use: bool, now: datetime) -> dict[str, Any]:
+    """status of an RtcRecordingClass: default, inUse, problems, observedGeneration and Ready (with
+    Stalled while a problem waits on a person). The same inputs give the same status: nothing to write."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    generation = int(meta.get("generation") or 1)
+    found = problems(obj)
+    if found:
+        ready = (False, Reason.INVALID_CLASS, "; ".join(found))
+    else:
+        ready = (True, Reason.VALID, "RtcRecordings may use it in the namespaces spec.namespaceSelector matches")
+    return {
+        "observedGeneration": generation,
+        "default": (meta.get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true",
+        "inUse": in_use,
+        "problems": found or None,
+        "conditions": conditions.conditions(
+            status.get("conditions"), conditions.ready_and_stalled(*ready, stalled=bool(found)), generation, now
+        ),
+    }

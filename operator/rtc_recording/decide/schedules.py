@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,8 +33,22 @@ from croniter import croniter
 from rtc_recording.api import timestamps
 from rtc_recording.api.names import SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION
 from rtc_recording.api.recording import TERMINAL, Phase
+from rtc_recording.decide import conditions
+from rtc_recording.decide.classes import Reason as ClassReason
 
 LOOKBACK_RUNS = 1000  # scheduled times examined per decision at most (a schedule idle for long)
+
+
+class Reason(StrEnum):
+    """A schedule's Ready reasons and Events (docs/troubleshooting.md)."""
+
+    SCHEDULED = "Scheduled"
+    SUSPENDED = "Suspended"
+    INVALID_SCHEDULE = "InvalidSchedule"
+    CLASS_NOT_FOUND = ClassReason.NOT_FOUND
+    RUN_NOT_CREATED = "RunNotCreated"
+    STARTED = "Started"  # Events
+    REPLACED = "Replaced"
 
 
 class InvalidSchedule(ValueError):
@@ -246,3 +261,28 @@ def status_patch(decision: Decision, runs: list[Run], generation: int, started: 
     if decision.message:
         patch["message"] = decision.message
     return patch
+
+
+def readiness(spec: dict[str, Any], missing_class: str | None) -> conditions.State:
+    """The Ready condition of a schedule that parsed. No times in it: it changes when the schedule's
+    state does, never per run, so it costs no status write of its own. Suspended is Ready, as asked
+    (as an RtcRecording's Suspended is: kstatus would read False as in progress for ever)."""
+    if spec.get("suspend"):
+        return True, Reason.SUSPENDED, "spec.suspend is true: no new runs start"
+    if missing_class:
+        return (
+            False,
+            Reason.CLASS_NOT_FOUND,
+            f"RtcRecordingClass {missing_class} (spec.template.spec.recordingClassName) does not exist; "
+            "each run waits for it",
+        )
+    return True, Reason.SCHEDULED, f"runs start on {spec['schedule']!r} ({spec.get('timeZone') or 'UTC'})"
+
+
+def status_conditions(
+    status: dict[str, Any], ready: conditions.State, generation: int, now: datetime, stalled: bool = False
+) -> list[dict]:
+    """status.conditions: Ready, and Stalled (True only for what a person must fix: an invalid schedule)."""
+    return conditions.conditions(
+        status.get("conditions"), conditions.ready_and_stalled(*ready, stalled=stalled), generation, now
+    )

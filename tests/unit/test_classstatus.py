@@ -1,0 +1,52 @@
+"""classstatus.py: a class's status is written when it changes and only then; inUse comes from the
+index and the schedules, not from a request."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from rtc_recording.controller.classstatus import ClassStatus
+
+
+class Kube:
+    def __init__(self):
+        self.patches: list[tuple[str, dict]] = []
+
+    async def request(self, method: str, path: str, *, json=None, content_type=None) -> dict:
+        self.patches.append((path, json))
+        return {}
+
+
+def tracked(recording_class: str | None, phase: str) -> SimpleNamespace:
+    return SimpleNamespace(recording_class=recording_class, phase=phase)
+
+
+def gold(status: dict | None = None) -> dict:
+    meta = {"name": "gold", "uid": "u-gold", "generation": 1}
+    return {"metadata": meta, "spec": {"namespaceSelector": {}}, **({"status": status} if status else {})}
+
+
+def test_in_use_counts_unfinished_recordings_and_schedules_and_writes_only_a_change():
+    kube, poked = Kube(), []
+    resolver = SimpleNamespace(observers=[])
+    index = SimpleNamespace(objects={("a", "done"): tracked("gold", "Completed"), ("a", "x"): tracked(None, "Pending")})
+    scheduler = SimpleNamespace(class_names={}, class_changed=poked.append)
+    classes = ClassStatus(kube, resolver, index, scheduler)  # type: ignore[arg-type]
+    (saw,) = resolver.observers
+    saw("ADDED", gold())
+    assert poked == ["gold"]  # the schedules naming it decide again
+    assert classes.in_use() == set()  # a Completed recording does not hold a class
+    asyncio.run(classes.write())
+    ((path, body),) = kube.patches
+    assert path == "/apis/rtc.recording.io/v1alpha1/rtcrecordingclasses/gold/status"
+    assert body["metadata"] == {"uid": "u-gold"} and body["status"]["inUse"] is False
+    saw("MODIFIED", gold(body["status"]))  # the write comes back through the watch
+    asyncio.run(classes.write())
+    assert len(kube.patches) == 1  # nothing changed: nothing written
+    index.objects[("a", "y")] = tracked("gold", "Recording")
+    assert classes.in_use() == {"gold"}
+    scheduler.class_names[("b", "weekly")] = "silver"
+    assert classes.in_use() == {"gold", "silver"}
+    asyncio.run(classes.write())
+    assert len(kube.patches) == 2 and kube.patches[1][1]["status"]["inUse"] is True
