@@ -5,7 +5,8 @@ gopher-lua run as Argo CD runs a resource.customizations.health script).
 Each object is put into its phase by patching the status subresource exactly as the operator's
 contract says (STATUSES below: the one place that says which conditions each phase carries).
 The table this produces is docs/gitops-health-table.md, and the README's "GitOps health" table
-must equal it."""
+must equal it. Schedules and classes (READY_CASES) are judged by their Ready condition, with the
+statuses the operator's own writers produce, through argocd/ready-health.lua."""
 
 from __future__ import annotations
 
@@ -417,6 +418,256 @@ def test_objects_on_standard_input_give_the_same_rows(tool, cluster, recordings,
     assert rows(run(tool, input="\n".join(json.dumps(i) for i in items))) == live
 
 
+# -- RtcRecordingSchedule and RtcRecordingClass: their health is their Ready condition ----------------
+READY_SCRIPT = ROOT / "charts" / "rtc-recording-operator" / "argocd" / "ready-health.lua"
+READY_KINDS = {"RtcRecordingSchedule": "rtcrecsched", "RtcRecordingClass": "rtcrecclass"}
+NOW = datetime.fromisoformat(T0.replace("Z", "+00:00"))
+GITOPS_LABEL = "gitops-health.test.rtc.recording.io/run"
+
+
+def schedule_status(spec: dict, missing_class: str | None = None, invalid: str | None = None) -> dict:
+    """What the scheduler writes (schedules.readiness and status_conditions, the operator's own code)."""
+    from rtc_recording.decide import schedules
+
+    if invalid:
+        ready = (False, schedules.Reason.INVALID_SCHEDULE, invalid)
+        return {"observedGeneration": 1, "conditions": schedules.status_conditions({}, ready, 1, NOW, stalled=True)}
+    ready = schedules.readiness(spec, missing_class)
+    return {"observedGeneration": 1, "conditions": schedules.status_conditions({}, ready, 1, NOW)}
+
+
+def schedule_not_created() -> dict:
+    from rtc_recording.decide import schedules
+
+    message = "could not create weekly-1742875200: HTTP 403: exceeded quota: count/rtcrecordings.rtc.recording.io"
+    ready = (False, schedules.Reason.RUN_NOT_CREATED, message)
+    return {"observedGeneration": 1, "conditions": schedules.status_conditions({}, ready, 1, NOW)}
+
+
+def class_written(annotation: str | None = None, in_use: bool = False) -> dict:
+    """What the class status writes (classes.class_status, the operator's own code)."""
+    from rtc_recording.decide import classes
+
+    annotations = {"rtc.recording.io/is-default-class": annotation} if annotation else {}
+    return classes.class_status({"metadata": {"generation": 1, "annotations": annotations}}, in_use, NOW)
+
+
+def schedule_manifest(name: str, suspend: bool = False) -> dict:
+    template = manifest("unused", False)["spec"]
+    spec = {"schedule": "0 9 * * 1", "timeZone": "Europe/Berlin", "template": {"spec": template}}
+    return {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingSchedule",
+        "metadata": {"name": name},
+        "spec": {**spec, **({"suspend": True} if suspend else {})},
+    }
+
+
+def class_manifest(name: str, annotation: str | None = None) -> dict:
+    meta: dict = {"name": name}
+    if annotation:
+        meta["annotations"] = {"rtc.recording.io/is-default-class": annotation}
+    return {
+        "apiVersion": "rtc.recording.io/v1alpha1",
+        "kind": "RtcRecordingClass",
+        "metadata": meta,
+        "spec": {"region": "cn-shanghai", "namespaceSelector": {}},
+    }
+
+
+@dataclass
+class ReadyCase:
+    """One schedule or class: `body` is created, `status` patched in, `spec_change` then bumps its generation."""
+
+    kind: str
+    key: str
+    situation: str
+    body: dict
+    status: dict | None
+    kstatus: str
+    argo: str
+    argo_message: str
+    spec_change: bool = False
+
+
+WEEKLY = schedule_manifest("x")["spec"]
+SCHEDULED = "Scheduled: runs start on '0 9 * * 1' (Europe/Berlin)"
+READY_CASES = [
+    ReadyCase(
+        "RtcRecordingSchedule",
+        "no-status",
+        "just created, no status yet",
+        schedule_manifest("no-status"),
+        None,
+        "Current",
+        "Progressing",
+        "Waiting for the operator to write the Ready condition",
+    ),
+    ReadyCase(
+        "RtcRecordingSchedule",
+        "scheduled",
+        "runs start as scheduled",
+        schedule_manifest("scheduled"),
+        schedule_status(WEEKLY),
+        "Current",
+        "Healthy",
+        SCHEDULED,
+    ),
+    ReadyCase(
+        "RtcRecordingSchedule",
+        "suspended",
+        "suspended (spec.suspend)",
+        schedule_manifest("suspended", suspend=True),
+        schedule_status({**WEEKLY, "suspend": True}),
+        "Current",
+        "Suspended",
+        "Suspended: spec.suspend is true: no new runs start",
+    ),
+    ReadyCase(
+        "RtcRecordingSchedule",
+        "class-not-found",
+        "the template's class does not exist",
+        schedule_manifest("class-not-found"),
+        schedule_status(WEEKLY, missing_class="gold"),
+        "InProgress",
+        "Progressing",
+        "ClassNotFound: RtcRecordingClass gold (spec.template.spec.recordingClassName) does not exist; "
+        "each run waits for it",
+    ),
+    ReadyCase(
+        "RtcRecordingSchedule",
+        "run-not-created",
+        "a run could not be created",
+        schedule_manifest("run-not-created"),
+        schedule_not_created(),
+        "InProgress",
+        "Progressing",
+        "RunNotCreated: could not create weekly-1742875200: HTTP 403: exceeded quota: "
+        "count/rtcrecordings.rtc.recording.io",
+    ),
+    ReadyCase(
+        "RtcRecordingSchedule",
+        "invalid",
+        "invalid schedule (a time zone croniter cannot read)",
+        schedule_manifest("invalid"),
+        schedule_status(WEEKLY, invalid="spec.timeZone 'Mars/Olympus' is not a time zone name"),
+        "Failed",
+        "Degraded",
+        "InvalidSchedule: spec.timeZone 'Mars/Olympus' is not a time zone name",
+    ),
+    ReadyCase(
+        "RtcRecordingSchedule",
+        "unobserved",
+        "spec changed, not yet seen by the operator",
+        schedule_manifest("unobserved"),
+        schedule_status(WEEKLY),
+        "InProgress",
+        "Progressing",
+        "Waiting for the operator to act on generation 2 (status describes generation 1)",
+        spec_change=True,
+    ),
+    ReadyCase(
+        "RtcRecordingClass",
+        "no-status",
+        "just created, no status yet",
+        class_manifest("no-status"),
+        None,
+        "Current",
+        "Progressing",
+        "Waiting for the operator to write the Ready condition",
+    ),
+    ReadyCase(
+        "RtcRecordingClass",
+        "valid",
+        "valid (default, in use)",
+        class_manifest("valid", annotation="true"),
+        class_written("true", in_use=True),
+        "Current",
+        "Healthy",
+        "ClassValid: RtcRecordings may use it in the namespaces spec.namespaceSelector matches",
+    ),
+    ReadyCase(
+        "RtcRecordingClass",
+        "invalid",
+        "a problem (status.problems)",
+        class_manifest("invalid", annotation="yes"),
+        class_written("yes"),
+        "Failed",
+        "Degraded",
+        'InvalidClass: annotation rtc.recording.io/is-default-class is "yes": only "true" makes a default class',
+    ),
+    ReadyCase(
+        "RtcRecordingClass",
+        "unobserved",
+        "spec changed, not yet seen by the operator",
+        class_manifest("unobserved"),
+        class_written(),
+        "InProgress",
+        "Progressing",
+        "Waiting for the operator to act on generation 2 (status describes generation 1)",
+        spec_change=True,
+    ),
+]
+SPEC_CHANGES = {
+    "RtcRecordingSchedule": {"spec": {"schedule": "0 10 * * 1"}},
+    "RtcRecordingClass": {"spec": {"region": "ap-southeast-1"}},
+}
+
+
+@pytest.fixture(scope="module")
+def ready_live(tool, cluster, recordings) -> dict[tuple[str, str], dict]:
+    """The tool's rows for a schedule and a class per case, read back from the apiserver (kubectl get -o json)."""
+    run_id = recordings  # the recordings' namespace: unique, and the schedules' home
+    kubectl = cluster.kubectl
+    made = []
+    for case in READY_CASES:
+        resource = READY_KINDS[case.kind]
+        scope = ["-n", run_id] if case.kind == "RtcRecordingSchedule" else []
+        name = case.key if scope else f"{run_id}-{case.key}"
+        body = json.loads(json.dumps(case.body))
+        body["metadata"].update(name=name, labels={GITOPS_LABEL: run_id})
+        kubectl("create", *scope, "-f", "-", input=json.dumps(body))
+        made.append((resource, name, scope))
+        if case.status is not None:
+            patch = json.dumps({"status": case.status})
+            kubectl("patch", resource, name, *scope, "--subresource=status", "--type=merge", "-p", patch)
+        if case.spec_change:
+            kubectl("patch", resource, name, *scope, "--type=merge", "-p", json.dumps(SPEC_CHANGES[case.kind]))
+    try:
+        out = {}
+        for kind, resource in READY_KINDS.items():
+            scope = ["-n", run_id] if kind == "RtcRecordingSchedule" else []
+            listed = kubectl("get", resource, *scope, "-l", f"{GITOPS_LABEL}={run_id}", "-o", "json").stdout
+            for name, row in rows(run(tool, input=listed, script=READY_SCRIPT)).items():
+                out[(kind, name.removeprefix(f"{run_id}-"))] = row
+        yield out
+    finally:
+        for resource, name, scope in made:
+            kubectl("delete", resource, name, *scope, "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("case", READY_CASES, ids=lambda c: f"{READY_KINDS[c.kind]}-{c.key}")
+def test_schedule_and_class_kstatus_and_argo_cd_health(ready_live, case):
+    row = ready_live[(case.kind, case.key)]
+    assert (row["kstatus"], row["argoHealth"], row["argoMessage"]) == (case.kstatus, case.argo, case.argo_message), row
+
+
+def ready_markdown(ready_live: dict[tuple[str, str], dict], kind: str) -> str:
+    lines = [
+        "| Situation | Conditions | kstatus (Flux) | Argo CD health | Argo CD message |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for case in READY_CASES:
+        if case.kind == kind:
+            row = ready_live[(kind, case.key)]
+            conditions = ", ".join(f"{c['type']}={c['status']}" for c in (case.status or {}).get("conditions", []))
+            lines.append(
+                f"| {case.situation} | {conditions or '(none)'} | {row['kstatus']} | {row['argoHealth']} "
+                f"| {row['argoMessage']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(live: dict[str, dict]) -> str:
     lines = [
         "| Situation | `status.phase` | Conditions | kstatus (Flux) | Argo CD health | Argo CD message |",
@@ -432,11 +683,16 @@ def markdown(live: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_the_table_is_generated_and_is_the_readme_s(live):
+def test_the_table_is_generated_and_is_the_readme_s(live, ready_live):
     table = markdown(live)
     generated = (
         "<!-- Written by tests/gitops/test_health.py from what tools/gitops-health printed for "
-        "objects on the local apiserver; do not edit. -->\n\n" + table
+        "objects on the local apiserver; do not edit. -->\n\n"
+        + table
+        + "".join(
+            f"\n{kind} (Argo CD: argocd/ready-health.lua):\n\n" + ready_markdown(ready_live, kind)
+            for kind in READY_KINDS
+        )
     )
     if not TABLE.exists() or TABLE.read_text() != generated:
         TABLE.write_text(generated)
@@ -444,7 +700,8 @@ def test_the_table_is_generated_and_is_the_readme_s(live):
     section = readme.split("\n## GitOps health\n", 1)
     assert len(section) == 2, "README has no '## GitOps health' section"
     found = [line for line in section[1].split("\n## ", 1)[0].splitlines() if line.startswith("|")]
-    assert "\n".join(found) + "\n" == table, f"README's GitOps health table differs; the generated one:\n{table}"
+    tables = [line for line in generated.splitlines() if line.startswith("|")]
+    assert found == tables, f"README's GitOps health tables differ; the generated ones:\n{generated}"
 
 
 # -- the Argo CD snippet is the shipped script, everywhere it is shown ----------------------------
@@ -455,7 +712,10 @@ def test_the_argo_cd_snippet_is_the_shipped_script(doc):
     assert len(blocks) == 1, f"{doc}: one yaml block with {CM_KEY}"
     snippet = yaml.safe_load(blocks[0])
     assert snippet["kind"] == "ConfigMap" and snippet["metadata"]["name"] == "argocd-cm"
-    assert snippet["data"][CM_KEY] == SCRIPT.read_text()
+    assert snippet["data"] == {
+        CM_KEY: SCRIPT.read_text(),
+        **{f"resource.customizations.health.rtc.recording.io_{kind}": READY_SCRIPT.read_text() for kind in READY_KINDS},
+    }
 
 
 # -- the runner is Argo CD's sandbox, and kstatus reads Ready=False as InProgress ------------------
