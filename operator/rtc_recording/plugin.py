@@ -31,7 +31,15 @@ from typing import Any
 
 import yaml
 
-from rtc_recording.api.names import GROUP, PLURAL, USAGE_LABEL, recording_path, schedule_path
+from rtc_recording.api.names import (
+    GROUP,
+    PLURAL,
+    TROUBLESHOOTING,
+    USAGE_LABEL,
+    recording_path,
+    schedule_path,
+    troubleshooting,
+)
 from rtc_recording.api.recording import TERMINAL
 from rtc_recording.api.timestamps import stamp
 from rtc_recording.cloud import links
@@ -242,6 +250,8 @@ class Plugin:
             for t in tasks
         ]
         text = _table(rows, ["TASK", "START", "END", "STATE"]) if rows else f"rtcrecording/{name} has had no task"
+        if states := list(dict.fromkeys(r[3] for r in rows if r[3])):
+            text += "\nwhat each state means: " + ", ".join(troubleshooting(s) for s in states)
         self.emit({"name": name, "namespace": self.namespace, "tasks": tasks}, text)
 
     async def suspend(self, name: str, value: bool) -> None:
@@ -270,7 +280,13 @@ class Plugin:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubectl rtcrec", description="RtcRecordings as people ask about them.")
+    p = argparse.ArgumentParser(
+        prog="kubectl rtcrec",
+        description="RtcRecordings as people ask about them.",
+        epilog=f"What each phase, reason and Event means, and what to do: {TROUBLESHOOTING} in the operator's "
+        "repository (`kubectl get rtcrec` shows READY and SYNCED; `kubectl wait --for=condition=Ready` works on "
+        "recordings, schedules and classes).",
+    )
     p.add_argument("-n", "--namespace", help="namespace (default: the context's, else default)")
     p.add_argument("--context", help="the kubeconfig context to use (default: the current one)")
     p.add_argument("--kubeconfig", help="path of the kubeconfig (default: $KUBECONFIG, ~/.kube/config)")

@@ -63,6 +63,9 @@ def test_stop_resume_history_and_files(stack, namespace, channel, kubeconfig):
     assert history["tasks"][0]["reason"] == "Suspended" and history["tasks"][1]["current"]
     table = rtcrec(kubeconfig, *local, "history", "talk").stdout
     assert table.splitlines()[0].split() == ["TASK", "START", "END", "STATE"] and first in table
+    assert table.splitlines()[-1] == (
+        "what each state means: docs/troubleshooting.md#suspended, docs/troubleshooting.md#recording"
+    )
     files = yaml.safe_load(rtcrec(kubeconfig, *local, "-o", "yaml", "files", "talk").stdout)
     first_files = [f for f in files["files"] if f["taskId"] == first]
     assert first_files and all(f["url"].startswith("oss://demo-recordings/") for f in first_files)

@@ -21,7 +21,7 @@ from rtc_recording.decide import patches
 from rtc_recording.emulator.keys import KeyStore
 from rtc_recording.emulator.oss import verify_presigned
 from rtc_recording.kube import errors as k8s
-from rtc_recording.plugin import Plugin, duration, file_rows, main, tasks_of
+from rtc_recording.plugin import Plugin, duration, file_rows, main, parser, tasks_of
 
 from .fakes import NS, FakeKube
 
@@ -271,3 +271,7 @@ def test_status_files_keep_what_describe_lists_for_each_file() -> None:
         return len(json.dumps(listed, separators=(",", ":")))
 
     assert size(11) - size(10) == 90 + 3
+
+
+def test_the_help_names_the_troubleshooting_page():
+    assert "docs/troubleshooting.md" in " ".join(parser().format_help().split())

@@ -13,6 +13,14 @@ PLURAL = "rtcrecordings"
 CLASS_PLURAL = "rtcrecordingclasses"
 SCHEDULE_PLURAL = "rtcrecordingschedules"
 COMPONENT = "rtc-recording-operator"  # Events' source and reporting controller
+TROUBLESHOOTING = "docs/troubleshooting.md"  # in the operator's repository: every phase and reason
+
+
+def troubleshooting(reason: str) -> str:
+    """The section of docs/troubleshooting.md on a phase or reason: its headings are the operator's
+    reasons, one each; a vendor's code (InvalidParameter.AppId) is in the section on them all."""
+    return f"{TROUBLESHOOTING}#{reason.lower() if reason.isalnum() else 'cloud-error-codes'}"
+
 
 # Annotations a user writes
 ADOPT_ANNOTATION = f"{GROUP}/adopt-task-id"

@@ -2,7 +2,9 @@
 
 An Event is a courtesy: failing to post one never undoes the work it reports. With a `key` its
 name is fixed, so posting it again (a retry after a crash) is a no-op, or with `repeat` counts one
-more occurrence, as client-go's recorder aggregates.
+more occurrence, as client-go's recorder aggregates. A Warning's message ends with the section of
+docs/troubleshooting.md on its reason: added to the Event only, never to the status that holds a
+pending Event, so it costs no write.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import uuid
 
 from rtc_recording import metrics
 from rtc_recording.api import timestamps
-from rtc_recording.api.names import COMPONENT, GROUP, VERSION, segment
+from rtc_recording.api.names import COMPONENT, GROUP, VERSION, segment, troubleshooting
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import Conflict, Failed, NamespaceTerminating, NotFound
 
 log = logging.getLogger(__name__)
+MESSAGE_LIMIT = 1024  # an Event's message is cut to this (events.k8s.io/v1 limits a note to 1 kB)
 
 
 class Posted(enum.Enum):
@@ -62,6 +65,9 @@ class EventRecorder:
 
     async def _post(self, obj: dict, type_: str, reason: str, message: str, key: str | None, repeat: bool) -> None:
         meta = obj["metadata"]
+        if type_ == "Warning":
+            see = f" (see {troubleshooting(reason)})"
+            message = message[: MESSAGE_LIMIT - len(see)] + see
         now = timestamps.now()
         name = f"{meta['name']}.{key or uuid.uuid4().hex[:12]}"
         events = f"/api/v1/namespaces/{segment(meta['namespace'])}/events"
@@ -79,7 +85,7 @@ class EventRecorder:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": message[:MESSAGE_LIMIT],
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
@@ -98,5 +104,9 @@ class EventRecorder:
                 "PATCH",
                 f"{events}/{segment(name)}",
                 content_type="application/merge-patch+json",
-                json={"count": int(old.get("count") or 1) + 1, "lastTimestamp": now, "message": message[:1024]},
+                json={
+                    "count": int(old.get("count") or 1) + 1,
+                    "lastTimestamp": now,
+                    "message": message[:MESSAGE_LIMIT],
+                },
             )
