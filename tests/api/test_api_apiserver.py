@@ -146,7 +146,8 @@ def test_status_subresource_takes_what_the_operator_writes(kubectl, created):
     assert RtcRecordingStatus.model_validate(stored).task_id == "task-0001"
 
     row = kubectl("get", "rtcrec", "standup-42", "-o", "wide", "--no-headers").stdout.split()
-    assert row[:6] == ["standup-42", "standup-42", "Mixed", "Recording", "Started", "task-0001"]
+    # READY from the Ready condition; SYNCED is empty (no Synced condition) and so not split out.
+    assert row[:7] == ["standup-42", "standup-42", "Mixed", "Recording", "Started", "True", "task-0001"]
     wrong = kubectl(
         "patch",
         "rtcrec",

@@ -232,6 +232,8 @@ def test_printer_columns():
         "Mode",
         "Phase",
         "Reason",
+        "Ready",
+        "Synced",
         "TaskId",
         "Age",
     ]

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from rtc_recording.api.callback import callback_headers, path_key
+from rtc_recording.api.names import troubleshooting
 
 from .conftest import ACCESS_KEY, APP, AUTH_KEY, recording, wait_for
 
@@ -254,7 +255,7 @@ def test_only_secrets_that_opt_in_are_billed(stack, namespace, channel, emulator
         )
         assert status["phase"] == "Pending"
         (event,) = stack.wait_events(namespace, name, "CredentialsUnavailable")  # one, however often it retries
-        assert event["message"] == status["message"]
+        assert event["message"] == f"{status['message']} (see {troubleshooting('CredentialsUnavailable')})"
         said[name] = status["message"].replace(repr(secret_name), "X")
     assert said["billed"] == said["nothing"]
     assert "rtc.recording.io/usage=credentials" in said["billed"] and "/api/v1" not in said["billed"]
