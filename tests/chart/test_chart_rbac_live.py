@@ -356,6 +356,8 @@ def test_namespaced_release_uses_a_class_credentials_secret_in_the_platform_name
         ),
     )
     try:
+        # The class's status is the operator's to write (rtcrecordingclasses/status patch in the ClusterRole).
+        crds.kubectl("wait", f"rtcrecclass/{klass}", "--for=condition=Ready", "--timeout=30s")
         apply_recording(crds, emulator, ns, "classy", class_name=klass)
         got = wait_for(
             lambda: (s := status(crds, ns, "classy")).get("phase") == "Recording" and s,

@@ -31,11 +31,11 @@ def test_in_use_counts_unfinished_recordings_and_schedules_and_writes_only_a_cha
     kube, poked = Kube(), []
     resolver = SimpleNamespace(observers=[])
     index = SimpleNamespace(objects={("a", "done"): tracked("gold", "Completed"), ("a", "x"): tracked(None, "Pending")})
-    scheduler = SimpleNamespace(class_names={}, class_changed=poked.append)
+    scheduler = SimpleNamespace(class_names={}, class_changed=lambda name, exists: poked.append((name, exists)))
     classes = ClassStatus(kube, resolver, index, scheduler)  # type: ignore[arg-type]
     (saw,) = resolver.observers
     saw("ADDED", gold())
-    assert poked == ["gold"]  # the schedules naming it decide again
+    assert poked == [("gold", True)]  # the schedules waiting for it decide again
     assert classes.in_use() == set()  # a Completed recording does not hold a class
     asyncio.run(classes.write())
     ((path, body),) = kube.patches
@@ -50,3 +50,33 @@ def test_in_use_counts_unfinished_recordings_and_schedules_and_writes_only_a_cha
     assert classes.in_use() == {"gold", "silver"}
     asyncio.run(classes.write())
     assert len(kube.patches) == 2 and kube.patches[1][1]["status"]["inUse"] is True
+
+
+def schedule_obj(name: str, class_name: str | None, ready_reason: str) -> dict:
+    template = {"spec": {"appId": "a", **({"recordingClassName": class_name} if class_name else {})}}
+    ready = {"type": "Ready", "status": "False" if ready_reason == "ClassNotFound" else "True", "reason": ready_reason}
+    return {
+        "metadata": {"namespace": "n", "name": name, "generation": 1},
+        "spec": {"schedule": "0 9 * * 1", "template": template},
+        "status": {"observedGeneration": 1, "nextScheduleTime": "2030-01-01T00:00:00Z", "conditions": [ready]},
+    }
+
+
+def test_a_class_appearing_wakes_only_the_schedules_that_wait_for_it():
+    """Not every schedule at each start-up, whose list of classes reports each class as appearing."""
+    from rtc_recording.controller.scheduler import Scheduler
+
+    scheduler = Scheduler(Kube(), SimpleNamespace())  # type: ignore[arg-type]
+    woken, changed = [], []
+    scheduler.class_names_changed = lambda: changed.append(True)
+    scheduler.saw("ADDED", schedule_obj("waits", "gold", "ClassNotFound"))
+    scheduler.saw("ADDED", schedule_obj("ready", "gold", "Scheduled"))
+    scheduler.saw("ADDED", schedule_obj("classless", None, "Scheduled"))
+    assert scheduler.class_names == {("n", "waits"): "gold", ("n", "ready"): "gold"} and len(changed) == 2
+    scheduler.deadlines = SimpleNamespace(set=lambda key, when: woken.append(key))  # type: ignore[assignment]
+    scheduler.class_changed("gold", exists=True)
+    assert woken == [("n", "waits")]
+    scheduler.class_changed("gold", exists=False)
+    assert woken == [("n", "waits"), ("n", "ready")]
+    scheduler.saw("DELETED", schedule_obj("ready", "gold", "Scheduled"))
+    assert scheduler.class_names == {("n", "waits"): "gold"} and len(changed) == 3

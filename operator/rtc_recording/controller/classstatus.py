@@ -51,7 +51,7 @@ class ClassStatus:
         else:
             self.classes[name] = obj
         if type_ != "MODIFIED":
-            self.scheduler.class_changed(name)  # a schedule naming it is Ready, or no longer
+            self.scheduler.class_changed(name, exists=type_ != "DELETED")  # a schedule naming it is Ready, or not
         self._changed.set()
 
     def in_use(self) -> set[str]:

@@ -43,6 +43,7 @@ class Scheduler:
         self.events = EventRecorder(kube)
         self.deadlines = Deadlines(self.on_due, clock=wall)
         self.class_names: dict[Key, str] = {}  # schedule -> the class its template names (classstatus.py)
+        self.class_missing: set[Key] = set()  # schedules whose Ready says that class does not exist
         self.class_names_changed: Callable[[], None] = lambda: None  # set by classstatus.py
 
     async def run(self) -> None:
@@ -53,16 +54,20 @@ class Scheduler:
         """A watch event of a schedule: when to decide for it next."""
         meta, status = obj["metadata"], obj.get("status") or {}
         key = (meta["namespace"], meta["name"])
-        named = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("recordingClassName")
-        if type_ == "DELETED" or meta.get("deletionTimestamp"):
-            named = None
+        gone = type_ == "DELETED" or bool(meta.get("deletionTimestamp"))
+        named = None if gone else (obj["spec"]["template"]["spec"]).get("recordingClassName")
         if named != self.class_names.get(key):
             if named:
                 self.class_names[key] = named
             else:
                 del self.class_names[key]
             self.class_names_changed()
-        if type_ == "DELETED" or meta.get("deletionTimestamp"):
+        ready: dict = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        if named and ready.get("reason") == Reason.CLASS_NOT_FOUND:
+            self.class_missing.add(key)
+        else:
+            self.class_missing.discard(key)
+        if gone:
             self.deadlines.set(key, None)
             return
         next_time = schedules.parse_time(status.get("nextScheduleTime"))
@@ -72,10 +77,11 @@ class Scheduler:
             when = next_time.timestamp()
         self.deadlines.set(key, when)
 
-    def class_changed(self, name: str) -> None:
-        """A class appeared or went: the schedules naming it decide again (their Ready condition)."""
+    def class_changed(self, name: str, exists: bool) -> None:
+        """A class appeared or went: the schedules naming it whose Ready says otherwise decide again (not
+        every schedule at each start-up, whose list of classes reports each as appearing)."""
         for key, named in self.class_names.items():
-            if named == name:
+            if named == name and (key in self.class_missing) == exists:
                 self.deadlines.set(key, time.time())
 
     def poke(self, recording: dict) -> None:
