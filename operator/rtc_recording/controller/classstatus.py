@@ -26,7 +26,7 @@ from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import Conflict, KubeError, NotFound
 
 log = logging.getLogger(__name__)
-USE_SCAN_SECONDS = 30.0  # a scan of 10 000 index entries takes about a millisecond
+USE_SCAN_SECONDS = 30.0  # a scan of 10 000 index entries and 10 000 schedules takes under a millisecond
 
 
 class ClassStatus:
