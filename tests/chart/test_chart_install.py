@@ -128,6 +128,7 @@ def test_operator_service_account_has_exactly_its_access(release):
     for verb in ("get", "list"):  # the class a recording names, the default class
         assert release.can(sa, verb, "rtcrecordingclasses.rtc.recording.io", "default")
     assert release.can(sa, "get", "namespaces", "default")  # its labels, for the class's namespaceSelector
+    assert release.can(sa, "patch", "rtcrecordingclasses.rtc.recording.io", "default", subresource="status")
     for verb, resource in [
         ("create", "rtcrecordingclasses.rtc.recording.io"),
         ("patch", "rtcrecordingclasses.rtc.recording.io"),
