@@ -8,7 +8,8 @@ about them. It talks to the apiserver with the user's kubeconfig and rights, lik
     kubectl rtcrec resume NAME       spec.suspend: false (a recording starts a new task)
     kubectl rtcrec run-now SCHEDULE  one run of an RtcRecordingSchedule, now
 
-with -n/--namespace, --context, --kubeconfig and -o json|yaml, as kubectl has them.
+with -n/--namespace, --context, --kubeconfig and -o json|yaml, as kubectl has them; the kubeconfig is read as
+kubectl reads it (kubeconfig.py: with the `kubernetes` package when installed).
 
 `files --url` signs each link where it runs (cloud/links.py: the vendor's OSS SDK, this plugin's optional
 dependency), with the recording's credentials Secret when the caller's RBAC lets them read it (the one the
@@ -53,8 +54,8 @@ from rtc_recording.cloud.credentials import (
 from rtc_recording.cloud.secrets import SecretCache, SecretUnavailable
 from rtc_recording.decide import classes, schedules
 from rtc_recording.kube.client import Kube
-from rtc_recording.kube.config import Connection, kubeconfig_paths
 from rtc_recording.kube.errors import KubeError, NotFound
+from rtc_recording.kubeconfig import connection as kubeconfig_connection
 
 OSS_KINDS = ("HLS", "MP4", "MP3")
 LINK_LIFETIME = timedelta(hours=1)
@@ -68,10 +69,6 @@ def duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use h, m and s, as in 1h, 30m, 90s or 1h30m")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return timedelta(hours=hours, minutes=minutes, seconds=seconds)
-
-
-def _kubeconfig(flag: str | None) -> str:
-    return flag or kubeconfig_paths()  # every file of $KUBECONFIG, merged as kubectl merges them
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -315,7 +312,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    connection = Connection.from_kubeconfig(_kubeconfig(args.kubeconfig), args.context)
+    connection = kubeconfig_connection(args.kubeconfig, args.context)  # as kubectl reads it (kubeconfig.py)
     namespace = args.namespace or connection.namespace or "default"
     async with Kube(connection) as kube:
         plugin = Plugin(kube, namespace, args.output)

@@ -44,5 +44,14 @@ def test_the_plugins_own_dependencies_stay_out_of_the_operator():
     assert not (plugin | {"kubernetes"}) & pinned
 
 
+def test_the_kubernetes_package_is_the_plugins_alone():
+    """Its own extra, `kubectl`, which neither the runtime, the image nor the test venv (the Makefile's
+    `.[test,plugin]`) installs: Kopf imports `kubernetes` whenever it is importable."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert {_name(d) for d in project["optional-dependencies"]["kubectl"]} == {"kubernetes"}
+    assert "kubernetes" not in {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["test"]}
+    assert "-e '.[test,plugin]'" in (ROOT / "Makefile").read_text()
+
+
 def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")

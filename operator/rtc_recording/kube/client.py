@@ -43,6 +43,7 @@ class Kube:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
                 timeout=aiohttp.ClientTimeout(total=30),
+                proxy=self.connection.proxy,  # the session's default, for every request (aiohttp >= 3.10)
             )
         return self._session
 

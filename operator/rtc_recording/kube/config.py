@@ -32,6 +32,7 @@ class Connection:
     insecure: bool = False
     namespace: str | None = None
     exec_plugin: ExecPlugin | None = None  # a kubeconfig `user.exec` credential plugin
+    proxy: str | None = None  # a kubeconfig cluster's `proxy-url` (http or https; kubectl also takes socks5)
 
     @classmethod
     def load(cls) -> Connection:
@@ -57,6 +58,12 @@ class Connection:
             raise ValueError(f"context {name!r} is not in {where}" if name else f"{where} has no current context")
         context = contexts[name]
         cluster, user = config["clusters"][context["cluster"]], config["users"][context["user"]]
+        if user.get("auth-provider"):
+            raise ValueError(
+                f"user {context['user']!r} logs in with the {user['auth-provider'].get('name')!r} auth provider, "
+                "which this loader does not read (kubectl rtcrec does with the `kubernetes` package: "
+                "pip install 'rtc-recording-operator[kubectl]')"
+            )
         return cls(
             server=cluster["server"],
             ca_path=cluster.get("certificate-authority") or _materialise(cluster.get("certificate-authority-data")),
@@ -67,6 +74,7 @@ class Connection:
             insecure=bool(cluster.get("insecure-skip-tls-verify")),
             namespace=context.get("namespace"),
             exec_plugin=ExecPlugin.of(user["exec"]) if user.get("exec") else None,
+            proxy=cluster.get("proxy-url"),
         )
 
     async def bearer(self) -> str | None:
