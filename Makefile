@@ -92,3 +92,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build
+
+# kubectl rtcrec for krew: build/krew/rtcrec-<os>-<arch>.tar.gz (linux and darwin, amd64 and arm64, each with
+# the wheels of Python 3.11 to 3.14) and the manifest build/krew/rtcrec.yaml with their sha256
+# (tools/krew/build.py: PyPI only; about 4 minutes).
+.PHONY: krew
+krew: $(STAMP)
+	$(VENV)/bin/python tools/krew/build.py

@@ -31,6 +31,11 @@ HELM_VERSION = "v3.22.0"
 HELM_CLIENT_GO_MINOR = "37"
 # The Go module of Prometheus v3.16.0: its promtool checks and unit-tests the chart's alert rules.
 PROMETHEUS_VERSION = "v0.316.0"
+# Distribution (tests/cluster/test_krew.py, tests/chart/test_chart_oci.py): krew installs `kubectl rtcrec` from
+# its manifest; the CNCF distribution registry serves the chart as `oci://`. v0.4.3 is the newest krew the Go
+# module proxy serves.
+KREW_VERSION = "v0.4.3"
+REGISTRY_VERSION = "v3.1.2"
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 WRAPPERS = REPO_ROOT / "tools" / "controlplane"
@@ -125,6 +130,20 @@ BINARIES = {
     "helm": Binary("helm", HELM_VERSION, "helm", "helm.sh/helm/v3/cmd/helm", _helm_ldflags()),
     "promtool": Binary(
         "promtool", PROMETHEUS_VERSION, "promtool", "github.com/prometheus/prometheus/cmd/promtool", "-s -w"
+    ),
+    "krew": Binary(
+        "krew",
+        KREW_VERSION,
+        "krew",
+        "sigs.k8s.io/krew/cmd/krew",
+        f"-s -w -X sigs.k8s.io/krew/internal/version.gitTag={KREW_VERSION}",
+    ),
+    "registry": Binary(
+        "registry",
+        REGISTRY_VERSION,
+        "registry",
+        "github.com/distribution/distribution/v3/cmd/registry",
+        f"-s -w -X github.com/distribution/distribution/v3/version.version={REGISTRY_VERSION}",
     ),
     **{key: binary for version in OTHER_KUBERNETES_VERSIONS for key, binary in _kube(version).items()},
     "gitops-health": Binary(
