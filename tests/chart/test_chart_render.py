@@ -325,6 +325,23 @@ def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered
     assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]  # its /healthz is always an operator's
 
 
+def test_the_helm_test_pod_runs_its_check_with_the_operators_image_and_identity(rendered):
+    """tests/chart/test_chart_oci.py runs the same check against a running operator: no pod runs here."""
+    _, objs = rendered
+    d, pod = one(objs, "Deployment", OPERATOR), one(objs, "Pod", f"{OPERATOR}-test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec, operator_pod = pod["spec"], d["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == operator_pod["serviceAccountName"] and spec["restartPolicy"] == "Never"
+    assert spec["securityContext"] == operator_pod["securityContext"]
+    (check,), (operator,) = spec["containers"], operator_pod["containers"]
+    assert check["image"] == operator["image"] and check["securityContext"] == operator["securityContext"]
+    assert check["command"] == ["python3", "-c", (CHART / "files" / "helm-test.py").read_text()]
+    port = env_of(d)["RTCREC_METRICS_PORT"]["value"]
+    assert check["env"] == [
+        {"name": "HEALTH_URL", "value": f"http://{OPERATOR}-metrics.{NAMESPACE}.svc:{port}/healthz"}
+    ]
+
+
 def test_rbac_is_exactly_what_is_used(rendered):
     name, objs = rendered
     receiver = name != "callbacks-disabled"
@@ -708,7 +725,9 @@ def test_network_policies_are_offered_off_by_default(helm):
     assert receiver["ingress"][0]["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     ]
-    assert operator["ingress"] == []
+    (test_pod,) = operator["ingress"]  # only the `helm test` pod, for /healthz
+    assert test_pod["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    assert test_pod["ports"] == [{"protocol": "TCP", "port": 8080}]
     v4, v6 = operator["egress"][2]["to"]
     assert v4["ipBlock"]["cidr"] == "0.0.0.0/0" and v6["ipBlock"]["cidr"] == "::/0"
     for internal in (
