@@ -99,3 +99,11 @@ clean:
 .PHONY: krew
 krew: $(STAMP)
 	$(VENV)/bin/python tools/krew/build.py
+
+# The chart as an OCI package: `make chart CHART_REGISTRY=registry.example.com/charts` lints it, writes
+# build/chart/rtc-recording-operator-<version>.tgz and pushes it (tools/chart/publish.sh, with the helm built
+# from Go modules; CHART_PUSH_FLAGS=--plain-http for a registry without TLS).
+.PHONY: chart
+chart: $(STAMP)
+	HELM=$$($(VENV)/bin/rtcrec build-binaries helm | sed -n 's/^helm: //p') CHART_REGISTRY=$(CHART_REGISTRY) \
+		CHART_PUSH_FLAGS='$(CHART_PUSH_FLAGS)' tools/chart/publish.sh

@@ -35,7 +35,8 @@ ACCESS_KEY = ("LTAI5tChartRbacTest", "chart-rbac-secret")
 class Deployed:
     """A chart release whose pods are played by local processes using the release's identities."""
 
-    def __init__(self, cluster, helm, tmp: Path, values: dict):
+    def __init__(self, cluster, helm, tmp: Path, values: dict, chart: tuple[str, ...] = (str(CHART),)):
+        """`chart`: what `helm install` takes after the release name (test_chart_oci.py: an oci:// reference)."""
         suffix = secrets.token_hex(3)
         self.cluster, self.helm, self.tmp = cluster, helm, tmp
         self.release, self.namespace = f"live-{suffix}", f"rtc-live-{suffix}"
@@ -49,7 +50,7 @@ class Deployed:
         helm.run(
             "install",
             self.release,
-            str(CHART),
+            *chart,
             "--kubeconfig",
             str(cluster.kubeconfig),
             "-n",
