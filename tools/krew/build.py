@@ -70,6 +70,11 @@ def install(project: Path, tags: list[str], python: str, target: Path) -> None:
         check=True,
     )
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts for this machine's python
+    # pip records where the project's wheel came from, a temporary path: left out, so that the archive is the
+    # same from one build to the next.
+    (record,) = target.glob("rtc_recording_operator-*.dist-info/RECORD")
+    (record.parent / "direct_url.json").unlink()
+    record.write_text("".join(line for line in record.read_text().splitlines(True) if "/direct_url.json," not in line))
 
 
 def tree_digest(path: Path) -> str:
