@@ -106,8 +106,11 @@ def archive(stage: Path, out: Path, epoch: int) -> str:
             info.uname = info.gname = ""
             info.mtime = epoch
             info.mode = 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644
-            with open(path, "rb") if path.is_file() else io.BytesIO() as content:
-                tar.addfile(info, content if path.is_file() else None)
+            if path.is_file():
+                with open(path, "rb") as content:
+                    tar.addfile(info, content)
+            else:
+                tar.addfile(info)
     data = io.BytesIO()
     with gzip.GzipFile(fileobj=data, mode="wb", mtime=epoch, filename="") as gz:
         gz.write(raw.getvalue())

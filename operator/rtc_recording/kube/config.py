@@ -61,8 +61,8 @@ class Connection:
         if user.get("auth-provider"):
             raise ValueError(
                 f"user {context['user']!r} logs in with the {user['auth-provider'].get('name')!r} auth provider, "
-                "which this loader does not read (kubectl rtcrec does with the `kubernetes` package: "
-                "pip install 'rtc-recording-operator[kubectl]')"
+                "which this loader does not read: give it a token or an exec credential plugin (kubectl rtcrec "
+                "reads auth providers with the `kubernetes` package: pip install 'rtc-recording-operator[kubectl]')"
             )
         return cls(
             server=cluster["server"],
