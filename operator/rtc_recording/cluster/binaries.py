@@ -4,16 +4,19 @@ Nothing can be downloaded here but modules from the package registries, so etcd,
 kube-apiserver, kubectl, helm and promtool are compiled from the wrapper modules under
 `tools/controlplane/` (each with a committed go.sum). The cache lives outside the
 repository, keyed by version, so a warm machine never compiles twice. The project's own Go
-tool, gitops-health (`tools/gitops-health/`), is keyed by a digest of its sources instead.
+tool, gitops-health (`tools/gitops-health/`), is keyed by a digest of its sources instead. Files
+of an upstream module that the tests read, not build, come from Go's module cache (`go_module`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,11 @@ PROMETHEUS_VERSION = "v0.316.0"
 # module proxy serves.
 KREW_VERSION = "v0.4.3"
 REGISTRY_VERSION = "v3.1.2"
+# Not built, read: the ServiceMonitor and PrometheusRule CRDs of its example/prometheus-operator-crd/, which
+# tests/chart/test_chart_prometheus_operator.py serves from the local apiserver so that the chart's objects are
+# validated by their real schemas. v0.85.0 is the newest release the Go module proxy serves.
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 WRAPPERS = REPO_ROOT / "tools" / "controlplane"
@@ -152,6 +160,28 @@ BINARIES = {
 }
 
 
+def _go_env() -> dict[str, str]:
+    """The Go toolchain on PATH, never one it would download, and static binaries."""
+    return {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+
+
+def go_module(path: str, version: str) -> Path:
+    """The directory of a module version in Go's module cache (read-only), downloaded through the module
+    proxy the first time: the files of a pinned upstream release."""
+    with tempfile.TemporaryDirectory() as outside:  # no go.mod around: the version asked for, not a main module's
+        proc = subprocess.run(
+            ["go", "mod", "download", "-json", f"{path}@{version}"],
+            cwd=outside,
+            env=_go_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"go mod download {path}@{version} failed:\n{proc.stdout}{proc.stderr}")
+    return Path(json.loads(proc.stdout)["Dir"])
+
+
 def build(binary: Binary, log=sys.stderr) -> Path:
     """Compile one binary into the cache unless it is already there."""
     if binary.path.exists():
@@ -160,7 +190,7 @@ def build(binary: Binary, log=sys.stderr) -> Path:
         raise RuntimeError(f"{binary.name} is not cached at {binary.path} and no Go toolchain is on PATH to build it")
     binary.path.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.path.with_suffix(f".partial-{os.getpid()}")  # two builds at once must not share it
-    env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+    env = _go_env()
     print(
         f"building {binary.name} {binary.version} from Go modules (first run only; kube-apiserver takes minutes)...",
         file=log,
