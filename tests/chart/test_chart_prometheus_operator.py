@@ -1,7 +1,7 @@
 """The README's Monitoring section followed as written, against the Prometheus Operator's own CRDs (a pinned release,
 from the Go module proxy) served by the local apiserver: the Quickstart's release, then the section's `helm upgrade`
 and `kubectl get`. The API server keeps every field the chart renders in the ServiceMonitor and the PrometheusRule
-(a structural schema drops what it does not know, with a mere warning that helm does not show), the ServiceMonitor
+(a structural schema drops what it does not know, and helm's install still succeeds), the ServiceMonitor
 selects the operator's and the receivers' metrics Services and names the port they have, and the dashboard
 ConfigMap is one Grafana's sidecar loads. No Prometheus runs: what it would scrape is the API server's objects."""
 
