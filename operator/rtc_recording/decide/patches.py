@@ -32,7 +32,6 @@ class Reason(StrEnum):
     STOPPED = "StoppedByCloud"
     UPDATED = "Updated"
     SUSPENDED = "Suspended"
-    RESUMED = "Resumed"
     OPERATOR_MAX_DURATION = "MaxDuration"  # spec.maxDurationSeconds, the operator's own limit
     ADOPTED = "Adopted"
     ADOPTION_FAILED = "AdoptionFailed"
