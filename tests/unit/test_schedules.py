@@ -146,6 +146,9 @@ def test_status_patch_lists_the_active_runs():
     patch = schedules.status_patch(d, runs, 2, started="d")
     assert patch["active"] == [{"name": "a", "uid": "uid-a"}, {"name": "d"}]
     assert (patch["lastScheduleTime"], patch["nextScheduleTime"]) == ("2026-03-02T08:10:00Z", "2026-03-02T08:20:00Z")
+    # A decision with nothing to say clears what an earlier one said ("could not create ..." of a refused run).
+    assert patch["message"] is None
+    assert schedules.status_patch(Decision(message="suspended"), runs, 2)["message"] == "suspended"
 
 
 def test_a_run_created_before_a_crash_is_that_run_not_an_active_one():

@@ -258,8 +258,7 @@ def status_patch(decision: Decision, runs: list[Run], generation: int, started: 
     }
     if decision.last_schedule_time is not None:
         patch["lastScheduleTime"] = format_time(decision.last_schedule_time)
-    if decision.message:
-        patch["message"] = decision.message
+    patch["message"] = decision.message or None  # null: a message of an earlier decision (a refused run) goes
     return patch
 
 

@@ -153,6 +153,7 @@ class Stopper:
         try:
             own = {"metadata": meta, "spec": {"region": (obj.get("spec") or {}).get("region")}}
             await self.ctx.clients.stop(await self.ctx.account_for(own), task_id)
+            usage.stopped(obj, self.ctx.clock())
             message, outcome = f"task {task_id} stopped with the operator's own credentials", "ok"
         except (NotFound, *FAILURES) as exc:
             message, outcome = (
