@@ -51,3 +51,12 @@ def test_an_auth_provider_is_refused_naming_the_extra(cluster, tmp_path):
     path = edited(cluster, tmp_path, lambda c: c["users"][0].update({"user": oidc}))
     with pytest.raises(ValueError, match=r"'oidc' auth provider.*rtc-recording-operator\[kubectl\]"):
         kubeconfig.connection(path, None)
+
+
+def test_a_socks5_proxy_is_refused_not_tried(cluster, tmp_path):
+    """aiohttp speaks to http and https proxies only: a socks5 one would fail later, and less clearly."""
+    path = edited(
+        cluster, tmp_path, lambda c: c["clusters"][0]["cluster"].update({"proxy-url": "socks5://127.0.0.1:1"})
+    )
+    with pytest.raises(ValueError, match=r"proxy-url 'socks5://127.0.0.1:1': only http and https"):
+        kubeconfig.connection(path, None)

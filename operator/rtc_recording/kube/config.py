@@ -32,7 +32,11 @@ class Connection:
     insecure: bool = False
     namespace: str | None = None
     exec_plugin: ExecPlugin | None = None  # a kubeconfig `user.exec` credential plugin
-    proxy: str | None = None  # a kubeconfig cluster's `proxy-url` (http or https; kubectl also takes socks5)
+    proxy: str | None = None  # a kubeconfig cluster's `proxy-url`: http or https (kubectl's socks5 is refused)
+
+    def __post_init__(self) -> None:
+        if self.proxy and not self.proxy.lower().startswith(("http://", "https://")):  # aiohttp has no socks5
+            raise ValueError(f"proxy-url {self.proxy!r}: only http and https proxies are read")
 
     @classmethod
     def load(cls) -> Connection:
