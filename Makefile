@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test,plugin]'
 	touch $(STAMP)
 
-# What the default tier needs; binaries-all adds helm, kube-controller-manager, the other
-# Kubernetes versions, gitops-health and promtool (cached outside the repository: built once per machine).
+# What the default tier needs; binaries-all adds helm, kube-controller-manager, the other Kubernetes
+# versions, gitops-health, promtool, krew and the registry (cached outside the repository: built once per machine).
 binaries: $(STAMP)
 	$(VENV)/bin/rtcrec build-binaries etcd kube-apiserver kubectl
 
@@ -105,5 +105,5 @@ krew: $(STAMP)
 # from Go modules; CHART_PUSH_FLAGS=--plain-http for a registry without TLS).
 .PHONY: chart
 chart: $(STAMP)
-	HELM=$$($(VENV)/bin/rtcrec build-binaries helm | sed -n 's/^helm: //p') CHART_REGISTRY=$(CHART_REGISTRY) \
-		CHART_PUSH_FLAGS='$(CHART_PUSH_FLAGS)' tools/chart/publish.sh
+	HELM=$$($(VENV)/bin/rtcrec build-binaries helm | sed -n 's/^helm: //p') && test -n "$$HELM" && \
+		HELM="$$HELM" CHART_REGISTRY=$(CHART_REGISTRY) CHART_PUSH_FLAGS='$(CHART_PUSH_FLAGS)' tools/chart/publish.sh

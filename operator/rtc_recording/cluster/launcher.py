@@ -284,6 +284,7 @@ class LocalCluster:
         """A policy acts a moment after it is created: until a dry-run create comes back with the finalizer
         (the CRD's own handler may still answer 503 for a moment after `kubectl explain` worked)."""
         probe = yaml.safe_load((binaries.REPO_ROOT / "examples" / "mixed-oss-minimal.yaml").read_text())
+        probe["metadata"] = {"generateName": "finalizer-probe-"}  # never a namesake's 409
         path = recording_path("default") + "?dryRun=All"
         deadline = time.monotonic() + 60
         while True:
