@@ -117,12 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="the whole system on this machine, narrated (local control plane + emulator)")
     demo.set_defaults(func=_demo)
 
-    build = sub.add_parser("build-binaries", help="compile etcd, kube-apiserver, kubectl, helm into the cache")
+    build = sub.add_parser("build-binaries", help="compile the control plane and the test tools into the cache")
     build.add_argument(
         "names",
         nargs="*",
-        help="etcd, kube-apiserver, kubectl, helm, or kube-apiserver-<version> "
-        "and kubectl-<version> of the other supported Kubernetes versions (default: all)",
+        help="etcd, kube-apiserver, kubectl, kube-controller-manager, helm, gitops-health, promtool, krew, "
+        "registry, or kube-apiserver-<version> and kubectl-<version> of the other supported Kubernetes versions "
+        "(default: all)",
     )
     build.set_defaults(func=_build)
 

@@ -29,11 +29,11 @@ def gold(status: dict | None = None) -> dict:
 
 def test_in_use_counts_unfinished_recordings_and_schedules_and_writes_only_a_change():
     kube, poked = Kube(), []
-    resolver = SimpleNamespace(observers=[])
+    resolver = SimpleNamespace(observer=None)
     index = SimpleNamespace(objects={("a", "done"): tracked("gold", "Completed"), ("a", "x"): tracked(None, "Pending")})
     scheduler = SimpleNamespace(class_names={}, class_changed=lambda name, exists: poked.append((name, exists)))
     classes = ClassStatus(kube, resolver, index, scheduler)  # type: ignore[arg-type]
-    (saw,) = resolver.observers
+    saw = resolver.observer
     saw("ADDED", gold())
     assert poked == [("gold", True)]  # the schedules waiting for it decide again
     assert classes.in_use() == set()  # a Completed recording does not hold a class

@@ -26,7 +26,7 @@ class ClassResolver:
         self._classes: dict[str, RecordingClass] = {}
         self._reflector = Reflector(kube, class_path(), self._on_change)
         self._watch: asyncio.Task[None] | None = None
-        self.observers: list[Callable[[str, dict], None]] = []  # told every watch event (classstatus.py)
+        self.observer: Callable[[str, dict], None] = lambda type_, obj: None  # every watch event (classstatus.py)
         self.sync_wait = SYNC_WAIT_SECONDS
 
     def _on_change(self, type_: str, obj: dict) -> None:
@@ -35,11 +35,10 @@ class ClassResolver:
             self._classes.pop(name, None)
         else:
             self._classes[name] = RecordingClass.of(obj)
-        for observer in self.observers:
-            observer(type_, obj)
+        self.observer(type_, obj)
 
     def watch(self) -> None:
-        """Start the watch (once): with the first Start that needs it, or with the class status (classstatus.py)."""
+        """Start the watch (once): at start-up, with the class status (classstatus.py); `known()` starts it too."""
         if self._watch is None:
             self._watch = asyncio.create_task(self._reflector.run(), name="recording classes")
 

@@ -41,7 +41,7 @@ class ClassStatus:
         self.kube, self.resolver, self.index, self.scheduler, self.clock = kube, resolver, index, scheduler, clock
         self.classes: dict[str, dict] = {}  # name -> as last seen (a cluster has a handful)
         self._changed = asyncio.Event()
-        resolver.observers.append(self.saw)
+        resolver.observer = self.saw
         scheduler.class_names_changed = self._changed.set
 
     def saw(self, type_: str, obj: dict) -> None:

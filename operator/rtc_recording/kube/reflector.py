@@ -78,7 +78,7 @@ class Reflector:
             query = urlencode({**self.params, "limit": str(self.page_size), **paging})
             page = await self.kube.request("GET", f"{self.path}?{query}")
             for obj in page.get("items", []):
-                seen.add(await self._deliver("ADDED", obj, listed=True))  # the key _keys holds: no tuple more
+                seen.add(await self._deliver("ADDED", obj, listed=True))  # the key _deliver built: no second tuple
             cont, version = page["metadata"].get("continue"), page["metadata"]["resourceVersion"]
             if not cont:
                 break
