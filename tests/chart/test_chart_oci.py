@@ -117,15 +117,18 @@ def test_install_from_oci_and_the_helm_test_check(crds, helm, published, emulato
         )
         hooks = [h for h in yaml.safe_load_all(helm.run("get", "hooks", release.release, *kubeconfig).stdout) if h]
         (pod,) = [h for h in hooks if h["kind"] == "Pod" and h["metadata"]["annotations"]["helm.sh/hook"] == "test"]
+        (account_hook,) = [h for h in hooks if h["kind"] == "ServiceAccount"]  # its own, bound to nothing
         (check,) = pod["spec"]["containers"]
         health = f"http://{release.fullname}-metrics.{release.namespace}.svc:8080/healthz"
         assert check["env"] == [{"name": "HEALTH_URL", "value": health}]
-        assert check["command"][0] == "python3" and pod["spec"]["serviceAccountName"] == release.fullname
+        assert check["command"][0] == "python3" and pod["spec"]["serviceAccountName"] == f"{release.fullname}-test"
 
         # What the kubelet would give the pod: the ServiceAccount's token and CA, the apiserver's address.
         account = tmp_path / "serviceaccount"
         account.mkdir()
-        token = crds.kubectl("create", "token", release.fullname, "-n", release.namespace, "--duration=1h")
+        crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(account_hook))  # as `helm test` creates it first
+        test_account = account_hook["metadata"]["name"]
+        token = crds.kubectl("create", "token", test_account, "-n", release.namespace, "--duration=1h")
         (account / "token").write_text(token.stdout.strip())
         (account / "ca.crt").write_bytes(crds.ca_file.read_bytes())
         server = urlsplit(crds.server)

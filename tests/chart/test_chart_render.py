@@ -325,13 +325,17 @@ def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered
     assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]  # its /healthz is always an operator's
 
 
-def test_the_helm_test_pod_runs_its_check_with_the_operators_image_and_identity(rendered):
+def test_the_helm_test_pod_runs_its_check_with_the_operators_image_and_an_account_bound_to_nothing(rendered):
     """tests/chart/test_chart_oci.py runs the same check against a running operator: no pod runs here."""
     _, objs = rendered
     d, pod = one(objs, "Deployment", OPERATOR), one(objs, "Pod", f"{OPERATOR}-test")
-    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    account = one(objs, "ServiceAccount", f"{OPERATOR}-test")
+    assert (
+        pod["metadata"]["annotations"]["helm.sh/hook"] == account["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    )
+    assert not [b for b in objs if b["kind"].endswith("Binding") and f"{OPERATOR}-test" in str(b.get("subjects"))]
     spec, operator_pod = pod["spec"], d["spec"]["template"]["spec"]
-    assert spec["serviceAccountName"] == operator_pod["serviceAccountName"] and spec["restartPolicy"] == "Never"
+    assert spec["serviceAccountName"] == f"{OPERATOR}-test" and spec["restartPolicy"] == "Never"
     assert spec["securityContext"] == operator_pod["securityContext"]
     (check,), (operator,) = spec["containers"], operator_pod["containers"]
     assert check["image"] == operator["image"] and check["securityContext"] == operator["securityContext"]
@@ -401,7 +405,8 @@ def test_rbac_is_exactly_what_is_used(rendered):
             assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role_name}
             assert b["subjects"] == [{"kind": "ServiceAccount", "name": role_name, "namespace": NAMESPACE}]
     assert len(find(objs, kind)) == len(expected) * len(namespaces or [None])
-    assert {sa["metadata"]["name"] for sa in find(objs, "ServiceAccount")} == set(expected)
+    # ... and the helm test hook's, bound to nothing (test_the_helm_test_pod_runs_its_check...).
+    assert {sa["metadata"]["name"] for sa in find(objs, "ServiceAccount")} == {*expected, f"{OPERATOR}-test"}
 
 
 def test_rendered_settings_are_operator_settings(rendered):

@@ -1,8 +1,8 @@
 """`helm test`: the operator answers /healthz, and the apiserver serves the chart's three kinds.
 
-Runs in the operator's image with python's standard library only, as the operator's ServiceAccount (API
-discovery needs no more rights than any authenticated client has). Environment: HEALTH_URL (the chart sets
-it), KUBERNETES_SERVICE_HOST and _PORT (the kubelet does) and the ServiceAccount's token and CA in
+Runs in the operator's image with python's standard library only, as a ServiceAccount of its own bound to
+nothing (API discovery needs no more rights than any authenticated client has). Environment: HEALTH_URL (the
+chart sets it), KUBERNETES_SERVICE_HOST and _PORT (the kubelet does) and the ServiceAccount's token and CA in
 SERVICE_ACCOUNT_DIR (default: where the kubelet mounts them). Exits non-zero saying what failed.
 """
 
