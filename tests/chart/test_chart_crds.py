@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rtc_recording.api.names import STOP_FINALIZER
 from rtc_recording.cluster import binaries
 from rtc_recording.cluster.launcher import LocalCluster
 from rtc_recording.cluster.processes import wait_for
@@ -89,7 +90,11 @@ def test_upgrade_changes_the_schema_and_uninstall_keeps_the_crd(fresh, helm, tmp
     assert installed["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
     fresh.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
     fresh.kubectl("create", "namespace", records)
-    fresh.kubectl("apply", "--server-side", "-n", records, "-f", str(EXAMPLE))
+    # Established, yet the kind's handler may answer 503 for a moment more.
+    wait_for(
+        lambda: fresh.kubectl("apply", "--server-side", "-n", records, "-f", str(EXAMPLE), check=False).returncode == 0,
+        what="the first RtcRecording created",
+    )
     refused = fresh.kubectl(
         "apply",
         "--server-side",
@@ -137,6 +142,16 @@ def test_upgrade_changes_the_schema_and_uninstall_keeps_the_crd(fresh, helm, tmp
     helm_run("install", release, str(CHART))
     helm_run("upgrade", release, str(CHART), "--set", "crds.keep=false")
     assert "helm.sh/resource-policy" not in crd(fresh)["metadata"].get("annotations", {})
+    # The chart's admission policy put the operator's finalizer on those created once it acted (a moment
+    # after the install: the first may have come before); no operator runs on this control plane (no
+    # kubelet) to let them go when the CRD's deletion deletes them, so the test does it.
+    finalizers = {
+        name: json.loads(fresh.kubectl("get", name, "-n", records, "-o", "json").stdout)["metadata"].get("finalizers")
+        for name in names
+    }
+    assert finalizers["rtcrecording.rtc.recording.io/noted"] == [STOP_FINALIZER]  # created well after the install
+    for name in names:
+        fresh.kubectl("patch", name, "-n", records, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     helm_run("uninstall", release)
     wait_for(lambda: fresh.kubectl("get", "crd", CRD, check=False).returncode != 0, what="the CRD deleted")
 

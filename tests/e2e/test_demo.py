@@ -37,8 +37,10 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
     assert "STOPPED   Stopped" in out  # the deleted one was stopped by the operator
 
     # The classes and schedules act: the default class of examples/, listed as such ...
-    klass = re.search(r"\$ kubectl get rtcrecclass\n\s+NAME .*\n\s+(.*)\n", out)
-    assert klass and klass.group(1).split()[:3] == ["standard", "true", "cn-shanghai"], out[-6000:]
+    klass = re.search(r"\$ kubectl get rtcrecclass\n\s+(NAME .*)\n\s+(.*)\n", out)
+    assert klass, out[-6000:]
+    row = dict(zip(klass.group(1).split(), klass.group(2).split(), strict=False))
+    assert (row["NAME"], row["READY"], row["DEFAULT"], row["REGION"]) == ("standard", "True", "true", "cn-shanghai")
     # ... fills design-review, which names it: status says which class and generation, the task has its settings.
     assert "status.recordingClass: standard, generation 1, credentials rtc-platform/aliyun-recording" in out
     assert (
@@ -48,11 +50,12 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running():
     # The schedule, run now with the plugin: one run, listed active, Recording, then Completed by its
     # durationSeconds (the operator's MaxDuration), one task of its own.
     (run,) = set(re.findall(r"rtcrecording\.rtc\.recording\.io/(all-hands-\d+) created \(a run of", out))
-    assert re.search(rf"all-hands\s+0 9 \* \* 1\s+Europe/Berlin\s+false\s+{run}\s", out), out[-6000:]
+    assert re.search(rf"all-hands\s+True\s+0 9 \* \* 1\s+Europe/Berlin\s+false\s+{run}\s", out), out[-6000:]
     # Stopping shows only when the watch happens to see the Stop before its answer is written.
     run_rows = [row[-3:-1] for row in table if row[1] == run and row[-3] != "Stopping"]
     assert run_rows == [["Recording", "Started"], ["Completed", "MaxDuration"]]
     history = re.search(rf"\$ kubectl rtcrec history {run}\n\s+TASK .*\n((?:\s+\S.*\n)+?)\s+\$", out)
-    assert history and [line.split()[-1] for line in history.group(1).splitlines()] == ["MaxDuration"]
+    rows = history.group(1).splitlines() if history else []
+    assert [line.split()[-1] for line in rows] == ["MaxDuration", "docs/troubleshooting.md#maxduration"], out[-6000:]
     assert "with the class and the schedule: 2 recordings, 2 cloud tasks, 0 left running" in out
     assert "<invalid>" not in out  # kubectl get rtcrecsched shows the next run's time as it is
