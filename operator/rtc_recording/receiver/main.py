@@ -28,8 +28,8 @@ async def app(config: Settings, auth_key: str) -> web.Application:
         defer_seconds=config.unknown_outcome_grace_seconds / 3,
     )
     paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
-    # Pages of 25: the receiver's peak is the page it parses (full objects, managedFields and all). Its RSS
-    # at 10 000, measured: pages of 100 61.4 MB, 25 59.2 MB, 10 58.2 MB for half again the CPU of the list.
+    # Pages of 25: the receiver's peak is the page it parses (full objects, managedFields and all). Its RSS at
+    # 10 000, measured: 25 give 59.2 MB, 10 would give 58.2 MB for half again the CPU of the list (BENCHMARKS.md).
     reflectors = [Reflector(kube, path, receiver.on_change, page_size=25) for path in paths]
     receiver.ready = lambda: all(r.synced.is_set() for r in reflectors)
     watches = [asyncio.create_task(r.run()) for r in reflectors]
