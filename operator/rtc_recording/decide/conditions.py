@@ -23,17 +23,20 @@ def conditions(
         value = "True" if state else "False"
         previous = before.get(type_)
         since = previous["lastTransitionTime"] if previous and previous.get("status") == value else stamp(now)
-        out.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": since,
-            }
-        )
+        out.append(condition(type_, value, reason, message, generation, since))
     return out
+
+
+def condition(type_: str, value: str, reason: str, message: str, generation: int, since: str) -> dict[str, Any]:
+    """One metav1.Condition, as every kind's status carries it."""
+    return {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+    }
 
 
 def ready_and_stalled(ready: bool, reason: str, message: str, stalled: bool = False) -> dict[str, State]:

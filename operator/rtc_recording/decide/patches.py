@@ -14,6 +14,7 @@ from rtc_recording.api.names import ADOPT_ANNOTATION
 from rtc_recording.api.recording import READY, RECONCILING, SETTLED, TERMINAL, Phase, RtcRecordingStatus
 from rtc_recording.api.task import CloudError, RecordFiles, TaskInfo, TaskStatus
 from rtc_recording.api.timestamps import stamp
+from rtc_recording.decide import conditions as metav1
 
 HISTORY_KEPT = 10  # status.history
 STRAY_IDS_KEPT = 20  # status.strayTaskIds: enough to silence late callbacks of recent strays
@@ -94,16 +95,7 @@ def _conditions(
         value = "True" if state else "False"
         old = next((c for c in status.conditions if c.type == type_), None)
         since = stamp(old.last_transition_time) if old and old.status == value else stamp(now)
-        conditions.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": since,
-            }
-        )
+        conditions.append(metav1.condition(type_, value, reason, message, generation, since))
     return sorted(conditions, key=lambda c: c["type"])
 
 
