@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rtc_recording.api.fields import Region
 
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -141,6 +142,12 @@ class Settings(BaseSettings):
         2, gt=0, description="How often the active replica renews the Lease and a standby looks at it."
     )
 
+    sharding: bool = Field(
+        False,
+        description="Every replica acts, on the accounts the sharder gives it (docs/sharding.md); "
+        "needs RTCREC_POD_NAME, the shard's name.",
+    )
+
     @field_validator("namespaces", "relay_allowed_hosts", "relay_denied_ranges", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
@@ -183,6 +190,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "the Lease needs retry period < renew deadline <= lease duration - 1 s: the active "
                 "replica must have stopped before a standby may take over"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shard_named(self) -> Settings:
+        # The name is a label value on every object of the shard, and its Lease's name.
+        if self.sharding and not (self.pod_name and DNS_LABEL.fullmatch(self.pod_name)):
+            raise ValueError(
+                "RTCREC_SHARDING needs RTCREC_POD_NAME, a DNS label (a pod's name): it names the shard, "
+                f"got {self.pod_name!r}"
             )
         return self
 

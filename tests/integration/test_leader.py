@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from rtc_recording.controller.leader import EVENTS_MARK, Lease, Renewal, Timing
+from rtc_recording.api.names import EVENTS_MARK
+from rtc_recording.controller.leader import Lease, Renewal, Timing
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
 from rtc_recording.settings import Settings

@@ -35,6 +35,11 @@ REPLAY_LABEL = f"{GROUP}/replay"  # on a ConfigMap: a callback header pair admit
 DELETION_LABEL = f"{GROUP}/deletion"  # on a ConfigMap: what a deletion did with its task (orphaned, stopped)
 TASK_LABEL = f"{GROUP}/task"  # ... and which task
 USAGE_LABEL = f"{GROUP}/usage"  # on a Secret: what it consents to be read for
+SHARD_LABEL = f"{GROUP}/shard"  # on an RtcRecording or a schedule: the shard that acts on it (docs/sharding.md)
+DRAIN_LABEL = f"{GROUP}/drain"  # ... and the shard it moves to once its owner has let go
+# On a Lease, or an object handed to another shard: every Event pending in a status stamped before it was posted
+EVENTS_MARK = f"{GROUP}/events-posted-before"
+RING_LABEL = f"{GROUP}/ring"  # on a shard's Lease: the ring (the release's Lease name) it is a member of
 
 # Finalizers
 STOP_FINALIZER = f"{GROUP}/stop-task"  # on an RtcRecording: its task is stopped before it goes
@@ -60,7 +65,7 @@ def recording_path(namespace: str | None, name: str = "", sub: str = "") -> str:
     return _path(PLURAL, namespace, name, sub)
 
 
-def schedule_path(namespace: str, name: str = "", sub: str = "") -> str:
+def schedule_path(namespace: str | None, name: str = "", sub: str = "") -> str:
     return _path(SCHEDULE_PLURAL, namespace, name, sub)
 
 

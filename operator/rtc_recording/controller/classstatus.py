@@ -40,6 +40,7 @@ class ClassStatus:
     ):
         self.kube, self.resolver, self.index, self.scheduler, self.clock = kube, resolver, index, scheduler, clock
         self.classes: dict[str, dict] = {}  # name -> as last seen (a cluster has a handful)
+        self.uses: Callable[[], set[str]] | None = None  # sharded: the sharder's view of all (sharder.py)
         self._changed = asyncio.Event()
         resolver.observer = self.saw
         scheduler.class_names_changed = self._changed.set
@@ -56,6 +57,8 @@ class ClassStatus:
 
     def in_use(self) -> set[str]:
         """Classes an RtcRecording that is not Completed or Failed uses, or a schedule's template names."""
+        if self.uses is not None:
+            return self.uses()
         used = {t.recording_class for t in self.index.objects.values() if t.recording_class and t.phase not in TERMINAL}
         return used | set(self.scheduler.class_names.values())
 

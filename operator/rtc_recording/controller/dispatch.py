@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from rtc_recording import metrics
 from rtc_recording.api.names import STOP_FINALIZER
 from rtc_recording.controller.executor import RetryLater
+from rtc_recording.controller.executor.writes import handed_mark
 from rtc_recording.controller.index import Key
 from rtc_recording.decide.actions import at_rest
 from rtc_recording.decide.backoff import backoff
@@ -58,7 +59,7 @@ def needs_handler(obj: dict, posted_before: str = "") -> bool:
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
         return STOP_FINALIZER in (meta.get("finalizers") or ())
-    return not at_rest(obj, posted_before)
+    return not at_rest(obj, max(posted_before, handed_mark(obj)))
 
 
 class Dispatcher:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from rtc_recording import metrics
@@ -28,6 +29,7 @@ from rtc_recording.kube.reflector import Reflector
 log = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS = 60.0
+NOT_MINE_SECONDS = 5.0  # sharded: evidence of another shard's object is looked at again this often
 
 
 class Worker:
@@ -42,8 +44,11 @@ class Worker:
         act: Callable[..., Awaitable[None]],
         workers: int = 4,
         retry_seconds: float = 2.0,
+        mine: Callable[[Evidence, float], bool] | None = None,
     ):
-        self.kube, self.namespace, self.act, self.workers = kube, namespace, act, workers
+        """`mine(evidence, seconds since first seen)`: sharded, is it this shard's to act on (operator.py)?"""
+        self.kube, self.namespace, self.act, self.workers, self.mine = kube, namespace, act, workers, mine
+        self.first_seen: dict[str, float] = {}
         self.reflector = Reflector(kube, collection(namespace), self._on_change, label_selector=EVIDENCE_LABEL)
         self.items: dict[str, Evidence | None] = {}  # None: not evidence, deleted unread
         self.queue: WorkQueue[str] = WorkQueue("evidence", retry_seconds, MAX_RETRY_SECONDS)
@@ -58,7 +63,9 @@ class Worker:
         name = configmap["metadata"]["name"]
         if type_ == "DELETED":
             self.items.pop(name, None)
+            self.first_seen.pop(name, None)
         else:
+            self.first_seen.setdefault(name, time.monotonic())
             try:
                 self.items[name] = Evidence.from_configmap(configmap)
             except ValueError:
@@ -74,7 +81,11 @@ class Worker:
         if name not in self.items:
             return  # done already, or deleted meanwhile
         if (item := self.items[name]) is not None:
+            if self.mine is not None and not self.mine(item, time.monotonic() - self.first_seen[name]):
+                asyncio.get_running_loop().call_later(NOT_MINE_SECONDS, self.queue.add, name)
+                return
             await self.act(item.namespace, item.name, item.uid, item.attempt, item.task_id, item.event)
         await self.kube.delete(f"{collection(self.namespace)}/{segment(name)}")
         self.items.pop(name, None)
+        self.first_seen.pop(name, None)
         metrics.EVIDENCE_PENDING.set(len(self.items))

@@ -13,7 +13,7 @@ import logging
 
 import kopf
 
-from rtc_recording.api.names import GROUP, SCHEDULE_PLURAL, VERSION
+from rtc_recording.api.names import GROUP, RING_LABEL, SCHEDULE_PLURAL, VERSION
 from rtc_recording.controller import leader
 from rtc_recording.controller.operator import Operator
 from rtc_recording.kube.client import Kube
@@ -83,8 +83,12 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 @kopf.on.event(*SCHEDULES)
 async def schedule_watched(event: kopf.RawEvent, memo: kopf.Memo, **_) -> None:
-    """RtcRecordingSchedules: only a wake-up time each, in one heap (scheduler.py); no handler state."""
-    memo.operator.scheduler.saw(event["type"], event["object"])
+    """RtcRecordingSchedules: only a wake-up time each, in one heap (scheduler.py); no handler state.
+    Sharded, a shard keeps only its own: a cluster has hundreds of schedules, not the recordings' 10 000s."""
+    op: Operator = memo.operator
+    obj: dict = event["object"]  # type: ignore[assignment]  # a RawBody is the object as the watch sent it
+    gone = op.shard is not None and op.shard.leaving(obj)
+    op.scheduler.saw("DELETED" if gone else event["type"], obj)
 
 
 def run(config: Settings) -> None:
@@ -106,17 +110,18 @@ def run(config: Settings) -> None:
 
 async def _run(config: Settings) -> None:
     """Stand by until this replica holds the Lease, then run Kopf (standalone: the Lease, not
-    Kopf's peering, keeps the other replicas out; docs/ha.md)."""
+    Kopf's peering, keeps the other replicas out; docs/ha.md). Sharded, the Lease is the shard's own,
+    named after it: it acts at once, on its share (docs/sharding.md)."""
     kube = Kube(Connection.load())
-    lease = leader.Lease(
-        kube,
-        config.lease_namespace,
-        config.lease_name,
-        leader.identity(config.pod_name),
-        leader.Timing(
-            config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
-        ),
+    timing = leader.Timing(
+        config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
     )
+    identity = leader.identity(config.pod_name)
+    if config.sharding:
+        ring = {RING_LABEL: config.lease_name}
+        lease = leader.Lease(kube, config.lease_namespace, identity, identity, timing, labels=ring)
+    else:
+        lease = leader.Lease(kube, config.lease_namespace, config.lease_name, identity, timing)
     try:
         if not await leader.stand_by(lease, config.metrics_port, config.stuck_seconds):
             return
@@ -133,7 +138,8 @@ async def _run(config: Settings) -> None:
             if (op := getattr(memo, "operator", None)) is not None:
                 await asyncio.to_thread(op.clients.threads.shutdown, wait=True, cancel_futures=True)
             await asyncio.to_thread(renewal.stop)
-            await lease.release()
+            if not config.sharding:  # a shard keeps its Lease: its pod comes back under its name, nothing moves
+                await lease.release()
     finally:
         await kube.close()
 

@@ -134,6 +134,12 @@ class Index:
             self._owners[tracked.task_id] = tracked.key
         return tracked
 
+    def forget(self, key: Key) -> None:
+        """Not ours any more, not deleted (docs/sharding.md): no tombstone."""
+        old = self.objects.pop(key, None)
+        if old is not None and old.task_id and self._owners.get(old.task_id) == key:
+            del self._owners[old.task_id]
+
     def proven(self, tracked: Tracked) -> bool:
         """Did the operator write this task id for this resource and attempt (decide/ownership.py)?"""
         account = (

@@ -46,14 +46,13 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from rtc_recording.api import timestamps
-from rtc_recording.api.names import GROUP, segment
+from rtc_recording.api.names import EVENTS_MARK, segment
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import Conflict, NotFound
 from rtc_recording.metrics import metrics_response
 
 log = logging.getLogger(__name__)
 
-EVENTS_MARK = f"{GROUP}/events-posted-before"
 LOST_EXIT_CODE = 3  # the container restarts, and stands by (or takes its own Lease back)
 LEADER = Gauge("rtcrec_leader", "1 while this replica holds the operator's Lease (it is the active one), else 0.")
 
@@ -96,8 +95,10 @@ class Lease:
         *,
         on_lost: Callable[[str], object] = _exit,
         clock: Callable[[], float] = time.monotonic,
+        labels: dict[str, str] | None = None,
     ):
         self.kube, self.namespace, self.name, self.identity, self.timing = kube, namespace, name, identity, timing
+        self.labels = labels or {}  # on the Lease as created (a shard's: its ring, docs/sharding.md)
         self.on_lost, self.clock = on_lost, clock
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases/{segment(name)}"
         self.holder: str | None = None  # as last read
@@ -151,7 +152,7 @@ class Lease:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": {"name": self.name, "namespace": self.namespace, "labels": self.labels},
                 "spec": self._spec(0),
             }
             try:

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from rtc_recording.api import timestamps
-from rtc_recording.api.names import STOP_FINALIZER, recording_path
+from rtc_recording.api.evidence import Evidence
+from rtc_recording.api.names import DRAIN_LABEL, SHARD_LABEL, STOP_FINALIZER, recording_path
 from rtc_recording.api.recording import SETTLED, TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
-from rtc_recording.controller import evidence, health, relay, replays, sealing, ssrf
+from rtc_recording.controller import evidence, health, leader, relay, replays, sealing, ssrf
 from rtc_recording.controller.classstatus import ClassStatus
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.controller.dispatch import Dispatcher
 from rtc_recording.controller.executor import Executor, RetryLater
-from rtc_recording.controller.index import Index
+from rtc_recording.controller.index import Index, Key
 from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.poller import Poller
 from rtc_recording.controller.scheduler import Scheduler
+from rtc_recording.controller.shard import Shard
+from rtc_recording.controller.sharder import Sharder
 from rtc_recording.decide import ownership
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
@@ -33,6 +36,7 @@ from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
 FINALIZER_TRIES = 5  # compare-and-swaps of the finalizer list before the dispatcher tries again later
+UNCLAIMED_EVIDENCE_SECONDS = 30.0  # sharded: evidence of an object no shard has, acted on by the sharder's
 
 
 @dataclass
@@ -49,6 +53,9 @@ class Operator:
     scheduler: Scheduler
     class_status: ClassStatus
     dispatcher: Dispatcher
+    try_again: Callable[[Key, str], Awaitable[Any]]  # the waiting room's (waiting.py)
+    shard: Shard | None = None  # sharded (docs/sharding.md); None: the one active replica (docs/ha.md)
+    sharder: Sharder | None = None  # while this shard holds the release's Lease
     refused: dict[str, str | None] = field(default_factory=dict)  # uid -> the unproven task id, said once
     tasks: list[asyncio.Task] = field(default_factory=list)
     _background: set[asyncio.Task] = field(default_factory=set)
@@ -63,8 +70,14 @@ class Operator:
         await sealing.migrate(kube, index.sealer, config.namespaces, config.evidence_namespace)
         clients = CloudClients(config, kube)
         executor = Executor(kube, clients, config, index, previous_mark=previous_mark)
+        # Settings made sure a shard has a name (its pod's).
+        shard = Shard(str(config.pod_name), kube, index, executor.writes.handover_mark) if config.sharding else None
+
+        def fenced(act: Callable[..., Awaitable[Any]], key_of: Callable[..., Key]) -> Callable[..., Awaitable[Any]]:
+            return shard.fenced(act, key_of) if shard is not None else act
+
         interval = config.poll_interval_seconds * (config.poll_factor_with_callbacks if config.callback_url else 1)
-        poller = Poller(executor.describe, interval, config.poll_calls_per_second)
+        poller = Poller(fenced(executor.describe, lambda tracked: tracked.key), interval, config.poll_calls_per_second)
         dispatcher = Dispatcher(lambda obj, retry: op.handle(obj, retry), timestamps.now(), previous_mark)
         scheduler = Scheduler(kube, executor.ctx.classes)
         op = cls(  # the dispatcher runs op.handle
@@ -75,14 +88,18 @@ class Operator:
             executor=executor,
             pins=executor.ctx.pins,
             poller=poller,
-            deadlines=Deadlines(executor.on_due),
+            deadlines=Deadlines(fenced(executor.on_due, lambda key: key)),
             health=health.Health(
                 kube, index, poller, dispatcher, clients.budgets, config.stuck_seconds, config.namespaces
             ),
             scheduler=scheduler,
             class_status=ClassStatus(kube, executor.ctx.classes, index, scheduler),
             dispatcher=dispatcher,
+            try_again=fenced(executor.try_again, lambda key, uid: key),
+            shard=shard,
         )
+        if shard is not None:
+            scheduler.run_labels = {SHARD_LABEL: shard.name}
         return op
 
     def start(self) -> None:
@@ -90,38 +107,105 @@ class Operator:
         config = self.config
         # Our own watch, not Kopf's: what changes while 10 000 objects are listed comes at once (reflector.py).
         paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
+        mine = f"{SHARD_LABEL}={self.shard.name}" if self.shard else None  # a shard lists and watches its share
         # Pages of 100: the peak of a 10 000-object start-up is the page being parsed (whole objects).
-        watches = [Reflector(self.kube, path, self.saw, page_size=100, watch_while_listing=True) for path in paths]
+        watches = [
+            Reflector(self.kube, path, self.saw, mine, page_size=100, watch_while_listing=True) for path in paths
+        ]
+        chores = [self.class_status.run, self.executor.ctx.deletions.sweep.run]  # cluster-wide: one replica's
         self.tasks = [
             *(asyncio.create_task(watch.run(), name="watch") for watch in watches),
             asyncio.create_task(self.poller.run(), name="poller"),
             asyncio.create_task(self.scheduler.run(), name="schedules"),
-            asyncio.create_task(self.class_status.run(), name="class status"),
             asyncio.create_task(self.clients.probe(), name="probe"),
             asyncio.create_task(self.deadlines.run(), name="deadlines"),
-            asyncio.create_task(self.executor.ctx.deletions.sweep.run(), name="deletions"),
-            asyncio.create_task(
-                self.executor.ctx.waiting.run(self.executor.try_again, self.index.account), name="waiting"
-            ),
+            asyncio.create_task(self.executor.ctx.waiting.run(self.try_again, self.index.account), name="waiting"),
             asyncio.create_task(health.serve(self.health, config.metrics_port), name="metrics"),
         ]
         if config.callback_url:
-            worker = evidence.Worker(self.kube, config.evidence_namespace, self.executor.act_on)
+            worker = evidence.Worker(
+                self.kube, config.evidence_namespace, self._act_on, mine=self._evidence_mine if self.shard else None
+            )
             self.executor.ctx.evidence_waiting = worker.waiting
             self.tasks.append(asyncio.create_task(worker.run(), name="evidence"))
             guard = ssrf.Guard(config.relay_allowed_hosts, config.relay_denied_ranges, config.relay_only_allowed_hosts)
             relayer = relay.Relayer(self.kube, self.clients.secrets, guard, config.evidence_namespace)
-            self.tasks.append(asyncio.create_task(relayer.run(), name="relay"))
-            self.tasks.append(
-                asyncio.create_task(replays.sweep(self.kube, config.evidence_namespace).run(), name="replays")
-            )
+            chores += [relayer.run, replays.sweep(self.kube, config.evidence_namespace).run]
+        if self.shard is None:
+            self.tasks += [asyncio.create_task(chore()) for chore in chores]
+        else:
+            self.executor.ctx.classes.watch()  # every shard's Starts need the classes (the chores start it otherwise)
+            self.tasks.append(asyncio.create_task(self._lead_the_shards(chores), name="sharder"))
+
+    async def _lead_the_shards(self, chores: list[Callable[[], Coroutine[Any, Any, None]]]) -> None:
+        """Sharded: contend for the release's Lease; its holder runs the sharder and the cluster-wide chores.
+        Losing it stops them, not the shard: two sharders at once are wasteful, not unsafe (sharder.py)."""
+        assert self.shard is not None
+        config, loop, lost = self.config, asyncio.get_running_loop(), asyncio.Event()
+
+        def on_lost(why: str) -> None:
+            log.warning("no longer the sharder: %s", why)
+            loop.call_soon_threadsafe(lost.set)
+
+        timing = leader.Timing(
+            config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
+        )
+        lease = leader.Lease(
+            self.kube, config.lease_namespace, config.lease_name, self.shard.name, timing, on_lost=on_lost
+        )
+        try:
+            while True:
+                await lease.acquire()
+                lost.clear()
+                renewal = leader.Renewal(lease)
+                self.sharder = Sharder(
+                    self.kube,
+                    self.executor.ctx.classes,
+                    config.namespaces,
+                    config.lease_name,
+                    config.lease_namespace,
+                    config.lease_duration_seconds,
+                    config.lease_retry_period_seconds,
+                )
+                self.class_status.uses = self.sharder.classes_in_use
+                work = [asyncio.create_task(self.sharder.run(), name="sharder")]
+                work += [asyncio.create_task(chore()) for chore in chores]
+                try:
+                    await lost.wait()
+                finally:
+                    for task in work:
+                        task.cancel()
+                    await asyncio.gather(*work, return_exceptions=True)
+                    self.sharder = None
+                    await asyncio.to_thread(renewal.stop)
+        finally:
+            await lease.release()  # stopping: another shard takes over at once
+
+    def _evidence_mine(self, item: Evidence, age: float) -> bool:
+        """Sharded: evidence is for the shard that has its object, or had it when it was deleted; evidence of an
+        object no shard has (deleted before any shard saw it) is, after a while, for the sharder's shard."""
+        key = (item.namespace, item.name)
+        if key in self.index.objects or item.uid in self.index.tombstones:
+            return True
+        sharder = self.sharder
+        return sharder is not None and key not in sharder.objects["recordings"] and age > UNCLAIMED_EVIDENCE_SECONDS
+
+    async def _act_on(self, namespace: str, name: str, uid: str, attempt: int, task_id: str, event: str) -> None:
+        action = self.executor.act_on(namespace, name, uid, attempt, task_id, event)
+        if self.shard is None:
+            await action
+        else:  # the worker decided it is ours (`_evidence_mine`); counted, so that a handover waits for it
+            await self.shard.act((namespace, name), action, anyway=True)
 
     def saw(self, type_: str, obj: dict) -> None:
         """Every change of an RtcRecording feeds the index, the dispatcher, the poller and the deadlines.
         No readiness gate: each object is decided as it comes (docs/scale.md)."""
-        tracked = self.index.saw(type_, obj)
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
+        if self.shard is not None and (self.shard.left(obj) if type_ == "DELETED" else self.shard.leaving(obj)):
+            self._let_go(key, obj, moving=type_ != "DELETED")
+            return
+        tracked = self.index.saw(type_, obj)
         self.dispatcher.saw(type_, obj)
         self.scheduler.poke(obj)  # a schedule's run: its schedule decides again
         if tracked is None or tracked.task_id or tracked.phase in SETTLED:
@@ -143,8 +227,28 @@ class Operator:
         if unused := self.pins.saw(meta["uid"], tracked, self.index.tombstones.get(meta["uid"])):
             self.background(self.pins.release(*unused))
 
+    def _let_go(self, key: Key, obj: dict, moving: bool) -> None:
+        """Sharded: moved away, or `moving` (the drain label): forgotten, not deleted; a move is handed over."""
+        uid = obj["metadata"]["uid"]
+        self.dispatcher.saw("DELETED", obj)
+        self.index.forget(key)
+        self.poller.forget(key)
+        self.deadlines.set(key, None)
+        self.executor.ctx.waiting.forget(uid)
+        self.refused.pop(uid, None)
+        self.pins.forget(uid)  # every user of its Secret moves with it: the next shard pins it
+        labels = obj["metadata"].get("labels") or {}
+        if moving and self.shard is not None and labels.get(SHARD_LABEL) == self.shard.name and labels.get(DRAIN_LABEL):
+            self.shard.hand_over(obj)
+
     async def handle(self, obj: dict, retry: int) -> None:
         """An object that needs action (dispatch.py): its deletion, or a reconcile."""
+        if self.shard is not None:
+            await self.shard.act(_key(obj), self._handle(obj, retry))
+        else:
+            await self._handle(obj, retry)
+
+    async def _handle(self, obj: dict, retry: int) -> None:
         if obj["metadata"].get("deletionTimestamp"):
             await self._delete(obj, retry)
         else:
@@ -200,6 +304,8 @@ class Operator:
 
     async def close(self) -> None:
         await self.dispatcher.close()
+        if self.shard is not None:
+            await self.shard.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -46,7 +46,7 @@ class Pins:
     def saw(self, uid: str, tracked: Tracked | None, gone: Tracked | None = None) -> Key | None:
         """Every watch event (`tracked` None: deleted, `gone` the last seen of it). Returns a Secret
         that may have lost its last unfinished recording: worth a `release`."""
-        old = self._drop(uid)
+        old = self.forget(uid)
         if tracked is not None and tracked.secret and tracked.secret_namespace is None and tracked.phase not in SETTLED:
             key = (tracked.namespace, tracked.secret)
             self._uses[uid] = key
@@ -60,7 +60,8 @@ class Pins:
         )
         return freed if freed is not None and freed not in self.users and freed not in self.unpinned else None
 
-    def _drop(self, uid: str) -> Key | None:
+    def forget(self, uid: str) -> Key | None:
+        """Not counted any more (deleted, or moved to another shard with every user of its Secret)."""
         key = self._uses.pop(uid, None)
         if key is not None:
             users = self.users.get(key, set())
@@ -114,7 +115,7 @@ class Pins:
         the uid of a recording whose deletion has just stopped its task (the watch may still show
         it for a moment)."""
         if but is not None:
-            self._drop(but)
+            self.forget(but)
         if not name or self.users.get((namespace, name)):
             return
         for _ in range(TRIES):

@@ -45,6 +45,7 @@ class Scheduler:
         self.class_names: dict[Key, str] = {}  # schedule -> the class its template names (classstatus.py)
         self.class_missing: set[Key] = set()  # schedules whose Ready says that class does not exist
         self.class_names_changed: Callable[[], None] = lambda: None  # set by classstatus.py
+        self.run_labels: dict[str, str] = {}  # sharded: a run is created on its schedule's shard (docs/sharding.md)
 
     async def run(self) -> None:
         await self.deadlines.run()
@@ -105,6 +106,8 @@ class Scheduler:
         meta, spec, status = schedule["metadata"], schedule["spec"], schedule.get("status") or {}
         if meta.get("deletionTimestamp"):
             return
+        if any((meta.get("labels") or {}).get(k) != v for k, v in self.run_labels.items()):
+            return  # another shard's now
         owned = [
             r
             for r in await self.runs(namespace, name)
@@ -137,6 +140,7 @@ class Scheduler:
         if decision.start is not None:
             started = schedules.run_name(name, decision.start)
             body = schedules.recording_for(schedule, decision.start)
+            body["metadata"]["labels"].update(self.run_labels)
             try:
                 await self.kube.request("POST", recording_path(namespace), json=body)
                 await self.events.record(

@@ -93,6 +93,15 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    async def patch_labels(
+        self, path: str, labels: dict[str, str | None], resource_version: str, annotations: dict[str, str] | None = None
+    ) -> dict:
+        """Set (None: remove) `labels` of the object at `path`, if it is still at `resource_version`."""
+        meta: dict = {"labels": labels, "resourceVersion": resource_version}
+        if annotations:
+            meta["annotations"] = annotations
+        return await self.request("PATCH", path, json={"metadata": meta}, content_type="application/merge-patch+json")
+
     async def patch_status(
         self, namespace: str, name: str, status: dict, *, resource_version: str | None = None, uid: str | None = None
     ) -> dict:

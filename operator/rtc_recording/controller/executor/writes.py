@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from rtc_recording.api import timestamps
+from rtc_recording.api.names import EVENTS_MARK
 from rtc_recording.api.recording import SETTLED, PendingEvent, Phase, RtcRecordingStatus, status_of
 from rtc_recording.controller import usage
 from rtc_recording.controller.executor.context import PERSIST_TRIES, Context
@@ -54,6 +55,17 @@ class Writes:
         """Every pendingEvent this process stamped before this moment is posted (read on the renewal's thread)."""
         now = (datetime.now(UTC) - self.slack).strftime(timestamps.MICRO_FORMAT)
         return min([*self._unposted.values(), now])
+
+    def handover_mark(self, obj: dict) -> str:
+        """What a shard handing `obj` over writes on it (docs/sharding.md): its Events mark, or just past the
+        object's pending Event if this process posted that one (nothing of the object is under way then)."""
+        mark = self.posted_before()
+        pending = status_of(obj).pending_event
+        if pending is not None and pending.at and pending.key.startswith(self._token):
+            if pending.key not in self._unposted and pending.key not in self._unsure:
+                after = timestamps.parse(pending.at) + timedelta(microseconds=1)
+                mark = max(mark, after.strftime(timestamps.MICRO_FORMAT))
+        return mark
 
     async def write(
         self,
@@ -148,8 +160,8 @@ class Writes:
         if pending.key.startswith(self._token):  # this process's: it knows
             if pending.key not in self._unposted and pending.key not in self._unsure:
                 return
-        elif actions.event_posted(pending.at, self.previous_mark):
-            return  # the leader before posted it
+        elif actions.event_posted(pending.at, max(self.previous_mark, handed_mark(obj))):
+            return  # the leader before posted it, or the shard that handed it over
         if await self.event(obj, pending.type, pending.reason, pending.message, key=pending.key) is Posted.NO:
             self._doubt(pending.key)  # it stays pending, and the next reconcile posts it
             return
@@ -225,3 +237,8 @@ def attempt_pending(fresh: dict, attempt: int) -> bool:
         and not status.attempt.not_executed
         and status.phase not in SETTLED
     )
+
+
+def handed_mark(obj: dict) -> str:
+    """The Events mark of the shard that handed this object over, if one did (docs/sharding.md)."""
+    return (obj["metadata"].get("annotations") or {}).get(EVENTS_MARK, "")

@@ -1,0 +1,246 @@
+"""The sharder: in one shard at a time (the holder of the release's Lease), it labels every RtcRecording
+and schedule with the shard of its account, and moves accounts as shards come and go (docs/sharding.md).
+
+It keeps a few fields of every object (a watch of all of them, in pages), the shards' Leases (listed
+every retry period) and decides with decide/shards.py. Every write is a compare-and-swap on the
+object's resourceVersion: a decision made on a stale view fails, and the watch brings the next one.
+So two sharders at once (one that lost its Lease and has not noticed yet) are wasteful, not unsafe:
+only a dead shard's objects are relabelled without their owner's handover.
+
+An RtcRecording moves from a live shard by a handover (controller/handover.py): the sharder sets the
+drain label, the owner stops acting on it and writes the new shard itself. A schedule moves at once:
+its runs are named after their time, so a run both shards create is created once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from prometheus_client import Counter as Count
+from prometheus_client import Gauge
+
+from rtc_recording.api.names import (
+    DRAIN_LABEL,
+    EVENTS_MARK,
+    RING_LABEL,
+    SHARD_LABEL,
+    recording_path,
+    schedule_path,
+    segment,
+)
+from rtc_recording.api.recording import TERMINAL
+from rtc_recording.controller.classresolver import ClassResolver
+from rtc_recording.controller.membership import Membership
+from rtc_recording.decide import shards
+from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.client import Kube
+from rtc_recording.kube.reflector import Reflector
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+WRITERS = 32  # label writes at once: a dead shard's 3 000 objects move in seconds, the apiserver not swamped
+NAMESPACE_LABELS_SECONDS = 30.0  # a default class's namespaceSelector reads the labels this old at most
+MEMBERS = Gauge("rtcrec_shard_members", "Shards alive, as the sharder sees their Leases (in the sharder only).")
+ACCOUNTS = Gauge("rtcrec_shard_accounts", "Accounts each shard is given (in the sharder only).", ["shard"])
+RECORDINGS = Gauge(
+    "rtcrec_shard_recordings", 'RtcRecordings labelled for each shard (shard="": not yet), in the sharder.', ["shard"]
+)
+MOVES = Count(
+    "rtcrec_shard_moves", "Objects moved: drain (its live owner hands over), reassign (a dead one's).", ["how"]
+)
+
+
+@dataclass(slots=True)
+class Seen:
+    """What the sharder keeps of an object."""
+
+    resource_version: str
+    account: str
+    shard: str | None
+    drain: str | None
+    in_use: str | None  # the class a recording that is not finished uses (class status), or a schedule names
+
+
+class Sharder:
+    def __init__(
+        self,
+        kube: Kube,
+        classes: ClassResolver,
+        namespaces: list[str],
+        ring: str,
+        lease_namespace: str,
+        lease_duration: float,
+        retry_period: float,
+    ):
+        self.kube, self.classes, self.namespaces, self.retry_period = kube, classes, namespaces, retry_period
+        self.membership = Membership(lease_duration)
+        self.objects: dict[str, dict[Key, Seen]] = {"recordings": {}, "schedules": {}}
+        self._marks: dict[str, str] = {}  # shard -> the EVENTS_MARK of its Lease
+        self.placed: dict[str, str] = {}  # account -> shard, as last decided
+        self._leases = f"/apis/coordination.k8s.io/v1/namespaces/{segment(lease_namespace)}/leases?" + urlencode(
+            {"labelSelector": f"{RING_LABEL}={ring}"}
+        )
+        self._labels: dict[str, tuple[float, dict[str, str]]] = {}
+        self._changed = asyncio.Event()
+        self._writing: set[tuple[str, Key]] = set()
+        self._slots = asyncio.Semaphore(WRITERS)
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        spaces: list[str | None] = [*self.namespaces] or [None]
+        watches = [
+            *(Reflector(self.kube, recording_path(ns), self._saw("recordings"), page_size=100) for ns in spaces),
+            *(Reflector(self.kube, schedule_path(ns), self._saw("schedules"), page_size=100) for ns in spaces),
+        ]
+        try:
+            await asyncio.gather(*(w.run() for w in watches), self._look(), self._balance())
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    def classes_in_use(self) -> set[str]:
+        """The classes a recording that is not finished uses or a schedule's template names (classstatus.py)."""
+        return {seen.in_use for view in self.objects.values() for seen in view.values() if seen.in_use}
+
+    # -- what it sees ----------------------------------------------------------------------------
+    def _saw(self, kind: str):  # type: ignore[no-untyped-def]
+        view = self.objects[kind]
+
+        async def saw(type_: str, obj: dict) -> None:
+            meta = obj["metadata"]
+            key = (meta["namespace"], meta["name"])
+            if type_ == "DELETED":
+                view.pop(key, None)
+            else:
+                subject = obj if kind == "recordings" else _template(obj)
+                labels = meta.get("labels") or {}
+                phase = (obj.get("status") or {}).get("phase")
+                view[key] = Seen(
+                    meta.get("resourceVersion", ""),
+                    await self._account(subject),
+                    labels.get(SHARD_LABEL),
+                    labels.get(DRAIN_LABEL),
+                    _class_of(subject) if kind == "schedules" or phase not in TERMINAL else None,
+                )
+            self._changed.set()
+
+        return saw
+
+    async def _account(self, obj: dict) -> str:
+        classes = await self.classes.known()
+        spec = obj.get("spec") or {}
+        unnamed = not (spec.get("credentialsSecretRef") or {}).get("name") and "recordingClass" not in (
+            obj.get("status") or {}
+        )
+        needs_labels = unnamed and not spec.get("recordingClassName") and any(c.default for c in classes.values())
+        labels = await self._namespace_labels(obj["metadata"]["namespace"]) if needs_labels else None
+        return shards.account_of(obj, classes, labels)
+
+    async def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        now = time.monotonic()
+        if (cached := self._labels.get(namespace)) is None or now - cached[0] > NAMESPACE_LABELS_SECONDS:
+            cached = self._labels[namespace] = (now, await self.classes.labels(namespace))
+        return cached[1]
+
+    async def _look(self) -> None:
+        """The ring's Leases, every retry period."""
+        while True:
+            try:
+                listed = (await self.kube.request("GET", self._leases)).get("items") or []
+                self.membership.observe(listed)
+                self._marks = {
+                    lease["metadata"]["name"]: mark
+                    for lease in listed
+                    if (mark := (lease["metadata"].get("annotations") or {}).get(EVENTS_MARK))
+                }
+                self._changed.set()
+            except k8s.KubeError as exc:
+                log.warning("could not list the shards' Leases: %s", exc)
+            await asyncio.sleep(self.retry_period)
+
+    # -- what it writes --------------------------------------------------------------------------
+    def plan(self) -> Iterator[tuple[str, Key, Seen, shards.Relabel]]:
+        """Every label write the current view calls for (objects with a write in flight left out)."""
+        live = self.membership.live()
+        held: dict[str, Counter[str]] = {}
+        for view in self.objects.values():
+            for seen in view.values():
+                counts = held.setdefault(seen.account, Counter())
+                if (where := seen.drain or seen.shard) in live:  # a moving object counts where it goes
+                    counts[where] += 1
+        # Its own last placement first: mid-move, the labels of an account are split between two shards, and
+        # a placement read back from them could flip the move back and forth.
+        current = {a: c.most_common(1)[0][0] for a, c in held.items() if c}
+        current.update({a: s for a, s in self.placed.items() if a in held and s in live})
+        target = self.placed = shards.assign(held, live, current)
+        MEMBERS.set(len(live))
+        ACCOUNTS.clear()
+        for shard, n in Counter(target.values()).items():
+            ACCOUNTS.labels(shard=shard).set(n)
+        RECORDINGS.clear()
+        for shard, n in Counter(s.shard or "" for s in self.objects["recordings"].values()).items():
+            RECORDINGS.labels(shard=shard).set(n)
+        for kind, view in self.objects.items():
+            for key, seen in view.items():
+                if (kind, key) in self._writing:
+                    continue
+                # A schedule needs no handover (see the module's docstring).
+                acting = kind == "recordings" and seen.shard is not None and self.membership.acting(seen.shard)
+                if (change := shards.relabel(seen.shard, seen.drain, target.get(seen.account), acting)) is not None:
+                    yield kind, key, seen, change
+
+    async def _balance(self) -> None:
+        while True:
+            # At the next change, or each retry period: a Lease expires without an event.
+            try:
+                await asyncio.wait_for(self._changed.wait(), self.retry_period)
+            except TimeoutError:
+                pass
+            self._changed.clear()
+            for kind, key, seen, change in list(self.plan()):
+                self._writing.add((kind, key))
+                task = asyncio.create_task(self._write(kind, key, seen, change))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(0.1)  # a burst's events are decided together
+
+    async def _write(self, kind: str, key: Key, seen: Seen, change: shards.Relabel) -> None:
+        path = (recording_path if kind == "recordings" else schedule_path)(*key)
+        labels: dict[str, str | None] = {DRAIN_LABEL: change.drain}
+        if change.shard is not None:
+            labels[SHARD_LABEL] = change.shard
+        # A dead shard's last word on its Events goes with its objects (decide/actions.py at_rest).
+        reassigned = change.shard is not None and seen.shard is not None and seen.shard != change.shard
+        mark = self._marks.get(seen.shard or "") if reassigned else None
+        try:
+            async with self._slots:
+                await self.kube.patch_labels(path, labels, seen.resource_version, {EVENTS_MARK: mark} if mark else None)
+            if reassigned:
+                MOVES.labels(how="reassign").inc()
+                log.info("%s %s/%s: shard %s is gone; now on %s", kind, *key, seen.shard, change.shard)
+            elif change.drain is not None:
+                MOVES.labels(how="drain").inc()
+        except (k8s.Conflict, k8s.NotFound):
+            pass  # changed or gone: its watch event brings the next decision
+        except k8s.KubeError as exc:
+            log.warning("could not label %s %s/%s: %s", kind, *key, exc)
+        finally:
+            self._writing.discard((kind, key))
+            self._changed.set()
+
+
+def _template(schedule: dict) -> dict:
+    """A schedule's runs as the account sees them: its template's spec, in its namespace."""
+    spec = ((schedule.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {"metadata": {"namespace": schedule["metadata"]["namespace"]}, "spec": spec}
+
+
+def _class_of(obj: dict) -> str | None:
+    pinned = ((obj.get("status") or {}).get("recordingClass") or {}).get("name")
+    return pinned or (obj.get("spec") or {}).get("recordingClassName")
