@@ -11,8 +11,17 @@ that had stopped acting first: dead at once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
+from urllib.parse import urlencode
+
+from rtc_recording.api.names import EVENTS_MARK, RING_LABEL, segment
+from rtc_recording.kube import errors as k8s
+from rtc_recording.kube.client import Kube
+
+log = logging.getLogger(__name__)
 
 
 class Membership:
@@ -20,6 +29,27 @@ class Membership:
         self.duration, self.clock = duration, clock
         self._seen: dict[str, tuple[dict, float]] = {}  # name -> (spec, since when it is unchanged)
         self._missing: dict[str, float] = {}  # name -> since when the sharder knows of it without a Lease
+        self.marks: dict[str, str] = {}  # shard -> the EVENTS_MARK its Lease carries (leader.py)
+        self.changed = asyncio.Event()
+
+    async def watch(self, kube: Kube, ring: str, namespace: str, period: float) -> None:
+        """List the ring's Leases every `period`, in every shard: a shard that becomes the sharder has
+        watched the others' Leases already, and knows at once which went unrenewed."""
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases?"
+        path += urlencode({"labelSelector": f"{RING_LABEL}={ring}"})
+        while True:
+            try:
+                listed = (await kube.request("GET", path)).get("items") or []
+                self.observe(listed)
+                self.marks = {
+                    lease["metadata"]["name"]: mark
+                    for lease in listed
+                    if (mark := (lease["metadata"].get("annotations") or {}).get(EVENTS_MARK))
+                }
+                self.changed.set()
+            except k8s.KubeError as exc:
+                log.warning("could not list the shards' Leases: %s", exc)
+            await asyncio.sleep(period)
 
     def observe(self, leases: list[dict]) -> None:
         """One listing of the ring's Leases."""

@@ -71,7 +71,11 @@ class Operator:
         clients = CloudClients(config, kube)
         executor = Executor(kube, clients, config, index, previous_mark=previous_mark)
         # Settings made sure a shard has a name (its pod's).
-        shard = Shard(str(config.pod_name), kube, index, executor.writes.handover_mark) if config.sharding else None
+        shard = (
+            Shard(str(config.pod_name), kube, index, executor.writes.handover_mark, config.lease_duration_seconds)
+            if config.sharding
+            else None
+        )
 
         def fenced(act: Callable[..., Awaitable[Any]], key_of: Callable[..., Key]) -> Callable[..., Awaitable[Any]]:
             return shard.fenced(act, key_of) if shard is not None else act
@@ -136,6 +140,10 @@ class Operator:
         else:
             self.executor.ctx.classes.watch()  # every shard's Starts need the classes (the chores start it otherwise)
             self.tasks.append(asyncio.create_task(self._lead_the_shards(chores), name="sharder"))
+            members = self.shard.membership.watch(
+                self.kube, config.lease_name, config.lease_namespace, config.lease_retry_period_seconds
+            )
+            self.tasks.append(asyncio.create_task(members, name="members"))
 
     async def _lead_the_shards(self, chores: list[Callable[[], Coroutine[Any, Any, None]]]) -> None:
         """Sharded: contend for the release's Lease; its holder runs the sharder and the cluster-wide chores.
@@ -162,9 +170,7 @@ class Operator:
                     self.kube,
                     self.executor.ctx.classes,
                     config.namespaces,
-                    config.lease_name,
-                    config.lease_namespace,
-                    config.lease_duration_seconds,
+                    self.shard.membership,
                     config.lease_retry_period_seconds,
                 )
                 self.class_status.uses = self.sharder.classes_in_use

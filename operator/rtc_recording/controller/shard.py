@@ -24,6 +24,7 @@ from prometheus_client import Gauge
 
 from rtc_recording.api.names import DRAIN_LABEL, EVENTS_MARK, SHARD_LABEL, recording_path
 from rtc_recording.controller.index import Index, Key
+from rtc_recording.controller.membership import Membership
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
 
@@ -35,8 +36,9 @@ HANDOVERS = Count("rtcrec_shard_handovers", "RtcRecordings this shard let go of 
 
 
 class Shard:
-    def __init__(self, name: str, kube: Kube, index: Index, mark: Callable[[dict], str]):
+    def __init__(self, name: str, kube: Kube, index: Index, mark: Callable[[dict], str], lease_duration: float):
         self.name, self.kube, self.index, self.mark = name, kube, index, mark
+        self.membership = Membership(lease_duration)  # the ring's Leases, for whenever this shard is the sharder
         self.busy: Counter[Key] = Counter()
         self._handing: dict[Key, asyncio.Task] = {}
         self._handed: set[Key] = set()  # handed over, until the watch says it left

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from prometheus_client import Counter as Count
 from prometheus_client import Gauge
@@ -28,11 +28,9 @@ from prometheus_client import Gauge
 from rtc_recording.api.names import (
     DRAIN_LABEL,
     EVENTS_MARK,
-    RING_LABEL,
     SHARD_LABEL,
     recording_path,
     schedule_path,
-    segment,
 )
 from rtc_recording.api.recording import TERMINAL
 from rtc_recording.controller.classresolver import ClassResolver
@@ -69,23 +67,12 @@ class Seen:
 
 class Sharder:
     def __init__(
-        self,
-        kube: Kube,
-        classes: ClassResolver,
-        namespaces: list[str],
-        ring: str,
-        lease_namespace: str,
-        lease_duration: float,
-        retry_period: float,
+        self, kube: Kube, classes: ClassResolver, namespaces: list[str], membership: Membership, retry_period: float
     ):
         self.kube, self.classes, self.namespaces, self.retry_period = kube, classes, namespaces, retry_period
-        self.membership = Membership(lease_duration)
+        self.membership = membership
         self.objects: dict[str, dict[Key, Seen]] = {"recordings": {}, "schedules": {}}
-        self._marks: dict[str, str] = {}  # shard -> the EVENTS_MARK of its Lease
         self.placed: dict[str, str] = {}  # account -> shard, as last decided
-        self._leases = f"/apis/coordination.k8s.io/v1/namespaces/{segment(lease_namespace)}/leases?" + urlencode(
-            {"labelSelector": f"{RING_LABEL}={ring}"}
-        )
         self._labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._changed = asyncio.Event()
         self._writing: set[tuple[str, Key]] = set()
@@ -99,7 +86,7 @@ class Sharder:
             *(Reflector(self.kube, schedule_path(ns), self._saw("schedules"), page_size=100) for ns in spaces),
         ]
         try:
-            await asyncio.gather(*(w.run() for w in watches), self._look(), self._balance())
+            await asyncio.gather(*(w.run() for w in watches), self._members(), self._balance())
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -123,7 +110,7 @@ class Sharder:
                 phase = (obj.get("status") or {}).get("phase")
                 view[key] = Seen(
                     meta.get("resourceVersion", ""),
-                    await self._account(subject),
+                    sys.intern(await self._account(subject)),  # one string per account, not per object
                     labels.get(SHARD_LABEL),
                     labels.get(DRAIN_LABEL),
                     _class_of(subject) if kind == "schedules" or phase not in TERMINAL else None,
@@ -148,21 +135,11 @@ class Sharder:
             cached = self._labels[namespace] = (now, await self.classes.labels(namespace))
         return cached[1]
 
-    async def _look(self) -> None:
-        """The ring's Leases, every retry period."""
-        while True:
-            try:
-                listed = (await self.kube.request("GET", self._leases)).get("items") or []
-                self.membership.observe(listed)
-                self._marks = {
-                    lease["metadata"]["name"]: mark
-                    for lease in listed
-                    if (mark := (lease["metadata"].get("annotations") or {}).get(EVENTS_MARK))
-                }
-                self._changed.set()
-            except k8s.KubeError as exc:
-                log.warning("could not list the shards' Leases: %s", exc)
-            await asyncio.sleep(self.retry_period)
+    async def _members(self) -> None:
+        while True:  # each listing of the Leases (membership.py) decides again
+            await self.membership.changed.wait()
+            self.membership.changed.clear()
+            self._changed.set()
 
     # -- what it writes --------------------------------------------------------------------------
     def plan(self) -> Iterator[tuple[str, Key, Seen, shards.Relabel]]:
@@ -217,7 +194,7 @@ class Sharder:
             labels[SHARD_LABEL] = change.shard
         # A dead shard's last word on its Events goes with its objects (decide/actions.py at_rest).
         reassigned = change.shard is not None and seen.shard is not None and seen.shard != change.shard
-        mark = self._marks.get(seen.shard or "") if reassigned else None
+        mark = self.membership.marks.get(seen.shard or "") if reassigned else None
         try:
             async with self._slots:
                 await self.kube.patch_labels(path, labels, seen.resource_version, {EVENTS_MARK: mark} if mark else None)
