@@ -88,7 +88,9 @@ def accounts(stack, crds, emulator):
         )  # fmt: skip
         crds.kubectl("label", "secret", "aliyun", "-n", ns, "rtc.recording.io/usage=credentials")
         spaces.append(ns)
-    return spaces
+    yield spaces
+    for ns in spaces:  # a schedule left behind would run every 3 s for the rest of the session
+        crds.kubectl("delete", "rtcrecsched", "--all", "-n", ns, "--wait=false")
 
 
 @pytest.fixture
@@ -250,3 +252,37 @@ def test_a_move_never_lets_two_shards_start_one_recording(stack, shards, account
     # reaped; either way one live task each (above), and no task of these accounts is left over.
     live = {t for tasks in emulator.control.stats()["liveTasks"]["byAccount"].values() for t in tasks}
     assert live - live_before == {o["status"]["taskId"] for o in got.values()}
+
+
+def test_a_schedule_runs_on_its_accounts_shard_and_its_runs_are_created_there(stack, shards, accounts, emulator):
+    for name in ("shard-a", "shard-b", "shard-c"):
+        shards.start(name)
+    wait_for(
+        lambda: any(shards.metric(n, "rtcrec_shard_members") == 3 for n in shards.procs),
+        what="three members",
+        details=shards.logs,
+    )
+    for ns in accounts:
+        channel = f"often-{ns}"
+        for user in ("alice", "bob"):
+            emulator.control.join(APP, channel, user)
+        template = recording("unused", channel, credentialsSecretRef={"name": "aliyun"})["spec"]
+        stack.apply(
+            ns,
+            {
+                "apiVersion": "rtc.recording.io/v1alpha1",
+                "kind": "RtcRecordingSchedule",
+                "metadata": {"name": "often"},
+                "spec": {"schedule": "*/3 * * * * *", "concurrencyPolicy": "Replace", "template": {"spec": template}},
+            },
+        )
+
+    def runs() -> dict[str, list[dict]]:
+        return {ns: list(objects(stack, [ns]).values()) for ns in accounts}
+
+    wait_for(lambda: all(len(r) >= 2 for r in runs().values()), timeout=60, what="two runs each", details=shards.logs)
+    for ns, made in runs().items():
+        path = f"/apis/rtc.recording.io/v1alpha1/namespaces/{ns}/rtcrecordingschedules/often"
+        owner = label(stack.cluster.api.request("GET", path))
+        assert owner in shards.procs and {label(r) for r in made} == {owner}, shards.logs()
+    assert len({label(o) for o in objects(stack, accounts).values()}) == 3
