@@ -37,10 +37,12 @@ class Health:
         stuck_seconds: float,
         namespaces: list[str],
         clock=time.monotonic,
+        selector: str | None = None,
     ):
         self.kube, self.index, self.poller, self.dispatcher, self.budgets = kube, index, poller, dispatcher, budgets
         self.stuck, self.clock = stuck_seconds, clock
         self.namespaces = namespaces  # empty: cluster-wide; else a namespaced install may list only these
+        self.selector = selector  # sharded: the shard's label (only its objects are in the index)
         self._listed = clock()
 
     async def problems(self) -> list[str]:
@@ -63,7 +65,7 @@ class Health:
             # A quiet watch is fine only if nothing changed: compare with the apiserver, at most
             # once per stuck period (a list of 10 000 objects is not free).
             self._listed = now
-            items = await self.kube.list_recordings(self.namespaces)
+            items = await self.kube.list_recordings(self.namespaces, label_selector=self.selector)
             behind = [
                 f"{i['metadata']['namespace']}/{i['metadata']['name']}"
                 for i in items

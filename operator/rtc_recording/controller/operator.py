@@ -94,7 +94,14 @@ class Operator:
             poller=poller,
             deadlines=Deadlines(fenced(executor.on_due, lambda key: key)),
             health=health.Health(
-                kube, index, poller, dispatcher, clients.budgets, config.stuck_seconds, config.namespaces
+                kube,
+                index,
+                poller,
+                dispatcher,
+                clients.budgets,
+                config.stuck_seconds,
+                config.namespaces,
+                selector=shard.selector if shard else None,
             ),
             scheduler=scheduler,
             class_status=ClassStatus(kube, executor.ctx.classes, index, scheduler),
@@ -111,7 +118,7 @@ class Operator:
         config = self.config
         # Our own watch, not Kopf's: what changes while 10 000 objects are listed comes at once (reflector.py).
         paths = [recording_path(ns) for ns in config.namespaces] or [recording_path(None)]
-        mine = f"{SHARD_LABEL}={self.shard.name}" if self.shard else None  # a shard lists and watches its share
+        mine = self.shard.selector if self.shard else None  # a shard lists and watches its share
         # Pages of 100: the peak of a 10 000-object start-up is the page being parsed (whole objects).
         watches = [
             Reflector(self.kube, path, self.saw, mine, page_size=100, watch_while_listing=True) for path in paths

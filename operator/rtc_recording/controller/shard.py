@@ -38,6 +38,7 @@ HANDOVERS = Count("rtcrec_shard_handovers", "RtcRecordings this shard let go of 
 class Shard:
     def __init__(self, name: str, kube: Kube, index: Index, mark: Callable[[dict], str], lease_duration: float):
         self.name, self.kube, self.index, self.mark = name, kube, index, mark
+        self.selector = f"{SHARD_LABEL}={name}"
         self.membership = Membership(lease_duration)  # the ring's Leases, for whenever this shard is the sharder
         self.busy: Counter[Key] = Counter()
         self._handing: dict[Key, asyncio.Task] = {}

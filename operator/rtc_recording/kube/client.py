@@ -164,9 +164,14 @@ class Kube:
         except (TimeoutError, aiohttp.ClientError):
             return False
 
-    async def list_recordings(self, namespaces: list[str], task_id: str | None = None) -> list[dict]:
+    async def list_recordings(
+        self, namespaces: list[str], task_id: str | None = None, label_selector: str | None = None
+    ) -> list[dict]:
         """In these namespaces (none: all of them, which a namespaced install may not list)."""
-        query = "?" + urlencode({"fieldSelector": f"status.taskId={task_id}"}) if task_id else ""
+        params = {"fieldSelector": f"status.taskId={task_id}"} if task_id else {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        query = "?" + urlencode(params) if params else ""
         paths = [recording_path(ns) for ns in namespaces] or [recording_path(None)]
         return [item for path in paths for item in (await self.request("GET", path + query)).get("items", [])]
 
