@@ -5,9 +5,9 @@
   `create`, `delete`, `delete_recording`, `list_recordings` and `get_secret`
   are the real code, and the fake only has to get the apiserver's semantics right:
   resourceVersion on every object (bumped by every write that changes something),
-  merge-patch (RFC 7386: a null deletes) on `/status` with the resourceVersion and uid of the
-  body's metadata as preconditions (409 Conflict), 404 for what does not exist, 409 on
-  creating a name that exists, DELETE with a uid precondition, 403 NamespaceTerminating for
+  merge-patch (RFC 7386: a null deletes) on `/status` and on metadata (labels, finalizers), with
+  the resourceVersion and uid of the body's metadata as preconditions (409 Conflict), 404 for what
+  does not exist, 409 on creating a name that exists, DELETE with a uid precondition, 403 NamespaceTerminating for
   what is created in a namespace being deleted. `watch` feeds a real
   `Reflector` from the same store. Every request is kept (`requests`) so a test can assert
   "no write"; `fail` and `before` inject an apiserver failure or another writer's change at
@@ -471,8 +471,8 @@ class FakeKube(Kube):
         if r.kind == PLURAL and r.sub == "status":
             # The status subresource: only .status changes; metadata in the body is a precondition.
             new = {**obj, "status": merge_patch(obj.get("status") or {}, body.get("status"))}
-        elif r.kind == PLURAL:
-            raise k8s.ApiError(405, "the code under test never patches an RtcRecording's spec or metadata")
+        elif r.kind == PLURAL and set(body) != {"metadata"}:
+            raise k8s.ApiError(405, "the code under test never patches an RtcRecording's spec")
         else:
             new = merge_patch(obj, {k: v for k, v in body.items() if k != "metadata"})
             if "metadata" in body:

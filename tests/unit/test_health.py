@@ -10,9 +10,17 @@ class FakeKube:
     def __init__(self, items):
         self.items, self.calls = items, []
 
-    async def list_recordings(self, namespaces, task_id=None):
+    async def list_recordings(self, namespaces, task_id=None, label_selector=None):
         self.calls.append(list(namespaces))
-        return [i for i in self.items if not namespaces or i["metadata"]["namespace"] in namespaces]
+        return [
+            i
+            for i in self.items
+            if (not namespaces or i["metadata"]["namespace"] in namespaces)
+            and (
+                label_selector is None
+                or "=".join(next(iter(i["metadata"].get("labels", {}).items()), ())) == label_selector
+            )
+        ]
 
 
 class FakePoller:

@@ -73,6 +73,10 @@ class Sharder:
         self.membership = membership
         self.objects: dict[str, dict[Key, Seen]] = {"recordings": {}, "schedules": {}}
         self.placed: dict[str, str] = {}  # account -> shard, as last decided
+        self._held: dict[str, Counter[str]] = {}  # account -> shard (its objects' labels) -> objects
+        self._live: set[str] = set()  # the live shards of the last pass
+        self._looked = 0.0  # when a pass last looked at every object
+        self._dirty: set[tuple[str, Key]] = set()  # changed since the last pass
         self._labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._changed = asyncio.Event()
         self._writing: set[tuple[str, Key]] = set()
@@ -97,27 +101,34 @@ class Sharder:
 
     # -- what it sees ----------------------------------------------------------------------------
     def _saw(self, kind: str):  # type: ignore[no-untyped-def]
-        view = self.objects[kind]
-
         async def saw(type_: str, obj: dict) -> None:
             meta = obj["metadata"]
             key = (meta["namespace"], meta["name"])
-            if type_ == "DELETED":
-                view.pop(key, None)
-            else:
+            seen = None
+            if type_ != "DELETED":
                 subject = obj if kind == "recordings" else _template(obj)
                 labels = meta.get("labels") or {}
                 phase = (obj.get("status") or {}).get("phase")
-                view[key] = Seen(
+                seen = Seen(
                     meta.get("resourceVersion", ""),
                     sys.intern(await self._account(subject)),  # one string per account, not per object
                     labels.get(SHARD_LABEL),
                     labels.get(DRAIN_LABEL),
                     _class_of(subject) if kind == "schedules" or phase not in TERMINAL else None,
                 )
-            self._changed.set()
+            self.put(kind, key, seen)
 
         return saw
+
+    def put(self, kind: str, key: Key, seen: Seen | None) -> None:
+        """What the sharder now knows of one object (None: it is gone)."""
+        view = self.objects[kind]
+        self._count(view.pop(key, None), -1)
+        if seen is not None:
+            view[key] = seen
+            self._count(seen, 1)
+        self._dirty.add((kind, key))
+        self._changed.set()
 
     async def _account(self, obj: dict) -> str:
         classes = await self.classes.known()
@@ -141,36 +152,54 @@ class Sharder:
             self.membership.changed.clear()
             self._changed.set()
 
+    def _count(self, seen: Seen | None, delta: int) -> None:
+        """Objects per account and shard, kept as events come: a pass need not count 10 000 objects."""
+        if seen is None:
+            return
+        counts = self._held.setdefault(seen.account, Counter())
+        counts[seen.drain or seen.shard or ""] += delta  # a moving object counts where it goes
+        if counts[seen.drain or seen.shard or ""] <= 0:
+            del counts[seen.drain or seen.shard or ""]
+            if not counts:
+                del self._held[seen.account]
+
     # -- what it writes --------------------------------------------------------------------------
     def plan(self) -> Iterator[tuple[str, Key, Seen, shards.Relabel]]:
-        """Every label write the current view calls for (objects with a write in flight left out)."""
+        """The label writes the view calls for (objects with a write in flight left out): of the objects
+        that changed since the last pass, or of all of them when the placement or the members changed, or
+        a retry period passed (a shard only named by a label is judged dead without any event)."""
         live = self.membership.live()
-        held: dict[str, Counter[str]] = {}
-        for view in self.objects.values():
-            for seen in view.values():
-                counts = held.setdefault(seen.account, Counter())
-                if (where := seen.drain or seen.shard) in live:  # a moving object counts where it goes
-                    counts[where] += 1
         # Its own last placement first: mid-move, the labels of an account are split between two shards, and
         # a placement read back from them could flip the move back and forth.
-        current = {a: c.most_common(1)[0][0] for a, c in held.items() if c}
-        current.update({a: s for a, s in self.placed.items() if a in held and s in live})
-        target = self.placed = shards.assign(held, live, current)
-        MEMBERS.set(len(live))
-        ACCOUNTS.clear()
-        for shard, n in Counter(target.values()).items():
-            ACCOUNTS.labels(shard=shard).set(n)
-        RECORDINGS.clear()
-        for shard, n in Counter(s.shard or "" for s in self.objects["recordings"].values()).items():
-            RECORDINGS.labels(shard=shard).set(n)
-        for kind, view in self.objects.items():
-            for key, seen in view.items():
-                if (kind, key) in self._writing:
-                    continue
-                # A schedule needs no handover (see the module's docstring).
-                acting = kind == "recordings" and seen.shard is not None and self.membership.acting(seen.shard)
-                if (change := shards.relabel(seen.shard, seen.drain, target.get(seen.account), acting)) is not None:
-                    yield kind, key, seen, change
+        current = {}
+        for account, counts in self._held.items():
+            if placed := [(n, s) for s, n in counts.items() if s in live]:
+                current[account] = max(placed)[1]
+        current.update({a: s for a, s in self.placed.items() if a in self._held and s in live})
+        target = shards.assign(self._held, live, current)
+        now = time.monotonic()
+        everything = target != self.placed or live != self._live or now - self._looked > self.retry_period
+        self.placed, self._live = target, live
+        if everything:
+            self._looked = now
+            MEMBERS.set(len(live))
+            ACCOUNTS.clear()
+            for shard, n in Counter(target.values()).items():
+                ACCOUNTS.labels(shard=shard).set(n)
+            RECORDINGS.clear()
+            for shard, n in Counter(s.shard or "" for s in self.objects["recordings"].values()).items():
+                RECORDINGS.labels(shard=shard).set(n)
+        keys = [(k, key) for k, view in self.objects.items() for key in view] if everything else list(self._dirty)
+        self._dirty.clear()
+        for kind, key in keys:
+            if (seen := self.objects[kind].get(key)) is None:
+                continue
+            if (kind, key) in self._writing:
+                continue
+            # A schedule needs no handover (see the module's docstring).
+            acting = kind == "recordings" and seen.shard is not None and self.membership.acting(seen.shard)
+            if (change := shards.relabel(seen.shard, seen.drain, target.get(seen.account), acting)) is not None:
+                yield kind, key, seen, change
 
     async def _balance(self) -> None:
         while True:
@@ -209,6 +238,7 @@ class Sharder:
             log.warning("could not label %s %s/%s: %s", kind, *key, exc)
         finally:
             self._writing.discard((kind, key))
+            self._dirty.add((kind, key))
             self._changed.set()
 
 

@@ -1,0 +1,140 @@
+"""A shard's side of sharding (controller/shard.py): it acts only on what its index holds, counts what is
+under way, and hands an object over only when nothing is; the sharder's plan (controller/sharder.py)."""
+
+import asyncio
+
+from rtc_recording.api.names import DRAIN_LABEL, EVENTS_MARK, SHARD_LABEL
+from rtc_recording.controller.index import Index
+from rtc_recording.controller.membership import Membership
+from rtc_recording.controller.shard import Shard
+from rtc_recording.controller.sharder import Seen, Sharder
+from rtc_recording.decide.ownership import Sealer
+from rtc_recording.decide.shards import Relabel
+
+from .fakes import NS, FakeKube
+
+
+def setup(labels=None):
+    kube = FakeKube()
+    obj = kube.add_recording({"metadata": {"name": "r", "labels": labels or {SHARD_LABEL: "a"}}, "spec": {}})
+    index = Index(Sealer(b"k" * 32))
+    index.saw("ADDED", obj)
+    return kube, index, Shard("a", kube, index, lambda o: "2026-12-07T00:00:00.000000Z", 10), obj
+
+
+def test_a_shard_acts_only_on_what_its_index_holds():
+    async def main():
+        kube, index, shard, obj = setup()
+        ran = []
+
+        async def act(name):
+            ran.append(name)
+
+        await shard.act((NS, "r"), act("r"))
+        await shard.act((NS, "elsewhere"), act("elsewhere"))  # not ours: dropped, never awaited
+        index.forget((NS, "r"))
+        await shard.act((NS, "r"), act("moved"))
+        await shard.act((NS, "gone"), act("evidence"), anyway=True)
+        return ran
+
+    assert asyncio.run(main()) == ["r", "evidence"]
+
+
+def test_the_handover_waits_for_what_is_under_way_then_writes_the_next_owner_and_its_mark():
+    async def main():
+        kube, index, shard, obj = setup()
+        gate = asyncio.Event()
+        busy = asyncio.create_task(shard.act((NS, "r"), gate.wait()))
+        await asyncio.sleep(0)
+        drained = kube.edit(NS, "r", lambda o: o["metadata"]["labels"].update({DRAIN_LABEL: "b"}))
+        index.forget((NS, "r"))
+        shard.hand_over(drained)
+        await asyncio.sleep(0.1)
+        assert kube.recording("r")["metadata"]["labels"] == {SHARD_LABEL: "a", DRAIN_LABEL: "b"}  # not yet
+        # What is under way writes meanwhile: the handover reads again and still hands over.
+        kube.poke_status(NS, "r", {"phase": "Recording"})
+        gate.set()
+        await busy
+        await asyncio.sleep(0.1)
+        got = kube.recording("r")["metadata"]
+        assert got["labels"] == {SHARD_LABEL: "b"}
+        assert got["annotations"][EVENTS_MARK] == "2026-12-07T00:00:00.000000Z"
+        assert shard.left({"metadata": {"namespace": NS, "name": "r", "deletionTimestamp": "x"}})  # ours handed over
+
+    asyncio.run(main())
+
+
+def test_a_move_called_off_before_the_handover_keeps_the_object():
+    async def main():
+        kube, index, shard, obj = setup()
+        gate = asyncio.Event()
+        busy = asyncio.create_task(shard.act((NS, "r"), gate.wait()))
+        await asyncio.sleep(0)
+        drained = kube.edit(NS, "r", lambda o: o["metadata"]["labels"].update({DRAIN_LABEL: "b"}))
+        shard.hand_over(drained)
+        kube.edit(NS, "r", lambda o: o["metadata"]["labels"].pop(DRAIN_LABEL))  # the sharder changed its mind
+        gate.set()
+        await busy
+        await asyncio.sleep(0.1)
+        return kube.recording("r")["metadata"]["labels"]
+
+    assert asyncio.run(main()) == {SHARD_LABEL: "a"}
+
+
+def test_a_deleted_event_is_a_deletion_only_for_an_object_that_went_through_one():
+    _, _, shard, _ = setup()
+    assert shard.left({"metadata": {"namespace": NS, "name": "r"}})  # left the selector (or never had a task)
+    assert not shard.left({"metadata": {"namespace": NS, "name": "r", "deletionTimestamp": "2026-12-07T00:00:00Z"}})
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def sharder(leases):
+    clock = Clock()
+    members = Membership(10, clock)
+    members.observe([{"metadata": {"name": n}, "spec": {"holderIdentity": n}} for n in leases])
+    return Sharder(None, None, [], members, 2), clock  # type: ignore[arg-type]  # plan() needs neither
+
+
+def plan(s):
+    return {key: change for _, key, _, change in s.plan()}
+
+
+def test_the_sharder_labels_the_new_asks_a_live_owner_to_let_go_and_relabels_a_dead_ones():
+    s, clock = sharder(["a", "b"])
+    s.put("recordings", ("t1", "new"), Seen("1", "t1/key", None, None, None))
+    first = plan(s)
+    target = first[("t1", "new")].shard
+    other = ({"a", "b"} - {target}).pop()
+    s.put("recordings", ("t1", "new"), Seen("2", "t1/key", other, None, None))  # labelled elsewhere by someone
+    assert plan(s) == {("t1", "new"): Relabel(None, target)}  # the live owner hands over itself
+    s.put("recordings", ("t1", "new"), Seen("3", "t1/key", other, target, None))
+    assert plan(s) == {}  # asked once
+    clock.now += 11  # the owner's Lease went unrenewed for the lease duration; the target's was renewed
+    s.membership.observe(
+        [
+            {"metadata": {"name": other}, "spec": {"holderIdentity": other}},
+            {"metadata": {"name": target}, "spec": {"holderIdentity": target, "renewTime": "t2"}},
+        ]
+    )
+    assert plan(s) == {("t1", "new"): Relabel(target, None)}
+
+
+def test_the_sharders_placement_holds_while_an_accounts_labels_are_split_by_a_move():
+    s, _ = sharder(["a", "b"])
+    for i in range(4):
+        s.put("recordings", ("x", f"r{i}"), Seen("1", "x/key", "a", None, None))
+        s.put("recordings", ("y", f"r{i}"), Seen("1", "y/key", "a", None, None))
+    asked = plan(s)
+    moving = {key[0] for key, change in asked.items() if change.drain == "b"}
+    assert len(moving) == 1 and len(asked) == 4  # one account moves, all its objects are asked
+    (account,) = moving
+    for i in range(3):  # three of four handed over: the labels now say "b" more than "a"
+        s.put("recordings", (account, f"r{i}"), Seen("2", f"{account}/key", "b", None, None))
+    s.put("recordings", (account, "r3"), Seen("2", f"{account}/key", "a", "b", None))
+    assert plan(s) == {}
