@@ -17,7 +17,7 @@ from rtc_recording.api.evidence import Evidence
 from rtc_recording.api.names import DRAIN_LABEL, SHARD_LABEL, STOP_FINALIZER, recording_path
 from rtc_recording.api.recording import SETTLED, TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
-from rtc_recording.controller import evidence, health, leader, relay, replays, sealing, ssrf
+from rtc_recording.controller import evidence, health, relay, replays, sealing, ssrf
 from rtc_recording.controller.classstatus import ClassStatus
 from rtc_recording.controller.deadlines import Deadlines
 from rtc_recording.controller.dispatch import Dispatcher
@@ -27,7 +27,7 @@ from rtc_recording.controller.pins import Pins
 from rtc_recording.controller.poller import Poller
 from rtc_recording.controller.scheduler import Scheduler
 from rtc_recording.controller.shard import Shard
-from rtc_recording.controller.sharder import Sharder
+from rtc_recording.controller.sharder import Sharder, lead
 from rtc_recording.decide import ownership
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
@@ -146,53 +146,21 @@ class Operator:
             self.tasks += [asyncio.create_task(chore()) for chore in chores]
         else:
             self.executor.ctx.classes.watch()  # every shard's Starts need the classes (the chores start it otherwise)
-            self.tasks.append(asyncio.create_task(self._lead_the_shards(chores), name="sharder"))
+            self.tasks.append(
+                asyncio.create_task(
+                    lead(config, self.kube, self.shard, self.executor.ctx.classes, chores, self._became_sharder),
+                    name="sharder",
+                )
+            )
             members = self.shard.membership.watch(
                 self.kube, config.lease_name, config.lease_namespace, config.lease_retry_period_seconds
             )
             self.tasks.append(asyncio.create_task(members, name="members"))
 
-    async def _lead_the_shards(self, chores: list[Callable[[], Coroutine[Any, Any, None]]]) -> None:
-        """Sharded: contend for the release's Lease; its holder runs the sharder and the cluster-wide chores.
-        Losing it stops them, not the shard: two sharders at once are wasteful, not unsafe (sharder.py)."""
-        assert self.shard is not None
-        config, loop, lost = self.config, asyncio.get_running_loop(), asyncio.Event()
-
-        def on_lost(why: str) -> None:
-            log.warning("no longer the sharder: %s", why)
-            loop.call_soon_threadsafe(lost.set)
-
-        timing = leader.Timing(
-            config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
-        )
-        lease = leader.Lease(
-            self.kube, config.lease_namespace, config.lease_name, self.shard.name, timing, on_lost=on_lost
-        )
-        try:
-            while True:
-                await lease.acquire()
-                lost.clear()
-                renewal = leader.Renewal(lease)
-                self.sharder = Sharder(
-                    self.kube,
-                    self.executor.ctx.classes,
-                    config.namespaces,
-                    self.shard.membership,
-                    config.lease_retry_period_seconds,
-                )
-                self.class_status.uses = self.sharder.classes_in_use
-                work = [asyncio.create_task(self.sharder.run(), name="sharder")]
-                work += [asyncio.create_task(chore()) for chore in chores]
-                try:
-                    await lost.wait()
-                finally:
-                    for task in work:
-                        task.cancel()
-                    await asyncio.gather(*work, return_exceptions=True)
-                    self.sharder = None
-                    await asyncio.to_thread(renewal.stop)
-        finally:
-            await lease.release()  # stopping: another shard takes over at once
+    def _became_sharder(self, sharder: Sharder | None) -> None:
+        self.sharder = sharder
+        if sharder is not None:
+            self.class_status.uses = sharder.classes_in_use
 
     def _evidence_mine(self, item: Evidence, age: float) -> bool:
         """Sharded: evidence is for the shard that has its object, or had it when it was deleted; evidence of an

@@ -19,8 +19,9 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter as Count
 from prometheus_client import Gauge
@@ -33,12 +34,15 @@ from rtc_recording.api.names import (
     schedule_path,
 )
 from rtc_recording.api.recording import TERMINAL
+from rtc_recording.controller import leader
 from rtc_recording.controller.classresolver import ClassResolver
 from rtc_recording.controller.membership import Membership
+from rtc_recording.controller.shard import Shard
 from rtc_recording.decide import shards
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.reflector import Reflector
+from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -251,3 +255,44 @@ def _template(schedule: dict) -> dict:
 def _class_of(obj: dict) -> str | None:
     pinned = ((obj.get("status") or {}).get("recordingClass") or {}).get("name")
     return pinned or (obj.get("spec") or {}).get("recordingClassName")
+
+
+async def lead(
+    config: Settings,
+    kube: Kube,
+    shard: Shard,
+    classes: ClassResolver,
+    chores: list[Callable[[], Coroutine[Any, Any, None]]],
+    became: Callable[[Sharder | None], None],
+) -> None:
+    """In every shard: contend for the release's Lease; its holder runs the sharder and the cluster-wide
+    `chores`. Losing it stops them, not the shard: two sharders at once are wasteful, not unsafe."""
+    loop, lost = asyncio.get_running_loop(), asyncio.Event()
+
+    def on_lost(why: str) -> None:
+        log.warning("no longer the sharder: %s", why)
+        loop.call_soon_threadsafe(lost.set)
+
+    timing = leader.Timing(
+        config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
+    )
+    lease = leader.Lease(kube, config.lease_namespace, config.lease_name, shard.name, timing, on_lost=on_lost)
+    try:
+        while True:
+            await lease.acquire()
+            lost.clear()
+            renewal = leader.Renewal(lease)
+            sharder = Sharder(kube, classes, config.namespaces, shard.membership, config.lease_retry_period_seconds)
+            became(sharder)
+            work = [asyncio.create_task(sharder.run(), name="sharder")]
+            work += [asyncio.create_task(chore()) for chore in chores]
+            try:
+                await lost.wait()
+            finally:
+                for task in work:
+                    task.cancel()
+                await asyncio.gather(*work, return_exceptions=True)
+                became(None)
+                await asyncio.to_thread(renewal.stop)
+    finally:
+        await lease.release()  # stopping: another shard takes over at once
