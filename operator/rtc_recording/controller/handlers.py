@@ -119,7 +119,7 @@ async def _run(config: Settings) -> None:
     identity = leader.identity(config.pod_name)
     if config.sharding:
         ring = {RING_LABEL: config.lease_name}
-        lease = leader.Lease(kube, config.lease_namespace, identity, identity, timing, labels=ring)
+        lease = leader.Lease(kube, config.lease_namespace, identity, identity, timing, labels=ring, gauge=None)
     else:
         lease = leader.Lease(kube, config.lease_namespace, config.lease_name, identity, timing)
     try:

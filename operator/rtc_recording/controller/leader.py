@@ -54,7 +54,10 @@ from rtc_recording.metrics import metrics_response
 log = logging.getLogger(__name__)
 
 LOST_EXIT_CODE = 3  # the container restarts, and stands by (or takes its own Lease back)
-LEADER = Gauge("rtcrec_leader", "1 while this replica holds the operator's Lease (it is the active one), else 0.")
+LEADER = Gauge(
+    "rtcrec_leader",
+    "1 while this replica holds the operator's Lease (it is the active one; sharded: it is the sharder), else 0.",
+)
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,11 @@ class Lease:
         on_lost: Callable[[str], object] = _exit,
         clock: Callable[[], float] = time.monotonic,
         labels: dict[str, str] | None = None,
+        gauge: Gauge | None = LEADER,
     ):
         self.kube, self.namespace, self.name, self.identity, self.timing = kube, namespace, name, identity, timing
         self.labels = labels or {}  # on the Lease as created (a shard's: its ring, docs/sharding.md)
+        self.gauge = gauge  # set to 1 while held (a shard's own Lease: none, docs/sharding.md)
         self.on_lost, self.clock = on_lost, clock
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases/{segment(name)}"
         self.holder: str | None = None  # as last read
@@ -188,7 +193,7 @@ class Lease:
 
     def _lead(self, sent: float, why: str) -> bool:
         self.renewed_at, self.leading, self.holder = sent, True, self.identity
-        LEADER.set(1)
+        self._show(1)
         self._start_watchdog()
         log.info("leading as %s: %s (Lease %s/%s)", self.identity, why, self.namespace, self.name)
         return True
@@ -263,9 +268,13 @@ class Lease:
     def _lost(self, reason: str) -> None:
         if self.leading:
             self.leading = False
-            LEADER.set(0)
+            self._show(0)
             self._stop.set()
             self.on_lost(reason)
+
+    def _show(self, value: int) -> None:
+        if self.gauge is not None:
+            self.gauge.set(value)
 
     def _start_watchdog(self) -> None:
         self._stop.clear()
@@ -287,7 +296,7 @@ class Lease:
             return
         self.leading = False
         self._stop.set()
-        LEADER.set(0)
+        self._show(0)
         try:
             await self._read()
             if self._lease is not None and self.holder == self.identity:
