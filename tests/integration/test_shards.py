@@ -161,6 +161,7 @@ def test_each_account_lands_on_a_shard_of_its_own_and_is_started_there(stack, sh
         what="three members",
         details=shards.logs,
     )
+    assert sorted(shards.metric(n, "rtcrec_leader") for n in shards.procs) == [0, 0, 1]  # one sharder
     for ns in accounts:
         create(stack, ns, ["one", "two"])
     got = all_recording_once(stack, accounts, shards.logs)
