@@ -21,6 +21,8 @@ from rtc_recording.cloud.aliyun import ENDPOINTS
             {"RTCREC_CALLBACK_URL": "https://cb.example.com", "RTCREC_CALLBACK_AUTH_KEY": "short"},
             "RTCREC_CALLBACK_AUTH_KEY: Value error, must be 16 to 64 letters and digits",
         ),
+        ({"RTCREC_SHARDING": "true"}, "RTCREC_SHARDING needs RTCREC_POD_NAME"),
+        ({"RTCREC_SHARDING": "true", "RTCREC_POD_NAME": "Shard_0"}, "got 'Shard_0'"),
     ],
 )
 def test_bad_settings_stop_the_operator_with_a_clear_message(monkeypatch, env, expected):
