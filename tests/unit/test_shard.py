@@ -138,3 +138,16 @@ def test_the_sharders_placement_holds_while_an_accounts_labels_are_split_by_a_mo
         s.put("recordings", (account, f"r{i}"), Seen("2", f"{account}/key", "b", None, None))
     s.put("recordings", (account, "r3"), Seen("2", f"{account}/key", "a", "b", None))
     assert plan(s) == {}
+
+
+def test_a_new_sharder_leaves_a_shard_it_has_not_seen_yet_its_accounts_until_it_is_known_dead():
+    s, clock = sharder(["a"])  # b's Lease not listed yet: every shard was restarted, b comes up later
+    for i in range(3):
+        s.put("recordings", ("x", f"r{i}"), Seen("1", "x/key", "b", None, None))
+        s.put("recordings", ("y", f"r{i}"), Seen("1", "y/key", "a", None, None))
+    s.put("recordings", ("z", "new"), Seen("1", "z/key", None, None, None))
+    assert {key: change for key, change in plan(s).items()} == {("z", "new"): Relabel(s.placed["z/key"], None)}
+    assert s.placed["x/key"] == "b"
+    clock.now += 11  # b never came
+    s.membership.observe([{"metadata": {"name": "a"}, "spec": {"holderIdentity": "a", "renewTime": "t2"}}])
+    assert {change for key, change in plan(s).items() if key[0] == "x"} == {Relabel("a", None)}

@@ -172,7 +172,11 @@ class Sharder:
         """The label writes the view calls for (objects with a write in flight left out): of the objects
         that changed since the last pass, or of all of them when the placement or the members changed, or
         a retry period passed (a shard only named by a label is judged dead without any event)."""
-        live = self.membership.live()
+        # The live shards, and those that objects name whose Leases the sharder has not seen yet but which may
+        # act (a sharder just started, after a restart of every shard): their accounts are not moved away
+        # before they are known dead, D later (membership.py).
+        named = {shard for counts in self._held.values() for shard in counts if shard}
+        live = self.membership.live() | {shard for shard in named if self.membership.acting(shard)}
         # Its own last placement first: mid-move, the labels of an account are split between two shards, and
         # a placement read back from them could flip the move back and forth.
         current = {}
