@@ -195,3 +195,14 @@ def test_task_id_is_a_selectable_field(kubectl, created):
     )
     found = kubectl("get", "rtcrec", "--field-selector=status.taskId=task-selectable", "-o", "name").stdout.split()
     assert found == ["rtcrecording.rtc.recording.io/standup-42-grid"]
+
+
+def test_the_shard_column_shows_the_owner_label(kubectl, created):
+    """With sharding (docs/sharding.md) `kubectl get -o wide` says which operator replica owns an object."""
+    schedule = yaml.safe_load((EXAMPLES / "recording-schedule.yaml").read_text())["metadata"]["name"]
+    for kind, name in (("rtcrec", "standup-42"), ("rtcrecsched", schedule)):
+        kubectl("label", kind, name, "rtc.recording.io/shard=rtcrec-operator-1")
+        header, row = (line.split() for line in kubectl("get", kind, name, "-o", "wide").stdout.splitlines())
+        assert (header[-1], row[-1]) == ("SHARD", "rtcrec-operator-1"), kind
+        assert "SHARD" not in kubectl("get", kind, name).stdout  # priority 1: -o wide only
+        kubectl("label", kind, name, "rtc.recording.io/shard-")

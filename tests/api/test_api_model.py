@@ -244,6 +244,7 @@ def test_printer_columns():
         "Suspend",
         "MaxDuration",
         "Class",
+        "Shard",  # the owner's label, with sharding
     }
 
 

@@ -526,6 +526,14 @@ def build_schedule() -> dict:
             "description": "Next run (UTC).",
         },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Shard",
+            "type": "string",
+            "jsonPath": ".metadata.labels.rtc\\.recording\\.io/shard",
+            "priority": 1,
+            "description": "The operator shard that creates its runs (label rtc.recording.io/shard; empty without "
+            "sharding).",
+        },
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
