@@ -61,7 +61,8 @@ def one(objs: list[dict], kind: str, name: str) -> dict:
 
 
 def env_of(deployment: dict) -> dict[str, dict]:
-    """name -> the env entry (with `value` or `valueFrom`) of the Deployment's only container."""
+    """name -> the env entry (with `value` or `valueFrom`) of the Deployment's (or StatefulSet's) only
+    container."""
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e for e in container.get("env", [])}
 
@@ -123,3 +124,9 @@ def lease_rules(lease: str) -> set[tuple[str, ...]]:
         ("coordination.k8s.io", "leases", "update", lease),
         ("coordination.k8s.io", "leases", "create"),
     }
+
+
+# With sharding (docs/sharding.md): each shard holds a Lease named after its pod and the sharder watches
+# them all, so Leases of the release namespace by any name; and the schedules' shard label.
+SHARDING_LEASE_RULES = rules(("coordination.k8s.io", "leases", "get list watch create update"))
+OPERATOR_SHARDING_RULES = OPERATOR_RULES | rules(("rtc.recording.io", "rtcrecordingschedules", "patch"))

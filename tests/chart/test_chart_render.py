@@ -19,8 +19,10 @@ from .conftest import (
     OPERATOR_EVIDENCE_RULES,
     OPERATOR_RULES,
     OPERATOR_SEALS_RULES,
+    OPERATOR_SHARDING_RULES,
     RECEIVER_EVIDENCE_RULES,
     RECEIVER_RULES,
+    SHARDING_LEASE_RULES,
     env_of,
     find,
     lease_rules,
@@ -68,6 +70,7 @@ VALUE_SETS = {
             "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
         }
     },
+    "sharding": {"sharding": {"enabled": True}},
     "ingress-existing-key": {
         "callbacks": {"authKeySecret": {"name": "cb-key", "key": "token"}},
         "receiver": {
@@ -84,7 +87,14 @@ def rendered(request, helm):
 
 
 def deployments(objs):
-    return find(objs, "Deployment")
+    """The operator's and the receiver's workloads: Deployments, and the shards' StatefulSet with sharding."""
+    return find(objs, "Deployment") + find(objs, "StatefulSet")
+
+
+def operator_workload(objs):
+    """The operator's Deployment (active/standby) or StatefulSet (sharding): exactly one of them."""
+    (workload,) = [*find(objs, "Deployment", OPERATOR), *find(objs, "StatefulSet", OPERATOR)]
+    return workload
 
 
 # -- lint, schema -------------------------------------------------------------------------------
@@ -184,6 +194,8 @@ def test_crds_keep_and_enabled(helm):
         ({"credentials": {"rrsa": {"tokenExpirationSeconds": 60}}}, "tokenExpirationSeconds"),
         ({"credentials": {"rrsa": {"roleArn": "arn:aws:iam::1:role/x"}}}, "/credentials/rrsa/roleArn"),
         ({"operator": {"replicas": 0}}, "/operator/replicas"),
+        ({"sharding": {"replicas": 0}}, "/sharding/replicas"),
+        ({"sharding": {"enabled": "yes"}}, "/sharding/enabled"),
         ({"settings": {"leaseDurationSeconds": 1}}, "/settings/leaseDurationSeconds"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -297,7 +309,9 @@ def test_pods_are_hardened(rendered):
 
 
 def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered):
-    _, objs = rendered
+    name, objs = rendered
+    if name == "sharding":
+        pytest.skip("a StatefulSet of shards: test_sharding_runs_the_same_pod_as_a_statefulset_of_shards")
     d = one(objs, "Deployment", OPERATOR)
     # Active/standby: the Lease keeps replicas apart, so a rolling update may overlap them.
     assert d["spec"]["replicas"] == 2
@@ -325,10 +339,45 @@ def test_operator_is_two_rolling_replicas_with_liveness_on_metrics_port(rendered
     assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]  # its /healthz is always an operator's
 
 
+def test_sharding_runs_the_same_pod_as_a_statefulset_of_shards(helm):
+    """sharding.enabled: the Deployment's pod, plus RTCREC_SHARDING, in a StatefulSet whose stable pod names are
+    the shards' names (RTCREC_POD_NAME) and Leases; nothing else of the pod differs."""
+    standby, sharded = helm.template(), helm.template({"sharding": {"enabled": True, "replicas": 5}})
+    assert not find(sharded, "Deployment", OPERATOR) and not find(standby, "StatefulSet")
+    d, sts = one(standby, "Deployment", OPERATOR), one(sharded, "StatefulSet", OPERATOR)
+    assert sts["spec"]["replicas"] == 5
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate"}  # one pod at a time
+    assert sts["spec"]["selector"] == d["spec"]["selector"]
+    pod, env = sts["spec"]["template"], env_of(sts)
+    assert env.pop("RTCREC_SHARDING") == {"name": "RTCREC_SHARDING", "value": "true"}
+    assert "RTCREC_SHARDING" not in env_of(d)
+    assert env["RTCREC_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["RTCREC_LEASE_NAME"]["value"] == OPERATOR  # the sharder's Lease and the shards' ring label
+    (container,) = pod["spec"]["containers"]
+    container["env"] = [e for e in container["env"] if e["name"] != "RTCREC_SHARDING"]
+    assert pod == d["spec"]["template"]
+    # The governing Service a StatefulSet requires: headless, and not one the ServiceMonitor scrapes.
+    governing = one(sharded, "Service", sts["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+    assert governing["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    assert not find(standby, "Service", sts["spec"]["serviceName"])
+    pdb = one(sharded, "PodDisruptionBudget", OPERATOR)
+    assert pdb["spec"]["maxUnavailable"] == 1 and pdb["spec"]["selector"] == sts["spec"]["selector"]
+    # Everything else is the same release: the metrics Service (the `helm test` /healthz) selects the shards.
+    assert one(sharded, "Service", f"{OPERATOR}-metrics")["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+    rest = {(o["kind"], o["metadata"]["name"]) for o in sharded} - {
+        ("StatefulSet", OPERATOR),
+        ("Service", governing["metadata"]["name"]),
+    }
+    assert rest == {(o["kind"], o["metadata"]["name"]) for o in standby} - {("Deployment", OPERATOR)}
+
+
 def test_the_helm_test_pod_runs_its_check_with_the_operators_image_and_an_account_bound_to_nothing(rendered):
     """tests/chart/test_chart_oci.py runs the same check against a running operator: no pod runs here."""
     _, objs = rendered
-    d, pod = one(objs, "Deployment", OPERATOR), one(objs, "Pod", f"{OPERATOR}-test")
+    d, pod = operator_workload(objs), one(objs, "Pod", f"{OPERATOR}-test")
     account = one(objs, "ServiceAccount", f"{OPERATOR}-test")
     assert (
         pod["metadata"]["annotations"]["helm.sh/hook"] == account["metadata"]["annotations"]["helm.sh/hook"] == "test"
@@ -357,7 +406,8 @@ def test_rbac_is_exactly_what_is_used(rendered):
         if receiver
         else {}
     )
-    in_release_ns[f"{OPERATOR}-lease"] = lease_rules(OPERATOR)
+    sharding = name == "sharding"
+    in_release_ns[f"{OPERATOR}-lease"] = SHARDING_LEASE_RULES if sharding else lease_rules(OPERATOR)
     in_release_ns[f"{OPERATOR}-seals"] = OPERATOR_SEALS_RULES
     # Where RtcRecordingClasses keep their credentials Secrets: Secrets get, for the operator only, and
     # only where its Roles would not reach them otherwise (watchNamespaces).
@@ -394,7 +444,8 @@ def test_rbac_is_exactly_what_is_used(rendered):
     ]
     other = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} - {kind, binding}
     assert not [o for o in objs if o["kind"] in other]
-    expected = {OPERATOR: OPERATOR_RULES, **({RECEIVER: RECEIVER_RULES} if receiver else {})}
+    operator_rules = OPERATOR_SHARDING_RULES if sharding else OPERATOR_RULES
+    expected = {OPERATOR: operator_rules, **({RECEIVER: RECEIVER_RULES} if receiver else {})}
     for role_name, rule_set_expected in expected.items():
         roles = find(objs, kind, role_name)
         assert len(roles) == len(namespaces or [None])
@@ -454,8 +505,8 @@ def test_receiver_is_ha_and_probed(rendered):
     assert metrics["spec"]["ports"] == [
         {"name": "http-metrics", "port": 8082, "targetPort": "http-metrics", "protocol": "TCP"}
     ]
-    # The two Deployments select disjoint pods.
-    assert d["spec"]["selector"] != one(objs, "Deployment", OPERATOR)["spec"]["selector"]
+    # The two workloads select disjoint pods.
+    assert d["spec"]["selector"] != operator_workload(objs)["spec"]["selector"]
 
 
 # -- specific value sets ------------------------------------------------------------------------------
@@ -651,14 +702,19 @@ def test_chart_covers_every_operator_setting():
         "lease_namespace",  # the release namespace: where the pods run
         "lease_name",
         "pod_name",
+        "sharding",  # sharding.enabled: the StatefulSet's pods
     }  # the release's full name, the pod's name
     assert set(Settings.model_fields) == snake | from_other_values
 
 
 def test_long_release_names_stay_within_63_characters(helm):
-    objs = helm.template(VALUE_SETS["monitoring"], release="a" * 53)  # every optional object of a release
-    for o in objs:
-        assert len(o["metadata"]["name"]) <= 63, o["metadata"]["name"]
+    for values in (VALUE_SETS["monitoring"], VALUE_SETS["sharding"]):
+        objs = helm.template(values, release="a" * 53)  # every optional object of a release
+        for o in objs:
+            assert len(o["metadata"]["name"]) <= 63, o["metadata"]["name"]
+    # A StatefulSet's pods carry the label controller-revision-hash=<name>-<10 characters>.
+    (sts,) = find(objs, "StatefulSet")
+    assert len(sts["metadata"]["name"]) <= 63 - 11
 
 
 # -- issue 14: what only the operator holds, the Secret writes it may make, the network ---------------

@@ -197,3 +197,82 @@ only the operator may hold (cloud credentials, the ownership key) is in operator
           path: token
 {{- end }}
 {{- end }}
+
+{{/* The operator's pod, as the Deployment (active/standby) and the StatefulSet (sharding) run it. */}}
+{{- define "rtc-recording-operator.operatorPodTemplate" -}}
+metadata:
+  labels:
+    {{- include "rtc-recording-operator.labels" (dict "ctx" . "component" "operator") | nindent 4 }}
+  {{- with .Values.operator.podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  serviceAccountName: {{ include "rtc-recording-operator.operatorServiceAccountName" . }}
+  # Service links would add RTCREC_*-looking variables for Services named like the release.
+  enableServiceLinks: false
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: operator
+      image: {{ include "rtc-recording-operator.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args: [run]
+      env:
+        {{- include "rtc-recording-operator.env" . | trim | nindent 8 }}
+        # The Lease and this replica's name in it (stable across container restarts in the pod). With
+        # sharding the Lease is the sharder's, and the pod's name is its shard's name and own Lease.
+        - name: RTCREC_LEASE_NAME
+          value: {{ include "rtc-recording-operator.fullname" . | quote }}
+        - name: RTCREC_POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- if .Values.sharding.enabled }}
+        - name: RTCREC_SHARDING
+          value: "true"
+        {{- end }}
+        {{- include "rtc-recording-operator.operatorEnv" . | trim | nindent 8 }}
+      ports:
+        - name: http-metrics
+          containerPort: {{ int .Values.settings.metricsPort }}
+          protocol: TCP
+      # /healthz fails when the watch, the poller or the quota queue is stuck for
+      # settings.stuckSeconds, so a restart is the right answer; a standby's fails when it
+      # could not read the Lease for that long. No readiness probe: the operator serves no
+      # traffic.
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http-metrics
+        initialDelaySeconds: 15
+        periodSeconds: 20
+        timeoutSeconds: 10
+        failureThreshold: 3
+      resources:
+        {{- toYaml .Values.operator.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.containerSecurityContext | nindent 8 }}
+      volumeMounts:
+        {{- include "rtc-recording-operator.volumeMounts" . | nindent 8 }}
+        {{- include "rtc-recording-operator.operatorVolumeMounts" . | nindent 8 }}
+  volumes:
+    {{- include "rtc-recording-operator.volumes" . | nindent 4 }}
+    {{- include "rtc-recording-operator.operatorVolumes" . | nindent 4 }}
+  {{- with .Values.operator.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.operator.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.operator.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
