@@ -36,7 +36,7 @@ def test_the_rendered_rule_checks(helm, promtool, tmp_path):
     objs = helm.template({"metrics": {"prometheusRule": {"enabled": True}}})
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(one(objs, "PrometheusRule", "rtc-rtc-recording-operator")["spec"]))
-    assert "SUCCESS: 11 rules found" in promtool("check", "rules", str(rules))
+    assert "SUCCESS: 12 rules found" in promtool("check", "rules", str(rules))
 
 
 def test_every_alert_fires_on_its_series_and_stays_quiet_when_healthy(promtool):
