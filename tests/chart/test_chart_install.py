@@ -82,6 +82,20 @@ def scoped_release(crds, helm):
     rel.helm_run("uninstall")
 
 
+@pytest.fixture(scope="module")
+def sharded_release(crds, helm):
+    suffix = secrets.token_hex(3)
+    rel = Release(crds, helm, f"sharded-{suffix}", f"rtc-sharded-{suffix}")
+    rel.helm_run(
+        "install",
+        str(CHART),
+        "--create-namespace",
+        values={"crds": {"enabled": False}, "sharding": {"enabled": True}},
+    )
+    yield rel
+    rel.helm_run("uninstall")
+
+
 def test_install_creates_every_object(release):
     f, ns = release.fullname, release.namespace
     for kind, name in [
@@ -205,3 +219,34 @@ def test_watch_namespaces_grants_only_those_namespaces(scoped_release):
     assert rel.can(sa, "get", "rtcrecordingclasses.rtc.recording.io", "default")  # cluster-scoped: always cluster-wide
     # callbacks.enabled=false: no receiver at all.
     assert rel.cluster.kubectl("get", "deployment", f"{sa}-receiver", "-n", rel.namespace, check=False).returncode != 0
+
+
+def test_sharded_install_creates_a_statefulset_of_shards(sharded_release):
+    rel, f = sharded_release, sharded_release.fullname
+    sts = rel.get("statefulset", f)
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == f"{f}-shards"
+    assert rel.get("service", f"{f}-shards")["spec"]["clusterIP"] == "None"
+    assert rel.cluster.kubectl("get", "deployment", f, "-n", rel.namespace, check=False).returncode != 0
+    rel.get("poddisruptionbudget", f)
+    notes = json.loads(rel.helm_run("status", "-o", "json").stdout)["info"]["notes"]
+    assert f"kubectl -n {rel.namespace} get leases -l rtc.recording.io/ring={f}" in notes
+    assert "kubectl get rtcrec -A -o wide" in notes
+
+
+def test_shards_may_hold_and_watch_any_lease_of_their_namespace_and_label_schedules(sharded_release):
+    """Each shard's Lease is named after its pod; the sharder watches them all. Nothing beyond the release
+    namespace, and no delete: a shard never gives its Lease up."""
+    rel, sa, lease = sharded_release, sharded_release.fullname, "leases.coordination.k8s.io"
+    ns = rel.namespace
+    for verb in ("get", "update"):
+        assert rel.can(sa, verb, f"{lease}/{sa}-2", ns) and rel.can(sa, verb, f"{lease}/{sa}", ns), verb
+    for verb in ("list", "watch", "create"):
+        assert rel.can(sa, verb, lease, ns), verb
+        assert not rel.can(sa, verb, lease, "default"), verb
+    for verb in ("delete", "patch"):
+        assert not rel.can(sa, verb, f"{lease}/{sa}-0", ns), verb
+    assert not rel.can(sa, "get", f"{lease}/{sa}-0", "kube-system")
+    assert not rel.can(f"{sa}-receiver", "get", f"{lease}/{sa}-0", ns)
+    assert rel.can(sa, "patch", "rtcrecordingschedules.rtc.recording.io", "default")  # their shard label
+    assert rel.can(sa, "patch", "rtcrecordings.rtc.recording.io", "default")
+    assert not rel.can(sa, "update", "rtcrecordingschedules.rtc.recording.io", "default")
