@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rtc_recording.cluster.launcher import free_port
 from rtc_recording.cluster.processes import RtcrecProcess, local_env, wait_for
@@ -68,7 +69,7 @@ class Deployed:
         path.write_text(json.dumps(config))
         return path
 
-    def env(self, sa: str, emulator, **settings) -> dict:
+    def env(self, sa: str, emulator, metrics_port: int | None = None, **settings) -> dict:
         secret = json.loads(
             self.cluster.kubectl(
                 "get", "secret", f"{self.fullname}-callback-auth", "-n", self.namespace, "-o", "json"
@@ -80,7 +81,7 @@ class Deployed:
             self.kubeconfig_for(sa),
             emulator.url,
             receiver_port=self.receiver_port,
-            metrics_port=self.metrics_port,
+            metrics_port=metrics_port or self.metrics_port,
             auth_key=base64.b64decode(secret["data"]["authKey"]).decode(),
             **{
                 "evidence_namespace": self.namespace,
@@ -98,6 +99,10 @@ class Deployed:
         return base64.b64decode(secret["data"][key]).decode()
 
     def start(self, emulator, **settings) -> None:
+        self.start_receiver(emulator, **settings)
+        self.start_operator(emulator, f"{self.release}-operator", **settings)
+
+    def start_receiver(self, emulator, **settings) -> None:
         self.procs.append(
             RtcrecProcess(
                 "receiver",
@@ -105,21 +110,22 @@ class Deployed:
                 self.tmp / f"{self.release}-receiver.log",
             ).start()
         )
-        # The Lease the chart names (RTCREC_LEASE_NAME), in the pod's namespace; the ownership key
-        # is the operator's alone, as the chart mounts it.
+
+    def start_operator(self, emulator, pod: str, metrics_port: int | None = None, **settings) -> None:
+        """One operator pod (`pod`: its name, its log's too). The Lease the chart names (RTCREC_LEASE_NAME), in the
+        pod's namespace; the ownership key is the operator's alone, as the chart mounts it."""
         ownership = self.secret_value(f"{self.fullname}-ownership", "ownershipKey")
+        settings = {
+            "lease_namespace": self.namespace,
+            "lease_name": self.fullname,
+            "ownership_key": ownership,
+            **settings,
+        }
         self.procs.append(
             RtcrecProcess(
                 "run",
-                self.env(
-                    self.fullname,
-                    emulator,
-                    lease_namespace=self.namespace,
-                    lease_name=self.fullname,
-                    ownership_key=ownership,
-                    **settings,
-                ),
-                self.tmp / f"{self.release}-operator.log",
+                self.env(self.fullname, emulator, metrics_port, **settings),
+                self.tmp / f"{pod}.log",
             ).start()
         )
 
@@ -196,8 +202,8 @@ def secret_finalizers(cluster, namespace: str) -> list[str]:
     return json.loads(got.stdout)["metadata"].get("finalizers", [])
 
 
-def apply_recording(cluster, emulator, namespace: str, name: str, class_name: str | None = None) -> None:
-    """With `class_name`: storage and credentials are left to that RtcRecordingClass."""
+def apply_recording(cluster, emulator, namespace: str, name: str, class_name: str | None = None) -> str:
+    """With `class_name`: storage and credentials are left to that RtcRecordingClass. Returns its channel."""
     channel = f"room-{secrets.token_hex(4)}"
     for user in ("alice", "bob"):
         emulator.control.join(APP, channel, user)
@@ -219,6 +225,7 @@ def apply_recording(cluster, emulator, namespace: str, name: str, class_name: st
         del obj["spec"]["storage"], obj["spec"]["credentialsSecretRef"]
         obj["spec"]["recordingClassName"] = class_name
     cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    return channel
 
 
 def status(cluster, namespace: str, name: str) -> dict:
@@ -382,3 +389,98 @@ def test_namespaced_release_uses_a_class_credentials_secret_in_the_platform_name
     elsewhere = workspace(crds, emulator)
     denied = scoped.kubectl_as(operator, "get", "secret", "aliyun", "-n", elsewhere)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+
+
+# Three tenants, each billing its own cloud account (issue 29: an account's quota lives in one shard).
+ACCOUNTS = {
+    "tenant-a": ("LTAI5tChartShardA", "chart-shard-a"),
+    "tenant-b": ("LTAI5tChartShardB", "chart-shard-b"),
+    "tenant-c": ("LTAI5tChartShardC", "chart-shard-c"),
+}
+
+
+def start_calls(port: int) -> dict[str, float]:
+    """rtcrec_cloud_calls_total{verb="start"} of one operator process, by code."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        families = text_string_to_metric_families(resp.read().decode())
+    return {
+        s.labels["code"]: s.value
+        for f in families
+        for s in f.samples
+        if s.name == "rtcrec_cloud_calls_total" and s.labels["verb"] == "start"
+    }
+
+
+def test_sharded_release_puts_each_account_on_its_own_shard(crds, helm, emulator, tmp_path):
+    """sharding.enabled with 3 replicas: the StatefulSet's three pods, played by processes with the release's
+    token, the chart's env and their pod names, split three accounts' recordings over three shards; each Start
+    is made by the shard the recording's label names, with its account's key, once."""
+    deployed = Deployed(crds, helm, tmp_path, {"sharding": {"enabled": True, "replicas": 3}})
+    try:
+        sts = json.loads(
+            crds.kubectl("get", "statefulset", deployed.fullname, "-n", deployed.namespace, "-o", "json").stdout
+        )
+        (container,) = sts["spec"]["template"]["spec"]["containers"]
+        chart_env = {e["name"]: e for e in container["env"]}
+        assert chart_env["RTCREC_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        pods = [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
+        ports = {pod: free_port() for pod in pods}
+        deployed.start_receiver(emulator)
+        for pod in pods:
+            deployed.start_operator(
+                emulator,
+                pod,
+                metrics_port=ports[pod],
+                sharding=chart_env["RTCREC_SHARDING"]["value"],
+                lease_name=chart_env["RTCREC_LEASE_NAME"]["value"],
+                pod_name=pod,  # what the downward API gives the StatefulSet's pod
+            )
+        ring = chart_env["RTCREC_LEASE_NAME"]["value"]
+
+        def shard_leases() -> set[str]:
+            got = crds.kubectl(
+                "get", "leases", "-n", deployed.namespace, "-l", f"rtc.recording.io/ring={ring}", "-o", "name"
+            )
+            return {name.removeprefix("lease.coordination.k8s.io/") for name in got.stdout.split()}
+
+        wait_for(lambda: shard_leases() == set(pods), timeout=60, what="a Lease per shard", details=deployed.logs)
+
+        emulator.control.credentials(
+            access_keys=dict(ACCOUNTS.values()), accounts={key: tenant for tenant, (key, _) in ACCOUNTS.items()}
+        )
+        recordings = {}  # (namespace, name) -> (tenant, channel)
+        for tenant, key in ACCOUNTS.items():
+            ns = workspace(crds, emulator, namespace=f"{tenant}-{secrets.token_hex(3)}", key=key)
+            for n in range(2 if tenant != "tenant-b" else 1):
+                recordings[ns, f"rec-{n}"] = tenant, apply_recording(crds, emulator, ns, f"rec-{n}")
+
+        def recording(ns: str, name: str) -> dict:
+            return json.loads(crds.kubectl("get", "rtcrec", name, "-n", ns, "-o", "json").stdout)
+
+        def all_recording() -> bool:
+            return all((recording(*r).get("status") or {}).get("phase") == "Recording" for r in recordings)
+
+        wait_for(all_recording, timeout=60, what="every recording Recording", details=deployed.logs)
+        shard_of = {r: recording(*r)["metadata"]["labels"].get("rtc.recording.io/shard") for r in recordings}
+        assert set(shard_of.values()) <= set(pods), shard_of
+        tenant_shards = {tenant: {shard_of[r] for r in recordings if recordings[r][0] == tenant} for tenant in ACCOUNTS}
+        assert all(len(shards) == 1 for shards in tenant_shards.values()), tenant_shards  # an account on one shard
+        assert {shards.pop() for shards in tenant_shards.values()} == set(pods), tenant_shards  # three shards
+
+        # Each shard started exactly its own recordings (its own /metrics), each once, with its account's key.
+        for pod in pods:
+            assert start_calls(ports[pod]) == {"OK": list(shard_of.values()).count(pod)}, (pod, shard_of)
+        for (ns, name), (tenant, channel) in recordings.items():
+            (task,) = emulator.control.tasks(APP, channel)
+            assert (task["taskId"], task["status"]) == (recording(ns, name)["status"]["taskId"], "RUNNING")
+            assert task["accessKeyId"] == ACCOUNTS[tenant][0] and task["account"] == tenant
+        assert "SHARD" in crds.kubectl("get", "rtcrec", "-A", "-o", "wide").stdout
+
+        # Deleting stops each task through its shard (its finalizer, on the owner's watch).
+        for ns, name in recordings:
+            crds.kubectl("delete", "rtcrec", name, "-n", ns, "--wait=true", "--timeout=30s")
+        for _, channel in recordings.values():
+            assert [t["status"] for t in emulator.control.tasks(APP, channel)] in (["STOPPING"], ["STOPPED"])
+        assert_no_forbidden(deployed)
+    finally:
+        deployed.stop()
