@@ -412,35 +412,41 @@ def start_calls(port: int) -> dict[str, float]:
 
 
 def test_sharded_release_puts_each_account_on_its_own_shard(crds, helm, emulator, tmp_path):
-    """sharding.enabled with 3 replicas: the StatefulSet's three pods, played by processes with the release's
-    token, the chart's env and their pod names, split three accounts' recordings over three shards; each Start
-    is made by the shard the recording's label names, with its account's key, once."""
+    """sharding.enabled with 3 replicas: the pods the real StatefulSet controller makes of the chart's StatefulSet,
+    played by processes with the release's token and each pod's own environment, split three accounts' recordings
+    over three shards; each Start is made by the shard the recording's label names, with its account's key, once."""
+    crds.start_controllers("statefulset")  # creates the pods (no scheduler or kubelet runs them)
     deployed = Deployed(crds, helm, tmp_path, {"sharding": {"enabled": True, "replicas": 3}})
     try:
-        sts = json.loads(
-            crds.kubectl("get", "statefulset", deployed.fullname, "-n", deployed.namespace, "-o", "json").stdout
-        )
-        (container,) = sts["spec"]["template"]["spec"]["containers"]
-        chart_env = {e["name"]: e for e in container["env"]}
-        assert chart_env["RTCREC_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-        pods = [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
+        selector = f"app.kubernetes.io/instance={deployed.release},app.kubernetes.io/component=operator"
+
+        def operator_pods() -> list[dict]:
+            got = crds.kubectl("get", "pods", "-n", deployed.namespace, "-l", selector, "-o", "json")
+            return json.loads(got.stdout)["items"]
+
+        pod_objects = wait_for(lambda: len(p := operator_pods()) == 3 and p, what="the StatefulSet's pods")
+        pods = sorted(p["metadata"]["name"] for p in pod_objects)
+        assert pods == [f"{deployed.fullname}-{i}" for i in range(3)]
         ports = {pod: free_port() for pod in pods}
         deployed.start_receiver(emulator)
-        for pod in pods:
+        for pod in pod_objects:
+            (container,) = pod["spec"]["containers"]
+            chart_env = {e["name"]: e for e in container["env"]}
+            assert chart_env["RTCREC_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            assert chart_env["RTCREC_LEASE_NAME"]["value"] == deployed.fullname  # the sharder's, and the ring
+            name = pod["metadata"]["name"]
             deployed.start_operator(
                 emulator,
-                pod,
-                metrics_port=ports[pod],
+                name,
+                metrics_port=ports[name],
                 sharding=chart_env["RTCREC_SHARDING"]["value"],
                 lease_name=chart_env["RTCREC_LEASE_NAME"]["value"],
-                pod_name=pod,  # what the downward API gives the StatefulSet's pod
+                pod_name=name,  # what the downward API gives it
             )
-        ring = chart_env["RTCREC_LEASE_NAME"]["value"]
 
         def shard_leases() -> set[str]:
-            got = crds.kubectl(
-                "get", "leases", "-n", deployed.namespace, "-l", f"rtc.recording.io/ring={ring}", "-o", "name"
-            )
+            ring = f"rtc.recording.io/ring={deployed.fullname}"
+            got = crds.kubectl("get", "leases", "-n", deployed.namespace, "-l", ring, "-o", "name")
             return {name.removeprefix("lease.coordination.k8s.io/") for name in got.stdout.split()}
 
         wait_for(lambda: shard_leases() == set(pods), timeout=60, what="a Lease per shard", details=deployed.logs)
