@@ -86,7 +86,7 @@ def rendered(request, helm):
     return request.param, helm.template(VALUE_SETS[request.param])
 
 
-def deployments(objs):
+def workloads(objs):
     """The operator's and the receiver's workloads: Deployments, and the shards' StatefulSet with sharding."""
     return find(objs, "Deployment") + find(objs, "StatefulSet")
 
@@ -291,7 +291,7 @@ def test_everything_lands_in_the_release_namespace(rendered):
 
 def test_pods_are_hardened(rendered):
     _, objs = rendered
-    for d in deployments(objs):
+    for d in workloads(objs):
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == 10001
@@ -464,7 +464,7 @@ def test_rendered_settings_are_operator_settings(rendered):
     """Every RTCREC_* variable is a field of the operator's Settings: no typo goes unnoticed."""
     _, objs = rendered
     fields = {f"RTCREC_{name.upper()}" for name in Settings.model_fields}
-    for d in deployments(objs):
+    for d in workloads(objs):
         names = {n for n in env_of(d) if n.startswith("RTCREC_")}
         assert names <= fields, names - fields
         # pydantic must accept the rendered literal values (e.g. "8080", "0.5", "json").
@@ -519,7 +519,7 @@ def test_defaults_generate_callback_key_but_no_url(helm):
 
     key = base64.b64decode(secret["data"]["authKey"]).decode()
     assert re.fullmatch(r"[A-Za-z0-9]{16,64}", key)
-    for d in deployments(objs):
+    for d in workloads(objs):
         env = env_of(d)
         assert "RTCREC_CALLBACK_URL" not in env
         assert env["RTCREC_CALLBACK_AUTH_KEY"]["valueFrom"]["secretKeyRef"] == {
@@ -551,7 +551,7 @@ def test_credentials_reach_the_operator_only_and_the_callback_url_both(helm):
             "key": "securityToken",
             "optional": True,
         }
-    assert len(deployments(objs)) == 2
+    assert len(workloads(objs)) == 2
 
 
 def test_rrsa_mounts_a_projected_token_for_sts_in_the_operator_only(helm):
@@ -584,20 +584,20 @@ def test_rrsa_mounts_a_projected_token_for_sts_in_the_operator_only(helm):
         }
         # The non-root user can read the token: kubelet gives it to the pod's fsGroup.
         assert pod["securityContext"]["fsGroup"] == 10001
-    assert len(deployments(objs)) == 2
+    assert len(workloads(objs)) == 2
 
 
 def test_callbacks_disabled_deploys_no_receiver_and_sets_no_callback_env(helm):
     objs = helm.template(VALUE_SETS["callbacks-disabled"])
-    assert [d["metadata"]["name"] for d in deployments(objs)] == [OPERATOR]
+    assert [d["metadata"]["name"] for d in workloads(objs)] == [OPERATOR]
     assert not [o for o in objs if o["metadata"]["labels"]["app.kubernetes.io/component"] == "receiver"]
-    assert not [n for n in env_of(deployments(objs)[0]) if n.startswith("RTCREC_CALLBACK")]
+    assert not [n for n in env_of(workloads(objs)[0]) if n.startswith("RTCREC_CALLBACK")]
     assert not find(objs, "Service", f"{RECEIVER}-metrics")
 
 
 def test_watch_namespaces_sets_env(helm):
     objs = helm.template(VALUE_SETS["watch-namespaces"])
-    for d in deployments(objs):
+    for d in workloads(objs):
         assert env_of(d)["RTCREC_NAMESPACES"]["value"] == "team-a,team-b"
 
 
@@ -663,7 +663,7 @@ def test_ingress_exposes_only_callbacks_and_derives_the_url(helm):
     assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/callbacks", "Prefix")]
     assert one(objs, "Service", RECEIVER)["spec"]["type"] == "LoadBalancer"
     assert not find(objs, "Secret", f"{OPERATOR}-callback-auth")  # the existing key Secret is used
-    for d in deployments(objs):
+    for d in workloads(objs):
         env = env_of(d)
         assert env["RTCREC_CALLBACK_URL"]["value"] == "https://cb.example.com"
         assert env["RTCREC_CALLBACK_AUTH_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "cb-key", "key": "token"}
