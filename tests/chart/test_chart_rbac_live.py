@@ -399,16 +399,14 @@ ACCOUNTS = {
 }
 
 
-def start_calls(port: int) -> dict[str, float]:
-    """rtcrec_cloud_calls_total{verb="start"} of one operator process, by code."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        families = text_string_to_metric_families(resp.read().decode())
-    return {
-        s.labels["code"]: s.value
-        for f in families
-        for s in f.samples
-        if s.name == "rtcrec_cloud_calls_total" and s.labels["verb"] == "start"
-    }
+def samples(port: int, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of one series name at an operator process's /metrics: (labels, value); none until it serves."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            families = text_string_to_metric_families(resp.read().decode())
+    except urllib.error.URLError:
+        return []
+    return [(s.labels, s.value) for f in families for s in f.samples if s.name == name]
 
 
 def test_sharded_release_puts_each_account_on_its_own_shard(crds, helm, emulator, tmp_path):
@@ -450,6 +448,13 @@ def test_sharded_release_puts_each_account_on_its_own_shard(crds, helm, emulator
             return {name.removeprefix("lease.coordination.k8s.io/") for name in got.stdout.split()}
 
         wait_for(lambda: shard_leases() == set(pods), timeout=60, what="a Lease per shard", details=deployed.logs)
+        # Before any recording: the sharder (one of them) counts the three live, so no account moves later.
+        wait_for(
+            lambda: [port for port in ports.values() if samples(port, "rtcrec_shard_members") == [({}, 3.0)]],
+            timeout=30,
+            what="the sharder seeing three live shards",
+            details=deployed.logs,
+        )
 
         emulator.control.credentials(
             access_keys=dict(ACCOUNTS.values()), accounts={key: tenant for tenant, (key, _) in ACCOUNTS.items()}
@@ -473,9 +478,16 @@ def test_sharded_release_puts_each_account_on_its_own_shard(crds, helm, emulator
         assert all(len(shards) == 1 for shards in tenant_shards.values()), tenant_shards  # an account on one shard
         assert {shards.pop() for shards in tenant_shards.values()} == set(pods), tenant_shards  # three shards
 
-        # Each shard started exactly its own recordings (its own /metrics), each once, with its account's key.
+        # Nothing moved, and each shard started exactly its own recordings (its own /metrics), each once, with its
+        # account's key.
+        assert sum(v for port in ports.values() for _, v in samples(port, "rtcrec_shard_moves_total")) == 0
         for pod in pods:
-            assert start_calls(ports[pod]) == {"OK": list(shard_of.values()).count(pod)}, (pod, shard_of)
+            starts = {
+                labels["code"]: v
+                for labels, v in samples(ports[pod], "rtcrec_cloud_calls_total")
+                if labels["verb"] == "start"
+            }
+            assert starts == {"OK": list(shard_of.values()).count(pod)}, (pod, shard_of)
         for (ns, name), (tenant, channel) in recordings.items():
             (task,) = emulator.control.tasks(APP, channel)
             assert (task["taskId"], task["status"]) == (recording(ns, name)["status"]["taskId"], "RUNNING")

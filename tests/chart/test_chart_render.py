@@ -473,6 +473,8 @@ def test_rendered_settings_are_operator_settings(rendered):
             for k, e in env_of(d).items()
             if k.startswith("RTCREC_") and "value" in e and k != "RTCREC_CALLBACK_URL"
         }
+        if "RTCREC_POD_NAME" in env_of(d):  # what the downward API gives: a pod's name (a shard's, with sharding)
+            plain["pod_name"] = f"{d['metadata']['name']}-0"
         Settings.model_validate(plain)
 
 
