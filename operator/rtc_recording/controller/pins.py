@@ -20,6 +20,7 @@ the task ends by itself after maxIdleSeconds of silence, or 72 hours.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from rtc_recording.api.names import CREDENTIALS_FINALIZER
@@ -42,6 +43,7 @@ class Pins:
         self.users: dict[Key, set[str]] = {}  # Secret -> uids of unfinished recordings naming it
         self._uses: dict[str, Key] = {}  # uid -> the Secret it is counted for
         self.unpinned: set[Key] = set()  # Secrets known to be without our finalizer
+        self._locks: dict[Key, asyncio.Lock] = {}  # one per credentials Secret pinned
 
     def saw(self, uid: str, tracked: Tracked | None, gone: Tracked | None = None) -> Key | None:
         """Every watch event (`tracked` None: deleted, `gone` the last seen of it). Returns a Secret
@@ -77,6 +79,12 @@ class Pins:
         if not name:
             return
         namespace = obj["metadata"]["namespace"]
+        # One at a time per Secret: a burst's Starts of one account would each PATCH the same finalizer
+        # list at once, and all but one fail their compare-and-swap and read the Secret again.
+        async with self._locks.setdefault((namespace, name), asyncio.Lock()):
+            await self._pin(obj, namespace, name)
+
+    async def _pin(self, obj: dict, namespace: str, name: str) -> None:
         for _ in range(TRIES):
             try:
                 secret = await self.secrets.consented(namespace, name, "spec.credentialsSecretRef", CREDENTIALS)

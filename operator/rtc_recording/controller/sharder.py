@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import Counter as Count
@@ -210,6 +210,9 @@ class Sharder:
                 yield kind, key, seen, change
 
     async def _balance(self) -> None:
+        # A retry period first: at a cold start every shard's Lease is listed by then (membership.py), and no
+        # account is placed on the first shards up only to be moved to the others a moment later.
+        await asyncio.sleep(self.retry_period)
         while True:
             # At the next change, or each retry period: a Lease expires without an event.
             try:
@@ -234,19 +237,34 @@ class Sharder:
         mark = self.membership.marks.get(seen.shard or "") if reassigned else None
         try:
             async with self._slots:
-                await self.kube.patch_labels(path, labels, seen.resource_version, {EVENTS_MARK: mark} if mark else None)
+                written = await self.kube.patch_labels(
+                    path, labels, seen.resource_version, {EVENTS_MARK: mark} if mark else None
+                )
             if reassigned:
                 MOVES.labels(how="reassign").inc()
                 log.info("%s %s/%s: shard %s is gone; now on %s", kind, *key, seen.shard, change.shard)
             elif change.drain is not None:
                 MOVES.labels(how="drain").inc()
+            if self.objects[kind].get(key) is seen:  # its watch event is not here yet: what was written is known
+                meta = written["metadata"]
+                now = meta.get("labels") or {}
+                self.put(
+                    kind,
+                    key,
+                    replace(
+                        seen,
+                        resource_version=meta["resourceVersion"],
+                        shard=now.get(SHARD_LABEL),
+                        drain=now.get(DRAIN_LABEL),
+                    ),
+                )
         except (k8s.Conflict, k8s.NotFound):
             pass  # changed or gone: its watch event brings the next decision
         except k8s.KubeError as exc:
             log.warning("could not label %s %s/%s: %s", kind, *key, exc)
+            self._dirty.add((kind, key))  # tried again at the next pass
         finally:
             self._writing.discard((kind, key))
-            self._dirty.add((kind, key))
             self._changed.set()
 
 
