@@ -35,6 +35,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,7 +43,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rtc_recording.api.keys import derive_key
-from rtc_recording.api.names import GROUP, PLURAL, VERSION
+from rtc_recording.api.names import GROUP, PLURAL, USAGE_LABEL, VERSION
 from rtc_recording.api.recording import RtcRecordingSpec, status_of
 from rtc_recording.api.task import TaskInfo, TaskStatus
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
@@ -133,10 +134,31 @@ def others_cores(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]],
     return max(0.0, (b["machine"]["cpu"] - a["machine"]["cpu"] - ours) / seconds)
 
 
+@dataclass(frozen=True)
+class Account:
+    """A cloud account of its own (the emulator's accounts): recordings of namespace `name` bill
+    `key` through their credentials Secret `SECRET` there; `seeder` is a second AccessKey of the
+    same account (its own quota) that seeds tasks, as SEEDER_KEY does for the operator's."""
+
+    name: str
+    key: tuple[str, str]
+    seeder: tuple[str, str]
+
+
+SECRET = "aliyun"
+
+
+def bench_accounts(n: int) -> tuple[Account, ...]:
+    return tuple(
+        Account(f"acct-{i}", (f"LTAI5tBenchAcct{i}", f"bench-acct-{i}-secret"), (f"LTAI5tBenchSeed{i}", f"seed-{i}"))
+        for i in range(n)
+    )
+
+
 class EmulatorProcess:
     """`rtcrec emulator` on a free port; the control API through `.control`."""
 
-    def __init__(self, workdir: Path, time_scale: float, seed: int = 0):
+    def __init__(self, workdir: Path, time_scale: float, seed: int = 0, extra: tuple[Account, ...] = ()):
         out = workdir / "emulator.url"
         args = [
             RTCREC,
@@ -156,6 +178,9 @@ class EmulatorProcess:
             "--access-key",
             ":".join(SEEDER_KEY),
         ]
+        for account in extra:
+            for key_id, secret in (account.key, account.seeder):
+                args += ["--access-key", f"{key_id}:{secret}", "--account", f"{key_id}:{account.name}"]
         with open(out, "wb") as stdout, open(workdir / "emulator.log", "ab") as stderr:
             self.proc = subprocess.Popen(
                 args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True
@@ -262,7 +287,15 @@ class Loop:
 class Stack:
     """A fresh control plane, emulator, operator and receiver in `workdir` (not started: see start)."""
 
-    def __init__(self, workdir: Path, *, time_scale: float = 1.0, seed: int = 0, **settings: object):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        time_scale: float = 1.0,
+        seed: int = 0,
+        extra_accounts: tuple[Account, ...] = (),
+        **settings: object,
+    ):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.cluster = LocalCluster.start(workdir / "cluster")
@@ -275,7 +308,7 @@ class Stack:
                     if attempt == 2:
                         raise
                     time.sleep(1)
-            self.emulator = EmulatorProcess(workdir, time_scale, seed)
+            self.emulator = EmulatorProcess(workdir, time_scale, seed, extra_accounts)
             # pod_name: a stable identity, as a pod's name is, so that a SIGKILLed operator started again
             # (a container restart) takes its own Lease back at once instead of waiting the lease out.
             settings.setdefault("pod_name", "operator")
@@ -288,7 +321,7 @@ class Stack:
                 access_key=OPERATOR_KEY,
                 **settings,
             )
-            self.operator = Kubelet("run", self.env, workdir / "operator.log")
+            self.kubelets = self._kubelets()
             # As the chart runs it: trusting the cluster's CA alone (templates/receiver-deployment.yaml).
             receiver_env = {**self.env, "SSL_CERT_FILE": str(self.cluster.state_dir / "pki" / "apiserver.crt")}
             self.receiver = RtcrecProcess("receiver", receiver_env, workdir / "receiver.log")
@@ -300,6 +333,11 @@ class Stack:
             raise
 
     # -- life cycle ----------------------------------------------------------------------
+    def _kubelets(self) -> dict[str, Kubelet]:
+        """The operator's processes by name (their usage is reported under it): one here."""
+        self.operator = Kubelet("run", self.env, self.workdir / "operator.log")
+        return {"operator": self.operator}
+
     @property
     def metrics_port(self) -> int:
         return int(self.env["RTCREC_METRICS_PORT"])
@@ -339,8 +377,8 @@ class Stack:
         )
 
     def close(self) -> None:
-        if hasattr(self, "operator"):
-            self.operator.close()
+        for kubelet in getattr(self, "kubelets", {}).values():
+            kubelet.close()
         if hasattr(self, "receiver"):
             self.receiver.kill()
         if hasattr(self, "tracker"):
@@ -400,8 +438,8 @@ class Stack:
     def pids(self) -> dict[str, int]:
         info = self.cluster.info()["pids"]
         pids = {"kube-apiserver": info["kube-apiserver"], "etcd": info["etcd"], "emulator": self.emulator.pid}
-        for name in ("operator", "receiver"):
-            process = getattr(self, name).proc
+        for name, rtcrec in {**self.kubelets, "receiver": self.receiver}.items():
+            process = rtcrec.proc
             if process is not None and process.poll() is None:
                 pids[name] = process.pid
         return pids
@@ -451,9 +489,104 @@ class Stack:
             )
         )
 
+    def delete(self, namespace: str, name: str) -> None:
+        self.loop.run(self.kube.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"))
+
     def delete_all(self, namespace: str) -> None:
         """One DELETE of the collection (as `kubectl delete --all` does, without waiting)."""
         self.loop.run(self.kube.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"))
+
+
+SHARD_LABEL, DRAIN_LABEL = f"{GROUP}/shard", f"{GROUP}/drain"
+
+
+class ShardedStack(Stack):
+    """A Stack whose operator is `shards` replicas with RTCREC_SHARDING=true (shard-0, shard-1, ...:
+    each its pod name, its Lease and its /metrics port), and `accounts` cloud accounts of their own:
+    each its namespace (its name), its credentials Secret there and its AccessKey (own quota)."""
+
+    def __init__(self, workdir: Path, *, shards: int = 3, accounts: int = 3, **kwargs: Any):
+        self.initial_shards = shards
+        self.accounts = bench_accounts(accounts)
+        super().__init__(workdir, extra_accounts=self.accounts, sharding="true", lease_namespace="default", **kwargs)
+        for account in self.accounts:
+            self.namespace(account.name)
+            self.loop.run(
+                self.kube.create(
+                    f"/api/v1/namespaces/{account.name}/secrets",
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": SECRET, "labels": {USAGE_LABEL: "credentials"}},
+                        "stringData": {"accessKeyId": account.key[0], "accessKeySecret": account.key[1]},
+                    },
+                )
+            )
+
+    def _kubelets(self) -> dict[str, Kubelet]:
+        self.shards: dict[str, Kubelet] = {}
+        for i in range(self.initial_shards):
+            self.add_shard(f"shard-{i}")
+        return self.shards
+
+    def add_shard(self, name: str) -> Kubelet:
+        """A new replica (not started), as a StatefulSet scaled up makes one: its own metrics port."""
+        env = {**self.env, "RTCREC_POD_NAME": name, "RTCREC_METRICS_PORT": str(free_port())}
+        self.shards[name] = Kubelet("run", env, self.workdir / f"{name}.log")
+        return self.shards[name]
+
+    def start_shards(self, names: Iterable[str] | None = None) -> float:
+        started = time.monotonic()
+        for name in list(names or self.shards):
+            self.shards[name].start()
+        return started
+
+    def running(self) -> list[str]:
+        """Shards whose process runs now."""
+        return [n for n, k in self.shards.items() if k.proc is not None and k.proc.poll() is None]
+
+    def shard_metrics(self, name: str) -> dict[str, list[tuple[dict[str, str], float]]] | None:
+        return scrape(f"http://127.0.0.1:{self.shards[name].env['RTCREC_METRICS_PORT']}/metrics")
+
+    def wait_shards(self, timeout: float = 60) -> None:
+        """Every running shard serves /metrics and one of them runs the sharder."""
+        wait_for(
+            lambda: all(self.shard_metrics(n) is not None for n in self.running()) and self.sharder(),
+            timeout,
+            what="the shards' /metrics and a sharder",
+        )
+
+    def sharder(self) -> str | None:
+        """The shard that holds the sharder's Lease (`rtcrec_leader` 1), as its own metrics say."""
+        return next((n for n in self.running() if total(self.shard_metrics(n), "rtcrec_leader") == 1), None)
+
+    def owners(self, namespace: str) -> Counter:
+        """Objects of `namespace` by their shard label ("" unlabelled), as the driver's watch sees them."""
+        return Counter(
+            labels.get(SHARD_LABEL, "") for (ns, _), labels in list(self.tracker.labels.items()) if ns == namespace
+        )
+
+    def lease_expiry(self, name: str) -> float:
+        """When the Lease of shard `name` expires unless renewed (renewTime + its duration), on this
+        process's monotonic clock."""
+        lease = self.loop.run(
+            self.kube.request(
+                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.env['RTCREC_LEASE_NAMESPACE']}/leases/{name}"
+            )
+        )
+        renewed = datetime.fromisoformat(lease["spec"]["renewTime"].replace("Z", "+00:00"))
+        wall = renewed.timestamp() + lease["spec"]["leaseDurationSeconds"]
+        return time.monotonic() + wall - time.time()
+
+    def calls(self, account: Account) -> Counter:
+        """Cloud calls made with the account's operator key, by action."""
+        stats = self.emulator.control.stats()
+        return Counter(stats["calls"]["byAccessKeyIdAndAction"].get(account.key[0], {}))
+
+    def throttled(self) -> int:
+        """Throttling.User answers to the accounts' operator keys: a quota that two shards spent at once."""
+        by_key = self.emulator.control.stats()["throttled"]["byAccessKeyId"]
+        return sum(int(by_key.get(a.key[0], 0)) for a in self.accounts)
 
 
 async def _bulk(
@@ -517,12 +650,13 @@ def total(metrics: dict | None, name: str, **labels: str) -> float:
 
 
 # -- resources ---------------------------------------------------------------------------------
-def manifest(name: str, channel: str, *, finalizer: bool = False, max_idle: int = 14400) -> dict:
-    """One user's mixed recording to OSS (tests/integration's one_user), unique channel each."""
+def manifest(name: str, channel: str, *, finalizer: bool = False, max_idle: int = 14400, billed: bool = False) -> dict:
+    """One user's mixed recording to OSS (tests/integration's one_user), unique channel each;
+    `billed`: to the account of its namespace's credentials Secret (an `Account`'s), not the operator's."""
     meta: dict[str, Any] = {"name": name}
     if finalizer:
         meta["finalizers"] = [FINALIZER]
-    return {
+    made = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "RtcRecording",
         "metadata": meta,
@@ -546,6 +680,9 @@ def manifest(name: str, channel: str, *, finalizer: bool = False, max_idle: int 
             "layout": {"panes": [{"userId": "alice", "left": "0", "top": "0", "width": "1", "height": "1"}]},
         },
     }
+    if billed:
+        made["spec"]["credentialsSecretRef"] = {"name": SECRET}
+    return made
 
 
 def _merge(base: dict, patch: dict) -> dict:
@@ -578,14 +715,15 @@ def seeded_status(created: dict, task_id: str, completed: bool = False) -> dict:
     return status
 
 
-def seed_tasks(stack: Stack, manifests: list[dict], threads: int = 16) -> list[str]:
+def seed_tasks(stack: Stack, manifests: list[dict], threads: int = 16, key: tuple[str, str] = SEEDER_KEY) -> list[str]:
     """Start a task for each manifest in the emulator (no NotifyUrl: seeded tasks send no callbacks,
-    which at 10 000 would be 333 slice callbacks a second), quota lifted meanwhile."""
+    which at 10 000 would be 333 slice callbacks a second), quota lifted meanwhile; `key`: an
+    AccessKey of the account that will own them."""
     control = stack.emulator.control
     previous = control.faults()["quota_per_second"]
     control.set_faults(quota_per_second=0)
     cloud = AliyunRecordingCloud(
-        REGION, StaticCredentials(Credentials(*SEEDER_KEY)), endpoint=stack.emulator.url, read_timeout=60
+        REGION, StaticCredentials(Credentials(*key)), endpoint=stack.emulator.url, read_timeout=60
     )
     try:
         params = [
@@ -601,12 +739,12 @@ def seed_tasks(stack: Stack, manifests: list[dict], threads: int = 16) -> list[s
         control.set_faults(quota_per_second=previous)
 
 
-def stop_tasks(stack: Stack, task_ids: list[str], threads: int = 16) -> None:
+def stop_tasks(stack: Stack, task_ids: list[str], threads: int = 16, key: tuple[str, str] = SEEDER_KEY) -> None:
     control = stack.emulator.control
     previous = control.faults()["quota_per_second"]
     control.set_faults(quota_per_second=0)
     cloud = AliyunRecordingCloud(
-        REGION, StaticCredentials(Credentials(*SEEDER_KEY)), endpoint=stack.emulator.url, read_timeout=60
+        REGION, StaticCredentials(Credentials(*key)), endpoint=stack.emulator.url, read_timeout=60
     )
     try:
         with ThreadPoolExecutor(threads) as pool:
@@ -626,6 +764,7 @@ class Tracker:
         self.task: dict[tuple[str, str], str | None] = {}
         self.task_at: dict[tuple[str, str], float] = {}
         self.recording_at: dict[tuple[str, str], float] = {}
+        self.labels: dict[tuple[str, str], dict[str, str]] = {}
         self.deleted: set[tuple[str, str]] = set()
         self._future = None
 
@@ -646,8 +785,10 @@ class Tracker:
         if type_ == "DELETED":
             self.deleted.add(key)
             self.phase.pop(key, None)
+            self.labels.pop(key, None)
             return
         self.deleted.discard(key)
+        self.labels[key] = meta.get("labels") or {}
         self.phase[key] = status.get("phase")
         self.task[key] = status.get("taskId")
         if status.get("taskId"):

@@ -26,6 +26,8 @@ from rtc_recording.cluster.processes import wait_for
 from .harness import (
     LIVE,
     OPERATOR_KEY,
+    SEEDER_KEY,
+    Account,
     Stack,
     _bulk,
     etcd_get,
@@ -285,29 +287,33 @@ def kopf_anchor(workdir: Path, run: int, n: int) -> dict[str, Any]:
 
 
 # -- (c) restart with 10 000 resources ---------------------------------------------------------
-def seed_template(stack: Stack, namespace: str = "c") -> dict:
+def seed_template(stack: Stack, namespace: str = "c", account: Account | None = None) -> dict:
     """The one resource in `namespace` created and status-patched through the apiserver (its task
-    really started), as etcd stores it: what `_seed` clones."""
-    template_manifest = manifest("template", f"{namespace}-template", finalizer=True)
+    really started), as etcd stores it: what `_seed` clones. With `account`: billed to it (its
+    namespace's credentials Secret), its task started with the account's seeder key."""
+    template_manifest = manifest("template", f"{namespace}-template", finalizer=True, billed=account is not None)
     stack.join([f"{namespace}-template"])
     created = stack.create(namespace, [template_manifest])["template"][1]
-    [task_id] = seed_tasks(stack, [template_manifest])
+    [task_id] = seed_tasks(stack, [template_manifest], key=account.seeder if account else SEEDER_KEY)
     stack.patch_statuses(namespace, {"template": seeded_status(created, task_id)})
     template = etcd_get(stack, etcd_key(namespace, "template"))
     assert template is not None
     return template
 
 
-def _seed(stack: Stack, template: dict, first: int, count: int, completed_every: int) -> None:
-    """`count` resources in namespace c, each with a task really started in the emulator; every
-    `completed_every`-th is Completed (its task stopped) and the rest Recording. Written to etcd
-    as clones of `template` (created and status-patched through the apiserver)."""
+def _seed(
+    stack: Stack, template: dict, first: int, count: int, completed_every: int, key: tuple[str, str] = SEEDER_KEY
+) -> None:
+    """`count` resources in the namespace of `template`, each with a task really started in the
+    emulator (with `key`: its account's); every `completed_every`-th is Completed (its task
+    stopped) and the rest Recording. Written to etcd as clones of `template` (created and
+    status-patched through the apiserver)."""
     manifests = [manifest(f"r-{i}", f"c-{i}", finalizer=True) for i in range(first, first + count)]
     stack.join([m["spec"]["channelId"] for m in manifests])
-    task_ids = seed_tasks(stack, manifests)
+    task_ids = seed_tasks(stack, manifests, key=key)
     done = [i for i in range(count) if (first + i) % completed_every == 0]
     if done:
-        stop_tasks(stack, [task_ids[i] for i in done])
+        stop_tasks(stack, [task_ids[i] for i in done], key=key)
     objects = []
     done_set = set(done)
     for i, (m, task_id) in enumerate(zip(manifests, task_ids, strict=True)):
