@@ -357,6 +357,163 @@ def _with_schedules(rows: list[Row]) -> list[Row]:
 
 
 SECTIONS["cs"] = ("cs", _with_schedules(SECTIONS["c"][1]))
+
+SHARDS = ("shard-0", "shard-1", "shard-2")
+
+
+def _per_shard(key: str, label: str, fmt: str) -> list[Row]:
+    return [(f"{key}_{shard}", f"... {shard}: {label}", fmt, "", None) for shard in SHARDS]
+
+
+def _rebalance(variant: str, what: str) -> list[Row]:
+    return [
+        (
+            f"{variant}_expiry_after_kill",
+            f"{what} SIGKILLed and left down: its Lease expired after the kill (renewTime + 10 s)",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+        (
+            f"{variant}_moved_seconds",
+            "... its account's recordings all labelled for a live shard",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+        (f"{variant}_moved_after_expiry", "... the same, after its Lease expired", "{:.1f} s", "", None),
+        (
+            f"{variant}_new_recording_seconds",
+            "... a recording of that account created right after the kill: Recording after the kill",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+        (
+            f"{variant}_new_recording_after_expiry",
+            f"... {what.lower()} killed: that recording Recording after the Lease expired",
+            "{:.1f} s",
+            "<= 15 s (issue 29)",
+            le(15),
+        ),
+        (
+            f"{variant}_extra_starts",
+            f"... {what.lower()} killed: Starts of its account besides that recording's",
+            "{:.0f}",
+            "0",
+            zero,
+        ),
+        (
+            f"{variant}_back_balanced_seconds",
+            "... started again: an account drained back to it after its start",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+    ]
+
+
+SECTIONS["s"] = (
+    "s",
+    [
+        (
+            "assign_seconds",
+            "10 000 recordings of 3 accounts at rest, unlabelled: the sharder had labelled every one after the "
+            "shards' first start (first run only)",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+        ("assign_writes", "... apiserver writes on RtcRecordings meanwhile", "{:.0f}", "", None),
+        ("assign_handled_seconds", "... every shard had handled its share after the start", "{:.1f} s", "", None),
+        (
+            "restart_resumed_seconds",
+            "the 3 shards SIGKILLed and started: every shard had handled its share (the slowest)",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+        *_per_shard("restart_share", "its share (recordings labelled for it)", "{:.0f}"),
+        *_per_shard("restart_resumed_seconds", "its share handled", "{:.1f} s"),
+        (
+            "restart_new_recording_max",
+            "... a new recording of each account created 1, 3 and 5 s after the start: Recording after its "
+            "create (slowest of 9)",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+        *_per_shard("restart_peak_mb", "RSS, peak", "{:.0f} MB"),
+        *_per_shard("restart_settled_mb", "RSS, settled (20 s later)", "{:.0f} MB"),
+        *_per_shard("restart_cpu_s", "CPU-s until every share was handled", "{:.1f}"),
+        ("restart_sharder_extra_mb", "... the sharder's RSS above the other shards' (median)", "{:.0f} MB", "", None),
+        ("restart_others_cores", "... cores used meanwhile by other engineers' processes", "{:.2f}", "", None),
+        ("restart_exits", "... shard exits by themselves (our kills not counted)", "{:.0f}", "0", zero),
+        (
+            "throughput_seconds",
+            "300 of each of 3 accounts created with the shards down: all 900 Recording after the shards' start",
+            "{:.1f} s",
+            "",
+            None,
+        ),
+        ("throughput_labelled_seconds", "... the sharder had labelled all 900 after", "{:.1f} s", "", None),
+        ("throughput_first_task_seconds", "... the first TaskId after", "{:.1f} s", "", None),
+        (
+            "throughput_starts_per_s",
+            "... aggregate Starts per second (900 / the time until all were Recording)",
+            "{:.0f}",
+            "150 (the 3 quotas)",
+            None,
+        ),
+        ("throughput_window_starts_per_s", "... the same from the first TaskId to the last", "{:.0f}", "", None),
+        ("throughput_throttled", "... Throttling.User answers to the 3 accounts' keys", "{:.0f}", "0", zero),
+        *_per_shard(
+            "throughput_cpu_ms_per_start", "CPU-ms per Start (its process CPU / its accounts' Starts)", "{:.1f}"
+        ),
+        *_per_shard("throughput_sharder", "ran the sharder (runs)", "{}"),
+        (
+            "throughput_cores_ours",
+            "... cores used by the stack (shards, receiver, apiserver, etcd, emulator, driver): 2 on this machine",
+            "{:.2f}",
+            "",
+            None,
+        ),
+        ("throughput_apiserver_cpu_s", "... kube-apiserver CPU-s", "{:.1f}", "", None),
+        ("throughput_etcd_cpu_s", "... etcd CPU-s", "{:.1f}", "", None),
+        ("throughput_emulator_cpu_s", "... emulator CPU-s", "{:.1f}", "", None),
+        ("throughput_receiver_cpu_s", "... receiver CPU-s", "{:.1f}", "", None),
+        ("throughput_others_cores", "... cores used meanwhile by other engineers' processes", "{:.2f}", "", None),
+        *_rebalance("shard", "A shard that is not the sharder"),
+        *_rebalance("sharder", "The sharder"),
+        (
+            "chaos_created",
+            "60 s of creates (4/s) and deletes (every third) of the 3 accounts' recordings while a shard is "
+            "restarted, one killed and started 22 s later, a 4th added and removed, the sharder restarted: created",
+            "{:.0f}",
+            "",
+            None,
+        ),
+        ("chaos_deleted", "... deleted", "{:.0f}", "", None),
+        ("chaos_settle_seconds", "... settled after the last event", "{:.1f} s", "", None),
+        ("chaos_duplicates", "... duplicates at settle", "{:.0f}", "0", zero),
+        ("chaos_leaks", "... leaks", "{:.0f}", "0", zero),
+        ("chaos_lost", "... lost (created, not deleted, not Recording)", "{:.0f}", "0", zero),
+        ("chaos_over_quota", "... over quota (Throttling.User answers)", "{:.0f}", "0", zero),
+        ("chaos_wrong", "... wrong (Recording with a task that is not live)", "{:.0f}", "0", zero),
+        ("chaos_off_live_shards", "... recordings labelled for a shard that is not running", "{:.0f}", "0", zero),
+        ("chaos_draining", "... recordings still draining", "{:.0f}", "0", zero),
+        ("delete_seconds", "delete-all afterwards: every recording gone and no live task after", "{:.1f} s", "", None),
+        ("delete_resources_left", "... recordings left", "{:.0f}", "0", zero),
+        ("delete_live_tasks", "... live tasks left (leaks)", "{:.0f}", "0", zero),
+        (
+            "exits",
+            "shard exits by themselves in throughput, rebalance and chaos (our kills not counted)",
+            "{:.0f}",
+            "",
+            None,
+        ),
+    ],
+)
 # Figures that sum several counts in the table (the row shows the sum over the four).
 SUMS = {
     f"{phase}_duplicates": [f"{phase}_{k}" for k in ("duplicates", "leaks", "stuck", "wrong")]
