@@ -5,8 +5,12 @@
   operator and the receiver as processes (`rtcrec run`, `rtcrec receiver`), configured as
   in a pod through `local_env`. Everything lives in one work directory (logs included)
   and is thrown away after the run.
+- `ShardedStack`: a Stack whose operator is several shards (RTCREC_SHARDING=true, each its
+  pod name and metrics port), with cloud accounts of their own (`Account`: a namespace, its
+  credentials Secret, an AccessKey with its own quota), for scenario (s).
 - `Tracker`: one watch of all RtcRecordings in the driver, timing when each resource
-  first had a task id and was first `Recording` (monotonic clock of this process).
+  first had a task id and was first `Recording` (monotonic clock of this process), and
+  keeping its labels (a shard's share).
 - `Bulk`: many apiserver requests at once (creates, status patches, deletes) through the
   operator's own `Kube` client, from a loop in a background thread.
 - `seed_tasks`: tasks really started in the emulator, with the parameters the operator
@@ -509,19 +513,23 @@ class ShardedStack(Stack):
         self.initial_shards = shards
         self.accounts = bench_accounts(accounts)
         super().__init__(workdir, extra_accounts=self.accounts, sharding="true", lease_namespace="default", **kwargs)
-        for account in self.accounts:
-            self.namespace(account.name)
-            self.loop.run(
-                self.kube.create(
-                    f"/api/v1/namespaces/{account.name}/secrets",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Secret",
-                        "metadata": {"name": SECRET, "labels": {USAGE_LABEL: "credentials"}},
-                        "stringData": {"accessKeyId": account.key[0], "accessKeySecret": account.key[1]},
-                    },
+        try:
+            for account in self.accounts:
+                self.namespace(account.name)
+                self.loop.run(
+                    self.kube.create(
+                        f"/api/v1/namespaces/{account.name}/secrets",
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Secret",
+                            "metadata": {"name": SECRET, "labels": {USAGE_LABEL: "credentials"}},
+                            "stringData": {"accessKeyId": account.key[0], "accessKeySecret": account.key[1]},
+                        },
+                    )
                 )
-            )
+        except BaseException:
+            self.close()
+            raise
 
     def _kubelets(self) -> dict[str, Kubelet]:
         self.shards: dict[str, Kubelet] = {}
@@ -547,14 +555,6 @@ class ShardedStack(Stack):
 
     def shard_metrics(self, name: str) -> dict[str, list[tuple[dict[str, str], float]]] | None:
         return scrape(f"http://127.0.0.1:{self.shards[name].env['RTCREC_METRICS_PORT']}/metrics")
-
-    def wait_shards(self, timeout: float = 60) -> None:
-        """Every running shard serves /metrics and one of them runs the sharder."""
-        wait_for(
-            lambda: all(self.shard_metrics(n) is not None for n in self.running()) and self.sharder(),
-            timeout,
-            what="the shards' /metrics and a sharder",
-        )
 
     def sharder(self) -> str | None:
         """The shard that holds the sharder's Lease (`rtcrec_leader` 1), as its own metrics say."""
