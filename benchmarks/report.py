@@ -374,9 +374,10 @@ def _rebalance(variant: str, what: str) -> list[Row]:
             "",
             None,
         ),
+        (f"{variant}_moved_recordings", "... its account's recordings", "{:.0f}", "", None),
         (
             f"{variant}_moved_seconds",
-            "... its account's recordings all labelled for a live shard",
+            "... all of them labelled for a live shard",
             "{:.1f} s",
             "",
             None,
@@ -404,8 +405,8 @@ def _rebalance(variant: str, what: str) -> list[Row]:
             zero,
         ),
         (
-            f"{variant}_back_balanced_seconds",
-            "... started again: an account drained back to it after its start",
+            f"{variant}_back_seconds",
+            "... started again: the sharder gave it an account (drained to it) after its start",
             "{:.1f} s",
             "",
             None,
