@@ -167,6 +167,7 @@ def _note_handled(stack: ShardedStack, share: Counter, started: float, done: dic
 
 def _restart_once(stack: ShardedStack, new: list[tuple[float, Account, dict]]) -> dict[str, Any]:
     share = shares(stack)
+    exits_before = sum(len(k.exits) for k in stack.shards.values())
     for kubelet in stack.shards.values():
         kubelet.kill()
     usage_before = stack.usage()
@@ -199,7 +200,7 @@ def _restart_once(stack: ShardedStack, new: list[tuple[float, Account, dict]]) -
         "new_recording_max": max(stack.tracker.recording_at[key] - at for key, at in created.items()),
         "others_cores": others,
         "sharder": sharder,
-        "exits": sum(len(k.exits) for k in stack.shards.values()),
+        "exits": sum(len(k.exits) for k in stack.shards.values()) - exits_before,
     }
     gone = {"hwm": None, "rss": None, "cpu": None}  # a shard that is not running (it exited)
     for name in stack.shards:
@@ -369,6 +370,17 @@ CHAOS_EVENTS = (
 CREATES_PER_SECOND = 4.0  # the load: creates of the three accounts' recordings; every third a delete too
 
 
+def _target(stack: ShardedStack, rng: random.Random, what: str, down: str | None) -> str | None:
+    """The shard a chaos event acts on."""
+    if what in ("restart", "kill"):
+        return rng.choice(stack.running())
+    if what in ("add", "remove"):
+        return "shard-3"
+    if what == "back":
+        return down
+    return stack.sharder()
+
+
 def chaos(stack: ShardedStack, rng: random.Random, seconds: float) -> dict[str, Any]:
     log(f"s: chaos for {seconds:.0f} s: {', '.join(what for _, what in CHAOS_EVENTS)} under creates and deletes")
     throttled_before = stack.throttled()
@@ -399,24 +411,21 @@ def chaos(stack: ShardedStack, rng: random.Random, seconds: float) -> dict[str, 
     try:
         for at, what in CHAOS_EVENTS:
             time.sleep(max(0.0, began + at * seconds - time.monotonic()))
-            running = stack.running()
-            if what == "restart":
-                name = rng.choice(running)
+            name = _target(stack, rng, what, down)
+            if name is None:  # no sharder at this moment (one is taking over)
+                log(f"s: chaos {what}: none at {time.monotonic() - began:.0f} s")
+                continue
+            if what in ("restart", "kill", "restart-sharder"):
                 stack.shards[name].kill()
+            if what == "kill":
+                down = name
+            if what == "add":
+                stack.add_shard(name)
+            if what in ("restart", "add", "back", "restart-sharder"):
                 stack.shards[name].start()
-            elif what == "kill":
-                down = rng.choice(running)
-                stack.shards[down].kill()
-            elif what == "add":
-                stack.add_shard("shard-3").start()
-            elif what == "back" and down:
-                stack.shards[down].start()
-            elif what == "remove":
-                stack.shards["shard-3"].stop()
-            elif what == "restart-sharder" and (sharder := stack.sharder()):
-                stack.shards[sharder].kill()
-                stack.shards[sharder].start()
-            log(f"s: chaos {what} at {time.monotonic() - began:.0f} s")
+            if what == "remove":
+                stack.shards[name].stop()
+            log(f"s: chaos {what} {name} at {time.monotonic() - began:.0f} s")
         time.sleep(max(0.0, began + seconds - time.monotonic()))
     finally:
         stop.set()
