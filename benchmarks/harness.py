@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rtc_recording.api.keys import derive_key
-from rtc_recording.api.names import GROUP, PLURAL, USAGE_LABEL, VERSION
+from rtc_recording.api.names import GROUP, PLURAL, SHARD_LABEL, USAGE_LABEL, VERSION
 from rtc_recording.api.recording import RtcRecordingSpec, status_of
 from rtc_recording.api.task import TaskInfo, TaskStatus
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
@@ -61,6 +61,7 @@ from rtc_recording.decide.ownership import Sealer
 from rtc_recording.emulator import EmulatorControl
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.config import Connection
+from rtc_recording.kube.errors import NotFound
 from rtc_recording.kube.reflector import Reflector
 
 T = TypeVar("T")
@@ -501,9 +502,6 @@ class Stack:
         self.loop.run(self.kube.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"))
 
 
-SHARD_LABEL, DRAIN_LABEL = f"{GROUP}/shard", f"{GROUP}/drain"
-
-
 class ShardedStack(Stack):
     """A Stack whose operator is `shards` replicas with RTCREC_SHARDING=true (shard-0, shard-1, ...:
     each its pod name, its Lease and its /metrics port), and `accounts` cloud accounts of their own:
@@ -512,7 +510,14 @@ class ShardedStack(Stack):
     def __init__(self, workdir: Path, *, shards: int = 3, accounts: int = 3, **kwargs: Any):
         self.initial_shards = shards
         self.accounts = bench_accounts(accounts)
-        super().__init__(workdir, extra_accounts=self.accounts, sharding="true", lease_namespace="default", **kwargs)
+        super().__init__(
+            workdir,
+            extra_accounts=self.accounts,
+            sharding="true",
+            lease_namespace="default",
+            lease_name="rtc-recording-operator",  # the sharder's
+            **kwargs,
+        )
         try:
             for account in self.accounts:
                 self.namespace(account.name)
@@ -557,8 +562,16 @@ class ShardedStack(Stack):
         return scrape(f"http://127.0.0.1:{self.shards[name].env['RTCREC_METRICS_PORT']}/metrics")
 
     def sharder(self) -> str | None:
-        """The shard that holds the sharder's Lease (`rtcrec_leader` 1), as its own metrics say."""
-        return next((n for n in self.running() if total(self.shard_metrics(n), "rtcrec_leader") == 1), None)
+        """The running shard that holds the sharder's Lease (RTCREC_LEASE_NAME), as the apiserver has it."""
+        holder = (self.lease(self.env["RTCREC_LEASE_NAME"]) or {}).get("spec", {}).get("holderIdentity")
+        return holder if holder in self.running() else None
+
+    def lease(self, name: str) -> dict | None:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.env['RTCREC_LEASE_NAMESPACE']}/leases/{name}"
+        try:
+            return self.loop.run(self.kube.request("GET", path))
+        except NotFound:
+            return None
 
     def owners(self, namespace: str) -> Counter:
         """Objects of `namespace` by their shard label ("" unlabelled), as the driver's watch sees them."""
@@ -569,11 +582,8 @@ class ShardedStack(Stack):
     def lease_expiry(self, name: str) -> float:
         """When the Lease of shard `name` expires unless renewed (renewTime + its duration), on this
         process's monotonic clock."""
-        lease = self.loop.run(
-            self.kube.request(
-                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.env['RTCREC_LEASE_NAMESPACE']}/leases/{name}"
-            )
-        )
+        lease = self.lease(name)
+        assert lease is not None, f"shard {name} has no Lease"
         renewed = datetime.fromisoformat(lease["spec"]["renewTime"].replace("Z", "+00:00"))
         wall = renewed.timestamp() + lease["spec"]["leaseDurationSeconds"]
         return time.monotonic() + wall - time.time()

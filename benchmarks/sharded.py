@@ -16,7 +16,7 @@ AccessKey (50 calls/s each: 150 in all). Each run:
    are killed, a fourth added and removed; the audit at settle, then delete-all.
 
 A shard's share is what the driver's watch sees labelled for it (`rtc.recording.io/shard`); the
-sharder is the shard whose /metrics say `rtcrec_leader 1`.
+sharder is the holder of the release's Lease (RTCREC_LEASE_NAME).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from rtc_recording.api.names import DRAIN_LABEL
 from rtc_recording.cluster.processes import wait_for
 
 from .harness import (
-    DRAIN_LABEL,
     Account,
     ShardedStack,
     manifest,
@@ -39,7 +39,7 @@ from .harness import (
     others_cores,
     total,
 )
-from .scenarios import QUOTA, WRITES, _seed, api_sum, audit, clean, log, seed_template
+from .scenarios import QUOTA, WRITES, _seed, api_detail, api_sum, audit, clean, log, seed_template
 
 COMPLETED_EVERY = 20  # as (c): every 20th seeded recording Completed, the others Recording
 
@@ -127,6 +127,7 @@ def restart(workdir: Path, runs: int, n: int) -> list[dict[str, Any]]:
         api = stack.apiserver_requests()
         api.subtract(api_before)
         results[0]["assign_writes"] = api_sum(api, WRITES, ("rtcrecordings",))
+        results[0]["assign_api_detail"] = api_detail(api)
         results[0]["assign_shares"] = dict(shares(stack))
         log(f"s: {present} labelled in {results[0]['assign_seconds']:.1f} s: {dict(shares(stack))}")
         share, first = shares(stack), {}
