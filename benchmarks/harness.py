@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rtc_recording.api.keys import derive_key
-from rtc_recording.api.names import GROUP, PLURAL, SHARD_LABEL, USAGE_LABEL, VERSION
+from rtc_recording.api.names import DRAIN_LABEL, GROUP, PLURAL, SHARD_LABEL, USAGE_LABEL, VERSION
 from rtc_recording.api.recording import RtcRecordingSpec, status_of
 from rtc_recording.api.task import TaskInfo, TaskStatus
 from rtc_recording.cloud.aliyun import AliyunRecordingCloud
@@ -775,6 +775,7 @@ class Tracker:
         self.task_at: dict[tuple[str, str], float] = {}
         self.recording_at: dict[tuple[str, str], float] = {}
         self.labels: dict[tuple[str, str], dict[str, str]] = {}
+        self.moves: Counter = Counter()  # shard label changes: "drain" (to the drain label's shard), "reassign"
         self.deleted: set[tuple[str, str]] = set()
         self._future = None
 
@@ -798,7 +799,10 @@ class Tracker:
             self.labels.pop(key, None)
             return
         self.deleted.discard(key)
-        self.labels[key] = meta.get("labels") or {}
+        before, labels = self.labels.get(key) or {}, meta.get("labels") or {}
+        if before.get(SHARD_LABEL) and labels.get(SHARD_LABEL) not in (None, before[SHARD_LABEL]):
+            self.moves["drain" if before.get(DRAIN_LABEL) == labels[SHARD_LABEL] else "reassign"] += 1
+        self.labels[key] = labels
         self.phase[key] = status.get("phase")
         self.task[key] = status.get("taskId")
         if status.get("taskId"):

@@ -187,7 +187,7 @@ def _restart_once(stack: ShardedStack, new: list[tuple[float, Account, dict]]) -
     wait_for(
         lambda: all([new_ones(), _note_handled(stack, share, started, resumed)]),  # both polled every time
         600,
-        interval=0.1,
+        interval=0.25,  # as (c): each poll scrapes every shard's /metrics
         what="every share handled and the new recordings Recording",
         details=lambda: f"handled: {resumed} of {dict(share)}; new: {len(created)} created",
     )
@@ -384,7 +384,7 @@ def _target(stack: ShardedStack, rng: random.Random, what: str, down: str | None
 
 def chaos(stack: ShardedStack, rng: random.Random, seconds: float) -> dict[str, Any]:
     log(f"s: chaos for {seconds:.0f} s: {', '.join(what for _, what in CHAOS_EVENTS)} under creates and deletes")
-    throttled_before = stack.throttled()
+    throttled_before, moves_before = stack.throttled(), stack.tracker.moves.copy()
     created: list[tuple[str, str]] = []
     deleted: set[tuple[str, str]] = set()
     stop = threading.Event()
@@ -469,6 +469,8 @@ def chaos(stack: ShardedStack, rng: random.Random, seconds: float) -> dict[str, 
         "chaos_draining": last["draining"],
         "chaos_deleted_left": last["lingering"],
         "chaos_shards_running": len(stack.running()),
+        "chaos_drained": stack.tracker.moves["drain"] - moves_before["drain"],
+        "chaos_reassigned": stack.tracker.moves["reassign"] - moves_before["reassign"],
     }
     log(
         f"s: chaos settled in {settle_seconds} s: duplicates {out['chaos_duplicates']}, leaks {out['chaos_leaks']}, "
