@@ -374,6 +374,7 @@ def _rebalance(variant: str, what: str) -> list[Row]:
             "",
             None,
         ),
+        (f"{variant}_killed_sharder", "... it held the sharder's Lease (runs)", "{}", "", None),
         (f"{variant}_moved_recordings", "... its account's recordings", "{:.0f}", "", None),
         (
             f"{variant}_moved_seconds",
@@ -466,7 +467,15 @@ SECTIONS["s"] = (
             "150 (the 3 quotas)",
             None,
         ),
-        ("throughput_window_starts_per_s", "... the same from the first TaskId to the last", "{:.0f}", "", None),
+        ("throughput_ratio", "... ratio to the quotas' ceiling (150/s)", "{:.2f}", "", None),
+        (
+            "throughput_window_starts_per_s",
+            "... Starts per second from the first TaskId to the last",
+            "{:.0f}",
+            "",
+            None,
+        ),
+        ("throughput_starts", "... Starts sent", "{:.0f}", "", None),
         ("throughput_throttled", "... Throttling.User answers to the 3 accounts' keys", "{:.0f}", "0", zero),
         *_per_shard(
             "throughput_cpu_ms_per_start", "CPU-ms per Start (its process CPU / its accounts' Starts)", "{:.1f}"
@@ -488,7 +497,7 @@ SECTIONS["s"] = (
         *_rebalance("sharder", "The sharder"),
         (
             "chaos_created",
-            "60 s of creates (4/s) and deletes (every third) of the 3 accounts' recordings while a shard is "
+            "60 s of creates (about 4/s) and deletes (every third) of the 3 accounts' recordings while a shard is "
             "restarted, one killed and started 22 s later, a 4th added and removed, the sharder restarted: created",
             "{:.0f}",
             "",
@@ -505,6 +514,7 @@ SECTIONS["s"] = (
         ("chaos_wrong", "... wrong (Recording with a task that is not live)", "{:.0f}", "0", zero),
         ("chaos_off_live_shards", "... recordings labelled for a shard that is not running", "{:.0f}", "0", zero),
         ("chaos_draining", "... recordings still draining", "{:.0f}", "0", zero),
+        ("chaos_deleted_left", "... recordings deleted in the chaos and still there", "{:.0f}", "0", zero),
         ("delete_seconds", "delete-all afterwards: every recording gone and no live task after", "{:.1f} s", "", None),
         ("delete_resources_left", "... recordings left", "{:.0f}", "0", zero),
         ("delete_live_tasks", "... live tasks left (leaks)", "{:.0f}", "0", zero),
