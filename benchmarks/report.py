@@ -476,6 +476,7 @@ SECTIONS["s"] = (
             None,
         ),
         ("throughput_starts", "... Starts sent", "{:.0f}", "", None),
+        ("throughput_writes_per_start", "... apiserver writes per Start (the label's included)", "{:.2f}", "", None),
         ("throughput_throttled", "... Throttling.User answers to the 3 accounts' keys", "{:.0f}", "0", zero),
         *_per_shard(
             "throughput_cpu_ms_per_start", "CPU-ms per Start (its process CPU / its accounts' Starts)", "{:.1f}"

@@ -239,7 +239,7 @@ def throughput(stack: ShardedStack, per_account: int) -> dict[str, Any]:
         made = join_and_make(stack, account, [f"pre-{i}" for i in range(per_account)])
         stack.create(account.name, made)
         keys += [(account.name, m["metadata"]["name"]) for m in made]
-    usage_before, starts_before = stack.usage(), starts(stack)
+    usage_before, starts_before, api_before = stack.usage(), starts(stack), stack.apiserver_requests()
     started = stack.start_shards()
     stack.receiver.start()
     labelled: list[float] = []
@@ -252,6 +252,8 @@ def throughput(stack: ShardedStack, per_account: int) -> dict[str, Any]:
     wait_for(all_recording, 600, interval=0.1, what=f"{n} Recording")
     seconds = max(stack.tracker.recording_at[k] for k in keys) - started
     usage = stack.usage()
+    api = stack.apiserver_requests()
+    api.subtract(api_before)
     made = {name: count - starts_before[name] for name, count in starts(stack).items()}
     first, last = min(stack.tracker.task_at[k] for k in keys), max(stack.tracker.task_at[k] for k in keys)
     ours = sum(
@@ -268,6 +270,8 @@ def throughput(stack: ShardedStack, per_account: int) -> dict[str, Any]:
         "throughput_quota_per_s": QUOTA * len(accounts),
         "throughput_throttled": stack.throttled(),
         "throughput_starts": sum(made.values()),
+        "throughput_writes_per_start": api_sum(api, WRITES) / n,  # the sharder's label writes included
+        "throughput_api_detail": api_detail(api),
         "throughput_cores_ours": ours / seconds,
         "throughput_others_cores": others_cores(usage_before, usage, seconds),
         "throughput_apiserver_cpu_s": usage["kube-apiserver"]["cpu"] - usage_before["kube-apiserver"]["cpu"],
