@@ -427,6 +427,13 @@ SECTIONS["s"] = (
             None,
         ),
         ("assign_writes", "... apiserver writes on RtcRecordings meanwhile", "{:.0f}", "", None),
+        (
+            "assign_balanced_seconds",
+            "... the accounts spread over the 3 shards after the start (a shard the sharder saw late: a drain)",
+            "{:.1f} s",
+            "",
+            None,
+        ),
         ("assign_handled_seconds", "... every shard had handled its share after the start", "{:.1f} s", "", None),
         (
             "restart_resumed_seconds",
@@ -499,7 +506,7 @@ SECTIONS["s"] = (
         (
             "chaos_created",
             "60 s of creates (about 4/s) and deletes (every third) of the 3 accounts' recordings while a shard is "
-            "restarted, one killed and started 22 s later, a 4th added and removed, the sharder restarted: created",
+            "restarted, one killed and started 30 s later, a 4th added and removed, the sharder restarted: created",
             "{:.0f}",
             "",
             None,

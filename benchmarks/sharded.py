@@ -87,6 +87,13 @@ def steady(stack: ShardedStack) -> bool:
     return members == len(stack.running()) and placed(stack)
 
 
+def balanced(stack: ShardedStack) -> bool:
+    """Steady, and the accounts spread over the running shards within 1 of each other, as the sharder
+    spreads them (decide/shards.py): no move to come. Only where these are all the accounts there are."""
+    per_shard = Counter({name: 0 for name in stack.running()}) + Counter(owner(stack, a) for a in stack.accounts)
+    return steady(stack) and max(per_shard.values()) - min(per_shard.values()) <= 1
+
+
 def accounts_on(stack: ShardedStack, shard: str) -> float:
     """Accounts the sharder has put on `shard` (its `rtcrec_shard_accounts`)."""
     sharder = stack.sharder()
@@ -124,13 +131,19 @@ def restart(workdir: Path, runs: int, n: int) -> list[dict[str, Any]]:
         stack.receiver.start()
         wait_for(lambda: not shares(stack)[""], 600, interval=0.5, what="every recording labelled")
         results[0]["assign_seconds"] = time.monotonic() - started
+        # A shard whose Lease the sharder had not seen yet when it placed the accounts gets one now (a drain).
+        wait_for(lambda: balanced(stack), 600, interval=0.5, what="the accounts spread over the shards")
+        results[0]["assign_balanced_seconds"] = time.monotonic() - started
         api = stack.apiserver_requests()
         api.subtract(api_before)
         results[0]["assign_writes"] = api_sum(api, WRITES, ("rtcrecordings",))
         results[0]["assign_api_detail"] = api_detail(api)
-        results[0]["assign_shares"] = dict(shares(stack))
-        log(f"s: {present} labelled in {results[0]['assign_seconds']:.1f} s: {dict(shares(stack))}")
         share, first = shares(stack), {}
+        results[0]["assign_shares"] = dict(share)
+        log(
+            f"s: {present} labelled in {results[0]['assign_seconds']:.1f} s, spread in "
+            f"{results[0]['assign_balanced_seconds']:.1f} s: {dict(share)}"
+        )
         wait_for(lambda: _note_handled(stack, share, started, first), 600, what="every shard's share handled")
         results[0]["assign_handled_seconds"] = max(first.values())
 
@@ -167,6 +180,7 @@ def _note_handled(stack: ShardedStack, share: Counter, started: float, done: dic
 
 
 def _restart_once(stack: ShardedStack, new: list[tuple[float, Account, dict]]) -> dict[str, Any]:
+    wait_for(lambda: balanced(stack), 120, what="the accounts spread over the shards")  # nothing will move
     share = shares(stack)
     exits_before = sum(len(k.exits) for k in stack.shards.values())
     for kubelet in stack.shards.values():
@@ -365,12 +379,12 @@ def rebalance(stack: ShardedStack, kill_sharder: bool) -> dict[str, Any]:
 
 # Chaos events, as fractions of the chaos window: (when, what).
 CHAOS_EVENTS = (
-    (0.08, "restart"),  # a shard SIGKILLed and started at once (a container restart): nothing moves
-    (0.20, "kill"),  # another one SIGKILLed and left down: its account reassigned after its Lease
-    (0.37, "add"),  # shard-3 added (a StatefulSet scaled up): an account drained to it
-    (0.57, "back"),  # the killed one started again
-    (0.73, "remove"),  # shard-3 stopped (SIGTERM, scaled down): its Lease is kept, so reassigned after it
-    (0.87, "restart-sharder"),  # the sharder SIGKILLed and started at once
+    (0.05, "restart"),  # a shard SIGKILLed and started at once (a container restart): nothing moves
+    (0.10, "kill"),  # another one SIGKILLed and left down: its account reassigned once its Lease expired (10 s)
+    (0.45, "add"),  # shard-3 added (a StatefulSet scaled up), after that reassignment: an account drained to it
+    (0.60, "back"),  # the killed one started again: 4 shards for 3 accounts, nothing moves
+    (0.72, "remove"),  # shard-3 stopped (SIGTERM, scaled down): its Lease is kept, so reassigned after it
+    (0.88, "restart-sharder"),  # the sharder SIGKILLed and started at once
 )
 CREATES_PER_SECOND = 4.0  # the load: creates of the three accounts' recordings; every third a delete too
 
