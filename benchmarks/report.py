@@ -514,6 +514,7 @@ SECTIONS["s"] = (
         ("chaos_deleted", "... deleted", "{:.0f}", "", None),
         ("chaos_drained", "... recordings moved by a handover (drain), as the driver's watch saw", "{:.0f}", "", None),
         ("chaos_reassigned", "... recordings moved off a dead shard (reassign)", "{:.0f}", "", None),
+        ("chaos_stop_seconds", "... shard-3 exited after its SIGTERM (a scale-down's wait)", "{:.1f} s", "", None),
         ("chaos_settle_seconds", "... settled after the last event", "{:.1f} s", "", None),
         ("chaos_duplicates", "... duplicates at settle", "{:.0f}", "0", zero),
         ("chaos_leaks", "... leaks", "{:.0f}", "0", zero),

@@ -423,6 +423,7 @@ def chaos(stack: ShardedStack, rng: random.Random, seconds: float) -> dict[str, 
         except BaseException as exc:  # said after the run, not lost in a thread
             failures.append(exc)
 
+    out: dict[str, Any] = {}
     worker = threading.Thread(target=load, name="chaos-load", daemon=True)
     began = time.monotonic()
     worker.start()
@@ -443,7 +444,9 @@ def chaos(stack: ShardedStack, rng: random.Random, seconds: float) -> dict[str, 
             if what in ("restart", "add", "back", "restart-sharder"):
                 stack.shards[name].start()
             if what == "remove":
+                stopping = time.monotonic()
                 stack.shards[name].stop()
+                out["chaos_stop_seconds"] = time.monotonic() - stopping
             log(f"s: chaos {what} {name} at {time.monotonic() - began:.0f} s")
         time.sleep(max(0.0, began + seconds - time.monotonic()))
     finally:
@@ -474,7 +477,7 @@ def chaos(stack: ShardedStack, rng: random.Random, seconds: float) -> dict[str, 
     except AssertionError:
         settle_seconds = None
     a = last["audit"]
-    out: dict[str, Any] = {
+    out |= {
         "chaos_created": len(created),
         "chaos_deleted": len(deleted),
         "chaos_settle_seconds": settle_seconds,
