@@ -374,7 +374,6 @@ def _rebalance(variant: str, what: str) -> list[Row]:
             "",
             None,
         ),
-        (f"{variant}_killed_sharder", "... it held the sharder's Lease (runs)", "{}", "", None),
         (f"{variant}_moved_recordings", "... its account's recordings", "{:.0f}", "", None),
         (
             f"{variant}_moved_seconds",
@@ -407,7 +406,7 @@ def _rebalance(variant: str, what: str) -> list[Row]:
         ),
         (
             f"{variant}_back_seconds",
-            "... started again: the sharder gave it an account (drained to it) after its start",
+            "... started again: an account drained to it after its start",
             "{:.1f} s",
             "",
             None,
@@ -486,7 +485,9 @@ SECTIONS["s"] = (
         ("throughput_writes_per_start", "... apiserver writes per Start (the label's included)", "{:.2f}", "", None),
         ("throughput_throttled", "... Throttling.User answers to the 3 accounts' keys", "{:.0f}", "0", zero),
         *_per_shard(
-            "throughput_cpu_ms_per_start", "CPU-ms per Start (its process CPU / its accounts' Starts)", "{:.1f}"
+            "throughput_cpu_ms_per_start",
+            "CPU-ms per Start (its process CPU / the Starts of the accounts it has at the end)",
+            "{:.1f}",
         ),
         *_per_shard("throughput_sharder", "ran the sharder (runs)", "{}"),
         (
