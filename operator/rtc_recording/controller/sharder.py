@@ -15,6 +15,7 @@ its runs are named after their time, so a run both shards create is created once
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sys
 import time
@@ -36,6 +37,7 @@ from rtc_recording.api.names import (
 from rtc_recording.api.recording import TERMINAL
 from rtc_recording.controller import leader
 from rtc_recording.controller.classresolver import ClassResolver
+from rtc_recording.controller.dispatch import needs_handler
 from rtc_recording.controller.membership import Membership
 from rtc_recording.controller.shard import Shard
 from rtc_recording.decide import shards
@@ -46,7 +48,7 @@ from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
-WRITERS = 32  # label writes at once: a dead shard's 3 000 objects move in seconds, the apiserver not swamped
+WRITERS = 32  # label writes at once: as many as the dispatcher's handlers, the apiserver not swamped
 NAMESPACE_LABELS_SECONDS = 30.0  # a default class's namespaceSelector reads the labels this old at most
 MEMBERS = Gauge("rtcrec_shard_members", "Shards alive, as the sharder sees their Leases (in the sharder only).")
 ACCOUNTS = Gauge("rtcrec_shard_accounts", "Accounts each shard is given (in the sharder only).", ["shard"])
@@ -67,6 +69,7 @@ class Seen:
     shard: str | None
     drain: str | None
     in_use: str | None  # the class a recording that is not finished uses (class status), or a schedule names
+    urgent: bool = True  # it needs a handler (dispatch.needs_handler): labelled before objects at rest
 
 
 class Sharder:
@@ -84,20 +87,26 @@ class Sharder:
         self._labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._changed = asyncio.Event()
         self._writing: set[tuple[str, Key]] = set()
-        self._slots = asyncio.Semaphore(WRITERS)
-        self._tasks: set[asyncio.Task] = set()
+        # Writes to make, the urgent first (see _balance), then in the order decided.
+        self._queue: asyncio.PriorityQueue[tuple[bool, int, tuple[str, Key, Seen, shards.Relabel]]] = (
+            asyncio.PriorityQueue()
+        )
+        self._order = itertools.count()
 
     async def run(self) -> None:
         spaces: list[str | None] = [*self.namespaces] or [None]
         watches = [
-            *(Reflector(self.kube, recording_path(ns), self._saw("recordings"), page_size=100) for ns in spaces),
+            # Beside its list, a watch: a recording created while 10 000 are listed is labelled at once.
+            *(
+                Reflector(
+                    self.kube, recording_path(ns), self._saw("recordings"), page_size=100, watch_while_listing=True
+                )
+                for ns in spaces
+            ),
             *(Reflector(self.kube, schedule_path(ns), self._saw("schedules"), page_size=100) for ns in spaces),
         ]
-        try:
-            await asyncio.gather(*(w.run() for w in watches), self._members(), self._balance())
-        finally:
-            for task in self._tasks:
-                task.cancel()
+        writers = [self._writer() for _ in range(WRITERS)]
+        await asyncio.gather(*(w.run() for w in watches), self._members(), self._balance(), *writers)
 
     def classes_in_use(self) -> set[str]:
         """The classes a recording that is not finished uses or a schedule's template names (classstatus.py)."""
@@ -119,6 +128,7 @@ class Sharder:
                     labels.get(SHARD_LABEL),
                     labels.get(DRAIN_LABEL),
                     _class_of(subject) if kind == "schedules" or phase not in TERMINAL else None,
+                    kind == "schedules" or needs_handler(obj),
                 )
             self.put(kind, key, seen)
 
@@ -220,12 +230,17 @@ class Sharder:
             except TimeoutError:
                 pass
             self._changed.clear()
-            for kind, key, seen, change in list(self.plan()):
-                self._writing.add((kind, key))
-                task = asyncio.create_task(self._write(kind, key, seen, change))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            # New objects and those that need a handler first: a dead shard's 3 000 objects at rest take the
+            # apiserver tens of seconds to relabel, and what waits for a Start must not wait behind them.
+            for planned in self.plan():
+                self._writing.add((planned[0], planned[1]))
+                self._queue.put_nowait((not planned[2].urgent, next(self._order), planned))
             await asyncio.sleep(0.1)  # a burst's events are decided together
+
+    async def _writer(self) -> None:
+        while True:
+            _, _, planned = await self._queue.get()
+            await self._write(*planned)
 
     async def _write(self, kind: str, key: Key, seen: Seen, change: shards.Relabel) -> None:
         path = (recording_path if kind == "recordings" else schedule_path)(*key)
@@ -236,10 +251,9 @@ class Sharder:
         reassigned = change.shard is not None and seen.shard is not None and seen.shard != change.shard
         mark = self.membership.marks.get(seen.shard or "") if reassigned else None
         try:
-            async with self._slots:
-                written = await self.kube.patch_labels(
-                    path, labels, seen.resource_version, {EVENTS_MARK: mark} if mark else None
-                )
+            written = await self.kube.patch_labels(
+                path, labels, seen.resource_version, {EVENTS_MARK: mark} if mark else None
+            )
             if reassigned:
                 MOVES.labels(how="reassign").inc()
                 log.info("%s %s/%s: shard %s is gone; now on %s", kind, *key, seen.shard, change.shard)
@@ -258,8 +272,9 @@ class Sharder:
                         drain=now.get(DRAIN_LABEL),
                     ),
                 )
-        except (k8s.Conflict, k8s.NotFound):
-            pass  # changed or gone: its watch event brings the next decision
+        except (k8s.Conflict, k8s.NotFound):  # changed or gone: its watch event brings the next decision
+            if self.objects[kind].get(key) is not seen:
+                self._dirty.add((kind, key))  # ... which came while this write waited
         except k8s.KubeError as exc:
             log.warning("could not label %s %s/%s: %s", kind, *key, exc)
             self._dirty.add((kind, key))  # tried again at the next pass
