@@ -98,7 +98,22 @@ def sharder(leases):
     clock = Clock()
     members = Membership(10, clock)
     members.observe([{"metadata": {"name": n}, "spec": {"holderIdentity": n}} for n in leases])
-    return Sharder(None, None, [], members, 2), clock  # type: ignore[arg-type]  # plan() needs neither
+    s = Sharder(None, None, [], members, 2)  # type: ignore[arg-type]  # plan() needs neither
+    clock.now += 2  # its first retry period, in which it places no new account, is over
+    return s, clock
+
+
+def test_a_sharder_just_started_serves_placed_accounts_and_places_new_ones_a_retry_period_later():
+    clock = Clock()
+    members = Membership(10, clock)
+    members.observe([{"metadata": {"name": n}, "spec": {"holderIdentity": n}} for n in ("a", "b")])
+    s = Sharder(None, None, [], members, 2)  # type: ignore[arg-type]
+    s.put("recordings", ("x", "old"), Seen("1", "x/key", "a", None, None))
+    s.put("recordings", ("x", "new"), Seen("1", "x/key", None, None, None))
+    s.put("recordings", ("y", "new"), Seen("1", "y/key", None, None, None))
+    assert plan(s) == {("x", "new"): Relabel("a", None)}
+    clock.now += 2
+    assert plan(s) == {("y", "new"): Relabel("b", None)}
 
 
 def plan(s):

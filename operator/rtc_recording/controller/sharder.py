@@ -92,6 +92,7 @@ class Sharder:
             asyncio.PriorityQueue()
         )
         self._order = itertools.count()
+        self._since = membership.clock()
 
     async def run(self) -> None:
         spaces: list[str | None] = [*self.namespaces] or [None]
@@ -195,7 +196,7 @@ class Sharder:
                 current[account] = max(placed)[1]
         current.update({a: s for a, s in self.placed.items() if a in self._held and s in live})
         target = shards.assign(self._held, live, current)
-        now = time.monotonic()
+        now = self.membership.clock()
         everything = target != self.placed or live != self._live or now - self._looked > self.retry_period
         self.placed, self._live = target, live
         if everything:
@@ -209,10 +210,15 @@ class Sharder:
                 RECORDINGS.labels(shard=shard).set(n)
         keys = [(k, key) for k, view in self.objects.items() for key in view] if everything else list(self._dirty)
         self._dirty.clear()
+        # For its first retry period the sharder places no account that is on no shard yet: at a cold start every
+        # shard's Lease is listed by then (membership.py), and no account goes to the first shards up only to be
+        # moved to the others a moment later. An account with a shard is served at once.
+        settling = now - self._since < self.retry_period
         for kind, key in keys:
-            if (seen := self.objects[kind].get(key)) is None:
+            if (seen := self.objects[kind].get(key)) is None or (kind, key) in self._writing:
                 continue
-            if (kind, key) in self._writing:
+            if settling and seen.account not in current:
+                self._dirty.add((kind, key))
                 continue
             # A schedule needs no handover (see the module's docstring).
             acting = kind == "recordings" and seen.shard is not None and self.membership.acting(seen.shard)
@@ -220,9 +226,6 @@ class Sharder:
                 yield kind, key, seen, change
 
     async def _balance(self) -> None:
-        # A retry period first: at a cold start every shard's Lease is listed by then (membership.py), and no
-        # account is placed on the first shards up only to be moved to the others a moment later.
-        await asyncio.sleep(self.retry_period)
         while True:
             # At the next change, or each retry period: a Lease expires without an event.
             try:
