@@ -576,7 +576,7 @@ class ShardedStack(Stack):
     def owners(self, namespace: str) -> Counter:
         """Objects of `namespace` by their shard label ("" unlabelled), as the driver's watch sees them."""
         return Counter(
-            labels.get(SHARD_LABEL, "") for (ns, _), labels in list(self.tracker.labels.items()) if ns == namespace
+            labels.get(SHARD_LABEL, "") for (ns, _), labels in self.tracker.labels.copy().items() if ns == namespace
         )
 
     def lease_expiry(self, name: str) -> float:

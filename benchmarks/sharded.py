@@ -69,7 +69,7 @@ def owner(stack: ShardedStack, account: Account) -> str | None:
 def draining(stack: ShardedStack) -> int:
     return sum(
         1
-        for (ns, _), labels in list(stack.tracker.labels.items())
+        for (ns, _), labels in stack.tracker.labels.copy().items()
         if DRAIN_LABEL in labels and ns in {a.name for a in stack.accounts}
     )
 
