@@ -1,13 +1,13 @@
 """The sharder: in one shard at a time (the holder of the release's Lease), it labels every RtcRecording
 and schedule with the shard of its account, and moves accounts as shards come and go (docs/sharding.md).
 
-It keeps a few fields of every object (a watch of all of them, in pages), the shards' Leases (listed
-every retry period) and decides with decide/shards.py. Every write is a compare-and-swap on the
+It keeps a few fields of every object (a watch of all of them, in pages), reads the shards' Leases
+as every shard sees them (membership.py) and decides with decide/shards.py. Every write is a compare-and-swap on the
 object's resourceVersion: a decision made on a stale view fails, and the watch brings the next one.
 So two sharders at once (one that lost its Lease and has not noticed yet) are wasteful, not unsafe:
 only a dead shard's objects are relabelled without their owner's handover.
 
-An RtcRecording moves from a live shard by a handover (controller/handover.py): the sharder sets the
+An RtcRecording moves from a live shard by a handover (controller/shard.py): the sharder sets the
 drain label, the owner stops acting on it and writes the new shard itself. A schedule moves at once:
 its runs are named after their time, so a run both shards create is created once.
 """
@@ -172,9 +172,10 @@ class Sharder:
         if seen is None:
             return
         counts = self._held.setdefault(seen.account, Counter())
-        counts[seen.drain or seen.shard or ""] += delta  # a moving object counts where it goes
-        if counts[seen.drain or seen.shard or ""] <= 0:
-            del counts[seen.drain or seen.shard or ""]
+        where = seen.drain or seen.shard or ""  # a moving object counts where it goes
+        counts[where] += delta
+        if counts[where] <= 0:
+            del counts[where]
             if not counts:
                 del self._held[seen.account]
 
