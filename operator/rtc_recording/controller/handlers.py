@@ -113,9 +113,7 @@ async def _run(config: Settings) -> None:
     Kopf's peering, keeps the other replicas out; docs/ha.md). Sharded, the Lease is the shard's own,
     named after it: it acts at once, on its share (docs/sharding.md)."""
     kube = Kube(Connection.load())
-    timing = leader.Timing(
-        config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
-    )
+    timing = leader.Timing.of(config)
     identity = leader.identity(config.pod_name)
     if config.sharding:
         ring = {RING_LABEL: config.lease_name}

@@ -121,9 +121,7 @@ class Index:
         """One watch event (`type_` DELETED or anything else); returns what is kept, if anything."""
         self.last_event = self.clock()
         tracked = Tracked.of(obj)
-        old = self.objects.pop(tracked.key, None)
-        if old is not None and old.task_id and self._owners.get(old.task_id) == old.key:
-            del self._owners[old.task_id]
+        self.forget(tracked.key)
         if type_ == "DELETED":
             self.tombstones[tracked.uid] = tracked
             while len(self.tombstones) > TOMBSTONES_KEPT:
@@ -135,7 +133,7 @@ class Index:
         return tracked
 
     def forget(self, key: Key) -> None:
-        """Not ours any more, not deleted (docs/sharding.md): no tombstone."""
+        """Kept no more, without a tombstone (also a sharded object that moved away, docs/sharding.md)."""
         old = self.objects.pop(key, None)
         if old is not None and old.task_id and self._owners.get(old.task_id) == key:
             del self._owners[old.task_id]

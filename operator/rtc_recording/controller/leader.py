@@ -50,6 +50,7 @@ from rtc_recording.api.names import EVENTS_MARK, segment
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.errors import Conflict, NotFound
 from rtc_recording.metrics import metrics_response
+from rtc_recording.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ class Timing:
     duration: float  # D: a standby takes over after seeing no renewal for this long
     renew_deadline: float  # R: the leader exits when it could not renew for this long
     retry_period: float  # P: how often the leader renews and a standby looks
+
+    @classmethod
+    def of(cls, config: Settings) -> Timing:
+        return cls(
+            config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
+        )
 
     def __post_init__(self) -> None:
         if not 0 < self.retry_period < self.renew_deadline <= self.duration - 1:

@@ -81,10 +81,6 @@ class Membership:
             return spec.get("holderIdentity") == name and now - since < self._duration(spec)
         return now - self._missing.setdefault(name, now) < self.duration
 
-    def expired(self) -> set[str]:
-        """Shards seen and now dead (their Leases stay: a StatefulSet's pod comes back under its name)."""
-        return {name for name in self._seen if not self.acting(name)}
-
     def _duration(self, spec: dict) -> float:
         # Never trust a shorter duration than the holder announced (settings may differ during an upgrade).
         return max(self.duration, float(spec.get("leaseDurationSeconds") or 0))

@@ -314,9 +314,7 @@ async def lead(
         log.warning("no longer the sharder: %s", why)
         loop.call_soon_threadsafe(lost.set)
 
-    timing = leader.Timing(
-        config.lease_duration_seconds, config.lease_renew_deadline_seconds, config.lease_retry_period_seconds
-    )
+    timing = leader.Timing.of(config)
     lease = leader.Lease(kube, config.lease_namespace, config.lease_name, shard.name, timing, on_lost=on_lost)
     try:
         while True:

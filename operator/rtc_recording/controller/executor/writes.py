@@ -61,11 +61,14 @@ class Writes:
         object's pending Event if this process posted that one (nothing of the object is under way then)."""
         mark = self.posted_before()
         pending = status_of(obj).pending_event
-        if pending is not None and pending.at and pending.key.startswith(self._token):
-            if pending.key not in self._unposted and pending.key not in self._unsure:
-                after = timestamps.parse(pending.at) + timedelta(microseconds=1)
-                mark = max(mark, after.strftime(timestamps.MICRO_FORMAT))
+        if pending is not None and pending.at and self._posted_here(pending.key):
+            after = timestamps.parse(pending.at) + timedelta(microseconds=1)
+            mark = max(mark, after.strftime(timestamps.MICRO_FORMAT))
         return mark
+
+    def _posted_here(self, key: str) -> bool:
+        """A pendingEvent this process wrote (its key starts with the process's token) and posted."""
+        return key.startswith(self._token) and key not in self._unposted and key not in self._unsure
 
     async def write(
         self,
@@ -158,7 +161,7 @@ class Writes:
         if pending is None:
             return
         if pending.key.startswith(self._token):  # this process's: it knows
-            if pending.key not in self._unposted and pending.key not in self._unsure:
+            if self._posted_here(pending.key):
                 return
         elif actions.event_posted(pending.at, max(self.previous_mark, handed_mark(obj))):
             return  # the leader before posted it, or the shard that handed it over
