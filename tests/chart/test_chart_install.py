@@ -50,33 +50,27 @@ def crds(cluster):
     return cluster
 
 
+def installed(crds, helm, prefix: str, values: dict) -> Release:
+    """A release of the chart in a namespace of its own (the CRDs left to the crds fixture)."""
+    suffix = secrets.token_hex(3)
+    rel = Release(crds, helm, f"{prefix}-{suffix}", f"rtc-{prefix}-{suffix}")
+    rel.helm_run("install", str(CHART), "--create-namespace", values={"crds": {"enabled": False}, **values})
+    return rel
+
+
 @pytest.fixture(scope="module")
 def release(crds, helm):
-    suffix = secrets.token_hex(3)
-    rel = Release(crds, helm, f"chart-{suffix}", f"rtc-chart-{suffix}")
-    rel.helm_run(
-        "install",
-        str(CHART),
-        "--create-namespace",
-        values={"crds": {"enabled": False}, "callbacks": {"url": "https://cb.example.com"}},
-    )
+    rel = installed(crds, helm, "chart", {"callbacks": {"url": "https://cb.example.com"}})
     yield rel
     rel.helm_run("uninstall")
 
 
 @pytest.fixture(scope="module")
 def scoped_release(crds, helm):
-    suffix = secrets.token_hex(3)
-    watched = [f"team-a-{suffix}", f"team-b-{suffix}"]
+    watched = [f"team-a-{secrets.token_hex(3)}", f"team-b-{secrets.token_hex(3)}"]
     for ns in watched:
         crds.kubectl("create", "namespace", ns)
-    rel = Release(crds, helm, f"scoped-{suffix}", f"rtc-scoped-{suffix}")
-    rel.helm_run(
-        "install",
-        str(CHART),
-        "--create-namespace",
-        values={"crds": {"enabled": False}, "watchNamespaces": watched, "callbacks": {"enabled": False}},
-    )
+    rel = installed(crds, helm, "scoped", {"watchNamespaces": watched, "callbacks": {"enabled": False}})
     rel.watched = watched
     yield rel
     rel.helm_run("uninstall")
@@ -84,14 +78,7 @@ def scoped_release(crds, helm):
 
 @pytest.fixture(scope="module")
 def sharded_release(crds, helm):
-    suffix = secrets.token_hex(3)
-    rel = Release(crds, helm, f"sharded-{suffix}", f"rtc-sharded-{suffix}")
-    rel.helm_run(
-        "install",
-        str(CHART),
-        "--create-namespace",
-        values={"crds": {"enabled": False}, "sharding": {"enabled": True}},
-    )
+    rel = installed(crds, helm, "sharded", {"sharding": {"enabled": True}})
     yield rel
     rel.helm_run("uninstall")
 

@@ -52,6 +52,17 @@ class Shards:
         proc = self.procs[name] = RtcrecProcess("run", env, self.tmp_path / f"{name}.log").start()
         return proc
 
+    def start_three(self) -> None:
+        """shard-a, -b and -c, once the sharder knows all three: objects created before could be placed on two
+        shards and moved to the third."""
+        for name in ("shard-a", "shard-b", "shard-c"):
+            self.start(name)
+        wait_for(
+            lambda: any(self.metric(n, "rtcrec_shard_members") == 3 for n in self.procs),
+            what="three members",
+            details=self.logs,
+        )
+
     def metric(self, name: str, metric: str) -> float | None:
         try:
             return metric_total(self.ports[name], metric)
@@ -153,14 +164,7 @@ def all_recording_once(stack, namespaces: list[str], details) -> dict[tuple[str,
 
 
 def test_each_account_lands_on_a_shard_of_its_own_and_is_started_there(stack, shards, accounts):
-    for name in ("shard-a", "shard-b", "shard-c"):
-        shards.start(name)
-    # Created once the sharder knows all three: otherwise an account placed on two may move to the third.
-    wait_for(
-        lambda: any(shards.metric(n, "rtcrec_shard_members") == 3 for n in shards.procs),
-        what="three members",
-        details=shards.logs,
-    )
+    shards.start_three()
     wait_for(  # one sharder (a shard's metrics port is closed a moment while its server takes it over)
         lambda: sorted(shards.metric(n, "rtcrec_leader") or 0 for n in shards.procs) == [0, 0, 1],
         what="one sharder",
@@ -265,13 +269,7 @@ def test_a_move_never_lets_two_shards_start_one_recording(stack, shards, account
 
 
 def test_a_schedule_runs_on_its_accounts_shard_and_its_runs_are_created_there(stack, shards, accounts, emulator):
-    for name in ("shard-a", "shard-b", "shard-c"):
-        shards.start(name)
-    wait_for(
-        lambda: any(shards.metric(n, "rtcrec_shard_members") == 3 for n in shards.procs),
-        what="three members",
-        details=shards.logs,
-    )
+    shards.start_three()
     for ns in accounts:
         channel = f"often-{ns}"
         for user in ("alice", "bob"):

@@ -22,6 +22,15 @@ def setup(labels=None):
     return kube, index, Shard("a", kube, index, lambda o: "2026-12-07T00:00:00.000000Z", 10), obj
 
 
+async def drained_while_busy(kube, shard):
+    """Something under way for r (until `gate` is set), then the sharder's drain label on it, as written."""
+    gate = asyncio.Event()
+    busy = asyncio.create_task(shard.act((NS, "r"), gate.wait()))
+    await asyncio.sleep(0)
+    drained = kube.edit(NS, "r", lambda o: o["metadata"]["labels"].update({DRAIN_LABEL: "b"}))
+    return gate, busy, drained
+
+
 def test_a_shard_acts_only_on_what_its_index_holds():
     async def main():
         kube, index, shard, obj = setup()
@@ -43,10 +52,7 @@ def test_a_shard_acts_only_on_what_its_index_holds():
 def test_the_handover_waits_for_what_is_under_way_then_writes_the_next_owner_and_its_mark():
     async def main():
         kube, index, shard, obj = setup()
-        gate = asyncio.Event()
-        busy = asyncio.create_task(shard.act((NS, "r"), gate.wait()))
-        await asyncio.sleep(0)
-        drained = kube.edit(NS, "r", lambda o: o["metadata"]["labels"].update({DRAIN_LABEL: "b"}))
+        gate, busy, drained = await drained_while_busy(kube, shard)
         index.forget((NS, "r"))
         shard.hand_over(drained)
         await asyncio.sleep(0.1)
@@ -67,10 +73,7 @@ def test_the_handover_waits_for_what_is_under_way_then_writes_the_next_owner_and
 def test_a_move_called_off_before_the_handover_keeps_the_object():
     async def main():
         kube, index, shard, obj = setup()
-        gate = asyncio.Event()
-        busy = asyncio.create_task(shard.act((NS, "r"), gate.wait()))
-        await asyncio.sleep(0)
-        drained = kube.edit(NS, "r", lambda o: o["metadata"]["labels"].update({DRAIN_LABEL: "b"}))
+        gate, busy, drained = await drained_while_busy(kube, shard)
         shard.hand_over(drained)
         kube.edit(NS, "r", lambda o: o["metadata"]["labels"].pop(DRAIN_LABEL))  # the sharder changed its mind
         gate.set()
