@@ -285,12 +285,17 @@ def test_a_schedule_runs_on_its_accounts_shard_and_its_runs_are_created_there(st
             },
         )
 
-    def runs() -> dict[str, list[dict]]:
-        return {ns: list(objects(stack, [ns]).values()) for ns in accounts}
+    # Replace deletes each run as the next comes: collect every run seen, not the ones alive at once.
+    seen: dict[str, dict[str, str | None]] = {ns: {} for ns in accounts}
 
-    wait_for(lambda: all(len(r) >= 2 for r in runs().values()), timeout=60, what="two runs each", details=shards.logs)
-    for ns, made in runs().items():
+    def two_runs_each() -> bool:
+        for (ns, name), run in objects(stack, accounts).items():
+            seen[ns][name] = label(run)
+        return all(len(runs) >= 2 for runs in seen.values())
+
+    wait_for(two_runs_each, timeout=60, what="two runs each", details=shards.logs)
+    for ns, runs in seen.items():
         path = f"/apis/rtc.recording.io/v1alpha1/namespaces/{ns}/rtcrecordingschedules/often"
         owner = label(stack.cluster.api.request("GET", path))
-        assert owner in shards.procs and {label(r) for r in made} == {owner}, shards.logs()
+        assert owner in shards.procs and set(runs.values()) == {owner}, shards.logs()
     assert len({label(o) for o in objects(stack, accounts).values()}) == 3
