@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rtc_recording.api.recording import status_of
 from rtc_recording.decide import actions
-from rtc_recording.decide.classes import account_fields
+from rtc_recording.decide.classes import account_fields, class_of
 from rtc_recording.decide.ownership import Sealer
 
 Key = tuple[str, str]
@@ -53,8 +53,7 @@ class Tracked:
         due = actions.due_at(status_of(obj), controls) if timed else None
         region, secret_namespace, secret = account_fields(obj)
         phase = status.get("phase")
-        pinned = (status.get("recordingClass") or {}).get("name")
-        class_name = pinned or (obj.get("spec") or {}).get("recordingClassName")
+        class_name = class_of(obj)
         return cls(
             sys.intern(meta["namespace"]),  # shared by every object of a namespace, as the phases are
             meta["name"],

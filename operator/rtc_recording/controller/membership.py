@@ -66,12 +66,7 @@ class Membership:
 
     def live(self) -> set[str]:
         """The shards to give accounts to: each holds its own Lease, renewed within the lease duration."""
-        now = self.clock()
-        return {
-            name
-            for name, (spec, since) in self._seen.items()
-            if spec.get("holderIdentity") == name and now - since < self._duration(spec)
-        }
+        return {name for name in self._seen if self.acting(name)}
 
     def acting(self, name: str) -> bool:
         """May shard `name` still act? Only a shard known dead may lose its objects without a handover."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from rtc_recording.api import timestamps
 from rtc_recording.api.evidence import Evidence
-from rtc_recording.api.names import DRAIN_LABEL, SHARD_LABEL, STOP_FINALIZER, recording_path
+from rtc_recording.api.names import SHARD_LABEL, STOP_FINALIZER, recording_path
 from rtc_recording.api.recording import SETTLED, TERMINAL
 from rtc_recording.cloud.accounts import CloudClients
 from rtc_recording.controller import evidence, health, relay, replays, sealing, ssrf
@@ -218,8 +218,7 @@ class Operator:
         self.executor.ctx.waiting.forget(uid)
         self.refused.pop(uid, None)
         self.pins.forget(uid)  # every user of its Secret moves with it: the next shard pins it
-        labels = obj["metadata"].get("labels") or {}
-        if moving and self.shard is not None and labels.get(SHARD_LABEL) == self.shard.name and labels.get(DRAIN_LABEL):
+        if moving and self.shard is not None and self.shard.draining(obj):
             self.shard.hand_over(obj)
 
     async def handle(self, obj: dict, retry: int) -> None:

@@ -50,6 +50,11 @@ class Shard:
         labels = obj["metadata"].get("labels") or {}
         return labels.get(SHARD_LABEL) != self.name or bool(labels.get(DRAIN_LABEL))
 
+    def draining(self, obj: dict) -> bool:
+        """Is this shard's object asked to move (the sharder's drain label)?"""
+        labels = obj["metadata"].get("labels") or {}
+        return labels.get(SHARD_LABEL) == self.name and bool(labels.get(DRAIN_LABEL))
+
     def left(self, obj: dict) -> bool:
         """A DELETED watch event: did the object leave this shard's label selector rather than go? The
         event carries the object as it last matched, so its labels cannot tell. An object that had a task
@@ -112,8 +117,7 @@ class Shard:
                     obj = await self.kube.get_recording(*key)
                 except k8s.NotFound:
                     return
-                labels = obj["metadata"].get("labels") or {}
-                if labels.get(SHARD_LABEL) != self.name or not labels.get(DRAIN_LABEL):
+                if not self.draining(obj):
                     return  # moved already, or kept here after all: its watch event says so
             except k8s.KubeError as exc:
                 log.warning("%s/%s: could not hand over to shard %s: %s; trying again", *key, target, exc)

@@ -41,6 +41,7 @@ from rtc_recording.controller.dispatch import needs_handler
 from rtc_recording.controller.membership import Membership
 from rtc_recording.controller.shard import Shard
 from rtc_recording.decide import shards
+from rtc_recording.decide.classes import class_of
 from rtc_recording.kube import errors as k8s
 from rtc_recording.kube.client import Kube
 from rtc_recording.kube.reflector import Reflector
@@ -128,7 +129,7 @@ class Sharder:
                     sys.intern(await self._account(subject)),  # one string per account, not per object
                     labels.get(SHARD_LABEL),
                     labels.get(DRAIN_LABEL),
-                    _class_of(subject) if kind == "schedules" or phase not in TERMINAL else None,
+                    class_of(subject) if kind == "schedules" or phase not in TERMINAL else None,
                     kind == "schedules" or needs_handler(obj),
                 )
             self.put(kind, key, seen)
@@ -291,11 +292,6 @@ def _template(schedule: dict) -> dict:
     """A schedule's runs as the account sees them: its template's spec, in its namespace."""
     spec = ((schedule.get("spec") or {}).get("template") or {}).get("spec") or {}
     return {"metadata": {"namespace": schedule["metadata"]["namespace"]}, "spec": spec}
-
-
-def _class_of(obj: dict) -> str | None:
-    pinned = ((obj.get("status") or {}).get("recordingClass") or {}).get("name")
-    return pinned or (obj.get("spec") or {}).get("recordingClassName")
 
 
 async def lead(

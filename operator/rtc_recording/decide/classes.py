@@ -315,13 +315,23 @@ def class_pending(status: RtcRecordingStatus, reason: str, message: str, generat
 def account_fields(obj: dict) -> tuple[str | None, str | None, str | None]:
     """(region, Secret namespace, Secret name) a resource's cloud calls use: its own, else its pinned class's
     (the region as the effective spec has it: unless dropped)."""
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    pin = status.get("recordingClass") or {}
-    region = effective_spec(spec, pin).get("region")
-    if (own := spec.get("credentialsSecretRef")) and own.get("name"):
-        return region, obj["metadata"].get("namespace"), own["name"]
-    ref = pin.get("credentialsSecretRef") or {}
-    return region, ref.get("namespace"), ref.get("name")
+    spec, pin = obj.get("spec") or {}, (obj.get("status") or {}).get("recordingClass") or {}
+    return effective_spec(spec, pin).get("region"), *credentials_of(obj)
+
+
+def credentials_of(obj: dict) -> tuple[str | None, str | None]:
+    """(namespace, name) of the credentials Secret a resource's cloud calls use: its own, else its pinned
+    class's; no name: the operator's own."""
+    if (own := (obj.get("spec") or {}).get("credentialsSecretRef")) and own.get("name"):
+        return obj["metadata"].get("namespace"), own["name"]
+    ref = ((obj.get("status") or {}).get("recordingClass") or {}).get("credentialsSecretRef") or {}
+    return ref.get("namespace"), ref.get("name")
+
+
+def class_of(obj: dict) -> str | None:
+    """The class a resource was started from (pinned in status), else the one it names."""
+    pinned = ((obj.get("status") or {}).get("recordingClass") or {}).get("name")
+    return pinned or (obj.get("spec") or {}).get("recordingClassName")
 
 
 def pin_patch(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:

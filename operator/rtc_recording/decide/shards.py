@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from rtc_recording.decide.classes import RecordingClass, default_class
+from rtc_recording.decide.classes import RecordingClass, credentials_of, default_class
 
 OPERATOR_ACCOUNT = ""  # the operator's own credentials (RTCREC_ACCESS_KEY_ID or the pod's RAM role)
 
@@ -36,13 +36,12 @@ def account_of(obj: dict, classes: Mapping[str, RecordingClass], labels: Mapping
     schedule's namespace): `<namespace>/<Secret>` or OPERATOR_ACCOUNT. A class pinned in status decides
     for a started recording; before that the class it names, or the namespace's default class
     (`labels`: the namespace's labels, None when there is no default class to choose)."""
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    if (own := spec.get("credentialsSecretRef")) and own.get("name"):
-        return f"{obj['metadata']['namespace']}/{own['name']}"
-    if (pin := status.get("recordingClass")) is not None:
-        ref = pin.get("credentialsSecretRef") or {}
-        return f"{ref['namespace']}/{ref['name']}" if ref.get("name") else OPERATOR_ACCOUNT
-    named = spec.get("recordingClassName")
+    namespace, name = credentials_of(obj)
+    if name:
+        return f"{namespace}/{name}"
+    if (obj.get("status") or {}).get("recordingClass") is not None:
+        return OPERATOR_ACCOUNT  # started from a class without a Secret
+    named = (obj.get("spec") or {}).get("recordingClassName")
     chosen = classes.get(named) if named else default_class(list(classes.values()), dict(labels or {}))
     if chosen is not None and chosen.credentials is not None:
         return "/".join(chosen.credentials)
